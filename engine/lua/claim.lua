@@ -1,0 +1,62 @@
+-- claim.lua: take up to COUNT jobs in strict priority order and mark them active.
+--
+-- KEYS[1]        meta hash (holds the paused flag); KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2]        consumer name of the claiming worker
+-- ARGV[3]        COUNT: how many jobs at most
+-- ARGV[4]        D: number of entries already delivered to this consumer by a
+--                blocking XREADGROUP, to activate before reading more
+-- ARGV[5 ..]     3 fields per delivered entry: level, entry id, job id
+-- Reply          {paused (0/1), then 9 fields per job:
+--                 job id, level, entry id, fence, attempt, max attempts,
+--                 timeout_ms, payload, created_ms}
+--
+-- Levels are read one at a time with a non-blocking XREADGROUP, so a level
+-- is served only when every more urgent level has nothing new. (COUNT in a
+-- multi-stream XREADGROUP is per stream, which would not be strict.)
+-- Entries whose job hash is gone are acknowledged and dropped.
+
+local base, consumer = ARGV[1], ARGV[2]
+local remaining = tonumber(ARGV[3])
+local delivered = tonumber(ARGV[4])
+local now = now_ms()
+local out = { 0 }
+
+local function activate(level, eid, jid)
+  local jk = base .. 'job:' .. jid
+  local f = redis.call('HMGET', jk, 'payload', 'att', 'max', 'to', 'fence', 'cat')
+  if not f[1] then
+    redis.call('XACK', stream_key(level), GROUP, eid)
+    redis.call('XDEL', stream_key(level), eid)
+    return
+  end
+  local att, fence = tonumber(f[2]) + 1, tonumber(f[5]) + 1
+  redis.call('HSET', jk, 'state', 'active', 'att', att, 'fence', fence, 'sat', int(now), 'wk', consumer)
+  for _, v in ipairs({ jid, level, eid, fence, att, f[3], f[4], f[1], f[6] }) do
+    table.insert(out, v)
+  end
+  remaining = remaining - 1
+end
+
+for i = 0, delivered - 1 do
+  local o = 5 + i * 3
+  activate(ARGV[o], ARGV[o + 1], ARGV[o + 2])
+end
+
+if redis.call('HGET', KEYS[1], 'paused') == '1' then
+  out[1] = 1
+  return out
+end
+
+local level = 0
+while remaining > 0 and KEYS[2 + level] do
+  local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', remaining, 'STREAMS', stream_key(level), '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      activate(level, e[1], e[2][2])
+    end
+  else
+    level = level + 1
+  end
+end
+return out

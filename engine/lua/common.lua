@@ -1,0 +1,99 @@
+-- common.lua: helpers prepended to every transition script (see scripts.rs).
+--
+-- Conventions shared by all scripts:
+--   KEYS[1]      the queue's meta hash; it routes the call to the queue's
+--                Redis Cluster slot. Scripts that touch priority streams get
+--                them as KEYS[2 .. 1 + levels], most urgent first.
+--   ARGV[1]      the queue's key base, e.g. "sluice:{emails}:". Job hashes and
+--                the other keys of the queue are derived from it and share
+--                the "{emails}" hash tag, so they live in the same slot.
+-- Times are Redis server milliseconds (TIME), so every machine of a fleet
+-- agrees on due times whatever its own clock says.
+
+local GROUP = 'workers'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Stream of priority level `level` (0 = most urgent).
+local function stream_key(level)
+  return KEYS[2 + tonumber(level)]
+end
+
+-- Delay before the next attempt: min(cap, base * factor^(attempt-1)),
+-- lowered by up to `jitter` (0..1) of itself at random. jitter = 1 is the
+-- "full jitter" of the AWS architecture blog; the default keeps the nominal
+-- 2 s, 4 s, 8 s recognisable while still spreading a thundering herd.
+-- `policy` is the job's "base_ms,factor,cap_ms,jitter" field.
+local function backoff_ms(policy, attempt)
+  local base, factor, cap, jitter = string.match(policy or '', '^([^,]+),([^,]+),([^,]+),([^,]+)$')
+  base, factor, cap, jitter = tonumber(base) or 2000, tonumber(factor) or 2, tonumber(cap) or 3600000, tonumber(jitter) or 0
+  local d = base * (factor ^ math.max(attempt - 1, 0))
+  if d > cap then d = cap end
+  d = d - d * jitter * math.random()
+  return math.floor(d)
+end
+
+-- Put a job back in line: ready now, or in `delayed` until now + delay.
+local function schedule(base, jk, jid, prio, delay, now)
+  if delay <= 0 then
+    redis.call('XADD', stream_key(prio), '*', 'i', jid)
+    redis.call('HSET', jk, 'state', 'waiting', 'due', int(now))
+  else
+    redis.call('ZADD', base .. 'delayed', int(now + delay), jid)
+    redis.call('HSET', jk, 'state', 'delayed', 'due', int(now + delay))
+  end
+end
+
+-- Move a job to the dead letters, keeping at most `cap` of them: the oldest
+-- beyond the cap are deleted with their job hashes, so memory stays bounded.
+local function bury(base, jk, jid, reason, cap, now)
+  redis.call('HSET', jk, 'state', 'dead', 'err', reason, 'fat', int(now))
+  redis.call('PERSIST', jk)
+  local dead = base .. 'dead'
+  redis.call('ZADD', dead, int(now), jid)
+  local excess = redis.call('ZCARD', dead) - cap
+  if excess > 0 then
+    local oldest = redis.call('ZRANGE', dead, 0, excess - 1)
+    for _, old in ipairs(oldest) do
+      redis.call('DEL', base .. 'job:' .. old)
+    end
+    redis.call('ZREMRANGEBYRANK', dead, 0, excess - 1)
+  end
+end
+
+-- Append one failed attempt to the job's error history (last 10 kept).
+local function record_error(jk, attempt, err, now)
+  local raw = redis.call('HGET', jk, 'hist')
+  local hist = {}
+  if raw then hist = cjson.decode(raw) end
+  table.insert(hist, { attempt = attempt, error = err, at = now })
+  while #hist > 10 do table.remove(hist, 1) end
+  redis.call('HSET', jk, 'err', err, 'hist', cjson.encode(hist))
+end
+
+-- A failed attempt: retry after `delay` (or the job's backoff when delay is
+-- negative) while attempts are left, otherwise dead-letter. `bury_now`
+-- skips the remaining attempts. Returns 'retry' or 'dead'.
+local function fail(base, jk, jid, err, delay, bury_now, cap, now)
+  local f = redis.call('HMGET', jk, 'att', 'max', 'bo', 'prio')
+  local att, max = tonumber(f[1]) or 0, tonumber(f[2]) or 1
+  local stats = base .. 'stats'
+  redis.call('HINCRBY', stats, 'failed', 1)
+  record_error(jk, att, err, now)
+  if (not bury_now) and att < max then
+    if delay < 0 then delay = backoff_ms(f[3], att) end
+    schedule(base, jk, jid, f[4], delay, now)
+    redis.call('HINCRBY', stats, 'retried', 1)
+    return 'retry'
+  end
+  bury(base, jk, jid, err, cap, now)
+  redis.call('HINCRBY', stats, 'dead', 1)
+  return 'dead'
+end

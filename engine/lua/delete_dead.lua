@@ -1,0 +1,20 @@
+-- delete_dead.lua: delete dead letters and their job hashes.
+--
+-- KEYS[1]        meta hash
+-- ARGV[1]        key base
+-- ARGV[2 ..]     job ids; with none, the oldest 1000 (the caller loops until 0)
+-- Reply          number of dead letters deleted
+
+local base = ARGV[1]
+local dead = base .. 'dead'
+local ids = {}
+for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
+if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, 999) end
+local deleted = 0
+for _, jid in ipairs(ids) do
+  if redis.call('ZREM', dead, jid) == 1 then
+    redis.call('DEL', base .. 'job:' .. jid)
+    deleted = deleted + 1
+  end
+end
+return deleted

@@ -1,0 +1,50 @@
+-- enqueue.lua: add one job or a batch, in one call.
+--
+-- KEYS[1]        meta hash (routing); KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2]        number of jobs N
+-- ARGV[3 ..]     9 fields per job:
+--                  id, payload, priority, delay_ms, max_attempts,
+--                  backoff "base_ms,factor,cap_ms,jitter", timeout_ms (0 = none),
+--                  idempotency key ('' = none), idempotency window ms
+-- Reply          2 fields per job: the job id, and 1 when an idempotency key
+--                matched an earlier job (the id is then that job's), else 0.
+--
+-- A job whose id already exists is not added again: a client that retries a
+-- call whose reply it lost cannot enqueue twice.
+
+local base = ARGV[1]
+local n = tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+local added = 0
+for i = 0, n - 1 do
+  local o = 3 + i * 9
+  local jid, payload, prio, delay = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3])
+  local idem, window = ARGV[o + 7], ARGV[o + 8]
+  local existing = nil
+  if idem ~= '' then
+    local ik = base .. 'idem:' .. idem
+    if not redis.call('SET', ik, jid, 'NX', 'PX', window) then
+      existing = redis.call('GET', ik)
+    end
+  end
+  local jk = base .. 'job:' .. jid
+  if existing then
+    table.insert(out, existing)
+    table.insert(out, existing == jid and 0 or 1)
+  elseif redis.call('EXISTS', jk) == 1 then
+    table.insert(out, jid)
+    table.insert(out, 0)
+  else
+    redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4],
+      'bo', ARGV[o + 5], 'to', ARGV[o + 6], 'fence', 0, 'cat', int(now))
+    if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
+    schedule(base, jk, jid, prio, delay, now)
+    added = added + 1
+    table.insert(out, jid)
+    table.insert(out, 0)
+  end
+end
+if added > 0 then redis.call('HINCRBY', base .. 'stats', 'enqueued', added) end
+return out

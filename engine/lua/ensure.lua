@@ -1,0 +1,18 @@
+-- ensure.lua: create the queue's priority streams and their consumer group
+-- where missing. Idempotent; run when a queue handle opens and after Redis
+-- lost its data (a NOGROUP error).
+--
+-- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- Reply          number of groups created
+--
+-- Groups start at id 0, so entries added before the group existed are read.
+
+local created = 0
+local level = 0
+while KEYS[2 + level] do
+  local r = redis.pcall('XGROUP', 'CREATE', stream_key(level), GROUP, '0', 'MKSTREAM')
+  if type(r) == 'table' and r.ok then created = created + 1 end
+  level = level + 1
+end
+return created

@@ -1,0 +1,55 @@
+-- reclaim.lua: take over jobs whose worker died, and send each through the
+-- failure path (retry with backoff, or dead-letter when no attempts are left)
+-- so attempt accounting lives in one place.
+--
+-- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2]        consumer name of the reclaiming worker
+-- ARGV[3]        visibility timeout ms: entries idle longer are reclaimed
+-- ARGV[4]        at most this many entries per stream and call (the PEL is
+--                scanned from its start, following the XAUTOCLAIM cursor, so
+--                entries that are kept alive cannot hide idle ones behind them)
+-- ARGV[5]        dead-letter cap
+-- ARGV[6]        random seed for backoff jitter
+-- Reply          {retried, dead, dropped (entries whose job was gone)}
+--
+-- Each reclaimed job's fence is raised first, so the presumed-dead worker's
+-- late complete/retry is refused (see settle.lua). A worker that is alive
+-- refreshes its entries' idle time well inside the visibility timeout.
+
+local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+math.randomseed(tonumber(ARGV[6]))
+local now = now_ms()
+local retried, dead, dropped = 0, 0, 0
+local level = 0
+while KEYS[2 + level] do
+  local stream = stream_key(level)
+  local cursor, claimed = '0-0', 0
+  repeat
+    local r = redis.call('XAUTOCLAIM', stream, GROUP, consumer, min_idle, cursor, 'COUNT', count - claimed)
+    cursor = r[1]
+    claimed = claimed + #r[2]
+    for _, e in ipairs(r[2]) do
+      local eid = e[1]
+      redis.call('XACK', stream, GROUP, eid)
+      redis.call('XDEL', stream, eid)
+      local jid = e[2] and e[2][2]
+      local jk = jid and (base .. 'job:' .. jid)
+      if jk and redis.call('EXISTS', jk) == 1 then
+        redis.call('HINCRBY', jk, 'fence', 1)
+        redis.call('HDEL', jk, 'wk')
+        local err = 'worker lost: no progress for ' .. min_idle .. ' ms (visibility timeout)'
+        if fail(base, jk, jid, err, -1, false, cap, now) == 'retry' then
+          retried = retried + 1
+        else
+          dead = dead + 1
+        end
+      else
+        dropped = dropped + 1
+      end
+    end
+    dropped = dropped + #r[3]
+  until cursor == '0-0' or claimed >= count
+  level = level + 1
+end
+return { retried, dead, dropped }

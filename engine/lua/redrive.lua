@@ -1,0 +1,29 @@
+-- redrive.lua: send dead letters back to their priority stream with a fresh
+-- set of attempts.
+--
+-- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2 ..]     job ids; with none, the oldest dead letters, ARGV-less
+--                calls take at most 1000 (the caller loops until 0)
+-- Reply          number of jobs re-driven
+
+local base = ARGV[1]
+local dead = base .. 'dead'
+local ids = {}
+for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
+if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, 999) end
+local now = now_ms()
+local moved = 0
+for _, jid in ipairs(ids) do
+  if redis.call('ZREM', dead, jid) == 1 then
+    local jk = base .. 'job:' .. jid
+    local prio = redis.call('HGET', jk, 'prio')
+    if prio then
+      redis.call('HSET', jk, 'att', 0)
+      redis.call('HDEL', jk, 'fat')
+      schedule(base, jk, jid, prio, 0, now)
+      moved = moved + 1
+    end
+  end
+end
+return moved

@@ -1,0 +1,61 @@
+-- settle.lua: record the outcomes of a batch of finished attempts.
+--
+-- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2]        keep window for completed jobs, ms (0 = delete at once)
+-- ARGV[3]        dead-letter cap
+-- ARGV[4]        random seed for backoff jitter
+-- ARGV[5]        N: number of outcomes
+-- ARGV[6 ..]     7 fields per outcome:
+--                  job id, level, entry id, fence, kind, text, delay_ms
+--                kind: done (text = result) | fail (text = error; the job's
+--                backoff) | retry (text = error; delay_ms given) | bury
+--                (text = reason) | snooze (delay_ms; no attempt used)
+-- Reply          one status per outcome: done, retry, dead, snoozed,
+--                fenced (the fence moved on: another worker owns the job now,
+--                nothing was changed) or gone (the job no longer exists).
+
+local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+math.randomseed(tonumber(ARGV[4]))
+local n = tonumber(ARGV[5])
+local now = now_ms()
+local out = {}
+local completed = 0
+for i = 0, n - 1 do
+  local o = 6 + i * 7
+  local jid, level, eid, fence, kind, text, delay =
+    ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
+  local jk = base .. 'job:' .. jid
+  local cur = redis.call('HGET', jk, 'fence')
+  local stream = stream_key(level)
+  if not cur then
+    redis.call('XACK', stream, GROUP, eid)
+    redis.call('XDEL', stream, eid)
+    table.insert(out, 'gone')
+  elseif cur ~= fence then
+    table.insert(out, 'fenced')
+  else
+    redis.call('XACK', stream, GROUP, eid)
+    redis.call('XDEL', stream, eid)
+    if kind == 'done' then
+      completed = completed + 1
+      if keep > 0 then
+        redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', int(now))
+        redis.call('HDEL', jk, 'wk')
+        redis.call('PEXPIRE', jk, keep)
+      else
+        redis.call('DEL', jk)
+      end
+      table.insert(out, 'done')
+    elseif kind == 'snooze' then
+      redis.call('HINCRBY', jk, 'att', -1)
+      schedule(base, jk, jid, redis.call('HGET', jk, 'prio'), delay, now)
+      table.insert(out, 'snoozed')
+    else
+      if kind == 'fail' then delay = -1 end
+      table.insert(out, fail(base, jk, jid, text, delay, kind == 'bury', cap, now))
+    end
+  end
+end
+if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end
+return out

@@ -1,0 +1,254 @@
+//! The connection to Redis, shared by every queue handle of a process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::{Error, Result};
+use crate::keys::{QueueKeys, queues_key, validate_name};
+use crate::options::QueueConfig;
+use crate::queue::Queue;
+use crate::store::{RetryPolicy, Store, with_retry};
+
+/// When an enqueue counts as acknowledged. See the crate docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Redis has the job in memory. A Redis crash can lose what it had not
+    /// yet written to its AOF (up to a second with `appendfsync everysec`).
+    #[default]
+    Memory,
+    /// Redis appended the job to its AOF and fsynced it before answering.
+    /// Needs `appendonly yes` with `appendfsync always` on the server; Sluice
+    /// checks at connect and warns when the server is not set up so.
+    Fsync,
+    /// At least `replicas` replicas have the job (`WAIT`) within `timeout`;
+    /// otherwise the enqueue fails with an error (the job may still be
+    /// there: retrying with the same idempotency key is safe).
+    Replicated {
+        /// Replicas that must have the job.
+        replicas: u32,
+        /// How long to wait for them.
+        timeout: Duration,
+    },
+}
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Redis URL, for example `redis://127.0.0.1:6379/`.
+    pub url: String,
+    /// First part of every key (`sluice`); separate prefixes are separate
+    /// worlds on one Redis.
+    pub prefix: String,
+    /// Retries of each call while Redis is unreachable.
+    pub retry: RetryPolicy,
+    /// Longest wait for a reply to a normal command.
+    pub response_timeout: Duration,
+    /// Longest wait to open a connection.
+    pub connect_timeout: Duration,
+    /// When an enqueue counts as acknowledged.
+    pub durability: Durability,
+}
+
+impl ClientConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "sluice".to_owned(),
+            retry: RetryPolicy::default(),
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            durability: Durability::Memory,
+        }
+    }
+
+    /// Use this key prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Use this retry policy.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Use this durability setting.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+}
+
+/// A connection to Redis (reconnecting by itself), from which queue handles
+/// are made. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    redis: redis::Client,
+    conn: ConnectionManager,
+    config: ClientConfig,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("prefix", &self.inner.config.prefix)
+            .field("durability", &self.inner.config.durability)
+            .finish()
+    }
+}
+
+fn manager_config(config: &ClientConfig, response_timeout: Duration) -> ConnectionManagerConfig {
+    // The manager's own reconnect retries stay few: our calls retry with
+    // backoff around it, so a call fails within a bounded time.
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+impl Client {
+    /// Connect with default settings.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(ClientConfig::new(url)).await
+    }
+
+    /// Connect with `config`. Fails with [`Error::Unavailable`] when Redis
+    /// cannot be reached within the retry policy.
+    pub async fn connect_with(config: ClientConfig) -> Result<Self> {
+        validate_name("prefix", &config.prefix)?;
+        let redis = redis::Client::open(config.url.as_str()).map_err(|source| Error::Redis {
+            operation: "parse redis url",
+            source,
+        })?;
+        let mc = manager_config(&config, config.response_timeout);
+        let conn = with_retry(config.retry, "connect", || {
+            ConnectionManager::new_with_config(redis.clone(), mc.clone())
+        })
+        .await?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                redis,
+                conn,
+                config,
+            }),
+        };
+        client.check_durability().await;
+        Ok(client)
+    }
+
+    /// The client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// A handle on queue `name` with default settings; creates the queue's
+    /// streams and group when missing.
+    pub async fn queue(&self, name: &str) -> Result<Queue> {
+        self.queue_with(name, QueueConfig::default()).await
+    }
+
+    /// A handle on queue `name` with `config`.
+    pub async fn queue_with(&self, name: &str, config: QueueConfig) -> Result<Queue> {
+        config.validate()?;
+        let keys = QueueKeys::new(&self.inner.config.prefix, name)?;
+        let store = Store::new(self.inner.conn.clone(), keys, self.inner.config.retry);
+        store.ensure().await?;
+        Ok(Queue::new(self.clone(), store, config))
+    }
+
+    /// Names of every queue opened under this prefix, sorted.
+    pub async fn queues(&self) -> Result<Vec<String>> {
+        let key = queues_key(&self.inner.config.prefix);
+        let mut names: Vec<String> = with_retry(self.inner.config.retry, "list queues", || {
+            let mut conn = self.inner.conn.clone();
+            let key = key.clone();
+            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut conn).await }
+        })
+        .await?;
+        names.sort();
+        Ok(names)
+    }
+
+    /// True when Redis answers PING now (one try, no retries): for
+    /// readiness probes.
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// A connection of its own for blocking reads, whose response timeout
+    /// leaves room for a BLOCK of `block`.
+    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
+        let config = &self.inner.config;
+        let mc = manager_config(config, block + config.response_timeout);
+        let redis = self.inner.redis.clone();
+        with_retry(config.retry, "connect for blocking reads", || {
+            ConnectionManager::new_with_config(redis.clone(), mc.clone())
+        })
+        .await
+    }
+
+    /// Warn when the server cannot give the promised durability.
+    async fn check_durability(&self) {
+        let mut conn = self.inner.conn.clone();
+        match self.inner.config.durability {
+            Durability::Memory => {}
+            Durability::Fsync => {
+                let cfg: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("append*")
+                    .query_async(&mut conn)
+                    .await;
+                let cfg = cfg.unwrap_or_default();
+                let get = |k: &str| {
+                    cfg.chunks(2)
+                        .find(|c| c[0] == k)
+                        .and_then(|c| c.get(1).cloned())
+                        .unwrap_or_default()
+                };
+                if get("appendonly") != "yes" || get("appendfsync") != "always" {
+                    tracing::warn!(
+                        appendonly = %get("appendonly"),
+                        appendfsync = %get("appendfsync"),
+                        "durability 'fsync' needs appendonly yes and appendfsync always on the Redis server; an acknowledged enqueue can be lost in a Redis crash"
+                    );
+                }
+            }
+            Durability::Replicated { replicas, .. } => {
+                let info: redis::RedisResult<String> = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await;
+                let connected = info
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("connected_slaves:"))
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                if connected < replicas {
+                    tracing::warn!(
+                        connected,
+                        wanted = replicas,
+                        "durability 'replicated' wants more replicas than Redis has; enqueues will fail until they connect"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Jobs as handlers see them, as lookups show them, and what handlers return.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The states of a job. Each variant says which component moves a job out of
+/// it; `docs/state-machine.md` draws them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// In its priority stream, ready. A worker's claim (`claim.lua`) moves it
+    /// to `Active`.
+    Waiting,
+    /// Waiting for its due time (a delayed job, or a retry's backoff). The
+    /// promoter (`promote.lua`) moves it to `Waiting`.
+    Delayed,
+    /// Claimed by a worker. The worker's outcome (`settle.lua`) moves it to
+    /// `Completed`, `Delayed`/`Waiting` (retry, snooze) or `Dead`; the
+    /// reclaimer (`reclaim.lua`) does the same for a worker that died.
+    Active,
+    /// Finished. Terminal: its hash expires after the keep window.
+    Completed,
+    /// Out of attempts, or buried by its handler. Re-drive (`redrive.lua`)
+    /// moves it back to `Waiting`; deletion removes it.
+    Dead,
+}
+
+impl JobState {
+    /// The name stored in the job hash and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Delayed => "delayed",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "waiting" => JobState::Waiting,
+            "delayed" => JobState::Delayed,
+            "active" => JobState::Active,
+            "completed" => JobState::Completed,
+            "dead" => JobState::Dead,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A claimed job, handed to a [`Handler`](crate::Handler).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job's id.
+    pub id: String,
+    /// The queue it came from.
+    pub queue: String,
+    /// This run's number, 1 for the first.
+    pub attempt: u32,
+    /// Runs allowed in all.
+    pub max_attempts: u32,
+    /// Priority level it was claimed at.
+    pub priority: u8,
+    /// Run timeout, if any.
+    pub timeout: Option<Duration>,
+    /// When it was enqueued, Redis server time in ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The payload as stored (MessagePack when enqueued through the typed API).
+    pub payload: Vec<u8>,
+    pub(crate) entry_id: String,
+    pub(crate) fence: u64,
+}
+
+impl Job {
+    /// Decode the payload into `T`. A payload that does not decode is a
+    /// poison message: return `Outcome::Bury` with the error (the typed
+    /// handler adapter [`handler_fn`](crate::handler_fn) does this for you).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
+        rmp_serde::from_slice(&self.payload).map_err(|e| DecodeError(e.to_string()))
+    }
+
+    /// True when a failure of this run sends the job to the dead letters.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.max_attempts
+    }
+}
+
+/// A payload that could not be decoded into the handler's type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payload could not be decoded: {0}")]
+pub struct DecodeError(pub String);
+
+/// What a handler says happened to a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Finished.
+    Done,
+    /// Finished, with a result kept on the job for its keep window.
+    DoneWith(String),
+    /// Failed: retry after `after` (the job's backoff when `None`) while
+    /// attempts are left, otherwise dead-letter. Counts an attempt.
+    Retry {
+        /// Why it failed.
+        reason: String,
+        /// Retry after this long instead of the backoff.
+        after: Option<Duration>,
+    },
+    /// Not now: run again after this long, without using an attempt.
+    Snooze(Duration),
+    /// Give up now: dead-letter with this reason, whatever attempts are left.
+    Bury(String),
+}
+
+/// One failed attempt in a job's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The attempt's number.
+    pub attempt: u32,
+    /// The error.
+    pub error: String,
+    /// When it failed, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// A job as a lookup shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: String,
+    /// Its queue.
+    pub queue: String,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// Priority level.
+    pub priority: u8,
+    /// Runs started so far.
+    pub attempt: u32,
+    /// Runs allowed in all.
+    pub max_attempts: u32,
+    /// Run timeout in ms, if any.
+    pub timeout_ms: Option<u64>,
+    /// The last error (for a dead job: why it died).
+    pub last_error: Option<String>,
+    /// Failed attempts, oldest first (the last 10).
+    pub errors: Vec<AttemptError>,
+    /// Enqueue time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// When it is or was due to run.
+    pub due_at_ms: Option<u64>,
+    /// When its latest run started.
+    pub started_at_ms: Option<u64>,
+    /// When it completed or died.
+    pub finished_at_ms: Option<u64>,
+    /// The worker that holds it while active.
+    pub worker: Option<String>,
+    /// Its idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The result its handler recorded.
+    pub result: Option<String>,
+    /// The raw payload.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+}
+
+impl JobInfo {
+    /// The payload as JSON, when it is MessagePack (as the typed API and the
+    /// HTTP API store it); `None` when it is not.
+    pub fn payload_json(&self) -> Option<serde_json::Value> {
+        rmp_serde::from_slice(&self.payload).ok()
+    }
+
+    /// Build from a job hash (`HGETALL`); `None` when the hash is empty.
+    pub(crate) fn from_hash(queue: &str, id: &str, h: HashMap<String, Vec<u8>>) -> Option<Self> {
+        if h.is_empty() {
+            return None;
+        }
+        let text = |k: &str| h.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        let num = |k: &str| text(k).and_then(|s| s.parse::<u64>().ok());
+        Some(JobInfo {
+            id: id.to_owned(),
+            queue: queue.to_owned(),
+            state: text("state")
+                .and_then(|s| JobState::parse(&s))
+                .unwrap_or(JobState::Waiting),
+            priority: num("prio").unwrap_or(0).min(u64::from(u8::MAX)) as u8,
+            attempt: num("att").unwrap_or(0) as u32,
+            max_attempts: num("max").unwrap_or(1) as u32,
+            timeout_ms: num("to").filter(|t| *t > 0),
+            last_error: text("err"),
+            errors: text("hist")
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+            created_at_ms: num("cat").unwrap_or(0),
+            due_at_ms: num("due"),
+            started_at_ms: num("sat"),
+            finished_at_ms: num("fat"),
+            worker: text("wk"),
+            idempotency_key: text("idem"),
+            result: text("res"),
+            payload: h.get("payload").cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// Counts of one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// The queue.
+    pub queue: String,
+    /// Whether workers are told not to claim.
+    pub paused: bool,
+    /// Ready jobs per priority level, most urgent first.
+    pub waiting_by_priority: Vec<u64>,
+    /// Ready jobs in all.
+    pub waiting: u64,
+    /// Jobs claimed by workers.
+    pub active: u64,
+    /// Delayed jobs and retries waiting out their backoff.
+    pub delayed: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Jobs enqueued, ever.
+    pub enqueued_total: u64,
+    /// Jobs completed, ever.
+    pub completed_total: u64,
+    /// Attempts failed, ever.
+    pub failed_total: u64,
+    /// Retries scheduled, ever.
+    pub retried_total: u64,
+    /// Jobs dead-lettered, ever.
+    pub dead_total: u64,
+}

@@ -1,0 +1,138 @@
+//! Every Redis key Sluice uses is built here, and nowhere else.
+//!
+//! All keys of queue `q` carry `{q}` as a hash tag (`sluice:{q}:...`), so a
+//! queue lives in one Redis Cluster slot and its scripts never fail with
+//! CROSSSLOT. The registries (`sluice:queues`, `sluice:workers`) are global.
+
+use crate::error::Error;
+
+/// Number of strict priority levels: 0 (most urgent) to 9.
+pub const PRIORITY_LEVELS: u8 = 10;
+
+/// The consumer group every worker of a queue reads through.
+pub const GROUP: &str = "workers";
+
+/// Longest queue name accepted.
+pub const MAX_QUEUE_NAME_LEN: usize = 128;
+
+/// Key names of one queue under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKeys {
+    prefix: String,
+    queue: String,
+    base: String,
+}
+
+impl QueueKeys {
+    /// Keys of `queue` under `prefix` (for example `sluice`). Both must be
+    /// valid names (see [`validate_name`]).
+    pub fn new(prefix: &str, queue: &str) -> Result<Self, Error> {
+        validate_name("prefix", prefix)?;
+        validate_name("queue name", queue)?;
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            queue: queue.to_owned(),
+            base: format!("{prefix}:{{{queue}}}:"),
+        })
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The common start of every key of this queue: `sluice:{q}:`. Scripts
+    /// derive job hashes and the other keys of the queue from it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Stream of ready jobs at priority `level`.
+    pub fn stream(&self, level: u8) -> String {
+        format!("{}p:{level}", self.base)
+    }
+
+    /// All priority streams, most urgent first.
+    pub fn streams(&self) -> Vec<String> {
+        (0..PRIORITY_LEVELS).map(|l| self.stream(l)).collect()
+    }
+
+    /// Hash of one job: payload, options, state, attempt, fence, errors.
+    pub fn job(&self, id: &str) -> String {
+        format!("{}job:{id}", self.base)
+    }
+
+    /// Sorted set of delayed jobs and retries waiting out their backoff.
+    pub fn delayed(&self) -> String {
+        format!("{}delayed", self.base)
+    }
+
+    /// Sorted set of dead letters, scored by the time they died.
+    pub fn dead(&self) -> String {
+        format!("{}dead", self.base)
+    }
+
+    /// Hash of queue settings: the paused flag.
+    pub fn meta(&self) -> String {
+        format!("{}meta", self.base)
+    }
+
+    /// Hash of the queue's counters.
+    pub fn stats(&self) -> String {
+        format!("{}stats", self.base)
+    }
+
+    /// Registry of queues under this prefix.
+    pub fn queues(&self) -> String {
+        queues_key(&self.prefix)
+    }
+}
+
+/// Registry of all queue names under `prefix`.
+pub fn queues_key(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
+/// Check that `name` is usable inside the key layout: 1 to 128 characters of
+/// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
+/// `:` would blur the key layout, and `#` is kept for queue partitions.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_QUEUE_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            what,
+            name: name.chars().take(MAX_QUEUE_NAME_LEN + 1).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_queue_hash_tag() {
+        let k = QueueKeys::new("sluice", "emails").expect("valid");
+        assert_eq!(k.stream(3), "sluice:{emails}:p:3");
+        assert_eq!(k.job("abc"), "sluice:{emails}:job:abc");
+        for key in [k.delayed(), k.dead(), k.meta(), k.stats()] {
+            assert!(key.starts_with("sluice:{emails}:"), "{key}");
+        }
+        assert_eq!(k.queues(), "sluice:queues");
+    }
+
+    #[test]
+    fn names_that_break_the_layout_are_refused() {
+        for bad in ["", "a{b", "a}b", "a:b", "a b", "a#0", "ü", &"x".repeat(129)] {
+            assert!(QueueKeys::new("sluice", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(QueueKeys::new("bad:prefix", "q").is_err());
+        assert!(QueueKeys::new("sluice", "Orders_v2.eu-west").is_ok());
+    }
+}

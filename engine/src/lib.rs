@@ -1,0 +1,96 @@
+//! # sluice-engine: a durable job queue on Redis Streams
+//!
+//! ```no_run
+//! use sluice_engine::{Client, JobOptions, Outcome, Worker, handler_fn};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("redis://127.0.0.1:6379/").await?;
+//! let emails = client.queue("emails").await?;
+//! emails.enqueue(&"hello@example.com", JobOptions::new().priority(1)).await?;
+//!
+//! let worker = Worker::new(emails, handler_fn(|_job, to: String| async move {
+//!     println!("sending to {to}");
+//!     Ok(Outcome::Done)
+//! }));
+//! worker.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `client`: [`Client`], the reconnecting Redis connection and the
+//!   durability setting; makes [`Queue`] handles.
+//! - `queue`: [`Queue`], everything producers and operators do: enqueue
+//!   (single and batch), lookup, stats, pause/resume, dead letters, and the
+//!   manual claim/settle path.
+//! - `worker`: [`Worker`], which runs a [`Handler`] with a concurrency limit,
+//!   batch claims, batched settles, claim keep-alive and graceful shutdown.
+//! - `promoter`, `reclaimer`: the worker's background loops that promote due
+//!   delayed jobs and take over jobs of dead workers.
+//! - `handler`: the [`Handler`] trait and the typed adapter [`handler_fn`].
+//! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
+//! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
+//! - `store`: the only module that talks to Redis, one method per transition.
+//! - `scripts` and `lua/`: one Lua script per state transition.
+//! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
+//! - `error`: [`Error`].
+//!
+//! # Semantics
+//!
+//! - **At-least-once execution.** A job runs until a worker records its
+//!   outcome. If a worker dies mid-job, its claim goes idle; after the
+//!   queue's visibility timeout another worker reclaims the job and it runs
+//!   again (counting an attempt). So a job can run more than once, and
+//!   handlers should be idempotent; it is never lost once acknowledged.
+//! - **Fencing.** Every claim and reclaim raises the job's fence. An outcome
+//!   is recorded only with the current fence, so a worker that was presumed
+//!   dead cannot overwrite what the job's new owner recorded: its outcome is
+//!   refused ([`Settled::Fenced`]) and logged.
+//! - **Exactly-once enqueue under an idempotency key.** Within the key's
+//!   window, a second enqueue with the same key adds nothing and returns the
+//!   first job's id with `duplicate: true`. Without a key, a retried call
+//!   whose reply was lost is still not enqueued twice, because the job id is
+//!   made by the client before the first try.
+//! - **Strict priority.** Levels 0 (most urgent) to 9; a level is served only
+//!   when all more urgent levels have nothing ready. The one exception: a
+//!   worker woken from a blocking wait takes what arrived on any level at
+//!   that moment.
+//! - **Retries.** A failed attempt is retried after
+//!   `min(max, base * factor^(attempt-1))`, lowered at random by up to the
+//!   jitter share, while attempts are left (default 4 runs: the first and 3
+//!   retries after about 2 s, 4 s and 8 s); then the job is dead-lettered
+//!   with its error. Dead letters can be listed, inspected, re-driven and
+//!   deleted.
+//! - **What "acknowledged" means** ([`Durability`]): `Memory`, Redis has the
+//!   job in memory (a Redis crash loses what its AOF had not written, up to
+//!   a second with `appendfsync everysec`, everything without AOF); `Fsync`,
+//!   Redis appended it to its AOF and fsynced before answering (needs
+//!   `appendfsync always`, checked at connect); `Replicated`, `WAIT` saw the
+//!   given number of replicas take it.
+//! - **Bounded memory.** Completed jobs leave only counters (or a hash that
+//!   expires after the keep window); stream entries are deleted when their
+//!   job leaves the stream; dead letters are capped; idempotency keys expire.
+
+mod backoff;
+mod client;
+mod error;
+mod handler;
+mod job;
+pub mod keys;
+mod options;
+pub mod promoter;
+mod queue;
+pub mod reclaimer;
+mod scripts;
+mod store;
+mod worker;
+
+pub use client::{Client, ClientConfig, Durability};
+pub use error::{Error, Result};
+pub use handler::{Handler, HandlerError, TypedHandler, handler_fn};
+pub use job::{AttemptError, DecodeError, Job, JobInfo, JobState, Outcome, Stats};
+pub use keys::PRIORITY_LEVELS;
+pub use options::{Backoff, JobOptions, JobOptionsInput, QueueConfig};
+pub use queue::{Enqueued, NewJob, Queue};
+pub use store::{Promoted, Reclaimed, RetryPolicy, Settled};
+pub use worker::{Worker, WorkerConfig, WorkerReport};

@@ -1,0 +1,335 @@
+//! `Queue`: the public handle on one queue, for producers and operators.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::client::{Client, Durability};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobInfo, Outcome, Stats};
+use crate::options::{JobOptions, QueueConfig};
+use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, with_retry};
+
+/// A job to enqueue: its payload and options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// The payload bytes (MessagePack for typed handlers).
+    pub payload: Vec<u8>,
+    /// Its options.
+    pub options: JobOptions,
+}
+
+impl NewJob {
+    /// A job whose payload is `value` encoded as MessagePack.
+    pub fn new<T: Serialize + ?Sized>(value: &T, options: JobOptions) -> Result<Self> {
+        Ok(Self {
+            payload: rmp_serde::to_vec_named(value)?,
+            options,
+        })
+    }
+
+    /// A job with a payload already encoded.
+    pub fn raw(payload: Vec<u8>, options: JobOptions) -> Self {
+        Self { payload, options }
+    }
+}
+
+/// The answer to an enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    /// The job's id; on an idempotency hit, the id of the earlier job.
+    pub id: String,
+    /// True when the idempotency key matched an earlier job and nothing was
+    /// added.
+    pub duplicate: bool,
+}
+
+/// A handle on one queue. Cheap to clone; all clones share the connection.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    client: Client,
+    store: Store,
+    config: Arc<QueueConfig>,
+}
+
+impl Queue {
+    pub(crate) fn new(client: Client, store: Store, config: QueueConfig) -> Self {
+        Self {
+            client,
+            store,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.store.keys().queue()
+    }
+
+    /// The settings this handle uses.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Enqueue one job whose payload is `payload` as MessagePack.
+    pub async fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        payload: &T,
+        options: JobOptions,
+    ) -> Result<Enqueued> {
+        self.enqueue_raw(rmp_serde::to_vec_named(payload)?, options)
+            .await
+    }
+
+    /// Enqueue one job with an already encoded payload.
+    pub async fn enqueue_raw(&self, payload: Vec<u8>, options: JobOptions) -> Result<Enqueued> {
+        let mut out = self
+            .enqueue_batch(vec![NewJob::raw(payload, options)])
+            .await?;
+        out.pop().ok_or(Error::EmptyBatch)
+    }
+
+    /// Enqueue a batch in one round trip. Every job is checked first: one
+    /// invalid job refuses the whole batch and nothing is added.
+    pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        if jobs.len() > self.config.max_batch {
+            return Err(Error::BatchTooLarge {
+                size: jobs.len(),
+                max: self.config.max_batch,
+            });
+        }
+        let items = jobs
+            .into_iter()
+            .map(|job| self.item(job))
+            .collect::<Result<Vec<_>>>()?;
+        let reply = self.store.enqueue(&items).await?;
+        self.wait_for_durability().await?;
+        Ok(reply
+            .into_iter()
+            .map(|(id, duplicate)| Enqueued { id, duplicate })
+            .collect())
+    }
+
+    fn item(&self, job: NewJob) -> Result<EnqueueItem> {
+        let o = &job.options;
+        o.validate()?;
+        if job.payload.len() > self.config.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                size: job.payload.len(),
+                max: self.config.max_payload_bytes,
+            });
+        }
+        Ok(EnqueueItem {
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            priority: o.priority,
+            delay_ms: o.delay.as_millis() as u64,
+            max_attempts: o.max_attempts.unwrap_or(self.config.max_attempts),
+            backoff: o.backoff.unwrap_or(self.config.backoff).encode(),
+            timeout_ms: o
+                .timeout
+                .or(self.config.timeout)
+                .map_or(0, |t| t.as_millis() as u64),
+            idempotency_key: o.idempotency_key.clone().unwrap_or_default(),
+            idempotency_window_ms: o
+                .idempotency_window
+                .unwrap_or(self.config.idempotency_window)
+                .as_millis() as u64,
+            payload: job.payload,
+        })
+    }
+
+    async fn wait_for_durability(&self) -> Result<()> {
+        let Durability::Replicated { replicas, timeout } = self.client.config().durability else {
+            return Ok(());
+        };
+        let acked: i64 = with_retry(self.client.config().retry, "wait for replicas", || {
+            let mut conn = self.client.connection();
+            async move {
+                redis::cmd("WAIT")
+                    .arg(replicas)
+                    .arg(timeout.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+        if acked < i64::from(replicas) {
+            return Err(Error::Protocol {
+                operation: "wait for replicas",
+                detail: format!("{acked} of {replicas} replicas acknowledged within {timeout:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Look a job up by id. `None` when it never existed, or completed and
+    /// its keep window passed.
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        self.store.job(id).await
+    }
+
+    /// Counts per state and the queue's counters.
+    pub async fn stats(&self) -> Result<Stats> {
+        self.store.stats().await
+    }
+
+    /// Stop workers from claiming (jobs already claimed finish).
+    pub async fn pause(&self) -> Result<()> {
+        self.store.set_paused(true).await
+    }
+
+    /// Let workers claim again.
+    pub async fn resume(&self) -> Result<()> {
+        self.store.set_paused(false).await
+    }
+
+    /// Dead letters, newest first.
+    pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
+        let ids = self.store.dead_ids(offset, limit).await?;
+        self.store.jobs(&ids).await
+    }
+
+    /// Send one dead letter back to its stream with fresh attempts. False
+    /// when `id` is not a dead letter.
+    pub async fn redrive(&self, id: &str) -> Result<bool> {
+        Ok(self.store.redrive(&[id.to_owned()]).await? == 1)
+    }
+
+    /// Send these dead letters back; returns how many were dead letters.
+    pub async fn redrive_many(&self, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.store.redrive(ids).await
+    }
+
+    /// Send every dead letter back; returns how many.
+    pub async fn redrive_all(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.store.redrive(&[]).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Delete one dead letter. False when `id` is not a dead letter.
+    pub async fn delete_dead(&self, id: &str) -> Result<bool> {
+        Ok(self.store.delete_dead(&[id.to_owned()]).await? == 1)
+    }
+
+    /// Delete every dead letter; returns how many.
+    pub async fn purge_dead(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.store.delete_dead(&[]).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Claim up to `count` jobs for `consumer` in strict priority order,
+    /// without blocking. This is the manual path (for custom workers and
+    /// tests); [`Worker`](crate::Worker) does it for you. Nothing is claimed
+    /// while the queue is paused.
+    pub async fn claim(&self, consumer: &str, count: usize) -> Result<Vec<Job>> {
+        crate::keys::validate_name("consumer name", consumer)?;
+        Ok(self.store.claim(consumer, count, &[]).await?.1)
+    }
+
+    /// Record the outcome of a claimed job. Refused with
+    /// [`Settled::Fenced`] when the job was reclaimed in the meantime.
+    pub async fn settle(&self, job: &Job, outcome: Outcome) -> Result<Settled> {
+        let mut out = self.settle_many(vec![(job, outcome)]).await?;
+        out.pop().ok_or(Error::EmptyBatch)
+    }
+
+    /// Record several outcomes in one round trip.
+    pub async fn settle_many(&self, outcomes: Vec<(&Job, Outcome)>) -> Result<Vec<Settled>> {
+        let items: Vec<SettleItem> = outcomes
+            .into_iter()
+            .map(|(job, outcome)| settle_item(job, outcome))
+            .collect();
+        self.settle_items(&items).await
+    }
+
+    pub(crate) async fn settle_items(&self, items: &[SettleItem]) -> Result<Vec<Settled>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .settle(
+                items,
+                self.config.keep_completed,
+                self.config.dead_letter_cap,
+            )
+            .await
+    }
+
+    /// Move due delayed jobs to their streams (up to `limit`). Workers run
+    /// this continuously.
+    pub async fn promote_due(&self, limit: usize) -> Result<Promoted> {
+        self.store.promote(limit).await
+    }
+
+    /// Take over jobs whose worker shows no sign of life for the visibility
+    /// timeout, sending each through the failure path. Workers run this
+    /// periodically.
+    pub async fn reclaim_lost(&self, consumer: &str) -> Result<Reclaimed> {
+        self.store
+            .reclaim(
+                consumer,
+                self.config.visibility_timeout,
+                1000,
+                self.config.dead_letter_cap,
+            )
+            .await
+    }
+}
+
+/// The script arguments for `job` finishing with `outcome`.
+pub(crate) fn settle_item(job: &Job, outcome: Outcome) -> SettleItem {
+    let (kind, text, delay) = match outcome {
+        Outcome::Done => ("done", String::new(), 0),
+        Outcome::DoneWith(result) => ("done", result, 0),
+        Outcome::Retry {
+            reason,
+            after: None,
+        } => ("fail", reason, -1),
+        Outcome::Retry {
+            reason,
+            after: Some(after),
+        } => ("retry", reason, duration_ms(after)),
+        Outcome::Snooze(after) => ("snooze", String::new(), duration_ms(after)),
+        Outcome::Bury(reason) => ("bury", reason, 0),
+    };
+    SettleItem {
+        job_id: job.id.clone(),
+        level: job.priority,
+        entry_id: job.entry_id.clone(),
+        fence: job.fence,
+        kind,
+        text,
+        delay_ms: delay,
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

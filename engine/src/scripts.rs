@@ -1,0 +1,45 @@
+//! The Lua scripts, one per state transition, each prefixed with the shared
+//! helpers of `lua/common.lua` and loaded once (EVALSHA, reloaded by the
+//! client on NOSCRIPT).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! transition {
+    ($(#[$doc:meta])* $name:ident, $file:literal) => {
+        $(#[$doc])*
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("../lua/common.lua"),
+                "\n",
+                include_str!(concat!("../lua/", $file))
+            ))
+        });
+    };
+}
+
+transition!(
+    /// Create missing priority streams and consumer groups.
+    ENSURE, "ensure.lua");
+transition!(
+    /// Add jobs (single or batch), honouring idempotency keys.
+    ENQUEUE, "enqueue.lua");
+transition!(
+    /// Claim jobs in strict priority order and mark them active.
+    CLAIM, "claim.lua");
+transition!(
+    /// Record outcomes: complete, retry, snooze, dead-letter.
+    SETTLE, "settle.lua");
+transition!(
+    /// Move due delayed jobs to their stream.
+    PROMOTE, "promote.lua");
+transition!(
+    /// Take over jobs of dead workers.
+    RECLAIM, "reclaim.lua");
+transition!(
+    /// Send dead letters back to their stream.
+    REDRIVE, "redrive.lua");
+transition!(
+    /// Delete dead letters.
+    DELETE_DEAD, "delete_dead.lua");

@@ -1,0 +1,777 @@
+//! The only module that talks to Redis: one method per transition, each one
+//! script call (or one pipeline), retried with backoff on transient failures.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamPendingReply, StreamReadReply};
+use redis::{RedisError, RetryMethod, Script, ScriptInvocation, Value};
+
+use crate::error::{Error, Result};
+use crate::job::{Job, JobInfo, Stats};
+use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
+use crate::scripts;
+
+/// How calls to Redis are retried when it is unreachable or overloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub retries: usize,
+    /// First delay.
+    pub min_delay: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 retries from 50 ms doubling to at most 1 s: a call gives up after
+    /// about 2 s of failures.
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one settled outcome turned into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The job completed.
+    Done,
+    /// The failure was recorded and a retry scheduled.
+    Retry,
+    /// The job went to the dead letters.
+    Dead,
+    /// The job will run again later, no attempt used.
+    Snoozed,
+    /// Refused: the job was reclaimed and belongs to another worker now, so
+    /// this (stale) outcome changed nothing.
+    Fenced,
+    /// The job no longer exists; its stream entry was dropped.
+    Gone,
+}
+
+/// One finished attempt, ready to settle.
+#[derive(Debug, Clone)]
+pub(crate) struct SettleItem {
+    pub job_id: String,
+    pub level: u8,
+    pub entry_id: String,
+    pub fence: u64,
+    pub kind: &'static str,
+    pub text: String,
+    pub delay_ms: i64,
+}
+
+/// A result of `reclaim.lua`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Jobs of dead workers scheduled for another attempt.
+    pub retried: u64,
+    /// Jobs of dead workers that had no attempts left and were dead-lettered.
+    pub dead: u64,
+    /// Stale entries whose job no longer existed.
+    pub dropped: u64,
+}
+
+/// A result of `promote.lua`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Promoted {
+    /// Jobs moved to their stream.
+    pub moved: u64,
+    /// Time until the next delayed job is due, if any.
+    pub next_due: Option<Duration>,
+}
+
+/// One job's arguments to `enqueue.lua`.
+#[derive(Debug, Clone)]
+pub(crate) struct EnqueueItem {
+    pub id: String,
+    pub payload: Vec<u8>,
+    pub priority: u8,
+    pub delay_ms: u64,
+    pub max_attempts: u32,
+    pub backoff: String,
+    pub timeout_ms: u64,
+    pub idempotency_key: String,
+    pub idempotency_window_ms: u64,
+}
+
+/// Redis access for one queue.
+#[derive(Clone)]
+pub(crate) struct Store {
+    conn: ConnectionManager,
+    keys: QueueKeys,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("keys", &self.keys).finish()
+    }
+}
+
+fn is_transient(e: &RedisError) -> bool {
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return false;
+    }
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || !matches!(e.retry_method(), RetryMethod::NoRetry)
+}
+
+fn is_nogroup(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+/// Run `op` against Redis, retrying transient failures with exponential
+/// backoff; give up with [`Error::Unavailable`] when the retries run out.
+pub(crate) async fn with_retry<T, F, Fut>(
+    policy: RetryPolicy,
+    operation: &'static str,
+    op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let started = Instant::now();
+    let mut attempts = 0usize;
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.min_delay)
+        .with_max_delay(policy.max_delay)
+        .with_max_times(policy.retries)
+        .with_jitter();
+    let mut op = op;
+    let result = (|| {
+        attempts += 1;
+        op()
+    })
+    .retry(backoff)
+    .when(is_transient)
+    .notify(
+        |e, after| tracing::debug!(operation, error = %e, ?after, "redis call failed; retrying"),
+    )
+    .await;
+    result.map_err(|source| {
+        if is_transient(&source) {
+            Error::Unavailable {
+                operation,
+                attempts,
+                elapsed: started.elapsed(),
+                source,
+            }
+        } else {
+            Error::Redis { operation, source }
+        }
+    })
+}
+
+fn protocol(operation: &'static str, detail: impl Into<String>) -> Error {
+    Error::Protocol {
+        operation,
+        detail: detail.into(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Okay => "OK".to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+fn bytes(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        other => text(&other).into_bytes(),
+    }
+}
+
+fn array(operation: &'static str, v: Value) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(a) => Ok(a),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(protocol(
+            operation,
+            format!("expected an array, got {other:?}"),
+        )),
+    }
+}
+
+impl Store {
+    pub(crate) fn new(conn: ConnectionManager, keys: QueueKeys, retry: RetryPolicy) -> Self {
+        Self { conn, keys, retry }
+    }
+
+    pub(crate) fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+
+    /// A script call with the queue's standard keys (meta, then the streams)
+    /// and its key base as the first argument.
+    fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.meta());
+        for s in self.keys.streams() {
+            inv.key(s);
+        }
+        inv.arg(self.keys.base());
+        inv
+    }
+
+    async fn run(&self, operation: &'static str, inv: &ScriptInvocation<'_>) -> Result<Value> {
+        with_retry(self.retry, operation, || {
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<Value>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Like `run`, but recreates the consumer group once if Redis lost it.
+    async fn run_grouped(
+        &self,
+        operation: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value> {
+        match self.run(operation, inv).await {
+            Err(Error::Redis { source, .. }) if is_nogroup(&source) => {
+                tracing::warn!(
+                    queue = self.keys.queue(),
+                    "consumer group missing; recreating it"
+                );
+                self.ensure().await?;
+                self.run(operation, inv).await
+            }
+            other => other,
+        }
+    }
+
+    /// Create missing streams and groups, and register the queue.
+    pub(crate) async fn ensure(&self) -> Result<()> {
+        let inv = self.invocation(&scripts::ENSURE);
+        self.run("ensure queue", &inv).await?;
+        let registry = self.keys.queues();
+        let name = self.keys.queue().to_owned();
+        with_retry(self.retry, "register queue", || {
+            let mut conn = self.conn.clone();
+            let (registry, name) = (registry.clone(), name.clone());
+            async move {
+                redis::cmd("SADD")
+                    .arg(registry)
+                    .arg(name)
+                    .query_async::<()>(&mut conn)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// `enqueue.lua`: returns (job id, duplicate) per job.
+    pub(crate) async fn enqueue(&self, items: &[EnqueueItem]) -> Result<Vec<(String, bool)>> {
+        let mut inv = self.invocation(&scripts::ENQUEUE);
+        inv.arg(items.len());
+        for it in items {
+            inv.arg(&it.id)
+                .arg(&it.payload)
+                .arg(it.priority)
+                .arg(it.delay_ms)
+                .arg(it.max_attempts)
+                .arg(&it.backoff)
+                .arg(it.timeout_ms)
+                .arg(&it.idempotency_key)
+                .arg(it.idempotency_window_ms);
+        }
+        let reply = array("enqueue", self.run("enqueue", &inv).await?)?;
+        if reply.len() != items.len() * 2 {
+            return Err(protocol(
+                "enqueue",
+                format!("{} fields for {} jobs", reply.len(), items.len()),
+            ));
+        }
+        Ok(reply
+            .chunks(2)
+            .map(|c| (text(&c[0]), int(&c[1]) == 1))
+            .collect())
+    }
+
+    /// `claim.lua`: activate `delivered` entries, then claim up to `count`
+    /// more in priority order. Returns whether the queue is paused and the
+    /// jobs.
+    pub(crate) async fn claim(
+        &self,
+        consumer: &str,
+        count: usize,
+        delivered: &[(u8, String, String)],
+    ) -> Result<(bool, Vec<Job>)> {
+        let mut inv = self.invocation(&scripts::CLAIM);
+        inv.arg(consumer).arg(count).arg(delivered.len());
+        for (level, entry, job) in delivered {
+            inv.arg(*level).arg(entry).arg(job);
+        }
+        let mut reply = array("claim", self.run_grouped("claim", &inv).await?)?.into_iter();
+        let paused = reply.next().map(|v| int(&v) == 1).unwrap_or(false);
+        let rest: Vec<Value> = reply.collect();
+        if rest.len() % 9 != 0 {
+            return Err(protocol(
+                "claim",
+                format!("{} fields is not 9 per job", rest.len()),
+            ));
+        }
+        let mut jobs = Vec::with_capacity(rest.len() / 9);
+        let mut it = rest.into_iter();
+        while let Some(id) = it.next() {
+            let mut next = || it.next().unwrap_or(Value::Nil);
+            let (level, entry, fence, attempt, max, timeout, payload, created) = (
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+            );
+            let timeout_ms = int(&timeout);
+            jobs.push(Job {
+                id: text(&id),
+                queue: self.keys.queue().to_owned(),
+                priority: int(&level).clamp(0, i64::from(PRIORITY_LEVELS - 1)) as u8,
+                entry_id: text(&entry),
+                fence: int(&fence).max(0) as u64,
+                attempt: int(&attempt).max(0) as u32,
+                max_attempts: int(&max).max(1) as u32,
+                timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64)),
+                payload: bytes(payload),
+                created_at_ms: int(&created).max(0) as u64,
+            });
+        }
+        Ok((paused, jobs))
+    }
+
+    /// Wait up to `block` for new entries on any level, on a connection of
+    /// its own (a blocking read would hold up every command sharing one).
+    /// The entries are delivered to `consumer` and must then go through
+    /// [`Store::claim`] to become active.
+    pub(crate) async fn wait_for_entries(
+        &self,
+        blocking: &mut ConnectionManager,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(u8, String, String)>> {
+        let streams = self.keys.streams();
+        let ids = vec![">"; streams.len()];
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&streams)
+            .arg(&ids);
+        let reply: Option<StreamReadReply> = match cmd.query_async(blocking).await {
+            Ok(r) => r,
+            Err(e) if is_nogroup(&e) => {
+                self.ensure().await?;
+                None
+            }
+            Err(e) if is_transient(&e) => {
+                return Err(Error::Unavailable {
+                    operation: "wait for jobs",
+                    attempts: 1,
+                    elapsed: Duration::ZERO,
+                    source: e,
+                });
+            }
+            Err(source) => {
+                return Err(Error::Redis {
+                    operation: "wait for jobs",
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(level) = streams.iter().position(|s| *s == key.key) else {
+                continue;
+            };
+            for entry in key.ids {
+                let job: String = entry.get("i").unwrap_or_default();
+                out.push((level as u8, entry.id, job));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `settle.lua`: record a batch of outcomes.
+    pub(crate) async fn settle(
+        &self,
+        items: &[SettleItem],
+        keep_completed: Duration,
+        dead_letter_cap: usize,
+    ) -> Result<Vec<Settled>> {
+        let mut inv = self.invocation(&scripts::SETTLE);
+        inv.arg(keep_completed.as_millis() as u64)
+            .arg(dead_letter_cap)
+            .arg(rand::random::<u32>())
+            .arg(items.len());
+        for it in items {
+            inv.arg(&it.job_id)
+                .arg(it.level)
+                .arg(&it.entry_id)
+                .arg(it.fence)
+                .arg(it.kind)
+                .arg(&it.text)
+                .arg(it.delay_ms);
+        }
+        let reply = array("settle", self.run("settle", &inv).await?)?;
+        reply
+            .iter()
+            .map(|v| match text(v).as_str() {
+                "done" => Ok(Settled::Done),
+                "retry" => Ok(Settled::Retry),
+                "dead" => Ok(Settled::Dead),
+                "snoozed" => Ok(Settled::Snoozed),
+                "fenced" => Ok(Settled::Fenced),
+                "gone" => Ok(Settled::Gone),
+                other => Err(protocol("settle", format!("unknown status {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// `promote.lua`: move up to `limit` due delayed jobs to their stream.
+    pub(crate) async fn promote(&self, limit: usize) -> Result<Promoted> {
+        let mut inv = self.invocation(&scripts::PROMOTE);
+        inv.arg(limit);
+        let reply = array("promote", self.run("promote", &inv).await?)?;
+        let moved = reply.first().map(int).unwrap_or(0).max(0) as u64;
+        let next = reply.get(1).map(int).unwrap_or(-1);
+        Ok(Promoted {
+            moved,
+            next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
+        })
+    }
+
+    /// `reclaim.lua`: take over entries idle longer than `min_idle`.
+    pub(crate) async fn reclaim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+        dead_letter_cap: usize,
+    ) -> Result<Reclaimed> {
+        let mut inv = self.invocation(&scripts::RECLAIM);
+        inv.arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(count)
+            .arg(dead_letter_cap)
+            .arg(rand::random::<u32>());
+        let reply = array("reclaim", self.run_grouped("reclaim", &inv).await?)?;
+        let n = |i: usize| reply.get(i).map(int).unwrap_or(0).max(0) as u64;
+        Ok(Reclaimed {
+            retried: n(0),
+            dead: n(1),
+            dropped: n(2),
+        })
+    }
+
+    /// Reset the idle time of entries this consumer still works on, so they
+    /// are not reclaimed (XCLAIM ... JUSTID keeps the owner, the delivery
+    /// count and the fence as they are).
+    pub(crate) async fn refresh(&self, consumer: &str, entries: &[(u8, String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut by_level: HashMap<u8, Vec<&str>> = HashMap::new();
+        for (level, id) in entries {
+            by_level.entry(*level).or_default().push(id);
+        }
+        let mut pipe = redis::pipe();
+        for (level, ids) in &by_level {
+            pipe.cmd("XCLAIM")
+                .arg(self.keys.stream(*level))
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(0)
+                .arg(ids)
+                .arg("JUSTID")
+                .ignore();
+        }
+        with_retry(self.retry, "refresh claims", || {
+            let mut conn = self.conn.clone();
+            let pipe = pipe.clone();
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Remove consumers of this queue's group that hold no entries and have
+    /// been idle longer than `max_idle` (the names of workers that stopped),
+    /// so the group does not grow with every worker ever started.
+    pub(crate) async fn remove_idle_consumers(
+        &self,
+        max_idle: Duration,
+        keep: &str,
+    ) -> Result<u64> {
+        let mut removed = 0;
+        for stream in self.keys.streams() {
+            let consumers: Vec<HashMap<String, Value>> =
+                with_retry(self.retry, "list consumers", || {
+                    let mut conn = self.conn.clone();
+                    let stream = stream.clone();
+                    async move {
+                        redis::cmd("XINFO")
+                            .arg("CONSUMERS")
+                            .arg(stream)
+                            .arg(GROUP)
+                            .query_async(&mut conn)
+                            .await
+                    }
+                })
+                .await
+                .or_else(|e| match e {
+                    Error::Redis { ref source, .. } if is_nogroup(source) => Ok(Vec::new()),
+                    e => Err(e),
+                })?;
+            for c in consumers {
+                let name = c.get("name").map(text).unwrap_or_default();
+                let pending = c.get("pending").map(int).unwrap_or(1);
+                let idle = c.get("idle").map(int).unwrap_or(0).max(0) as u128;
+                if pending == 0 && idle > max_idle.as_millis() && name != keep {
+                    removed += self.delete_consumer(&stream, &name).await?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Remove `consumer` from every level's group where it holds nothing
+    /// (a graceful worker exit). Entries it still holds stay for reclaim.
+    pub(crate) async fn remove_consumer(&self, consumer: &str) -> Result<()> {
+        for stream in self.keys.streams() {
+            let pending: StreamPendingReply = with_retry(self.retry, "check consumer", || {
+                let mut conn = self.conn.clone();
+                let stream = stream.clone();
+                async move {
+                    redis::cmd("XPENDING")
+                        .arg(stream)
+                        .arg(GROUP)
+                        .query_async(&mut conn)
+                        .await
+                }
+            })
+            .await?;
+            let holds = match &pending {
+                StreamPendingReply::Data(d) => d.consumers.iter().any(|c| c.name == consumer),
+                _ => false,
+            };
+            if !holds {
+                self.delete_consumer(&stream, consumer).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<u64> {
+        // Only ever called for consumers without pending entries: DELCONSUMER
+        // would drop a consumer's pending entries from the group.
+        let n: i64 = with_retry(self.retry, "delete consumer", || {
+            let mut conn = self.conn.clone();
+            let (stream, consumer) = (stream.to_owned(), consumer.to_owned());
+            async move {
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg(consumer)
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+        Ok(u64::from(n >= 0))
+    }
+
+    /// A job's hash.
+    pub(crate) async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        let key = self.keys.job(id);
+        let h: HashMap<String, Vec<u8>> = with_retry(self.retry, "look up job", || {
+            let mut conn = self.conn.clone();
+            let key = key.clone();
+            async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await }
+        })
+        .await?;
+        Ok(JobInfo::from_hash(self.keys.queue(), id, h))
+    }
+
+    /// Several job hashes in one round trip, in order; missing ones skipped.
+    pub(crate) async fn jobs(&self, ids: &[String]) -> Result<Vec<JobInfo>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(self.keys.job(id));
+        }
+        let hashes: Vec<HashMap<String, Vec<u8>>> = with_retry(self.retry, "look up jobs", || {
+            let mut conn = self.conn.clone();
+            let pipe = pipe.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .filter_map(|(id, h)| JobInfo::from_hash(self.keys.queue(), id, h))
+            .collect())
+    }
+
+    /// Counts per state, in one round trip.
+    pub(crate) async fn stats(&self) -> Result<Stats> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XLEN").arg(&s);
+            pipe.cmd("XPENDING").arg(&s).arg(GROUP);
+        }
+        pipe.cmd("ZCARD").arg(self.keys.delayed());
+        pipe.cmd("ZCARD").arg(self.keys.dead());
+        pipe.cmd("HGETALL").arg(self.keys.stats());
+        pipe.cmd("HGET").arg(self.keys.meta()).arg("paused");
+        let reply: Vec<Value> = with_retry(self.retry, "queue stats", || {
+            let mut conn = self.conn.clone();
+            let pipe = pipe.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await?;
+        let levels = usize::from(PRIORITY_LEVELS);
+        if reply.len() != levels * 2 + 4 {
+            return Err(protocol("queue stats", "wrong number of replies"));
+        }
+        let mut stats = Stats {
+            queue: self.keys.queue().to_owned(),
+            ..Stats::default()
+        };
+        for l in 0..levels {
+            let len = int(&reply[l * 2]).max(0) as u64;
+            let pending = match &reply[l * 2 + 1] {
+                Value::Array(a) => a.first().map(int).unwrap_or(0).max(0) as u64,
+                _ => 0,
+            };
+            stats.waiting_by_priority.push(len.saturating_sub(pending));
+            stats.active += pending;
+        }
+        stats.waiting = stats.waiting_by_priority.iter().sum();
+        stats.delayed = int(&reply[levels * 2]).max(0) as u64;
+        stats.dead = int(&reply[levels * 2 + 1]).max(0) as u64;
+        if let Value::Array(kv) | Value::Set(kv) = &reply[levels * 2 + 2] {
+            for pair in kv.chunks(2) {
+                let v = pair.get(1).map(int).unwrap_or(0).max(0) as u64;
+                match text(&pair[0]).as_str() {
+                    "enqueued" => stats.enqueued_total = v,
+                    "completed" => stats.completed_total = v,
+                    "failed" => stats.failed_total = v,
+                    "retried" => stats.retried_total = v,
+                    "dead" => stats.dead_total = v,
+                    _ => {}
+                }
+            }
+        } else if let Value::Map(kv) = &reply[levels * 2 + 2] {
+            for (k, v) in kv {
+                let v = int(v).max(0) as u64;
+                match text(k).as_str() {
+                    "enqueued" => stats.enqueued_total = v,
+                    "completed" => stats.completed_total = v,
+                    "failed" => stats.failed_total = v,
+                    "retried" => stats.retried_total = v,
+                    "dead" => stats.dead_total = v,
+                    _ => {}
+                }
+            }
+        }
+        stats.paused = text(&reply[levels * 2 + 3]) == "1";
+        Ok(stats)
+    }
+
+    /// Set or clear the paused flag that `claim.lua` honours.
+    pub(crate) async fn set_paused(&self, paused: bool) -> Result<()> {
+        let meta = self.keys.meta();
+        with_retry(self.retry, "pause/resume", || {
+            let mut conn = self.conn.clone();
+            let meta = meta.clone();
+            async move {
+                let cmd = if paused {
+                    let mut c = redis::cmd("HSET");
+                    c.arg(meta).arg("paused").arg("1");
+                    c
+                } else {
+                    let mut c = redis::cmd("HDEL");
+                    c.arg(meta).arg("paused");
+                    c
+                };
+                cmd.query_async::<()>(&mut conn).await
+            }
+        })
+        .await
+    }
+
+    /// Dead letter ids, newest first, with the time each died.
+    pub(crate) async fn dead_ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let dead = self.keys.dead();
+        with_retry(self.retry, "list dead letters", || {
+            let mut conn = self.conn.clone();
+            let dead = dead.clone();
+            async move {
+                redis::cmd("ZREVRANGE")
+                    .arg(dead)
+                    .arg(offset)
+                    .arg(offset + limit - 1)
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// `redrive.lua` for these ids, or the oldest batch when `ids` is empty.
+    pub(crate) async fn redrive(&self, ids: &[String]) -> Result<u64> {
+        let mut inv = self.invocation(&scripts::REDRIVE);
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(int(&self.run("re-drive dead letters", &inv).await?).max(0) as u64)
+    }
+
+    /// `delete_dead.lua` for these ids, or the oldest batch when `ids` is empty.
+    pub(crate) async fn delete_dead(&self, ids: &[String]) -> Result<u64> {
+        let mut inv = scripts::DELETE_DEAD.prepare_invoke();
+        inv.key(self.keys.meta()).arg(self.keys.base());
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(int(&self.run("delete dead letters", &inv).await?).max(0) as u64)
+    }
+}

@@ -1,0 +1,542 @@
+//! `Worker`: runs a handler over one queue with a concurrency limit, batch
+//! claims, blocking waits when idle, batched settles, and graceful shutdown.
+//!
+//! Tasks of one worker:
+//! - the fetch loop (here): claims as many jobs as there are free slots,
+//!   blocks on the streams when nothing is ready, spawns one task per job;
+//! - the settler (here): records finished attempts in batches;
+//! - the keep-alive (here): refreshes the claims of running jobs at a third
+//!   of the visibility timeout, so long jobs are not reclaimed;
+//! - the promoter (`promoter.rs`) and the reclaimer (`reclaimer.rs`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::backoff::LoopBackoff;
+use crate::error::Result;
+use crate::handler::Handler;
+use crate::job::{Job, Outcome};
+use crate::promoter::{self, PromoterConfig};
+use crate::queue::{Queue, settle_item};
+use crate::reclaimer;
+use crate::store::{SettleItem, Settled};
+
+/// Settings of a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Most jobs taken per claim.
+    pub batch_size: usize,
+    /// How long one blocking wait for new jobs lasts when the queue is empty
+    /// (the worker wakes as soon as a job arrives). It also bounds how long
+    /// a shutdown waits for an idle worker.
+    pub block_timeout: Duration,
+    /// On shutdown, how long running jobs may take to finish. Those still
+    /// running after it are abandoned; they are reclaimed by other workers.
+    pub shutdown_grace: Duration,
+    /// Most outcomes recorded per call.
+    pub settle_batch: usize,
+    /// How often paused queues are checked for resumption.
+    pub pause_poll: Duration,
+    /// How often jobs of dead workers are looked for (default: half the
+    /// visibility timeout).
+    pub reclaim_interval: Option<Duration>,
+    /// The promoter's settings.
+    pub promoter: PromoterConfig,
+    /// Consumer name in the group (default: host, pid and a random part).
+    pub consumer: Option<String>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 10,
+            batch_size: 100,
+            block_timeout: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(30),
+            settle_batch: 500,
+            pause_poll: Duration::from_millis(250),
+            reclaim_interval: None,
+            promoter: PromoterConfig::default(),
+            consumer: None,
+        }
+    }
+}
+
+/// What a worker did, counted by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerReport {
+    /// Jobs completed.
+    pub completed: u64,
+    /// Failed attempts scheduled for retry.
+    pub retried: u64,
+    /// Jobs dead-lettered.
+    pub dead: u64,
+    /// Jobs snoozed.
+    pub snoozed: u64,
+    /// Outcomes refused because the job had been reclaimed by another worker
+    /// (this worker was presumed dead).
+    pub fenced: u64,
+    /// Outcomes for jobs that no longer existed.
+    pub gone: u64,
+    /// Jobs abandoned at shutdown after the grace period (to be reclaimed).
+    pub abandoned: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    completed: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    snoozed: AtomicU64,
+    fenced: AtomicU64,
+    gone: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, s: Settled) {
+        let c = match s {
+            Settled::Done => &self.completed,
+            Settled::Retry => &self.retried,
+            Settled::Dead => &self.dead,
+            Settled::Snoozed => &self.snoozed,
+            Settled::Fenced => &self.fenced,
+            Settled::Gone => &self.gone,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Entries this worker holds, by job id: (level, entry id), for keep-alive.
+type InFlight = Arc<Mutex<HashMap<String, (u8, String)>>>;
+
+/// Runs `H` over a queue. See the module docs.
+#[derive(Debug)]
+pub struct Worker<H> {
+    queue: Queue,
+    handler: Arc<H>,
+    config: WorkerConfig,
+    consumer: String,
+}
+
+fn default_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+impl<H: Handler> Worker<H> {
+    /// A worker for `queue` running `handler`, with default settings.
+    pub fn new(queue: Queue, handler: H) -> Self {
+        Self {
+            queue,
+            handler: Arc::new(handler),
+            config: WorkerConfig::default(),
+            consumer: default_consumer_name(),
+        }
+    }
+
+    /// Use these settings.
+    pub fn with_config(mut self, config: WorkerConfig) -> Self {
+        if let Some(name) = &config.consumer {
+            self.consumer = name.clone();
+        }
+        self.config = config;
+        self
+    }
+
+    /// Run `concurrency` jobs at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n;
+        self
+    }
+
+    /// This worker's consumer name in the group.
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Run until `shutdown` completes, then stop claiming, let running jobs
+    /// finish within the grace period, record their outcomes and return.
+    /// While Redis is unreachable the worker keeps retrying with backoff and
+    /// resumes by itself.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<WorkerReport> {
+        crate::keys::validate_name("consumer name", &self.consumer)?;
+        if self.config.concurrency == 0
+            || self.config.batch_size == 0
+            || self.config.settle_batch == 0
+        {
+            return Err(crate::Error::invalid(
+                "concurrency/batch_size/settle_batch",
+                "must be above zero",
+            ));
+        }
+        // The sender stays alive until `run` returns: a dropped sender would
+        // make every `changed()` return at once and spin the loops.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let signal = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+        };
+
+        let queue = self.queue.clone();
+        let visibility = queue.config().visibility_timeout;
+        let counters = Arc::new(Counters::default());
+        let in_flight: InFlight = Arc::default();
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel::<SettleItem>();
+
+        let mut background = JoinSet::new();
+        background.spawn(promoter::run(
+            queue.clone(),
+            self.config.promoter,
+            stop_rx.clone(),
+        ));
+        background.spawn(reclaimer::run(
+            queue.clone(),
+            self.consumer.clone(),
+            self.config.reclaim_interval.unwrap_or(visibility / 2),
+            stop_rx.clone(),
+        ));
+        background.spawn(keep_alive(
+            queue.clone(),
+            self.consumer.clone(),
+            in_flight.clone(),
+            visibility / 3,
+            stop_rx.clone(),
+        ));
+        let (settler_stop_tx, settler_stop_rx) = watch::channel(false);
+        let settler_stop_tx = Arc::new(settler_stop_tx);
+        let settler = tokio::spawn(settle_loop(
+            queue.clone(),
+            settle_rx,
+            self.config.settle_batch,
+            counters.clone(),
+            in_flight.clone(),
+            settler_stop_rx,
+        ));
+
+        tracing::info!(queue = queue.name(), consumer = %self.consumer, concurrency = self.config.concurrency, "worker started");
+        let mut jobs = self.fetch_loop(stop_rx, settle_tx, &in_flight).await?;
+
+        // Shutdown: running jobs get the grace period, then are abandoned.
+        let running = jobs.len();
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while jobs.join_next().await.is_some() {}
+        })
+        .await;
+        let abandoned = if drained.is_err() {
+            let left = jobs.len() as u64;
+            jobs.abort_all();
+            tracing::warn!(
+                queue = queue.name(),
+                left,
+                "shutdown grace over; running jobs abandoned to reclaim"
+            );
+            left
+        } else {
+            0
+        };
+        drop(jobs);
+        // Every sender is gone now; the settler ends once it has recorded
+        // what it holds, or when the grace is over while Redis is down.
+        let settler_abort = settler.abort_handle();
+        if tokio::time::timeout(self.config.shutdown_grace, settler)
+            .await
+            .is_err()
+        {
+            let _ = settler_stop_tx.send(true);
+            settler_abort.abort();
+        }
+        background.abort_all();
+        signal.abort();
+        drop(stop_tx);
+        if let Err(e) = queue.store().remove_consumer(&self.consumer).await {
+            tracing::debug!(queue = queue.name(), error = %e, "could not remove consumer");
+        }
+        let c = &counters;
+        let report = WorkerReport {
+            completed: c.completed.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            dead: c.dead.load(Ordering::Relaxed),
+            snoozed: c.snoozed.load(Ordering::Relaxed),
+            fenced: c.fenced.load(Ordering::Relaxed),
+            gone: c.gone.load(Ordering::Relaxed),
+            abandoned,
+        };
+        tracing::info!(queue = queue.name(), consumer = %self.consumer, running_at_stop = running, ?report, "worker stopped");
+        Ok(report)
+    }
+
+    /// Claim and spawn jobs until `stop`; returns the running jobs.
+    async fn fetch_loop(
+        &self,
+        mut stop: watch::Receiver<bool>,
+        settle_tx: mpsc::UnboundedSender<SettleItem>,
+        in_flight: &InFlight,
+    ) -> Result<JoinSet<()>> {
+        let queue = &self.queue;
+        let store = queue.store();
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut blocking = queue
+            .client()
+            .blocking_connection(self.config.block_timeout)
+            .await?;
+        let mut running = JoinSet::new();
+        let mut backoff = LoopBackoff::new("claim");
+        // Entries a blocking read delivered to us; claimed on the next pass.
+        let mut delivered: Vec<(u8, String, String)> = Vec::new();
+        loop {
+            if *stop.borrow() && delivered.is_empty() {
+                return Ok(running);
+            }
+            while running.try_join_next().is_some() {}
+            let first = tokio::select! {
+                p = slots.clone().acquire_owned() => p.map_err(|_| crate::Error::invalid("concurrency", "semaphore closed"))?,
+                _ = stop.changed(), if delivered.is_empty() => continue,
+            };
+            let mut permits = vec![first];
+            while permits.len() < self.config.batch_size {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let want = permits.len();
+            let (paused, jobs) = match store.claim(&self.consumer, want, &delivered).await {
+                Ok(r) => {
+                    backoff.succeeded(queue.name());
+                    delivered.clear();
+                    r
+                }
+                Err(e) => {
+                    drop(permits);
+                    let wait = backoff.failed(queue.name(), &e);
+                    sleep_or_stop(wait, &mut stop).await;
+                    continue;
+                }
+            };
+            if jobs.is_empty() {
+                drop(permits);
+                if paused {
+                    sleep_or_stop(self.config.pause_poll, &mut stop).await;
+                    continue;
+                }
+                if *stop.borrow() {
+                    continue;
+                }
+                // Nothing ready: wait on every level at once. Not cut short by
+                // a stop, so entries delivered meanwhile are still claimed.
+                match store
+                    .wait_for_entries(
+                        &mut blocking,
+                        &self.consumer,
+                        want,
+                        self.config.block_timeout,
+                    )
+                    .await
+                {
+                    Ok(d) => delivered = d,
+                    Err(e) => {
+                        let wait = backoff.failed(queue.name(), &e);
+                        sleep_or_stop(wait, &mut stop).await;
+                    }
+                }
+                continue;
+            }
+            for job in jobs {
+                let permit =
+                    match permits.pop() {
+                        Some(p) => p,
+                        None => slots.clone().acquire_owned().await.map_err(|_| {
+                            crate::Error::invalid("concurrency", "semaphore closed")
+                        })?,
+                    };
+                if let Ok(mut held) = in_flight.lock() {
+                    held.insert(job.id.clone(), (job.priority, job.entry_id.clone()));
+                }
+                running.spawn(run_job(
+                    self.handler.clone(),
+                    job,
+                    permit,
+                    settle_tx.clone(),
+                ));
+            }
+        }
+    }
+}
+
+async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Aborts the task when dropped, so a cancelled or abandoned job stops.
+struct AbortOnDrop(tokio::task::JoinHandle<std::result::Result<Outcome, crate::HandlerError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_job<H: Handler>(
+    handler: Arc<H>,
+    job: Job,
+    permit: OwnedSemaphorePermit,
+    settle_tx: mpsc::UnboundedSender<SettleItem>,
+) {
+    let span = tracing::debug_span!("job", queue = %job.queue, id = %job.id, attempt = job.attempt);
+    let _enter = span.enter();
+    let outcome = execute(handler, job.clone()).await;
+    if let Outcome::Retry { reason, .. } | Outcome::Bury(reason) = &outcome {
+        tracing::debug!(queue = %job.queue, id = %job.id, attempt = job.attempt, %reason, "job failed");
+    }
+    // The settler outlives every job task; a send fails only when it was
+    // aborted at a hard stop, and then the job is left to reclaim.
+    let _ = settle_tx.send(settle_item(&job, outcome));
+    drop(permit);
+}
+
+/// Run the handler in a task of its own, so a panic is caught, and under the
+/// job's timeout.
+async fn execute<H: Handler>(handler: Arc<H>, job: Job) -> Outcome {
+    let timeout = job.timeout;
+    let mut task = AbortOnDrop(tokio::spawn(async move { handler.handle(job).await }));
+    let joined = match timeout {
+        Some(limit) => match tokio::time::timeout(limit, &mut task.0).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                return Outcome::Retry {
+                    reason: format!("timed out after {} ms", limit.as_millis()),
+                    after: None,
+                };
+            }
+        },
+        None => (&mut task.0).await,
+    };
+    match joined {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::Retry {
+            reason: e.to_string(),
+            after: None,
+        },
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            Outcome::Retry {
+                reason: format!("handler panicked: {msg}"),
+                after: None,
+            }
+        }
+        Err(_) => Outcome::Retry {
+            reason: "handler was cancelled".to_owned(),
+            after: None,
+        },
+    }
+}
+
+/// Record finished attempts in batches; retry while Redis is down (the jobs
+/// stay claimed meanwhile, kept alive, so nothing is lost or run twice).
+async fn settle_loop(
+    queue: Queue,
+    mut rx: mpsc::UnboundedReceiver<SettleItem>,
+    batch: usize,
+    counters: Arc<Counters>,
+    in_flight: InFlight,
+    mut hard_stop: watch::Receiver<bool>,
+) {
+    let mut backoff = LoopBackoff::new("settler");
+    let mut items = Vec::with_capacity(batch);
+    while rx.recv_many(&mut items, batch).await > 0 {
+        loop {
+            match queue.settle_items(&items).await {
+                Ok(statuses) => {
+                    backoff.succeeded(queue.name());
+                    for (item, status) in items.iter().zip(statuses) {
+                        counters.count(status);
+                        if status == Settled::Fenced {
+                            tracing::warn!(
+                                queue = queue.name(),
+                                id = %item.job_id,
+                                "outcome refused: the job was reclaimed by another worker after this one was presumed dead"
+                            );
+                        }
+                    }
+                    if let Ok(mut held) = in_flight.lock() {
+                        for item in &items {
+                            held.remove(&item.job_id);
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let wait = backoff.failed(queue.name(), &e);
+                    sleep_or_stop(wait, &mut hard_stop).await;
+                    if *hard_stop.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+        items.clear();
+    }
+}
+
+/// Refresh the claims of running (and not yet settled) jobs.
+async fn keep_alive(
+    queue: Queue,
+    consumer: String,
+    in_flight: InFlight,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        sleep_or_stop(every, &mut stop).await;
+        let entries: Vec<(u8, String)> = match in_flight.lock() {
+            Ok(held) => held.values().cloned().collect(),
+            Err(_) => return,
+        };
+        if let Err(e) = queue.store().refresh(&consumer, &entries).await {
+            tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");
+        }
+        // Keep refreshing after a stop: jobs still finish within the grace.
+        if *stop.borrow() && entries.is_empty() {
+            return;
+        }
+    }
+}
