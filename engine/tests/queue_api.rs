@@ -1,0 +1,567 @@
+//! The queue's public API against the real Redis: enqueue, idempotency,
+//! validation, strict priority, delays, pause, lookup, retries, dead letters,
+//! reclaim and fencing. Uses the manual claim/settle path for determinism.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestRedis, claim_when_ready, eventually, fast_config};
+use serde::{Deserialize, Serialize};
+use sluice_engine::{
+    Error, JobOptions, JobState, NewJob, Outcome, PRIORITY_LEVELS, QueueConfig, Settled,
+};
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Email {
+    to: String,
+    n: u32,
+}
+
+#[tokio::test]
+async fn enqueue_then_claim_and_complete() {
+    let t = TestRedis::new().await;
+    let q = t.queue("emails").await;
+    let e = q
+        .enqueue(
+            &Email {
+                to: "a@b.c".into(),
+                n: 1,
+            },
+            JobOptions::new(),
+        )
+        .await
+        .expect("enqueue");
+    assert!(!e.duplicate);
+
+    let info = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!(info.state, JobState::Waiting);
+    assert_eq!(info.attempt, 0);
+    assert_eq!(info.max_attempts, 4);
+    assert_eq!(info.payload_json().expect("json")["to"], "a@b.c");
+
+    let jobs = q.claim("w1", 10).await.expect("claim");
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job.id, e.id);
+    assert_eq!(job.attempt, 1);
+    assert_eq!(
+        job.decode::<Email>().expect("decode"),
+        Email {
+            to: "a@b.c".into(),
+            n: 1
+        }
+    );
+    let active = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!(active.state, JobState::Active);
+    assert_eq!(active.worker.as_deref(), Some("w1"));
+    assert_eq!(q.stats().await.expect("stats").active, 1);
+
+    assert_eq!(
+        q.settle(job, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    // Default keep window is zero: nothing but the counters is left.
+    assert!(q.job(&e.id).await.expect("lookup").is_none());
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.waiting, s.active, s.completed_total, s.enqueued_total),
+        (0, 0, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn completed_jobs_are_kept_for_the_keep_window_then_expire() {
+    let t = TestRedis::new().await;
+    let cfg = QueueConfig {
+        keep_completed: Duration::from_millis(300),
+        ..fast_config()
+    };
+    let q = t.queue_with("kept", cfg).await;
+    let e = q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let job = q.claim("w", 1).await.expect("claim").remove(0);
+    q.settle(&job, Outcome::DoneWith("42".into()))
+        .await
+        .expect("settle");
+    let info = q.job(&e.id).await.expect("lookup").expect("kept");
+    assert_eq!(info.state, JobState::Completed);
+    assert_eq!(info.result.as_deref(), Some("42"));
+    assert!(info.finished_at_ms.is_some());
+    let gone = eventually(Duration::from_secs(5), || async {
+        q.job(&e.id).await.expect("lookup").is_none()
+    })
+    .await;
+    assert!(gone, "completed job hash did not expire");
+}
+
+#[tokio::test]
+async fn batch_enqueue_returns_ids_in_order() {
+    let t = TestRedis::new().await;
+    let q = t.queue("batch").await;
+    let jobs: Vec<NewJob> = (0..250)
+        .map(|n| NewJob::new(&Email { to: "x".into(), n }, JobOptions::new()).expect("encode"))
+        .collect();
+    let out = q.enqueue_batch(jobs).await.expect("batch");
+    assert_eq!(out.len(), 250);
+    let mut ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 250);
+    assert_eq!(q.stats().await.expect("stats").waiting, 250);
+    let claimed = q.claim("w", 1000).await.expect("claim");
+    let ns: Vec<u32> = claimed
+        .iter()
+        .map(|j| j.decode::<Email>().expect("decode").n)
+        .collect();
+    assert_eq!(ns, (0..250).collect::<Vec<_>>(), "FIFO within a level");
+}
+
+#[tokio::test]
+async fn duplicate_idempotency_key_returns_first_id_and_adds_nothing() {
+    let t = TestRedis::new().await;
+    let q = t.queue("idem").await;
+    let opts = JobOptions::new().idempotency_key("order-17");
+    let first = q.enqueue(&1u32, opts.clone()).await.expect("first");
+    let second = q.enqueue(&2u32, opts.clone()).await.expect("second");
+    assert!(!first.duplicate);
+    assert!(second.duplicate);
+    assert_eq!(first.id, second.id);
+    // Also within one batch, and after the first job completed.
+    let batch = vec![
+        NewJob::new(&3u32, JobOptions::new().idempotency_key("order-18")).expect("enc"),
+        NewJob::new(&4u32, JobOptions::new().idempotency_key("order-18")).expect("enc"),
+    ];
+    let out = q.enqueue_batch(batch).await.expect("batch");
+    assert_eq!(out[0].id, out[1].id);
+    assert!(!out[0].duplicate && out[1].duplicate);
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.enqueued_total), (2, 2));
+    for job in q.claim("w", 10).await.expect("claim") {
+        q.settle(&job, Outcome::Done).await.expect("settle");
+    }
+    let again = q.enqueue(&5u32, opts).await.expect("after completion");
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id);
+    assert_eq!(q.stats().await.expect("stats").waiting, 0);
+}
+
+#[tokio::test]
+async fn idempotency_key_expires_after_its_window() {
+    let t = TestRedis::new().await;
+    let q = t.queue("idem-window").await;
+    let opts = JobOptions::new()
+        .idempotency_key("k")
+        .idempotency_window(Duration::from_millis(100));
+    let first = q.enqueue(&1u32, opts.clone()).await.expect("first");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let second = q.enqueue(&1u32, opts).await.expect("second");
+    assert!(!second.duplicate);
+    assert_ne!(first.id, second.id);
+}
+
+#[tokio::test]
+async fn invalid_input_is_refused_before_touching_redis() {
+    let t = TestRedis::new().await;
+    let cfg = QueueConfig {
+        max_payload_bytes: 64,
+        max_batch: 3,
+        ..fast_config()
+    };
+    let q = t.queue_with("strict", cfg).await;
+    let before = t.keys().await;
+
+    let cases: Vec<(Error, &str)> = vec![
+        (
+            q.enqueue(&1u32, JobOptions::new().priority(PRIORITY_LEVELS))
+                .await
+                .expect_err("priority"),
+            "priority",
+        ),
+        (
+            q.enqueue(&1u32, JobOptions::new().max_attempts(0))
+                .await
+                .expect_err("attempts"),
+            "max_attempts",
+        ),
+        (
+            q.enqueue(&"x".repeat(100), JobOptions::new())
+                .await
+                .expect_err("size"),
+            "over the maximum",
+        ),
+        (
+            q.enqueue_batch(vec![]).await.expect_err("empty"),
+            "empty batch",
+        ),
+        (
+            q.enqueue_batch(vec![NewJob::raw(vec![1], JobOptions::new()); 4])
+                .await
+                .expect_err("big batch"),
+            "over the maximum",
+        ),
+        (
+            // One bad job refuses the whole batch.
+            q.enqueue_batch(vec![
+                NewJob::raw(vec![1], JobOptions::new()),
+                NewJob::raw(vec![1], JobOptions::new().priority(200)),
+            ])
+            .await
+            .expect_err("mixed batch"),
+            "priority",
+        ),
+    ];
+    for (err, needle) in cases {
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+    }
+    for bad in ["a{b}", "a:b", "", "with space", "x#1"] {
+        let err = t.client.queue(bad).await.expect_err("bad name");
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad}: {err}");
+    }
+    assert_eq!(t.keys().await, before, "a refused call changed Redis");
+    assert_eq!(q.stats().await.expect("stats").enqueued_total, 0);
+}
+
+#[tokio::test]
+async fn claims_follow_strict_priority() {
+    let t = TestRedis::new().await;
+    let q = t.queue("prio").await;
+    // Enqueued least urgent first; claimed most urgent first.
+    let mut batch = Vec::new();
+    for level in [3u8, 2, 1, 0, 3, 0] {
+        batch.push(NewJob::new(&level, JobOptions::new().priority(level)).expect("enc"));
+    }
+    q.enqueue_batch(batch).await.expect("enqueue");
+    let s = q.stats().await.expect("stats");
+    assert_eq!(&s.waiting_by_priority[..4], &[2, 1, 1, 2]);
+
+    let mut order = Vec::new();
+    // One at a time: each claim takes the most urgent job left.
+    for _ in 0..3 {
+        let j = q.claim("w", 1).await.expect("claim").remove(0);
+        order.push(j.priority);
+    }
+    // Then a batch takes the rest, still in priority order.
+    order.extend(
+        q.claim("w", 10)
+            .await
+            .expect("claim")
+            .iter()
+            .map(|j| j.priority),
+    );
+    assert_eq!(order, [0, 0, 1, 2, 3, 3]);
+    // A more urgent job enqueued later overtakes what is still waiting.
+    q.enqueue(&9u8, JobOptions::new().priority(5))
+        .await
+        .expect("enq");
+    q.enqueue(&9u8, JobOptions::new().priority(4))
+        .await
+        .expect("enq");
+    assert_eq!(q.claim("w", 1).await.expect("claim")[0].priority, 4);
+}
+
+#[tokio::test]
+async fn delayed_jobs_become_ready_at_their_time() {
+    let t = TestRedis::new().await;
+    let q = t.queue("delayed").await;
+    let e = q
+        .enqueue(
+            &1u32,
+            JobOptions::new()
+                .delay(Duration::from_millis(400))
+                .priority(2),
+        )
+        .await
+        .expect("enqueue");
+    let info = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!(info.state, JobState::Delayed);
+    assert_eq!(q.stats().await.expect("stats").delayed, 1);
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    let p = q.promote_due(100).await.expect("promote");
+    assert_eq!(p.moved, 0);
+    assert!(p.next_due.expect("next due") <= Duration::from_millis(400));
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(q.promote_due(100).await.expect("promote").moved, 1);
+    let jobs = q.claim("w", 10).await.expect("claim");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].priority, 2);
+    let info = q.job(&e.id).await.expect("lookup").expect("exists");
+    let waited = info.started_at_ms.expect("started") - info.created_at_ms;
+    assert!(waited >= 400, "ran after {waited} ms, before its delay");
+}
+
+#[tokio::test]
+async fn paused_queue_is_not_claimed_until_resumed() {
+    let t = TestRedis::new().await;
+    let q = t.queue("pause").await;
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    q.pause().await.expect("pause");
+    assert!(q.stats().await.expect("stats").paused);
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    q.resume().await.expect("resume");
+    assert!(!q.stats().await.expect("stats").paused);
+    assert_eq!(q.claim("w", 10).await.expect("claim").len(), 1);
+}
+
+#[tokio::test]
+async fn failures_retry_with_backoff_then_dead_letter() {
+    let t = TestRedis::new().await;
+    let q = t.queue("retry").await;
+    let e = q
+        .enqueue(&1u32, JobOptions::new().max_attempts(3))
+        .await
+        .expect("enqueue");
+    for attempt in 1..=3u32 {
+        // The retry waits in `delayed` for its backoff (20 ms, then 40 ms).
+        let job = &claim_when_ready(&q, "w").await;
+        assert_eq!(job.attempt, attempt);
+        let status = q
+            .settle(
+                job,
+                Outcome::Retry {
+                    reason: format!("boom {attempt}"),
+                    after: None,
+                },
+            )
+            .await
+            .expect("settle");
+        if attempt < 3 {
+            assert_eq!(status, Settled::Retry);
+            let info = q.job(&e.id).await.expect("lookup").expect("exists");
+            assert_eq!(info.state, JobState::Delayed);
+            assert_eq!(
+                info.last_error.as_deref(),
+                Some(format!("boom {attempt}").as_str())
+            );
+        } else {
+            assert_eq!(status, Settled::Dead);
+        }
+    }
+    let dead = q.dead_letters(0, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    let d = &dead[0];
+    assert_eq!(d.id, e.id);
+    assert_eq!(d.state, JobState::Dead);
+    assert_eq!(d.last_error.as_deref(), Some("boom 3"));
+    assert_eq!(
+        d.errors.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.dead, s.failed_total, s.retried_total, s.dead_total),
+        (1, 3, 2, 1)
+    );
+
+    // Re-drive: back to waiting with fresh attempts.
+    assert!(q.redrive(&e.id).await.expect("redrive"));
+    assert!(!q.redrive(&e.id).await.expect("redrive twice"));
+    let job = q.claim("w", 1).await.expect("claim").remove(0);
+    assert_eq!(job.attempt, 1);
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    assert_eq!(q.stats().await.expect("stats").dead, 0);
+}
+
+#[tokio::test]
+async fn retry_after_bury_and_snooze_outcomes() {
+    let t = TestRedis::new().await;
+    let q = t.queue("outcomes").await;
+    let a = q.enqueue(&1u32, JobOptions::new()).await.expect("a");
+    let b = q.enqueue(&2u32, JobOptions::new()).await.expect("b");
+    let jobs = q.claim("w", 2).await.expect("claim");
+    let (ja, jb) = (&jobs[0], &jobs[1]);
+    let out = q
+        .settle_many(vec![
+            (ja, Outcome::Bury("bad input".into())),
+            (jb, Outcome::Snooze(Duration::from_millis(50))),
+        ])
+        .await
+        .expect("settle");
+    assert_eq!(out, [Settled::Dead, Settled::Snoozed]);
+    assert_eq!(
+        q.job(&a.id)
+            .await
+            .expect("a")
+            .expect("a")
+            .last_error
+            .as_deref(),
+        Some("bad input")
+    );
+    let snoozed = q.job(&b.id).await.expect("b").expect("b");
+    assert_eq!((snoozed.state, snoozed.attempt), (JobState::Delayed, 0));
+
+    // An explicit Retry { after } uses its own delay and counts an attempt.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    q.promote_due(10).await.expect("promote");
+    let jb = q.claim("w", 1).await.expect("claim").remove(0);
+    assert_eq!(jb.attempt, 1);
+    let st = q
+        .settle(
+            &jb,
+            Outcome::Retry {
+                reason: "later".into(),
+                after: Some(Duration::from_secs(60)),
+            },
+        )
+        .await
+        .expect("settle");
+    assert_eq!(st, Settled::Retry);
+    let info = q.job(&b.id).await.expect("b").expect("b");
+    assert!(info.due_at_ms.expect("due") >= info.started_at_ms.expect("started") + 59_000);
+}
+
+#[tokio::test]
+async fn dead_letters_list_delete_and_purge() {
+    let t = TestRedis::new().await;
+    let cfg = QueueConfig {
+        dead_letter_cap: 5,
+        ..fast_config()
+    };
+    let q = t.queue_with("dead", cfg).await;
+    let batch = (0..8u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
+        .collect();
+    let ids: Vec<String> = q
+        .enqueue_batch(batch)
+        .await
+        .expect("enq")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    for job in q.claim("w", 8).await.expect("claim") {
+        q.settle(
+            &job,
+            Outcome::Bury(format!("reason {}", job.decode::<u32>().expect("dec"))),
+        )
+        .await
+        .expect("bury");
+    }
+    // Capped at 5: the 3 oldest are gone, hashes included.
+    let dead = q.dead_letters(0, 100).await.expect("list");
+    assert_eq!(dead.len(), 5);
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("reason 7"),
+        "newest first"
+    );
+    for old in &ids[..3] {
+        assert!(
+            q.job(old).await.expect("lookup").is_none(),
+            "capped dead letter kept"
+        );
+    }
+    assert_eq!(q.dead_letters(1, 2).await.expect("page").len(), 2);
+
+    assert!(q.delete_dead(&ids[7]).await.expect("delete"));
+    assert!(!q.delete_dead(&ids[7]).await.expect("delete again"));
+    assert!(q.job(&ids[7]).await.expect("lookup").is_none());
+    assert_eq!(q.purge_dead().await.expect("purge"), 4);
+    assert!(q.dead_letters(0, 10).await.expect("list").is_empty());
+
+    // Re-drive all.
+    let more = (0..3u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
+        .collect();
+    q.enqueue_batch(more).await.expect("enq");
+    for job in q.claim("w", 3).await.expect("claim") {
+        q.settle(&job, Outcome::Bury("x".into()))
+            .await
+            .expect("bury");
+    }
+    assert_eq!(q.redrive_all().await.expect("redrive all"), 3);
+    assert_eq!(q.stats().await.expect("stats").waiting, 3);
+}
+
+#[tokio::test]
+async fn reclaimed_job_fences_out_its_old_worker() {
+    let t = TestRedis::new().await;
+    let q = t.queue("fence").await; // visibility timeout 600 ms
+    let e = q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let old = q.claim("worker-a", 1).await.expect("claim").remove(0);
+
+    // Not idle long enough yet: nothing to reclaim.
+    assert_eq!(
+        q.reclaim_lost("worker-b").await.expect("reclaim").retried,
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = q.reclaim_lost("worker-b").await.expect("reclaim");
+    assert_eq!((r.retried, r.dead), (1, 0));
+    let info = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert!(info.last_error.expect("error").contains("worker lost"));
+
+    // The new owner runs it (attempt 2) and completes it.
+    let new = &claim_when_ready(&q, "worker-b").await;
+    assert_eq!(new.attempt, 2);
+
+    // The presumed-dead worker comes back: its outcome is refused, whether
+    // it arrives before or after the new owner's.
+    let stale = q
+        .settle(
+            &old,
+            Outcome::Retry {
+                reason: "late".into(),
+                after: None,
+            },
+        )
+        .await
+        .expect("settle");
+    assert_eq!(stale, Settled::Fenced);
+    assert_eq!(
+        q.job(&e.id).await.expect("lookup").expect("exists").state,
+        JobState::Active
+    );
+    assert_eq!(
+        q.settle(new, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    assert_eq!(
+        q.settle(&old, Outcome::Done).await.expect("settle"),
+        Settled::Gone
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.completed_total, s.active, s.waiting), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn reclaim_after_last_attempt_dead_letters() {
+    let t = TestRedis::new().await;
+    let q = t.queue("reclaim-dead").await;
+    q.enqueue(&1u32, JobOptions::new().max_attempts(1))
+        .await
+        .expect("enqueue");
+    q.claim("crashed", 1).await.expect("claim");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = q.reclaim_lost("rescuer").await.expect("reclaim");
+    assert_eq!((r.retried, r.dead), (0, 1));
+    let dead = q.dead_letters(0, 10).await.expect("dead");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .expect("reason")
+            .contains("visibility timeout")
+    );
+}
+
+#[tokio::test]
+async fn queues_are_registered_and_share_one_hash_tag() {
+    let t = TestRedis::new().await;
+    let q = t.queue("alpha").await;
+    t.queue("beta").await;
+    assert_eq!(t.client.queues().await.expect("queues"), ["alpha", "beta"]);
+    q.enqueue(&1u32, JobOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .expect("enq");
+    for key in t.keys().await {
+        if key != format!("{}:queues", t.prefix) {
+            assert!(
+                key.starts_with(&format!("{}:{{alpha}}:", t.prefix)) || key.contains("{beta}"),
+                "{key}"
+            );
+        }
+    }
+}
