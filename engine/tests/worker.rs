@@ -1,0 +1,368 @@
+//! The worker against the real Redis: concurrency, blocking wake-up, retries,
+//! timeouts, panics, poison messages, reclaim of a dead worker's jobs,
+//! pause, graceful shutdown.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestRedis, eventually, fast_config};
+use sluice_engine::{
+    HandlerError, Job, JobOptions, JobState, NewJob, Outcome, Queue, QueueConfig, Worker,
+    WorkerConfig, WorkerReport, handler_fn,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+fn quick_worker_config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 8,
+        block_timeout: Duration::from_millis(300),
+        shutdown_grace: Duration::from_secs(5),
+        reclaim_interval: Some(Duration::from_millis(200)),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Start `worker`; the returned sender stops it.
+fn spawn<H: sluice_engine::Handler>(
+    worker: Worker<H>,
+) -> (
+    oneshot::Sender<()>,
+    JoinHandle<sluice_engine::Result<WorkerReport>>,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    (tx, handle)
+}
+
+async fn stop(
+    tx: oneshot::Sender<()>,
+    handle: JoinHandle<sluice_engine::Result<WorkerReport>>,
+) -> WorkerReport {
+    let _ = tx.send(());
+    handle.await.expect("worker task").expect("worker run")
+}
+
+async fn settled(q: &Queue, completed: u64, dead: u64) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        let s = q.stats().await.expect("stats");
+        s.completed_total == completed && s.dead == dead && s.active == 0
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_every_job_once_with_bounded_concurrency() {
+    let t = TestRedis::new().await;
+    let q = t.queue("bulk").await;
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (r, p, s) = (running.clone(), peak.clone(), seen.clone());
+    let handler = handler_fn(move |_job: Job, n: u32| {
+        let (r, p, s) = (r.clone(), p.clone(), s.clone());
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            s.lock().expect("lock").push(n);
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    });
+    let batch = (0..500u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
+        .collect();
+    q.enqueue_batch(batch).await.expect("enqueue");
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    assert!(settled(&q, 500, 0).await, "jobs not all completed");
+    let report = stop(tx, h).await;
+    assert_eq!(report.completed, 500);
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..500).collect::<Vec<_>>(), "each job exactly once");
+    assert!(
+        peak.load(Ordering::SeqCst) <= 8,
+        "concurrency limit exceeded"
+    );
+    assert_eq!(
+        t.keys()
+            .await
+            .iter()
+            .filter(|k| k.contains(":job:"))
+            .count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_when_a_job_arrives() {
+    let t = TestRedis::new().await;
+    let q = t.queue("wake").await;
+    let config = WorkerConfig {
+        block_timeout: Duration::from_secs(20),
+        ..quick_worker_config()
+    };
+    let done = Arc::new(tokio::sync::Notify::new());
+    let d = done.clone();
+    let handler = move |_job: Job| {
+        let d = d.clone();
+        async move {
+            d.notify_one();
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    };
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(config));
+    // Let the worker find the queue empty and block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    q.enqueue(&1u32, JobOptions::new().priority(7))
+        .await
+        .expect("enqueue");
+    // It must run long before the 20 s block would have timed out.
+    tokio::time::timeout(Duration::from_secs(10), done.notified())
+        .await
+        .expect("blocked worker did not wake for the new job");
+    eprintln!("woke after {:?}", sent.elapsed());
+    let report = stop(tx, h).await;
+    assert_eq!(report.completed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_timeouts_and_panics_are_retried_then_dead_lettered() {
+    let t = TestRedis::new().await;
+    let q = t.queue("failing").await;
+    let handler = |job: Job| async move {
+        match job.decode::<String>()?.as_str() {
+            "error" => Err::<Outcome, HandlerError>("database said no".into()),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(Outcome::Done)
+            }
+            "panic" => panic!("handler blew up"),
+            "flaky" if job.attempt < 2 => Err("first try fails".into()),
+            _ => Ok(Outcome::Done),
+        }
+    };
+    let opts = JobOptions::new()
+        .max_attempts(2)
+        .timeout(Duration::from_millis(100));
+    let mut ids = Vec::new();
+    for kind in ["error", "slow", "panic", "flaky"] {
+        ids.push(q.enqueue(&kind, opts.clone()).await.expect("enqueue").id);
+    }
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    assert!(settled(&q, 1, 3).await, "{:?}", q.stats().await);
+    let report = stop(tx, h).await;
+    assert_eq!((report.completed, report.dead), (1, 3));
+    let reason = |i: usize| {
+        let q = q.clone();
+        let id = ids[i].clone();
+        async move {
+            q.job(&id)
+                .await
+                .expect("lookup")
+                .expect("dead")
+                .last_error
+                .expect("reason")
+        }
+    };
+    assert_eq!(reason(0).await, "database said no");
+    assert!(reason(1).await.contains("timed out after 100 ms"));
+    assert!(reason(2).await.contains("panicked: handler blew up"));
+    let panicked = q.job(&ids[2]).await.expect("lookup").expect("dead");
+    assert_eq!(
+        (panicked.state, panicked.attempt, panicked.errors.len()),
+        (JobState::Dead, 2, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_without_stopping_the_worker() {
+    let t = TestRedis::new().await;
+    let q = t.queue("poison").await;
+    #[derive(serde::Deserialize)]
+    struct Order {
+        #[allow(dead_code)]
+        id: u64,
+    }
+    let handler =
+        handler_fn(|_job: Job, _order: Order| async move { Ok::<_, HandlerError>(Outcome::Done) });
+    // Not MessagePack at all, and MessagePack of the wrong shape.
+    let bad1 = q
+        .enqueue_raw(vec![0xc1, 0xff, 0x00], JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
+    let bad2 = q
+        .enqueue(&"just a string", JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
+    #[derive(serde::Serialize)]
+    struct GoodOrder {
+        id: u64,
+    }
+    q.enqueue(&GoodOrder { id: 7 }, JobOptions::new())
+        .await
+        .expect("enq");
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    assert!(settled(&q, 1, 2).await, "{:?}", q.stats().await);
+    let report = stop(tx, h).await;
+    assert_eq!((report.completed, report.dead), (1, 2));
+    for id in [bad1, bad2] {
+        let info = q.job(&id).await.expect("lookup").expect("dead letter");
+        assert_eq!(info.state, JobState::Dead);
+        assert_eq!(info.attempt, 1, "a poison message is not retried");
+        assert!(
+            info.last_error
+                .expect("reason")
+                .contains("payload could not be decoded")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_job_is_taken_over_and_long_jobs_keep_their_claim() {
+    let t = TestRedis::new().await;
+    let q = t
+        .queue_with(
+            "takeover",
+            QueueConfig {
+                visibility_timeout: Duration::from_millis(400),
+                ..fast_config()
+            },
+        )
+        .await;
+    // A worker claims a job and dies without a word.
+    let lost = q.enqueue(&"lost", JobOptions::new()).await.expect("enq").id;
+    q.claim("crashed-worker", 1).await.expect("claim");
+    // A long job (3 visibility timeouts) on a live worker is not reclaimed.
+    let long = q.enqueue(&"long", JobOptions::new()).await.expect("enq").id;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let handler = move |job: Job| {
+        let r = r.clone();
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            if job.decode::<String>()? == "long" {
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+            }
+            Ok::<_, HandlerError>(Outcome::DoneWith(format!("attempt {}", job.attempt)))
+        }
+    };
+    let q2 = t
+        .queue_with(
+            "takeover",
+            QueueConfig {
+                visibility_timeout: Duration::from_millis(400),
+                keep_completed: Duration::from_secs(60),
+                ..fast_config()
+            },
+        )
+        .await;
+    let (tx, h) = spawn(Worker::new(q2.clone(), handler).with_config(quick_worker_config()));
+    assert!(settled(&q, 2, 0).await, "{:?}", q.stats().await);
+    let report = stop(tx, h).await;
+    assert_eq!((report.completed, report.fenced), (2, 0));
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the long job ran twice");
+    let lost_info = q.job(&lost).await.expect("lookup").expect("kept");
+    assert_eq!(
+        lost_info.result.as_deref(),
+        Some("attempt 2"),
+        "the dead worker's run counts"
+    );
+    let long_info = q.job(&long).await.expect("lookup").expect("kept");
+    assert_eq!(long_info.result.as_deref(), Some("attempt 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_claims_and_resume_restarts_them() {
+    let t = TestRedis::new().await;
+    let q = t.queue("pausing").await;
+    q.pause().await.expect("pause");
+    let handler = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.waiting, s.completed_total),
+        (1, 0),
+        "a paused queue was claimed"
+    );
+    q.resume().await.expect("resume");
+    assert!(settled(&q, 1, 0).await);
+    stop(tx, h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_running_jobs_within_the_grace_period() {
+    let t = TestRedis::new().await;
+    let q = t.queue("drain").await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let handler = move |_job: Job| {
+        let s = s.clone();
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    };
+    let batch = (0..20u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
+        .collect();
+    q.enqueue_batch(batch).await.expect("enqueue");
+    let config = WorkerConfig {
+        concurrency: 4,
+        ..quick_worker_config()
+    };
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            started.load(Ordering::SeqCst) >= 4
+        })
+        .await
+    );
+    let report = stop(tx, h).await;
+    // The 4 running jobs finished and were recorded; nothing else was claimed.
+    assert_eq!(report.completed, 4);
+    assert_eq!(report.abandoned, 0);
+    let st = q.stats().await.expect("stats");
+    assert_eq!((st.completed_total, st.active, st.waiting), (4, 0, 16));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_past_the_grace_period_are_abandoned_to_reclaim() {
+    let t = TestRedis::new().await;
+    let q = t.queue("abandon").await;
+    let handler = |_job: Job| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, HandlerError>(Outcome::Done)
+    };
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let config = WorkerConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..quick_worker_config()
+    };
+    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            q.stats().await.expect("s").active == 1
+        })
+        .await
+    );
+    let report = stop(tx, h).await;
+    assert_eq!(report.abandoned, 1);
+    // The abandoned job is reclaimed (another run of a worker takes it over).
+    let quick = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
+    let (tx, h) = spawn(Worker::new(q.clone(), quick).with_config(quick_worker_config()));
+    assert!(settled(&q, 1, 0).await, "{:?}", q.stats().await);
+    stop(tx, h).await;
+}
