@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Client, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig, handler_fn};
+use sluice_engine::{
+    Client, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig, handler_fn,
+};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Email {
@@ -24,10 +26,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let jobs_to_run: Option<u64> = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
         [] => None,
-        [flag, n] if flag == "--jobs" => Some(n.parse().map_err(|_| format!("--jobs wants a number, got {n:?}"))?),
-        other => return Err(format!("unknown arguments {other:?}; usage: quickstart [--jobs N]").into()),
+        [flag, n] if flag == "--jobs" => Some(
+            n.parse()
+                .map_err(|_| format!("--jobs wants a number, got {n:?}"))?,
+        ),
+        other => {
+            return Err(format!("unknown arguments {other:?}; usage: quickstart [--jobs N]").into());
+        }
     };
-    let url = std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let url =
+        std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let client = Client::connect(&url).await?;
     let queue = client.queue("demo").await?;
     println!("sluice: connected to {url}; queue 'demo' (Ctrl-C stops)");
@@ -35,8 +43,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The handler: "send" an email; about 1 in 20 fails and is retried.
     let handler = handler_fn(|job: Job, email: Email| async move {
         tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
-        if rand::random::<u8>() % 20 == 0 {
-            return Err::<Outcome, HandlerError>(format!("smtp timeout sending to {}", email.to).into());
+        if rand::random::<u8>().is_multiple_of(20) {
+            return Err::<Outcome, HandlerError>(
+                format!("smtp timeout sending to {}", email.to).into(),
+            );
         }
         tracing::debug!(id = %job.id, to = %email.to, subject = %email.subject, "sent");
         Ok(Outcome::Done)
@@ -93,10 +103,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "waiting {:>6} (by priority {:?})  active {:>3}  delayed {:>4}  dead {:>4}  completed {:>8}  failed {:>6}",
                     s.waiting, &s.waiting_by_priority[..4], s.active, s.delayed, s.dead, s.completed_total, s.failed_total
                 );
-                if let Some(total) = jobs_to_run {
-                    if s.completed_total + s.dead >= before + total && s.waiting + s.active + s.delayed == 0 {
-                        break;
-                    }
+                if let Some(total) = jobs_to_run
+                    && s.completed_total + s.dead >= before + total
+                    && s.waiting + s.active + s.delayed == 0
+                {
+                    break;
                 }
             }
             _ = tokio::signal::ctrl_c() => {

@@ -37,10 +37,23 @@ for i = 0, n - 1 do
     table.insert(out, jid)
     table.insert(out, 0)
   else
-    redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4],
-      'bo', ARGV[o + 5], 'to', ARGV[o + 6], 'fence', 0, 'cat', int(now))
-    if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
-    schedule(base, jk, jid, prio, delay, now)
+    -- One HSET per job (state and due time included) rather than going
+    -- through schedule(), which would write the hash a second time.
+    local state = 'waiting'
+    if delay > 0 then state = 'delayed' end
+    local due = int(now + math.max(delay, 0))
+    if idem ~= '' then
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4],
+        'bo', ARGV[o + 5], 'to', ARGV[o + 6], 'fence', 0, 'cat', int(now), 'state', state, 'due', due, 'idem', idem)
+    else
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4],
+        'bo', ARGV[o + 5], 'to', ARGV[o + 6], 'fence', 0, 'cat', int(now), 'state', state, 'due', due)
+    end
+    if delay > 0 then
+      redis.call('ZADD', base .. 'delayed', due, jid)
+    else
+      redis.call('XADD', stream_key(prio), '*', 'i', jid)
+    end
     added = added + 1
     table.insert(out, jid)
     table.insert(out, 0)

@@ -162,13 +162,13 @@ impl JobOptions {
         if self.timeout == Some(Duration::ZERO) {
             return Err(Error::invalid("timeout", "must be above zero"));
         }
-        if let Some(key) = &self.idempotency_key {
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(Error::invalid(
-                    "idempotency_key",
-                    format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
-                ));
-            }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN)
+        {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+            ));
         }
         if self.idempotency_window == Some(Duration::ZERO) {
             return Err(Error::invalid("idempotency_window", "must be above zero"));

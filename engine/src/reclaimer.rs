@@ -34,14 +34,14 @@ pub(crate) async fn run(
                     );
                 }
                 rounds += 1;
-                if rounds % 20 == 1 {
-                    if let Err(e) = queue
+                // Consumer clean-up is rare work: every 20th round.
+                if rounds % 20 == 1
+                    && let Err(e) = queue
                         .store()
                         .remove_idle_consumers(consumer_max_idle, &consumer)
                         .await
-                    {
-                        tracing::debug!(queue = queue.name(), error = %e, "could not clean up consumers");
-                    }
+                {
+                    tracing::debug!(queue = queue.name(), error = %e, "could not clean up consumers");
                 }
                 interval
             }

@@ -329,7 +329,7 @@ impl Store {
         let mut reply = array("claim", self.run_grouped("claim", &inv).await?)?.into_iter();
         let paused = reply.next().map(|v| int(&v) == 1).unwrap_or(false);
         let rest: Vec<Value> = reply.collect();
-        if rest.len() % 9 != 0 {
+        if !rest.len().is_multiple_of(9) {
             return Err(protocol(
                 "claim",
                 format!("{} fields is not 9 per job", rest.len()),

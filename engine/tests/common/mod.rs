@@ -106,15 +106,15 @@ impl Drop for TestRedis {
         let url = self.url.clone();
         let pattern = format!("{}:*", self.prefix);
         // Drop cannot be async; clean up on a plain connection.
-        if let Ok(client) = redis::Client::open(url.as_str()) {
-            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(&pattern)
-                    .query(&mut conn)
-                    .unwrap_or_default();
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-                }
+        let conn = redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)));
+        if let Ok(mut conn) = conn {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
             }
         }
     }
