@@ -31,7 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|_| format!("--jobs wants a number, got {n:?}"))?,
         ),
         other => {
-            return Err(format!("unknown arguments {other:?}; usage: quickstart [--jobs N]").into());
+            return Err(
+                format!("unknown arguments {other:?}; usage: quickstart [--jobs N]").into(),
+            );
         }
     };
     let url =

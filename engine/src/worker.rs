@@ -248,6 +248,7 @@ impl<H: Handler> Worker<H> {
         let mut jobs = self.fetch_loop(stop_rx, settle_tx, &in_flight).await?;
 
         // Shutdown: running jobs get the grace period, then are abandoned.
+        while jobs.try_join_next().is_some() {}
         let running = jobs.len();
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             while jobs.join_next().await.is_some() {}
@@ -306,12 +307,26 @@ impl<H: Handler> Worker<H> {
         let queue = &self.queue;
         let store = queue.store();
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut blocking = queue
-            .client()
-            .blocking_connection(self.config.block_timeout)
-            .await?;
         let mut running = JoinSet::new();
         let mut backoff = LoopBackoff::new("claim");
+        // Redis may be down when the worker starts: keep trying until it
+        // answers or the worker is stopped.
+        let mut blocking = loop {
+            match queue
+                .client()
+                .blocking_connection(self.config.block_timeout)
+                .await
+            {
+                Ok(conn) => break conn,
+                Err(e) => {
+                    let wait = backoff.failed(queue.name(), &e);
+                    sleep_or_stop(wait, &mut stop).await;
+                    if *stop.borrow() {
+                        return Ok(running);
+                    }
+                }
+            }
+        };
         // Entries a blocking read delivered to us; claimed on the next pass.
         let mut delivered: Vec<(u8, String, String)> = Vec::new();
         loop {
