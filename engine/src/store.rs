@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamPendingReply, StreamReadReply};
-use redis::{RedisError, RetryMethod, Script, ScriptInvocation, Value};
+use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
 
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, Stats};
@@ -264,23 +264,42 @@ impl Store {
         }
     }
 
+    /// One command, retried like every call.
+    async fn query<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        with_retry(self.retry, operation, || {
+            let mut conn = self.conn.clone();
+            async move { cmd.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// One pipeline (one round trip), retried like every call.
+    async fn query_pipe<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        with_retry(self.retry, operation, || {
+            let mut conn = self.conn.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+    }
+
     /// Create missing streams and groups, and register the queue.
     pub(crate) async fn ensure(&self) -> Result<()> {
         let inv = self.invocation(&scripts::ENSURE);
         self.run("ensure queue", &inv).await?;
         let registry = self.keys.queues();
         let name = self.keys.queue().to_owned();
-        with_retry(self.retry, "register queue", || {
-            let mut conn = self.conn.clone();
-            let (registry, name) = (registry.clone(), name.clone());
-            async move {
-                redis::cmd("SADD")
-                    .arg(registry)
-                    .arg(name)
-                    .query_async::<()>(&mut conn)
-                    .await
-            }
-        })
+        self.query(
+            "register queue",
+            redis::cmd("SADD").arg(&registry).arg(&name),
+        )
         .await
     }
 
@@ -518,12 +537,7 @@ impl Store {
                 .arg("JUSTID")
                 .ignore();
         }
-        with_retry(self.retry, "refresh claims", || {
-            let mut conn = self.conn.clone();
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut conn).await }
-        })
-        .await
+        self.query_pipe("refresh claims", &pipe).await
     }
 
     /// Remove consumers of this queue's group that hold no entries and have
@@ -536,19 +550,11 @@ impl Store {
     ) -> Result<u64> {
         let mut removed = 0;
         for stream in self.keys.streams() {
-            let consumers: Vec<HashMap<String, Value>> =
-                with_retry(self.retry, "list consumers", || {
-                    let mut conn = self.conn.clone();
-                    let stream = stream.clone();
-                    async move {
-                        redis::cmd("XINFO")
-                            .arg("CONSUMERS")
-                            .arg(stream)
-                            .arg(GROUP)
-                            .query_async(&mut conn)
-                            .await
-                    }
-                })
+            let consumers: Vec<HashMap<String, Value>> = self
+                .query(
+                    "list consumers",
+                    redis::cmd("XINFO").arg("CONSUMERS").arg(&stream).arg(GROUP),
+                )
                 .await
                 .or_else(|e| match e {
                     Error::Redis { ref source, .. } if is_nogroup(source) => Ok(Vec::new()),
@@ -570,18 +576,12 @@ impl Store {
     /// (a graceful worker exit). Entries it still holds stay for reclaim.
     pub(crate) async fn remove_consumer(&self, consumer: &str) -> Result<()> {
         for stream in self.keys.streams() {
-            let pending: StreamPendingReply = with_retry(self.retry, "check consumer", || {
-                let mut conn = self.conn.clone();
-                let stream = stream.clone();
-                async move {
-                    redis::cmd("XPENDING")
-                        .arg(stream)
-                        .arg(GROUP)
-                        .query_async(&mut conn)
-                        .await
-                }
-            })
-            .await?;
+            let pending: StreamPendingReply = self
+                .query(
+                    "check consumer",
+                    redis::cmd("XPENDING").arg(&stream).arg(GROUP),
+                )
+                .await?;
             let holds = match &pending {
                 StreamPendingReply::Data(d) => d.consumers.iter().any(|c| c.name == consumer),
                 _ => false,
@@ -596,32 +596,25 @@ impl Store {
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<u64> {
         // Only ever called for consumers without pending entries: DELCONSUMER
         // would drop a consumer's pending entries from the group.
-        let n: i64 = with_retry(self.retry, "delete consumer", || {
-            let mut conn = self.conn.clone();
-            let (stream, consumer) = (stream.to_owned(), consumer.to_owned());
-            async move {
+        let n: i64 = self
+            .query(
+                "delete consumer",
                 redis::cmd("XGROUP")
                     .arg("DELCONSUMER")
                     .arg(stream)
                     .arg(GROUP)
-                    .arg(consumer)
-                    .query_async(&mut conn)
-                    .await
-            }
-        })
-        .await?;
+                    .arg(consumer),
+            )
+            .await?;
         Ok(u64::from(n >= 0))
     }
 
     /// A job's hash.
     pub(crate) async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
         let key = self.keys.job(id);
-        let h: HashMap<String, Vec<u8>> = with_retry(self.retry, "look up job", || {
-            let mut conn = self.conn.clone();
-            let key = key.clone();
-            async move { redis::cmd("HGETALL").arg(key).query_async(&mut conn).await }
-        })
-        .await?;
+        let h: HashMap<String, Vec<u8>> = self
+            .query("look up job", redis::cmd("HGETALL").arg(&key))
+            .await?;
         Ok(JobInfo::from_hash(self.keys.queue(), id, h))
     }
 
@@ -634,12 +627,7 @@ impl Store {
         for id in ids {
             pipe.cmd("HGETALL").arg(self.keys.job(id));
         }
-        let hashes: Vec<HashMap<String, Vec<u8>>> = with_retry(self.retry, "look up jobs", || {
-            let mut conn = self.conn.clone();
-            let pipe = pipe.clone();
-            async move { pipe.query_async(&mut conn).await }
-        })
-        .await?;
+        let hashes: Vec<HashMap<String, Vec<u8>>> = self.query_pipe("look up jobs", &pipe).await?;
         Ok(ids
             .iter()
             .zip(hashes)
@@ -658,12 +646,7 @@ impl Store {
         pipe.cmd("ZCARD").arg(self.keys.dead());
         pipe.cmd("HGETALL").arg(self.keys.stats());
         pipe.cmd("HGET").arg(self.keys.meta()).arg("paused");
-        let reply: Vec<Value> = with_retry(self.retry, "queue stats", || {
-            let mut conn = self.conn.clone();
-            let pipe = pipe.clone();
-            async move { pipe.query_async(&mut conn).await }
-        })
-        .await?;
+        let reply: Vec<Value> = self.query_pipe("queue stats", &pipe).await?;
         let levels = usize::from(PRIORITY_LEVELS);
         if reply.len() != levels * 2 + 4 {
             return Err(protocol("queue stats", "wrong number of replies"));
@@ -715,44 +698,27 @@ impl Store {
 
     /// Set or clear the paused flag that `claim.lua` honours.
     pub(crate) async fn set_paused(&self, paused: bool) -> Result<()> {
-        let meta = self.keys.meta();
-        with_retry(self.retry, "pause/resume", || {
-            let mut conn = self.conn.clone();
-            let meta = meta.clone();
-            async move {
-                let cmd = if paused {
-                    let mut c = redis::cmd("HSET");
-                    c.arg(meta).arg("paused").arg("1");
-                    c
-                } else {
-                    let mut c = redis::cmd("HDEL");
-                    c.arg(meta).arg("paused");
-                    c
-                };
-                cmd.query_async::<()>(&mut conn).await
-            }
-        })
-        .await
+        let mut cmd = redis::cmd(if paused { "HSET" } else { "HDEL" });
+        cmd.arg(self.keys.meta()).arg("paused");
+        if paused {
+            cmd.arg("1");
+        }
+        self.query("pause/resume", &cmd).await
     }
 
-    /// Dead letter ids, newest first, with the time each died.
+    /// Dead letter ids, newest first.
     pub(crate) async fn dead_ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let dead = self.keys.dead();
-        with_retry(self.retry, "list dead letters", || {
-            let mut conn = self.conn.clone();
-            let dead = dead.clone();
-            async move {
-                redis::cmd("ZREVRANGE")
-                    .arg(dead)
-                    .arg(offset)
-                    .arg(offset + limit - 1)
-                    .query_async(&mut conn)
-                    .await
-            }
-        })
+        self.query(
+            "list dead letters",
+            redis::cmd("ZREVRANGE")
+                .arg(&dead)
+                .arg(offset)
+                .arg(offset + limit - 1),
+        )
         .await
     }
 
