@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Run the whole test suite against real services: starts (or installs) Redis
-# and PostgreSQL first. Extra arguments go to `cargo test`.
+# and PostgreSQL first. Extra arguments go to `cargo test`. Ends with one
+# summary line over every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/services.sh
-exec cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
+echo
+echo "summary: ${passed} passed, ${failed} failed"
+exit "$status"
