@@ -165,6 +165,30 @@ impl Client {
         Ok(Queue::new(self.clone(), store, config))
     }
 
+    /// A handle on queue `name` only if it exists (was opened before under
+    /// this prefix): for operator commands, which must not create a queue
+    /// because of a typo.
+    pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
+        let keys = QueueKeys::new(&self.inner.config.prefix, name)?;
+        let registry = keys.queues();
+        let known: bool = with_retry(self.inner.config.retry, "look up queue", || {
+            let mut conn = self.inner.conn.clone();
+            let (registry, name) = (registry.clone(), name.to_owned());
+            async move {
+                redis::cmd("SISMEMBER")
+                    .arg(registry)
+                    .arg(name)
+                    .query_async(&mut conn)
+                    .await
+            }
+        })
+        .await?;
+        if !known {
+            return Ok(None);
+        }
+        self.queue(name).await.map(Some)
+    }
+
     /// Names of every queue opened under this prefix, sorted.
     pub async fn queues(&self) -> Result<Vec<String>> {
         let key = queues_key(&self.inner.config.prefix);

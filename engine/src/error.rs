@@ -61,7 +61,7 @@ pub enum Error {
         source: redis::RedisError,
     },
     /// Redis answered with an error that retrying will not fix.
-    #[error("redis error during {operation}: {source}")]
+    #[error("redis error during {operation}")]
     Redis {
         /// What the engine was doing.
         operation: &'static str,

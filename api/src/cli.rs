@@ -1,0 +1,133 @@
+//! The command line. Every global flag can also come from an environment
+//! variable or the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Sluice: a durable job queue on Redis Streams.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+pub struct Cli {
+    /// TOML config file.
+    #[arg(long, global = true, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Redis URL [default: redis://127.0.0.1:6379/].
+    #[arg(long, global = true, env = "SLUICE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Key prefix; separate prefixes are separate worlds on one Redis [default: sluice].
+    #[arg(long, global = true, env = "SLUICE_PREFIX")]
+    pub prefix: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enqueue one job.
+    Enqueue(EnqueueArgs),
+    /// Counts per state of one queue, or of all.
+    Stats {
+        /// Only this queue.
+        queue: Option<String>,
+    },
+    /// Look jobs up.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Dead letters of a queue.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// Stop workers from claiming jobs of a queue.
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Let workers claim jobs of a queue again.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+}
+
+/// `sluice enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The queue (created if new).
+    pub queue: String,
+    /// The payload as JSON.
+    #[arg(long, default_value = "null")]
+    pub payload: String,
+    /// Priority level, 0 (most urgent) to 9.
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Run no earlier than this many milliseconds from now.
+    #[arg(long, allow_negative_numbers = true)]
+    pub delay_ms: Option<i64>,
+    /// Runs allowed in all, the first included.
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_attempts: Option<i64>,
+    /// Cancel a run after this many milliseconds.
+    #[arg(long, allow_negative_numbers = true)]
+    pub timeout_ms: Option<i64>,
+    /// Enqueue at most once under this key (within the idempotency window).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `sluice jobs ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Show one job.
+    Show {
+        /// The job id.
+        id: String,
+        /// Its queue (default: look in every queue).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+}
+
+/// `sluice dead ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead letters, newest first.
+    List {
+        /// The queue.
+        queue: String,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one dead letter.
+    Show {
+        /// The queue.
+        queue: String,
+        /// The job id.
+        id: String,
+    },
+    /// Send one dead letter back to its queue with fresh attempts.
+    Retry {
+        /// The queue.
+        queue: String,
+        /// The job id.
+        id: String,
+    },
+    /// Send every dead letter of a queue back.
+    RetryAll {
+        /// The queue.
+        queue: String,
+    },
+    /// Delete every dead letter of a queue.
+    Purge {
+        /// The queue.
+        queue: String,
+    },
+}

@@ -1,0 +1,253 @@
+//! Operator commands: they talk to Redis directly through the engine's
+//! public API, print tables for people and JSON (`--json`) for scripts.
+
+use anyhow::{Context, anyhow, bail};
+use serde::Serialize;
+use sluice_engine::{Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, Queue, Stats};
+
+use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand};
+use crate::config::{FileConfig, Settings};
+
+/// Run one operator command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let settings = Settings::resolve(cli.redis_url.clone(), cli.prefix.clone(), file);
+    let client =
+        Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
+            .await
+            .with_context(|| format!("cannot reach redis at {}", settings.redis_url))?;
+    let out = Output { json: cli.json };
+    match cli.command {
+        Command::Enqueue(args) => enqueue(&client, args, out).await,
+        Command::Stats { queue } => stats(&client, queue, out).await,
+        Command::Jobs(JobsCommand::Show { id, queue }) => show_job(&client, &id, queue, out).await,
+        Command::Dead(cmd) => dead(&client, cmd, out).await,
+        Command::Pause { queue } => {
+            existing(&client, &queue).await?.pause().await?;
+            out.done(
+                &format!("queue {queue} paused"),
+                serde_json::json!({"queue": queue, "paused": true}),
+            )
+        }
+        Command::Resume { queue } => {
+            existing(&client, &queue).await?.resume().await?;
+            out.done(
+                &format!("queue {queue} resumed"),
+                serde_json::json!({"queue": queue, "paused": false}),
+            )
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Print `text` for people, or `value` as JSON.
+    fn done(self, text: &str, value: impl Serialize) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            println!("{text}");
+        }
+        Ok(())
+    }
+}
+
+async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
+    client
+        .existing_queue(name)
+        .await?
+        .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
+}
+
+async fn enqueue(client: &Client, args: EnqueueArgs, out: Output) -> anyhow::Result<()> {
+    let payload: serde_json::Value =
+        serde_json::from_str(&args.payload).context("--payload is not valid JSON")?;
+    let options = JobOptions::try_from(JobOptionsInput {
+        priority: args.priority,
+        delay_ms: args.delay_ms,
+        max_attempts: args.max_attempts,
+        timeout_ms: args.timeout_ms,
+        idempotency_key: args.idempotency_key,
+        ..JobOptionsInput::default()
+    })?;
+    let queue = client.queue(&args.queue).await?;
+    let e = queue.enqueue(&payload, options).await?;
+    let text = if e.duplicate {
+        format!(
+            "{} (idempotency key matched an existing job; nothing added)",
+            e.id
+        )
+    } else {
+        e.id.clone()
+    };
+    out.done(&text, &e)
+}
+
+async fn stats(client: &Client, queue: Option<String>, out: Output) -> anyhow::Result<()> {
+    let names = match queue {
+        Some(q) => vec![q],
+        None => client.queues().await?,
+    };
+    let mut all: Vec<Stats> = Vec::with_capacity(names.len());
+    for name in &names {
+        all.push(existing(client, name).await?.stats().await?);
+    }
+    if out.json {
+        return out.done("", &all);
+    }
+    if all.is_empty() {
+        println!("no queues yet");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>6} {:>9} {:>7} {:>8} {:>7} {:>11} {:>9}  waiting by priority 0..9",
+        "QUEUE", "PAUSED", "WAITING", "ACTIVE", "DELAYED", "DEAD", "COMPLETED", "FAILED"
+    );
+    for s in &all {
+        println!(
+            "{:<24} {:>6} {:>9} {:>7} {:>8} {:>7} {:>11} {:>9}  {:?}",
+            s.queue,
+            if s.paused { "yes" } else { "no" },
+            s.waiting,
+            s.active,
+            s.delayed,
+            s.dead,
+            s.completed_total,
+            s.failed_total,
+            s.waiting_by_priority
+        );
+    }
+    Ok(())
+}
+
+/// A job as printed: its info with the payload as JSON.
+#[derive(Serialize)]
+struct JobView<'a> {
+    #[serde(flatten)]
+    info: &'a JobInfo,
+    payload: serde_json::Value,
+}
+
+fn job_view(info: &JobInfo) -> JobView<'_> {
+    JobView {
+        info,
+        payload: info
+            .payload_json()
+            .unwrap_or_else(|| serde_json::json!({ "undecodable_bytes": info.payload.len() })),
+    }
+}
+
+fn print_job(info: &JobInfo, out: Output) -> anyhow::Result<()> {
+    if out.json {
+        return out.done("", job_view(info));
+    }
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    println!("id           {}", info.id);
+    println!("queue        {}", info.queue);
+    println!("state        {}", info.state);
+    println!("priority     {}", info.priority);
+    println!("attempt      {} of {}", info.attempt, info.max_attempts);
+    println!("created ms   {}", info.created_at_ms);
+    println!("due ms       {}", opt(info.due_at_ms));
+    println!("started ms   {}", opt(info.started_at_ms));
+    println!("finished ms  {}", opt(info.finished_at_ms));
+    println!("worker       {}", info.worker.as_deref().unwrap_or("-"));
+    println!("last error   {}", info.last_error.as_deref().unwrap_or("-"));
+    for e in &info.errors {
+        println!("  attempt {} at {}: {}", e.attempt, e.at, e.error);
+    }
+    println!(
+        "payload      {}",
+        serde_json::to_string(&job_view(info).payload)?
+    );
+    Ok(())
+}
+
+async fn show_job(
+    client: &Client,
+    id: &str,
+    queue: Option<String>,
+    out: Output,
+) -> anyhow::Result<()> {
+    let names = match queue {
+        Some(q) => vec![q],
+        None => client.queues().await?,
+    };
+    for name in names {
+        if let Some(info) = existing(client, &name).await?.job(id).await? {
+            return print_job(&info, out);
+        }
+    }
+    bail!("no job {id:?} (completed jobs are kept only for their queue's keep window)")
+}
+
+async fn dead(client: &Client, cmd: DeadCommand, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        DeadCommand::List {
+            queue,
+            offset,
+            limit,
+        } => {
+            let letters = existing(client, &queue)
+                .await?
+                .dead_letters(offset, limit)
+                .await?;
+            if out.json {
+                let views: Vec<JobView<'_>> = letters.iter().map(job_view).collect();
+                return out.done("", views);
+            }
+            if letters.is_empty() {
+                println!("no dead letters in {queue}");
+            }
+            for d in &letters {
+                println!(
+                    "{}  died {}  attempts {}  {}",
+                    d.id,
+                    d.finished_at_ms.unwrap_or(0),
+                    d.attempt,
+                    d.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            Ok(())
+        }
+        DeadCommand::Show { queue, id } => {
+            let info = existing(client, &queue)
+                .await?
+                .job(&id)
+                .await?
+                .filter(|i| i.state == sluice_engine::JobState::Dead)
+                .ok_or_else(|| anyhow!("no dead letter {id:?} in queue {queue:?}"))?;
+            print_job(&info, out)
+        }
+        DeadCommand::Retry { queue, id } => {
+            if !existing(client, &queue).await?.redrive(&id).await? {
+                bail!("no dead letter {id:?} in queue {queue:?}");
+            }
+            out.done(
+                &format!("{id} re-driven"),
+                serde_json::json!({"retried": 1}),
+            )
+        }
+        DeadCommand::RetryAll { queue } => {
+            let n = existing(client, &queue).await?.redrive_all().await?;
+            out.done(
+                &format!("{n} dead letters re-driven"),
+                serde_json::json!({"retried": n}),
+            )
+        }
+        DeadCommand::Purge { queue } => {
+            let n = existing(client, &queue).await?.purge_dead().await?;
+            out.done(
+                &format!("{n} dead letters deleted"),
+                serde_json::json!({"deleted": n}),
+            )
+        }
+    }
+}

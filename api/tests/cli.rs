@@ -1,0 +1,264 @@
+//! The `sluice` binary's operator commands, run as a process against the
+//! real Redis under a prefix of the test's own.
+
+use std::process::{Command, Output};
+
+struct Env {
+    prefix: String,
+    url: String,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            prefix: format!(
+                "sluiceclitest-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+            url: std::env::var("SLUICE_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+        }
+    }
+
+    fn sluice(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .env("SLUICE_REDIS_URL", &self.url)
+            .env("SLUICE_PREFIX", &self.prefix)
+            .env_remove("SLUICE_CONFIG")
+            .output()
+            .expect("run sluice")
+    }
+
+    /// Run, expect success, return stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.sluice(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// Run, expect failure, return the one-line error.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.sluice(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8(out.stderr).expect("utf-8");
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+        err
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).expect("json")
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url.as_str()).expect("url");
+        let mut conn = client.get_connection().expect("connect");
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .expect("KEYS");
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let client = redis::Client::open(self.url.as_str()).expect("url");
+            let mut conn = client.get_connection().expect("connect");
+            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).expect("DEL");
+        }
+    }
+}
+
+#[test]
+fn enqueue_stats_show_pause_resume() {
+    let env = Env::new();
+    let first = env.json(&[
+        "enqueue",
+        "orders",
+        "--payload",
+        r#"{"sku":"A-1"}"#,
+        "--priority",
+        "2",
+    ]);
+    let id = first["id"].as_str().expect("id").to_owned();
+    assert_eq!(first["duplicate"], false);
+    let again = env.json(&[
+        "enqueue",
+        "orders",
+        "--payload",
+        "1",
+        "--idempotency-key",
+        "k",
+    ]);
+    let dup = env.json(&[
+        "enqueue",
+        "orders",
+        "--payload",
+        "2",
+        "--idempotency-key",
+        "k",
+    ]);
+    assert_eq!(dup["id"], again["id"]);
+    assert_eq!(dup["duplicate"], true);
+
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats[0]["queue"], "orders");
+    assert_eq!(stats[0]["waiting"], 2);
+    assert_eq!(stats[0]["waiting_by_priority"][2], 1);
+    assert!(env.ok(&["stats"]).contains("orders"));
+
+    let job = env.json(&["jobs", "show", &id]);
+    assert_eq!(job["state"], "waiting");
+    assert_eq!(job["payload"]["sku"], "A-1");
+    assert!(
+        env.ok(&["jobs", "show", &id, "--queue", "orders"])
+            .contains("A-1")
+    );
+
+    env.ok(&["pause", "orders"]);
+    assert_eq!(env.json(&["stats", "orders"])[0]["paused"], true);
+    env.ok(&["resume", "orders"]);
+    assert_eq!(env.json(&["stats", "orders"])[0]["paused"], false);
+}
+
+#[tokio::test]
+async fn dead_letters_list_show_retry_and_purge() {
+    let env = Env::new();
+    let client = sluice_engine::Client::connect_with(
+        sluice_engine::ClientConfig::new(&env.url).prefix(&env.prefix),
+    )
+    .await
+    .expect("connect");
+    let q = client.queue("mail").await.expect("queue");
+    for n in 0..3u32 {
+        q.enqueue(&n, sluice_engine::JobOptions::new())
+            .await
+            .expect("enqueue");
+    }
+    let jobs = q.claim("w", 3).await.expect("claim");
+    for job in &jobs {
+        q.settle(job, sluice_engine::Outcome::Bury("smtp said 550".into()))
+            .await
+            .expect("bury");
+    }
+    let list = env.json(&["dead", "list", "mail"]);
+    assert_eq!(list.as_array().expect("array").len(), 3);
+    assert_eq!(list[0]["last_error"], "smtp said 550");
+    assert!(env.ok(&["dead", "list", "mail"]).contains("smtp said 550"));
+    let id = jobs[0].id.as_str();
+    assert_eq!(env.json(&["dead", "show", "mail", id])["state"], "dead");
+    env.ok(&["dead", "retry", "mail", id]);
+    assert!(
+        env.fails(&["dead", "retry", "mail", id])
+            .contains("no dead letter")
+    );
+    assert_eq!(env.json(&["dead", "retry-all", "mail"])["retried"], 2);
+    let more = q.claim("w", 3).await.expect("claim");
+    assert_eq!(more.len(), 3);
+    for job in more.iter().skip(1) {
+        q.settle(job, sluice_engine::Outcome::Bury("again".into()))
+            .await
+            .expect("bury");
+    }
+    assert_eq!(env.json(&["dead", "purge", "mail"])["deleted"], 2);
+    assert_eq!(env.json(&["stats", "mail"])[0]["dead"], 0);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_a_non_zero_exit_and_changes_nothing() {
+    let env = Env::new();
+    env.ok(&["enqueue", "orders"]);
+    let before = env.keys();
+    let cases: &[(&[&str], &str)] = &[
+        (&["enqueue", "orders", "--priority", "12"], "priority"),
+        (&["enqueue", "orders", "--priority", "-1"], "priority"),
+        (&["enqueue", "orders", "--delay-ms", "-5"], "delay_ms"),
+        (
+            &["enqueue", "orders", "--max-attempts", "0"],
+            "max_attempts",
+        ),
+        (
+            &["enqueue", "orders", "--payload", "{bad"],
+            "not valid JSON",
+        ),
+        (&["enqueue", "bad{name}"], "invalid queue name"),
+        (&["stats", "no-such-queue"], "unknown queue"),
+        (&["pause", "no-such-queue"], "unknown queue"),
+        (&["dead", "list", "no-such-queue"], "unknown queue"),
+        (&["jobs", "show", "nope"], "no job"),
+    ];
+    for (args, needle) in cases {
+        let err = env.fails(args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(env.keys(), before, "a refused command changed redis");
+    // Unknown subcommands are clap's usage errors (exit 2).
+    assert_eq!(env.sluice(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_redis_is_reported_on_one_line() {
+    let env = Env::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--redis-url", "redis://127.0.0.1:1/", "stats"])
+        .env("SLUICE_PREFIX", &env.prefix)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach redis at redis://127.0.0.1:1/"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn settings_come_from_the_config_file_when_no_flag_or_variable_is_set() {
+    let env = Env::new();
+    let dir = std::env::temp_dir().join(format!("{}-cfg", env.prefix));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("sluice.toml");
+    std::fs::write(
+        &path,
+        format!("redis_url = \"{}\"\nprefix = \"{}\"\n", env.url, env.prefix),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--config",
+            path.to_str().expect("path"),
+            "enqueue",
+            "from-file",
+            "--json",
+        ])
+        .env_remove("SLUICE_REDIS_URL")
+        .env_remove("SLUICE_PREFIX")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.json(&["stats", "from-file"])[0]["waiting"], 1);
+    std::fs::write(&path, "redis_ulr = \"typo\"\n").expect("write");
+    let bad = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--config", path.to_str().expect("path"), "stats"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid config file"));
+    let _ = std::fs::remove_dir_all(dir);
+}
