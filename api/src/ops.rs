@@ -66,6 +66,20 @@ async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
         .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
 }
 
+/// The named queue (which must exist), or every registered queue.
+async fn open_queues(client: &Client, queue: Option<String>) -> anyhow::Result<Vec<Queue>> {
+    match queue {
+        Some(name) => Ok(vec![existing(client, &name).await?]),
+        None => {
+            let mut all = Vec::new();
+            for name in client.queues().await? {
+                all.push(client.queue(&name).await?);
+            }
+            Ok(all)
+        }
+    }
+}
+
 async fn enqueue(client: &Client, args: EnqueueArgs, out: Output) -> anyhow::Result<()> {
     let payload: serde_json::Value =
         serde_json::from_str(&args.payload).context("--payload is not valid JSON")?;
@@ -91,13 +105,9 @@ async fn enqueue(client: &Client, args: EnqueueArgs, out: Output) -> anyhow::Res
 }
 
 async fn stats(client: &Client, queue: Option<String>, out: Output) -> anyhow::Result<()> {
-    let names = match queue {
-        Some(q) => vec![q],
-        None => client.queues().await?,
-    };
-    let mut all: Vec<Stats> = Vec::with_capacity(names.len());
-    for name in &names {
-        all.push(existing(client, name).await?.stats().await?);
+    let mut all: Vec<Stats> = Vec::new();
+    for q in open_queues(client, queue).await? {
+        all.push(q.stats().await?);
     }
     if out.json {
         return out.done("", &all);
@@ -176,12 +186,8 @@ async fn show_job(
     queue: Option<String>,
     out: Output,
 ) -> anyhow::Result<()> {
-    let names = match queue {
-        Some(q) => vec![q],
-        None => client.queues().await?,
-    };
-    for name in names {
-        if let Some(info) = existing(client, &name).await?.job(id).await? {
+    for q in open_queues(client, queue).await? {
+        if let Some(info) = q.job(id).await? {
             return print_job(&info, out);
         }
     }

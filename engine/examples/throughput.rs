@@ -115,24 +115,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let enq = delta(&calls0, &calls1);
     let drain = delta(&calls1, &calls2);
+    let phase = |label: &str, d: &[(String, u64)], took: Duration| {
+        println!(
+            "{label}: {:.0} jobs/s in {took:?}; script calls/job {:.4}; redis commands/job {:.2}",
+            jobs as f64 / took.as_secs_f64(),
+            count(d, "evalsha") as f64 / jobs as f64,
+            server_commands(d)
+        );
+    };
     println!(
         "jobs {jobs}, concurrency {concurrency}, completed {}",
         report.completed
     );
-    println!(
-        "enqueue (batches of 1000): {:.0} jobs/s in {:?}; script calls/job {:.4}; redis commands/job {:.2}",
-        jobs as f64 / enqueue_time.as_secs_f64(),
-        enqueue_time,
-        count(&enq, "evalsha") as f64 / jobs as f64,
-        server_commands(&enq)
-    );
-    println!(
-        "drain (claim + run + settle): {:.0} jobs/s in {:?}; script calls/job {:.4}; redis commands/job {:.2}",
-        jobs as f64 / drain_time.as_secs_f64(),
-        drain_time,
-        count(&drain, "evalsha") as f64 / jobs as f64,
-        server_commands(&drain)
-    );
+    phase("enqueue (batches of 1000)", &enq, enqueue_time);
+    phase("drain (claim + run + settle)", &drain, drain_time);
     println!("drain commands: {drain:?}");
     println!(
         "end to end: {:.0} jobs/s",

@@ -37,18 +37,18 @@ for i = 0, n - 1 do
     table.insert(out, jid)
     table.insert(out, 0)
   else
-    -- One HSET per job (state and due time included) rather than going
-    -- through schedule(), which would write the hash a second time.
+    -- One HSET per job, state and due time included (schedule() would
+    -- write the hash a second time).
     local state = 'waiting'
     if delay > 0 then state = 'delayed' end
     local due = int(now + math.max(delay, 0))
+    local fields = { 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+      'to', ARGV[o + 6], 'fence', 0, 'cat', int(now), 'state', state, 'due', due }
     if idem ~= '' then
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4],
-        'bo', ARGV[o + 5], 'to', ARGV[o + 6], 'fence', 0, 'cat', int(now), 'state', state, 'due', due, 'idem', idem)
-    else
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4],
-        'bo', ARGV[o + 5], 'to', ARGV[o + 6], 'fence', 0, 'cat', int(now), 'state', state, 'due', due)
+      table.insert(fields, 'idem')
+      table.insert(fields, idem)
     end
+    redis.call('HSET', jk, unpack(fields))
     if delay > 0 then
       redis.call('ZADD', base .. 'delayed', due, jid)
     else

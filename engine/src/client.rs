@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::keys::{QueueKeys, queues_key, validate_name};
 use crate::options::QueueConfig;
 use crate::queue::Queue;
-use crate::store::{RetryPolicy, Store, with_retry};
+use crate::store::{RetryPolicy, Store, query, with_retry};
 
 /// When an enqueue counts as acknowledged. See the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,44 +159,45 @@ impl Client {
     /// A handle on queue `name` with `config`.
     pub async fn queue_with(&self, name: &str, config: QueueConfig) -> Result<Queue> {
         config.validate()?;
-        let keys = QueueKeys::new(&self.inner.config.prefix, name)?;
-        let store = Store::new(self.inner.conn.clone(), keys, self.inner.config.retry);
+        let store = self.store(name)?;
         store.ensure().await?;
         Ok(Queue::new(self.clone(), store, config))
     }
 
-    /// A handle on queue `name` only if it exists (was opened before under
-    /// this prefix): for operator commands, which must not create a queue
-    /// because of a typo.
+    /// A handle on queue `name` (default settings) only if it exists, that
+    /// is, was opened before under this prefix: for operator commands, which
+    /// must not create a queue because of a typo.
     pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
-        let keys = QueueKeys::new(&self.inner.config.prefix, name)?;
-        let registry = keys.queues();
-        let known: bool = with_retry(self.inner.config.retry, "look up queue", || {
-            let mut conn = self.inner.conn.clone();
-            let (registry, name) = (registry.clone(), name.to_owned());
-            async move {
-                redis::cmd("SISMEMBER")
-                    .arg(registry)
-                    .arg(name)
-                    .query_async(&mut conn)
-                    .await
-            }
-        })
-        .await?;
-        if !known {
+        let store = self.store(name)?;
+        if !store.is_registered().await? {
             return Ok(None);
         }
-        self.queue(name).await.map(Some)
+        store.ensure().await?;
+        Ok(Some(Queue::new(
+            self.clone(),
+            store,
+            QueueConfig::default(),
+        )))
+    }
+
+    fn store(&self, name: &str) -> Result<Store> {
+        let keys = QueueKeys::new(&self.inner.config.prefix, name)?;
+        Ok(Store::new(
+            self.inner.conn.clone(),
+            keys,
+            self.inner.config.retry,
+        ))
     }
 
     /// Names of every queue opened under this prefix, sorted.
     pub async fn queues(&self) -> Result<Vec<String>> {
         let key = queues_key(&self.inner.config.prefix);
-        let mut names: Vec<String> = with_retry(self.inner.config.retry, "list queues", || {
-            let mut conn = self.inner.conn.clone();
-            let key = key.clone();
-            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut conn).await }
-        })
+        let mut names: Vec<String> = query(
+            &self.inner.conn,
+            self.inner.config.retry,
+            "list queues",
+            redis::cmd("SMEMBERS").arg(key),
+        )
         .await?;
         names.sort();
         Ok(names)

@@ -9,7 +9,7 @@ use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig};
-use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, with_retry};
+use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, query};
 
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,16 +154,14 @@ impl Queue {
         let Durability::Replicated { replicas, timeout } = self.client.config().durability else {
             return Ok(());
         };
-        let acked: i64 = with_retry(self.client.config().retry, "wait for replicas", || {
-            let mut conn = self.client.connection();
-            async move {
-                redis::cmd("WAIT")
-                    .arg(replicas)
-                    .arg(timeout.as_millis() as u64)
-                    .query_async(&mut conn)
-                    .await
-            }
-        })
+        let acked: i64 = query(
+            &self.client.connection(),
+            self.client.config().retry,
+            "wait for replicas",
+            redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout.as_millis() as u64),
+        )
         .await?;
         if acked < i64::from(replicas) {
             return Err(Error::Protocol {
@@ -264,7 +262,7 @@ impl Queue {
     pub async fn settle_many(&self, outcomes: Vec<(&Job, Outcome)>) -> Result<Vec<Settled>> {
         let items: Vec<SettleItem> = outcomes
             .into_iter()
-            .map(|(job, outcome)| settle_item(job, outcome))
+            .map(|(job, outcome)| Ticket::of(job).settle(outcome))
             .collect();
         self.settle_items(&items).await
     }
@@ -303,30 +301,51 @@ impl Queue {
     }
 }
 
-/// The script arguments for `job` finishing with `outcome`.
-pub(crate) fn settle_item(job: &Job, outcome: Outcome) -> SettleItem {
-    let (kind, text, delay) = match outcome {
-        Outcome::Done => ("done", String::new(), 0),
-        Outcome::DoneWith(result) => ("done", result, 0),
-        Outcome::Retry {
-            reason,
-            after: None,
-        } => ("fail", reason, -1),
-        Outcome::Retry {
-            reason,
-            after: Some(after),
-        } => ("retry", reason, duration_ms(after)),
-        Outcome::Snooze(after) => ("snooze", String::new(), duration_ms(after)),
-        Outcome::Bury(reason) => ("bury", reason, 0),
-    };
-    SettleItem {
-        job_id: job.id.clone(),
-        level: job.priority,
-        entry_id: job.entry_id.clone(),
-        fence: job.fence,
-        kind,
-        text,
-        delay_ms: delay,
+/// What settling a claimed job needs from it: not its payload, so a worker
+/// can hand the job itself to the handler instead of copying it.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    job_id: String,
+    level: u8,
+    entry_id: String,
+    fence: u64,
+}
+
+impl Ticket {
+    pub(crate) fn of(job: &Job) -> Self {
+        Self {
+            job_id: job.id.clone(),
+            level: job.priority,
+            entry_id: job.entry_id.clone(),
+            fence: job.fence,
+        }
+    }
+
+    /// The script arguments for this job finishing with `outcome`.
+    pub(crate) fn settle(self, outcome: Outcome) -> SettleItem {
+        let (kind, text, delay_ms) = match outcome {
+            Outcome::Done => ("done", String::new(), 0),
+            Outcome::DoneWith(result) => ("done", result, 0),
+            Outcome::Retry {
+                reason,
+                after: None,
+            } => ("fail", reason, -1),
+            Outcome::Retry {
+                reason,
+                after: Some(after),
+            } => ("retry", reason, duration_ms(after)),
+            Outcome::Snooze(after) => ("snooze", String::new(), duration_ms(after)),
+            Outcome::Bury(reason) => ("bury", reason, 0),
+        };
+        SettleItem {
+            job_id: self.job_id,
+            level: self.level,
+            entry_id: self.entry_id,
+            fence: self.fence,
+            kind,
+            text,
+            delay_ms,
+        }
     }
 }
 

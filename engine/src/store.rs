@@ -174,6 +174,20 @@ where
     })
 }
 
+/// One command on `conn`, retried with [`with_retry`].
+pub(crate) async fn query<T: FromRedisValue>(
+    conn: &ConnectionManager,
+    retry: RetryPolicy,
+    operation: &'static str,
+    cmd: &redis::Cmd,
+) -> Result<T> {
+    with_retry(retry, operation, || {
+        let mut conn = conn.clone();
+        async move { cmd.query_async(&mut conn).await }
+    })
+    .await
+}
+
 fn protocol(operation: &'static str, detail: impl Into<String>) -> Error {
     Error::Protocol {
         operation,
@@ -270,11 +284,7 @@ impl Store {
         operation: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T> {
-        with_retry(self.retry, operation, || {
-            let mut conn = self.conn.clone();
-            async move { cmd.query_async(&mut conn).await }
-        })
-        .await
+        query(&self.conn, self.retry, operation, cmd).await
     }
 
     /// One pipeline (one round trip), retried like every call.
@@ -290,15 +300,26 @@ impl Store {
         .await
     }
 
+    /// Whether the queue is in the registry (was opened before).
+    pub(crate) async fn is_registered(&self) -> Result<bool> {
+        self.query(
+            "look up queue",
+            redis::cmd("SISMEMBER")
+                .arg(self.keys.queues())
+                .arg(self.keys.queue()),
+        )
+        .await
+    }
+
     /// Create missing streams and groups, and register the queue.
     pub(crate) async fn ensure(&self) -> Result<()> {
         let inv = self.invocation(&scripts::ENSURE);
         self.run("ensure queue", &inv).await?;
-        let registry = self.keys.queues();
-        let name = self.keys.queue().to_owned();
         self.query(
             "register queue",
-            redis::cmd("SADD").arg(&registry).arg(&name),
+            redis::cmd("SADD")
+                .arg(self.keys.queues())
+                .arg(self.keys.queue()),
         )
         .await
     }

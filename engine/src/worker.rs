@@ -18,13 +18,14 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::backoff::LoopBackoff;
 use crate::error::Result;
 use crate::handler::Handler;
 use crate::job::{Job, Outcome};
 use crate::promoter::{self, PromoterConfig};
-use crate::queue::{Queue, settle_item};
+use crate::queue::{Queue, Ticket};
 use crate::reclaimer;
 use crate::store::{SettleItem, Settled};
 
@@ -431,15 +432,17 @@ async fn run_job<H: Handler>(
     permit: OwnedSemaphorePermit,
     settle_tx: mpsc::UnboundedSender<SettleItem>,
 ) {
+    // The span follows the job's future (not a guard held across awaits,
+    // which would leak the span into other tasks on the same thread).
     let span = tracing::debug_span!("job", queue = %job.queue, id = %job.id, attempt = job.attempt);
-    let _enter = span.enter();
-    let outcome = execute(handler, job.clone()).await;
+    let ticket = Ticket::of(&job);
+    let outcome = execute(handler, job).instrument(span.clone()).await;
     if let Outcome::Retry { reason, .. } | Outcome::Bury(reason) = &outcome {
-        tracing::debug!(queue = %job.queue, id = %job.id, attempt = job.attempt, %reason, "job failed");
+        span.in_scope(|| tracing::debug!(%reason, "job failed"));
     }
     // The settler outlives every job task; a send fails only when it was
     // aborted at a hard stop, and then the job is left to reclaim.
-    let _ = settle_tx.send(settle_item(&job, outcome));
+    let _ = settle_tx.send(ticket.settle(outcome));
     drop(permit);
 }
 

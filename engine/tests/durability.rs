@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PrivateRedis, TestRedis, eventually, impatient, unique_prefix};
+use common::{PrivateRedis, TestRedis, eventually, impatient, spawn, unique_prefix};
 use sluice_engine::{Client, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig};
-use tokio::sync::oneshot;
 
 async fn used_memory(url: &str) -> i64 {
     let client = redis::Client::open(url).expect("url");
@@ -58,12 +57,7 @@ async fn memory_returns_to_its_starting_level_after_100k_jobs() {
         block_timeout: Duration::from_millis(300),
         ..WorkerConfig::default()
     };
-    let (tx, rx) = oneshot::channel::<()>();
-    let worker = tokio::spawn(Worker::new(q.clone(), handler).with_config(config).run(
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let worker = spawn(Worker::new(q.clone(), handler).with_config(config));
     let mut peak_keys = 0;
     for chunk in 0..100u32 {
         let batch = (0..1000u32)
@@ -78,8 +72,7 @@ async fn memory_returns_to_its_starting_level_after_100k_jobs() {
         q.stats().await.expect("stats").completed_total == 100_001
     })
     .await;
-    let _ = tx.send(());
-    let report = worker.await.expect("join").expect("run");
+    let report = worker.stop().await;
     assert!(drained, "not drained: {:?}", q.stats().await);
     assert_eq!(report.completed, 100_000);
 
@@ -113,12 +106,7 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
         block_timeout: Duration::from_millis(200),
         ..WorkerConfig::default()
     };
-    let (tx, rx) = oneshot::channel::<()>();
-    let worker = tokio::spawn(Worker::new(q.clone(), handler).with_config(config).run(
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let worker = spawn(Worker::new(q.clone(), handler).with_config(config));
     q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -158,8 +146,7 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
     })
     .await;
     assert!(resumed, "worker did not resume: {:?}", q.stats().await);
-    let _ = tx.send(());
-    let report = worker.await.expect("join").expect("run");
+    let report = worker.stop().await;
     assert!(report.completed >= 2, "{report:?}");
 }
 

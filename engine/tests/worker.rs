@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestRedis, eventually, fast_config};
+use common::{TestRedis, eventually, fast_config, spawn};
 use sluice_engine::{
     HandlerError, Job, JobOptions, JobState, NewJob, Outcome, Queue, QueueConfig, Worker,
-    WorkerConfig, WorkerReport, handler_fn,
+    WorkerConfig, handler_fn,
 };
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 fn quick_worker_config() -> WorkerConfig {
     WorkerConfig {
@@ -24,28 +22,6 @@ fn quick_worker_config() -> WorkerConfig {
         reclaim_interval: Some(Duration::from_millis(200)),
         ..WorkerConfig::default()
     }
-}
-
-/// Start `worker`; the returned sender stops it.
-fn spawn<H: sluice_engine::Handler>(
-    worker: Worker<H>,
-) -> (
-    oneshot::Sender<()>,
-    JoinHandle<sluice_engine::Result<WorkerReport>>,
-) {
-    let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
-        let _ = rx.await;
-    }));
-    (tx, handle)
-}
-
-async fn stop(
-    tx: oneshot::Sender<()>,
-    handle: JoinHandle<sluice_engine::Result<WorkerReport>>,
-) -> WorkerReport {
-    let _ = tx.send(());
-    handle.await.expect("worker task").expect("worker run")
 }
 
 async fn settled(q: &Queue, completed: u64, dead: u64) -> bool {
@@ -79,9 +55,9 @@ async fn processes_every_job_once_with_bounded_concurrency() {
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
         .collect();
     q.enqueue_batch(batch).await.expect("enqueue");
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
     assert!(settled(&q, 500, 0).await, "jobs not all completed");
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     assert_eq!(report.completed, 500);
     let mut seen = seen.lock().expect("lock").clone();
     seen.sort_unstable();
@@ -117,7 +93,7 @@ async fn an_idle_worker_wakes_when_a_job_arrives() {
             Ok::<_, HandlerError>(Outcome::Done)
         }
     };
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(config));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
     // Let the worker find the queue empty and block.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
@@ -129,7 +105,7 @@ async fn an_idle_worker_wakes_when_a_job_arrives() {
         .await
         .expect("blocked worker did not wake for the new job");
     eprintln!("woke after {:?}", sent.elapsed());
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     assert_eq!(report.completed, 1);
 }
 
@@ -156,9 +132,9 @@ async fn errors_timeouts_and_panics_are_retried_then_dead_lettered() {
     for kind in ["error", "slow", "panic", "flaky"] {
         ids.push(q.enqueue(&kind, opts.clone()).await.expect("enqueue").id);
     }
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
     assert!(settled(&q, 1, 3).await, "{:?}", q.stats().await);
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     assert_eq!((report.completed, report.dead), (1, 3));
     let reason = |i: usize| {
         let q = q.clone();
@@ -211,9 +187,9 @@ async fn poison_messages_are_dead_lettered_without_stopping_the_worker() {
     q.enqueue(&GoodOrder { id: 7 }, JobOptions::new())
         .await
         .expect("enq");
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
     assert!(settled(&q, 1, 2).await, "{:?}", q.stats().await);
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     assert_eq!((report.completed, report.dead), (1, 2));
     for id in [bad1, bad2] {
         let info = q.job(&id).await.expect("lookup").expect("dead letter");
@@ -266,9 +242,9 @@ async fn a_dead_workers_job_is_taken_over_and_long_jobs_keep_their_claim() {
             },
         )
         .await;
-    let (tx, h) = spawn(Worker::new(q2.clone(), handler).with_config(quick_worker_config()));
+    let running = spawn(Worker::new(q2.clone(), handler).with_config(quick_worker_config()));
     assert!(settled(&q, 2, 0).await, "{:?}", q.stats().await);
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     assert_eq!((report.completed, report.fenced), (2, 0));
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the long job ran twice");
     let lost_info = q.job(&lost).await.expect("lookup").expect("kept");
@@ -287,7 +263,7 @@ async fn pause_stops_claims_and_resume_restarts_them() {
     let q = t.queue("pausing").await;
     q.pause().await.expect("pause");
     let handler = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
     q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let s = q.stats().await.expect("stats");
@@ -298,7 +274,7 @@ async fn pause_stops_claims_and_resume_restarts_them() {
     );
     q.resume().await.expect("resume");
     assert!(settled(&q, 1, 0).await);
-    stop(tx, h).await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,14 +299,14 @@ async fn shutdown_finishes_running_jobs_within_the_grace_period() {
         concurrency: 4,
         ..quick_worker_config()
     };
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(config));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
     assert!(
         eventually(Duration::from_secs(5), || async {
             started.load(Ordering::SeqCst) >= 4
         })
         .await
     );
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     // The 4 running jobs finished and were recorded; nothing else was claimed.
     assert_eq!(report.completed, 4);
     assert_eq!(report.abandoned, 0);
@@ -351,18 +327,18 @@ async fn jobs_past_the_grace_period_are_abandoned_to_reclaim() {
         shutdown_grace: Duration::from_millis(200),
         ..quick_worker_config()
     };
-    let (tx, h) = spawn(Worker::new(q.clone(), handler).with_config(config));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
     assert!(
         eventually(Duration::from_secs(5), || async {
             q.stats().await.expect("s").active == 1
         })
         .await
     );
-    let report = stop(tx, h).await;
+    let report = running.stop().await;
     assert_eq!(report.abandoned, 1);
     // The abandoned job is reclaimed (another run of a worker takes it over).
     let quick = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
-    let (tx, h) = spawn(Worker::new(q.clone(), quick).with_config(quick_worker_config()));
+    let running = spawn(Worker::new(q.clone(), quick).with_config(quick_worker_config()));
     assert!(settled(&q, 1, 0).await, "{:?}", q.stats().await);
-    stop(tx, h).await;
+    running.stop().await;
 }

@@ -7,7 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_engine::{Backoff, Client, ClientConfig, Queue, QueueConfig, RetryPolicy};
+use sluice_engine::{
+    Backoff, Client, ClientConfig, Handler, Queue, QueueConfig, RetryPolicy, Worker, WorkerReport,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// The shared Redis the suite runs against.
 pub fn redis_url() -> String {
@@ -232,5 +236,31 @@ pub async fn claim_when_ready(q: &Queue, consumer: &str) -> sluice_engine::Job {
             "no job became ready"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A running worker: `stop` shuts it down gracefully and returns its report.
+pub struct RunningWorker {
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<sluice_engine::Result<WorkerReport>>,
+}
+
+/// Start `worker` in a task.
+pub fn spawn<H: Handler>(worker: Worker<H>) -> RunningWorker {
+    let (stop, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(worker.run(async move {
+        let _ = rx.await;
+    }));
+    RunningWorker { stop, handle }
+}
+
+impl RunningWorker {
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    pub async fn stop(self) -> WorkerReport {
+        let _ = self.stop.send(());
+        self.handle.await.expect("worker task").expect("worker run")
     }
 }
