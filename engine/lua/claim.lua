@@ -7,7 +7,9 @@
 -- ARGV[4]        D: number of entries already delivered to this consumer by a
 --                blocking XREADGROUP, to activate before reading more
 -- ARGV[5 ..]     3 fields per delivered entry: level, entry id, job id
--- Reply          {paused (0/1), then 9 fields per job:
+-- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
+--                 is free; N > 0: limited, next token in N ms), then 9 fields
+--                 per job:
 --                 job id, level, entry id, fence, attempt, max attempts,
 --                 timeout_ms, payload, created_ms}
 --
@@ -15,12 +17,30 @@
 -- is served only when every more urgent level has nothing new. (COUNT in a
 -- multi-stream XREADGROUP is per stream, which would not be strict.)
 -- Entries whose job hash is gone are acknowledged and dropped.
+--
+-- Rate limit (meta fields rate = jobs/s, burst): a token bucket kept in the
+-- meta hash (tokens, tts = when they were counted), shared by every worker
+-- of the fleet because it lives in Redis. A claim takes at most as many jobs
+-- as there are whole tokens. Entries already delivered by a blocking read
+-- are activated regardless (they are ours already) and spend tokens too, so
+-- the bucket may go negative and later claims wait longer.
 
 local base, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
 local delivered = tonumber(ARGV[4])
 local now = now_ms()
-local out = { 0 }
+local out = { 0, -1 }
+local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'burst', 'tokens', 'tts')
+local rate = tonumber(meta[2] or '0') or 0
+local tokens
+if rate > 0 then
+  local burst = tonumber(meta[3] or '') or math.max(1, rate)
+  tokens = tonumber(meta[4] or '') or burst
+  local last = tonumber(meta[5] or '') or now
+  if now > last then
+    tokens = math.min(burst, tokens + (now - last) * rate / 1000)
+  end
+end
 
 local function activate(level, eid, jid)
   local jk = base .. 'job:' .. jid
@@ -38,14 +58,35 @@ local function activate(level, eid, jid)
   remaining = remaining - 1
 end
 
+-- Jobs taken from the streams by this call (or delivered to it).
+local taken = 0
 for i = 0, delivered - 1 do
   local o = 5 + i * 3
+  local before = remaining
   activate(ARGV[o], ARGV[o + 1], ARGV[o + 2])
+  taken = taken + before - remaining
 end
 
-if redis.call('HGET', KEYS[1], 'paused') == '1' then
+local function spend_tokens()
+  if rate > 0 then
+    tokens = tokens - taken
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'tts', int(now))
+    if tokens >= 1 then
+      out[2] = 0
+    else
+      out[2] = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+    end
+  end
+end
+
+if meta[1] == '1' then
   out[1] = 1
+  spend_tokens()
   return out
+end
+
+if rate > 0 then
+  remaining = math.min(remaining, math.floor(tokens - taken))
 end
 
 local level = 0
@@ -53,10 +94,13 @@ while remaining > 0 and KEYS[2 + level] do
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', remaining, 'STREAMS', stream_key(level), '>')
   if r then
     for _, e in ipairs(r[1][2]) do
+      local before = remaining
       activate(level, e[1], e[2][2])
+      taken = taken + before - remaining
     end
   else
     level = level + 1
   end
 end
+spend_tokens()
 return out

@@ -214,7 +214,7 @@ impl JobInfo {
 }
 
 /// Counts of one queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
     /// The queue.
     pub queue: String,
@@ -240,4 +240,6 @@ pub struct Stats {
     pub retried_total: u64,
     /// Jobs dead-lettered, ever.
     pub dead_total: u64,
+    /// The queue's rate limit, if it has one.
+    pub rate_limit: Option<crate::RateLimit>,
 }

@@ -93,6 +93,16 @@ pub fn queues_key(prefix: &str) -> String {
     format!("{prefix}:queues")
 }
 
+/// Sorted set indexing the live worker processes (see `registry.rs`).
+pub fn workers_key(prefix: &str) -> String {
+    format!("{prefix}:workers")
+}
+
+/// One worker process's registration (JSON, expires unless refreshed).
+pub fn worker_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}:worker:{id}")
+}
+
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions.

@@ -399,3 +399,35 @@ mod tests {
         assert!(r.is_err());
     }
 }
+
+/// A queue's rate limit: jobs started per second across every worker of the
+/// fleet, with bursts of up to `burst` jobs after a quiet spell. Enforced at
+/// claim time in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Jobs per second (may be below 1, e.g. 0.5 for one job every 2 s).
+    pub per_second: f64,
+    /// Most jobs started at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `per_second` jobs per second, in bursts of up to `max(1, per_second)`.
+    pub fn per_second(per_second: f64) -> Result<Self> {
+        Self::new(per_second, per_second.ceil().max(1.0) as u32)
+    }
+
+    /// A checked limit: `per_second` finite and above zero, `burst` >= 1.
+    pub fn new(per_second: f64, burst: u32) -> Result<Self> {
+        if !(per_second.is_finite() && per_second > 0.0 && per_second <= 1e9) {
+            return Err(Error::invalid(
+                "rate limit",
+                "jobs per second must be above 0 and at most 1e9",
+            ));
+        }
+        if burst == 0 {
+            return Err(Error::invalid("rate limit burst", "must be at least 1"));
+        }
+        Ok(Self { per_second, burst })
+    }
+}

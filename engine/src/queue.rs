@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, Outcome, Stats};
-use crate::options::{JobOptions, QueueConfig};
+use crate::options::{JobOptions, QueueConfig, RateLimit};
 use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, query};
 
 /// A job to enqueue: its payload and options.
@@ -186,6 +186,12 @@ impl Queue {
     /// Stop workers from claiming (jobs already claimed finish).
     pub async fn pause(&self) -> Result<()> {
         self.store.set_paused(true).await
+    }
+
+    /// Limit how many jobs per second the whole fleet starts (`None`: no
+    /// limit). Workers see a change at their next claim.
+    pub async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
+        self.store.set_rate_limit(limit).await
     }
 
     /// Let workers claim again.

@@ -13,6 +13,7 @@ use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, V
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, Stats};
 use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
+use crate::options::RateLimit;
 use crate::scripts;
 
 /// How calls to Redis are retried when it is unreachable or overloaded.
@@ -36,6 +37,26 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(1),
         }
     }
+}
+
+/// What a claim saw besides the jobs it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimStatus {
+    /// The queue is paused.
+    pub paused: bool,
+    /// Where the queue's rate limit stands.
+    pub rate: RateState,
+}
+
+/// A queue's rate limit as a claim saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RateState {
+    /// No rate limit.
+    Unlimited,
+    /// Limited, and a token is free.
+    Open,
+    /// Limited, and the next token comes after this long.
+    Wait(Duration),
 }
 
 /// What one settled outcome turned into.
@@ -360,7 +381,7 @@ impl Store {
         consumer: &str,
         count: usize,
         delivered: &[(u8, String, String)],
-    ) -> Result<(bool, Vec<Job>)> {
+    ) -> Result<(ClaimStatus, Vec<Job>)> {
         let mut inv = self.invocation(&scripts::CLAIM);
         inv.arg(consumer).arg(count).arg(delivered.len());
         for (level, entry, job) in delivered {
@@ -368,6 +389,12 @@ impl Store {
         }
         let mut reply = array("claim", self.run_grouped("claim", &inv).await?)?.into_iter();
         let paused = reply.next().map(|v| int(&v) == 1).unwrap_or(false);
+        let rate = match reply.next().map(|v| int(&v)).unwrap_or(-1) {
+            n if n < 0 => RateState::Unlimited,
+            0 => RateState::Open,
+            ms => RateState::Wait(Duration::from_millis(ms as u64)),
+        };
+        let status = ClaimStatus { paused, rate };
         let rest: Vec<Value> = reply.collect();
         if !rest.len().is_multiple_of(9) {
             return Err(protocol(
@@ -403,7 +430,7 @@ impl Store {
                 created_at_ms: int(&created).max(0) as u64,
             });
         }
-        Ok((paused, jobs))
+        Ok((status, jobs))
     }
 
     /// Wait up to `block` for new entries on any level, on a connection of
@@ -667,9 +694,13 @@ impl Store {
         pipe.cmd("ZCARD").arg(self.keys.dead());
         pipe.cmd("HGETALL").arg(self.keys.stats());
         pipe.cmd("HGET").arg(self.keys.meta()).arg("paused");
+        pipe.cmd("HMGET")
+            .arg(self.keys.meta())
+            .arg("rate")
+            .arg("burst");
         let reply: Vec<Value> = self.query_pipe("queue stats", &pipe).await?;
         let levels = usize::from(PRIORITY_LEVELS);
-        if reply.len() != levels * 2 + 4 {
+        if reply.len() != levels * 2 + 5 {
             return Err(protocol("queue stats", "wrong number of replies"));
         }
         let mut stats = Stats {
@@ -714,10 +745,46 @@ impl Store {
             }
         }
         stats.paused = text(&reply[levels * 2 + 3]) == "1";
+        if let Value::Array(rb) = &reply[levels * 2 + 4] {
+            let per_second = rb.first().map(text).and_then(|t| t.parse::<f64>().ok());
+            let burst = rb.get(1).map(text).and_then(|t| t.parse::<u32>().ok());
+            if let (Some(per_second), Some(burst)) = (per_second, burst) {
+                stats.rate_limit = Some(RateLimit { per_second, burst });
+            }
+        }
         Ok(stats)
     }
 
     /// Set or clear the paused flag that `claim.lua` honours.
+    pub(crate) async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
+        let meta = self.keys.meta();
+        let mut pipe = redis::pipe();
+        // A changed limit starts from a full bucket.
+        pipe.atomic()
+            .cmd("HDEL")
+            .arg(&meta)
+            .arg("tokens")
+            .arg("tts")
+            .ignore();
+        match limit {
+            Some(l) => pipe
+                .cmd("HSET")
+                .arg(&meta)
+                .arg("rate")
+                .arg(l.per_second.to_string())
+                .arg("burst")
+                .arg(l.burst)
+                .ignore(),
+            None => pipe
+                .cmd("HDEL")
+                .arg(&meta)
+                .arg("rate")
+                .arg("burst")
+                .ignore(),
+        };
+        self.query_pipe("set rate limit", &pipe).await
+    }
+
     pub(crate) async fn set_paused(&self, paused: bool) -> Result<()> {
         let mut cmd = redis::cmd(if paused { "HSET" } else { "HDEL" });
         cmd.arg(self.keys.meta()).arg("paused");

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +27,10 @@ use crate::job::{Job, Outcome};
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::{Queue, Ticket};
 use crate::reclaimer;
-use crate::store::{SettleItem, Settled};
+use crate::store::{RateState, SettleItem, Settled};
+
+/// How often an empty rate-limited queue is polled for new jobs.
+const RATE_LIMITED_POLL: Duration = Duration::from_millis(100);
 
 /// Settings of a worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,26 +129,7 @@ pub struct Worker<H> {
     handler: Arc<H>,
     config: WorkerConfig,
     consumer: String,
-}
-
-fn default_consumer_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                .take(64)
-                .collect::<String>()
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    format!(
-        "{host}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+    running: Arc<AtomicUsize>,
 }
 
 impl<H: Handler> Worker<H> {
@@ -155,7 +139,8 @@ impl<H: Handler> Worker<H> {
             queue,
             handler: Arc::new(handler),
             config: WorkerConfig::default(),
-            consumer: default_consumer_name(),
+            consumer: crate::registry::new_worker_id(),
+            running: Arc::default(),
         }
     }
 
@@ -172,6 +157,11 @@ impl<H: Handler> Worker<H> {
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n;
         self
+    }
+
+    /// A live count of the jobs this worker is running (for heartbeats).
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        self.running.clone()
     }
 
     /// This worker's consumer name in the group.
@@ -347,7 +337,7 @@ impl<H: Handler> Worker<H> {
                 }
             }
             let want = permits.len();
-            let (paused, jobs) = match store.claim(&self.consumer, want, &delivered).await {
+            let (status, jobs) = match store.claim(&self.consumer, want, &delivered).await {
                 Ok(r) => {
                     backoff.succeeded(queue.name());
                     delivered.clear();
@@ -362,12 +352,25 @@ impl<H: Handler> Worker<H> {
             };
             if jobs.is_empty() {
                 drop(permits);
-                if paused {
+                if status.paused {
                     sleep_or_stop(self.config.pause_poll, &mut stop).await;
                     continue;
                 }
                 if *stop.borrow() {
                     continue;
+                }
+                // A rate-limited queue is polled: a blocking read would take
+                // entries without asking the bucket.
+                match status.rate {
+                    RateState::Unlimited => {}
+                    RateState::Open => {
+                        sleep_or_stop(RATE_LIMITED_POLL, &mut stop).await;
+                        continue;
+                    }
+                    RateState::Wait(wait) => {
+                        sleep_or_stop(wait.min(self.config.pause_poll), &mut stop).await;
+                        continue;
+                    }
                 }
                 // Nothing ready: wait on every level at once. Not cut short by
                 // a stop, so entries delivered meanwhile are still claimed.
@@ -404,6 +407,7 @@ impl<H: Handler> Worker<H> {
                     job,
                     permit,
                     settle_tx.clone(),
+                    RunningGuard::new(self.running.clone()),
                 ));
             }
         }
@@ -426,23 +430,48 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Counts a job as running for as long as it lives (also when aborted).
+struct RunningGuard(Arc<AtomicUsize>);
+
+impl RunningGuard {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn run_job<H: Handler>(
     handler: Arc<H>,
     job: Job,
     permit: OwnedSemaphorePermit,
     settle_tx: mpsc::UnboundedSender<SettleItem>,
+    running: RunningGuard,
 ) {
     // The span follows the job's future (not a guard held across awaits,
     // which would leak the span into other tasks on the same thread).
     let span = tracing::debug_span!("job", queue = %job.queue, id = %job.id, attempt = job.attempt);
     let ticket = Ticket::of(&job);
+    let queue = job.queue.clone();
+    let waited_ms = crate::registry::unix_ms().saturating_sub(job.created_at_ms);
+    metrics::histogram!("sluice_job_wait_seconds", "queue" => queue.clone())
+        .record(waited_ms as f64 / 1000.0);
+    let started = std::time::Instant::now();
     let outcome = execute(handler, job).instrument(span.clone()).await;
+    metrics::histogram!("sluice_job_run_seconds", "queue" => queue)
+        .record(started.elapsed().as_secs_f64());
     if let Outcome::Retry { reason, .. } | Outcome::Bury(reason) = &outcome {
         span.in_scope(|| tracing::debug!(%reason, "job failed"));
     }
     // The settler outlives every job task; a send fails only when it was
     // aborted at a hard stop, and then the job is left to reclaim.
     let _ = settle_tx.send(ticket.settle(outcome));
+    drop(running);
     drop(permit);
 }
 

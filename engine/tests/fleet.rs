@@ -1,0 +1,130 @@
+//! Fleet-wide controls against the real Redis: the per-queue rate limit
+//! (shared token bucket, enforced at claim time) and the worker registry.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestRedis, eventually, spawn};
+use sluice_engine::{
+    HandlerError, Job, JobOptions, NewJob, Outcome, RateLimit, ServedQueue, Worker, WorkerConfig,
+    WorkerInfo, handler_fn, unix_ms,
+};
+
+fn jobs(n: u32) -> Vec<NewJob> {
+    (0..n)
+        .map(|i| NewJob::new(&i, JobOptions::new()).expect("encode"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rate_limit_caps_claims_across_consumers_until_lifted() {
+    let t = TestRedis::new().await;
+    let q = t.queue("limited").await;
+    q.enqueue_batch(jobs(10)).await.expect("enqueue");
+    // One token every 2 s, bursts of 3: the bucket starts full.
+    let limit = RateLimit::new(0.5, 3).expect("limit");
+    q.set_rate_limit(Some(limit)).await.expect("set limit");
+    assert_eq!(q.stats().await.expect("stats").rate_limit, Some(limit));
+
+    assert_eq!(q.claim("a", 10).await.expect("claim").len(), 3);
+    // The bucket is shared: another consumer gets nothing now.
+    assert_eq!(q.claim("b", 10).await.expect("claim").len(), 0);
+    assert_eq!(q.stats().await.expect("stats").waiting, 7);
+
+    q.set_rate_limit(None).await.expect("lift limit");
+    assert_eq!(q.stats().await.expect("stats").rate_limit, None);
+    assert_eq!(q.claim("b", 10).await.expect("claim").len(), 7);
+}
+
+#[test]
+fn bad_rate_limits_are_refused() {
+    assert!(RateLimit::new(0.0, 1).is_err());
+    assert!(RateLimit::new(-1.0, 1).is_err());
+    assert!(RateLimit::new(f64::NAN, 1).is_err());
+    assert!(RateLimit::new(5.0, 0).is_err());
+    assert_eq!(RateLimit::per_second(0.2).expect("limit").burst, 1);
+    assert_eq!(RateLimit::per_second(20.0).expect("limit").burst, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_on_a_rate_limited_queue_still_drains_it() {
+    let t = TestRedis::new().await;
+    let q = t.queue("trickle").await;
+    q.set_rate_limit(Some(RateLimit::new(200.0, 5).expect("limit")))
+        .await
+        .expect("set limit");
+    let handler = handler_fn(|_job: Job, _n: u32| async { Ok::<_, HandlerError>(Outcome::Done) });
+    let running = spawn(Worker::new(q.clone(), handler).with_config(WorkerConfig {
+        concurrency: 4,
+        block_timeout: Duration::from_millis(300),
+        ..WorkerConfig::default()
+    }));
+    q.enqueue_batch(jobs(40)).await.expect("enqueue");
+    let drained = eventually(Duration::from_secs(10), || async {
+        q.stats().await.expect("stats").completed_total == 40
+    })
+    .await;
+    assert!(drained, "rate-limited queue not drained");
+    assert_eq!(running.stop().await.completed, 40);
+}
+
+fn info(id: &str) -> WorkerInfo {
+    WorkerInfo {
+        id: id.to_owned(),
+        host: "test-host".to_owned(),
+        pid: 42,
+        queues: vec![ServedQueue {
+            queue: "emails".to_owned(),
+            concurrency: 8,
+        }],
+        concurrency: 8,
+        in_flight: 3,
+        version: "0.1.0".to_owned(),
+        started_at_ms: unix_ms(),
+        last_beat_ms: unix_ms(),
+    }
+}
+
+#[tokio::test]
+async fn workers_register_beat_expire_and_deregister() {
+    let t = TestRedis::new().await;
+    let c = &t.client;
+    assert!(c.workers().await.expect("list").is_empty());
+
+    c.heartbeat(&info("steady"), Duration::from_secs(30))
+        .await
+        .expect("beat");
+    c.heartbeat(&info("fading"), Duration::from_millis(200))
+        .await
+        .expect("beat");
+    let listed = c.workers().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    let steady = listed.iter().find(|w| w.id == "steady").expect("listed");
+    let expected = WorkerInfo {
+        started_at_ms: steady.started_at_ms,
+        last_beat_ms: steady.last_beat_ms,
+        ..info("steady")
+    };
+    assert_eq!(steady, &expected);
+
+    // A worker that stops beating disappears, and is dropped from the index.
+    let gone = eventually(Duration::from_secs(5), || async {
+        c.workers().await.expect("list").len() == 1
+    })
+    .await;
+    assert!(gone, "expired worker still listed");
+    assert!(!t.keys().await.iter().any(|k| k.contains("fading")));
+    let index: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{}:workers", t.prefix))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut t.raw().await)
+        .await
+        .expect("zrange");
+    assert_eq!(index, vec!["steady".to_owned()]);
+
+    c.deregister("steady").await.expect("deregister");
+    assert!(c.workers().await.expect("list").is_empty());
+    assert!(t.keys().await.is_empty());
+}
