@@ -97,3 +97,16 @@ local function fail(base, jk, jid, err, delay, bury_now, cap, now)
   redis.call('HINCRBY', stats, 'dead', 1)
   return 'dead'
 end
+
+-- Per-minute throughput: completed and failed attempts counted in one hash
+-- per hour (`tp:<hours since epoch>`, fields `<minute>c` and `<minute>f`),
+-- kept 25 hours, so charts of the last hour or day cost one read per hour.
+local function count_minute(base, now, completed, failed)
+  if completed + failed == 0 then return end
+  local minute = math.floor(now / 60000)
+  local hk = base .. 'tp:' .. int(math.floor(minute / 60))
+  local m = int(minute % 60)
+  if completed > 0 then redis.call('HINCRBY', hk, m .. 'c', completed) end
+  if failed > 0 then redis.call('HINCRBY', hk, m .. 'f', failed) end
+  redis.call('PEXPIRE', hk, 90000000)
+end

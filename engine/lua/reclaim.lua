@@ -52,4 +52,5 @@ while KEYS[2 + level] do
   until cursor == '0-0' or claimed >= count
   level = level + 1
 end
+count_minute(base, now, 0, retried + dead)
 return { retried, dead, dropped }

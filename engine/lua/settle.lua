@@ -20,7 +20,7 @@ math.randomseed(tonumber(ARGV[4]))
 local n = tonumber(ARGV[5])
 local now = now_ms()
 local out = {}
-local completed = 0
+local completed, failed = 0, 0
 for i = 0, n - 1 do
   local o = 6 + i * 7
   local jid, level, eid, fence, kind, text, delay =
@@ -53,9 +53,11 @@ for i = 0, n - 1 do
       table.insert(out, 'snoozed')
     else
       if kind == 'fail' then delay = -1 end
+      failed = failed + 1
       table.insert(out, fail(base, jk, jid, text, delay, kind == 'bury', cap, now))
     end
   end
 end
 if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end
+count_minute(base, now, completed, failed)
 return out

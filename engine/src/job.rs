@@ -243,3 +243,14 @@ pub struct Stats {
     /// The queue's rate limit, if it has one.
     pub rate_limit: Option<crate::RateLimit>,
 }
+
+/// Attempts finished in one minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MinuteCount {
+    /// Start of the minute, ms since the Unix epoch (Redis server time).
+    pub minute_ms: u64,
+    /// Jobs completed in it.
+    pub completed: u64,
+    /// Attempts failed in it (retried or dead-lettered).
+    pub failed: u64,
+}

@@ -72,9 +72,15 @@ impl QueueKeys {
         format!("{}dead", self.base)
     }
 
-    /// Hash of queue settings: the paused flag.
+    /// Hash of queue settings: the paused flag, the rate limit and its bucket.
     pub fn meta(&self) -> String {
         format!("{}meta", self.base)
+    }
+
+    /// Hash of per-minute completed/failed counts for one hour (hours since
+    /// the Unix epoch), written by settle.lua and reclaim.lua.
+    pub fn throughput(&self, hour: u64) -> String {
+        format!("{}tp:{hour}", self.base)
     }
 
     /// Hash of the queue's counters.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobInfo, Outcome, Stats};
+use crate::job::{Job, JobInfo, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
 use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, query};
 
@@ -181,6 +181,14 @@ impl Queue {
     /// Counts per state and the queue's counters.
     pub async fn stats(&self) -> Result<Stats> {
         self.store.stats().await
+    }
+
+    /// Completed and failed attempts per minute over the last `minutes`
+    /// minutes (at most a day), oldest first, by Redis server time.
+    pub async fn throughput(&self, minutes: u64) -> Result<Vec<MinuteCount>> {
+        let minutes = minutes.clamp(1, 24 * 60);
+        let now = self.store.server_time_ms().await?;
+        self.store.throughput(now, minutes).await
     }
 
     /// Stop workers from claiming (jobs already claimed finish).

@@ -11,7 +11,7 @@ use redis::streams::{StreamPendingReply, StreamReadReply};
 use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobInfo, Stats};
+use crate::job::{Job, JobInfo, MinuteCount, Stats};
 use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
 use crate::options::RateLimit;
 use crate::scripts;
@@ -756,6 +756,50 @@ impl Store {
     }
 
     /// Set or clear the paused flag that `claim.lua` honours.
+    /// Completed and failed attempts per minute, for the `minutes` minutes
+    /// up to and including the one holding `now_ms`, oldest first.
+    pub(crate) async fn throughput(&self, now_ms: u64, minutes: u64) -> Result<Vec<MinuteCount>> {
+        let last = now_ms / 60_000;
+        let first = last.saturating_sub(minutes.saturating_sub(1));
+        let hours: Vec<u64> = (first / 60..=last / 60).collect();
+        let mut pipe = redis::pipe();
+        for h in &hours {
+            pipe.cmd("HGETALL").arg(self.keys.throughput(*h));
+        }
+        let replies: Vec<HashMap<String, u64>> = self.query_pipe("throughput", &pipe).await?;
+        let mut counts: HashMap<u64, (u64, u64)> = HashMap::new();
+        for (h, fields) in hours.iter().zip(replies) {
+            for (field, n) in fields {
+                let (minute, kind) = field.split_at(field.len().saturating_sub(1));
+                let Ok(m) = minute.parse::<u64>() else {
+                    continue;
+                };
+                let entry = counts.entry(h * 60 + m).or_default();
+                match kind {
+                    "c" => entry.0 += n,
+                    "f" => entry.1 += n,
+                    _ => {}
+                }
+            }
+        }
+        Ok((first..=last)
+            .map(|m| {
+                let (completed, failed) = counts.get(&m).copied().unwrap_or_default();
+                MinuteCount {
+                    minute_ms: m * 60_000,
+                    completed,
+                    failed,
+                }
+            })
+            .collect())
+    }
+
+    /// Redis server time, ms since the Unix epoch.
+    pub(crate) async fn server_time_ms(&self) -> Result<u64> {
+        let (secs, micros): (u64, u64) = self.query("server time", &redis::cmd("TIME")).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
     pub(crate) async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
         let meta = self.keys.meta();
         let mut pipe = redis::pipe();

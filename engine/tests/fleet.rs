@@ -1,5 +1,6 @@
 //! Fleet-wide controls against the real Redis: the per-queue rate limit
-//! (shared token bucket, enforced at claim time) and the worker registry.
+//! (shared token bucket, enforced at claim time), the worker registry and
+//! the per-minute throughput counts.
 
 mod common;
 
@@ -127,4 +128,35 @@ async fn workers_register_beat_expire_and_deregister() {
     c.deregister("steady").await.expect("deregister");
     assert!(c.workers().await.expect("list").is_empty());
     assert!(t.keys().await.is_empty());
+}
+
+#[tokio::test]
+async fn throughput_counts_completed_and_failed_attempts_per_minute() {
+    let t = TestRedis::new().await;
+    let q = t.queue("counted").await;
+    q.enqueue_batch(jobs(3)).await.expect("enqueue");
+    let claimed = q.claim("w", 3).await.expect("claim");
+    let outcomes = vec![
+        (&claimed[0], Outcome::Done),
+        (&claimed[1], Outcome::Done),
+        (
+            &claimed[2],
+            Outcome::Retry {
+                reason: "boom".into(),
+                after: None,
+            },
+        ),
+    ];
+    q.settle_many(outcomes).await.expect("settle");
+    let minutes = q.throughput(60).await.expect("throughput");
+    assert_eq!(minutes.len(), 60);
+    assert!(
+        minutes
+            .windows(2)
+            .all(|w| w[1].minute_ms == w[0].minute_ms + 60_000)
+    );
+    // Summed, so a minute boundary between settle and read does not matter.
+    let completed: u64 = minutes.iter().map(|m| m.completed).sum();
+    let failed: u64 = minutes.iter().map(|m| m.failed).sum();
+    assert_eq!((completed, failed), (2, 1));
 }
