@@ -21,6 +21,9 @@ pub struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log format [default: human].
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -52,6 +55,81 @@ pub enum Command {
         /// The queue.
         queue: String,
     },
+    /// Live worker processes of the fleet.
+    Workers,
+    /// Everything on one machine: API, workers for every configured queue
+    /// and schedules; starts a private Redis when none answers.
+    Up(UpArgs),
+    /// The HTTP API only (and the schedules).
+    Serve(ServeArgs),
+    /// A worker process (and the schedules).
+    Work(WorkArgs),
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `sluice up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where the private Redis keeps its data [default: .sluice].
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `sluice serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:8080].
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Do not run the cron schedules in this process.
+    #[arg(long)]
+    pub no_schedules: bool,
+}
+
+/// `sluice work`.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// A queue to serve, as NAME or NAME:CONCURRENCY; repeat for more
+    /// [default: every configured queue with a url].
+    #[arg(
+        long = "queue",
+        value_name = "NAME[:CONCURRENCY]",
+        env = "SLUICE_QUEUES",
+        value_delimiter = ','
+    )]
+    pub queues: Vec<crate::fleet::Served>,
+    /// Do not run the cron schedules in this process.
+    #[arg(long)]
+    pub no_schedules: bool,
+}
+
+/// `sluice keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new API key: prints the key (once) and the config entry that
+    /// holds its hash.
+    New {
+        /// A name for the key.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// What the key may do.
+        #[arg(long, value_enum, default_value = "read")]
+        scope: KeyScope,
+    },
+}
+
+/// Scope of a new key.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyScope {
+    /// Look, never change.
+    Read,
+    /// Everything.
+    Admin,
 }
 
 /// `sluice enqueue`.

@@ -1,9 +1,19 @@
 //! The config file (TOML) and how it combines with flags and environment.
+//!
+//! Flags and environment variables (clap reads both) win over the file,
+//! which wins over defaults. The file alone describes what has no flag:
+//! queues with their delivery targets and limits, cron schedules and API
+//! keys. Unknown keys are refused, so a typo never silently falls back to a
+//! default. See `docs/configuration.md` for an annotated example.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Deserialize;
+use sluice_engine::{QueueConfig, RateLimit, keys::validate_name};
 
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -11,23 +21,255 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// Default key prefix.
 pub const DEFAULT_PREFIX: &str = "sluice";
 
-/// What a config file may hold. Unknown keys are refused, so a typo does not
-/// silently fall back to a default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// Default address of the HTTP API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// What a config file may hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Redis URL.
     pub redis_url: Option<String>,
     /// Key prefix.
     pub prefix: Option<String>,
+    /// Where `sluice up` keeps the data of the Redis it starts.
+    pub data_dir: Option<PathBuf>,
+    /// Log format: "human" or "json".
+    pub log_format: Option<LogFormat>,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Worker processes.
+    #[serde(default)]
+    pub worker: WorkerSection,
+    /// Queues served by `sluice work` and `sluice up`.
+    #[serde(default)]
+    pub queues: Vec<QueueSection>,
+    /// Cron schedules.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSection>,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Serve `/health*` and `/metrics` without an API key.
+    pub open_health: bool,
+    /// Most jobs in one batch enqueue.
+    pub max_batch: usize,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// API keys. With none, the API is open (for a laptop); a warning says so.
+    pub keys: Vec<ApiKeySection>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            open_health: true,
+            max_batch: 1000,
+            max_body_bytes: 2 * 1024 * 1024,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// One `[[api.keys]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    /// A name for logs and metrics.
+    pub name: String,
+    /// SHA-256 of the key, hex (`sluice keys new` prints both).
+    pub sha256: String,
+    /// What the key may do.
+    pub scope: Scope,
+    /// Most requests per second with this key, across every API process
+    /// (sliding window in Redis). None: no limit.
+    pub requests_per_second: Option<u32>,
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Look, never change.
+    Read,
+    /// Everything.
+    Admin,
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// How long running jobs may take to finish at a stop, seconds.
+    pub shutdown_grace_secs: u64,
+    /// Seconds between heartbeats; a worker is gone after three missed.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_secs: 30,
+            heartbeat_secs: 5,
+        }
+    }
+}
+
+/// One `[[queues]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// The queue.
+    pub name: String,
+    /// Jobs run at once per worker process.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// HTTP delivery: POST each job's payload to this URL.
+    pub url: Option<String>,
+    /// HTTP delivery: HMAC-SHA256 key for the `Sluice-Signature` header.
+    pub secret: Option<String>,
+    /// HTTP delivery: request timeout, ms (also the job's run timeout).
+    pub timeout_ms: Option<u64>,
+    /// Jobs started per second across the fleet.
+    pub rate_limit: Option<f64>,
+    /// Most jobs started at once after a quiet spell (default: the rate).
+    pub rate_burst: Option<u32>,
+    /// Runs allowed per job by default, the first included.
+    pub max_attempts: Option<u32>,
+    /// A claimed job whose worker is silent this long is reclaimed, ms.
+    pub visibility_timeout_ms: Option<u64>,
+}
+
+fn default_concurrency() -> usize {
+    10
+}
+
+impl QueueSection {
+    /// The engine's settings for this queue.
+    pub fn queue_config(&self) -> QueueConfig {
+        let mut c = QueueConfig::default();
+        if let Some(n) = self.max_attempts {
+            c.max_attempts = n;
+        }
+        if let Some(ms) = self.visibility_timeout_ms {
+            c.visibility_timeout = Duration::from_millis(ms);
+        }
+        c
+    }
+
+    /// The queue's rate limit, if set.
+    pub fn rate_limit(&self) -> anyhow::Result<Option<RateLimit>> {
+        let Some(rate) = self.rate_limit else {
+            return Ok(None);
+        };
+        let limit = match self.rate_burst {
+            Some(burst) => RateLimit::new(rate, burst),
+            None => RateLimit::per_second(rate),
+        };
+        Ok(Some(limit.with_context(|| {
+            format!("queue {}: bad rate limit", self.name)
+        })?))
+    }
+}
+
+/// One `[[schedules]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    /// The schedule's name (part of each tick's idempotency key).
+    pub name: String,
+    /// Cron expression with seconds: `sec min hour day-of-month month
+    /// day-of-week [year]`, e.g. `0 */5 * * * *`.
+    pub cron: String,
+    /// IANA time zone the expression is read in (default UTC).
+    pub timezone: Option<String>,
+    /// Queue the jobs go to.
+    pub queue: String,
+    /// Payload of every job (any TOML value, sent as JSON).
+    #[serde(default)]
+    pub payload: Option<toml::Value>,
+    /// Priority of the jobs.
+    pub priority: Option<u8>,
 }
 
 impl FileConfig {
-    /// Read and parse `path`.
+    /// Read, parse and check `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Check what the types cannot: names, uniqueness, ranges, cron syntax.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut names = HashSet::new();
+        for q in &self.queues {
+            validate_name("queue name", &q.name)?;
+            if !names.insert(q.name.as_str()) {
+                bail!("queue {} is configured twice", q.name);
+            }
+            if q.concurrency == 0 {
+                bail!("queue {}: concurrency must be at least 1", q.name);
+            }
+            if let Some(url) = &q.url {
+                crate::delivery::check_target(url)
+                    .with_context(|| format!("queue {}: bad url", q.name))?;
+            }
+            q.rate_limit()?;
+            q.queue_config()
+                .validate()
+                .with_context(|| format!("queue {}", q.name))?;
+        }
+        let mut schedules = HashSet::new();
+        for s in &self.schedules {
+            validate_name("schedule name", &s.name)?;
+            validate_name("queue name", &s.queue)?;
+            if !schedules.insert(s.name.as_str()) {
+                bail!("schedule {} is configured twice", s.name);
+            }
+            crate::schedules::Schedule::from_section(s)?;
+        }
+        let mut keys = HashSet::new();
+        for k in &self.api.keys {
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("api key {}: sha256 must be 64 hex digits", k.name);
+            }
+            if !keys.insert(k.sha256.to_ascii_lowercase()) {
+                bail!("api key {} is configured twice", k.name);
+            }
+        }
+        if self.api.max_batch == 0 {
+            bail!("api.max_batch must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The `[[queues]]` entry named `name`.
+    pub fn queue(&self, name: &str) -> Option<&QueueSection> {
+        self.queues.iter().find(|q| q.name == name)
     }
 }
 
@@ -45,14 +287,14 @@ impl Settings {
     pub fn resolve(
         cli_redis_url: Option<String>,
         cli_prefix: Option<String>,
-        file: FileConfig,
+        file: &FileConfig,
     ) -> Self {
         Self {
             redis_url: cli_redis_url
-                .or(file.redis_url)
+                .or_else(|| file.redis_url.clone())
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
             prefix: cli_prefix
-                .or(file.prefix)
+                .or_else(|| file.prefix.clone())
                 .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
         }
     }
@@ -66,12 +308,12 @@ mod tests {
     fn flags_win_over_the_file_which_wins_over_defaults() {
         let file: FileConfig =
             toml::from_str("redis_url = \"redis://file/\"\nprefix = \"p\"").expect("toml");
-        let s = Settings::resolve(Some("redis://flag/".into()), None, file.clone());
+        let s = Settings::resolve(Some("redis://flag/".into()), None, &file);
         assert_eq!(
             (s.redis_url.as_str(), s.prefix.as_str()),
             ("redis://flag/", "p")
         );
-        let d = Settings::resolve(None, None, FileConfig::default());
+        let d = Settings::resolve(None, None, &FileConfig::default());
         assert_eq!(
             (d.redis_url.as_str(), d.prefix.as_str()),
             (DEFAULT_REDIS_URL, DEFAULT_PREFIX)
@@ -81,5 +323,62 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<FileConfig>("redis_ulr = \"x\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[[queues]]\nname = \"a\"\nconcurency = 3").is_err());
+    }
+
+    #[test]
+    fn a_full_config_parses_and_validates() {
+        let text = r#"
+            prefix = "app"
+            [api]
+            listen = "127.0.0.1:9000"
+            [[api.keys]]
+            name = "ops"
+            sha256 = "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3"
+            scope = "admin"
+            requests_per_second = 100
+            [[queues]]
+            name = "hooks"
+            concurrency = 4
+            url = "http://127.0.0.1:3000/hook"
+            secret = "s3cret"
+            rate_limit = 20.0
+            [[schedules]]
+            name = "nightly"
+            cron = "0 0 3 * * *"
+            timezone = "Europe/Madrid"
+            queue = "hooks"
+            payload = { report = "daily" }
+        "#;
+        let c: FileConfig = toml::from_str(text).expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.queue("hooks").expect("queue").concurrency, 4);
+        assert_eq!(c.api.keys[0].scope, Scope::Admin);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        for (text, why) in [
+            ("[[queues]]\nname = \"a{b}\"", "queue name"),
+            ("[[queues]]\nname = \"a\"\nconcurrency = 0", "concurrency"),
+            ("[[queues]]\nname = \"a\"\nrate_limit = -1.0", "rate limit"),
+            ("[[queues]]\nname = \"a\"\nurl = \"ftp://x\"", "url"),
+            (
+                "[[schedules]]\nname = \"s\"\ncron = \"nope\"\nqueue = \"a\"",
+                "cron",
+            ),
+            (
+                "[[schedules]]\nname = \"s\"\ncron = \"0 * * * * *\"\ntimezone = \"Mars/Base\"\nqueue = \"a\"",
+                "time zone",
+            ),
+            (
+                "[[api.keys]]\nname = \"k\"\nsha256 = \"xyz\"\nscope = \"admin\"",
+                "sha256",
+            ),
+        ] {
+            let c: FileConfig = toml::from_str(text).expect("parse");
+            let err = format!("{:#}", c.validate().expect_err(text));
+            assert!(err.contains(why), "{text}: {err}");
+        }
     }
 }

@@ -1,19 +1,29 @@
-//! # sluice-api: the `sluice` binary, its configuration and (next) the HTTP API
+//! # sluice-api: the `sluice` binary, its configuration, the worker
+//! runtime and the HTTP API
 //!
 //! # Layout
 //!
 //! - `cli`: the command line (clap): global flags, each readable from an
 //!   environment variable, and the subcommands.
-//! - `config`: the TOML config file and how flags, environment and file
-//!   combine (flag or environment first, then file, then default).
+//! - `config`: the TOML config file (queues, schedules, API keys) and how
+//!   flags, environment and file combine.
 //! - `ops`: the operator commands that talk to Redis directly (`enqueue`,
-//!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`), printing tables
-//!   for people and JSON for scripts.
-//!
-//! The axum service (webhooks, enqueue, job lookup, queue stats, dead-letter
-//! management, health, metrics, OpenAPI) and the dashboard it serves come
-//! next; `main.rs` stays thin.
+//!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`, `workers`).
+//! - `run`: the long-running commands (`up`, `serve`, `work`).
+//! - `fleet`: a worker process: workers per queue, heartbeat, graceful stop.
+//! - `delivery`: the generic HTTP delivery handler.
+//! - `schedules`: cron schedules, one job per tick across the fleet.
+//! - `signals`: SIGTERM/SIGINT handling.
+//! - `local`: `sluice up`'s private Redis when none answers.
+//! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI).
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
+pub mod fleet;
+pub mod local;
 pub mod ops;
+pub mod run;
+pub mod schedules;
+pub mod server;
+pub mod signals;

@@ -1,25 +1,56 @@
-//! The `sluice` binary: parse the command line, run, report errors on one
-//! line with a non-zero exit.
+//! The `sluice` binary: parse the command line, read the config, set up
+//! logging, run; errors are reported on one line with a non-zero exit.
+
+use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_api::cli::Cli;
+use sluice_api::cli::{Cli, Command};
+use sluice_api::config::{FileConfig, LogFormat, Settings};
+
+fn init_logging(format: LogFormat, long_running: bool) {
+    let default = if long_running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let long_running = matches!(
+        cli.command,
+        Command::Up(_) | Command::Serve(_) | Command::Work(_)
+    );
+    init_logging(
+        cli.log_format.or(file.log_format).unwrap_or_default(),
+        long_running,
+    );
+    let settings = Settings::resolve(cli.redis_url.clone(), cli.prefix.clone(), &file);
+    match cli.command {
+        Command::Up(args) => sluice_api::run::up(settings, file, args).await,
+        Command::Serve(args) => sluice_api::run::serve(settings, file, args).await,
+        Command::Work(args) => sluice_api::run::work(settings, file, args).await,
+        _ => sluice_api::ops::run(cli, settings).await,
+    }
+}
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match sluice_api::ops::run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes.
             eprintln!("sluice: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -5,21 +5,19 @@ use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, Queue, Stats};
 
-use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand};
-use crate::config::{FileConfig, Settings};
+use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
+use crate::config::Settings;
 
 /// Run one operator command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let file = match &cli.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let settings = Settings::resolve(cli.redis_url.clone(), cli.prefix.clone(), file);
+pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    let out = Output { json: cli.json };
+    if let Command::Keys(KeysCommand::New { name, scope }) = &cli.command {
+        return new_key(name, *scope, out);
+    }
     let client =
         Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
             .await
             .with_context(|| format!("cannot reach redis at {}", settings.redis_url))?;
-    let out = Output { json: cli.json };
     match cli.command {
         Command::Enqueue(args) => enqueue(&client, args, out).await,
         Command::Stats { queue } => stats(&client, queue, out).await,
@@ -31,6 +29,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &format!("queue {queue} paused"),
                 serde_json::json!({"queue": queue, "paused": true}),
             )
+        }
+        Command::Workers => workers(&client, out).await,
+        Command::Up(_) | Command::Serve(_) | Command::Work(_) | Command::Keys(_) => {
+            bail!("not an operator command")
         }
         Command::Resume { queue } => {
             existing(&client, &queue).await?.resume().await?;
@@ -256,4 +258,57 @@ async fn dead(client: &Client, cmd: DeadCommand, out: Output) -> anyhow::Result<
             )
         }
     }
+}
+
+async fn workers(client: &Client, out: Output) -> anyhow::Result<()> {
+    let all = client.workers().await?;
+    if out.json {
+        return out.done("", &all);
+    }
+    if all.is_empty() {
+        println!("no live workers");
+        return Ok(());
+    }
+    let now = sluice_engine::unix_ms();
+    println!(
+        "{:<40} {:<20} {:>8} {:>6} {:>9} {:>9} {:>8}  QUEUES",
+        "ID", "HOST", "PID", "CONC", "IN FLIGHT", "BEAT AGO", "VERSION"
+    );
+    for w in &all {
+        let queues: Vec<String> = w
+            .queues
+            .iter()
+            .map(|q| format!("{}:{}", q.queue, q.concurrency))
+            .collect();
+        println!(
+            "{:<40} {:<20} {:>8} {:>6} {:>9} {:>8}s {:>8}  {}",
+            w.id,
+            w.host,
+            w.pid,
+            w.concurrency,
+            w.in_flight,
+            now.saturating_sub(w.last_beat_ms) / 1000,
+            w.version,
+            queues.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn new_key(name: &str, scope: KeyScope, out: Output) -> anyhow::Result<()> {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("sk_{}", hex::encode(bytes));
+    let hash = crate::server::key_hash(&key);
+    let scope = match scope {
+        KeyScope::Read => "read",
+        KeyScope::Admin => "admin",
+    };
+    let entry =
+        format!("[[api.keys]]\nname = {name:?}\nsha256 = \"{hash}\"\nscope = \"{scope}\"\n");
+    out.done(
+        &format!("key (shown once; keep it secret): {key}\n\nadd to the config file:\n{entry}"),
+        serde_json::json!({"name": name, "key": key, "sha256": hash, "scope": scope}),
+    )
 }

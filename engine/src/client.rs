@@ -145,6 +145,32 @@ impl Client {
         Ok(client)
     }
 
+    /// A client that connects on first use instead of now: for long-running
+    /// processes that must start (and report Redis as down) while Redis is
+    /// unreachable. Fails only on a malformed URL or prefix.
+    pub fn connect_lazy(config: ClientConfig) -> Result<Self> {
+        validate_name("prefix", &config.prefix)?;
+        let redis = redis::Client::open(config.url.as_str()).map_err(|source| Error::Redis {
+            operation: "parse redis url",
+            source,
+        })?;
+        let mc = manager_config(&config, config.response_timeout);
+        let conn =
+            ConnectionManager::new_lazy_with_config(redis.clone(), mc).map_err(|source| {
+                Error::Redis {
+                    operation: "connect",
+                    source,
+                }
+            })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                redis,
+                conn,
+                config,
+            }),
+        })
+    }
+
     /// The client's settings.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config

@@ -109,6 +109,11 @@ pub fn worker_key(prefix: &str, id: &str) -> String {
     format!("{prefix}:worker:{id}")
 }
 
+/// Hash of each cron schedule's last tick (JSON by schedule name).
+pub fn schedules_key(prefix: &str) -> String {
+    format!("{prefix}:schedules")
+}
+
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions.

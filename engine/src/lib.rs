@@ -77,6 +77,7 @@ mod error;
 mod handler;
 mod job;
 pub mod keys;
+mod limits;
 mod options;
 pub mod promoter;
 mod queue;

@@ -1,4 +1,5 @@
-//! The registry of live worker processes, shared by the fleet.
+//! The registry of live worker processes, shared by the fleet, and the
+//! recorded state of cron schedules.
 //!
 //! Each worker process writes its registration (host, pid, queues,
 //! concurrency, jobs in flight, version, start time) to
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::keys::{validate_name, worker_key, workers_key};
+use crate::keys::{schedules_key, validate_name, worker_key, workers_key};
 use crate::store::query;
 
 /// One queue served by a worker process.
@@ -176,5 +177,34 @@ impl Client {
         }
         live.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(a.id.cmp(&b.id)));
         Ok(live)
+    }
+
+    /// Record the state of cron schedule `name` (opaque text, JSON by
+    /// convention) for every process to read.
+    pub async fn set_schedule_state(&self, name: &str, state: &str) -> Result<()> {
+        query(
+            &self.connection(),
+            self.config().retry,
+            "record schedule",
+            redis::cmd("HSET")
+                .arg(schedules_key(&self.config().prefix))
+                .arg(name)
+                .arg(state),
+        )
+        .await
+    }
+
+    /// The recorded state of every cron schedule, by name.
+    pub async fn schedule_states(&self) -> Result<Vec<(String, String)>> {
+        let map: std::collections::HashMap<String, String> = query(
+            &self.connection(),
+            self.config().retry,
+            "read schedules",
+            redis::cmd("HGETALL").arg(schedules_key(&self.config().prefix)),
+        )
+        .await?;
+        let mut all: Vec<(String, String)> = map.into_iter().collect();
+        all.sort();
+        Ok(all)
     }
 }

@@ -43,3 +43,6 @@ transition!(
 transition!(
     /// Delete dead letters.
     DELETE_DEAD, "delete_dead.lua");
+transition!(
+    /// Count a request against a sliding-window rate limit.
+    RATE_WINDOW, "rate_window.lua");

@@ -1,0 +1,144 @@
+//! The long-running commands: `up` (everything on one machine), `serve`
+//! (the API) and `work` (a worker process). Each also runs the cron
+//! schedules unless told not to; any number of processes may, and each tick
+//! still enqueues one job.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use sluice_engine::{Client, ClientConfig};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cli::{ServeArgs, UpArgs, WorkArgs};
+use crate::config::{DEFAULT_LISTEN, FileConfig, Settings};
+use crate::server::{AppState, install_recorder};
+
+/// Where `sluice up` keeps data by default.
+const DEFAULT_DATA_DIR: &str = ".sluice";
+
+fn client(settings: &Settings) -> anyhow::Result<Client> {
+    // Lazy: the process starts, and reports Redis as down, while it is.
+    Client::connect_lazy(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
+        .with_context(|| format!("bad redis settings {}", settings.redis_url))
+}
+
+fn listen_addr(
+    flag: Option<std::net::SocketAddr>,
+    file: &FileConfig,
+) -> anyhow::Result<std::net::SocketAddr> {
+    match flag.or(file.api.listen) {
+        Some(a) => Ok(a),
+        None => DEFAULT_LISTEN.parse().context("default listen address"),
+    }
+}
+
+fn spawn_schedules(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    client: &Client,
+    file: &FileConfig,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let schedules = crate::schedules::load(&file.schedules)?;
+    if schedules.is_empty() {
+        return Ok(());
+    }
+    let (client, stop) = (client.clone(), stop.clone());
+    tasks.spawn(async move {
+        crate::schedules::run(client, schedules, stop).await;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// Wait for every task; the first error (after all have ended) is returned.
+async fn join_all(
+    mut tasks: JoinSet<anyhow::Result<()>>,
+    stop_tx: Option<&watch::Sender<bool>>,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "a part of sluice failed; stopping");
+            // One part failed: stop the others too.
+            if let Some(tx) = stop_tx {
+                let _ = tx.send(true);
+            }
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// `sluice serve`.
+pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> anyhow::Result<()> {
+    install_recorder();
+    let client = client(&settings)?;
+    let addr = listen_addr(args.listen, &file)?;
+    let (stop_tx, stop) = crate::signals::stop_on_signals()?;
+    let mut tasks = JoinSet::new();
+    if !args.no_schedules {
+        spawn_schedules(&mut tasks, &client, &file, &stop)?;
+    }
+    let state = AppState::new(client, file)?;
+    tasks.spawn(crate::server::serve(state, addr, stop));
+    join_all(tasks, Some(&stop_tx)).await
+}
+
+/// `sluice work`.
+pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyhow::Result<()> {
+    install_recorder();
+    let queues = crate::fleet::select(&file, &args.queues)?;
+    let client = client(&settings)?;
+    let (stop_tx, stop) = crate::signals::stop_on_signals()?;
+    let mut tasks = JoinSet::new();
+    if !args.no_schedules {
+        spawn_schedules(&mut tasks, &client, &file, &stop)?;
+    }
+    let file = std::sync::Arc::new(file);
+    let (c, f, s) = (client.clone(), file.clone(), stop.clone());
+    tasks.spawn(async move { crate::fleet::run(c, &f, queues, s).await });
+    join_all(tasks, Some(&stop_tx)).await
+}
+
+/// `sluice up`.
+pub async fn up(settings: Settings, file: FileConfig, args: UpArgs) -> anyhow::Result<()> {
+    install_recorder();
+    let data_dir: PathBuf = args
+        .data_dir
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let local = crate::local::ensure_redis(&settings.redis_url, &data_dir).await?;
+    let result = up_with_redis(settings, file, args.listen).await;
+    if let Some(redis) = local {
+        redis.stop().await;
+    }
+    result
+}
+
+async fn up_with_redis(
+    settings: Settings,
+    file: FileConfig,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let client = client(&settings)?;
+    let addr = listen_addr(listen, &file)?;
+    let queues = crate::fleet::select(&file, &[])?;
+    let (stop_tx, stop) = crate::signals::stop_on_signals()?;
+    let mut tasks = JoinSet::new();
+    spawn_schedules(&mut tasks, &client, &file, &stop)?;
+    if queues.is_empty() {
+        tracing::warn!("no [[queues]] with a url configured: running the API without workers");
+    } else {
+        let file = std::sync::Arc::new(file.clone());
+        let (c, s) = (client.clone(), stop.clone());
+        tasks.spawn(async move { crate::fleet::run(c, &file, queues, s).await });
+    }
+    let state = AppState::new(client, file)?;
+    eprintln!(
+        "sluice: API on http://{addr}/ (health: /health, metrics: /metrics, OpenAPI: /api/openapi.json)"
+    );
+    tasks.spawn(crate::server::serve(state, addr, stop));
+    join_all(tasks, Some(&stop_tx)).await
+}

@@ -1,0 +1,148 @@
+//! Prometheus metrics. Process-local ones (HTTP requests and their latency,
+//! job run and wait times of the workers in this process) go through the
+//! `metrics` facade and its Prometheus recorder; fleet-wide ones (job
+//! counters, queue depths, live workers) are read from Redis at each scrape,
+//! so every API process reports the same totals.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sluice_engine::Stats;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Seconds buckets for latency histograms: 0.5 ms to 5 min.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// Install the process-wide recorder (once; later calls reuse it).
+pub fn install_recorder() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is installed: render ours (empty) anyway.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Middleware counting requests by method, route and status, with latency.
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("sluice_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("sluice_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A fleet-wide counter: name, help, how to read it from a queue's stats.
+type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
+
+/// The fleet-wide part of a scrape, in the Prometheus text format.
+pub fn render_fleet(stats: &[Stats], live_workers: usize, in_flight: usize) -> String {
+    let mut out = String::new();
+    let counters: [Counter; 5] = [
+        ("sluice_jobs_enqueued_total", "Jobs enqueued.", |s| {
+            s.enqueued_total
+        }),
+        ("sluice_jobs_completed_total", "Jobs completed.", |s| {
+            s.completed_total
+        }),
+        ("sluice_jobs_failed_total", "Attempts failed.", |s| {
+            s.failed_total
+        }),
+        ("sluice_jobs_retried_total", "Retries scheduled.", |s| {
+            s.retried_total
+        }),
+        ("sluice_jobs_dead_total", "Jobs dead-lettered.", |s| {
+            s.dead_total
+        }),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for s in stats {
+            let _ = writeln!(out, "{name}{{queue=\"{}\"}} {}", escape(&s.queue), get(s));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_queue_jobs Jobs in the queue by state.\n# TYPE sluice_queue_jobs gauge"
+    );
+    for s in stats {
+        let q = escape(&s.queue);
+        for (state, n) in [
+            ("waiting", s.waiting),
+            ("active", s.active),
+            ("delayed", s.delayed),
+            ("dead", s.dead),
+        ] {
+            let _ = writeln!(
+                out,
+                "sluice_queue_jobs{{queue=\"{q}\",state=\"{state}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_queue_waiting Ready jobs by priority level.\n# TYPE sluice_queue_waiting gauge"
+    );
+    for s in stats {
+        let q = escape(&s.queue);
+        for (level, n) in s.waiting_by_priority.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sluice_queue_waiting{{queue=\"{q}\",priority=\"{level}\"}} {n}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_queue_paused 1 when the queue is paused.\n# TYPE sluice_queue_paused gauge"
+    );
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "sluice_queue_paused{{queue=\"{}\"}} {}",
+            escape(&s.queue),
+            u8::from(s.paused)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_workers_active Live worker processes.\n# TYPE sluice_workers_active gauge\nsluice_workers_active {live_workers}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_worker_jobs_in_flight Jobs running on live workers.\n# TYPE sluice_worker_jobs_in_flight gauge\nsluice_worker_jobs_in_flight {in_flight}"
+    );
+    out
+}
+
+/// The process-local part of a scrape.
+pub fn render_local() -> String {
+    install_recorder().render()
+}

@@ -1,0 +1,188 @@
+//! The HTTP API (axum): routes, shared state, auth, metrics, and serving
+//! with a graceful stop. Paths and bodies are documented in
+//! `openapi.json`, served at `GET /api/openapi.json`.
+
+mod auth;
+mod error;
+mod metrics;
+mod queues;
+mod system;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sluice_engine::{Client, Queue};
+use tokio::sync::watch;
+
+pub use auth::key_hash;
+pub use error::{ApiError, ApiResult};
+pub use metrics::install_recorder;
+
+use crate::config::{ApiKeySection, FileConfig};
+use crate::schedules::Schedule;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The Redis client.
+    pub client: Client,
+    /// The config file.
+    pub file: Arc<FileConfig>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// API keys by the hex SHA-256 of the key.
+    keys: HashMap<String, ApiKeySection>,
+    schedules: Vec<Schedule>,
+    started: Instant,
+    /// Queue handles already opened (opening one costs a round trip).
+    queues: RwLock<HashMap<String, Queue>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("client", &self.client)
+            .field("keys", &self.shared.keys.len())
+            .finish()
+    }
+}
+
+impl AppState {
+    /// State for `file`'s API on `client`.
+    pub fn new(client: Client, file: FileConfig) -> anyhow::Result<Self> {
+        let keys = file
+            .api
+            .keys
+            .iter()
+            .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
+            .collect();
+        let schedules = crate::schedules::load(&file.schedules)?;
+        Ok(Self {
+            client,
+            file: Arc::new(file),
+            shared: Arc::new(Shared {
+                keys,
+                schedules,
+                started: Instant::now(),
+                queues: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn cached(&self, name: &str) -> Option<Queue> {
+        self.shared
+            .queues
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+    }
+
+    fn remember(&self, q: &Queue) {
+        if let Ok(mut m) = self.shared.queues.write() {
+            m.insert(q.name().to_owned(), q.clone());
+        }
+    }
+
+    /// The queue, created when new (for enqueues), with its configured
+    /// settings.
+    pub async fn queue_for_write(&self, name: &str) -> ApiResult<Queue> {
+        if let Some(q) = self.cached(name) {
+            return Ok(q);
+        }
+        let config = self
+            .file
+            .queue(name)
+            .map(|s| s.queue_config())
+            .unwrap_or_default();
+        let q = self.client.queue_with(name, config).await?;
+        self.remember(&q);
+        Ok(q)
+    }
+
+    /// The queue if it exists, else 404.
+    pub async fn existing_queue(&self, name: &str) -> ApiResult<Queue> {
+        if let Some(q) = self.cached(name) {
+            return Ok(q);
+        }
+        let q = self.client.existing_queue(name).await?.ok_or_else(|| {
+            ApiError::not_found("queue_not_found", format!("no queue named {name:?}"))
+        })?;
+        self.remember(&q);
+        Ok(q)
+    }
+}
+
+/// Every route, with auth, metrics and the body limit.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/queues", get(queues::list))
+        .route("/api/queues/{queue}", get(queues::show))
+        .route("/api/queues/{queue}/jobs", post(queues::enqueue))
+        .route(
+            "/api/queues/{queue}/jobs/batch",
+            post(queues::enqueue_batch),
+        )
+        .route("/api/queues/{queue}/jobs/{id}", get(queues::job))
+        .route("/api/queues/{queue}/pause", post(queues::pause))
+        .route("/api/queues/{queue}/resume", post(queues::resume))
+        .route(
+            "/api/queues/{queue}/dead",
+            get(queues::dead_list).delete(queues::dead_purge),
+        )
+        .route(
+            "/api/queues/{queue}/dead/retry",
+            post(queues::dead_retry_many),
+        )
+        .route(
+            "/api/queues/{queue}/dead/{id}",
+            get(queues::dead_show).delete(queues::dead_delete),
+        )
+        .route(
+            "/api/queues/{queue}/dead/{id}/retry",
+            post(queues::dead_retry),
+        )
+        .route("/api/workers", get(system::workers))
+        .route("/api/schedules", get(system::schedules))
+        .route("/api/openapi.json", get(system::openapi))
+        .route("/health", get(system::health))
+        .route("/health/live", get(system::live))
+        .route("/health/ready", get(system::ready))
+        .route("/metrics", get(system::metrics));
+    api.fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(DefaultBodyLimit::max(state.file.api.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serve `state`'s API on `addr` until `stop` turns true; running requests
+/// finish first.
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if state.shared.keys.is_empty() {
+        tracing::warn!("no API keys configured: the API is open to anyone who can reach {addr}");
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(crate::signals::stopped(stop))
+        .await
+        .context("API server failed")
+}

@@ -1,0 +1,391 @@
+//! Queue endpoints: enqueue (single and batch), job lookup, stats,
+//! pause/resume and dead-letter management.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sluice_engine::{
+    Enqueued, JobInfo, JobOptions, JobOptionsInput, JobState, NewJob, Queue, Stats,
+};
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiResult};
+
+/// One job to enqueue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// Any JSON value; handlers receive it as is.
+    pub payload: serde_json::Value,
+    /// 0 (most urgent) to 9; default 0.
+    pub priority: Option<i64>,
+    /// Run no earlier than this many ms from now.
+    pub delay_ms: Option<i64>,
+    /// Runs allowed in all, the first included.
+    pub max_attempts: Option<i64>,
+    /// Base delay of the exponential backoff between attempts, ms.
+    pub backoff_ms: Option<i64>,
+    /// Cancel a run after this many ms (counts as a failed attempt).
+    pub timeout_ms: Option<i64>,
+    /// Enqueue at most once under this key within the idempotency window.
+    pub idempotency_key: Option<String>,
+    /// How long the key is remembered, ms (default 24 h).
+    pub idempotency_window_ms: Option<i64>,
+}
+
+impl EnqueueRequest {
+    fn into_job(self) -> Result<NewJob, ApiError> {
+        let options = JobOptions::try_from(JobOptionsInput {
+            priority: self.priority,
+            delay_ms: self.delay_ms,
+            max_attempts: self.max_attempts,
+            backoff_ms: self.backoff_ms,
+            timeout_ms: self.timeout_ms,
+            idempotency_key: self.idempotency_key,
+            idempotency_window_ms: self.idempotency_window_ms,
+        })?;
+        Ok(NewJob::new(&self.payload, options)?)
+    }
+}
+
+/// A batch of jobs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The jobs, enqueued in one atomic step, in order.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchResponse {
+    /// One entry per job, in request order.
+    pub jobs: Vec<Enqueued>,
+}
+
+/// `POST /api/queues/{queue}/jobs`: 201 for a new job, 200 when the
+/// idempotency key matched an existing one (its id is returned).
+pub async fn enqueue(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    ApiJson(body): ApiJson<EnqueueRequest>,
+) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    let q = state.queue_for_write(&queue).await?;
+    let job = body.into_job()?;
+    let e = q.enqueue_raw(job.payload, job.options).await?;
+    let status = if e.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(e)))
+}
+
+/// `POST /api/queues/{queue}/jobs/batch`.
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    ApiJson(body): ApiJson<BatchRequest>,
+) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
+    let max = state.file.api.max_batch;
+    if body.jobs.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{} jobs in one batch; at most {max}", body.jobs.len()),
+        ));
+    }
+    let jobs = body
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| {
+            j.into_job().map_err(|e| ApiError {
+                message: format!("jobs[{i}]: {}", e.message),
+                ..e
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let q = state.queue_for_write(&queue).await?;
+    let done = q.enqueue_batch(jobs).await?;
+    Ok((StatusCode::CREATED, Json(BatchResponse { jobs: done })))
+}
+
+/// A job as the API shows it: its info with the payload as JSON.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    info: JobInfo,
+    payload: serde_json::Value,
+}
+
+impl From<JobInfo> for JobView {
+    fn from(info: JobInfo) -> Self {
+        let payload = info
+            .payload_json()
+            .unwrap_or_else(|| serde_json::json!({ "undecodable_bytes": info.payload.len() }));
+        Self { info, payload }
+    }
+}
+
+/// `GET /api/queues/{queue}/jobs/{id}`.
+pub async fn job(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<Json<JobView>> {
+    let q = state.existing_queue(&queue).await?;
+    let info = q.job(&id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "job_not_found",
+            format!("no job {id:?} in queue {queue:?} (completed jobs are kept only for the queue's keep window)"),
+        )
+    })?;
+    Ok(Json(info.into()))
+}
+
+/// A queue's counts as the API shows them.
+#[derive(Debug, Serialize)]
+pub struct QueueView {
+    #[serde(flatten)]
+    stats: Stats,
+    /// Completed jobs in the last minute and the last hour.
+    throughput: Throughput,
+}
+
+/// Recent throughput.
+#[derive(Debug, Serialize)]
+pub struct Throughput {
+    /// Jobs completed in the last full minute.
+    pub completed_last_minute: u64,
+    /// Attempts failed in the last full minute.
+    pub failed_last_minute: u64,
+    /// Jobs completed in the last 60 minutes.
+    pub completed_last_hour: u64,
+    /// Attempts failed in the last 60 minutes.
+    pub failed_last_hour: u64,
+    /// Per minute over the last hour, oldest first (the current minute last).
+    pub per_minute: Vec<sluice_engine::MinuteCount>,
+}
+
+async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
+    let stats = q.stats().await?;
+    let per_minute = q.throughput(61).await?;
+    let full = &per_minute[..per_minute.len().saturating_sub(1)];
+    let last = full.last().copied().unwrap_or_default();
+    let throughput = Throughput {
+        completed_last_minute: last.completed,
+        failed_last_minute: last.failed,
+        completed_last_hour: full.iter().map(|m| m.completed).sum(),
+        failed_last_hour: full.iter().map(|m| m.failed).sum(),
+        per_minute: per_minute[1..].to_vec(),
+    };
+    Ok(QueueView { stats, throughput })
+}
+
+/// `GET /api/queues`.
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let mut all = Vec::new();
+    for name in state.client.queues().await? {
+        let q = state.existing_queue(&name).await?;
+        all.push(queue_view(&q).await?);
+    }
+    Ok(Json(serde_json::json!({ "queues": all })))
+}
+
+/// `GET /api/queues/{queue}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<QueueView>> {
+    let q = state.existing_queue(&queue).await?;
+    Ok(Json(queue_view(&q).await?))
+}
+
+/// `POST /api/queues/{queue}/pause`.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    state.existing_queue(&queue).await?.pause().await?;
+    Ok(Json(serde_json::json!({ "queue": queue, "paused": true })))
+}
+
+/// `POST /api/queues/{queue}/resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    state.existing_queue(&queue).await?.resume().await?;
+    Ok(Json(serde_json::json!({ "queue": queue, "paused": false })))
+}
+
+/// Paging of lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Skip this many.
+    #[serde(default)]
+    pub offset: usize,
+    /// At most this many (1 to 1000, default 50).
+    pub limit: Option<usize>,
+    /// Only dead letters whose error contains this text (case-insensitive).
+    pub q: Option<String>,
+}
+
+/// Most dead letters scanned by a filtered listing or retry.
+const FILTER_SCAN_LIMIT: usize = 100_000;
+
+/// `GET /api/queues/{queue}/dead?offset=&limit=&q=`.
+pub async fn dead_list(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "invalid_limit",
+            "limit must be 1 to 1000",
+        ));
+    }
+    let q = state.existing_queue(&queue).await?;
+    let total = q.stats().await?.dead;
+    let (letters, matched) = match page.q.as_deref().filter(|t| !t.is_empty()) {
+        None => (q.dead_letters(page.offset, limit).await?, total),
+        Some(text) => {
+            let all = matching_dead(&q, text).await?;
+            let matched = all.len() as u64;
+            (
+                all.into_iter().skip(page.offset).take(limit).collect(),
+                matched,
+            )
+        }
+    };
+    let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
+    Ok(Json(serde_json::json!({
+        "queue": queue,
+        "total": total,
+        "matched": matched,
+        "offset": page.offset,
+        "limit": limit,
+        "dead": views,
+    })))
+}
+
+async fn matching_dead(q: &Queue, text: &str) -> ApiResult<Vec<JobInfo>> {
+    let needle = text.to_lowercase();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < FILTER_SCAN_LIMIT {
+        let chunk = q.dead_letters(offset, 500).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        offset += chunk.len();
+        out.extend(chunk.into_iter().filter(|d| {
+            d.last_error
+                .as_deref()
+                .is_some_and(|e| e.to_lowercase().contains(&needle))
+        }));
+    }
+    Ok(out)
+}
+
+/// `GET /api/queues/{queue}/dead/{id}`.
+pub async fn dead_show(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<Json<JobView>> {
+    let q = state.existing_queue(&queue).await?;
+    let info = q
+        .job(&id)
+        .await?
+        .filter(|i| i.state == JobState::Dead)
+        .ok_or_else(|| dead_not_found(&queue, &id))?;
+    Ok(Json(info.into()))
+}
+
+fn dead_not_found(queue: &str, id: &str) -> ApiError {
+    ApiError::not_found(
+        "dead_letter_not_found",
+        format!("no dead letter {id:?} in queue {queue:?}"),
+    )
+}
+
+/// `POST /api/queues/{queue}/dead/{id}/retry`.
+pub async fn dead_retry(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let q = state.existing_queue(&queue).await?;
+    if !q.redrive(&id).await? {
+        return Err(dead_not_found(&queue, &id));
+    }
+    Ok(Json(serde_json::json!({ "retried": 1, "ids": [id] })))
+}
+
+/// Which dead letters to retry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryFilter {
+    /// Only those whose error contains this text (case-insensitive).
+    pub q: Option<String>,
+    /// Only these ids.
+    pub ids: Option<Vec<String>>,
+}
+
+/// `POST /api/queues/{queue}/dead/retry`: all, those matching `q`, or `ids`.
+/// The body is optional.
+pub async fn dead_retry_many(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let filter: RetryFilter = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryFilter::default()
+    } else {
+        super::error::parse_json(&body)?
+    };
+    let q = state.existing_queue(&queue).await?;
+    let retried = match (filter.ids, filter.q.filter(|t| !t.is_empty())) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "invalid_filter",
+                "give either ids or q, not both",
+            ));
+        }
+        (Some(ids), None) => q.redrive_many(&ids).await?,
+        (None, Some(text)) => {
+            let ids: Vec<String> = matching_dead(&q, &text)
+                .await?
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            q.redrive_many(&ids).await?
+        }
+        (None, None) => q.redrive_all().await?,
+    };
+    Ok(Json(serde_json::json!({ "retried": retried })))
+}
+
+/// `DELETE /api/queues/{queue}/dead/{id}`.
+pub async fn dead_delete(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let q = state.existing_queue(&queue).await?;
+    if !q.delete_dead(&id).await? {
+        return Err(dead_not_found(&queue, &id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/queues/{queue}/dead`: purge.
+pub async fn dead_purge(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let deleted = state.existing_queue(&queue).await?.purge_dead().await?;
+    Ok(Json(serde_json::json!({ "deleted": deleted })))
+}

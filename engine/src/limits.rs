@@ -1,0 +1,51 @@
+//! Sliding-window request limits shared by every process of the fleet (the
+//! API limits each key's requests with it). Counters live in Redis under
+//! `<prefix>:{rl:<name>}:<window start>` and expire after two windows.
+
+use std::time::Duration;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::validate_name;
+use crate::registry::unix_ms;
+use crate::scripts;
+use crate::store::with_retry;
+
+impl Client {
+    /// Count one request of `name` against `limit` requests per `window`.
+    /// `Ok(None)`: allowed; `Ok(Some(wait))`: refused, retry after `wait`.
+    pub async fn rate_window(
+        &self,
+        name: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Option<Duration>> {
+        validate_name("rate limit name", name)?;
+        let len = window.as_millis() as u64;
+        if len == 0 || limit == 0 {
+            return Err(Error::invalid(
+                "rate window",
+                "limit and window must be above zero",
+            ));
+        }
+        // Window boundaries by this machine's clock are only a key naming
+        // scheme; the script measures elapsed time by the server's clock.
+        let start = unix_ms() / len * len;
+        let prefix = &self.config().prefix;
+        let key = |s: u64| format!("{prefix}:{{rl:{name}}}:{s}");
+        let mut inv = scripts::RATE_WINDOW.prepare_invoke();
+        inv.key(key(start))
+            .key(key(start.saturating_sub(len)))
+            .arg(limit)
+            .arg(len)
+            .arg(start);
+        let conn = self.connection();
+        let wait: u64 = with_retry(self.config().retry, "rate window", || {
+            let mut conn = conn.clone();
+            let inv = &inv;
+            async move { inv.invoke_async(&mut conn).await }
+        })
+        .await?;
+        Ok((wait > 0).then(|| Duration::from_millis(wait)))
+    }
+}
