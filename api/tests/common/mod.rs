@@ -1,0 +1,148 @@
+//! Shared helpers of the API's integration tests: a key prefix of the
+//! test's own (deleted afterwards), requests against the router, free
+//! ports, and running the `sluice` binary.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use sluice_api::config::FileConfig;
+use sluice_api::server::{AppState, router};
+use sluice_engine::{Client, ClientConfig, RetryPolicy};
+use tower::ServiceExt;
+
+pub fn redis_url() -> String {
+    std::env::var("SLUICE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A key prefix of the test's own; its keys are deleted when dropped.
+pub struct Prefix {
+    pub name: String,
+    pub url: String,
+}
+
+impl Prefix {
+    pub fn new(tag: &str) -> Self {
+        Self {
+            name: format!(
+                "sluiceapitest-{tag}-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+            url: redis_url(),
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect_with(ClientConfig::new(&self.url).prefix(&self.name))
+            .await
+            .expect("connect")
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(self.url.as_str()).expect("url");
+        let mut conn = client.get_connection().expect("connect");
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.name))
+            .query(&mut conn)
+            .expect("KEYS");
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if !keys.is_empty() {
+            let client = redis::Client::open(self.url.as_str()).expect("url");
+            let mut conn = client.get_connection().expect("connect");
+            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).expect("DEL");
+        }
+    }
+}
+
+/// The API's router on `prefix` with `file`.
+pub async fn api(prefix: &Prefix, file: FileConfig) -> Router {
+    let state = AppState::new(prefix.client().await, file).expect("state");
+    router(state)
+}
+
+/// The API's router on a Redis that is not there (calls fail fast).
+pub fn api_without_redis() -> Router {
+    let url = format!("redis://127.0.0.1:{}/", free_port());
+    let config = ClientConfig::new(&url)
+        .prefix("nowhere")
+        .retry(RetryPolicy {
+            retries: 1,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+        });
+    let client = Client::connect_lazy(config).expect("lazy client");
+    router(AppState::new(client, FileConfig::default()).expect("state"))
+}
+
+/// A loopback port nobody listens on (right now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// An answer: status, JSON body (Null when not JSON), headers.
+pub struct Answer {
+    pub status: StatusCode,
+    pub json: serde_json::Value,
+    pub text: String,
+    pub headers: HeaderMap,
+}
+
+/// Send one request. `body` is sent as JSON when given.
+pub async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .expect("request");
+    let res = app.clone().oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024 * 1024)
+        .await
+        .expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Answer {
+        status,
+        json: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        text,
+        headers,
+    }
+}
+
+/// Check an error answer's shape and code.
+pub fn assert_error(a: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(a.status, status, "{}", a.text);
+    assert_eq!(a.json["error"]["code"], code, "{}", a.text);
+    assert!(
+        a.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        a.text
+    );
+}

@@ -1,0 +1,739 @@
+//! The HTTP API through its router against the real Redis: every endpoint's
+//! happy path and error statuses, auth and scopes, per-key rate limits,
+//! metrics parsed back, and 503 while Redis is down.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use common::{Prefix, api, api_without_redis, assert_error, call};
+use sluice_api::config::{ApiKeySection, FileConfig, ScheduleSection, Scope};
+use sluice_api::server::key_hash;
+use sluice_engine::{Outcome, ServedQueue, WorkerInfo, unix_ms};
+
+async fn enqueued_total(p: &Prefix, queue: &str) -> u64 {
+    match p
+        .client()
+        .await
+        .existing_queue(queue)
+        .await
+        .expect("lookup")
+    {
+        Some(q) => q.stats().await.expect("stats").enqueued_total,
+        None => 0,
+    }
+}
+
+#[tokio::test]
+async fn enqueue_lookup_and_idempotency() {
+    let p = Prefix::new("enqueue");
+    let app = api(&p, FileConfig::default()).await;
+    let a = call(
+        &app,
+        Method::POST,
+        "/api/queues/emails/jobs",
+        None,
+        Some(r#"{"payload":{"to":"a@b.c"},"priority":2,"max_attempts":3,"timeout_ms":5000,"idempotency_key":"order-1"}"#),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(a.json["duplicate"], false);
+    let id = a.json["id"].as_str().expect("id").to_owned();
+
+    let again = call(
+        &app,
+        Method::POST,
+        "/api/queues/emails/jobs",
+        None,
+        Some(r#"{"payload":{"to":"other"},"idempotency_key":"order-1"}"#),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(
+        (again.json["id"].as_str(), &again.json["duplicate"]),
+        (Some(id.as_str()), &serde_json::json!(true))
+    );
+
+    let job = call(
+        &app,
+        Method::GET,
+        &format!("/api/queues/emails/jobs/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(job.status, StatusCode::OK);
+    assert_eq!(job.json["payload"]["to"], "a@b.c");
+    assert_eq!(job.json["state"], "waiting");
+    assert_eq!(job.json["priority"], 2);
+    assert_eq!(job.json["max_attempts"], 3);
+    assert_eq!(job.json["timeout_ms"], 5000);
+    assert_eq!(job.json["idempotency_key"], "order-1");
+
+    let missing = call(
+        &app,
+        Method::GET,
+        "/api/queues/emails/jobs/nope",
+        None,
+        None,
+    )
+    .await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "job_not_found");
+    let no_queue = call(&app, Method::GET, "/api/queues/ghost/jobs/x", None, None).await;
+    assert_error(&no_queue, StatusCode::NOT_FOUND, "queue_not_found");
+    assert_eq!(enqueued_total(&p, "emails").await, 1);
+}
+
+#[tokio::test]
+async fn bad_enqueues_get_the_right_status_and_add_nothing() {
+    let p = Prefix::new("bad");
+    let file = FileConfig {
+        api: sluice_api::config::ApiConfig {
+            max_batch: 3,
+            max_body_bytes: 4096,
+            ..Default::default()
+        },
+        ..FileConfig::default()
+    };
+    let app = api(&p, file).await;
+    // The queue exists, so its counters can be read afterwards.
+    let ok = call(
+        &app,
+        Method::POST,
+        "/api/queues/q/jobs",
+        None,
+        Some(r#"{"payload":1}"#),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+
+    let cases: Vec<(&str, Option<&str>, StatusCode, &str)> = vec![
+        (
+            "/api/queues/q/jobs",
+            Some("{\"payload\":"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some("[1,2]"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some("{}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some(r#"{"payload":1,"colour":"red"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some(r#"{"payload":1,"priority":10}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_options",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some(r#"{"payload":1,"priority":"high"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some(r#"{"payload":1,"delay_ms":-5}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_options",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some(r#"{"payload":1,"max_attempts":0}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_options",
+        ),
+        (
+            "/api/queues/q/jobs",
+            Some(r#"{"payload":1,"idempotency_key":""}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_options",
+        ),
+        (
+            "/api/queues/a%7Bb%7D/jobs",
+            Some(r#"{"payload":1}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "/api/queues/q/jobs/batch",
+            Some(r#"{"jobs":[]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_batch",
+        ),
+        (
+            "/api/queues/q/jobs/batch",
+            Some(r#"{"jobs":[{"payload":1},{"payload":2},{"payload":3},{"payload":4}]}"#),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+        ),
+        (
+            "/api/queues/q/jobs/batch",
+            Some(r#"{"jobs":[{"payload":1},{"payload":2,"priority":99}]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_options",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let a = call(&app, Method::POST, path, None, body).await;
+        assert_error(&a, status, code);
+    }
+    let big = format!(r#"{{"payload":"{}"}}"#, "x".repeat(10_000));
+    let a = call(&app, Method::POST, "/api/queues/q/jobs", None, Some(&big)).await;
+    assert_error(&a, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+
+    // No content type.
+    let req = axum::http::Request::post("/api/queues/q/jobs")
+        .body(axum::body::Body::from(r#"{"payload":1}"#))
+        .expect("request");
+    let res = tower::ServiceExt::oneshot(app.clone(), req)
+        .await
+        .expect("call");
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let batch = call(
+        &app,
+        Method::POST,
+        "/api/queues/q/jobs/batch",
+        None,
+        Some(r#"{"jobs":[{"payload":"a"},{"payload":"b","idempotency_key":"k"},{"payload":"c","idempotency_key":"k"}]}"#),
+    )
+    .await;
+    assert_eq!(batch.status, StatusCode::CREATED, "{}", batch.text);
+    let jobs = batch.json["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 3);
+    assert_eq!(jobs[2]["duplicate"], true);
+    assert_eq!(jobs[1]["id"], jobs[2]["id"]);
+    // 1 + 2 new jobs; every refused request added nothing.
+    assert_eq!(enqueued_total(&p, "q").await, 3);
+    assert!(!p.keys().iter().any(|k| k.contains("a{b}")));
+}
+
+#[tokio::test]
+async fn queue_stats_pause_and_resume() {
+    let p = Prefix::new("stats");
+    let app = api(&p, FileConfig::default()).await;
+    for prio in [0, 0, 5] {
+        let body = format!(r#"{{"payload":null,"priority":{prio}}}"#);
+        call(
+            &app,
+            Method::POST,
+            "/api/queues/work/jobs",
+            None,
+            Some(&body),
+        )
+        .await;
+    }
+    let all = call(&app, Method::GET, "/api/queues", None, None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    let queues = all.json["queues"].as_array().expect("queues");
+    assert_eq!(queues.len(), 1);
+    assert_eq!(queues[0]["queue"], "work");
+    assert_eq!(queues[0]["waiting"], 3);
+    assert_eq!(queues[0]["waiting_by_priority"][5], 1);
+    assert_eq!(
+        queues[0]["throughput"]["per_minute"]
+            .as_array()
+            .map(Vec::len),
+        Some(60)
+    );
+
+    let paused = call(&app, Method::POST, "/api/queues/work/pause", None, None).await;
+    assert_eq!(paused.json["paused"], true);
+    let one = call(&app, Method::GET, "/api/queues/work", None, None).await;
+    assert_eq!(one.json["paused"], true);
+    call(&app, Method::POST, "/api/queues/work/resume", None, None).await;
+    let one = call(&app, Method::GET, "/api/queues/work", None, None).await;
+    assert_eq!(one.json["paused"], false);
+
+    let unknown = call(&app, Method::POST, "/api/queues/ghost/pause", None, None).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "queue_not_found");
+    let wrong = call(&app, Method::DELETE, "/api/queues/work/pause", None, None).await;
+    assert_error(&wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    let lost = call(&app, Method::GET, "/api/../etc/passwd", None, None).await;
+    assert_error(&lost, StatusCode::NOT_FOUND, "not_found");
+}
+
+/// Dead-letter `n` jobs of `queue` with errors "boom <i>".
+async fn make_dead_letters(p: &Prefix, queue: &str, n: usize) -> Vec<String> {
+    let client = p.client().await;
+    let q = client.queue(queue).await.expect("queue");
+    for i in 0..n {
+        q.enqueue(&i, sluice_engine::JobOptions::new())
+            .await
+            .expect("enqueue");
+    }
+    let jobs = q.claim("test", n).await.expect("claim");
+    let outcomes = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            (
+                j,
+                Outcome::Bury(format!("boom {}", if i % 2 == 0 { "even" } else { "odd" })),
+            )
+        })
+        .collect();
+    q.settle_many(outcomes).await.expect("settle");
+    jobs.into_iter().map(|j| j.id).collect()
+}
+
+#[tokio::test]
+async fn dead_letters_list_filter_show_retry_delete_purge() {
+    let p = Prefix::new("dead");
+    let app = api(&p, FileConfig::default()).await;
+    let ids = make_dead_letters(&p, "d", 6).await;
+
+    let page = call(&app, Method::GET, "/api/queues/d/dead?limit=4", None, None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.json["total"], 6);
+    assert_eq!(page.json["dead"].as_array().map(Vec::len), Some(4));
+    let rest = call(
+        &app,
+        Method::GET,
+        "/api/queues/d/dead?offset=4&limit=4",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(rest.json["dead"].as_array().map(Vec::len), Some(2));
+    let odd = call(&app, Method::GET, "/api/queues/d/dead?q=ODD", None, None).await;
+    assert_eq!(odd.json["matched"], 3);
+    let bad = call(&app, Method::GET, "/api/queues/d/dead?limit=0", None, None).await;
+    assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit");
+    let bad = call(
+        &app,
+        Method::GET,
+        "/api/queues/d/dead?limit=abc",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    let one = call(
+        &app,
+        Method::GET,
+        &format!("/api/queues/d/dead/{}", ids[0]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json["state"], "dead");
+    assert_eq!(one.json["last_error"], "boom even");
+    assert_eq!(one.json["errors"][0]["error"], "boom even");
+
+    let retried = call(
+        &app,
+        Method::POST,
+        &format!("/api/queues/d/dead/{}/retry", ids[0]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(retried.json["retried"], 1);
+    let again = call(
+        &app,
+        Method::POST,
+        &format!("/api/queues/d/dead/{}/retry", ids[0]),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&again, StatusCode::NOT_FOUND, "dead_letter_not_found");
+    let gone = call(
+        &app,
+        Method::GET,
+        &format!("/api/queues/d/dead/{}", ids[0]),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&gone, StatusCode::NOT_FOUND, "dead_letter_not_found");
+
+    let by_text = call(
+        &app,
+        Method::POST,
+        "/api/queues/d/dead/retry",
+        None,
+        Some(r#"{"q":"odd"}"#),
+    )
+    .await;
+    assert_eq!(by_text.json["retried"], 3, "{}", by_text.text);
+    let both = call(
+        &app,
+        Method::POST,
+        "/api/queues/d/dead/retry",
+        None,
+        Some(r#"{"q":"x","ids":["a"]}"#),
+    )
+    .await;
+    assert_error(&both, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter");
+
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/queues/d/dead/{}", ids[2]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/queues/d/dead/{}", ids[2]),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&deleted, StatusCode::NOT_FOUND, "dead_letter_not_found");
+    let left = call(&app, Method::GET, "/api/queues/d/dead", None, None).await;
+    assert_eq!(left.json["total"], 1);
+    let purged = call(&app, Method::DELETE, "/api/queues/d/dead", None, None).await;
+    assert_eq!(purged.json["deleted"], 1);
+    let all_back = call(&app, Method::POST, "/api/queues/d/dead/retry", None, None).await;
+    assert_eq!(all_back.json["retried"], 0);
+    let stats = call(&app, Method::GET, "/api/queues/d", None, None).await;
+    assert_eq!(
+        (stats.json["dead"].as_u64(), stats.json["waiting"].as_u64()),
+        (Some(0), Some(4))
+    );
+}
+
+fn keyed_config(rps: Option<u32>) -> FileConfig {
+    let mut file = FileConfig::default();
+    file.api.keys = vec![
+        ApiKeySection {
+            name: "ops".into(),
+            sha256: key_hash("admin-secret"),
+            scope: Scope::Admin,
+            requests_per_second: rps,
+        },
+        ApiKeySection {
+            name: "viewer".into(),
+            sha256: key_hash("read-secret"),
+            scope: Scope::Read,
+            requests_per_second: None,
+        },
+    ];
+    file
+}
+
+#[tokio::test]
+async fn api_keys_and_scopes() {
+    let p = Prefix::new("auth");
+    let app = api(&p, keyed_config(None)).await;
+    let body = Some(r#"{"payload":1}"#);
+    let none = call(&app, Method::POST, "/api/queues/a/jobs", None, body).await;
+    assert_error(&none, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        none.headers.get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    let wrong = call(
+        &app,
+        Method::POST,
+        "/api/queues/a/jobs",
+        Some("guess"),
+        body,
+    )
+    .await;
+    assert_error(&wrong, StatusCode::UNAUTHORIZED, "unauthorized");
+    let viewer = call(
+        &app,
+        Method::POST,
+        "/api/queues/a/jobs",
+        Some("read-secret"),
+        body,
+    )
+    .await;
+    assert_error(&viewer, StatusCode::FORBIDDEN, "forbidden");
+    let admin = call(
+        &app,
+        Method::POST,
+        "/api/queues/a/jobs",
+        Some("admin-secret"),
+        body,
+    )
+    .await;
+    assert_eq!(admin.status, StatusCode::CREATED);
+    let look = call(
+        &app,
+        Method::GET,
+        "/api/queues/a",
+        Some("read-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(look.status, StatusCode::OK);
+    let anonymous = call(&app, Method::GET, "/api/queues", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    // Health, metrics and the API description stay open by default.
+    for path in [
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+        "/api/openapi.json",
+    ] {
+        assert_eq!(
+            call(&app, Method::GET, path, None, None).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let mut closed = keyed_config(None);
+    closed.api.open_health = false;
+    let app = api(&p, closed).await;
+    assert_eq!(
+        call(&app, Method::GET, "/metrics", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/metrics", Some("read-secret"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let p = Prefix::new("limit");
+    let app = api(&p, keyed_config(Some(5))).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..20 {
+        let a = call(&app, Method::GET, "/api/queues", Some("admin-secret"), None).await;
+        if a.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(a.json["error"]["code"], "rate_limited");
+            retry_after = a
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        statuses.push(a.status);
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    // 5 per second; however slow the machine, 20 calls cannot all pass.
+    assert!((1..=10).contains(&ok), "{statuses:?}");
+    let secs: u64 = retry_after
+        .expect("a 429 with Retry-After")
+        .parse()
+        .expect("seconds");
+    assert_eq!(secs, 1, "a 1 s window never asks for more");
+    // The other key has no limit.
+    let other = call(&app, Method::GET, "/api/queues", Some("read-secret"), None).await;
+    assert_eq!(other.status, StatusCode::OK);
+}
+
+/// `name{labels} value` lines of a Prometheus text answer.
+fn sample(metrics: &str, name_and_labels: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        (series == name_and_labels)
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_report_counters_depths_workers_and_http() {
+    let p = Prefix::new("metrics");
+    let app = api(&p, FileConfig::default()).await;
+    for _ in 0..3 {
+        call(
+            &app,
+            Method::POST,
+            "/api/queues/m/jobs",
+            None,
+            Some(r#"{"payload":1}"#),
+        )
+        .await;
+    }
+    let client = p.client().await;
+    let q = client.queue("m").await.expect("queue");
+    let jobs = q.claim("w", 2).await.expect("claim");
+    q.settle_many(vec![
+        (&jobs[0], Outcome::Done),
+        (
+            &jobs[1],
+            Outcome::Retry {
+                reason: "x".into(),
+                after: Some(Duration::from_secs(60)),
+            },
+        ),
+    ])
+    .await
+    .expect("settle");
+    client
+        .heartbeat(
+            &WorkerInfo {
+                id: "w-1".into(),
+                host: "h".into(),
+                pid: 1,
+                queues: vec![ServedQueue {
+                    queue: "m".into(),
+                    concurrency: 4,
+                }],
+                concurrency: 4,
+                in_flight: 2,
+                version: "t".into(),
+                started_at_ms: unix_ms(),
+                last_beat_ms: unix_ms(),
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("beat");
+
+    let m = call(&app, Method::GET, "/metrics", None, None).await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(
+        m.headers["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/plain")
+    );
+    let t = &m.text;
+    for (series, value) in [
+        ("sluice_jobs_enqueued_total{queue=\"m\"}", 3.0),
+        ("sluice_jobs_completed_total{queue=\"m\"}", 1.0),
+        ("sluice_jobs_failed_total{queue=\"m\"}", 1.0),
+        ("sluice_jobs_retried_total{queue=\"m\"}", 1.0),
+        ("sluice_jobs_dead_total{queue=\"m\"}", 0.0),
+        ("sluice_queue_jobs{queue=\"m\",state=\"waiting\"}", 1.0),
+        ("sluice_queue_jobs{queue=\"m\",state=\"delayed\"}", 1.0),
+        ("sluice_queue_jobs{queue=\"m\",state=\"active\"}", 0.0),
+        ("sluice_queue_waiting{queue=\"m\",priority=\"0\"}", 1.0),
+        ("sluice_queue_paused{queue=\"m\"}", 0.0),
+        ("sluice_workers_active", 1.0),
+        ("sluice_worker_jobs_in_flight", 2.0),
+    ] {
+        assert_eq!(sample(t, series), Some(value), "{series} in:\n{t}");
+    }
+    assert!(t.contains("# TYPE sluice_jobs_enqueued_total counter"));
+    assert!(t.contains("# TYPE sluice_queue_jobs gauge"));
+    // HTTP requests are counted with their route template and timed.
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("sluice_http_requests_total{")
+                && l.contains("route=\"/api/queues/{queue}/jobs\"")
+                && l.contains("status=\"201\"")),
+        "{t}"
+    );
+    assert!(
+        t.contains("sluice_http_request_duration_seconds_bucket{"),
+        "{t}"
+    );
+    let workers = call(&app, Method::GET, "/api/workers", None, None).await;
+    assert_eq!(workers.json["workers"][0]["id"], "w-1");
+    assert_eq!(workers.json["workers"][0]["queues"][0]["queue"], "m");
+    let health = call(&app, Method::GET, "/health", None, None).await;
+    assert_eq!(health.json["status"], "ok");
+    assert_eq!(health.json["active_workers"], 1);
+    assert_eq!(health.json["queues"]["m"]["waiting"], 1);
+    client.deregister("w-1").await.expect("deregister");
+}
+
+#[tokio::test]
+async fn schedules_show_their_next_runs() {
+    let p = Prefix::new("sched");
+    let mut file = FileConfig::default();
+    file.schedules = vec![ScheduleSection {
+        name: "nightly".into(),
+        cron: "0 0 3 * * *".into(),
+        timezone: Some("Europe/Madrid".into()),
+        queue: "reports".into(),
+        payload: Some(toml::Value::String("daily".into())),
+        priority: None,
+    }];
+    let app = api(&p, file).await;
+    let s = call(&app, Method::GET, "/api/schedules", None, None).await;
+    assert_eq!(s.status, StatusCode::OK);
+    let one = &s.json["schedules"][0];
+    assert_eq!(one["name"], "nightly");
+    assert_eq!(one["timezone"], "Europe/Madrid");
+    assert_eq!(one["payload"], "daily");
+    let runs = one["next_runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 5);
+    assert!(
+        runs.iter()
+            .all(|r| r.as_str().is_some_and(|r| r.contains("T03:00:00")))
+    );
+    assert!(one["last_run"].is_null());
+}
+
+#[tokio::test]
+async fn without_redis_the_api_answers_503_and_stays_alive() {
+    let app = api_without_redis();
+    let live = call(&app, Method::GET, "/health/live", None, None).await;
+    assert_eq!(live.status, StatusCode::OK);
+    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json["checks"]["redis"], "down");
+    let health = call(&app, Method::GET, "/health", None, None).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    let enqueue = call(
+        &app,
+        Method::POST,
+        "/api/queues/q/jobs",
+        None,
+        Some(r#"{"payload":1}"#),
+    )
+    .await;
+    assert_error(
+        &enqueue,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "redis_unavailable",
+    );
+    assert!(enqueue.headers.contains_key("retry-after"));
+    let stats = call(&app, Method::GET, "/api/queues", None, None).await;
+    assert_error(&stats, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable");
+}
+
+#[tokio::test]
+async fn the_openapi_document_names_every_path() {
+    let app = api_without_redis();
+    let doc = call(&app, Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(doc.json["openapi"], "3.1.0");
+    let paths = doc.json["paths"].as_object().expect("paths");
+    for p in [
+        "/api/queues",
+        "/api/queues/{queue}",
+        "/api/queues/{queue}/jobs",
+        "/api/queues/{queue}/jobs/batch",
+        "/api/queues/{queue}/jobs/{id}",
+        "/api/queues/{queue}/pause",
+        "/api/queues/{queue}/resume",
+        "/api/queues/{queue}/dead",
+        "/api/queues/{queue}/dead/retry",
+        "/api/queues/{queue}/dead/{id}",
+        "/api/queues/{queue}/dead/{id}/retry",
+        "/api/workers",
+        "/api/schedules",
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+}
