@@ -1,0 +1,514 @@
+//! `sluice work` and `sluice serve` as real processes against the real
+//! Redis and a local HTTP target: the HTTP delivery handler's statuses,
+//! headers and signature; two workers sharing a queue; a SIGKILLed worker's
+//! job finished by another; SIGTERM draining; a second signal; cron ticks
+//! fired once with three processes; the worker registry.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use common::{Prefix, free_port};
+use serde_json::json;
+use sluice_engine::{JobOptions, JobOptionsInput, JobState, Queue};
+
+/// One request the target received.
+#[derive(Debug, Clone)]
+struct Seen {
+    job: String,
+    attempt: u32,
+    at: Instant,
+    signature: Option<String>,
+    body: Vec<u8>,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// What the target does is in the payload: `{"answer": 200|400|429|500,
+/// "first_only": bool, "sleep_ms": n}`; with `first_only`, later attempts
+/// get 200.
+async fn target(
+    State(log): State<Log>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let attempt: u32 = header("sluice-attempt")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
+    log.lock().expect("log").push(Seen {
+        job: header("sluice-job-id").unwrap_or_default(),
+        attempt,
+        at: Instant::now(),
+        signature: header("sluice-signature"),
+        body: body.to_vec(),
+    });
+    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let first_only = payload["first_only"].as_bool().unwrap_or(false);
+    if let Some(ms) = payload["sleep_ms"].as_u64()
+        && (!first_only || attempt == 1)
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let answer = payload["answer"].as_u64().unwrap_or(200) as u16;
+    if first_only && attempt > 1 {
+        return StatusCode::OK.into_response();
+    }
+    let status = StatusCode::from_u16(answer).unwrap_or(StatusCode::OK);
+    match answer {
+        429 => (status, [("retry-after", "1")], "slow down").into_response(),
+        400 => (status, "nope: field `x` is missing").into_response(),
+        _ => (status, "").into_response(),
+    }
+}
+
+/// Start the target; returns its URL and log.
+async fn start_target() -> (String, Log) {
+    let log: Log = Arc::default();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(target))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), log)
+}
+
+/// A config file of the test's own, deleted when dropped.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(prefix: &Prefix, body: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{}.toml", prefix.name));
+        let text = format!(
+            "redis_url = {:?}\nprefix = {:?}\n{body}",
+            prefix.url, prefix.name
+        );
+        std::fs::write(&path, text).expect("write config");
+        Self(path)
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A `sluice` process, SIGKILLed when dropped if still running.
+struct Process(Child);
+
+impl Process {
+    fn start(config: &ConfigFile, args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--config")
+            .arg(&config.0)
+            .args(args)
+            .env_remove("SLUICE_REDIS_URL")
+            .env_remove("SLUICE_PREFIX")
+            .env("SLUICE_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sluice");
+        Self(child)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Wait for the exit (at most `limit`); its code.
+    async fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(status) = self.0.try_wait().expect("wait") {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check().await
+}
+
+fn quick(backoff_ms: i64) -> JobOptions {
+    JobOptions::try_from(JobOptionsInput {
+        backoff_ms: Some(backoff_ms),
+        ..JobOptionsInput::default()
+    })
+    .expect("options")
+}
+
+async fn completed(q: &Queue) -> u64 {
+    q.stats().await.expect("stats").completed_total
+}
+
+fn queue_section(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[worker]\nheartbeat_secs = 1\nshutdown_grace_secs = 10\n[[queues]]\nname = {name:?}\nurl = {url:?}\n{extra}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_delivery_honours_statuses_and_signs_requests() {
+    let p = Prefix::new("deliver");
+    let (url, log) = start_target().await;
+    let config = ConfigFile::new(
+        &p,
+        &queue_section("hooks", &url, "secret = \"s3cret\"\nconcurrency = 4"),
+    );
+    let client = p.client().await;
+    let q = client.queue("hooks").await.expect("queue");
+    let ok = q
+        .enqueue(&json!({"answer": 200}), quick(50))
+        .await
+        .expect("enqueue")
+        .id;
+    let throttled = q
+        .enqueue(&json!({"answer": 429, "first_only": true}), quick(50))
+        .await
+        .expect("enqueue")
+        .id;
+    let flaky = q
+        .enqueue(&json!({"answer": 500, "first_only": true}), quick(50))
+        .await
+        .expect("enqueue")
+        .id;
+    let bad = q
+        .enqueue(&json!({"answer": 400}), quick(50))
+        .await
+        .expect("enqueue")
+        .id;
+
+    let mut worker = Process::start(&config, &["work", "--queue", "hooks"]);
+    let done = eventually(Duration::from_secs(20), || async {
+        let s = q.stats().await.expect("stats");
+        s.completed_total == 3 && s.dead == 1
+    })
+    .await;
+    assert!(done, "{:?}", q.stats().await);
+
+    let seen = log.lock().expect("log").clone();
+    let by_job = |id: &str| {
+        seen.iter()
+            .filter(|s| s.job == id)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_job(&ok).len(), 1);
+    let t = by_job(&throttled);
+    assert_eq!(t.iter().map(|s| s.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(
+        t[1].at - t[0].at >= Duration::from_millis(900),
+        "Retry-After: 1 not honoured"
+    );
+    assert_eq!(
+        by_job(&flaky).iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    // A 400 is permanent: one attempt, then a dead letter with the status
+    // and the start of the body.
+    assert_eq!(by_job(&bad).len(), 1);
+    let dead = q.job(&bad).await.expect("lookup").expect("kept");
+    assert_eq!(dead.state, JobState::Dead);
+    let reason = dead.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("400 Bad Request") && reason.contains("nope: field `x` is missing"),
+        "{reason}"
+    );
+
+    // Every request is signed over its timestamp and body.
+    for s in &seen {
+        let sig = s.signature.clone().expect("signed");
+        let t: u64 = sig
+            .strip_prefix("t=")
+            .and_then(|r| r.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .expect("timestamp");
+        assert_eq!(sig, sluice_api::delivery::sign(b"s3cret", t, &s.body));
+    }
+
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(20)).await, Some(0));
+    assert!(
+        client.workers().await.expect("workers").is_empty(),
+        "left the registry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_queue_without_double_processing() {
+    let p = Prefix::new("share");
+    let (url, log) = start_target().await;
+    let config = ConfigFile::new(&p, &queue_section("shared", &url, "concurrency = 8"));
+    let client = p.client().await;
+    let q = client.queue("shared").await.expect("queue");
+    let a = Process::start(&config, &["work"]);
+    let b = Process::start(&config, &["work", "--queue", "shared:4"]);
+    let both = eventually(Duration::from_secs(20), || async {
+        client.workers().await.expect("workers").len() == 2
+    })
+    .await;
+    assert!(both, "both workers registered");
+    let listed = client.workers().await.expect("workers");
+    let pids: Vec<u32> = listed.iter().map(|w| w.pid).collect();
+    assert!(pids.contains(&a.0.id()) && pids.contains(&b.0.id()));
+    let conc: Vec<usize> = listed.iter().map(|w| w.queues[0].concurrency).collect();
+    assert!(conc.contains(&8) && conc.contains(&4), "{conc:?}");
+
+    // The operator command sees them too.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--config"])
+        .arg(&config.0)
+        .args(["workers", "--json"])
+        .output()
+        .expect("sluice workers");
+    let workers: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(workers.as_array().map(Vec::len), Some(2));
+
+    let jobs = (0..300)
+        .map(|i| {
+            sluice_engine::NewJob::new(&json!({"n": i, "sleep_ms": 2}), JobOptions::new())
+                .expect("job")
+        })
+        .collect();
+    let ids: Vec<String> = q
+        .enqueue_batch(jobs)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            completed(&q).await == 300
+        })
+        .await,
+        "{:?}",
+        q.stats().await
+    );
+    let seen = log.lock().expect("log").clone();
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for s in &seen {
+        *count.entry(s.job.clone()).or_default() += 1;
+    }
+    assert_eq!(count.len(), 300);
+    assert!(
+        ids.iter().all(|id| count.get(id) == Some(&1)),
+        "a job was delivered twice"
+    );
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_job_is_finished_by_another() {
+    let p = Prefix::new("kill");
+    let (url, log) = start_target().await;
+    let config = ConfigFile::new(
+        &p,
+        &queue_section("k", &url, "visibility_timeout_ms = 1500"),
+    );
+    let client = p.client().await;
+    let q = client.queue("k").await.expect("queue");
+    let mut a = Process::start(&config, &["work"]);
+    let id = q
+        .enqueue(&json!({"sleep_ms": 60000, "first_only": true}), quick(50))
+        .await
+        .expect("enqueue")
+        .id;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            !log.lock().expect("log").is_empty()
+        })
+        .await,
+        "first attempt never arrived"
+    );
+    a.signal("KILL");
+    a.wait(Duration::from_secs(5)).await;
+    let b = Process::start(&config, &["work"]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            completed(&q).await == 1
+        })
+        .await,
+        "{:?}",
+        q.stats().await
+    );
+    let attempts: Vec<u32> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|s| s.job == id)
+        .map(|s| s.attempt)
+        .collect();
+    assert_eq!(attempts, vec![1, 2]);
+    // The killed worker stops beating and leaves the registry.
+    let alone = eventually(Duration::from_secs(10), || async {
+        let w = client.workers().await.expect("workers");
+        w.len() == 1 && w[0].pid == b.0.id()
+    })
+    .await;
+    assert!(alone, "{:?}", client.workers().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_running_jobs_and_a_second_signal_exits_at_once() {
+    let p = Prefix::new("term");
+    let (url, log) = start_target().await;
+    let config = ConfigFile::new(&p, &queue_section("t", &url, ""));
+    let client = p.client().await;
+    let q = client.queue("t").await.expect("queue");
+
+    let mut w = Process::start(&config, &["work"]);
+    q.enqueue(&json!({"sleep_ms": 1500}), JobOptions::new())
+        .await
+        .expect("enqueue");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            log.lock().expect("log").len() == 1
+        })
+        .await
+    );
+    w.signal("TERM");
+    assert_eq!(
+        w.wait(Duration::from_secs(20)).await,
+        Some(0),
+        "graceful exit"
+    );
+    assert_eq!(
+        completed(&q).await,
+        1,
+        "the running job finished before exit"
+    );
+
+    let mut w = Process::start(&config, &["work"]);
+    q.enqueue(&json!({"sleep_ms": 60000}), JobOptions::new())
+        .await
+        .expect("enqueue");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            log.lock().expect("log").len() == 2
+        })
+        .await
+    );
+    w.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.signal("TERM");
+    assert_eq!(
+        w.wait(Duration::from_secs(5)).await,
+        Some(130),
+        "second signal exits at once"
+    );
+    // The job is not lost: still claimed, to be reclaimed.
+    assert_eq!(q.stats().await.expect("stats").active, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_schedule_fires_once_per_tick_with_three_processes() {
+    let p = Prefix::new("cron");
+    let config = ConfigFile::new(
+        &p,
+        "[[schedules]]\nname = \"every-second\"\ncron = \"* * * * * *\"\nqueue = \"ticks\"\npayload = { kind = \"tick\" }\n",
+    );
+    let mut procs: Vec<Process> = (0..3)
+        .map(|_| {
+            let addr = format!("127.0.0.1:{}", free_port());
+            Process::start(&config, &["serve", "--listen", &addr])
+        })
+        .collect();
+    let client = p.client().await;
+    let enough = eventually(Duration::from_secs(30), || async {
+        match client.existing_queue("ticks").await.expect("lookup") {
+            Some(q) => q.stats().await.expect("stats").enqueued_total >= 4,
+            None => false,
+        }
+    })
+    .await;
+    assert!(enough, "schedule did not fire");
+    for proc in &procs {
+        proc.signal("TERM");
+    }
+    for proc in &mut procs {
+        assert_eq!(proc.wait(Duration::from_secs(10)).await, Some(0));
+    }
+    // One job per tick: every job's idempotency key names a distinct tick.
+    let raw = redis::Client::open(p.url.as_str()).expect("url");
+    let mut conn = raw.get_connection().expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:{{ticks}}:job:*", p.name))
+        .query(&mut conn)
+        .expect("keys");
+    let mut ticks = Vec::new();
+    for k in &keys {
+        let idem: String = redis::cmd("HGET")
+            .arg(k)
+            .arg("idem")
+            .query(&mut conn)
+            .expect("hget");
+        ticks.push(idem);
+    }
+    let q = client
+        .existing_queue("ticks")
+        .await
+        .expect("lookup")
+        .expect("queue");
+    let total = q.stats().await.expect("stats").enqueued_total;
+    assert_eq!(keys.len() as u64, total);
+    let mut distinct = ticks.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        ticks.len(),
+        "a tick enqueued twice: {ticks:?}"
+    );
+    assert!(ticks.iter().all(|t| t.starts_with("cron:every-second:")));
+    let last: serde_json::Value =
+        serde_json::from_str(&client.schedule_states().await.expect("states")[0].1).expect("json");
+    assert!(last["job_id"].is_string());
+}
