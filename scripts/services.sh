@@ -2,8 +2,13 @@
 # Make sure the services Sluice and its tests need are installed and running
 # on this machine: Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432).
 # Installs missing ones with apt-get (as root) and starts stopped ones.
-# Safe to run again and again.
+# Safe to run again and again. With --install-only, installs what is
+# missing but starts nothing (`sluice up` starts its own Redis, with an
+# append-only file, when none answers).
 set -euo pipefail
+
+install_only=0
+if [ "${1:-}" = "--install-only" ]; then install_only=1; fi
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -33,6 +38,7 @@ ensure_redis() {
     log "installing redis-server"
     apt_install redis-server redis-tools
   fi
+  if [ "$install_only" = 1 ]; then return 0; fi
   if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     log "starting redis-server on 127.0.0.1:6379"
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
@@ -45,6 +51,7 @@ ensure_postgres() {
     log "installing postgresql"
     apt_install postgresql
   fi
+  if [ "$install_only" = 1 ]; then return 0; fi
   if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
     log "starting postgresql"
     local version

@@ -82,6 +82,9 @@ pub async fn ensure_redis(url: &str, data_dir: &Path) -> anyhow::Result<Option<L
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
+        // Its own process group: a Ctrl-C in the terminal stops Sluice, which
+        // drains its workers and then stops this Redis, not both at once.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context(

@@ -262,3 +262,27 @@ fn settings_come_from_the_config_file_when_no_flag_or_variable_is_set() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid config file"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn workers_lists_none_and_keys_new_prints_a_usable_entry() {
+    let env = Env::new();
+    assert!(env.ok(&["workers"]).contains("no live workers"));
+    assert_eq!(env.json(&["workers"]), serde_json::json!([]));
+
+    let key = env.json(&["keys", "new", "--name", "ops", "--scope", "admin"]);
+    let secret = key["key"].as_str().expect("key");
+    assert!(secret.starts_with("sk_") && secret.len() > 40);
+    assert_eq!(key["sha256"], sluice_api::server::key_hash(secret));
+    let text = env.ok(&["keys", "new", "--scope", "read"]);
+    let entry = &text[text.find("[[api.keys]]").expect("entry")..];
+    let parsed: sluice_api::config::FileConfig =
+        toml::from_str(&entry.replace("[[api.keys]]", "[[api.keys]]\n")).expect("entry parses");
+    parsed.validate().expect("valid");
+    assert_eq!(parsed.api.keys[0].scope, sluice_api::config::Scope::Read);
+
+    // Long-running commands refuse a bad config before doing anything.
+    let bad = env.fails(&["work", "--queue", "nope:0"]);
+    assert!(bad.contains("concurrency"), "{bad}");
+    let unknown = env.fails(&["work", "--queue", "unconfigured"]);
+    assert!(unknown.contains("not configured"), "{unknown}");
+}

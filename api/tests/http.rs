@@ -656,15 +656,17 @@ async fn metrics_report_counters_depths_workers_and_http() {
 #[tokio::test]
 async fn schedules_show_their_next_runs() {
     let p = Prefix::new("sched");
-    let mut file = FileConfig::default();
-    file.schedules = vec![ScheduleSection {
-        name: "nightly".into(),
-        cron: "0 0 3 * * *".into(),
-        timezone: Some("Europe/Madrid".into()),
-        queue: "reports".into(),
-        payload: Some(toml::Value::String("daily".into())),
-        priority: None,
-    }];
+    let file = FileConfig {
+        schedules: vec![ScheduleSection {
+            name: "nightly".into(),
+            cron: "0 0 3 * * *".into(),
+            timezone: Some("Europe/Madrid".into()),
+            queue: "reports".into(),
+            payload: Some(toml::Value::String("daily".into())),
+            priority: None,
+        }],
+        ..FileConfig::default()
+    };
     let app = api(&p, file).await;
     let s = call(&app, Method::GET, "/api/schedules", None, None).await;
     assert_eq!(s.status, StatusCode::OK);
