@@ -1,0 +1,290 @@
+//! # sluice-bench: benchmarks of Sluice
+//!
+//! `cargo run -p sluice-bench --release -- <scenario>`. Every scenario
+//! starts its own `redis-server` on a free loopback port (no persistence)
+//! and the release `sluice` binary (built first if missing), so runs do not
+//! disturb, or get disturbed by, the shared Redis.
+//!
+//! Scenarios so far (the peer comparisons arrive with their issue):
+//! - `http`: single-job `POST /api/queues/{q}/jobs` at a steady offered
+//!   rate from an open-loop generator (latency counted from each request's
+//!   scheduled time, so a stall is not hidden by the generator waiting);
+//!   p50/p90/p99/p99.9/max, errors, achieved rate, and a check that every
+//!   acknowledged job is in Redis.
+//! - `memory`: RSS of an idle `sluice serve` and an idle `sluice work`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio::sync::Mutex;
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks of Sluice")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Enqueue over HTTP at a steady rate.
+    Http {
+        /// Requests per second offered.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Seconds measured (after a 2 s warm-up at the same rate).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// RSS of idle API and worker processes.
+    Memory,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_redis() -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start redis-server")?;
+    let url = format!("redis://127.0.0.1:{port}/");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((Proc(child), url));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("redis-server did not start")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn sluice_binary() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "sluice-api",
+            "--bin",
+            "sluice",
+        ])
+        .current_dir(&root)
+        .status()
+        .context("cargo build sluice")?;
+    if !status.success() {
+        bail!("building sluice failed");
+    }
+    Ok(root.join("target/release/sluice"))
+}
+
+fn start_sluice(bin: &Path, config: &Path, args: &[&str]) -> anyhow::Result<Proc> {
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start sluice")?;
+    Ok(Proc(child))
+}
+
+async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/health/ready")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("sluice did not become ready")
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+fn write_config(url: &str, body: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("sluice-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!("redis_url = {url:?}\nprefix = \"bench\"\n{body}"),
+    )?;
+    Ok(path)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Offer `rate` requests per second for `dur`; latencies from scheduled
+/// times, and the number of errors.
+async fn offer(base: &str, rate: u64, dur: Duration) -> (Vec<Duration>, u64, Duration) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(512)
+        .build()
+        .unwrap_or_default();
+    let url = format!("{base}/api/queues/bench/jobs");
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(
+        (rate * dur.as_secs()) as usize,
+    )));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let total = rate * dur.as_secs();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let scheduled = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let (client, url, lat, errors) = (client.clone(), url.clone(), lat.clone(), errors.clone());
+        tasks.spawn(async move {
+            let body = format!(r#"{{"payload":{{"n":{i}}}}}"#);
+            let ok = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 201)
+                .unwrap_or(false);
+            let took = scheduled.elapsed();
+            if ok {
+                lat.lock().await.push(took);
+            } else {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = start.elapsed();
+    let mut lat = std::mem::take(&mut *lat.lock().await);
+    lat.sort_unstable();
+    (
+        lat,
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+        elapsed,
+    )
+}
+
+async fn http(rate: u64, seconds: u64) -> anyhow::Result<()> {
+    let (_redis, url) = start_redis()?;
+    let bin = sluice_binary()?;
+    let config = write_config(&url, "")?;
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let api = start_sluice(
+        &bin,
+        &config,
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+    )?;
+    wait_ready(&base).await?;
+    offer(&base, rate, Duration::from_secs(2)).await;
+    let (lat, errors, elapsed) = offer(&base, rate, Duration::from_secs(seconds)).await;
+    let stats: serde_json::Value = serde_json::from_str(
+        &reqwest::get(format!("{base}/api/queues/bench"))
+            .await?
+            .text()
+            .await?,
+    )?;
+    let acked = lat.len() as u64;
+    println!(
+        "scenario http: POST /api/queues/bench/jobs, offered {rate}/s for {seconds} s (open loop, after 2 s warm-up)"
+    );
+    println!(
+        "  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.9)),
+        ms(percentile(&lat, 0.99)),
+        ms(percentile(&lat, 0.999)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    println!(
+        "  achieved {:.0} req/s, errors {errors}, jobs in redis {} (acknowledged {} incl. warm-up)",
+        acked as f64 / elapsed.as_secs_f64(),
+        stats["enqueued_total"],
+        acked + 2 * rate
+    );
+    println!("  API RSS after load: {} KiB", rss_kib(api.0.id())?);
+    let _ = std::fs::remove_file(config);
+    Ok(())
+}
+
+async fn memory() -> anyhow::Result<()> {
+    let (_redis, url) = start_redis()?;
+    let bin = sluice_binary()?;
+    let config = write_config(
+        &url,
+        "[[queues]]\nname = \"idle\"\nconcurrency = 10\nurl = \"http://127.0.0.1:9/hook\"\n",
+    )?;
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let api = start_sluice(
+        &bin,
+        &config,
+        &["serve", "--listen", &format!("127.0.0.1:{port}")],
+    )?;
+    let worker = start_sluice(&bin, &config, &["work"])?;
+    wait_ready(&base).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("scenario memory: idle processes after 3 s");
+    println!("  sluice serve RSS: {} KiB", rss_kib(api.0.id())?);
+    println!(
+        "  sluice work  RSS: {} KiB (one queue, concurrency 10)",
+        rss_kib(worker.0.id())?
+    );
+    let _ = std::fs::remove_file(config);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Http { rate, seconds } => http(rate, seconds).await,
+        Scenario::Memory => memory().await,
+    }
+}
