@@ -13,6 +13,8 @@
 --                 job id, level, entry id, fence, attempt, max attempts,
 --                 timeout_ms, payload, created_ms}
 --
+-- A paused queue activates nothing, not even entries a blocking read
+-- delivered meanwhile (they go back to the end of their stream).
 -- Levels are read one at a time with a non-blocking XREADGROUP, so a level
 -- is served only when every more urgent level has nothing new. (COUNT in a
 -- multi-stream XREADGROUP is per stream, which would not be strict.)
@@ -60,11 +62,23 @@ end
 
 -- Jobs taken from the streams by this call (or delivered to it).
 local taken = 0
+local paused = meta[1] == '1'
 for i = 0, delivered - 1 do
   local o = 5 + i * 3
-  local before = remaining
-  activate(ARGV[o], ARGV[o + 1], ARGV[o + 2])
-  taken = taken + before - remaining
+  if paused then
+    -- A blocking read delivered these after the queue was paused: put them
+    -- back at the end of their level instead of running them.
+    local stream = stream_key(ARGV[o])
+    redis.call('XACK', stream, GROUP, ARGV[o + 1])
+    redis.call('XDEL', stream, ARGV[o + 1])
+    if redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
+      redis.call('XADD', stream, '*', 'i', ARGV[o + 2])
+    end
+  else
+    local before = remaining
+    activate(ARGV[o], ARGV[o + 1], ARGV[o + 2])
+    taken = taken + before - remaining
+  end
 end
 
 local function spend_tokens()
@@ -79,7 +93,7 @@ local function spend_tokens()
   end
 end
 
-if meta[1] == '1' then
+if paused then
   out[1] = 1
   spend_tokens()
   return out

@@ -342,3 +342,29 @@ async fn jobs_past_the_grace_period_are_abandoned_to_reclaim() {
     assert!(settled(&q, 1, 0).await, "{:?}", q.stats().await);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_stops_a_worker_that_is_already_waiting() {
+    let t = TestRedis::new().await;
+    let q = t.queue("waiting-pause").await;
+    let handler = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
+    let config = WorkerConfig {
+        block_timeout: Duration::from_secs(5),
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+    // Let the worker reach its blocking wait on the empty queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.pause().await.expect("pause");
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.waiting, s.completed_total),
+        (1, 0),
+        "a paused queue was claimed"
+    );
+    q.resume().await.expect("resume");
+    assert!(settled(&q, 1, 0).await);
+    running.stop().await;
+}
