@@ -115,6 +115,15 @@ fn manager_config(config: &ClientConfig, response_timeout: Duration) -> Connecti
         .set_max_delay(Duration::from_millis(500))
 }
 
+/// Check the prefix and parse the URL: what every way of connecting needs.
+fn open_client(config: &ClientConfig) -> Result<redis::Client> {
+    validate_name("prefix", &config.prefix)?;
+    redis::Client::open(config.url.as_str()).map_err(|source| Error::Redis {
+        operation: "parse redis url",
+        source,
+    })
+}
+
 impl Client {
     /// Connect with default settings.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -124,11 +133,7 @@ impl Client {
     /// Connect with `config`. Fails with [`Error::Unavailable`] when Redis
     /// cannot be reached within the retry policy.
     pub async fn connect_with(config: ClientConfig) -> Result<Self> {
-        validate_name("prefix", &config.prefix)?;
-        let redis = redis::Client::open(config.url.as_str()).map_err(|source| Error::Redis {
-            operation: "parse redis url",
-            source,
-        })?;
+        let redis = open_client(&config)?;
         let mc = manager_config(&config, config.response_timeout);
         let conn = with_retry(config.retry, "connect", || {
             ConnectionManager::new_with_config(redis.clone(), mc.clone())
@@ -149,11 +154,7 @@ impl Client {
     /// processes that must start (and report Redis as down) while Redis is
     /// unreachable. Fails only on a malformed URL or prefix.
     pub fn connect_lazy(config: ClientConfig) -> Result<Self> {
-        validate_name("prefix", &config.prefix)?;
-        let redis = redis::Client::open(config.url.as_str()).map_err(|source| Error::Redis {
-            operation: "parse redis url",
-            source,
-        })?;
+        let redis = open_client(&config)?;
         let mc = manager_config(&config, config.response_timeout);
         let conn =
             ConnectionManager::new_lazy_with_config(redis.clone(), mc).map_err(|source| {
