@@ -14,6 +14,7 @@
 //! - `delivery`: the generic HTTP delivery handler.
 //! - `schedules`: cron schedules, one job per tick across the fleet.
 //! - `signals`: SIGTERM/SIGINT handling.
+//! - `views`: how a job is shown, shared by the CLI and the API.
 //! - `local`: `sluice up`'s private Redis when none answers.
 //! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI).
 
@@ -27,3 +28,4 @@ pub mod run;
 pub mod schedules;
 pub mod server;
 pub mod signals;
+pub mod views;

@@ -7,6 +7,7 @@ use sluice_engine::{Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, 
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
 use crate::config::Settings;
+use crate::views::{JobView, payload_json};
 
 /// Run one operator command.
 pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
@@ -139,26 +140,9 @@ async fn stats(client: &Client, queue: Option<String>, out: Output) -> anyhow::R
     Ok(())
 }
 
-/// A job as printed: its info with the payload as JSON.
-#[derive(Serialize)]
-struct JobView<'a> {
-    #[serde(flatten)]
-    info: &'a JobInfo,
-    payload: serde_json::Value,
-}
-
-fn job_view(info: &JobInfo) -> JobView<'_> {
-    JobView {
-        info,
-        payload: info
-            .payload_json()
-            .unwrap_or_else(|| serde_json::json!({ "undecodable_bytes": info.payload.len() })),
-    }
-}
-
 fn print_job(info: &JobInfo, out: Output) -> anyhow::Result<()> {
     if out.json {
-        return out.done("", job_view(info));
+        return out.done("", JobView::from(info.clone()));
     }
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     println!("id           {}", info.id);
@@ -177,7 +161,7 @@ fn print_job(info: &JobInfo, out: Output) -> anyhow::Result<()> {
     }
     println!(
         "payload      {}",
-        serde_json::to_string(&job_view(info).payload)?
+        serde_json::to_string(&payload_json(info))?
     );
     Ok(())
 }
@@ -208,7 +192,7 @@ async fn dead(client: &Client, cmd: DeadCommand, out: Output) -> anyhow::Result<
                 .dead_letters(offset, limit)
                 .await?;
             if out.json {
-                let views: Vec<JobView<'_>> = letters.iter().map(job_view).collect();
+                let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
                 return out.done("", views);
             }
             if letters.is_empty() {

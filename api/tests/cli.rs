@@ -3,29 +3,27 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
+use common::Prefix;
+
+/// Runs the binary under a key prefix of the test's own (deleted afterwards).
 struct Env {
-    prefix: String,
-    url: String,
+    p: Prefix,
 }
 
 impl Env {
     fn new() -> Self {
         Self {
-            prefix: format!(
-                "sluiceclitest-{}-{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ),
-            url: std::env::var("SLUICE_TEST_REDIS_URL")
-                .unwrap_or_else(|_| "redis://127.0.0.1:6379/".into()),
+            p: Prefix::new("cli"),
         }
     }
 
     fn sluice(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
-            .env("SLUICE_REDIS_URL", &self.url)
-            .env("SLUICE_PREFIX", &self.prefix)
+            .env("SLUICE_REDIS_URL", &self.p.url)
+            .env("SLUICE_PREFIX", &self.p.name)
             .env_remove("SLUICE_CONFIG")
             .output()
             .expect("run sluice")
@@ -55,28 +53,6 @@ impl Env {
         let mut all = args.to_vec();
         all.push("--json");
         serde_json::from_str(&self.ok(&all)).expect("json")
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url.as_str()).expect("url");
-        let mut conn = client.get_connection().expect("connect");
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .expect("KEYS");
-        keys.sort();
-        keys
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if !keys.is_empty() {
-            let client = redis::Client::open(self.url.as_str()).expect("url");
-            let mut conn = client.get_connection().expect("connect");
-            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).expect("DEL");
-        }
     }
 }
 
@@ -136,7 +112,7 @@ fn enqueue_stats_show_pause_resume() {
 async fn dead_letters_list_show_retry_and_purge() {
     let env = Env::new();
     let client = sluice_engine::Client::connect_with(
-        sluice_engine::ClientConfig::new(&env.url).prefix(&env.prefix),
+        sluice_engine::ClientConfig::new(&env.p.url).prefix(&env.p.name),
     )
     .await
     .expect("connect");
@@ -179,7 +155,7 @@ async fn dead_letters_list_show_retry_and_purge() {
 fn bad_input_gets_one_line_and_a_non_zero_exit_and_changes_nothing() {
     let env = Env::new();
     env.ok(&["enqueue", "orders"]);
-    let before = env.keys();
+    let before = env.p.keys();
     let cases: &[(&[&str], &str)] = &[
         (&["enqueue", "orders", "--priority", "12"], "priority"),
         (&["enqueue", "orders", "--priority", "-1"], "priority"),
@@ -202,7 +178,7 @@ fn bad_input_gets_one_line_and_a_non_zero_exit_and_changes_nothing() {
         let err = env.fails(args);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
-    assert_eq!(env.keys(), before, "a refused command changed redis");
+    assert_eq!(env.p.keys(), before, "a refused command changed redis");
     // Unknown subcommands are clap's usage errors (exit 2).
     assert_eq!(env.sluice(&["frobnicate"]).status.code(), Some(2));
 }
@@ -212,7 +188,7 @@ fn unreachable_redis_is_reported_on_one_line() {
     let env = Env::new();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["--redis-url", "redis://127.0.0.1:1/", "stats"])
-        .env("SLUICE_PREFIX", &env.prefix)
+        .env("SLUICE_PREFIX", &env.p.name)
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -227,12 +203,15 @@ fn unreachable_redis_is_reported_on_one_line() {
 #[test]
 fn settings_come_from_the_config_file_when_no_flag_or_variable_is_set() {
     let env = Env::new();
-    let dir = std::env::temp_dir().join(format!("{}-cfg", env.prefix));
+    let dir = std::env::temp_dir().join(format!("{}-cfg", env.p.name));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,
-        format!("redis_url = \"{}\"\nprefix = \"{}\"\n", env.url, env.prefix),
+        format!(
+            "redis_url = \"{}\"\nprefix = \"{}\"\n",
+            env.p.url, env.p.name
+        ),
     )
     .expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))

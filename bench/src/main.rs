@@ -118,6 +118,15 @@ fn start_sluice(bin: &Path, config: &Path, args: &[&str]) -> anyhow::Result<Proc
     Ok(Proc(child))
 }
 
+/// `sluice serve` on a free port, once ready; the process and its base URL.
+async fn start_api(bin: &Path, config: &Path) -> anyhow::Result<(Proc, String)> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let api = start_sluice(bin, config, &["serve", "--listen", &addr])?;
+    let base = format!("http://{addr}");
+    wait_ready(&base).await?;
+    Ok((api, base))
+}
+
 async fn wait_ready(base: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..200 {
@@ -215,14 +224,7 @@ async fn http(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let (_redis, url) = start_redis()?;
     let bin = sluice_binary()?;
     let config = write_config(&url, "")?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let api = start_sluice(
-        &bin,
-        &config,
-        &["serve", "--listen", &format!("127.0.0.1:{port}")],
-    )?;
-    wait_ready(&base).await?;
+    let (api, base) = start_api(&bin, &config).await?;
     offer(&base, rate, Duration::from_secs(2)).await;
     let (lat, errors, elapsed) = offer(&base, rate, Duration::from_secs(seconds)).await;
     let stats: serde_json::Value = serde_json::from_str(
@@ -261,15 +263,8 @@ async fn memory() -> anyhow::Result<()> {
         &url,
         "[[queues]]\nname = \"idle\"\nconcurrency = 10\nurl = \"http://127.0.0.1:9/hook\"\n",
     )?;
-    let port = free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let api = start_sluice(
-        &bin,
-        &config,
-        &["serve", "--listen", &format!("127.0.0.1:{port}")],
-    )?;
+    let (api, _base) = start_api(&bin, &config).await?;
     let worker = start_sluice(&bin, &config, &["work"])?;
-    wait_ready(&base).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("scenario memory: idle processes after 3 s");
     println!("  sluice serve RSS: {} KiB", rss_kib(api.0.id())?);

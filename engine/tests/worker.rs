@@ -24,6 +24,21 @@ fn quick_worker_config() -> WorkerConfig {
     }
 }
 
+/// On a paused queue served by a running worker: a job enqueued now stays
+/// waiting; after a resume it completes.
+async fn enqueue_while_paused_then_resume(q: &Queue) {
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.waiting, s.completed_total),
+        (1, 0),
+        "a paused queue was claimed"
+    );
+    q.resume().await.expect("resume");
+    assert!(settled(q, 1, 0).await);
+}
+
 async fn settled(q: &Queue, completed: u64, dead: u64) -> bool {
     eventually(Duration::from_secs(10), || async {
         let s = q.stats().await.expect("stats");
@@ -264,16 +279,7 @@ async fn pause_stops_claims_and_resume_restarts_them() {
     q.pause().await.expect("pause");
     let handler = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
     let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let s = q.stats().await.expect("stats");
-    assert_eq!(
-        (s.waiting, s.completed_total),
-        (1, 0),
-        "a paused queue was claimed"
-    );
-    q.resume().await.expect("resume");
-    assert!(settled(&q, 1, 0).await);
+    enqueue_while_paused_then_resume(&q).await;
     running.stop().await;
 }
 
@@ -356,15 +362,6 @@ async fn a_pause_stops_a_worker_that_is_already_waiting() {
     // Let the worker reach its blocking wait on the empty queue.
     tokio::time::sleep(Duration::from_millis(300)).await;
     q.pause().await.expect("pause");
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let s = q.stats().await.expect("stats");
-    assert_eq!(
-        (s.waiting, s.completed_total),
-        (1, 0),
-        "a paused queue was claimed"
-    );
-    q.resume().await.expect("resume");
-    assert!(settled(&q, 1, 0).await);
+    enqueue_while_paused_then_resume(&q).await;
     running.stop().await;
 }

@@ -11,6 +11,7 @@ use sluice_engine::{
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
+use crate::views::JobView;
 
 /// One job to enqueue.
 #[derive(Debug, Clone, Deserialize)]
@@ -110,23 +111,6 @@ pub async fn enqueue_batch(
     let q = state.queue_for_write(&queue).await?;
     let done = q.enqueue_batch(jobs).await?;
     Ok((StatusCode::CREATED, Json(BatchResponse { jobs: done })))
-}
-
-/// A job as the API shows it: its info with the payload as JSON.
-#[derive(Debug, Serialize)]
-pub struct JobView {
-    #[serde(flatten)]
-    info: JobInfo,
-    payload: serde_json::Value,
-}
-
-impl From<JobInfo> for JobView {
-    fn from(info: JobInfo) -> Self {
-        let payload = info
-            .payload_json()
-            .unwrap_or_else(|| serde_json::json!({ "undecodable_bytes": info.payload.len() }));
-        Self { info, payload }
-    }
 }
 
 /// `GET /api/queues/{queue}/jobs/{id}`.
