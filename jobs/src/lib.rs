@@ -1,14 +1,42 @@
-//! # sluice-jobs: the built-in job handlers
+//! # sluice-jobs: the trading-alert pipeline as Sluice job handlers
+//!
+//! Users point their TradingView alerts at a personal webhook; each alert
+//! is answered at once (the API enqueues an `ingest` job), parsed and stored
+//! as a signal, and illustrated with a screenshot of the user's chart taken
+//! in headless Chromium, paid plans first. Every API call and webhook is
+//! audited; old rows are deleted on a schedule; the database and the queue
+//! state are backed up on a schedule and can be restored.
+//!
+//! Everything here uses the engine's public API only.
 //!
 //! # Layout
 //!
-//! Handlers of the trading-alert pipeline, built on `sluice-engine`'s public
-//! API only, with their PostgreSQL schema:
-//!
-//! - `ingest`: parses webhook alerts into signals, in batches.
-//! - `screenshot`: captures chart screenshots in headless Chromium.
-//! - `audit`: writes audit events to PostgreSQL with bulk inserts.
-//! - `retention`: deletes rows and files past their age.
-//! - `backup`: dumps and restores the tables and the queue state.
-//!
-//! Nothing lives here yet; the handlers arrive with their issue.
+//! - `db`: pools and the numbered migrations (`jobs/migrations`).
+//! - `plan`, `users`, `secrets`: plans and quotas, users and their webhook
+//!   tokens, cookie encryption.
+//! - `webhook`: admission of a webhook call (token, enabled, quota).
+//! - `alert`: the alert parser (JSON or `Label: value` lines).
+//! - `batch`: turns per-job handler calls into bulk writes.
+//! - `ingest`, `screenshot` (+ `browser`), `audit`, `retention`, `backup`:
+//!   the handlers, each with its payload type.
+//! - `reads`: the platform's read queries.
+//! - `queues`: the pipeline's queue names.
+
+pub mod alert;
+pub mod audit;
+pub mod backup;
+pub mod batch;
+pub mod browser;
+pub mod db;
+mod error;
+pub mod ingest;
+pub mod plan;
+pub mod queues;
+pub mod reads;
+pub mod retention;
+pub mod screenshot;
+pub mod secrets;
+pub mod users;
+pub mod webhook;
+
+pub use error::{Error, Result};

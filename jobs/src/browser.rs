@@ -1,0 +1,317 @@
+//! A pool of headless Chromium tabs for screenshots.
+//!
+//! One Chromium process (the system's, never a downloaded one) is launched
+//! on first use. Each tab lives in its own browser context, so one user's
+//! session cookies are never visible to another user's capture; a tab's
+//! cookies are cleared before each use, and the tab is reused afterwards.
+//! A tab whose capture failed is closed rather than reused. When the
+//! browser dies (crash, kill), the next capture launches a new one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::network::{CookieParam, SetCookiesParams};
+use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::cdp::browser_protocol::storage::ClearCookiesParams;
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
+use chromiumoxide::handler::viewport::Viewport;
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use futures::StreamExt;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::users::SessionCookie;
+
+/// The flags every launch gets (besides chromiumoxide's own headless
+/// defaults): no background traffic, no first-run work.
+const FLAGS: [&str; 7] = [
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+    "--hide-scrollbars",
+];
+
+/// How the pool launches and uses Chromium.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowserSettings {
+    /// The Chromium binary.
+    pub executable: PathBuf,
+    /// Tabs used at once.
+    pub tabs: usize,
+    /// Viewport width and height, CSS pixels.
+    pub viewport: (u32, u32),
+    /// An element to wait for before capturing (the chart's canvas).
+    pub ready_selector: Option<String>,
+}
+
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        Self {
+            executable: PathBuf::from("/usr/bin/chromium"),
+            tabs: 3,
+            viewport: (1280, 720),
+            ready_selector: Some("canvas".into()),
+        }
+    }
+}
+
+struct Tab {
+    page: Page,
+    context: BrowserContextId,
+    generation: u64,
+}
+
+struct Live {
+    browser: Browser,
+    driver: JoinHandle<()>,
+    generation: u64,
+    data_dir: PathBuf,
+}
+
+impl Live {
+    fn is_alive(&self) -> bool {
+        !self.driver.is_finished()
+    }
+}
+
+/// Shared tabs of one Chromium process.
+pub struct BrowserPool {
+    settings: BrowserSettings,
+    live: Mutex<Option<Live>>,
+    idle: std::sync::Mutex<Vec<Tab>>,
+    slots: Semaphore,
+    generations: AtomicU64,
+}
+
+impl std::fmt::Debug for BrowserPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserPool")
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl BrowserPool {
+    /// A pool that launches Chromium on first use.
+    pub fn new(settings: BrowserSettings) -> Arc<Self> {
+        let tabs = settings.tabs.max(1);
+        Arc::new(Self {
+            settings,
+            live: Mutex::new(None),
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: Semaphore::new(tabs),
+            generations: AtomicU64::new(0),
+        })
+    }
+
+    /// The browser process's id, while one runs (tests kill it).
+    pub async fn browser_pid(&self) -> Option<u32> {
+        let mut live = self.live.lock().await;
+        live.as_mut()
+            .and_then(|l| l.browser.get_mut_child())
+            .and_then(|c| c.as_mut_inner().id())
+    }
+
+    /// Open `url` with `cookies` set, wait until it is ready, and capture
+    /// the viewport as a PNG, all within `timeout`.
+    pub async fn capture(
+        &self,
+        url: &str,
+        cookies: &[SessionCookie],
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Browser("the browser pool is closed".into()))?;
+        let work = async {
+            let tab = self.take_tab().await?;
+            match self.capture_on(&tab, url, cookies).await {
+                Ok(png) => {
+                    self.give_back(tab);
+                    Ok(png)
+                }
+                Err(e) => {
+                    self.discard(tab).await;
+                    Err(e)
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
+            // The tab in use was dropped with the future; the browser
+            // closes its page when its context goes.
+            Err(_) => Err(Error::Browser(format!(
+                "no screenshot of {url} within {timeout:?}"
+            ))),
+        }
+    }
+
+    async fn capture_on(&self, tab: &Tab, url: &str, cookies: &[SessionCookie]) -> Result<Vec<u8>> {
+        let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
+        let live = self.live.lock().await;
+        let browser = &live
+            .as_ref()
+            .ok_or_else(|| Error::Browser("the browser stopped".into()))?
+            .browser;
+        browser
+            .execute(ClearCookiesParams {
+                browser_context_id: Some(tab.context.clone()),
+            })
+            .await
+            .map_err(cdp)?;
+        drop(live);
+        if !cookies.is_empty() {
+            let params: Vec<CookieParam> = cookies
+                .iter()
+                .map(|c| CookieParam {
+                    url: c.domain.is_none().then(|| url.to_owned()),
+                    domain: c.domain.clone(),
+                    path: Some(c.path.clone().unwrap_or_else(|| "/".into())),
+                    ..CookieParam::new(c.name.clone(), c.value.clone())
+                })
+                .collect();
+            tab.page
+                .execute(SetCookiesParams::new(params))
+                .await
+                .map_err(cdp)?;
+        }
+        tab.page.goto(url).await.map_err(cdp)?;
+        if let Some(selector) = &self.settings.ready_selector {
+            while tab.page.find_element(selector.as_str()).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tab.page
+            .screenshot(
+                ScreenshotParams::builder()
+                    .format(CaptureScreenshotFormat::Png)
+                    .build(),
+            )
+            .await
+            .map_err(cdp)
+    }
+
+    async fn take_tab(&self) -> Result<Tab> {
+        let mut live = self.live.lock().await;
+        if live.as_ref().is_none_or(|l| !l.is_alive()) {
+            if let Some(old) = live.take() {
+                tracing::warn!("the browser stopped; launching a new one");
+                shut(old).await;
+            }
+            *live = Some(self.launch().await?);
+        }
+        let Some(current) = live.as_ref() else {
+            return Err(Error::Browser("the browser did not start".into()));
+        };
+        let generation = current.generation;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|t| t.generation == generation);
+            if let Some(tab) = idle.pop() {
+                return Ok(tab);
+            }
+        }
+        let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
+        let context = current
+            .browser
+            .create_browser_context(CreateBrowserContextParams::default())
+            .await
+            .map_err(cdp)?;
+        let page = current
+            .browser
+            .new_page(
+                CreateTargetParams::builder()
+                    .url("about:blank")
+                    .browser_context_id(context.clone())
+                    .build()
+                    .map_err(Error::Browser)?,
+            )
+            .await
+            .map_err(cdp)?;
+        Ok(Tab {
+            page,
+            context,
+            generation,
+        })
+    }
+
+    fn give_back(&self, tab: Tab) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(tab);
+        }
+    }
+
+    async fn discard(&self, tab: Tab) {
+        let live = self.live.lock().await;
+        if let Some(l) = live.as_ref().filter(|l| l.generation == tab.generation) {
+            let _ = l.browser.dispose_browser_context(tab.context).await;
+        }
+    }
+
+    async fn launch(&self) -> Result<Live> {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        // A data directory per launch: two pools (or two processes) never
+        // fight over Chromium's profile lock.
+        let data_dir = std::env::temp_dir().join(format!(
+            "sluice-chromium-{}-{}-{generation}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        ));
+        let (w, h) = self.settings.viewport;
+        let config = BrowserConfig::builder()
+            .chrome_executable(&self.settings.executable)
+            .no_sandbox()
+            .user_data_dir(&data_dir)
+            .window_size(w, h)
+            .viewport(Viewport {
+                width: w,
+                height: h,
+                ..Viewport::default()
+            })
+            .args(FLAGS)
+            .build()
+            .map_err(Error::Browser)?;
+        let (browser, mut handler) = Browser::launch(config).await.map_err(|e| {
+            Error::Browser(format!(
+                "cannot launch {}: {e}",
+                self.settings.executable.display()
+            ))
+        })?;
+        let driver = tokio::spawn(async move {
+            while handler.next().await.is_some() {}
+        });
+        tracing::info!(executable = %self.settings.executable.display(), "browser launched");
+        Ok(Live {
+            browser,
+            driver,
+            generation,
+            data_dir,
+        })
+    }
+
+    /// Close the browser (the pool launches a new one when used again).
+    pub async fn close(&self) {
+        if let Some(live) = self.live.lock().await.take() {
+            shut(live).await;
+        }
+    }
+}
+
+async fn shut(mut live: Live) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), live.browser.close()).await;
+    let _ = live.browser.kill().await;
+    let _ = live.browser.wait().await;
+    live.driver.abort();
+    let _ = std::fs::remove_dir_all(&live.data_dir);
+}

@@ -1,0 +1,135 @@
+//! PostgreSQL: the connection pools and the numbered migrations in
+//! `jobs/migrations`, embedded in the binary.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::error::{Error, Result};
+
+/// The migrations, embedded at build time (no database needed to build).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Where the pipeline's tables live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConfig {
+    /// `postgres://` URL.
+    pub url: String,
+    /// Schema to use instead of `public` (tests use one each).
+    pub schema: Option<String>,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+}
+
+impl DbConfig {
+    /// A config for `url` with the default schema and pool size.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: None,
+            max_connections: 10,
+        }
+    }
+
+    fn options(&self) -> Result<PgConnectOptions> {
+        let mut options: PgConnectOptions = self
+            .url
+            .parse()
+            .map_err(|e| Error::Invalid(format!("database URL {:?}: {e}", redact(&self.url))))?;
+        if let Some(schema) = &self.schema {
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(Error::Invalid(format!(
+                    "schema {schema:?}: use letters, digits and _"
+                )));
+            }
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        Ok(options.application_name("sluice"))
+    }
+
+    /// A pool that connects on first use, so a process starts (and reports
+    /// itself not ready) while PostgreSQL is down.
+    pub fn pool(&self) -> Result<PgPool> {
+        Ok(PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(self.options()?))
+    }
+
+    /// A pool whose commits do not wait for the WAL flush. Only for counters
+    /// where losing the last fraction of a second at a PostgreSQL crash is
+    /// acceptable (the webhook quota count), never for rows a job settles.
+    pub fn fast_commit_pool(&self) -> Result<PgPool> {
+        Ok(PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(self.options()?.options([("synchronous_commit", "off")])))
+    }
+}
+
+/// Create the schema when set and missing, then apply the migrations not
+/// yet applied. Safe to run from several processes at once (sqlx takes an
+/// advisory lock).
+pub async fn migrate(config: &DbConfig) -> Result<()> {
+    if let Some(schema) = &config.schema {
+        let pool = DbConfig {
+            schema: None,
+            ..config.clone()
+        }
+        .pool()?;
+        // The name was checked in `options` (letters, digits, _).
+        config.options()?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
+    let pool = config.pool()?;
+    MIGRATOR.run(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Whether PostgreSQL answers.
+pub async fn ping(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn odd_schema_names_are_refused() {
+        let mut c = DbConfig::new("postgres://127.0.0.1/test");
+        c.schema = Some("x\"; drop table users; --".into());
+        assert!(c.pool().is_err());
+    }
+}

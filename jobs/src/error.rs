@@ -1,0 +1,44 @@
+//! The pipeline's error type.
+
+/// What can go wrong in the pipeline's handlers and operator commands.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// PostgreSQL refused or could not be reached.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The queue engine (Redis) failed.
+    #[error("queue: {0}")]
+    Queue(#[from] sluice_engine::Error),
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Bad input from an operator or a config file.
+    #[error("{0}")]
+    Invalid(String),
+    /// Stored cookies could not be decrypted (wrong key or tampered data).
+    #[error("cannot decrypt the stored cookies: wrong cookie key or tampered data")]
+    Decrypt,
+    /// The browser failed.
+    #[error("browser: {0}")]
+    Browser(String),
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The pipeline's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

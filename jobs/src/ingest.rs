@@ -1,0 +1,249 @@
+//! Ingestion: a webhook's raw body, queued by the API, parsed and stored as
+//! a signal; then a screenshot job at the user's plan priority.
+//!
+//! Signals are written in batches (one `INSERT ... SELECT FROM UNNEST` per
+//! batch), keyed by the ingest job's id so a retried batch adds nothing
+//! twice. A body that does not parse is buried (dead-lettered) with the
+//! reason and an `ingest.parse_failed` audit event; the webhook had already
+//! answered 202, since the sender cannot fix it later.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sluice_engine::{Handler, HandlerError, Job, JobOptions, NewJob, Outcome, Queue};
+use sqlx::PgPool;
+
+use crate::alert::{self, Alert};
+use crate::audit::{AuditEvent, AuditSink};
+use crate::batch::Batcher;
+use crate::plan::Plan;
+use crate::screenshot::ScreenshotJob;
+
+/// Most signals written in one statement.
+pub const INGEST_BATCH: usize = 500;
+
+/// What the webhook enqueues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestJob {
+    /// The user whose webhook was called.
+    pub user_id: i64,
+    /// `?chart=` of the call, if given.
+    pub chart_id: Option<String>,
+    /// The body as received (invalid UTF-8 replaced).
+    pub body: String,
+    /// When the webhook answered, ms since the Unix epoch.
+    pub received_at_ms: i64,
+    /// The caller's address.
+    pub source_ip: Option<String>,
+}
+
+struct Parsed {
+    job_id: String,
+    user_id: i64,
+    chart_id: Option<String>,
+    alert: Alert,
+    received_at: DateTime<Utc>,
+}
+
+/// Parses alerts and stores signals.
+#[derive(Debug, Clone)]
+pub struct IngestHandler {
+    batcher: Batcher<Parsed, Result<(), String>>,
+    audit: Option<AuditSink>,
+}
+
+impl std::fmt::Debug for Parsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parsed").field("job_id", &self.job_id).finish()
+    }
+}
+
+impl IngestHandler {
+    /// A handler storing signals in `pool` and enqueueing screenshots on
+    /// `screenshots`; parse failures are audited on `audit` when given.
+    pub fn new(pool: PgPool, screenshots: Queue, audit: Option<AuditSink>) -> Self {
+        let batcher = Batcher::spawn(
+            INGEST_BATCH,
+            Duration::from_millis(5),
+            move |items: Vec<Parsed>| {
+                let pool = pool.clone();
+                let screenshots = screenshots.clone();
+                async move {
+                    let n = items.len();
+                    match store(&pool, &screenshots, &items).await {
+                        Ok(()) => vec![Ok(()); n],
+                        Err(e) => vec![Err(e); n],
+                    }
+                }
+            },
+        );
+        Self { batcher, audit }
+    }
+}
+
+impl Handler for IngestHandler {
+    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
+        let input: IngestJob = match job.decode() {
+            Ok(i) => i,
+            Err(e) => return Ok(Outcome::Bury(format!("poison message: {e}"))),
+        };
+        let alert = match alert::parse(&input.body) {
+            Ok(a) => a,
+            Err(e) => {
+                let reason = format!("unparseable alert: {e}");
+                if let Some(audit) = &self.audit {
+                    let mut ev = AuditEvent::now(
+                        format!("user:{}", input.user_id),
+                        "ingest.parse_failed",
+                        "error",
+                    );
+                    ev.target = Some(format!("job:{}", job.id));
+                    ev.source_ip = input.source_ip.clone();
+                    ev.detail = Some(reason.clone());
+                    audit.record(ev);
+                }
+                return Ok(Outcome::Bury(reason));
+            }
+        };
+        let parsed = Parsed {
+            job_id: job.id.clone(),
+            user_id: input.user_id,
+            chart_id: input.chart_id.filter(|c| !c.is_empty()),
+            alert,
+            received_at: DateTime::from_timestamp_millis(input.received_at_ms)
+                .unwrap_or_else(Utc::now),
+        };
+        match self.batcher.submit(parsed).await {
+            Some(Ok(())) => Ok(Outcome::Done),
+            Some(Err(e)) => Err(e.into()),
+            None => Err("the signal writer stopped".into()),
+        }
+    }
+}
+
+/// A stored signal and what its screenshot needs.
+#[derive(Debug, sqlx::FromRow)]
+struct Stored {
+    id: i64,
+    user_id: i64,
+    plan: String,
+    chart_id: Option<String>,
+    screenshot_status: String,
+}
+
+async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(), String> {
+    // The same job twice in one batch (a reclaimed job still running
+    // elsewhere) would make the upsert touch a row twice.
+    let mut seen = HashSet::new();
+    let items: Vec<&Parsed> = items
+        .iter()
+        .filter(|p| seen.insert(p.job_id.as_str()))
+        .collect();
+    let n = items.len();
+    let mut job_id = Vec::with_capacity(n);
+    let mut user_id = Vec::with_capacity(n);
+    let mut indicator = Vec::with_capacity(n);
+    let mut ticker = Vec::with_capacity(n);
+    let mut exchange = Vec::with_capacity(n);
+    let mut symbol = Vec::with_capacity(n);
+    let mut price: Vec<Option<Decimal>> = Vec::with_capacity(n);
+    let mut signal_type = Vec::with_capacity(n);
+    let mut chart_id = Vec::with_capacity(n);
+    let mut alert_time = Vec::with_capacity(n);
+    let mut notes = Vec::with_capacity(n);
+    for p in &items {
+        job_id.push(p.job_id.as_str());
+        user_id.push(p.user_id);
+        indicator.push(p.alert.indicator.as_deref());
+        ticker.push(p.alert.ticker.as_str());
+        exchange.push(p.alert.exchange.as_deref());
+        symbol.push(p.alert.symbol.as_str());
+        price.push(p.alert.price);
+        signal_type.push(p.alert.signal_type.as_str());
+        chart_id.push(p.chart_id.as_deref());
+        alert_time.push(p.alert.alert_time.unwrap_or(p.received_at));
+        notes.push(p.alert.notes.as_deref());
+    }
+    // The no-op update on conflict makes RETURNING include rows a failed
+    // earlier try already wrote, so their screenshots are still enqueued.
+    let stored: Vec<Stored> = sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::numeric[], $8::text[], $9::text[],
+                                  $10::timestamptz[], $11::text[])
+                 AS t(job_id, user_id, indicator, ticker, exchange, symbol, price,
+                      signal_type, chart_id, alert_time, notes)
+         ), ins AS (
+             INSERT INTO signals (job_id, user_id, indicator, ticker, exchange, symbol, price,
+                                  signal_type, chart_id, alert_time, notes)
+             SELECT i.job_id, i.user_id, i.indicator, i.ticker, i.exchange, i.symbol, i.price,
+                    i.signal_type, COALESCE(i.chart_id, c.default_chart_id), i.alert_time, i.notes
+             FROM input i
+             JOIN users u ON u.id = i.user_id
+             LEFT JOIN user_config c ON c.user_id = i.user_id
+             ON CONFLICT (job_id) DO UPDATE SET job_id = EXCLUDED.job_id
+             RETURNING id, user_id, chart_id, screenshot_status
+         )
+         SELECT ins.id, ins.user_id, u.plan, ins.chart_id, ins.screenshot_status
+         FROM ins JOIN users u ON u.id = ins.user_id",
+    )
+    .bind(job_id)
+    .bind(user_id)
+    .bind(indicator)
+    .bind(ticker)
+    .bind(exchange)
+    .bind(symbol)
+    .bind(price)
+    .bind(signal_type)
+    .bind(chart_id)
+    .bind(alert_time)
+    .bind(notes)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| format!("cannot store signals: {e}"))?;
+    if stored.len() < n {
+        tracing::warn!(
+            dropped = n - stored.len(),
+            "signals of deleted users were not stored"
+        );
+    }
+    let mut jobs = Vec::new();
+    let mut no_chart = Vec::new();
+    for s in stored.iter().filter(|s| s.screenshot_status == "pending") {
+        let Some(chart) = &s.chart_id else {
+            no_chart.push(s.id);
+            continue;
+        };
+        let plan = s.plan.parse::<Plan>().unwrap_or(Plan::Free);
+        let shot = ScreenshotJob {
+            signal_id: s.id,
+            user_id: s.user_id,
+            chart_id: chart.clone(),
+        };
+        let options = JobOptions::new()
+            .priority(plan.screenshot_priority())
+            .idempotency_key(format!("shot:{}", s.id));
+        jobs.push(NewJob::new(&shot, options).map_err(|e| e.to_string())?);
+    }
+    if !no_chart.is_empty() {
+        sqlx::query(
+            "UPDATE signals SET screenshot_status = 'failed', updated_at = now(),
+                 screenshot_error = 'no chart: call the webhook with ?chart=ID or set a default chart'
+             WHERE id = ANY($1)",
+        )
+        .bind(&no_chart)
+        .execute(pool)
+        .await
+        .map_err(|e| format!("cannot mark signals without a chart: {e}"))?;
+    }
+    if !jobs.is_empty() {
+        screenshots
+            .enqueue_batch(jobs)
+            .await
+            .map_err(|e| format!("cannot enqueue screenshots: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Admission of webhook calls: token, enabled flag, monthly quota.
+//!
+//! Tokens are looked up by their SHA-256, cached for a short time, and the
+//! stored hash is compared in constant time. The quota is counted in
+//! PostgreSQL with one atomic `UPDATE` per accepted call, on a pool whose
+//! commits do not wait for the WAL flush (a PostgreSQL crash may forget the
+//! last fraction of a second of counts, never a signal).
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::users::token_hash;
+
+/// How long a token's user stays cached.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Most cached tokens before the cache is cleared.
+const CACHE_MAX: usize = 100_000;
+
+/// The answer to a webhook call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Accepted and counted against the quota.
+    Accepted {
+        /// The user.
+        user_id: i64,
+        /// Their plan.
+        plan: Plan,
+    },
+    /// No user has this token (or it was rotated).
+    Unknown,
+    /// The user's webhook is turned off.
+    Disabled,
+    /// The quota for this period is used up.
+    QuotaExhausted {
+        /// When it starts over.
+        resets_at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    hash: [u8; 32],
+    user_id: i64,
+    plan: Plan,
+    at: Instant,
+}
+
+/// Checks webhook tokens and counts quotas.
+#[derive(Debug)]
+pub struct WebhookGate {
+    pool: PgPool,
+    cache: RwLock<HashMap<[u8; 32], Cached>>,
+}
+
+impl WebhookGate {
+    /// A gate on `pool` (best a [fast-commit
+    /// pool](crate::db::DbConfig::fast_commit_pool)).
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    async fn lookup(&self, hash: [u8; 32]) -> Result<Option<Cached>> {
+        let hit = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&hash).copied())
+            .filter(|c| c.at.elapsed() < CACHE_TTL);
+        if let Some(c) = hit {
+            return Ok(Some(c));
+        }
+        let row: Option<(i64, Vec<u8>, String)> =
+            sqlx::query_as("SELECT id, token_hash, plan FROM users WHERE token_hash = $1")
+                .bind(&hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((user_id, stored, plan)) = row else {
+            return Ok(None);
+        };
+        let Ok(stored) = <[u8; 32]>::try_from(stored.as_slice()) else {
+            return Ok(None);
+        };
+        let Ok(plan) = plan.parse::<Plan>() else {
+            return Ok(None);
+        };
+        let c = Cached {
+            hash: stored,
+            user_id,
+            plan,
+            at: Instant::now(),
+        };
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(hash, c);
+        }
+        Ok(Some(c))
+    }
+
+    /// Check `token` and count one signal against its user's quota.
+    pub async fn admit(&self, token: &str) -> Result<Admission> {
+        let hash = token_hash(token);
+        let Some(user) = self.lookup(hash).await? else {
+            return Ok(Admission::Unknown);
+        };
+        if !bool::from(user.hash.ct_eq(&hash)) {
+            return Ok(Admission::Unknown);
+        }
+        // A new period starts the count over; the row's token must still
+        // match (a rotation makes the cached entry useless at once).
+        let counted: Option<(i32,)> = sqlx::query_as(
+            "UPDATE users SET
+                 signals_used = CASE WHEN quota_resets_at <= now() THEN 1 ELSE signals_used + 1 END,
+                 quota_resets_at = CASE WHEN quota_resets_at <= now()
+                     THEN date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                          + interval '1 month'
+                     ELSE quota_resets_at END,
+                 last_used_at = now()
+             WHERE id = $1 AND token_hash = $2 AND webhook_enabled
+               AND (quota_resets_at <= now() OR signals_used < signal_quota)
+             RETURNING signals_used",
+        )
+        .bind(user.user_id)
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        if counted.is_some() {
+            return Ok(Admission::Accepted {
+                user_id: user.user_id,
+                plan: user.plan,
+            });
+        }
+        // Refused: say why.
+        let row: Option<(bool, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT webhook_enabled, quota_resets_at FROM users WHERE id = $1 AND token_hash = $2",
+        )
+        .bind(user.user_id)
+        .bind(&hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => {
+                if let Ok(mut cache) = self.cache.write() {
+                    cache.remove(&hash);
+                }
+                Admission::Unknown
+            }
+            Some((false, _)) => Admission::Disabled,
+            Some((true, resets_at)) => Admission::QuotaExhausted { resets_at },
+        })
+    }
+}
