@@ -213,6 +213,26 @@ impl JobInfo {
     }
 }
 
+/// A job as Redis stores it: its id and every field of its hash. What a
+/// backup keeps, and what [`Queue::import`](crate::Queue::import) brings back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: String,
+    /// Field names and values of its hash (`state`, `payload`, `prio`...).
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl JobRecord {
+    /// The value of one field, as text.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
 /// Counts of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {

@@ -90,7 +90,9 @@ mod worker;
 pub use client::{Client, ClientConfig, Durability};
 pub use error::{Error, Result};
 pub use handler::{Handler, HandlerError, TypedHandler, handler_fn};
-pub use job::{AttemptError, DecodeError, Job, JobInfo, JobState, MinuteCount, Outcome, Stats};
+pub use job::{
+    AttemptError, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats,
+};
 pub use keys::PRIORITY_LEVELS;
 pub use options::{Backoff, JobOptions, JobOptionsInput, QueueConfig, RateLimit};
 pub use queue::{Enqueued, NewJob, Queue};

@@ -44,5 +44,8 @@ transition!(
     /// Delete dead letters.
     DELETE_DEAD, "delete_dead.lua");
 transition!(
+    /// Bring jobs back from a backup, each in its state.
+    IMPORT, "import.lua");
+transition!(
     /// Count a request against a sliding-window rate limit.
     RATE_WINDOW, "rate_window.lua");

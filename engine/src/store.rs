@@ -11,7 +11,7 @@ use redis::streams::{StreamPendingReply, StreamReadReply};
 use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobInfo, MinuteCount, Stats};
+use crate::job::{Job, JobInfo, JobRecord, MinuteCount, Stats};
 use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
 use crate::options::RateLimit;
 use crate::scripts;
@@ -852,6 +852,68 @@ impl Store {
                 .arg(offset + limit - 1),
         )
         .await
+    }
+
+    /// Ids of the jobs in the streams (waiting and active), the delayed set
+    /// and the dead letters.
+    pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XRANGE").arg(&s).arg("-").arg("+");
+        }
+        pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
+        pipe.cmd("ZRANGE").arg(self.keys.dead()).arg(0).arg(-1);
+        let mut replies: Vec<Value> = self.query_pipe("list jobs", &pipe).await?;
+        let bad = |e: redis::ParsingError| protocol("list jobs", e.to_string());
+        let dead: Vec<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        let delayed: Vec<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        let mut in_streams = Vec::new();
+        for reply in replies {
+            let entries: redis::streams::StreamRangeReply =
+                redis::from_redis_value(reply).map_err(bad)?;
+            for entry in entries.ids {
+                if let Some(id) = entry.get::<String>("i") {
+                    in_streams.push(id);
+                }
+            }
+        }
+        Ok((in_streams, delayed, dead))
+    }
+
+    /// Every field of these job hashes, in order; missing ones skipped.
+    pub(crate) async fn raw_jobs(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(self.keys.job(id));
+        }
+        let hashes: Vec<Vec<(String, Vec<u8>)>> = self.query_pipe("read jobs", &pipe).await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(id, fields)| JobRecord {
+                id: id.clone(),
+                fields,
+            })
+            .collect())
+    }
+
+    /// `import.lua`: returns how many jobs were added.
+    pub(crate) async fn import(&self, records: &[JobRecord]) -> Result<u64> {
+        let mut inv = self.invocation(&scripts::IMPORT);
+        inv.arg(records.len());
+        for r in records {
+            inv.arg(&r.id).arg(r.fields.len());
+            for (k, v) in &r.fields {
+                inv.arg(k).arg(v);
+            }
+        }
+        Ok(int(&self.run("import jobs", &inv).await?).max(0) as u64)
     }
 
     /// `redrive.lua` for these ids, or the oldest batch when `ids` is empty.

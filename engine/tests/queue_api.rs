@@ -565,3 +565,64 @@ async fn queues_are_registered_and_share_one_hash_tag() {
         }
     }
 }
+
+#[tokio::test]
+async fn export_then_import_brings_every_unfinished_job_back_in_its_state() {
+    let t = TestRedis::new().await;
+    let q = t.queue("backup-src").await;
+    let waiting = q.enqueue(&1u32, JobOptions::new().priority(3)).await.expect("enqueue");
+    let delayed = q
+        .enqueue(&2u32, JobOptions::new().delay(Duration::from_secs(3600)))
+        .await
+        .expect("enqueue");
+    let dying = q.enqueue(&3u32, JobOptions::new()).await.expect("enqueue");
+    let active = q.enqueue(&4u32, JobOptions::new()).await.expect("enqueue");
+    let done = q.enqueue(&5u32, JobOptions::new()).await.expect("enqueue");
+    // Claim dying, active and done (waiting is at a lower priority level).
+    let claimed = q.claim("w1", 3).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    for job in &claimed {
+        let outcome = if job.id == dying.id {
+            Some(Outcome::Bury("broken".into()))
+        } else if job.id == done.id {
+            Some(Outcome::Done)
+        } else {
+            None
+        };
+        if let Some(o) = outcome {
+            q.settle(job, o).await.expect("settle");
+        }
+    }
+    let records = q.export().await.expect("export");
+    let mut ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![
+        waiting.id.as_str(),
+        delayed.id.as_str(),
+        dying.id.as_str(),
+        active.id.as_str(),
+    ];
+    want.sort();
+    assert_eq!(ids, want, "completed jobs are not exported");
+
+    // Into another queue (an empty Redis after a restore looks the same).
+    let r = t.queue("backup-dst").await;
+    assert_eq!(r.import(&records).await.expect("import"), 4);
+    assert_eq!(r.import(&records).await.expect("import again"), 0);
+    let state = |id: &str| {
+        let r = r.clone();
+        let id = id.to_owned();
+        async move { r.job(&id).await.expect("lookup").expect("exists").state }
+    };
+    assert_eq!(state(&waiting.id).await, JobState::Waiting);
+    assert_eq!(state(&active.id).await, JobState::Waiting);
+    assert_eq!(state(&delayed.id).await, JobState::Delayed);
+    assert_eq!(state(&dying.id).await, JobState::Dead);
+    let dead = r.dead_letters(0, 10).await.expect("dead");
+    assert_eq!(dead[0].last_error.as_deref(), Some("broken"));
+    let stats = r.stats().await.expect("stats");
+    assert_eq!((stats.waiting, stats.delayed, stats.dead), (2, 1, 1));
+    let back = r.claim("w2", 2).await.expect("claim");
+    assert_eq!(back[0].decode::<u32>().expect("payload"), 4);
+    assert_eq!(back[1].decode::<u32>().expect("payload"), 1);
+}
