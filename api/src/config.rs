@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// Cron schedules.
     #[serde(default)]
     pub schedules: Vec<ScheduleSection>,
+    /// The trading-alert pipeline (webhooks, signals, screenshots, audit
+    /// log, retention, backups); off without this section.
+    pub pipeline: Option<crate::pipeline::PipelineSection>,
 }
 
 /// Log output.
@@ -223,6 +226,15 @@ impl FileConfig {
         Ok(config)
     }
 
+    /// The configured schedules and the pipeline's (retention, backups).
+    pub fn all_schedules(&self) -> Vec<ScheduleSection> {
+        let mut all = self.schedules.clone();
+        if let Some(p) = &self.pipeline {
+            all.extend(p.schedules());
+        }
+        all
+    }
+
     /// Check what the types cannot: names, uniqueness, ranges, cron syntax.
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut names = HashSet::new();
@@ -243,8 +255,11 @@ impl FileConfig {
                 .validate()
                 .with_context(|| format!("queue {}", q.name))?;
         }
+        if let Some(p) = &self.pipeline {
+            p.validate()?;
+        }
         let mut schedules = HashSet::new();
-        for s in &self.schedules {
+        for s in &self.all_schedules() {
             validate_name("schedule name", &s.name)?;
             validate_name("queue name", &s.queue)?;
             if !schedules.insert(s.name.as_str()) {

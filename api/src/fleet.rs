@@ -7,12 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sluice_engine::{Client, ServedQueue, Worker, WorkerConfig, WorkerInfo, unix_ms};
+use sluice_engine::{
+    Client, Handler, HandlerError, Job, Outcome, ServedQueue, Worker, WorkerConfig, WorkerInfo,
+    unix_ms,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{FileConfig, QueueSection};
 use crate::delivery::HttpDelivery;
+use crate::pipeline::{Pipeline, PipelineHandler};
 use crate::signals::stopped;
 
 /// Default HTTP delivery timeout.
@@ -51,32 +55,49 @@ impl std::str::FromStr for Served {
 }
 
 /// Which queues a process serves: those named, or every configured queue
-/// that has a handler.
+/// that has a handler (a `url`, or a pipeline queue when `[pipeline]` is
+/// configured).
 pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueSection, usize)>> {
+    let pipeline = file.pipeline.as_ref();
+    let is_pipeline_queue =
+        |name: &str| pipeline.is_some() && sluice_jobs::queues::ALL.contains(&name);
+    let section_of = |name: &str| -> Option<QueueSection> {
+        match (file.queue(name), pipeline) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(p)) if is_pipeline_queue(name) => Some(p.default_section(name)),
+            _ => None,
+        }
+    };
     let mut out = Vec::new();
     if named.is_empty() {
         for q in file.queues.iter().filter(|q| q.url.is_some()) {
             out.push((q.clone(), q.concurrency));
         }
+        if pipeline.is_some() {
+            for name in sluice_jobs::queues::ALL {
+                if let Some(section) = section_of(name).filter(|s| s.url.is_none()) {
+                    let n = section.concurrency;
+                    out.push((section, n));
+                }
+            }
+        }
         return Ok(out);
     }
     for s in named {
-        let Some(section) = file.queue(&s.queue) else {
+        let Some(section) = section_of(&s.queue) else {
             bail!(
                 "queue {} is not configured: add a [[queues]] entry with a `url` to deliver its jobs to",
                 s.queue
             );
         };
-        if section.url.is_none() {
+        if section.url.is_none() && !is_pipeline_queue(&s.queue) {
             bail!(
                 "queue {} has no handler: set its `url` in the config",
                 s.queue
             );
         }
-        out.push((
-            section.clone(),
-            s.concurrency.unwrap_or(section.concurrency),
-        ));
+        let n = s.concurrency.unwrap_or(section.concurrency);
+        out.push((section, n));
     }
     Ok(out)
 }
@@ -86,6 +107,7 @@ pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueS
 pub async fn run(
     client: Client,
     file: &FileConfig,
+    pipeline: Option<&Pipeline>,
     queues: Vec<(QueueSection, usize)>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -103,25 +125,38 @@ pub async fn run(
             .await
             .with_context(|| format!("cannot open queue {}", section.name))?;
         queue.set_rate_limit(section.rate_limit()?).await?;
-        let url = section.url.as_deref().unwrap_or_default();
-        let timeout = section
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
-        let handler = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
-        let worker = Worker::new(queue, handler).with_config(WorkerConfig {
+        let config = WorkerConfig {
             concurrency,
-            batch_size: concurrency.clamp(1, 100),
+            // Batch writers (ingest, audit) want whole batches per claim.
+            batch_size: concurrency.clamp(1, 500),
             shutdown_grace: grace,
             consumer: Some(id.clone()),
             ..WorkerConfig::default()
-        });
+        };
+        let handler = match (&section.url, pipeline) {
+            (Some(url), _) => {
+                let timeout = section
+                    .timeout_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
+                tracing::info!(queue = %section.name, concurrency, target = %url, "serving queue");
+                QueueHandler::Http(HttpDelivery::new(url, section.secret.as_deref(), timeout)?)
+            }
+            (None, Some(p)) => match p.handler(&section.name).await? {
+                Some(h) => {
+                    tracing::info!(queue = %section.name, concurrency, "serving pipeline queue");
+                    QueueHandler::Pipeline(Box::new(h))
+                }
+                None => bail!("queue {} has no handler", section.name),
+            },
+            (None, None) => bail!("queue {} has no handler", section.name),
+        };
+        let worker = Worker::new(queue, handler).with_config(config);
         gauges.push(worker.in_flight());
         served.push(ServedQueue {
             queue: section.name.clone(),
             concurrency,
         });
-        tracing::info!(queue = %section.name, concurrency, target = %url, "serving queue");
         let stop = stop.clone();
         let name = section.name.clone();
         workers.spawn(async move { (name, worker.run(stopped(stop)).await) });
@@ -154,6 +189,22 @@ pub async fn run(
         tracing::warn!(error = %e, "could not leave the worker registry; the entry expires by itself");
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// What runs a queue's jobs: HTTP delivery or a pipeline handler.
+#[derive(Debug)]
+enum QueueHandler {
+    Http(HttpDelivery),
+    Pipeline(Box<PipelineHandler>),
+}
+
+impl Handler for QueueHandler {
+    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
+        match self {
+            QueueHandler::Http(h) => h.handle(job).await,
+            QueueHandler::Pipeline(h) => h.handle(job).await,
+        }
+    }
 }
 
 async fn heartbeat(

@@ -24,6 +24,7 @@ pub mod delivery;
 pub mod fleet;
 pub mod local;
 pub mod ops;
+pub mod pipeline;
 pub mod run;
 pub mod schedules;
 pub mod server;

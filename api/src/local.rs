@@ -107,3 +107,56 @@ pub async fn ensure_redis(url: &str, data_dir: &Path) -> anyhow::Result<Option<L
         data_dir.join("redis").display()
     )
 }
+
+/// Ensure PostgreSQL answers at `url`. When it does not and the URL points
+/// at this machine, start the machine's own cluster the way Debian does
+/// (`pg_ctlcluster <version> main start`), then wait for it. PostgreSQL is
+/// not started privately like Redis: it refuses to run as root, and the
+/// machine's cluster already has a data directory and its settings.
+pub async fn ensure_postgres(url: &str) -> anyhow::Result<()> {
+    let probe = sluice_jobs::db::DbConfig::new(url).pool()?;
+    if sluice_jobs::db::ping(&probe).await {
+        return Ok(());
+    }
+    let parsed = reqwest::Url::parse(url)
+        .with_context(|| format!("bad database url {}", sluice_jobs::db::redact(url)))?;
+    let host = parsed.host_str().unwrap_or("localhost");
+    if !matches!(host, "127.0.0.1" | "localhost" | "::1" | "[::1]") {
+        bail!(
+            "PostgreSQL does not answer at {} (not on this machine, so not started here)",
+            sluice_jobs::db::redact(url)
+        );
+    }
+    let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(version) = versions.iter().max() else {
+        bail!(
+            "PostgreSQL does not answer at {} and none is installed here (apt-get install postgresql)",
+            sluice_jobs::db::redact(url)
+        );
+    };
+    eprintln!("sluice: no PostgreSQL answers; starting the local cluster {version}/main");
+    let status = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main", "start"])
+        .status()
+        .await
+        .context("cannot run pg_ctlcluster")?;
+    if !status.success() {
+        tracing::warn!(%status, "pg_ctlcluster did not succeed; waiting for PostgreSQL anyway");
+    }
+    for _ in 0..60 {
+        if sluice_jobs::db::ping(&probe).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!(
+        "PostgreSQL still does not answer at {}",
+        sluice_jobs::db::redact(url)
+    )
+}

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::{ServeArgs, UpArgs, WorkArgs};
 use crate::config::{DEFAULT_LISTEN, FileConfig, Settings};
+use crate::pipeline::Pipeline;
 use crate::server::{AppState, install_recorder};
 
 /// Where `sluice up` keeps data by default.
@@ -39,7 +40,7 @@ fn spawn_schedules(
     file: &FileConfig,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let schedules = crate::schedules::load(&file.schedules)?;
+    let schedules = crate::schedules::load(&file.all_schedules())?;
     if schedules.is_empty() {
         return Ok(());
     }
@@ -71,6 +72,14 @@ async fn join_all(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The pipeline's runtime when `[pipeline]` is configured.
+fn pipeline(client: &Client, file: &FileConfig) -> anyhow::Result<Option<Pipeline>> {
+    file.pipeline
+        .as_ref()
+        .map(|p| Pipeline::open(p, client))
+        .transpose()
+}
+
 /// `sluice serve`.
 pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> anyhow::Result<()> {
     install_recorder();
@@ -81,7 +90,8 @@ pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> any
     if !args.no_schedules {
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
     }
-    let state = AppState::new(client, file)?;
+    let pipeline = pipeline(&client, &file)?;
+    let state = AppState::with_pipeline(client, file, pipeline)?;
     tasks.spawn(crate::server::serve(state, addr, stop));
     join_all(tasks, Some(&stop_tx)).await
 }
@@ -96,9 +106,10 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
     if !args.no_schedules {
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
     }
+    let pipeline = pipeline(&client, &file)?;
     let file = std::sync::Arc::new(file);
     let (c, f, s) = (client.clone(), file.clone(), stop.clone());
-    tasks.spawn(async move { crate::fleet::run(c, &f, queues, s).await });
+    tasks.spawn(async move { crate::fleet::run(c, &f, pipeline.as_ref(), queues, s).await });
     join_all(tasks, Some(&stop_tx)).await
 }
 
@@ -110,6 +121,14 @@ pub async fn up(settings: Settings, file: FileConfig, args: UpArgs) -> anyhow::R
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let local = crate::local::ensure_redis(&settings.redis_url, &data_dir).await?;
+    if let Some(p) = &file.pipeline {
+        let db = p.db();
+        crate::local::ensure_postgres(&db.url).await?;
+        sluice_jobs::db::migrate(&db)
+            .await
+            .context("cannot apply the database migrations")?;
+        eprintln!("sluice: database migrations applied");
+    }
     let result = up_with_redis(settings, file, args.listen).await;
     if let Some(redis) = local {
         redis.stop().await;
@@ -128,14 +147,15 @@ async fn up_with_redis(
     let (stop_tx, stop) = crate::signals::stop_on_signals()?;
     let mut tasks = JoinSet::new();
     spawn_schedules(&mut tasks, &client, &file, &stop)?;
+    let pipeline = pipeline(&client, &file)?;
     if queues.is_empty() {
         tracing::warn!("no [[queues]] with a url configured: running the API without workers");
     } else {
         let file = std::sync::Arc::new(file.clone());
-        let (c, s) = (client.clone(), stop.clone());
-        tasks.spawn(async move { crate::fleet::run(c, &file, queues, s).await });
+        let (c, s, p) = (client.clone(), stop.clone(), pipeline.clone());
+        tasks.spawn(async move { crate::fleet::run(c, &file, p.as_ref(), queues, s).await });
     }
-    let state = AppState::new(client, file)?;
+    let state = AppState::with_pipeline(client, file, pipeline)?;
     eprintln!(
         "sluice: API on http://{addr}/ (health: /health, metrics: /metrics, OpenAPI: /api/openapi.json)"
     );

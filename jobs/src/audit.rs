@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Handler, HandlerError, Job, JobOptions, NewJob, Outcome, Queue};
+use sluice_engine::{Client, Handler, HandlerError, Job, JobOptions, NewJob, Outcome, Queue};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -74,10 +74,24 @@ pub struct AuditSink {
 }
 
 impl AuditSink {
-    /// Start the sink's task on `queue`.
-    pub fn spawn(queue: Queue) -> Self {
+    /// Start the sink's task, which opens the `audit` queue on `client`
+    /// (retrying while Redis is down) and enqueues what is recorded.
+    pub fn spawn(client: Client) -> Self {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        tokio::spawn(forward(queue, rx));
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(100);
+            let queue = loop {
+                match client.queue(crate::queues::AUDIT).await {
+                    Ok(q) => break q,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?wait, "cannot open the audit queue");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                }
+            };
+            forward(queue, rx).await;
+        });
         Self {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),

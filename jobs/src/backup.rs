@@ -1,1 +1,329 @@
-//! backups (next)
+//! Backups: the pipeline's tables and the queue state (waiting, active,
+//! delayed and dead jobs with their payloads) in one gzip'd JSON-lines file,
+//! and the restore that brings them back into an empty database and Redis.
+//!
+//! File layout, one JSON object per line:
+//! - `{"kind":"header","format":"sluice-backup","version":1,...}`
+//! - `{"kind":"table","name":"users","data":"..."}`: a chunk of the table in
+//!   PostgreSQL's COPY text format (a table takes as many lines as chunks);
+//! - `{"kind":"job","queue":"ingest","id":"...","fields":{"payload":"<base64>",...}}`.
+//!
+//! The tables are read in one repeatable-read transaction, so they agree
+//! with each other. The queue state is read queue by queue right after; a
+//! job that moves meanwhile may be missed or seen twice (import skips ids
+//! that exist).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::Utc;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sluice_engine::{Client, Handler, HandlerError, Job, JobRecord, Outcome};
+use sqlx::PgPool;
+
+use crate::error::{Error, Result};
+
+/// The tables, in an order that satisfies their foreign keys on restore.
+pub const TABLES: [&str; 4] = ["users", "user_config", "signals", "audit_logs"];
+
+const FORMAT: &str = "sluice-backup";
+const VERSION: u32 = 1;
+const FILE_PREFIX: &str = "sluice-backup-";
+const FILE_SUFFIX: &str = ".jsonl.gz";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Line {
+    Header {
+        format: String,
+        version: u32,
+        created_at: String,
+    },
+    Table {
+        name: String,
+        data: String,
+    },
+    Job {
+        queue: String,
+        id: String,
+        fields: BTreeMap<String, String>,
+    },
+}
+
+/// What a backup or a restore contained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Contents {
+    /// The file.
+    pub file: PathBuf,
+    /// Rows per table.
+    pub rows: BTreeMap<String, u64>,
+    /// Jobs per queue.
+    pub jobs: BTreeMap<String, u64>,
+}
+
+/// Write a backup into `dir` and keep the newest `keep` backups there.
+pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> Result<Contents> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let now = Utc::now();
+    let name = format!("{FILE_PREFIX}{}{FILE_SUFFIX}", now.format("%Y%m%dT%H%M%S%.3fZ"));
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let file = std::fs::File::create(&tmp)
+        .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+    let mut out = GzEncoder::new(BufWriter::new(file), Compression::default());
+    let mut contents = Contents {
+        file: path.clone(),
+        ..Contents::default()
+    };
+    let write = |out: &mut GzEncoder<BufWriter<std::fs::File>>, line: &Line| -> Result<()> {
+        let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Invalid(e.to_string()))?;
+        bytes.push(b'\n');
+        out.write_all(&bytes)
+            .map_err(|e| Error::io("cannot write the backup", e))
+    };
+    write(
+        &mut out,
+        &Line::Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            created_at: now.to_rfc3339(),
+        },
+    )?;
+
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    for table in TABLES {
+        let mut rows = 0u64;
+        let mut stream = tx
+            .copy_out_raw(&format!("COPY {table} TO STDOUT"))
+            .await?;
+        while let Some(chunk) = stream.try_next().await? {
+            rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+            let data = String::from_utf8(chunk.to_vec())
+                .map_err(|_| Error::Invalid(format!("{table}: COPY data is not UTF-8")))?;
+            write(
+                &mut out,
+                &Line::Table {
+                    name: table.into(),
+                    data,
+                },
+            )?;
+        }
+        drop(stream);
+        contents.rows.insert(table.into(), rows);
+    }
+    tx.commit().await?;
+
+    for queue in client.queues().await? {
+        let q = client.queue(&queue).await?;
+        let records = q.export().await?;
+        contents.jobs.insert(queue.clone(), records.len() as u64);
+        for r in records {
+            let fields = r
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, BASE64.encode(v)))
+                .collect();
+            write(
+                &mut out,
+                &Line::Job {
+                    queue: queue.clone(),
+                    id: r.id,
+                    fields,
+                },
+            )?;
+        }
+    }
+    let inner = out
+        .finish()
+        .map_err(|e| Error::io("cannot write the backup", e))?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| Error::io("cannot write the backup", e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| Error::io("cannot write the backup", e))?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    prune(dir, keep)?;
+    Ok(contents)
+}
+
+/// The backups in `dir`, oldest first.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(FILE_PREFIX) && n.ends_with(FILE_SUFFIX))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(format!("cannot list {}", dir.display()), e)),
+    };
+    // The timestamp in the name sorts in time order.
+    files.sort();
+    Ok(files)
+}
+
+fn prune(dir: &Path, keep: usize) -> Result<()> {
+    let files = list(dir)?;
+    let excess = files.len().saturating_sub(keep.max(1));
+    for old in &files[..excess] {
+        std::fs::remove_file(old)
+            .map_err(|e| Error::io(format!("cannot remove {}", old.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Bring a backup back into an empty database (migrated first) and Redis.
+/// Refuses when any of the tables has rows. Jobs whose id exists in Redis
+/// are left alone.
+pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Contents> {
+    for table in TABLES {
+        let (any,): (bool,) =
+            sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))
+                .fetch_one(pool)
+                .await?;
+        if any {
+            return Err(Error::Invalid(format!(
+                "table {table} is not empty: restore only into an empty database"
+            )));
+        }
+    }
+    let opened = std::fs::File::open(file)
+        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
+    let mut lines = BufReader::new(GzDecoder::new(opened)).lines();
+    let bad = |what: String| Error::Invalid(format!("{}: {what}", file.display()));
+    let first = lines
+        .next()
+        .transpose()
+        .map_err(|e| bad(format!("not a gzip'd backup ({e})")))?
+        .ok_or_else(|| bad("empty file".into()))?;
+    match serde_json::from_str::<Line>(&first) {
+        Ok(Line::Header {
+            format, version, ..
+        }) if format == FORMAT && version == VERSION => {}
+        _ => return Err(bad("not a Sluice backup (version 1)".into())),
+    }
+    let mut contents = Contents {
+        file: file.to_owned(),
+        ..Contents::default()
+    };
+    let mut tx = pool.begin().await?;
+    // COPY data is sent in pieces of at most this many bytes; several COPY
+    // statements into one table add up.
+    const PIECE: usize = 8 << 20;
+    let mut pending: Option<(String, Vec<u8>)> = None;
+    let mut jobs: BTreeMap<String, Vec<JobRecord>> = BTreeMap::new();
+    for (n, line) in lines.enumerate() {
+        let line = line.map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
+        let parsed: Line = serde_json::from_str(&line)
+            .map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
+        match parsed {
+            Line::Header { .. } => return Err(bad(format!("line {}: a second header", n + 2))),
+            Line::Table { name, data } => {
+                if !TABLES.contains(&name.as_str()) {
+                    return Err(bad(format!("line {}: unknown table {name:?}", n + 2)));
+                }
+                let switch = pending.as_ref().is_some_and(|(t, buf)| *t != name || buf.len() > PIECE);
+                if switch && let Some((table, buf)) = pending.take() {
+                    copy_in(&mut tx, &table, &buf).await?;
+                }
+                *contents.rows.entry(name.clone()).or_default() +=
+                    data.bytes().filter(|b| *b == b'\n').count() as u64;
+                pending
+                    .get_or_insert_with(|| (name, Vec::new()))
+                    .1
+                    .extend_from_slice(data.as_bytes());
+            }
+            Line::Job { queue, id, fields } => {
+                let fields = fields
+                    .into_iter()
+                    .map(|(k, v)| {
+                        BASE64
+                            .decode(v)
+                            .map(|v| (k, v))
+                            .map_err(|_| bad(format!("line {}: bad base64", n + 2)))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                jobs.entry(queue).or_default().push(JobRecord { id, fields });
+            }
+        }
+    }
+    if let Some((table, buf)) = pending.take() {
+        copy_in(&mut tx, &table, &buf).await?;
+    }
+    for table in TABLES {
+        // New rows continue after the restored ids.
+        sqlx::query(&format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                           COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
+        ))
+        .execute(&mut *tx)
+        .await
+        .ok();
+    }
+    tx.commit().await?;
+    for (queue, records) in jobs {
+        let q = client.queue(&queue).await?;
+        q.import(&records).await?;
+        contents.jobs.insert(queue, records.len() as u64);
+    }
+    Ok(contents)
+}
+
+async fn copy_in(conn: &mut sqlx::PgConnection, table: &str, data: &[u8]) -> Result<()> {
+    let mut copy = conn.copy_in_raw(&format!("COPY {table} FROM STDIN")).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Where and how many backups the handler keeps.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Backups kept.
+    pub keep: usize,
+}
+
+/// Writes a backup when its cron schedule enqueues a job.
+#[derive(Debug, Clone)]
+pub struct BackupHandler {
+    pool: PgPool,
+    client: Client,
+    settings: BackupSettings,
+}
+
+impl BackupHandler {
+    /// A handler backing up `pool` and `client`'s queues.
+    pub fn new(pool: PgPool, client: Client, settings: BackupSettings) -> Self {
+        Self {
+            pool,
+            client,
+            settings,
+        }
+    }
+}
+
+impl Handler for BackupHandler {
+    async fn handle(&self, _job: Job) -> Result<Outcome, HandlerError> {
+        let c = backup(&self.pool, &self.client, &self.settings.dir, self.settings.keep).await?;
+        tracing::info!(file = %c.file.display(), rows = ?c.rows, jobs = ?c.jobs, "backup written");
+        Ok(Outcome::DoneWith(c.file.display().to_string()))
+    }
+}

@@ -45,6 +45,16 @@ pub enum Admission {
     },
 }
 
+/// Whose token it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// The user.
+    pub user_id: i64,
+    /// Their plan.
+    pub plan: Plan,
+    hash: [u8; 32],
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Cached {
     hash: [u8; 32],
@@ -109,15 +119,34 @@ impl WebhookGate {
         Ok(Some(c))
     }
 
-    /// Check `token` and count one signal against its user's quota.
-    pub async fn admit(&self, token: &str) -> Result<Admission> {
+    /// Whose `token` it is, if anyone's.
+    pub async fn identify(&self, token: &str) -> Result<Option<Identity>> {
         let hash = token_hash(token);
         let Some(user) = self.lookup(hash).await? else {
-            return Ok(Admission::Unknown);
+            return Ok(None);
         };
         if !bool::from(user.hash.ct_eq(&hash)) {
-            return Ok(Admission::Unknown);
+            return Ok(None);
         }
+        Ok(Some(Identity {
+            user_id: user.user_id,
+            plan: user.plan,
+            hash,
+        }))
+    }
+
+    /// Check `token` and count one signal against its user's quota.
+    pub async fn admit(&self, token: &str) -> Result<Admission> {
+        match self.identify(token).await? {
+            Some(who) => self.count(&who).await,
+            None => Ok(Admission::Unknown),
+        }
+    }
+
+    /// Count one signal against `who`'s quota, unless the webhook is off or
+    /// the quota used up.
+    pub async fn count(&self, who: &Identity) -> Result<Admission> {
+        let (user, hash) = (who, who.hash);
         // A new period starts the count over; the row's token must still
         // match (a rotation makes the cached entry useless at once).
         let counted: Option<(i32,)> = sqlx::query_as(

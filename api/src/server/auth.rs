@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::audit::Actor;
 use super::error::ApiError;
 use crate::config::Scope;
 
@@ -21,9 +22,10 @@ fn is_health_path(path: &str) -> bool {
     path == "/health" || path.starts_with("/health/") || path == "/metrics"
 }
 
-/// Paths always open: the API's own description.
+/// Paths always open: the API's own description; webhooks (their token is
+/// in the path) and screenshots (named by an unguessable content hash).
 fn is_public_path(path: &str) -> bool {
-    path == "/api/openapi.json"
+    path == "/api/openapi.json" || path.starts_with("/webhook/") || path.starts_with("/screenshots/")
 }
 
 /// Hex SHA-256 of a key, as the config stores it.
@@ -92,7 +94,10 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
             Err(e) => return ApiError::from(e).into_response(),
         }
     }
-    next.run(request).await
+    let name = key.name.clone();
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(Actor(name));
+    response
 }
 
 fn unauthorized(message: &str) -> Response {

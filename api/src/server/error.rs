@@ -164,3 +164,44 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<sluice_jobs::Error> for ApiError {
+    fn from(e: sluice_jobs::Error) -> Self {
+        use sluice_jobs::Error as E;
+        match e {
+            E::Queue(e) => e.into(),
+            E::Invalid(m) => Self::invalid("invalid", m),
+            E::Db(ref db) if is_db_unavailable(db) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self {
+                    retry_after: Some(Duration::from_secs(1)),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unavailable",
+                        "PostgreSQL is unreachable; nothing was changed, try again",
+                    )
+                }
+            }
+            e => {
+                tracing::error!(error = %e, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                )
+            }
+        }
+    }
+}
+
+/// PostgreSQL down or overloaded (as opposed to a bad statement).
+fn is_db_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+    ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}

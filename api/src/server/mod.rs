@@ -2,9 +2,11 @@
 //! with a graceful stop. Paths and bodies are documented in
 //! `openapi.json`, served at `GET /api/openapi.json`.
 
+mod audit;
 mod auth;
 mod error;
 mod metrics;
+mod pipeline;
 mod queues;
 mod system;
 
@@ -25,6 +27,7 @@ pub use error::{ApiError, ApiResult};
 pub use metrics::install_recorder;
 
 use crate::config::{ApiKeySection, FileConfig};
+use crate::pipeline::Pipeline;
 use crate::schedules::Schedule;
 
 /// What every handler shares. Cheap to clone.
@@ -34,6 +37,8 @@ pub struct AppState {
     pub client: Client,
     /// The config file.
     pub file: Arc<FileConfig>,
+    /// The trading-alert pipeline, when configured.
+    pub pipeline: Option<Pipeline>,
     shared: Arc<Shared>,
 }
 
@@ -56,18 +61,34 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State for `file`'s API on `client`.
+    /// State for `file`'s API on `client`, opening the pipeline when the
+    /// file configures one.
     pub fn new(client: Client, file: FileConfig) -> anyhow::Result<Self> {
+        let pipeline = file
+            .pipeline
+            .as_ref()
+            .map(|p| Pipeline::open(p, &client))
+            .transpose()?;
+        Self::with_pipeline(client, file, pipeline)
+    }
+
+    /// State for `file`'s API on `client` with a pipeline already open.
+    pub fn with_pipeline(
+        client: Client,
+        file: FileConfig,
+        pipeline: Option<Pipeline>,
+    ) -> anyhow::Result<Self> {
         let keys = file
             .api
             .keys
             .iter()
             .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
             .collect();
-        let schedules = crate::schedules::load(&file.schedules)?;
+        let schedules = crate::schedules::load(&file.all_schedules())?;
         Ok(Self {
             client,
             file: Arc::new(file),
+            pipeline,
             shared: Arc::new(Shared {
                 keys,
                 schedules,
@@ -149,6 +170,10 @@ pub fn router(state: AppState) -> Router {
             "/api/queues/{queue}/dead/{id}/retry",
             post(queues::dead_retry),
         )
+        .route("/webhook/u/{token}", post(pipeline::webhook))
+        .route("/api/users/{id}/signals", get(pipeline::user_signals))
+        .route("/api/users/{id}/stats", get(pipeline::user_stats))
+        .route("/screenshots/{file}", get(pipeline::screenshot))
         .route("/api/workers", get(system::workers))
         .route("/api/schedules", get(system::schedules))
         .route("/api/openapi.json", get(system::openapi))
@@ -161,6 +186,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.file.api.max_body_bytes))
@@ -181,7 +210,10 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, router(state))
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
         .with_graceful_shutdown(crate::signals::stopped(stop))
         .await
         .context("API server failed")

@@ -19,14 +19,24 @@ pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /health/ready`: 200 when Redis answers, else 503.
+/// `GET /health/ready`: 200 when Redis (and PostgreSQL, with the
+/// pipeline) answer, else 503 naming what is down.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    if state.client.ping().await {
-        Json(json!({ "status": "ready", "checks": { "redis": "up" } })).into_response()
+    let redis = state.client.ping().await;
+    let mut checks = serde_json::Map::new();
+    checks.insert("redis".into(), json!(if redis { "up" } else { "down" }));
+    let mut ok = redis;
+    if let Some(p) = &state.pipeline {
+        let pg = sluice_jobs::db::ping(&p.pool).await;
+        checks.insert("postgres".into(), json!(if pg { "up" } else { "down" }));
+        ok &= pg;
+    }
+    if ok {
+        Json(json!({ "status": "ready", "checks": checks })).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "checks": { "redis": "down" } })),
+            Json(json!({ "status": "unavailable", "checks": checks })),
         )
             .into_response()
     }

@@ -1,0 +1,322 @@
+//! The trading-alert pipeline in the binary: its `[pipeline]` config, the
+//! runtime shared by the API and the workers (database pools, webhook gate,
+//! audit sink, screenshot store), the built-in handlers of its queues and
+//! the cron schedules of retention and backups.
+//!
+//! Without a `[pipeline]` section none of it runs: no webhook route, no
+//! audit events, no PostgreSQL.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sluice_engine::{Client, Handler, HandlerError, Job, Outcome};
+use sluice_jobs::audit::{AuditHandler, AuditSink};
+use sluice_jobs::backup::{BackupHandler, BackupSettings};
+use sluice_jobs::browser::{BrowserPool, BrowserSettings};
+use sluice_jobs::db::DbConfig;
+use sluice_jobs::ingest::IngestHandler;
+use sluice_jobs::queues;
+use sluice_jobs::retention::{RetentionHandler, RetentionPolicy};
+use sluice_jobs::screenshot::{LocalStore, ScreenshotHandler, ScreenshotSettings};
+use sluice_jobs::secrets::CookieCipher;
+use sluice_jobs::webhook::WebhookGate;
+use sqlx::PgPool;
+
+use crate::config::{QueueSection, ScheduleSection};
+
+/// Default PostgreSQL URL.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// PostgreSQL URL (`SLUICE_DATABASE_URL` wins).
+    pub database_url: Option<String>,
+    /// Schema for the tables (default: the URL's search path, `public`).
+    pub database_schema: Option<String>,
+    /// Most connections per process.
+    pub database_connections: u32,
+    /// Base64 32-byte key that encrypts users' cookies
+    /// (`SLUICE_COOKIE_KEY` wins). Without it cookies cannot be stored and
+    /// charts are opened without them.
+    pub cookie_key: Option<String>,
+    /// How webhook URLs printed by `sluice users` start.
+    pub public_url: String,
+    /// Chart page, `{chart}` replaced by the chart id.
+    pub chart_url: String,
+    /// The Chromium binary.
+    pub chromium: PathBuf,
+    /// Tabs (screenshots at once) per worker process.
+    pub screenshot_concurrency: usize,
+    /// Longest one screenshot may take, seconds.
+    pub screenshot_timeout_secs: u64,
+    /// Element to wait for before capturing; empty: only the load event.
+    pub ready_selector: String,
+    /// Viewport width, CSS pixels.
+    pub viewport_width: u32,
+    /// Viewport height, CSS pixels.
+    pub viewport_height: u32,
+    /// Where screenshots are stored.
+    pub screenshots_dir: PathBuf,
+    /// Where backups are written.
+    pub backups_dir: PathBuf,
+    /// Backups kept.
+    pub backups_keep: usize,
+    /// When backups run (cron with seconds, UTC). Empty: never.
+    pub backup_cron: String,
+    /// When retention runs (cron with seconds, UTC). Empty: never.
+    pub retention_cron: String,
+    /// Signals (and screenshots) older than this are deleted, days.
+    pub signals_retention_days: u64,
+    /// Audit logs older than this are deleted, days.
+    pub audit_retention_days: u64,
+    /// Ingest jobs run at once per worker process (they are written in
+    /// batches of up to this many).
+    pub ingest_concurrency: usize,
+    /// Audit events run at once per worker process (batch size).
+    pub audit_concurrency: usize,
+    /// Record API calls and webhooks in the audit log.
+    pub audit: bool,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            database_schema: None,
+            database_connections: 10,
+            cookie_key: None,
+            public_url: "http://127.0.0.1:8080".into(),
+            chart_url: "https://www.tradingview.com/chart/{chart}/".into(),
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            screenshot_concurrency: 3,
+            screenshot_timeout_secs: 30,
+            ready_selector: "canvas".into(),
+            viewport_width: 1280,
+            viewport_height: 720,
+            screenshots_dir: PathBuf::from(".sluice/screenshots"),
+            backups_dir: PathBuf::from(".sluice/backups"),
+            backups_keep: 7,
+            backup_cron: "0 0 3 * * *".into(),
+            retention_cron: "0 30 3 * * *".into(),
+            signals_retention_days: 7,
+            audit_retention_days: 90,
+            ingest_concurrency: 500,
+            audit_concurrency: 500,
+            audit: true,
+        }
+    }
+}
+
+impl PipelineSection {
+    /// The database settings, the environment winning over the file.
+    pub fn db(&self) -> DbConfig {
+        let url = std::env::var("SLUICE_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        DbConfig {
+            url,
+            schema: self.database_schema.clone(),
+            max_connections: self.database_connections.max(1),
+        }
+    }
+
+    /// The cookie cipher, if a key is configured.
+    pub fn cipher(&self) -> anyhow::Result<Option<CookieCipher>> {
+        let key = std::env::var("SLUICE_COOKIE_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .or_else(|| self.cookie_key.clone());
+        key.map(|k| CookieCipher::from_base64(&k).context("pipeline.cookie_key"))
+            .transpose()
+    }
+
+    /// Where screenshots are stored and how they are linked.
+    pub fn store(&self) -> LocalStore {
+        LocalStore::new(&self.screenshots_dir, "/screenshots")
+    }
+
+    /// Checked at start with the rest of the config.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.db().pool().context("pipeline database")?;
+        self.cipher()?;
+        if !self.chart_url.contains("{chart}") {
+            bail!("pipeline.chart_url must contain {{chart}}");
+        }
+        if self.screenshot_concurrency == 0
+            || self.ingest_concurrency == 0
+            || self.audit_concurrency == 0
+        {
+            bail!("pipeline: concurrencies must be at least 1");
+        }
+        for s in self.schedules() {
+            crate::schedules::Schedule::from_section(&s)?;
+        }
+        Ok(())
+    }
+
+    /// The cron schedules of retention and backups.
+    pub fn schedules(&self) -> Vec<ScheduleSection> {
+        let mut out = Vec::new();
+        for (name, cron, queue) in [
+            ("pipeline-retention", &self.retention_cron, queues::RETENTION),
+            ("pipeline-backup", &self.backup_cron, queues::BACKUP),
+        ] {
+            if !cron.trim().is_empty() {
+                out.push(ScheduleSection {
+                    name: name.into(),
+                    cron: cron.clone(),
+                    timezone: None,
+                    queue: queue.into(),
+                    payload: None,
+                    priority: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// A queue section for a pipeline queue not configured in `[[queues]]`.
+    pub fn default_section(&self, queue: &str) -> QueueSection {
+        let concurrency = match queue {
+            queues::INGEST => self.ingest_concurrency,
+            queues::AUDIT => self.audit_concurrency,
+            queues::SCREENSHOT => self.screenshot_concurrency,
+            _ => 1,
+        };
+        QueueSection {
+            name: queue.to_owned(),
+            concurrency,
+            url: None,
+            secret: None,
+            timeout_ms: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_attempts: None,
+            visibility_timeout_ms: None,
+        }
+    }
+}
+
+/// What the API and the workers of one process share.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The settings.
+    pub section: Arc<PipelineSection>,
+    /// Rows that jobs settle (full durability).
+    pub pool: PgPool,
+    /// The webhook's token checks and quota counts.
+    pub gate: Arc<WebhookGate>,
+    /// Where audit events go.
+    pub audit: Option<AuditSink>,
+    /// Where screenshots are.
+    pub store: LocalStore,
+    /// The Redis client.
+    pub client: Client,
+}
+
+impl Pipeline {
+    /// Open the pools (lazily: PostgreSQL may be down) and start the audit
+    /// sink.
+    pub fn open(section: &PipelineSection, client: &Client) -> anyhow::Result<Self> {
+        let db = section.db();
+        let pool = db.pool()?;
+        let fast = DbConfig {
+            max_connections: db.max_connections.min(8),
+            ..db.clone()
+        }
+        .fast_commit_pool()?;
+        let audit = section.audit.then(|| AuditSink::spawn(client.clone()));
+        Ok(Self {
+            section: Arc::new(section.clone()),
+            pool,
+            gate: Arc::new(WebhookGate::new(fast)),
+            audit,
+            store: section.store(),
+            client: client.clone(),
+        })
+    }
+
+    /// The built-in handler of a pipeline queue.
+    pub async fn handler(&self, queue: &str) -> anyhow::Result<Option<PipelineHandler>> {
+        let s = &self.section;
+        Ok(Some(match queue {
+            queues::INGEST => {
+                PipelineHandler::Ingest(IngestHandler::new(
+                    self.pool.clone(),
+                    self.client.queue(queues::SCREENSHOT).await?,
+                    self.audit.clone(),
+                ))
+            }
+            queues::SCREENSHOT => {
+                let browsers = BrowserPool::new(BrowserSettings {
+                    executable: s.chromium.clone(),
+                    tabs: s.screenshot_concurrency,
+                    viewport: (s.viewport_width, s.viewport_height),
+                    ready_selector: Some(s.ready_selector.clone()).filter(|r| !r.is_empty()),
+                });
+                PipelineHandler::Screenshot(ScreenshotHandler::new(
+                    self.pool.clone(),
+                    s.cipher()?,
+                    browsers,
+                    self.store.clone(),
+                    ScreenshotSettings {
+                        chart_url: s.chart_url.clone(),
+                        timeout: Duration::from_secs(s.screenshot_timeout_secs.max(1)),
+                    },
+                ))
+            }
+            queues::AUDIT => PipelineHandler::Audit(AuditHandler::new(self.pool.clone())),
+            queues::RETENTION => PipelineHandler::Retention(RetentionHandler::new(
+                self.pool.clone(),
+                self.store.clone(),
+                RetentionPolicy {
+                    signals: Duration::from_secs(s.signals_retention_days * 86_400),
+                    audit_logs: Duration::from_secs(s.audit_retention_days * 86_400),
+                },
+            )),
+            queues::BACKUP => PipelineHandler::Backup(BackupHandler::new(
+                self.pool.clone(),
+                self.client.clone(),
+                BackupSettings {
+                    dir: s.backups_dir.clone(),
+                    keep: s.backups_keep,
+                },
+            )),
+            _ => return Ok(None),
+        }))
+    }
+}
+
+/// One of the pipeline's handlers.
+#[derive(Debug)]
+pub enum PipelineHandler {
+    /// `ingest`.
+    Ingest(IngestHandler),
+    /// `screenshot`.
+    Screenshot(ScreenshotHandler),
+    /// `audit`.
+    Audit(AuditHandler),
+    /// `retention`.
+    Retention(RetentionHandler),
+    /// `backup`.
+    Backup(BackupHandler),
+}
+
+impl Handler for PipelineHandler {
+    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
+        match self {
+            PipelineHandler::Ingest(h) => h.handle(job).await,
+            PipelineHandler::Screenshot(h) => h.handle(job).await,
+            PipelineHandler::Audit(h) => h.handle(job).await,
+            PipelineHandler::Retention(h) => h.handle(job).await,
+            PipelineHandler::Backup(h) => h.handle(job).await,
+        }
+    }
+}
