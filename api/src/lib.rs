@@ -15,6 +15,9 @@
 //! - `schedules`: cron schedules, one job per tick across the fleet.
 //! - `signals`: SIGTERM/SIGINT handling.
 //! - `views`: how a job is shown, shared by the CLI and the API.
+//! - `pipeline`: the trading-alert pipeline's config, runtime and handlers;
+//!   `pipeline_ops`: its operator commands (`migrate`, `users`, `backup`,
+//!   `restore`).
 //! - `local`: `sluice up`'s private Redis when none answers.
 //! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI).
 
@@ -25,6 +28,7 @@ pub mod fleet;
 pub mod local;
 pub mod ops;
 pub mod pipeline;
+pub mod pipeline_ops;
 pub mod run;
 pub mod schedules;
 pub mod server;

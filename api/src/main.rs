@@ -38,6 +38,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => sluice_api::run::up(settings, file, args).await,
         Command::Serve(args) => sluice_api::run::serve(settings, file, args).await,
         Command::Work(args) => sluice_api::run::work(settings, file, args).await,
+        Command::Migrate | Command::Users(_) | Command::Backup { .. } | Command::Restore { .. } => {
+            sluice_api::pipeline_ops::run(cli.command, cli.json, &settings, &file).await
+        }
         _ => sluice_api::ops::run(cli, settings).await,
     }
 }

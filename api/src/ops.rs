@@ -32,7 +32,14 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             )
         }
         Command::Workers => workers(&client, out).await,
-        Command::Up(_) | Command::Serve(_) | Command::Work(_) | Command::Keys(_) => {
+        Command::Up(_)
+        | Command::Serve(_)
+        | Command::Work(_)
+        | Command::Keys(_)
+        | Command::Migrate
+        | Command::Users(_)
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {
             bail!("not an operator command")
         }
         Command::Resume { queue } => {

@@ -165,7 +165,11 @@ impl PipelineSection {
     pub fn schedules(&self) -> Vec<ScheduleSection> {
         let mut out = Vec::new();
         for (name, cron, queue) in [
-            ("pipeline-retention", &self.retention_cron, queues::RETENTION),
+            (
+                "pipeline-retention",
+                &self.retention_cron,
+                queues::RETENTION,
+            ),
             ("pipeline-backup", &self.backup_cron, queues::BACKUP),
         ] {
             if !cron.trim().is_empty() {
@@ -247,13 +251,11 @@ impl Pipeline {
     pub async fn handler(&self, queue: &str) -> anyhow::Result<Option<PipelineHandler>> {
         let s = &self.section;
         Ok(Some(match queue {
-            queues::INGEST => {
-                PipelineHandler::Ingest(IngestHandler::new(
-                    self.pool.clone(),
-                    self.client.queue(queues::SCREENSHOT).await?,
-                    self.audit.clone(),
-                ))
-            }
+            queues::INGEST => PipelineHandler::Ingest(IngestHandler::new(
+                self.pool.clone(),
+                self.client.queue(queues::SCREENSHOT).await?,
+                self.audit.clone(),
+            )),
             queues::SCREENSHOT => {
                 let browsers = BrowserPool::new(BrowserSettings {
                     executable: s.chromium.clone(),

@@ -570,7 +570,10 @@ async fn queues_are_registered_and_share_one_hash_tag() {
 async fn export_then_import_brings_every_unfinished_job_back_in_its_state() {
     let t = TestRedis::new().await;
     let q = t.queue("backup-src").await;
-    let waiting = q.enqueue(&1u32, JobOptions::new().priority(3)).await.expect("enqueue");
+    let waiting = q
+        .enqueue(&1u32, JobOptions::new().priority(3))
+        .await
+        .expect("enqueue");
     let delayed = q
         .enqueue(&2u32, JobOptions::new().delay(Duration::from_secs(3600)))
         .await

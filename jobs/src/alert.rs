@@ -222,7 +222,11 @@ fn build(f: Fields) -> Result<Alert, ParseError> {
                 .all(|c| c.is_ascii_alphanumeric() || "._!/-&^".contains(c))
     };
     if !valid(&symbol) || exchange_from_ticker.as_deref().is_some_and(|e| !valid(e)) {
-        return Err(bad("ticker", &ticker_raw, "is not a ticker (like BINANCE:BTCUSDT)"));
+        return Err(bad(
+            "ticker",
+            &ticker_raw,
+            "is not a ticker (like BINANCE:BTCUSDT)",
+        ));
     }
     let exchange = match (exchange_from_ticker, f.exchange) {
         (Some(e), _) => Some(e),
@@ -280,7 +284,11 @@ pub fn parse_price(raw: &str) -> Option<Decimal> {
         .filter(|c| !c.is_whitespace() && *c != '\'' && *c != '_')
         .skip_while(|c| !(c.is_ascii_digit() || *c == '.' || *c == ','))
         .collect();
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit() || c == '.' || c == ',') {
+    if s.is_empty()
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    {
         return None;
     }
     let commas = s.matches(',').count();
@@ -358,8 +366,10 @@ mod tests {
 
     #[test]
     fn spanish_labels() {
-        let a = parse("🪙 Ticker: nasdaq:aapl\n💰 Precio: 1.234,5 €\n📊 Señal: Compra\n🔧 Indicador: MACD")
-            .expect("parses");
+        let a = parse(
+            "🪙 Ticker: nasdaq:aapl\n💰 Precio: 1.234,5 €\n📊 Señal: Compra\n🔧 Indicador: MACD",
+        )
+        .expect("parses");
         assert_eq!(a.exchange.as_deref(), Some("NASDAQ"));
         assert_eq!(a.symbol, "AAPL");
         assert_eq!(a.price, Some(dec("1234.5")));
@@ -420,7 +430,10 @@ mod tests {
         ));
         assert!(matches!(
             parse("Ticker: <script>\nSignal: buy"),
-            Err(ParseError::BadValue { field: "ticker", .. })
+            Err(ParseError::BadValue {
+                field: "ticker",
+                ..
+            })
         ));
         assert!(matches!(parse("{\"ticker\": "), Err(ParseError::Json(_))));
         assert!(matches!(parse("[1,2]"), Err(ParseError::Json(_))));

@@ -73,7 +73,10 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let now = Utc::now();
-    let name = format!("{FILE_PREFIX}{}{FILE_SUFFIX}", now.format("%Y%m%dT%H%M%S%.3fZ"));
+    let name = format!(
+        "{FILE_PREFIX}{}{FILE_SUFFIX}",
+        now.format("%Y%m%dT%H%M%S%.3fZ")
+    );
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp)
@@ -104,9 +107,7 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
         .await?;
     for table in TABLES {
         let mut rows = 0u64;
-        let mut stream = tx
-            .copy_out_raw(&format!("COPY {table} TO STDOUT"))
-            .await?;
+        let mut stream = tx.copy_out_raw(&format!("COPY {table} TO STDOUT")).await?;
         while let Some(chunk) = stream.try_next().await? {
             rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
             let data = String::from_utf8(chunk.to_vec())
@@ -193,10 +194,9 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
 /// are left alone.
 pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Contents> {
     for table in TABLES {
-        let (any,): (bool,) =
-            sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))
-                .fetch_one(pool)
-                .await?;
+        let (any,): (bool,) = sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))
+            .fetch_one(pool)
+            .await?;
         if any {
             return Err(Error::Invalid(format!(
                 "table {table} is not empty: restore only into an empty database"
@@ -230,15 +230,17 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
     let mut jobs: BTreeMap<String, Vec<JobRecord>> = BTreeMap::new();
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
-        let parsed: Line = serde_json::from_str(&line)
-            .map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
+        let parsed: Line =
+            serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
         match parsed {
             Line::Header { .. } => return Err(bad(format!("line {}: a second header", n + 2))),
             Line::Table { name, data } => {
                 if !TABLES.contains(&name.as_str()) {
                     return Err(bad(format!("line {}: unknown table {name:?}", n + 2)));
                 }
-                let switch = pending.as_ref().is_some_and(|(t, buf)| *t != name || buf.len() > PIECE);
+                let switch = pending
+                    .as_ref()
+                    .is_some_and(|(t, buf)| *t != name || buf.len() > PIECE);
                 if switch && let Some((table, buf)) = pending.take() {
                     copy_in(&mut tx, &table, &buf).await?;
                 }
@@ -259,7 +261,9 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
                             .map_err(|_| bad(format!("line {}: bad base64", n + 2)))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                jobs.entry(queue).or_default().push(JobRecord { id, fields });
+                jobs.entry(queue)
+                    .or_default()
+                    .push(JobRecord { id, fields });
             }
         }
     }
@@ -286,7 +290,9 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
 }
 
 async fn copy_in(conn: &mut sqlx::PgConnection, table: &str, data: &[u8]) -> Result<()> {
-    let mut copy = conn.copy_in_raw(&format!("COPY {table} FROM STDIN")).await?;
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY {table} FROM STDIN"))
+        .await?;
     copy.send(data).await?;
     copy.finish().await?;
     Ok(())
@@ -322,7 +328,13 @@ impl BackupHandler {
 
 impl Handler for BackupHandler {
     async fn handle(&self, _job: Job) -> Result<Outcome, HandlerError> {
-        let c = backup(&self.pool, &self.client, &self.settings.dir, self.settings.keep).await?;
+        let c = backup(
+            &self.pool,
+            &self.client,
+            &self.settings.dir,
+            self.settings.keep,
+        )
+        .await?;
         tracing::info!(file = %c.file.display(), rows = ?c.rows, jobs = ?c.jobs, "backup written");
         Ok(Outcome::DoneWith(c.file.display().to_string()))
     }

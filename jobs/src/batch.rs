@@ -55,8 +55,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         }
                     }
                 }
-                let (items, replies): (Vec<I>, Vec<oneshot::Sender<O>>) =
-                    batch.into_iter().unzip();
+                let (items, replies): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.into_iter().unzip();
                 let outputs = flush(items).await;
                 // A caller that gave up (its job timed out) has dropped its
                 // receiver; its item was still written, and the flushes

@@ -288,9 +288,7 @@ impl BrowserPool {
                 self.settings.executable.display()
             ))
         })?;
-        let driver = tokio::spawn(async move {
-            while handler.next().await.is_some() {}
-        });
+        let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
         tracing::info!(executable = %self.settings.executable.display(), "browser launched");
         Ok(Live {
             browser,

@@ -57,7 +57,9 @@ pub struct IngestHandler {
 
 impl std::fmt::Debug for Parsed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parsed").field("job_id", &self.job_id).finish()
+        f.debug_struct("Parsed")
+            .field("job_id", &self.job_id)
+            .finish()
     }
 }
 

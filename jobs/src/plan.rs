@@ -94,6 +94,9 @@ mod tests {
         assert!("gold".parse::<Plan>().is_err());
         let mut by_priority = Plan::ALL;
         by_priority.sort_by_key(|p| p.screenshot_priority());
-        assert_eq!(by_priority, [Plan::Premium, Plan::Pro, Plan::Basic, Plan::Free]);
+        assert_eq!(
+            by_priority,
+            [Plan::Premium, Plan::Pro, Plan::Basic, Plan::Free]
+        );
     }
 }

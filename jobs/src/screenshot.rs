@@ -71,7 +71,9 @@ impl LocalStore {
                 .await
                 .map_err(|e| Error::io(format!("cannot create {}", self.dir.display()), e))?;
             // Write then rename: a reader never sees half a file.
-            let tmp = self.dir.join(format!(".{name}.{}", uuid::Uuid::now_v7().simple()));
+            let tmp = self
+                .dir
+                .join(format!(".{name}.{}", uuid::Uuid::now_v7().simple()));
             tokio::fs::write(&tmp, png)
                 .await
                 .map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
@@ -160,7 +162,10 @@ impl Handler for ScreenshotHandler {
         };
         if !valid_chart_id(&input.chart_id) {
             mark_failed(&self.pool, input.signal_id, "invalid chart id").await?;
-            return Ok(Outcome::Bury(format!("invalid chart id {:?}", input.chart_id)));
+            return Ok(Outcome::Bury(format!(
+                "invalid chart id {:?}",
+                input.chart_id
+            )));
         }
         // Claim the signal for this attempt; a signal already captured, or
         // deleted by retention meanwhile, needs nothing more.
@@ -173,7 +178,9 @@ impl Handler for ScreenshotHandler {
         .fetch_optional(&self.pool)
         .await?;
         if open.is_none() {
-            return Ok(Outcome::DoneWith("nothing to do: signal gone or already captured".into()));
+            return Ok(Outcome::DoneWith(
+                "nothing to do: signal gone or already captured".into(),
+            ));
         }
         match self.take(&input).await {
             Ok(url) => {

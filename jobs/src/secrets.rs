@@ -48,7 +48,10 @@ impl CookieCipher {
     /// `nonce || ciphertext` of `plain`.
     pub fn encrypt(&self, plain: &[u8]) -> Result<Vec<u8>> {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self.cipher.encrypt(&nonce, plain).map_err(|_| Error::Decrypt)?;
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, plain)
+            .map_err(|_| Error::Decrypt)?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);

@@ -141,7 +141,9 @@ pub fn parse_cookies(json: &str) -> Result<Vec<SessionCookie>> {
                     domain: None,
                     path: None,
                 }),
-                _ => Err(Error::Invalid(format!("cookie {name:?}: the value must be a string"))),
+                _ => Err(Error::Invalid(format!(
+                    "cookie {name:?}: the value must be a string"
+                ))),
             })
             .collect::<Result<_>>()?,
         _ => {
@@ -213,13 +215,18 @@ mod tests {
         let a = new_token();
         assert_eq!(a.len(), 43);
         assert_ne!(a, new_token());
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[test]
     fn cookies_as_array_or_object() {
-        let a = parse_cookies(r#"[{"name":"sessionid","value":"abc","domain":".tradingview.com","httpOnly":true}]"#)
-            .expect("array");
+        let a = parse_cookies(
+            r#"[{"name":"sessionid","value":"abc","domain":".tradingview.com","httpOnly":true}]"#,
+        )
+        .expect("array");
         assert_eq!(a[0].domain.as_deref(), Some(".tradingview.com"));
         let o = parse_cookies(r#"{"sessionid":"abc"}"#).expect("object");
         assert_eq!(o[0].name, "sessionid");

@@ -25,7 +25,9 @@ fn is_health_path(path: &str) -> bool {
 /// Paths always open: the API's own description; webhooks (their token is
 /// in the path) and screenshots (named by an unguessable content hash).
 fn is_public_path(path: &str) -> bool {
-    path == "/api/openapi.json" || path.starts_with("/webhook/") || path.starts_with("/screenshots/")
+    path == "/api/openapi.json"
+        || path.starts_with("/webhook/")
+        || path.starts_with("/screenshots/")
 }
 
 /// Hex SHA-256 of a key, as the config stores it.

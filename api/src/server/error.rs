@@ -49,6 +49,14 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
+    /// 429: a plan's quota is used up until `retry_after` from now.
+    pub fn quota_exhausted(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exhausted", message)
+        }
+    }
+
     /// 429 with `Retry-After`.
     pub fn too_many(message: impl Into<String>, retry_after: Duration) -> Self {
         Self {

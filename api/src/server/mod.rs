@@ -214,7 +214,7 @@ pub async fn serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(crate::signals::stopped(stop))
-        .await
-        .context("API server failed")
+    .with_graceful_shutdown(crate::signals::stopped(stop))
+    .await
+    .context("API server failed")
 }

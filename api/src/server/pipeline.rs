@@ -57,8 +57,7 @@ pub async fn webhook(
     {
         return Err(no_webhook());
     }
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let chart = query.chart.filter(|c| !c.is_empty());
     if let Some(c) = &chart
         && !valid_chart_id(c)
@@ -124,7 +123,7 @@ pub async fn webhook(
             let wait = (resets_at - chrono::Utc::now())
                 .to_std()
                 .unwrap_or(Duration::from_secs(1));
-            return refuse(ApiError::too_many(
+            return refuse(ApiError::quota_exhausted(
                 format!(
                     "the signal quota of this plan is used up until {}",
                     resets_at.to_rfc3339()
@@ -144,7 +143,11 @@ pub async fn webhook(
     let enqueued = queue
         .enqueue_batch(vec![NewJob::new(&job, JobOptions::new())?])
         .await?;
-    let id = enqueued.into_iter().next().map(|e| e.id).unwrap_or_default();
+    let id = enqueued
+        .into_iter()
+        .next()
+        .map(|e| e.id)
+        .unwrap_or_default();
     let mut response = (
         StatusCode::ACCEPTED,
         Json(json!({ "status": "accepted", "id": id, "plan": plan })),
@@ -177,8 +180,7 @@ pub async fn user_signals(
 ) -> ApiResult<Json<reads::SignalPage>> {
     let p = pipeline(&state)?;
     let id = user_id(&id)?;
-    let Query(filter) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(filter) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if let Some(l) = filter.limit
         && !(1..=500).contains(&l)
     {
@@ -193,7 +195,10 @@ pub async fn user_signals(
         ));
     }
     if sluice_jobs::users::get(&p.pool, id).await?.is_none() {
-        return Err(ApiError::not_found("user_not_found", format!("no user {id}")));
+        return Err(ApiError::not_found(
+            "user_not_found",
+            format!("no user {id}"),
+        ));
     }
     Ok(Json(reads::signals(&p.pool, id, &filter).await?))
 }
@@ -206,7 +211,10 @@ pub async fn user_stats(
     let p = pipeline(&state)?;
     let id = user_id(&id)?;
     let Some(user) = sluice_jobs::users::get(&p.pool, id).await? else {
-        return Err(ApiError::not_found("user_not_found", format!("no user {id}")));
+        return Err(ApiError::not_found(
+            "user_not_found",
+            format!("no user {id}"),
+        ));
     };
     let stats = reads::stats(&p.pool, id).await?;
     Ok(Json(json!({
@@ -231,7 +239,10 @@ pub async fn screenshot(
         .await
         .map_err(|_| ApiError::not_found("not_found", "no such screenshot"))?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("image/png"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("image/png"),
+    );
     headers.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("public, max-age=31536000, immutable"),

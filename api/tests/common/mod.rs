@@ -146,3 +146,5 @@ pub fn assert_error(a: &Answer, status: StatusCode, code: &str) {
         a.text
     );
 }
+pub mod chart;
+pub mod pg;

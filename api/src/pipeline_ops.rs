@@ -1,0 +1,187 @@
+//! The pipeline's operator commands: `migrate`, `users ...`, `backup` and
+//! `restore`. They use `[pipeline]` from the config (or its defaults and
+//! `SLUICE_DATABASE_URL`), so they work without a config file too.
+
+use std::io::Read;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::json;
+use sluice_engine::{Client, ClientConfig};
+use sluice_jobs::plan::Plan;
+use sluice_jobs::users;
+
+use crate::cli::{Command, UsersCommand};
+use crate::config::{FileConfig, Settings};
+use crate::pipeline::PipelineSection;
+
+fn print(json_output: bool, text: &str, value: serde_json::Value) -> anyhow::Result<()> {
+    if json_output {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+async fn redis(settings: &Settings) -> anyhow::Result<Client> {
+    Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))
+}
+
+/// Run one of the pipeline's operator commands.
+pub async fn run(
+    command: Command,
+    json_output: bool,
+    settings: &Settings,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
+    let section = file.pipeline.clone().unwrap_or_default();
+    let db = section.db();
+    let where_ = sluice_jobs::db::redact(&db.url);
+    let pool = db.pool()?;
+    let reach = |e: sluice_jobs::Error| anyhow!(e).context(format!("database at {where_}"));
+    match command {
+        Command::Migrate => {
+            sluice_jobs::db::migrate(&db).await.map_err(reach)?;
+            let n = sluice_jobs::db::MIGRATOR.iter().count();
+            print(
+                json_output,
+                &format!("migrations applied ({n} known) to {where_}"),
+                json!({ "migrations": n, "database": where_ }),
+            )
+        }
+        Command::Users(cmd) => users_command(cmd, json_output, &section, &pool).await,
+        Command::Backup { dir } => {
+            let client = redis(settings).await?;
+            let dir = dir.unwrap_or_else(|| section.backups_dir.clone());
+            let c = sluice_jobs::backup::backup(&pool, &client, &dir, section.backups_keep)
+                .await
+                .map_err(reach)?;
+            print(
+                json_output,
+                &format!(
+                    "backup written: {} ({} rows, {} jobs)",
+                    c.file.display(),
+                    c.rows.values().sum::<u64>(),
+                    c.jobs.values().sum::<u64>()
+                ),
+                serde_json::to_value(&c)?,
+            )
+        }
+        Command::Restore { file: backup } => {
+            let client = redis(settings).await?;
+            sluice_jobs::db::migrate(&db).await.map_err(reach)?;
+            let c = sluice_jobs::backup::restore(&pool, &client, &backup)
+                .await
+                .map_err(reach)?;
+            print(
+                json_output,
+                &format!(
+                    "restored {}: {} rows, {} jobs",
+                    c.file.display(),
+                    c.rows.values().sum::<u64>(),
+                    c.jobs.values().sum::<u64>()
+                ),
+                serde_json::to_value(&c)?,
+            )
+        }
+        _ => bail!("not a pipeline command"),
+    }
+}
+
+async fn users_command(
+    cmd: UsersCommand,
+    json_output: bool,
+    section: &PipelineSection,
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<()> {
+    let base = section.public_url.trim_end_matches('/');
+    let missing = |id: i64| anyhow!("no user {id}");
+    match cmd {
+        UsersCommand::Add { plan, quota } => {
+            let plan: Plan = plan.parse()?;
+            let (user, token) = users::add(pool, plan, quota).await?;
+            let url = format!("{base}/webhook/u/{token}");
+            print(
+                json_output,
+                &format!(
+                    "user {} ({}, {} signals a month)\nwebhook URL (shown once; `sluice users rotate-token {}` makes a new one):\n{url}",
+                    user.id, user.plan, user.signal_quota, user.id
+                ),
+                json!({ "user": user, "token": token, "webhook_url": url }),
+            )
+        }
+        UsersCommand::Show { id } => {
+            let user = users::get(pool, id).await?.ok_or_else(|| missing(id))?;
+            print(
+                json_output,
+                &format!(
+                    "user {}: {}, {}/{} signals until {}, webhook {}",
+                    user.id,
+                    user.plan,
+                    user.signals_used,
+                    user.signal_quota,
+                    user.quota_resets_at.to_rfc3339(),
+                    if user.webhook_enabled { "on" } else { "off" }
+                ),
+                json!({ "user": user }),
+            )
+        }
+        UsersCommand::RotateToken { id } => {
+            let token = users::rotate_token(pool, id)
+                .await?
+                .ok_or_else(|| missing(id))?;
+            let url = format!("{base}/webhook/u/{token}");
+            print(
+                json_output,
+                &format!("new webhook URL for user {id} (the old one no longer works):\n{url}"),
+                json!({ "id": id, "token": token, "webhook_url": url }),
+            )
+        }
+        UsersCommand::SetCookies { id, file, chart } => {
+            let cipher = section.cipher()?.ok_or_else(|| {
+                anyhow!("no cookie key: set pipeline.cookie_key or SLUICE_COOKIE_KEY (32 random bytes, base64)")
+            })?;
+            let text = match file.as_deref() {
+                Some(p) if p.as_os_str() != "-" => std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+                _ => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("cannot read cookies from stdin")?;
+                    s
+                }
+            };
+            let cookies = users::parse_cookies(&text)?;
+            if let Some(c) = &chart
+                && !sluice_jobs::screenshot::valid_chart_id(c)
+            {
+                bail!("--chart must be 1 to 64 letters, digits, - or _");
+            }
+            if !users::set_cookies(pool, &cipher, id, &cookies, chart.as_deref()).await? {
+                return Err(missing(id));
+            }
+            print(
+                json_output,
+                &format!("stored {} cookies for user {id} (encrypted)", cookies.len()),
+                json!({ "id": id, "cookies": cookies.len(), "chart": chart }),
+            )
+        }
+        UsersCommand::Disable { id } | UsersCommand::Enable { id } => {
+            let on = matches!(cmd, UsersCommand::Enable { .. });
+            if !users::set_webhook_enabled(pool, id, on).await? {
+                return Err(missing(id));
+            }
+            print(
+                json_output,
+                &format!(
+                    "webhook of user {id} turned {}",
+                    if on { "on" } else { "off" }
+                ),
+                json!({ "id": id, "webhook_enabled": on }),
+            )
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The trading-alert pipeline end to end, against the real Redis,
+//! PostgreSQL and Chromium: a webhook POST becomes a signal row with a
+//! screenshot file; bad input gets the right answers and loses nothing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use common::chart::{ChartServer, png_facts};
+use common::pg::TestSchema;
+use common::{Prefix, api, assert_error, call};
+use sluice_api::config::FileConfig;
+use sluice_api::pipeline::{Pipeline, PipelineSection};
+use sluice_jobs::plan::Plan;
+use sluice_jobs::secrets::CookieCipher;
+use sluice_jobs::users;
+use tokio::sync::watch;
+
+fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> PipelineSection {
+    PipelineSection {
+        database_url: Some(schema.db.url.clone()),
+        database_schema: schema.db.schema.clone(),
+        cookie_key: Some(CookieCipher::generate_key()),
+        chart_url,
+        screenshots_dir: shots.to_owned(),
+        screenshot_timeout_secs: 20,
+        backup_cron: String::new(),
+        retention_cron: String::new(),
+        ingest_concurrency: 50,
+        audit_concurrency: 50,
+        ..PipelineSection::default()
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Workers for every pipeline queue, in this process, until the sender is
+/// dropped or set.
+async fn start_workers(prefix: &Prefix, file: &FileConfig) -> watch::Sender<bool> {
+    let client = prefix.client().await;
+    let (tx, rx) = watch::channel(false);
+    let pipeline =
+        Pipeline::open(file.pipeline.as_ref().expect("pipeline"), &client).expect("open");
+    let queues = sluice_api::fleet::select(file, &[]).expect("select");
+    let file = file.clone();
+    tokio::spawn(async move {
+        sluice_api::fleet::run(client, &file, Some(&pipeline), queues, rx)
+            .await
+            .expect("fleet");
+    });
+    tx
+}
+
+#[tokio::test]
+async fn a_webhook_post_becomes_a_signal_with_a_screenshot() {
+    let prefix = Prefix::new("pipe-e2e");
+    let schema = TestSchema::new("e2e").await;
+    let charts = ChartServer::start().await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, charts.chart_url(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section.clone()),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    let (user, token) = users::add(&pool, Plan::Pro, None).await.expect("add user");
+    let cipher = section.cipher().expect("key").expect("cipher");
+    let cookies = users::parse_cookies(r#"{"sessionid": "secret"}"#).expect("cookies");
+    users::set_cookies(&pool, &cipher, user.id, &cookies, Some("abc123"))
+        .await
+        .expect("cookies");
+
+    let app = api(&prefix, file.clone()).await;
+    let body = "🚨 Alerta\n🪙 Ticker: BINANCE:BTCUSDT\n💰 Precio: $67,890.50\n📊 Señal: Bullish divergence\n📈 Indicador: RSI Pro";
+    let a = call(
+        &app,
+        Method::POST,
+        &format!("/webhook/u/{token}?chart=chart-1"),
+        None,
+        Some(body),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    assert!(a.json["id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    let _stop = start_workers(&prefix, &file).await;
+    let (status, url, price, exchange, symbol): (
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        String,
+    ) = eventually("the screenshot", Duration::from_secs(90), || {
+        let pool = pool.clone();
+        async move {
+            let row: Option<(String, Option<String>, String, Option<String>, String)> =
+                sqlx::query_as(
+                    "SELECT screenshot_status, screenshot_url, price::text, exchange, symbol
+                     FROM signals WHERE user_id = $1",
+                )
+                .bind(user.id)
+                .fetch_optional(&pool)
+                .await
+                .expect("query");
+            row.filter(|r| r.0 == "completed" || r.0 == "failed")
+        }
+    })
+    .await;
+    assert_eq!(status, "completed");
+    assert_eq!(price, "67890.5000000000");
+    assert_eq!(exchange.as_deref(), Some("BINANCE"));
+    assert_eq!(symbol, "BTCUSDT");
+    let url = url.expect("screenshot url");
+    let path = section.store().path_of(&url).expect("a store path");
+    let png = std::fs::read(&path).expect("the file");
+    let (w, h, colours) = png_facts(&png);
+    assert_eq!((w, h), (1280, 720));
+    assert!(colours > 2, "the capture is blank ({colours} colours)");
+    assert!(
+        charts
+            .cookies_seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|c| c.contains("sessionid=secret")),
+        "the chart was opened with the user's cookies"
+    );
+
+    // The picture is served, and the read API shows the signal.
+    let img = call(&app, Method::GET, &url, None, None).await;
+    assert_eq!(img.status, StatusCode::OK);
+    assert_eq!(img.headers["content-type"], "image/png");
+    let page = call(
+        &app,
+        Method::GET,
+        &format!("/api/users/{}/signals?ticker=btcusdt", user.id),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.json["signals"][0]["signal_type"], "Bullish divergence");
+    assert_eq!(page.json["signals"][0]["chart_id"], "chart-1");
+    let stats = call(
+        &app,
+        Method::GET,
+        &format!("/api/users/{}/stats", user.id),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(stats.json["stats"]["total_signals"], 1, "{}", stats.text);
+    assert_eq!(stats.json["quota"]["used"], 1);
+
+    // The webhook call is in the audit log, without its token.
+    let (actor, target): (String, String) =
+        eventually("the audit row", Duration::from_secs(20), || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_as(
+                    "SELECT actor, target FROM audit_logs WHERE action LIKE 'POST /webhook/%'",
+                )
+                .fetch_optional(&pool)
+                .await
+                .expect("query")
+            }
+        })
+        .await;
+    assert_eq!(actor, format!("user:{}", user.id));
+    assert!(!target.contains(&token));
+    let _ = std::fs::remove_dir_all(&shots);
+}
+
+#[tokio::test]
+async fn webhook_refusals_and_unparseable_alerts() {
+    let prefix = Prefix::new("pipe-bad");
+    let schema = TestSchema::new("bad").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    let (user, token) = users::add(&pool, Plan::Free, Some(2)).await.expect("add");
+    let app = api(&prefix, file.clone()).await;
+    let hook = |q: &str| format!("/webhook/u/{token}{q}");
+
+    // Unknown and malformed tokens look the same.
+    let unknown = call(
+        &app,
+        Method::POST,
+        &format!("/webhook/u/{}", users::new_token()),
+        None,
+        Some("x"),
+    )
+    .await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+    let odd = call(
+        &app,
+        Method::POST,
+        "/webhook/u/..%2F..%2Fetc",
+        None,
+        Some("x"),
+    )
+    .await;
+    assert_error(&odd, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        unknown.json["error"]["message"],
+        odd.json["error"]["message"]
+    );
+    // Bad chart id, oversized body.
+    let chart = call(&app, Method::POST, &hook("?chart=../x"), None, Some("x")).await;
+    assert_error(&chart, StatusCode::BAD_REQUEST, "invalid_chart");
+    let big = "a".repeat(70 * 1024);
+    let large = call(&app, Method::POST, &hook(""), None, Some(&big)).await;
+    assert_error(&large, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+
+    // An unparseable alert is still accepted (the sender cannot fix it).
+    let junk = call(
+        &app,
+        Method::POST,
+        &hook(""),
+        None,
+        Some("hello, no ticker here"),
+    )
+    .await;
+    assert_eq!(junk.status, StatusCode::ACCEPTED, "{}", junk.text);
+    let junk_id = junk.json["id"].as_str().expect("id").to_owned();
+    let good = call(
+        &app,
+        Method::POST,
+        &hook(""),
+        None,
+        Some(r#"{"ticker":"NASDAQ:AAPL","action":"buy","price":"189.5"}"#),
+    )
+    .await;
+    assert_eq!(good.status, StatusCode::ACCEPTED);
+    // Quota of 2 used up.
+    let over = call(
+        &app,
+        Method::POST,
+        &hook(""),
+        None,
+        Some("Ticker: A\nSignal: b"),
+    )
+    .await;
+    assert_error(&over, StatusCode::TOO_MANY_REQUESTS, "quota_exhausted");
+    assert!(over.headers.contains_key("retry-after"));
+    // Turned off.
+    users::set_webhook_enabled(&pool, user.id, false)
+        .await
+        .expect("disable");
+    let off = call(
+        &app,
+        Method::POST,
+        &hook(""),
+        None,
+        Some("Ticker: A\nSignal: b"),
+    )
+    .await;
+    assert_error(&off, StatusCode::FORBIDDEN, "webhook_disabled");
+
+    let _stop = start_workers(&prefix, &file).await;
+    // The junk is a dead letter with the reason, and audited as such.
+    let client = prefix.client().await;
+    let ingest = client.queue("ingest").await.expect("queue");
+    let dead = eventually("the dead letter", Duration::from_secs(20), || {
+        let ingest = ingest.clone();
+        let junk_id = junk_id.clone();
+        async move {
+            ingest
+                .dead_letters(0, 10)
+                .await
+                .expect("dead")
+                .into_iter()
+                .find(|j| j.id == junk_id)
+        }
+    })
+    .await;
+    assert!(
+        dead.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no ticker")),
+        "{dead:?}"
+    );
+    let (detail,): (String,) = eventually(
+        "the parse-failure audit row",
+        Duration::from_secs(20),
+        || {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_as("SELECT detail FROM audit_logs WHERE action = 'ingest.parse_failed'")
+                    .fetch_optional(&pool)
+                    .await
+                    .expect("query")
+            }
+        },
+    )
+    .await;
+    assert!(detail.contains("no ticker"));
+    // The good one is a signal; its screenshot has no chart to open.
+    let (n, shot): (i64, String) = eventually("the signal", Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as(
+                "SELECT count(*) OVER (), screenshot_status FROM signals WHERE user_id = $1",
+            )
+            .bind(user.id)
+            .fetch_optional(&pool)
+            .await
+            .expect("query")
+        }
+    })
+    .await;
+    assert_eq!((n, shot.as_str()), (1, "failed"));
+
+    // Read API input checks.
+    let bad_id = call(&app, Method::GET, "/api/users/abc/signals", None, None).await;
+    assert_error(&bad_id, StatusCode::BAD_REQUEST, "invalid_user_id");
+    let nobody = call(&app, Method::GET, "/api/users/999999/stats", None, None).await;
+    assert_error(&nobody, StatusCode::NOT_FOUND, "user_not_found");
+    let bad_date = call(
+        &app,
+        Method::GET,
+        &format!("/api/users/{}/signals?from=yesterday", user.id),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&bad_date, StatusCode::BAD_REQUEST, "invalid_query");
+}
