@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services Sluice and its tests need are installed and running
-# on this machine: Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432).
+# on this machine: Redis (127.0.0.1:6379), PostgreSQL (127.0.0.1:5432), and
+# Debian's Chromium (/usr/bin/chromium) for the screenshot handler.
 # Installs missing ones with apt-get (as root) and starts stopped ones.
 # Safe to run again and again. With --install-only, installs what is
 # missing but starts nothing (`sluice up` starts its own Redis, with an
@@ -61,5 +62,13 @@ ensure_postgres() {
   fi
 }
 
+ensure_chromium() {
+  if ! command -v chromium >/dev/null; then
+    log "installing chromium"
+    apt_install chromium
+  fi
+}
+
 ensure_redis
 ensure_postgres
+ensure_chromium

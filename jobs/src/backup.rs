@@ -33,6 +33,9 @@ use crate::error::{Error, Result};
 /// The tables, in an order that satisfies their foreign keys on restore.
 pub const TABLES: [&str; 4] = ["users", "user_config", "signals", "audit_logs"];
 
+/// The tables whose `id` comes from a sequence.
+const SERIAL_TABLES: [&str; 3] = ["users", "signals", "audit_logs"];
+
 const FORMAT: &str = "sluice-backup";
 const VERSION: u32 = 1;
 const FILE_PREFIX: &str = "sluice-backup-";
@@ -270,15 +273,14 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
     if let Some((table, buf)) = pending.take() {
         copy_in(&mut tx, &table, &buf).await?;
     }
-    for table in TABLES {
+    for table in SERIAL_TABLES {
         // New rows continue after the restored ids.
         sqlx::query(&format!(
             "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
                            COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
         ))
         .execute(&mut *tx)
-        .await
-        .ok();
+        .await?;
     }
     tx.commit().await?;
     for (queue, records) in jobs {

@@ -79,8 +79,8 @@ struct Live {
 }
 
 impl Live {
-    fn is_alive(&self) -> bool {
-        !self.driver.is_finished()
+    fn is_alive(&mut self) -> bool {
+        !self.driver.is_finished() && matches!(self.browser.try_wait(), Ok(None))
     }
 }
 
@@ -205,7 +205,7 @@ impl BrowserPool {
 
     async fn take_tab(&self) -> Result<Tab> {
         let mut live = self.live.lock().await;
-        if live.as_ref().is_none_or(|l| !l.is_alive()) {
+        if live.as_mut().is_none_or(|l| !l.is_alive()) {
             if let Some(old) = live.take() {
                 tracing::warn!("the browser stopped; launching a new one");
                 shut(old).await;

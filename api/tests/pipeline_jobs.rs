@@ -1,0 +1,303 @@
+//! The pipeline's handlers one by one: screenshots in headless Chromium
+//! (timeout, crashed browser, missing browser), retention, and backups
+//! with a full restore round trip.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Prefix;
+use common::chart::{ChartServer, png_facts};
+use common::pg::TestSchema;
+use sluice_engine::{JobOptions, Outcome};
+use sluice_jobs::audit::{AuditEvent, write_events};
+use sluice_jobs::browser::{BrowserPool, BrowserSettings};
+use sluice_jobs::plan::Plan;
+use sluice_jobs::retention::{self, RetentionPolicy};
+use sluice_jobs::screenshot::LocalStore;
+use sluice_jobs::users::{self, SessionCookie};
+
+fn browser(tabs: usize) -> std::sync::Arc<BrowserPool> {
+    BrowserPool::new(BrowserSettings {
+        tabs,
+        ..BrowserSettings::default()
+    })
+}
+
+#[tokio::test]
+async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
+    let charts = ChartServer::start().await;
+    let pool = browser(2);
+    let url = format!("http://127.0.0.1:{}/chart/one", charts.port);
+    let cookie = SessionCookie {
+        name: "sessionid".into(),
+        value: "secret".into(),
+        domain: None,
+        path: None,
+    };
+    let png = pool
+        .capture(&url, std::slice::from_ref(&cookie), Duration::from_secs(20))
+        .await
+        .expect("first capture");
+    let (w, h, colours) = png_facts(&png);
+    assert_eq!((w, h), (1280, 720));
+    assert!(colours > 2);
+    // A second capture without cookies in the reused tab: the first user's
+    // cookie is gone.
+    pool.capture(&url, &[], Duration::from_secs(20))
+        .await
+        .expect("second capture");
+    let seen = charts.cookies_seen.lock().expect("lock").clone();
+    assert!(seen[0].contains("sessionid=secret"), "{seen:?}");
+    assert!(
+        !seen[1].contains("sessionid"),
+        "cookies leaked between captures: {seen:?}"
+    );
+
+    // Kill the browser: the next capture launches a new one.
+    let pid = pool.browser_pid().await.expect("a browser runs");
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut recovered = false;
+    for _ in 0..3 {
+        if pool
+            .capture(&url, &[], Duration::from_secs(20))
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "no capture after the browser was killed");
+    assert_ne!(pool.browser_pid().await, Some(pid));
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_page_that_never_gets_ready_times_out_and_a_missing_browser_is_an_error() {
+    let charts = ChartServer::start().await;
+    let pool = browser(1);
+    let url = format!("http://127.0.0.1:{}/never/x", charts.port);
+    let err = pool
+        .capture(&url, &[], Duration::from_secs(2))
+        .await
+        .expect_err("times out");
+    assert!(err.to_string().contains("within"), "{err}");
+    pool.close().await;
+
+    let missing = BrowserPool::new(BrowserSettings {
+        executable: "/nonexistent/chromium".into(),
+        ..BrowserSettings::default()
+    });
+    let err = missing
+        .capture(&url, &[], Duration::from_secs(5))
+        .await
+        .expect_err("no browser");
+    assert!(
+        err.to_string()
+            .contains("cannot launch /nonexistent/chromium"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn retention_deletes_old_rows_in_batches_and_files_no_signal_shows() {
+    let schema = TestSchema::new("retention").await;
+    let pool = schema.pool();
+    let dir = std::env::temp_dir().join(format!("sluice-ret-{}", schema.name()));
+    let store = LocalStore::new(&dir, "/screenshots");
+    let (user, _) = users::add(&pool, Plan::Basic, None).await.expect("user");
+    let only_old = store.put(b"old picture").await.expect("put");
+    let shared = store.put(b"shared picture").await.expect("put");
+    for (i, (age_days, url)) in [(8, &only_old), (9, &shared), (1, &shared)]
+        .into_iter()
+        .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time,
+                                  screenshot_status, screenshot_url, created_at)
+             VALUES ($1, $2, 'X', 'X', 'buy', now(), 'completed', $3,
+                     now() - make_interval(days => $4))",
+        )
+        .bind(format!("job-{i}"))
+        .bind(user.id)
+        .bind(url)
+        .bind(age_days)
+        .execute(&pool)
+        .await
+        .expect("insert");
+    }
+    // 2,500 old signals without files: three batches.
+    sqlx::query(
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, created_at)
+         SELECT 'bulk-' || g, $1, 'X', 'X', 'buy', now(), now() - interval '30 days'
+         FROM generate_series(1, 2500) g",
+    )
+    .bind(user.id)
+    .execute(&pool)
+    .await
+    .expect("bulk");
+    let mut old = AuditEvent::now("tester", "GET /x", "ok");
+    old.at_ms -= 91 * 86_400_000;
+    let recent = AuditEvent::now("tester", "GET /y", "ok");
+    write_events(&pool, &[("a1".into(), old), ("a2".into(), recent)])
+        .await
+        .expect("audit");
+
+    let removed = retention::run(&pool, &store, RetentionPolicy::default())
+        .await
+        .expect("retention");
+    assert_eq!(removed.signals, 2502);
+    assert_eq!(removed.screenshots, 1);
+    assert_eq!(removed.audit_logs, 1);
+    assert!(store.path_of(&only_old).is_some_and(|p| !p.exists()));
+    assert!(
+        store.path_of(&shared).is_some_and(|p| p.exists()),
+        "a file a recent signal shows is kept"
+    );
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM signals")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_backup_restores_into_an_empty_database_and_redis() {
+    let source = TestSchema::new("backup_src").await;
+    let src_prefix = Prefix::new("backup-src");
+    let pool = source.pool();
+    let client = src_prefix.client().await;
+    let (user, _) = users::add(&pool, Plan::Premium, None).await.expect("user");
+    users::add(&pool, Plan::Free, None).await.expect("user");
+    let cipher = sluice_jobs::secrets::CookieCipher::from_base64(
+        &sluice_jobs::secrets::CookieCipher::generate_key(),
+    )
+    .expect("key");
+    users::set_cookies(
+        &pool,
+        &cipher,
+        user.id,
+        &users::parse_cookies(r#"{"a":"b"}"#).expect("c"),
+        Some("c1"),
+    )
+    .await
+    .expect("cookies");
+    sqlx::query(
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, price, notes)
+         SELECT 'j' || g, $1, 'BINANCE:BTCUSDT', 'BTCUSDT', 'buy', now(), 67890.5, E'tab\\there'
+         FROM generate_series(1, 300) g",
+    )
+    .bind(user.id)
+    .execute(&pool)
+    .await
+    .expect("signals");
+    let events: Vec<(String, AuditEvent)> = (0..50)
+        .map(|i| (format!("e{i}"), AuditEvent::now("tester", "POST /x", "ok")))
+        .collect();
+    write_events(&pool, &events).await.expect("audit");
+    let q = client.queue("ingest").await.expect("queue");
+    q.enqueue(&"waiting", JobOptions::new().priority(2))
+        .await
+        .expect("enqueue");
+    q.enqueue(&"later", JobOptions::new().delay(Duration::from_secs(3600)))
+        .await
+        .expect("enqueue");
+    q.enqueue(&"doomed", JobOptions::new())
+        .await
+        .expect("enqueue");
+    let claimed = q.claim("w", 1).await.expect("claim");
+    q.settle(&claimed[0], Outcome::Bury("broken".into()))
+        .await
+        .expect("bury");
+
+    let dir = std::env::temp_dir().join(format!("sluice-backups-{}", source.name()));
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            sluice_jobs::backup::backup(&pool, &client, &dir, 2)
+                .await
+                .expect("backup"),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let written = last.expect("a backup");
+    assert_eq!(
+        sluice_jobs::backup::list(&dir).expect("list").len(),
+        2,
+        "only the newest 2 are kept"
+    );
+    assert_eq!(written.rows["signals"], 300);
+    assert_eq!(written.jobs["ingest"], 3);
+
+    let target = TestSchema::new("backup_dst").await;
+    let dst_prefix = Prefix::new("backup-dst");
+    let dst_pool = target.pool();
+    let dst_client = dst_prefix.client().await;
+    let restored = sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file)
+        .await
+        .expect("restore");
+    assert_eq!(restored.rows, written.rows);
+    for table in sluice_jobs::backup::TABLES {
+        let count = |p: sqlx::PgPool| async move {
+            let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&p)
+                .await
+                .expect("count");
+            n
+        };
+        assert_eq!(
+            count(pool.clone()).await,
+            count(dst_pool.clone()).await,
+            "{table}"
+        );
+    }
+    let (notes, price): (String, String) =
+        sqlx::query_as("SELECT notes, price::text FROM signals LIMIT 1")
+            .fetch_one(&dst_pool)
+            .await
+            .expect("row");
+    assert_eq!(
+        (notes.as_str(), price.as_str()),
+        ("tab\there", "67890.5000000000")
+    );
+    // Cookies still decrypt with the same key.
+    let back = users::cookies(&dst_pool, &cipher, user.id)
+        .await
+        .expect("cookies");
+    assert_eq!(back[0].name, "a");
+    // Same job ids in the same states.
+    let mut before: Vec<(String, Option<String>)> = q
+        .export()
+        .await
+        .expect("export")
+        .into_iter()
+        .map(|r| (r.id.clone(), r.field("state")))
+        .collect();
+    let mut after: Vec<(String, Option<String>)> = dst_client
+        .queue("ingest")
+        .await
+        .expect("queue")
+        .export()
+        .await
+        .expect("export")
+        .into_iter()
+        .map(|r| (r.id.clone(), r.field("state")))
+        .collect();
+    before.sort();
+    after.sort();
+    assert_eq!(before, after);
+    // New rows continue after the restored ids.
+    users::add(&dst_pool, Plan::Free, None)
+        .await
+        .expect("a new user");
+    // A second restore is refused: the database is no longer empty.
+    let again = sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file).await;
+    assert!(again.is_err_and(|e| e.to_string().contains("not empty")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
