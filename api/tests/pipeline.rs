@@ -17,6 +17,9 @@ use sluice_jobs::secrets::CookieCipher;
 use sluice_jobs::users;
 use tokio::sync::watch;
 
+/// Screenshot status, URL, price, exchange, symbol of a signal.
+type SignalRow = (String, Option<String>, String, Option<String>, String);
+
 fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> PipelineSection {
     PipelineSection {
         database_url: Some(schema.db.url.clone()),
@@ -110,15 +113,14 @@ async fn a_webhook_post_becomes_a_signal_with_a_screenshot() {
     ) = eventually("the screenshot", Duration::from_secs(90), || {
         let pool = pool.clone();
         async move {
-            let row: Option<(String, Option<String>, String, Option<String>, String)> =
-                sqlx::query_as(
-                    "SELECT screenshot_status, screenshot_url, price::text, exchange, symbol
+            let row: Option<SignalRow> = sqlx::query_as(
+                "SELECT screenshot_status, screenshot_url, price::text, exchange, symbol
                      FROM signals WHERE user_id = $1",
-                )
-                .bind(user.id)
-                .fetch_optional(&pool)
-                .await
-                .expect("query");
+            )
+            .bind(user.id)
+            .fetch_optional(&pool)
+            .await
+            .expect("query");
             row.filter(|r| r.0 == "completed" || r.0 == "failed")
         }
     })

@@ -13,7 +13,7 @@ use sluice_engine::{Client, Handler, HandlerError, Job, JobOptions, NewJob, Outc
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::batch::Batcher;
+use crate::batch::{Batcher, StoreError};
 
 /// Most events the sink enqueues in one call, and the handler writes in one
 /// statement.
@@ -138,7 +138,7 @@ async fn forward(queue: Queue, mut rx: mpsc::Receiver<AuditEvent>) {
 /// Writes audit events in bulk.
 #[derive(Debug, Clone)]
 pub struct AuditHandler {
-    batcher: Batcher<(String, AuditEvent), Result<(), String>>,
+    batcher: Batcher<(String, AuditEvent), Result<(), StoreError>>,
 }
 
 impl AuditHandler {
@@ -153,7 +153,9 @@ impl AuditHandler {
                     let n = items.len();
                     match write_events(&pool, &items).await {
                         Ok(_) => vec![Ok(()); n],
-                        Err(e) => vec![Err(format!("cannot write audit events: {e}")); n],
+                        Err(e) => {
+                            vec![Err(StoreError::from_db("cannot write audit events", &e)); n]
+                        }
                     }
                 }
             },
@@ -170,7 +172,7 @@ impl Handler for AuditHandler {
         };
         match self.batcher.submit((job.id.clone(), event)).await {
             Some(Ok(())) => Ok(Outcome::Done),
-            Some(Err(e)) => Err(e.into()),
+            Some(Err(e)) => e.into_outcome(&job),
             None => Err("the audit writer stopped".into()),
         }
     }

@@ -15,6 +15,38 @@ use tokio::sync::{mpsc, oneshot};
 
 type Request<I, O> = (I, oneshot::Sender<O>);
 
+/// Why a batch write failed, as every job of the batch sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// PostgreSQL is down: the jobs wait for it without spending attempts.
+    Unavailable(String),
+    /// Anything else: a failed attempt, retried with backoff.
+    Failed(String),
+}
+
+impl StoreError {
+    /// Classify a database error.
+    pub fn from_db(context: &str, e: &sqlx::Error) -> Self {
+        let message = format!("{context}: {e}");
+        if crate::db::is_unavailable(e) {
+            Self::Unavailable(message)
+        } else {
+            Self::Failed(message)
+        }
+    }
+
+    /// What the job's handler answers.
+    pub fn into_outcome(
+        self,
+        job: &sluice_engine::Job,
+    ) -> Result<sluice_engine::Outcome, sluice_engine::HandlerError> {
+        match self {
+            Self::Unavailable(_) => Ok(crate::db::wait_for_database(job)),
+            Self::Failed(m) => Err(m.into()),
+        }
+    }
+}
+
 /// Collects items into batches for a flush function. Cheap to clone.
 #[derive(Debug)]
 pub struct Batcher<I, O> {

@@ -99,6 +99,38 @@ pub async fn ping(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
 
+/// Whether `e` is PostgreSQL being down or unreachable (worth waiting
+/// for), as opposed to a statement it refused.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => true,
+        // 08: connection exceptions; 57P: the server is shutting down or
+        // starting up.
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// What a handler answers when PostgreSQL is down: run the job again later
+/// without spending an attempt, waiting longer the longer the job has
+/// waited (1 s to 30 s), so an outage of any length loses nothing.
+pub fn wait_for_database(job: &sluice_engine::Job) -> sluice_engine::Outcome {
+    let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let waited = std::time::Duration::from_millis(now.saturating_sub(job.created_at_ms));
+    let delay = (waited / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
+    tracing::warn!(job = %job.id, queue = %job.queue, retry_in = ?delay, "PostgreSQL unavailable; job postponed");
+    sluice_engine::Outcome::Snooze(delay)
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

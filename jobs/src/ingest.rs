@@ -18,7 +18,7 @@ use sqlx::PgPool;
 
 use crate::alert::{self, Alert};
 use crate::audit::{AuditEvent, AuditSink};
-use crate::batch::Batcher;
+use crate::batch::{Batcher, StoreError};
 use crate::plan::Plan;
 use crate::screenshot::ScreenshotJob;
 
@@ -51,7 +51,7 @@ struct Parsed {
 /// Parses alerts and stores signals.
 #[derive(Debug, Clone)]
 pub struct IngestHandler {
-    batcher: Batcher<Parsed, Result<(), String>>,
+    batcher: Batcher<Parsed, Result<(), StoreError>>,
     audit: Option<AuditSink>,
 }
 
@@ -120,7 +120,7 @@ impl Handler for IngestHandler {
         };
         match self.batcher.submit(parsed).await {
             Some(Ok(())) => Ok(Outcome::Done),
-            Some(Err(e)) => Err(e.into()),
+            Some(Err(e)) => e.into_outcome(&job),
             None => Err("the signal writer stopped".into()),
         }
     }
@@ -136,7 +136,7 @@ struct Stored {
     screenshot_status: String,
 }
 
-async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(), String> {
+async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(), StoreError> {
     // The same job twice in one batch (a reclaimed job still running
     // elsewhere) would make the upsert touch a row twice.
     let mut seen = HashSet::new();
@@ -205,7 +205,7 @@ async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(
     .bind(notes)
     .fetch_all(pool)
     .await
-    .map_err(|e| format!("cannot store signals: {e}"))?;
+    .map_err(|e| StoreError::from_db("cannot store signals", &e))?;
     if stored.len() < n {
         tracing::warn!(
             dropped = n - stored.len(),
@@ -228,7 +228,7 @@ async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(
         let options = JobOptions::new()
             .priority(plan.screenshot_priority())
             .idempotency_key(format!("shot:{}", s.id));
-        jobs.push(NewJob::new(&shot, options).map_err(|e| e.to_string())?);
+        jobs.push(NewJob::new(&shot, options).map_err(|e| StoreError::Failed(e.to_string()))?);
     }
     if !no_chart.is_empty() {
         sqlx::query(
@@ -239,13 +239,13 @@ async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(
         .bind(&no_chart)
         .execute(pool)
         .await
-        .map_err(|e| format!("cannot mark signals without a chart: {e}"))?;
+        .map_err(|e| StoreError::from_db("cannot mark signals without a chart", &e))?;
     }
     if !jobs.is_empty() {
         screenshots
             .enqueue_batch(jobs)
             .await
-            .map_err(|e| format!("cannot enqueue screenshots: {e}"))?;
+            .map_err(|e| StoreError::Failed(format!("cannot enqueue screenshots: {e}")))?;
     }
     Ok(())
 }

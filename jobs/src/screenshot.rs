@@ -156,6 +156,18 @@ impl ScreenshotHandler {
 
 impl Handler for ScreenshotHandler {
     async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
+        match self.run(&job).await {
+            Err(Error::Db(e)) if crate::db::is_unavailable(&e) => {
+                Ok(crate::db::wait_for_database(&job))
+            }
+            Err(e) => Err(e.into()),
+            Ok(outcome) => Ok(outcome),
+        }
+    }
+}
+
+impl ScreenshotHandler {
+    async fn run(&self, job: &Job) -> Result<Outcome> {
         let input: ScreenshotJob = match job.decode() {
             Ok(i) => i,
             Err(e) => return Ok(Outcome::Bury(format!("poison message: {e}"))),
@@ -210,7 +222,7 @@ impl Handler for ScreenshotHandler {
                     .execute(&self.pool)
                     .await?;
                 }
-                Err(reason.into())
+                Err(e)
             }
         }
     }

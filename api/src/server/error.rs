@@ -204,12 +204,5 @@ impl From<sluice_jobs::Error> for ApiError {
 
 /// PostgreSQL down or overloaded (as opposed to a bad statement).
 fn is_db_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-    ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+    sluice_jobs::db::is_unavailable(e)
 }
