@@ -349,3 +349,91 @@ async fn webhook_refusals_and_unparseable_alerts() {
     .await;
     assert_error(&bad_date, StatusCode::BAD_REQUEST, "invalid_query");
 }
+
+#[tokio::test]
+async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
+    let prefix = Prefix::new("pipe-pgdown");
+    let pg = common::pg::PrivatePostgres::start();
+    let mut db = sluice_jobs::db::DbConfig::new(pg.url());
+    db.max_connections = 4;
+    sluice_jobs::db::migrate(&db).await.expect("migrate");
+    let shots = std::env::temp_dir().join(format!("sluice-shots-pgdown-{}", pg.port));
+    let section = PipelineSection {
+        database_url: Some(pg.url()),
+        database_schema: None,
+        chart_url: "http://127.0.0.1:9/chart/{chart}".into(),
+        screenshots_dir: shots,
+        backup_cron: String::new(),
+        retention_cron: String::new(),
+        ingest_concurrency: 20,
+        audit_concurrency: 20,
+        ..PipelineSection::default()
+    };
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = db.pool().expect("pool");
+    let (user, token) = users::add(&pool, Plan::Basic, None).await.expect("user");
+    let app = api(&prefix, file.clone()).await;
+    for i in 0..5 {
+        let body = format!("Ticker: NYSE:T{i}\nSignal: buy\nPrice: {i}.5");
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/webhook/u/{token}"),
+            None,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    }
+
+    // PostgreSQL goes away before any worker runs.
+    pg.stop();
+    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json["checks"]["postgres"], "down");
+    let refused = call(
+        &app,
+        Method::POST,
+        &format!("/webhook/u/{}", users::new_token()),
+        None,
+        Some("x"),
+    )
+    .await;
+    assert_error(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+    );
+
+    let _stop = start_workers(&prefix, &file).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let client = prefix.client().await;
+    let ingest = client.queue("ingest").await.expect("queue");
+    let stats = ingest.stats().await.expect("stats");
+    assert_eq!(
+        stats.dead, 0,
+        "nothing is given up while PostgreSQL is down"
+    );
+    assert_eq!(stats.completed_total, 0);
+
+    pg.run();
+    let n: i64 = eventually("every signal stored", Duration::from_secs(60), || {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM signals WHERE user_id = $1")
+                .bind(user.id)
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == 5).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(n, 5);
+    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ingest.stats().await.expect("stats").dead, 0);
+}
