@@ -40,9 +40,26 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The TradingView webhook (`POST /webhook/u/{token}`) at a steady
+    /// rate, spread over 100 users, against the local PostgreSQL.
+    Webhook {
+        /// Requests per second offered.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Seconds measured (after a 2 s warm-up at the same rate).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// PostgreSQL URL.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
+    },
     /// RSS of idle API and worker processes.
     Memory,
 }
+
+/// What one request of a load run sends: URL, body, and the status that
+/// counts as success.
+type MakeRequest = Arc<dyn Fn(u64) -> (String, String) + Send + Sync>;
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -173,12 +190,16 @@ fn ms(d: Duration) -> String {
 
 /// Offer `rate` requests per second for `dur`; latencies from scheduled
 /// times, and the number of errors.
-async fn offer(base: &str, rate: u64, dur: Duration) -> (Vec<Duration>, u64, Duration) {
+async fn offer(
+    rate: u64,
+    dur: Duration,
+    make: MakeRequest,
+    expect: u16,
+) -> (Vec<Duration>, u64, Duration) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .build()
         .unwrap_or_default();
-    let url = format!("{base}/api/queues/bench/jobs");
     let lat = Arc::new(Mutex::new(Vec::with_capacity(
         (rate * dur.as_secs()) as usize,
     )));
@@ -189,16 +210,16 @@ async fn offer(base: &str, rate: u64, dur: Duration) -> (Vec<Duration>, u64, Dur
     for i in 0..total {
         let scheduled = start + Duration::from_nanos(i * 1_000_000_000 / rate);
         tokio::time::sleep_until(scheduled.into()).await;
-        let (client, url, lat, errors) = (client.clone(), url.clone(), lat.clone(), errors.clone());
+        let (client, lat, errors) = (client.clone(), lat.clone(), errors.clone());
+        let (url, body) = make(i);
         tasks.spawn(async move {
-            let body = format!(r#"{{"payload":{{"n":{i}}}}}"#);
             let ok = client
                 .post(&url)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
                 .await
-                .map(|r| r.status().as_u16() == 201)
+                .map(|r| r.status().as_u16() == expect)
                 .unwrap_or(false);
             let took = scheduled.elapsed();
             if ok {
@@ -225,8 +246,11 @@ async fn http(rate: u64, seconds: u64) -> anyhow::Result<()> {
     let bin = sluice_binary()?;
     let config = write_config(&url, "")?;
     let (api, base) = start_api(&bin, &config).await?;
-    offer(&base, rate, Duration::from_secs(2)).await;
-    let (lat, errors, elapsed) = offer(&base, rate, Duration::from_secs(seconds)).await;
+    let url = format!("{base}/api/queues/bench/jobs");
+    let make: MakeRequest =
+        Arc::new(move |i| (url.clone(), format!(r#"{{"payload":{{"n":{i}}}}}"#)));
+    offer(rate, Duration::from_secs(2), make.clone(), 201).await;
+    let (lat, errors, elapsed) = offer(rate, Duration::from_secs(seconds), make, 201).await;
     let stats: serde_json::Value = serde_json::from_str(
         &reqwest::get(format!("{base}/api/queues/bench"))
             .await?
@@ -256,6 +280,71 @@ async fn http(rate: u64, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn webhook(rate: u64, seconds: u64, database_url: &str) -> anyhow::Result<()> {
+    let (_redis, url) = start_redis()?;
+    let bin = sluice_binary()?;
+    let schema = format!("bench_{}", std::process::id());
+    let config = write_config(
+        &url,
+        &format!(
+            "[pipeline]\ndatabase_url = {database_url:?}\ndatabase_schema = {schema:?}\nbackup_cron = \"\"\nretention_cron = \"\"\n"
+        ),
+    )?;
+    let run = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let out = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("--json")
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("sluice {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    run(&["migrate"])?;
+    let mut tokens = Vec::new();
+    for _ in 0..100 {
+        let user = run(&["users", "add", "--plan", "premium", "--quota", "100000000"])?;
+        tokens.push(user["token"].as_str().unwrap_or_default().to_owned());
+    }
+    let (api, base) = start_api(&bin, &config).await?;
+    let tokens = Arc::new(tokens);
+    let make: MakeRequest = Arc::new(move |i| {
+        let token = &tokens[(i % tokens.len() as u64) as usize];
+        (
+            format!("{base}/webhook/u/{token}?chart=bench"),
+            format!("🪙 Ticker: BINANCE:BTCUSDT\n💰 Price: ${i}.50\n📊 Signal: Bullish divergence"),
+        )
+    });
+    offer(rate, Duration::from_secs(2), make.clone(), 202).await;
+    let (lat, errors, elapsed) = offer(rate, Duration::from_secs(seconds), make, 202).await;
+    println!(
+        "scenario webhook: POST /webhook/u/{{token}} (100 premium users), offered {rate}/s for {seconds} s (open loop, after 2 s warm-up)"
+    );
+    println!(
+        "  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.9)),
+        ms(percentile(&lat, 0.99)),
+        ms(percentile(&lat, 0.999)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    println!(
+        "  achieved {:.0} req/s, errors {errors}; API RSS after load: {} KiB",
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        rss_kib(api.0.id())?
+    );
+    drop(api);
+    let _ = Command::new("psql")
+        .arg(database_url)
+        .arg("-qc")
+        .arg(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .output();
+    let _ = std::fs::remove_file(config);
+    Ok(())
+}
+
 async fn memory() -> anyhow::Result<()> {
     let (_redis, url) = start_redis()?;
     let bin = sluice_binary()?;
@@ -280,6 +369,11 @@ async fn memory() -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Http { rate, seconds } => http(rate, seconds).await,
+        Scenario::Webhook {
+            rate,
+            seconds,
+            database_url,
+        } => webhook(rate, seconds, &database_url).await,
         Scenario::Memory => memory().await,
     }
 }
