@@ -167,6 +167,19 @@ async fn retention_deletes_old_rows_in_batches_and_files_no_signal_shows() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every unfinished job of `queue`: id and state, sorted.
+async fn ids_and_states(queue: &sluice_engine::Queue) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = queue
+        .export()
+        .await
+        .expect("export")
+        .into_iter()
+        .map(|r| (r.id.clone(), r.field("state")))
+        .collect();
+    out.sort();
+    out
+}
+
 #[tokio::test]
 async fn a_backup_restores_into_an_empty_database_and_redis() {
     let source = TestSchema::new("backup_src").await;
@@ -272,26 +285,8 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
         .expect("cookies");
     assert_eq!(back[0].name, "a");
     // Same job ids in the same states.
-    let mut before: Vec<(String, Option<String>)> = q
-        .export()
-        .await
-        .expect("export")
-        .into_iter()
-        .map(|r| (r.id.clone(), r.field("state")))
-        .collect();
-    let mut after: Vec<(String, Option<String>)> = dst_client
-        .queue("ingest")
-        .await
-        .expect("queue")
-        .export()
-        .await
-        .expect("export")
-        .into_iter()
-        .map(|r| (r.id.clone(), r.field("state")))
-        .collect();
-    before.sort();
-    after.sort();
-    assert_eq!(before, after);
+    let dst_queue = dst_client.queue("ingest").await.expect("queue");
+    assert_eq!(ids_and_states(&q).await, ids_and_states(&dst_queue).await);
     // New rows continue after the restored ids.
     users::add(&dst_pool, Plan::Free, None)
         .await

@@ -184,6 +184,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// One line of percentiles of sorted latencies.
+fn print_latencies(lat: &[Duration]) {
+    println!(
+        "  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        ms(percentile(lat, 0.5)),
+        ms(percentile(lat, 0.9)),
+        ms(percentile(lat, 0.99)),
+        ms(percentile(lat, 0.999)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
@@ -261,14 +273,7 @@ async fn http(rate: u64, seconds: u64) -> anyhow::Result<()> {
     println!(
         "scenario http: POST /api/queues/bench/jobs, offered {rate}/s for {seconds} s (open loop, after 2 s warm-up)"
     );
-    println!(
-        "  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.9)),
-        ms(percentile(&lat, 0.99)),
-        ms(percentile(&lat, 0.999)),
-        ms(lat.last().copied().unwrap_or_default())
-    );
+    print_latencies(&lat);
     println!(
         "  achieved {:.0} req/s, errors {errors}, jobs in redis {} (acknowledged {} incl. warm-up)",
         acked as f64 / elapsed.as_secs_f64(),
@@ -322,14 +327,7 @@ async fn webhook(rate: u64, seconds: u64, database_url: &str) -> anyhow::Result<
     println!(
         "scenario webhook: POST /webhook/u/{{token}} (100 premium users), offered {rate}/s for {seconds} s (open loop, after 2 s warm-up)"
     );
-    println!(
-        "  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.9)),
-        ms(percentile(&lat, 0.99)),
-        ms(percentile(&lat, 0.999)),
-        ms(lat.last().copied().unwrap_or_default())
-    );
+    print_latencies(&lat);
     println!(
         "  achieved {:.0} req/s, errors {errors}; API RSS after load: {} KiB",
         lat.len() as f64 / elapsed.as_secs_f64(),

@@ -179,7 +179,7 @@ impl From<sluice_jobs::Error> for ApiError {
         match e {
             E::Queue(e) => e.into(),
             E::Invalid(m) => Self::invalid("invalid", m),
-            E::Db(ref db) if is_db_unavailable(db) => {
+            E::Db(ref db) if sluice_jobs::db::is_unavailable(db) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self {
                     retry_after: Some(Duration::from_secs(1)),
@@ -200,9 +200,4 @@ impl From<sluice_jobs::Error> for ApiError {
             }
         }
     }
-}
-
-/// PostgreSQL down or overloaded (as opposed to a bad statement).
-fn is_db_unavailable(e: &sqlx::Error) -> bool {
-    sluice_jobs::db::is_unavailable(e)
 }
