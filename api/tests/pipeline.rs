@@ -376,6 +376,7 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
     let pool = db.pool().expect("pool");
     let (user, token) = users::add(&pool, Plan::Basic, None).await.expect("user");
     let app = api(&prefix, file.clone()).await;
+    let mut first_id = String::new();
     for i in 0..5 {
         let body = format!("Ticker: NYSE:T{i}\nSignal: buy\nPrice: {i}.5");
         let a = call(
@@ -387,6 +388,9 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
         )
         .await;
         assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+        if i == 0 {
+            first_id = a.json["id"].as_str().expect("id").to_owned();
+        }
     }
 
     // PostgreSQL goes away before any worker runs.
@@ -418,6 +422,14 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
         "nothing is given up while PostgreSQL is down"
     );
     assert_eq!(stats.completed_total, 0);
+    // Postponed, not failed: no attempt was spent on the outage.
+    assert_eq!(stats.failed_total, 0, "{stats:?}");
+    let first = ingest
+        .job(&first_id)
+        .await
+        .expect("lookup")
+        .expect("exists");
+    assert!(first.attempt <= 1, "attempts grew while waiting: {first:?}");
 
     pg.run();
     let n: i64 = eventually("every signal stored", Duration::from_secs(60), || {

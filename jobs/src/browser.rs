@@ -135,26 +135,27 @@ impl BrowserPool {
             .acquire()
             .await
             .map_err(|_| Error::Browser("the browser pool is closed".into()))?;
-        let work = async {
-            let tab = self.take_tab().await?;
-            match self.capture_on(&tab, url, cookies).await {
-                Ok(png) => {
-                    self.give_back(tab);
-                    Ok(png)
-                }
-                Err(e) => {
-                    self.discard(tab).await;
-                    Err(e)
-                }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let too_slow = || Error::Browser(format!("no screenshot of {url} within {timeout:?}"));
+        let tab = tokio::time::timeout_at(deadline, self.take_tab())
+            .await
+            .map_err(|_| too_slow())??;
+        // The tab is held outside the timed part, so a capture that runs out
+        // of time still closes its tab (and browser context) instead of
+        // leaking it in the browser.
+        match tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies)).await {
+            Ok(Ok(png)) => {
+                self.give_back(tab);
+                Ok(png)
             }
-        };
-        match tokio::time::timeout(timeout, work).await {
-            Ok(result) => result,
-            // The tab in use was dropped with the future; the browser
-            // closes its page when its context goes.
-            Err(_) => Err(Error::Browser(format!(
-                "no screenshot of {url} within {timeout:?}"
-            ))),
+            Ok(Err(e)) => {
+                self.discard(tab).await;
+                Err(e)
+            }
+            Err(_) => {
+                self.discard(tab).await;
+                Err(too_slow())
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use sluice_engine::{JobOptions, NewJob};
+use sluice_engine::JobOptions;
 use sluice_jobs::alert::MAX_ALERT_BYTES;
 use sluice_jobs::ingest::IngestJob;
 use sluice_jobs::reads::{self, SignalFilter};
@@ -139,15 +139,12 @@ pub async fn webhook(
         received_at_ms: chrono::Utc::now().timestamp_millis(),
         source_ip,
     };
-    let queue = state.queue_for_write(sluice_jobs::queues::INGEST).await?;
-    let enqueued = queue
-        .enqueue_batch(vec![NewJob::new(&job, JobOptions::new())?])
-        .await?;
-    let id = enqueued
-        .into_iter()
-        .next()
-        .map(|e| e.id)
-        .unwrap_or_default();
+    let id = state
+        .queue_for_write(sluice_jobs::queues::INGEST)
+        .await?
+        .enqueue(&job, JobOptions::new())
+        .await?
+        .id;
     let mut response = (
         StatusCode::ACCEPTED,
         Json(json!({ "status": "accepted", "id": id, "plan": plan })),
