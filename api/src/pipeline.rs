@@ -20,8 +20,9 @@ use sluice_jobs::db::DbConfig;
 use sluice_jobs::ingest::IngestHandler;
 use sluice_jobs::queues;
 use sluice_jobs::retention::{RetentionHandler, RetentionPolicy};
-use sluice_jobs::screenshot::{LocalStore, ScreenshotHandler, ScreenshotSettings};
+use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotSettings};
 use sluice_jobs::secrets::CookieCipher;
+use sluice_jobs::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
 use sluice_jobs::webhook::WebhookGate;
 use sqlx::PgPool;
 
@@ -60,8 +61,10 @@ pub struct PipelineSection {
     pub viewport_width: u32,
     /// Viewport height, CSS pixels.
     pub viewport_height: u32,
-    /// Where screenshots are stored.
+    /// Where screenshots are stored (unless `[pipeline.s3]` is set).
     pub screenshots_dir: PathBuf,
+    /// Store screenshots in an S3-compatible bucket instead.
+    pub s3: Option<S3Section>,
     /// Where backups are written.
     pub backups_dir: PathBuf,
     /// Backups kept.
@@ -83,6 +86,69 @@ pub struct PipelineSection {
     pub audit: bool,
 }
 
+/// `[pipeline.s3]`: an S3-compatible bucket for screenshots.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// The service's URL, e.g. `https://s3.eu-west-1.amazonaws.com`.
+    pub endpoint: String,
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// The region requests are signed for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Access key id (`SLUICE_S3_ACCESS_KEY` wins).
+    #[serde(default)]
+    pub access_key: String,
+    /// Secret access key (`SLUICE_S3_SECRET_KEY` wins).
+    #[serde(default)]
+    pub secret_key: String,
+    /// Key prefix of the objects.
+    #[serde(default = "default_s3_prefix")]
+    pub prefix: String,
+    /// Bucket in the URL path (MinIO and most self-hosted servers) rather
+    /// than in the host name.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// Base URL that stored objects are linked under (a CDN or the
+    /// bucket's public address). Default: the bucket's URL.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_s3_prefix() -> String {
+    "screenshots/".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl S3Section {
+    fn settings(&self) -> S3Settings {
+        let env = |name: &str, file: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| file.to_owned())
+        };
+        S3Settings {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            access_key: env("SLUICE_S3_ACCESS_KEY", &self.access_key),
+            secret_key: env("SLUICE_S3_SECRET_KEY", &self.secret_key),
+            prefix: self.prefix.clone(),
+            path_style: self.path_style,
+            public_url: self.public_url.clone(),
+        }
+    }
+}
+
 impl Default for PipelineSection {
     fn default() -> Self {
         Self {
@@ -99,6 +165,7 @@ impl Default for PipelineSection {
             viewport_width: 1280,
             viewport_height: 720,
             screenshots_dir: PathBuf::from(".sluice/screenshots"),
+            s3: None,
             backups_dir: PathBuf::from(".sluice/backups"),
             backups_keep: 7,
             backup_cron: "0 0 3 * * *".into(),
@@ -138,14 +205,18 @@ impl PipelineSection {
     }
 
     /// Where screenshots are stored and how they are linked.
-    pub fn store(&self) -> LocalStore {
-        LocalStore::new(&self.screenshots_dir, "/screenshots")
+    pub fn store(&self) -> anyhow::Result<ScreenshotStore> {
+        Ok(match &self.s3 {
+            Some(s3) => S3Store::new(&s3.settings()).context("pipeline.s3")?.into(),
+            None => LocalStore::new(&self.screenshots_dir, "/screenshots").into(),
+        })
     }
 
     /// Checked at start with the rest of the config.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.db().pool().context("pipeline database")?;
         self.cipher()?;
+        self.store()?;
         if !self.chart_url.contains("{chart}") {
             bail!("pipeline.chart_url must contain {{chart}}");
         }
@@ -220,7 +291,7 @@ pub struct Pipeline {
     /// Where audit events go.
     pub audit: Option<AuditSink>,
     /// Where screenshots are.
-    pub store: LocalStore,
+    pub store: ScreenshotStore,
     /// The Redis client.
     pub client: Client,
 }
@@ -242,7 +313,7 @@ impl Pipeline {
             pool,
             gate: Arc::new(WebhookGate::new(fast)),
             audit,
-            store: section.store(),
+            store: section.store()?,
             client: client.clone(),
         })
     }

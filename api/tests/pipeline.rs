@@ -14,6 +14,7 @@ use sluice_api::config::FileConfig;
 use sluice_api::pipeline::{Pipeline, PipelineSection};
 use sluice_jobs::plan::Plan;
 use sluice_jobs::secrets::CookieCipher;
+use sluice_jobs::storage::LocalStore;
 use sluice_jobs::users;
 use tokio::sync::watch;
 
@@ -130,7 +131,9 @@ async fn a_webhook_post_becomes_a_signal_with_a_screenshot() {
     assert_eq!(exchange.as_deref(), Some("BINANCE"));
     assert_eq!(symbol, "BTCUSDT");
     let url = url.expect("screenshot url");
-    let path = section.store().path_of(&url).expect("a store path");
+    let path = LocalStore::new(&section.screenshots_dir, "/screenshots")
+        .path_of(&url)
+        .expect("a store path");
     let png = std::fs::read(&path).expect("the file");
     let (w, h, colours) = png_facts(&png);
     assert_eq!((w, h), (1280, 720));

@@ -14,7 +14,7 @@ use sluice_jobs::audit::{AuditEvent, write_events};
 use sluice_jobs::browser::{BrowserPool, BrowserSettings};
 use sluice_jobs::plan::Plan;
 use sluice_jobs::retention::{self, RetentionPolicy};
-use sluice_jobs::screenshot::LocalStore;
+use sluice_jobs::storage::{LocalStore, ScreenshotStore};
 use sluice_jobs::users::{self, SessionCookie};
 
 fn browser(tabs: usize) -> std::sync::Arc<BrowserPool> {
@@ -148,9 +148,13 @@ async fn retention_deletes_old_rows_in_batches_and_files_no_signal_shows() {
         .await
         .expect("audit");
 
-    let removed = retention::run(&pool, &store, RetentionPolicy::default())
-        .await
-        .expect("retention");
+    let removed = retention::run(
+        &pool,
+        &ScreenshotStore::Local(store.clone()),
+        RetentionPolicy::default(),
+    )
+    .await
+    .expect("retention");
     assert_eq!(removed.signals, 2502);
     assert_eq!(removed.screenshots, 1);
     assert_eq!(removed.audit_logs, 1);

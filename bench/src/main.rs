@@ -11,6 +11,8 @@
 //!   scheduled time, so a stall is not hidden by the generator waiting);
 //!   p50/p90/p99/p99.9/max, errors, achieved rate, and a check that every
 //!   acknowledged job is in Redis.
+//! - `audit`: audit events from enqueue to rows in PostgreSQL through the
+//!   audit handler's bulk writes, against one `INSERT` per row.
 //! - `memory`: RSS of an idle `sluice serve` and an idle `sluice work`.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::Mutex;
+
+mod audit;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of Sluice")]
@@ -53,6 +57,20 @@ enum Scenario {
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
         database_url: String,
     },
+    /// Audit events from enqueue to rows in PostgreSQL (bulk `UNNEST`
+    /// writes by the audit handler), against the same rows written one
+    /// `INSERT` at a time.
+    Audit {
+        /// Events enqueued and written.
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+        /// Rows written one `INSERT` at a time for the comparison.
+        #[arg(long, default_value_t = 50_000)]
+        single_rows: u64,
+        /// PostgreSQL URL.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        database_url: String,
+    },
     /// RSS of idle API and worker processes.
     Memory,
 }
@@ -68,7 +86,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A child process killed when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -77,7 +95,7 @@ impl Drop for Proc {
     }
 }
 
-fn start_redis() -> anyhow::Result<(Proc, String)> {
+pub(crate) fn start_redis() -> anyhow::Result<(Proc, String)> {
     let port = free_port()?;
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -372,6 +390,11 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             database_url,
         } => webhook(rate, seconds, &database_url).await,
+        Scenario::Audit {
+            events,
+            single_rows,
+            database_url,
+        } => audit::run(events, single_rows, &database_url).await,
         Scenario::Memory => memory().await,
     }
 }

@@ -26,6 +26,9 @@ pub enum Error {
     /// Stored cookies could not be decrypted (wrong key or tampered data).
     #[error("cannot decrypt the stored cookies: wrong cookie key or tampered data")]
     Decrypt,
+    /// The screenshot store (a directory or an S3 bucket) failed.
+    #[error("screenshot store: {0}")]
+    Storage(String),
     /// The browser failed.
     #[error("browser: {0}")]
     Browser(String),

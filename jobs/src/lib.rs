@@ -19,6 +19,7 @@
 //! - `batch`: turns per-job handler calls into bulk writes.
 //! - `ingest`, `screenshot` (+ `browser`), `audit`, `retention`, `backup`:
 //!   the handlers, each with its payload type.
+//! - `storage`: where screenshots go (a directory or an S3 bucket).
 //! - `reads`: the platform's read queries.
 //! - `queues`: the pipeline's queue names.
 
@@ -36,6 +37,7 @@ pub mod reads;
 pub mod retention;
 pub mod screenshot;
 pub mod secrets;
+pub mod storage;
 pub mod users;
 pub mod webhook;
 

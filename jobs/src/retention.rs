@@ -11,7 +11,7 @@ use sluice_engine::{Handler, HandlerError, Job, Outcome};
 use sqlx::PgPool;
 
 use crate::error::Result;
-use crate::screenshot::LocalStore;
+use crate::storage::ScreenshotStore;
 
 /// Rows deleted per statement.
 const BATCH: i64 = 1_000;
@@ -50,7 +50,11 @@ fn cutoff(age: Duration) -> DateTime<Utc> {
 }
 
 /// Delete what `policy` says is too old.
-pub async fn run(pool: &PgPool, store: &LocalStore, policy: RetentionPolicy) -> Result<Removed> {
+pub async fn run(
+    pool: &PgPool,
+    store: &ScreenshotStore,
+    policy: RetentionPolicy,
+) -> Result<Removed> {
     let mut removed = Removed::default();
     let before = cutoff(policy.signals);
     loop {
@@ -73,10 +77,7 @@ pub async fn run(pool: &PgPool, store: &LocalStore, policy: RetentionPolicy) -> 
                     .bind(&url)
                     .fetch_optional(pool)
                     .await?;
-            if still.is_none()
-                && let Some(path) = store.path_of(&url)
-                && tokio::fs::remove_file(&path).await.is_ok()
-            {
+            if still.is_none() && store.remove(&url).await? {
                 removed.screenshots += 1;
             }
         }
@@ -107,13 +108,13 @@ pub async fn run(pool: &PgPool, store: &LocalStore, policy: RetentionPolicy) -> 
 #[derive(Debug, Clone)]
 pub struct RetentionHandler {
     pool: PgPool,
-    store: LocalStore,
+    store: ScreenshotStore,
     policy: RetentionPolicy,
 }
 
 impl RetentionHandler {
     /// A handler deleting from `pool` and `store` by `policy`.
-    pub fn new(pool: PgPool, store: LocalStore, policy: RetentionPolicy) -> Self {
+    pub fn new(pool: PgPool, store: ScreenshotStore, policy: RetentionPolicy) -> Self {
         Self {
             pool,
             store,

@@ -6,18 +6,17 @@
 //! the last attempt the signal is marked `failed` with the reason and the
 //! job is dead-lettered.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sluice_engine::{Handler, HandlerError, Job, Outcome};
 use sqlx::PgPool;
 
 use crate::browser::BrowserPool;
 use crate::error::{Error, Result};
 use crate::secrets::CookieCipher;
+use crate::storage::ScreenshotStore;
 use crate::users;
 
 /// What the ingest handler enqueues for each stored signal.
@@ -39,58 +38,6 @@ pub fn valid_chart_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// Where screenshots go: a local directory, one file per content hash.
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    dir: PathBuf,
-    url_prefix: String,
-}
-
-impl LocalStore {
-    /// Files in `dir`, linked as `<url_prefix>/<hash>.png`.
-    pub fn new(dir: impl Into<PathBuf>, url_prefix: impl Into<String>) -> Self {
-        Self {
-            dir: dir.into(),
-            url_prefix: url_prefix.into().trim_end_matches('/').to_owned(),
-        }
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Store `png` and return its URL. The same picture is stored once.
-    pub async fn put(&self, png: &[u8]) -> Result<String> {
-        let name = format!("{}.png", hex::encode(Sha256::digest(png)));
-        let path = self.dir.join(&name);
-        if tokio::fs::metadata(&path).await.is_err() {
-            tokio::fs::create_dir_all(&self.dir)
-                .await
-                .map_err(|e| Error::io(format!("cannot create {}", self.dir.display()), e))?;
-            // Write then rename: a reader never sees half a file.
-            let tmp = self
-                .dir
-                .join(format!(".{name}.{}", uuid::Uuid::now_v7().simple()));
-            tokio::fs::write(&tmp, png)
-                .await
-                .map_err(|e| Error::io(format!("cannot write {}", tmp.display()), e))?;
-            tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-        }
-        Ok(format!("{}/{name}", self.url_prefix))
-    }
-
-    /// The file behind `url`, if it is one of this store's.
-    pub fn path_of(&self, url: &str) -> Option<PathBuf> {
-        let name = url.strip_prefix(&self.url_prefix)?.strip_prefix('/')?;
-        let hash = name.strip_suffix(".png")?;
-        (hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| self.dir.join(name))
-    }
 }
 
 /// Settings of the screenshot handler.
@@ -117,7 +64,7 @@ pub struct ScreenshotHandler {
     pool: PgPool,
     cipher: Option<CookieCipher>,
     browsers: Arc<BrowserPool>,
-    store: LocalStore,
+    store: ScreenshotStore,
     settings: ScreenshotSettings,
 }
 
@@ -128,7 +75,7 @@ impl ScreenshotHandler {
         pool: PgPool,
         cipher: Option<CookieCipher>,
         browsers: Arc<BrowserPool>,
-        store: LocalStore,
+        store: ScreenshotStore,
         settings: ScreenshotSettings,
     ) -> Self {
         Self {
@@ -245,17 +192,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chart_ids_and_store_paths_are_checked() {
+    fn chart_ids_are_checked() {
         assert!(valid_chart_id("aBc-12_x"));
         assert!(!valid_chart_id("../etc"));
         assert!(!valid_chart_id(""));
-        let store = LocalStore::new("/tmp/shots", "/screenshots/");
-        let hash = "a".repeat(64);
-        assert_eq!(
-            store.path_of(&format!("/screenshots/{hash}.png")),
-            Some(PathBuf::from(format!("/tmp/shots/{hash}.png")))
-        );
-        assert_eq!(store.path_of("/screenshots/../x.png"), None);
-        assert_eq!(store.path_of("/other/x.png"), None);
+        assert!(!valid_chart_id(&"a".repeat(65)));
     }
 }

@@ -1,6 +1,7 @@
 //! The pipeline's routes: the TradingView webhook, the platform's read API
 //! (a user's signals and stats) and the stored screenshots.
 
+use sluice_jobs::storage::ScreenshotStore;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -229,7 +230,11 @@ pub async fn screenshot(
     Path(file): Path<String>,
 ) -> ApiResult<Response> {
     let p = pipeline(&state)?;
-    let Some(path) = p.store.path_of(&format!("/screenshots/{file}")) else {
+    // With an S3 store, screenshots are linked at the bucket, not here.
+    let ScreenshotStore::Local(store) = &p.store else {
+        return Err(ApiError::not_found("not_found", "no such screenshot"));
+    };
+    let Some(path) = store.path_of(&format!("/screenshots/{file}")) else {
         return Err(ApiError::not_found("not_found", "no such screenshot"));
     };
     let bytes = tokio::fs::read(&path)
