@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
-use crate::job::{Job, JobInfo, JobRecord, MinuteCount, Outcome, Stats};
+use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
 use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, query};
 
@@ -210,6 +210,20 @@ impl Queue {
     /// Dead letters, newest first.
     pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
         let ids = self.store.dead_ids(offset, limit).await?;
+        self.store.jobs(&ids).await
+    }
+
+    /// Jobs in `state`, `offset` skipped, at most `limit`: waiting and
+    /// active most urgent first (then oldest first), delayed soonest first,
+    /// dead newest first. Completed jobs are only counted, never indexed,
+    /// so listing them returns nothing; look one up by id instead.
+    pub async fn jobs_in_state(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>> {
+        let ids = self.store.ids_in_state(state, offset, limit).await?;
         self.store.jobs(&ids).await
     }
 

@@ -11,7 +11,7 @@ use redis::streams::{StreamPendingReply, StreamReadReply};
 use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
 
 use crate::error::{Error, Result};
-use crate::job::{Job, JobInfo, JobRecord, MinuteCount, Stats};
+use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Stats};
 use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
 use crate::options::RateLimit;
 use crate::scripts;
@@ -224,6 +224,31 @@ fn text(v: &Value) -> String {
         Value::Okay => "OK".to_owned(),
         _ => String::new(),
     }
+}
+
+/// The `last-delivered-id` of `group` in an `XINFO GROUPS` reply.
+fn last_delivered(reply: &Value, group: &str) -> Option<String> {
+    let Value::Array(groups) = reply else {
+        return None;
+    };
+    groups.iter().find_map(|g| {
+        let fields: Vec<(String, String)> = match g {
+            Value::Array(kv) => kv
+                .chunks(2)
+                .filter(|p| p.len() == 2)
+                .map(|p| (text(&p[0]), text(&p[1])))
+                .collect(),
+            Value::Map(kv) => kv.iter().map(|(k, v)| (text(k), text(v))).collect(),
+            _ => return None,
+        };
+        let name = fields.iter().find(|(k, _)| k == "name")?;
+        (name.1 == group).then(|| {
+            fields
+                .iter()
+                .find(|(k, _)| k == "last-delivered-id")
+                .map(|(_, v)| v.clone())
+        })?
+    })
 }
 
 fn int(v: &Value) -> i64 {
@@ -852,6 +877,93 @@ impl Store {
                 .arg(offset + limit - 1),
         )
         .await
+    }
+
+    /// Ids of jobs in `state`, `offset` skipped, at most `limit`: waiting
+    /// and active in priority order (most urgent first) then stream order,
+    /// delayed soonest first, dead newest first. Completed jobs are not
+    /// indexed (only counted), so that state lists nothing.
+    pub(crate) async fn ids_in_state(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match state {
+            JobState::Dead => self.dead_ids(offset, limit).await,
+            JobState::Delayed => {
+                self.query(
+                    "list delayed jobs",
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.delayed())
+                        .arg(offset)
+                        .arg(offset + limit - 1),
+                )
+                .await
+            }
+            JobState::Completed => Ok(Vec::new()),
+            JobState::Waiting | JobState::Active => {
+                self.stream_ids(state == JobState::Active, offset, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Stream entries the group has delivered (active, up to its
+    /// last-delivered id: acknowledged entries are deleted) or not yet
+    /// (waiting, after it), level by level.
+    async fn stream_ids(
+        &self,
+        delivered: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
+        }
+        // A stream missing (Redis lost it) answers XINFO with an error:
+        // recreate the queue's streams and groups, then ask again.
+        let groups: Vec<Value> = match self.query_pipe("list jobs", &pipe).await {
+            Ok(g) => g,
+            Err(_) => {
+                self.ensure().await?;
+                self.query_pipe("list jobs", &pipe).await?
+            }
+        };
+        let mut wanted = offset + limit;
+        let mut out = Vec::new();
+        for (level, stream) in self.keys.streams().iter().enumerate() {
+            if wanted == 0 {
+                break;
+            }
+            let last = groups
+                .get(level)
+                .and_then(|g| last_delivered(g, GROUP))
+                .unwrap_or_else(|| "0-0".to_owned());
+            let (start, end) = if delivered {
+                ("-".to_owned(), last)
+            } else {
+                (format!("({last}"), "+".to_owned())
+            };
+            let entries: redis::streams::StreamRangeReply = self
+                .query(
+                    "list jobs",
+                    redis::cmd("XRANGE")
+                        .arg(stream)
+                        .arg(&start)
+                        .arg(&end)
+                        .arg("COUNT")
+                        .arg(wanted),
+                )
+                .await?;
+            wanted -= entries.ids.len().min(wanted);
+            out.extend(entries.ids.iter().filter_map(|e| e.get::<String>("i")));
+        }
+        Ok(out.into_iter().skip(offset).take(limit).collect())
     }
 
     /// Ids of the jobs in the streams (waiting and active), the delayed set

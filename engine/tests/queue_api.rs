@@ -629,3 +629,72 @@ async fn export_then_import_brings_every_unfinished_job_back_in_its_state() {
     assert_eq!(back[0].decode::<u32>().expect("payload"), 4);
     assert_eq!(back[1].decode::<u32>().expect("payload"), 1);
 }
+
+#[tokio::test]
+async fn jobs_are_listed_by_state_in_serving_order_and_paged() {
+    let t = TestRedis::new().await;
+    let q = t.queue("listing").await;
+    let mut ids = Vec::new();
+    for priority in [5u8, 1, 5, 0] {
+        let e = q
+            .enqueue(&priority, JobOptions::new().priority(priority))
+            .await
+            .expect("enqueue");
+        ids.push(e.id);
+    }
+    let later = q
+        .enqueue(&"later", JobOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .expect("enqueue delayed")
+        .id;
+    let listed = |state| {
+        let q = q.clone();
+        async move {
+            q.jobs_in_state(state, 0, 100)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Most urgent first, then oldest first within a level.
+    assert_eq!(
+        listed(JobState::Waiting).await,
+        vec![
+            ids[3].clone(),
+            ids[1].clone(),
+            ids[0].clone(),
+            ids[2].clone()
+        ]
+    );
+    assert_eq!(listed(JobState::Delayed).await, vec![later]);
+    assert!(listed(JobState::Active).await.is_empty());
+
+    // Claiming moves the two most urgent to active.
+    let claimed = q.claim("c1", 2).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(
+        listed(JobState::Active).await,
+        vec![ids[3].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        listed(JobState::Waiting).await,
+        vec![ids[0].clone(), ids[2].clone()]
+    );
+    let page = q
+        .jobs_in_state(JobState::Waiting, 1, 1)
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].id, ids[2]);
+    assert_eq!(page[0].state, JobState::Waiting);
+
+    // Buried: dead, and no longer active.
+    q.settle(&claimed[0], Outcome::Bury("bad".into()))
+        .await
+        .expect("settle");
+    assert_eq!(listed(JobState::Dead).await, vec![ids[3].clone()]);
+    assert_eq!(listed(JobState::Active).await, vec![ids[1].clone()]);
+    assert!(listed(JobState::Completed).await.is_empty());
+}
