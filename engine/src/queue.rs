@@ -227,6 +227,19 @@ impl Queue {
         self.store.jobs(&ids).await
     }
 
+    /// Dead letters whose error contains `text` (ignoring case), newest
+    /// first, `offset` matches skipped, at most `limit`; and how many match
+    /// in all.
+    pub async fn find_dead(
+        &self,
+        text: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, u64)> {
+        let (ids, matched) = self.store.find_dead(text, offset, limit).await?;
+        Ok((self.store.jobs(&ids).await?, matched))
+    }
+
     /// Send one dead letter back to its stream with fresh attempts. False
     /// when `id` is not a dead letter.
     pub async fn redrive(&self, id: &str) -> Result<bool> {

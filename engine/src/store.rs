@@ -966,6 +966,45 @@ impl Store {
         Ok(out.into_iter().skip(offset).take(limit).collect())
     }
 
+    /// Dead letters whose error contains `text` (ignoring case), newest
+    /// first: the ids of the `offset..offset+limit` matches and how many
+    /// match in all. Reads only the error field, 1,000 letters per round trip.
+    pub(crate) async fn find_dead(
+        &self,
+        text: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)> {
+        const CHUNK: usize = 1000;
+        let needle = text.to_lowercase();
+        let mut page = Vec::new();
+        let mut matched = 0u64;
+        let mut start = 0;
+        loop {
+            let ids = self.dead_ids(start, CHUNK).await?;
+            if ids.is_empty() {
+                return Ok((page, matched));
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("HGET").arg(self.keys.job(id)).arg("err");
+            }
+            let errors: Vec<Option<String>> = self.query_pipe("search dead letters", &pipe).await?;
+            for (id, error) in ids.iter().zip(errors) {
+                if error.is_some_and(|e| e.to_lowercase().contains(&needle)) {
+                    if matched as usize >= offset && page.len() < limit {
+                        page.push(id.clone());
+                    }
+                    matched += 1;
+                }
+            }
+            if ids.len() < CHUNK {
+                return Ok((page, matched));
+            }
+            start += CHUNK;
+        }
+    }
+
     /// Ids of the jobs in the streams (waiting and active), the delayed set
     /// and the dead letters.
     pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {

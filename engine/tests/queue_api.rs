@@ -698,3 +698,37 @@ async fn jobs_are_listed_by_state_in_serving_order_and_paged() {
     assert_eq!(listed(JobState::Active).await, vec![ids[1].clone()]);
     assert!(listed(JobState::Completed).await.is_empty());
 }
+
+#[tokio::test]
+async fn dead_letters_are_found_by_text_in_their_error() {
+    let t = TestRedis::new().await;
+    let q = t.queue("finddead").await;
+    for i in 0..5u32 {
+        q.enqueue(&i, JobOptions::new()).await.expect("enqueue");
+    }
+    let jobs = q.claim("c1", 5).await.expect("claim");
+    let outcomes = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let why = if i % 2 == 0 {
+                "Timeout talking to upstream"
+            } else {
+                "bad input"
+            };
+            (j, Outcome::Bury(format!("{why} #{i}")))
+        })
+        .collect();
+    q.settle_many(outcomes).await.expect("settle");
+    let (found, matched) = q.find_dead("TIMEOUT", 0, 10).await.expect("find");
+    assert_eq!(matched, 3);
+    assert!(found.iter().all(|j| {
+        j.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Timeout"))
+    }));
+    let (page, matched) = q.find_dead("timeout", 2, 10).await.expect("page");
+    assert_eq!((page.len(), matched), (1, 3));
+    let (none, matched) = q.find_dead("no such text", 0, 10).await.expect("none");
+    assert!(none.is_empty() && matched == 0);
+}
