@@ -78,6 +78,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// API keys. With none, the API is open (for a laptop); a warning says so.
     pub keys: Vec<ApiKeySection>,
+    /// Secret that signs dashboard sessions (`SLUICE_SESSION_SECRET` wins).
+    /// API processes behind one address must share it; without one each
+    /// process makes its own and sessions end when it restarts.
+    pub session_secret: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -88,6 +92,7 @@ impl Default for ApiConfig {
             max_batch: 1000,
             max_body_bytes: 2 * 1024 * 1024,
             keys: Vec::new(),
+            session_secret: None,
         }
     }
 }

@@ -77,15 +77,15 @@ pub struct SignalPage {
     pub next: Option<i64>,
 }
 
-/// The user's signals, newest first.
-pub async fn signals(pool: &PgPool, user_id: i64, f: &SignalFilter) -> Result<SignalPage> {
+/// The signals of one user (or of every user, for operators), newest first.
+pub async fn signals(pool: &PgPool, user_id: Option<i64>, f: &SignalFilter) -> Result<SignalPage> {
     let limit = f.limit.unwrap_or(50).clamp(1, 500);
     let mut rows: Vec<Signal> = sqlx::query_as(
         "SELECT id, user_id, indicator, ticker, exchange, symbol, price, signal_type, chart_id,
                 screenshot_status, screenshot_url, screenshot_error, alert_time, result,
                 profit_loss, notes, created_at, updated_at
          FROM signals
-         WHERE user_id = $1
+         WHERE ($1::int8 IS NULL OR user_id = $1)
            AND ($2::text IS NULL OR ticker = upper($2) OR symbol = upper($2))
            AND ($3::text IS NULL OR lower(signal_type) = lower($3))
            AND ($4::text IS NULL OR result = lower($4))

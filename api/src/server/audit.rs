@@ -23,6 +23,10 @@ fn is_noise(path: &str) -> bool {
         || path.starts_with("/health/")
         || path == "/metrics"
         || path.starts_with("/screenshots/")
+        // The dashboard's polling and assets: page views and actions are
+        // recorded, the refreshes every few seconds are not.
+        || path.starts_with("/dashboard/live/")
+        || path.starts_with("/dashboard/static/")
 }
 
 /// The middleware.

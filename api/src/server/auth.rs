@@ -23,9 +23,14 @@ fn is_health_path(path: &str) -> bool {
 }
 
 /// Paths always open: the API's own description; webhooks (their token is
-/// in the path) and screenshots (named by an unguessable content hash).
+/// in the path) and screenshots (named by an unguessable content hash); the
+/// dashboard, which has its own login.
 fn is_public_path(path: &str) -> bool {
     path == "/api/openapi.json"
+        // The dashboard checks its own session cookie.
+        || path == "/"
+        || path == "/dashboard"
+        || path.starts_with("/dashboard/")
         || path.starts_with("/webhook/")
         || path.starts_with("/screenshots/")
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod dashboard;
 mod error;
 mod metrics;
 mod pipeline;
@@ -49,6 +50,8 @@ struct Shared {
     started: Instant,
     /// Queue handles already opened (opening one costs a round trip).
     queues: RwLock<HashMap<String, Queue>>,
+    /// Signs dashboard sessions.
+    sessions: sluice_dashboard::session::SessionKeys,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,6 +88,11 @@ impl AppState {
             .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
             .collect();
         let schedules = crate::schedules::load(&file.all_schedules())?;
+        let secret = std::env::var("SLUICE_SESSION_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .or_else(|| file.api.session_secret.clone());
+        let sessions = sluice_dashboard::session::SessionKeys::new(secret.as_deref());
         Ok(Self {
             client,
             file: Arc::new(file),
@@ -94,6 +102,7 @@ impl AppState {
                 schedules,
                 started: Instant::now(),
                 queues: RwLock::new(HashMap::new()),
+                sessions,
             }),
         })
     }
@@ -180,7 +189,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(system::health))
         .route("/health/live", get(system::live))
         .route("/health/ready", get(system::ready))
-        .route("/metrics", get(system::metrics));
+        .route("/metrics", get(system::metrics))
+        .merge(dashboard::routes());
     api.fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -198,7 +198,7 @@ pub async fn user_signals(
             format!("no user {id}"),
         ));
     }
-    Ok(Json(reads::signals(&p.pool, id, &filter).await?))
+    Ok(Json(reads::signals(&p.pool, Some(id), &filter).await?))
 }
 
 /// `GET /api/users/{id}/stats`.

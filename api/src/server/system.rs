@@ -124,6 +124,13 @@ pub async fn workers(State(state): State<AppState>) -> ApiResult<Json<serde_json
 
 /// `GET /api/schedules`: configured schedules, next runs, last run.
 pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(json!({ "schedules": schedule_views(&state).await? })))
+}
+
+/// Every configured schedule with its next runs and last run.
+pub(super) async fn schedule_views(
+    state: &AppState,
+) -> ApiResult<Vec<crate::schedules::ScheduleView>> {
     let mut last = crate::schedules::last_runs(&state.client)
         .await
         .map_err(|e| match e.downcast::<sluice_engine::Error>() {
@@ -138,13 +145,12 @@ pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<serde_js
             }
         })?;
     let now = chrono::Utc::now();
-    let views: Vec<_> = state
+    Ok(state
         .shared
         .schedules
         .iter()
         .map(|s| s.view(now, last.remove(&s.section.name)))
-        .collect();
-    Ok(Json(json!({ "schedules": views })))
+        .collect())
 }
 
 /// `GET /api/openapi.json`.
