@@ -15,9 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 
 type Request<I, O> = (I, oneshot::Sender<O>);
 
-/// Most flushes of one batcher running at once.
-pub const FLUSHES_IN_FLIGHT: usize = 4;
-
 /// Why a batch write failed, as every job of the batch sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -66,19 +63,14 @@ impl<I, O> Clone for Batcher<I, O> {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Start the batching task. `flush` gets a batch and returns one output
-    /// per item, in order. Up to [`FLUSHES_IN_FLIGHT`] flushes run at once
-    /// (a bulk write waits mostly on the database's round trip and commit,
-    /// so one at a time would leave the pool idle). The task ends when
-    /// every clone is dropped.
+    /// per item, in order. The task ends when every clone is dropped.
     pub fn spawn<F, Fut>(max: usize, linger: Duration, flush: F) -> Self
     where
-        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<O>> + Send + 'static,
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<O>> + Send,
     {
         let max = max.max(1);
         let (tx, mut rx) = mpsc::channel::<Request<I, O>>(max * 4);
-        let flush = std::sync::Arc::new(flush);
-        let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(FLUSHES_IN_FLIGHT));
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -96,20 +88,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let (items, replies): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.into_iter().unzip();
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    return;
-                };
-                let flush = flush.clone();
-                tokio::spawn(async move {
-                    let outputs = flush(items).await;
-                    drop(permit);
-                    // A caller that gave up (its job timed out) has dropped
-                    // its receiver; its item was still written, and the
-                    // flushes are idempotent, so the retry adds nothing twice.
-                    for (reply, out) in replies.into_iter().zip(outputs) {
-                        let _ = reply.send(out);
-                    }
-                });
+                let outputs = flush(items).await;
+                // A caller that gave up (its job timed out) has dropped its
+                // receiver; its item was still written, and the flushes
+                // are idempotent, so the retry adds nothing twice.
+                for (reply, out) in replies.into_iter().zip(outputs) {
+                    let _ = reply.send(out);
+                }
             }
         });
         Self { tx }
