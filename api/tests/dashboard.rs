@@ -1,0 +1,543 @@
+//! The dashboard in Debian's Chromium (headless, driven over CDP) against a
+//! running `sluice up` with the real Redis and PostgreSQL: login, counts
+//! matching the API, live updates without reload, dead letters retried from
+//! the page, pause stopping the workers, XSS payloads shown as text, CSRF
+//! and read-only refusals. Screenshots of each page are saved under
+//! `target/dashboard-screenshots/` (out of git) for people to look at.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::post;
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use common::pg::TestSchema;
+use common::{Prefix, free_port};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sluice_api::server::key_hash;
+
+/// `sluice up`, killed when dropped.
+struct Sluice(Child);
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The HTTP endpoint the `orders` workers deliver to: 400 (a permanent
+/// failure: the job is dead-lettered) while `failing` is on, else 200.
+async fn delivery_target(failing: Arc<AtomicBool>) -> String {
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let failing = failing.clone();
+            async move {
+                if failing.load(Ordering::SeqCst) && body.contains("\"fail\":true") {
+                    (axum::http::StatusCode::BAD_REQUEST, "refused on purpose")
+                } else {
+                    (axum::http::StatusCode::OK, "ok")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/hook")
+}
+
+async fn eval(page: &Page, js: &str) -> Value {
+    let params = EvaluateParams::builder()
+        .expression(js)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .expect("params");
+    page.evaluate_expression(params)
+        .await
+        .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
+        .value()
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Wait until the JS expression is true in the page (at most 20 s).
+async fn wait_until(page: &Page, js: &str) {
+    let started = Instant::now();
+    loop {
+        if eval(page, js).await == Value::Bool(true) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for `{js}` on {}",
+            eval(page, "location.href").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn goto(page: &Page, url: &str) {
+    page.goto(url).await.expect("goto");
+    wait_until(page, "document.readyState === 'complete'").await;
+}
+
+async fn click(page: &Page, selector: &str) {
+    page.find_element(selector)
+        .await
+        .unwrap_or_else(|e| panic!("no {selector}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+fn shots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn shoot(page: &Page, name: &str) {
+    let png = page
+        .screenshot(
+            ScreenshotParams::builder()
+                .format(CaptureScreenshotFormat::Png)
+                .full_page(true)
+                .build(),
+        )
+        .await
+        .expect("screenshot");
+    std::fs::write(shots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+struct Api {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn enqueue(&self, queue: &str, payload: Value) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/api/queues/{queue}/jobs", self.base))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/json")
+            .body(json!({ "payload": payload }).to_string())
+            .send()
+            .await
+            .expect("enqueue")
+            .text()
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .expect("json");
+        r["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .expect("json")
+    }
+}
+
+#[tokio::test]
+async fn operators_drive_the_queues_from_the_dashboard_in_a_real_browser() {
+    let prefix = Prefix::new("dashboard");
+    let schema = TestSchema::new("dashboard").await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let target = delivery_target(failing.clone()).await;
+    let admin_key = format!("admin-{:016x}", rand::random::<u64>());
+    let read_key = format!("read-{:016x}", rand::random::<u64>());
+    let port = free_port();
+    let config = std::env::temp_dir().join(format!("{}.toml", prefix.name));
+    std::fs::write(
+        &config,
+        format!(
+            r#"redis_url = {redis:?}
+prefix = {prefix:?}
+
+[api]
+open_health = true
+[[api.keys]]
+name = "ops"
+sha256 = "{admin}"
+scope = "admin"
+[[api.keys]]
+name = "viewer"
+sha256 = "{read}"
+scope = "read"
+
+[[queues]]
+name = "orders"
+url = {target:?}
+concurrency = 4
+
+[[schedules]]
+name = "nightly-report"
+cron = "0 0 3 * * *"
+queue = "reports"
+
+[pipeline]
+database_url = {db:?}
+database_schema = {schema:?}
+backup_cron = ""
+retention_cron = ""
+audit = false
+"#,
+            redis = prefix.url,
+            prefix = prefix.name,
+            admin = key_hash(&admin_key),
+            read = key_hash(&read_key),
+            db = schema.db.url,
+            schema = schema.name(),
+        ),
+    )
+    .expect("config");
+    let _sluice = Sluice(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--config")
+            .arg(&config)
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .env("SLUICE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sluice up"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let api = Api {
+        base: base.clone(),
+        key: admin_key.clone(),
+        http: reqwest::Client::new(),
+    };
+    let started = Instant::now();
+    while api
+        .http
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "sluice up did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One stored signal for the signals page.
+    let pool = schema.pool();
+    let (user, _) = sluice_jobs::users::add(&pool, sluice_jobs::plan::Plan::Pro, None)
+        .await
+        .expect("user");
+    sqlx::query(
+        "INSERT INTO signals (job_id, user_id, ticker, exchange, symbol, price, signal_type, alert_time, screenshot_status, screenshot_error)
+         VALUES ('dash-1', $1, 'BINANCE:BTCUSDT', 'BINANCE', 'BTCUSDT', 67890.5, 'Bullish <b>divergence</b>', now(), 'failed', 'chart timed out')",
+    )
+    .bind(user.id)
+    .execute(&pool)
+    .await
+    .expect("signal");
+
+    let data_dir = std::env::temp_dir().join(format!("{}-chromium", prefix.name));
+    let (browser, mut handler) = Browser::launch(
+        BrowserConfig::builder()
+            .chrome_executable("/usr/bin/chromium")
+            .no_sandbox()
+            .user_data_dir(&data_dir)
+            .window_size(1280, 900)
+            .args([
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-quic",
+            ])
+            .build()
+            .expect("browser config"),
+    )
+    .await
+    .expect("launch /usr/bin/chromium");
+    let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
+    let page = browser.new_page("about:blank").await.expect("page");
+
+    // Not logged in: the login form; a wrong key is refused.
+    goto(&page, &format!("{base}/dashboard")).await;
+    wait_until(&page, "location.pathname === '/dashboard/login'").await;
+    shoot(&page, "login").await;
+    click(&page, "#key").await;
+    page.find_element("#key")
+        .await
+        .expect("key")
+        .type_str("wrong-key")
+        .await
+        .expect("type");
+    click(&page, "button[type=submit]").await;
+    wait_until(&page, "document.querySelector('.error') !== null").await;
+
+    // Log in as the admin.
+    goto(&page, &format!("{base}/dashboard/login")).await;
+    click(&page, "#key").await;
+    page.find_element("#key")
+        .await
+        .expect("key")
+        .type_str(&admin_key)
+        .await
+        .expect("type");
+    click(&page, "button[type=submit]").await;
+    wait_until(
+        &page,
+        "location.pathname === '/dashboard' && document.querySelector('table.queues') !== null",
+    )
+    .await;
+    let cookie_visible = eval(&page, "document.cookie.includes('sluice_session')").await;
+    assert_eq!(
+        cookie_visible,
+        json!(false),
+        "the session cookie is HttpOnly"
+    );
+
+    // Counts match the API, and update live as jobs arrive.
+    for i in 0..3 {
+        api.enqueue("reports", json!({ "report": i })).await;
+    }
+    wait_until(
+        &page,
+        "(document.querySelector('tr[data-queue=reports] [data-field=waiting]') || {}).textContent === '3'",
+    )
+    .await;
+    let stats = api.get("/api/queues/reports").await;
+    assert_eq!(stats["waiting"], json!(3));
+    let workers_shown = eval(
+        &page,
+        "document.querySelector('[data-testid=workers]').textContent",
+    )
+    .await;
+    assert_eq!(
+        workers_shown,
+        json!("1"),
+        "`sluice up` runs one worker process"
+    );
+    shoot(&page, "overview").await;
+
+    // A job enqueued through the API appears on the queue page without reload.
+    goto(&page, &format!("{base}/dashboard/queues/reports")).await;
+    eval(&page, "window.__notReloaded = true").await;
+    let fresh = api.enqueue("reports", json!({ "report": "fresh" })).await;
+    wait_until(
+        &page,
+        &format!("document.querySelector('tr[data-job=\"{fresh}\"]') !== null"),
+    )
+    .await;
+    assert_eq!(
+        eval(&page, "window.__notReloaded === true").await,
+        json!(true)
+    );
+    shoot(&page, "queue").await;
+
+    // XSS payloads render as text.
+    let evil = api
+        .enqueue(
+            "reports",
+            json!({ "html": "<script>window.__xss=1</script>\"><img src=x onerror=\"window.__xss=2\">" }),
+        )
+        .await;
+    goto(
+        &page,
+        &format!("{base}/dashboard/queues/reports/jobs/{evil}"),
+    )
+    .await;
+    let payload = eval(
+        &page,
+        "document.querySelector('[data-testid=payload]').textContent",
+    )
+    .await;
+    assert!(
+        payload
+            .as_str()
+            .is_some_and(|p| p.contains("<script>window.__xss=1</script>")),
+        "{payload}"
+    );
+    assert_eq!(eval(&page, "typeof window.__xss").await, json!("undefined"));
+    assert_eq!(
+        eval(&page, "document.querySelectorAll('main img').length").await,
+        json!(0)
+    );
+    shoot(&page, "job").await;
+
+    // A job dead-lettered by its handler is retried from the page and
+    // leaves the dead list.
+    let doomed = api.enqueue("orders", json!({ "fail": true })).await;
+    goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
+    wait_until(
+        &page,
+        &format!("document.querySelector('tr[data-job=\"{doomed}\"]') !== null"),
+    )
+    .await;
+    shoot(&page, "dead-letters").await;
+    failing.store(false, Ordering::SeqCst);
+    click(
+        &page,
+        &format!("tr[data-job=\"{doomed}\"] button[data-testid=retry]"),
+    )
+    .await;
+    wait_until(&page, &format!("location.pathname === '/dashboard/queues/orders/dead' && document.querySelector('tr[data-job=\"{doomed}\"]') === null")).await;
+    let started = Instant::now();
+    // Completed jobs may leave only their counts behind.
+    while api.get("/api/queues/orders").await["completed_total"] != json!(1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the retried job did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A POST without the CSRF token is refused, and changes nothing.
+    let status = eval(
+        &page,
+        "fetch('/dashboard/queues/orders/pause', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'x=1'}).then(r => r.status)",
+    )
+    .await;
+    assert_eq!(status, json!(403));
+    assert_eq!(api.get("/api/queues/orders").await["paused"], json!(false));
+
+    // Pausing from the page stops the workers claiming; resuming restarts them.
+    goto(&page, &format!("{base}/dashboard/queues/orders")).await;
+    eval(&page, "window.confirm = () => true").await;
+    click(&page, "[data-testid=pause]").await;
+    wait_until(
+        &page,
+        "document.querySelector('[data-testid=paused]') !== null",
+    )
+    .await;
+    assert_eq!(api.get("/api/queues/orders").await["paused"], json!(true));
+    let completed_before = api.get("/api/queues/orders").await["completed_total"].clone();
+    for i in 0..5 {
+        api.enqueue("orders", json!({ "order": i })).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let paused = api.get("/api/queues/orders").await;
+    assert_eq!(paused["waiting"], json!(5), "{paused}");
+    assert_eq!(paused["completed_total"], completed_before);
+    shoot(&page, "queue-paused").await;
+    click(&page, "[data-testid=resume]").await;
+    wait_until(
+        &page,
+        "document.querySelector('[data-testid=running]') !== null",
+    )
+    .await;
+    let started = Instant::now();
+    while api.get("/api/queues/orders").await["waiting"] != json!(0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "workers did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Workers, schedules and signals pages.
+    goto(&page, &format!("{base}/dashboard/workers")).await;
+    let pid = _sluice.0.id().to_string();
+    wait_until(
+        &page,
+        &format!("document.querySelector('table.workers').textContent.includes('{pid}')"),
+    )
+    .await;
+    shoot(&page, "workers").await;
+    goto(&page, &format!("{base}/dashboard/schedules")).await;
+    wait_until(
+        &page,
+        "document.querySelector('table.schedules').textContent.includes('nightly-report')",
+    )
+    .await;
+    shoot(&page, "schedules").await;
+    goto(&page, &format!("{base}/dashboard/signals?ticker=BTCUSDT")).await;
+    wait_until(&page, "document.querySelector('[data-signal]') !== null").await;
+    let text = eval(&page, "document.querySelector('[data-signal]').textContent").await;
+    assert!(
+        text.as_str().is_some_and(
+            |t| t.contains("Bullish <b>divergence</b>") && t.contains("chart timed out")
+        ),
+        "{text}"
+    );
+    shoot(&page, "signals").await;
+
+    // On a phone-sized screen the page does not overflow sideways.
+    page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true))
+        .await
+        .expect("phone viewport");
+    goto(&page, &format!("{base}/dashboard")).await;
+    assert_eq!(
+        eval(
+            &page,
+            "document.documentElement.scrollWidth <= window.innerWidth + 1"
+        )
+        .await,
+        json!(true)
+    );
+    shoot(&page, "overview-phone").await;
+    page.execute(SetDeviceMetricsOverrideParams::new(1280, 900, 1.0, false))
+        .await
+        .expect("desktop viewport");
+
+    // A read-only key sees no actions and cannot act even with its token.
+    goto(&page, &format!("{base}/dashboard")).await;
+    click(&page, "form[action='/dashboard/logout'] button").await;
+    wait_until(&page, "location.pathname === '/dashboard/login'").await;
+    click(&page, "#key").await;
+    page.find_element("#key")
+        .await
+        .expect("key")
+        .type_str(&read_key)
+        .await
+        .expect("type");
+    click(&page, "button[type=submit]").await;
+    wait_until(&page, "location.pathname === '/dashboard'").await;
+    goto(&page, &format!("{base}/dashboard/queues/orders")).await;
+    assert_eq!(
+        eval(
+            &page,
+            "document.querySelector('[data-testid=pause]') === null"
+        )
+        .await,
+        json!(true)
+    );
+    let status = eval(
+        &page,
+        "fetch('/dashboard/queues/orders/pause', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'csrf=' + document.querySelector('input[name=csrf]').value}).then(r => r.status)",
+    )
+    .await;
+    assert_eq!(status, json!(403));
+    assert_eq!(api.get("/api/queues/orders").await["paused"], json!(false));
+    shoot(&page, "queue-read-only").await;
+
+    drop(browser);
+    driver.abort();
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let _ = std::fs::remove_file(&config);
+}
