@@ -33,7 +33,7 @@ pub enum ScreenshotStore {
     /// Files in a local directory, served by the API.
     Local(LocalStore),
     /// Objects in an S3-compatible bucket, linked at the bucket's public URL.
-    S3(S3Store),
+    S3(Box<S3Store>),
 }
 
 impl ScreenshotStore {
@@ -63,7 +63,7 @@ impl From<LocalStore> for ScreenshotStore {
 
 impl From<S3Store> for ScreenshotStore {
     fn from(store: S3Store) -> Self {
-        Self::S3(store)
+        Self::S3(Box::new(store))
     }
 }
 

@@ -56,7 +56,7 @@ fn settings(endpoint: &str, bucket: &str) -> S3Settings {
 #[tokio::test]
 async fn screenshots_go_to_the_bucket_by_content_hash_and_are_deleted_from_it() {
     let (endpoint, root) = start_s3("shots").await;
-    let store = ScreenshotStore::S3(S3Store::new(&settings(&endpoint, "shots")).expect("store"));
+    let store = ScreenshotStore::from(S3Store::new(&settings(&endpoint, "shots")).expect("store"));
     let png = b"\x89PNG\r\n\x1a\n not really a picture, but bytes".to_vec();
 
     let url = store.put(&png).await.expect("put");
