@@ -270,14 +270,7 @@ audit = false
             .no_sandbox()
             .user_data_dir(&data_dir)
             .window_size(1280, 900)
-            .args([
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-                "--disable-quic",
-            ])
+            .args(sluice_jobs::browser::FLAGS)
             .build()
             .expect("browser config"),
     )

@@ -31,7 +31,7 @@ use crate::users::SessionCookie;
 
 /// The flags every launch gets (besides chromiumoxide's own headless
 /// defaults): no background traffic, no first-run work.
-const FLAGS: [&str; 7] = [
+pub const FLAGS: [&str; 7] = [
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",

@@ -435,12 +435,13 @@ async fn overview_live(
     Ok(render(&overview_data(&state, minutes).await?).into_response())
 }
 
-/// One queue's row, and its per-minute counts over `minutes`.
+/// One queue's row, its per-minute counts over `minutes`, and how long its
+/// next job has waited (ms; `None` when nothing waits).
 async fn queue_row(
     q: &Queue,
     minutes: u64,
     now_ms: u64,
-) -> DashResult<(QueueRow, Vec<sluice_engine::MinuteCount>)> {
+) -> DashResult<(QueueRow, Vec<sluice_engine::MinuteCount>, Option<u64>)> {
     let stats = q.stats().await?;
     let series = q.throughput(minutes.max(2)).await?;
     // The newest minute is still running: report the last full one.
@@ -448,8 +449,7 @@ async fn queue_row(
     let next = q.jobs_in_state(JobState::Waiting, 0, 1).await?;
     let wait = next
         .first()
-        .map(|j| now_ms.saturating_sub(j.due_at_ms.unwrap_or(j.created_at_ms)))
-        .unwrap_or(0);
+        .map(|j| now_ms.saturating_sub(j.due_at_ms.unwrap_or(j.created_at_ms)));
     let by_priority = stats
         .waiting_by_priority
         .iter()
@@ -471,13 +471,9 @@ async fn queue_row(
         rate_limit: stats
             .rate_limit
             .map(|r| format!("{}/s, burst {}", r.per_second, r.burst)),
-        wait: if next.is_empty() {
-            "—".into()
-        } else {
-            duration_ms(wait)
-        },
+        wait: wait.map(duration_ms).unwrap_or_else(|| "—".into()),
     };
-    Ok((row, series))
+    Ok((row, series, wait))
 }
 
 async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLive> {
@@ -490,7 +486,7 @@ async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLiv
     let mut waits = Vec::new();
     for name in names {
         let q = state.existing_queue(&name).await?;
-        let (row, series) = queue_row(&q, minutes, now_ms).await?;
+        let (row, series, wait) = queue_row(&q, minutes, now_ms).await?;
         let series = &series[series.len().saturating_sub(minutes as usize)..];
         for (i, m) in series.iter().enumerate() {
             completed[i] += m.completed;
@@ -508,18 +504,7 @@ async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLiv
                 })
                 .collect();
         }
-        let wait_secs = if row.waiting > 0 {
-            q.jobs_in_state(JobState::Waiting, 0, 1)
-                .await?
-                .first()
-                .map(|j| {
-                    now_ms.saturating_sub(j.due_at_ms.unwrap_or(j.created_at_ms)) as f64 / 1000.0
-                })
-                .unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        waits.push((row.name.clone(), wait_secs));
+        waits.push((row.name.clone(), wait.unwrap_or(0) as f64 / 1000.0));
         rows.push(row);
     }
     let workers = state.client.workers().await?;
@@ -620,7 +605,7 @@ async fn queue_data(
     let page = page_number(q.page.as_deref())?;
     let queue = state.existing_queue(name).await?;
     let now_ms = unix_ms();
-    let (row, _) = queue_row(&queue, 2, now_ms).await?;
+    let (row, _, _) = queue_row(&queue, 2, now_ms).await?;
     let mut jobs = queue
         .jobs_in_state(job_state, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
         .await?;
@@ -894,32 +879,46 @@ fn dead_list_url(name: &str, filter: &str) -> String {
     }
 }
 
+/// What is done to one dead letter.
+#[derive(Debug, Clone, Copy)]
+enum DeadAction {
+    Retry,
+    Delete,
+}
+
 async fn dead_retry(
-    State(state): State<AppState>,
+    state: State<AppState>,
     headers: HeaderMap,
-    Path((name, id)): Path<(String, String)>,
-    Form(form): Form<ActionForm>,
+    path: Path<(String, String)>,
+    form: Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
-    op.may_act(&state, form.csrf.as_deref())?;
-    if !state.existing_queue(&name).await?.redrive(&id).await? {
-        return Err(DashError::status(
-            StatusCode::NOT_FOUND,
-            format!("{id:?} is not a dead letter of {name} (retried or deleted already?)"),
-        ));
-    }
-    Ok(op.acted(&dead_list_url(&name, "")))
+    dead_one(state, headers, path, form, DeadAction::Retry).await
 }
 
 async fn dead_delete(
+    state: State<AppState>,
+    headers: HeaderMap,
+    path: Path<(String, String)>,
+    form: Form<ActionForm>,
+) -> DashResult<Response> {
+    dead_one(state, headers, path, form, DeadAction::Delete).await
+}
+
+async fn dead_one(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
+    action: DeadAction,
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
-    if !state.existing_queue(&name).await?.delete_dead(&id).await? {
+    let queue = state.existing_queue(&name).await?;
+    let was_dead = match action {
+        DeadAction::Retry => queue.redrive(&id).await?,
+        DeadAction::Delete => queue.delete_dead(&id).await?,
+    };
+    if !was_dead {
         return Err(DashError::status(
             StatusCode::NOT_FOUND,
             format!("{id:?} is not a dead letter of {name} (retried or deleted already?)"),
