@@ -226,8 +226,28 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// The `last-delivered-id` of `group` in an `XINFO GROUPS` reply.
-fn last_delivered(reply: &Value, group: &str) -> Option<String> {
+/// What `XINFO GROUPS` says of one consumer group on one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct GroupInfo {
+    /// Entries up to this id have been delivered.
+    last_delivered: String,
+    /// Entries delivered and not yet acknowledged.
+    pending: Option<u64>,
+    /// Entries not yet delivered (Redis 7; absent when Redis cannot tell).
+    lag: Option<u64>,
+}
+
+impl GroupInfo {
+    /// Whether the stream may hold entries on this side of the group's
+    /// last-delivered id (unknown counts say yes).
+    fn may_hold(&self, delivered: bool) -> bool {
+        let count = if delivered { self.pending } else { self.lag };
+        count != Some(0)
+    }
+}
+
+/// `group`'s entry in an `XINFO GROUPS` reply.
+fn group_info(reply: &Value, group: &str) -> Option<GroupInfo> {
     let Value::Array(groups) = reply else {
         return None;
     };
@@ -241,13 +261,17 @@ fn last_delivered(reply: &Value, group: &str) -> Option<String> {
             Value::Map(kv) => kv.iter().map(|(k, v)| (text(k), text(v))).collect(),
             _ => return None,
         };
-        let name = fields.iter().find(|(k, _)| k == "name")?;
-        (name.1 == group).then(|| {
+        let field = |name: &str| {
             fields
                 .iter()
-                .find(|(k, _)| k == "last-delivered-id")
+                .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
-        })?
+        };
+        (field("name")? == group).then(|| GroupInfo {
+            last_delivered: field("last-delivered-id").unwrap_or_else(|| "0-0".into()),
+            pending: field("pending").and_then(|v| v.parse().ok()),
+            lag: field("lag").and_then(|v| v.parse().ok()),
+        })
     })
 }
 
@@ -940,10 +964,13 @@ impl Store {
             if wanted == 0 {
                 break;
             }
-            let last = groups
-                .get(level)
-                .and_then(|g| last_delivered(g, GROUP))
-                .unwrap_or_else(|| "0-0".to_owned());
+            let info = groups.get(level).and_then(|g| group_info(g, GROUP));
+            // Skip levels the group's counts say are empty on this side:
+            // an idle queue is listed in one round trip, not eleven.
+            if info.as_ref().is_some_and(|i| !i.may_hold(delivered)) {
+                continue;
+            }
+            let last = info.map_or_else(|| "0-0".to_owned(), |i| i.last_delivered);
             let (start, end) = if delivered {
                 ("-".to_owned(), last)
             } else {

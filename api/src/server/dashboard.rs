@@ -699,17 +699,9 @@ async fn find_job(
     Ok((StatusCode::NOT_FOUND, render(&page)).into_response())
 }
 
-/// Percent-encode a path segment.
+/// Percent-encode a path segment or query value.
 fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 async fn job_page(
