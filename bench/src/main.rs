@@ -5,7 +5,12 @@
 //! and the release `sluice` binary (built first if missing), so runs do not
 //! disturb, or get disturbed by, the shared Redis.
 //!
-//! Scenarios so far (the peer comparisons arrive with their issue):
+//! Scenarios:
+//! - `compare`: the workloads below with Sluice, BullMQ and apalis on one
+//!   private Redis (no persistence, then AOF `everysec`), plus the physical
+//!   limit of that Redis; one table of ratios, JSON lines, SVG charts.
+//! - `enqueue`, `e2e`, `e2e-priority`, `latency`, `retry`: one workload
+//!   with Sluice alone (see `workloads.rs`).
 //! - `http`: single-job `POST /api/queues/{q}/jobs` at a steady offered
 //!   rate from an open-loop generator (latency counted from each request's
 //!   scheduled time, so a stall is not hidden by the generator waiting);
@@ -13,7 +18,8 @@
 //!   acknowledged job is in Redis.
 //! - `audit`: audit events from enqueue to rows in PostgreSQL through the
 //!   audit handler's bulk writes, against one `INSERT` per row.
-//! - `memory`: RSS of an idle `sluice serve` and an idle `sluice work`.
+//! - `memory`: RSS of an idle `sluice serve` and an idle `sluice work`, and
+//!   Redis memory per waiting job.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +31,12 @@ use clap::{Parser, Subcommand};
 use tokio::sync::Mutex;
 
 mod audit;
+mod chart;
+mod compare;
+mod physical;
+mod workloads;
+
+use workloads::{Measured, Workload};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of Sluice")]
@@ -71,8 +83,58 @@ enum Scenario {
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
         database_url: String,
     },
-    /// RSS of idle API and worker processes.
-    Memory,
+    /// RSS of idle API and worker processes; Redis memory per waiting job.
+    Memory {
+        /// Jobs left waiting to measure Redis memory per job.
+        #[arg(long, default_value_t = 100_000)]
+        jobs: u64,
+    },
+    /// Sluice, BullMQ and apalis side by side on one private Redis.
+    Compare {
+        /// Jobs per throughput workload (`e2e c1` runs a quarter).
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u64,
+        /// Offered rate of the latency workload, jobs/s.
+        #[arg(long, default_value_t = 10_000)]
+        latency_rate: u64,
+        /// Seconds of the latency workload.
+        #[arg(long, default_value_t = 5)]
+        latency_seconds: u64,
+        /// Skip the second round on a Redis with AOF `everysec`.
+        #[arg(long)]
+        no_aof: bool,
+        /// Where the JSON lines and SVG charts go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
+    /// Enqueue in batches of 1,000 and one job per call (50 producers).
+    Enqueue {
+        #[arg(long, default_value_t = 50_000)]
+        jobs: u64,
+    },
+    /// Enqueue and drain no-op jobs at concurrency 1, 10 and 50.
+    E2e {
+        #[arg(long, default_value_t = 50_000)]
+        jobs: u64,
+    },
+    /// `e2e` at concurrency 50 with random priorities over 4 levels.
+    E2ePriority {
+        #[arg(long, default_value_t = 50_000)]
+        jobs: u64,
+    },
+    /// Time from enqueue to handler start at a steady offered rate.
+    Latency {
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// `e2e` at concurrency 50 where one job in 10 fails once, against the
+    /// same without failures.
+    Retry {
+        #[arg(long, default_value_t = 50_000)]
+        jobs: u64,
+    },
 }
 
 /// What one request of a load run sends: URL, body, and the status that
@@ -96,10 +158,20 @@ impl Drop for Proc {
 }
 
 pub(crate) fn start_redis() -> anyhow::Result<(Proc, String)> {
+    start_redis_with(
+        &["--save", "", "--appendonly", "no"],
+        &std::env::temp_dir(),
+    )
+}
+
+/// A private `redis-server` with these settings, its files in `dir`.
+pub(crate) fn start_redis_with(args: &[&str], dir: &Path) -> anyhow::Result<(Proc, String)> {
     let port = free_port()?;
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .context("start redis-server")?;
@@ -113,7 +185,21 @@ pub(crate) fn start_redis() -> anyhow::Result<(Proc, String)> {
     bail!("redis-server did not start")
 }
 
-fn workspace_root() -> PathBuf {
+/// `redis-server --version`, e.g. "Redis 7.0.15".
+pub(crate) fn redis_version() -> String {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(|v| format!("Redis {v}")))
+        })
+        .unwrap_or_else(|| "Redis, version unknown".into())
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -361,7 +447,7 @@ async fn webhook(rate: u64, seconds: u64, database_url: &str) -> anyhow::Result<
     Ok(())
 }
 
-async fn memory() -> anyhow::Result<()> {
+async fn memory(jobs: u64) -> anyhow::Result<()> {
     let (_redis, url) = start_redis()?;
     let bin = sluice_binary()?;
     let config = write_config(
@@ -378,7 +464,57 @@ async fn memory() -> anyhow::Result<()> {
         rss_kib(worker.0.id())?
     );
     let _ = std::fs::remove_file(config);
+
+    // Redis memory per waiting job: small payloads, default options.
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let used = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_default()
+    };
+    let before = used(redis::cmd("INFO").arg("memory").query_async(&mut conn).await?);
+    let m = workloads::run_sluice(&url, Workload::EnqueueBatch, jobs).await;
+    if let Some(e) = m.error {
+        bail!("enqueue failed: {e}");
+    }
+    let after = used(redis::cmd("INFO").arg("memory").query_async(&mut conn).await?);
+    println!(
+        "  Redis used_memory per waiting job: {} bytes ({jobs} jobs, payload {{n, t}} as MessagePack)",
+        after.saturating_sub(before) / jobs.max(1)
+    );
     Ok(())
+}
+
+/// Run Sluice-only workloads on a private Redis and print each.
+async fn sluice_only(runs: &[(Workload, u64)]) -> anyhow::Result<()> {
+    let (_redis, url) = start_redis()?;
+    for (workload, jobs) in runs {
+        let m = workloads::run_sluice(&url, *workload, *jobs).await;
+        print_measured(&m);
+        let client = redis::Client::open(url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+    }
+    Ok(())
+}
+
+fn print_measured(m: &Measured) {
+    match (&m.error, m.per_second()) {
+        (Some(e), _) => println!("{:<18} failed: {e}", m.workload),
+        (None, Some(rate)) => {
+            print!(
+                "{:<18} {rate:>9.0} jobs/s  ({} jobs in {:.2} s; {})",
+                m.workload, m.jobs, m.seconds, m.how
+            );
+            if let (Some(p50), Some(p99), Some(p999)) = (m.p50_ms, m.p99_ms, m.p999_ms) {
+                print!("  p50 {p50:.3} ms  p99 {p99:.3} ms  p99.9 {p999:.3} ms");
+            }
+            println!();
+        }
+        (None, None) => println!("{:<18} no figure", m.workload),
+    }
 }
 
 #[tokio::main]
@@ -395,6 +531,40 @@ async fn main() -> anyhow::Result<()> {
             single_rows,
             database_url,
         } => audit::run(events, single_rows, &database_url).await,
-        Scenario::Memory => memory().await,
+        Scenario::Memory { jobs } => memory(jobs).await,
+        Scenario::Compare {
+            jobs,
+            latency_rate,
+            latency_seconds,
+            no_aof,
+            out,
+        } => {
+            compare::run(compare::Settings {
+                jobs,
+                latency_rate,
+                latency_seconds,
+                with_aof: !no_aof,
+                out_dir: workspace_root().join(out),
+            })
+            .await
+        }
+        Scenario::Enqueue { jobs } => {
+            sluice_only(&[(Workload::EnqueueBatch, jobs), (Workload::EnqueueSingle, jobs)]).await
+        }
+        Scenario::E2e { jobs } => {
+            let runs: Vec<_> = [1, 10, 50]
+                .into_iter()
+                .map(|concurrency| (Workload::E2e { concurrency }, jobs))
+                .collect();
+            sluice_only(&runs).await
+        }
+        Scenario::E2ePriority { jobs } => sluice_only(&[(Workload::E2ePriority, jobs)]).await,
+        Scenario::Latency { rate, seconds } => {
+            sluice_only(&[(Workload::Latency { rate, seconds }, rate * seconds)]).await
+        }
+        Scenario::Retry { jobs } => {
+            sluice_only(&[(Workload::E2e { concurrency: 50 }, jobs), (Workload::Retry, jobs)])
+                .await
+        }
     }
 }
