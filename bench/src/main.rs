@@ -158,6 +158,12 @@ impl Drop for Proc {
 }
 
 pub(crate) fn start_redis() -> anyhow::Result<(Proc, String)> {
+    // For profiling (INFO commandstats, SLOWLOG): an existing Redis the
+    // scenario then shares with whatever else uses it.
+    if let Ok(url) = std::env::var("SLUICE_BENCH_REDIS_URL") {
+        let stand_in = Command::new("sleep").arg("infinity").spawn()?;
+        return Ok((Proc(stand_in), url));
+    }
     start_redis_with(
         &["--save", "", "--appendonly", "no"],
         &std::env::temp_dir(),

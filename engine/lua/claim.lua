@@ -54,9 +54,9 @@ local function activate(level, eid, jid)
   end
   local att, fence = tonumber(f[2]) + 1, tonumber(f[5]) + 1
   redis.call('HSET', jk, 'state', 'active', 'att', att, 'fence', fence, 'sat', int(now), 'wk', consumer)
-  for _, v in ipairs({ jid, level, eid, fence, att, f[3], f[4], f[1], f[6] }) do
-    table.insert(out, v)
-  end
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = jid, level, eid, fence, att
+  out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[3], f[4], f[1], f[6]
   remaining = remaining - 1
 end
 

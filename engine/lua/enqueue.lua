@@ -16,6 +16,7 @@
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
+local created = int(now)
 local out = {}
 local added = 0
 for i = 0, n - 1 do
@@ -41,14 +42,15 @@ for i = 0, n - 1 do
     -- write the hash a second time).
     local state = 'waiting'
     if delay > 0 then state = 'delayed' end
-    local due = int(now + math.max(delay, 0))
-    local fields = { 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-      'to', ARGV[o + 6], 'fence', 0, 'cat', int(now), 'state', state, 'due', due }
+    local due = created
+    if delay > 0 then due = int(now + delay) end
     if idem ~= '' then
-      table.insert(fields, 'idem')
-      table.insert(fields, idem)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+        'to', ARGV[o + 6], 'fence', 0, 'cat', created, 'state', state, 'due', due, 'idem', idem)
+    else
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+        'to', ARGV[o + 6], 'fence', 0, 'cat', created, 'state', state, 'due', due)
     end
-    redis.call('HSET', jk, unpack(fields))
     if delay > 0 then
       redis.call('ZADD', base .. 'delayed', due, jid)
     else

@@ -21,22 +21,30 @@ local n = tonumber(ARGV[5])
 local now = now_ms()
 local out = {}
 local completed, failed = 0, 0
+-- Entries to acknowledge and delete, by level: one XACK and one XDEL per
+-- level for the whole batch (per-entry calls cost more than the work).
+local finished = {}
+local function finish(level, eid)
+  local ids = finished[level]
+  if not ids then
+    ids = {}
+    finished[level] = ids
+  end
+  table.insert(ids, eid)
+end
 for i = 0, n - 1 do
   local o = 6 + i * 7
   local jid, level, eid, fence, kind, text, delay =
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
   local jk = base .. 'job:' .. jid
   local cur = redis.call('HGET', jk, 'fence')
-  local stream = stream_key(level)
   if not cur then
-    redis.call('XACK', stream, GROUP, eid)
-    redis.call('XDEL', stream, eid)
+    finish(level, eid)
     table.insert(out, 'gone')
   elseif cur ~= fence then
     table.insert(out, 'fenced')
   else
-    redis.call('XACK', stream, GROUP, eid)
-    redis.call('XDEL', stream, eid)
+    finish(level, eid)
     if kind == 'done' then
       completed = completed + 1
       if keep > 0 then
@@ -57,6 +65,11 @@ for i = 0, n - 1 do
       table.insert(out, fail(base, jk, jid, text, delay, kind == 'bury', cap, now))
     end
   end
+end
+for level, ids in pairs(finished) do
+  local stream = stream_key(level)
+  redis.call('XACK', stream, GROUP, unpack(ids))
+  redis.call('XDEL', stream, unpack(ids))
 end
 if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end
 count_minute(base, now, completed, failed)
