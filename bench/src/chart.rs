@@ -63,7 +63,10 @@ pub fn draw(
         let colour = COLOURS[s % COLOURS.len()];
         let bars = rows.iter().enumerate().map(|(i, row)| {
             let x0 = i as f64 + 0.1 + s as f64 * width;
-            Rectangle::new([(x0, 0.0), (x0 + width * 0.9, rate(system, row))], colour.filled())
+            Rectangle::new(
+                [(x0, 0.0), (x0 + width * 0.9, rate(system, row))],
+                colour.filled(),
+            )
         });
         chart
             .draw_series(bars)?

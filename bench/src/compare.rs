@@ -107,7 +107,10 @@ fn setup_bullmq(root: &Path) -> Option<System> {
 fn setup_apalis(root: &Path) -> Option<System> {
     let dir = root.join("bench/peers/apalis");
     let target = root.join("target/peers");
-    eprintln!("setting up apalis: cargo build --release in {}", dir.display());
+    eprintln!(
+        "setting up apalis: cargo build --release in {}",
+        dir.display()
+    );
     let ok = std::process::Command::new("cargo")
         .args(["build", "--release", "-q", "--target-dir"])
         .arg(&target)
@@ -132,12 +135,7 @@ fn supports(system: &System, workload: Workload) -> bool {
     !(system.name() == "apalis" && workload == Workload::E2ePriority)
 }
 
-async fn run_peer(
-    system: &System,
-    redis_url: &str,
-    workload: Workload,
-    jobs: u64,
-) -> Measured {
+async fn run_peer(system: &System, redis_url: &str, workload: Workload, jobs: u64) -> Measured {
     let System::Peer {
         name,
         program,
@@ -163,7 +161,12 @@ async fn run_peer(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     if let Workload::Latency { rate, seconds } = workload {
-        cmd.args(["--rate", &rate.to_string(), "--seconds", &seconds.to_string()]);
+        cmd.args([
+            "--rate",
+            &rate.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+        ]);
     }
     let output = match tokio::time::timeout(PEER_TIMEOUT, cmd.output()).await {
         Ok(Ok(o)) => o,
@@ -190,8 +193,7 @@ async fn run_peer(
             let stderr = String::from_utf8_lossy(&output.stderr);
             let reason = stderr
                 .lines()
-                .filter(|l| !l.trim().is_empty())
-                .next_back()
+                .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("no output");
             failed.error = Some(format!("{}: {reason}", output.status));
             failed
@@ -225,14 +227,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("create {}", jsonl_path.display()))?;
 
     let mut rounds = Vec::new();
-    let mut settings_list: Vec<(&'static str, Vec<&str>)> = vec![(
-        "no persistence",
-        vec!["--save", "", "--appendonly", "no"],
-    )];
+    let mut settings_list: Vec<(&'static str, Vec<&str>)> =
+        vec![("no persistence", vec!["--save", "", "--appendonly", "no"])];
     if settings.with_aof {
         settings_list.push((
             "AOF everysec",
-            vec!["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
+            vec![
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ],
         ));
     }
     let work = workloads(&settings);
@@ -389,4 +396,3 @@ fn print_how(rounds: &[Round]) {
         }
     }
 }
-

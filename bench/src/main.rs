@@ -164,10 +164,7 @@ pub(crate) fn start_redis() -> anyhow::Result<(Proc, String)> {
         let stand_in = Command::new("sleep").arg("infinity").spawn()?;
         return Ok((Proc(stand_in), url));
     }
-    start_redis_with(
-        &["--save", "", "--appendonly", "no"],
-        &std::env::temp_dir(),
-    )
+    start_redis_with(&["--save", "", "--appendonly", "no"], &std::env::temp_dir())
 }
 
 /// A private `redis-server` with these settings, its files in `dir`.
@@ -480,12 +477,22 @@ async fn memory(jobs: u64) -> anyhow::Result<()> {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_default()
     };
-    let before = used(redis::cmd("INFO").arg("memory").query_async(&mut conn).await?);
+    let before = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?,
+    );
     let m = workloads::run_sluice(&url, Workload::EnqueueBatch, jobs).await;
     if let Some(e) = m.error {
         bail!("enqueue failed: {e}");
     }
-    let after = used(redis::cmd("INFO").arg("memory").query_async(&mut conn).await?);
+    let after = used(
+        redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await?,
+    );
     println!(
         "  Redis used_memory per waiting job: {} bytes ({jobs} jobs, payload {{n, t}} as MessagePack)",
         after.saturating_sub(before) / jobs.max(1)
@@ -555,7 +562,11 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Scenario::Enqueue { jobs } => {
-            sluice_only(&[(Workload::EnqueueBatch, jobs), (Workload::EnqueueSingle, jobs)]).await
+            sluice_only(&[
+                (Workload::EnqueueBatch, jobs),
+                (Workload::EnqueueSingle, jobs),
+            ])
+            .await
         }
         Scenario::E2e { jobs } => {
             let runs: Vec<_> = [1, 10, 50]
@@ -569,8 +580,11 @@ async fn main() -> anyhow::Result<()> {
             sluice_only(&[(Workload::Latency { rate, seconds }, rate * seconds)]).await
         }
         Scenario::Retry { jobs } => {
-            sluice_only(&[(Workload::E2e { concurrency: 50 }, jobs), (Workload::Retry, jobs)])
-                .await
+            sluice_only(&[
+                (Workload::E2e { concurrency: 50 }, jobs),
+                (Workload::Retry, jobs),
+            ])
+            .await
         }
     }
 }

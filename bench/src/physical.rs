@@ -49,7 +49,11 @@ pub async fn measure(redis_url: &str, jobs: u64) -> anyhow::Result<f64> {
     loop {
         let mut pipe = redis::pipe();
         if !unacked.is_empty() {
-            pipe.cmd("XACK").arg(stream).arg(group).arg(&unacked).ignore();
+            pipe.cmd("XACK")
+                .arg(stream)
+                .arg(group)
+                .arg(&unacked)
+                .ignore();
         }
         if read_total >= jobs {
             let _: () = pipe.query_async(&mut conn).await?;
@@ -70,7 +74,10 @@ pub async fn measure(redis_url: &str, jobs: u64) -> anyhow::Result<f64> {
             .into_iter()
             .flat_map(|k| k.ids.into_iter().map(|e| e.id))
             .collect();
-        anyhow::ensure!(!unacked.is_empty(), "stream ran dry at {read_total} of {jobs}");
+        anyhow::ensure!(
+            !unacked.is_empty(),
+            "stream ran dry at {read_total} of {jobs}"
+        );
         read_total += unacked.len() as u64;
     }
     let rate = jobs as f64 / start.elapsed().as_secs_f64();

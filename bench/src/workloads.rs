@@ -288,7 +288,7 @@ async fn measure(
                 async move {
                     if failing && job.attempt == 1 {
                         let payload: Noop = job.decode()?;
-                        if payload.n % RETRY_SHARE == 0 {
+                        if payload.n.is_multiple_of(RETRY_SHARE) {
                             return Err::<Outcome, HandlerError>("first attempt fails".into());
                         }
                     }
