@@ -6,10 +6,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamPendingReply, StreamReadReply};
 use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
 
+use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Stats};
 use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
@@ -126,7 +126,7 @@ pub(crate) struct EnqueueItem {
 /// Redis access for one queue.
 #[derive(Clone)]
 pub(crate) struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: QueueKeys,
     retry: RetryPolicy,
 }
@@ -169,7 +169,8 @@ where
         .with_min_delay(policy.min_delay)
         .with_max_delay(policy.max_delay)
         .with_max_times(policy.retries)
-        .with_jitter();
+        .with_jitter()
+        .with_jitter_seed(rand::random());
     let mut op = op;
     let result = (|| {
         attempts += 1;
@@ -177,9 +178,10 @@ where
     })
     .retry(backoff)
     .when(is_transient)
-    .notify(
-        |e, after| tracing::debug!(operation, error = %e, ?after, "redis call failed; retrying"),
-    )
+    .notify(|e, after| {
+        metrics::counter!("sluice_redis_retries_total", "operation" => operation).increment(1);
+        tracing::debug!(operation, error = %e, ?after, "redis call failed; retrying");
+    })
     .await;
     result.map_err(|source| {
         if is_transient(&source) {
@@ -197,7 +199,7 @@ where
 
 /// One command on `conn`, retried with [`with_retry`].
 pub(crate) async fn query<T: FromRedisValue>(
-    conn: &ConnectionManager,
+    conn: &Conn,
     retry: RetryPolicy,
     operation: &'static str,
     cmd: &redis::Cmd,
@@ -301,7 +303,7 @@ fn array(operation: &'static str, v: Value) -> Result<Vec<Value>> {
 }
 
 impl Store {
-    pub(crate) fn new(conn: ConnectionManager, keys: QueueKeys, retry: RetryPolicy) -> Self {
+    pub(crate) fn new(conn: Conn, keys: QueueKeys, retry: RetryPolicy) -> Self {
         Self { conn, keys, retry }
     }
 
@@ -488,7 +490,7 @@ impl Store {
     /// [`Store::claim`] to become active.
     pub(crate) async fn wait_for_entries(
         &self,
-        blocking: &mut ConnectionManager,
+        blocking: &mut Conn,
         consumer: &str,
         count: usize,
         block: Duration,
