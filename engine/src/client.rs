@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
+use crate::conn::{Conn, Target};
 use crate::error::{Error, Result};
 use crate::keys::{QueueKeys, queues_key, validate_name};
 use crate::options::QueueConfig;
@@ -91,8 +90,8 @@ pub struct Client {
 }
 
 struct Inner {
-    redis: redis::Client,
-    conn: ConnectionManager,
+    target: Target,
+    conn: Conn,
     config: ClientConfig,
 }
 
@@ -105,20 +104,10 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn manager_config(config: &ClientConfig, response_timeout: Duration) -> ConnectionManagerConfig {
-    // The manager's own reconnect retries stay few: our calls retry with
-    // backoff around it, so a call fails within a bounded time.
-    ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(config.connect_timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500))
-}
-
 /// Check the prefix and parse the URL: what every way of connecting needs.
-fn open_client(config: &ClientConfig) -> Result<redis::Client> {
+fn open_client(config: &ClientConfig) -> Result<Target> {
     validate_name("prefix", &config.prefix)?;
-    redis::Client::open(config.url.as_str()).map_err(|source| Error::Redis {
+    Target::parse(config.url.as_str()).map_err(|source| Error::Redis {
         operation: "parse redis url",
         source,
     })
@@ -133,15 +122,14 @@ impl Client {
     /// Connect with `config`. Fails with [`Error::Unavailable`] when Redis
     /// cannot be reached within the retry policy.
     pub async fn connect_with(config: ClientConfig) -> Result<Self> {
-        let redis = open_client(&config)?;
-        let mc = manager_config(&config, config.response_timeout);
+        let target = open_client(&config)?;
         let conn = with_retry(config.retry, "connect", || {
-            ConnectionManager::new_with_config(redis.clone(), mc.clone())
+            target.connect(config.response_timeout, config.connect_timeout)
         })
         .await?;
         let client = Client {
             inner: Arc::new(Inner {
-                redis,
+                target,
                 conn,
                 config,
             }),
@@ -154,18 +142,16 @@ impl Client {
     /// processes that must start (and report Redis as down) while Redis is
     /// unreachable. Fails only on a malformed URL or prefix.
     pub fn connect_lazy(config: ClientConfig) -> Result<Self> {
-        let redis = open_client(&config)?;
-        let mc = manager_config(&config, config.response_timeout);
-        let conn =
-            ConnectionManager::new_lazy_with_config(redis.clone(), mc).map_err(|source| {
-                Error::Redis {
-                    operation: "connect",
-                    source,
-                }
+        let target = open_client(&config)?;
+        let conn = target
+            .connect_lazy(config.response_timeout, config.connect_timeout)
+            .map_err(|source| Error::Redis {
+                operation: "connect",
+                source,
             })?;
         Ok(Client {
             inner: Arc::new(Inner {
-                redis,
+                target,
                 conn,
                 config,
             }),
@@ -240,18 +226,17 @@ impl Client {
             .is_ok()
     }
 
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> Conn {
         self.inner.conn.clone()
     }
 
     /// A connection of its own for blocking reads, whose response timeout
     /// leaves room for a BLOCK of `block`.
-    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<ConnectionManager> {
+    pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<Conn> {
         let config = &self.inner.config;
-        let mc = manager_config(config, block + config.response_timeout);
-        let redis = self.inner.redis.clone();
+        let target = &self.inner.target;
         with_retry(config.retry, "connect for blocking reads", || {
-            ConnectionManager::new_with_config(redis.clone(), mc.clone())
+            target.connect(block + config.response_timeout, config.connect_timeout)
         })
         .await
     }

@@ -20,6 +20,8 @@
 //!
 //! - `client`: [`Client`], the reconnecting Redis connection and the
 //!   durability setting; makes [`Queue`] handles.
+//! - `conn`: one connection type over a single Redis and Redis Cluster
+//!   (`redis+cluster://host:port,host:port/` URLs).
 //! - `queue`: [`Queue`], everything producers and operators do: enqueue
 //!   (single and batch), lookup, stats, pause/resume, dead letters, and the
 //!   manual claim/settle path.
@@ -73,6 +75,7 @@
 
 mod backoff;
 mod client;
+mod conn;
 mod error;
 mod handler;
 mod job;

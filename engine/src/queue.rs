@@ -9,7 +9,7 @@ use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
-use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, query};
+use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, with_retry};
 
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,14 +154,15 @@ impl Queue {
         let Durability::Replicated { replicas, timeout } = self.client.config().durability else {
             return Ok(());
         };
-        let acked: i64 = query(
-            &self.client.connection(),
-            self.client.config().retry,
-            "wait for replicas",
-            redis::cmd("WAIT")
-                .arg(replicas)
-                .arg(timeout.as_millis() as u64),
-        )
+        // WAIT names no key; on a cluster it must reach the queue's node.
+        let conn = self.client.connection();
+        let key = self.store.keys().meta();
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let acked: i64 = with_retry(self.client.config().retry, "wait for replicas", || {
+            let (conn, key, wait) = (&conn, &key, &wait);
+            async move { conn.on_node_of(key, wait).await }
+        })
         .await?;
         if acked < i64::from(replicas) {
             return Err(Error::Protocol {
