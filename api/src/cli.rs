@@ -169,6 +169,10 @@ pub struct WorkArgs {
     /// Do not run the cron schedules in this process.
     #[arg(long)]
     pub no_schedules: bool,
+    /// Serve this process's own metrics (`GET /metrics`: job run and wait
+    /// times, Redis backoffs) on this address, for Prometheus.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `sluice keys ...`.

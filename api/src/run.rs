@@ -106,6 +106,9 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
     if !args.no_schedules {
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
     }
+    if let Some(addr) = args.metrics_listen {
+        tasks.spawn(crate::server::serve_local_metrics(addr, stop.clone()));
+    }
     let pipeline = pipeline(&client, &file)?;
     let file = std::sync::Arc::new(file);
     let (c, f, s) = (client.clone(), file.clone(), stop.clone());

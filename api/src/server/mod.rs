@@ -228,3 +228,33 @@ pub async fn serve(
     .await
     .context("API server failed")
 }
+
+/// Serve this process's own metrics (`GET /metrics`) on `addr`: what a
+/// worker-only process (`sluice work --metrics-listen`) measures itself,
+/// job run and wait times and Redis backoffs. Needs no Redis, so it answers
+/// through an outage.
+pub async fn serve_local_metrics(
+    addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                metrics::render_local(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "worker metrics listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::signals::stopped(stop))
+        .await
+        .context("metrics server failed")
+}
