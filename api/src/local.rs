@@ -56,6 +56,9 @@ pub async fn ensure_redis(url: &str, data_dir: &Path) -> anyhow::Result<Option<L
     if answers(url).await {
         return Ok(None);
     }
+    if url.contains("+cluster://") {
+        bail!("no Redis Cluster answers at {url}; sluice up starts only a single local Redis");
+    }
     let parsed = reqwest::Url::parse(url).with_context(|| format!("bad redis url {url:?}"))?;
     let host = parsed
         .host_str()

@@ -116,13 +116,14 @@ async fn workers_register_beat_expire_and_deregister() {
     .await;
     assert!(gone, "expired worker still listed");
     assert!(!t.keys().await.iter().any(|k| k.contains("fading")));
-    let index: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("{}:workers", t.prefix))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut t.raw().await)
-        .await
-        .expect("zrange");
+    let index: Vec<String> = t
+        .query(
+            redis::cmd("ZRANGE")
+                .arg(format!("{}:workers", t.prefix))
+                .arg(0)
+                .arg(-1),
+        )
+        .await;
     assert_eq!(index, vec!["steady".to_owned()]);
 
     c.deregister("steady").await.expect("deregister");

@@ -13,9 +13,45 @@ use sluice_engine::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The shared Redis the suite runs against.
+pub mod cluster;
+
+/// The shared Redis the suite runs against: `SLUICE_TEST_REDIS_URL`, or with
+/// `SLUICE_TEST_CLUSTER=1` a 3-primary cluster this test binary starts.
 pub fn redis_url() -> String {
+    if std::env::var("SLUICE_TEST_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0") {
+        return cluster::shared().url();
+    }
     std::env::var("SLUICE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+}
+
+/// The plain URL of every node behind `url`: the seeds of a
+/// `redis+cluster://` URL, or `url` itself.
+pub fn node_urls(url: &str) -> Vec<String> {
+    match url.strip_prefix("redis+cluster://") {
+        Some(rest) => rest
+            .trim_end_matches('/')
+            .split(',')
+            .map(|h| format!("redis://{h}/"))
+            .collect(),
+        None => vec![url.to_owned()],
+    }
+}
+
+/// Every key matching `pattern` on every node behind `url`.
+fn keys_on_nodes(url: &str, pattern: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for node in node_urls(url) {
+        let conn = redis::Client::open(node.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)));
+        if let Ok(mut conn) = conn {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            found.extend(keys.into_iter().map(|k| (node.clone(), k)));
+        }
+    }
+    found
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -83,23 +119,36 @@ impl TestRedis {
             .expect("open queue")
     }
 
-    /// A plain connection for looking at keys directly.
-    pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
-            .expect("url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect")
+    /// Run one command directly (on the right node of a cluster).
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        if self.url.starts_with("redis+cluster://") {
+            let mut conn = redis::cluster::ClusterClient::new(node_urls(&self.url))
+                .expect("cluster urls")
+                .get_async_connection()
+                .await
+                .expect("connect");
+            cmd.query_async(&mut conn).await.expect("query")
+        } else {
+            let mut conn = redis::Client::open(self.url.as_str())
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
+            cmd.query_async(&mut conn).await.expect("query")
+        }
     }
 
-    /// Keys under this test's prefix.
+    /// Keys under this test's prefix (on every node of a cluster).
     pub async fn keys(&self) -> Vec<String> {
-        let mut conn = self.raw().await;
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .expect("KEYS");
+        let url = self.url.clone();
+        let pattern = format!("{}:*", self.prefix);
+        let mut keys: Vec<String> =
+            tokio::task::spawn_blocking(move || keys_on_nodes(&url, &pattern))
+                .await
+                .expect("keys")
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect();
         keys.sort();
         keys
     }
@@ -107,18 +156,19 @@ impl TestRedis {
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        let url = self.url.clone();
+        // Drop cannot be async; clean up on plain connections, one key at a
+        // time (a cluster node refuses a DEL across slots).
         let pattern = format!("{}:*", self.prefix);
-        // Drop cannot be async; clean up on a plain connection.
-        let conn = redis::Client::open(url.as_str())
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)));
-        if let Ok(mut conn) = conn {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        let found = keys_on_nodes(&self.url, &pattern);
+        for node in node_urls(&self.url) {
+            let mut pipe = redis::pipe();
+            for (_, key) in found.iter().filter(|(n, _)| *n == node) {
+                pipe.cmd("DEL").arg(key).ignore();
+            }
+            if let Ok(mut conn) = redis::Client::open(node.as_str())
+                .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+            {
+                let _: redis::RedisResult<()> = pipe.query(&mut conn);
             }
         }
     }

@@ -1,0 +1,210 @@
+//! The engine on Redis Cluster: clusters of private `redis-server`
+//! processes started here. (The rest of the engine's integration tests run
+//! on a cluster too with `SLUICE_TEST_CLUSTER=1`; `scripts/test.sh` does.)
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::cluster::{TestCluster, node_command};
+use common::{eventually, fast_config, spawn, unique_prefix};
+use sluice_engine::{
+    Client, ClientConfig, Durability, HandlerError, Job, JobOptions, JobState, NewJob, Outcome,
+    RetryPolicy, Worker, WorkerConfig,
+};
+
+async fn done(_job: Job) -> Result<Outcome, HandlerError> {
+    Ok(Outcome::Done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_on_every_shard_run_end_to_end() {
+    let cluster = TestCluster::start(3, 0);
+    let prefix = unique_prefix();
+    let client = Client::connect_with(ClientConfig::new(cluster.url()).prefix(&prefix))
+        .await
+        .expect("connect");
+
+    // Nine queues: their hash tags land on different shards.
+    let mut shards = HashSet::new();
+    let mut workers = Vec::new();
+    let mut queues = Vec::new();
+    for n in 0..9 {
+        let name = format!("shard-test-{n}");
+        let q = client
+            .queue_with(&name, fast_config())
+            .await
+            .expect("queue");
+        shards.insert(cluster.primary_of(&format!("{prefix}:{{{name}}}:meta")));
+        let jobs = (0..50u32)
+            .map(|i| NewJob::new(&i, JobOptions::new().priority((i % 4) as u8)).expect("job"))
+            .collect();
+        q.enqueue_batch(jobs).await.expect("enqueue batch");
+        workers.push(spawn(Worker::new(q.clone(), done).with_config(
+            WorkerConfig {
+                concurrency: 10,
+                block_timeout: Duration::from_millis(300),
+                ..WorkerConfig::default()
+            },
+        )));
+        queues.push(q);
+    }
+    assert!(shards.len() >= 2, "all queues on one shard: {shards:?}");
+    for q in &queues {
+        let drained = eventually(Duration::from_secs(30), || async {
+            q.stats().await.is_ok_and(|s| s.completed_total == 50)
+        })
+        .await;
+        assert!(drained, "{}: {:?}", q.name(), q.stats().await);
+    }
+    for w in workers {
+        assert_eq!(w.stop().await.completed, 50);
+    }
+    let mut names = client.queues().await.expect("queues");
+    names.sort();
+    assert_eq!(names.len(), 9);
+
+    // Retries, dead letters, re-drive, delays and idempotency on one shard.
+    let q = &queues[0];
+    let flaky = q
+        .enqueue(&"x", JobOptions::new().max_attempts(2))
+        .await
+        .expect("enqueue");
+    for _ in 0..2 {
+        let job = common::claim_when_ready(q, "manual").await;
+        q.settle(
+            &job,
+            Outcome::Retry {
+                after: None,
+                reason: "boom".into(),
+            },
+        )
+        .await
+        .expect("settle");
+    }
+    let dead = q.job(&flaky.id).await.expect("lookup").expect("exists");
+    assert_eq!(dead.state, JobState::Dead);
+    assert!(q.redrive(&flaky.id).await.expect("redrive"));
+    let job = common::claim_when_ready(q, "manual").await;
+    assert_eq!(job.id, flaky.id);
+    q.settle(&job, Outcome::Done).await.expect("settle");
+
+    let first = q
+        .enqueue(&1u32, JobOptions::new().idempotency_key("once"))
+        .await
+        .expect("enqueue");
+    let second = q
+        .enqueue(&2u32, JobOptions::new().idempotency_key("once"))
+        .await
+        .expect("enqueue");
+    assert!(second.duplicate);
+    assert_eq!(second.id, first.id);
+
+    let later = q
+        .enqueue(&3u32, JobOptions::new().delay(Duration::from_millis(300)))
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        q.job(&later.id)
+            .await
+            .expect("lookup")
+            .expect("exists")
+            .state,
+        JobState::Delayed
+    );
+    let mut seen = HashSet::new();
+    while seen.len() < 2 {
+        q.promote_due(100).await.expect("promote");
+        for job in q.claim("manual", 10).await.expect("claim") {
+            seen.insert(job.id.clone());
+            q.settle(&job, Outcome::Done).await.expect("settle");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.contains(&later.id) && seen.contains(&first.id));
+}
+
+/// With the replicated durability setting, an enqueue is acknowledged only
+/// once a replica has it (WAIT on the queue's node): killing the primary
+/// right after loses nothing, and clients ride out the failover. Two
+/// replicas per primary, so that the promoted one still has a replica to
+/// WAIT for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_after_wait_acknowledged_loses_no_job() {
+    let mut cluster = TestCluster::start(3, 2);
+    let prefix = unique_prefix();
+    let config = ClientConfig::new(cluster.url())
+        .prefix(&prefix)
+        .durability(Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_secs(2),
+        })
+        .retry(RetryPolicy {
+            retries: 4,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(500),
+        });
+    let client = Client::connect_with(config).await.expect("connect");
+    let q = client
+        .queue_with("failover", fast_config())
+        .await
+        .expect("queue");
+    let mut acked = Vec::new();
+    for n in 0..200u32 {
+        let e = q
+            .enqueue(&n, JobOptions::new().idempotency_key(format!("k{n}")))
+            .await
+            .expect("enqueue");
+        acked.push(e.id);
+    }
+
+    let primary = cluster.primary_of(&format!("{prefix}:{{failover}}:meta"));
+    cluster.kill(primary);
+
+    // Keep enqueueing through the failover: each job is retried under its
+    // idempotency key until it is acknowledged.
+    for n in 200..300u32 {
+        let mut tries = 0;
+        loop {
+            match q
+                .enqueue(&n, JobOptions::new().idempotency_key(format!("k{n}")))
+                .await
+            {
+                Ok(e) => {
+                    acked.push(e.id);
+                    break;
+                }
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 100, "enqueue never recovered: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    // A replica was promoted in the dead primary's place.
+    let promoted = cluster.primary_of(&format!("{prefix}:{{failover}}:meta"));
+    assert_ne!(promoted, primary);
+    let info = node_command(promoted, &["ROLE"]).unwrap_or_default();
+    assert!(info.contains("master"), "{info}");
+
+    let worker = spawn(Worker::new(q.clone(), done).with_config(WorkerConfig {
+        concurrency: 20,
+        block_timeout: Duration::from_millis(300),
+        ..WorkerConfig::default()
+    }));
+    let drained = eventually(Duration::from_secs(30), || async {
+        q.stats()
+            .await
+            .map(|s| s.completed_total >= 300 && s.waiting + s.active + s.delayed == 0)
+            .unwrap_or(false)
+    })
+    .await;
+    let stats = q.stats().await;
+    let report = worker.stop().await;
+    assert!(drained, "not drained: {stats:?}");
+    let unique: HashSet<&String> = acked.iter().collect();
+    assert_eq!(unique.len(), 300, "every acknowledged job has its own id");
+    assert_eq!(report.completed, 300, "{report:?}");
+}
