@@ -116,11 +116,23 @@ pub fn schedules_key(prefix: &str) -> String {
 
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
-/// `:` would blur the key layout, and `#` is kept for queue partitions.
+/// `:` would blur the key layout, and `#` is kept for queue partitions: a
+/// queue name may end in `#<index>` (1 to 4 digits), the partition's name.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
+    // A partition of a partitioned queue is `<queue>#<index>`.
+    let base = match name.split_once('#') {
+        Some((base, index))
+            if what == "queue name"
+                && (1..=4).contains(&index.len())
+                && index.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => name,
+    };
+    let ok = !base.is_empty()
         && name.len() <= MAX_QUEUE_NAME_LEN
-        && name
+        && base
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
@@ -150,9 +162,32 @@ mod tests {
 
     #[test]
     fn names_that_break_the_layout_are_refused() {
-        for bad in ["", "a{b", "a}b", "a:b", "a b", "a#0", "ü", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "a{b",
+            "a}b",
+            "a:b",
+            "a b",
+            "a#",
+            "a#b",
+            "#0",
+            "a#0#1",
+            "a#12345",
+            "ü",
+            &"x".repeat(129),
+        ] {
             assert!(QueueKeys::new("sluice", bad).is_err(), "{bad:?} accepted");
         }
+        assert_eq!(
+            QueueKeys::new("sluice", "orders#2")
+                .expect("partition")
+                .stream(0),
+            "sluice:{orders#2}:p:0"
+        );
+        assert!(
+            QueueKeys::new("sluice#1", "q").is_err(),
+            "prefixes have no partitions"
+        );
         assert!(QueueKeys::new("bad:prefix", "q").is_err());
         assert!(QueueKeys::new("sluice", "Orders_v2.eu-west").is_ok());
     }

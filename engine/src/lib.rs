@@ -29,6 +29,8 @@
 //!   batch claims, batched settles, claim keep-alive and graceful shutdown.
 //! - `promoter`, `reclaimer`: the worker's background loops that promote due
 //!   delayed jobs and take over jobs of dead workers.
+//! - `partitioned`: [`PartitionedQueue`], one queue split over N queues
+//!   (`name#0` ... `name#N-1`) that Redis Cluster places on different shards.
 //! - `handler`: the [`Handler`] trait and the typed adapter [`handler_fn`].
 //! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
 //! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
@@ -82,6 +84,7 @@ mod job;
 pub mod keys;
 mod limits;
 mod options;
+mod partitioned;
 pub mod promoter;
 mod queue;
 pub mod reclaimer;
@@ -98,6 +101,7 @@ pub use job::{
 };
 pub use keys::PRIORITY_LEVELS;
 pub use options::{Backoff, JobOptions, JobOptionsInput, QueueConfig, RateLimit};
+pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
 pub use queue::{Enqueued, NewJob, Queue};
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 pub use store::{Promoted, Reclaimed, RetryPolicy, Settled};

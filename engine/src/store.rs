@@ -372,6 +372,25 @@ impl Store {
         .await
     }
 
+    /// Record that this queue is the first partition of a queue split into
+    /// `partitions`, unless a number is recorded already; returns the
+    /// recorded number.
+    pub(crate) async fn record_partitions(&self, partitions: u16) -> Result<u16> {
+        let meta = self.keys.meta();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSETNX")
+            .arg(&meta)
+            .arg("partitions")
+            .arg(partitions)
+            .ignore()
+            .cmd("HGET")
+            .arg(&meta)
+            .arg("partitions");
+        let (recorded,): (u16,) = self.query_pipe("record partitions", &pipe).await?;
+        Ok(recorded)
+    }
+
     /// Whether the queue is in the registry (was opened before).
     pub(crate) async fn is_registered(&self) -> Result<bool> {
         self.query(

@@ -95,6 +95,19 @@ pub struct WorkerReport {
     pub abandoned: u64,
 }
 
+impl WorkerReport {
+    /// Add `other`'s counts to these.
+    pub fn add(&mut self, other: &WorkerReport) {
+        self.completed += other.completed;
+        self.retried += other.retried;
+        self.dead += other.dead;
+        self.snoozed += other.snoozed;
+        self.fenced += other.fenced;
+        self.gone += other.gone;
+        self.abandoned += other.abandoned;
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     completed: AtomicU64,
@@ -130,18 +143,35 @@ pub struct Worker<H> {
     config: WorkerConfig,
     consumer: String,
     running: Arc<AtomicUsize>,
+    shared_slots: Option<Arc<Semaphore>>,
 }
 
 impl<H: Handler> Worker<H> {
     /// A worker for `queue` running `handler`, with default settings.
     pub fn new(queue: Queue, handler: H) -> Self {
+        Self::with_shared_handler(queue, Arc::new(handler))
+    }
+
+    /// A worker running a handler other workers run too (the partitions of
+    /// a partitioned queue).
+    pub(crate) fn with_shared_handler(queue: Queue, handler: Arc<H>) -> Self {
         Self {
             queue,
-            handler: Arc::new(handler),
+            handler,
             config: WorkerConfig::default(),
             consumer: crate::registry::new_worker_id(),
             running: Arc::default(),
+            shared_slots: None,
         }
+    }
+
+    /// Take job slots from `slots`, shared with other workers, instead of a
+    /// semaphore of its own: the workers of a partitioned queue's
+    /// partitions then run at most the shared number of jobs in all, and
+    /// the semaphore's first-come order shares them fairly.
+    pub(crate) fn sharing_slots(mut self, slots: Arc<Semaphore>) -> Self {
+        self.shared_slots = Some(slots);
+        self
     }
 
     /// Use these settings.
@@ -297,7 +327,10 @@ impl<H: Handler> Worker<H> {
     ) -> Result<JoinSet<()>> {
         let queue = &self.queue;
         let store = queue.store();
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let slots = self
+            .shared_slots
+            .clone()
+            .unwrap_or_else(|| Arc::new(Semaphore::new(self.config.concurrency)));
         let mut running = JoinSet::new();
         let mut backoff = LoopBackoff::new("claim");
         // Redis may be down when the worker starts: keep trying until it

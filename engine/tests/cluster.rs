@@ -61,9 +61,22 @@ async fn queues_on_every_shard_run_end_to_end() {
     for w in workers {
         assert_eq!(w.stop().await.completed, 50);
     }
+    // The partitions of a partitioned queue land on different shards (by
+    // their slots: with as many partitions as shards, two may share one).
+    let pq = client
+        .partitioned_queue("spread", 3, fast_config())
+        .await
+        .expect("partitioned");
+    let partition_shards: HashSet<u16> = pq
+        .partitions()
+        .iter()
+        .map(|q| cluster.primary_of(&format!("{prefix}:{{{}}}:meta", q.name())))
+        .collect();
+    assert!(partition_shards.len() >= 2, "{partition_shards:?}");
+
     let mut names = client.queues().await.expect("queues");
     names.sort();
-    assert_eq!(names.len(), 9);
+    assert_eq!(names.len(), 12, "{names:?}");
 
     // Retries, dead letters, re-drive, delays and idempotency on one shard.
     let q = &queues[0];

@@ -1,0 +1,305 @@
+//! Partitioned queues: one logical queue split into N queues named
+//! `<name>#0` ... `<name>#N-1`. Each partition has its own hash tag
+//! (`sluice:{name#i}:...`), so Redis Cluster spreads them over its shards
+//! and one queue's throughput is no longer bounded by one node.
+//!
+//! What holds where:
+//! - Strict priority and FIFO order within a priority hold **within a
+//!   partition only**. Jobs that must run in order share a partition key.
+//! - Idempotency keys hold within a partition; a job enqueued under an
+//!   idempotency key (and no partition key) is routed by that key, so a
+//!   retried enqueue meets its first try.
+//! - Every producer and worker must use the same number of partitions; it
+//!   is recorded in the first partition and a different one is refused.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::handler::Handler;
+use crate::job::Stats;
+use crate::options::{JobOptions, QueueConfig};
+use crate::queue::{Enqueued, NewJob, Queue};
+use crate::worker::{Worker, WorkerConfig, WorkerReport};
+
+/// Most partitions a queue may have (the index has at most 4 digits).
+pub const MAX_PARTITIONS: u16 = 1024;
+
+/// A queue split into partitions. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PartitionedQueue {
+    name: String,
+    partitions: Arc<Vec<Queue>>,
+}
+
+/// FNV-1a: a stable hash, the same in every process and version, so every
+/// producer routes a key to the same partition.
+fn stable_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl PartitionedQueue {
+    /// Open (creating where missing) the `partitions` partitions of `name`.
+    pub(crate) async fn open(
+        client: &Client,
+        name: &str,
+        partitions: u16,
+        config: QueueConfig,
+    ) -> Result<Self> {
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::invalid(
+                "partitions",
+                format!("must be 1 to {MAX_PARTITIONS}, not {partitions}"),
+            ));
+        }
+        crate::keys::validate_name("queue name", name)?;
+        if name.contains('#') {
+            return Err(Error::invalid(
+                "queue name",
+                "a partitioned queue's name cannot itself name a partition",
+            ));
+        }
+        let mut queues = Vec::with_capacity(usize::from(partitions));
+        for index in 0..partitions {
+            queues.push(
+                client
+                    .queue_with(&format!("{name}#{index}"), config.clone())
+                    .await?,
+            );
+        }
+        let recorded = queues[0].store().record_partitions(partitions).await?;
+        if recorded != partitions {
+            return Err(Error::invalid(
+                "partitions",
+                format!("queue {name} has {recorded} partitions, not {partitions}"),
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            partitions: Arc::new(queues),
+        })
+    }
+
+    /// The queue's name (without a partition index).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The partitions, each a queue of its own.
+    pub fn partitions(&self) -> &[Queue] {
+        &self.partitions
+    }
+
+    /// The partition a partition key routes to.
+    pub fn partition_for(&self, key: &str) -> &Queue {
+        let n = self.partitions.len() as u64;
+        &self.partitions[(stable_hash(key) % n) as usize]
+    }
+
+    /// Where a job goes: by its partition key, else by its idempotency key,
+    /// else anywhere (spread at random, like the job ids).
+    fn route(&self, partition_key: Option<&str>, options: &JobOptions) -> &Queue {
+        match partition_key.or(options.idempotency_key.as_deref()) {
+            Some(key) => self.partition_for(key),
+            None => &self.partitions[rand::random_range(0..self.partitions.len())],
+        }
+    }
+
+    /// Enqueue one job on any partition (or its idempotency key's).
+    pub async fn enqueue<T: Serialize + ?Sized>(
+        &self,
+        payload: &T,
+        options: JobOptions,
+    ) -> Result<Enqueued> {
+        self.route(None, &options).enqueue(payload, options).await
+    }
+
+    /// Enqueue one job on the partition of `partition_key`: jobs with the
+    /// same key keep their priority order and FIFO order among themselves.
+    pub async fn enqueue_keyed<T: Serialize + ?Sized>(
+        &self,
+        partition_key: &str,
+        payload: &T,
+        options: JobOptions,
+    ) -> Result<Enqueued> {
+        self.route(Some(partition_key), &options)
+            .enqueue(payload, options)
+            .await
+    }
+
+    /// Enqueue a batch: each job goes where [`enqueue`](Self::enqueue) would
+    /// send it, one round trip per partition, all partitions at once. The
+    /// answers are in the batch's order. Atomic per partition only: when one
+    /// partition's call fails, others may have taken their jobs (retrying
+    /// with idempotency keys is safe).
+    pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        let total = jobs.len();
+        let mut groups: Vec<(Vec<usize>, Vec<NewJob>)> =
+            vec![(Vec::new(), Vec::new()); self.partitions.len()];
+        let offset = rand::random_range(0..self.partitions.len());
+        for (i, job) in jobs.into_iter().enumerate() {
+            let index = match &job.options.idempotency_key {
+                Some(key) => (stable_hash(key) % self.partitions.len() as u64) as usize,
+                // Keyless jobs are dealt out in turn.
+                None => (offset + i) % self.partitions.len(),
+            };
+            groups[index].0.push(i);
+            groups[index].1.push(job);
+        }
+        let mut calls = JoinSet::new();
+        for (index, (positions, jobs)) in groups.into_iter().enumerate() {
+            if jobs.is_empty() {
+                continue;
+            }
+            let queue = self.partitions[index].clone();
+            calls.spawn(async move { (positions, queue.enqueue_batch(jobs).await) });
+        }
+        let mut out: Vec<Option<Enqueued>> = vec![None; total];
+        while let Some(joined) = calls.join_next().await {
+            let (positions, answer) =
+                joined.map_err(|e| Error::invalid("enqueue batch", e.to_string()))?;
+            for (position, enqueued) in positions.into_iter().zip(answer?) {
+                out[position] = Some(enqueued);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Counts summed over the partitions.
+    pub async fn stats(&self) -> Result<Stats> {
+        let mut sum = Stats {
+            queue: self.name.clone(),
+            ..Stats::default()
+        };
+        for q in self.partitions.iter() {
+            let s = q.stats().await?;
+            sum.paused |= s.paused;
+            if sum.waiting_by_priority.len() < s.waiting_by_priority.len() {
+                sum.waiting_by_priority
+                    .resize(s.waiting_by_priority.len(), 0);
+            }
+            for (total, n) in sum
+                .waiting_by_priority
+                .iter_mut()
+                .zip(&s.waiting_by_priority)
+            {
+                *total += n;
+            }
+            sum.waiting += s.waiting;
+            sum.active += s.active;
+            sum.delayed += s.delayed;
+            sum.dead += s.dead;
+            sum.enqueued_total += s.enqueued_total;
+            sum.completed_total += s.completed_total;
+            sum.failed_total += s.failed_total;
+            sum.retried_total += s.retried_total;
+            sum.dead_total += s.dead_total;
+            sum.rate_limit = sum.rate_limit.or(s.rate_limit);
+        }
+        Ok(sum)
+    }
+
+    /// Pause every partition.
+    pub async fn pause(&self) -> Result<()> {
+        for q in self.partitions.iter() {
+            q.pause().await?;
+        }
+        Ok(())
+    }
+
+    /// Resume every partition.
+    pub async fn resume(&self) -> Result<()> {
+        for q in self.partitions.iter() {
+            q.resume().await?;
+        }
+        Ok(())
+    }
+
+    /// Run `handler` on every partition until `shutdown`: one fetch loop per
+    /// partition, all taking slots from one pool of `config.concurrency`,
+    /// handed out first come first served, so a busy partition uses what an
+    /// idle one leaves and no partition starves another. Returns the
+    /// workers' reports summed.
+    pub async fn run_workers<H: Handler>(
+        &self,
+        handler: H,
+        config: WorkerConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<WorkerReport> {
+        let handler = Arc::new(handler);
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut running = JoinSet::new();
+        for q in self.partitions.iter() {
+            let mut stop = stop_rx.clone();
+            let mut partition_config = config.clone();
+            partition_config.consumer = config
+                .consumer
+                .as_ref()
+                .map(|c| format!("{c}-{}", q.name().replace('#', "-")));
+            let worker = Worker::with_shared_handler(q.clone(), handler.clone())
+                .with_config(partition_config)
+                .sharing_slots(slots.clone());
+            running.spawn(worker.run(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }));
+        }
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut total = WorkerReport::default();
+        let mut first_error = None;
+        while let Some(joined) = running.join_next().await {
+            match joined {
+                Ok(Ok(r)) => total.add(&r),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::invalid("worker", e.to_string()));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+}
+
+impl Client {
+    /// A handle on queue `name` split into `partitions` partitions (see
+    /// [`PartitionedQueue`]); creates them where missing.
+    pub async fn partitioned_queue(
+        &self,
+        name: &str,
+        partitions: u16,
+        config: QueueConfig,
+    ) -> Result<PartitionedQueue> {
+        PartitionedQueue::open(self, name, partitions, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stable_hash;
+
+    #[test]
+    fn the_hash_is_stable_across_builds() {
+        // FNV-1a 64 test vectors: routing must never change between versions.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash("foobar"), 0x8594_4171_f739_67e8);
+    }
+}

@@ -1,0 +1,139 @@
+//! Partitioned queues: routing by partition key, idempotency key or at
+//! random; order within a partition; workers sharing one pool of slots over
+//! every partition; a mismatched partition count refused. Runs on the
+//! shared Redis, and on a cluster with `SLUICE_TEST_CLUSTER=1`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TestRedis, eventually, fast_config};
+use sluice_engine::{HandlerError, Job, JobOptions, NewJob, Outcome, WorkerConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_routed_by_key_and_drained_from_every_partition() {
+    let t = TestRedis::new().await;
+    let pq = t
+        .client
+        .partitioned_queue("orders", 3, fast_config())
+        .await
+        .expect("open");
+    let names: Vec<&str> = pq.partitions().iter().map(|q| q.name()).collect();
+    assert_eq!(names, ["orders#0", "orders#1", "orders#2"]);
+
+    // One partition key: one partition, in FIFO order.
+    for n in 0..20u32 {
+        pq.enqueue_keyed("customer-17", &n, JobOptions::new())
+            .await
+            .expect("enqueue");
+    }
+    let home = pq.partition_for("customer-17");
+    assert_eq!(home.stats().await.expect("stats").waiting, 20);
+    let claimed = home.claim("check", 20).await.expect("claim");
+    let order: Vec<u32> = claimed
+        .iter()
+        .map(|j| j.decode::<u32>().expect("decode"))
+        .collect();
+    assert_eq!(order, (0..20).collect::<Vec<_>>());
+    for job in &claimed {
+        home.settle(job, Outcome::Done).await.expect("settle");
+    }
+
+    // An idempotency key routes to one partition, so a retry meets the
+    // first try wherever it comes from.
+    let first = pq
+        .enqueue(&1u32, JobOptions::new().idempotency_key("pay-1"))
+        .await
+        .expect("enqueue");
+    let again = pq
+        .enqueue(&1u32, JobOptions::new().idempotency_key("pay-1"))
+        .await
+        .expect("enqueue");
+    assert!(again.duplicate);
+    assert_eq!(again.id, first.id);
+
+    // Keyless jobs of a batch are dealt over every partition, answers in
+    // the batch's order.
+    let batch: Vec<NewJob> = (0..300u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
+        .collect();
+    let answers = pq.enqueue_batch(batch).await.expect("batch");
+    assert_eq!(answers.len(), 300);
+    for q in pq.partitions() {
+        let waiting = q.stats().await.expect("stats").waiting;
+        assert!(waiting >= 100, "{}: {waiting} waiting", q.name());
+    }
+    assert_eq!(pq.stats().await.expect("stats").waiting, 301);
+
+    // Workers over all partitions share 6 slots; each partition is served.
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler = {
+        let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+        move |job: Job| {
+            let (seen, running, most) = (seen.clone(), running.clone(), most.clone());
+            async move {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = running.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                *seen
+                    .lock()
+                    .expect("seen")
+                    .entry(job.queue.clone())
+                    .or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                running.fetch_sub(1, SeqCst);
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
+        }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = {
+        let pq = pq.clone();
+        tokio::spawn(async move {
+            pq.run_workers(
+                handler,
+                WorkerConfig {
+                    concurrency: 6,
+                    block_timeout: Duration::from_millis(200),
+                    ..WorkerConfig::default()
+                },
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        })
+    };
+    let drained = eventually(Duration::from_secs(30), || async {
+        pq.stats().await.is_ok_and(|s| s.completed_total == 321)
+    })
+    .await;
+    let _ = stop.send(());
+    let report = workers.await.expect("join").expect("workers");
+    assert!(drained, "{:?}", pq.stats().await);
+    assert_eq!(report.completed, 301, "{report:?}");
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        most.load(std::sync::atomic::Ordering::SeqCst) <= 6,
+        "more than the shared 6 slots ran at once"
+    );
+
+    // Every process must agree on the partition count.
+    let err = t
+        .client
+        .partitioned_queue("orders", 4, fast_config())
+        .await
+        .expect_err("different count");
+    assert!(err.to_string().contains("3 partitions"), "{err}");
+    assert!(
+        t.client
+            .partitioned_queue("orders#1", 3, fast_config())
+            .await
+            .is_err()
+    );
+}
