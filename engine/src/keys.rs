@@ -118,6 +118,7 @@ pub fn schedules_key(prefix: &str) -> String {
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions: a
 /// queue name may end in `#<index>` (1 to 4 digits), the partition's name.
+/// Names of dots only are refused: `..` would read as a step up in a URL.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
     // A partition of a partitioned queue is `<queue>#<index>`.
     let base = match name.split_once('#') {
@@ -130,7 +131,10 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
         }
         _ => name,
     };
+    // Only dots ("." or "..") would read as a path step in URLs that carry
+    // the name (API, dashboard).
     let ok = !base.is_empty()
+        && !base.bytes().all(|b| b == b'.')
         && name.len() <= MAX_QUEUE_NAME_LEN
         && base
             .bytes()
@@ -173,6 +177,8 @@ mod tests {
             "#0",
             "a#0#1",
             "a#12345",
+            ".",
+            "..",
             "ü",
             &"x".repeat(129),
         ] {

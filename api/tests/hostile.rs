@@ -1,0 +1,309 @@
+//! The API against a corpus of hostile requests, over real TCP (so the HTTP
+//! parser's own limits answer too): invalid UTF-8, deeply nested JSON,
+//! 10 MB bodies, huge headers, path traversal and NUL bytes in queue names,
+//! SQL and script injection strings. Each must get the right 4xx with a
+//! JSON error body (or the connection refused by the HTTP layer for what
+//! never reaches the API), and nothing may be enqueued.
+//!
+//! Property tests of the same endpoints with random bodies and names are in
+//! `api/tests/properties.rs`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::Prefix;
+use sluice_api::config::FileConfig;
+
+/// Start the API on a free loopback port; returns its address.
+async fn serve(prefix: &Prefix) -> String {
+    let app = common::api(prefix, FileConfig::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    addr.to_string()
+}
+
+/// Send raw bytes as one HTTP/1.1 request; the status code of the answer
+/// and its body, or `None` when the server closed the connection without
+/// answering (what hyper does with a request it cannot parse).
+fn raw_request(addr: &str, request: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // The server may answer (and close) before it has read everything.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, body))
+}
+
+fn post(path: impl AsRef<[u8]>, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = b"POST ".to_vec();
+    req.extend_from_slice(path.as_ref());
+    req.extend_from_slice(
+        format!(
+            " HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    req.extend_from_slice(body);
+    req
+}
+
+/// A JSON error body with a code and a message.
+fn is_json_error(body: &str) -> bool {
+    // Chunked answers carry a size line first; find the JSON object.
+    let start = body.find('{').unwrap_or(0);
+    let end = body.rfind('}').map_or(body.len(), |e| e + 1);
+    serde_json::from_str::<serde_json::Value>(&body[start..end]).is_ok_and(|v| {
+        v["error"]["code"].is_string()
+            && v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
+    let prefix = Prefix::new("hostile");
+    let addr = serve(&prefix).await;
+    // One legitimate queue, so that a refusal is not just "no such queue".
+    let client = prefix.client().await;
+    let queue = client.queue("orders").await.expect("queue");
+
+    let nested = format!(
+        "{{\"payload\":{}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let ten_mb = format!("{{\"payload\":\"{}\"}}", "a".repeat(10 * 1024 * 1024));
+    let injections = [
+        "'; DROP TABLE jobs; --",
+        "\" OR 1=1 --",
+        "<script>alert(1)</script>",
+        "$(rm -rf /)",
+        "{orders}",
+        "orders:dead",
+        "*",
+        "orders\r\nX-Injected: 1",
+    ];
+
+    // (what, request, acceptable statuses)
+    let mut cases: Vec<(String, Vec<u8>, Vec<u16>)> = vec![
+        (
+            "invalid UTF-8 body".into(),
+            post(
+                "/api/queues/orders/jobs",
+                "application/json",
+                b"{\"payload\":\"\xff\xfe\xfd\"}",
+            ),
+            vec![400],
+        ),
+        (
+            "invalid UTF-8 in the path".into(),
+            post(b"/api/queues/or\xffders/jobs", "application/json", b"{}"),
+            vec![400, 404],
+        ),
+        (
+            "deeply nested JSON".into(),
+            post(
+                "/api/queues/orders/jobs",
+                "application/json",
+                nested.as_bytes(),
+            ),
+            vec![400, 413, 422],
+        ),
+        (
+            "10 MB body".into(),
+            post(
+                "/api/queues/orders/jobs",
+                "application/json",
+                ten_mb.as_bytes(),
+            ),
+            vec![413],
+        ),
+        (
+            "10 MB batch".into(),
+            post(
+                "/api/queues/orders/jobs/batch",
+                "application/json",
+                ten_mb.as_bytes(),
+            ),
+            vec![413],
+        ),
+        (
+            "not JSON".into(),
+            post("/api/queues/orders/jobs", "application/json", b"payload=1"),
+            vec![400],
+        ),
+        (
+            "wrong content type".into(),
+            post("/api/queues/orders/jobs", "text/plain", b"{\"payload\":1}"),
+            vec![415],
+        ),
+        (
+            "JSON of the wrong shape".into(),
+            post(
+                "/api/queues/orders/jobs",
+                "application/json",
+                b"{\"payload\":1,\"priority\":\"high\",\"max_attempts\":-1}",
+            ),
+            vec![400, 422],
+        ),
+        (
+            "priority out of range".into(),
+            post(
+                "/api/queues/orders/jobs",
+                "application/json",
+                b"{\"payload\":1,\"priority\":4294967296}",
+            ),
+            vec![400, 422],
+        ),
+        (
+            "a batch that is not a list".into(),
+            post(
+                "/api/queues/orders/jobs/batch",
+                "application/json",
+                b"{\"jobs\":{\"payload\":1}}",
+            ),
+            vec![400, 422],
+        ),
+    ];
+    for traversal in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e",
+        "orders%00evil",
+        "orders%2Fdead",
+        "..",
+        "orders%23x",
+        &"q".repeat(300),
+    ] {
+        cases.push((
+            format!("queue name {traversal:?}"),
+            post(
+                format!("/api/queues/{traversal}/jobs"),
+                "application/json",
+                b"{\"payload\":1}",
+            ),
+            vec![400, 404],
+        ));
+    }
+    for injection in injections {
+        let encoded: String = injection.bytes().map(|b| format!("%{b:02X}")).collect();
+        cases.push((
+            format!("queue name {injection:?}"),
+            post(
+                format!("/api/queues/{encoded}/jobs"),
+                "application/json",
+                b"{\"payload\":1}",
+            ),
+            vec![400],
+        ));
+        cases.push((
+            format!("webhook token {injection:?}"),
+            post(format!("/webhook/u/{encoded}"), "text/plain", b"Ticker: X"),
+            // No pipeline configured: the route answers 404 either way.
+            vec![400, 404, 503],
+        ));
+    }
+
+    for (what, request, allowed) in &cases {
+        let answer = tokio::task::spawn_blocking({
+            let (addr, request) = (addr.clone(), request.clone());
+            move || raw_request(&addr, &request)
+        })
+        .await
+        .expect("request");
+        let (status, body) = answer.unwrap_or_else(|| panic!("{what}: no answer"));
+        assert!(
+            allowed.contains(&status),
+            "{what}: status {status}, wanted one of {allowed:?}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+        // A request line that is not valid HTTP is refused by hyper with a
+        // bare 400 before any handler runs.
+        let by_http_layer = what.as_str() == "invalid UTF-8 in the path";
+        assert!(
+            by_http_layer || is_json_error(&body),
+            "{what}: no JSON error body: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+
+    // Headers too large for the HTTP layer: refused before the API, with a
+    // 431 or a closed connection, and never a crash.
+    let huge_header = format!(
+        "POST /api/queues/orders/jobs HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"payload\":1}}",
+        "h".repeat(1024 * 1024)
+    );
+    let answer = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || raw_request(&addr, huge_header.as_bytes())
+    })
+    .await
+    .expect("request");
+    assert!(
+        answer
+            .as_ref()
+            .is_none_or(|(status, _)| (400..500).contains(status)),
+        "huge header: {answer:?}"
+    );
+    let many_headers = {
+        let mut r = String::from("POST /api/queues/orders/jobs HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..2000 {
+            r.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        r.push_str("Content-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"payload\":1}");
+        r
+    };
+    let answer = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || raw_request(&addr, many_headers.as_bytes())
+    })
+    .await
+    .expect("request");
+    assert!(
+        answer
+            .as_ref()
+            .is_none_or(|(status, _)| (400..500).contains(status)),
+        "many headers: {answer:?}"
+    );
+
+    // Nothing of it was enqueued, and the server still serves.
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!(stats.enqueued_total, 0, "{stats:?}");
+    let queues = client.queues().await.expect("queues");
+    assert_eq!(queues, ["orders"], "a hostile name made a queue");
+    let ok = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            raw_request(
+                &addr,
+                &post(
+                    "/api/queues/orders/jobs",
+                    "application/json",
+                    b"{\"payload\":{\"sku\":\"A-1\"}}",
+                ),
+            )
+        }
+    })
+    .await
+    .expect("request");
+    assert_eq!(ok.map(|(s, _)| s), Some(201));
+}
