@@ -20,6 +20,9 @@
 //!   audit handler's bulk writes, against one `INSERT` per row.
 //! - `memory`: RSS of an idle `sluice serve` and an idle `sluice work`, and
 //!   Redis memory per waiting job.
+//! - `shards`: a partitioned queue end to end on Redis Cluster with 1 and 3
+//!   shards.
+//! - `soak`: the fault-injection suite with long fault phases.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +37,7 @@ mod audit;
 mod chart;
 mod compare;
 mod physical;
+mod shards;
 mod workloads;
 
 use workloads::{Measured, Workload};
@@ -135,13 +139,28 @@ enum Scenario {
         #[arg(long, default_value_t = 50_000)]
         jobs: u64,
     },
+    /// A partitioned queue end to end on Redis Cluster with 1 and 3 shards.
+    Shards {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: u64,
+        #[arg(long, default_value_t = 6)]
+        partitions: u16,
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+    },
+    /// The fault-injection suite, with longer fault phases.
+    Soak {
+        /// Seconds of faults per scenario.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+    },
 }
 
 /// What one request of a load run sends: URL, body, and the status that
 /// counts as success.
 type MakeRequest = Arc<dyn Fn(u64) -> (String, String) + Send + Sync>;
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -586,5 +605,36 @@ async fn main() -> anyhow::Result<()> {
             ])
             .await
         }
+        Scenario::Shards {
+            jobs,
+            partitions,
+            concurrency,
+        } => shards::run(jobs, partitions, concurrency).await,
+        Scenario::Soak { seconds } => soak(seconds),
     }
+}
+
+/// The fault suite (`api/tests/faults.rs`) with `seconds` of faults per
+/// scenario instead of the test run's few; prints each scenario's summary
+/// line and fails when the suite does.
+fn soak(seconds: u64) -> anyhow::Result<()> {
+    println!("fault suite, {seconds} s of faults per scenario (debug build of the tests)");
+    let output = Command::new("cargo")
+        .args(["test", "-q", "-p", "sluice-api", "--test", "faults", "--"])
+        .args(["--nocapture", "--test-threads", "1"])
+        .env("SLUICE_FAULT_SECONDS", seconds.to_string())
+        .current_dir(workspace_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cargo test")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines().filter(|l| {
+        l.starts_with("fault summary") || l.starts_with("test result") || l.contains("FAILED")
+    }) {
+        println!("{line}");
+    }
+    if !output.status.success() {
+        bail!("the fault suite failed");
+    }
+    Ok(())
 }
