@@ -29,11 +29,50 @@ pub fn install_recorder() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                describe();
+                handle
+            }
             // Another recorder is installed: render ours (empty) anyway.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
     })
+}
+
+/// Help texts of the process-local metrics (Prometheus wants one each).
+fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "sluice_http_requests_total",
+        "HTTP requests answered, by method, route and status."
+    );
+    metrics::describe_histogram!(
+        "sluice_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request."
+    );
+    metrics::describe_histogram!(
+        "sluice_job_wait_seconds",
+        Unit::Seconds,
+        "Time from a job's enqueue to its start (a delay included), on this process's workers."
+    );
+    metrics::describe_histogram!(
+        "sluice_job_run_seconds",
+        Unit::Seconds,
+        "Time a handler ran, on this process's workers."
+    );
+    metrics::describe_counter!(
+        "sluice_redis_retries_total",
+        "Redis calls retried after a transient failure, by operation."
+    );
+    metrics::describe_counter!(
+        "sluice_redis_backoffs_total",
+        "Backoffs of a worker loop while Redis was failing, by queue and loop."
+    );
+    metrics::describe_gauge!(
+        "sluice_redis_failing",
+        "1 while a worker loop cannot reach Redis, by queue and loop."
+    );
 }
 
 /// Middleware counting requests by method, route and status, with latency.
