@@ -45,7 +45,13 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
     let mut nodes = Vec::new();
     let mut ports = Vec::new();
     for _ in 0..shards {
-        let port = crate::free_port()?;
+        // The cluster bus listens on the port + 10000, which must exist.
+        let port = loop {
+            let port = crate::free_port()?;
+            if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([

@@ -221,3 +221,149 @@ async fn a_primary_killed_after_wait_acknowledged_loses_no_job() {
     assert_eq!(unique.len(), 300, "every acknowledged job has its own id");
     assert_eq!(report.completed, 300, "{report:?}");
 }
+
+/// A queue's slot moved to another primary while jobs flow (the steps of a
+/// resharding: IMPORTING/MIGRATING, MIGRATE of every key, SETSLOT NODE):
+/// clients follow ASK and MOVED and retry TRYAGAIN, and every acknowledged
+/// job still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_moved_to_another_shard_mid_flow_loses_no_job() {
+    let cluster = TestCluster::start(3, 0);
+    let prefix = unique_prefix();
+    let client = Client::connect_with(ClientConfig::new(cluster.url()).prefix(&prefix).retry(
+        RetryPolicy {
+            retries: 8,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(500),
+        },
+    ))
+    .await
+    .expect("connect");
+    let q = client
+        .queue_with("moving", fast_config())
+        .await
+        .expect("queue");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let handler = {
+        let seen = seen.clone();
+        sluice_engine::handler_fn(move |_job, n: u32| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("seen").insert(n);
+                Ok(Outcome::Done)
+            }
+        })
+    };
+    let worker = spawn(Worker::new(q.clone(), handler).with_config(WorkerConfig {
+        concurrency: 10,
+        block_timeout: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    }));
+    let producer = {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..1500u32 {
+                let mut tries = 0;
+                loop {
+                    let options = JobOptions::new().idempotency_key(format!("k{n}"));
+                    match q.enqueue(&n, options).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            tries += 1;
+                            assert!(tries < 200, "enqueue of {n} never succeeded: {e}");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                acked.push(n);
+                if n % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Move the queue's slot from its primary to another, key by key.
+    let key = format!("{prefix}:{{moving}}:meta");
+    let source = cluster.primary_of(&key);
+    let target = cluster
+        .running_ports()
+        .into_iter()
+        .find(|p| *p != source)
+        .expect("another primary");
+    let slot = node_command(source, &["CLUSTER", "KEYSLOT", &key]).expect("slot");
+    let id_of = |port: u16| node_command(port, &["CLUSTER", "MYID"]).expect("id");
+    let (source_id, target_id) = (id_of(source), id_of(target));
+    tokio::task::spawn_blocking(move || {
+        node_command(
+            target,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
+        )
+        .expect("importing");
+        node_command(
+            source,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
+        )
+        .expect("migrating");
+        loop {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{source}/")).expect("url");
+            let mut conn = client.get_connection().expect("connect");
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(&slot)
+                .arg(20)
+                .query(&mut conn)
+                .expect("getkeysinslot");
+            if keys.is_empty() {
+                break;
+            }
+            let _: redis::Value = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(target)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut conn)
+                .expect("migrate");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for port in [target, source] {
+            node_command(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id])
+                .expect("setslot node");
+        }
+    })
+    .await
+    .expect("resharding");
+    assert_eq!(cluster.primary_of(&key), target, "the slot did not move");
+    assert!(
+        !producer.is_finished(),
+        "the producer finished before the move: nothing flowed through it"
+    );
+
+    let acked = producer.await.expect("producer");
+    let drained = eventually(Duration::from_secs(60), || async {
+        seen.lock().expect("seen").len() == acked.len()
+    })
+    .await;
+    let report = worker.stop().await;
+    let missing: Vec<u32> = {
+        let seen = seen.lock().expect("seen");
+        acked
+            .iter()
+            .copied()
+            .filter(|n| !seen.contains(n))
+            .collect()
+    };
+    assert!(
+        drained && missing.is_empty(),
+        "{} acknowledged jobs never ran: {:?}; {report:?}; {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)],
+        q.stats().await
+    );
+}

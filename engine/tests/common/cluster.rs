@@ -23,12 +23,19 @@ pub struct TestCluster {
     dir: PathBuf,
 }
 
+/// A free port whose cluster bus port (the port + 10000) is free too: an
+/// ephemeral port above 55535 has no bus port and the node cannot start.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Answer of one command to one node, as text.
