@@ -512,6 +512,10 @@ async fn workers_killed_at_random_lose_nothing_and_fenced_workers_cannot_complet
         .expect("stats");
     let summary = Summary::new("workers killed", &produced, &ledger, stats.dead);
     summary.print();
+    println!(
+        "fault summary: workers killed: {kills} faults (1 freeze past the visibility timeout, {} SIGKILLs)",
+        kills - 1
+    );
     assert!(summary.acknowledged > 100, "{summary:?}");
     assert_eq!(summary.lost, 0, "acknowledged jobs lost: {summary:?}");
     assert_eq!(stats.dead, 0, "{stats:?}");

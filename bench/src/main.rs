@@ -628,10 +628,14 @@ fn soak(seconds: u64) -> anyhow::Result<()> {
         .output()
         .context("cargo test")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines().filter(|l| {
-        l.starts_with("fault summary") || l.starts_with("test result") || l.contains("FAILED")
-    }) {
-        println!("{line}");
+    // With --nocapture a test's first line follows its "test name ... " on
+    // the same line: print from the summary on.
+    for line in stdout.lines() {
+        if let Some(at) = line.find("fault summary") {
+            println!("{}", &line[at..]);
+        } else if line.starts_with("test result") || line.contains("FAILED") {
+            println!("{line}");
+        }
     }
     if !output.status.success() {
         bail!("the fault suite failed");
