@@ -52,11 +52,7 @@ async fn delivery_target(failing: Arc<AtomicBool>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = common::serve_on_loopback(app).await;
     format!("http://{addr}/hook")
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::free_port;
+use common::{eventually, free_port};
 use serde_json::json;
 use sluice_engine::{
     Client, ClientConfig, HandlerError, Job, JobOptions, Outcome, RetryPolicy, Worker, WorkerConfig,
@@ -197,11 +197,7 @@ async fn start_target(ledger: Arc<Ledger>) -> String {
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(target))
         .with_state(ledger);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = common::serve_on_loopback(app).await;
     format!("http://{addr}/hook")
 }
 
@@ -301,21 +297,6 @@ impl Drop for Sluice {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    check().await
 }
 
 /// A client that gives up a call after about a second, so the producer's

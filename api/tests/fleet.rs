@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use common::{Prefix, free_port};
+use common::{Prefix, eventually, free_port};
 use serde_json::json;
 use sluice_engine::{JobOptions, JobOptionsInput, JobState, Queue};
 
@@ -80,11 +80,7 @@ async fn start_target() -> (String, Log) {
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(target))
         .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = common::serve_on_loopback(app).await;
     (format!("http://{addr}/hook"), log)
 }
 
@@ -159,21 +155,6 @@ impl Drop for Process {
             let _ = self.0.wait();
         }
     }
-}
-
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + limit;
-    while Instant::now() < until {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check().await
 }
 
 fn quick(backoff_ms: i64) -> JobOptions {

@@ -20,18 +20,7 @@ use sluice_api::config::FileConfig;
 /// Start the API on a free loopback port; returns its address.
 async fn serve(prefix: &Prefix) -> String {
     let app = common::api(prefix, FileConfig::default()).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
-    addr.to_string()
+    common::serve_on_loopback(app).await.to_string()
 }
 
 /// Send raw bytes as one HTTP/1.1 request; the status code of the answer
@@ -50,6 +39,14 @@ fn raw_request(addr: &str, request: &[u8]) -> Option<(u16, String)> {
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     Some((status, body))
+}
+
+/// [`raw_request`] off the async runtime.
+async fn send(addr: &str, request: Vec<u8>) -> Option<(u16, String)> {
+    let addr = addr.to_owned();
+    tokio::task::spawn_blocking(move || raw_request(&addr, &request))
+        .await
+        .expect("request")
 }
 
 fn post(path: impl AsRef<[u8]>, content_type: &str, body: &[u8]) -> Vec<u8> {
@@ -224,13 +221,9 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
     }
 
     for (what, request, allowed) in &cases {
-        let answer = tokio::task::spawn_blocking({
-            let (addr, request) = (addr.clone(), request.clone());
-            move || raw_request(&addr, &request)
-        })
-        .await
-        .expect("request");
-        let (status, body) = answer.unwrap_or_else(|| panic!("{what}: no answer"));
+        let (status, body) = send(&addr, request.clone())
+            .await
+            .unwrap_or_else(|| panic!("{what}: no answer"));
         assert!(
             allowed.contains(&status),
             "{what}: status {status}, wanted one of {allowed:?}: {}",
@@ -252,18 +245,6 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
         "POST /api/queues/orders/jobs HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"payload\":1}}",
         "h".repeat(1024 * 1024)
     );
-    let answer = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || raw_request(&addr, huge_header.as_bytes())
-    })
-    .await
-    .expect("request");
-    assert!(
-        answer
-            .as_ref()
-            .is_none_or(|(status, _)| (400..500).contains(status)),
-        "huge header: {answer:?}"
-    );
     let many_headers = {
         let mut r = String::from("POST /api/queues/orders/jobs HTTP/1.1\r\nHost: x\r\n");
         for i in 0..2000 {
@@ -272,38 +253,29 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
         r.push_str("Content-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"payload\":1}");
         r
     };
-    let answer = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || raw_request(&addr, many_headers.as_bytes())
-    })
-    .await
-    .expect("request");
-    assert!(
-        answer
-            .as_ref()
-            .is_none_or(|(status, _)| (400..500).contains(status)),
-        "many headers: {answer:?}"
-    );
+    for (what, request) in [("huge header", huge_header), ("many headers", many_headers)] {
+        let answer = send(&addr, request.into_bytes()).await;
+        assert!(
+            answer
+                .as_ref()
+                .is_none_or(|(status, _)| (400..500).contains(status)),
+            "{what}: {answer:?}"
+        );
+    }
 
     // Nothing of it was enqueued, and the server still serves.
     let stats = queue.stats().await.expect("stats");
     assert_eq!(stats.enqueued_total, 0, "{stats:?}");
     let queues = client.queues().await.expect("queues");
     assert_eq!(queues, ["orders"], "a hostile name made a queue");
-    let ok = tokio::task::spawn_blocking({
-        let addr = addr.clone();
-        move || {
-            raw_request(
-                &addr,
-                &post(
-                    "/api/queues/orders/jobs",
-                    "application/json",
-                    b"{\"payload\":{\"sku\":\"A-1\"}}",
-                ),
-            )
-        }
-    })
-    .await
-    .expect("request");
+    let ok = send(
+        &addr,
+        post(
+            "/api/queues/orders/jobs",
+            "application/json",
+            b"{\"payload\":{\"sku\":\"A-1\"}}",
+        ),
+    )
+    .await;
     assert_eq!(ok.map(|(s, _)| s), Some(201));
 }
