@@ -164,6 +164,9 @@ pub struct QueueSection {
     pub max_attempts: Option<u32>,
     /// A claimed job whose worker is silent this long is reclaimed, ms.
     pub visibility_timeout_ms: Option<u64>,
+    /// Split the queue over this many partitions (`name#0` ...), which Redis
+    /// Cluster places on different shards; order then holds per partition.
+    pub partitions: Option<u16>,
 }
 
 fn default_concurrency() -> usize {
@@ -250,6 +253,21 @@ impl FileConfig {
             }
             if q.concurrency == 0 {
                 bail!("queue {}: concurrency must be at least 1", q.name);
+            }
+            if let Some(n) = q.partitions {
+                if n == 0 || n > sluice_engine::MAX_PARTITIONS {
+                    bail!(
+                        "queue {}: partitions must be 1 to {}",
+                        q.name,
+                        sluice_engine::MAX_PARTITIONS
+                    );
+                }
+                if q.name.contains('#') {
+                    bail!(
+                        "queue {}: a partitioned queue's name cannot name a partition",
+                        q.name
+                    );
+                }
             }
             if let Some(url) = &q.url {
                 crate::delivery::check_target(url)

@@ -120,11 +120,6 @@ pub async fn run(
     let mut served = Vec::new();
     let mut workers = JoinSet::new();
     for (section, concurrency) in queues {
-        let queue = client
-            .queue_with(&section.name, section.queue_config())
-            .await
-            .with_context(|| format!("cannot open queue {}", section.name))?;
-        queue.set_rate_limit(section.rate_limit()?).await?;
         let config = WorkerConfig {
             concurrency,
             // Batch writers (ingest, audit) want whole batches per claim.
@@ -151,15 +146,47 @@ pub async fn run(
             },
             (None, None) => bail!("queue {} has no handler", section.name),
         };
-        let worker = Worker::new(queue, handler).with_config(config);
-        gauges.push(worker.in_flight());
+        // A partitioned queue gets one worker per partition, sharing the
+        // queue's concurrency.
+        let queue_workers = match section.partitions {
+            Some(n) => {
+                let pq = client
+                    .partitioned_queue(&section.name, n, section.queue_config())
+                    .await
+                    .with_context(|| format!("cannot open queue {}", section.name))?;
+                // The configured rate is the queue's: each partition gets
+                // its share.
+                let share = match section.rate_limit()? {
+                    Some(l) => Some(sluice_engine::RateLimit::new(
+                        l.per_second / f64::from(n),
+                        (l.burst / u32::from(n)).max(1),
+                    )?),
+                    None => None,
+                };
+                for q in pq.partitions() {
+                    q.set_rate_limit(share).await?;
+                }
+                pq.workers(handler, config)
+            }
+            None => {
+                let queue = client
+                    .queue_with(&section.name, section.queue_config())
+                    .await
+                    .with_context(|| format!("cannot open queue {}", section.name))?;
+                queue.set_rate_limit(section.rate_limit()?).await?;
+                vec![Worker::new(queue, handler).with_config(config)]
+            }
+        };
         served.push(ServedQueue {
             queue: section.name.clone(),
             concurrency,
         });
-        let stop = stop.clone();
-        let name = section.name.clone();
-        workers.spawn(async move { (name, worker.run(stopped(stop)).await) });
+        for worker in queue_workers {
+            gauges.push(worker.in_flight());
+            let stop = stop.clone();
+            let name = section.name.clone();
+            workers.spawn(async move { (name, worker.run(stopped(stop)).await) });
+        }
     }
     let info = WorkerInfo {
         id: id.clone(),

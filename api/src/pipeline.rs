@@ -275,6 +275,7 @@ impl PipelineSection {
             rate_burst: None,
             max_attempts: None,
             visibility_timeout_ms: None,
+            partitions: None,
         }
     }
 }

@@ -493,3 +493,111 @@ async fn a_cron_schedule_fires_once_per_tick_with_three_processes() {
         serde_json::from_str(&client.schedule_states().await.expect("states")[0].1).expect("json");
     assert!(last["job_id"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_queue_is_enqueued_through_the_api_and_served_over_every_partition() {
+    use axum::http::Method;
+    let p = Prefix::new("parts");
+    let (url, log) = start_target().await;
+    let config = ConfigFile::new(
+        &p,
+        &format!(
+            "[worker]\nheartbeat_secs = 1\n[[queues]]\nname = \"parts\"\nurl = {url:?}\npartitions = 3\nconcurrency = 6\n[[queues]]\nname = \"plain\"\nurl = {url:?}\n"
+        ),
+    );
+    let file = sluice_api::config::FileConfig::load(&config.0).expect("config");
+    let app = common::api(&p, file).await;
+    for n in 0..30 {
+        let body = json!({"payload": {"n": n}}).to_string();
+        let a = common::call(
+            &app,
+            Method::POST,
+            "/api/queues/parts/jobs",
+            None,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    }
+    for n in 30..40 {
+        let body = json!({"payload": {"n": n}, "partition_key": "acct-1"}).to_string();
+        let a = common::call(
+            &app,
+            Method::POST,
+            "/api/queues/parts/jobs",
+            None,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    }
+    let batch = json!({"jobs": (40..50).map(|n| json!({"payload": {"n": n}, "partition_key": "acct-2"})).collect::<Vec<_>>()});
+    let a = common::call(
+        &app,
+        Method::POST,
+        "/api/queues/parts/jobs/batch",
+        None,
+        Some(&batch.to_string()),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+
+    // Keyed jobs share a partition; keyless ones reach every partition; the
+    // queue's own page sums them.
+    let client = p.client().await;
+    let pq = client
+        .partitioned_queue("parts", 3, sluice_engine::QueueConfig::default())
+        .await
+        .expect("partitions");
+    for key in ["acct-1", "acct-2"] {
+        let waiting = pq.partition_for(key).stats().await.expect("stats").waiting;
+        assert!(waiting >= 10, "{key}: {waiting}");
+    }
+    for q in pq.partitions() {
+        assert!(
+            q.stats().await.expect("stats").waiting > 0,
+            "{} empty",
+            q.name()
+        );
+    }
+    let a = common::call(&app, Method::GET, "/api/queues/parts", None, None).await;
+    assert_eq!(a.json["waiting"], 50, "{}", a.text);
+    let body = json!({"payload": 1, "partition_key": "x"}).to_string();
+    let a = common::call(
+        &app,
+        Method::POST,
+        "/api/queues/plain/jobs",
+        None,
+        Some(&body),
+    )
+    .await;
+    common::assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, "not_partitioned");
+
+    // One worker process serves every partition.
+    let _worker = Process::start(&config, &["work", "--no-schedules", "--queue", "parts"]);
+    let delivered = eventually(Duration::from_secs(30), || async {
+        log.lock().expect("log").len() >= 50
+    })
+    .await;
+    assert!(
+        delivered,
+        "{} of 50 delivered",
+        log.lock().expect("log").len()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let a = common::call(&app, Method::GET, "/api/queues/parts", None, None).await;
+            a.json["completed_total"] == 50
+        })
+        .await
+    );
+    let mut numbers: Vec<u64> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter_map(|s| serde_json::from_slice::<serde_json::Value>(&s.body).ok()?["n"].as_u64())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers, (0..50).collect::<Vec<_>>());
+}

@@ -134,12 +134,36 @@ impl PartitionedQueue {
             .await
     }
 
+    /// Enqueue one job with an already encoded payload, on the partition of
+    /// `partition_key` when given (else as [`enqueue`](Self::enqueue) does).
+    pub async fn enqueue_raw(
+        &self,
+        partition_key: Option<&str>,
+        payload: Vec<u8>,
+        options: JobOptions,
+    ) -> Result<Enqueued> {
+        self.route(partition_key, &options)
+            .enqueue_raw(payload, options)
+            .await
+    }
+
     /// Enqueue a batch: each job goes where [`enqueue`](Self::enqueue) would
     /// send it, one round trip per partition, all partitions at once. The
     /// answers are in the batch's order. Atomic per partition only: when one
     /// partition's call fails, others may have taken their jobs (retrying
     /// with idempotency keys is safe).
     pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        self.enqueue_batch_keyed(jobs.into_iter().map(|j| (None, j)).collect())
+            .await
+    }
+
+    /// [`enqueue_batch`](Self::enqueue_batch) where a job may carry a
+    /// partition key, which routes it as [`enqueue_keyed`](Self::enqueue_keyed)
+    /// does.
+    pub async fn enqueue_batch_keyed(
+        &self,
+        jobs: Vec<(Option<String>, NewJob)>,
+    ) -> Result<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Err(Error::EmptyBatch);
         }
@@ -147,9 +171,9 @@ impl PartitionedQueue {
         let mut groups: Vec<(Vec<usize>, Vec<NewJob>)> =
             vec![(Vec::new(), Vec::new()); self.partitions.len()];
         let offset = rand::random_range(0..self.partitions.len());
-        for (i, job) in jobs.into_iter().enumerate() {
-            let index = match &job.options.idempotency_key {
-                Some(key) => (stable_hash(key) % self.partitions.len() as u64) as usize,
+        for (i, (partition_key, job)) in jobs.into_iter().enumerate() {
+            let index = match partition_key.or_else(|| job.options.idempotency_key.clone()) {
+                Some(key) => (stable_hash(&key) % self.partitions.len() as u64) as usize,
                 // Keyless jobs are dealt out in turn.
                 None => (offset + i) % self.partitions.len(),
             };
@@ -236,20 +260,10 @@ impl PartitionedQueue {
         config: WorkerConfig,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<WorkerReport> {
-        let handler = Arc::new(handler);
-        let slots = Arc::new(Semaphore::new(config.concurrency));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut running = JoinSet::new();
-        for q in self.partitions.iter() {
+        for worker in self.workers(handler, config) {
             let mut stop = stop_rx.clone();
-            let mut partition_config = config.clone();
-            partition_config.consumer = config
-                .consumer
-                .as_ref()
-                .map(|c| format!("{c}-{}", q.name().replace('#', "-")));
-            let worker = Worker::with_shared_handler(q.clone(), handler.clone())
-                .with_config(partition_config)
-                .sharing_slots(slots.clone());
             running.spawn(worker.run(async move {
                 let _ = stop.wait_for(|s| *s).await;
             }));
@@ -275,6 +289,30 @@ impl PartitionedQueue {
             Some(e) => Err(e),
             None => Ok(total),
         }
+    }
+}
+
+impl PartitionedQueue {
+    /// One worker per partition, all running `handler` and taking job slots
+    /// from one pool of `config.concurrency` (see
+    /// [`run_workers`](Self::run_workers), which runs them); for callers
+    /// that run workers themselves, to watch each one's in-flight count.
+    pub fn workers<H: Handler>(&self, handler: H, config: WorkerConfig) -> Vec<Worker<H>> {
+        let handler = Arc::new(handler);
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        self.partitions
+            .iter()
+            .map(|q| {
+                let mut partition_config = config.clone();
+                partition_config.consumer = config
+                    .consumer
+                    .as_ref()
+                    .map(|c| format!("{c}-{}", q.name().replace('#', "-")));
+                Worker::with_shared_handler(q.clone(), handler.clone())
+                    .with_config(partition_config)
+                    .sharing_slots(slots.clone())
+            })
+            .collect()
     }
 }
 

@@ -20,7 +20,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use sluice_engine::{Client, Queue};
+use sluice_engine::{Client, PartitionedQueue, Queue};
 use tokio::sync::watch;
 
 pub use auth::key_hash;
@@ -50,6 +50,8 @@ struct Shared {
     started: Instant,
     /// Queue handles already opened (opening one costs a round trip).
     queues: RwLock<HashMap<String, Queue>>,
+    /// Partitioned queues already opened.
+    partitioned: RwLock<HashMap<String, PartitionedQueue>>,
     /// Signs dashboard sessions.
     sessions: sluice_dashboard::session::SessionKeys,
 }
@@ -102,6 +104,7 @@ impl AppState {
                 schedules,
                 started: Instant::now(),
                 queues: RwLock::new(HashMap::new()),
+                partitioned: RwLock::new(HashMap::new()),
                 sessions,
             }),
         })
@@ -135,6 +138,32 @@ impl AppState {
         let q = self.client.queue_with(name, config).await?;
         self.remember(&q);
         Ok(q)
+    }
+
+    /// The queue's partitions when the config splits it (`partitions`),
+    /// opened once per process.
+    pub async fn partitioned(&self, name: &str) -> ApiResult<Option<PartitionedQueue>> {
+        let Some(section) = self.file.queue(name).filter(|s| s.partitions.is_some()) else {
+            return Ok(None);
+        };
+        if let Some(pq) = self
+            .shared
+            .partitioned
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+        {
+            return Ok(Some(pq));
+        }
+        let n = section.partitions.unwrap_or(1);
+        let pq = self
+            .client
+            .partitioned_queue(name, n, section.queue_config())
+            .await?;
+        if let Ok(mut m) = self.shared.partitioned.write() {
+            m.insert(name.to_owned(), pq.clone());
+        }
+        Ok(Some(pq))
     }
 
     /// The queue if it exists, else 404.

@@ -6,7 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Enqueued, JobInfo, JobOptions, JobOptionsInput, JobState, NewJob, Queue, Stats,
+    Enqueued, JobInfo, JobOptions, JobOptionsInput, JobState, MinuteCount, NewJob,
+    PartitionedQueue, Queue, Stats,
 };
 
 use super::AppState;
@@ -33,9 +34,25 @@ pub struct EnqueueRequest {
     pub idempotency_key: Option<String>,
     /// How long the key is remembered, ms (default 24 h).
     pub idempotency_window_ms: Option<i64>,
+    /// For a partitioned queue: jobs with the same key go to the same
+    /// partition, and keep their order among themselves.
+    pub partition_key: Option<String>,
 }
 
 impl EnqueueRequest {
+    /// The job, and its partition key.
+    fn into_keyed_job(mut self) -> Result<(Option<String>, NewJob), ApiError> {
+        let key = self.partition_key.take();
+        if key.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_options",
+                "partition_key must not be empty",
+            ));
+        }
+        Ok((key, self.into_job()?))
+    }
+
     fn into_job(self) -> Result<NewJob, ApiError> {
         let options = JobOptions::try_from(JobOptionsInput {
             priority: self.priority,
@@ -72,9 +89,18 @@ pub async fn enqueue(
     Path(queue): Path<String>,
     ApiJson(body): ApiJson<EnqueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
-    let q = state.queue_for_write(&queue).await?;
-    let job = body.into_job()?;
-    let e = q.enqueue_raw(job.payload, job.options).await?;
+    let (partition_key, job) = body.into_keyed_job()?;
+    let e = match state.partitioned(&queue).await? {
+        Some(pq) => {
+            pq.enqueue_raw(partition_key.as_deref(), job.payload, job.options)
+                .await?
+        }
+        None => {
+            refuse_partition_key(&queue, partition_key.is_some())?;
+            let q = state.queue_for_write(&queue).await?;
+            q.enqueue_raw(job.payload, job.options).await?
+        }
+    };
     let status = if e.duplicate {
         StatusCode::OK
     } else {
@@ -102,15 +128,35 @@ pub async fn enqueue_batch(
         .into_iter()
         .enumerate()
         .map(|(i, j)| {
-            j.into_job().map_err(|e| ApiError {
+            j.into_keyed_job().map_err(|e| ApiError {
                 message: format!("jobs[{i}]: {}", e.message),
                 ..e
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let q = state.queue_for_write(&queue).await?;
-    let done = q.enqueue_batch(jobs).await?;
+    let done = match state.partitioned(&queue).await? {
+        Some(pq) => pq.enqueue_batch_keyed(jobs).await?,
+        None => {
+            refuse_partition_key(&queue, jobs.iter().any(|(key, _)| key.is_some()))?;
+            let q = state.queue_for_write(&queue).await?;
+            q.enqueue_batch(jobs.into_iter().map(|(_, job)| job).collect())
+                .await?
+        }
+    };
     Ok((StatusCode::CREATED, Json(BatchResponse { jobs: done })))
+}
+
+/// A partition key for a queue that has no partitions is a mistake the
+/// caller should hear about, not a key silently dropped.
+fn refuse_partition_key(queue: &str, given: bool) -> ApiResult<()> {
+    if given {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_partitioned",
+            format!("queue {queue:?} is not partitioned; leave out partition_key"),
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /api/queues/{queue}/jobs/{id}`.
@@ -155,6 +201,28 @@ pub struct Throughput {
 async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
     let stats = q.stats().await?;
     let per_minute = q.throughput(61).await?;
+    Ok(view(stats, per_minute))
+}
+
+/// A partitioned queue's counts and throughput, summed over its partitions.
+async fn partitioned_view(pq: &PartitionedQueue) -> ApiResult<QueueView> {
+    let stats = pq.stats().await?;
+    let mut per_minute: Vec<MinuteCount> = Vec::new();
+    for q in pq.partitions() {
+        let minutes = q.throughput(61).await?;
+        if per_minute.is_empty() {
+            per_minute = minutes;
+            continue;
+        }
+        for (total, m) in per_minute.iter_mut().zip(minutes) {
+            total.completed += m.completed;
+            total.failed += m.failed;
+        }
+    }
+    Ok(view(stats, per_minute))
+}
+
+fn view(stats: Stats, per_minute: Vec<MinuteCount>) -> QueueView {
     let full = &per_minute[..per_minute.len().saturating_sub(1)];
     let last = full.last().copied().unwrap_or_default();
     let throughput = Throughput {
@@ -162,9 +230,9 @@ async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
         failed_last_minute: last.failed,
         completed_last_hour: full.iter().map(|m| m.completed).sum(),
         failed_last_hour: full.iter().map(|m| m.failed).sum(),
-        per_minute: per_minute[1..].to_vec(),
+        per_minute: per_minute.get(1..).unwrap_or_default().to_vec(),
     };
-    Ok(QueueView { stats, throughput })
+    QueueView { stats, throughput }
 }
 
 /// `GET /api/queues`.
@@ -182,6 +250,9 @@ pub async fn show(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
+    if let Some(pq) = state.partitioned(&queue).await? {
+        return Ok(Json(partitioned_view(&pq).await?));
+    }
     let q = state.existing_queue(&queue).await?;
     Ok(Json(queue_view(&q).await?))
 }
@@ -191,7 +262,10 @@ pub async fn pause(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    state.existing_queue(&queue).await?.pause().await?;
+    match state.partitioned(&queue).await? {
+        Some(pq) => pq.pause().await?,
+        None => state.existing_queue(&queue).await?.pause().await?,
+    }
     Ok(Json(serde_json::json!({ "queue": queue, "paused": true })))
 }
 
@@ -200,7 +274,10 @@ pub async fn resume(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    state.existing_queue(&queue).await?.resume().await?;
+    match state.partitioned(&queue).await? {
+        Some(pq) => pq.resume().await?,
+        None => state.existing_queue(&queue).await?.resume().await?,
+    }
     Ok(Json(serde_json::json!({ "queue": queue, "paused": false })))
 }
 
