@@ -222,6 +222,10 @@ pub struct EnqueueArgs {
     /// Enqueue at most once under this key (within the idempotency window).
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// For a queue configured with `partitions`: jobs with the same key go
+    /// to the same partition and keep their order.
+    #[arg(long)]
+    pub partition_key: Option<String>,
 }
 
 /// `sluice jobs ...`.

@@ -41,7 +41,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate | Command::Users(_) | Command::Backup { .. } | Command::Restore { .. } => {
             sluice_api::pipeline_ops::run(cli.command, cli.json, &settings, &file).await
         }
-        _ => sluice_api::ops::run(cli, settings).await,
+        _ => sluice_api::ops::run(cli, settings, &file).await,
     }
 }
 

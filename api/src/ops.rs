@@ -3,14 +3,17 @@
 
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
-use sluice_engine::{Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, Queue, Stats};
+use sluice_engine::{
+    Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, PartitionedQueue, Queue,
+    Stats,
+};
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
-use crate::config::Settings;
+use crate::config::{FileConfig, Settings};
 use crate::views::{JobView, payload_json};
 
 /// Run one operator command.
-pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Result<()> {
     let out = Output { json: cli.json };
     if let Command::Keys(KeysCommand::New { name, scope }) = &cli.command {
         return new_key(name, *scope, out);
@@ -20,12 +23,17 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot reach redis at {}", settings.redis_url))?;
     match cli.command {
-        Command::Enqueue(args) => enqueue(&client, args, out).await,
-        Command::Stats { queue } => stats(&client, queue, out).await,
-        Command::Jobs(JobsCommand::Show { id, queue }) => show_job(&client, &id, queue, out).await,
+        Command::Enqueue(args) => enqueue(&client, file, args, out).await,
+        Command::Stats { queue } => stats(&client, file, queue, out).await,
+        Command::Jobs(JobsCommand::Show { id, queue }) => {
+            show_job(&client, file, &id, queue, out).await
+        }
         Command::Dead(cmd) => dead(&client, cmd, out).await,
         Command::Pause { queue } => {
-            existing(&client, &queue).await?.pause().await?;
+            match partitioned(&client, file, &queue).await? {
+                Some(pq) => pq.pause().await?,
+                None => existing(&client, &queue).await?.pause().await?,
+            }
             out.done(
                 &format!("queue {queue} paused"),
                 serde_json::json!({"queue": queue, "paused": true}),
@@ -43,7 +51,10 @@ pub async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             bail!("not an operator command")
         }
         Command::Resume { queue } => {
-            existing(&client, &queue).await?.resume().await?;
+            match partitioned(&client, file, &queue).await? {
+                Some(pq) => pq.resume().await?,
+                None => existing(&client, &queue).await?.resume().await?,
+            }
             out.done(
                 &format!("queue {queue} resumed"),
                 serde_json::json!({"queue": queue, "paused": false}),
@@ -76,10 +87,35 @@ async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
         .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
 }
 
-/// The named queue (which must exist), or every registered queue.
-async fn open_queues(client: &Client, queue: Option<String>) -> anyhow::Result<Vec<Queue>> {
+/// The queue's partitions when the config splits it (`partitions`).
+async fn partitioned(
+    client: &Client,
+    file: &FileConfig,
+    name: &str,
+) -> anyhow::Result<Option<PartitionedQueue>> {
+    let Some(section) = file.queue(name).filter(|s| s.partitions.is_some()) else {
+        return Ok(None);
+    };
+    let n = section.partitions.unwrap_or(1);
+    Ok(Some(
+        client
+            .partitioned_queue(name, n, section.queue_config())
+            .await?,
+    ))
+}
+
+/// The named queue (which must exist; a partitioned one's partitions), or
+/// every registered queue.
+async fn open_queues(
+    client: &Client,
+    file: &FileConfig,
+    queue: Option<String>,
+) -> anyhow::Result<Vec<Queue>> {
     match queue {
-        Some(name) => Ok(vec![existing(client, &name).await?]),
+        Some(name) => match partitioned(client, file, &name).await? {
+            Some(pq) => Ok(pq.partitions().to_vec()),
+            None => Ok(vec![existing(client, &name).await?]),
+        },
         None => {
             let mut all = Vec::new();
             for name in client.queues().await? {
@@ -90,7 +126,12 @@ async fn open_queues(client: &Client, queue: Option<String>) -> anyhow::Result<V
     }
 }
 
-async fn enqueue(client: &Client, args: EnqueueArgs, out: Output) -> anyhow::Result<()> {
+async fn enqueue(
+    client: &Client,
+    file: &FileConfig,
+    args: EnqueueArgs,
+    out: Output,
+) -> anyhow::Result<()> {
     let payload: serde_json::Value =
         serde_json::from_str(&args.payload).context("--payload is not valid JSON")?;
     let options = JobOptions::try_from(JobOptionsInput {
@@ -101,8 +142,26 @@ async fn enqueue(client: &Client, args: EnqueueArgs, out: Output) -> anyhow::Res
         idempotency_key: args.idempotency_key,
         ..JobOptionsInput::default()
     })?;
-    let queue = client.queue(&args.queue).await?;
-    let e = queue.enqueue(&payload, options).await?;
+    let NewJob { payload, options } = NewJob::new(&payload, options)?;
+    let e = match partitioned(client, file, &args.queue).await? {
+        Some(pq) => {
+            pq.enqueue_raw(args.partition_key.as_deref(), payload, options)
+                .await?
+        }
+        None if args.partition_key.is_some() => {
+            bail!(
+                "queue {} is not partitioned; leave out --partition-key",
+                args.queue
+            )
+        }
+        None => {
+            client
+                .queue(&args.queue)
+                .await?
+                .enqueue_raw(payload, options)
+                .await?
+        }
+    };
     let text = if e.duplicate {
         format!(
             "{} (idempotency key matched an existing job; nothing added)",
@@ -114,9 +173,14 @@ async fn enqueue(client: &Client, args: EnqueueArgs, out: Output) -> anyhow::Res
     out.done(&text, &e)
 }
 
-async fn stats(client: &Client, queue: Option<String>, out: Output) -> anyhow::Result<()> {
+async fn stats(
+    client: &Client,
+    file: &FileConfig,
+    queue: Option<String>,
+    out: Output,
+) -> anyhow::Result<()> {
     let mut all: Vec<Stats> = Vec::new();
-    for q in open_queues(client, queue).await? {
+    for q in open_queues(client, file, queue).await? {
         all.push(q.stats().await?);
     }
     if out.json {
@@ -175,11 +239,12 @@ fn print_job(info: &JobInfo, out: Output) -> anyhow::Result<()> {
 
 async fn show_job(
     client: &Client,
+    file: &FileConfig,
     id: &str,
     queue: Option<String>,
     out: Output,
 ) -> anyhow::Result<()> {
-    for q in open_queues(client, queue).await? {
+    for q in open_queues(client, file, queue).await? {
         if let Some(info) = q.job(id).await? {
             return print_job(&info, out);
         }

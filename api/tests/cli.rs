@@ -265,3 +265,52 @@ fn workers_lists_none_and_keys_new_prints_a_usable_entry() {
     let unknown = env.fails(&["work", "--queue", "unconfigured"]);
     assert!(unknown.contains("not configured"), "{unknown}");
 }
+
+#[test]
+fn a_partitioned_queue_is_enqueued_inspected_and_paused_as_one() {
+    let env = Env::new();
+    let config = std::env::temp_dir().join(format!("{}.toml", env.p.name));
+    std::fs::write(
+        &config,
+        "[[queues]]\nname = \"parts\"\npartitions = 3\n[[queues]]\nname = \"plain\"\n",
+    )
+    .expect("config");
+    let path = config.to_str().expect("path");
+    for n in 0..4 {
+        env.ok(&[
+            "--config",
+            path,
+            "enqueue",
+            "parts",
+            "--payload",
+            &n.to_string(),
+            "--partition-key",
+            "acct-9",
+        ]);
+    }
+    let stats = env.json(&["--config", path, "stats", "parts"]);
+    let rows = stats.as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{stats}");
+    let waiting: Vec<u64> = rows
+        .iter()
+        .map(|r| r["waiting"].as_u64().expect("waiting"))
+        .collect();
+    assert_eq!(waiting.iter().sum::<u64>(), 4);
+    assert!(
+        waiting.contains(&4),
+        "one partition holds the key's jobs: {waiting:?}"
+    );
+    env.ok(&["--config", path, "pause", "parts"]);
+    let stats = env.json(&["--config", path, "stats", "parts"]);
+    assert!(
+        stats
+            .as_array()
+            .expect("rows")
+            .iter()
+            .all(|r| r["paused"] == true),
+        "{stats}"
+    );
+    let err = env.fails(&["--config", path, "enqueue", "plain", "--partition-key", "x"]);
+    assert!(err.contains("not partitioned"), "{err}");
+    let _ = std::fs::remove_file(&config);
+}
