@@ -4,8 +4,7 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{
-    Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, PartitionedQueue, Queue,
-    Stats,
+    Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
 };
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
@@ -30,7 +29,7 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
         }
         Command::Dead(cmd) => dead(&client, cmd, out).await,
         Command::Pause { queue } => {
-            match partitioned(&client, file, &queue).await? {
+            match file.partitioned_queue(&client, &queue).await? {
                 Some(pq) => pq.pause().await?,
                 None => existing(&client, &queue).await?.pause().await?,
             }
@@ -51,7 +50,7 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
             bail!("not an operator command")
         }
         Command::Resume { queue } => {
-            match partitioned(&client, file, &queue).await? {
+            match file.partitioned_queue(&client, &queue).await? {
                 Some(pq) => pq.resume().await?,
                 None => existing(&client, &queue).await?.resume().await?,
             }
@@ -87,23 +86,6 @@ async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
         .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
 }
 
-/// The queue's partitions when the config splits it (`partitions`).
-async fn partitioned(
-    client: &Client,
-    file: &FileConfig,
-    name: &str,
-) -> anyhow::Result<Option<PartitionedQueue>> {
-    let Some(section) = file.queue(name).filter(|s| s.partitions.is_some()) else {
-        return Ok(None);
-    };
-    let n = section.partitions.unwrap_or(1);
-    Ok(Some(
-        client
-            .partitioned_queue(name, n, section.queue_config())
-            .await?,
-    ))
-}
-
 /// The named queue (which must exist; a partitioned one's partitions), or
 /// every registered queue.
 async fn open_queues(
@@ -112,7 +94,7 @@ async fn open_queues(
     queue: Option<String>,
 ) -> anyhow::Result<Vec<Queue>> {
     match queue {
-        Some(name) => match partitioned(client, file, &name).await? {
+        Some(name) => match file.partitioned_queue(client, &name).await? {
             Some(pq) => Ok(pq.partitions().to_vec()),
             None => Ok(vec![existing(client, &name).await?]),
         },
@@ -143,7 +125,7 @@ async fn enqueue(
         ..JobOptionsInput::default()
     })?;
     let NewJob { payload, options } = NewJob::new(&payload, options)?;
-    let e = match partitioned(client, file, &args.queue).await? {
+    let e = match file.partitioned_queue(client, &args.queue).await? {
         Some(pq) => {
             pq.enqueue_raw(args.partition_key.as_deref(), payload, options)
                 .await?

@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -260,13 +260,7 @@ impl Sluice {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
+        common::signal(self.child.id(), sig);
     }
 
     fn is_running(&mut self) -> bool {
@@ -324,6 +318,8 @@ struct Produced {
     enqueued: u64,
     /// Jobs whose enqueue was acknowledged, by number.
     acknowledged: HashSet<u64>,
+    /// When each was acknowledged (for the loss window of a crash).
+    acknowledged_at: HashMap<u64, Instant>,
 }
 
 /// Enqueue jobs `0..` one at a time, each under its own idempotency key,
@@ -352,6 +348,7 @@ async fn produce(
             {
                 Ok(_) => {
                     out.acknowledged.insert(n);
+                    out.acknowledged_at.insert(n, Instant::now());
                     break;
                 }
                 // Not acknowledged: try again with the same key, so that a
@@ -619,7 +616,16 @@ async fn redis_crash(fsync: &'static str) -> (Summary, Duration) {
         &ledger,
         dead,
     );
-    let window = pace * summary.lost as u32;
+    // The loss window: from the earliest acknowledgement that was lost to
+    // the crash (zero when nothing was lost).
+    let executions = ledger.executions();
+    let window = produced
+        .acknowledged_at
+        .iter()
+        .filter(|(n, _)| !executions.contains_key(n))
+        .map(|(_, at)| down_at.saturating_duration_since(*at))
+        .max()
+        .unwrap_or_default();
     (summary, window)
 }
 
@@ -745,13 +751,26 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
     let redis = AofRedis::start("everysec");
     let client = client(&redis.url()).await;
     let q = client.queue(QUEUE).await.expect("queue");
-    let handler = |_job: Job, kind: String| async move {
-        match kind.as_str() {
-            "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
-            "panic" => panic!("handler blew up"),
-            _ => {}
+    // Completions by job id, counted where the handler finishes.
+    let completions: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let handler = {
+        let completions = completions.clone();
+        move |job: Job, kind: String| {
+            let completions = completions.clone();
+            async move {
+                match kind.as_str() {
+                    "slow" => tokio::time::sleep(Duration::from_secs(5)).await,
+                    "panic" => panic!("handler blew up"),
+                    _ => {}
+                }
+                *completions
+                    .lock()
+                    .expect("completions")
+                    .entry(job.id.clone())
+                    .or_default() += 1;
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
         }
-        Ok::<_, HandlerError>(Outcome::Done)
     };
     let options = || {
         JobOptions::new()
@@ -764,7 +783,7 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
                 jitter: 0.0,
             })
     };
-    let mut produced = Produced::default();
+    let mut acknowledged = Vec::new();
     let mut expected_dead = 0;
     for n in 0..300u64 {
         let kind = match n % 10 {
@@ -775,9 +794,7 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
         if kind != "ok" {
             expected_dead += 1;
         }
-        q.enqueue(&kind, options()).await.expect("enqueue");
-        produced.enqueued += 1;
-        produced.acknowledged.insert(n);
+        acknowledged.push(q.enqueue(&kind, options()).await.expect("enqueue").id);
     }
     let worker =
         Worker::new(q.clone(), sluice_engine::handler_fn(handler)).with_config(WorkerConfig {
@@ -801,19 +818,32 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
     assert!(!running.is_finished(), "the worker stopped");
     let _ = stop_tx.send(());
     let report = running.await.expect("join").expect("worker");
-    println!(
-        "fault summary: slow and panicking handlers: enqueued {}, acknowledged {}, executed {}, lost 0, duplicated 0, dead-lettered {}",
-        produced.enqueued,
-        produced.acknowledged.len(),
-        stats.completed_total + stats.dead,
-        stats.dead
-    );
+    let dead = q.dead_letters(0, 1000).await.expect("dead");
+    let dead_ids: HashSet<&str> = dead.iter().map(|j| j.id.as_str()).collect();
+    let completions = completions.lock().expect("completions").clone();
+    let summary = Summary {
+        scenario: "slow and panicking handlers",
+        enqueued: acknowledged.len() as u64,
+        acknowledged: acknowledged.len() as u64,
+        executed: acknowledged
+            .iter()
+            .filter(|id| completions.contains_key(*id) || dead_ids.contains(id.as_str()))
+            .count() as u64,
+        lost: acknowledged
+            .iter()
+            .filter(|id| !completions.contains_key(*id) && !dead_ids.contains(id.as_str()))
+            .count() as u64,
+        duplicated: completions.values().map(|c| c - 1).sum(),
+        dead: dead_ids.len() as u64,
+    };
+    summary.print();
+    assert_eq!(summary.lost, 0, "{summary:?}");
+    assert_eq!(summary.duplicated, 0, "{summary:?}");
     assert_eq!(stats.dead, expected_dead, "{stats:?}");
     assert_eq!(stats.completed_total, 300 - expected_dead, "{stats:?}");
     // Two attempts each for the slow and panicking jobs.
     assert_eq!(stats.failed_total, expected_dead * 2, "{stats:?}");
     assert_eq!(report.completed, 300 - expected_dead, "{report:?}");
-    let dead = q.dead_letters(0, 100).await.expect("dead");
     assert!(
         dead.iter()
             .any(|j| j.errors.iter().any(|e| e.error.contains("timed out"))),

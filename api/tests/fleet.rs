@@ -126,13 +126,7 @@ impl Process {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.0.id().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
+        common::signal(self.0.id(), sig);
     }
 
     /// Wait for the exit (at most `limit`); its code.

@@ -6,11 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sluice_engine::{
-    Client, ClientConfig, HandlerError, Job, JobOptions, NewJob, Outcome, QueueConfig, WorkerConfig,
-};
+use sluice_engine::{Client, ClientConfig, HandlerError, Job, JobOptions, Outcome, QueueConfig};
 
 use crate::Proc;
+use crate::workloads::{BATCH, Finish, job, worker_config};
 
 const SLOTS: u32 = 16_384;
 
@@ -115,53 +114,46 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
     })
 }
 
-async fn noop(_job: Job) -> Result<Outcome, HandlerError> {
-    Ok(Outcome::Done)
-}
-
 /// Enqueue `jobs` in batches and drain them with workers over every
-/// partition; jobs per second from the first enqueue to the last completion.
+/// partition; jobs per second from the first enqueue to the last handler
+/// finished (as `e2e` measures). Completions are counted in the handler, so nothing polls the
+/// Redis being measured.
 async fn measure(url: &str, partitions: u16, jobs: u64, concurrency: usize) -> anyhow::Result<f64> {
     let client = Client::connect_with(ClientConfig::new(url).prefix("bench")).await?;
     let pq = client
         .partitioned_queue("shards", partitions, QueueConfig::default())
         .await?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (finish, mut stopped) = Finish::new(jobs);
+    let mut all_done = stopped.clone();
+    let handler = move |_job: Job| {
+        let finish = finish.clone();
+        async move {
+            finish.one();
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    };
+    let started = Instant::now();
     let workers = {
         let pq = pq.clone();
         tokio::spawn(async move {
-            pq.run_workers(
-                noop,
-                WorkerConfig {
-                    concurrency,
-                    batch_size: concurrency,
-                    ..WorkerConfig::default()
-                },
-                async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                },
-            )
+            pq.run_workers(handler, worker_config(concurrency), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
             .await
         })
     };
-    let started = Instant::now();
     let mut sent = 0;
     while sent < jobs {
-        let n = (jobs - sent).min(1000);
-        let batch = (0..n)
-            .map(|i| NewJob::new(&(sent + i), JobOptions::new()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let batch = (sent..jobs.min(sent + BATCH))
+            .map(|n| job(n, JobOptions::new()))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         pq.enqueue_batch(batch).await?;
-        sent += n;
+        sent += BATCH;
     }
-    loop {
-        if pq.stats().await?.completed_total >= jobs {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Timed to the last completion: an idle worker's stop waits out its
+    // blocking read, which is not part of the work.
+    let _ = all_done.wait_for(|s| *s).await;
     let seconds = started.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
     workers.await??;
     Ok(jobs as f64 / seconds)
 }

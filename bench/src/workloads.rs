@@ -149,7 +149,7 @@ async fn queue(redis_url: &str, name: &str) -> anyhow::Result<Queue> {
     Ok(client.queue_with(name, config).await?)
 }
 
-fn job(n: u64, options: JobOptions) -> anyhow::Result<NewJob> {
+pub(crate) fn job(n: u64, options: JobOptions) -> anyhow::Result<NewJob> {
     Ok(NewJob::new(&Noop { n, t: now_ms() }, options)?)
 }
 
@@ -171,14 +171,14 @@ async fn enqueue_batches(
 
 /// Counts finished jobs and asks the worker to stop after the last one.
 #[derive(Clone)]
-struct Finish {
+pub(crate) struct Finish {
     done: Arc<AtomicU64>,
     target: u64,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl Finish {
-    fn new(target: u64) -> (Self, watch::Receiver<bool>) {
+    pub(crate) fn new(target: u64) -> (Self, watch::Receiver<bool>) {
         let (stop, stopped) = watch::channel(false);
         let finish = Self {
             done: Arc::default(),
@@ -188,14 +188,14 @@ impl Finish {
         (finish, stopped)
     }
 
-    fn one(&self) {
+    pub(crate) fn one(&self) {
         if self.done.fetch_add(1, Ordering::SeqCst) + 1 == self.target {
             let _ = self.stop.send(true);
         }
     }
 }
 
-fn worker_config(concurrency: usize) -> WorkerConfig {
+pub(crate) fn worker_config(concurrency: usize) -> WorkerConfig {
     WorkerConfig {
         concurrency,
         batch_size: concurrency.clamp(1, 100),

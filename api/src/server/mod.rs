@@ -143,9 +143,6 @@ impl AppState {
     /// The queue's partitions when the config splits it (`partitions`),
     /// opened once per process.
     pub async fn partitioned(&self, name: &str) -> ApiResult<Option<PartitionedQueue>> {
-        let Some(section) = self.file.queue(name).filter(|s| s.partitions.is_some()) else {
-            return Ok(None);
-        };
         if let Some(pq) = self
             .shared
             .partitioned
@@ -155,11 +152,9 @@ impl AppState {
         {
             return Ok(Some(pq));
         }
-        let n = section.partitions.unwrap_or(1);
-        let pq = self
-            .client
-            .partitioned_queue(name, n, section.queue_config())
-            .await?;
+        let Some(pq) = self.file.partitioned_queue(&self.client, name).await? else {
+            return Ok(None);
+        };
         if let Ok(mut m) = self.shared.partitioned.write() {
             m.insert(name.to_owned(), pq.clone());
         }

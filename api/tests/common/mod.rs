@@ -179,5 +179,16 @@ pub async fn serve_on_loopback(app: Router) -> std::net::SocketAddr {
     addr
 }
 
+/// Send signal `sig` (`TERM`, `KILL`, `STOP`, ...) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
 pub mod chart;
 pub mod pg;
