@@ -176,6 +176,8 @@ impl AppState {
 
 /// Every route, with auth, metrics and the body limit.
 pub fn router(state: AppState) -> Router {
+    // Requests are counted from the first one, not from the first scrape.
+    install_recorder();
     let api = Router::new()
         .route("/api/queues", get(queues::list))
         .route("/api/queues/{queue}", get(queues::show))
