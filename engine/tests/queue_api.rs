@@ -732,3 +732,92 @@ async fn dead_letters_are_found_by_text_in_their_error() {
     let (none, matched) = q.find_dead("no such text", 0, 10).await.expect("none");
     assert!(none.is_empty() && matched == 0);
 }
+
+/// Length of a queue's stream of priority `level`.
+async fn stream_len(t: &TestRedis, queue: &str, level: u8) -> u64 {
+    let key = format!("{}:{{{queue}}}:p:{level}", t.prefix);
+    t.query(redis::cmd("XLEN").arg(key)).await
+}
+
+#[tokio::test]
+async fn finished_entries_are_trimmed_and_counts_stay_exact() {
+    let t = TestRedis::new().await;
+    let q = t.queue("trim").await;
+    let batch = |n: u32| -> Vec<NewJob> {
+        (0..n)
+            .map(|n| NewJob::new(&Email { to: "t".into(), n }, JobOptions::new()).expect("job"))
+            .collect()
+    };
+    q.enqueue_batch(batch(1000)).await.expect("enqueue");
+    // Settle 990 in batches, leaving 10 waiting: the stream keeps at most a
+    // node of finished entries (100) besides the 10.
+    for _ in 0..99 {
+        let jobs = q.claim("w", 10).await.expect("claim");
+        let outcomes = jobs.iter().map(|j| (j, Outcome::Done)).collect();
+        q.settle_many(outcomes).await.expect("settle");
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.active, s.completed_total), (10, 0, 990));
+    assert!(stream_len(&t, "trim", 0).await <= 110);
+    assert_eq!(
+        q.jobs_in_state(JobState::Waiting, 0, 100)
+            .await
+            .expect("list")
+            .len(),
+        10
+    );
+    assert!(
+        q.jobs_in_state(JobState::Active, 0, 100)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        q.export().await.expect("export").len(),
+        10,
+        "finished entries are not exported"
+    );
+}
+
+#[tokio::test]
+async fn a_long_running_job_does_not_keep_finished_entries_in_redis() {
+    let t = TestRedis::new().await;
+    let q = t.queue("long").await;
+    let job = |n: u32| NewJob::new(&Email { to: "l".into(), n }, JobOptions::new()).expect("job");
+    let long = q.enqueue_batch(vec![job(0)]).await.expect("enqueue")[0]
+        .id
+        .clone();
+    let held = q.claim("slow", 1).await.expect("claim");
+    assert_eq!(held[0].id, long);
+    // Entries added more than the linger time after the held one: they are
+    // deleted as they finish, since the held entry stops the trim.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    q.enqueue_batch((1..=500).map(job).collect())
+        .await
+        .expect("enqueue");
+    loop {
+        let jobs = q.claim("fast", 50).await.expect("claim");
+        if jobs.is_empty() {
+            break;
+        }
+        let outcomes = jobs.iter().map(|j| (j, Outcome::Done)).collect();
+        q.settle_many(outcomes).await.expect("settle");
+    }
+    // The held entry and the group's last-delivered entry remain.
+    assert!(stream_len(&t, "long", 0).await <= 2);
+    q.enqueue_batch((501..=507).map(job).collect())
+        .await
+        .expect("enqueue");
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.active, s.completed_total), (7, 1, 500));
+    let active = q
+        .jobs_in_state(JobState::Active, 0, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        active.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        [long.as_str()]
+    );
+    q.settle(&held[0], Outcome::Done).await.expect("settle");
+    assert_eq!(q.stats().await.expect("stats").active, 0);
+}
