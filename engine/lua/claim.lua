@@ -31,6 +31,7 @@ local base, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
 local delivered = tonumber(ARGV[4])
 local now = now_ms()
+local now_text = int(now)
 local out = { 0, -1 }
 local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'burst', 'tokens', 'tts')
 local rate = tonumber(meta[2] or '0') or 0
@@ -52,8 +53,8 @@ local function activate(level, eid, jid)
     redis.call('XDEL', stream_key(level), eid)
     return
   end
-  local att, fence = tonumber(f[2]) + 1, tonumber(f[5]) + 1
-  redis.call('HSET', jk, 'state', 'active', 'att', att, 'fence', fence, 'sat', int(now), 'wk', consumer)
+  local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[5]) or 0) + 1
+  redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence), 'sat', now_text, 'wk', consumer)
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = jid, level, eid, fence, att
   out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[3], f[4], f[1], f[6]

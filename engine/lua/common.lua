@@ -21,6 +21,19 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Small counters (attempts, fences) as text, formatted once per call: a
+-- Lua number handed to redis.call is formatted with a float printf, which
+-- costs more than the command itself.
+local counter_texts = {}
+local function counter_text(n)
+  local t = counter_texts[n]
+  if not t then
+    t = int(n)
+    counter_texts[n] = t
+  end
+  return t
+end
+
 -- Stream of priority level `level` (0 = most urgent).
 local function stream_key(level)
   return KEYS[2 + tonumber(level)]

@@ -39,17 +39,19 @@ for i = 0, n - 1 do
     table.insert(out, 0)
   else
     -- One HSET per job, state and due time included (schedule() would
-    -- write the hash a second time).
+    -- write the hash a second time). The attempt and fence counters start
+    -- absent (read as 0): each field of a new hash costs a listpack search
+    -- and a reallocation.
     local state = 'waiting'
     if delay > 0 then state = 'delayed' end
     local due = created
     if delay > 0 then due = int(now + delay) end
     if idem ~= '' then
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-        'to', ARGV[o + 6], 'fence', 0, 'cat', created, 'state', state, 'due', due, 'idem', idem)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+        'to', ARGV[o + 6], 'cat', created, 'state', state, 'due', due, 'idem', idem)
     else
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'att', 0, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-        'to', ARGV[o + 6], 'fence', 0, 'cat', created, 'state', state, 'due', due)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+        'to', ARGV[o + 6], 'cat', created, 'state', state, 'due', due)
     end
     if delay > 0 then
       redis.call('ZADD', base .. 'delayed', due, jid)

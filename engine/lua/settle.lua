@@ -19,6 +19,7 @@ local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 math.randomseed(tonumber(ARGV[4]))
 local n = tonumber(ARGV[5])
 local now = now_ms()
+local now_text = int(now)
 local out = {}
 local completed, failed = 0, 0
 -- Entries to acknowledge and delete, by level: one XACK and one XDEL per
@@ -48,7 +49,7 @@ for i = 0, n - 1 do
     if kind == 'done' then
       completed = completed + 1
       if keep > 0 then
-        redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', int(now))
+        redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', now_text)
         redis.call('HDEL', jk, 'wk')
         redis.call('PEXPIRE', jk, keep)
       else
