@@ -18,7 +18,8 @@
 -- Levels are read one at a time with a non-blocking XREADGROUP, so a level
 -- is served only when every more urgent level has nothing new. (COUNT in a
 -- multi-stream XREADGROUP is per stream, which would not be strict.)
--- Entries whose job hash is gone are acknowledged and dropped.
+-- Entries whose job hash is gone are acknowledged and dropped (settle.lua
+-- trims acknowledged entries).
 --
 -- Rate limit (meta fields rate = jobs/s, burst): a token bucket kept in the
 -- meta hash (tokens, tts = when they were counted), shared by every worker
@@ -49,8 +50,8 @@ local function activate(level, eid, jid)
   local jk = base .. 'job:' .. jid
   local f = redis.call('HMGET', jk, 'payload', 'att', 'max', 'to', 'fence', 'cat')
   if not f[1] then
+    -- Acknowledged only: the next trim of the stream drops the entry.
     redis.call('XACK', stream_key(level), GROUP, eid)
-    redis.call('XDEL', stream_key(level), eid)
     return
   end
   local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[5]) or 0) + 1
@@ -71,7 +72,6 @@ for i = 0, delivered - 1 do
     -- back at the end of their level instead of running them.
     local stream = stream_key(ARGV[o])
     redis.call('XACK', stream, GROUP, ARGV[o + 1])
-    redis.call('XDEL', stream, ARGV[o + 1])
     if redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
       redis.call('XADD', stream, '*', 'i', ARGV[o + 2])
     end

@@ -24,7 +24,7 @@ local retried, dead, dropped = 0, 0, 0
 local level = 0
 while KEYS[2 + level] do
   local stream = stream_key(level)
-  local cursor, claimed = '0-0', 0
+  local cursor, claimed, acked = '0-0', 0, {}
   repeat
     local r = redis.call('XAUTOCLAIM', stream, GROUP, consumer, min_idle, cursor, 'COUNT', count - claimed)
     cursor = r[1]
@@ -32,7 +32,7 @@ while KEYS[2 + level] do
     for _, e in ipairs(r[2]) do
       local eid = e[1]
       redis.call('XACK', stream, GROUP, eid)
-      redis.call('XDEL', stream, eid)
+      table.insert(acked, eid)
       local jid = e[2] and e[2][2]
       local jk = jid and (base .. 'job:' .. jid)
       if jk and redis.call('EXISTS', jk) == 1 then
@@ -50,6 +50,7 @@ while KEYS[2 + level] do
     end
     dropped = dropped + #r[3]
   until cursor == '0-0' or claimed >= count
+  if #acked > 0 then trim_acked(stream, acked) end
   level = level + 1
 end
 count_minute(base, now, 0, retried + dead)

@@ -22,8 +22,8 @@ local now = now_ms()
 local now_text = int(now)
 local out = {}
 local completed, failed = 0, 0
--- Entries to acknowledge and delete, by level: one XACK and one XDEL per
--- level for the whole batch (per-entry calls cost more than the work).
+-- Entries to acknowledge, by level: one XACK and one trim per level for the
+-- whole batch (per-entry calls cost more than the work).
 local finished = {}
 local function finish(level, eid)
   local ids = finished[level]
@@ -70,7 +70,7 @@ end
 for level, ids in pairs(finished) do
   local stream = stream_key(level)
   redis.call('XACK', stream, GROUP, unpack(ids))
-  redis.call('XDEL', stream, unpack(ids))
+  trim_acked(stream, ids)
 end
 if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end
 count_minute(base, now, completed, failed)

@@ -1,7 +1,7 @@
 //! The only module that talks to Redis: one method per transition, each one
 //! script call (or one pipeline), retried with backoff on transient failures.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -275,6 +275,12 @@ fn group_info(reply: &Value, group: &str) -> Option<GroupInfo> {
             lag: field("lag").and_then(|v| v.parse().ok()),
         })
     })
+}
+
+/// A stream entry id as (milliseconds, sequence), ordered as Redis orders them.
+fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 fn int(v: &Value) -> i64 {
@@ -753,12 +759,15 @@ impl Store {
             .collect())
     }
 
-    /// Counts per state, in one round trip.
+    /// Counts per state, in one round trip. Waiting and active jobs come
+    /// from each stream's consumer group (lag and pending count), not from
+    /// the stream's length: acknowledged entries linger in a stream until
+    /// it is trimmed (see `trim_acked` in `lua/common.lua`).
     pub(crate) async fn stats(&self) -> Result<Stats> {
         let mut pipe = redis::pipe();
         for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
             pipe.cmd("XLEN").arg(&s);
-            pipe.cmd("XPENDING").arg(&s).arg(GROUP);
         }
         pipe.cmd("ZCARD").arg(self.keys.delayed());
         pipe.cmd("ZCARD").arg(self.keys.dead());
@@ -768,7 +777,15 @@ impl Store {
             .arg(self.keys.meta())
             .arg("rate")
             .arg("burst");
-        let reply: Vec<Value> = self.query_pipe("queue stats", &pipe).await?;
+        // A stream missing (Redis lost it) answers XINFO with an error:
+        // recreate the queue's streams and groups, then ask again.
+        let reply: Vec<Value> = match self.query_pipe("queue stats", &pipe).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.ensure().await?;
+                self.query_pipe("queue stats", &pipe).await?
+            }
+        };
         let levels = usize::from(PRIORITY_LEVELS);
         if reply.len() != levels * 2 + 5 {
             return Err(protocol("queue stats", "wrong number of replies"));
@@ -778,12 +795,16 @@ impl Store {
             ..Stats::default()
         };
         for l in 0..levels {
-            let len = int(&reply[l * 2]).max(0) as u64;
-            let pending = match &reply[l * 2 + 1] {
-                Value::Array(a) => a.first().map(int).unwrap_or(0).max(0) as u64,
-                _ => 0,
+            let group = group_info(&reply[l * 2], GROUP);
+            let pending = group.as_ref().and_then(|g| g.pending).unwrap_or(0);
+            let waiting = match group.and_then(|g| g.lag) {
+                Some(lag) => lag,
+                // Redis without lag (before 7.0, or after an XDEL by hand):
+                // the length less the pending entries, which counts
+                // acknowledged entries not yet trimmed as waiting.
+                None => (int(&reply[l * 2 + 1]).max(0) as u64).saturating_sub(pending),
             };
-            stats.waiting_by_priority.push(len.saturating_sub(pending));
+            stats.waiting_by_priority.push(waiting);
             stats.active += pending;
         }
         stats.waiting = stats.waiting_by_priority.iter().sum();
@@ -957,9 +978,10 @@ impl Store {
         }
     }
 
-    /// Stream entries the group has delivered (active, up to its
-    /// last-delivered id: acknowledged entries are deleted) or not yet
-    /// (waiting, after it), level by level.
+    /// Job ids of the stream entries the group has delivered and not yet
+    /// acknowledged (active: its pending list) or not delivered yet
+    /// (waiting: after its last-delivered id), level by level. Acknowledged
+    /// entries that linger until the next trim are neither.
     async fn stream_ids(
         &self,
         delivered: bool,
@@ -991,27 +1013,60 @@ impl Store {
             if info.as_ref().is_some_and(|i| !i.may_hold(delivered)) {
                 continue;
             }
-            let last = info.map_or_else(|| "0-0".to_owned(), |i| i.last_delivered);
-            let (start, end) = if delivered {
-                ("-".to_owned(), last)
+            let ids = if delivered {
+                self.pending_job_ids(stream, wanted).await?
             } else {
-                (format!("({last}"), "+".to_owned())
+                let last = info.map_or_else(|| "0-0".to_owned(), |i| i.last_delivered);
+                let entries: redis::streams::StreamRangeReply = self
+                    .query(
+                        "list jobs",
+                        redis::cmd("XRANGE")
+                            .arg(stream)
+                            .arg(format!("({last}"))
+                            .arg("+")
+                            .arg("COUNT")
+                            .arg(wanted),
+                    )
+                    .await?;
+                entries
+                    .ids
+                    .iter()
+                    .filter_map(|e| e.get::<String>("i"))
+                    .collect()
             };
-            let entries: redis::streams::StreamRangeReply = self
-                .query(
-                    "list jobs",
-                    redis::cmd("XRANGE")
-                        .arg(stream)
-                        .arg(&start)
-                        .arg(&end)
-                        .arg("COUNT")
-                        .arg(wanted),
-                )
-                .await?;
-            wanted -= entries.ids.len().min(wanted);
-            out.extend(entries.ids.iter().filter_map(|e| e.get::<String>("i")));
+            wanted -= ids.len().min(wanted);
+            out.extend(ids);
         }
         Ok(out.into_iter().skip(offset).take(limit).collect())
+    }
+
+    /// Job ids of the first `count` entries of a stream's pending list,
+    /// oldest first: the pending list gives entry ids, the stream the jobs.
+    async fn pending_job_ids(&self, stream: &str, count: usize) -> Result<Vec<String>> {
+        let pending: redis::streams::StreamPendingCountReply = self
+            .query(
+                "list jobs",
+                redis::cmd("XPENDING")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(count),
+            )
+            .await?;
+        if pending.ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for p in &pending.ids {
+            pipe.cmd("XRANGE").arg(stream).arg(&p.id).arg(&p.id);
+        }
+        let entries: Vec<redis::streams::StreamRangeReply> =
+            self.query_pipe("list jobs", &pipe).await?;
+        Ok(entries
+            .iter()
+            .flat_map(|r| r.ids.iter().filter_map(|e| e.get::<String>("i")))
+            .collect())
     }
 
     /// Dead letters whose error contains `text` (ignoring case), newest
@@ -1054,10 +1109,19 @@ impl Store {
     }
 
     /// Ids of the jobs in the streams (waiting and active), the delayed set
-    /// and the dead letters.
+    /// and the dead letters. A stream entry counts when the group has not
+    /// delivered it yet or holds it pending; acknowledged entries that
+    /// linger until the next trim do not.
     pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
         let mut pipe = redis::pipe();
         for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
+            pipe.cmd("XPENDING")
+                .arg(&s)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(i64::MAX);
             pipe.cmd("XRANGE").arg(&s).arg("-").arg("+");
         }
         pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
@@ -1069,12 +1133,25 @@ impl Store {
         let delayed: Vec<String> =
             redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
         let mut in_streams = Vec::new();
-        for reply in replies {
+        for level in replies.chunks(3) {
+            let [groups, pending, range] = level else {
+                return Err(protocol("list jobs", "wrong number of replies"));
+            };
+            let last = group_info(groups, GROUP)
+                .map(|g| g.last_delivered)
+                .and_then(|id| parse_stream_id(&id))
+                .unwrap_or((0, 0));
+            let pending: redis::streams::StreamPendingCountReply =
+                redis::from_redis_value(pending.clone()).map_err(bad)?;
+            let pending: HashSet<String> = pending.ids.into_iter().map(|p| p.id).collect();
             let entries: redis::streams::StreamRangeReply =
-                redis::from_redis_value(reply).map_err(bad)?;
+                redis::from_redis_value(range.clone()).map_err(bad)?;
             for entry in entries.ids {
-                if let Some(id) = entry.get::<String>("i") {
-                    in_streams.push(id);
+                let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
+                if undelivered || pending.contains(&entry.id) {
+                    if let Some(id) = entry.get::<String>("i") {
+                        in_streams.push(id);
+                    }
                 }
             }
         }
