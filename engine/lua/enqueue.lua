@@ -38,26 +38,22 @@ for i = 0, n - 1 do
     table.insert(out, jid)
     table.insert(out, 0)
   else
-    -- One HSET per job, state and due time included (schedule() would
-    -- write the hash a second time). The attempt and fence counters start
-    -- absent (read as 0): each field of a new hash costs a listpack search
-    -- and a reallocation.
-    local state = 'waiting'
-    if delay > 0 then state = 'delayed' end
-    local due = created
-    if delay > 0 then due = int(now + delay) end
-    if idem ~= '' then
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-        'to', ARGV[o + 6], 'cat', created, 'state', state, 'due', due, 'idem', idem)
-    else
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-        'to', ARGV[o + 6], 'cat', created, 'state', state, 'due', due)
-    end
+    -- One HSET per job (schedule() would write the hash a second time),
+    -- with as few fields as can be: each field of a new hash costs a
+    -- listpack search and a reallocation. Absent fields have defaults that
+    -- every reader applies: attempt and fence 0; state 'waiting' and due
+    -- time = creation time for a job ready at once.
     if delay > 0 then
+      local due = int(now + delay)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+        'to', ARGV[o + 6], 'cat', created, 'state', 'delayed', 'due', due)
       redis.call('ZADD', base .. 'delayed', due, jid)
     else
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
+        'to', ARGV[o + 6], 'cat', created)
       redis.call('XADD', stream_key(prio), '*', 'i', jid)
     end
+    if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
     added = added + 1
     table.insert(out, jid)
     table.insert(out, 0)

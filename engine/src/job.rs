@@ -202,7 +202,8 @@ impl JobInfo {
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default(),
             created_at_ms: num("cat").unwrap_or(0),
-            due_at_ms: num("due"),
+            // A job ready at enqueue has no due field: due when created.
+            due_at_ms: num("due").or_else(|| num("cat")),
             started_at_ms: num("sat"),
             finished_at_ms: num("fat"),
             worker: text("wk"),
