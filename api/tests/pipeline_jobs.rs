@@ -172,13 +172,13 @@ async fn retention_deletes_old_rows_in_batches_and_files_no_signal_shows() {
 }
 
 /// Every unfinished job of `queue`: id and state, sorted.
-async fn ids_and_states(queue: &sluice_engine::Queue) -> Vec<(String, Option<String>)> {
-    let mut out: Vec<(String, Option<String>)> = queue
+async fn ids_and_states(queue: &sluice_engine::Queue) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = queue
         .export()
         .await
         .expect("export")
         .into_iter()
-        .map(|r| (r.id.clone(), r.field("state")))
+        .map(|r| (r.id.clone(), r.state().as_str()))
         .collect();
     out.sort();
     out

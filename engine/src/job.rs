@@ -225,6 +225,13 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The job's state; a job ready since its enqueue stores none (waiting).
+    pub fn state(&self) -> JobState {
+        self.field("state")
+            .and_then(|s| JobState::parse(&s))
+            .unwrap_or(JobState::Waiting)
+    }
+
     /// The value of one field, as text.
     pub fn field(&self, name: &str) -> Option<String> {
         self.fields
