@@ -1148,10 +1148,10 @@ impl Store {
                 redis::from_redis_value(range.clone()).map_err(bad)?;
             for entry in entries.ids {
                 let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
-                if undelivered || pending.contains(&entry.id) {
-                    if let Some(id) = entry.get::<String>("i") {
-                        in_streams.push(id);
-                    }
+                if (undelivered || pending.contains(&entry.id))
+                    && let Some(id) = entry.get::<String>("i")
+                {
+                    in_streams.push(id);
                 }
             }
         }
