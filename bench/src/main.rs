@@ -284,13 +284,20 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmRSS")
+}
+
+/// One `kB` line of `/proc/<pid>/status`: `VmRSS` is every resident page,
+/// `RssAnon` the process's own memory (heap, stacks) without the pages of
+/// the binary and libraries, which are shared and can be dropped.
+fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 fn write_config(url: &str, body: &str) -> anyhow::Result<PathBuf> {
@@ -480,11 +487,17 @@ async fn memory(jobs: u64) -> anyhow::Result<()> {
     let worker = start_sluice(&bin, &config, &["work"])?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("scenario memory: idle processes after 3 s");
-    println!("  sluice serve RSS: {} KiB", rss_kib(api.0.id())?);
-    println!(
-        "  sluice work  RSS: {} KiB (one queue, concurrency 10)",
-        rss_kib(worker.0.id())?
-    );
+    let processes = [
+        ("serve", api.0.id(), ""),
+        ("work", worker.0.id(), " (one queue, concurrency 10)"),
+    ];
+    for (name, pid, what) in processes {
+        println!(
+            "  sluice {name:<5} RSS: {} KiB, of which its own memory (RssAnon) {} KiB{what}",
+            rss_kib(pid)?,
+            proc_status_kib(pid, "RssAnon")?,
+        );
+    }
     let _ = std::fs::remove_file(config);
 
     // Redis memory per waiting job: small payloads, default options.
