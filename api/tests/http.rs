@@ -739,3 +739,171 @@ async fn the_openapi_document_names_every_path() {
         assert!(paths.contains_key(p), "{p} missing");
     }
 }
+
+#[tokio::test]
+async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name() {
+    let p = Prefix::new("pdead");
+    let file: FileConfig =
+        toml::from_str("[[queues]]\nname = \"parts\"\npartitions = 3\n").expect("config");
+    let app = api(&p, file.clone()).await;
+    let client = p.client().await;
+    let pq = file
+        .partitioned_queue(&client, "parts")
+        .await
+        .expect("open")
+        .expect("partitioned");
+    // One partition key per partition.
+    let mut keys: Vec<String> = Vec::new();
+    let mut partitions: Vec<String> = Vec::new();
+    for n in 0.. {
+        let key = format!("account-{n}");
+        let partition = pq.partition_for(&key).name().to_owned();
+        if !partitions.contains(&partition) {
+            partitions.push(partition);
+            keys.push(key);
+        }
+        if keys.len() == 3 {
+            break;
+        }
+    }
+    for key in &keys {
+        let body = serde_json::json!({"payload": 1, "partition_key": key}).to_string();
+        let r = call(
+            &app,
+            Method::POST,
+            "/api/queues/parts/jobs",
+            None,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
+        let id = r.json["id"].as_str().expect("id").to_owned();
+        // Found under the queue's name, whichever partition holds it.
+        let found = call(
+            &app,
+            Method::GET,
+            &format!("/api/queues/parts/jobs/{id}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(found.status, StatusCode::OK);
+        assert_eq!(found.json["state"], "waiting");
+    }
+    let missing = call(&app, Method::GET, "/api/queues/parts/jobs/nope", None, None).await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "job_not_found");
+
+    // Dead-letter one job per partition, oldest first in partition order.
+    let mut buried = Vec::new();
+    for q in pq.partitions() {
+        for job in q.claim("w", 10).await.expect("claim") {
+            q.settle(&job, Outcome::Bury(format!("bad input {}", q.name())))
+                .await
+                .expect("bury");
+            buried.push(job.id.clone());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(buried.len(), 3);
+    let ids = |r: &common::Answer| -> Vec<String> {
+        r.json["dead"]
+            .as_array()
+            .expect("dead")
+            .iter()
+            .map(|d| d["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let all = call(&app, Method::GET, "/api/queues/parts/dead", None, None).await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.json["total"], 3);
+    let newest_first: Vec<String> = buried.iter().rev().cloned().collect();
+    assert_eq!(ids(&all), newest_first);
+    let page = call(
+        &app,
+        Method::GET,
+        "/api/queues/parts/dead?offset=1&limit=1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(ids(&page), [newest_first[1].clone()]);
+    let filtered = call(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/queues/parts/dead?q={}",
+            urlencode(pq.partitions()[2].name())
+        ),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(filtered.json["matched"], 1);
+    assert_eq!(ids(&filtered), [buried[2].clone()]);
+    let shown = call(
+        &app,
+        Method::GET,
+        &format!("/api/queues/parts/dead/{}", buried[1]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.json["state"], "dead");
+
+    // Retry one, delete one, retry the rest, then purge what dies again.
+    let retried = call(
+        &app,
+        Method::POST,
+        &format!("/api/queues/parts/dead/{}/retry", buried[0]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(retried.json["retried"], 1);
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/queues/parts/dead/{}", buried[1]),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/queues/parts/dead/{}", buried[1]),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&gone, StatusCode::NOT_FOUND, "dead_letter_not_found");
+    let rest = call(
+        &app,
+        Method::POST,
+        "/api/queues/parts/dead/retry",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(rest.json["retried"], 1);
+    let waiting = call(&app, Method::GET, "/api/queues/parts", None, None).await;
+    assert_eq!(waiting.json["waiting"], 2);
+    for q in pq.partitions() {
+        for job in q.claim("w", 10).await.expect("claim") {
+            q.settle(&job, Outcome::Bury("again".into()))
+                .await
+                .expect("bury");
+        }
+    }
+    let purged = call(&app, Method::DELETE, "/api/queues/parts/dead", None, None).await;
+    assert_eq!(purged.json["deleted"], 2);
+    let none = call(&app, Method::GET, "/api/queues/parts/dead", None, None).await;
+    assert_eq!(none.json["total"], 0);
+}
+
+/// A queue name as a query value (`#` would end the path).
+fn urlencode(text: &str) -> String {
+    text.replace('#', "%23")
+}

@@ -161,6 +161,16 @@ impl AppState {
         Ok(Some(pq))
     }
 
+    /// The queues behind a name: a partitioned queue's partitions, else the
+    /// queue itself (404 when there is none). Job lookups and dead letters
+    /// go through it, so a partitioned queue is managed under its own name.
+    pub async fn queue_parts(&self, name: &str) -> ApiResult<Vec<Queue>> {
+        match self.partitioned(name).await? {
+            Some(pq) => Ok(pq.partitions().to_vec()),
+            None => Ok(vec![self.existing_queue(name).await?]),
+        }
+    }
+
     /// The queue if it exists, else 404.
     pub async fn existing_queue(&self, name: &str) -> ApiResult<Queue> {
         if let Some(q) = self.cached(name) {

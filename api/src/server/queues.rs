@@ -164,14 +164,17 @@ pub async fn job(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<JobView>> {
-    let q = state.existing_queue(&queue).await?;
-    let info = q.job(&id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "job_not_found",
-            format!("no job {id:?} in queue {queue:?} (completed jobs are kept only for the queue's keep window)"),
-        )
-    })?;
-    Ok(Json(info.into()))
+    for q in state.queue_parts(&queue).await? {
+        if let Some(info) = q.job(&id).await? {
+            return Ok(Json(info.into()));
+        }
+    }
+    Err(ApiError::not_found(
+        "job_not_found",
+        format!(
+            "no job {id:?} in queue {queue:?} (completed jobs are kept only for the queue's keep window)"
+        ),
+    ))
 }
 
 /// A queue's counts as the API shows them.
@@ -310,12 +313,19 @@ pub async fn dead_list(
             "limit must be 1 to 1000",
         ));
     }
-    let q = state.existing_queue(&queue).await?;
-    let total = q.stats().await?.dead;
+    let parts = state.queue_parts(&queue).await?;
+    let mut total = 0;
+    for q in &parts {
+        total += q.stats().await?.dead;
+    }
     let (letters, matched) = match page.q.as_deref().filter(|t| !t.is_empty()) {
-        None => (q.dead_letters(page.offset, limit).await?, total),
+        None => (newest_dead(&parts, page.offset, limit).await?, total),
         Some(text) => {
-            let all = matching_dead(&q, text).await?;
+            let mut all = Vec::new();
+            for q in &parts {
+                all.extend(matching_dead(q, text).await?);
+            }
+            newest_first(&mut all);
             let matched = all.len() as u64;
             (
                 all.into_iter().skip(page.offset).take(limit).collect(),
@@ -332,6 +342,29 @@ pub async fn dead_list(
         "limit": limit,
         "dead": views,
     })))
+}
+
+/// Dead letters `offset..offset+limit`, newest first, over every part: a
+/// partitioned queue's page merges the newest of each partition.
+async fn newest_dead(parts: &[Queue], offset: usize, limit: usize) -> ApiResult<Vec<JobInfo>> {
+    if let [q] = parts {
+        return Ok(q.dead_letters(offset, limit).await?);
+    }
+    let mut all = Vec::new();
+    for q in parts {
+        all.extend(q.dead_letters(0, offset + limit).await?);
+    }
+    newest_first(&mut all);
+    Ok(all.into_iter().skip(offset).take(limit).collect())
+}
+
+/// Newest death first, as one queue lists its dead letters.
+fn newest_first(letters: &mut [JobInfo]) {
+    letters.sort_by(|a, b| {
+        b.finished_at_ms
+            .cmp(&a.finished_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
 }
 
 async fn matching_dead(q: &Queue, text: &str) -> ApiResult<Vec<JobInfo>> {
@@ -358,13 +391,12 @@ pub async fn dead_show(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<JobView>> {
-    let q = state.existing_queue(&queue).await?;
-    let info = q
-        .job(&id)
-        .await?
-        .filter(|i| i.state == JobState::Dead)
-        .ok_or_else(|| dead_not_found(&queue, &id))?;
-    Ok(Json(info.into()))
+    for q in state.queue_parts(&queue).await? {
+        if let Some(info) = q.job(&id).await?.filter(|i| i.state == JobState::Dead) {
+            return Ok(Json(info.into()));
+        }
+    }
+    Err(dead_not_found(&queue, &id))
 }
 
 fn dead_not_found(queue: &str, id: &str) -> ApiError {
@@ -379,11 +411,12 @@ pub async fn dead_retry(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let q = state.existing_queue(&queue).await?;
-    if !q.redrive(&id).await? {
-        return Err(dead_not_found(&queue, &id));
+    for q in state.queue_parts(&queue).await? {
+        if q.redrive(&id).await? {
+            return Ok(Json(serde_json::json!({ "retried": 1, "ids": [id] })));
+        }
     }
-    Ok(Json(serde_json::json!({ "retried": 1, "ids": [id] })))
+    Err(dead_not_found(&queue, &id))
 }
 
 /// Which dead letters to retry.
@@ -408,25 +441,28 @@ pub async fn dead_retry_many(
     } else {
         super::error::parse_json(&body)?
     };
-    let q = state.existing_queue(&queue).await?;
-    let retried = match (filter.ids, filter.q.filter(|t| !t.is_empty())) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "invalid_filter",
-                "give either ids or q, not both",
-            ));
-        }
-        (Some(ids), None) => q.redrive_many(&ids).await?,
-        (None, Some(text)) => {
-            let ids: Vec<String> = matching_dead(&q, &text)
-                .await?
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
-            q.redrive_many(&ids).await?
-        }
-        (None, None) => q.redrive_all().await?,
-    };
+    let text = filter.q.filter(|t| !t.is_empty());
+    if filter.ids.is_some() && text.is_some() {
+        return Err(ApiError::invalid(
+            "invalid_filter",
+            "give either ids or q, not both",
+        ));
+    }
+    let mut retried = 0;
+    for q in state.queue_parts(&queue).await? {
+        retried += match (&filter.ids, &text) {
+            (Some(ids), _) => q.redrive_many(ids).await?,
+            (None, Some(text)) => {
+                let ids: Vec<String> = matching_dead(&q, text)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.id)
+                    .collect();
+                q.redrive_many(&ids).await?
+            }
+            (None, None) => q.redrive_all().await?,
+        };
+    }
     Ok(Json(serde_json::json!({ "retried": retried })))
 }
 
@@ -435,11 +471,12 @@ pub async fn dead_delete(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let q = state.existing_queue(&queue).await?;
-    if !q.delete_dead(&id).await? {
-        return Err(dead_not_found(&queue, &id));
+    for q in state.queue_parts(&queue).await? {
+        if q.delete_dead(&id).await? {
+            return Ok(StatusCode::NO_CONTENT);
+        }
     }
-    Ok(StatusCode::NO_CONTENT)
+    Err(dead_not_found(&queue, &id))
 }
 
 /// `DELETE /api/queues/{queue}/dead`: purge.
@@ -447,6 +484,9 @@ pub async fn dead_purge(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let deleted = state.existing_queue(&queue).await?.purge_dead().await?;
+    let mut deleted = 0;
+    for q in state.queue_parts(&queue).await? {
+        deleted += q.purge_dead().await?;
+    }
     Ok(Json(serde_json::json!({ "deleted": deleted })))
 }
