@@ -9,7 +9,7 @@ use sluice_engine::{
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
 use crate::config::{FileConfig, Settings};
-use crate::views::{JobView, payload_json};
+use crate::views::{JobView, newest_dead, payload_json};
 
 /// Run one operator command.
 pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
         Command::Jobs(JobsCommand::Show { id, queue }) => {
             show_job(&client, file, &id, queue, out).await
         }
-        Command::Dead(cmd) => dead(&client, cmd, out).await,
+        Command::Dead(cmd) => dead(&client, file, cmd, out).await,
         Command::Pause { queue } => {
             match file.partitioned_queue(&client, &queue).await? {
                 Some(pq) => pq.pause().await?,
@@ -234,17 +234,22 @@ async fn show_job(
     bail!("no job {id:?} (completed jobs are kept only for their queue's keep window)")
 }
 
-async fn dead(client: &Client, cmd: DeadCommand, out: Output) -> anyhow::Result<()> {
+/// Dead letters of one queue; a partitioned queue's commands work across
+/// its partitions.
+async fn dead(
+    client: &Client,
+    file: &FileConfig,
+    cmd: DeadCommand,
+    out: Output,
+) -> anyhow::Result<()> {
     match cmd {
         DeadCommand::List {
             queue,
             offset,
             limit,
         } => {
-            let letters = existing(client, &queue)
-                .await?
-                .dead_letters(offset, limit)
-                .await?;
+            let parts = open_queues(client, file, Some(queue.clone())).await?;
+            let letters = newest_dead(&parts, offset, limit).await?;
             if out.json {
                 let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
                 return out.done("", views);
@@ -264,32 +269,43 @@ async fn dead(client: &Client, cmd: DeadCommand, out: Output) -> anyhow::Result<
             Ok(())
         }
         DeadCommand::Show { queue, id } => {
-            let info = existing(client, &queue)
-                .await?
-                .job(&id)
-                .await?
-                .filter(|i| i.state == sluice_engine::JobState::Dead)
-                .ok_or_else(|| anyhow!("no dead letter {id:?} in queue {queue:?}"))?;
-            print_job(&info, out)
+            for q in open_queues(client, file, Some(queue.clone())).await? {
+                if let Some(info) = q
+                    .job(&id)
+                    .await?
+                    .filter(|i| i.state == sluice_engine::JobState::Dead)
+                {
+                    return print_job(&info, out);
+                }
+            }
+            bail!("no dead letter {id:?} in queue {queue:?}")
         }
         DeadCommand::Retry { queue, id } => {
-            if !existing(client, &queue).await?.redrive(&id).await? {
-                bail!("no dead letter {id:?} in queue {queue:?}");
+            for q in open_queues(client, file, Some(queue.clone())).await? {
+                if q.redrive(&id).await? {
+                    return out.done(
+                        &format!("{id} re-driven"),
+                        serde_json::json!({"retried": 1}),
+                    );
+                }
             }
-            out.done(
-                &format!("{id} re-driven"),
-                serde_json::json!({"retried": 1}),
-            )
+            bail!("no dead letter {id:?} in queue {queue:?}")
         }
         DeadCommand::RetryAll { queue } => {
-            let n = existing(client, &queue).await?.redrive_all().await?;
+            let mut n = 0;
+            for q in open_queues(client, file, Some(queue)).await? {
+                n += q.redrive_all().await?;
+            }
             out.done(
                 &format!("{n} dead letters re-driven"),
                 serde_json::json!({"retried": n}),
             )
         }
         DeadCommand::Purge { queue } => {
-            let n = existing(client, &queue).await?.purge_dead().await?;
+            let mut n = 0;
+            for q in open_queues(client, file, Some(queue)).await? {
+                n += q.purge_dead().await?;
+            }
             out.done(
                 &format!("{n} dead letters deleted"),
                 serde_json::json!({"deleted": n}),

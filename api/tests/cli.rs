@@ -151,6 +151,68 @@ async fn dead_letters_list_show_retry_and_purge() {
     assert_eq!(env.json(&["stats", "mail"])[0]["dead"], 0);
 }
 
+#[tokio::test]
+async fn a_partitioned_queues_dead_letters_are_managed_under_its_name() {
+    let env = Env::new();
+    let config = std::env::temp_dir().join(format!("{}-dead.toml", env.p.name));
+    std::fs::write(&config, "[[queues]]\nname = \"parts\"\npartitions = 3\n").expect("config");
+    let path = config.to_str().expect("path");
+    let client = sluice_engine::Client::connect_with(
+        sluice_engine::ClientConfig::new(&env.p.url).prefix(&env.p.name),
+    )
+    .await
+    .expect("connect");
+    let pq = client
+        .partitioned_queue("parts", 3, sluice_engine::QueueConfig::default())
+        .await
+        .expect("partitions");
+    // A dead letter in every partition, oldest in partition 0.
+    let mut buried = Vec::new();
+    for q in pq.partitions() {
+        q.enqueue(&1, sluice_engine::JobOptions::new())
+            .await
+            .expect("enqueue");
+        let job = q.claim("w", 1).await.expect("claim").remove(0);
+        q.settle(
+            &job,
+            sluice_engine::Outcome::Bury(format!("bad in {}", q.name())),
+        )
+        .await
+        .expect("bury");
+        buried.push(job.id);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let list = env.json(&["--config", path, "dead", "list", "parts"]);
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["id"].as_str().expect("id"))
+        .collect();
+    let newest_first: Vec<&str> = buried.iter().rev().map(String::as_str).collect();
+    assert_eq!(ids, newest_first);
+    let shown = env.json(&["--config", path, "dead", "show", "parts", &buried[1]]);
+    assert_eq!(shown["state"], "dead");
+    env.ok(&["--config", path, "dead", "retry", "parts", &buried[2]]);
+    let missing = env.fails(&["--config", path, "dead", "retry", "parts", &buried[2]]);
+    assert!(missing.contains("no dead letter"), "{missing}");
+    assert_eq!(
+        env.json(&["--config", path, "dead", "retry-all", "parts"])["retried"],
+        2
+    );
+    for q in pq.partitions().iter().take(2) {
+        let job = q.claim("w", 1).await.expect("claim").remove(0);
+        q.settle(&job, sluice_engine::Outcome::Bury("again".into()))
+            .await
+            .expect("bury");
+    }
+    assert_eq!(
+        env.json(&["--config", path, "dead", "purge", "parts"])["deleted"],
+        2
+    );
+    let _ = std::fs::remove_file(&config);
+}
+
 #[test]
 fn bad_input_gets_one_line_and_a_non_zero_exit_and_changes_nothing() {
     let env = Env::new();

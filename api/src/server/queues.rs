@@ -12,7 +12,7 @@ use sluice_engine::{
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
-use crate::views::JobView;
+use crate::views::{JobView, newest_dead, newest_first};
 
 /// One job to enqueue.
 #[derive(Debug, Clone, Deserialize)]
@@ -342,29 +342,6 @@ pub async fn dead_list(
         "limit": limit,
         "dead": views,
     })))
-}
-
-/// Dead letters `offset..offset+limit`, newest first, over every part: a
-/// partitioned queue's page merges the newest of each partition.
-async fn newest_dead(parts: &[Queue], offset: usize, limit: usize) -> ApiResult<Vec<JobInfo>> {
-    if let [q] = parts {
-        return Ok(q.dead_letters(offset, limit).await?);
-    }
-    let mut all = Vec::new();
-    for q in parts {
-        all.extend(q.dead_letters(0, offset + limit).await?);
-    }
-    newest_first(&mut all);
-    Ok(all.into_iter().skip(offset).take(limit).collect())
-}
-
-/// Newest death first, as one queue lists its dead letters.
-fn newest_first(letters: &mut [JobInfo]) {
-    letters.sort_by(|a, b| {
-        b.finished_at_ms
-            .cmp(&a.finished_at_ms)
-            .then_with(|| a.id.cmp(&b.id))
-    });
 }
 
 async fn matching_dead(q: &Queue, text: &str) -> ApiResult<Vec<JobInfo>> {
