@@ -1133,19 +1133,22 @@ impl Store {
         let delayed: Vec<String> =
             redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
         let mut in_streams = Vec::new();
-        for level in replies.chunks(3) {
-            let [groups, pending, range] = level else {
-                return Err(protocol("list jobs", "wrong number of replies"));
-            };
-            let last = group_info(groups, GROUP)
+        if replies.len() != usize::from(PRIORITY_LEVELS) * 3 {
+            return Err(protocol("list jobs", "wrong number of replies"));
+        }
+        let mut replies = replies.into_iter();
+        while let (Some(groups), Some(pending), Some(range)) =
+            (replies.next(), replies.next(), replies.next())
+        {
+            let last = group_info(&groups, GROUP)
                 .map(|g| g.last_delivered)
                 .and_then(|id| parse_stream_id(&id))
                 .unwrap_or((0, 0));
             let pending: redis::streams::StreamPendingCountReply =
-                redis::from_redis_value(pending.clone()).map_err(bad)?;
+                redis::from_redis_value(pending).map_err(bad)?;
             let pending: HashSet<String> = pending.ids.into_iter().map(|p| p.id).collect();
             let entries: redis::streams::StreamRangeReply =
-                redis::from_redis_value(range.clone()).map_err(bad)?;
+                redis::from_redis_value(range).map_err(bad)?;
             for entry in entries.ids {
                 let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
                 if (undelivered || pending.contains(&entry.id))
