@@ -8,10 +8,10 @@
 --                blocking XREADGROUP, to activate before reading more
 -- ARGV[5 ..]     3 fields per delivered entry: level, entry id, job id
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
---                 is free; N > 0: limited, next token in N ms), then 9 fields
+--                 is free; N > 0: limited, next token in N ms), then 7 fields
 --                 per job:
---                 job id, level, entry id, fence, attempt, max attempts,
---                 timeout_ms, payload, created_ms}
+--                 job id, level, entry id, fence, attempt,
+--                 "max_attempts,timeout_ms,created_ms", payload}
 --
 -- A paused queue activates nothing, not even entries a blocking read
 -- delivered meanwhile (they go back to the end of their stream).
@@ -48,17 +48,23 @@ end
 
 local function activate(level, eid, jid)
   local jk = base .. 'job:' .. jid
-  local f = redis.call('HMGET', jk, 'payload', 'att', 'max', 'to', 'fence', 'cat')
+  local f = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run')
   if not f[1] then
     -- Acknowledged only: the next trim of the stream drops the entry.
     redis.call('XACK', stream_key(level), GROUP, eid)
     return
   end
-  local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[5]) or 0) + 1
+  local run = f[4]
+  if not run then
+    -- A hash written before `run` existed keeps these three apart.
+    local old = redis.call('HMGET', jk, 'max', 'to', 'cat')
+    run = (old[1] or '1') .. ',' .. (old[2] or '0') .. ',' .. (old[3] or '0')
+  end
+  local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[3]) or 0) + 1
   redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence), 'sat', now_text, 'wk', consumer)
   local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = jid, level, eid, fence, att
-  out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[3], f[4], f[1], f[6]
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = jid, level, eid, fence
+  out[n + 5], out[n + 6], out[n + 7] = att, run, f[1]
   remaining = remaining - 1
 end
 

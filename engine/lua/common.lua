@@ -169,8 +169,10 @@ end
 -- negative) while attempts are left, otherwise dead-letter. `bury_now`
 -- skips the remaining attempts. Returns 'retry' or 'dead'.
 local function fail(base, jk, jid, err, delay, bury_now, cap, now)
-  local f = redis.call('HMGET', jk, 'att', 'max', 'bo', 'prio')
-  local att, max = tonumber(f[1]) or 0, tonumber(f[2]) or 1
+  -- `max` stands apart in hashes written before `run` held it.
+  local f = redis.call('HMGET', jk, 'att', 'run', 'bo', 'prio', 'max')
+  local att = tonumber(f[1]) or 0
+  local max = tonumber(string.match(f[2] or '', '^(%d+),')) or tonumber(f[5]) or 1
   local stats = base .. 'stats'
   redis.call('HINCRBY', stats, 'failed', 1)
   record_error(jk, att, err, now)

@@ -40,17 +40,19 @@ for i = 0, n - 1 do
   else
     -- One HSET per job (schedule() would write the hash a second time),
     -- with as few fields as can be: each field of a new hash costs a
-    -- listpack search and a reallocation. Absent fields have defaults that
-    -- every reader applies: attempt and fence 0; state 'waiting' and due
-    -- time = creation time for a job ready at once.
+    -- listpack search and a reallocation, and each field a claim reads
+    -- costs as much again. What a claim needs and nothing changes goes in
+    -- one field, `run` = "max_attempts,timeout_ms,created_ms". Absent
+    -- fields have defaults that every reader applies: attempt and fence 0;
+    -- state 'waiting' and due time = creation time for a job ready at once.
+    local run = ARGV[o + 4] .. ',' .. ARGV[o + 6] .. ',' .. created
     if delay > 0 then
       local due = int(now + delay)
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-        'to', ARGV[o + 6], 'cat', created, 'state', 'delayed', 'due', due)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5], 'run', run,
+        'state', 'delayed', 'due', due)
       redis.call('ZADD', base .. 'delayed', due, jid)
     else
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'max', ARGV[o + 4], 'bo', ARGV[o + 5],
-        'to', ARGV[o + 6], 'cat', created)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5], 'run', run)
       redis.call('XADD', stream_key(prio), '*', 'i', jid)
     end
     if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end

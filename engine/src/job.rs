@@ -187,6 +187,12 @@ impl JobInfo {
         }
         let text = |k: &str| h.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
         let num = |k: &str| text(k).and_then(|s| s.parse::<u64>().ok());
+        // `run` holds max attempts, timeout and creation time; hashes
+        // written before it keep them in `max`, `to` and `cat`.
+        let run = text("run").and_then(|r| RunFields::parse(&r));
+        let max_attempts = run.map(|r| r.max_attempts).or_else(|| num("max"));
+        let timeout_ms = run.map(|r| r.timeout_ms).or_else(|| num("to"));
+        let created_at_ms = run.map(|r| r.created_ms).or_else(|| num("cat"));
         Some(JobInfo {
             id: id.to_owned(),
             queue: queue.to_owned(),
@@ -195,15 +201,15 @@ impl JobInfo {
                 .unwrap_or(JobState::Waiting),
             priority: num("prio").unwrap_or(0).min(u64::from(u8::MAX)) as u8,
             attempt: num("att").unwrap_or(0) as u32,
-            max_attempts: num("max").unwrap_or(1) as u32,
-            timeout_ms: num("to").filter(|t| *t > 0),
+            max_attempts: max_attempts.unwrap_or(1) as u32,
+            timeout_ms: timeout_ms.filter(|t| *t > 0),
             last_error: text("err"),
             errors: text("hist")
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default(),
-            created_at_ms: num("cat").unwrap_or(0),
+            created_at_ms: created_at_ms.unwrap_or(0),
             // A job ready at enqueue has no due field: due when created.
-            due_at_ms: num("due").or_else(|| num("cat")),
+            due_at_ms: num("due").or(created_at_ms),
             started_at_ms: num("sat"),
             finished_at_ms: num("fat"),
             worker: text("wk"),
@@ -211,6 +217,28 @@ impl JobInfo {
             result: text("res"),
             payload: h.get("payload").cloned().unwrap_or_default(),
         })
+    }
+}
+
+/// The job hash's `run` field, "max_attempts,timeout_ms,created_ms": what a
+/// claim needs and nothing changes, in one field (a claim's cost grows with
+/// every field it reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunFields {
+    pub max_attempts: u64,
+    pub timeout_ms: u64,
+    pub created_ms: u64,
+}
+
+impl RunFields {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split(',').map(|p| p.parse::<u64>().ok());
+        let fields = Self {
+            max_attempts: parts.next()??,
+            timeout_ms: parts.next()??,
+            created_ms: parts.next()??,
+        };
+        parts.next().is_none().then_some(fields)
     }
 }
 
@@ -281,4 +309,24 @@ pub struct MinuteCount {
     pub completed: u64,
     /// Attempts failed in it (retried or dead-lettered).
     pub failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunFields;
+
+    #[test]
+    fn the_run_field_reads_three_numbers_or_nothing() {
+        assert_eq!(
+            RunFields::parse("3,30000,1700000000000"),
+            Some(RunFields {
+                max_attempts: 3,
+                timeout_ms: 30_000,
+                created_ms: 1_700_000_000_000,
+            })
+        );
+        for bad in ["", "3", "3,0", "3,0,1,4", "a,0,1", "3,-1,1", "3,,1"] {
+            assert_eq!(RunFields::parse(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -11,7 +11,7 @@ use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, V
 
 use crate::conn::Conn;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Stats};
+use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, RunFields, Stats};
 use crate::keys::{GROUP, PRIORITY_LEVELS, QueueKeys};
 use crate::options::RateLimit;
 use crate::scripts;
@@ -472,27 +472,25 @@ impl Store {
         };
         let status = ClaimStatus { paused, rate };
         let rest: Vec<Value> = reply.collect();
-        if !rest.len().is_multiple_of(9) {
+        if !rest.len().is_multiple_of(7) {
             return Err(protocol(
                 "claim",
-                format!("{} fields is not 9 per job", rest.len()),
+                format!("{} fields is not 7 per job", rest.len()),
             ));
         }
-        let mut jobs = Vec::with_capacity(rest.len() / 9);
+        let mut jobs = Vec::with_capacity(rest.len() / 7);
         let mut it = rest.into_iter();
         while let Some(id) = it.next() {
             let mut next = || it.next().unwrap_or(Value::Nil);
-            let (level, entry, fence, attempt, max, timeout, payload, created) = (
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-            );
-            let timeout_ms = int(&timeout);
+            let (level, entry, fence, attempt, run, payload) =
+                (next(), next(), next(), next(), next(), next());
+            // A hash edited by hand must not stop every claim of the queue:
+            // unreadable fields get the defaults a lookup shows.
+            let run = RunFields::parse(&text(&run)).unwrap_or(RunFields {
+                max_attempts: 1,
+                timeout_ms: 0,
+                created_ms: 0,
+            });
             jobs.push(Job {
                 id: text(&id),
                 queue: self.keys.queue().to_owned(),
@@ -500,10 +498,10 @@ impl Store {
                 entry_id: text(&entry),
                 fence: int(&fence).max(0) as u64,
                 attempt: int(&attempt).max(0) as u32,
-                max_attempts: int(&max).max(1) as u32,
-                timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64)),
+                max_attempts: run.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
+                timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
                 payload: bytes(payload),
-                created_at_ms: int(&created).max(0) as u64,
+                created_at_ms: run.created_ms,
             });
         }
         Ok((status, jobs))

@@ -821,3 +821,72 @@ async fn a_long_running_job_does_not_keep_finished_entries_in_redis() {
     q.settle(&held[0], Outcome::Done).await.expect("settle");
     assert_eq!(q.stats().await.expect("stats").active, 0);
 }
+
+#[tokio::test]
+async fn a_job_hash_written_by_an_earlier_version_still_runs() {
+    // Before the `run` field, max attempts, timeout and creation time had
+    // fields of their own, and a new job carried every field.
+    let t = TestRedis::new().await;
+    let q = t.queue("legacy").await;
+    let base = format!("{}:{{legacy}}:", t.prefix);
+    let payload = rmp_serde::to_vec_named(&Email {
+        to: "old@b.c".into(),
+        n: 7,
+    })
+    .expect("encode");
+    let _: () = t
+        .query(
+            redis::cmd("HSET")
+                .arg(format!("{base}job:old-1"))
+                .arg("payload")
+                .arg(payload)
+                .arg(&[
+                    ("prio", "0"),
+                    ("att", "0"),
+                    ("max", "2"),
+                    ("bo", "1,1,1,0"),
+                    ("to", "5000"),
+                    ("fence", "0"),
+                    ("cat", "1700000000000"),
+                    ("state", "waiting"),
+                    ("due", "1700000000000"),
+                ]),
+        )
+        .await;
+    let _: String = t
+        .query(
+            redis::cmd("XADD")
+                .arg(format!("{base}p:0"))
+                .arg("*")
+                .arg("i")
+                .arg("old-1"),
+        )
+        .await;
+    let info = q.job("old-1").await.expect("lookup").expect("exists");
+    assert_eq!(
+        (info.max_attempts, info.timeout_ms, info.created_at_ms),
+        (2, Some(5000), 1_700_000_000_000)
+    );
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, "old-1");
+    assert_eq!(job.decode::<Email>().expect("decode").n, 7);
+    assert_eq!(
+        (job.max_attempts, job.timeout, job.created_at_ms),
+        (2, Some(Duration::from_secs(5)), 1_700_000_000_000)
+    );
+    let retry = || Outcome::Retry {
+        reason: "flaky".into(),
+        after: Some(Duration::ZERO),
+    };
+    // Its two attempts are counted from its own `max` field.
+    assert_eq!(
+        q.settle(&job, retry()).await.expect("settle"),
+        Settled::Retry
+    );
+    let again = claim_when_ready(&q, "w").await;
+    assert_eq!(again.attempt, 2);
+    assert_eq!(
+        q.settle(&again, retry()).await.expect("settle"),
+        Settled::Dead
+    );
+}
