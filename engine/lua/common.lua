@@ -63,10 +63,11 @@ end
 
 -- Drop acknowledged entries from a stream. They are not deleted one by one:
 -- XDEL finds each id by scanning its stream node from the start, which was
--- 16 % of Redis's work per job (bench/redis-instructions.sh). Instead the stream is trimmed behind its
--- oldest pending entry, whole nodes at a time (MINID ~): every entry before
--- the oldest pending one has been delivered and acknowledged. With nothing
--- pending, everything before the newest acknowledged entry is done. A few
+-- 16 % of Redis's work per job (bench/redis-instructions.sh). Instead the
+-- stream is trimmed behind its oldest pending entry, whole nodes at a time
+-- (MINID ~): every entry before the oldest pending one has been delivered
+-- and acknowledged. With nothing pending, everything before the newest
+-- acknowledged entry is done. A few
 -- acknowledged entries linger until their node is full, which is why counts
 -- and listings read the group (lag, pending list), never the stream's length.
 --
