@@ -67,9 +67,9 @@ end
 -- stream is trimmed behind its oldest pending entry, whole nodes at a time
 -- (MINID ~): every entry before the oldest pending one has been delivered
 -- and acknowledged. With nothing pending, everything before the newest
--- acknowledged entry is done. A few
--- acknowledged entries linger until their node is full, which is why counts
--- and listings read the group (lag, pending list), never the stream's length.
+-- acknowledged entry is done. A few acknowledged entries linger until their
+-- node is full, which is why counts and listings read the group (lag,
+-- pending list), never the stream's length.
 --
 -- A long-running job holds the trim back, so while the oldest pending entry
 -- is more than LINGER_MS older than the newest acknowledged one, this
