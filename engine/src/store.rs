@@ -152,6 +152,12 @@ fn is_nogroup(e: &RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
 
+/// Whether Redis lost the queue's streams (XINFO answers "no such key") or
+/// their consumer group: `ensure` brings them back.
+fn is_missing_stream(e: &RedisError) -> bool {
+    is_nogroup(e) || e.to_string().contains("no such key")
+}
+
 /// Run `op` against Redis, retrying transient failures with exponential
 /// backoff; give up with [`Error::Unavailable`] when the retries run out.
 pub(crate) async fn with_retry<T, F, Fut>(
@@ -351,6 +357,26 @@ impl Store {
                 );
                 self.ensure().await?;
                 self.run(operation, inv).await
+            }
+            other => other,
+        }
+    }
+
+    /// Like `query_pipe`, but recreates the queue's streams and group once
+    /// if Redis lost them; any other failure is returned as it is.
+    async fn query_pipe_grouped<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        match self.query_pipe(operation, pipe).await {
+            Err(Error::Redis { source, .. }) if is_missing_stream(&source) => {
+                tracing::warn!(
+                    queue = self.keys.queue(),
+                    "streams or consumer group missing; recreating them"
+                );
+                self.ensure().await?;
+                self.query_pipe(operation, pipe).await
             }
             other => other,
         }
@@ -775,15 +801,7 @@ impl Store {
             .arg(self.keys.meta())
             .arg("rate")
             .arg("burst");
-        // A stream missing (Redis lost it) answers XINFO with an error:
-        // recreate the queue's streams and groups, then ask again.
-        let reply: Vec<Value> = match self.query_pipe("queue stats", &pipe).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.ensure().await?;
-                self.query_pipe("queue stats", &pipe).await?
-            }
-        };
+        let reply: Vec<Value> = self.query_pipe_grouped("queue stats", &pipe).await?;
         let levels = usize::from(PRIORITY_LEVELS);
         if reply.len() != levels * 2 + 5 {
             return Err(protocol("queue stats", "wrong number of replies"));
@@ -990,15 +1008,7 @@ impl Store {
         for s in self.keys.streams() {
             pipe.cmd("XINFO").arg("GROUPS").arg(&s);
         }
-        // A stream missing (Redis lost it) answers XINFO with an error:
-        // recreate the queue's streams and groups, then ask again.
-        let groups: Vec<Value> = match self.query_pipe("list jobs", &pipe).await {
-            Ok(g) => g,
-            Err(_) => {
-                self.ensure().await?;
-                self.query_pipe("list jobs", &pipe).await?
-            }
-        };
+        let groups: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
         let mut wanted = offset + limit;
         let mut out = Vec::new();
         for (level, stream) in self.keys.streams().iter().enumerate() {
@@ -1124,7 +1134,7 @@ impl Store {
         }
         pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
         pipe.cmd("ZRANGE").arg(self.keys.dead()).arg(0).arg(-1);
-        let mut replies: Vec<Value> = self.query_pipe("list jobs", &pipe).await?;
+        let mut replies: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
         let bad = |e: redis::ParsingError| protocol("list jobs", e.to_string());
         let dead: Vec<String> =
             redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;

@@ -890,3 +890,58 @@ async fn a_job_hash_written_by_an_earlier_version_still_runs() {
         Settled::Dead
     );
 }
+
+#[tokio::test]
+async fn counts_listings_and_exports_recreate_streams_redis_lost() {
+    let t = TestRedis::new().await;
+    let q = t.queue("lost").await;
+    let job = NewJob::new(
+        &Email {
+            to: "l".into(),
+            n: 1,
+        },
+        JobOptions::new(),
+    )
+    .expect("job");
+    q.enqueue_batch(vec![job]).await.expect("enqueue");
+    // Redis loses the streams (a flush, a failover to a stale replica).
+    for level in 0..PRIORITY_LEVELS {
+        let _: i64 = t
+            .query(redis::cmd("DEL").arg(format!("{}:{{lost}}:p:{level}", t.prefix)))
+            .await;
+    }
+    let s = q.stats().await.expect("stats after the loss");
+    assert_eq!((s.waiting, s.active), (0, 0));
+    assert!(
+        q.jobs_in_state(JobState::Waiting, 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        q.jobs_in_state(JobState::Active, 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(q.export().await.expect("export").is_empty());
+    // The queue works again.
+    let again = NewJob::new(
+        &Email {
+            to: "l".into(),
+            n: 2,
+        },
+        JobOptions::new(),
+    )
+    .expect("job");
+    q.enqueue_batch(vec![again]).await.expect("enqueue");
+    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+    assert_eq!(
+        claim_when_ready(&q, "w")
+            .await
+            .decode::<Email>()
+            .expect("decode")
+            .n,
+        2
+    );
+}
