@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{Prefix, api, api_without_redis, assert_error, call};
+use common::{Prefix, api, api_without_redis, assert_error, call, send};
 use sluice_api::config::{ApiKeySection, FileConfig, ScheduleSection, Scope};
 use sluice_api::server::key_hash;
 use sluice_engine::{Outcome, ServedQueue, WorkerInfo, unix_ms};
@@ -55,14 +55,7 @@ async fn enqueue_lookup_and_idempotency() {
         (Some(id.as_str()), &serde_json::json!(true))
     );
 
-    let job = call(
-        &app,
-        Method::GET,
-        &format!("/api/queues/emails/jobs/{id}"),
-        None,
-        None,
-    )
-    .await;
+    let job = send(&app, Method::GET, &format!("/api/queues/emails/jobs/{id}")).await;
     assert_eq!(job.status, StatusCode::OK);
     assert_eq!(job.json["payload"]["to"], "a@b.c");
     assert_eq!(job.json["state"], "waiting");
@@ -71,16 +64,9 @@ async fn enqueue_lookup_and_idempotency() {
     assert_eq!(job.json["timeout_ms"], 5000);
     assert_eq!(job.json["idempotency_key"], "order-1");
 
-    let missing = call(
-        &app,
-        Method::GET,
-        "/api/queues/emails/jobs/nope",
-        None,
-        None,
-    )
-    .await;
+    let missing = send(&app, Method::GET, "/api/queues/emails/jobs/nope").await;
     assert_error(&missing, StatusCode::NOT_FOUND, "job_not_found");
-    let no_queue = call(&app, Method::GET, "/api/queues/ghost/jobs/x", None, None).await;
+    let no_queue = send(&app, Method::GET, "/api/queues/ghost/jobs/x").await;
     assert_error(&no_queue, StatusCode::NOT_FOUND, "queue_not_found");
     assert_eq!(enqueued_total(&p, "emails").await, 1);
 }
@@ -238,7 +224,7 @@ async fn queue_stats_pause_and_resume() {
         )
         .await;
     }
-    let all = call(&app, Method::GET, "/api/queues", None, None).await;
+    let all = send(&app, Method::GET, "/api/queues").await;
     assert_eq!(all.status, StatusCode::OK);
     let queues = all.json["queues"].as_array().expect("queues");
     assert_eq!(queues.len(), 1);
@@ -252,19 +238,19 @@ async fn queue_stats_pause_and_resume() {
         Some(60)
     );
 
-    let paused = call(&app, Method::POST, "/api/queues/work/pause", None, None).await;
+    let paused = send(&app, Method::POST, "/api/queues/work/pause").await;
     assert_eq!(paused.json["paused"], true);
-    let one = call(&app, Method::GET, "/api/queues/work", None, None).await;
+    let one = send(&app, Method::GET, "/api/queues/work").await;
     assert_eq!(one.json["paused"], true);
-    call(&app, Method::POST, "/api/queues/work/resume", None, None).await;
-    let one = call(&app, Method::GET, "/api/queues/work", None, None).await;
+    send(&app, Method::POST, "/api/queues/work/resume").await;
+    let one = send(&app, Method::GET, "/api/queues/work").await;
     assert_eq!(one.json["paused"], false);
 
-    let unknown = call(&app, Method::POST, "/api/queues/ghost/pause", None, None).await;
+    let unknown = send(&app, Method::POST, "/api/queues/ghost/pause").await;
     assert_error(&unknown, StatusCode::NOT_FOUND, "queue_not_found");
-    let wrong = call(&app, Method::DELETE, "/api/queues/work/pause", None, None).await;
+    let wrong = send(&app, Method::DELETE, "/api/queues/work/pause").await;
     assert_error(&wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
-    let lost = call(&app, Method::GET, "/api/../etc/passwd", None, None).await;
+    let lost = send(&app, Method::GET, "/api/../etc/passwd").await;
     assert_error(&lost, StatusCode::NOT_FOUND, "not_found");
 }
 
@@ -298,72 +284,40 @@ async fn dead_letters_list_filter_show_retry_delete_purge() {
     let app = api(&p, FileConfig::default()).await;
     let ids = make_dead_letters(&p, "d", 6).await;
 
-    let page = call(&app, Method::GET, "/api/queues/d/dead?limit=4", None, None).await;
+    let page = send(&app, Method::GET, "/api/queues/d/dead?limit=4").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(page.json["total"], 6);
     assert_eq!(page.json["dead"].as_array().map(Vec::len), Some(4));
-    let rest = call(
-        &app,
-        Method::GET,
-        "/api/queues/d/dead?offset=4&limit=4",
-        None,
-        None,
-    )
-    .await;
+    let rest = send(&app, Method::GET, "/api/queues/d/dead?offset=4&limit=4").await;
     assert_eq!(rest.json["dead"].as_array().map(Vec::len), Some(2));
-    let odd = call(&app, Method::GET, "/api/queues/d/dead?q=ODD", None, None).await;
+    let odd = send(&app, Method::GET, "/api/queues/d/dead?q=ODD").await;
     assert_eq!(odd.json["matched"], 3);
-    let bad = call(&app, Method::GET, "/api/queues/d/dead?limit=0", None, None).await;
+    let bad = send(&app, Method::GET, "/api/queues/d/dead?limit=0").await;
     assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit");
-    let bad = call(
-        &app,
-        Method::GET,
-        "/api/queues/d/dead?limit=abc",
-        None,
-        None,
-    )
-    .await;
+    let bad = send(&app, Method::GET, "/api/queues/d/dead?limit=abc").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
-    let one = call(
-        &app,
-        Method::GET,
-        &format!("/api/queues/d/dead/{}", ids[0]),
-        None,
-        None,
-    )
-    .await;
+    let one = send(&app, Method::GET, &format!("/api/queues/d/dead/{}", ids[0])).await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.json["state"], "dead");
     assert_eq!(one.json["last_error"], "boom even");
     assert_eq!(one.json["errors"][0]["error"], "boom even");
 
-    let retried = call(
+    let retried = send(
         &app,
         Method::POST,
         &format!("/api/queues/d/dead/{}/retry", ids[0]),
-        None,
-        None,
     )
     .await;
     assert_eq!(retried.json["retried"], 1);
-    let again = call(
+    let again = send(
         &app,
         Method::POST,
         &format!("/api/queues/d/dead/{}/retry", ids[0]),
-        None,
-        None,
     )
     .await;
     assert_error(&again, StatusCode::NOT_FOUND, "dead_letter_not_found");
-    let gone = call(
-        &app,
-        Method::GET,
-        &format!("/api/queues/d/dead/{}", ids[0]),
-        None,
-        None,
-    )
-    .await;
+    let gone = send(&app, Method::GET, &format!("/api/queues/d/dead/{}", ids[0])).await;
     assert_error(&gone, StatusCode::NOT_FOUND, "dead_letter_not_found");
 
     let by_text = call(
@@ -385,31 +339,27 @@ async fn dead_letters_list_filter_show_retry_delete_purge() {
     .await;
     assert_error(&both, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter");
 
-    let deleted = call(
+    let deleted = send(
         &app,
         Method::DELETE,
         &format!("/api/queues/d/dead/{}", ids[2]),
-        None,
-        None,
     )
     .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let deleted = call(
+    let deleted = send(
         &app,
         Method::DELETE,
         &format!("/api/queues/d/dead/{}", ids[2]),
-        None,
-        None,
     )
     .await;
     assert_error(&deleted, StatusCode::NOT_FOUND, "dead_letter_not_found");
-    let left = call(&app, Method::GET, "/api/queues/d/dead", None, None).await;
+    let left = send(&app, Method::GET, "/api/queues/d/dead").await;
     assert_eq!(left.json["total"], 1);
-    let purged = call(&app, Method::DELETE, "/api/queues/d/dead", None, None).await;
+    let purged = send(&app, Method::DELETE, "/api/queues/d/dead").await;
     assert_eq!(purged.json["deleted"], 1);
-    let all_back = call(&app, Method::POST, "/api/queues/d/dead/retry", None, None).await;
+    let all_back = send(&app, Method::POST, "/api/queues/d/dead/retry").await;
     assert_eq!(all_back.json["retried"], 0);
-    let stats = call(&app, Method::GET, "/api/queues/d", None, None).await;
+    let stats = send(&app, Method::GET, "/api/queues/d").await;
     assert_eq!(
         (stats.json["dead"].as_u64(), stats.json["waiting"].as_u64()),
         (Some(0), Some(4))
@@ -482,7 +432,7 @@ async fn api_keys_and_scopes() {
     )
     .await;
     assert_eq!(look.status, StatusCode::OK);
-    let anonymous = call(&app, Method::GET, "/api/queues", None, None).await;
+    let anonymous = send(&app, Method::GET, "/api/queues").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     // Health, metrics and the API description stay open by default.
     for path in [
@@ -493,7 +443,7 @@ async fn api_keys_and_scopes() {
         "/api/openapi.json",
     ] {
         assert_eq!(
-            call(&app, Method::GET, path, None, None).await.status,
+            send(&app, Method::GET, path).await.status,
             StatusCode::OK,
             "{path}"
         );
@@ -502,7 +452,7 @@ async fn api_keys_and_scopes() {
     closed.api.open_health = false;
     let app = api(&p, closed).await;
     assert_eq!(
-        call(&app, Method::GET, "/metrics", None, None).await.status,
+        send(&app, Method::GET, "/metrics").await.status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
@@ -604,7 +554,7 @@ async fn metrics_report_counters_depths_workers_and_http() {
         .await
         .expect("beat");
 
-    let m = call(&app, Method::GET, "/metrics", None, None).await;
+    let m = send(&app, Method::GET, "/metrics").await;
     assert_eq!(m.status, StatusCode::OK);
     assert!(
         m.headers["content-type"]
@@ -643,10 +593,10 @@ async fn metrics_report_counters_depths_workers_and_http() {
         t.contains("sluice_http_request_duration_seconds_bucket{"),
         "{t}"
     );
-    let workers = call(&app, Method::GET, "/api/workers", None, None).await;
+    let workers = send(&app, Method::GET, "/api/workers").await;
     assert_eq!(workers.json["workers"][0]["id"], "w-1");
     assert_eq!(workers.json["workers"][0]["queues"][0]["queue"], "m");
-    let health = call(&app, Method::GET, "/health", None, None).await;
+    let health = send(&app, Method::GET, "/health").await;
     assert_eq!(health.json["status"], "ok");
     assert_eq!(health.json["active_workers"], 1);
     assert_eq!(health.json["queues"]["m"]["waiting"], 1);
@@ -668,7 +618,7 @@ async fn schedules_show_their_next_runs() {
         ..FileConfig::default()
     };
     let app = api(&p, file).await;
-    let s = call(&app, Method::GET, "/api/schedules", None, None).await;
+    let s = send(&app, Method::GET, "/api/schedules").await;
     assert_eq!(s.status, StatusCode::OK);
     let one = &s.json["schedules"][0];
     assert_eq!(one["name"], "nightly");
@@ -686,12 +636,12 @@ async fn schedules_show_their_next_runs() {
 #[tokio::test]
 async fn without_redis_the_api_answers_503_and_stays_alive() {
     let app = api_without_redis();
-    let live = call(&app, Method::GET, "/health/live", None, None).await;
+    let live = send(&app, Method::GET, "/health/live").await;
     assert_eq!(live.status, StatusCode::OK);
-    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    let ready = send(&app, Method::GET, "/health/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json["checks"]["redis"], "down");
-    let health = call(&app, Method::GET, "/health", None, None).await;
+    let health = send(&app, Method::GET, "/health").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     let enqueue = call(
         &app,
@@ -707,14 +657,14 @@ async fn without_redis_the_api_answers_503_and_stays_alive() {
         "redis_unavailable",
     );
     assert!(enqueue.headers.contains_key("retry-after"));
-    let stats = call(&app, Method::GET, "/api/queues", None, None).await;
+    let stats = send(&app, Method::GET, "/api/queues").await;
     assert_error(&stats, StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable");
 }
 
 #[tokio::test]
 async fn the_openapi_document_names_every_path() {
     let app = api_without_redis();
-    let doc = call(&app, Method::GET, "/api/openapi.json", None, None).await;
+    let doc = send(&app, Method::GET, "/api/openapi.json").await;
     assert_eq!(doc.json["openapi"], "3.1.0");
     let paths = doc.json["paths"].as_object().expect("paths");
     for p in [
@@ -779,18 +729,11 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json);
         let id = r.json["id"].as_str().expect("id").to_owned();
         // Found under the queue's name, whichever partition holds it.
-        let found = call(
-            &app,
-            Method::GET,
-            &format!("/api/queues/parts/jobs/{id}"),
-            None,
-            None,
-        )
-        .await;
+        let found = send(&app, Method::GET, &format!("/api/queues/parts/jobs/{id}")).await;
         assert_eq!(found.status, StatusCode::OK);
         assert_eq!(found.json["state"], "waiting");
     }
-    let missing = call(&app, Method::GET, "/api/queues/parts/jobs/nope", None, None).await;
+    let missing = send(&app, Method::GET, "/api/queues/parts/jobs/nope").await;
     assert_error(&missing, StatusCode::NOT_FOUND, "job_not_found");
 
     // Dead-letter one job per partition, oldest first in partition order.
@@ -813,19 +756,12 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
             .map(|d| d["id"].as_str().expect("id").to_owned())
             .collect()
     };
-    let all = call(&app, Method::GET, "/api/queues/parts/dead", None, None).await;
+    let all = send(&app, Method::GET, "/api/queues/parts/dead").await;
     assert_eq!(all.status, StatusCode::OK);
     assert_eq!(all.json["total"], 3);
     let newest_first: Vec<String> = buried.iter().rev().cloned().collect();
     assert_eq!(ids(&all), newest_first);
-    let page = call(
-        &app,
-        Method::GET,
-        "/api/queues/parts/dead?offset=1&limit=1",
-        None,
-        None,
-    )
-    .await;
+    let page = send(&app, Method::GET, "/api/queues/parts/dead?offset=1&limit=1").await;
     assert_eq!(ids(&page), [newest_first[1].clone()]);
     let filtered = call(
         &app,
@@ -840,55 +776,40 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
     .await;
     assert_eq!(filtered.json["matched"], 1);
     assert_eq!(ids(&filtered), [buried[2].clone()]);
-    let shown = call(
+    let shown = send(
         &app,
         Method::GET,
         &format!("/api/queues/parts/dead/{}", buried[1]),
-        None,
-        None,
     )
     .await;
     assert_eq!(shown.status, StatusCode::OK);
     assert_eq!(shown.json["state"], "dead");
 
     // Retry one, delete one, retry the rest, then purge what dies again.
-    let retried = call(
+    let retried = send(
         &app,
         Method::POST,
         &format!("/api/queues/parts/dead/{}/retry", buried[0]),
-        None,
-        None,
     )
     .await;
     assert_eq!(retried.json["retried"], 1);
-    let deleted = call(
+    let deleted = send(
         &app,
         Method::DELETE,
         &format!("/api/queues/parts/dead/{}", buried[1]),
-        None,
-        None,
     )
     .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let gone = call(
+    let gone = send(
         &app,
         Method::DELETE,
         &format!("/api/queues/parts/dead/{}", buried[1]),
-        None,
-        None,
     )
     .await;
     assert_error(&gone, StatusCode::NOT_FOUND, "dead_letter_not_found");
-    let rest = call(
-        &app,
-        Method::POST,
-        "/api/queues/parts/dead/retry",
-        None,
-        None,
-    )
-    .await;
+    let rest = send(&app, Method::POST, "/api/queues/parts/dead/retry").await;
     assert_eq!(rest.json["retried"], 1);
-    let waiting = call(&app, Method::GET, "/api/queues/parts", None, None).await;
+    let waiting = send(&app, Method::GET, "/api/queues/parts").await;
     assert_eq!(waiting.json["waiting"], 2);
     for q in pq.partitions() {
         for job in q.claim("w", 10).await.expect("claim") {
@@ -897,9 +818,9 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
                 .expect("bury");
         }
     }
-    let purged = call(&app, Method::DELETE, "/api/queues/parts/dead", None, None).await;
+    let purged = send(&app, Method::DELETE, "/api/queues/parts/dead").await;
     assert_eq!(purged.json["deleted"], 2);
-    let none = call(&app, Method::GET, "/api/queues/parts/dead", None, None).await;
+    let none = send(&app, Method::GET, "/api/queues/parts/dead").await;
     assert_eq!(none.json["total"], 0);
 }
 

@@ -134,6 +134,11 @@ pub async fn call(
     }
 }
 
+/// Send a request without a key or a body.
+pub async fn send(app: &Router, method: Method, path: &str) -> Answer {
+    call(app, method, path, None, None).await
+}
+
 /// Check an error answer's shape and code.
 pub fn assert_error(a: &Answer, status: StatusCode, code: &str) {
     assert_eq!(a.status, status, "{}", a.text);
