@@ -83,6 +83,12 @@ pub struct Job {
 }
 
 impl Job {
+    /// The fence this run holds: raised at every claim and reclaim, so an
+    /// outcome recorded under an older one is refused.
+    pub fn fence(&self) -> u64 {
+        self.fence
+    }
+
     /// Decode the payload into `T`. A payload that does not decode is a
     /// poison message: return `Outcome::Bury` with the error (the typed
     /// handler adapter [`handler_fn`](crate::handler_fn) does this for you).

@@ -105,4 +105,4 @@ pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
 pub use queue::{Enqueued, NewJob, Queue};
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 pub use store::{Promoted, Reclaimed, RetryPolicy, Settled};
-pub use worker::{Worker, WorkerConfig, WorkerReport};
+pub use worker::{SettledAttempt, Worker, WorkerConfig, WorkerReport};

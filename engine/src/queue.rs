@@ -375,6 +375,7 @@ pub(crate) struct Ticket {
     level: u8,
     entry_id: String,
     fence: u64,
+    attempt: u32,
 }
 
 impl Ticket {
@@ -384,6 +385,7 @@ impl Ticket {
             level: job.priority,
             entry_id: job.entry_id.clone(),
             fence: job.fence,
+            attempt: job.attempt,
         }
     }
 
@@ -408,6 +410,7 @@ impl Ticket {
             level: self.level,
             entry_id: self.entry_id,
             fence: self.fence,
+            attempt: self.attempt,
             kind,
             text,
             delay_ms,

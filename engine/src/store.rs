@@ -77,6 +77,20 @@ pub enum Settled {
     Gone,
 }
 
+impl Settled {
+    /// The status as settle.lua names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settled::Done => "done",
+            Settled::Retry => "retry",
+            Settled::Dead => "dead",
+            Settled::Snoozed => "snoozed",
+            Settled::Fenced => "fenced",
+            Settled::Gone => "gone",
+        }
+    }
+}
+
 /// One finished attempt, ready to settle.
 #[derive(Debug, Clone)]
 pub(crate) struct SettleItem {
@@ -84,6 +98,8 @@ pub(crate) struct SettleItem {
     pub level: u8,
     pub entry_id: String,
     pub fence: u64,
+    /// The attempt this outcome ends (not sent to Redis; for observers).
+    pub attempt: u32,
     pub kind: &'static str,
     pub text: String,
     pub delay_ms: i64,

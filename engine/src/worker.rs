@@ -132,6 +132,32 @@ impl Counters {
     }
 }
 
+/// One finished attempt as its settle call answered it: what
+/// [`Worker::on_settled`] observers see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledAttempt {
+    /// The job.
+    pub job_id: String,
+    /// The attempt that finished.
+    pub attempt: u32,
+    /// The fence the attempt ran under.
+    pub fence: u64,
+    /// The worker's consumer name.
+    pub consumer: String,
+    /// What Redis recorded.
+    pub status: Settled,
+}
+
+/// A callback on every settled attempt.
+#[derive(Clone)]
+struct SettleObserver(Arc<dyn Fn(&SettledAttempt) + Send + Sync>);
+
+impl std::fmt::Debug for SettleObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SettleObserver")
+    }
+}
+
 /// Entries this worker holds, by job id: (level, entry id), for keep-alive.
 type InFlight = Arc<Mutex<HashMap<String, (u8, String)>>>;
 
@@ -144,6 +170,7 @@ pub struct Worker<H> {
     consumer: String,
     running: Arc<AtomicUsize>,
     shared_slots: Option<Arc<Semaphore>>,
+    observer: Option<SettleObserver>,
 }
 
 impl<H: Handler> Worker<H> {
@@ -162,6 +189,7 @@ impl<H: Handler> Worker<H> {
             consumer: crate::registry::new_worker_id(),
             running: Arc::default(),
             shared_slots: None,
+            observer: None,
         }
     }
 
@@ -180,6 +208,17 @@ impl<H: Handler> Worker<H> {
             self.consumer = name.clone();
         }
         self.config = config;
+        self
+    }
+
+    /// Call `observer` with every attempt once its settle call has answered
+    /// (for audit trails, metrics, and the fault harness's ledger, which
+    /// counts a job completed only when Redis said `done`).
+    pub fn on_settled(
+        mut self,
+        observer: impl Fn(&SettledAttempt) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(SettleObserver(Arc::new(observer)));
         self
     }
 
@@ -263,6 +302,7 @@ impl<H: Handler> Worker<H> {
             counters.clone(),
             in_flight.clone(),
             settler_stop_rx,
+            self.observer.clone().map(|o| (o, self.consumer.clone())),
         ));
 
         tracing::info!(queue = queue.name(), consumer = %self.consumer, concurrency = self.config.concurrency, "worker started");
@@ -559,6 +599,7 @@ async fn settle_loop(
     counters: Arc<Counters>,
     in_flight: InFlight,
     mut hard_stop: watch::Receiver<bool>,
+    observer: Option<(SettleObserver, String)>,
 ) {
     let mut backoff = LoopBackoff::new("settler");
     let mut items = Vec::with_capacity(batch);
@@ -569,6 +610,15 @@ async fn settle_loop(
                     backoff.succeeded(queue.name());
                     for (item, status) in items.iter().zip(statuses) {
                         counters.count(status);
+                        if let Some((observer, consumer)) = &observer {
+                            (observer.0)(&SettledAttempt {
+                                job_id: item.job_id.clone(),
+                                attempt: item.attempt,
+                                fence: item.fence,
+                                consumer: consumer.clone(),
+                                status,
+                            });
+                        }
                         if status == Settled::Fenced {
                             tracing::warn!(
                                 queue = queue.name(),
