@@ -156,7 +156,9 @@ pub struct QueueSection {
     pub secret: Option<String>,
     /// HTTP delivery: request timeout, ms (also the job's run timeout).
     pub timeout_ms: Option<u64>,
-    /// Jobs started per second across the fleet.
+    /// Jobs started per second across the fleet. Absent: the queue keeps
+    /// whatever limit it has (a worker without one in its config does not
+    /// lift the fleet's); `0`: remove the queue's limit.
     pub rate_limit: Option<f64>,
     /// Most jobs started at once after a quiet spell (default: the rate).
     pub rate_burst: Option<u32>,
@@ -186,11 +188,23 @@ impl QueueSection {
         c
     }
 
-    /// The queue's rate limit, if set.
+    /// What this config says of the queue's rate limit.
+    pub fn rate_limit_setting(&self) -> anyhow::Result<RateLimitSetting> {
+        Ok(match (self.rate_limit, self.rate_limit()?) {
+            (None, _) => RateLimitSetting::Keep,
+            (Some(_), None) => RateLimitSetting::Remove,
+            (Some(_), Some(l)) => RateLimitSetting::Set(l),
+        })
+    }
+
+    /// The queue's rate limit, if set to a rate above zero.
     pub fn rate_limit(&self) -> anyhow::Result<Option<RateLimit>> {
         let Some(rate) = self.rate_limit else {
             return Ok(None);
         };
+        if rate == 0.0 {
+            return Ok(None);
+        }
         let limit = match self.rate_burst {
             Some(burst) => RateLimit::new(rate, burst),
             None => RateLimit::per_second(rate),
@@ -199,6 +213,17 @@ impl QueueSection {
             format!("queue {}: bad rate limit", self.name)
         })?))
     }
+}
+
+/// What a queue's config says of its fleet-wide rate limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateLimitSetting {
+    /// Nothing: leave the queue's limit as it is.
+    Keep,
+    /// `rate_limit = 0`: remove it.
+    Remove,
+    /// This limit.
+    Set(RateLimit),
 }
 
 /// One `[[schedules]]` entry.

@@ -14,7 +14,7 @@ use sluice_engine::{
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{FileConfig, QueueSection};
+use crate::config::{FileConfig, QueueSection, RateLimitSetting};
 use crate::delivery::HttpDelivery;
 use crate::pipeline::{Pipeline, PipelineHandler};
 use crate::signals::stopped;
@@ -156,15 +156,18 @@ pub async fn run(
                     .with_context(|| format!("cannot open queue {}", section.name))?;
                 // The configured rate is the queue's: each partition gets
                 // its share.
-                let share = match section.rate_limit()? {
-                    Some(l) => Some(sluice_engine::RateLimit::new(
+                let share = match section.rate_limit_setting()? {
+                    RateLimitSetting::Set(l) => Some(Some(sluice_engine::RateLimit::new(
                         l.per_second / f64::from(n),
                         (l.burst / u32::from(n)).max(1),
-                    )?),
-                    None => None,
+                    )?)),
+                    RateLimitSetting::Remove => Some(None),
+                    RateLimitSetting::Keep => None,
                 };
-                for q in pq.partitions() {
-                    q.set_rate_limit(share).await?;
+                if let Some(share) = share {
+                    for q in pq.partitions() {
+                        q.set_rate_limit(share).await?;
+                    }
                 }
                 pq.workers(handler, config)
             }
@@ -173,7 +176,11 @@ pub async fn run(
                     .queue_with(&section.name, section.queue_config())
                     .await
                     .with_context(|| format!("cannot open queue {}", section.name))?;
-                queue.set_rate_limit(section.rate_limit()?).await?;
+                match section.rate_limit_setting()? {
+                    RateLimitSetting::Set(l) => queue.set_rate_limit(Some(l)).await?,
+                    RateLimitSetting::Remove => queue.set_rate_limit(None).await?,
+                    RateLimitSetting::Keep => {}
+                }
                 vec![Worker::new(queue, handler).with_config(config)]
             }
         };

@@ -148,11 +148,19 @@ enum Scenario {
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
     },
-    /// The fault-injection suite, with longer fault phases.
+    /// The fault-injection suites (the engine's ambiguous-failure
+    /// scenarios, then the process-kill scenarios), with longer runs,
+    /// repeated until `--minutes` are over.
     Soak {
-        /// Seconds of faults per scenario.
+        /// Seconds of faults per process-kill scenario.
         #[arg(long, default_value_t = 120)]
         seconds: u64,
+        /// Keep running both suites, round after round, this long.
+        #[arg(long)]
+        minutes: Option<u64>,
+        /// Jobs per engine scenario.
+        #[arg(long, default_value_t = 5000)]
+        jobs: u64,
     },
 }
 
@@ -623,35 +631,61 @@ async fn main() -> anyhow::Result<()> {
             partitions,
             concurrency,
         } => shards::run(jobs, partitions, concurrency).await,
-        Scenario::Soak { seconds } => soak(seconds),
+        Scenario::Soak {
+            seconds,
+            minutes,
+            jobs,
+        } => soak(seconds, minutes, jobs),
     }
 }
 
-/// The fault suite (`api/tests/faults.rs`) with `seconds` of faults per
-/// scenario instead of the test run's few; prints each scenario's summary
-/// line and fails when the suite does.
-fn soak(seconds: u64) -> anyhow::Result<()> {
-    println!("fault suite, {seconds} s of faults per scenario (debug build of the tests)");
-    let output = Command::new("cargo")
-        .args(["test", "-q", "-p", "sluice-api", "--test", "faults", "--"])
-        .args(["--nocapture", "--test-threads", "1"])
-        .env("SLUICE_FAULT_SECONDS", seconds.to_string())
-        .current_dir(workspace_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cargo test")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    // With --nocapture a test's first line follows its "test name ... " on
-    // the same line: print from the summary on.
-    for line in stdout.lines() {
-        if let Some(at) = line.find("fault summary") {
-            println!("{}", &line[at..]);
-        } else if line.starts_with("test result") || line.contains("FAILED") {
-            println!("{line}");
+/// The fault suites: `engine/tests/faults.rs` (ambiguous failures through
+/// the fault proxy, `jobs` jobs per scenario) and `api/tests/faults.rs`
+/// (killed processes, `seconds` of faults per scenario), round after round
+/// until `minutes` are over (once without). Prints every scenario's summary
+/// line with the round and fails when a suite does.
+fn soak(seconds: u64, minutes: Option<u64>, jobs: u64) -> anyhow::Result<()> {
+    let until = minutes.map(|m| Instant::now() + Duration::from_secs(m * 60));
+    let mut round = 0;
+    let mut failed = false;
+    loop {
+        round += 1;
+        println!(
+            "soak round {round}: {jobs} jobs per engine scenario, {seconds} s of faults per process scenario"
+        );
+        for (package, env, value) in [
+            ("sluice-engine", "SLUICE_FAULT_JOBS", jobs),
+            ("sluice-api", "SLUICE_FAULT_SECONDS", seconds),
+        ] {
+            let output = Command::new("cargo")
+                .args(["test", "-q", "-p", package, "--test", "faults", "--"])
+                .args(["--nocapture", "--test-threads", "1"])
+                .env(env, value.to_string())
+                .current_dir(workspace_root())
+                .stderr(Stdio::inherit())
+                .output()
+                .context("cargo test")?;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            // With --nocapture a test's first line follows its "test name
+            // ... " on the same line: print from the summary on.
+            for line in stdout.lines() {
+                if let Some(at) = line
+                    .find("fault summary")
+                    .or_else(|| line.find("scenario="))
+                {
+                    println!("round {round} {}", &line[at..]);
+                } else if line.starts_with("test result") || line.contains("FAILED") {
+                    println!("{line}");
+                }
+            }
+            failed |= !output.status.success();
+        }
+        if until.is_none_or(|t| Instant::now() >= t) {
+            break;
         }
     }
-    if !output.status.success() {
-        bail!("the fault suite failed");
+    if failed {
+        bail!("a fault suite failed");
     }
     Ok(())
 }

@@ -4,14 +4,32 @@
 -- ARGV[1]        key base
 -- ARGV[2]        consumer name of the claiming worker
 -- ARGV[3]        COUNT: how many jobs at most
--- ARGV[4]        D: number of entries already delivered to this consumer by a
+-- ARGV[4]        call token: made by the worker before its first try and
+--                sent again on every retry of this call
+-- ARGV[5]        how long (ms) this call's reply is kept for a replay
+-- ARGV[6]        token of the worker's previous claim, whose reply arrived
+--                (its record is deleted), or ''
+-- ARGV[7]        D: number of entries already delivered to this consumer by a
 --                blocking XREADGROUP, to activate before reading more
--- ARGV[5 ..]     3 fields per delivered entry: level, entry id, job id
+-- ARGV[8 ..]     3 fields per delivered entry: level, entry id, job id
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
 --                 is free; N > 0: limited, next token in N ms), then 7 fields
 --                 per job:
 --                 job id, level, entry id, fence, attempt,
 --                 "max_attempts,timeout_ms,created_ms", payload}
+--
+-- Safe to replay. A claim whose reply was lost (a dropped connection, a
+-- reply later than the client's timeout) has run; the worker sends it again
+-- with the same token, and gets the recorded reply of the first run
+-- (`call:<token>`, msgpack) instead of a second claim. Without this, the
+-- first run's jobs stay active under the worker's name, unseen by it, until
+-- the reclaimer takes them with an attempt spent. The record is deleted by
+-- the worker's next claim, or expires.
+--
+-- An entry is activated only while it is still pending for this consumer
+-- and its job is waiting: entries a blocking read delivered may have
+-- waited longer than the visibility timeout and been reclaimed meanwhile,
+-- and activating them then would raise the fence over the new owner's.
 --
 -- A paused queue activates nothing, not even entries a blocking read
 -- delivered meanwhile (they go back to the end of their stream).
@@ -30,7 +48,11 @@
 
 local base, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
-local delivered = tonumber(ARGV[4])
+local record_key, record_ms = base .. 'call:' .. ARGV[4], ARGV[5]
+if ARGV[6] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[6]) end
+local recorded = redis.call('GET', record_key)
+if recorded then return cmsgpack.unpack(recorded) end
+local delivered = tonumber(ARGV[7])
 local now = now_ms()
 local now_text = int(now)
 local out = { 0, -1 }
@@ -48,9 +70,10 @@ end
 
 local function activate(level, eid, jid)
   local jk = base .. 'job:' .. jid
-  local f = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run')
-  if not f[1] then
-    -- Acknowledged only: the next trim of the stream drops the entry.
+  local f = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state')
+  if not f[1] or (f[5] and f[5] ~= 'waiting') then
+    -- The job is gone, or not waiting (this entry is a stale copy): the
+    -- entry is acknowledged only, and the next trim drops it.
     redis.call('XACK', stream_key(level), GROUP, eid)
     return
   end
@@ -72,20 +95,22 @@ end
 local taken = 0
 local paused = meta[1] == '1'
 for i = 0, delivered - 1 do
-  local o = 5 + i * 3
+  local o = 8 + i * 3
   if paused then
     -- A blocking read delivered these after the queue was paused: put them
     -- back at the end of their level instead of running them.
     local stream = stream_key(ARGV[o])
-    redis.call('XACK', stream, GROUP, ARGV[o + 1])
-    if redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
+    if redis.call('XACK', stream, GROUP, ARGV[o + 1]) == 1
+        and redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
       redis.call('XADD', stream, '*', 'i', ARGV[o + 2])
     end
-  else
+  elseif #redis.call('XPENDING', stream_key(ARGV[o]), GROUP, ARGV[o + 1], ARGV[o + 1], 1, consumer) == 1 then
     local before = remaining
     activate(ARGV[o], ARGV[o + 1], ARGV[o + 2])
     taken = taken + before - remaining
   end
+  -- Otherwise the entry was reclaimed from this consumer meanwhile: it is
+  -- someone else's now.
 end
 
 local function spend_tokens()
@@ -100,10 +125,15 @@ local function spend_tokens()
   end
 end
 
+local function reply()
+  redis.call('SET', record_key, cmsgpack.pack(out), 'PX', record_ms)
+  return out
+end
+
 if paused then
   out[1] = 1
   spend_tokens()
-  return out
+  return reply()
 end
 
 if rate > 0 then
@@ -124,4 +154,4 @@ while remaining > 0 and KEYS[2 + level] do
   end
 end
 spend_tokens()
-return out
+return reply()

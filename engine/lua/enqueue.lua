@@ -11,7 +11,9 @@
 --                matched an earlier job (the id is then that job's), else 0.
 --
 -- A job whose id already exists is not added again: a client that retries a
--- call whose reply it lost cannot enqueue twice.
+-- call whose reply it lost cannot enqueue twice. Every option was checked
+-- by the caller (options.rs bounds every duration), so no command below
+-- fails after the first write: the batch is written whole or not at all.
 
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
@@ -61,5 +63,14 @@ for i = 0, n - 1 do
     table.insert(out, 0)
   end
 end
-if added > 0 then redis.call('HINCRBY', base .. 'stats', 'enqueued', added) end
+if added > 0 then
+  redis.call('HINCRBY', base .. 'stats', 'enqueued', added)
+elseif n > 0 then
+  -- Nothing new: a retry of a call whose reply was lost, or idempotency
+  -- hits. It still writes, so that a WAIT on this connection (Replicated
+  -- durability) waits for the replicas to reach this point, which lies
+  -- after the first call's write, instead of answering at once for a
+  -- connection that wrote nothing.
+  redis.call('HINCRBY', base .. 'stats', 'enqueue_repeats', 1)
+end
 return out

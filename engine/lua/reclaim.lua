@@ -11,7 +11,8 @@
 --                entries that are kept alive cannot hide idle ones behind them)
 -- ARGV[5]        dead-letter cap
 -- ARGV[6]        random seed for backoff jitter
--- Reply          {retried, dead, dropped (entries whose job was gone)}
+-- Reply          {retried, dead, dropped (entries whose job was gone),
+--                 requeued (delivered, never activated: back in line)}
 --
 -- Each reclaimed job's fence is raised first, so the presumed-dead worker's
 -- late complete/retry is refused (see settle.lua). A worker that is alive
@@ -20,7 +21,7 @@
 local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 math.randomseed(tonumber(ARGV[6]))
 local now = now_ms()
-local retried, dead, dropped = 0, 0, 0
+local retried, dead, dropped, requeued = 0, 0, 0, 0
 local level = 0
 while KEYS[2 + level] do
   local stream = stream_key(level)
@@ -35,7 +36,16 @@ while KEYS[2 + level] do
       table.insert(acked, eid)
       local jid = e[2] and e[2][2]
       local jk = jid and (base .. 'job:' .. jid)
-      if jk and redis.call('EXISTS', jk) == 1 then
+      local state = jk and redis.call('HMGET', jk, 'prio', 'state')
+      if state and state[1] and state[2] ~= 'active' then
+        -- Delivered by a blocking read and never activated (the worker
+        -- waited too long for a slot, or never heard the reply): it never
+        -- ran, so it goes back in line with no attempt spent.
+        if not state[2] or state[2] == 'waiting' then
+          redis.call('XADD', stream, '*', 'i', jid)
+        end
+        requeued = requeued + 1
+      elseif state and state[1] then
         redis.call('HINCRBY', jk, 'fence', 1)
         redis.call('HDEL', jk, 'wk')
         local err = 'worker lost: no progress for ' .. min_idle .. ' ms (visibility timeout)'
@@ -54,4 +64,4 @@ while KEYS[2 + level] do
   level = level + 1
 end
 count_minute(base, now, 0, retried + dead)
-return { retried, dead, dropped }
+return { retried, dead, dropped, requeued }

@@ -62,6 +62,11 @@ impl QueueKeys {
         format!("{}job:{id}", self.base)
     }
 
+    /// The replay record of one claim or settle call (see `CallToken`).
+    pub fn call(&self, token: &str) -> String {
+        format!("{}call:{token}", self.base)
+    }
+
     /// Sorted set of delayed jobs and retries waiting out their backoff.
     pub fn delayed(&self) -> String {
         format!("{}delayed", self.base)

@@ -100,7 +100,7 @@ pub use job::{
     AttemptError, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats,
 };
 pub use keys::PRIORITY_LEVELS;
-pub use options::{Backoff, JobOptions, JobOptionsInput, QueueConfig, RateLimit};
+pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
 pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
 pub use queue::{Enqueued, NewJob, Queue};
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};

@@ -12,6 +12,27 @@ use crate::keys::PRIORITY_LEVELS;
 /// Longest idempotency key accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
+/// Longest duration any option may take (ten years). Every duration ends up
+/// as milliseconds in a script, added to the server's clock or given to
+/// `PX`; bounding them here means a value that passes validation never fails
+/// inside a script, after part of a batch was written.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Refuse `value` above [`MAX_DURATION`].
+fn bounded(option: &'static str, value: Duration) -> Result<()> {
+    if value > MAX_DURATION {
+        return Err(Error::invalid(
+            option,
+            format!(
+                "{} ms is above the longest accepted, {} ms (ten years)",
+                value.as_millis(),
+                MAX_DURATION.as_millis()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Retry delays: `min(max, base * factor^(attempt-1))`, each lowered at random
 /// by up to `jitter` of itself (0 = exact, 1 = "full jitter").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -65,6 +86,8 @@ impl Backoff {
                 "must not be below backoff.base",
             ));
         }
+        bounded("backoff.base", self.base)?;
+        bounded("backoff.max", self.max)?;
         Ok(())
     }
 
@@ -172,6 +195,13 @@ impl JobOptions {
         }
         if self.idempotency_window == Some(Duration::ZERO) {
             return Err(Error::invalid("idempotency_window", "must be above zero"));
+        }
+        bounded("delay", self.delay)?;
+        if let Some(t) = self.timeout {
+            bounded("timeout", t)?;
+        }
+        if let Some(w) = self.idempotency_window {
+            bounded("idempotency_window", w)?;
         }
         Ok(())
     }
@@ -320,6 +350,12 @@ impl QueueConfig {
         }
         if self.idempotency_window.is_zero() {
             return Err(Error::invalid("idempotency_window", "must be above zero"));
+        }
+        bounded("idempotency_window", self.idempotency_window)?;
+        bounded("visibility_timeout", self.visibility_timeout)?;
+        bounded("keep_completed", self.keep_completed)?;
+        if let Some(t) = self.timeout {
+            bounded("timeout", t)?;
         }
         Ok(())
     }

@@ -9,7 +9,9 @@ use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
-use crate::store::{EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, with_retry};
+use crate::store::{
+    CallToken, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, with_retry,
+};
 
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,7 +200,9 @@ impl Queue {
     }
 
     /// Limit how many jobs per second the whole fleet starts (`None`: no
-    /// limit). Workers see a change at their next claim.
+    /// limit). Workers see a change at their next claim. Setting the limit
+    /// the queue already has changes nothing (its bucket is not refilled),
+    /// so every worker may apply its configured limit at start.
     pub async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
         self.store.set_rate_limit(limit).await
     }
@@ -314,7 +318,18 @@ impl Queue {
     /// while the queue is paused.
     pub async fn claim(&self, consumer: &str, count: usize) -> Result<Vec<Job>> {
         crate::keys::validate_name("consumer name", consumer)?;
-        Ok(self.store.claim(consumer, count, &[]).await?.1)
+        let call = self.call_token(None);
+        let jobs = self.store.claim(consumer, count, &[], &call).await?.1;
+        self.store.forget_calls(&[call.token]).await;
+        Ok(jobs)
+    }
+
+    /// A token for one claim or settle call (see `CallToken`); its reply is
+    /// kept for twice the visibility timeout and at least 10 s: longer than
+    /// any retry of the call, and past that the jobs are reclaimed anyway.
+    pub(crate) fn call_token(&self, confirmed: Option<String>) -> CallToken {
+        let record_for = (self.config.visibility_timeout * 2).max(Duration::from_secs(10));
+        CallToken::after(record_for, confirmed)
     }
 
     /// Record the outcome of a claimed job. Refused with
@@ -330,10 +345,19 @@ impl Queue {
             .into_iter()
             .map(|(job, outcome)| Ticket::of(job).settle(outcome))
             .collect();
-        self.settle_items(&items).await
+        let call = self.call_token(None);
+        let settled = self.settle_items(&items, &call).await?;
+        self.store.forget_calls(&[call.token]).await;
+        Ok(settled)
     }
 
-    pub(crate) async fn settle_items(&self, items: &[SettleItem]) -> Result<Vec<Settled>> {
+    /// Settle `items` under `call`: the same token for every try of one
+    /// batch, so a replay changes nothing.
+    pub(crate) async fn settle_items(
+        &self,
+        items: &[SettleItem],
+        call: &CallToken,
+    ) -> Result<Vec<Settled>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -342,6 +366,7 @@ impl Queue {
                 items,
                 self.config.keep_completed,
                 self.config.dead_letter_cap,
+                call,
             )
             .await
     }

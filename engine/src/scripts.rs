@@ -38,6 +38,9 @@ transition!(
     /// Take over jobs of dead workers.
     RECLAIM, "reclaim.lua");
 transition!(
+    /// Delete consumers without pending entries (idle ones, or one by name).
+    REMOVE_CONSUMERS, "remove_consumers.lua");
+transition!(
     /// Send dead letters back to their stream.
     REDRIVE, "redrive.lua");
 transition!(
@@ -46,6 +49,9 @@ transition!(
 transition!(
     /// Bring jobs back from a backup, each in its state.
     IMPORT, "import.lua");
+transition!(
+    /// Set or remove a queue's rate limit, keeping the bucket when unchanged.
+    RATE_LIMIT, "rate_limit.lua");
 transition!(
     /// Count a request against a sliding-window rate limit.
     RATE_WINDOW, "rate_window.lua");

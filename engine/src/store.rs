@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use redis::streams::{StreamPendingReply, StreamReadReply};
+use redis::streams::StreamReadReply;
 use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
 
 use crate::conn::Conn;
@@ -114,6 +114,10 @@ pub struct Reclaimed {
     pub dead: u64,
     /// Stale entries whose job no longer existed.
     pub dropped: u64,
+    /// Entries delivered to a worker that never activated them (it waited
+    /// for a slot too long, or never heard the reply): back in line with
+    /// no attempt spent.
+    pub requeued: u64,
 }
 
 /// A result of `promote.lua`.
@@ -123,6 +127,39 @@ pub struct Promoted {
     pub moved: u64,
     /// Time until the next delayed job is due, if any.
     pub next_due: Option<Duration>,
+}
+
+/// What makes a claim or settle call safe to replay: a token made before
+/// the first try and sent with every retry, so the script answers a
+/// replay with the first run's recorded reply instead of running again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallToken {
+    /// Unique per call (not per try).
+    pub token: String,
+    /// How long the script keeps the reply, ms.
+    pub record_ms: u64,
+    /// The caller's previous call of the same kind whose reply arrived:
+    /// its record is no longer needed and is deleted.
+    pub confirmed: Option<String>,
+}
+
+impl CallToken {
+    /// A new token whose reply is kept `record_for`.
+    pub(crate) fn new(record_for: Duration) -> Self {
+        Self {
+            token: uuid::Uuid::now_v7().simple().to_string(),
+            record_ms: record_for.as_millis().max(1) as u64,
+            confirmed: None,
+        }
+    }
+
+    /// A new token that also confirms `previous`.
+    pub(crate) fn after(record_for: Duration, previous: Option<String>) -> Self {
+        Self {
+            confirmed: previous,
+            ..Self::new(record_for)
+        }
+    }
 }
 
 /// One job's arguments to `enqueue.lua`.
@@ -499,9 +536,15 @@ impl Store {
         consumer: &str,
         count: usize,
         delivered: &[(u8, String, String)],
+        call: &CallToken,
     ) -> Result<(ClaimStatus, Vec<Job>)> {
         let mut inv = self.invocation(&scripts::CLAIM);
-        inv.arg(consumer).arg(count).arg(delivered.len());
+        inv.arg(consumer)
+            .arg(count)
+            .arg(&call.token)
+            .arg(call.record_ms)
+            .arg(call.confirmed.as_deref().unwrap_or(""))
+            .arg(delivered.len());
         for (level, entry, job) in delivered {
             inv.arg(*level).arg(entry).arg(job);
         }
@@ -613,11 +656,15 @@ impl Store {
         items: &[SettleItem],
         keep_completed: Duration,
         dead_letter_cap: usize,
+        call: &CallToken,
     ) -> Result<Vec<Settled>> {
         let mut inv = self.invocation(&scripts::SETTLE);
         inv.arg(keep_completed.as_millis() as u64)
             .arg(dead_letter_cap)
             .arg(rand::random::<u32>())
+            .arg(&call.token)
+            .arg(call.record_ms)
+            .arg(call.confirmed.as_deref().unwrap_or(""))
             .arg(items.len());
         for it in items {
             inv.arg(&it.job_id)
@@ -641,6 +688,22 @@ impl Store {
                 other => Err(protocol("settle", format!("unknown status {other:?}"))),
             })
             .collect()
+    }
+
+    /// Delete the replay records of calls whose replies arrived (a worker
+    /// that stops, or a manual claim or settle, has no next call to
+    /// confirm them with). Best effort: they expire anyway.
+    pub(crate) async fn forget_calls(&self, tokens: &[String]) {
+        if tokens.is_empty() {
+            return;
+        }
+        let mut cmd = redis::cmd("DEL");
+        for t in tokens {
+            cmd.arg(self.keys.call(t));
+        }
+        if let Err(e) = self.query::<i64>("forget calls", &cmd).await {
+            tracing::debug!(queue = self.keys.queue(), error = %e, "could not delete call records; they expire");
+        }
     }
 
     /// `promote.lua`: move up to `limit` due delayed jobs to their stream.
@@ -676,6 +739,7 @@ impl Store {
             retried: n(0),
             dead: n(1),
             dropped: n(2),
+            requeued: n(3),
         })
     }
 
@@ -706,71 +770,25 @@ impl Store {
 
     /// Remove consumers of this queue's group that hold no entries and have
     /// been idle longer than `max_idle` (the names of workers that stopped),
-    /// so the group does not grow with every worker ever started.
+    /// so the group does not grow with every worker ever started. One
+    /// script: see `remove_consumers.lua` for why.
     pub(crate) async fn remove_idle_consumers(
         &self,
         max_idle: Duration,
         keep: &str,
     ) -> Result<u64> {
-        let mut removed = 0;
-        for stream in self.keys.streams() {
-            let consumers: Vec<HashMap<String, Value>> = self
-                .query(
-                    "list consumers",
-                    redis::cmd("XINFO").arg("CONSUMERS").arg(&stream).arg(GROUP),
-                )
-                .await
-                .or_else(|e| match e {
-                    Error::Redis { ref source, .. } if is_nogroup(source) => Ok(Vec::new()),
-                    e => Err(e),
-                })?;
-            for c in consumers {
-                let name = c.get("name").map(text).unwrap_or_default();
-                let pending = c.get("pending").map(int).unwrap_or(1);
-                let idle = c.get("idle").map(int).unwrap_or(0).max(0) as u128;
-                if pending == 0 && idle > max_idle.as_millis() && name != keep {
-                    removed += self.delete_consumer(&stream, &name).await?;
-                }
-            }
-        }
-        Ok(removed)
+        let mut inv = self.invocation(&scripts::REMOVE_CONSUMERS);
+        inv.arg(max_idle.as_millis() as u64).arg(keep);
+        Ok(int(&self.run("remove idle consumers", &inv).await?).max(0) as u64)
     }
 
     /// Remove `consumer` from every level's group where it holds nothing
     /// (a graceful worker exit). Entries it still holds stay for reclaim.
     pub(crate) async fn remove_consumer(&self, consumer: &str) -> Result<()> {
-        for stream in self.keys.streams() {
-            let pending: StreamPendingReply = self
-                .query(
-                    "check consumer",
-                    redis::cmd("XPENDING").arg(&stream).arg(GROUP),
-                )
-                .await?;
-            let holds = match &pending {
-                StreamPendingReply::Data(d) => d.consumers.iter().any(|c| c.name == consumer),
-                _ => false,
-            };
-            if !holds {
-                self.delete_consumer(&stream, consumer).await?;
-            }
-        }
+        let mut inv = self.invocation(&scripts::REMOVE_CONSUMERS);
+        inv.arg(-1).arg(consumer);
+        self.run("remove consumer", &inv).await?;
         Ok(())
-    }
-
-    async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<u64> {
-        // Only ever called for consumers without pending entries: DELCONSUMER
-        // would drop a consumer's pending entries from the group.
-        let n: i64 = self
-            .query(
-                "delete consumer",
-                redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(stream)
-                    .arg(GROUP)
-                    .arg(consumer),
-            )
-            .await?;
-        Ok(u64::from(n >= 0))
     }
 
     /// A job's hash.
@@ -924,32 +942,14 @@ impl Store {
     }
 
     pub(crate) async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
-        let meta = self.keys.meta();
-        let mut pipe = redis::pipe();
-        // A changed limit starts from a full bucket.
-        pipe.atomic()
-            .cmd("HDEL")
-            .arg(&meta)
-            .arg("tokens")
-            .arg("tts")
-            .ignore();
+        let mut inv = scripts::RATE_LIMIT.prepare_invoke();
+        inv.key(self.keys.meta());
         match limit {
-            Some(l) => pipe
-                .cmd("HSET")
-                .arg(&meta)
-                .arg("rate")
-                .arg(l.per_second.to_string())
-                .arg("burst")
-                .arg(l.burst)
-                .ignore(),
-            None => pipe
-                .cmd("HDEL")
-                .arg(&meta)
-                .arg("rate")
-                .arg("burst")
-                .ignore(),
+            Some(l) => inv.arg(l.per_second.to_string()).arg(l.burst),
+            None => inv.arg("").arg(0),
         };
-        self.query_pipe("set rate limit", &pipe).await
+        self.run("set rate limit", &inv).await?;
+        Ok(())
     }
 
     pub(crate) async fn set_paused(&self, paused: bool) -> Result<()> {

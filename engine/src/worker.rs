@@ -27,7 +27,7 @@ use crate::job::{Job, Outcome};
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::{Queue, Ticket};
 use crate::reclaimer;
-use crate::store::{RateState, SettleItem, Settled};
+use crate::store::{CallToken, RateState, SettleItem, Settled};
 
 /// How often an empty rate-limited queue is polled for new jobs.
 const RATE_LIMITED_POLL: Duration = Duration::from_millis(100);
@@ -393,8 +393,17 @@ impl<H: Handler> Worker<H> {
         };
         // Entries a blocking read delivered to us; claimed on the next pass.
         let mut delivered: Vec<(u8, String, String)> = Vec::new();
+        // A claim call that failed (perhaps after Redis ran it) is sent again
+        // with its token until it is answered: the answer is then the first
+        // run's jobs, not a second claim. The token of the last answered
+        // call goes with the next one, to free its record.
+        let mut unanswered: Option<CallToken> = None;
+        let mut answered: Option<String> = None;
         loop {
             if *stop.borrow() && delivered.is_empty() {
+                store
+                    .forget_calls(&answered.into_iter().collect::<Vec<_>>())
+                    .await;
                 return Ok(running);
             }
             while running.try_join_next().is_some() {}
@@ -410,14 +419,19 @@ impl<H: Handler> Worker<H> {
                 }
             }
             let want = permits.len();
-            let (status, jobs) = match store.claim(&self.consumer, want, &delivered).await {
+            let call = unanswered
+                .take()
+                .unwrap_or_else(|| queue.call_token(answered.take()));
+            let (status, jobs) = match store.claim(&self.consumer, want, &delivered, &call).await {
                 Ok(r) => {
                     backoff.succeeded(queue.name());
                     delivered.clear();
+                    answered = Some(call.token);
                     r
                 }
                 Err(e) => {
                     drop(permits);
+                    unanswered = Some(call);
                     let wait = backoff.failed(queue.name(), &e);
                     sleep_or_stop(wait, &mut stop).await;
                     continue;
@@ -603,11 +617,15 @@ async fn settle_loop(
 ) {
     let mut backoff = LoopBackoff::new("settler");
     let mut items = Vec::with_capacity(batch);
+    let mut answered: Option<String> = None;
     while rx.recv_many(&mut items, batch).await > 0 {
+        // One token per batch, kept across its retries (see claim.lua).
+        let call = queue.call_token(answered.take());
         loop {
-            match queue.settle_items(&items).await {
+            match queue.settle_items(&items, &call).await {
                 Ok(statuses) => {
                     backoff.succeeded(queue.name());
+                    answered = Some(call.token.clone());
                     for (item, status) in items.iter().zip(statuses) {
                         counters.count(status);
                         if let Some((observer, consumer)) = &observer {
@@ -645,6 +663,10 @@ async fn settle_loop(
         }
         items.clear();
     }
+    queue
+        .store()
+        .forget_calls(&answered.into_iter().collect::<Vec<_>>())
+        .await;
 }
 
 /// Refresh the claims of running (and not yet settled) jobs.

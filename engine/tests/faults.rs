@@ -131,7 +131,9 @@ mod futures_like {
     use std::pin::Pin;
 
     pub type BoxFuture = Pin<
-        Box<dyn Future<Output = Result<sluice_engine::Outcome, sluice_engine::HandlerError>> + Send>,
+        Box<
+            dyn Future<Output = Result<sluice_engine::Outcome, sluice_engine::HandlerError>> + Send,
+        >,
     >;
 }
 
@@ -157,11 +159,20 @@ fn ledger_worker(
 ) -> Worker<impl sluice_engine::Handler> {
     let visibility = queue.config().visibility_timeout;
     let observed = ledger.clone();
-    Worker::new(queue, ledger_handler(ledger.clone(), name.to_owned(), run_for))
-        .with_config(worker_config(name, concurrency, visibility))
-        .on_settled(move |s| {
-            observed.settled(&s.job_id, s.attempt, s.fence, &s.consumer, s.status.as_str());
-        })
+    Worker::new(
+        queue,
+        ledger_handler(ledger.clone(), name.to_owned(), run_for),
+    )
+    .with_config(worker_config(name, concurrency, visibility))
+    .on_settled(move |s| {
+        observed.settled(
+            &s.job_id,
+            s.attempt,
+            s.fence,
+            &s.consumer,
+            s.status.as_str(),
+        );
+    })
 }
 
 /// A worker running in a task: stopped gracefully, or aborted (a crash).
@@ -206,7 +217,9 @@ async fn produce(queue: &Queue, ledger: &Ledger, n: usize, batch: usize, options
             .map(|i| {
                 NewJob::new(
                     &i,
-                    options.clone().idempotency_key(format!("job-{tag:08x}-{i}")),
+                    options
+                        .clone()
+                        .idempotency_key(format!("job-{tag:08x}-{i}")),
                 )
                 .expect("encode")
             })
@@ -314,7 +327,12 @@ async fn dropped_replies_lose_nothing() {
         p.clear();
     }
     let inspector = world.inspector("drops", &config).await;
-    drain(&world.ledger, std::slice::from_ref(&inspector), Duration::from_secs(20)).await;
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&inspector),
+        Duration::from_secs(20),
+    )
+    .await;
     let faults: usize = proxies
         .iter()
         .chain([&producer_proxy])
@@ -371,7 +389,12 @@ async fn slow_replies_lose_nothing() {
         p.clear();
     }
     let inspector = world.inspector("slow", &config).await;
-    drain(&world.ledger, std::slice::from_ref(&inspector), Duration::from_secs(30)).await;
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&inspector),
+        Duration::from_secs(30),
+    )
+    .await;
     let faults: usize = proxies
         .iter()
         .chain([&producer_proxy])
@@ -395,7 +418,14 @@ async fn partitioned_worker_is_fenced() {
         ..queue_config(visibility)
     };
     let direct = world.inspector("part", &config).await;
-    produce(&direct, &world.ledger, 8, 8, JobOptions::new().max_attempts(3)).await;
+    produce(
+        &direct,
+        &world.ledger,
+        8,
+        8,
+        JobOptions::new().max_attempts(3),
+    )
+    .await;
     // The stale worker takes every job, each running 3 s.
     let stale_proxy = world.proxy().await;
     let c = client(&stale_proxy.url(), &world.prefix).await;
@@ -432,7 +462,12 @@ async fn partitioned_worker_is_fenced() {
         8,
         Duration::from_millis(200),
     ));
-    drain(&world.ledger, std::slice::from_ref(&direct), Duration::from_secs(20)).await;
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(20),
+    )
+    .await;
     // The stale worker's late outcomes have been sent by now.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stale.stop().await;
@@ -450,7 +485,9 @@ async fn partitioned_worker_is_fenced() {
         .iter()
         .filter(|e| matches!(e, Entry::Done { worker, .. } if worker == "owner"))
         .count();
-    println!("partition: stale done {stale_done}, stale refused {stale_refused}, owner done {owner_done}");
+    println!(
+        "partition: stale done {stale_done}, stale refused {stale_refused}, owner done {owner_done}"
+    );
     assert_eq!(stale_done, 0, "a stale worker's outcome was accepted");
     assert_eq!(owner_done, 8, "the new owner's outcomes");
     verdict("partitioned-worker", &world, &[direct], 1, 8).await;
@@ -466,7 +503,8 @@ async fn partitions_waiting_for_slots_keep_their_jobs() {
     let visibility = Duration::from_millis(800);
     let config = queue_config(visibility);
     let c = client(&world.redis.url(), &world.prefix).await;
-    let pq: PartitionedQueue = c.partitioned_queue("slots", 3, config.clone())
+    let pq: PartitionedQueue = c
+        .partitioned_queue("slots", 3, config.clone())
         .await
         .expect("partitioned queue");
     let ledger = world.ledger.clone();
@@ -491,7 +529,13 @@ async fn partitions_waiting_for_slots_keep_their_jobs() {
     for worker in pq.workers(handler, worker_config("w", 2, visibility)) {
         let observed = ledger.clone();
         running.push(spawn(worker.on_settled(move |s| {
-            observed.settled(&s.job_id, s.attempt, s.fence, &s.consumer, s.status.as_str());
+            observed.settled(
+                &s.job_id,
+                s.attempt,
+                s.fence,
+                &s.consumer,
+                s.status.as_str(),
+            );
         })));
     }
     let options = JobOptions::new().max_attempts(1);
@@ -542,7 +586,9 @@ async fn killed_and_frozen_workers_lose_nothing() {
     let mut faults = 0;
     let mut slots: Vec<Option<(FaultProxy, Running)>> = Vec::new();
     for w in 0..3 {
-        slots.push(Some(start_worker(&world, "kills", &config, &format!("k{w}-0")).await));
+        slots.push(Some(
+            start_worker(&world, "kills", &config, &format!("k{w}-0")).await,
+        ));
     }
     for round in 1..=8 {
         tokio::time::sleep(Duration::from_millis(600)).await;
@@ -564,7 +610,12 @@ async fn killed_and_frozen_workers_lose_nothing() {
         slots[i] = Some(start_worker(&world, "kills", &config, &format!("k{i}-{round}")).await);
     }
     let _ = producer.await;
-    drain(&world.ledger, std::slice::from_ref(&direct), Duration::from_secs(30)).await;
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(30),
+    )
+    .await;
     for (_, w) in slots.into_iter().flatten() {
         w.stop().await;
     }
@@ -621,7 +672,12 @@ async fn redis_unreachable_for_ten_seconds() {
     tokio::time::sleep(outage).await;
     let _ = produced.await;
     let direct = world.inspector("outage", &config).await;
-    drain(&world.ledger, std::slice::from_ref(&direct), Duration::from_secs(30)).await;
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(30),
+    )
+    .await;
     for (_, w) in workers {
         w.stop().await;
     }
@@ -670,7 +726,12 @@ async fn redis_crash_on_aof() {
         world.redis.restart();
         let _ = produced.await;
         let direct = world.inspector("crash", &config).await;
-        drain(&world.ledger, std::slice::from_ref(&direct), Duration::from_secs(20)).await;
+        drain(
+            &world.ledger,
+            std::slice::from_ref(&direct),
+            Duration::from_secs(20),
+        )
+        .await;
         for w in workers {
             w.stop().await;
         }
@@ -724,7 +785,14 @@ async fn rate_limit_holds_across_restarts() {
     let limit = RateLimit::new(20.0, 5).expect("limit");
     let direct = world.inspector("rated", &config).await;
     direct.set_rate_limit(Some(limit)).await.expect("limit");
-    produce(&direct, &world.ledger, 400, 50, JobOptions::new().max_attempts(3)).await;
+    produce(
+        &direct,
+        &world.ledger,
+        400,
+        50,
+        JobOptions::new().max_attempts(3),
+    )
+    .await;
     let mut workers: Vec<Option<Running>> = vec![None, None];
     let started = Instant::now();
     let mut round = 0;
@@ -735,10 +803,12 @@ async fn rate_limit_holds_across_restarts() {
         }
         let c = client(&world.redis.url(), &world.prefix).await;
         let q = open_queue(&c, "rated", &config).await;
-        // A worker's start applies its config's limit to the queue; the
-        // third start's config has none.
-        let configured = if round == 2 { None } else { Some(limit) };
-        q.set_rate_limit(configured).await.expect("apply limit");
+        // A worker's start applies its config's limit to the queue, as
+        // `sluice work` does; the third start's config has none, which
+        // leaves the queue's limit as it is.
+        if round != 2 {
+            q.set_rate_limit(Some(limit)).await.expect("apply limit");
+        }
         workers[i] = Some(spawn(ledger_worker(
             q,
             &world.ledger,
@@ -771,7 +841,10 @@ async fn rate_limit_holds_across_restarts() {
         "scenario=rate-limit-restarts starts={} worst_second={worst} bound={bound}",
         starts.len()
     );
-    assert!(worst <= bound, "{worst} jobs started in one second, bound {bound}");
+    assert!(
+        worst <= bound,
+        "{worst} jobs started in one second, bound {bound}"
+    );
 }
 
 /// Scenario 10: a batch enqueue with one invalid job among valid ones
@@ -833,9 +906,14 @@ async fn invalid_job_in_a_batch_commits_nothing() {
         stats.waiting,
         stats.delayed
     );
-    assert_eq!(stats.waiting + stats.delayed, 0, "jobs committed: {outcomes:?}");
+    assert_eq!(
+        stats.waiting + stats.delayed,
+        0,
+        "jobs committed: {outcomes:?}"
+    );
     assert!(
-        new.iter().all(|k| !k.contains(":job:") && !k.contains(":idem:")),
+        new.iter()
+            .all(|k| !k.contains(":job:") && !k.contains(":idem:")),
         "keys written: {new:?}"
     );
 }

@@ -82,7 +82,11 @@ impl Summary {
         let mut out = Vec::new();
         let sample = |set: &BTreeSet<String>| set.iter().take(5).cloned().collect::<Vec<_>>();
         if !self.lost.is_empty() {
-            out.push(format!("lost {}: {:?}", self.lost.len(), sample(&self.lost)));
+            out.push(format!(
+                "lost {}: {:?}",
+                self.lost.len(),
+                sample(&self.lost)
+            ));
         }
         if !self.stuck.is_empty() {
             let some: Vec<_> = self.stuck.iter().take(5).collect();
@@ -145,12 +149,7 @@ struct JobLedger {
 
 /// Check one run: `entries` from its ledger, `queues` the queue (or its
 /// partitions) it ran on, `faults` how many faults were injected.
-pub async fn check(
-    scenario: &str,
-    entries: &[Entry],
-    queues: &[Queue],
-    faults: usize,
-) -> Summary {
+pub async fn check(scenario: &str, entries: &[Entry], queues: &[Queue], faults: usize) -> Summary {
     let mut jobs: HashMap<&str, JobLedger> = HashMap::new();
     let mut summary = Summary {
         scenario: scenario.to_owned(),

@@ -175,7 +175,11 @@ impl Shared {
                 continue;
             }
             rule.fired += 1;
-            let command = words.first().cloned().unwrap_or_default().to_ascii_uppercase();
+            let command = words
+                .first()
+                .cloned()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
             if let Ok(mut fired) = self.fired.lock() {
                 fired.push(Fired {
                     at: Instant::now(),

@@ -36,7 +36,11 @@ fn frame_end(buf: &[u8], at: usize) -> Result<Option<usize>, String> {
             if n < 0 {
                 return Ok(Some(after_line));
             }
-            let items = if matches!(kind, b'%' | b'|') { n * 2 } else { n };
+            let items = if matches!(kind, b'%' | b'|') {
+                n * 2
+            } else {
+                n
+            };
             let mut pos = after_line;
             for _ in 0..items {
                 match frame_end(buf, pos)? {
