@@ -410,10 +410,13 @@ impl Summary {
 }
 
 /// Wait until every acknowledged job was executed and nothing is left
-/// waiting, running or delayed.
+/// waiting, running or delayed, by the counts and by every job hash: a job
+/// whose hash says waiting, delayed or active is not drained, even when the
+/// consumer group's pending list has no entry for it (the counts read the
+/// group, and such a job is invisible to them).
 async fn drained(client: &Client, produced: &Produced, ledger: &Ledger) -> bool {
     let q = client.queue(QUEUE).await.expect("queue");
-    eventually(Duration::from_secs(90), || async {
+    let drained = eventually(Duration::from_secs(90), || async {
         let executions = ledger.executions();
         let all_run = produced
             .acknowledged
@@ -424,9 +427,49 @@ async fn drained(client: &Client, produced: &Produced, ledger: &Ledger) -> bool 
             .await
             .map(|s| s.waiting + s.active + s.delayed == 0)
             .unwrap_or(false);
-        all_run && idle
+        all_run && idle && unsettled_jobs(client).await.is_empty()
     })
-    .await
+    .await;
+    if !drained {
+        let left = unsettled_jobs(client).await;
+        println!(
+            "not drained: {} job hashes not terminal: {:?}",
+            left.len(),
+            left.iter().take(5).collect::<Vec<_>>()
+        );
+    }
+    drained
+}
+
+/// Job hashes of the queue whose state is not terminal (completed, dead),
+/// read from Redis itself.
+async fn unsettled_jobs(client: &Client) -> Vec<(String, String)> {
+    let Ok(redis_client) = redis::Client::open(client.config().url.as_str()) else {
+        return vec![("?".into(), "bad url".into())];
+    };
+    let Ok(mut conn) = redis_client.get_multiplexed_async_connection().await else {
+        return vec![("?".into(), "redis down".into())];
+    };
+    let pattern = format!("{}:{{{QUEUE}}}:job:*", client.config().prefix);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    let mut left = Vec::new();
+    for key in keys {
+        let state: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("state")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(None);
+        let state = state.unwrap_or_else(|| "waiting".into());
+        if state != "completed" && state != "dead" {
+            left.push((key, state));
+        }
+    }
+    left
 }
 
 /// Scenario 1: workers SIGKILLed at random and restarted, and one worker

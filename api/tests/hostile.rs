@@ -263,9 +263,40 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
         );
     }
 
-    // Nothing of it was enqueued, and the server still serves.
+    // Nothing of it was enqueued, checked on Redis itself (a half-finished
+    // script would skip the counter, so the counter proves nothing): no job
+    // hash, no idempotency key, no delayed member, no stream entry.
+    let written: Vec<String> = prefix
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains(":job:") || k.contains(":idem:") || k.ends_with(":delayed"))
+        .collect();
+    assert!(written.is_empty(), "hostile requests wrote {written:?}");
     let stats = queue.stats().await.expect("stats");
-    assert_eq!(stats.enqueued_total, 0, "{stats:?}");
+    assert_eq!(
+        (
+            stats.waiting,
+            stats.active,
+            stats.delayed,
+            stats.enqueued_total
+        ),
+        (0, 0, 0, 0),
+        "{stats:?}"
+    );
+    let mut raw = redis::Client::open(prefix.url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for level in 0..sluice_engine::PRIORITY_LEVELS {
+        let stream = format!("{}:{{orders}}:p:{level}", prefix.name);
+        let entries: usize = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut raw)
+            .await
+            .expect("XLEN");
+        assert_eq!(entries, 0, "{stream} has entries");
+    }
     let queues = client.queues().await.expect("queues");
     assert_eq!(queues, ["orders"], "a hostile name made a queue");
     let ok = send(

@@ -313,6 +313,8 @@ async fn dropped_replies_lose_nothing() {
     for p in proxies.iter().chain([&producer_proxy]) {
         p.inject(Rule::new(Fault::DropReply, Commands::Scripts).probability(0.04));
         p.inject(Rule::new(Fault::DropReply, Commands::Blocking).probability(0.04));
+        // Pipelines (keep-alive refreshes, registry writes) cut in half.
+        p.inject(Rule::new(Fault::CutPipeline, Commands::Any).probability(0.2));
     }
     produce(
         &producer,
