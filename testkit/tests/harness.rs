@@ -1,0 +1,107 @@
+//! The harness itself must be able to fail: the proxy really runs a command
+//! whose reply it drops, and the checker really reports what the ledger and
+//! Redis disagree on.
+
+use std::time::Duration;
+
+use sluice_engine::{Client, ClientConfig, JobOptions, QueueConfig, RetryPolicy};
+use sluice_testkit::{Commands, Fault, FaultProxy, Ledger, Persistence, RedisServer, Rule, check};
+
+async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn a_dropped_reply_is_a_command_that_ran() {
+    let server = RedisServer::start(Persistence::None);
+    let proxy = FaultProxy::start(&server.url()).await.expect("proxy");
+    proxy.inject(Rule::new(Fault::DropReply, Commands::named(&["SET"])).limit(1));
+    let mut through = raw(&proxy.url()).await;
+    let answer: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut through)
+        .await;
+    assert!(answer.is_err(), "the reply reached the client: {answer:?}");
+    let mut direct = raw(&server.url()).await;
+    let value: Option<String> = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut direct)
+        .await
+        .expect("get");
+    assert_eq!(value.as_deref(), Some("v"), "Redis did not run the command");
+    assert_eq!(proxy.fired_count(), 1);
+}
+
+#[tokio::test]
+async fn a_held_reply_times_the_client_out_and_a_partition_heals() {
+    let server = RedisServer::start(Persistence::None);
+    let proxy = FaultProxy::start(&server.url()).await.expect("proxy");
+    let client = redis::Client::open(proxy.url().as_str()).expect("url");
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_millis(200)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect");
+    proxy.inject(
+        Rule::new(
+            Fault::DelayReply(Duration::from_millis(600)),
+            Commands::named(&["INCR"]),
+        )
+        .limit(1),
+    );
+    let late: redis::RedisResult<i64> = redis::cmd("INCR").arg("n").query_async(&mut conn).await;
+    assert!(late.is_err(), "the held reply came in time: {late:?}");
+    let mut direct = raw(&server.url()).await;
+    let n: i64 = redis::cmd("GET")
+        .arg("n")
+        .query_async(&mut direct)
+        .await
+        .expect("get");
+    assert_eq!(n, 1, "the held command did not run");
+
+    proxy.partition(Duration::from_millis(500));
+    let cut_off: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    assert!(cut_off.is_err(), "a partitioned client was answered");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut healed = raw(&proxy.url()).await;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut healed)
+        .await
+        .expect("healed");
+    assert_eq!(pong, "PONG");
+}
+
+#[tokio::test]
+async fn the_checker_reports_lost_unexpected_and_stuck_jobs() {
+    let server = RedisServer::start(Persistence::None);
+    let mut config = ClientConfig::new(server.url()).retry(RetryPolicy::default());
+    config.prefix = "checker".into();
+    let client = Client::connect_with(config).await.expect("client");
+    let queue = client
+        .queue_with("q", QueueConfig::default())
+        .await
+        .expect("queue");
+    let waiting = queue.enqueue(&1, JobOptions::new()).await.expect("enqueue");
+    let ledger = Ledger::temp().expect("ledger");
+    ledger.ack(&waiting.id);
+    ledger.settled("never-acked", 1, 1, "w", "done");
+    let summary = check("self-test", &ledger.entries(), &[queue], 0).await;
+    assert!(summary.lost.contains(&waiting.id), "{}", summary.line());
+    assert!(
+        summary.stuck.contains_key(&waiting.id),
+        "{}",
+        summary.line()
+    );
+    assert!(
+        summary.unexpected.contains("never-acked"),
+        "{}",
+        summary.line()
+    );
+    assert!(!summary.failures(0).is_empty());
+}
