@@ -15,8 +15,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
 /// Where Redis is: one server, or the seed nodes of a cluster.
@@ -152,34 +151,6 @@ fn manager_config(
 pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(Arc<LazyCluster>),
-}
-
-impl Conn {
-    /// Run `cmd` on the node that holds `key` (for commands such as WAIT
-    /// that name no key but must reach the node that took a write).
-    pub(crate) async fn on_node_of<T: FromRedisValue>(
-        &self,
-        key: &str,
-        cmd: &Cmd,
-    ) -> RedisResult<T> {
-        match self {
-            Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-            Conn::Cluster(lazy) => {
-                let route = redis::cluster_routing::Route::with_key(
-                    key.as_bytes(),
-                    redis::cluster_routing::SlotAddr::Master,
-                );
-                lazy.get()
-                    .await?
-                    .route_command(
-                        cmd.clone(),
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                    )
-                    .await
-                    .and_then(|v| T::from_redis_value(v).map_err(Into::into))
-            }
-        }
-    }
 }
 
 impl ConnectionLike for Conn {

@@ -9,9 +9,7 @@ use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
-use crate::store::{
-    CallToken, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store, with_retry,
-};
+use crate::store::{CallToken, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store};
 
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,8 +114,24 @@ impl Queue {
             .into_iter()
             .map(|job| self.item(job))
             .collect::<Result<Vec<_>>>()?;
-        let reply = self.store.enqueue(&items).await?;
-        self.wait_for_durability().await?;
+        let reply = match self.client.config().durability {
+            Durability::Replicated { replicas, timeout } => {
+                let (reply, acked) = self
+                    .store
+                    .enqueue_replicated(&items, replicas, timeout)
+                    .await?;
+                if acked < i64::from(replicas) {
+                    return Err(Error::Protocol {
+                        operation: "wait for replicas",
+                        detail: format!(
+                            "{acked} of {replicas} replicas acknowledged within {timeout:?}"
+                        ),
+                    });
+                }
+                reply
+            }
+            _ => self.store.enqueue(&items).await?,
+        };
         Ok(reply
             .into_iter()
             .map(|(id, duplicate)| Enqueued { id, duplicate })
@@ -150,29 +164,6 @@ impl Queue {
                 .as_millis() as u64,
             payload: job.payload,
         })
-    }
-
-    async fn wait_for_durability(&self) -> Result<()> {
-        let Durability::Replicated { replicas, timeout } = self.client.config().durability else {
-            return Ok(());
-        };
-        // WAIT names no key; on a cluster it must reach the queue's node.
-        let conn = self.client.connection();
-        let key = self.store.keys().meta();
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(replicas).arg(timeout.as_millis() as u64);
-        let acked: i64 = with_retry(self.client.config().retry, "wait for replicas", || {
-            let (conn, key, wait) = (&conn, &key, &wait);
-            async move { conn.on_node_of(key, wait).await }
-        })
-        .await?;
-        if acked < i64::from(replicas) {
-            return Err(Error::Protocol {
-                operation: "wait for replicas",
-                detail: format!("{acked} of {replicas} replicas acknowledged within {timeout:?}"),
-            });
-        }
-        Ok(())
     }
 
     /// Look a job up by id. `None` when it never existed, or completed and

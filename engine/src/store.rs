@@ -500,8 +500,8 @@ impl Store {
         .await
     }
 
-    /// `enqueue.lua`: returns (job id, duplicate) per job.
-    pub(crate) async fn enqueue(&self, items: &[EnqueueItem]) -> Result<Vec<(String, bool)>> {
+    /// The `enqueue.lua` call for `items`.
+    fn enqueue_invocation(&self, items: &[EnqueueItem]) -> ScriptInvocation<'static> {
         let mut inv = self.invocation(&scripts::ENQUEUE);
         inv.arg(items.len());
         for it in items {
@@ -515,7 +515,11 @@ impl Store {
                 .arg(&it.idempotency_key)
                 .arg(it.idempotency_window_ms);
         }
-        let reply = array("enqueue", self.run("enqueue", &inv).await?)?;
+        inv
+    }
+
+    fn enqueue_reply(items: &[EnqueueItem], reply: Value) -> Result<Vec<(String, bool)>> {
+        let reply = array("enqueue", reply)?;
         if reply.len() != items.len() * 2 {
             return Err(protocol(
                 "enqueue",
@@ -526,6 +530,49 @@ impl Store {
             .chunks(2)
             .map(|c| (text(&c[0]), int(&c[1]) == 1))
             .collect())
+    }
+
+    /// `enqueue.lua`: returns (job id, duplicate) per job.
+    pub(crate) async fn enqueue(&self, items: &[EnqueueItem]) -> Result<Vec<(String, bool)>> {
+        let inv = self.enqueue_invocation(items);
+        Self::enqueue_reply(items, self.run("enqueue", &inv).await?)
+    }
+
+    /// `enqueue.lua` and `WAIT replicas timeout` in one pipeline, so both
+    /// go on one connection: a retry after a reconnect sends both again,
+    /// and the script writes even when it adds nothing, so the `WAIT`
+    /// always waits for a write at least as new as the jobs. (Sent apart,
+    /// a `WAIT` after a reconnect ran on a connection that had written
+    /// nothing and answered at once.) Returns the reply and how many
+    /// replicas acknowledged.
+    pub(crate) async fn enqueue_replicated(
+        &self,
+        items: &[EnqueueItem],
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<(Vec<(String, bool)>, i64)> {
+        let inv = self.enqueue_invocation(items);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout.as_millis() as u64);
+        let reply: (Value, i64) = match self.query_pipe("enqueue", &pipe).await {
+            Err(Error::Redis { source, .. })
+                if source.code() == Some("NOSCRIPT") || source.to_string().contains("NOSCRIPT") =>
+            {
+                // Pipelined scripts are not loaded on demand: load, resend.
+                with_retry(self.retry, "load enqueue script", || {
+                    let mut conn = self.conn.clone();
+                    let inv = &inv;
+                    async move { inv.load_async(&mut conn).await }
+                })
+                .await?;
+                self.query_pipe("enqueue", &pipe).await?
+            }
+            other => other?,
+        };
+        Ok((Self::enqueue_reply(items, reply.0)?, reply.1))
     }
 
     /// `claim.lua`: activate `delivered` entries, then claim up to `count`

@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -385,22 +385,29 @@ async fn serve(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let fates: Arc<Mutex<VecDeque<ReplyFate>>> = Arc::default();
+    let raw = Arc::new(AtomicBool::new(false));
     let (close_tx, close_rx) = watch::channel(false);
     let close_tx = Arc::new(close_tx);
     let mut generation = shared.generation.subscribe();
     let requests = tokio::spawn(forward_requests(
         client_read,
         server_write,
-        shared.clone(),
-        fates.clone(),
-        close_tx.clone(),
+        Link {
+            shared: shared.clone(),
+            fates: fates.clone(),
+            raw: raw.clone(),
+            close: close_tx.clone(),
+        },
     ));
     let replies = tokio::spawn(forward_replies(
         server_read,
         client_write,
-        shared.clone(),
-        fates,
-        close_tx.clone(),
+        Link {
+            shared: shared.clone(),
+            fates,
+            raw,
+            close: close_tx.clone(),
+        },
     ));
     let mut close_rx = close_rx;
     tokio::select! {
@@ -412,13 +419,24 @@ async fn serve(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     replies.abort();
 }
 
-async fn forward_requests(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
+/// What the two directions of one connection share.
+struct Link {
     shared: Arc<Shared>,
     fates: Arc<Mutex<VecDeque<ReplyFate>>>,
+    /// Set once the client asked for replication (SYNC, PSYNC): from then
+    /// on the server sends an RDB file and a command stream, not replies,
+    /// and bytes pass untouched (partitions still hold them).
+    raw: Arc<AtomicBool>,
     close: Arc<watch::Sender<bool>>,
-) {
+}
+
+async fn forward_requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link) {
+    let Link {
+        shared,
+        fates,
+        raw,
+        close,
+    } = link;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -427,6 +445,12 @@ async fn forward_requests(
             Ok(n) => n,
         };
         shared.healed().await;
+        if raw.load(Ordering::Relaxed) {
+            if to.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+            continue;
+        }
         buf.extend_from_slice(&chunk[..n]);
         // Every whole request in what has arrived; those that arrived in
         // one read are one pipeline.
@@ -454,6 +478,11 @@ async fn forward_requests(
             let Ok(mut fates) = fates.lock() else { break };
             for range in &frames {
                 let words = resp::request_words(&buf[range.clone()]);
+                if words.first().is_some_and(|w| {
+                    w.eq_ignore_ascii_case("PSYNC") || w.eq_ignore_ascii_case("SYNC")
+                }) {
+                    raw.store(true, Ordering::Relaxed);
+                }
                 let fate = match shared.decide(&words, in_pipeline) {
                     None => ReplyFate::Forward,
                     Some(Fault::DropReply) => ReplyFate::Drop,
@@ -483,13 +512,13 @@ async fn forward_requests(
     close.send_replace(true);
 }
 
-async fn forward_replies(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    shared: Arc<Shared>,
-    fates: Arc<Mutex<VecDeque<ReplyFate>>>,
-    close: Arc<watch::Sender<bool>>,
-) {
+async fn forward_replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link) {
+    let Link {
+        shared,
+        fates,
+        raw,
+        close,
+    } = link;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     'read: loop {
@@ -498,6 +527,15 @@ async fn forward_replies(
             Ok(n) => n,
         };
         shared.healed().await;
+        if raw.load(Ordering::Relaxed) {
+            // Replies still buffered go first, then everything as it comes.
+            buf.extend_from_slice(&chunk[..n]);
+            if to.write_all(&buf).await.is_err() {
+                break;
+            }
+            buf.clear();
+            continue;
+        }
         buf.extend_from_slice(&chunk[..n]);
         let mut pos = 0;
         let mut sent = 0;

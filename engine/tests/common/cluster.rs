@@ -14,7 +14,22 @@ use std::time::{Duration, Instant};
 /// One node: its port and the watchdog shell that runs it.
 pub struct Node {
     pub port: u16,
+    /// The port the node tells clients and replicas to use (a fault
+    /// proxy's), when it is not its own.
+    pub announce: Option<u16>,
     watchdog: Option<Child>,
+}
+
+impl Node {
+    /// The port clients reach it at.
+    pub fn client_port(&self) -> u16 {
+        self.announce.unwrap_or(self.port)
+    }
+}
+
+/// A free port for a cluster node (see `free_port`).
+pub fn free_node_port() -> u16 {
+    free_port()
 }
 
 /// A running cluster.
@@ -71,6 +86,18 @@ impl TestCluster {
     /// Start `primaries` primaries with `replicas` replicas each and wait
     /// until every node reports `cluster_state:ok`.
     pub fn start(primaries: usize, replicas: usize) -> Self {
+        let ports: Vec<(u16, Option<u16>)> = (0..primaries * (1 + replicas))
+            .map(|_| (free_port(), None))
+            .collect();
+        Self::start_on(primaries, replicas, &ports)
+    }
+
+    /// Start a cluster on the given node ports, each with the port it
+    /// announces to clients and replicas (a fault proxy in front of it), so
+    /// every client's traffic, redirections included, goes through the
+    /// proxies. Nodes still meet each other on their own bus ports.
+    pub fn start_on(primaries: usize, replicas: usize, ports: &[(u16, Option<u16>)]) -> Self {
+        assert_eq!(ports.len(), primaries * (1 + replicas), "one port per node");
         let dir = std::env::temp_dir().join(format!(
             "sluice-cluster-{}-{:08x}",
             std::process::id(),
@@ -81,10 +108,10 @@ impl TestCluster {
             nodes: Vec::new(),
             dir,
         };
-        for _ in 0..primaries * (1 + replicas) {
-            let port = free_port();
+        for &(port, announce) in ports {
             let mut node = Node {
                 port,
+                announce,
                 watchdog: None,
             };
             cluster.run(&mut node);
@@ -122,8 +149,14 @@ impl TestCluster {
     /// process ends.
     fn run(&self, node: &mut Node) {
         let port = node.port;
+        let announce = node.announce.map_or(String::new(), |a| {
+            format!(
+                "--cluster-announce-port {a} --cluster-announce-bus-port {}",
+                port + 10_000
+            )
+        });
         let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --cluster-enabled yes \
+            "redis-server --port {port} --bind 127.0.0.1 --cluster-enabled yes {announce} \
              --cluster-config-file nodes-{port}.conf --cluster-node-timeout 1000 \
              --save '' --appendonly no --dir '{dir}' >/dev/null 2>&1 & \
              node=$!; trap 'kill -9 $node 2>/dev/null; rm -f \"{dir}/nodes-{port}.conf\"; exit 0' TERM; \
@@ -165,13 +198,20 @@ impl TestCluster {
         let hosts: Vec<String> = self
             .nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("127.0.0.1:{}", n.client_port()))
             .collect();
         format!("redis+cluster://{}/", hosts.join(","))
     }
 
     /// The node that serves `key` as primary now.
     pub fn primary_of(&self, key: &str) -> u16 {
+        self.try_primary_of(key)
+            .unwrap_or_else(|| panic!("no primary serves the slot of {key}"))
+    }
+
+    /// The node that serves `key` as primary now, if one does (none in the
+    /// middle of a failover).
+    pub fn try_primary_of(&self, key: &str) -> Option<u16> {
         let slot: u16 = self
             .nodes
             .iter()
@@ -201,11 +241,17 @@ impl TestCluster {
                 if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>())
                     && (lo..=hi).contains(&slot)
                 {
-                    return port;
+                    // CLUSTER NODES shows announced ports: the node's own.
+                    return Some(
+                        self.nodes
+                            .iter()
+                            .find(|n| n.announce == Some(port))
+                            .map_or(port, |n| n.port),
+                    );
                 }
             }
         }
-        panic!("no primary serves slot {slot}");
+        None
     }
 
     /// SIGKILL the node on `port` (and its watchdog).
