@@ -7,8 +7,7 @@
 -- ARGV[2]        consumer name of the reclaiming worker
 -- ARGV[3]        visibility timeout ms: entries idle longer are reclaimed
 -- ARGV[4]        at most this many entries per stream and call (the PEL is
---                scanned from its start, following the XAUTOCLAIM cursor, so
---                entries that are kept alive cannot hide idle ones behind them)
+--                scanned from its start in pages of this size, at most ten)
 -- ARGV[5]        dead-letter cap
 -- ARGV[6]        random seed for backoff jitter
 -- Reply          {retried, dead, dropped (entries whose job was gone),
@@ -22,44 +21,73 @@ local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber
 math.randomseed(tonumber(ARGV[6]))
 local now = now_ms()
 local retried, dead, dropped, requeued = 0, 0, 0, 0
+-- Each worker announces its own visibility timeout in the meta hash
+-- (`vt:<consumer>`), and an entry is reclaimed only when it has been idle
+-- longer than its owner's timeout as well as the reclaimer's: a worker
+-- configured shorter (in a rolling change of the setting) must not take
+-- the live jobs of one configured longer.
+local owner_timeouts = {}
+local function owner_timeout(owner)
+  local t = owner_timeouts[owner]
+  if not t then
+    t = tonumber(redis.call('HGET', KEYS[1], 'vt:' .. owner) or '') or 0
+    owner_timeouts[owner] = t
+  end
+  return t
+end
+local own = tonumber(min_idle)
+
 local level = 0
 while KEYS[2 + level] do
   local stream = stream_key(level)
-  local cursor, claimed, acked = '0-0', 0, {}
+  local start, claimed, seen, acked = '-', 0, 0, {}
   repeat
-    local r = redis.call('XAUTOCLAIM', stream, GROUP, consumer, min_idle, cursor, 'COUNT', count - claimed)
-    cursor = r[1]
-    claimed = claimed + #r[2]
-    for _, e in ipairs(r[2]) do
-      local eid = e[1]
-      redis.call('XACK', stream, GROUP, eid)
-      table.insert(acked, eid)
-      local jid = e[2] and e[2][2]
-      local jk = jid and (base .. 'job:' .. jid)
-      local state = jk and redis.call('HMGET', jk, 'prio', 'state')
-      if state and state[1] and state[2] ~= 'active' then
-        -- Delivered by a blocking read and never activated (the worker
-        -- waited too long for a slot, or never heard the reply): it never
-        -- ran, so it goes back in line with no attempt spent.
-        if not state[2] or state[2] == 'waiting' then
-          redis.call('XADD', stream, '*', 'i', jid)
-        end
-        requeued = requeued + 1
-      elseif state and state[1] then
-        redis.call('HINCRBY', jk, 'fence', 1)
-        redis.call('HDEL', jk, 'wk')
-        local err = 'worker lost: no progress for ' .. min_idle .. ' ms (visibility timeout)'
-        if fail(base, jk, jid, err, -1, false, cap, now) == 'retry' then
-          retried = retried + 1
+    -- The pending list from its start, in pages, so entries kept alive
+    -- cannot hide idle ones behind them.
+    local page = redis.call('XPENDING', stream, GROUP, 'IDLE', min_idle, start, '+', count)
+    for _, p in ipairs(page) do
+      local eid, owner, idle = p[1], p[2], tonumber(p[3])
+      start = '(' .. eid
+      local limit = math.max(own, owner_timeout(owner))
+      if idle > limit and claimed < count then
+        claimed = claimed + 1
+        local r = redis.call('XCLAIM', stream, GROUP, consumer, limit, eid)
+        local e = r[1]
+        if e == nil or e == false or not e[2] then
+          -- Deleted from the stream meanwhile.
+          redis.call('XACK', stream, GROUP, eid)
+          dropped = dropped + 1
         else
-          dead = dead + 1
+          redis.call('XACK', stream, GROUP, eid)
+          table.insert(acked, eid)
+          local jid = e[2][2]
+          local jk = jid and (base .. 'job:' .. jid)
+          local state = jk and redis.call('HMGET', jk, 'prio', 'state')
+          if state and state[1] and state[2] ~= 'active' then
+            -- Delivered by a blocking read and never activated (the worker
+            -- waited too long for a slot, or never heard the reply): it
+            -- never ran, so it goes back in line with no attempt spent.
+            if not state[2] or state[2] == 'waiting' then
+              redis.call('XADD', stream, '*', 'i', jid)
+            end
+            requeued = requeued + 1
+          elseif state and state[1] then
+            redis.call('HINCRBY', jk, 'fence', 1)
+            redis.call('HDEL', jk, 'wk')
+            local err = 'worker lost: no progress for ' .. int(limit) .. ' ms (visibility timeout)'
+            if fail(base, jk, jid, err, -1, false, cap, now) == 'retry' then
+              retried = retried + 1
+            else
+              dead = dead + 1
+            end
+          else
+            dropped = dropped + 1
+          end
         end
-      else
-        dropped = dropped + 1
       end
     end
-    dropped = dropped + #r[3]
-  until cursor == '0-0' or claimed >= count
+    seen = seen + #page
+  until #page < count or claimed >= count or seen >= 10 * count
   if #acked > 0 then trim_acked(stream, acked) end
   level = level + 1
 end

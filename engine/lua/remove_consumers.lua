@@ -9,6 +9,9 @@
 --                with -1: the consumer to remove
 -- Reply          consumers removed
 --
+-- A removed consumer that holds nothing on any level also loses its
+-- announced visibility timeout (meta field `vt:<consumer>`).
+--
 -- Checking a consumer's pending count and deleting it must be one step:
 -- XGROUP DELCONSUMER drops the consumer's pending entries from the group,
 -- and an entry that became pending between a separate XINFO and the delete
@@ -16,6 +19,9 @@
 
 local max_idle, name = tonumber(ARGV[2]), ARGV[3]
 local removed = 0
+-- Names that still hold entries somewhere, and names removed somewhere.
+local holds, gone = {}, {}
+if max_idle < 0 then gone[name] = true end
 local level = 0
 while KEYS[2 + level] do
   local stream = stream_key(level)
@@ -32,13 +38,20 @@ while KEYS[2 + level] do
         else
           wanted = cname ~= name and idle > max_idle
         end
+        if pending > 0 then holds[cname] = true end
         if wanted and pending == 0 then
           redis.call('XGROUP', 'DELCONSUMER', stream, GROUP, cname)
           removed = removed + 1
+          gone[cname] = true
         end
       end
     end
   end
   level = level + 1
+end
+-- A consumer that holds nothing anywhere any more no longer needs its
+-- visibility timeout announced (reclaim.lua reads `vt:<consumer>`).
+for cname in pairs(gone) do
+  if not holds[cname] then redis.call('HDEL', KEYS[1], 'vt:' .. cname) end
 end
 return removed

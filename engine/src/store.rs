@@ -793,15 +793,24 @@ impl Store {
     /// Reset the idle time of entries this consumer still works on, so they
     /// are not reclaimed (XCLAIM ... JUSTID keeps the owner, the delivery
     /// count and the fence as they are).
-    pub(crate) async fn refresh(&self, consumer: &str, entries: &[(u8, String)]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
+    pub(crate) async fn refresh(
+        &self,
+        consumer: &str,
+        visibility: Duration,
+        entries: &[(u8, String)],
+    ) -> Result<()> {
         let mut by_level: HashMap<u8, Vec<&str>> = HashMap::new();
         for (level, id) in entries {
             by_level.entry(*level).or_default().push(id);
         }
         let mut pipe = redis::pipe();
+        // The worker's own visibility timeout, which reclaim.lua honours for
+        // its entries whatever the reclaimer's own setting.
+        pipe.cmd("HSET")
+            .arg(self.keys.meta())
+            .arg(format!("vt:{consumer}"))
+            .arg(visibility.as_millis() as u64)
+            .ignore();
         for (level, ids) in &by_level {
             pipe.cmd("XCLAIM")
                 .arg(self.keys.stream(*level))

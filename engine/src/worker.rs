@@ -669,7 +669,8 @@ async fn settle_loop(
         .await;
 }
 
-/// Refresh the claims of running (and not yet settled) jobs.
+/// Refresh the claims of running (and not yet settled) jobs, and announce
+/// the worker's visibility timeout (see reclaim.lua).
 async fn keep_alive(
     queue: Queue,
     consumer: String,
@@ -677,13 +678,19 @@ async fn keep_alive(
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
+    let visibility = queue.config().visibility_timeout;
+    let mut first = true;
     loop {
-        sleep_or_stop(every, &mut stop).await;
+        // The first pass announces the visibility timeout at once.
+        if !first {
+            sleep_or_stop(every, &mut stop).await;
+        }
+        first = false;
         let entries: Vec<(u8, String)> = match in_flight.lock() {
             Ok(held) => held.values().cloned().collect(),
             Err(_) => return,
         };
-        if let Err(e) = queue.store().refresh(&consumer, &entries).await {
+        if let Err(e) = queue.store().refresh(&consumer, visibility, &entries).await {
             tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");
         }
         // Keep refreshing after a stop: jobs still finish within the grace.

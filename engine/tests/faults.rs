@@ -1054,3 +1054,78 @@ async fn cluster_failover_while_replies_drop() {
         failures.join("; ")
     );
 }
+
+/// Workers configured with different visibility timeouts on one queue (a
+/// rolling change of the setting): a worker whose timeout is shorter must
+/// not reclaim the live jobs of a worker whose timeout is longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shorter_visibility_timeout_does_not_reclaim_live_jobs() {
+    let world = World::new(Persistence::None);
+    let long = QueueConfig {
+        max_attempts: 3,
+        ..queue_config(Duration::from_secs(6))
+    };
+    let short = QueueConfig {
+        max_attempts: 3,
+        ..queue_config(Duration::from_millis(300))
+    };
+    let direct = world.inspector("mixed", &long).await;
+    produce(
+        &direct,
+        &world.ledger,
+        4,
+        4,
+        JobOptions::new().max_attempts(3),
+    )
+    .await;
+    // The long-timeout worker takes every job; each runs 1.5 s, refreshed
+    // every 2 s (a third of its timeout): idle up to 1.5 s, well inside 6 s.
+    let c = client(&world.redis.url(), &world.prefix).await;
+    let q = open_queue(&c, "mixed", &long).await;
+    let patient = spawn(ledger_worker(
+        q,
+        &world.ledger,
+        "patient",
+        4,
+        Duration::from_millis(1500),
+    ));
+    let started = Instant::now();
+    while world
+        .ledger
+        .entries()
+        .iter()
+        .filter(|e| matches!(e, Entry::Start { .. }))
+        .count()
+        < 4
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "no starts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A worker configured with 300 ms reclaims every 150 ms.
+    let c = client(&world.redis.url(), &world.prefix).await;
+    let q = open_queue(&c, "mixed", &short).await;
+    let hasty = spawn(ledger_worker(
+        q,
+        &world.ledger,
+        "hasty",
+        4,
+        Duration::from_millis(10),
+    ));
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(15),
+    )
+    .await;
+    hasty.stop().await;
+    patient.stop().await;
+    let hasty_starts = world
+        .ledger
+        .entries()
+        .iter()
+        .filter(|e| matches!(e, Entry::Start { worker, .. } if worker == "hasty"))
+        .count();
+    println!("scenario=mixed-visibility hasty_starts={hasty_starts}");
+    assert_eq!(hasty_starts, 0, "live jobs of a worker were reclaimed");
+    verdict("mixed-visibility", &world, &[direct], 0, 4).await;
+}
