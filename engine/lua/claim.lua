@@ -51,7 +51,20 @@ local remaining = tonumber(ARGV[3])
 local record_key, record_ms = base .. 'call:' .. ARGV[4], ARGV[5]
 if ARGV[6] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[6]) end
 local recorded = redis.call('GET', record_key)
-if recorded then return cmsgpack.unpack(recorded) end
+if recorded then
+  -- A replay: the first run's jobs, but only those this worker still
+  -- holds. One the reclaimer took back meanwhile (the reply came later than
+  -- the visibility timeout) belongs to someone else now.
+  local first = cmsgpack.unpack(recorded)
+  local held = { first[1], first[2] }
+  for i = 3, #first, 7 do
+    local f = redis.call('HMGET', base .. 'job:' .. first[i], 'fence', 'state', 'wk')
+    if tonumber(f[1]) == tonumber(first[i + 3]) and f[2] == 'active' and f[3] == consumer then
+      for k = 0, 6 do held[#held + 1] = first[i + k] end
+    end
+  end
+  return held
+end
 local delivered = tonumber(ARGV[7])
 local now = now_ms()
 local now_text = int(now)
@@ -84,7 +97,9 @@ local function activate(level, eid, jid)
     run = (old[1] or '1') .. ',' .. (old[2] or '0') .. ',' .. (old[3] or '0')
   end
   local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[3]) or 0) + 1
-  redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence), 'sat', now_text, 'wk', consumer)
+  -- `ct`: the claim call that activated it; while that call's record
+  -- exists its reply has not been confirmed (see reclaim.lua).
+  redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence), 'sat', now_text, 'wk', consumer, 'ct', ARGV[4])
   local n = #out
   out[n + 1], out[n + 2], out[n + 3], out[n + 4] = jid, level, eid, fence
   out[n + 5], out[n + 6], out[n + 7] = att, run, f[1]

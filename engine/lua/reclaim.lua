@@ -37,6 +37,15 @@ local function owner_timeout(owner)
 end
 local own = tonumber(min_idle)
 
+local MAX_GIVE_BACKS = 3
+-- Whether the claim that activated this job was never answered to its
+-- worker: its call record (`call:<ct>`) still exists.
+local function unconfirmed(jk)
+  local f = redis.call('HMGET', jk, 'ct', 'gb')
+  return f[1] and (tonumber(f[2]) or 0) < MAX_GIVE_BACKS
+    and redis.call('EXISTS', base .. 'call:' .. f[1]) == 1
+end
+
 local level = 0
 while KEYS[2 + level] do
   local stream = stream_key(level)
@@ -70,6 +79,18 @@ while KEYS[2 + level] do
             if not state[2] or state[2] == 'waiting' then
               redis.call('XADD', stream, '*', 'i', jid)
             end
+            requeued = requeued + 1
+          elseif state and state[1] and unconfirmed(jk) then
+            -- Its claim's reply never reached the worker (the record of
+            -- that call is still there): it never ran, so it goes back in
+            -- line with its attempt given back, at most MAX_GIVE_BACKS
+            -- times per job (a job that kills its worker before the next
+            -- claim confirms must still run out of attempts).
+            redis.call('HINCRBY', jk, 'fence', 1)
+            redis.call('HINCRBY', jk, 'att', -1)
+            redis.call('HINCRBY', jk, 'gb', 1)
+            redis.call('HDEL', jk, 'wk')
+            schedule(base, jk, jid, state[1], 0, now)
             requeued = requeued + 1
           elseif state and state[1] then
             redis.call('HINCRBY', jk, 'fence', 1)

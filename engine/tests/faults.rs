@@ -1129,3 +1129,91 @@ async fn a_shorter_visibility_timeout_does_not_reclaim_live_jobs() {
     assert_eq!(hasty_starts, 0, "live jobs of a worker were reclaimed");
     verdict("mixed-visibility", &world, &[direct], 0, 4).await;
 }
+
+/// One transition script as the engine loads it (common.lua, then the
+/// script), so a fault can target that script alone.
+fn script(name: &str) -> redis::Script {
+    let text = match name {
+        "claim" => include_str!("../lua/claim.lua"),
+        other => panic!("no script {other}"),
+    };
+    redis::Script::new(&format!("{}\n{}", include_str!("../lua/common.lua"), text))
+}
+
+/// A claim that Redis ran whose reply was lost, and whose worker then could
+/// not reach Redis for longer than the visibility timeout (the reply and
+/// its retries all late): the claimed jobs were never seen by a handler, so
+/// with `max_attempts = 1` they must still run, and the late worker must
+/// not run them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_answered_after_the_visibility_timeout_loses_nothing() {
+    let world = World::new(Persistence::None);
+    let visibility = Duration::from_millis(800);
+    let config = queue_config(visibility);
+    let direct = world.inspector("late", &config).await;
+    produce(
+        &direct,
+        &world.ledger,
+        4,
+        4,
+        JobOptions::new().max_attempts(1),
+    )
+    .await;
+    // Load the claim script, so that the faulted call runs it (and does not
+    // answer NOSCRIPT).
+    let mut raw = redis::Client::open(world.redis.url().as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let sha: String = script("claim")
+        .prepare_invoke()
+        .load_async(&mut raw)
+        .await
+        .expect("load claim script");
+    let late_proxy = world.proxy().await;
+    // Its retries cannot get through for three visibility timeouts.
+    late_proxy.inject(
+        Rule::new(
+            Fault::DropReplyAndPartition(visibility * 3),
+            Commands::Script(sha),
+        )
+        .limit(1),
+    );
+    let c = client(&late_proxy.url(), &world.prefix).await;
+    let q = open_queue(&c, "late", &config).await;
+    let late = spawn(ledger_worker(
+        q,
+        &world.ledger,
+        "late",
+        4,
+        Duration::from_millis(5),
+    ));
+    let started = Instant::now();
+    while late_proxy.fired_count() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the claim was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let c = client(&world.redis.url(), &world.prefix).await;
+    let q = open_queue(&c, "late", &config).await;
+    let other = spawn(ledger_worker(
+        q,
+        &world.ledger,
+        "other",
+        4,
+        Duration::from_millis(5),
+    ));
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(15),
+    )
+    .await;
+    tokio::time::sleep(visibility * 2).await;
+    late.stop().await;
+    other.stop().await;
+    verdict("late-claim-reply", &world, &[direct], 1, 4).await;
+}

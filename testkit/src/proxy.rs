@@ -41,6 +41,10 @@ pub enum Fault {
     /// When the request arrives within a pipeline (several requests in one
     /// write), forward the first half of that pipeline and close.
     CutPipeline,
+    /// Forward the request, drop its reply and close, and black-hole this
+    /// proxy's clients for this long at once: the client's retries cannot
+    /// get through either (a reply lost at the start of a partition).
+    DropReplyAndPartition(Duration),
 }
 
 impl Fault {
@@ -49,6 +53,7 @@ impl Fault {
             Fault::DropReply => "drop-reply",
             Fault::DelayReply(_) => "delay-reply",
             Fault::CutPipeline => "cut-pipeline",
+            Fault::DropReplyAndPartition(_) => "drop-reply-and-partition",
         }
     }
 }
@@ -65,6 +70,8 @@ pub enum Commands {
     Blocking,
     /// Script calls (`EVALSHA`, `EVAL`) that do not block.
     Scripts,
+    /// Calls of one script: `EVALSHA <sha>` (any case).
+    Script(String),
 }
 
 impl Commands {
@@ -83,6 +90,9 @@ impl Commands {
             Commands::Named(names) => names.contains(&name),
             Commands::Blocking => is_blocking(&name, words),
             Commands::Scripts => matches!(name.as_str(), "EVALSHA" | "EVAL"),
+            Commands::Script(sha) => {
+                name == "EVALSHA" && words.get(1).is_some_and(|w| w.eq_ignore_ascii_case(sha))
+            }
         }
     }
 }
@@ -376,6 +386,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 enum ReplyFate {
     Forward,
     Drop,
+    DropAndPartition(Duration),
     Delay(Duration),
 }
 
@@ -486,6 +497,7 @@ async fn forward_requests(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link:
                 let fate = match shared.decide(&words, in_pipeline) {
                     None => ReplyFate::Forward,
                     Some(Fault::DropReply) => ReplyFate::Drop,
+                    Some(Fault::DropReplyAndPartition(d)) => ReplyFate::DropAndPartition(d),
                     Some(Fault::DelayReply(d)) => ReplyFate::Delay(d),
                     Some(Fault::CutPipeline) => {
                         // The first half of the pipeline goes through.
@@ -560,6 +572,16 @@ async fn forward_replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: 
                 ReplyFate::Drop => {
                     // What came before this reply still reaches the client.
                     let _ = to.write_all(&buf[sent..pos]).await;
+                    break 'read;
+                }
+                ReplyFate::DropAndPartition(d) => {
+                    let _ = to.write_all(&buf[sent..pos]).await;
+                    shared.partition.send_replace(true);
+                    let healer = shared.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        healer.partition.send_replace(false);
+                    });
                     break 'read;
                 }
                 ReplyFate::Delay(d) => {
