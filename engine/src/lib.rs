@@ -50,6 +50,11 @@
 //!   is recorded only with the current fence, so a worker that was presumed
 //!   dead cannot overwrite what the job's new owner recorded: its outcome is
 //!   refused ([`Settled::Fenced`]) and logged.
+//! - **Every transition is safe to replay.** Any call may have run in
+//!   Redis although its reply was lost or late; sent again, it has the
+//!   effect of running once (claim and settle carry a call token whose
+//!   reply Redis records; the other scripts check state). See
+//!   `docs/design.md` and the fault scenarios of `docs/reliability.md`.
 //! - **Exactly-once enqueue under an idempotency key.** Within the key's
 //!   window, a second enqueue with the same key adds nothing and returns the
 //!   first job's id with `duplicate: true`. Without a key, a retried call
