@@ -292,129 +292,97 @@ async fn verdict(name: &str, world: &World, queues: &[Queue], faults: usize, con
     summary.assert_ok(faults * concurrency);
 }
 
+/// A producer and two workers (concurrency 8), each through a fault proxy
+/// of its own with `rules`, run `n` jobs on queue `name`; the faults are
+/// cleared once everything is enqueued, then the run drains for `drain_for`
+/// and is checked.
+async fn run_through_faults(
+    scenario: &str,
+    config: QueueConfig,
+    rules: &[Rule],
+    n: usize,
+    drain_for: Duration,
+) {
+    let world = World::new(Persistence::None);
+    let name = scenario;
+    let mut proxies = Vec::new();
+    let mut workers = Vec::new();
+    for w in 0..2 {
+        let (proxy, worker) = start_worker(
+            &world,
+            name,
+            &config,
+            &format!("w{w}"),
+            Duration::from_millis(2),
+        )
+        .await;
+        workers.push(worker);
+        proxies.push(proxy);
+    }
+    let producer_proxy = world.proxy().await;
+    let producer_client = client(&producer_proxy.url(), &world.prefix).await;
+    let producer = open_queue(&producer_client, name, &config).await;
+    proxies.push(producer_proxy);
+    for p in &proxies {
+        for rule in rules {
+            p.inject(rule.clone());
+        }
+    }
+    let options = JobOptions::new().max_attempts(config.max_attempts);
+    produce(&producer, &world.ledger, n, 10, options).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for p in &proxies {
+        p.clear();
+    }
+    let inspector = world.inspector(name, &config).await;
+    drain(&world.ledger, std::slice::from_ref(&inspector), drain_for).await;
+    let faults: usize = proxies.iter().map(FaultProxy::fired_count).sum();
+    for w in workers {
+        w.stop().await;
+    }
+    verdict(scenario, &world, &[inspector], faults, 8).await;
+}
+
 /// Scenario 1: replies of claim, settle and enqueue calls dropped after
 /// Redis ran them, with `max_attempts = 1`, so one burned attempt is a dead
 /// letter without a run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dropped_replies_lose_nothing() {
-    let world = World::new(Persistence::None);
-    let visibility = Duration::from_millis(1500);
-    let config = queue_config(visibility);
-    let producer_proxy = world.proxy().await;
-    let producer_client = client(&producer_proxy.url(), &world.prefix).await;
-    let producer = open_queue(&producer_client, "drops", &config).await;
-    let mut proxies = Vec::new();
-    let mut workers = Vec::new();
-    for w in 0..2 {
-        let proxy = world.proxy().await;
-        let c = client(&proxy.url(), &world.prefix).await;
-        let q = open_queue(&c, "drops", &config).await;
-        let name = format!("w{w}");
-        workers.push(spawn(ledger_worker(
-            q,
-            &world.ledger,
-            &name,
-            8,
-            Duration::from_millis(2),
-        )));
-        proxies.push(proxy);
-    }
-    for p in proxies.iter().chain([&producer_proxy]) {
-        p.inject(Rule::new(Fault::DropReply, Commands::Scripts).probability(0.04));
-        p.inject(Rule::new(Fault::DropReply, Commands::Blocking).probability(0.04));
+    let rules = [
+        Rule::new(Fault::DropReply, Commands::Scripts).probability(0.04),
+        Rule::new(Fault::DropReply, Commands::Blocking).probability(0.04),
         // Pipelines (keep-alive refreshes, registry writes) cut in half.
-        p.inject(Rule::new(Fault::CutPipeline, Commands::Any).probability(0.2));
-    }
-    produce(
-        &producer,
-        &world.ledger,
+        Rule::new(Fault::CutPipeline, Commands::Any).probability(0.2),
+    ];
+    let config = queue_config(Duration::from_millis(1500));
+    run_through_faults(
+        "dropped-replies",
+        config,
+        &rules,
         jobs(1500),
-        10,
-        JobOptions::new().max_attempts(1),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for p in proxies.iter().chain([&producer_proxy]) {
-        p.clear();
-    }
-    let inspector = world.inspector("drops", &config).await;
-    drain(
-        &world.ledger,
-        std::slice::from_ref(&inspector),
         Duration::from_secs(20),
     )
     .await;
-    let faults: usize = proxies
-        .iter()
-        .chain([&producer_proxy])
-        .map(FaultProxy::fired_count)
-        .sum();
-    for w in workers {
-        w.stop().await;
-    }
-    verdict("dropped-replies", &world, &[inspector], faults, 8).await;
 }
 
 /// Scenario 2: slow Redis, replies held past the clients' response timeout
 /// under load (the command ran; the client gave up on it and retried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_replies_lose_nothing() {
-    let world = World::new(Persistence::None);
-    let visibility = Duration::from_millis(2000);
+    let rules =
+        [Rule::new(Fault::DelayReply(RESPONSE_TIMEOUT * 2), Commands::Scripts).probability(0.03)];
     let config = QueueConfig {
         max_attempts: 3,
-        ..queue_config(visibility)
+        ..queue_config(Duration::from_millis(2000))
     };
-    let producer_proxy = world.proxy().await;
-    let producer_client = client(&producer_proxy.url(), &world.prefix).await;
-    let producer = open_queue(&producer_client, "slow", &config).await;
-    let mut proxies = Vec::new();
-    let mut workers = Vec::new();
-    for w in 0..2 {
-        let proxy = world.proxy().await;
-        let c = client(&proxy.url(), &world.prefix).await;
-        let q = open_queue(&c, "slow", &config).await;
-        workers.push(spawn(ledger_worker(
-            q,
-            &world.ledger,
-            &format!("w{w}"),
-            8,
-            Duration::from_millis(2),
-        )));
-        proxies.push(proxy);
-    }
-    let held = RESPONSE_TIMEOUT * 2;
-    for p in proxies.iter().chain([&producer_proxy]) {
-        p.inject(Rule::new(Fault::DelayReply(held), Commands::Scripts).probability(0.03));
-    }
-    produce(
-        &producer,
-        &world.ledger,
+    run_through_faults(
+        "slow-replies",
+        config,
+        &rules,
         jobs(1000),
-        10,
-        JobOptions::new().max_attempts(3),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for p in proxies.iter().chain([&producer_proxy]) {
-        p.clear();
-    }
-    let inspector = world.inspector("slow", &config).await;
-    drain(
-        &world.ledger,
-        std::slice::from_ref(&inspector),
         Duration::from_secs(30),
     )
     .await;
-    let faults: usize = proxies
-        .iter()
-        .chain([&producer_proxy])
-        .map(FaultProxy::fired_count)
-        .sum();
-    for w in workers {
-        w.stop().await;
-    }
-    verdict("slow-replies", &world, &[inspector], faults, 8).await;
 }
 
 /// Scenario 3: one worker partitioned from Redis for longer than the
@@ -598,7 +566,14 @@ async fn killed_and_frozen_workers_lose_nothing() {
     let mut slots: Vec<Option<(FaultProxy, Running)>> = Vec::new();
     for w in 0..3 {
         slots.push(Some(
-            start_worker(&world, "kills", &config, &format!("k{w}-0")).await,
+            start_worker(
+                &world,
+                "kills",
+                &config,
+                &format!("k{w}-0"),
+                Duration::from_millis(20),
+            )
+            .await,
         ));
     }
     for round in 1..=8 {
@@ -618,7 +593,16 @@ async fn killed_and_frozen_workers_lose_nothing() {
             faults += 1;
             drop(proxy);
         }
-        slots[i] = Some(start_worker(&world, "kills", &config, &format!("k{i}-{round}")).await);
+        slots[i] = Some(
+            start_worker(
+                &world,
+                "kills",
+                &config,
+                &format!("k{i}-{round}"),
+                Duration::from_millis(20),
+            )
+            .await,
+        );
     }
     let _ = producer.await;
     drain(
@@ -633,22 +617,19 @@ async fn killed_and_frozen_workers_lose_nothing() {
     verdict("killed-workers", &world, &[direct], faults, 8).await;
 }
 
+/// A ledger worker (concurrency 8, jobs of `run_for`) behind a fault
+/// proxy of its own.
 async fn start_worker(
     world: &World,
     queue: &str,
     config: &QueueConfig,
     name: &str,
+    run_for: Duration,
 ) -> (FaultProxy, Running) {
     let proxy = world.proxy().await;
     let c = client(&proxy.url(), &world.prefix).await;
     let q = open_queue(&c, queue, config).await;
-    let w = spawn(ledger_worker(
-        q,
-        &world.ledger,
-        name,
-        8,
-        Duration::from_millis(20),
-    ));
+    let w = spawn(ledger_worker(q, &world.ledger, name, 8, run_for));
     (proxy, w)
 }
 
@@ -667,7 +648,16 @@ async fn redis_unreachable_for_ten_seconds() {
     let producer = open_queue(&pc, "outage", &config).await;
     let mut workers = Vec::new();
     for w in 0..2 {
-        workers.push(start_worker(&world, "outage", &config, &format!("o{w}")).await);
+        workers.push(
+            start_worker(
+                &world,
+                "outage",
+                &config,
+                &format!("o{w}"),
+                Duration::from_millis(20),
+            )
+            .await,
+        );
     }
     let n = jobs(800);
     let ledger = world.ledger.clone();
