@@ -320,7 +320,7 @@ impl Queue {
     /// any retry of the call, and past that the jobs are reclaimed anyway.
     pub(crate) fn call_token(&self, confirmed: Option<String>) -> CallToken {
         let record_for = (self.config.visibility_timeout * 2).max(Duration::from_secs(10));
-        CallToken::after(record_for, confirmed)
+        CallToken::new(record_for, confirmed)
     }
 
     /// Record the outcome of a claimed job. Refused with

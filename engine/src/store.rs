@@ -144,20 +144,12 @@ pub(crate) struct CallToken {
 }
 
 impl CallToken {
-    /// A new token whose reply is kept `record_for`.
-    pub(crate) fn new(record_for: Duration) -> Self {
+    /// A new token whose reply is kept `record_for`, confirming `previous`.
+    pub(crate) fn new(record_for: Duration, confirmed: Option<String>) -> Self {
         Self {
             token: uuid::Uuid::now_v7().simple().to_string(),
             record_ms: record_for.as_millis().max(1) as u64,
-            confirmed: None,
-        }
-    }
-
-    /// A new token that also confirms `previous`.
-    pub(crate) fn after(record_for: Duration, previous: Option<String>) -> Self {
-        Self {
-            confirmed: previous,
-            ..Self::new(record_for)
+            confirmed,
         }
     }
 }

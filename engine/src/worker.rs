@@ -401,9 +401,7 @@ impl<H: Handler> Worker<H> {
         let mut answered: Option<String> = None;
         loop {
             if *stop.borrow() && delivered.is_empty() {
-                store
-                    .forget_calls(&answered.into_iter().collect::<Vec<_>>())
-                    .await;
+                store.forget_calls(answered.as_slice()).await;
                 return Ok(running);
             }
             while running.try_join_next().is_some() {}
@@ -663,10 +661,7 @@ async fn settle_loop(
         }
         items.clear();
     }
-    queue
-        .store()
-        .forget_calls(&answered.into_iter().collect::<Vec<_>>())
-        .await;
+    queue.store().forget_calls(answered.as_slice()).await;
 }
 
 /// Refresh the claims of running (and not yet settled) jobs, and announce
