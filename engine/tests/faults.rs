@@ -259,7 +259,7 @@ async fn drain(ledger: &Ledger, queues: &[Queue], window: Duration) {
             .collect();
         let done: HashSet<&str> = entries
             .iter()
-            .filter(|e| matches!(e, Entry::Done { .. }))
+            .filter(|e| matches!(e, Entry::Done(_)))
             .map(Entry::job)
             .collect();
         if acked.iter().all(|j| done.contains(j)) {
@@ -407,40 +407,31 @@ async fn partitioned_worker_is_fenced() {
     .await;
     // The stale worker takes every job, each running 3 s.
     let stale_proxy = world.proxy().await;
-    let c = client(&stale_proxy.url(), &world.prefix).await;
-    let q = open_queue(&c, "part", &config).await;
-    let stale = spawn(ledger_worker(
-        q,
-        &world.ledger,
+    let stale = ledger_worker_at(
+        &world,
+        &stale_proxy.url(),
+        "part",
+        &config,
         "stale",
         8,
         Duration::from_secs(3),
-    ));
-    let started = Instant::now();
-    while world
-        .ledger
-        .entries()
-        .iter()
-        .filter(|e| matches!(e, Entry::Start { .. }))
-        .count()
-        < 8
-    {
-        assert!(started.elapsed() < Duration::from_secs(10), "no starts");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    )
+    .await;
+    wait_for_starts(&world.ledger, 8).await;
     // Cut off for 2.5 s (> the visibility timeout), healed before its jobs
     // end; meanwhile a new owner reclaims and runs them.
     stale_proxy.partition(Duration::from_millis(2500));
     let owner_proxy = world.proxy().await;
-    let c = client(&owner_proxy.url(), &world.prefix).await;
-    let q = open_queue(&c, "part", &config).await;
-    let owner = spawn(ledger_worker(
-        q,
-        &world.ledger,
+    let owner = ledger_worker_at(
+        &world,
+        &owner_proxy.url(),
+        "part",
+        &config,
         "owner",
         8,
         Duration::from_millis(200),
-    ));
+    )
+    .await;
     drain(
         &world.ledger,
         std::slice::from_ref(&direct),
@@ -452,18 +443,9 @@ async fn partitioned_worker_is_fenced() {
     stale.stop().await;
     owner.stop().await;
     let entries = world.ledger.entries();
-    let stale_done = entries
-        .iter()
-        .filter(|e| matches!(e, Entry::Done { worker, .. } if worker == "stale"))
-        .count();
-    let stale_refused = entries
-        .iter()
-        .filter(|e| matches!(e, Entry::Refused { worker, .. } if worker == "stale"))
-        .count();
-    let owner_done = entries
-        .iter()
-        .filter(|e| matches!(e, Entry::Done { worker, .. } if worker == "owner"))
-        .count();
+    let stale_done = count(&entries, "done", Some("stale"));
+    let stale_refused = count(&entries, "fenced", Some("stale"));
+    let owner_done = count(&entries, "done", Some("owner"));
     println!(
         "partition: stale done {stale_done}, stale refused {stale_refused}, owner done {owner_done}"
     );
@@ -627,10 +609,50 @@ async fn start_worker(
     run_for: Duration,
 ) -> (FaultProxy, Running) {
     let proxy = world.proxy().await;
-    let c = client(&proxy.url(), &world.prefix).await;
-    let q = open_queue(&c, queue, config).await;
-    let w = spawn(ledger_worker(q, &world.ledger, name, 8, run_for));
+    let w = ledger_worker_at(world, &proxy.url(), queue, config, name, 8, run_for).await;
     (proxy, w)
+}
+
+/// A ledger worker on `queue` running in a task, connected at `url` (a
+/// proxy's, or the world's Redis itself).
+async fn ledger_worker_at(
+    world: &World,
+    url: &str,
+    queue: &str,
+    config: &QueueConfig,
+    name: &str,
+    concurrency: usize,
+    run_for: Duration,
+) -> Running {
+    let c = client(url, &world.prefix).await;
+    let q = open_queue(&c, queue, config).await;
+    spawn(ledger_worker(q, &world.ledger, name, concurrency, run_for))
+}
+
+/// Wait (at most 10 s) until the ledger shows `n` starts.
+async fn wait_for_starts(ledger: &Ledger, n: usize) {
+    let started = Instant::now();
+    while count(&ledger.entries(), "start", None) < n {
+        assert!(started.elapsed() < Duration::from_secs(10), "no starts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Entries of one kind (`start`, `done`, or the status of a settle that was
+/// not `done`: `retry`, `fenced`, ...), by one worker if given.
+fn count(entries: &[Entry], kind: &str, worker: Option<&str>) -> usize {
+    entries
+        .iter()
+        .filter(|e| {
+            let is_kind = match e {
+                Entry::Ack { .. } => kind == "ack",
+                Entry::Start(_) => kind == "start",
+                Entry::Done(_) => kind == "done",
+                Entry::NotDone { status, .. } => kind == status,
+            };
+            is_kind && worker.is_none_or(|w| e.attempt().is_some_and(|a| a.worker == w))
+        })
+        .count()
 }
 
 /// Scenario 6: Redis unreachable for 10 s (every process partitioned from
@@ -705,15 +727,18 @@ async fn redis_crash_on_aof() {
         let producer = open_queue(&pc, "crash", &config).await;
         let mut workers = Vec::new();
         for w in 0..2 {
-            let c = client(&url, &world.prefix).await;
-            let q = open_queue(&c, "crash", &config).await;
-            workers.push(spawn(ledger_worker(
-                q,
-                &world.ledger,
-                &format!("c{w}"),
-                8,
-                Duration::from_millis(5),
-            )));
+            workers.push(
+                ledger_worker_at(
+                    &world,
+                    &url,
+                    "crash",
+                    &config,
+                    &format!("c{w}"),
+                    8,
+                    Duration::from_millis(5),
+                )
+                .await,
+            );
         }
         let n = jobs(800);
         let ledger = world.ledger.clone();
@@ -828,7 +853,7 @@ async fn rate_limit_holds_across_restarts() {
         .entries()
         .into_iter()
         .filter_map(|e| match e {
-            Entry::Start { at_ms, .. } => Some(at_ms),
+            Entry::Start(a) => Some(a.at_ms),
             _ => None,
         })
         .collect();
@@ -1014,7 +1039,7 @@ async fn cluster_failover_while_replies_drop() {
     let mut missing = 0;
     let mut seen = HashSet::new();
     for e in ledger.entries() {
-        if let Entry::Done { job, .. } = e
+        if let Entry::Done(sluice_testkit::Attempt { job, .. }) = e
             && seen.insert(job.clone())
             && inspector.job(&job).await.ok().flatten().is_none()
         {
@@ -1070,37 +1095,28 @@ async fn a_shorter_visibility_timeout_does_not_reclaim_live_jobs() {
     .await;
     // The long-timeout worker takes every job; each runs 1.5 s, refreshed
     // every 2 s (a third of its timeout): idle up to 1.5 s, well inside 6 s.
-    let c = client(&world.redis.url(), &world.prefix).await;
-    let q = open_queue(&c, "mixed", &long).await;
-    let patient = spawn(ledger_worker(
-        q,
-        &world.ledger,
+    let patient = ledger_worker_at(
+        &world,
+        &world.redis.url(),
+        "mixed",
+        &long,
         "patient",
         4,
         Duration::from_millis(1500),
-    ));
-    let started = Instant::now();
-    while world
-        .ledger
-        .entries()
-        .iter()
-        .filter(|e| matches!(e, Entry::Start { .. }))
-        .count()
-        < 4
-    {
-        assert!(started.elapsed() < Duration::from_secs(10), "no starts");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    )
+    .await;
+    wait_for_starts(&world.ledger, 4).await;
     // A worker configured with 300 ms reclaims every 150 ms.
-    let c = client(&world.redis.url(), &world.prefix).await;
-    let q = open_queue(&c, "mixed", &short).await;
-    let hasty = spawn(ledger_worker(
-        q,
-        &world.ledger,
+    let hasty = ledger_worker_at(
+        &world,
+        &world.redis.url(),
+        "mixed",
+        &short,
         "hasty",
         4,
         Duration::from_millis(10),
-    ));
+    )
+    .await;
     drain(
         &world.ledger,
         std::slice::from_ref(&direct),
@@ -1109,12 +1125,7 @@ async fn a_shorter_visibility_timeout_does_not_reclaim_live_jobs() {
     .await;
     hasty.stop().await;
     patient.stop().await;
-    let hasty_starts = world
-        .ledger
-        .entries()
-        .iter()
-        .filter(|e| matches!(e, Entry::Start { worker, .. } if worker == "hasty"))
-        .count();
+    let hasty_starts = count(&world.ledger.entries(), "start", Some("hasty"));
     println!("scenario=mixed-visibility hasty_starts={hasty_starts}");
     assert_eq!(hasty_starts, 0, "live jobs of a worker were reclaimed");
     verdict("mixed-visibility", &world, &[direct], 0, 4).await;
@@ -1125,6 +1136,7 @@ async fn a_shorter_visibility_timeout_does_not_reclaim_live_jobs() {
 fn script(name: &str) -> redis::Script {
     let text = match name {
         "claim" => include_str!("../lua/claim.lua"),
+        "settle" => include_str!("../lua/settle.lua"),
         other => panic!("no script {other}"),
     };
     redis::Script::new(&format!("{}\n{}", include_str!("../lua/common.lua"), text))
@@ -1170,15 +1182,16 @@ async fn a_claim_answered_after_the_visibility_timeout_loses_nothing() {
         )
         .limit(1),
     );
-    let c = client(&late_proxy.url(), &world.prefix).await;
-    let q = open_queue(&c, "late", &config).await;
-    let late = spawn(ledger_worker(
-        q,
-        &world.ledger,
+    let late = ledger_worker_at(
+        &world,
+        &late_proxy.url(),
+        "late",
+        &config,
         "late",
         4,
         Duration::from_millis(5),
-    ));
+    )
+    .await;
     let started = Instant::now();
     while late_proxy.fired_count() == 0 {
         assert!(
@@ -1187,15 +1200,16 @@ async fn a_claim_answered_after_the_visibility_timeout_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let c = client(&world.redis.url(), &world.prefix).await;
-    let q = open_queue(&c, "late", &config).await;
-    let other = spawn(ledger_worker(
-        q,
-        &world.ledger,
+    let other = ledger_worker_at(
+        &world,
+        &world.redis.url(),
+        "late",
+        &config,
         "other",
         4,
         Duration::from_millis(5),
-    ));
+    )
+    .await;
     drain(
         &world.ledger,
         std::slice::from_ref(&direct),
@@ -1206,4 +1220,93 @@ async fn a_claim_answered_after_the_visibility_timeout_loses_nothing() {
     late.stop().await;
     other.stop().await;
     verdict("late-claim-reply", &world, &[direct], 1, 4).await;
+}
+
+/// Half the settle calls' replies are dropped after Redis ran them, so
+/// settles are replayed, some more than once: a retry must be queued once (the job runs exactly
+/// twice: a first attempt that fails, and its one retry), and each
+/// completion counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_settle_records_each_outcome_once() {
+    let world = World::new(Persistence::None);
+    let config = QueueConfig {
+        max_attempts: 3,
+        ..queue_config(Duration::from_secs(5))
+    };
+    let direct = world.inspector("resettle", &config).await;
+    produce(
+        &direct,
+        &world.ledger,
+        20,
+        20,
+        JobOptions::new().max_attempts(3),
+    )
+    .await;
+    let mut raw = redis::Client::open(world.redis.url().as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let sha: String = script("settle")
+        .prepare_invoke()
+        .load_async(&mut raw)
+        .await
+        .expect("load settle script");
+    let proxy = world.proxy().await;
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha)).probability(0.5));
+    let c = client(&proxy.url(), &world.prefix).await;
+    let q = open_queue(&c, "resettle", &config).await;
+    // First attempts fail (a retry after 20 ms), second attempts succeed.
+    let ledger = world.ledger.clone();
+    let handler = move |job: Job| {
+        ledger.start(&job.id, job.attempt, job.fence(), "w");
+        Box::pin(async move {
+            Ok(if job.attempt == 1 {
+                Outcome::Retry {
+                    reason: "first attempt fails".into(),
+                    after: Some(Duration::from_millis(20)),
+                }
+            } else {
+                Outcome::Done
+            })
+        }) as futures_like::BoxFuture
+    };
+    let observed = world.ledger.clone();
+    let worker = spawn(
+        Worker::new(q, handler)
+            .with_config(worker_config("w", 4, config.visibility_timeout))
+            .on_settled(move |s| {
+                observed.settled(
+                    &s.job_id,
+                    s.attempt,
+                    s.fence,
+                    &s.consumer,
+                    s.status.as_str(),
+                );
+            }),
+    );
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(20),
+    )
+    .await;
+    worker.stop().await;
+    let entries = world.ledger.entries();
+    let starts = count(&entries, "start", None);
+    let stats = direct.stats().await.expect("stats");
+    println!(
+        "scenario=replayed-settles starts={starts} settle_drops={} retried_counter={}",
+        proxy.fired_count(),
+        stats.retried_total
+    );
+    assert!(proxy.fired_count() >= 2, "settles were not replayed");
+    assert_eq!(
+        starts, 40,
+        "each job runs twice: a retry was queued more than once"
+    );
+    assert_eq!(stats.retried_total, 20, "retries counted once each");
+    // No job may run more than its two attempts: no duplicates allowed.
+    let summary = check("replayed-settles", &entries, &[direct], proxy.fired_count()).await;
+    summary.assert_ok(0);
 }

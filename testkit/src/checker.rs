@@ -86,38 +86,20 @@ impl Summary {
     /// times the jobs that can be in flight at one fault).
     pub fn failures(&self, duplicate_bound: usize) -> Vec<String> {
         let mut out = Vec::new();
-        let sample = |set: &BTreeSet<String>| set.iter().take(5).cloned().collect::<Vec<_>>();
-        if !self.lost.is_empty() {
-            out.push(format!(
-                "lost {}: {:?}",
-                self.lost.len(),
-                sample(&self.lost)
-            ));
-        }
         if !self.stuck.is_empty() {
             let some: Vec<_> = self.stuck.iter().take(5).collect();
             out.push(format!("stuck {}: {some:?}", self.stuck.len()));
         }
-        if !self.dead_without_run.is_empty() {
-            out.push(format!(
-                "dead without a run {}: {:?}",
-                self.dead_without_run.len(),
-                sample(&self.dead_without_run)
-            ));
-        }
-        if !self.fenced_accepted.is_empty() {
-            out.push(format!(
-                "fenced outcome accepted {}: {:?}",
-                self.fenced_accepted.len(),
-                sample(&self.fenced_accepted)
-            ));
-        }
-        if !self.unexpected.is_empty() {
-            out.push(format!(
-                "unexpected {}: {:?}",
-                self.unexpected.len(),
-                sample(&self.unexpected)
-            ));
+        for (what, ids) in [
+            ("lost", &self.lost),
+            ("dead without a run", &self.dead_without_run),
+            ("fenced outcome accepted", &self.fenced_accepted),
+            ("unexpected", &self.unexpected),
+        ] {
+            if !ids.is_empty() {
+                let some: Vec<_> = ids.iter().take(5).collect();
+                out.push(format!("{what} {}: {some:?}", ids.len()));
+            }
         }
         if self.duplicated.len() > duplicate_bound {
             out.push(format!(
@@ -167,18 +149,22 @@ pub async fn check(scenario: &str, entries: &[Entry], queues: &[Queue], faults: 
         let j = jobs.entry(entry.job()).or_default();
         match entry {
             Entry::Ack { .. } => j.acked = true,
-            Entry::Start { fence, .. } => {
+            Entry::Start(a) => {
                 j.starts += 1;
-                j.highest_started_fence = j.highest_started_fence.max(*fence);
+                j.highest_started_fence = j.highest_started_fence.max(a.fence);
             }
-            Entry::Done { fence, .. } => {
+            Entry::Done(a) => {
                 j.completions += 1;
                 completions_total += 1;
-                if *fence < j.highest_started_fence {
+                if a.fence < j.highest_started_fence {
                     j.fenced_accepted = true;
                 }
             }
-            Entry::Refused { .. } => summary.refused += 1,
+            Entry::NotDone { status, .. } => {
+                if status == "fenced" || status == "gone" {
+                    summary.refused += 1;
+                }
+            }
         }
     }
     let mut dead_in_state = 0u64;

@@ -3,7 +3,7 @@
 //! - `ack`: the producer got the enqueue's acknowledgement;
 //! - `start`: the handler began an attempt;
 //! - `done`: the worker's settle call for that attempt answered `done`
-//!   (and `refused`: it answered something else for a finished attempt).
+//!   (and `settled`: it answered something else, such as retry or fenced).
 //!
 //! It is a file, not memory, so that it outlives any process that is
 //! killed, and several processes can write one ledger (each line goes out
@@ -16,107 +16,106 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// One attempt of a job as a worker saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The job.
+    pub job: String,
+    /// Its attempt number.
+    pub attempt: u32,
+    /// The fence it ran under.
+    pub fence: u64,
+    /// The worker (consumer name).
+    pub worker: String,
+    /// When the line was written, ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl Attempt {
+    fn new(job: &str, attempt: u32, fence: u64, worker: &str) -> Self {
+        Self {
+            job: job.to_owned(),
+            attempt,
+            fence,
+            worker: worker.to_owned(),
+            at_ms: now_ms(),
+        }
+    }
+
+    /// `job attempt fence worker at_ms`, as a line holds it.
+    fn fields(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.job, self.attempt, self.fence, self.worker, self.at_ms
+        )
+    }
+
+    fn parse(w: &[&str]) -> Option<Self> {
+        Some(Self {
+            job: (*w.first()?).to_owned(),
+            attempt: w.get(1)?.parse().ok()?,
+            fence: w.get(2)?.parse().ok()?,
+            worker: (*w.get(3)?).to_owned(),
+            at_ms: w.get(4)?.parse().ok()?,
+        })
+    }
+}
+
 /// One line of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// The producer's enqueue of `job` was acknowledged at `at_ms`.
     Ack { job: String, at_ms: u64 },
-    /// A handler began attempt `attempt` of `job`, under `fence`.
-    Start {
-        job: String,
-        attempt: u32,
-        fence: u64,
-        worker: String,
-        at_ms: u64,
-    },
+    /// A handler began an attempt.
+    Start(Attempt),
     /// The settle of that attempt answered `done`.
-    Done {
-        job: String,
-        attempt: u32,
-        fence: u64,
-        worker: String,
-        at_ms: u64,
-    },
-    /// The settle of that attempt answered `status` (fenced, gone, ...).
-    Refused {
-        job: String,
-        attempt: u32,
-        fence: u64,
-        worker: String,
-        status: String,
-        at_ms: u64,
-    },
+    Done(Attempt),
+    /// The settle of that attempt answered `status`, not `done`: retry,
+    /// dead, snoozed, or refused (fenced, gone).
+    NotDone { attempt: Attempt, status: String },
 }
 
 impl Entry {
     /// The job the entry is about.
     pub fn job(&self) -> &str {
         match self {
-            Entry::Ack { job, .. }
-            | Entry::Start { job, .. }
-            | Entry::Done { job, .. }
-            | Entry::Refused { job, .. } => job,
+            Entry::Ack { job, .. } => job,
+            Entry::Start(a) | Entry::Done(a) | Entry::NotDone { attempt: a, .. } => &a.job,
+        }
+    }
+
+    /// The attempt the entry is about (none for an acknowledgement).
+    pub fn attempt(&self) -> Option<&Attempt> {
+        match self {
+            Entry::Ack { .. } => None,
+            Entry::Start(a) | Entry::Done(a) | Entry::NotDone { attempt: a, .. } => Some(a),
         }
     }
 
     fn line(&self) -> String {
         match self {
             Entry::Ack { job, at_ms } => format!("ack {job} {at_ms}\n"),
-            Entry::Start {
-                job,
-                attempt,
-                fence,
-                worker,
-                at_ms,
-            } => format!("start {job} {attempt} {fence} {worker} {at_ms}\n"),
-            Entry::Done {
-                job,
-                attempt,
-                fence,
-                worker,
-                at_ms,
-            } => format!("done {job} {attempt} {fence} {worker} {at_ms}\n"),
-            Entry::Refused {
-                job,
-                attempt,
-                fence,
-                worker,
-                status,
-                at_ms,
-            } => format!("refused {job} {attempt} {fence} {worker} {status} {at_ms}\n"),
+            Entry::Start(a) => format!("start {}\n", a.fields()),
+            Entry::Done(a) => format!("done {}\n", a.fields()),
+            // The status goes first: the attempt's fields end the line.
+            Entry::NotDone { attempt, status } => {
+                format!("settled {status} {}\n", attempt.fields())
+            }
         }
     }
 
     fn parse(line: &str) -> Option<Self> {
         let w: Vec<&str> = line.split_whitespace().collect();
-        let n = |i: usize| w.get(i).and_then(|v| v.parse::<u64>().ok());
-        let s = |i: usize| w.get(i).map(|v| (*v).to_owned());
         Some(match *w.first()? {
             "ack" => Entry::Ack {
-                job: s(1)?,
-                at_ms: n(2)?,
+                job: (*w.get(1)?).to_owned(),
+                at_ms: w.get(2)?.parse().ok()?,
             },
-            "start" => Entry::Start {
-                job: s(1)?,
-                attempt: n(2)? as u32,
-                fence: n(3)?,
-                worker: s(4)?,
-                at_ms: n(5)?,
-            },
-            "done" => Entry::Done {
-                job: s(1)?,
-                attempt: n(2)? as u32,
-                fence: n(3)?,
-                worker: s(4)?,
-                at_ms: n(5)?,
-            },
-            "refused" => Entry::Refused {
-                job: s(1)?,
-                attempt: n(2)? as u32,
-                fence: n(3)?,
-                worker: s(4)?,
-                status: s(5)?,
-                at_ms: n(6)?,
+            "start" => Entry::Start(Attempt::parse(&w[1..])?),
+            "done" => Entry::Done(Attempt::parse(&w[1..])?),
+            "settled" => Entry::NotDone {
+                status: (*w.get(1)?).to_owned(),
+                attempt: Attempt::parse(w.get(2..)?)?,
             },
             _ => return None,
         })
@@ -193,35 +192,19 @@ impl Ledger {
 
     /// Record the start of an attempt.
     pub fn start(&self, job: &str, attempt: u32, fence: u64, worker: &str) {
-        self.write(&Entry::Start {
-            job: job.to_owned(),
-            attempt,
-            fence,
-            worker: worker.to_owned(),
-            at_ms: now_ms(),
-        });
+        self.write(&Entry::Start(Attempt::new(job, attempt, fence, worker)));
     }
 
     /// Record the answer of the settle of an attempt: `done`, or another
     /// status.
     pub fn settled(&self, job: &str, attempt: u32, fence: u64, worker: &str, status: &str) {
-        let (job, worker, at_ms) = (job.to_owned(), worker.to_owned(), now_ms());
+        let attempt = Attempt::new(job, attempt, fence, worker);
         self.write(&if status == "done" {
-            Entry::Done {
-                job,
-                attempt,
-                fence,
-                worker,
-                at_ms,
-            }
+            Entry::Done(attempt)
         } else {
-            Entry::Refused {
-                job,
+            Entry::NotDone {
                 attempt,
-                fence,
-                worker,
                 status: status.to_owned(),
-                at_ms,
             }
         });
     }
@@ -246,5 +229,36 @@ impl Drop for Ledger {
         if self.owned {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_reads_back_as_written() {
+        let a = Attempt {
+            job: "j1".into(),
+            attempt: 2,
+            fence: 7,
+            worker: "w-1".into(),
+            at_ms: 123,
+        };
+        for entry in [
+            Entry::Ack {
+                job: "j1".into(),
+                at_ms: 5,
+            },
+            Entry::Start(a.clone()),
+            Entry::Done(a.clone()),
+            Entry::NotDone {
+                attempt: a,
+                status: "fenced".into(),
+            },
+        ] {
+            assert_eq!(Entry::parse(&entry.line()), Some(entry));
+        }
+        assert_eq!(Entry::parse("start j1 2"), None);
     }
 }

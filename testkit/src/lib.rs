@@ -18,6 +18,6 @@ mod redis_server;
 mod resp;
 
 pub use checker::{Summary, check};
-pub use ledger::{Entry, Ledger, now_ms, read_entries};
+pub use ledger::{Attempt, Entry, Ledger, now_ms, read_entries};
 pub use proxy::{Commands, Fault, FaultProxy, Fired, Rule};
 pub use redis_server::{Persistence, RedisServer, free_port};

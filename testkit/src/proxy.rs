@@ -202,6 +202,16 @@ impl Shared {
         None
     }
 
+    fn record(&self, fault: &'static str, command: &str) {
+        if let Ok(mut fired) = self.fired.lock() {
+            fired.push(Fired {
+                at: Instant::now(),
+                fault,
+                command: command.to_owned(),
+            });
+        }
+    }
+
     async fn healed(&self) {
         let mut rx = self.partition.subscribe();
         let _ = rx.wait_for(|partitioned| !partitioned).await;
@@ -274,7 +284,7 @@ impl FaultProxy {
     /// Black-hole every connection, open and new, until [`FaultProxy::heal`].
     pub fn start_partition(&self) {
         self.shared.partition.send_replace(true);
-        self.record("partition", "-");
+        self.shared.record("partition", "-");
     }
 
     /// End a partition: what was held moves on.
@@ -296,7 +306,7 @@ impl FaultProxy {
     /// Close every open connection now (as a reset would).
     pub fn cut_all(&self) {
         self.shared.generation.send_modify(|g| *g += 1);
-        self.record("cut-all", "-");
+        self.shared.record("cut-all", "-");
     }
 
     /// Faults that fired so far.
@@ -316,16 +326,6 @@ impl FaultProxy {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
-    }
-
-    fn record(&self, fault: &'static str, command: &str) {
-        if let Ok(mut fired) = self.shared.fired.lock() {
-            fired.push(Fired {
-                at: Instant::now(),
-                fault,
-                command: command.to_owned(),
-            });
-        }
     }
 }
 
