@@ -6,30 +6,37 @@
 -- ARGV[3]        COUNT: how many jobs at most
 -- ARGV[4]        call token: made by the worker before its first try and
 --                sent again on every retry of this call
--- ARGV[5]        how long (ms) this call's reply is kept for a replay
+-- ARGV[5]        how long (ms) this call's record is kept for a replay
 -- ARGV[6]        token of the worker's previous claim, whose reply arrived
 --                (its record is deleted), or ''
--- ARGV[7]        D: number of entries already delivered to this consumer by a
---                blocking XREADGROUP, to activate before reading more
+-- ARGV[7]        D: number of entries a blocking XREADGROUP delivered to
+--                the consumer's DELIVERED name, to activate before reading more
 -- ARGV[8 ..]     3 fields per delivered entry: level, entry id, job id
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
 --                 is free; N > 0: limited, next token in N ms), then 7 fields
 --                 per job:
---                 job id, level, entry id, fence, attempt,
---                 "max_attempts,timeout_ms,created_ms", payload}
+--                 job id, level, entry id, fence, attempt, run, payload}
+--                A light job has fence 0 (its fence is the pending list) and
+--                run "max_attempts,timeout_ms" (created: the entry id's time);
+--                a heavy job's run is "max_attempts,timeout_ms,created_ms".
+--
+-- Light jobs (common.lua) cost nothing here beyond the XREADGROUP: being
+-- pending for this consumer is what makes them active. Heavy jobs get
+-- their hash marked active and their fence raised.
 --
 -- Safe to replay. A claim whose reply was lost (a dropped connection, a
 -- reply later than the client's timeout) has run; the worker sends it again
--- with the same token, and gets the recorded reply of the first run
--- (`call:<token>`, msgpack) instead of a second claim. Without this, the
--- first run's jobs stay active under the worker's name, unseen by it, until
--- the reclaimer takes them with an attempt spent. The record is deleted by
--- the worker's next claim, or expires.
+-- with the same token and gets the first run's jobs again (`call:<token>`
+-- lists them), those it still holds, instead of a second claim. Without
+-- this, the first run's jobs stay active under the worker's name, unseen by
+-- it, until the reclaimer takes them with an attempt spent. The record is
+-- deleted by the worker's next claim, or expires; the meta field
+-- `ct:<consumer>` names it, for reclaim.lua to tell such unconfirmed jobs.
 --
--- An entry is activated only while it is still pending for this consumer
--- and its job is waiting: entries a blocking read delivered may have
--- waited longer than the visibility timeout and been reclaimed meanwhile,
--- and activating them then would raise the fence over the new owner's.
+-- An entry a blocking read delivered is activated only while it is still
+-- pending for the DELIVERED name and its job is waiting: it may have waited
+-- longer than the visibility timeout and been reclaimed meanwhile, and
+-- activating it then would raise the fence over the new owner's.
 --
 -- A paused queue activates nothing, not even entries a blocking read
 -- delivered meanwhile (they go back to the end of their stream).
@@ -48,27 +55,78 @@
 
 local base, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
-local record_key, record_ms = base .. 'call:' .. ARGV[4], ARGV[5]
+local token = ARGV[4]
+local record_key, record_ms = base .. 'call:' .. token, ARGV[5]
 if ARGV[6] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[6]) end
+local now = now_ms()
+local now_text = int(now)
+
+-- A heavy job, marked active under a raised fence; appended to `out`.
+local function activate_heavy(out, level, eid, jid)
+  local jk = base .. 'job:' .. jid
+  local f = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state')
+  if not f[1] or (f[5] and f[5] ~= 'waiting') then
+    -- The job is gone, or not waiting (this entry is a stale copy): the
+    -- entry is acknowledged only, and the next trim drops it.
+    redis.call('XACK', stream_key(level), GROUP, eid)
+    return false
+  end
+  local run = f[4]
+  if not run then
+    -- A hash written before `run` existed keeps these three apart.
+    local old = redis.call('HMGET', jk, 'max', 'to', 'cat')
+    run = (old[1] or '1') .. ',' .. (old[2] or '0') .. ',' .. (old[3] or '0')
+  end
+  local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[3]) or 0) + 1
+  -- `ct`: the claim call that activated it; while that call's record
+  -- exists its reply has not been confirmed (see reclaim.lua).
+  redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence),
+    'sat', now_text, 'wk', consumer, 'ct', token)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = jid, level, eid, fence
+  out[n + 5], out[n + 6], out[n + 7] = att, run, f[1]
+  return true
+end
+
+-- A light job; appended to `out`.
+local function light_job(out, level, eid, f)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = f.i, level, eid, 0
+  out[n + 5], out[n + 6], out[n + 7] = 1, f.r, f.p
+end
+
 local recorded = redis.call('GET', record_key)
 if recorded then
   -- A replay: the first run's jobs, but only those this worker still
   -- holds. One the reclaimer took back meanwhile (the reply came later than
   -- the visibility timeout) belongs to someone else now.
-  local first = cmsgpack.unpack(recorded)
-  local held = { first[1], first[2] }
-  for i = 3, #first, 7 do
-    local f = redis.call('HMGET', base .. 'job:' .. first[i], 'fence', 'state', 'wk')
-    if tonumber(f[1]) == tonumber(first[i + 3]) and f[2] == 'active' and f[3] == consumer then
-      for k = 0, 6 do held[#held + 1] = first[i + k] end
+  local status, jobs = string.match(recorded, '^(%S+ %S+) ?(.*)$')
+  local paused, rate = string.match(status, '^(%S+) (%S+)$')
+  local held = { tonumber(paused), tonumber(rate) }
+  for level, eid, jid in string.gmatch(jobs, '(%d+) (%S+) (%S+)') do
+    local stream = stream_key(level)
+    if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, consumer) == 1 then
+      local jk = base .. 'job:' .. jid
+      local h = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state', 'wk', 'ct')
+      if h[1] then
+        if h[5] == 'active' and h[6] == consumer and h[7] == token then
+          local n = #held
+          held[n + 1], held[n + 2], held[n + 3], held[n + 4] = jid, tonumber(level), eid, tonumber(h[3])
+          held[n + 5], held[n + 6], held[n + 7] = tonumber(h[2]), h[4], h[1]
+        end
+      else
+        local f = light_fields(entry_list(level, eid))
+        if f then light_job(held, tonumber(level), eid, f) end
+      end
     end
   end
   return held
 end
+
 local delivered = tonumber(ARGV[7])
-local now = now_ms()
-local now_text = int(now)
 local out = { 0, -1 }
+-- The record: "paused rate" then "level entry job" per job taken.
+local taken_record = {}
 local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'burst', 'tokens', 'tts')
 local rate = tonumber(meta[2] or '0') or 0
 local tokens
@@ -81,57 +139,52 @@ if rate > 0 then
   end
 end
 
-local function activate(level, eid, jid)
-  local jk = base .. 'job:' .. jid
-  local f = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state')
-  if not f[1] or (f[5] and f[5] ~= 'waiting') then
-    -- The job is gone, or not waiting (this entry is a stale copy): the
-    -- entry is acknowledged only, and the next trim drops it.
-    redis.call('XACK', stream_key(level), GROUP, eid)
-    return
-  end
-  local run = f[4]
-  if not run then
-    -- A hash written before `run` existed keeps these three apart.
-    local old = redis.call('HMGET', jk, 'max', 'to', 'cat')
-    run = (old[1] or '1') .. ',' .. (old[2] or '0') .. ',' .. (old[3] or '0')
-  end
-  local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[3]) or 0) + 1
-  -- `ct`: the claim call that activated it; while that call's record
-  -- exists its reply has not been confirmed (see reclaim.lua).
-  redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence), 'sat', now_text, 'wk', consumer, 'ct', ARGV[4])
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = jid, level, eid, fence
-  out[n + 5], out[n + 6], out[n + 7] = att, run, f[1]
-  remaining = remaining - 1
-end
-
 -- Jobs taken from the streams by this call (or delivered to it).
 local taken = 0
+local function took(level, eid, jid)
+  taken = taken + 1
+  remaining = remaining - 1
+  taken_record[#taken_record + 1] = level .. ' ' .. eid .. ' ' .. jid
+end
+
 local paused = meta[1] == '1'
+local delivered_to = consumer .. DELIVERED
 for i = 0, delivered - 1 do
   local o = 8 + i * 3
-  if paused then
-    -- A blocking read delivered these after the queue was paused: put them
-    -- back at the end of their level instead of running them.
-    local stream = stream_key(ARGV[o])
-    if redis.call('XACK', stream, GROUP, ARGV[o + 1]) == 1
-        and redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
-      redis.call('XADD', stream, '*', 'i', ARGV[o + 2])
+  local level, eid = tonumber(ARGV[o]), ARGV[o + 1]
+  local stream = stream_key(level)
+  if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, delivered_to) == 1 then
+    if paused then
+      -- A blocking read delivered it after the queue was paused: back to
+      -- the end of its level instead of running it.
+      redis.call('XACK', stream, GROUP, eid)
+      local list = entry_list(level, eid)
+      local f = light_fields(list)
+      if f then
+        add_light(base, level, f)
+      elseif list and redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
+        redis.call('XADD', stream, '*', 'i', ARGV[o + 2])
+      end
+    else
+      local e = redis.call('XCLAIM', stream, GROUP, consumer, 0, eid)[1]
+      local f = e and light_fields(e[2])
+      if f then
+        light_job(out, level, eid, f)
+        took(level, eid, f.i)
+      elseif e and e[2] and activate_heavy(out, level, eid, e[2][2]) then
+        took(level, eid, e[2][2])
+      elseif not (e and e[2]) then
+        redis.call('XACK', stream, GROUP, eid)
+      end
     end
-  elseif #redis.call('XPENDING', stream_key(ARGV[o]), GROUP, ARGV[o + 1], ARGV[o + 1], 1, consumer) == 1 then
-    local before = remaining
-    activate(ARGV[o], ARGV[o + 1], ARGV[o + 2])
-    taken = taken + before - remaining
   end
-  -- Otherwise the entry was reclaimed from this consumer meanwhile: it is
-  -- someone else's now.
+  -- Otherwise the entry was reclaimed meanwhile: it is someone else's now.
 end
 
 local function spend_tokens()
   if rate > 0 then
     tokens = tokens - taken
-    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'tts', int(now))
+    redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'tts', now_text)
     if tokens >= 1 then
       out[2] = 0
     else
@@ -141,7 +194,13 @@ local function spend_tokens()
 end
 
 local function reply()
-  redis.call('SET', record_key, cmsgpack.pack(out), 'PX', record_ms)
+  local status = out[1] .. ' ' .. out[2]
+  if taken > 0 then
+    redis.call('SET', record_key, status .. ' ' .. table.concat(taken_record, ' '), 'PX', record_ms)
+    redis.call('HSET', KEYS[1], 'ct:' .. consumer, token)
+  else
+    redis.call('SET', record_key, status, 'PX', record_ms)
+  end
   return out
 end
 
@@ -160,9 +219,16 @@ while remaining > 0 and KEYS[2 + level] do
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', remaining, 'STREAMS', stream_key(level), '>')
   if r then
     for _, e in ipairs(r[1][2]) do
-      local before = remaining
-      activate(level, e[1], e[2][2])
-      taken = taken + before - remaining
+      local list = e[2]
+      if #list > 2 then
+        -- Light: i, p, r, b[, k] in the order enqueue.lua wrote them.
+        local n = #out
+        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = list[2], level, e[1], 0
+        out[n + 5], out[n + 6], out[n + 7] = 1, list[6], list[4]
+        took(level, e[1], list[2])
+      elseif activate_heavy(out, level, e[1], list[2]) then
+        took(level, e[1], list[2])
+      end
     end
   else
     level = level + 1

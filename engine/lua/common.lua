@@ -12,6 +12,25 @@
 
 local GROUP = 'workers'
 
+-- Two layouts of a job (docs/design.md, "Storage"):
+--   light  a job enqueued ready to run lives in its stream entry alone:
+--          fields i (job id), p (payload), r ("max_attempts,timeout_ms"),
+--          b (backoff) and, with an idempotency key, k. Its attempt is 1 and
+--          its fence is the consumer group's pending list: it is active
+--          while its entry is pending for its worker. The hash `ix` maps
+--          its id to "<level> <entry id>" for lookups.
+--   heavy  a job with mutable state (delayed, retried, snoozed, reclaimed,
+--          dead, or kept after completion) has a hash `job:<id>`, and its
+--          stream entry holds only i. Jobs written before light jobs
+--          existed are heavy, so both are read everywhere.
+-- A light job becomes heavy (materialize) the first time it needs state.
+
+-- Entries a blocking read delivered are held by the worker's consumer name
+-- with this suffix until a claim activates them (XCLAIM to the name itself),
+-- so a reclaimer can tell them from jobs that ran. Consumer names cannot
+-- contain '~'.
+local DELIVERED = '~b'
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -37,6 +56,47 @@ end
 -- Stream of priority level `level` (0 = most urgent).
 local function stream_key(level)
   return KEYS[2 + tonumber(level)]
+end
+
+-- A light entry's fields as a table (i, p, r, b, k), from XREADGROUP,
+-- XCLAIM or XRANGE's field list; nil for a heavy entry (i only).
+local function light_fields(list)
+  if not list or #list <= 2 then return nil end
+  local f = {}
+  for n = 1, #list, 2 do f[list[n]] = list[n + 1] end
+  return f
+end
+
+-- The fields of entry `eid` on `level` (nil when it was deleted).
+local function entry_list(level, eid)
+  local r = redis.call('XRANGE', stream_key(level), eid, eid)
+  return r[1] and r[1][2]
+end
+
+-- Add a light job's entry (again) at the end of its level; returns the id.
+local function add_light(base, level, f)
+  local eid
+  if f.k then
+    eid = redis.call('XADD', stream_key(level), '*', 'i', f.i, 'p', f.p, 'r', f.r, 'b', f.b, 'k', f.k)
+  else
+    eid = redis.call('XADD', stream_key(level), '*', 'i', f.i, 'p', f.p, 'r', f.r, 'b', f.b)
+  end
+  redis.call('HSET', base .. 'ix', f.i, level .. ' ' .. eid)
+  return eid
+end
+
+-- Give a light job (fields `f`, entry `eid` on `level`) its hash, as an
+-- active job of `worker` on its first attempt under fence 1, and drop it
+-- from the index. `ct`: the claim call that activated it, if known.
+local function materialize(base, level, eid, f, worker, ct)
+  local jk = base .. 'job:' .. f.i
+  local created = string.match(eid, '^%d+')
+  redis.call('HSET', jk, 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. created,
+    'state', 'active', 'att', '1', 'fence', '1', 'wk', worker)
+  if f.k then redis.call('HSET', jk, 'idem', f.k) end
+  if ct then redis.call('HSET', jk, 'ct', ct) end
+  redis.call('HDEL', base .. 'ix', f.i)
+  return jk
 end
 
 -- Stream ids compare as two integers, milliseconds then sequence.
@@ -78,10 +138,14 @@ end
 -- deleted yet (a tombstone there would make Redis unable to tell the
 -- group's lag): its id is kept in the meta hash (field `lg<stream key>`)
 -- and deleted by the next such call, once newer entries were delivered.
-local function trim_acked(stream, acked)
-  local newest = nil
-  for _, eid in ipairs(acked) do
-    if not newest or id_less(newest, eid) then newest = eid end
+--
+-- `newest`: the newest id of this call's entries on the stream when the
+-- caller knows it (settle's caller sends it), else nil (found here).
+local function trim_acked(stream, acked, newest)
+  if not newest then
+    for _, eid in ipairs(acked) do
+      if not newest or id_less(newest, eid) then newest = eid end
+    end
   end
   local oldest = redis.call('XPENDING', stream, GROUP, '-', '+', 1)[1]
   local bound = newest

@@ -2,27 +2,68 @@
 --
 -- KEYS[1]        meta hash (routing); KEYS[2 ..] priority streams
 -- ARGV[1]        key base
--- ARGV[2]        number of jobs N
--- ARGV[3 ..]     9 fields per job:
+-- ARGV[2]        call token: made by the client before its first try and
+--                sent again on every retry of this call
+-- ARGV[3]        how long (ms) the record of this call is kept
+-- ARGV[4]        number of jobs N
+-- ARGV[5 ..]     9 fields per job:
 --                  id, payload, priority, delay_ms, max_attempts,
 --                  backoff "base_ms,factor,cap_ms,jitter", timeout_ms (0 = none),
 --                  idempotency key ('' = none), idempotency window ms
+-- then           C, and C tokens of earlier calls of this client whose
+--                replies arrived: their records are deleted
 -- Reply          2 fields per job: the job id, and 1 when an idempotency key
 --                matched an earlier job (the id is then that job's), else 0.
 --
--- A job whose id already exists is not added again: a client that retries a
--- call whose reply it lost cannot enqueue twice. Every option was checked
--- by the caller (options.rs bounds every duration), so no command below
--- fails after the first write: the batch is written whole or not at all.
+-- Safe to replay: the call leaves a record (`call:<token>`), and a retry of
+-- a call whose reply was lost finds it, adds nothing and answers what the
+-- first run answered (each job's own id, or the id its idempotency key
+-- maps to). The client's next call deletes it; else it expires once no
+-- retry can come. Every option was checked by the caller (options.rs bounds
+-- every duration), so no command below fails after the first write: the
+-- batch is written whole or not at all.
+--
+-- A job ready at once is light (see common.lua): one XADD, and its index
+-- entry, written for the whole batch in a few HSETs. A delayed job is heavy
+-- from the start: its hash waits in `delayed`.
 
 local base = ARGV[1]
-local n = tonumber(ARGV[2])
-local now = now_ms()
-local created = int(now)
+local record_key, record_ms = base .. 'call:' .. ARGV[2], ARGV[3]
+local n = tonumber(ARGV[4])
 local out = {}
+local confirmed = 5 + n * 9
+for c = 1, tonumber(ARGV[confirmed] or '0') do
+  redis.call('DEL', base .. 'call:' .. ARGV[confirmed + c])
+end
+
+if redis.call('EXISTS', record_key) == 1 then
+  for i = 0, n - 1 do
+    local o = 5 + i * 9
+    local jid, idem = ARGV[o], ARGV[o + 7]
+    local id = jid
+    if idem ~= '' then id = redis.call('GET', base .. 'idem:' .. idem) or jid end
+    out[#out + 1] = id
+    out[#out + 1] = id == jid and 0 or 1
+  end
+  -- It still writes, so that a WAIT on this connection (Replicated
+  -- durability) waits for the replicas to reach this point, which lies
+  -- after the first call's write, instead of answering at once for a
+  -- connection that wrote nothing.
+  redis.call('HINCRBY', base .. 'stats', 'enqueue_repeats', 1)
+  return out
+end
+
+local now = now_ms()
 local added = 0
+local index, indexed = {}, 0
+local function flush_index()
+  if indexed > 0 then
+    redis.call('HSET', base .. 'ix', unpack(index))
+    index, indexed = {}, 0
+  end
+end
 for i = 0, n - 1 do
-  local o = 3 + i * 9
+  local o = 5 + i * 9
   local jid, payload, prio, delay = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3])
   local idem, window = ARGV[o + 7], ARGV[o + 8]
   local existing = nil
@@ -32,45 +73,43 @@ for i = 0, n - 1 do
       existing = redis.call('GET', ik)
     end
   end
-  local jk = base .. 'job:' .. jid
   if existing then
-    table.insert(out, existing)
-    table.insert(out, existing == jid and 0 or 1)
-  elseif redis.call('EXISTS', jk) == 1 then
-    table.insert(out, jid)
-    table.insert(out, 0)
+    out[#out + 1] = existing
+    out[#out + 1] = existing == jid and 0 or 1
   else
-    -- One HSET per job (schedule() would write the hash a second time),
-    -- with as few fields as can be: each field of a new hash costs a
-    -- listpack search and a reallocation, and each field a claim reads
-    -- costs as much again. What a claim needs and nothing changes goes in
-    -- one field, `run` = "max_attempts,timeout_ms,created_ms". Absent
-    -- fields have defaults that every reader applies: attempt and fence 0;
-    -- state 'waiting' and due time = creation time for a job ready at once.
-    local run = ARGV[o + 4] .. ',' .. ARGV[o + 6] .. ',' .. created
     if delay > 0 then
+      -- One HSET per job, with as few fields as can be: each field of a
+      -- new hash costs a listpack search and a reallocation. `run` =
+      -- "max_attempts,timeout_ms,created_ms" is what a claim needs and
+      -- nothing changes.
+      local jk = base .. 'job:' .. jid
       local due = int(now + delay)
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5], 'run', run,
-        'state', 'delayed', 'due', due)
+      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5],
+        'run', ARGV[o + 4] .. ',' .. ARGV[o + 6] .. ',' .. int(now), 'state', 'delayed', 'due', due)
+      if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
       redis.call('ZADD', base .. 'delayed', due, jid)
     else
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5], 'run', run)
-      redis.call('XADD', stream_key(prio), '*', 'i', jid)
+      local run = ARGV[o + 4] .. ',' .. ARGV[o + 6]
+      local eid
+      if idem ~= '' then
+        eid = redis.call('XADD', stream_key(prio), '*', 'i', jid, 'p', payload, 'r', run, 'b', ARGV[o + 5], 'k', idem)
+      else
+        eid = redis.call('XADD', stream_key(prio), '*', 'i', jid, 'p', payload, 'r', run, 'b', ARGV[o + 5])
+      end
+      index[indexed * 2 + 1] = jid
+      index[indexed * 2 + 2] = prio .. ' ' .. eid
+      indexed = indexed + 1
+      -- unpack() is bounded by Lua's C stack: a few hundred pairs a call.
+      if indexed == 500 then flush_index() end
     end
-    if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
     added = added + 1
-    table.insert(out, jid)
-    table.insert(out, 0)
+    out[#out + 1] = jid
+    out[#out + 1] = 0
   end
 end
+flush_index()
 if added > 0 then
   redis.call('HINCRBY', base .. 'stats', 'enqueued', added)
-elseif n > 0 then
-  -- Nothing new: a retry of a call whose reply was lost, or idempotency
-  -- hits. It still writes, so that a WAIT on this connection (Replicated
-  -- durability) waits for the replicas to reach this point, which lies
-  -- after the first call's write, instead of answering at once for a
-  -- connection that wrote nothing.
-  redis.call('HINCRBY', base .. 'stats', 'enqueue_repeats', 1)
 end
+if n > 0 then redis.call('SET', record_key, '1', 'PX', record_ms) end
 return out

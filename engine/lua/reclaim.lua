@@ -30,7 +30,8 @@ local owner_timeouts = {}
 local function owner_timeout(owner)
   local t = owner_timeouts[owner]
   if not t then
-    t = tonumber(redis.call('HGET', KEYS[1], 'vt:' .. owner) or '') or 0
+    local worker = string.gsub(owner, DELIVERED .. '$', '')
+    t = tonumber(redis.call('HGET', KEYS[1], 'vt:' .. worker) or '') or 0
     owner_timeouts[owner] = t
   end
   return t
@@ -44,6 +45,16 @@ local function unconfirmed(jk)
   local f = redis.call('HMGET', jk, 'ct', 'gb')
   return f[1] and (tonumber(f[2]) or 0) < MAX_GIVE_BACKS
     and redis.call('EXISTS', base .. 'call:' .. f[1]) == 1
+end
+
+-- The claim token of `owner`'s last claim when its record still exists
+-- (the worker never confirmed its reply) and lists entry `eid`.
+local function unconfirmed_claim(owner, eid)
+  local ct = redis.call('HGET', KEYS[1], 'ct:' .. owner)
+  if not ct then return nil end
+  local record = redis.call('GET', base .. 'call:' .. ct)
+  if record and string.find(record .. ' ', ' ' .. eid .. ' ', 1, true) then return ct end
+  return nil
 end
 
 local level = 0
@@ -71,8 +82,22 @@ while KEYS[2 + level] do
           table.insert(acked, eid)
           local jid = e[2][2]
           local jk = jid and (base .. 'job:' .. jid)
-          local state = jk and redis.call('HMGET', jk, 'prio', 'state')
-          if state and state[1] and state[2] ~= 'active' then
+          local light = light_fields(e[2])
+          if light and string.sub(owner, -#DELIVERED) == DELIVERED then
+            -- Delivered by a blocking read and never activated: it never
+            -- ran, so it goes back in line as it was.
+            add_light(base, level, light)
+            light = 'requeued'
+            requeued = requeued + 1
+          elseif light then
+            -- A light job its worker ran (or never heard of, when the
+            -- claim's reply was lost): from here it is a heavy one.
+            materialize(base, level, eid, light, owner, unconfirmed_claim(owner, eid))
+          end
+          local state = jk and light ~= 'requeued' and redis.call('HMGET', jk, 'prio', 'state')
+          if light == 'requeued' then
+            -- Done above.
+          elseif state and state[1] and state[2] ~= 'active' then
             -- Delivered by a blocking read and never activated (the worker
             -- waited too long for a slot, or never heard the reply): it
             -- never ran, so it goes back in line with no attempt spent.

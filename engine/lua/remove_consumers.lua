@@ -10,7 +10,8 @@
 -- Reply          consumers removed
 --
 -- A removed consumer that holds nothing on any level also loses its
--- announced visibility timeout (meta field `vt:<consumer>`).
+-- announced visibility timeout (meta field `vt:<consumer>`) and its last
+-- claim's token (`ct:<consumer>`).
 --
 -- Checking a consumer's pending count and deleting it must be one step:
 -- XGROUP DELCONSUMER drops the consumer's pending entries from the group,
@@ -34,7 +35,8 @@ while KEYS[2 + level] do
         local pending, idle, cname = tonumber(info['pending']) or 1, tonumber(info['idle']) or 0, info['name']
         local wanted
         if max_idle < 0 then
-          wanted = cname == name
+          -- The worker's name, and the name its blocking reads use.
+          wanted = cname == name or cname == name .. DELIVERED
         else
           wanted = cname ~= name and idle > max_idle
         end
@@ -51,7 +53,10 @@ while KEYS[2 + level] do
 end
 -- A consumer that holds nothing anywhere any more no longer needs its
 -- visibility timeout announced (reclaim.lua reads `vt:<consumer>`).
+-- Nor its last claim's token (`ct:<consumer>`).
 for cname in pairs(gone) do
-  if not holds[cname] then redis.call('HDEL', KEYS[1], 'vt:' .. cname) end
+  if not holds[cname] and not holds[cname .. DELIVERED] then
+    redis.call('HDEL', KEYS[1], 'vt:' .. cname, 'ct:' .. cname)
+  end
 end
 return removed

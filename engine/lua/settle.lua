@@ -9,15 +9,27 @@
 -- ARGV[6]        how long (ms) this call's reply is kept for a replay
 -- ARGV[7]        token of the caller's previous settle whose reply arrived
 --                (its record is deleted), or ''
--- ARGV[8]        N: number of outcomes
--- ARGV[9 ..]     7 fields per outcome:
+-- ARGV[8]        consumer name of the worker that ran these attempts
+-- ARGV[9]        N: number of outcomes
+-- ARGV[10 ..]    7 fields per outcome:
 --                  job id, level, entry id, fence, kind, text, delay_ms
 --                kind: done (text = result) | fail (text = error; the job's
 --                backoff) | retry (text = error; delay_ms given) | bury
 --                (text = reason) | snooze (delay_ms; no attempt used)
+--                fence 0: a light job (common.lua)
+-- then           M, and 3 fields per level the outcomes touch: level, the
+--                oldest and the newest of their entry ids (the newest bounds
+--                the trim)
 -- Reply          one status per outcome: done, retry, dead, snoozed,
 --                fenced (the fence moved on: another worker owns the job now,
 --                nothing was changed) or gone (the job no longer exists).
+--
+-- A light job's outcome is accepted while its entry is pending for this
+-- consumer (one XPENDING per level for the whole batch): a reclaimer that
+-- took it acknowledged the entry and gave the job a hash with a raised
+-- fence. A completed light job costs its share of one XACK and one HDEL.
+-- Any other outcome gives it a hash first (materialize), then takes the
+-- heavy path.
 --
 -- Safe to replay. A settle whose reply was lost has run; sent again with
 -- the same token, it answers the first run's reply (`call:<token>`)
@@ -25,82 +37,140 @@
 -- snooze does not give its attempt back twice, and counters count once.
 -- Past the record's life, a state check does the same: an outcome under
 -- the current fence for a job that is no longer active was recorded
--- already, and is answered from the job's state.
+-- already, and is answered from the job's state; a light job no longer
+-- pending and without a hash completed.
 
 local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local record_key, record_ms = base .. 'call:' .. ARGV[5], ARGV[6]
 if ARGV[7] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[7]) end
 local recorded = redis.call('GET', record_key)
-if recorded then return cjson.decode(recorded) end
+if recorded then
+  local out = {}
+  for s in string.gmatch(recorded, '%S+') do out[#out + 1] = s end
+  return out
+end
 math.randomseed(tonumber(ARGV[4]))
-local n = tonumber(ARGV[8])
+local consumer = ARGV[8]
+local n = tonumber(ARGV[9])
 local now = now_ms()
 local now_text = int(now)
 local out = {}
 local completed, failed = 0, 0
--- Entries to acknowledge, by level: one XACK and one trim per level for the
--- whole batch (per-entry calls cost more than the work).
-local finished = {}
+
+-- Per level: the entries this call finished (one XACK and one trim per
+-- level: per-entry calls cost more than the work), the newest entry id,
+-- and which light entries are pending for this consumer.
+local finished, oldest, newest, held = {}, {}, {}, {}
+local r = 10 + n * 7
+for _ = 1, tonumber(ARGV[r]) do
+  oldest[ARGV[r + 1]], newest[ARGV[r + 1]] = ARGV[r + 2], ARGV[r + 3]
+  r = r + 3
+end
 local function finish(level, eid)
   local ids = finished[level]
   if not ids then
     ids = {}
     finished[level] = ids
   end
-  table.insert(ids, eid)
+  ids[#ids + 1] = eid
 end
+-- Which light entries of this call are still pending for this consumer:
+-- one XPENDING per level, over the consumer's pending entries between the
+-- call's oldest and newest there (the entries it still runs between them
+-- come back too). Checking each entry apart costs a call per job, and
+-- XCLAIM ... JUSTID over the batch costs more: Redis propagates one
+-- command per entry claimed.
+local function pending_light(level)
+  local set = held[level]
+  if not set then
+    set = {}
+    local page = redis.call('XPENDING', stream_key(level), GROUP, oldest[level] or '-', newest[level] or '+', 1000000, consumer)
+    for _, p in ipairs(page) do set[p[1]] = true end
+    held[level] = set
+  end
+  return set
+end
+local unindex = {}
+
 for i = 0, n - 1 do
-  local o = 9 + i * 7
+  local o = 10 + i * 7
   local jid, level, eid, fence, kind, text, delay =
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
   local jk = base .. 'job:' .. jid
-  local f = redis.call('HMGET', jk, 'fence', 'state')
-  local cur, state = f[1], f[2]
-  if not cur then
-    finish(level, eid)
-    table.insert(out, 'gone')
-  elseif cur ~= fence then
-    table.insert(out, 'fenced')
-  elseif state ~= 'active' then
-    -- Recorded already (a replay past the record's life).
-    if state == 'completed' then
-      table.insert(out, 'done')
-    elseif state == 'dead' then
-      table.insert(out, 'dead')
-    elseif kind == 'snooze' then
-      table.insert(out, 'snoozed')
-    else
-      table.insert(out, 'retry')
-    end
-  else
-    finish(level, eid)
-    if kind == 'done' then
+  local status = nil
+  if fence == '0' then
+    if not pending_light(level)[eid] then
+      -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
+      -- completed already.
+      if redis.call('EXISTS', jk) == 1 then status = 'fenced' else status = 'gone' end
+    elseif kind == 'done' and keep <= 0 then
+      finish(level, eid)
+      unindex[#unindex + 1] = jid
       completed = completed + 1
-      if keep > 0 then
-        redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', now_text)
-        redis.call('HDEL', jk, 'wk')
-        redis.call('PEXPIRE', jk, keep)
-      else
-        redis.call('DEL', jk)
-      end
-      table.insert(out, 'done')
-    elseif kind == 'snooze' then
-      redis.call('HINCRBY', jk, 'att', -1)
-      schedule(base, jk, jid, redis.call('HGET', jk, 'prio'), delay, now)
-      table.insert(out, 'snoozed')
+      status = 'done'
     else
-      if kind == 'fail' then delay = -1 end
-      failed = failed + 1
-      table.insert(out, fail(base, jk, jid, text, delay, kind == 'bury', cap, now))
+      local f = light_fields(entry_list(level, eid))
+      if not f then
+        finish(level, eid)
+        unindex[#unindex + 1] = jid
+        status = 'gone'
+      else
+        materialize(base, level, eid, f, consumer, nil)
+        fence = '1'
+      end
     end
   end
+  if not status then
+    local f = redis.call('HMGET', jk, 'fence', 'state')
+    local cur, state = f[1], f[2]
+    if not cur then
+      finish(level, eid)
+      status = 'gone'
+    elseif cur ~= fence then
+      status = 'fenced'
+    elseif state ~= 'active' then
+      -- Recorded already (a replay past the record's life).
+      if state == 'completed' then
+        status = 'done'
+      elseif state == 'dead' then
+        status = 'dead'
+      elseif kind == 'snooze' then
+        status = 'snoozed'
+      else
+        status = 'retry'
+      end
+    else
+      finish(level, eid)
+      if kind == 'done' then
+        completed = completed + 1
+        if keep > 0 then
+          redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', now_text)
+          redis.call('HDEL', jk, 'wk')
+          redis.call('PEXPIRE', jk, keep)
+        else
+          redis.call('DEL', jk)
+        end
+        status = 'done'
+      elseif kind == 'snooze' then
+        redis.call('HINCRBY', jk, 'att', -1)
+        schedule(base, jk, jid, redis.call('HGET', jk, 'prio'), delay, now)
+        status = 'snoozed'
+      else
+        if kind == 'fail' then delay = -1 end
+        failed = failed + 1
+        status = fail(base, jk, jid, text, delay, kind == 'bury', cap, now)
+      end
+    end
+  end
+  out[#out + 1] = status
 end
 for level, ids in pairs(finished) do
   local stream = stream_key(level)
   redis.call('XACK', stream, GROUP, unpack(ids))
-  trim_acked(stream, ids)
+  trim_acked(stream, ids, newest[level])
 end
+if #unindex > 0 then redis.call('HDEL', base .. 'ix', unpack(unindex)) end
 if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end
 count_minute(base, now, completed, failed)
-redis.call('SET', record_key, cjson.encode(out), 'PX', record_ms)
+redis.call('SET', record_key, table.concat(out, ' '), 'PX', record_ms)
 return out

@@ -80,11 +80,17 @@ pub struct Job {
     pub payload: Vec<u8>,
     pub(crate) entry_id: String,
     pub(crate) fence: u64,
+    /// The consumer name that claimed it (a light job's fence is its
+    /// entry pending under this name).
+    pub(crate) consumer: String,
 }
 
 impl Job {
     /// The fence this run holds: raised at every claim and reclaim, so an
-    /// outcome recorded under an older one is refused.
+    /// outcome recorded under an older one is refused. 0 for a job on its
+    /// first run since enqueue, which has no hash: its fence is its stream
+    /// entry pending for this worker (a reclaim gives it a hash with fence 1
+    /// and raises that).
     pub fn fence(&self) -> u64 {
         self.fence
     }
@@ -246,6 +252,16 @@ impl RunFields {
         };
         parts.next().is_none().then_some(fields)
     }
+
+    /// What a claim answers: a heavy job's `run`, or a light job's
+    /// "max_attempts,timeout_ms", created when its entry `entry_id` was.
+    pub(crate) fn parse_claimed(text: &str, entry_id: &str) -> Option<Self> {
+        if text.bytes().filter(|b| *b == b',').count() == 1 {
+            let created = entry_id.split_once('-')?.0;
+            return Self::parse(&format!("{text},{created}"));
+        }
+        Self::parse(text)
+    }
 }
 
 /// A job as Redis stores it: its id and every field of its hash. What a
@@ -334,5 +350,25 @@ mod tests {
         for bad in ["", "3", "3,0", "3,0,1,4", "a,0,1", "3,-1,1", "3,,1"] {
             assert_eq!(RunFields::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_light_jobs_run_field_takes_its_creation_from_the_entry_id() {
+        assert_eq!(
+            RunFields::parse_claimed("3,30000", "1700000000000-4"),
+            Some(RunFields {
+                max_attempts: 3,
+                timeout_ms: 30_000,
+                created_ms: 1_700_000_000_000,
+            })
+        );
+        assert_eq!(
+            RunFields::parse_claimed("3,0,5", "1700000000000-4").map(|r| r.created_ms),
+            Some(5)
+        );
+        for bad in ["3,", ",0", "3,0,"] {
+            assert_eq!(RunFields::parse_claimed(bad, "1-0"), None, "{bad:?}");
+        }
+        assert_eq!(RunFields::parse_claimed("3,0", "junk"), None);
     }
 }

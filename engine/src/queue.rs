@@ -51,6 +51,9 @@ pub struct Queue {
     client: Client,
     store: Store,
     config: Arc<QueueConfig>,
+    /// Tokens of this handle's enqueue calls whose replies arrived: the
+    /// next enqueue deletes their records (see `enqueue.lua`).
+    answered_enqueues: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Queue {
@@ -59,6 +62,7 @@ impl Queue {
             client,
             store,
             config: Arc::new(config),
+            answered_enqueues: Arc::default(),
         }
     }
 
@@ -114,11 +118,13 @@ impl Queue {
             .into_iter()
             .map(|job| self.item(job))
             .collect::<Result<Vec<_>>>()?;
+        let call = self.enqueue_token();
+        let confirmed = std::mem::take(&mut *self.answered());
         let reply = match self.client.config().durability {
             Durability::Replicated { replicas, timeout } => {
                 let (reply, acked) = self
                     .store
-                    .enqueue_replicated(&items, replicas, timeout)
+                    .enqueue_replicated(&items, &call, &confirmed, replicas, timeout)
                     .await?;
                 if acked < i64::from(replicas) {
                     return Err(Error::Protocol {
@@ -130,12 +136,34 @@ impl Queue {
                 }
                 reply
             }
-            _ => self.store.enqueue(&items).await?,
+            _ => self.store.enqueue(&items, &call, &confirmed).await?,
         };
+        self.answered().push(call.token);
         Ok(reply
             .into_iter()
             .map(|(id, duplicate)| Enqueued { id, duplicate })
             .collect())
+    }
+
+    /// A token for one enqueue call: its record outlives every retry the
+    /// client makes of the call (each try may wait the response timeout,
+    /// then the longest backoff), so a retry of a call that ran adds
+    /// nothing, and then expires: it is not kept per job.
+    fn answered(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        // A panic while holding it leaves a plain list of tokens: still good.
+        self.answered_enqueues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn enqueue_token(&self) -> CallToken {
+        let config = self.client.config();
+        let per_try = config.response_timeout + config.retry.max_delay;
+        let tries = u32::try_from(config.retry.retries + 1).unwrap_or(u32::MAX);
+        CallToken::new(
+            per_try.saturating_mul(tries).max(Duration::from_secs(10)),
+            None,
+        )
     }
 
     fn item(&self, job: NewJob) -> Result<EnqueueItem> {
@@ -330,22 +358,38 @@ impl Queue {
         out.pop().ok_or(Error::EmptyBatch)
     }
 
-    /// Record several outcomes in one round trip.
+    /// Record several outcomes, in one round trip per consumer that
+    /// claimed them; the answers are in the order of `outcomes`.
     pub async fn settle_many(&self, outcomes: Vec<(&Job, Outcome)>) -> Result<Vec<Settled>> {
-        let items: Vec<SettleItem> = outcomes
-            .into_iter()
-            .map(|(job, outcome)| Ticket::of(job).settle(outcome))
-            .collect();
-        let call = self.call_token(None);
-        let settled = self.settle_items(&items, &call).await?;
-        self.store.forget_calls(&[call.token]).await;
-        Ok(settled)
+        let mut by_consumer: Vec<(String, Vec<usize>, Vec<SettleItem>)> = Vec::new();
+        for (position, (job, outcome)) in outcomes.into_iter().enumerate() {
+            let item = Ticket::of(job).settle(outcome);
+            match by_consumer.iter_mut().find(|g| g.0 == job.consumer) {
+                Some(group) => {
+                    group.1.push(position);
+                    group.2.push(item);
+                }
+                None => by_consumer.push((job.consumer.clone(), vec![position], vec![item])),
+            }
+        }
+        let total = by_consumer.iter().map(|g| g.1.len()).sum();
+        let mut out = vec![Settled::Gone; total];
+        for (consumer, positions, items) in by_consumer {
+            let call = self.call_token(None);
+            let settled = self.settle_items(&consumer, &items, &call).await?;
+            self.store.forget_calls(&[call.token]).await;
+            for (position, s) in positions.into_iter().zip(settled) {
+                out[position] = s;
+            }
+        }
+        Ok(out)
     }
 
     /// Settle `items` under `call`: the same token for every try of one
     /// batch, so a replay changes nothing.
     pub(crate) async fn settle_items(
         &self,
+        consumer: &str,
         items: &[SettleItem],
         call: &CallToken,
     ) -> Result<Vec<Settled>> {
@@ -354,6 +398,7 @@ impl Queue {
         }
         self.store
             .settle(
+                consumer,
                 items,
                 self.config.keep_completed,
                 self.config.dead_letter_cap,

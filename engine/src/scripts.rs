@@ -50,6 +50,9 @@ transition!(
     /// Bring jobs back from a backup, each in its state.
     IMPORT, "import.lua");
 transition!(
+    /// Read jobs by id, light (stream entry) or heavy (hash) alike.
+    JOB_FIELDS, "job_fields.lua");
+transition!(
     /// Set or remove a queue's rate limit, keeping the bucket when unchanged.
     RATE_LIMIT, "rate_limit.lua");
 transition!(

@@ -182,6 +182,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The consumer name a worker's blocking reads deliver to: entries stay
+/// under it until a claim activates them (`claim.lua`), so a reclaimer can
+/// tell delivered-but-never-run entries from running jobs. Consumer names
+/// cannot contain '~' (`keys::validate_name`).
+pub(crate) fn delivered_name(consumer: &str) -> String {
+    format!("{consumer}~b")
+}
+
 fn is_transient(e: &RedisError) -> bool {
     if e.kind() == redis::ErrorKind::AuthenticationFailed {
         return false;
@@ -493,9 +501,14 @@ impl Store {
     }
 
     /// The `enqueue.lua` call for `items`.
-    fn enqueue_invocation(&self, items: &[EnqueueItem]) -> ScriptInvocation<'static> {
+    fn enqueue_invocation(
+        &self,
+        items: &[EnqueueItem],
+        call: &CallToken,
+        confirmed: &[String],
+    ) -> ScriptInvocation<'static> {
         let mut inv = self.invocation(&scripts::ENQUEUE);
-        inv.arg(items.len());
+        inv.arg(&call.token).arg(call.record_ms).arg(items.len());
         for it in items {
             inv.arg(&it.id)
                 .arg(&it.payload)
@@ -506,6 +519,10 @@ impl Store {
                 .arg(it.timeout_ms)
                 .arg(&it.idempotency_key)
                 .arg(it.idempotency_window_ms);
+        }
+        inv.arg(confirmed.len());
+        for c in confirmed {
+            inv.arg(c);
         }
         inv
     }
@@ -525,8 +542,14 @@ impl Store {
     }
 
     /// `enqueue.lua`: returns (job id, duplicate) per job.
-    pub(crate) async fn enqueue(&self, items: &[EnqueueItem]) -> Result<Vec<(String, bool)>> {
-        let inv = self.enqueue_invocation(items);
+    /// `confirmed`: tokens of earlier enqueue calls whose replies arrived.
+    pub(crate) async fn enqueue(
+        &self,
+        items: &[EnqueueItem],
+        call: &CallToken,
+        confirmed: &[String],
+    ) -> Result<Vec<(String, bool)>> {
+        let inv = self.enqueue_invocation(items, call, confirmed);
         Self::enqueue_reply(items, self.run("enqueue", &inv).await?)
     }
 
@@ -540,10 +563,12 @@ impl Store {
     pub(crate) async fn enqueue_replicated(
         &self,
         items: &[EnqueueItem],
+        call: &CallToken,
+        confirmed: &[String],
         replicas: u32,
         timeout: Duration,
     ) -> Result<(Vec<(String, bool)>, i64)> {
-        let inv = self.enqueue_invocation(items);
+        let inv = self.enqueue_invocation(items, call, confirmed);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv)
             .cmd("WAIT")
@@ -608,9 +633,10 @@ impl Store {
             let mut next = || it.next().unwrap_or(Value::Nil);
             let (level, entry, fence, attempt, run, payload) =
                 (next(), next(), next(), next(), next(), next());
+            let entry = text(&entry);
             // A hash edited by hand must not stop every claim of the queue:
             // unreadable fields get the defaults a lookup shows.
-            let run = RunFields::parse(&text(&run)).unwrap_or(RunFields {
+            let run = RunFields::parse_claimed(&text(&run), &entry).unwrap_or(RunFields {
                 max_attempts: 1,
                 timeout_ms: 0,
                 created_ms: 0,
@@ -619,8 +645,9 @@ impl Store {
                 id: text(&id),
                 queue: self.keys.queue().to_owned(),
                 priority: int(&level).clamp(0, i64::from(PRIORITY_LEVELS - 1)) as u8,
-                entry_id: text(&entry),
+                entry_id: entry,
                 fence: int(&fence).max(0) as u64,
+                consumer: consumer.to_owned(),
                 attempt: int(&attempt).max(0) as u32,
                 max_attempts: run.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
                 timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
@@ -647,7 +674,7 @@ impl Store {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
-            .arg(consumer)
+            .arg(delivered_name(consumer))
             .arg("COUNT")
             .arg(count)
             .arg("BLOCK")
@@ -692,6 +719,7 @@ impl Store {
     /// `settle.lua`: record a batch of outcomes.
     pub(crate) async fn settle(
         &self,
+        consumer: &str,
         items: &[SettleItem],
         keep_completed: Duration,
         dead_letter_cap: usize,
@@ -704,7 +732,33 @@ impl Store {
             .arg(&call.token)
             .arg(call.record_ms)
             .arg(call.confirmed.as_deref().unwrap_or(""))
+            .arg(consumer)
             .arg(items.len());
+        // Per level, the oldest and newest entry of the batch: the script
+        // reads the consumer's pending entries between them, and trims up
+        // to the newest, without comparing ids in Lua.
+        struct LevelRange {
+            level: u8,
+            oldest: (u64, u64),
+            newest: (u64, u64),
+        }
+        let mut ranges: Vec<LevelRange> = Vec::new();
+        for it in items {
+            let Some(id) = parse_stream_id(&it.entry_id) else {
+                continue;
+            };
+            match ranges.iter_mut().find(|r| r.level == it.level) {
+                Some(r) => {
+                    r.oldest = r.oldest.min(id);
+                    r.newest = r.newest.max(id);
+                }
+                None => ranges.push(LevelRange {
+                    level: it.level,
+                    oldest: id,
+                    newest: id,
+                }),
+            }
+        }
         for it in items {
             inv.arg(&it.job_id)
                 .arg(it.level)
@@ -713,6 +767,12 @@ impl Store {
                 .arg(it.kind)
                 .arg(&it.text)
                 .arg(it.delay_ms);
+        }
+        inv.arg(ranges.len());
+        for r in ranges {
+            inv.arg(r.level)
+                .arg(format!("{}-{}", r.oldest.0, r.oldest.1))
+                .arg(format!("{}-{}", r.newest.0, r.newest.1));
         }
         let reply = array("settle", self.run("settle", &inv).await?)?;
         reply
@@ -839,29 +899,20 @@ impl Store {
         Ok(())
     }
 
-    /// A job's hash.
+    /// A job, light or heavy.
     pub(crate) async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
-        let key = self.keys.job(id);
-        let h: HashMap<String, Vec<u8>> = self
-            .query("look up job", redis::cmd("HGETALL").arg(&key))
-            .await?;
-        Ok(JobInfo::from_hash(self.keys.queue(), id, h))
+        Ok(self.jobs(&[id.to_owned()]).await?.pop())
     }
 
-    /// Several job hashes in one round trip, in order; missing ones skipped.
+    /// Several jobs in one call, in order; missing ones skipped.
     pub(crate) async fn jobs(&self, ids: &[String]) -> Result<Vec<JobInfo>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(self.keys.job(id));
-        }
-        let hashes: Vec<HashMap<String, Vec<u8>>> = self.query_pipe("look up jobs", &pipe).await?;
-        Ok(ids
-            .iter()
-            .zip(hashes)
-            .filter_map(|(id, h)| JobInfo::from_hash(self.keys.queue(), id, h))
+        Ok(self
+            .raw_jobs(ids)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                JobInfo::from_hash(self.keys.queue(), &r.id, r.fields.into_iter().collect())
+            })
             .collect())
     }
 
@@ -1233,25 +1284,37 @@ impl Store {
         Ok((in_streams, delayed, dead))
     }
 
-    /// Every field of these job hashes, in order; missing ones skipped.
+    /// Every field of these jobs, in order, as a job hash holds them (a
+    /// light job's are read from its stream entry, see
+    /// `lua/job_fields.lua`); missing ones skipped.
     pub(crate) async fn raw_jobs(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut inv = self.invocation(&scripts::JOB_FIELDS);
+            for id in chunk {
+                inv.arg(id);
+            }
+            let reply = array("read jobs", self.run("read jobs", &inv).await?)?;
+            if reply.len() != chunk.len() {
+                return Err(protocol("read jobs", "wrong number of replies"));
+            }
+            for (id, fields) in chunk.iter().zip(reply) {
+                let fields = array("read jobs", fields)?;
+                if fields.is_empty() {
+                    continue;
+                }
+                let mut pairs = Vec::with_capacity(fields.len() / 2);
+                let mut it = fields.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((text(&k), bytes(v)));
+                }
+                out.push(JobRecord {
+                    id: id.clone(),
+                    fields: pairs,
+                });
+            }
         }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(self.keys.job(id));
-        }
-        let hashes: Vec<Vec<(String, Vec<u8>)>> = self.query_pipe("read jobs", &pipe).await?;
-        Ok(ids
-            .iter()
-            .zip(hashes)
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(id, fields)| JobRecord {
-                id: id.clone(),
-                fields,
-            })
-            .collect())
+        Ok(out)
     }
 
     /// `import.lua`: returns how many jobs were added.

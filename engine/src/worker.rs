@@ -296,13 +296,13 @@ impl<H: Handler> Worker<H> {
         let (settler_stop_tx, settler_stop_rx) = watch::channel(false);
         let settler_stop_tx = Arc::new(settler_stop_tx);
         let settler = tokio::spawn(settle_loop(
-            queue.clone(),
+            (queue.clone(), self.consumer.clone()),
             settle_rx,
             self.config.settle_batch,
             counters.clone(),
             in_flight.clone(),
             settler_stop_rx,
-            self.observer.clone().map(|o| (o, self.consumer.clone())),
+            self.observer.clone(),
         ));
 
         tracing::info!(queue = queue.name(), consumer = %self.consumer, concurrency = self.config.concurrency, "worker started");
@@ -602,16 +602,17 @@ async fn execute<H: Handler>(handler: Arc<H>, job: Job) -> Outcome {
     }
 }
 
-/// Record finished attempts in batches; retry while Redis is down (the jobs
-/// stay claimed meanwhile, kept alive, so nothing is lost or run twice).
+/// Record finished attempts of `consumer` on `queue` in batches; retry
+/// while Redis is down (the jobs stay claimed meanwhile, kept alive, so
+/// nothing is lost or run twice).
 async fn settle_loop(
-    queue: Queue,
+    (queue, consumer): (Queue, String),
     mut rx: mpsc::UnboundedReceiver<SettleItem>,
     batch: usize,
     counters: Arc<Counters>,
     in_flight: InFlight,
     mut hard_stop: watch::Receiver<bool>,
-    observer: Option<(SettleObserver, String)>,
+    observer: Option<SettleObserver>,
 ) {
     let mut backoff = LoopBackoff::new("settler");
     let mut items = Vec::with_capacity(batch);
@@ -620,13 +621,13 @@ async fn settle_loop(
         // One token per batch, kept across its retries (see claim.lua).
         let call = queue.call_token(answered.take());
         loop {
-            match queue.settle_items(&items, &call).await {
+            match queue.settle_items(&consumer, &items, &call).await {
                 Ok(statuses) => {
                     backoff.succeeded(queue.name());
                     answered = Some(call.token.clone());
                     for (item, status) in items.iter().zip(statuses) {
                         counters.count(status);
-                        if let Some((observer, consumer)) = &observer {
+                        if let Some(observer) = &observer {
                             (observer.0)(&SettledAttempt {
                                 job_id: item.job_id.clone(),
                                 attempt: item.attempt,

@@ -945,3 +945,121 @@ async fn counts_listings_and_exports_recreate_streams_redis_lost() {
         2
     );
 }
+
+/// Jobs written by the version before light jobs (a hash with `run`, an
+/// entry holding only the id) still run, in priority order with new ones.
+#[tokio::test]
+async fn jobs_in_the_previous_layout_run_beside_light_ones() {
+    let t = TestRedis::new().await;
+    let q = t.queue("upgrade").await;
+    let base = format!("{}:{{upgrade}}:", t.prefix);
+    let payload = rmp_serde::to_vec_named(&Email {
+        to: "prev@b.c".into(),
+        n: 1,
+    })
+    .expect("encode");
+    let _: () = t
+        .query(
+            redis::cmd("HSET")
+                .arg(format!("{base}job:prev-1"))
+                .arg("payload")
+                .arg(payload)
+                .arg(&[
+                    ("prio", "1"),
+                    ("bo", "1,1,1,0"),
+                    ("run", "2,0,1700000000000"),
+                ]),
+        )
+        .await;
+    let _: String = t
+        .query(
+            redis::cmd("XADD")
+                .arg(format!("{base}p:1"))
+                .arg("*")
+                .arg("i")
+                .arg("prev-1"),
+        )
+        .await;
+    let light = q
+        .enqueue(
+            &Email {
+                to: "new@b.c".into(),
+                n: 2,
+            },
+            JobOptions::new().priority(0),
+        )
+        .await
+        .expect("enqueue");
+    let prev = q.job("prev-1").await.expect("lookup").expect("exists");
+    assert_eq!((prev.state, prev.max_attempts), (JobState::Waiting, 2));
+
+    let first = claim_when_ready(&q, "w").await;
+    assert_eq!((first.id.as_str(), first.fence()), (light.id.as_str(), 0));
+    let second = claim_when_ready(&q, "w").await;
+    assert_eq!(second.id, "prev-1");
+    assert_eq!(second.decode::<Email>().expect("decode").n, 1);
+    assert_eq!((second.attempt, second.fence()), (1, 1));
+    assert_eq!(
+        q.settle_many(vec![(&first, Outcome::Done), (&second, Outcome::Done)])
+            .await
+            .expect("settle"),
+        vec![Settled::Done, Settled::Done]
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.completed_total, s.waiting, s.active), (2, 0, 0));
+    assert!(q.job("prev-1").await.expect("lookup").is_none());
+    assert!(q.job(&light.id).await.expect("lookup").is_none());
+}
+
+/// A light job has no hash, yet lookups, exports and imports see it as
+/// they see any job, and a failure gives it one.
+#[tokio::test]
+async fn a_light_job_is_looked_up_exported_and_failed_like_any() {
+    let t = TestRedis::new().await;
+    let q = t.queue("light").await;
+    let options = JobOptions::new()
+        .priority(2)
+        .max_attempts(3)
+        .idempotency_key("light-1");
+    let e = q.enqueue(&7u32, options).await.expect("enqueue");
+    let info = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!(
+        (info.state, info.priority, info.attempt, info.max_attempts),
+        (JobState::Waiting, 2, 0, 3)
+    );
+    assert_eq!(info.idempotency_key.as_deref(), Some("light-1"));
+    assert_eq!(info.payload, rmp_serde::to_vec_named(&7u32).expect("enc"));
+    assert!(info.created_at_ms > 1_700_000_000_000);
+
+    let exported = q.export().await.expect("export");
+    assert_eq!(exported.len(), 1);
+    assert_eq!(exported[0].id, e.id);
+    let copy = t.queue("light-copy").await;
+    assert_eq!(copy.import(&exported).await.expect("import"), 1);
+    let copied = copy.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!((copied.state, copied.max_attempts), (JobState::Waiting, 3));
+    assert_eq!(copied.payload, info.payload);
+
+    let job = claim_when_ready(&q, "w").await;
+    let active = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!(
+        (active.state, active.attempt, active.worker.as_deref()),
+        (JobState::Active, 1, Some("w"))
+    );
+    let retry = Outcome::Retry {
+        reason: "flaky".into(),
+        after: Some(Duration::ZERO),
+    };
+    assert_eq!(q.settle(&job, retry).await.expect("settle"), Settled::Retry);
+    let failed = q.job(&e.id).await.expect("lookup").expect("exists");
+    assert_eq!((failed.attempt, failed.max_attempts), (1, 3));
+    assert_eq!(failed.last_error.as_deref(), Some("flaky"));
+    let again = claim_when_ready(&q, "w").await;
+    assert_eq!((again.id.as_str(), again.attempt), (e.id.as_str(), 2));
+    assert_eq!(again.payload, info.payload);
+    assert_eq!(
+        q.settle(&again, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    assert!(q.job(&e.id).await.expect("lookup").is_none());
+}

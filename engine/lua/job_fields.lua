@@ -1,0 +1,40 @@
+-- job_fields.lua: the fields of jobs by id, whatever their layout, as a
+-- job hash would hold them (read only).
+--
+-- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2 ..]     job ids
+-- Reply          per id, a list of field names and values; empty when there
+--                is no such job
+--
+-- A heavy job is its hash. A light job (common.lua) is found through the
+-- index `ix` and described from its stream entry and the pending list:
+-- active while pending for a worker, else waiting.
+
+local base = ARGV[1]
+local out = {}
+for i = 2, #ARGV do
+  local jid = ARGV[i]
+  local h = redis.call('HGETALL', base .. 'job:' .. jid)
+  if #h == 0 then
+    local at = redis.call('HGET', base .. 'ix', jid)
+    local level, eid = string.match(at or '', '^(%d+) (%S+)$')
+    local f = level and light_fields(entry_list(level, eid))
+    if f then
+      h = { 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. string.match(eid, '^%d+') }
+      if f.k then
+        h[#h + 1] = 'idem'
+        h[#h + 1] = f.k
+      end
+      local p = redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1)[1]
+      if p and string.sub(p[2], -#DELIVERED) ~= DELIVERED then
+        for _, v in ipairs({ 'state', 'active', 'att', '1', 'fence', '0', 'wk', p[2] }) do h[#h + 1] = v end
+      else
+        h[#h + 1] = 'state'
+        h[#h + 1] = 'waiting'
+      end
+    end
+  end
+  out[#out + 1] = h
+end
+return out
