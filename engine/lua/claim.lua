@@ -144,7 +144,8 @@ local taken = 0
 local function took(level, eid, jid)
   taken = taken + 1
   remaining = remaining - 1
-  taken_record[#taken_record + 1] = level .. ' ' .. eid .. ' ' .. jid
+  local n = #taken_record
+  taken_record[n + 1], taken_record[n + 2], taken_record[n + 3] = level, eid, jid
 end
 
 local paused = meta[1] == '1'

@@ -6,9 +6,10 @@
 --                sent again on every retry of this call
 -- ARGV[3]        how long (ms) the record of this call is kept
 -- ARGV[4]        number of jobs N
--- ARGV[5 ..]     9 fields per job:
---                  id, payload, priority, delay_ms, max_attempts,
---                  backoff "base_ms,factor,cap_ms,jitter", timeout_ms (0 = none),
+-- ARGV[5 ..]     8 fields per job:
+--                  id, payload, priority, delay_ms,
+--                  run "max_attempts,timeout_ms" (timeout 0 = none),
+--                  backoff "base_ms,factor,cap_ms,jitter",
 --                  idempotency key ('' = none), idempotency window ms
 -- then           C, and C tokens of earlier calls of this client whose
 --                replies arrived: their records are deleted
@@ -31,15 +32,15 @@ local base = ARGV[1]
 local record_key, record_ms = base .. 'call:' .. ARGV[2], ARGV[3]
 local n = tonumber(ARGV[4])
 local out = {}
-local confirmed = 5 + n * 9
+local confirmed = 5 + n * 8
 for c = 1, tonumber(ARGV[confirmed] or '0') do
   redis.call('DEL', base .. 'call:' .. ARGV[confirmed + c])
 end
 
 if redis.call('EXISTS', record_key) == 1 then
   for i = 0, n - 1 do
-    local o = 5 + i * 9
-    local jid, idem = ARGV[o], ARGV[o + 7]
+    local o = 5 + i * 8
+    local jid, idem = ARGV[o], ARGV[o + 6]
     local id = jid
     if idem ~= '' then id = redis.call('GET', base .. 'idem:' .. idem) or jid end
     out[#out + 1] = id
@@ -63,9 +64,9 @@ local function flush_index()
   end
 end
 for i = 0, n - 1 do
-  local o = 5 + i * 9
+  local o = 5 + i * 8
   local jid, payload, prio, delay = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3])
-  local idem, window = ARGV[o + 7], ARGV[o + 8]
+  local run, idem, window = ARGV[o + 4], ARGV[o + 6], ARGV[o + 7]
   local existing = nil
   if idem ~= '' then
     local ik = base .. 'idem:' .. idem
@@ -85,11 +86,10 @@ for i = 0, n - 1 do
       local jk = base .. 'job:' .. jid
       local due = int(now + delay)
       redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5],
-        'run', ARGV[o + 4] .. ',' .. ARGV[o + 6] .. ',' .. int(now), 'state', 'delayed', 'due', due)
+        'run', run .. ',' .. int(now), 'state', 'delayed', 'due', due)
       if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
       redis.call('ZADD', base .. 'delayed', due, jid)
     else
-      local run = ARGV[o + 4] .. ',' .. ARGV[o + 6]
       local eid
       if idem ~= '' then
         eid = redis.call('XADD', stream_key(prio), '*', 'i', jid, 'p', payload, 'r', run, 'b', ARGV[o + 5], 'k', idem)

@@ -46,10 +46,13 @@
 //!   queue's visibility timeout another worker reclaims the job and it runs
 //!   again (counting an attempt). So a job can run more than once, and
 //!   handlers should be idempotent; it is never lost once acknowledged.
-//! - **Fencing.** Every claim and reclaim raises the job's fence. An outcome
-//!   is recorded only with the current fence, so a worker that was presumed
-//!   dead cannot overwrite what the job's new owner recorded: its outcome is
-//!   refused ([`Settled::Fenced`]) and logged.
+//! - **Fencing.** Every reclaim raises the job's fence, and so does every
+//!   claim of a job that has a hash; a job on its first run since enqueue
+//!   is fenced by its stream entry being pending for its worker (see
+//!   `docs/design.md`, "Storage"). An outcome is recorded only under the
+//!   current fence, so a worker that was presumed dead cannot overwrite
+//!   what the job's new owner recorded: its outcome is refused
+//!   ([`Settled::Fenced`]) and logged.
 //! - **Every transition is safe to replay.** Any call may have run in
 //!   Redis although its reply was lost or late; sent again, it has the
 //!   effect of running once (claim and settle carry a call token whose
@@ -58,8 +61,9 @@
 //! - **Exactly-once enqueue under an idempotency key.** Within the key's
 //!   window, a second enqueue with the same key adds nothing and returns the
 //!   first job's id with `duplicate: true`. Without a key, a retried call
-//!   whose reply was lost is still not enqueued twice, because the job id is
-//!   made by the client before the first try.
+//!   whose reply was lost is still not enqueued twice: every enqueue call
+//!   carries a token made before its first try, and Redis keeps a record
+//!   of the call until no retry can come.
 //! - **Strict priority.** Levels 0 (most urgent) to 9; a level is served only
 //!   when all more urgent levels have nothing ready. The one exception: a
 //!   worker woken from a blocking wait takes what arrived on any level at
@@ -76,9 +80,11 @@
 //!   Redis appended it to its AOF and fsynced before answering (needs
 //!   `appendfsync always`, checked at connect); `Replicated`, `WAIT` saw the
 //!   given number of replicas take it.
-//! - **Bounded memory.** Completed jobs leave only counters (or a hash that
-//!   expires after the keep window); stream entries are deleted when their
-//!   job leaves the stream; dead letters are capped; idempotency keys expire.
+//! - **Bounded memory.** A job ready at enqueue is its stream entry and one
+//!   index field, nothing more; completed jobs leave only counters (or a
+//!   hash that expires after the keep window); stream entries are deleted
+//!   when their job leaves the stream; dead letters are capped; idempotency
+//!   keys and call records expire.
 
 mod backoff;
 mod client;

@@ -514,9 +514,8 @@ impl Store {
                 .arg(&it.payload)
                 .arg(it.priority)
                 .arg(it.delay_ms)
-                .arg(it.max_attempts)
+                .arg(format!("{},{}", it.max_attempts, it.timeout_ms))
                 .arg(&it.backoff)
-                .arg(it.timeout_ms)
                 .arg(&it.idempotency_key)
                 .arg(it.idempotency_window_ms);
         }
