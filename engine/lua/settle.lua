@@ -17,17 +17,17 @@
 --                backoff) | retry (text = error; delay_ms given) | bury
 --                (text = reason) | snooze (delay_ms; no attempt used)
 --                fence 0: a light job (common.lua)
--- then           M, and 3 fields per level the outcomes touch: level, the
---                oldest and the newest of their entry ids (the newest bounds
---                the trim)
+-- then           M, and 2 fields per level the outcomes touch: level and
+--                the newest of their entry ids (it bounds the trim, found
+--                without comparing ids in Lua)
 -- Reply          one status per outcome: done, retry, dead, snoozed,
 --                fenced (the fence moved on: another worker owns the job now,
 --                nothing was changed) or gone (the job no longer exists).
 --
--- A light job's outcome is accepted while its entry is pending for this
--- consumer (one XPENDING per level for the whole batch): a reclaimer that
--- took it acknowledged the entry and gave the job a hash with a raised
--- fence. A completed light job costs its share of one XACK and one HDEL.
+-- A light job's outcome is accepted while its entry is pending (it was
+-- delivered once, to this worker): a reclaimer that took it acknowledged
+-- the entry and gave the job a hash with a raised fence. A completed light
+-- job costs one XACK and its share of one HDEL.
 -- Any other outcome gives it a hash first (materialize), then takes the
 -- heavy path.
 --
@@ -57,38 +57,26 @@ local now_text = int(now)
 local out = {}
 local completed, failed = 0, 0
 
--- Per level: the entries this call finished (one XACK and one trim per
--- level: per-entry calls cost more than the work), the newest entry id,
--- and which light entries are pending for this consumer.
-local finished, oldest, newest, held = {}, {}, {}, {}
+-- Per level: the heavy entries this call finished (one XACK and one trim
+-- per level: per-entry calls cost more than the work) and the newest
+-- entry id.
+local finished, newest = {}, {}
 local r = 10 + n * 7
 for _ = 1, tonumber(ARGV[r]) do
-  oldest[ARGV[r + 1]], newest[ARGV[r + 1]] = ARGV[r + 2], ARGV[r + 3]
-  r = r + 3
+  newest[ARGV[r + 1]] = ARGV[r + 2]
+  r = r + 2
 end
-local function finish(level, eid)
-  local ids = finished[level]
+-- Light entries this call acknowledged one by one, by level (trimmed with
+-- the rest, not acknowledged again).
+local acked_light = {}
+local function finish(level, eid, acked)
+  local lists = acked and acked_light or finished
+  local ids = lists[level]
   if not ids then
     ids = {}
-    finished[level] = ids
+    lists[level] = ids
   end
   ids[#ids + 1] = eid
-end
--- Which light entries of this call are still pending for this consumer:
--- one XPENDING per level, over the consumer's pending entries between the
--- call's oldest and newest there (the entries it still runs between them
--- come back too). Checking each entry apart costs a call per job, and
--- XCLAIM ... JUSTID over the batch costs more: Redis propagates one
--- command per entry claimed.
-local function pending_light(level)
-  local set = held[level]
-  if not set then
-    set = {}
-    local page = redis.call('XPENDING', stream_key(level), GROUP, oldest[level] or '-', newest[level] or '+', 1000000, consumer)
-    for _, p in ipairs(page) do set[p[1]] = true end
-    held[level] = set
-  end
-  return set
 end
 local unindex = {}
 
@@ -99,19 +87,24 @@ for i = 0, n - 1 do
   local jk = base .. 'job:' .. jid
   local status = nil
   if fence == '0' then
-    if not pending_light(level)[eid] then
+    -- XACK answers whether the entry was still pending, and a light entry
+    -- pending at all is this worker's (see above): one call is both the
+    -- fence check and the acknowledgement. (Reading the consumer's pending
+    -- list for the batch answers every entry it still runs as well, and
+    -- turning those replies into Lua tables cost more than the calls.)
+    if redis.call('XACK', stream_key(level), GROUP, eid) == 0 then
       -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
       -- completed already.
       if redis.call('EXISTS', jk) == 1 then status = 'fenced' else status = 'gone' end
     elseif kind == 'done' and keep <= 0 then
-      finish(level, eid)
+      finish(level, eid, true)
       unindex[#unindex + 1] = jid
       completed = completed + 1
       status = 'done'
     else
       local f = light_fields(entry_list(level, eid))
       if not f then
-        finish(level, eid)
+        finish(level, eid, true)
         unindex[#unindex + 1] = jid
         status = 'gone'
       else
@@ -165,9 +158,19 @@ for i = 0, n - 1 do
   out[#out + 1] = status
 end
 for level, ids in pairs(finished) do
-  local stream = stream_key(level)
-  redis.call('XACK', stream, GROUP, unpack(ids))
-  trim_acked(stream, ids, newest[level])
+  redis.call('XACK', stream_key(level), GROUP, unpack(ids))
+end
+for level, ids in pairs(acked_light) do
+  local more = finished[level]
+  if more then
+    for _, eid in ipairs(more) do ids[#ids + 1] = eid end
+  end
+end
+for level, ids in pairs(finished) do
+  if not acked_light[level] then acked_light[level] = ids end
+end
+for level, ids in pairs(acked_light) do
+  trim_acked(stream_key(level), ids, newest[level])
 end
 if #unindex > 0 then redis.call('HDEL', base .. 'ix', unpack(unindex)) end
 if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end

@@ -733,29 +733,16 @@ impl Store {
             .arg(call.confirmed.as_deref().unwrap_or(""))
             .arg(consumer)
             .arg(items.len());
-        // Per level, the oldest and newest entry of the batch: the script
-        // reads the consumer's pending entries between them, and trims up
-        // to the newest, without comparing ids in Lua.
-        struct LevelRange {
-            level: u8,
-            oldest: (u64, u64),
-            newest: (u64, u64),
-        }
-        let mut ranges: Vec<LevelRange> = Vec::new();
+        // Per level, the newest entry of the batch: the script trims up to
+        // it without comparing ids in Lua.
+        let mut newest: Vec<(u8, (u64, u64))> = Vec::new();
         for it in items {
             let Some(id) = parse_stream_id(&it.entry_id) else {
                 continue;
             };
-            match ranges.iter_mut().find(|r| r.level == it.level) {
-                Some(r) => {
-                    r.oldest = r.oldest.min(id);
-                    r.newest = r.newest.max(id);
-                }
-                None => ranges.push(LevelRange {
-                    level: it.level,
-                    oldest: id,
-                    newest: id,
-                }),
+            match newest.iter_mut().find(|(level, _)| *level == it.level) {
+                Some((_, n)) => *n = (*n).max(id),
+                None => newest.push((it.level, id)),
             }
         }
         for it in items {
@@ -767,11 +754,9 @@ impl Store {
                 .arg(&it.text)
                 .arg(it.delay_ms);
         }
-        inv.arg(ranges.len());
-        for r in ranges {
-            inv.arg(r.level)
-                .arg(format!("{}-{}", r.oldest.0, r.oldest.1))
-                .arg(format!("{}-{}", r.newest.0, r.newest.1));
+        inv.arg(newest.len());
+        for (level, (ms, seq)) in newest {
+            inv.arg(level).arg(format!("{ms}-{seq}"));
         }
         let reply = array("settle", self.run("settle", &inv).await?)?;
         reply
