@@ -265,11 +265,17 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
 
     // Nothing of it was enqueued, checked on Redis itself (a half-finished
     // script would skip the counter, so the counter proves nothing): no job
-    // hash, no idempotency key, no delayed member, no stream entry.
+    // hash, no index entry, no idempotency key, no delayed member, no
+    // stream entry.
     let written: Vec<String> = prefix
         .keys()
         .into_iter()
-        .filter(|k| k.contains(":job:") || k.contains(":idem:") || k.ends_with(":delayed"))
+        .filter(|k| {
+            k.contains(":job:")
+                || k.ends_with(":ix")
+                || k.contains(":idem:")
+                || k.ends_with(":delayed")
+        })
         .collect();
     assert!(written.is_empty(), "hostile requests wrote {written:?}");
     let stats = queue.stats().await.expect("stats");

@@ -85,7 +85,7 @@ async fn processes_every_job_once_with_bounded_concurrency() {
         t.keys()
             .await
             .iter()
-            .filter(|k| k.contains(":job:"))
+            .filter(|k| k.contains(":job:") || k.ends_with(":ix"))
             .count(),
         0
     );
