@@ -39,6 +39,11 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most jobs taken per claim.
     pub batch_size: usize,
+    /// Jobs a claim may take beyond the free slots (default: the
+    /// concurrency), so that a claim is not one round trip per finished
+    /// job. They wait in the worker, kept alive like running jobs; at a
+    /// stop, those not started go back in line with no attempt spent.
+    pub prefetch: Option<usize>,
     /// How long one blocking wait for new jobs lasts when the queue is empty
     /// (the worker wakes as soon as a job arrives). It also bounds how long
     /// a shutdown waits for an idle worker.
@@ -64,6 +69,7 @@ impl Default for WorkerConfig {
         Self {
             concurrency: 10,
             batch_size: 100,
+            prefetch: None,
             block_timeout: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             settle_batch: 500,
@@ -416,7 +422,8 @@ impl<H: Handler> Worker<H> {
                     Err(_) => break,
                 }
             }
-            let want = permits.len();
+            let prefetch = self.config.prefetch.unwrap_or(self.config.concurrency);
+            let want = (permits.len() + prefetch).min(self.config.batch_size.max(permits.len()));
             let call = unanswered
                 .take()
                 .unwrap_or_else(|| queue.call_token(answered.take()));
@@ -476,17 +483,44 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            for job in jobs {
-                let permit =
-                    match permits.pop() {
-                        Some(p) => p,
-                        None => slots.clone().acquire_owned().await.map_err(|_| {
-                            crate::Error::invalid("concurrency", "semaphore closed")
-                        })?,
-                    };
-                if let Ok(mut held) = in_flight.lock() {
+            // Every job claimed is kept alive from now on, also those that
+            // wait for a slot (claimed ahead).
+            if let Ok(mut held) = in_flight.lock() {
+                for job in &jobs {
                     held.insert(job.id.clone(), (job.priority, job.entry_id.clone()));
                 }
+            }
+            let mut jobs = jobs.into_iter();
+            while let Some(job) = jobs.next() {
+                let permit = match permits.pop() {
+                    Some(p) => p,
+                    None => {
+                        let acquired = if *stop.borrow() {
+                            None
+                        } else {
+                            tokio::select! {
+                                p = slots.clone().acquire_owned() => Some(p.map_err(|_| {
+                                    crate::Error::invalid("concurrency", "semaphore closed")
+                                })?),
+                                _ = stop.changed() => None,
+                            }
+                        };
+                        match acquired {
+                            Some(p) => p,
+                            None => {
+                                // Stopping: jobs claimed ahead and not started
+                                // go back in line, no attempt spent.
+                                for unstarted in std::iter::once(job).chain(jobs.by_ref()) {
+                                    let _ = settle_tx.send(
+                                        Ticket::of(&unstarted)
+                                            .settle(Outcome::Snooze(Duration::ZERO)),
+                                    );
+                                }
+                                break;
+                            }
+                        }
+                    }
+                };
                 running.spawn(run_job(
                     self.handler.clone(),
                     job,

@@ -365,3 +365,67 @@ async fn a_pause_stops_a_worker_that_is_already_waiting() {
     enqueue_while_paused_then_resume(&q).await;
     running.stop().await;
 }
+
+/// A worker claims ahead of its free slots; at a stop, the jobs it claimed
+/// and never started go back in line with no attempt spent, and run once
+/// each on the next worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_claimed_ahead_go_back_unspent_at_a_stop() {
+    let t = TestRedis::new().await;
+    let q = t.queue("ahead").await;
+    let batch = (0..6u32)
+        .map(|n| NewJob::new(&n, JobOptions::new().max_attempts(1)).expect("enc"))
+        .collect();
+    let ids: Vec<String> = q
+        .enqueue_batch(batch)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let runs = runs.clone();
+        move |_job: Job| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
+        }
+    };
+    let config = WorkerConfig {
+        concurrency: 1,
+        prefetch: Some(5),
+        ..quick_worker_config()
+    };
+    let first = spawn(Worker::new(q.clone(), slow.clone()).with_config(config.clone()));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            runs.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    // One running, five claimed ahead (active in Redis, not started).
+    assert_eq!(q.stats().await.expect("stats").active, 6);
+    let report = first.stop().await;
+    assert_eq!((report.completed, report.snoozed), (1, 5));
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.active, s.waiting + s.delayed, s.dead), (0, 5, 0));
+    for id in &ids {
+        if let Some(info) = q.job(id).await.expect("lookup") {
+            assert_eq!(info.attempt, 0, "{info:?}");
+        }
+    }
+    let second = spawn(Worker::new(q.clone(), slow).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            q.stats().await.expect("stats").completed_total == 6
+        })
+        .await
+    );
+    second.stop().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 6);
+    assert_eq!(q.stats().await.expect("stats").dead, 0);
+}
