@@ -57,26 +57,27 @@ local now_text = int(now)
 local out = {}
 local completed, failed = 0, 0
 
--- Per level: the heavy entries this call finished (one XACK and one trim
--- per level: per-entry calls cost more than the work) and the newest
--- entry id.
-local finished, newest = {}, {}
+-- Per level: the entries this call finished, to trim (one trim per level),
+-- those of them still to acknowledge (one XACK per level: per-entry calls
+-- cost more than the work; a light job's entry was acknowledged when it
+-- was checked), and the newest entry id.
+local trimmed, to_ack, newest = {}, {}, {}
 local r = 10 + n * 7
 for _ = 1, tonumber(ARGV[r]) do
   newest[ARGV[r + 1]] = ARGV[r + 2]
   r = r + 2
 end
--- Light entries this call acknowledged one by one, by level (trimmed with
--- the rest, not acknowledged again).
-local acked_light = {}
-local function finish(level, eid, acked)
-  local lists = acked and acked_light or finished
+local function append(lists, level, eid)
   local ids = lists[level]
   if not ids then
     ids = {}
     lists[level] = ids
   end
   ids[#ids + 1] = eid
+end
+local function finish(level, eid, acked)
+  append(trimmed, level, eid)
+  if not acked then append(to_ack, level, eid) end
 end
 local unindex = {}
 
@@ -86,6 +87,8 @@ for i = 0, n - 1 do
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
   local jk = base .. 'job:' .. jid
   local status = nil
+  -- A light job made heavy below: its entry is acknowledged already.
+  local acked = false
   if fence == '0' then
     -- XACK answers whether the entry was still pending, and a light entry
     -- pending at all is this worker's (see above): one call is both the
@@ -110,6 +113,7 @@ for i = 0, n - 1 do
       else
         materialize(base, level, eid, f, consumer, nil)
         fence = '1'
+        acked = true
       end
     end
   end
@@ -117,7 +121,7 @@ for i = 0, n - 1 do
     local f = redis.call('HMGET', jk, 'fence', 'state')
     local cur, state = f[1], f[2]
     if not cur then
-      finish(level, eid)
+      finish(level, eid, acked)
       status = 'gone'
     elseif cur ~= fence then
       status = 'fenced'
@@ -133,7 +137,7 @@ for i = 0, n - 1 do
         status = 'retry'
       end
     else
-      finish(level, eid)
+      finish(level, eid, acked)
       if kind == 'done' then
         completed = completed + 1
         if keep > 0 then
@@ -157,19 +161,10 @@ for i = 0, n - 1 do
   end
   out[#out + 1] = status
 end
-for level, ids in pairs(finished) do
+for level, ids in pairs(to_ack) do
   redis.call('XACK', stream_key(level), GROUP, unpack(ids))
 end
-for level, ids in pairs(acked_light) do
-  local more = finished[level]
-  if more then
-    for _, eid in ipairs(more) do ids[#ids + 1] = eid end
-  end
-end
-for level, ids in pairs(finished) do
-  if not acked_light[level] then acked_light[level] = ids end
-end
-for level, ids in pairs(acked_light) do
+for level, ids in pairs(trimmed) do
   trim_acked(stream_key(level), ids, newest[level])
 end
 if #unindex > 0 then redis.call('HDEL', base .. 'ix', unpack(unindex)) end
