@@ -57,25 +57,33 @@ async fn delivery_target(failing: Arc<AtomicBool>) -> String {
 }
 
 async fn eval(page: &Page, js: &str) -> Value {
+    try_eval(page, js)
+        .await
+        .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
+}
+
+async fn try_eval(page: &Page, js: &str) -> Result<Value, String> {
     let params = EvaluateParams::builder()
         .expression(js)
         .await_promise(true)
         .return_by_value(true)
         .build()
         .expect("params");
-    page.evaluate_expression(params)
+    let result = page
+        .evaluate_expression(params)
         .await
-        .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
-        .value()
-        .cloned()
-        .unwrap_or(Value::Null)
+        .map_err(|e| e.to_string())?;
+    Ok(result.value().cloned().unwrap_or(Value::Null))
 }
 
-/// Wait until the JS expression is true in the page (at most 20 s).
+/// Wait until the JS expression is true in the page (at most 20 s). An
+/// evaluation that fails counts as "not yet": while the page navigates (a
+/// form post, a redirect), Chromium answers "Cannot find context with
+/// specified id" for the page that is going away.
 async fn wait_until(page: &Page, js: &str) {
     let started = Instant::now();
     loop {
-        if eval(page, js).await == Value::Bool(true) {
+        if try_eval(page, js).await == Ok(Value::Bool(true)) {
             return;
         }
         assert!(
