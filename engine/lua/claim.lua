@@ -61,6 +61,13 @@ if ARGV[6] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[6]) end
 local now = now_ms()
 local now_text = int(now)
 
+-- One job's 7 reply fields, appended to `out`.
+local function append_job(out, jid, level, eid, fence, att, run, payload)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = jid, level, eid, fence
+  out[n + 5], out[n + 6], out[n + 7] = att, run, payload
+end
+
 -- A heavy job, marked active under a raised fence; appended to `out`.
 local function activate_heavy(out, level, eid, jid)
   local jk = base .. 'job:' .. jid
@@ -82,17 +89,13 @@ local function activate_heavy(out, level, eid, jid)
   -- exists its reply has not been confirmed (see reclaim.lua).
   redis.call('HSET', jk, 'state', 'active', 'att', counter_text(att), 'fence', counter_text(fence),
     'sat', now_text, 'wk', consumer, 'ct', token)
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = jid, level, eid, fence
-  out[n + 5], out[n + 6], out[n + 7] = att, run, f[1]
+  append_job(out, jid, level, eid, fence, att, run, f[1])
   return true
 end
 
--- A light job; appended to `out`.
+-- A light job (fields `f`, see light_fields); appended to `out`.
 local function light_job(out, level, eid, f)
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = f.i, level, eid, 0
-  out[n + 5], out[n + 6], out[n + 7] = 1, f.r, f.p
+  append_job(out, f.i, level, eid, 0, 1, f.r, f.p)
 end
 
 local recorded = redis.call('GET', record_key)
@@ -110,9 +113,7 @@ if recorded then
       local h = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state', 'wk', 'ct')
       if h[1] then
         if h[5] == 'active' and h[6] == consumer and h[7] == token then
-          local n = #held
-          held[n + 1], held[n + 2], held[n + 3], held[n + 4] = jid, tonumber(level), eid, tonumber(h[3])
-          held[n + 5], held[n + 6], held[n + 7] = tonumber(h[2]), h[4], h[1]
+          append_job(held, jid, tonumber(level), eid, tonumber(h[3]), tonumber(h[2]), h[4], h[1])
         end
       else
         local f = light_fields(entry_list(level, eid))
@@ -222,10 +223,9 @@ while remaining > 0 and KEYS[2 + level] do
     for _, e in ipairs(r[1][2]) do
       local list = e[2]
       if #list > 2 then
-        -- Light: i, p, r, b[, k] in the order enqueue.lua wrote them.
-        local n = #out
-        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = list[2], level, e[1], 0
-        out[n + 5], out[n + 6], out[n + 7] = 1, list[6], list[4]
+        -- Light: i, p, r, b[, k] in the order enqueue.lua wrote them, read
+        -- by position (no table of fields per job on the hot path).
+        append_job(out, list[2], level, e[1], 0, 1, list[6], list[4])
         took(level, e[1], list[2])
       elseif activate_heavy(out, level, e[1], list[2]) then
         took(level, e[1], list[2])

@@ -423,7 +423,8 @@ impl<H: Handler> Worker<H> {
                 }
             }
             let prefetch = self.config.prefetch.unwrap_or(self.config.concurrency);
-            let want = (permits.len() + prefetch).min(self.config.batch_size.max(permits.len()));
+            // `permits` holds at most `batch_size` (taken above).
+            let want = (permits.len() + prefetch).min(self.config.batch_size);
             let call = unanswered
                 .take()
                 .unwrap_or_else(|| queue.call_token(answered.take()));

@@ -822,46 +822,69 @@ async fn a_long_running_job_does_not_keep_finished_entries_in_redis() {
     assert_eq!(q.stats().await.expect("stats").active, 0);
 }
 
+/// A job as an earlier version wrote it, by hand: a hash with `payload`
+/// and `fields`, and an entry holding only its id on its level's stream.
+async fn write_heavy_job(
+    t: &TestRedis,
+    queue: &str,
+    id: &str,
+    payload: &[u8],
+    fields: &[(&str, &str)],
+) {
+    let base = format!("{}:{{{queue}}}:", t.prefix);
+    let level = fields
+        .iter()
+        .find(|(k, _)| *k == "prio")
+        .map_or("0", |(_, v)| *v);
+    let _: () = t
+        .query(
+            redis::cmd("HSET")
+                .arg(format!("{base}job:{id}"))
+                .arg("payload")
+                .arg(payload)
+                .arg(fields),
+        )
+        .await;
+    let _: String = t
+        .query(
+            redis::cmd("XADD")
+                .arg(format!("{base}p:{level}"))
+                .arg("*")
+                .arg("i")
+                .arg(id),
+        )
+        .await;
+}
+
 #[tokio::test]
 async fn a_job_hash_written_by_an_earlier_version_still_runs() {
     // Before the `run` field, max attempts, timeout and creation time had
     // fields of their own, and a new job carried every field.
     let t = TestRedis::new().await;
     let q = t.queue("legacy").await;
-    let base = format!("{}:{{legacy}}:", t.prefix);
     let payload = rmp_serde::to_vec_named(&Email {
         to: "old@b.c".into(),
         n: 7,
     })
     .expect("encode");
-    let _: () = t
-        .query(
-            redis::cmd("HSET")
-                .arg(format!("{base}job:old-1"))
-                .arg("payload")
-                .arg(payload)
-                .arg(&[
-                    ("prio", "0"),
-                    ("att", "0"),
-                    ("max", "2"),
-                    ("bo", "1,1,1,0"),
-                    ("to", "5000"),
-                    ("fence", "0"),
-                    ("cat", "1700000000000"),
-                    ("state", "waiting"),
-                    ("due", "1700000000000"),
-                ]),
-        )
-        .await;
-    let _: String = t
-        .query(
-            redis::cmd("XADD")
-                .arg(format!("{base}p:0"))
-                .arg("*")
-                .arg("i")
-                .arg("old-1"),
-        )
-        .await;
+    write_heavy_job(
+        &t,
+        "legacy",
+        "old-1",
+        &payload,
+        &[
+            ("prio", "0"),
+            ("att", "0"),
+            ("max", "2"),
+            ("bo", "1,1,1,0"),
+            ("to", "5000"),
+            ("fence", "0"),
+            ("cat", "1700000000000"),
+            ("state", "waiting"),
+            ("due", "1700000000000"),
+        ],
+    )
+    .await;
     let info = q.job("old-1").await.expect("lookup").expect("exists");
     assert_eq!(
         (info.max_attempts, info.timeout_ms, info.created_at_ms),
@@ -952,34 +975,23 @@ async fn counts_listings_and_exports_recreate_streams_redis_lost() {
 async fn jobs_in_the_previous_layout_run_beside_light_ones() {
     let t = TestRedis::new().await;
     let q = t.queue("upgrade").await;
-    let base = format!("{}:{{upgrade}}:", t.prefix);
     let payload = rmp_serde::to_vec_named(&Email {
         to: "prev@b.c".into(),
         n: 1,
     })
     .expect("encode");
-    let _: () = t
-        .query(
-            redis::cmd("HSET")
-                .arg(format!("{base}job:prev-1"))
-                .arg("payload")
-                .arg(payload)
-                .arg(&[
-                    ("prio", "1"),
-                    ("bo", "1,1,1,0"),
-                    ("run", "2,0,1700000000000"),
-                ]),
-        )
-        .await;
-    let _: String = t
-        .query(
-            redis::cmd("XADD")
-                .arg(format!("{base}p:1"))
-                .arg("*")
-                .arg("i")
-                .arg("prev-1"),
-        )
-        .await;
+    write_heavy_job(
+        &t,
+        "upgrade",
+        "prev-1",
+        &payload,
+        &[
+            ("prio", "1"),
+            ("bo", "1,1,1,0"),
+            ("run", "2,0,1700000000000"),
+        ],
+    )
+    .await;
     let light = q
         .enqueue(
             &Email {
