@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -83,6 +86,55 @@ pub struct Job {
     /// The consumer name that claimed it (a light job's fence is its
     /// entry pending under this name).
     pub(crate) consumer: String,
+    pub(crate) cancel: CancelSignal,
+}
+
+/// Why a running job was asked to stop ([`Job::cancelled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelReason {
+    /// The run passed the job's timeout. The attempt counts as failed
+    /// whatever the handler then returns.
+    Timeout,
+    /// The worker is stopping and its shutdown grace is over. What the
+    /// handler returns within the cancel grace is recorded, except that a
+    /// failure becomes a snooze of zero: the job goes back in line with no
+    /// attempt spent, since it was interrupted, not at fault.
+    Shutdown,
+    /// An operator cancelled the job ([`Queue::cancel`](crate::Queue::cancel)).
+    /// Unless the handler still returns a success, the job goes to the dead
+    /// letters ("cancelled by an operator"), whatever attempts are left.
+    Operator,
+}
+
+impl CancelReason {
+    /// The name shown in logs and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CancelReason::Timeout => "timeout",
+            CancelReason::Shutdown => "shutdown",
+            CancelReason::Operator => "operator",
+        }
+    }
+}
+
+/// A running job's cancellation: set once, with the first reason.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CancelSignal {
+    token: CancellationToken,
+    reason: Arc<OnceLock<CancelReason>>,
+}
+
+impl CancelSignal {
+    /// Ask the job to stop. A later reason does not replace the first.
+    pub(crate) fn cancel(&self, reason: CancelReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    pub(crate) fn reason(&self) -> Option<CancelReason> {
+        self.reason.get().copied()
+    }
 }
 
 impl Job {
@@ -105,6 +157,19 @@ impl Job {
     /// True when a failure of this run sends the job to the dead letters.
     pub fn is_last_attempt(&self) -> bool {
         self.attempt >= self.max_attempts
+    }
+
+    /// Completes when this run is asked to stop: its timeout passed, the
+    /// worker is shutting down, or an operator cancelled the job. A handler
+    /// that selects on it can clean up and return; one that does not is
+    /// aborted at its next await once the worker's cancel grace is over.
+    pub async fn cancelled(&self) {
+        self.cancel.token.cancelled().await
+    }
+
+    /// Why this run was asked to stop, once it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.cancel.reason()
     }
 }
 

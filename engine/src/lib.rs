@@ -100,15 +100,21 @@ pub mod promoter;
 mod queue;
 pub mod reclaimer;
 mod registry;
+mod run;
 mod scripts;
 mod store;
+pub mod testing;
 mod worker;
 
 pub use client::{Client, ClientConfig, Durability};
 pub use error::{Error, Result};
-pub use handler::{Handler, HandlerError, TypedHandler, handler_fn};
+pub use handler::{
+    BatchHandler, Batched, FnHandler, Handler, HandlerError, Runner, Typed, TypedBatchHandler,
+    TypedHandler, handler_fn,
+};
 pub use job::{
-    AttemptError, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats,
+    AttemptError, CancelReason, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount,
+    Outcome, Stats,
 };
 pub use keys::PRIORITY_LEVELS;
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};

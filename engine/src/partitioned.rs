@@ -297,7 +297,7 @@ impl PartitionedQueue {
     /// from one pool of `config.concurrency` (see
     /// [`run_workers`](Self::run_workers), which runs them); for callers
     /// that run workers themselves, to watch each one's in-flight count.
-    pub fn workers<H: Handler>(&self, handler: H, config: WorkerConfig) -> Vec<Worker<H>> {
+    pub fn workers<H: crate::Runner>(&self, handler: H, config: WorkerConfig) -> Vec<Worker<H>> {
         let handler = Arc::new(handler);
         let slots = Arc::new(Semaphore::new(config.concurrency));
         self.partitions

@@ -652,6 +652,7 @@ impl Store {
                 timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
                 payload: bytes(payload),
                 created_at_ms: run.created_ms,
+                cancel: Default::default(),
             });
         }
         Ok((status, jobs))

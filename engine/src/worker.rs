@@ -2,8 +2,10 @@
 //! claims, blocking waits when idle, batched settles, and graceful shutdown.
 //!
 //! Tasks of one worker:
-//! - the fetch loop (here): claims as many jobs as there are free slots,
-//!   blocks on the streams when nothing is ready, spawns one task per job;
+//! - the fetch loop (here): claims as many jobs as there are free slots
+//!   and `prefetch` more, blocks on the streams when nothing is ready,
+//!   spawns one task per job (or per batch, for a batch handler) run
+//!   through `run.rs`;
 //! - the settler (here): records finished attempts in batches;
 //! - the keep-alive (here): refreshes the claims of running jobs at a third
 //!   of the visibility timeout, so long jobs are not reclaimed;
@@ -18,15 +20,17 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backoff::LoopBackoff;
 use crate::error::Result;
-use crate::handler::Handler;
+use crate::handler::{BatchHandler, Batched, Runner};
 use crate::job::{Job, Outcome};
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::{Queue, Ticket};
 use crate::reclaimer;
+use crate::run::Cancellation;
 use crate::store::{CallToken, RateState, SettleItem, Settled};
 
 /// How often an empty rate-limited queue is polled for new jobs.
@@ -48,9 +52,14 @@ pub struct WorkerConfig {
     /// (the worker wakes as soon as a job arrives). It also bounds how long
     /// a shutdown waits for an idle worker.
     pub block_timeout: Duration,
-    /// On shutdown, how long running jobs may take to finish. Those still
-    /// running after it are abandoned; they are reclaimed by other workers.
+    /// On shutdown, how long running jobs may take to finish. After it,
+    /// they are cancelled ([`Job::cancelled`]) and get `cancel_grace` more;
+    /// those still running then are abandoned, to be reclaimed by other
+    /// workers.
     pub shutdown_grace: Duration,
+    /// How long a cancelled job (timed out, shut down or cancelled by an
+    /// operator) may take to return before its task is aborted.
+    pub cancel_grace: Duration,
     /// Most outcomes recorded per call.
     pub settle_batch: usize,
     /// How often paused queues are checked for resumption.
@@ -72,6 +81,7 @@ impl Default for WorkerConfig {
             prefetch: None,
             block_timeout: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(1),
             settle_batch: 500,
             pause_poll: Duration::from_millis(250),
             reclaim_interval: None,
@@ -122,6 +132,7 @@ struct Counters {
     snoozed: AtomicU64,
     fenced: AtomicU64,
     gone: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -167,7 +178,8 @@ impl std::fmt::Debug for SettleObserver {
 /// Entries this worker holds, by job id: (level, entry id), for keep-alive.
 type InFlight = Arc<Mutex<HashMap<String, (u8, String)>>>;
 
-/// Runs `H` over a queue. See the module docs.
+/// Runs a [`Handler`](crate::Handler) (or, made with [`Worker::batched`],
+/// a [`BatchHandler`]) over a queue. See the module docs.
 #[derive(Debug)]
 pub struct Worker<H> {
     queue: Queue,
@@ -179,7 +191,17 @@ pub struct Worker<H> {
     observer: Option<SettleObserver>,
 }
 
-impl<H: Handler> Worker<H> {
+impl<B: BatchHandler> Worker<Batched<B>> {
+    /// A worker for `queue` handing up to `handler.max_batch()` claimed jobs
+    /// to each call of `handler`, with default settings. Set `batch_size`
+    /// (jobs per claim) and `concurrency` (jobs running at once, in all
+    /// batches) at least as high as the batch, or batches stay small.
+    pub fn batched(queue: Queue, handler: B) -> Self {
+        Self::new(queue, Batched(handler))
+    }
+}
+
+impl<H: Runner> Worker<H> {
     /// A worker for `queue` running `handler`, with default settings.
     pub fn new(queue: Queue, handler: H) -> Self {
         Self::with_shared_handler(queue, Arc::new(handler))
@@ -278,7 +300,11 @@ impl<H: Handler> Worker<H> {
         let visibility = queue.config().visibility_timeout;
         let counters = Arc::new(Counters::default());
         let in_flight: InFlight = Arc::default();
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel::<SettleItem>();
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Vec<SettleItem>>();
+        let cancellation = Cancellation {
+            stop: CancellationToken::new(),
+            grace: self.config.cancel_grace,
+        };
 
         let mut background = JoinSet::new();
         background.spawn(promoter::run(
@@ -312,27 +338,39 @@ impl<H: Handler> Worker<H> {
         ));
 
         tracing::info!(queue = queue.name(), consumer = %self.consumer, concurrency = self.config.concurrency, "worker started");
-        let mut jobs = self.fetch_loop(stop_rx, settle_tx, &in_flight).await?;
+        let dispatch = Dispatch {
+            settle_tx,
+            cancellation: cancellation.clone(),
+            abandoned: counters.clone(),
+        };
+        let mut jobs = self.fetch_loop(stop_rx, dispatch, &in_flight).await?;
 
-        // Shutdown: running jobs get the grace period, then are abandoned.
+        // Shutdown: running jobs get the grace period, then are cancelled
+        // and get the cancel grace; those still running are abandoned.
         while jobs.try_join_next().is_some() {}
         let running = jobs.len();
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             while jobs.join_next().await.is_some() {}
         })
         .await;
-        let abandoned = if drained.is_err() {
-            let left = jobs.len() as u64;
-            jobs.abort_all();
+        if drained.is_err() {
             tracing::warn!(
                 queue = queue.name(),
-                left,
-                "shutdown grace over; running jobs abandoned to reclaim"
+                left = jobs.len(),
+                "shutdown grace over; cancelling running jobs"
             );
-            left
-        } else {
-            0
-        };
+            cancellation.stop.cancel();
+            // Each job task gives up by itself after the cancel grace; the
+            // margin lets it record that before the rest is aborted.
+            let margin = Duration::from_millis(100);
+            let _ = tokio::time::timeout(self.config.cancel_grace + margin, async {
+                while jobs.join_next().await.is_some() {}
+            })
+            .await;
+            let left = jobs.len() as u64;
+            jobs.abort_all();
+            counters.abandoned.fetch_add(left, Ordering::Relaxed);
+        }
         drop(jobs);
         // Every sender is gone now; the settler ends once it has recorded
         // what it holds, or when the grace is over while Redis is down.
@@ -358,7 +396,7 @@ impl<H: Handler> Worker<H> {
             snoozed: c.snoozed.load(Ordering::Relaxed),
             fenced: c.fenced.load(Ordering::Relaxed),
             gone: c.gone.load(Ordering::Relaxed),
-            abandoned,
+            abandoned: c.abandoned.load(Ordering::Relaxed),
         };
         tracing::info!(queue = queue.name(), consumer = %self.consumer, running_at_stop = running, ?report, "worker stopped");
         Ok(report)
@@ -368,7 +406,7 @@ impl<H: Handler> Worker<H> {
     async fn fetch_loop(
         &self,
         mut stop: watch::Receiver<bool>,
-        settle_tx: mpsc::UnboundedSender<SettleItem>,
+        dispatch: Dispatch,
         in_flight: &InFlight,
     ) -> Result<JoinSet<()>> {
         let queue = &self.queue;
@@ -491,43 +529,49 @@ impl<H: Handler> Worker<H> {
                     held.insert(job.id.clone(), (job.priority, job.entry_id.clone()));
                 }
             }
-            let mut jobs = jobs.into_iter();
-            while let Some(job) = jobs.next() {
-                let permit = match permits.pop() {
-                    Some(p) => p,
-                    None => {
-                        let acquired = if *stop.borrow() {
-                            None
-                        } else {
-                            tokio::select! {
-                                p = slots.clone().acquire_owned() => Some(p.map_err(|_| {
-                                    crate::Error::invalid("concurrency", "semaphore closed")
-                                })?),
-                                _ = stop.changed() => None,
-                            }
-                        };
-                        match acquired {
-                            Some(p) => p,
-                            None => {
-                                // Stopping: jobs claimed ahead and not started
-                                // go back in line, no attempt spent.
-                                for unstarted in std::iter::once(job).chain(jobs.by_ref()) {
-                                    let _ = settle_tx.send(
-                                        Ticket::of(&unstarted)
-                                            .settle(Outcome::Snooze(Duration::ZERO)),
-                                    );
-                                }
-                                break;
-                            }
+            // Hand jobs out as slots free up: one per call to a handler, up
+            // to `max_batch` per call to a batch handler.
+            let max_batch = self.handler.max_batch();
+            let mut waiting = std::collections::VecDeque::from(jobs);
+            while !waiting.is_empty() {
+                if permits.is_empty() {
+                    let acquired = if *stop.borrow() {
+                        None
+                    } else {
+                        tokio::select! {
+                            p = slots.clone().acquire_owned() => Some(p.map_err(|_| {
+                                crate::Error::invalid("concurrency", "semaphore closed")
+                            })?),
+                            _ = stop.changed() => None,
+                        }
+                    };
+                    let Some(first) = acquired else {
+                        // Stopping: jobs claimed ahead and not started go
+                        // back in line, no attempt spent.
+                        let unstarted = waiting
+                            .drain(..)
+                            .map(|job| Ticket::of(&job).settle(Outcome::Snooze(Duration::ZERO)))
+                            .collect();
+                        let _ = dispatch.settle_tx.send(unstarted);
+                        break;
+                    };
+                    permits.push(first);
+                    while permits.len() < waiting.len().min(max_batch) {
+                        match slots.clone().try_acquire_owned() {
+                            Ok(p) => permits.push(p),
+                            Err(_) => break,
                         }
                     }
-                };
-                running.spawn(run_job(
+                }
+                let take = permits.len().min(waiting.len()).min(max_batch);
+                let batch: Vec<Job> = waiting.drain(..take).collect();
+                let held = permits.split_off(permits.len() - take);
+                running.spawn(run_jobs(
                     self.handler.clone(),
-                    job,
-                    permit,
-                    settle_tx.clone(),
-                    RunningGuard::new(self.running.clone()),
+                    batch,
+                    held,
+                    dispatch.clone(),
+                    RunningGuard::new(self.running.clone(), take),
                 ));
             }
         }
@@ -541,108 +585,92 @@ async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Aborts the task when dropped, so a cancelled or abandoned job stops.
-struct AbortOnDrop(tokio::task::JoinHandle<std::result::Result<Outcome, crate::HandlerError>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// What a job task needs besides its jobs: where outcomes go, how it is
+/// cancelled, and where it counts itself abandoned.
+#[derive(Clone)]
+struct Dispatch {
+    settle_tx: mpsc::UnboundedSender<Vec<SettleItem>>,
+    cancellation: Cancellation,
+    abandoned: Arc<Counters>,
 }
 
-/// Counts a job as running for as long as it lives (also when aborted).
-struct RunningGuard(Arc<AtomicUsize>);
+/// Counts jobs as running for as long as they live (also when aborted).
+struct RunningGuard(Arc<AtomicUsize>, usize);
 
 impl RunningGuard {
-    fn new(count: Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Self(count)
+    fn new(count: Arc<AtomicUsize>, jobs: usize) -> Self {
+        count.fetch_add(jobs, Ordering::Relaxed);
+        Self(count, jobs)
     }
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 
-async fn run_job<H: Handler>(
-    handler: Arc<H>,
-    job: Job,
-    permit: OwnedSemaphorePermit,
-    settle_tx: mpsc::UnboundedSender<SettleItem>,
+/// Run one call of the handler on `jobs` and send their outcomes to the
+/// settler together, so a batch is recorded in one settle call.
+async fn run_jobs<R: Runner>(
+    handler: Arc<R>,
+    jobs: Vec<Job>,
+    permits: Vec<OwnedSemaphorePermit>,
+    dispatch: Dispatch,
     running: RunningGuard,
 ) {
-    // The span follows the job's future (not a guard held across awaits,
+    // The span follows the call's future (not a guard held across awaits,
     // which would leak the span into other tasks on the same thread).
-    let span = tracing::debug_span!("job", queue = %job.queue, id = %job.id, attempt = job.attempt);
-    let ticket = Ticket::of(&job);
-    let queue = job.queue.clone();
-    let waited_ms = crate::registry::unix_ms().saturating_sub(job.created_at_ms);
-    metrics::histogram!("sluice_job_wait_seconds", "queue" => queue.clone())
-        .record(waited_ms as f64 / 1000.0);
+    let span = match jobs.as_slice() {
+        [job] => {
+            tracing::debug_span!("job", queue = %job.queue, id = %job.id, attempt = job.attempt)
+        }
+        _ => tracing::debug_span!("batch", jobs = jobs.len()),
+    };
+    let tickets: Vec<Ticket> = jobs.iter().map(Ticket::of).collect();
+    let queue = jobs.first().map(|j| j.queue.clone()).unwrap_or_default();
+    let now = crate::registry::unix_ms();
+    for job in &jobs {
+        let waited_ms = now.saturating_sub(job.created_at_ms);
+        metrics::histogram!("sluice_job_wait_seconds", "queue" => queue.clone())
+            .record(waited_ms as f64 / 1000.0);
+    }
     let started = std::time::Instant::now();
-    let outcome = execute(handler, job).instrument(span.clone()).await;
-    metrics::histogram!("sluice_job_run_seconds", "queue" => queue)
-        .record(started.elapsed().as_secs_f64());
-    if let Outcome::Retry { reason, .. } | Outcome::Bury(reason) = &outcome {
-        span.in_scope(|| tracing::debug!(%reason, "job failed"));
+    let outcomes = crate::run::run(handler, jobs, &dispatch.cancellation)
+        .instrument(span.clone())
+        .await;
+    let Some(outcomes) = outcomes else {
+        // Stopped, and the handler did not return within the cancel grace:
+        // left to reclaim, as after a crash.
+        dispatch
+            .abandoned
+            .abandoned
+            .fetch_add(tickets.len() as u64, Ordering::Relaxed);
+        return;
+    };
+    let ran = started.elapsed().as_secs_f64();
+    let mut items = Vec::with_capacity(tickets.len());
+    for (ticket, outcome) in tickets.into_iter().zip(outcomes) {
+        metrics::histogram!("sluice_job_run_seconds", "queue" => queue.clone()).record(ran);
+        if let Outcome::Retry { reason, .. } | Outcome::Bury(reason) = &outcome {
+            span.in_scope(|| tracing::debug!(%reason, "job failed"));
+        }
+        items.push(ticket.settle(outcome));
     }
     // The settler outlives every job task; a send fails only when it was
-    // aborted at a hard stop, and then the job is left to reclaim.
-    let _ = settle_tx.send(ticket.settle(outcome));
+    // aborted at a hard stop, and then the jobs are left to reclaim.
+    let _ = dispatch.settle_tx.send(items);
     drop(running);
-    drop(permit);
+    drop(permits);
 }
 
-/// Run the handler in a task of its own, so a panic is caught, and under the
-/// job's timeout.
-async fn execute<H: Handler>(handler: Arc<H>, job: Job) -> Outcome {
-    let timeout = job.timeout;
-    let mut task = AbortOnDrop(tokio::spawn(async move { handler.handle(job).await }));
-    let joined = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, &mut task.0).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                return Outcome::Retry {
-                    reason: format!("timed out after {} ms", limit.as_millis()),
-                    after: None,
-                };
-            }
-        },
-        None => (&mut task.0).await,
-    };
-    match joined {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Outcome::Retry {
-            reason: e.to_string(),
-            after: None,
-        },
-        Err(e) if e.is_panic() => {
-            let panic = e.into_panic();
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".to_owned());
-            Outcome::Retry {
-                reason: format!("handler panicked: {msg}"),
-                after: None,
-            }
-        }
-        Err(_) => Outcome::Retry {
-            reason: "handler was cancelled".to_owned(),
-            after: None,
-        },
-    }
-}
-
-/// Record finished attempts of `consumer` on `queue` in batches; retry
-/// while Redis is down (the jobs stay claimed meanwhile, kept alive, so
-/// nothing is lost or run twice).
+/// Record finished attempts of `consumer` on `queue` in batches (the
+/// outcomes of one handler call always in the same settle call, when they
+/// fit); retry while Redis is down (the jobs stay claimed meanwhile, kept
+/// alive, so nothing is lost or run twice).
 async fn settle_loop(
     (queue, consumer): (Queue, String),
-    mut rx: mpsc::UnboundedReceiver<SettleItem>,
+    mut rx: mpsc::UnboundedReceiver<Vec<SettleItem>>,
     batch: usize,
     counters: Arc<Counters>,
     in_flight: InFlight,
@@ -650,52 +678,62 @@ async fn settle_loop(
     observer: Option<SettleObserver>,
 ) {
     let mut backoff = LoopBackoff::new("settler");
-    let mut items = Vec::with_capacity(batch);
+    let mut groups: Vec<Vec<SettleItem>> = Vec::new();
     let mut answered: Option<String> = None;
-    while rx.recv_many(&mut items, batch).await > 0 {
-        // One token per batch, kept across its retries (see claim.lua).
-        let call = queue.call_token(answered.take());
-        loop {
-            match queue.settle_items(&consumer, &items, &call).await {
-                Ok(statuses) => {
-                    backoff.succeeded(queue.name());
-                    answered = Some(call.token.clone());
-                    for (item, status) in items.iter().zip(statuses) {
-                        counters.count(status);
-                        if let Some(observer) = &observer {
-                            (observer.0)(&SettledAttempt {
-                                job_id: item.job_id.clone(),
-                                attempt: item.attempt,
-                                fence: item.fence,
-                                consumer: consumer.clone(),
-                                status,
-                            });
-                        }
-                        if status == Settled::Fenced {
-                            tracing::warn!(
-                                queue = queue.name(),
-                                id = %item.job_id,
-                                "outcome refused: the job was reclaimed by another worker after this one was presumed dead"
-                            );
+    while rx.recv_many(&mut groups, batch).await > 0 {
+        let mut items: Vec<SettleItem> = Vec::with_capacity(batch);
+        let mut calls: Vec<Vec<SettleItem>> = Vec::new();
+        for group in groups.drain(..) {
+            if !items.is_empty() && items.len() + group.len() > batch {
+                calls.push(std::mem::take(&mut items));
+            }
+            items.extend(group);
+        }
+        calls.push(items);
+        for items in calls {
+            for items in items.chunks(batch) {
+                // One token per call, kept across its retries (see claim.lua).
+                let call = queue.call_token(answered.take());
+                let statuses = loop {
+                    match queue.settle_items(&consumer, items, &call).await {
+                        Ok(statuses) => break statuses,
+                        Err(e) => {
+                            let wait = backoff.failed(queue.name(), &e);
+                            sleep_or_stop(wait, &mut hard_stop).await;
+                            if *hard_stop.borrow() {
+                                return;
+                            }
                         }
                     }
-                    if let Ok(mut held) = in_flight.lock() {
-                        for item in &items {
-                            held.remove(&item.job_id);
-                        }
+                };
+                backoff.succeeded(queue.name());
+                answered = Some(call.token.clone());
+                for (item, status) in items.iter().zip(statuses) {
+                    counters.count(status);
+                    if let Some(observer) = &observer {
+                        (observer.0)(&SettledAttempt {
+                            job_id: item.job_id.clone(),
+                            attempt: item.attempt,
+                            fence: item.fence,
+                            consumer: consumer.clone(),
+                            status,
+                        });
                     }
-                    break;
+                    if status == Settled::Fenced {
+                        tracing::warn!(
+                            queue = queue.name(),
+                            id = %item.job_id,
+                            "outcome refused: the job was reclaimed by another worker after this one was presumed dead"
+                        );
+                    }
                 }
-                Err(e) => {
-                    let wait = backoff.failed(queue.name(), &e);
-                    sleep_or_stop(wait, &mut hard_stop).await;
-                    if *hard_stop.borrow() {
-                        return;
+                if let Ok(mut held) = in_flight.lock() {
+                    for item in items {
+                        held.remove(&item.job_id);
                     }
                 }
             }
         }
-        items.clear();
     }
     queue.store().forget_calls(answered.as_slice()).await;
 }

@@ -190,7 +190,7 @@ struct Running {
     handle: JoinHandle<()>,
 }
 
-fn spawn<H: sluice_engine::Handler>(worker: Worker<H>) -> Running {
+fn spawn<H: sluice_engine::Runner>(worker: Worker<H>) -> Running {
     let (stop, rx) = watch::channel(false);
     let handle = tokio::spawn(async move {
         let mut rx = rx;

@@ -429,3 +429,170 @@ async fn jobs_claimed_ahead_go_back_unspent_at_a_stop() {
     assert_eq!(runs.load(Ordering::SeqCst), 6);
     assert_eq!(q.stats().await.expect("stats").dead, 0);
 }
+
+/// Collects the sizes of the batches it is given; fails the first batch.
+struct Recording {
+    sizes: Arc<std::sync::Mutex<Vec<usize>>>,
+    runs: Arc<std::sync::Mutex<Vec<(u32, u32)>>>,
+}
+
+impl sluice_engine::TypedBatchHandler for Recording {
+    type Args = u32;
+
+    fn max_batch(&self) -> usize {
+        50
+    }
+
+    async fn handle_batch(&self, jobs: Vec<(Job, u32)>) -> Result<Vec<Outcome>, HandlerError> {
+        let first = {
+            let mut sizes = self.sizes.lock().expect("lock");
+            sizes.push(jobs.len());
+            sizes.len() == 1
+        };
+        self.runs
+            .lock()
+            .expect("lock")
+            .extend(jobs.iter().map(|(job, n)| (*n, job.attempt)));
+        if first {
+            return Err("the first batch fails".into());
+        }
+        Ok(vec![Outcome::Done; jobs.len()])
+    }
+}
+
+/// A batch handler gets claimed jobs many at once (never more than its
+/// `max_batch`); a failed batch is a failed attempt of each of its jobs;
+/// every job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_handler_gets_jobs_together_and_a_failed_batch_is_retried() {
+    let t = TestRedis::new().await;
+    let q = t.queue("batched").await;
+    let batch = (0..300u32)
+        .map(|n| {
+            let quick_retry = sluice_engine::Backoff {
+                base: Duration::from_millis(50),
+                factor: 1.0,
+                max: Duration::from_millis(50),
+                jitter: 0.0,
+            };
+            NewJob::new(&n, JobOptions::new().backoff(quick_retry)).expect("enc")
+        })
+        .collect();
+    q.enqueue_batch(batch).await.expect("enqueue");
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = sluice_engine::Typed(Recording {
+        sizes: sizes.clone(),
+        runs: runs.clone(),
+    });
+    let config = WorkerConfig {
+        concurrency: 100,
+        batch_size: 100,
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::batched(q.clone(), handler).with_config(config));
+    assert!(settled(&q, 300, 0).await, "{:?}", q.stats().await);
+    let report = running.stop().await;
+    let sizes = sizes.lock().expect("lock").clone();
+    assert!(sizes.iter().all(|&n| (1..=50).contains(&n)), "{sizes:?}");
+    assert!(sizes.iter().any(|&n| n > 1), "never batched: {sizes:?}");
+    let first = sizes[0] as u64;
+    assert_eq!((report.completed, report.retried), (300, first));
+    // Each job completed once; those of the failed batch ran twice.
+    let runs = runs.lock().expect("lock").clone();
+    let mut per_job = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for (n, attempt) in runs {
+        per_job.entry(n).or_default().push(attempt);
+    }
+    assert_eq!(per_job.len(), 300);
+    let twice = per_job.values().filter(|a| a.as_slice() == [1, 2]).count() as u64;
+    let once = per_job.values().filter(|a| a.as_slice() == [1]).count() as u64;
+    assert_eq!((twice, once), (first, 300 - first), "{per_job:?}");
+}
+
+/// At a stop past the shutdown grace, a running job is told why; the
+/// failure it then returns puts it back in line with no attempt spent, and
+/// the next worker runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_cancels_running_jobs_which_go_back_unspent() {
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-stop").await;
+    let id = q
+        .enqueue(&1u32, JobOptions::new().max_attempts(1))
+        .await
+        .expect("enqueue")
+        .id;
+    let reasons = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = reasons.clone();
+    let interruptible = move |job: Job| {
+        let seen = seen.clone();
+        async move {
+            job.cancelled().await;
+            seen.lock().expect("lock").push(job.cancel_reason());
+            Err::<Outcome, HandlerError>("interrupted while writing".into())
+        }
+    };
+    let config = WorkerConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::new(q.clone(), interruptible).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            q.stats().await.expect("s").active == 1
+        })
+        .await
+    );
+    let report = running.stop().await;
+    assert_eq!((report.snoozed, report.abandoned, report.dead), (1, 0, 0));
+    assert_eq!(
+        *reasons.lock().expect("lock"),
+        vec![Some(sluice_engine::CancelReason::Shutdown)]
+    );
+    let info = q.job(&id).await.expect("lookup").expect("still there");
+    assert_eq!(
+        (info.state, info.attempt),
+        (JobState::Waiting, 0),
+        "{info:?}"
+    );
+    let quick = |_job: Job| async move { Ok::<_, HandlerError>(Outcome::Done) };
+    let running = spawn(Worker::new(q.clone(), quick).with_config(quick_worker_config()));
+    assert!(settled(&q, 1, 0).await, "{:?}", q.stats().await);
+    running.stop().await;
+}
+
+/// A run past its timeout is told, may clean up, and counts as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_handler_is_told_and_the_attempt_fails() {
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-timeout").await;
+    let id = q
+        .enqueue(
+            &1u32,
+            JobOptions::new()
+                .max_attempts(1)
+                .timeout(Duration::from_millis(100)),
+        )
+        .await
+        .expect("enqueue")
+        .id;
+    let cleaned = Arc::new(std::sync::Mutex::new(None));
+    let seen = cleaned.clone();
+    let slow = move |job: Job| {
+        let seen = seen.clone();
+        async move {
+            job.cancelled().await;
+            *seen.lock().expect("lock") = job.cancel_reason();
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    };
+    let running = spawn(Worker::new(q.clone(), slow).with_config(quick_worker_config()));
+    assert!(settled(&q, 0, 1).await, "{:?}", q.stats().await);
+    running.stop().await;
+    assert_eq!(
+        *cleaned.lock().expect("lock"),
+        Some(sluice_engine::CancelReason::Timeout)
+    );
+    let info = q.job(&id).await.expect("lookup").expect("dead");
+    assert_eq!(info.last_error.as_deref(), Some("timed out after 100 ms"));
+}

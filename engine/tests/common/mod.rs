@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_engine::{
-    Backoff, Client, ClientConfig, Handler, Queue, QueueConfig, RetryPolicy, Worker, WorkerReport,
+    Backoff, Client, ClientConfig, Queue, QueueConfig, RetryPolicy, Runner, Worker, WorkerReport,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -296,7 +296,7 @@ pub struct RunningWorker {
 }
 
 /// Start `worker` in a task.
-pub fn spawn<H: Handler>(worker: Worker<H>) -> RunningWorker {
+pub fn spawn<H: Runner>(worker: Worker<H>) -> RunningWorker {
     let (stop, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(worker.run(async move {
         let _ = rx.await;

@@ -1,0 +1,127 @@
+//! One call of a handler: in a task of its own (so a panic is caught),
+//! under the smallest timeout of its jobs, and cancellable. The worker and
+//! the test harness ([`crate::testing`]) both run handlers through here, so
+//! what a test sees is what a worker records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{Runner, miscounted};
+use crate::job::{CancelReason, CancelSignal, Job, Outcome};
+
+/// When the worker stops and its shutdown grace is over, `stop` is
+/// cancelled; running jobs then get `grace` to return after their own
+/// cancellation (for a timeout or a shutdown) before they are aborted.
+#[derive(Debug, Clone)]
+pub(crate) struct Cancellation {
+    pub(crate) stop: CancellationToken,
+    pub(crate) grace: Duration,
+}
+
+/// Run `jobs` in one call of `runner`. `None` when the worker stopped and
+/// the handler did not return within the cancel grace: the jobs are left
+/// to be reclaimed, as after a crash.
+pub(crate) async fn run(
+    runner: Arc<impl Runner>,
+    jobs: Vec<Job>,
+    cancellation: &Cancellation,
+) -> Option<Vec<Outcome>> {
+    let n = jobs.len();
+    let signals: Vec<CancelSignal> = jobs.iter().map(|j| j.cancel.clone()).collect();
+    let timeout = jobs.iter().filter_map(|j| j.timeout).min();
+    let mut task = AbortOnDrop(tokio::spawn(runner.run(jobs)));
+    let deadline = async {
+        match timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let reason = tokio::select! {
+        joined = &mut task.0 => return Some(settled(outcomes(n, joined), &signals)),
+        _ = deadline => CancelReason::Timeout,
+        _ = cancellation.stop.cancelled() => CancelReason::Shutdown,
+    };
+    for signal in &signals {
+        signal.cancel(reason);
+    }
+    let joined = tokio::time::timeout(cancellation.grace, &mut task.0).await;
+    let outcomes = match reason {
+        CancelReason::Timeout => {
+            // What a handler returns after its timeout does not count: the
+            // attempt failed (and a late success is retried, at least once).
+            let limit = timeout.unwrap_or_default();
+            vec![retry(&format!("timed out after {} ms", limit.as_millis())); n]
+        }
+        _ => outcomes(n, joined.ok()?),
+    };
+    Some(settled(outcomes, &signals))
+}
+
+/// Each job's outcome as it is recorded, given why it was cancelled.
+fn settled(outcomes: Vec<Outcome>, signals: &[CancelSignal]) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .zip(signals)
+        .map(|(outcome, signal)| after_cancel(outcome, signal.reason()))
+        .collect()
+}
+
+/// Per job: the operator's cancel turns anything but a success into a
+/// burial; a shutdown turns a failure into a snooze of zero.
+fn after_cancel(outcome: Outcome, reason: Option<CancelReason>) -> Outcome {
+    match (reason, outcome) {
+        (_, done @ (Outcome::Done | Outcome::DoneWith(_))) => done,
+        (Some(CancelReason::Operator), Outcome::Bury(why) | Outcome::Retry { reason: why, .. }) => {
+            Outcome::Bury(format!("cancelled by an operator: {why}"))
+        }
+        (Some(CancelReason::Operator), Outcome::Snooze(_)) => {
+            Outcome::Bury("cancelled by an operator".to_owned())
+        }
+        (Some(CancelReason::Shutdown), Outcome::Retry { .. }) => Outcome::Snooze(Duration::ZERO),
+        (_, other) => other,
+    }
+}
+
+fn retry(reason: &str) -> Outcome {
+    Outcome::Retry {
+        reason: reason.to_owned(),
+        after: None,
+    }
+}
+
+/// The outcomes of a call that returned (or panicked): one per job.
+fn outcomes(
+    n: usize,
+    joined: std::result::Result<
+        std::result::Result<Vec<Outcome>, crate::HandlerError>,
+        tokio::task::JoinError,
+    >,
+) -> Vec<Outcome> {
+    let failed = match joined {
+        Ok(Ok(outcomes)) if outcomes.len() == n => return outcomes,
+        Ok(Ok(outcomes)) => miscounted(n, outcomes.len()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            format!("handler panicked: {msg}")
+        }
+        Err(_) => "handler was cancelled".to_owned(),
+    };
+    vec![retry(&failed); n]
+}
+
+/// Aborts the task when dropped, so a cancelled or abandoned job stops.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
