@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sluice_engine::{Handler, HandlerError, Job, Outcome};
+use sluice_engine::{HandlerError, Job, Outcome, TypedHandler};
 
 /// Longest body excerpt kept in a dead letter's reason.
 const EXCERPT_CHARS: usize = 300;
@@ -65,11 +65,7 @@ impl HttpDelivery {
         })
     }
 
-    async fn deliver(&self, job: &Job) -> Outcome {
-        let payload: serde_json::Value = match job.decode() {
-            Ok(v) => v,
-            Err(e) => return Outcome::Bury(format!("poison message: {e}")),
-        };
+    async fn deliver(&self, job: &Job, payload: serde_json::Value) -> Outcome {
         let body = match serde_json::to_vec(&payload) {
             Ok(b) => b,
             Err(e) => return Outcome::Bury(format!("payload is not JSON-encodable: {e}")),
@@ -127,9 +123,12 @@ impl HttpDelivery {
     }
 }
 
-impl Handler for HttpDelivery {
-    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
-        Ok(self.deliver(&job).await)
+/// The payload is delivered as JSON: any MessagePack value decodes.
+impl TypedHandler for HttpDelivery {
+    type Args = serde_json::Value;
+
+    async fn handle(&self, job: Job, payload: serde_json::Value) -> Result<Outcome, HandlerError> {
+        Ok(self.deliver(&job, payload).await)
     }
 }
 

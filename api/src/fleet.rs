@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_engine::{
-    Client, Handler, HandlerError, Job, Outcome, ServedQueue, Worker, WorkerConfig, WorkerInfo,
-    unix_ms,
+    Client, HandlerError, Job, Outcome, Runner, ServedQueue, Typed, Worker, WorkerConfig,
+    WorkerInfo, run_each, unix_ms,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -135,12 +135,16 @@ pub async fn run(
                     .map(Duration::from_millis)
                     .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
                 tracing::info!(queue = %section.name, concurrency, target = %url, "serving queue");
-                QueueHandler::Http(HttpDelivery::new(url, section.secret.as_deref(), timeout)?)
+                QueueHandler::Http(Typed(HttpDelivery::new(
+                    url,
+                    section.secret.as_deref(),
+                    timeout,
+                )?))
             }
             (None, Some(p)) => match p.handler(&section.name).await? {
                 Some(h) => {
                     tracing::info!(queue = %section.name, concurrency, "serving pipeline queue");
-                    QueueHandler::Pipeline(Box::new(h))
+                    QueueHandler::Pipeline(Arc::new(h))
                 }
                 None => bail!("queue {} has no handler", section.name),
             },
@@ -228,15 +232,22 @@ pub async fn run(
 /// What runs a queue's jobs: HTTP delivery or a pipeline handler.
 #[derive(Debug)]
 enum QueueHandler {
-    Http(HttpDelivery),
-    Pipeline(Box<PipelineHandler>),
+    Http(Typed<HttpDelivery>),
+    Pipeline(Arc<PipelineHandler>),
 }
 
-impl Handler for QueueHandler {
-    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
+impl Runner for QueueHandler {
+    fn max_batch(&self) -> usize {
         match self {
-            QueueHandler::Http(h) => h.handle(job).await,
-            QueueHandler::Pipeline(h) => h.handle(job).await,
+            QueueHandler::Http(_) => 1,
+            QueueHandler::Pipeline(h) => h.max_batch(),
+        }
+    }
+
+    async fn run(self: Arc<Self>, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
+        match &*self {
+            QueueHandler::Http(h) => run_each(h, jobs).await,
+            QueueHandler::Pipeline(h) => h.clone().run(jobs).await,
         }
     }
 }

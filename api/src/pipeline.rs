@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_engine::{Client, Handler, HandlerError, Job, Outcome};
+use sluice_engine::{BatchHandler, Client, HandlerError, Job, Outcome, Runner, Typed, run_each};
 use sluice_jobs::audit::{AuditHandler, AuditSink};
 use sluice_jobs::backup::{BackupHandler, BackupSettings};
 use sluice_jobs::browser::{BrowserPool, BrowserSettings};
@@ -323,11 +323,11 @@ impl Pipeline {
     pub async fn handler(&self, queue: &str) -> anyhow::Result<Option<PipelineHandler>> {
         let s = &self.section;
         Ok(Some(match queue {
-            queues::INGEST => PipelineHandler::Ingest(IngestHandler::new(
+            queues::INGEST => PipelineHandler::Ingest(Typed(IngestHandler::new(
                 self.pool.clone(),
                 self.client.queue(queues::SCREENSHOT).await?,
                 self.audit.clone(),
-            )),
+            ))),
             queues::SCREENSHOT => {
                 let browsers = BrowserPool::new(BrowserSettings {
                     executable: s.chromium.clone(),
@@ -335,7 +335,7 @@ impl Pipeline {
                     viewport: (s.viewport_width, s.viewport_height),
                     ready_selector: Some(s.ready_selector.clone()).filter(|r| !r.is_empty()),
                 });
-                PipelineHandler::Screenshot(ScreenshotHandler::new(
+                PipelineHandler::Screenshot(Typed(ScreenshotHandler::new(
                     self.pool.clone(),
                     s.cipher()?,
                     browsers,
@@ -344,9 +344,9 @@ impl Pipeline {
                         chart_url: s.chart_url.clone(),
                         timeout: Duration::from_secs(s.screenshot_timeout_secs.max(1)),
                     },
-                ))
+                )))
             }
-            queues::AUDIT => PipelineHandler::Audit(AuditHandler::new(self.pool.clone())),
+            queues::AUDIT => PipelineHandler::Audit(Typed(AuditHandler::new(self.pool.clone()))),
             queues::RETENTION => PipelineHandler::Retention(RetentionHandler::new(
                 self.pool.clone(),
                 self.store.clone(),
@@ -368,29 +368,37 @@ impl Pipeline {
     }
 }
 
-/// One of the pipeline's handlers.
+/// One of the pipeline's handlers. `ingest` and `audit` take batches.
 #[derive(Debug)]
 pub enum PipelineHandler {
     /// `ingest`.
-    Ingest(IngestHandler),
+    Ingest(Typed<IngestHandler>),
     /// `screenshot`.
-    Screenshot(ScreenshotHandler),
+    Screenshot(Typed<ScreenshotHandler>),
     /// `audit`.
-    Audit(AuditHandler),
+    Audit(Typed<AuditHandler>),
     /// `retention`.
     Retention(RetentionHandler),
     /// `backup`.
     Backup(BackupHandler),
 }
 
-impl Handler for PipelineHandler {
-    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
+impl Runner for PipelineHandler {
+    fn max_batch(&self) -> usize {
         match self {
-            PipelineHandler::Ingest(h) => h.handle(job).await,
-            PipelineHandler::Screenshot(h) => h.handle(job).await,
-            PipelineHandler::Audit(h) => h.handle(job).await,
-            PipelineHandler::Retention(h) => h.handle(job).await,
-            PipelineHandler::Backup(h) => h.handle(job).await,
+            PipelineHandler::Ingest(h) => h.max_batch(),
+            PipelineHandler::Audit(h) => h.max_batch(),
+            _ => 1,
+        }
+    }
+
+    async fn run(self: Arc<Self>, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
+        match &*self {
+            PipelineHandler::Ingest(h) => h.handle_batch(jobs).await,
+            PipelineHandler::Audit(h) => h.handle_batch(jobs).await,
+            PipelineHandler::Screenshot(h) => run_each(h, jobs).await,
+            PipelineHandler::Retention(h) => run_each(h, jobs).await,
+            PipelineHandler::Backup(h) => run_each(h, jobs).await,
         }
     }
 }

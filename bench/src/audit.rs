@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sluice_engine::{Client, ClientConfig, JobOptions, NewJob, Worker, WorkerConfig};
+use sluice_engine::{Client, ClientConfig, JobOptions, NewJob, Typed, Worker, WorkerConfig};
 use sluice_jobs::audit::{AUDIT_BATCH, AuditEvent, AuditHandler, write_event};
 use sluice_jobs::db::{DbConfig, migrate};
 use sqlx::PgPool;
@@ -68,11 +68,12 @@ async fn measure(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..WORKERS {
-        let worker = Worker::new(queue.clone(), handler.clone()).with_config(WorkerConfig {
-            concurrency: AUDIT_BATCH,
-            batch_size: AUDIT_BATCH,
-            ..WorkerConfig::default()
-        });
+        let worker =
+            Worker::batched(queue.clone(), Typed(handler.clone())).with_config(WorkerConfig {
+                concurrency: AUDIT_BATCH,
+                batch_size: AUDIT_BATCH,
+                ..WorkerConfig::default()
+            });
         let mut stopped = stopped.clone();
         workers.spawn(worker.run(async move {
             let _ = stopped.wait_for(|s| *s).await;

@@ -149,6 +149,10 @@ local function took(level, eid, jid)
   taken_record[n + 1], taken_record[n + 2], taken_record[n + 3] = level, eid, jid
 end
 
+-- Entries of jobs an operator cancelled while they waited (cancel.lua):
+-- acknowledged and dropped when read. One look when there are none.
+local cancelled = redis.call('HLEN', base .. 'cx') > 0
+
 local paused = meta[1] == '1'
 local delivered_to = consumer .. DELIVERED
 for i = 0, delivered - 1 do
@@ -156,7 +160,9 @@ for i = 0, delivered - 1 do
   local level, eid = tonumber(ARGV[o]), ARGV[o + 1]
   local stream = stream_key(level)
   if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, delivered_to) == 1 then
-    if paused then
+    if cancelled and redis.call('HDEL', base .. 'cx', ARGV[o + 2]) == 1 then
+      redis.call('XACK', stream, GROUP, eid)
+    elseif paused then
       -- A blocking read delivered it after the queue was paused: back to
       -- the end of its level instead of running it.
       redis.call('XACK', stream, GROUP, eid)
@@ -222,7 +228,9 @@ while remaining > 0 and KEYS[2 + level] do
   if r then
     for _, e in ipairs(r[1][2]) do
       local list = e[2]
-      if #list > 2 then
+      if cancelled and redis.call('HDEL', base .. 'cx', list[2]) == 1 then
+        redis.call('XACK', stream_key(level), GROUP, e[1])
+      elseif #list > 2 then
         -- Light: i, p, r, b[, k] in the order enqueue.lua wrote them, read
         -- by position (no table of fields per job on the hot path).
         append_job(out, list[2], level, e[1], 0, 1, list[6], list[4])

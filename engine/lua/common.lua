@@ -31,6 +31,22 @@ local GROUP = 'workers'
 -- contain '~'.
 local DELIVERED = '~b'
 
+-- An operator's cancel (cancel.lua): the dead-letter reason it gives, and
+-- the two hashes it keeps. `cr`: job id -> ms, requests to stop a running
+-- job, read by its worker and honoured by settle.lua and reclaim.lua.
+-- `cx`: job id -> level, cancelled jobs whose stream entry the group has
+-- not read yet; the claim that reads the entry skips it and drops the id.
+local CANCELLED = 'cancelled by an operator'
+
+-- The outcome to record for a job whose cancel was requested: a success
+-- stands; anything else buries the job (keeping the handler's reason).
+local function cancelled_outcome(kind, text)
+  if kind == 'done' then return kind, text end
+  if kind == 'bury' and string.sub(text, 1, #CANCELLED) == CANCELLED then return kind, text end
+  if text ~= '' then return 'bury', CANCELLED .. ': ' .. text end
+  return 'bury', CANCELLED
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

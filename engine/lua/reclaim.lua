@@ -37,6 +37,10 @@ local function owner_timeout(owner)
   return t
 end
 local own = tonumber(min_idle)
+-- Cancel requests and cancelled entries (cancel.lua) are few; one look
+-- each when there are none.
+local requests = redis.call('HLEN', base .. 'cr') > 0
+local cancelled = redis.call('HLEN', base .. 'cx') > 0
 
 local MAX_GIVE_BACKS = 3
 -- Whether the claim that activated this job was never answered to its
@@ -83,20 +87,38 @@ while KEYS[2 + level] do
           local jid = e[2][2]
           local jk = jid and (base .. 'job:' .. jid)
           local light = light_fields(e[2])
-          if light and string.sub(owner, -#DELIVERED) == DELIVERED then
+          if cancelled and jid and redis.call('HDEL', base .. 'cx', jid) == 1 then
+            -- Delivered by a blocking read after an operator cancelled it
+            -- (it is a dead letter already): dropped.
+            dropped = dropped + 1
+            light = 'handled'
+          elseif requests and jid and redis.call('HDEL', base .. 'cr', jid) == 1 then
+            -- An operator asked to cancel it: it is not run again.
+            if light then materialize(base, level, eid, light, owner, nil) end
+            if redis.call('EXISTS', jk) == 1 then
+              redis.call('HINCRBY', jk, 'fence', 1)
+              redis.call('HDEL', jk, 'wk')
+              bury(base, jk, jid, CANCELLED, cap, now)
+              redis.call('HINCRBY', base .. 'stats', 'dead', 1)
+              dead = dead + 1
+            else
+              dropped = dropped + 1
+            end
+            light = 'handled'
+          elseif light and string.sub(owner, -#DELIVERED) == DELIVERED then
             -- Delivered by a blocking read and never activated: it never
             -- ran, so it goes back in line as it was.
             add_light(base, level, light)
-            light = 'requeued'
+            light = 'handled'
             requeued = requeued + 1
           elseif light then
             -- A light job its worker ran (or never heard of, when the
             -- claim's reply was lost): from here it is a heavy one.
             materialize(base, level, eid, light, owner, unconfirmed_claim(owner, eid))
           end
-          local state = jk and light ~= 'requeued' and redis.call('HMGET', jk, 'prio', 'state')
-          if light == 'requeued' then
-            -- Done above.
+          local state = jk and light ~= 'handled' and redis.call('HMGET', jk, 'prio', 'state')
+          if light == 'handled' then
+            -- Requeued or cancelled above.
           elseif state and state[1] and state[2] ~= 'active' then
             -- Delivered by a blocking read and never activated (the worker
             -- waited too long for a slot, or never heard the reply): it

@@ -20,6 +20,8 @@
 -- then           M, and 2 fields per level the outcomes touch: level and
 --                the newest of their entry ids (it bounds the trim, found
 --                without comparing ids in Lua)
+-- A job an operator asked to cancel while it ran (`cr`, see cancel.lua)
+-- is buried unless its outcome is a success.
 -- Reply          one status per outcome: done, retry, dead, snoozed,
 --                fenced (the fence moved on: another worker owns the job now,
 --                nothing was changed) or gone (the job no longer exists).
@@ -80,6 +82,8 @@ local function finish(level, eid, acked)
   if not acked then append(to_ack, level, eid) end
 end
 local unindex = {}
+-- Cancel requests (cancel.lua) are few; one look when there are none.
+local requests = redis.call('HLEN', base .. 'cr') > 0
 
 for i = 0, n - 1 do
   local o = 10 + i * 7
@@ -87,6 +91,9 @@ for i = 0, n - 1 do
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
   local jk = base .. 'job:' .. jid
   local status = nil
+  if requests and redis.call('HDEL', base .. 'cr', jid) == 1 then
+    kind, text = cancelled_outcome(kind, text)
+  end
   -- A light job made heavy below: its entry is acknowledged already.
   local acked = false
   if fence == '0' then

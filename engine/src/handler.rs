@@ -116,34 +116,29 @@ impl<H: TypedBatchHandler> BatchHandler for Typed<H> {
     }
 
     async fn handle_batch(&self, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
-        let n = jobs.len();
-        // Outcomes by position: poison messages now, the rest from the call.
-        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(n);
-        let mut decoded = Vec::with_capacity(n);
-        for job in jobs {
+        // Every position is set: poison messages now, the rest from the call.
+        let mut outcomes = vec![Outcome::Done; jobs.len()];
+        let mut positions = Vec::with_capacity(jobs.len());
+        let mut decoded = Vec::with_capacity(jobs.len());
+        for (position, job) in jobs.into_iter().enumerate() {
             match job.decode::<H::Args>() {
                 Ok(args) => {
-                    outcomes.push(None);
+                    positions.push(position);
                     decoded.push((job, args));
                 }
-                Err(e) => outcomes.push(Some(poison(&e))),
+                Err(e) => outcomes[position] = poison(&e),
             }
         }
-        let mut ran = if decoded.is_empty() {
-            Vec::new()
-        } else {
-            let sent = decoded.len();
+        if !decoded.is_empty() {
             let ran = self.0.handle_batch(decoded).await?;
-            if ran.len() != sent {
-                return Err(miscounted(sent, ran.len()).into());
+            if ran.len() != positions.len() {
+                return Err(miscounted(positions.len(), ran.len()).into());
             }
-            ran
+            for (position, outcome) in positions.into_iter().zip(ran) {
+                outcomes[position] = outcome;
+            }
         }
-        .into_iter();
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.or_else(|| ran.next()).unwrap_or(Outcome::Done))
-            .collect())
+        Ok(outcomes)
     }
 }
 
@@ -203,7 +198,8 @@ pub struct Batched<B>(pub B);
 
 /// What the worker runs: a [`Handler`] one job per call, or a
 /// [`BatchHandler`] (as [`Batched`]) many per call. Implemented for both;
-/// not meant to be implemented elsewhere.
+/// implement it for an enum over handlers of both kinds, so one worker
+/// type serves queues of either (the `sluice` binary does this).
 pub trait Runner: Send + Sync + 'static {
     /// Most jobs per call: 1 for a [`Handler`].
     fn max_batch(&self) -> usize;
@@ -221,12 +217,22 @@ impl<H: Handler> Runner for H {
     }
 
     async fn run(self: Arc<Self>, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            outcomes.push(self.handle(job).await?);
-        }
-        Ok(outcomes)
+        run_each(&*self, jobs).await
     }
+}
+
+/// Run `jobs` one after another through `handler`: what a [`Runner`] of
+/// several kinds of handler (an enum over them) does for its per-job ones,
+/// which the worker calls with one job at a time.
+pub async fn run_each<H: Handler>(
+    handler: &H,
+    jobs: Vec<Job>,
+) -> Result<Vec<Outcome>, HandlerError> {
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(handler.handle(job).await?);
+    }
+    Ok(outcomes)
 }
 
 impl<B: BatchHandler> Runner for Batched<B> {

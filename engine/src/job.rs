@@ -44,7 +44,7 @@ impl JobState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "waiting" => JobState::Waiting,
             "delayed" => JobState::Delayed,

@@ -77,6 +77,18 @@ impl QueueKeys {
         format!("{}dead", self.base)
     }
 
+    /// Hash of an operator's requests to cancel running jobs: job id to the
+    /// request's time (see `lua/cancel.lua`).
+    pub fn cancel_requests(&self) -> String {
+        format!("{}cr", self.base)
+    }
+
+    /// Hash of cancelled jobs whose stream entry no claim has read yet: job
+    /// id to its level (see `lua/cancel.lua`).
+    pub fn cancelled_entries(&self) -> String {
+        format!("{}cx", self.base)
+    }
+
     /// Hash of queue settings: the paused flag, the rate limit and its bucket.
     pub fn meta(&self) -> String {
         format!("{}meta", self.base)

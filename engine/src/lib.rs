@@ -110,7 +110,7 @@ pub use client::{Client, ClientConfig, Durability};
 pub use error::{Error, Result};
 pub use handler::{
     BatchHandler, Batched, FnHandler, Handler, HandlerError, Runner, Typed, TypedBatchHandler,
-    TypedHandler, handler_fn,
+    TypedHandler, handler_fn, run_each,
 };
 pub use job::{
     AttemptError, CancelReason, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount,
@@ -121,5 +121,5 @@ pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfi
 pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
 pub use queue::{Enqueued, NewJob, Queue};
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
-pub use store::{Promoted, Reclaimed, RetryPolicy, Settled};
+pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};
 pub use worker::{SettledAttempt, Worker, WorkerConfig, WorkerReport};

@@ -9,7 +9,9 @@ use crate::client::{Client, Durability};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
-use crate::store::{CallToken, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store};
+use crate::store::{
+    CallToken, Cancelled, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store,
+};
 
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,6 +264,14 @@ impl Queue {
     ) -> Result<(Vec<JobInfo>, u64)> {
         let (ids, matched) = self.store.find_dead(text, offset, limit).await?;
         Ok((self.store.jobs(&ids).await?, matched))
+    }
+
+    /// Cancel a job. A waiting or delayed job becomes a dead letter at once
+    /// ("cancelled by an operator"); a running one is asked to stop (see
+    /// [`Cancelled::Requested`]); a finished one is left alone. Safe to
+    /// call again: a second call answers as the first.
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
+        self.store.cancel(id, self.config.dead_letter_cap).await
     }
 
     /// Send one dead letter back to its stream with fresh attempts. False

@@ -47,6 +47,9 @@ transition!(
     /// Delete dead letters.
     DELETE_DEAD, "delete_dead.lua");
 transition!(
+    /// An operator's cancel of one job.
+    CANCEL, "cancel.lua");
+transition!(
     /// Bring jobs back from a backup, each in its state.
     IMPORT, "import.lua");
 transition!(

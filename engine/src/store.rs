@@ -59,6 +59,24 @@ pub(crate) enum RateState {
     Wait(Duration),
 }
 
+/// What an operator's cancel did ([`Queue::cancel`](crate::Queue::cancel)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "state")]
+pub enum Cancelled {
+    /// It was waiting or delayed; it is a dead letter now, with the reason
+    /// "cancelled by an operator", and can be re-driven.
+    Cancelled,
+    /// It is running: its worker tells the handler
+    /// ([`CancelReason::Operator`](crate::CancelReason::Operator)), and
+    /// unless the run still succeeds the job is dead-lettered, also when
+    /// its worker dies first.
+    Requested,
+    /// It had finished already (completed or dead): nothing changed.
+    Finished(JobState),
+    /// No such job (or a completed one no longer kept).
+    Missing,
+}
+
 /// What one settled outcome turned into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
@@ -919,15 +937,29 @@ impl Store {
             .arg(self.keys.meta())
             .arg("rate")
             .arg("burst");
+        pipe.cmd("HVALS").arg(self.keys.cancelled_entries());
         let reply: Vec<Value> = self.query_pipe_grouped("queue stats", &pipe).await?;
         let levels = usize::from(PRIORITY_LEVELS);
-        if reply.len() != levels * 2 + 5 {
+        if reply.len() != levels * 2 + 6 {
             return Err(protocol("queue stats", "wrong number of replies"));
         }
         let mut stats = Stats {
             queue: self.keys.queue().to_owned(),
             ..Stats::default()
         };
+        // Entries of jobs cancelled while waiting stay in their stream until
+        // a claim reads past them (cancel.lua); they are not waiting.
+        let mut cancelled = vec![0u64; levels];
+        if let Value::Array(vals) | Value::Set(vals) = &reply[levels * 2 + 5] {
+            for v in vals {
+                if let Some(n) = usize::try_from(int(v))
+                    .ok()
+                    .and_then(|l| cancelled.get_mut(l))
+                {
+                    *n += 1;
+                }
+            }
+        }
         for l in 0..levels {
             let group = group_info(&reply[l * 2], GROUP);
             let pending = group.as_ref().and_then(|g| g.pending).unwrap_or(0);
@@ -938,7 +970,9 @@ impl Store {
                 // acknowledged entries not yet trimmed as waiting.
                 None => (int(&reply[l * 2 + 1]).max(0) as u64).saturating_sub(pending),
             };
-            stats.waiting_by_priority.push(waiting);
+            stats
+                .waiting_by_priority
+                .push(waiting.saturating_sub(cancelled[l]));
             stats.active += pending;
         }
         stats.waiting = stats.waiting_by_priority.iter().sum();
@@ -1316,6 +1350,31 @@ impl Store {
     }
 
     /// `redrive.lua` for these ids, or the oldest batch when `ids` is empty.
+    /// `cancel.lua` for one job.
+    pub(crate) async fn cancel(&self, id: &str, dead_letter_cap: usize) -> Result<Cancelled> {
+        let mut inv = self.invocation(&scripts::CANCEL);
+        inv.arg(dead_letter_cap).arg(id);
+        let reply = text(&self.run("cancel a job", &inv).await?);
+        Ok(match reply.as_str() {
+            "cancelled" => Cancelled::Cancelled,
+            "requested" => Cancelled::Requested,
+            "missing" => Cancelled::Missing,
+            other => match JobState::parse(other) {
+                Some(state) => Cancelled::Finished(state),
+                None => return Err(protocol("cancel a job", "unknown reply")),
+            },
+        })
+    }
+
+    /// The ids of running jobs an operator asked to cancel.
+    pub(crate) async fn cancel_requests(&self) -> Result<Vec<String>> {
+        self.query(
+            "read cancel requests",
+            redis::cmd("HKEYS").arg(self.keys.cancel_requests()),
+        )
+        .await
+    }
+
     pub(crate) async fn redrive(&self, ids: &[String]) -> Result<u64> {
         let mut inv = self.invocation(&scripts::REDRIVE);
         for id in ids {

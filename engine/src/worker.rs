@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::backoff::LoopBackoff;
 use crate::error::Result;
 use crate::handler::{BatchHandler, Batched, Runner};
-use crate::job::{Job, Outcome};
+use crate::job::{CancelReason, CancelSignal, Job, Outcome};
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::{Queue, Ticket};
 use crate::reclaimer;
@@ -60,6 +60,9 @@ pub struct WorkerConfig {
     /// How long a cancelled job (timed out, shut down or cancelled by an
     /// operator) may take to return before its task is aborted.
     pub cancel_grace: Duration,
+    /// How often the worker looks for operators' cancels of the jobs it
+    /// runs (one small read, only while it runs jobs).
+    pub cancel_poll: Duration,
     /// Most outcomes recorded per call.
     pub settle_batch: usize,
     /// How often paused queues are checked for resumption.
@@ -82,6 +85,7 @@ impl Default for WorkerConfig {
             block_timeout: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(1),
+            cancel_poll: Duration::from_secs(1),
             settle_batch: 500,
             pause_poll: Duration::from_millis(250),
             reclaim_interval: None,
@@ -175,8 +179,16 @@ impl std::fmt::Debug for SettleObserver {
     }
 }
 
-/// Entries this worker holds, by job id: (level, entry id), for keep-alive.
-type InFlight = Arc<Mutex<HashMap<String, (u8, String)>>>;
+/// A job this worker holds (running or claimed ahead).
+struct Held {
+    level: u8,
+    entry_id: String,
+    /// Its run's cancellation, for an operator's cancel.
+    cancel: CancelSignal,
+}
+
+/// Jobs this worker holds, by job id: for keep-alive and cancels.
+type InFlight = Arc<Mutex<HashMap<String, Held>>>;
 
 /// Runs a [`Handler`](crate::Handler) (or, made with [`Worker::batched`],
 /// a [`BatchHandler`]) over a queue. See the module docs.
@@ -316,6 +328,12 @@ impl<H: Runner> Worker<H> {
             queue.clone(),
             self.consumer.clone(),
             self.config.reclaim_interval.unwrap_or(visibility / 2),
+            stop_rx.clone(),
+        ));
+        background.spawn(watch_cancels(
+            queue.clone(),
+            in_flight.clone(),
+            self.config.cancel_poll,
             stop_rx.clone(),
         ));
         background.spawn(keep_alive(
@@ -526,7 +544,12 @@ impl<H: Runner> Worker<H> {
             // wait for a slot (claimed ahead).
             if let Ok(mut held) = in_flight.lock() {
                 for job in &jobs {
-                    held.insert(job.id.clone(), (job.priority, job.entry_id.clone()));
+                    let entry = Held {
+                        level: job.priority,
+                        entry_id: job.entry_id.clone(),
+                        cancel: job.cancel.clone(),
+                    };
+                    held.insert(job.id.clone(), entry);
                 }
             }
             // Hand jobs out as slots free up: one per call to a handler, up
@@ -738,6 +761,41 @@ async fn settle_loop(
     queue.store().forget_calls(answered.as_slice()).await;
 }
 
+/// Tell running jobs an operator cancelled (`Queue::cancel`) that they are.
+/// The request stays in Redis until the job's outcome is recorded, and
+/// settle.lua buries the job then, so a missed look only delays the signal.
+async fn watch_cancels(
+    queue: Queue,
+    in_flight: InFlight,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        sleep_or_stop(every, &mut stop).await;
+        let idle = in_flight.lock().map(|held| held.is_empty()).unwrap_or(true);
+        if idle {
+            if *stop.borrow() {
+                return;
+            }
+            continue;
+        }
+        match queue.store().cancel_requests().await {
+            Ok(ids) => {
+                if let Ok(held) = in_flight.lock() {
+                    for id in ids {
+                        if let Some(job) = held.get(&id) {
+                            job.cancel.cancel(CancelReason::Operator);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(queue = queue.name(), error = %e, "could not read cancel requests")
+            }
+        }
+    }
+}
+
 /// Refresh the claims of running (and not yet settled) jobs, and announce
 /// the worker's visibility timeout (see reclaim.lua).
 async fn keep_alive(
@@ -756,7 +814,10 @@ async fn keep_alive(
         }
         first = false;
         let entries: Vec<(u8, String)> = match in_flight.lock() {
-            Ok(held) => held.values().cloned().collect(),
+            Ok(held) => held
+                .values()
+                .map(|h| (h.level, h.entry_id.clone()))
+                .collect(),
             Err(_) => return,
         };
         if let Err(e) = queue.store().refresh(&consumer, visibility, &entries).await {

@@ -1075,3 +1075,123 @@ async fn a_light_job_is_looked_up_exported_and_failed_like_any() {
     );
     assert!(q.job(&e.id).await.expect("lookup").is_none());
 }
+
+/// An operator cancels waiting (light and heavy) and delayed jobs: each is
+/// a dead letter at once with the reason, no claim runs it, waiting counts
+/// drop at once, a second cancel answers the same, and a re-drive brings
+/// it back to run.
+#[tokio::test]
+async fn cancelled_waiting_and_delayed_jobs_become_dead_letters_at_once() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-waiting").await;
+    let light = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let later = q
+        .enqueue(&2u32, JobOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .expect("enq")
+        .id;
+    let kept = q.enqueue(&3u32, JobOptions::new()).await.expect("enq").id;
+    assert_eq!(
+        q.cancel(&light).await.expect("cancel"),
+        Cancelled::Cancelled
+    );
+    assert_eq!(q.cancel(&light).await.expect("again"), Cancelled::Cancelled);
+    assert_eq!(
+        q.cancel(&later).await.expect("cancel"),
+        Cancelled::Cancelled
+    );
+    assert_eq!(
+        q.cancel("no-such-job").await.expect("cancel"),
+        Cancelled::Missing
+    );
+    for id in [&light, &later] {
+        let info = q.job(id).await.expect("lookup").expect("kept");
+        assert_eq!(info.state, JobState::Dead, "{info:?}");
+        assert_eq!(info.last_error.as_deref(), Some("cancelled by an operator"));
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.delayed, s.dead), (1, 0, 2), "{s:?}");
+
+    // The claim reads past the cancelled entry and takes only the other.
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, kept);
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    q.settle(&job, Outcome::Done).await.expect("settle");
+
+    // Re-driven, it waits as a heavy job; cancelled again, then re-driven
+    // again, it runs once.
+    assert!(q.redrive(&light).await.expect("redrive"));
+    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+    assert_eq!(
+        q.cancel(&light).await.expect("cancel"),
+        Cancelled::Cancelled
+    );
+    assert_eq!(q.stats().await.expect("stats").waiting, 0);
+    assert!(q.redrive(&light).await.expect("redrive"));
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, light);
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    assert_eq!(
+        q.cancel(&later).await.expect("cancel"),
+        Cancelled::Cancelled,
+        "a replay answers as the first call"
+    );
+}
+
+/// A running job's cancel is a request: its outcome, whatever it is
+/// unless a success, buries the job; a job whose worker dies is buried by
+/// the reclaim instead of retried.
+#[tokio::test]
+async fn a_running_jobs_cancel_buries_it_at_its_outcome_or_its_reclaim() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-running").await; // visibility timeout 600 ms
+    for n in 0..3u32 {
+        q.enqueue(&n, JobOptions::new()).await.expect("enq");
+    }
+    let failing = claim_when_ready(&q, "w").await;
+    let finishing = claim_when_ready(&q, "w").await;
+    let lost = claim_when_ready(&q, "w").await;
+    for job in [&failing, &finishing, &lost] {
+        assert_eq!(
+            q.cancel(&job.id).await.expect("cancel"),
+            Cancelled::Requested
+        );
+    }
+    let retry = Outcome::Retry {
+        reason: "stopped".into(),
+        after: None,
+    };
+    assert_eq!(
+        q.settle(&failing, retry).await.expect("settle"),
+        Settled::Dead
+    );
+    let info = q.job(&failing.id).await.expect("lookup").expect("dead");
+    assert_eq!(
+        info.last_error.as_deref(),
+        Some("cancelled by an operator: stopped")
+    );
+    assert_eq!(
+        q.settle(&finishing, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+
+    // `lost`'s worker died: the reclaim buries it instead of retrying it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = q.reclaim_lost("rescuer").await.expect("reclaim");
+    assert_eq!((r.retried, r.dead), (0, 1), "{r:?}");
+    let info = q.job(&lost.id).await.expect("lookup").expect("dead");
+    assert_eq!(info.state, JobState::Dead);
+    assert_eq!(info.last_error.as_deref(), Some("cancelled by an operator"));
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.active, s.dead), (0, 0, 2), "{s:?}");
+    assert_eq!(
+        q.cancel(&failing.id).await.expect("cancel"),
+        Cancelled::Finished(JobState::Dead)
+    );
+}

@@ -596,3 +596,50 @@ async fn a_timed_out_handler_is_told_and_the_attempt_fails() {
     let info = q.job(&id).await.expect("lookup").expect("dead");
     assert_eq!(info.last_error.as_deref(), Some("timed out after 100 ms"));
 }
+
+/// An operator's cancel reaches the running handler, which stops; the job
+/// is dead-lettered with the handler's reason, and not run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_cancel_reaches_the_running_handler() {
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-operator").await;
+    let id = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let stoppable = move |job: Job| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::select! {
+                _ = job.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+            let why = job.cancel_reason().map(|r| r.as_str()).unwrap_or("none");
+            Err::<Outcome, HandlerError>(format!("stopped: {why}").into())
+        }
+    };
+    let config = WorkerConfig {
+        cancel_poll: Duration::from_millis(100),
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::new(q.clone(), stoppable).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            runs.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    assert_eq!(
+        q.cancel(&id).await.expect("cancel"),
+        sluice_engine::Cancelled::Requested
+    );
+    assert!(settled(&q, 0, 1).await, "{:?}", q.stats().await);
+    let report = running.stop().await;
+    assert_eq!(report.dead, 1);
+    let info = q.job(&id).await.expect("lookup").expect("dead");
+    assert_eq!(
+        info.last_error.as_deref(),
+        Some("cancelled by an operator: stopped: operator")
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Client, Handler, HandlerError, Job, JobOptions, NewJob, Outcome, Queue};
+use sluice_engine::{
+    Client, HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler,
+};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::batch::{Batcher, StoreError};
+use crate::db::StoreError;
 
 /// Most events the sink enqueues in one call, and the handler writes in one
 /// statement.
@@ -135,46 +137,46 @@ async fn forward(queue: Queue, mut rx: mpsc::Receiver<AuditEvent>) {
     }
 }
 
-/// Writes audit events in bulk.
+/// Writes audit events in bulk, a batch of jobs per statement. Run it with
+/// `Worker::batched(queue, Typed(handler))`.
 #[derive(Debug, Clone)]
 pub struct AuditHandler {
-    batcher: Batcher<(String, AuditEvent), Result<(), StoreError>>,
+    pool: PgPool,
 }
 
 impl AuditHandler {
     /// A handler writing to `pool`.
     pub fn new(pool: PgPool) -> Self {
-        let batcher = Batcher::spawn(
-            AUDIT_BATCH,
-            Duration::from_millis(5),
-            move |items: Vec<(String, AuditEvent)>| {
-                let pool = pool.clone();
-                async move {
-                    let n = items.len();
-                    match write_events(&pool, &items).await {
-                        Ok(_) => vec![Ok(()); n],
-                        Err(e) => {
-                            vec![Err(StoreError::from_db("cannot write audit events", &e)); n]
-                        }
-                    }
-                }
-            },
-        );
-        Self { batcher }
+        Self { pool }
     }
 }
 
-impl Handler for AuditHandler {
-    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
-        let event: AuditEvent = match job.decode() {
-            Ok(e) => e,
-            Err(e) => return Ok(Outcome::Bury(format!("poison message: {e}"))),
-        };
-        match self.batcher.submit((job.id.clone(), event)).await {
-            Some(Ok(())) => Ok(Outcome::Done),
-            Some(Err(e)) => e.into_outcome(&job),
-            None => Err("the audit writer stopped".into()),
-        }
+impl TypedBatchHandler for AuditHandler {
+    type Args = AuditEvent;
+
+    fn max_batch(&self) -> usize {
+        AUDIT_BATCH
+    }
+
+    async fn handle_batch(
+        &self,
+        jobs: Vec<(Job, AuditEvent)>,
+    ) -> Result<Vec<Outcome>, HandlerError> {
+        // The job id is the event's id: a retried batch adds nothing twice.
+        let (jobs, events): (Vec<Job>, Vec<(String, AuditEvent)>) = jobs
+            .into_iter()
+            .map(|(job, event)| {
+                let id = job.id.clone();
+                (job, (id, event))
+            })
+            .unzip();
+        Ok(match write_events(&self.pool, &events).await {
+            Ok(_) => vec![Outcome::Done; jobs.len()],
+            Err(e) => {
+                let failed = StoreError::from_db("cannot write audit events", &e);
+                jobs.iter().map(|job| failed.outcome(job)).collect()
+            }
+        })
     }
 }
 

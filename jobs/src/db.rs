@@ -117,6 +117,38 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Why a bulk write failed, as every job of its batch sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// PostgreSQL is down: the jobs wait for it without spending attempts.
+    Unavailable(String),
+    /// Anything else: a failed attempt, retried with backoff.
+    Failed(String),
+}
+
+impl StoreError {
+    /// Classify a database error.
+    pub fn from_db(context: &str, e: &sqlx::Error) -> Self {
+        let message = format!("{context}: {e}");
+        if is_unavailable(e) {
+            Self::Unavailable(message)
+        } else {
+            Self::Failed(message)
+        }
+    }
+
+    /// What a job of the failed batch records.
+    pub fn outcome(&self, job: &sluice_engine::Job) -> sluice_engine::Outcome {
+        match self {
+            Self::Unavailable(_) => wait_for_database(job),
+            Self::Failed(m) => sluice_engine::Outcome::Retry {
+                reason: m.clone(),
+                after: None,
+            },
+        }
+    }
+}
+
 /// What a handler answers when PostgreSQL is down: run the job again later
 /// without spending an attempt, waiting longer the longer the job has
 /// waited (1 s to 30 s), so an outage of any length loses nothing.

@@ -1,24 +1,24 @@
 //! Ingestion: a webhook's raw body, queued by the API, parsed and stored as
 //! a signal; then a screenshot job at the user's plan priority.
 //!
-//! Signals are written in batches (one `INSERT ... SELECT FROM UNNEST` per
-//! batch), keyed by the ingest job's id so a retried batch adds nothing
-//! twice. A body that does not parse is buried (dead-lettered) with the
+//! The handler is a batch handler: the worker hands it up to
+//! [`INGEST_BATCH`] claimed jobs at once, and their signals are written in
+//! one `INSERT ... SELECT FROM UNNEST`, keyed by the ingest job's id so a
+//! retried batch adds nothing twice. A body that does not parse is buried (dead-lettered) with the
 //! reason and an `ingest.parse_failed` audit event; the webhook had already
 //! answered 202, since the sender cannot fix it later.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Handler, HandlerError, Job, JobOptions, NewJob, Outcome, Queue};
+use sluice_engine::{HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler};
 use sqlx::PgPool;
 
 use crate::alert::{self, Alert};
 use crate::audit::{AuditEvent, AuditSink};
-use crate::batch::{Batcher, StoreError};
+use crate::db::StoreError;
 use crate::plan::Plan;
 use crate::screenshot::ScreenshotJob;
 
@@ -48,10 +48,12 @@ struct Parsed {
     received_at: DateTime<Utc>,
 }
 
-/// Parses alerts and stores signals.
+/// Parses alerts and stores signals, a batch at a time. Run it with
+/// `Worker::batched(queue, Typed(handler))`.
 #[derive(Debug, Clone)]
 pub struct IngestHandler {
-    batcher: Batcher<Parsed, Result<(), StoreError>>,
+    pool: PgPool,
+    screenshots: Queue,
     audit: Option<AuditSink>,
 }
 
@@ -67,31 +69,15 @@ impl IngestHandler {
     /// A handler storing signals in `pool` and enqueueing screenshots on
     /// `screenshots`; parse failures are audited on `audit` when given.
     pub fn new(pool: PgPool, screenshots: Queue, audit: Option<AuditSink>) -> Self {
-        let batcher = Batcher::spawn(
-            INGEST_BATCH,
-            Duration::from_millis(5),
-            move |items: Vec<Parsed>| {
-                let pool = pool.clone();
-                let screenshots = screenshots.clone();
-                async move {
-                    let n = items.len();
-                    match store(&pool, &screenshots, &items).await {
-                        Ok(()) => vec![Ok(()); n],
-                        Err(e) => vec![Err(e); n],
-                    }
-                }
-            },
-        );
-        Self { batcher, audit }
+        Self {
+            pool,
+            screenshots,
+            audit,
+        }
     }
-}
 
-impl Handler for IngestHandler {
-    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
-        let input: IngestJob = match job.decode() {
-            Ok(i) => i,
-            Err(e) => return Ok(Outcome::Bury(format!("poison message: {e}"))),
-        };
+    /// The alert of one job, or why it is buried.
+    fn parse(&self, job: &Job, input: IngestJob) -> Result<Parsed, Outcome> {
         let alert = match alert::parse(&input.body) {
             Ok(a) => a,
             Err(e) => {
@@ -107,22 +93,52 @@ impl Handler for IngestHandler {
                     ev.detail = Some(reason.clone());
                     audit.record(ev);
                 }
-                return Ok(Outcome::Bury(reason));
+                return Err(Outcome::Bury(reason));
             }
         };
-        let parsed = Parsed {
+        Ok(Parsed {
             job_id: job.id.clone(),
             user_id: input.user_id,
             chart_id: input.chart_id.filter(|c| !c.is_empty()),
             alert,
             received_at: DateTime::from_timestamp_millis(input.received_at_ms)
                 .unwrap_or_else(Utc::now),
-        };
-        match self.batcher.submit(parsed).await {
-            Some(Ok(())) => Ok(Outcome::Done),
-            Some(Err(e)) => e.into_outcome(&job),
-            None => Err("the signal writer stopped".into()),
+        })
+    }
+}
+
+impl TypedBatchHandler for IngestHandler {
+    type Args = IngestJob;
+
+    fn max_batch(&self) -> usize {
+        INGEST_BATCH
+    }
+
+    async fn handle_batch(
+        &self,
+        jobs: Vec<(Job, IngestJob)>,
+    ) -> Result<Vec<Outcome>, HandlerError> {
+        // Every position is set: buried alerts now, the rest after the write.
+        let mut outcomes = vec![Outcome::Done; jobs.len()];
+        let mut parsed = Vec::with_capacity(jobs.len());
+        let mut written_jobs = Vec::with_capacity(jobs.len());
+        for (position, (job, input)) in jobs.into_iter().enumerate() {
+            match self.parse(&job, input) {
+                Ok(p) => {
+                    parsed.push(p);
+                    written_jobs.push((position, job));
+                }
+                Err(buried) => outcomes[position] = buried,
+            }
         }
+        if !parsed.is_empty()
+            && let Err(e) = store(&self.pool, &self.screenshots, &parsed).await
+        {
+            for (position, job) in &written_jobs {
+                outcomes[*position] = e.outcome(job);
+            }
+        }
+        Ok(outcomes)
     }
 }
 

@@ -16,9 +16,9 @@
 //!   tokens, cookie encryption.
 //! - `webhook`: admission of a webhook call (token, enabled, quota).
 //! - `alert`: the alert parser (JSON or `Label: value` lines).
-//! - `batch`: turns per-job handler calls into bulk writes.
 //! - `ingest`, `screenshot` (+ `browser`), `audit`, `retention`, `backup`:
-//!   the handlers, each with its payload type.
+//!   the handlers, each with its payload type; `ingest` and `audit` are
+//!   batch handlers (one SQL statement per batch of jobs).
 //! - `storage`: where screenshots go (a directory or an S3 bucket).
 //! - `reads`: the platform's read queries.
 //! - `queues`: the pipeline's queue names.
@@ -26,7 +26,6 @@
 pub mod alert;
 pub mod audit;
 pub mod backup;
-pub mod batch;
 pub mod browser;
 pub mod db;
 mod error;

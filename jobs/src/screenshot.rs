@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Handler, HandlerError, Job, Outcome};
+use sluice_engine::{HandlerError, Job, Outcome, TypedHandler};
 use sqlx::PgPool;
 
 use crate::browser::BrowserPool;
@@ -101,9 +101,11 @@ impl ScreenshotHandler {
     }
 }
 
-impl Handler for ScreenshotHandler {
-    async fn handle(&self, job: Job) -> Result<Outcome, HandlerError> {
-        match self.run(&job).await {
+impl TypedHandler for ScreenshotHandler {
+    type Args = ScreenshotJob;
+
+    async fn handle(&self, job: Job, input: ScreenshotJob) -> Result<Outcome, HandlerError> {
+        match self.run(&job, input).await {
             Err(Error::Db(e)) if crate::db::is_unavailable(&e) => {
                 Ok(crate::db::wait_for_database(&job))
             }
@@ -114,11 +116,7 @@ impl Handler for ScreenshotHandler {
 }
 
 impl ScreenshotHandler {
-    async fn run(&self, job: &Job) -> Result<Outcome> {
-        let input: ScreenshotJob = match job.decode() {
-            Ok(i) => i,
-            Err(e) => return Ok(Outcome::Bury(format!("poison message: {e}"))),
-        };
+    async fn run(&self, job: &Job, input: ScreenshotJob) -> Result<Outcome> {
         if !valid_chart_id(&input.chart_id) {
             mark_failed(&self.pool, input.signal_id, "invalid chart id").await?;
             return Ok(Outcome::Bury(format!(

@@ -1,0 +1,61 @@
+-- cancel.lua: an operator cancels one job.
+--
+-- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- ARGV[1]        key base
+-- ARGV[2]        dead-letter cap
+-- ARGV[3]        job id
+-- Reply          cancelled  it was waiting or delayed: it is a dead letter
+--                           now ("cancelled by an operator"), re-drivable
+--                requested  it is running (or delivered to a worker): the
+--                           request is recorded in `cr`; its worker tells
+--                           the handler, and settle.lua or reclaim.lua
+--                           bury it unless its run succeeded
+--                completed | dead   finished already: nothing changed
+--                missing    no such job
+--
+-- A waiting job's stream entry stays where it is (deleting an entry the
+-- group has not read yet would leave Redis unable to tell the group's
+-- lag): `cx` maps the job to its level until a claim reads past the
+-- entry and drops it, and stats subtract `cx` from the waiting counts.
+--
+-- Safe to replay: a second run finds the job dead with this reason and
+-- answers `cancelled` again, or finds the request recorded and answers
+-- `requested`.
+
+local base, cap, jid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local jk = base .. 'job:' .. jid
+local now = now_ms()
+local f = redis.call('HMGET', jk, 'state', 'prio', 'err')
+local state, level = f[1], f[2]
+if not state then
+  local at = redis.call('HGET', base .. 'ix', jid)
+  if not at then return 'missing' end
+  local eid
+  level, eid = string.match(at, '^(%d+) (%S+)$')
+  if #redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1) == 1 then
+    redis.call('HSET', base .. 'cr', jid, int(now))
+    return 'requested'
+  end
+  local light = light_fields(entry_list(level, eid))
+  if not light then
+    redis.call('HDEL', base .. 'ix', jid)
+    return 'missing'
+  end
+  materialize(base, level, eid, light, '', nil)
+  redis.call('HDEL', jk, 'wk', 'att', 'fence')
+  state = 'waiting'
+end
+if state == 'active' then
+  redis.call('HSET', base .. 'cr', jid, int(now))
+  return 'requested'
+end
+if state == 'dead' and f[3] == CANCELLED then return 'cancelled' end
+if state ~= 'waiting' and state ~= 'delayed' then return state end
+if state == 'waiting' then
+  redis.call('HSET', base .. 'cx', jid, level)
+else
+  redis.call('ZREM', base .. 'delayed', jid)
+end
+bury(base, jk, jid, CANCELLED, cap, now)
+redis.call('HINCRBY', base .. 'stats', 'dead', 1)
+return 'cancelled'
