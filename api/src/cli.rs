@@ -239,6 +239,14 @@ pub enum JobsCommand {
         #[arg(long)]
         queue: Option<String>,
     },
+    /// Cancel a job: a waiting or delayed one becomes a dead letter, a
+    /// running one is asked to stop.
+    Cancel {
+        /// The queue.
+        queue: String,
+        /// The job id.
+        id: String,
+    },
 }
 
 /// `sluice dead ...`.

@@ -4,7 +4,7 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{
-    Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
+    Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
 };
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
@@ -26,6 +26,9 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
         Command::Stats { queue } => stats(&client, file, queue, out).await,
         Command::Jobs(JobsCommand::Show { id, queue }) => {
             show_job(&client, file, &id, queue, out).await
+        }
+        Command::Jobs(JobsCommand::Cancel { queue, id }) => {
+            cancel_job(&client, file, &queue, &id, out).await
         }
         Command::Dead(cmd) => dead(&client, file, cmd, out).await,
         Command::Pause { queue } => {
@@ -60,6 +63,32 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
             )
         }
     }
+}
+
+/// `sluice jobs cancel`.
+async fn cancel_job(
+    client: &Client,
+    file: &FileConfig,
+    queue: &str,
+    id: &str,
+    out: Output,
+) -> anyhow::Result<()> {
+    for q in open_queues(client, file, Some(queue.to_owned())).await? {
+        let (text, result) = match q.cancel(id).await? {
+            Cancelled::Missing => continue,
+            Cancelled::Cancelled => (
+                format!("{id} cancelled: it is a dead letter now"),
+                "cancelled",
+            ),
+            Cancelled::Requested => (
+                format!("{id} is running: its worker was asked to stop it"),
+                "requested",
+            ),
+            Cancelled::Finished(state) => bail!("job {id:?} is {state} already: nothing to cancel"),
+        };
+        return out.done(&text, serde_json::json!({"id": id, "result": result}));
+    }
+    bail!("no job {id:?} in queue {queue:?}")
 }
 
 #[derive(Clone, Copy)]

@@ -106,6 +106,14 @@ fn enqueue_stats_show_pause_resume() {
     assert_eq!(env.json(&["stats", "orders"])[0]["paused"], true);
     env.ok(&["resume", "orders"]);
     assert_eq!(env.json(&["stats", "orders"])[0]["paused"], false);
+
+    let cancelled = env.json(&["jobs", "cancel", "orders", &id]);
+    assert_eq!(cancelled["result"], "cancelled");
+    assert_eq!(env.json(&["jobs", "show", &id])["state"], "dead");
+    assert!(
+        env.ok(&["jobs", "cancel", "orders", &id])
+            .contains("dead letter")
+    );
 }
 
 #[tokio::test]
@@ -235,6 +243,8 @@ fn bad_input_gets_one_line_and_a_non_zero_exit_and_changes_nothing() {
         (&["pause", "no-such-queue"], "unknown queue"),
         (&["dead", "list", "no-such-queue"], "unknown queue"),
         (&["jobs", "show", "nope"], "no job"),
+        (&["jobs", "cancel", "orders", "nope"], "no job"),
+        (&["jobs", "cancel", "no-such-queue", "x"], "unknown queue"),
     ];
     for (args, needle) in cases {
         let err = env.fails(args);

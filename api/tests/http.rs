@@ -673,6 +673,7 @@ async fn the_openapi_document_names_every_path() {
         "/api/queues/{queue}/jobs",
         "/api/queues/{queue}/jobs/batch",
         "/api/queues/{queue}/jobs/{id}",
+        "/api/queues/{queue}/jobs/{id}/cancel",
         "/api/queues/{queue}/pause",
         "/api/queues/{queue}/resume",
         "/api/queues/{queue}/dead",
@@ -827,4 +828,37 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
 /// A queue name as a query value (`#` would end the path).
 fn urlencode(text: &str) -> String {
     text.replace('#', "%23")
+}
+
+#[tokio::test]
+async fn a_job_is_cancelled_over_http_and_a_finished_one_is_refused() {
+    let p = Prefix::new("cancel");
+    let app = api(&p, FileConfig::default()).await;
+    let dead = make_dead_letters(&p, "c", 1).await;
+    let q = p.client().await.queue("c").await.expect("queue");
+    let waiting = q
+        .enqueue(&1u32, sluice_engine::JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+
+    let path = format!("/api/queues/c/jobs/{waiting}/cancel");
+    let cancelled = send(&app, Method::POST, &path).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    assert_eq!(cancelled.json["result"], "cancelled");
+    let again = send(&app, Method::POST, &path).await;
+    assert_eq!(again.json["result"], "cancelled", "{}", again.text);
+    let shown = send(&app, Method::GET, &format!("/api/queues/c/jobs/{waiting}")).await;
+    assert_eq!(shown.json["state"], "dead");
+    assert_eq!(shown.json["last_error"], "cancelled by an operator");
+
+    let finished = send(
+        &app,
+        Method::POST,
+        &format!("/api/queues/c/jobs/{}/cancel", dead[0]),
+    )
+    .await;
+    assert_error(&finished, StatusCode::CONFLICT, "job_finished");
+    let missing = send(&app, Method::POST, "/api/queues/c/jobs/nope/cancel").await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "job_not_found");
 }

@@ -21,7 +21,6 @@ use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::handler::Handler;
 use crate::job::Stats;
 use crate::options::{JobOptions, QueueConfig};
 use crate::queue::{Enqueued, NewJob, Queue};
@@ -233,6 +232,17 @@ impl PartitionedQueue {
         Ok(sum)
     }
 
+    /// Cancel a job in whichever partition holds it (see [`Queue::cancel`]).
+    pub async fn cancel(&self, id: &str) -> Result<crate::Cancelled> {
+        for q in self.partitions.iter() {
+            match q.cancel(id).await? {
+                crate::Cancelled::Missing => continue,
+                found => return Ok(found),
+            }
+        }
+        Ok(crate::Cancelled::Missing)
+    }
+
     /// Pause every partition.
     pub async fn pause(&self) -> Result<()> {
         for q in self.partitions.iter() {
@@ -254,7 +264,7 @@ impl PartitionedQueue {
     /// handed out first come first served, so a busy partition uses what an
     /// idle one leaves and no partition starves another. Returns the
     /// workers' reports summed.
-    pub async fn run_workers<H: Handler>(
+    pub async fn run_workers<H: crate::Runner>(
         &self,
         handler: H,
         config: WorkerConfig,

@@ -1137,6 +1137,7 @@ fn script(name: &str) -> redis::Script {
     let text = match name {
         "claim" => include_str!("../lua/claim.lua"),
         "settle" => include_str!("../lua/settle.lua"),
+        "cancel" => include_str!("../lua/cancel.lua"),
         other => panic!("no script {other}"),
     };
     redis::Script::new(&format!("{}\n{}", include_str!("../lua/common.lua"), text))
@@ -1309,4 +1310,62 @@ async fn a_replayed_settle_records_each_outcome_once() {
     // No job may run more than its two attempts: no duplicates allowed.
     let summary = check("replayed-settles", &entries, &[direct], proxy.fired_count()).await;
     summary.assert_ok(0);
+}
+
+/// An operator's cancel whose replies are lost (half the tries of the
+/// script run in Redis and their reply never arrives; the client retries):
+/// every cancel answers as one call would, the dead-letter counter counts
+/// each job once, and nothing cancelled runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replayed_cancel_answers_and_counts_once() {
+    use sluice_engine::Cancelled;
+    let world = World::new(Persistence::None);
+    let config = queue_config(Duration::from_secs(5));
+    let direct = world.inspector("recancel", &config).await;
+    let mut ids = Vec::new();
+    for n in 0..10u32 {
+        let delay = if n % 2 == 0 { 0 } else { 60_000 };
+        let options = JobOptions::new().delay(Duration::from_millis(delay));
+        ids.push(direct.enqueue(&n, options).await.expect("enqueue").id);
+    }
+    let kept = direct
+        .enqueue(&99u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    let mut raw = redis::Client::open(world.redis.url().as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let sha: String = script("cancel")
+        .prepare_invoke()
+        .load_async(&mut raw)
+        .await
+        .expect("load cancel script");
+    let proxy = world.proxy().await;
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha)).probability(0.5));
+    let c = client(&proxy.url(), &world.prefix).await;
+    let q = open_queue(&c, "recancel", &config).await;
+    for id in &ids {
+        assert_eq!(
+            q.cancel(id).await.expect("cancel"),
+            Cancelled::Cancelled,
+            "{id}"
+        );
+    }
+    assert!(proxy.fired_count() >= 2, "cancels were not replayed");
+    let stats = direct.stats().await.expect("stats");
+    assert_eq!(
+        (stats.dead, stats.dead_total, stats.waiting, stats.delayed),
+        (10, 10, 1, 0),
+        "{stats:?}"
+    );
+    let job = direct.claim("checker", 100).await.expect("claim");
+    let claimed: Vec<&str> = job.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        claimed,
+        vec![kept.as_str()],
+        "only the job not cancelled runs"
+    );
 }

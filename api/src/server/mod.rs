@@ -197,6 +197,10 @@ pub fn router(state: AppState) -> Router {
             post(queues::enqueue_batch),
         )
         .route("/api/queues/{queue}/jobs/{id}", get(queues::job))
+        .route(
+            "/api/queues/{queue}/jobs/{id}/cancel",
+            post(queues::job_cancel),
+        )
         .route("/api/queues/{queue}/pause", post(queues::pause))
         .route("/api/queues/{queue}/resume", post(queues::resume))
         .route(

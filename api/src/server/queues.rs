@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Enqueued, JobInfo, JobOptions, JobOptionsInput, JobState, MinuteCount, NewJob,
+    Cancelled, Enqueued, JobInfo, JobOptions, JobOptionsInput, JobState, MinuteCount, NewJob,
     PartitionedQueue, Queue, Stats,
 };
 
@@ -174,6 +174,37 @@ pub async fn job(
         format!(
             "no job {id:?} in queue {queue:?} (completed jobs are kept only for the queue's keep window)"
         ),
+    ))
+}
+
+/// `POST /api/queues/{queue}/jobs/{id}/cancel`: a waiting or delayed job
+/// becomes a dead letter, a running one is asked to stop; a finished one
+/// is left alone (`409`).
+pub async fn job_cancel(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    for q in state.queue_parts(&queue).await? {
+        match q.cancel(&id).await? {
+            Cancelled::Missing => continue,
+            Cancelled::Cancelled => {
+                return Ok(Json(serde_json::json!({ "id": id, "result": "cancelled" })));
+            }
+            Cancelled::Requested => {
+                return Ok(Json(serde_json::json!({ "id": id, "result": "requested" })));
+            }
+            Cancelled::Finished(state) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "job_finished",
+                    format!("job {id:?} is {state} already: nothing to cancel"),
+                ));
+            }
+        }
+    }
+    Err(ApiError::not_found(
+        "job_not_found",
+        format!("no job {id:?} in queue {queue:?}"),
     ))
 }
 
