@@ -387,6 +387,17 @@ audit = false
     );
     shoot(&page, "job").await;
 
+    // A waiting job is cancelled from its page: it becomes a dead letter.
+    eval(&page, "window.confirm = () => true").await;
+    click(&page, "[data-testid=cancel]").await;
+    wait_until(
+        &page,
+        "(document.querySelector('[data-testid=state]') || {}).textContent === 'dead'",
+    )
+    .await;
+    let cancelled = api.get(&format!("/api/queues/reports/jobs/{evil}")).await;
+    assert_eq!(cancelled["last_error"], json!("cancelled by an operator"));
+
     // A job dead-lettered by its handler is retried from the page and
     // leaves the dead list.
     let doomed = api.enqueue("orders", json!({ "fail": true })).await;

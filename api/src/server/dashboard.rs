@@ -58,6 +58,10 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/live/queues/{queue}", get(queue_live))
         .route("/dashboard/queues/{queue}/find", get(find_job))
         .route("/dashboard/queues/{queue}/jobs/{id}", get(job_page))
+        .route(
+            "/dashboard/queues/{queue}/jobs/{id}/cancel",
+            post(cancel_job),
+        )
         .route("/dashboard/queues/{queue}/pause", post(pause))
         .route("/dashboard/queues/{queue}/resume", post(resume))
         .route("/dashboard/queues/{queue}/dead", get(dead_page))
@@ -758,6 +762,23 @@ async fn job_page(
         attempts,
     })
     .into_response())
+}
+
+/// Cancel one job (see `Queue::cancel`), in whichever partition holds it.
+async fn cancel_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, id)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> DashResult<Response> {
+    let op = operator(&state, &headers)?;
+    op.may_act(&state, form.csrf.as_deref())?;
+    for q in state.queue_parts(&name).await? {
+        if q.cancel(&id).await? != sluice_engine::Cancelled::Missing {
+            break;
+        }
+    }
+    Ok(op.acted(&format!("/dashboard/queues/{name}/jobs/{id}")))
 }
 
 async fn pause(
