@@ -31,7 +31,11 @@
 //!   delayed jobs and take over jobs of dead workers.
 //! - `partitioned`: [`PartitionedQueue`], one queue split over N queues
 //!   (`name#0` ... `name#N-1`) that Redis Cluster places on different shards.
-//! - `handler`: the [`Handler`] trait and the typed adapter [`handler_fn`].
+//! - `handler`: the [`Handler`] and [`BatchHandler`] traits, their typed
+//!   forms ([`TypedHandler`], [`TypedBatchHandler`] through [`Typed`]),
+//!   [`handler_fn`], and [`Runner`], what a worker runs.
+//! - `run`: one handler call, under its timeout and cancellable; used by
+//!   the worker and by [`testing`], the handler test harness.
 //! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
 //! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
 //! - `store`: the only module that talks to Redis, one method per transition.
@@ -74,6 +78,11 @@
 //!   retries after about 2 s, 4 s and 8 s); then the job is dead-lettered
 //!   with its error. Dead letters can be listed, inspected, re-driven and
 //!   deleted.
+//! - **Cancellation.** A timeout, a stop past the shutdown grace, or an
+//!   operator's [`Queue::cancel`] reaches the running handler through
+//!   [`Job::cancelled`]; the handler gets the worker's cancel grace to
+//!   return, then it is aborted (see [`CancelReason`] for what is recorded).
+//!   A cancelled waiting or delayed job is a dead letter at once.
 //! - **What "acknowledged" means** ([`Durability`]): `Memory`, Redis has the
 //!   job in memory (a Redis crash loses what its AOF had not written, up to
 //!   a second with `appendfsync everysec`, everything without AOF); `Fsync`,
