@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_engine::{
-    Client, HandlerError, Job, Outcome, Runner, ServedQueue, Typed, Worker, WorkerConfig,
-    WorkerInfo, run_each, unix_ms,
+    Client, HandlerError, Job, Outcome, PartitionedQueue, Runner, ServedQueue, Typed, Worker,
+    WorkerConfig, WorkerInfo, run_each, unix_ms,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -150,43 +150,32 @@ pub async fn run(
             },
             (None, None) => bail!("queue {} has no handler", section.name),
         };
-        // A partitioned queue gets one worker per partition, sharing the
-        // queue's concurrency.
-        let queue_workers = match section.partitions {
+        let handle = match section.partitions {
             Some(n) => {
-                let pq = client
+                client
                     .partitioned_queue(&section.name, n, section.queue_config())
                     .await
-                    .with_context(|| format!("cannot open queue {}", section.name))?;
-                // The configured rate is the queue's: each partition gets
-                // its share.
-                let share = match section.rate_limit_setting()? {
-                    RateLimitSetting::Set(l) => Some(Some(sluice_engine::RateLimit::new(
-                        l.per_second / f64::from(n),
-                        (l.burst / u32::from(n)).max(1),
-                    )?)),
-                    RateLimitSetting::Remove => Some(None),
-                    RateLimitSetting::Keep => None,
-                };
-                if let Some(share) = share {
-                    for q in pq.partitions() {
-                        q.set_rate_limit(share).await?;
-                    }
-                }
-                pq.workers(handler, config)
             }
-            None => {
-                let queue = client
-                    .queue_with(&section.name, section.queue_config())
-                    .await
-                    .with_context(|| format!("cannot open queue {}", section.name))?;
-                match section.rate_limit_setting()? {
-                    RateLimitSetting::Set(l) => queue.set_rate_limit(Some(l)).await?,
-                    RateLimitSetting::Remove => queue.set_rate_limit(None).await?,
-                    RateLimitSetting::Keep => {}
-                }
-                vec![Worker::new(queue, handler).with_config(config)]
+            None => client
+                .queue_with(&section.name, section.queue_config())
+                .await
+                .map(PartitionedQueue::single),
+        }
+        .with_context(|| format!("cannot open queue {}", section.name))?;
+        // The configured rate is the queue's (each partition gets its share).
+        match section.rate_limit_setting()? {
+            RateLimitSetting::Set(l) => handle.set_rate_limit(Some(l)).await?,
+            RateLimitSetting::Remove => handle.set_rate_limit(None).await?,
+            RateLimitSetting::Keep => {}
+        }
+        // A partitioned queue gets one worker per partition, sharing the
+        // queue's concurrency; a queue of one keeps the process's id as its
+        // consumer name.
+        let queue_workers = match handle.partitions() {
+            [queue] if section.partitions.is_none() => {
+                vec![Worker::new(queue.clone(), handler).with_config(config)]
             }
+            _ => handle.workers(handler, config),
         };
         served.push(ServedQueue {
             queue: section.name.clone(),

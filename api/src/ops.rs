@@ -4,12 +4,13 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{
-    Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
+    Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob,
+    PartitionedQueue, Queue, Stats,
 };
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
 use crate::config::{FileConfig, Settings};
-use crate::views::{JobView, newest_dead, payload_json};
+use crate::views::{JobView, payload_json};
 
 /// Run one operator command.
 pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Result<()> {
@@ -32,10 +33,7 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
         }
         Command::Dead(cmd) => dead(&client, file, cmd, out).await,
         Command::Pause { queue } => {
-            match file.partitioned_queue(&client, &queue).await? {
-                Some(pq) => pq.pause().await?,
-                None => existing(&client, &queue).await?.pause().await?,
-            }
+            handle(&client, file, &queue).await?.pause().await?;
             out.done(
                 &format!("queue {queue} paused"),
                 serde_json::json!({"queue": queue, "paused": true}),
@@ -53,10 +51,7 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
             bail!("not an operator command")
         }
         Command::Resume { queue } => {
-            match file.partitioned_queue(&client, &queue).await? {
-                Some(pq) => pq.resume().await?,
-                None => existing(&client, &queue).await?.resume().await?,
-            }
+            handle(&client, file, &queue).await?.resume().await?;
             out.done(
                 &format!("queue {queue} resumed"),
                 serde_json::json!({"queue": queue, "paused": false}),
@@ -73,22 +68,19 @@ async fn cancel_job(
     id: &str,
     out: Output,
 ) -> anyhow::Result<()> {
-    for q in open_queues(client, file, Some(queue.to_owned())).await? {
-        let (text, result) = match q.cancel(id).await? {
-            Cancelled::Missing => continue,
-            Cancelled::Cancelled => (
-                format!("{id} cancelled: it is a dead letter now"),
-                "cancelled",
-            ),
-            Cancelled::Requested => (
-                format!("{id} is running: its worker was asked to stop it"),
-                "requested",
-            ),
-            Cancelled::Finished(state) => bail!("job {id:?} is {state} already: nothing to cancel"),
-        };
-        return out.done(&text, serde_json::json!({"id": id, "result": result}));
-    }
-    bail!("no job {id:?} in queue {queue:?}")
+    let (text, result) = match handle(client, file, queue).await?.cancel(id).await? {
+        Cancelled::Missing => bail!("no job {id:?} in queue {queue:?}"),
+        Cancelled::Cancelled => (
+            format!("{id} cancelled: it is a dead letter now"),
+            "cancelled",
+        ),
+        Cancelled::Requested => (
+            format!("{id} is running: its worker was asked to stop it"),
+            "requested",
+        ),
+        Cancelled::Finished(state) => bail!("job {id:?} is {state} already: nothing to cancel"),
+    };
+    out.done(&text, serde_json::json!({"id": id, "result": result}))
 }
 
 #[derive(Clone, Copy)]
@@ -115,22 +107,31 @@ async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
         .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
 }
 
-/// The named queue (which must exist; a partitioned one's partitions), or
-/// every registered queue.
+/// The handle on a queue by name (which must exist): its partitions when
+/// the config splits it, else the queue itself as one partition.
+async fn handle(
+    client: &Client,
+    file: &FileConfig,
+    name: &str,
+) -> anyhow::Result<PartitionedQueue> {
+    match file.partitioned_queue(client, name).await? {
+        Some(pq) => Ok(pq),
+        None => Ok(PartitionedQueue::single(existing(client, name).await?)),
+    }
+}
+
+/// The named queue (see [`handle`]), or every registered queue.
 async fn open_queues(
     client: &Client,
     file: &FileConfig,
     queue: Option<String>,
-) -> anyhow::Result<Vec<Queue>> {
+) -> anyhow::Result<Vec<PartitionedQueue>> {
     match queue {
-        Some(name) => match file.partitioned_queue(client, &name).await? {
-            Some(pq) => Ok(pq.partitions().to_vec()),
-            None => Ok(vec![existing(client, &name).await?]),
-        },
+        Some(name) => Ok(vec![handle(client, file, &name).await?]),
         None => {
             let mut all = Vec::new();
             for name in client.queues().await? {
-                all.push(client.queue(&name).await?);
+                all.push(PartitionedQueue::single(client.queue(&name).await?));
             }
             Ok(all)
         }
@@ -191,8 +192,11 @@ async fn stats(
     out: Output,
 ) -> anyhow::Result<()> {
     let mut all: Vec<Stats> = Vec::new();
+    // A partitioned queue shows a row per partition.
     for q in open_queues(client, file, queue).await? {
-        all.push(q.stats().await?);
+        for part in q.partitions() {
+            all.push(part.stats().await?);
+        }
     }
     if out.json {
         return out.done("", &all);
@@ -277,8 +281,10 @@ async fn dead(
             offset,
             limit,
         } => {
-            let parts = open_queues(client, file, Some(queue.clone())).await?;
-            let letters = newest_dead(&parts, offset, limit).await?;
+            let letters = handle(client, file, &queue)
+                .await?
+                .dead_letters(offset, limit)
+                .await?;
             if out.json {
                 let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
                 return out.done("", views);
@@ -298,43 +304,34 @@ async fn dead(
             Ok(())
         }
         DeadCommand::Show { queue, id } => {
-            for q in open_queues(client, file, Some(queue.clone())).await? {
-                if let Some(info) = q
-                    .job(&id)
-                    .await?
-                    .filter(|i| i.state == sluice_engine::JobState::Dead)
-                {
-                    return print_job(&info, out);
-                }
+            let q = handle(client, file, &queue).await?;
+            match q
+                .job(&id)
+                .await?
+                .filter(|i| i.state == sluice_engine::JobState::Dead)
+            {
+                Some(info) => print_job(&info, out),
+                None => bail!("no dead letter {id:?} in queue {queue:?}"),
             }
-            bail!("no dead letter {id:?} in queue {queue:?}")
         }
         DeadCommand::Retry { queue, id } => {
-            for q in open_queues(client, file, Some(queue.clone())).await? {
-                if q.redrive(&id).await? {
-                    return out.done(
-                        &format!("{id} re-driven"),
-                        serde_json::json!({"retried": 1}),
-                    );
-                }
+            if !handle(client, file, &queue).await?.redrive(&id).await? {
+                bail!("no dead letter {id:?} in queue {queue:?}")
             }
-            bail!("no dead letter {id:?} in queue {queue:?}")
+            out.done(
+                &format!("{id} re-driven"),
+                serde_json::json!({"retried": 1}),
+            )
         }
         DeadCommand::RetryAll { queue } => {
-            let mut n = 0;
-            for q in open_queues(client, file, Some(queue)).await? {
-                n += q.redrive_all().await?;
-            }
+            let n = handle(client, file, &queue).await?.redrive_all().await?;
             out.done(
                 &format!("{n} dead letters re-driven"),
                 serde_json::json!({"retried": n}),
             )
         }
         DeadCommand::Purge { queue } => {
-            let mut n = 0;
-            for q in open_queues(client, file, Some(queue)).await? {
-                n += q.purge_dead().await?;
-            }
+            let n = handle(client, file, &queue).await?.purge_dead().await?;
             out.done(
                 &format!("{n} dead letters deleted"),
                 serde_json::json!({"deleted": n}),

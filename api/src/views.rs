@@ -2,7 +2,7 @@
 //! output and in the HTTP API.
 
 use serde::Serialize;
-use sluice_engine::{JobInfo, Queue};
+use sluice_engine::JobInfo;
 
 /// A job's info with its payload as JSON.
 #[derive(Debug, Serialize)]
@@ -24,32 +24,4 @@ impl From<JobInfo> for JobView {
         let payload = payload_json(&info);
         Self { info, payload }
     }
-}
-
-/// Dead letters `offset..offset+limit` of a queue's parts (a partitioned
-/// queue's partitions, or the one queue), newest death first: a partitioned
-/// queue's page merges the newest of each partition.
-pub async fn newest_dead(
-    parts: &[Queue],
-    offset: usize,
-    limit: usize,
-) -> sluice_engine::Result<Vec<JobInfo>> {
-    if let [q] = parts {
-        return q.dead_letters(offset, limit).await;
-    }
-    let mut all = Vec::new();
-    for q in parts {
-        all.extend(q.dead_letters(0, offset + limit).await?);
-    }
-    newest_first(&mut all);
-    Ok(all.into_iter().skip(offset).take(limit).collect())
-}
-
-/// Newest death first, as one queue lists its dead letters.
-pub fn newest_first(letters: &mut [JobInfo]) {
-    letters.sort_by(|a, b| {
-        b.finished_at_ms
-            .cmp(&a.finished_at_ms)
-            .then_with(|| a.id.cmp(&b.id))
-    });
 }

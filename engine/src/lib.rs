@@ -30,7 +30,9 @@
 //! - `promoter`, `reclaimer`: the worker's background loops that promote due
 //!   delayed jobs and take over jobs of dead workers.
 //! - `partitioned`: [`PartitionedQueue`], one queue split over N queues
-//!   (`name#0` ... `name#N-1`) that Redis Cluster places on different shards.
+//!   (`name#0` ... `name#N-1`) that Redis Cluster places on different
+//!   shards, and the one handle operators' reads and actions go through
+//!   (a queue without partitions is a handle of one).
 //! - `handler`: the [`Handler`] and [`BatchHandler`] traits, their typed
 //!   forms ([`TypedHandler`], [`TypedBatchHandler`] through [`Typed`]),
 //!   [`handler_fn`], and [`Runner`], what a worker runs.

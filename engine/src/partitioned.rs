@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::job::Stats;
-use crate::options::{JobOptions, QueueConfig};
+use crate::job::{JobInfo, JobState, MinuteCount, Stats};
+use crate::options::{JobOptions, QueueConfig, RateLimit};
 use crate::queue::{Enqueued, NewJob, Queue};
 use crate::worker::{Worker, WorkerConfig, WorkerReport};
 
@@ -227,7 +227,14 @@ impl PartitionedQueue {
             sum.failed_total += s.failed_total;
             sum.retried_total += s.retried_total;
             sum.dead_total += s.dead_total;
-            sum.rate_limit = sum.rate_limit.or(s.rate_limit);
+            // The queue's limit is its partitions' shares added up.
+            sum.rate_limit = match (sum.rate_limit, s.rate_limit) {
+                (Some(a), Some(b)) => Some(RateLimit {
+                    per_second: a.per_second + b.per_second,
+                    burst: a.burst + b.burst,
+                }),
+                (a, b) => a.or(b),
+            };
         }
         Ok(sum)
     }
@@ -299,6 +306,201 @@ impl PartitionedQueue {
             Some(e) => Err(e),
             None => Ok(total),
         }
+    }
+}
+
+/// Dead letters newest death first (then by id), as one partition lists
+/// them, so pages of several partitions merge.
+fn newest_first(letters: &mut [JobInfo]) {
+    letters.sort_by(|a, b| {
+        b.finished_at_ms
+            .cmp(&a.finished_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+/// Operators' reads and actions, correct over every partition. A queue
+/// without partitions is a `PartitionedQueue` of one ([`single`](Self::single)),
+/// so callers never branch on "partitioned or not".
+impl PartitionedQueue {
+    /// A handle on a queue that has no partitions: one partition, itself.
+    pub fn single(queue: Queue) -> Self {
+        Self {
+            name: queue.name().to_owned(),
+            partitions: Arc::new(vec![queue]),
+        }
+    }
+
+    /// Look a job up by id, in whichever partition holds it.
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        for q in self.partitions.iter() {
+            if let Some(info) = q.job(id).await? {
+                return Ok(Some(info));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Dead letters newest first, `offset` skipped, at most `limit`, over
+    /// every partition.
+    pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
+        if let [q] = self.partitions.as_slice() {
+            return q.dead_letters(offset, limit).await;
+        }
+        // The page's letters are among the first offset + limit of each.
+        let mut all = Vec::new();
+        for q in self.partitions.iter() {
+            all.extend(q.dead_letters(0, offset + limit).await?);
+        }
+        newest_first(&mut all);
+        Ok(all.into_iter().skip(offset).take(limit).collect())
+    }
+
+    /// Jobs in `state` over every partition, in each state's order (see
+    /// [`Queue::jobs_in_state`]); with several partitions, partition by
+    /// partition, except dead letters, which are merged newest first.
+    pub async fn jobs_in_state(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>> {
+        if state == JobState::Dead {
+            return self.dead_letters(offset, limit).await;
+        }
+        let mut out = Vec::new();
+        let mut skip = offset;
+        for q in self.partitions.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let part = q.jobs_in_state(state, 0, skip + limit - out.len()).await?;
+            let n = part.len();
+            out.extend(part.into_iter().skip(skip));
+            skip = skip.saturating_sub(n);
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Dead letters whose error contains `text` (ignoring case), newest
+    /// first, `offset` matches skipped, at most `limit`; and how many match
+    /// over every partition.
+    pub async fn find_dead(
+        &self,
+        text: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, u64)> {
+        if let [q] = self.partitions.as_slice() {
+            return q.find_dead(text, offset, limit).await;
+        }
+        let mut all = Vec::new();
+        let mut matched = 0;
+        for q in self.partitions.iter() {
+            let (letters, n) = q.find_dead(text, 0, offset + limit).await?;
+            all.extend(letters);
+            matched += n;
+        }
+        newest_first(&mut all);
+        Ok((all.into_iter().skip(offset).take(limit).collect(), matched))
+    }
+
+    /// Completed and failed attempts per minute over every partition (see
+    /// [`Queue::throughput`]).
+    pub async fn throughput(&self, minutes: u64) -> Result<Vec<MinuteCount>> {
+        let mut sum: Vec<MinuteCount> = Vec::new();
+        for q in self.partitions.iter() {
+            let part = q.throughput(minutes).await?;
+            if sum.is_empty() {
+                sum = part;
+                continue;
+            }
+            for (total, m) in sum.iter_mut().zip(part) {
+                total.completed += m.completed;
+                total.failed += m.failed;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Limit the whole queue to `limit`: each partition gets its share of
+    /// the rate and of the burst (at least 1), so the fleet starts at most
+    /// `limit` jobs per second in all. `None` removes it.
+    pub async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
+        let n = self.partitions.len();
+        let share = match limit {
+            Some(l) if n > 1 => Some(RateLimit::new(
+                l.per_second / n as f64,
+                (l.burst / n as u32).max(1),
+            )?),
+            other => other,
+        };
+        for q in self.partitions.iter() {
+            q.set_rate_limit(share).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-drive one dead letter, in whichever partition holds it; `false`
+    /// when it is not a dead letter.
+    pub async fn redrive(&self, id: &str) -> Result<bool> {
+        for q in self.partitions.iter() {
+            if q.redrive(id).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Re-drive these dead letters; returns how many were dead letters.
+    pub async fn redrive_many(&self, ids: &[String]) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            n += q.redrive_many(ids).await?;
+        }
+        Ok(n)
+    }
+
+    /// Re-drive every dead letter whose error contains `text` (ignoring
+    /// case), looking at most at the newest `scan_limit` of each partition;
+    /// returns how many.
+    pub async fn redrive_matching(&self, text: &str, scan_limit: usize) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            let (letters, _) = q.find_dead(text, 0, scan_limit).await?;
+            let ids: Vec<String> = letters.into_iter().map(|d| d.id).collect();
+            n += q.redrive_many(&ids).await?;
+        }
+        Ok(n)
+    }
+
+    /// Re-drive every dead letter; returns how many.
+    pub async fn redrive_all(&self) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            n += q.redrive_all().await?;
+        }
+        Ok(n)
+    }
+
+    /// Delete one dead letter; `false` when it is not a dead letter.
+    pub async fn delete_dead(&self, id: &str) -> Result<bool> {
+        for q in self.partitions.iter() {
+            if q.delete_dead(id).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Delete every dead letter; returns how many.
+    pub async fn purge_dead(&self) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            n += q.purge_dead().await?;
+        }
+        Ok(n)
     }
 }
 

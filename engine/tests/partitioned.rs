@@ -137,3 +137,95 @@ async fn jobs_are_routed_by_key_and_drained_from_every_partition() {
             .is_err()
     );
 }
+
+/// Operators' reads and actions on a partitioned queue cover every
+/// partition: lookup, listings, dead letters merged newest first, search,
+/// re-drive, delete, purge, cancel, throughput, and a rate limit shared
+/// out; a queue of one partition answers the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_and_act_on_every_partition_through_one_handle() {
+    let t = TestRedis::new().await;
+    let pq = t
+        .client
+        .partitioned_queue("ops", 3, fast_config())
+        .await
+        .expect("open");
+    // Two jobs per partition, buried one at a time so their death times
+    // order them: errors "even n" / "odd n".
+    let mut buried = Vec::new();
+    for (p, q) in pq.partitions().iter().enumerate() {
+        for k in 0..2u32 {
+            let n = p as u32 * 2 + k;
+            q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+            let job = common::claim_when_ready(q, "w").await;
+            let parity = if n.is_multiple_of(2) { "even" } else { "odd" };
+            q.settle(&job, Outcome::Bury(format!("{parity} {n}")))
+                .await
+                .expect("settle");
+            buried.push(job.id);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    let newest_first: Vec<String> = buried.iter().rev().cloned().collect();
+    let ids = |letters: Vec<sluice_engine::JobInfo>| -> Vec<String> {
+        letters.into_iter().map(|j| j.id).collect()
+    };
+    assert_eq!(
+        ids(pq.dead_letters(0, 10).await.expect("dead")),
+        newest_first
+    );
+    assert_eq!(
+        ids(pq.dead_letters(2, 3).await.expect("dead")),
+        newest_first[2..5]
+    );
+    assert_eq!(
+        ids(pq
+            .jobs_in_state(sluice_engine::JobState::Dead, 1, 2)
+            .await
+            .expect("list")),
+        newest_first[1..3]
+    );
+    let (odd, matched) = pq.find_dead("ODD", 1, 10).await.expect("find");
+    assert_eq!(matched, 3);
+    assert_eq!(ids(odd), vec![buried[3].clone(), buried[1].clone()]);
+    assert!(pq.job(&buried[4]).await.expect("lookup").is_some());
+    let minutes = pq.throughput(2).await.expect("throughput");
+    assert_eq!(minutes.iter().map(|m| m.failed).sum::<u64>(), 6);
+
+    // Actions find the partition that holds the job.
+    assert!(pq.redrive(&buried[5]).await.expect("redrive"));
+    assert!(!pq.redrive(&buried[5]).await.expect("again"));
+    assert_eq!(pq.redrive_matching("even", 100).await.expect("redrive"), 3);
+    assert!(pq.delete_dead(&buried[1]).await.expect("delete"));
+    assert_eq!(pq.stats().await.expect("stats").dead, 1);
+    let waiting = pq
+        .jobs_in_state(sluice_engine::JobState::Waiting, 1, 10)
+        .await
+        .expect("list");
+    assert_eq!(waiting.len(), 3, "4 waiting, 1 skipped");
+    assert_eq!(
+        pq.cancel(&buried[0]).await.expect("cancel"),
+        sluice_engine::Cancelled::Cancelled
+    );
+    assert_eq!(pq.purge_dead().await.expect("purge"), 2);
+
+    // The rate limit is the queue's: each partition runs its share.
+    let limit = sluice_engine::RateLimit::new(30.0, 9).expect("limit");
+    pq.set_rate_limit(Some(limit)).await.expect("limit");
+    for q in pq.partitions() {
+        let share = q.stats().await.expect("stats").rate_limit.expect("set");
+        assert_eq!((share.per_second, share.burst), (10.0, 3));
+    }
+    let whole = pq.stats().await.expect("stats").rate_limit.expect("set");
+    assert_eq!((whole.per_second, whole.burst), (30.0, 9));
+    pq.set_rate_limit(None).await.expect("remove");
+    assert_eq!(pq.stats().await.expect("stats").rate_limit, None);
+
+    // A queue without partitions is a handle of one, unchanged.
+    let plain = t.queue("plain").await;
+    let one = sluice_engine::PartitionedQueue::single(plain.clone());
+    assert_eq!(one.name(), "plain");
+    one.set_rate_limit(Some(limit)).await.expect("limit");
+    let own = plain.stats().await.expect("stats").rate_limit.expect("set");
+    assert_eq!((own.per_second, own.burst), (30.0, 9));
+}

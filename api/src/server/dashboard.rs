@@ -25,7 +25,7 @@ use sluice_dashboard::pages::{
     SignalRow, SignalsLive, SignalsPage, Tab, WorkerRow, WorkersLive, WorkersPage,
 };
 use sluice_dashboard::session::{self, Access, Session};
-use sluice_engine::{JobInfo, JobState, Queue, unix_ms};
+use sluice_engine::{JobInfo, JobState, PartitionedQueue, unix_ms};
 
 use super::AppState;
 use super::audit::Actor;
@@ -442,7 +442,7 @@ async fn overview_live(
 /// One queue's row, its per-minute counts over `minutes`, and how long its
 /// next job has waited (ms; `None` when nothing waits).
 async fn queue_row(
-    q: &Queue,
+    q: &PartitionedQueue,
     minutes: u64,
     now_ms: u64,
 ) -> DashResult<(QueueRow, Vec<sluice_engine::MinuteCount>, Option<u64>)> {
@@ -489,7 +489,7 @@ async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLiv
     let mut labels: Vec<String> = Vec::new();
     let mut waits = Vec::new();
     for name in names {
-        let q = state.existing_queue(&name).await?;
+        let q = PartitionedQueue::single(state.existing_queue(&name).await?);
         let (row, series, wait) = queue_row(&q, minutes, now_ms).await?;
         let series = &series[series.len().saturating_sub(minutes as usize)..];
         for (i, m) in series.iter().enumerate() {
@@ -607,7 +607,7 @@ async fn queue_data(
 ) -> DashResult<QueueLive> {
     let job_state = list_state(q.state.as_deref())?;
     let page = page_number(q.page.as_deref())?;
-    let queue = state.existing_queue(name).await?;
+    let queue = state.queue_handle(name).await?;
     let now_ms = unix_ms();
     let (row, _, _) = queue_row(&queue, 2, now_ms).await?;
     let mut jobs = queue
@@ -681,7 +681,7 @@ async fn find_job(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     let id = q.id.clone().unwrap_or_default().trim().to_owned();
-    let queue = state.existing_queue(&name).await?;
+    let queue = state.queue_handle(&name).await?;
     if !id.is_empty() && id.len() <= 200 && queue.job(&id).await?.is_some() {
         return Ok(
             Redirect::to(&format!("/dashboard/queues/{name}/jobs/{}", urlencode(&id)))
@@ -714,7 +714,7 @@ async fn job_page(
     Path((name, id)): Path<(String, String)>,
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
-    let queue = state.existing_queue(&name).await?;
+    let queue = state.queue_handle(&name).await?;
     let Some(j) = queue.job(&id).await? else {
         return Err(DashError::status(
             StatusCode::NOT_FOUND,
@@ -764,7 +764,7 @@ async fn job_page(
     .into_response())
 }
 
-/// Cancel one job (see `Queue::cancel`), in whichever partition holds it.
+/// Cancel one job (see `Queue::cancel`).
 async fn cancel_job(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -773,11 +773,7 @@ async fn cancel_job(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
-    for q in state.queue_parts(&name).await? {
-        if q.cancel(&id).await? != sluice_engine::Cancelled::Missing {
-            break;
-        }
-    }
+    state.queue_handle(&name).await?.cancel(&id).await?;
     Ok(op.acted(&format!("/dashboard/queues/{name}/jobs/{id}")))
 }
 
@@ -789,7 +785,7 @@ async fn pause(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
-    state.existing_queue(&name).await?.pause().await?;
+    state.queue_handle(&name).await?.pause().await?;
     Ok(op.acted(&format!("/dashboard/queues/{name}")))
 }
 
@@ -801,7 +797,7 @@ async fn resume(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
-    state.existing_queue(&name).await?.resume().await?;
+    state.queue_handle(&name).await?.resume().await?;
     Ok(op.acted(&format!("/dashboard/queues/{name}")))
 }
 
@@ -826,7 +822,7 @@ async fn dead_data(
 ) -> DashResult<DeadLive> {
     let filter = filter_text(q.q.as_deref())?;
     let page = page_number(q.page.as_deref())?;
-    let queue = state.existing_queue(name).await?;
+    let queue = state.queue_handle(name).await?;
     let total = queue.stats().await?.dead;
     let offset = (page - 1) * PAGE_SIZE;
     let (mut letters, matched) = if filter.is_empty() {
@@ -926,7 +922,7 @@ async fn dead_one(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
-    let queue = state.existing_queue(&name).await?;
+    let queue = state.queue_handle(&name).await?;
     let was_dead = match action {
         DeadAction::Retry => queue.redrive(&id).await?,
         DeadAction::Delete => queue.delete_dead(&id).await?,
@@ -949,7 +945,7 @@ async fn dead_retry_matching(
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
     let filter = filter_text(form.q.as_deref())?;
-    let queue = state.existing_queue(&name).await?;
+    let queue = state.queue_handle(&name).await?;
     if filter.is_empty() {
         queue.redrive_all().await?;
     } else {
@@ -975,7 +971,7 @@ async fn dead_purge(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers)?;
     op.may_act(&state, form.csrf.as_deref())?;
-    state.existing_queue(&name).await?.purge_dead().await?;
+    state.queue_handle(&name).await?.purge_dead().await?;
     Ok(op.acted(&dead_list_url(&name, "")))
 }
 

@@ -161,13 +161,14 @@ impl AppState {
         Ok(Some(pq))
     }
 
-    /// The queues behind a name: a partitioned queue's partitions, else the
-    /// queue itself (404 when there is none). Job lookups and dead letters
-    /// go through it, so a partitioned queue is managed under its own name.
-    pub async fn queue_parts(&self, name: &str) -> ApiResult<Vec<Queue>> {
+    /// The handle on a queue by name: a partitioned queue's partitions, else
+    /// the queue itself as one partition (404 when there is none). Reads and
+    /// operators' actions go through it, so a partitioned queue is managed
+    /// under its own name and nothing branches on "partitioned or not".
+    pub async fn queue_handle(&self, name: &str) -> ApiResult<PartitionedQueue> {
         match self.partitioned(name).await? {
-            Some(pq) => Ok(pq.partitions().to_vec()),
-            None => Ok(vec![self.existing_queue(name).await?]),
+            Some(pq) => Ok(pq),
+            None => Ok(PartitionedQueue::single(self.existing_queue(name).await?)),
         }
     }
 

@@ -6,13 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Cancelled, Enqueued, JobInfo, JobOptions, JobOptionsInput, JobState, MinuteCount, NewJob,
-    PartitionedQueue, Queue, Stats,
+    Cancelled, Enqueued, JobOptions, JobOptionsInput, JobState, MinuteCount, NewJob,
+    PartitionedQueue, Stats,
 };
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
-use crate::views::{JobView, newest_dead, newest_first};
+use crate::views::JobView;
 
 /// One job to enqueue.
 #[derive(Debug, Clone, Deserialize)]
@@ -164,10 +164,8 @@ pub async fn job(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<JobView>> {
-    for q in state.queue_parts(&queue).await? {
-        if let Some(info) = q.job(&id).await? {
-            return Ok(Json(info.into()));
-        }
+    if let Some(info) = state.queue_handle(&queue).await?.job(&id).await? {
+        return Ok(Json(info.into()));
     }
     Err(ApiError::not_found(
         "job_not_found",
@@ -184,28 +182,24 @@ pub async fn job_cancel(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    for q in state.queue_parts(&queue).await? {
-        match q.cancel(&id).await? {
-            Cancelled::Missing => continue,
-            Cancelled::Cancelled => {
-                return Ok(Json(serde_json::json!({ "id": id, "result": "cancelled" })));
-            }
-            Cancelled::Requested => {
-                return Ok(Json(serde_json::json!({ "id": id, "result": "requested" })));
-            }
-            Cancelled::Finished(state) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "job_finished",
-                    format!("job {id:?} is {state} already: nothing to cancel"),
-                ));
-            }
+    let result = match state.queue_handle(&queue).await?.cancel(&id).await? {
+        Cancelled::Cancelled => "cancelled",
+        Cancelled::Requested => "requested",
+        Cancelled::Finished(state) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_finished",
+                format!("job {id:?} is {state} already: nothing to cancel"),
+            ));
         }
-    }
-    Err(ApiError::not_found(
-        "job_not_found",
-        format!("no job {id:?} in queue {queue:?}"),
-    ))
+        Cancelled::Missing => {
+            return Err(ApiError::not_found(
+                "job_not_found",
+                format!("no job {id:?} in queue {queue:?}"),
+            ));
+        }
+    };
+    Ok(Json(serde_json::json!({ "id": id, "result": result })))
 }
 
 /// A queue's counts as the API shows them.
@@ -232,27 +226,9 @@ pub struct Throughput {
     pub per_minute: Vec<sluice_engine::MinuteCount>,
 }
 
-async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
+async fn queue_view(q: &PartitionedQueue) -> ApiResult<QueueView> {
     let stats = q.stats().await?;
     let per_minute = q.throughput(61).await?;
-    Ok(view(stats, per_minute))
-}
-
-/// A partitioned queue's counts and throughput, summed over its partitions.
-async fn partitioned_view(pq: &PartitionedQueue) -> ApiResult<QueueView> {
-    let stats = pq.stats().await?;
-    let mut per_minute: Vec<MinuteCount> = Vec::new();
-    for q in pq.partitions() {
-        let minutes = q.throughput(61).await?;
-        if per_minute.is_empty() {
-            per_minute = minutes;
-            continue;
-        }
-        for (total, m) in per_minute.iter_mut().zip(minutes) {
-            total.completed += m.completed;
-            total.failed += m.failed;
-        }
-    }
     Ok(view(stats, per_minute))
 }
 
@@ -273,7 +249,7 @@ fn view(stats: Stats, per_minute: Vec<MinuteCount>) -> QueueView {
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let mut all = Vec::new();
     for name in state.client.queues().await? {
-        let q = state.existing_queue(&name).await?;
+        let q = PartitionedQueue::single(state.existing_queue(&name).await?);
         all.push(queue_view(&q).await?);
     }
     Ok(Json(serde_json::json!({ "queues": all })))
@@ -284,11 +260,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
-    if let Some(pq) = state.partitioned(&queue).await? {
-        return Ok(Json(partitioned_view(&pq).await?));
-    }
-    let q = state.existing_queue(&queue).await?;
-    Ok(Json(queue_view(&q).await?))
+    Ok(Json(queue_view(&state.queue_handle(&queue).await?).await?))
 }
 
 /// `POST /api/queues/{queue}/pause`.
@@ -296,10 +268,7 @@ pub async fn pause(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    match state.partitioned(&queue).await? {
-        Some(pq) => pq.pause().await?,
-        None => state.existing_queue(&queue).await?.pause().await?,
-    }
+    state.queue_handle(&queue).await?.pause().await?;
     Ok(Json(serde_json::json!({ "queue": queue, "paused": true })))
 }
 
@@ -308,10 +277,7 @@ pub async fn resume(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    match state.partitioned(&queue).await? {
-        Some(pq) => pq.resume().await?,
-        None => state.existing_queue(&queue).await?.resume().await?,
-    }
+    state.queue_handle(&queue).await?.resume().await?;
     Ok(Json(serde_json::json!({ "queue": queue, "paused": false })))
 }
 
@@ -344,25 +310,11 @@ pub async fn dead_list(
             "limit must be 1 to 1000",
         ));
     }
-    let parts = state.queue_parts(&queue).await?;
-    let mut total = 0;
-    for q in &parts {
-        total += q.stats().await?.dead;
-    }
+    let q = state.queue_handle(&queue).await?;
+    let total = q.stats().await?.dead;
     let (letters, matched) = match page.q.as_deref().filter(|t| !t.is_empty()) {
-        None => (newest_dead(&parts, page.offset, limit).await?, total),
-        Some(text) => {
-            let mut all = Vec::new();
-            for q in &parts {
-                all.extend(matching_dead(q, text).await?);
-            }
-            newest_first(&mut all);
-            let matched = all.len() as u64;
-            (
-                all.into_iter().skip(page.offset).take(limit).collect(),
-                matched,
-            )
-        }
+        None => (q.dead_letters(page.offset, limit).await?, total),
+        Some(text) => q.find_dead(text, page.offset, limit).await?,
     };
     let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
     Ok(Json(serde_json::json!({
@@ -375,36 +327,16 @@ pub async fn dead_list(
     })))
 }
 
-async fn matching_dead(q: &Queue, text: &str) -> ApiResult<Vec<JobInfo>> {
-    let needle = text.to_lowercase();
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset < FILTER_SCAN_LIMIT {
-        let chunk = q.dead_letters(offset, 500).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        offset += chunk.len();
-        out.extend(chunk.into_iter().filter(|d| {
-            d.last_error
-                .as_deref()
-                .is_some_and(|e| e.to_lowercase().contains(&needle))
-        }));
-    }
-    Ok(out)
-}
-
 /// `GET /api/queues/{queue}/dead/{id}`.
 pub async fn dead_show(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<JobView>> {
-    for q in state.queue_parts(&queue).await? {
-        if let Some(info) = q.job(&id).await?.filter(|i| i.state == JobState::Dead) {
-            return Ok(Json(info.into()));
-        }
+    let q = state.queue_handle(&queue).await?;
+    match q.job(&id).await?.filter(|i| i.state == JobState::Dead) {
+        Some(info) => Ok(Json(info.into())),
+        None => Err(dead_not_found(&queue, &id)),
     }
-    Err(dead_not_found(&queue, &id))
 }
 
 fn dead_not_found(queue: &str, id: &str) -> ApiError {
@@ -419,10 +351,8 @@ pub async fn dead_retry(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    for q in state.queue_parts(&queue).await? {
-        if q.redrive(&id).await? {
-            return Ok(Json(serde_json::json!({ "retried": 1, "ids": [id] })));
-        }
+    if state.queue_handle(&queue).await?.redrive(&id).await? {
+        return Ok(Json(serde_json::json!({ "retried": 1, "ids": [id] })));
     }
     Err(dead_not_found(&queue, &id))
 }
@@ -456,21 +386,12 @@ pub async fn dead_retry_many(
             "give either ids or q, not both",
         ));
     }
-    let mut retried = 0;
-    for q in state.queue_parts(&queue).await? {
-        retried += match (&filter.ids, &text) {
-            (Some(ids), _) => q.redrive_many(ids).await?,
-            (None, Some(text)) => {
-                let ids: Vec<String> = matching_dead(&q, text)
-                    .await?
-                    .into_iter()
-                    .map(|d| d.id)
-                    .collect();
-                q.redrive_many(&ids).await?
-            }
-            (None, None) => q.redrive_all().await?,
-        };
-    }
+    let q = state.queue_handle(&queue).await?;
+    let retried = match (&filter.ids, &text) {
+        (Some(ids), _) => q.redrive_many(ids).await?,
+        (None, Some(text)) => q.redrive_matching(text, FILTER_SCAN_LIMIT).await?,
+        (None, None) => q.redrive_all().await?,
+    };
     Ok(Json(serde_json::json!({ "retried": retried })))
 }
 
@@ -479,10 +400,8 @@ pub async fn dead_delete(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    for q in state.queue_parts(&queue).await? {
-        if q.delete_dead(&id).await? {
-            return Ok(StatusCode::NO_CONTENT);
-        }
+    if state.queue_handle(&queue).await?.delete_dead(&id).await? {
+        return Ok(StatusCode::NO_CONTENT);
     }
     Err(dead_not_found(&queue, &id))
 }
@@ -492,9 +411,6 @@ pub async fn dead_purge(
     State(state): State<AppState>,
     Path(queue): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let mut deleted = 0;
-    for q in state.queue_parts(&queue).await? {
-        deleted += q.purge_dead().await?;
-    }
+    let deleted = state.queue_handle(&queue).await?.purge_dead().await?;
     Ok(Json(serde_json::json!({ "deleted": deleted })))
 }
