@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_engine::{Client, ClientConfig, JobOptions, NewJob, Typed, Worker, WorkerConfig};
-use sluice_jobs::audit::{AUDIT_BATCH, AuditEvent, AuditHandler, write_event};
+use sluice_jobs::audit::{AUDIT_BATCH, AuditEvent, AuditHandler, write_event, write_events};
 use sluice_jobs::db::{DbConfig, migrate};
 use sqlx::PgPool;
 
@@ -120,6 +120,33 @@ async fn measure(
     }
     let bulk_rate = events as f64 / written.as_secs_f64();
 
+    // The ceiling: the same bulk statement, the same batches, from as many
+    // connections as there are workers, with no queue in between.
+    sqlx::query("TRUNCATE audit_logs").execute(pool).await?;
+    let start = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..WORKERS as u64 {
+        let pool = pool.clone();
+        writers.spawn(async move {
+            let mut first = w * AUDIT_BATCH as u64;
+            while first < events {
+                let batch: Vec<(String, AuditEvent)> = (first
+                    ..(first + AUDIT_BATCH as u64).min(events))
+                    .map(|i| (format!("direct-{i}"), event(i)))
+                    .collect();
+                write_events(&pool, &batch).await?;
+                first += WORKERS as u64 * AUDIT_BATCH as u64;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r??;
+    }
+    let direct = start.elapsed();
+    anyhow::ensure!(count(pool).await? as u64 == events, "rows missing");
+    let direct_rate = events as f64 / direct.as_secs_f64();
+
     // The comparison: one INSERT per row, several connections at once.
     sqlx::query("TRUNCATE audit_logs").execute(pool).await?;
     let start = Instant::now();
@@ -149,6 +176,11 @@ async fn measure(
         "  enqueue done after {:.2} s; all rows in PostgreSQL after {:.2} s: {bulk_rate:.0} events/s end to end",
         enqueued.as_secs_f64(),
         written.as_secs_f64()
+    );
+    println!(
+        "  the same bulk statements straight to PostgreSQL ({WORKERS} connections, no queue): {events} rows in {:.2} s: {direct_rate:.0} rows/s; end to end is {:.0} % of it",
+        direct.as_secs_f64(),
+        100.0 * bulk_rate / direct_rate
     );
     println!(
         "  one INSERT per row ({SINGLE_WRITERS} connections): {single_rows} rows in {:.2} s: {single_rate:.0} rows/s",
