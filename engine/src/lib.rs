@@ -40,7 +40,12 @@
 //!   the worker and by [`testing`], the handler test harness.
 //! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
 //! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
-//! - `store`: the only module that talks to Redis, one method per transition.
+//! - `store`: every call a queue makes to Redis, split by role: `calls`
+//!   (retries, call tokens), `replies` (typed replies), `transitions` (one
+//!   script each), `group` (the consumer group), `inspect` (reads), `meta`
+//!   (settings). Client-wide keys (the queue and worker registries, cron
+//!   schedules, API rate windows) are still written by `client`,
+//!   `registry` and `limits`.
 //! - `scripts` and `lua/`: one Lua script per state transition.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `error`: [`Error`].

@@ -1,0 +1,245 @@
+//! Calls and retries: how every command and script reaches Redis, with
+//! backoff on transient failures, and the call tokens that make replays
+//! of claim and settle safe.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
+
+use crate::conn::Conn;
+use crate::error::{Error, Result};
+
+use super::Store;
+
+/// How calls to Redis are retried when it is unreachable or overloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try.
+    pub retries: usize,
+    /// First delay.
+    pub min_delay: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 retries from 50 ms doubling to at most 1 s: a call gives up after
+    /// about 2 s of failures.
+    fn default() -> Self {
+        Self {
+            retries: 5,
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What makes a claim or settle call safe to replay: a token made before
+/// the first try and sent with every retry, so the script answers a
+/// replay with the first run's recorded reply instead of running again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallToken {
+    /// Unique per call (not per try).
+    pub token: String,
+    /// How long the script keeps the reply, ms.
+    pub record_ms: u64,
+    /// The caller's previous call of the same kind whose reply arrived:
+    /// its record is no longer needed and is deleted.
+    pub confirmed: Option<String>,
+}
+
+impl CallToken {
+    /// A new token whose reply is kept `record_for`, confirming `previous`.
+    pub(crate) fn new(record_for: Duration, confirmed: Option<String>) -> Self {
+        Self {
+            token: uuid::Uuid::now_v7().simple().to_string(),
+            record_ms: record_for.as_millis().max(1) as u64,
+            confirmed,
+        }
+    }
+}
+
+pub(super) fn is_transient(e: &RedisError) -> bool {
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return false;
+    }
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || !matches!(e.retry_method(), RetryMethod::NoRetry)
+}
+
+pub(super) fn is_nogroup(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+/// Whether Redis lost the queue's streams (XINFO answers "no such key") or
+/// their consumer group: `ensure` brings them back.
+pub(super) fn is_missing_stream(e: &RedisError) -> bool {
+    is_nogroup(e) || e.to_string().contains("no such key")
+}
+
+/// Run `op` against Redis, retrying transient failures with exponential
+/// backoff; give up with [`Error::Unavailable`] when the retries run out.
+pub(crate) async fn with_retry<T, F, Fut>(
+    policy: RetryPolicy,
+    operation: &'static str,
+    op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let started = Instant::now();
+    let mut attempts = 0usize;
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(policy.min_delay)
+        .with_max_delay(policy.max_delay)
+        .with_max_times(policy.retries)
+        .with_jitter()
+        .with_jitter_seed(rand::random());
+    let mut op = op;
+    let result = (|| {
+        attempts += 1;
+        op()
+    })
+    .retry(backoff)
+    .when(is_transient)
+    .notify(|e, after| {
+        metrics::counter!("sluice_redis_retries_total", "operation" => operation).increment(1);
+        tracing::debug!(operation, error = %e, ?after, "redis call failed; retrying");
+    })
+    .await;
+    result.map_err(|source| {
+        if is_transient(&source) {
+            Error::Unavailable {
+                operation,
+                attempts,
+                elapsed: started.elapsed(),
+                source,
+            }
+        } else {
+            Error::Redis { operation, source }
+        }
+    })
+}
+
+/// One command on `conn`, retried with [`with_retry`].
+pub(crate) async fn query<T: FromRedisValue>(
+    conn: &Conn,
+    retry: RetryPolicy,
+    operation: &'static str,
+    cmd: &redis::Cmd,
+) -> Result<T> {
+    with_retry(retry, operation, || {
+        let mut conn = conn.clone();
+        async move { cmd.query_async(&mut conn).await }
+    })
+    .await
+}
+
+impl Store {
+    /// A script call with the queue's standard keys (meta, then the streams)
+    /// and its key base as the first argument.
+    pub(super) fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.meta());
+        for s in self.keys.streams() {
+            inv.key(s);
+        }
+        inv.arg(self.keys.base());
+        inv
+    }
+
+    pub(super) async fn run(
+        &self,
+        operation: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value> {
+        with_retry(self.retry, operation, || {
+            let mut conn = self.conn.clone();
+            async move { inv.invoke_async::<Value>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Like `run`, but recreates the consumer group once if Redis lost it.
+    pub(super) async fn run_grouped(
+        &self,
+        operation: &'static str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<Value> {
+        match self.run(operation, inv).await {
+            Err(Error::Redis { source, .. }) if is_nogroup(&source) => {
+                tracing::warn!(
+                    queue = self.keys.queue(),
+                    "consumer group missing; recreating it"
+                );
+                self.ensure().await?;
+                self.run(operation, inv).await
+            }
+            other => other,
+        }
+    }
+
+    /// Like `query_pipe`, but recreates the queue's streams and group once
+    /// if Redis lost them; any other failure is returned as it is.
+    pub(super) async fn query_pipe_grouped<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        match self.query_pipe(operation, pipe).await {
+            Err(Error::Redis { source, .. }) if is_missing_stream(&source) => {
+                tracing::warn!(
+                    queue = self.keys.queue(),
+                    "streams or consumer group missing; recreating them"
+                );
+                self.ensure().await?;
+                self.query_pipe(operation, pipe).await
+            }
+            other => other,
+        }
+    }
+
+    /// One command, retried like every call.
+    pub(super) async fn query<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        query(&self.conn, self.retry, operation, cmd).await
+    }
+
+    /// One pipeline (one round trip), retried like every call.
+    pub(super) async fn query_pipe<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        with_retry(self.retry, operation, || {
+            let mut conn = self.conn.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Delete the replay records of calls whose replies arrived (a worker
+    /// that stops, or a manual claim or settle, has no next call to
+    /// confirm them with). Best effort: they expire anyway.
+    pub(crate) async fn forget_calls(&self, tokens: &[String]) {
+        if tokens.is_empty() {
+            return;
+        }
+        let mut cmd = redis::cmd("DEL");
+        for t in tokens {
+            cmd.arg(self.keys.call(t));
+        }
+        if let Err(e) = self.query::<i64>("forget calls", &cmd).await {
+            tracing::debug!(queue = self.keys.queue(), error = %e, "could not delete call records; they expire");
+        }
+    }
+}

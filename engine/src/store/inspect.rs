@@ -1,0 +1,439 @@
+//! Inspection reads: lookups, counts, listings and snapshots.
+
+use std::collections::{HashMap, HashSet};
+
+use redis::Value;
+
+use crate::error::Result;
+use crate::job::{JobInfo, JobRecord, JobState, MinuteCount, Stats};
+use crate::keys::{GROUP, PRIORITY_LEVELS};
+use crate::options::RateLimit;
+use crate::scripts;
+
+use super::Store;
+use super::replies::*;
+
+impl Store {
+    /// A job, light or heavy.
+    pub(crate) async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        Ok(self.jobs(&[id.to_owned()]).await?.pop())
+    }
+
+    /// Several jobs in one call, in order; missing ones skipped.
+    pub(crate) async fn jobs(&self, ids: &[String]) -> Result<Vec<JobInfo>> {
+        Ok(self
+            .raw_jobs(ids)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                JobInfo::from_hash(self.keys.queue(), &r.id, r.fields.into_iter().collect())
+            })
+            .collect())
+    }
+
+    /// Counts per state, in one round trip. Waiting and active jobs come
+    /// from each stream's consumer group (lag and pending count), not from
+    /// the stream's length: acknowledged entries linger in a stream until
+    /// it is trimmed (see `trim_acked` in `lua/common.lua`).
+    pub(crate) async fn stats(&self) -> Result<Stats> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
+            pipe.cmd("XLEN").arg(&s);
+        }
+        pipe.cmd("ZCARD").arg(self.keys.delayed());
+        pipe.cmd("ZCARD").arg(self.keys.dead());
+        pipe.cmd("HGETALL").arg(self.keys.stats());
+        pipe.cmd("HGET").arg(self.keys.meta()).arg("paused");
+        pipe.cmd("HMGET")
+            .arg(self.keys.meta())
+            .arg("rate")
+            .arg("burst");
+        pipe.cmd("HVALS").arg(self.keys.cancelled_entries());
+        let reply: Vec<Value> = self.query_pipe_grouped("queue stats", &pipe).await?;
+        let levels = usize::from(PRIORITY_LEVELS);
+        if reply.len() != levels * 2 + 6 {
+            return Err(protocol("queue stats", "wrong number of replies"));
+        }
+        let mut stats = Stats {
+            queue: self.keys.queue().to_owned(),
+            ..Stats::default()
+        };
+        // Entries of jobs cancelled while waiting stay in their stream until
+        // a claim reads past them (cancel.lua); they are not waiting.
+        let mut cancelled = vec![0u64; levels];
+        if let Value::Array(vals) | Value::Set(vals) = &reply[levels * 2 + 5] {
+            for v in vals {
+                if let Some(n) = usize::try_from(int(v))
+                    .ok()
+                    .and_then(|l| cancelled.get_mut(l))
+                {
+                    *n += 1;
+                }
+            }
+        }
+        for l in 0..levels {
+            let group = group_info(&reply[l * 2], GROUP);
+            let pending = group.as_ref().and_then(|g| g.pending).unwrap_or(0);
+            let waiting = match group.and_then(|g| g.lag) {
+                Some(lag) => lag,
+                // Redis without lag (before 7.0, or after an XDEL by hand):
+                // the length less the pending entries, which counts
+                // acknowledged entries not yet trimmed as waiting.
+                None => (int(&reply[l * 2 + 1]).max(0) as u64).saturating_sub(pending),
+            };
+            stats
+                .waiting_by_priority
+                .push(waiting.saturating_sub(cancelled[l]));
+            stats.active += pending;
+        }
+        stats.waiting = stats.waiting_by_priority.iter().sum();
+        stats.delayed = int(&reply[levels * 2]).max(0) as u64;
+        stats.dead = int(&reply[levels * 2 + 1]).max(0) as u64;
+        if let Value::Array(kv) | Value::Set(kv) = &reply[levels * 2 + 2] {
+            for pair in kv.chunks(2) {
+                let v = pair.get(1).map(int).unwrap_or(0).max(0) as u64;
+                match text(&pair[0]).as_str() {
+                    "enqueued" => stats.enqueued_total = v,
+                    "completed" => stats.completed_total = v,
+                    "failed" => stats.failed_total = v,
+                    "retried" => stats.retried_total = v,
+                    "dead" => stats.dead_total = v,
+                    _ => {}
+                }
+            }
+        } else if let Value::Map(kv) = &reply[levels * 2 + 2] {
+            for (k, v) in kv {
+                let v = int(v).max(0) as u64;
+                match text(k).as_str() {
+                    "enqueued" => stats.enqueued_total = v,
+                    "completed" => stats.completed_total = v,
+                    "failed" => stats.failed_total = v,
+                    "retried" => stats.retried_total = v,
+                    "dead" => stats.dead_total = v,
+                    _ => {}
+                }
+            }
+        }
+        stats.paused = text(&reply[levels * 2 + 3]) == "1";
+        if let Value::Array(rb) = &reply[levels * 2 + 4] {
+            let per_second = rb.first().map(text).and_then(|t| t.parse::<f64>().ok());
+            let burst = rb.get(1).map(text).and_then(|t| t.parse::<u32>().ok());
+            if let (Some(per_second), Some(burst)) = (per_second, burst) {
+                stats.rate_limit = Some(RateLimit { per_second, burst });
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Set or clear the paused flag that `claim.lua` honours.
+    /// Completed and failed attempts per minute, for the `minutes` minutes
+    /// up to and including the one holding `now_ms`, oldest first.
+    pub(crate) async fn throughput(&self, now_ms: u64, minutes: u64) -> Result<Vec<MinuteCount>> {
+        let last = now_ms / 60_000;
+        let first = last.saturating_sub(minutes.saturating_sub(1));
+        let hours: Vec<u64> = (first / 60..=last / 60).collect();
+        let mut pipe = redis::pipe();
+        for h in &hours {
+            pipe.cmd("HGETALL").arg(self.keys.throughput(*h));
+        }
+        let replies: Vec<HashMap<String, u64>> = self.query_pipe("throughput", &pipe).await?;
+        let mut counts: HashMap<u64, (u64, u64)> = HashMap::new();
+        for (h, fields) in hours.iter().zip(replies) {
+            for (field, n) in fields {
+                let (minute, kind) = field.split_at(field.len().saturating_sub(1));
+                let Ok(m) = minute.parse::<u64>() else {
+                    continue;
+                };
+                let entry = counts.entry(h * 60 + m).or_default();
+                match kind {
+                    "c" => entry.0 += n,
+                    "f" => entry.1 += n,
+                    _ => {}
+                }
+            }
+        }
+        Ok((first..=last)
+            .map(|m| {
+                let (completed, failed) = counts.get(&m).copied().unwrap_or_default();
+                MinuteCount {
+                    minute_ms: m * 60_000,
+                    completed,
+                    failed,
+                }
+            })
+            .collect())
+    }
+
+    /// Redis server time, ms since the Unix epoch.
+    pub(crate) async fn server_time_ms(&self) -> Result<u64> {
+        let (secs, micros): (u64, u64) = self.query("server time", &redis::cmd("TIME")).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// Dead letter ids, newest first.
+    pub(crate) async fn dead_ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let dead = self.keys.dead();
+        self.query(
+            "list dead letters",
+            redis::cmd("ZREVRANGE")
+                .arg(&dead)
+                .arg(offset)
+                .arg(offset + limit - 1),
+        )
+        .await
+    }
+
+    /// Ids of jobs in `state`, `offset` skipped, at most `limit`: waiting
+    /// and active in priority order (most urgent first) then stream order,
+    /// delayed soonest first, dead newest first. Completed jobs are not
+    /// indexed (only counted), so that state lists nothing.
+    pub(crate) async fn ids_in_state(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match state {
+            JobState::Dead => self.dead_ids(offset, limit).await,
+            JobState::Delayed => {
+                self.query(
+                    "list delayed jobs",
+                    redis::cmd("ZRANGE")
+                        .arg(self.keys.delayed())
+                        .arg(offset)
+                        .arg(offset + limit - 1),
+                )
+                .await
+            }
+            JobState::Completed => Ok(Vec::new()),
+            JobState::Waiting | JobState::Active => {
+                self.stream_ids(state == JobState::Active, offset, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Job ids of the stream entries the group has delivered and not yet
+    /// acknowledged (active: its pending list) or not delivered yet
+    /// (waiting: after its last-delivered id), level by level. Acknowledged
+    /// entries that linger until the next trim are neither.
+    pub(super) async fn stream_ids(
+        &self,
+        delivered: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
+        }
+        let groups: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
+        let mut wanted = offset + limit;
+        let mut out = Vec::new();
+        for (level, stream) in self.keys.streams().iter().enumerate() {
+            if wanted == 0 {
+                break;
+            }
+            let info = groups.get(level).and_then(|g| group_info(g, GROUP));
+            // Skip levels the group's counts say are empty on this side:
+            // an idle queue is listed in one round trip, not eleven.
+            if info.as_ref().is_some_and(|i| !i.may_hold(delivered)) {
+                continue;
+            }
+            let ids = if delivered {
+                self.pending_job_ids(stream, wanted).await?
+            } else {
+                let last = info.map_or_else(|| "0-0".to_owned(), |i| i.last_delivered);
+                let entries: redis::streams::StreamRangeReply = self
+                    .query(
+                        "list jobs",
+                        redis::cmd("XRANGE")
+                            .arg(stream)
+                            .arg(format!("({last}"))
+                            .arg("+")
+                            .arg("COUNT")
+                            .arg(wanted),
+                    )
+                    .await?;
+                entries
+                    .ids
+                    .iter()
+                    .filter_map(|e| e.get::<String>("i"))
+                    .collect()
+            };
+            wanted -= ids.len().min(wanted);
+            out.extend(ids);
+        }
+        Ok(out.into_iter().skip(offset).take(limit).collect())
+    }
+
+    /// Job ids of the first `count` entries of a stream's pending list,
+    /// oldest first: the pending list gives entry ids, the stream the jobs.
+    pub(super) async fn pending_job_ids(&self, stream: &str, count: usize) -> Result<Vec<String>> {
+        let pending: redis::streams::StreamPendingCountReply = self
+            .query(
+                "list jobs",
+                redis::cmd("XPENDING")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(count),
+            )
+            .await?;
+        if pending.ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for p in &pending.ids {
+            pipe.cmd("XRANGE").arg(stream).arg(&p.id).arg(&p.id);
+        }
+        let entries: Vec<redis::streams::StreamRangeReply> =
+            self.query_pipe("list jobs", &pipe).await?;
+        Ok(entries
+            .iter()
+            .flat_map(|r| r.ids.iter().filter_map(|e| e.get::<String>("i")))
+            .collect())
+    }
+
+    /// Dead letters whose error contains `text` (ignoring case), newest
+    /// first: the ids of the `offset..offset+limit` matches and how many
+    /// match in all. Reads only the error field, 1,000 letters per round trip.
+    pub(crate) async fn find_dead(
+        &self,
+        text: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64)> {
+        const CHUNK: usize = 1000;
+        let needle = text.to_lowercase();
+        let mut page = Vec::new();
+        let mut matched = 0u64;
+        let mut start = 0;
+        loop {
+            let ids = self.dead_ids(start, CHUNK).await?;
+            if ids.is_empty() {
+                return Ok((page, matched));
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.cmd("HGET").arg(self.keys.job(id)).arg("err");
+            }
+            let errors: Vec<Option<String>> = self.query_pipe("search dead letters", &pipe).await?;
+            for (id, error) in ids.iter().zip(errors) {
+                if error.is_some_and(|e| e.to_lowercase().contains(&needle)) {
+                    if matched as usize >= offset && page.len() < limit {
+                        page.push(id.clone());
+                    }
+                    matched += 1;
+                }
+            }
+            if ids.len() < CHUNK {
+                return Ok((page, matched));
+            }
+            start += CHUNK;
+        }
+    }
+
+    /// Ids of the jobs in the streams (waiting and active), the delayed set
+    /// and the dead letters. A stream entry counts when the group has not
+    /// delivered it yet or holds it pending; acknowledged entries that
+    /// linger until the next trim do not.
+    pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
+            pipe.cmd("XPENDING")
+                .arg(&s)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(i64::MAX);
+            pipe.cmd("XRANGE").arg(&s).arg("-").arg("+");
+        }
+        pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
+        pipe.cmd("ZRANGE").arg(self.keys.dead()).arg(0).arg(-1);
+        let mut replies: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
+        let bad = |e: redis::ParsingError| protocol("list jobs", e.to_string());
+        let dead: Vec<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        let delayed: Vec<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        let mut in_streams = Vec::new();
+        if replies.len() != usize::from(PRIORITY_LEVELS) * 3 {
+            return Err(protocol("list jobs", "wrong number of replies"));
+        }
+        let mut replies = replies.into_iter();
+        while let (Some(groups), Some(pending), Some(range)) =
+            (replies.next(), replies.next(), replies.next())
+        {
+            let last = group_info(&groups, GROUP)
+                .map(|g| g.last_delivered)
+                .and_then(|id| parse_stream_id(&id))
+                .unwrap_or((0, 0));
+            let pending: redis::streams::StreamPendingCountReply =
+                redis::from_redis_value(pending).map_err(bad)?;
+            let pending: HashSet<String> = pending.ids.into_iter().map(|p| p.id).collect();
+            let entries: redis::streams::StreamRangeReply =
+                redis::from_redis_value(range).map_err(bad)?;
+            for entry in entries.ids {
+                let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
+                if (undelivered || pending.contains(&entry.id))
+                    && let Some(id) = entry.get::<String>("i")
+                {
+                    in_streams.push(id);
+                }
+            }
+        }
+        Ok((in_streams, delayed, dead))
+    }
+
+    /// Every field of these jobs, in order, as a job hash holds them (a
+    /// light job's are read from its stream entry, see
+    /// `lua/job_fields.lua`); missing ones skipped.
+    pub(crate) async fn raw_jobs(&self, ids: &[String]) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut inv = self.invocation(&scripts::JOB_FIELDS);
+            for id in chunk {
+                inv.arg(id);
+            }
+            let reply = array("read jobs", self.run("read jobs", &inv).await?)?;
+            if reply.len() != chunk.len() {
+                return Err(protocol("read jobs", "wrong number of replies"));
+            }
+            for (id, fields) in chunk.iter().zip(reply) {
+                let fields = array("read jobs", fields)?;
+                if fields.is_empty() {
+                    continue;
+                }
+                let mut pairs = Vec::with_capacity(fields.len() / 2);
+                let mut it = fields.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    pairs.push((text(&k), bytes(v)));
+                }
+                out.push(JobRecord {
+                    id: id.clone(),
+                    fields: pairs,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of running jobs an operator asked to cancel.
+    pub(crate) async fn cancel_requests(&self) -> Result<Vec<String>> {
+        self.query(
+            "read cancel requests",
+            redis::cmd("HKEYS").arg(self.keys.cancel_requests()),
+        )
+        .await
+    }
+}

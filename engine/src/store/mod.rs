@@ -1,0 +1,47 @@
+//! The only module that talks to Redis: one method per transition, each one
+//! script call (or one pipeline), retried with backoff on transient failures.
+//!
+//! By role: `calls` (how a call reaches Redis and is retried, call tokens),
+//! `replies` (typed replies and value readers), `transitions` (one script
+//! per change of state), `group` (the consumer group), `inspect` (reads),
+//! `meta` (the queue's settings and registration).
+
+mod calls;
+mod group;
+mod inspect;
+mod meta;
+mod replies;
+mod transitions;
+
+use crate::conn::Conn;
+use crate::keys::QueueKeys;
+
+pub use calls::RetryPolicy;
+pub(crate) use calls::{CallToken, query, with_retry};
+pub(crate) use replies::RateState;
+pub use replies::{Cancelled, Promoted, Reclaimed, Settled};
+pub(crate) use transitions::{EnqueueItem, SettleItem};
+
+/// Redis access for one queue.
+#[derive(Clone)]
+pub(crate) struct Store {
+    conn: Conn,
+    keys: QueueKeys,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("keys", &self.keys).finish()
+    }
+}
+
+impl Store {
+    pub(crate) fn new(conn: Conn, keys: QueueKeys, retry: RetryPolicy) -> Self {
+        Self { conn, keys, retry }
+    }
+
+    pub(crate) fn keys(&self) -> &QueueKeys {
+        &self.keys
+    }
+}

@@ -1,0 +1,416 @@
+//! Transitions: one script call per change of a job's state.
+
+use std::time::Duration;
+
+use redis::streams::StreamReadReply;
+use redis::{ScriptInvocation, Value};
+
+use crate::conn::Conn;
+use crate::error::{Error, Result};
+use crate::job::{Job, JobRecord, JobState, RunFields};
+use crate::keys::{GROUP, PRIORITY_LEVELS};
+use crate::scripts;
+
+use super::Store;
+use super::calls::*;
+use super::replies::*;
+
+/// One finished attempt, ready to settle.
+#[derive(Debug, Clone)]
+pub(crate) struct SettleItem {
+    pub job_id: String,
+    pub level: u8,
+    pub entry_id: String,
+    pub fence: u64,
+    /// The attempt this outcome ends (not sent to Redis; for observers).
+    pub attempt: u32,
+    pub kind: &'static str,
+    pub text: String,
+    pub delay_ms: i64,
+}
+
+/// One job's arguments to `enqueue.lua`.
+#[derive(Debug, Clone)]
+pub(crate) struct EnqueueItem {
+    pub id: String,
+    pub payload: Vec<u8>,
+    pub priority: u8,
+    pub delay_ms: u64,
+    pub max_attempts: u32,
+    pub backoff: String,
+    pub timeout_ms: u64,
+    pub idempotency_key: String,
+    pub idempotency_window_ms: u64,
+}
+
+/// The consumer name a worker's blocking reads deliver to: entries stay
+/// under it until a claim activates them (`claim.lua`), so a reclaimer can
+/// tell delivered-but-never-run entries from running jobs. Consumer names
+/// cannot contain '~' (`keys::validate_name`).
+pub(crate) fn delivered_name(consumer: &str) -> String {
+    format!("{consumer}~b")
+}
+
+impl Store {
+    /// The `enqueue.lua` call for `items`.
+    pub(super) fn enqueue_invocation(
+        &self,
+        items: &[EnqueueItem],
+        call: &CallToken,
+        confirmed: &[String],
+    ) -> ScriptInvocation<'static> {
+        let mut inv = self.invocation(&scripts::ENQUEUE);
+        inv.arg(&call.token).arg(call.record_ms).arg(items.len());
+        for it in items {
+            inv.arg(&it.id)
+                .arg(&it.payload)
+                .arg(it.priority)
+                .arg(it.delay_ms)
+                .arg(format!("{},{}", it.max_attempts, it.timeout_ms))
+                .arg(&it.backoff)
+                .arg(&it.idempotency_key)
+                .arg(it.idempotency_window_ms);
+        }
+        inv.arg(confirmed.len());
+        for c in confirmed {
+            inv.arg(c);
+        }
+        inv
+    }
+
+    pub(super) fn enqueue_reply(
+        items: &[EnqueueItem],
+        reply: Value,
+    ) -> Result<Vec<(String, bool)>> {
+        let reply = array("enqueue", reply)?;
+        if reply.len() != items.len() * 2 {
+            return Err(protocol(
+                "enqueue",
+                format!("{} fields for {} jobs", reply.len(), items.len()),
+            ));
+        }
+        Ok(reply
+            .chunks(2)
+            .map(|c| (text(&c[0]), int(&c[1]) == 1))
+            .collect())
+    }
+
+    /// `enqueue.lua`: returns (job id, duplicate) per job.
+    /// `confirmed`: tokens of earlier enqueue calls whose replies arrived.
+    pub(crate) async fn enqueue(
+        &self,
+        items: &[EnqueueItem],
+        call: &CallToken,
+        confirmed: &[String],
+    ) -> Result<Vec<(String, bool)>> {
+        let inv = self.enqueue_invocation(items, call, confirmed);
+        Self::enqueue_reply(items, self.run("enqueue", &inv).await?)
+    }
+
+    /// `enqueue.lua` and `WAIT replicas timeout` in one pipeline, so both
+    /// go on one connection: a retry after a reconnect sends both again,
+    /// and the script writes even when it adds nothing, so the `WAIT`
+    /// always waits for a write at least as new as the jobs. (Sent apart,
+    /// a `WAIT` after a reconnect ran on a connection that had written
+    /// nothing and answered at once.) Returns the reply and how many
+    /// replicas acknowledged.
+    pub(crate) async fn enqueue_replicated(
+        &self,
+        items: &[EnqueueItem],
+        call: &CallToken,
+        confirmed: &[String],
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<(Vec<(String, bool)>, i64)> {
+        let inv = self.enqueue_invocation(items, call, confirmed);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv)
+            .cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout.as_millis() as u64);
+        let reply: (Value, i64) = match self.query_pipe("enqueue", &pipe).await {
+            Err(Error::Redis { source, .. })
+                if source.code() == Some("NOSCRIPT") || source.to_string().contains("NOSCRIPT") =>
+            {
+                // Pipelined scripts are not loaded on demand: load, resend.
+                with_retry(self.retry, "load enqueue script", || {
+                    let mut conn = self.conn.clone();
+                    let inv = &inv;
+                    async move { inv.load_async(&mut conn).await }
+                })
+                .await?;
+                self.query_pipe("enqueue", &pipe).await?
+            }
+            other => other?,
+        };
+        Ok((Self::enqueue_reply(items, reply.0)?, reply.1))
+    }
+
+    /// `claim.lua`: activate `delivered` entries, then claim up to `count`
+    /// more in priority order. Returns whether the queue is paused and the
+    /// jobs.
+    pub(crate) async fn claim(
+        &self,
+        consumer: &str,
+        count: usize,
+        delivered: &[(u8, String, String)],
+        call: &CallToken,
+    ) -> Result<(ClaimStatus, Vec<Job>)> {
+        let mut inv = self.invocation(&scripts::CLAIM);
+        inv.arg(consumer)
+            .arg(count)
+            .arg(&call.token)
+            .arg(call.record_ms)
+            .arg(call.confirmed.as_deref().unwrap_or(""))
+            .arg(delivered.len());
+        for (level, entry, job) in delivered {
+            inv.arg(*level).arg(entry).arg(job);
+        }
+        let mut reply = array("claim", self.run_grouped("claim", &inv).await?)?.into_iter();
+        let paused = reply.next().map(|v| int(&v) == 1).unwrap_or(false);
+        let rate = match reply.next().map(|v| int(&v)).unwrap_or(-1) {
+            n if n < 0 => RateState::Unlimited,
+            0 => RateState::Open,
+            ms => RateState::Wait(Duration::from_millis(ms as u64)),
+        };
+        let status = ClaimStatus { paused, rate };
+        let rest: Vec<Value> = reply.collect();
+        if !rest.len().is_multiple_of(7) {
+            return Err(protocol(
+                "claim",
+                format!("{} fields is not 7 per job", rest.len()),
+            ));
+        }
+        let mut jobs = Vec::with_capacity(rest.len() / 7);
+        let mut it = rest.into_iter();
+        while let Some(id) = it.next() {
+            let mut next = || it.next().unwrap_or(Value::Nil);
+            let (level, entry, fence, attempt, run, payload) =
+                (next(), next(), next(), next(), next(), next());
+            let entry = text(&entry);
+            // A hash edited by hand must not stop every claim of the queue:
+            // unreadable fields get the defaults a lookup shows.
+            let run = RunFields::parse_claimed(&text(&run), &entry).unwrap_or(RunFields {
+                max_attempts: 1,
+                timeout_ms: 0,
+                created_ms: 0,
+            });
+            jobs.push(Job {
+                id: text(&id),
+                queue: self.keys.queue().to_owned(),
+                priority: int(&level).clamp(0, i64::from(PRIORITY_LEVELS - 1)) as u8,
+                entry_id: entry,
+                fence: int(&fence).max(0) as u64,
+                consumer: consumer.to_owned(),
+                attempt: int(&attempt).max(0) as u32,
+                max_attempts: run.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
+                timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
+                payload: bytes(payload),
+                created_at_ms: run.created_ms,
+                cancel: Default::default(),
+            });
+        }
+        Ok((status, jobs))
+    }
+
+    /// Wait up to `block` for new entries on any level, on a connection of
+    /// its own (a blocking read would hold up every command sharing one).
+    /// The entries are delivered to `consumer` and must then go through
+    /// [`Store::claim`] to become active.
+    pub(crate) async fn wait_for_entries(
+        &self,
+        blocking: &mut Conn,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(u8, String, String)>> {
+        let streams = self.keys.streams();
+        let ids = vec![">"; streams.len()];
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(delivered_name(consumer))
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&streams)
+            .arg(&ids);
+        let reply: Option<StreamReadReply> = match cmd.query_async(blocking).await {
+            Ok(r) => r,
+            Err(e) if is_nogroup(&e) => {
+                self.ensure().await?;
+                None
+            }
+            Err(e) if is_transient(&e) => {
+                return Err(Error::Unavailable {
+                    operation: "wait for jobs",
+                    attempts: 1,
+                    elapsed: Duration::ZERO,
+                    source: e,
+                });
+            }
+            Err(source) => {
+                return Err(Error::Redis {
+                    operation: "wait for jobs",
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(level) = streams.iter().position(|s| *s == key.key) else {
+                continue;
+            };
+            for entry in key.ids {
+                let job: String = entry.get("i").unwrap_or_default();
+                out.push((level as u8, entry.id, job));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `settle.lua`: record a batch of outcomes.
+    pub(crate) async fn settle(
+        &self,
+        consumer: &str,
+        items: &[SettleItem],
+        keep_completed: Duration,
+        dead_letter_cap: usize,
+        call: &CallToken,
+    ) -> Result<Vec<Settled>> {
+        let mut inv = self.invocation(&scripts::SETTLE);
+        inv.arg(keep_completed.as_millis() as u64)
+            .arg(dead_letter_cap)
+            .arg(rand::random::<u32>())
+            .arg(&call.token)
+            .arg(call.record_ms)
+            .arg(call.confirmed.as_deref().unwrap_or(""))
+            .arg(consumer)
+            .arg(items.len());
+        // Per level, the newest entry of the batch: the script trims up to
+        // it without comparing ids in Lua.
+        let mut newest: Vec<(u8, (u64, u64))> = Vec::new();
+        for it in items {
+            let Some(id) = parse_stream_id(&it.entry_id) else {
+                continue;
+            };
+            match newest.iter_mut().find(|(level, _)| *level == it.level) {
+                Some((_, n)) => *n = (*n).max(id),
+                None => newest.push((it.level, id)),
+            }
+        }
+        for it in items {
+            inv.arg(&it.job_id)
+                .arg(it.level)
+                .arg(&it.entry_id)
+                .arg(it.fence)
+                .arg(it.kind)
+                .arg(&it.text)
+                .arg(it.delay_ms);
+        }
+        inv.arg(newest.len());
+        for (level, (ms, seq)) in newest {
+            inv.arg(level).arg(format!("{ms}-{seq}"));
+        }
+        let reply = array("settle", self.run("settle", &inv).await?)?;
+        reply
+            .iter()
+            .map(|v| match text(v).as_str() {
+                "done" => Ok(Settled::Done),
+                "retry" => Ok(Settled::Retry),
+                "dead" => Ok(Settled::Dead),
+                "snoozed" => Ok(Settled::Snoozed),
+                "fenced" => Ok(Settled::Fenced),
+                "gone" => Ok(Settled::Gone),
+                other => Err(protocol("settle", format!("unknown status {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// `promote.lua`: move up to `limit` due delayed jobs to their stream.
+    pub(crate) async fn promote(&self, limit: usize) -> Result<Promoted> {
+        let mut inv = self.invocation(&scripts::PROMOTE);
+        inv.arg(limit);
+        let reply = array("promote", self.run("promote", &inv).await?)?;
+        let moved = reply.first().map(int).unwrap_or(0).max(0) as u64;
+        let next = reply.get(1).map(int).unwrap_or(-1);
+        Ok(Promoted {
+            moved,
+            next_due: (next >= 0).then(|| Duration::from_millis(next as u64)),
+        })
+    }
+
+    /// `reclaim.lua`: take over entries idle longer than `min_idle`.
+    pub(crate) async fn reclaim(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+        dead_letter_cap: usize,
+    ) -> Result<Reclaimed> {
+        let mut inv = self.invocation(&scripts::RECLAIM);
+        inv.arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(count)
+            .arg(dead_letter_cap)
+            .arg(rand::random::<u32>());
+        let reply = array("reclaim", self.run_grouped("reclaim", &inv).await?)?;
+        let n = |i: usize| reply.get(i).map(int).unwrap_or(0).max(0) as u64;
+        Ok(Reclaimed {
+            retried: n(0),
+            dead: n(1),
+            dropped: n(2),
+            requeued: n(3),
+        })
+    }
+
+    /// `import.lua`: returns how many jobs were added.
+    pub(crate) async fn import(&self, records: &[JobRecord]) -> Result<u64> {
+        let mut inv = self.invocation(&scripts::IMPORT);
+        inv.arg(records.len());
+        for r in records {
+            inv.arg(&r.id).arg(r.fields.len());
+            for (k, v) in &r.fields {
+                inv.arg(k).arg(v);
+            }
+        }
+        Ok(int(&self.run("import jobs", &inv).await?).max(0) as u64)
+    }
+
+    /// `redrive.lua` for these ids, or the oldest batch when `ids` is empty.
+    /// `cancel.lua` for one job.
+    pub(crate) async fn cancel(&self, id: &str, dead_letter_cap: usize) -> Result<Cancelled> {
+        let mut inv = self.invocation(&scripts::CANCEL);
+        inv.arg(dead_letter_cap).arg(id);
+        let reply = text(&self.run("cancel a job", &inv).await?);
+        Ok(match reply.as_str() {
+            "cancelled" => Cancelled::Cancelled,
+            "requested" => Cancelled::Requested,
+            "missing" => Cancelled::Missing,
+            other => match JobState::parse(other) {
+                Some(state) => Cancelled::Finished(state),
+                None => return Err(protocol("cancel a job", "unknown reply")),
+            },
+        })
+    }
+
+    pub(crate) async fn redrive(&self, ids: &[String]) -> Result<u64> {
+        let mut inv = self.invocation(&scripts::REDRIVE);
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(int(&self.run("re-drive dead letters", &inv).await?).max(0) as u64)
+    }
+
+    /// `delete_dead.lua` for these ids, or the oldest batch when `ids` is empty.
+    pub(crate) async fn delete_dead(&self, ids: &[String]) -> Result<u64> {
+        let mut inv = scripts::DELETE_DEAD.prepare_invoke();
+        inv.key(self.keys.meta()).arg(self.keys.base());
+        for id in ids {
+            inv.arg(id);
+        }
+        Ok(int(&self.run("delete dead letters", &inv).await?).max(0) as u64)
+    }
+}
