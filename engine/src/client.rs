@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use crate::conn::{Conn, Target};
 use crate::error::{Error, Result};
-use crate::keys::{QueueKeys, queues_key, validate_name};
+use crate::keys::{QueueKeys, validate_name};
 use crate::options::QueueConfig;
 use crate::queue::Queue;
-use crate::store::{RetryPolicy, Store, query, with_retry};
+use crate::store::{FleetStore, RetryPolicy, Store, with_retry};
 
 /// When an enqueue counts as acknowledged. See the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -202,16 +202,18 @@ impl Client {
         ))
     }
 
+    /// Redis access for client-wide keys (registries, schedules, limits).
+    pub(crate) fn fleet(&self) -> FleetStore {
+        FleetStore::new(
+            self.inner.conn.clone(),
+            &self.inner.config.prefix,
+            self.inner.config.retry,
+        )
+    }
+
     /// Names of every queue opened under this prefix, sorted.
     pub async fn queues(&self) -> Result<Vec<String>> {
-        let key = queues_key(&self.inner.config.prefix);
-        let mut names: Vec<String> = query(
-            &self.inner.conn,
-            self.inner.config.retry,
-            "list queues",
-            redis::cmd("SMEMBERS").arg(key),
-        )
-        .await?;
+        let mut names = self.fleet().queue_names().await?;
         names.sort();
         Ok(names)
     }
@@ -219,15 +221,7 @@ impl Client {
     /// True when Redis answers PING now (one try, no retries): for
     /// readiness probes.
     pub async fn ping(&self) -> bool {
-        let mut conn = self.inner.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .is_ok()
-    }
-
-    pub(crate) fn connection(&self) -> Conn {
-        self.inner.conn.clone()
+        self.fleet().ping().await
     }
 
     /// A connection of its own for blocking reads, whose response timeout
@@ -243,16 +237,10 @@ impl Client {
 
     /// Warn when the server cannot give the promised durability.
     async fn check_durability(&self) {
-        let mut conn = self.inner.conn.clone();
         match self.inner.config.durability {
             Durability::Memory => {}
             Durability::Fsync => {
-                let cfg: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("append*")
-                    .query_async(&mut conn)
-                    .await;
-                let cfg = cfg.unwrap_or_default();
+                let cfg = self.fleet().append_settings().await;
                 let get = |k: &str| {
                     cfg.chunks(2)
                         .find(|c| c[0] == k)
@@ -268,16 +256,7 @@ impl Client {
                 }
             }
             Durability::Replicated { replicas, .. } => {
-                let info: redis::RedisResult<String> = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut conn)
-                    .await;
-                let connected = info
-                    .unwrap_or_default()
-                    .lines()
-                    .find_map(|l| l.strip_prefix("connected_slaves:"))
-                    .and_then(|n| n.trim().parse::<u32>().ok())
-                    .unwrap_or(0);
+                let connected = self.fleet().connected_replicas().await;
                 if connected < replicas {
                     tracing::warn!(
                         connected,

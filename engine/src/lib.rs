@@ -43,9 +43,9 @@
 //! - `store`: every call a queue makes to Redis, split by role: `calls`
 //!   (retries, call tokens), `replies` (typed replies), `transitions` (one
 //!   script each), `group` (the consumer group), `inspect` (reads), `meta`
-//!   (settings). Client-wide keys (the queue and worker registries, cron
-//!   schedules, API rate windows) are still written by `client`,
-//!   `registry` and `limits`.
+//!   (settings), `fleet` (client-wide keys: the queue and worker
+//!   registries, cron schedules, request windows). No other module sends
+//!   a command; `client`, `registry` and `limits` call `fleet`.
 //! - `scripts` and `lua/`: one Lua script per state transition.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `error`: [`Error`].

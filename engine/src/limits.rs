@@ -8,8 +8,6 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::validate_name;
 use crate::registry::unix_ms;
-use crate::scripts;
-use crate::store::with_retry;
 
 impl Client {
     /// Count one request of `name` against `limit` requests per `window`.
@@ -31,21 +29,7 @@ impl Client {
         // Window boundaries by this machine's clock are only a key naming
         // scheme; the script measures elapsed time by the server's clock.
         let start = unix_ms() / len * len;
-        let prefix = &self.config().prefix;
-        let key = |s: u64| format!("{prefix}:{{rl:{name}}}:{s}");
-        let mut inv = scripts::RATE_WINDOW.prepare_invoke();
-        inv.key(key(start))
-            .key(key(start.saturating_sub(len)))
-            .arg(limit)
-            .arg(len)
-            .arg(start);
-        let conn = self.connection();
-        let wait: u64 = with_retry(self.config().retry, "rate window", || {
-            let mut conn = conn.clone();
-            let inv = &inv;
-            async move { inv.invoke_async(&mut conn).await }
-        })
-        .await?;
+        let wait = self.fleet().rate_window(name, limit, len, start).await?;
         Ok((wait > 0).then(|| Duration::from_millis(wait)))
     }
 }

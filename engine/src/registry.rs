@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::keys::{schedules_key, validate_name, worker_key, workers_key};
-use crate::store::query;
+use crate::keys::validate_name;
 
 /// One queue served by a worker process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,90 +89,33 @@ impl Client {
     /// unless written again.
     pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<()> {
         validate_name("worker id", &info.id)?;
-        let prefix = &self.config().prefix;
         let json = serde_json::to_string(info)
             .map_err(|e| Error::invalid("worker info", e.to_string()))?;
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        let conn = self.connection();
-        let retry = self.config().retry;
-        query::<()>(
-            &conn,
-            retry,
-            "worker heartbeat",
-            redis::cmd("SET")
-                .arg(worker_key(prefix, &info.id))
-                .arg(json)
-                .arg("PX")
-                .arg(ttl_ms),
-        )
-        .await?;
-        query::<()>(
-            &conn,
-            retry,
-            "worker heartbeat",
-            redis::cmd("ZADD")
-                .arg(workers_key(prefix))
-                .arg(info.last_beat_ms)
-                .arg(&info.id),
-        )
-        .await
+        self.fleet()
+            .heartbeat(&info.id, json, ttl_ms, info.last_beat_ms)
+            .await
     }
 
     /// Remove worker `id` from the registry (at a clean stop).
     pub async fn deregister(&self, id: &str) -> Result<()> {
-        let prefix = &self.config().prefix;
-        let conn = self.connection();
-        let retry = self.config().retry;
-        query::<()>(
-            &conn,
-            retry,
-            "deregister worker",
-            redis::cmd("DEL").arg(worker_key(prefix, id)),
-        )
-        .await?;
-        query::<()>(
-            &conn,
-            retry,
-            "deregister worker",
-            redis::cmd("ZREM").arg(workers_key(prefix)).arg(id),
-        )
-        .await
+        self.fleet().deregister(id).await
     }
 
     /// Live worker processes, most recently started first. Expired ones are
     /// dropped from the index on the way.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        let prefix = &self.config().prefix;
-        let conn = self.connection();
-        let retry = self.config().retry;
-        let ids: Vec<String> = query(
-            &conn,
-            retry,
-            "list workers",
-            redis::cmd("ZRANGE").arg(workers_key(prefix)).arg(0).arg(-1),
-        )
-        .await?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut mget = redis::cmd("MGET");
-        for id in &ids {
-            mget.arg(worker_key(prefix, id));
-        }
-        let values: Vec<Option<String>> = query(&conn, retry, "list workers", &mget).await?;
+        let fleet = self.fleet();
         let mut live = Vec::new();
         let mut expired = Vec::new();
-        for (id, value) in ids.into_iter().zip(values) {
+        for (id, value) in fleet.registrations().await? {
             match value.and_then(|v| serde_json::from_str::<WorkerInfo>(&v).ok()) {
                 Some(info) => live.push(info),
                 None => expired.push(id),
             }
         }
         if !expired.is_empty() {
-            let mut zrem = redis::cmd("ZREM");
-            zrem.arg(workers_key(prefix)).arg(&expired);
-            // Best effort: the next reader tries again.
-            let _ = query::<()>(&conn, retry, "drop expired workers", &zrem).await;
+            fleet.drop_expired(&expired).await;
         }
         live.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(a.id.cmp(&b.id)));
         Ok(live)
@@ -182,28 +124,13 @@ impl Client {
     /// Record the state of cron schedule `name` (opaque text, JSON by
     /// convention) for every process to read.
     pub async fn set_schedule_state(&self, name: &str, state: &str) -> Result<()> {
-        query(
-            &self.connection(),
-            self.config().retry,
-            "record schedule",
-            redis::cmd("HSET")
-                .arg(schedules_key(&self.config().prefix))
-                .arg(name)
-                .arg(state),
-        )
-        .await
+        self.fleet().set_schedule_state(name, state).await
     }
 
     /// The recorded state of every cron schedule, by name.
     pub async fn schedule_states(&self) -> Result<Vec<(String, String)>> {
-        let map: std::collections::HashMap<String, String> = query(
-            &self.connection(),
-            self.config().retry,
-            "read schedules",
-            redis::cmd("HGETALL").arg(schedules_key(&self.config().prefix)),
-        )
-        .await?;
-        let mut all: Vec<(String, String)> = map.into_iter().collect();
+        let mut all: Vec<(String, String)> =
+            self.fleet().schedule_states().await?.into_iter().collect();
         all.sort();
         Ok(all)
     }

@@ -4,9 +4,11 @@
 //! By role: `calls` (how a call reaches Redis and is retried, call tokens),
 //! `replies` (typed replies and value readers), `transitions` (one script
 //! per change of state), `group` (the consumer group), `inspect` (reads),
-//! `meta` (the queue's settings and registration).
+//! `meta` (the queue's settings and registration), and `fleet` (client-wide
+//! keys: the queue and worker registries, cron schedules, request windows).
 
 mod calls;
+mod fleet;
 mod group;
 mod inspect;
 mod meta;
@@ -17,7 +19,8 @@ use crate::conn::Conn;
 use crate::keys::QueueKeys;
 
 pub use calls::RetryPolicy;
-pub(crate) use calls::{CallToken, query, with_retry};
+pub(crate) use calls::{CallToken, with_retry};
+pub(crate) use fleet::FleetStore;
 pub(crate) use replies::RateState;
 pub use replies::{Cancelled, Promoted, Reclaimed, Settled};
 pub(crate) use transitions::{EnqueueItem, SettleItem};

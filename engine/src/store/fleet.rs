@@ -1,0 +1,217 @@
+//! Client-wide keys, outside any queue: the queue registry, the worker
+//! registry, cron schedule states, sliding-window request counters, and
+//! the server checks a client makes at connect.
+
+use std::collections::HashMap;
+
+use crate::conn::Conn;
+use crate::error::Result;
+use crate::keys::{queues_key, schedules_key, worker_key, workers_key};
+use crate::scripts;
+
+use super::calls::{RetryPolicy, query, with_retry};
+
+/// Redis access for what a whole client (not one queue) reads and writes.
+#[derive(Clone)]
+pub(crate) struct FleetStore {
+    conn: Conn,
+    prefix: String,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for FleetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetStore {
+    pub(crate) fn new(conn: Conn, prefix: &str, retry: RetryPolicy) -> Self {
+        Self {
+            conn,
+            prefix: prefix.to_owned(),
+            retry,
+        }
+    }
+
+    /// Names of every queue opened under this prefix (unsorted).
+    pub(crate) async fn queue_names(&self) -> Result<Vec<String>> {
+        let key = queues_key(&self.prefix);
+        query(
+            &self.conn,
+            self.retry,
+            "list queues",
+            redis::cmd("SMEMBERS").arg(key),
+        )
+        .await
+    }
+
+    /// Whether Redis answers PING now (one try, no retries).
+    pub(crate) async fn ping(&self) -> bool {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    /// The server's `append*` settings as name/value pairs (one try; empty
+    /// when it does not answer).
+    pub(crate) async fn append_settings(&self) -> Vec<String> {
+        let mut conn = self.conn.clone();
+        redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("append*")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// The replicas connected to the server (one try; 0 when it does not
+    /// answer).
+    pub(crate) async fn connected_replicas(&self) -> u32 {
+        let mut conn = self.conn.clone();
+        let info: redis::RedisResult<String> = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await;
+        info.unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+    }
+
+    /// Write worker `id`'s registration (`json`), expiring after `ttl_ms`,
+    /// and index it under its last beat.
+    pub(crate) async fn heartbeat(
+        &self,
+        id: &str,
+        json: String,
+        ttl_ms: u64,
+        beat_ms: u64,
+    ) -> Result<()> {
+        query::<()>(
+            &self.conn,
+            self.retry,
+            "worker heartbeat",
+            redis::cmd("SET")
+                .arg(worker_key(&self.prefix, id))
+                .arg(json)
+                .arg("PX")
+                .arg(ttl_ms),
+        )
+        .await?;
+        query::<()>(
+            &self.conn,
+            self.retry,
+            "worker heartbeat",
+            redis::cmd("ZADD")
+                .arg(workers_key(&self.prefix))
+                .arg(beat_ms)
+                .arg(id),
+        )
+        .await
+    }
+
+    /// Remove worker `id`'s registration and index entry.
+    pub(crate) async fn deregister(&self, id: &str) -> Result<()> {
+        query::<()>(
+            &self.conn,
+            self.retry,
+            "deregister worker",
+            redis::cmd("DEL").arg(worker_key(&self.prefix, id)),
+        )
+        .await?;
+        query::<()>(
+            &self.conn,
+            self.retry,
+            "deregister worker",
+            redis::cmd("ZREM").arg(workers_key(&self.prefix)).arg(id),
+        )
+        .await
+    }
+
+    /// Every indexed worker id with its registration (`None`: expired).
+    pub(crate) async fn registrations(&self) -> Result<Vec<(String, Option<String>)>> {
+        let ids: Vec<String> = query(
+            &self.conn,
+            self.retry,
+            "list workers",
+            redis::cmd("ZRANGE")
+                .arg(workers_key(&self.prefix))
+                .arg(0)
+                .arg(-1),
+        )
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for id in &ids {
+            mget.arg(worker_key(&self.prefix, id));
+        }
+        let values: Vec<Option<String>> =
+            query(&self.conn, self.retry, "list workers", &mget).await?;
+        Ok(ids.into_iter().zip(values).collect())
+    }
+
+    /// Drop expired ids from the worker index (best effort: the next
+    /// reader tries again).
+    pub(crate) async fn drop_expired(&self, ids: &[String]) {
+        let mut zrem = redis::cmd("ZREM");
+        zrem.arg(workers_key(&self.prefix)).arg(ids);
+        let _ = query::<()>(&self.conn, self.retry, "drop expired workers", &zrem).await;
+    }
+
+    /// Record cron schedule `name`'s state.
+    pub(crate) async fn set_schedule_state(&self, name: &str, state: &str) -> Result<()> {
+        query(
+            &self.conn,
+            self.retry,
+            "record schedule",
+            redis::cmd("HSET")
+                .arg(schedules_key(&self.prefix))
+                .arg(name)
+                .arg(state),
+        )
+        .await
+    }
+
+    /// Every cron schedule's recorded state, by name.
+    pub(crate) async fn schedule_states(&self) -> Result<HashMap<String, String>> {
+        query(
+            &self.conn,
+            self.retry,
+            "read schedules",
+            redis::cmd("HGETALL").arg(schedules_key(&self.prefix)),
+        )
+        .await
+    }
+
+    /// `rate_window.lua` on window `start` of `len` ms for `name`: the wait
+    /// in ms before another request is allowed (0: this one is).
+    pub(crate) async fn rate_window(
+        &self,
+        name: &str,
+        limit: u32,
+        len: u64,
+        start: u64,
+    ) -> Result<u64> {
+        let key = |s: u64| format!("{}:{{rl:{name}}}:{s}", self.prefix);
+        let mut inv = scripts::RATE_WINDOW.prepare_invoke();
+        inv.key(key(start))
+            .key(key(start.saturating_sub(len)))
+            .arg(limit)
+            .arg(len)
+            .arg(start);
+        with_retry(self.retry, "rate window", || {
+            let mut conn = self.conn.clone();
+            let inv = &inv;
+            async move { inv.invoke_async(&mut conn).await }
+        })
+        .await
+    }
+}
