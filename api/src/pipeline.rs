@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_engine::{BatchHandler, Client, HandlerError, Job, Outcome, Runner, Typed, run_each};
+use sluice_jobs::alert::{AlertField, ParseOptions};
 use sluice_jobs::audit::{AuditHandler, AuditSink};
 use sluice_jobs::backup::{BackupHandler, BackupSettings};
 use sluice_jobs::browser::{BrowserPool, BrowserSettings};
@@ -84,6 +85,16 @@ pub struct PipelineSection {
     pub audit_concurrency: usize,
     /// Record API calls and webhooks in the audit log.
     pub audit: bool,
+    /// Refuse a signal without a usable price (the default); off, it is
+    /// stored without one.
+    pub alert_price_required: bool,
+    /// Alerts write numbers with a decimal comma (`1.234,56`) instead of a
+    /// decimal point (`1,234.56`).
+    pub alert_decimal_comma: bool,
+    /// Extra alert labels, each naming a field (`strategy = "indicator"`);
+    /// when set, they replace the default aliases (`close`, `timenow`,
+    /// `action`). See docs/pipeline.md.
+    pub alert_aliases: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[pipeline.s3]`: an S3-compatible bucket for screenshots.
@@ -175,6 +186,9 @@ impl Default for PipelineSection {
             ingest_concurrency: 500,
             audit_concurrency: 500,
             audit: true,
+            alert_price_required: true,
+            alert_decimal_comma: false,
+            alert_aliases: None,
         }
     }
 }
@@ -229,7 +243,29 @@ impl PipelineSection {
         for s in self.schedules() {
             crate::schedules::Schedule::from_section(&s)?;
         }
+        self.parse_options()?;
         Ok(())
+    }
+
+    /// How the ingest handler reads alerts.
+    pub fn parse_options(&self) -> anyhow::Result<ParseOptions> {
+        let mut options = ParseOptions {
+            price_required: self.alert_price_required,
+            decimal_comma: self.alert_decimal_comma,
+            ..ParseOptions::default()
+        };
+        if let Some(aliases) = &self.alert_aliases {
+            options.aliases = aliases
+                .iter()
+                .map(|(label, field)| match AlertField::parse(field) {
+                    Some(f) => Ok((label.clone(), f)),
+                    None => bail!(
+                        "pipeline.alert_aliases: {label:?} names {field:?}, not one of ticker, exchange, price, signal, indicator, time, notes"
+                    ),
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        Ok(options)
     }
 
     /// The cron schedules of retention and backups.
@@ -323,11 +359,14 @@ impl Pipeline {
     pub async fn handler(&self, queue: &str) -> anyhow::Result<Option<PipelineHandler>> {
         let s = &self.section;
         Ok(Some(match queue {
-            queues::INGEST => PipelineHandler::Ingest(Typed(IngestHandler::new(
-                self.pool.clone(),
-                self.client.queue(queues::SCREENSHOT).await?,
-                self.audit.clone(),
-            ))),
+            queues::INGEST => PipelineHandler::Ingest(Typed(
+                IngestHandler::new(
+                    self.pool.clone(),
+                    self.client.queue(queues::SCREENSHOT).await?,
+                    self.audit.clone(),
+                )
+                .with_parse_options(s.parse_options()?),
+            )),
             queues::SCREENSHOT => {
                 let browsers = BrowserPool::new(BrowserSettings {
                     executable: s.chromium.clone(),

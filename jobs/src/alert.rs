@@ -7,10 +7,13 @@
 //! - plain text of `Label: value` lines, where a label may start with emoji
 //!   or other decoration (`🪙 Ticker: BINANCE:BTCUSDT`, `💰 Precio: $67,890.50`).
 //!
-//! A ticker `EXCHANGE:SYMBOL` is split in two. Prices accept currency signs
-//! and thousands separators in either convention (`67,890.50`, `67.890,50`).
-//! Unknown labels are ignored; a body without a ticker or a signal is an
-//! error that says what is missing.
+//! A ticker `EXCHANGE:SYMBOL` is split in two. A price is one unambiguous
+//! number in the pipeline's convention (a decimal point by default). Labels
+//! match a fixed list (English and Spanish) or configured aliases exactly;
+//! a line with any other label is ignored whole. A body without a ticker,
+//! a signal or (by default) a usable price is refused with the reason; an
+//! optional field that cannot be used is left out and named in
+//! `Alert::ignored`. The grammar is written down in `docs/pipeline.md`.
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -36,8 +39,12 @@ pub struct Alert {
     pub indicator: Option<String>,
     /// When the alert fired, when given.
     pub alert_time: Option<DateTime<Utc>>,
-    /// Free text (`message`, `notes`).
+    /// Free text (`notes`).
     pub notes: Option<String>,
+    /// Optional fields that were given but could not be used, each with
+    /// the reason (the alert was stored without them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<String>,
 }
 
 /// Why a body is not an alert.
@@ -67,39 +74,131 @@ pub enum ParseError {
     },
 }
 
-/// Which field a label names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
+/// The fields an alert can carry; what a label names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertField {
+    /// `EXCHANGE:SYMBOL` or `SYMBOL` (required).
     Ticker,
+    /// The exchange, when the ticker has no prefix (optional).
     Exchange,
+    /// The price (required unless [`ParseOptions::price_required`] is off).
     Price,
+    /// What happened (required).
     Signal,
+    /// The indicator or strategy that fired (optional).
     Indicator,
+    /// When it fired (optional).
     Time,
+    /// Free text (optional).
     Notes,
 }
 
-/// Labels in English and Spanish, lower-case, without accents.
-fn field_of(label: &str) -> Option<Field> {
-    let l = fold(label);
-    let f = match l.as_str() {
-        "ticker" | "symbol" | "simbolo" | "pair" | "par" | "activo" | "asset" | "instrument"
-        | "instrumento" => Field::Ticker,
-        "exchange" | "bolsa" | "mercado" | "market" => Field::Exchange,
-        "price" | "precio" | "close" | "cierre" | "entry" | "entrada" | "last" => Field::Price,
-        "signal" | "senal" | "signal type" | "tipo de senal" | "action" | "accion" | "side"
-        | "type" | "tipo" | "alert" | "alerta" | "order" | "orden" => Field::Signal,
-        "indicator" | "indicador" | "strategy" | "estrategia" | "study" => Field::Indicator,
-        "time" | "timestamp" | "hora" | "fecha" | "date" | "timenow" | "alert time" => Field::Time,
-        "notes" | "note" | "notas" | "nota" | "message" | "mensaje" | "comment" | "comentario" => {
-            Field::Notes
+impl AlertField {
+    /// Its name in messages and in the config's alias list.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertField::Ticker => "ticker",
+            AlertField::Exchange => "exchange",
+            AlertField::Price => "price",
+            AlertField::Signal => "signal",
+            AlertField::Indicator => "indicator",
+            AlertField::Time => "time",
+            AlertField::Notes => "notes",
         }
-        _ => return None,
-    };
-    Some(f)
+    }
+
+    /// The field a name (as [`as_str`](Self::as_str) gives it) stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match fold(name).as_str() {
+            "ticker" => AlertField::Ticker,
+            "exchange" => AlertField::Exchange,
+            "price" => AlertField::Price,
+            "signal" => AlertField::Signal,
+            "indicator" => AlertField::Indicator,
+            "time" => AlertField::Time,
+            "notes" => AlertField::Notes,
+            _ => return None,
+        })
+    }
 }
 
-/// Lower-case, Spanish accents removed, decoration around it trimmed.
+/// The labels every alert may use, folded (see [`fold`]): one English and
+/// one Spanish name per field, and `symbol`/`símbolo` for the ticker.
+/// Anything else is unknown unless the options list it as an alias.
+const LABELS: &[(&str, AlertField)] = &[
+    ("ticker", AlertField::Ticker),
+    ("symbol", AlertField::Ticker),
+    ("simbolo", AlertField::Ticker),
+    ("exchange", AlertField::Exchange),
+    ("bolsa", AlertField::Exchange),
+    ("price", AlertField::Price),
+    ("precio", AlertField::Price),
+    ("signal", AlertField::Signal),
+    ("senal", AlertField::Signal),
+    ("indicator", AlertField::Indicator),
+    ("indicador", AlertField::Indicator),
+    ("time", AlertField::Time),
+    ("hora", AlertField::Time),
+    ("notes", AlertField::Notes),
+    ("notas", AlertField::Notes),
+];
+
+/// The aliases used when the config gives none: the names TradingView's
+/// own placeholders and strategy alerts put in JSON bodies.
+pub const DEFAULT_ALIASES: &[(&str, AlertField)] = &[
+    ("close", AlertField::Price),
+    ("timenow", AlertField::Time),
+    ("action", AlertField::Signal),
+];
+
+/// How alerts are read (per pipeline; see `docs/pipeline.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseOptions {
+    /// A signal without a usable price is refused (the default: win rates
+    /// are computed from prices). Off: stored without a price.
+    pub price_required: bool,
+    /// Numbers are written with a decimal comma and dots between thousands
+    /// (`1.234.567,89`). Off (the default): a decimal point and commas
+    /// between thousands (`1,234,567.89`).
+    pub decimal_comma: bool,
+    /// Labels besides [`LABELS`], folded, each naming a field.
+    pub aliases: Vec<(String, AlertField)>,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self {
+            price_required: true,
+            decimal_comma: false,
+            aliases: DEFAULT_ALIASES
+                .iter()
+                .map(|(label, field)| ((*label).to_owned(), *field))
+                .collect(),
+        }
+    }
+}
+
+impl ParseOptions {
+    /// The field `label` names: one of [`LABELS`] or an alias, matched
+    /// exactly after folding (case, accents, decoration around it).
+    fn field_of(&self, label: &str) -> Option<AlertField> {
+        let l = fold(label);
+        LABELS
+            .iter()
+            .find(|(known, _)| *known == l)
+            .map(|(_, f)| *f)
+            .or_else(|| {
+                self.aliases
+                    .iter()
+                    .find(|(alias, _)| fold(alias) == l)
+                    .map(|(_, f)| *f)
+            })
+    }
+}
+
+/// Lower-case, Spanish accents removed, decoration around it (emoji,
+/// spaces, punctuation) trimmed.
 fn fold(label: &str) -> String {
     let trimmed = label.trim_matches(|c: char| !c.is_alphanumeric());
     trimmed
@@ -117,41 +216,64 @@ fn fold(label: &str) -> String {
         .collect()
 }
 
+/// A field's value as sent: text, a JSON number (read with a decimal point
+/// whatever the locale), or a JSON value that is neither.
+#[derive(Debug, Clone)]
+enum Raw {
+    Text(String),
+    Number(String),
+    Unusable(String),
+}
+
+impl Raw {
+    fn shown(&self) -> &str {
+        match self {
+            Raw::Text(s) | Raw::Number(s) | Raw::Unusable(s) => s,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Fields {
-    ticker: Option<String>,
-    exchange: Option<String>,
-    price: Option<String>,
-    signal: Option<String>,
-    indicator: Option<String>,
-    time: Option<String>,
-    notes: Option<String>,
+    ticker: Option<Raw>,
+    exchange: Option<Raw>,
+    price: Option<Raw>,
+    signal: Option<Raw>,
+    indicator: Option<Raw>,
+    time: Option<Raw>,
+    notes: Option<Raw>,
 }
 
 impl Fields {
-    fn set(&mut self, field: Field, value: String) {
-        let value = value.trim().to_owned();
-        if value.is_empty() {
+    fn set(&mut self, field: AlertField, value: Raw) {
+        if let Raw::Text(t) = &value
+            && t.trim().is_empty()
+        {
             return;
         }
         let slot = match field {
-            Field::Ticker => &mut self.ticker,
-            Field::Exchange => &mut self.exchange,
-            Field::Price => &mut self.price,
-            Field::Signal => &mut self.signal,
-            Field::Indicator => &mut self.indicator,
-            Field::Time => &mut self.time,
-            Field::Notes => &mut self.notes,
+            AlertField::Ticker => &mut self.ticker,
+            AlertField::Exchange => &mut self.exchange,
+            AlertField::Price => &mut self.price,
+            AlertField::Signal => &mut self.signal,
+            AlertField::Indicator => &mut self.indicator,
+            AlertField::Time => &mut self.time,
+            AlertField::Notes => &mut self.notes,
         };
-        // The first occurrence wins (`close` after `price` does not override).
+        // The first occurrence of a field wins.
         if slot.is_none() {
             *slot = Some(value);
         }
     }
 }
 
-/// Parse an alert body.
+/// Parse an alert body with the default options.
 pub fn parse(body: &str) -> Result<Alert, ParseError> {
+    parse_with(body, &ParseOptions::default())
+}
+
+/// Parse an alert body.
+pub fn parse_with(body: &str, options: &ParseOptions) -> Result<Alert, ParseError> {
     if body.len() > MAX_ALERT_BYTES {
         return Err(ParseError::TooLarge(body.len()));
     }
@@ -160,14 +282,14 @@ pub fn parse(body: &str) -> Result<Alert, ParseError> {
         return Err(ParseError::Empty);
     }
     let fields = if body.starts_with('{') || body.starts_with('[') {
-        from_json(body)?
+        from_json(body, options)?
     } else {
-        from_lines(body)
+        from_lines(body, options)
     };
-    build(fields)
+    build(fields, options)
 }
 
-fn from_json(body: &str) -> Result<Fields, ParseError> {
+fn from_json(body: &str, options: &ParseOptions) -> Result<Fields, ParseError> {
     let value: serde_json::Value =
         serde_json::from_str(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let serde_json::Value::Object(map) = value else {
@@ -175,42 +297,57 @@ fn from_json(body: &str) -> Result<Fields, ParseError> {
     };
     let mut fields = Fields::default();
     for (key, value) in map {
-        let Some(field) = field_of(&key) else {
+        let Some(field) = options.field_of(&key) else {
             continue;
         };
-        let text = match value {
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            _ => continue,
+        let raw = match value {
+            serde_json::Value::String(s) => Raw::Text(s),
+            serde_json::Value::Number(n) => Raw::Number(n.to_string()),
+            serde_json::Value::Bool(b) => Raw::Text(b.to_string()),
+            other => Raw::Unusable(cut(&other.to_string(), 80)),
         };
-        fields.set(field, text);
+        fields.set(field, raw);
     }
     Ok(fields)
 }
 
-fn from_lines(body: &str) -> Fields {
+fn from_lines(body: &str, options: &ParseOptions) -> Fields {
     let mut fields = Fields::default();
     for line in body.lines() {
-        // `Label: value`, also with a full-width colon or `=`.
-        let split = line
-            .split_once(':')
-            .or_else(|| line.split_once('：'))
-            .or_else(|| line.split_once('='));
+        // The label is the text before the line's first colon (also a
+        // full-width one); a line without one may use `=`.
+        let colon = [line.find(':'), line.find('：')]
+            .into_iter()
+            .flatten()
+            .min();
+        let split = match colon {
+            Some(at) => {
+                let sep = line[at..].chars().next().map_or(1, char::len_utf8);
+                Some((&line[..at], &line[at + sep..]))
+            }
+            None => line.split_once('='),
+        };
         let Some((label, value)) = split else {
             continue;
         };
-        if let Some(field) = field_of(label) {
-            fields.set(field, value.to_owned());
+        // An unknown label: the whole line is ignored.
+        if let Some(field) = options.field_of(label) {
+            fields.set(field, Raw::Text(value.trim().to_owned()));
         }
     }
     fields
 }
 
-fn build(f: Fields) -> Result<Alert, ParseError> {
-    let ticker_raw = f.ticker.ok_or(ParseError::Missing("ticker", "Ticker"))?;
-    let signal_type = f.signal.ok_or(ParseError::Missing("signal", "Signal"))?;
-    let ticker = ticker_raw.trim().to_uppercase();
+fn build(f: Fields, options: &ParseOptions) -> Result<Alert, ParseError> {
+    let mut ignored = Vec::new();
+    let required = |raw: Option<Raw>, field: &'static str, label: &'static str| match raw {
+        None => Err(ParseError::Missing(field, label)),
+        Some(Raw::Unusable(v)) => Err(bad(field, &v, "is not text")),
+        Some(r) => Ok(r.shown().trim().to_owned()),
+    };
+    let ticker_raw = required(f.ticker, "ticker", "Ticker")?;
+    let signal_type = required(f.signal, "signal", "Signal")?;
+    let ticker = ticker_raw.to_uppercase();
     let (exchange_from_ticker, symbol) = match ticker.split_once(':') {
         Some((ex, sym)) => (Some(ex.to_owned()), sym.to_owned()),
         None => (None, ticker.clone()),
@@ -230,33 +367,82 @@ fn build(f: Fields) -> Result<Alert, ParseError> {
     }
     let exchange = match (exchange_from_ticker, f.exchange) {
         (Some(e), _) => Some(e),
-        (None, Some(e)) => {
-            let e = e.trim().to_uppercase();
-            if !valid(&e) {
-                return Err(bad("exchange", &e, "is not an exchange name"));
+        (None, Some(raw)) => {
+            let e = raw.shown().trim().to_uppercase();
+            if matches!(raw, Raw::Unusable(_)) || !valid(&e) {
+                ignored.push(ignore("exchange", raw.shown(), "is not an exchange name"));
+                None
+            } else {
+                Some(e)
             }
-            Some(e)
         }
         (None, None) => None,
     };
     let price = match f.price {
-        Some(p) => Some(parse_price(&p).ok_or_else(|| bad("price", &p, "is not a number"))?),
+        None if options.price_required => return Err(ParseError::Missing("price", "Price")),
         None => None,
+        Some(raw) => {
+            let parsed = match &raw {
+                Raw::Number(n) => parse_price_in(n, false),
+                Raw::Text(t) => parse_price_in(t, options.decimal_comma),
+                Raw::Unusable(_) => None,
+            };
+            match parsed {
+                Some(p) => Some(p),
+                None if options.price_required => {
+                    return Err(bad("price", raw.shown(), PRICE_PROBLEM));
+                }
+                None => {
+                    ignored.push(ignore("price", raw.shown(), PRICE_PROBLEM));
+                    None
+                }
+            }
+        }
     };
     let alert_time = match f.time {
-        Some(t) => Some(parse_time(&t).ok_or_else(|| bad("time", &t, "is not a time"))?),
         None => None,
+        Some(raw) => match (&raw, parse_time(raw.shown())) {
+            (Raw::Unusable(_), _) | (_, None) => {
+                ignored.push(ignore(
+                    "time",
+                    raw.shown(),
+                    "is not a time (RFC 3339, YYYY-MM-DD HH:MM:SS or Unix seconds)",
+                ));
+                None
+            }
+            (_, Some(t)) => Some(t),
+        },
     };
+    let text =
+        |raw: Option<Raw>, field: &'static str, max: usize, ignored: &mut Vec<String>| match raw {
+            Some(Raw::Unusable(v)) => {
+                ignored.push(ignore(field, &v, "is not text"));
+                None
+            }
+            Some(r) => Some(cut(r.shown(), max)),
+            None => None,
+        };
+    let indicator = text(f.indicator, "indicator", 200, &mut ignored);
+    let notes = text(f.notes, "notes", 2000, &mut ignored);
     Ok(Alert {
         ticker,
         exchange,
         symbol,
         price,
         signal_type: cut(&signal_type, 200),
-        indicator: f.indicator.map(|i| cut(&i, 200)),
+        indicator,
         alert_time,
-        notes: f.notes.map(|n| cut(&n, 2000)),
+        notes,
+        ignored,
     })
+}
+
+/// What is wrong with a price that is refused.
+const PRICE_PROBLEM: &str = "is not one unambiguous number (like 67,890.50 or 67890.5 USDT)";
+
+/// Why an optional field was left out.
+fn ignore(field: &str, value: &str, problem: &str) -> String {
+    format!("{field} {:?} {problem}; stored without it", cut(value, 80))
 }
 
 fn bad(field: &'static str, value: &str, problem: &'static str) -> ParseError {
@@ -271,57 +457,66 @@ fn cut(s: &str, max_chars: usize) -> String {
     s.trim().chars().take(max_chars).collect()
 }
 
-/// A price with currency signs, spaces and thousands separators in either
-/// convention. `None` when it is not a non-negative number.
+/// A price written with a decimal point (see [`parse_price_in`]).
 pub fn parse_price(raw: &str) -> Option<Decimal> {
-    if raw.contains('-') {
+    parse_price_in(raw, false)
+}
+
+/// A non-negative price: digits with thousands separators in groups of
+/// three and at most one decimal separator (a point, or with
+/// `decimal_comma` a comma), between an optional currency before it (`$`,
+/// `USD `) and after it (` USDT`, ` €`). `None` for anything else: no
+/// guess is made (`12.34.56`, `0,5` with a decimal point, `1e5`, `NaN`,
+/// `-5`).
+pub fn parse_price_in(raw: &str, decimal_comma: bool) -> Option<Decimal> {
+    let s = raw.trim();
+    let first = s.find(|c: char| c.is_ascii_digit())?;
+    let last = s.rfind(|c: char| c.is_ascii_digit())?;
+    let currency = |part: &str| {
+        part.chars()
+            .all(|c| c.is_alphabetic() || c.is_whitespace() || "$€£¥₿₮".contains(c))
+    };
+    if !currency(&s[..first]) || !currency(&s[last + 1..]) {
         return None;
     }
-    let s: String = raw
-        .trim()
-        .trim_end_matches(|c: char| !c.is_ascii_digit())
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '\'' && *c != '_')
-        .skip_while(|c| !(c.is_ascii_digit() || *c == '.' || *c == ','))
-        .collect();
-    if s.is_empty()
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+    let number = &s[first..=last];
+    let (point, thousands) = if decimal_comma {
+        (',', '.')
+    } else {
+        ('.', ',')
+    };
+    let (whole, fraction) = match number.split_once(point) {
+        Some((w, f)) => (w, Some(f)),
+        None => (number, None),
+    };
+    if let Some(f) = fraction
+        && !f.chars().all(|c| c.is_ascii_digit())
     {
         return None;
     }
-    let commas = s.matches(',').count();
-    let dots = s.matches('.').count();
-    let normal = match (commas, dots) {
-        (0, 0) | (0, 1) => s,
-        (0, _) => s.replace('.', ""),
-        (_, 0) => {
-            let after = s.rsplit(',').next().unwrap_or_default();
-            if commas == 1 && after.len() != 3 {
-                s.replace(',', ".")
-            } else {
-                s.replace(',', "")
-            }
+    let mut groups = whole.split(thousands);
+    let head = groups.next()?;
+    let digits = |g: &str| !g.is_empty() && g.chars().all(|c| c.is_ascii_digit());
+    if !digits(head) {
+        return None;
+    }
+    let mut plain = head.to_owned();
+    let mut grouped = false;
+    for g in groups {
+        if g.len() != 3 || !digits(g) {
+            return None;
         }
-        _ => {
-            // Both: the one that comes last is the decimal point.
-            let last_comma = s.rfind(',').unwrap_or(0);
-            let last_dot = s.rfind('.').unwrap_or(0);
-            if last_dot > last_comma {
-                if dots > 1 {
-                    return None;
-                }
-                s.replace(',', "")
-            } else {
-                if commas > 1 {
-                    return None;
-                }
-                s.replace('.', "").replace(',', ".")
-            }
-        }
-    };
-    normal.parse::<Decimal>().ok()
+        grouped = true;
+        plain.push_str(g);
+    }
+    if grouped && head.len() > 3 {
+        return None;
+    }
+    if let Some(f) = fraction {
+        plain.push('.');
+        plain.push_str(f);
+    }
+    plain.parse::<Decimal>().ok()
 }
 
 /// RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC), or Unix seconds or milliseconds.
@@ -365,16 +560,24 @@ mod tests {
     }
 
     #[test]
-    fn spanish_labels() {
-        let a = parse(
-            "🪙 Ticker: nasdaq:aapl\n💰 Precio: 1.234,5 €\n📊 Señal: Compra\n🔧 Indicador: MACD",
-        )
-        .expect("parses");
+    fn spanish_labels_and_a_decimal_comma_when_configured() {
+        let body =
+            "🪙 Ticker: nasdaq:aapl\n💰 Precio: 1.234,5 €\n📊 Señal: Compra\n🔧 Indicador: MACD";
+        let comma = ParseOptions {
+            decimal_comma: true,
+            ..ParseOptions::default()
+        };
+        let a = parse_with(body, &comma).expect("parses");
         assert_eq!(a.exchange.as_deref(), Some("NASDAQ"));
         assert_eq!(a.symbol, "AAPL");
         assert_eq!(a.price, Some(dec("1234.5")));
         assert_eq!(a.signal_type, "Compra");
         assert_eq!(a.indicator.as_deref(), Some("MACD"));
+        // With the default decimal point the same price is refused.
+        assert!(matches!(
+            parse(body),
+            Err(ParseError::BadValue { field: "price", .. })
+        ));
     }
 
     #[test]
@@ -391,26 +594,146 @@ mod tests {
             a.alert_time.map(|t| t.to_rfc3339()),
             Some("2026-11-22T10:00:00+00:00".into())
         );
+        // A JSON number is read with a decimal point in any locale.
+        let comma = ParseOptions {
+            decimal_comma: true,
+            ..ParseOptions::default()
+        };
+        let b =
+            parse_with(r#"{"ticker":"A","signal":"b","price":1234.5}"#, &comma).expect("parses");
+        assert_eq!(b.price, Some(dec("1234.5")));
     }
 
     #[test]
-    fn prices_in_every_convention() {
+    fn prices_are_one_unambiguous_number_or_refused() {
         for (raw, want) in [
             ("67890.50", "67890.50"),
             ("$67,890.50", "67890.50"),
-            ("67.890,50 €", "67890.50"),
+            ("67890.5 USDT", "67890.5"),
+            ("3,346.75", "3346.75"),
             ("1,234", "1234"),
-            ("0,5", "0.5"),
-            ("1.234.567", "1234567"),
+            ("1,234,567.89", "1234567.89"),
             ("USD 12", "12"),
             ("42 USDT", "42"),
-            ("1 234,56", "1234.56"),
+            ("0.00001234", "0.00001234"),
         ] {
             assert_eq!(parse_price(raw), Some(dec(want)), "{raw}");
         }
-        for raw in ["", "abc", "{{close}}", "1.2.3,4,5", "-5", "1e5"] {
+        for raw in [
+            "",
+            "abc",
+            "{{close}}",
+            "12.34.56",
+            "1.234.567,89",
+            "67.890,50",
+            "0,5",
+            "1 234,56",
+            "1.2.3,4,5",
+            "-5",
+            "+5",
+            "1e5",
+            "NaN",
+            "Infinity",
+            "12,34",
+            "1234,567",
+            "5 (approx)",
+            "1,234.5.6",
+        ] {
             assert_eq!(parse_price(raw), None, "{raw}");
         }
+        for (raw, want) in [
+            ("1.234.567,89", "1234567.89"),
+            ("0,5", "0.5"),
+            ("67.890,50 €", "67890.50"),
+        ] {
+            assert_eq!(parse_price_in(raw, true), Some(dec(want)), "{raw}");
+        }
+        for raw in ["12.34.56", "1,234.56", "1.23"] {
+            assert_eq!(parse_price_in(raw, true), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_signal_without_a_usable_price_is_refused_unless_allowed() {
+        let lenient = ParseOptions {
+            price_required: false,
+            ..ParseOptions::default()
+        };
+        for body in [
+            "Ticker: A\nSignal: buy",
+            "Ticker: A\nSignal: buy\nPrice: ",
+            r#"{"ticker":"A","signal":"buy","price":null}"#,
+            r#"{"ticker":"A","signal":"buy","price":{"value":5}}"#,
+            r#"{"ticker":"A","signal":"buy","price":""}"#,
+        ] {
+            let refused = parse(body).expect_err(body);
+            assert!(refused.to_string().contains("price"), "{body}: {refused}");
+            let kept = parse_with(body, &lenient).expect(body);
+            assert_eq!(kept.price, None, "{body}");
+        }
+        let ambiguous =
+            parse_with("Ticker: A\nSignal: buy\nPrice: 12.34.56", &lenient).expect("kept");
+        assert_eq!(ambiguous.price, None);
+        assert_eq!(ambiguous.ignored.len(), 1, "{:?}", ambiguous.ignored);
+    }
+
+    #[test]
+    fn an_optional_field_that_cannot_be_used_is_left_out_with_its_reason() {
+        let a = parse(
+            "🪙 Ticker: BTCUSDT\n💰 Price: 5\n📊 Signal: buy\n🕒 Hora: 14:05 UTC\nExchange: <b>",
+        )
+        .expect("the alert is kept");
+        assert_eq!(a.alert_time, None);
+        assert_eq!(a.exchange, None);
+        assert_eq!(a.ignored.len(), 2, "{:?}", a.ignored);
+        assert!(a.ignored[0].starts_with("exchange") || a.ignored[1].starts_with("exchange"));
+        assert!(
+            a.ignored.iter().any(|r| r.contains("14:05 UTC")),
+            "{:?}",
+            a.ignored
+        );
+        let j = parse(r#"{"ticker":"A","signal":"b","price":1,"time":[1],"indicator":{"x":1}}"#)
+            .expect("kept");
+        assert_eq!((j.alert_time, j.indicator), (None, None));
+        assert_eq!(j.ignored.len(), 2, "{:?}", j.ignored);
+    }
+
+    #[test]
+    fn a_label_is_the_text_before_the_first_colon_and_must_be_known() {
+        // `Alert` is not a label: the line is ignored whole, not read as a
+        // ticker inside a value.
+        assert_eq!(
+            parse("Alert: Ticker: FAKE:XYZ\nSignal: buy\nPrice: 1"),
+            Err(ParseError::Missing("ticker", "Ticker"))
+        );
+        let a = parse("Ticker: BINANCE:BTCUSDT\nAlert: Ticker: FAKE:XYZ\nSignal: buy\nPrice: 1")
+            .expect("parses");
+        assert_eq!(a.ticker, "BINANCE:BTCUSDT");
+        assert_eq!(a.signal_type, "buy");
+        // Unknown labels are not aliases: the real Indicator line wins.
+        let b = parse("Strategy: Trend v2\nEstrategia: Tendencia v2\nTicker: A\nSignal: b\nPrice: 1\nIndicator: RSI")
+            .expect("parses");
+        assert_eq!(b.indicator.as_deref(), Some("RSI"));
+        // The first occurrence of a known label wins.
+        let c = parse("Ticker: A\nSignal: first\nSeñal: second\nPrice: 1").expect("parses");
+        assert_eq!(c.signal_type, "first");
+    }
+
+    #[test]
+    fn configured_aliases_name_fields() {
+        let options = ParseOptions {
+            aliases: vec![("Strategy".to_owned(), AlertField::Indicator)],
+            ..ParseOptions::default()
+        };
+        let a = parse_with(
+            "🧠 strategy: Trend v2\nTicker: A\nSignal: b\nPrice: 1",
+            &options,
+        )
+        .expect("parses");
+        assert_eq!(a.indicator.as_deref(), Some("Trend v2"));
+        // Without the defaults, `close` names nothing.
+        assert!(parse_with(r#"{"ticker":"A","signal":"b","close":1}"#, &options).is_err());
+        assert!(parse(r#"{"ticker":"A","signal":"b","close":1}"#).is_ok());
     }
 
     #[test]
@@ -429,7 +752,7 @@ mod tests {
             Err(ParseError::BadValue { field: "price", .. })
         ));
         assert!(matches!(
-            parse("Ticker: <script>\nSignal: buy"),
+            parse("Ticker: <script>\nSignal: buy\nPrice: 1"),
             Err(ParseError::BadValue {
                 field: "ticker",
                 ..
@@ -445,8 +768,8 @@ mod tests {
 
     #[test]
     fn unix_times_in_seconds_or_milliseconds() {
-        let s = parse("Ticker: A\nSignal: b\nTime: 1700000000").expect("parses");
-        let ms = parse("Ticker: A\nSignal: b\nTime: 1700000000000").expect("parses");
+        let s = parse("Ticker: A\nSignal: b\nPrice: 1\nTime: 1700000000").expect("parses");
+        let ms = parse("Ticker: A\nSignal: b\nPrice: 1\nTime: 1700000000000").expect("parses");
         assert_eq!(s.alert_time, ms.alert_time);
     }
 }

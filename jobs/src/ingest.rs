@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sluice_engine::{HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler};
 use sqlx::PgPool;
 
-use crate::alert::{self, Alert};
+use crate::alert::{self, Alert, ParseOptions};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::db::StoreError;
 use crate::plan::Plan;
@@ -55,6 +55,7 @@ pub struct IngestHandler {
     pool: PgPool,
     screenshots: Queue,
     audit: Option<AuditSink>,
+    options: ParseOptions,
 }
 
 impl std::fmt::Debug for Parsed {
@@ -73,29 +74,41 @@ impl IngestHandler {
             pool,
             screenshots,
             audit,
+            options: ParseOptions::default(),
+        }
+    }
+
+    /// Read alerts with these options instead of the defaults.
+    pub fn with_parse_options(mut self, options: ParseOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// An audit event about `job`'s alert, when auditing.
+    fn audit(&self, job: &Job, input: &IngestJob, action: &str, outcome: &str, detail: String) {
+        if let Some(audit) = &self.audit {
+            let mut ev = AuditEvent::now(format!("user:{}", input.user_id), action, outcome);
+            ev.target = Some(format!("job:{}", job.id));
+            ev.source_ip = input.source_ip.clone();
+            ev.detail = Some(detail);
+            audit.record(ev);
         }
     }
 
     /// The alert of one job, or why it is buried.
     fn parse(&self, job: &Job, input: IngestJob) -> Result<Parsed, Outcome> {
-        let alert = match alert::parse(&input.body) {
+        let alert = match alert::parse_with(&input.body, &self.options) {
             Ok(a) => a,
             Err(e) => {
                 let reason = format!("unparseable alert: {e}");
-                if let Some(audit) = &self.audit {
-                    let mut ev = AuditEvent::now(
-                        format!("user:{}", input.user_id),
-                        "ingest.parse_failed",
-                        "error",
-                    );
-                    ev.target = Some(format!("job:{}", job.id));
-                    ev.source_ip = input.source_ip.clone();
-                    ev.detail = Some(reason.clone());
-                    audit.record(ev);
-                }
+                self.audit(job, &input, "ingest.parse_failed", "error", reason.clone());
                 return Err(Outcome::Bury(reason));
             }
         };
+        if !alert.ignored.is_empty() {
+            let detail = alert.ignored.join("; ");
+            self.audit(job, &input, "ingest.fields_ignored", "ok", detail);
+        }
         Ok(Parsed {
             job_id: job.id.clone(),
             user_id: input.user_id,

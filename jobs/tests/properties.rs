@@ -5,7 +5,7 @@
 //! of each (256 by default; the closing note of issue 7 gives a long run).
 
 use proptest::prelude::*;
-use sluice_jobs::alert::{parse, parse_price};
+use sluice_jobs::alert::{parse, parse_price, parse_price_in};
 
 fn label() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -114,6 +114,34 @@ proptest! {
         if let Some(price) = parse_price(&raw) {
             // A leading minus is the only way to a negative price.
             prop_assert!(price >= rust_decimal::Decimal::ZERO || raw.trim_start().starts_with('-'));
+        }
+    }
+
+    #[test]
+    fn a_price_written_with_separators_reads_back_exactly(whole in 0u64..1_000_000_000_000, fraction in proptest::option::of("[0-9]{1,8}"), comma in any::<bool>()) {
+        let (point, thousands) = if comma { (",", ".") } else { (".", ",") };
+        let digits = whole.to_string();
+        let mut grouped = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push_str(thousands);
+            }
+            grouped.push(c);
+        }
+        let mut written = format!("${grouped}");
+        let mut plain = digits.clone();
+        if let Some(f) = &fraction {
+            written.push_str(point);
+            written.push_str(f);
+            plain.push('.');
+            plain.push_str(f);
+        }
+        let want: rust_decimal::Decimal = plain.parse().expect("decimal");
+        prop_assert_eq!(parse_price_in(&written, comma), Some(want));
+        // Written with more than one decimal separator, it is refused.
+        let twice = format!("{written}{point}5");
+        if fraction.is_some() {
+            prop_assert_eq!(parse_price_in(&twice, comma), None);
         }
     }
 }
