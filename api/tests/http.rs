@@ -862,3 +862,90 @@ async fn a_job_is_cancelled_over_http_and_a_finished_one_is_refused() {
     let missing = send(&app, Method::POST, "/api/queues/c/jobs/nope/cancel").await;
     assert_error(&missing, StatusCode::NOT_FOUND, "job_not_found");
 }
+
+/// Open mode (no API keys): a web page the operator visits cannot change
+/// anything through the browser. A foreign Origin is refused, and so is a
+/// state-changing request without a JSON body or a client header (what a
+/// form or a simple fetch sends); nothing changes.
+#[tokio::test]
+async fn cross_site_requests_cannot_change_anything_in_open_mode() {
+    let p = Prefix::new("xsite");
+    let app = api(&p, FileConfig::default()).await;
+    make_dead_letters(&p, "x", 2).await;
+    let raw = |method: Method, path: &str, headers: &[(&str, &str)], body: &str| {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost:8080");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(axum::body::Body::from(body.to_owned()))
+            .expect("request");
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt;
+            let res = app.oneshot(req).await.expect("infallible");
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            (
+                status,
+                json["error"]["code"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    let evil = [
+        ("origin", "https://evil.example"),
+        ("content-type", "application/json"),
+    ];
+    assert_eq!(
+        raw(Method::POST, "/api/queues/x/pause", &evil, "").await,
+        (StatusCode::FORBIDDEN, "cross_origin".to_owned())
+    );
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(
+        raw(Method::POST, "/api/queues/x/pause", &form, "a=1")
+            .await
+            .0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let text = [("content-type", "text/plain")];
+    assert_eq!(
+        raw(Method::POST, "/api/queues/x/dead/retry", &text, "")
+            .await
+            .0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        raw(Method::DELETE, "/api/queues/x/dead", &[], "").await.0,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    let shown = send(&app, Method::GET, "/api/queues/x").await;
+    assert_eq!(
+        (shown.json["paused"].clone(), shown.json["dead"].clone()),
+        (serde_json::json!(false), serde_json::json!(2))
+    );
+
+    // The same origin, a JSON body or a client header go through.
+    let same = [
+        ("origin", "http://localhost:8080"),
+        ("x-sluice-client", "curl"),
+    ];
+    assert_eq!(
+        raw(Method::POST, "/api/queues/x/pause", &same, "").await.0,
+        StatusCode::OK
+    );
+    let json = [("content-type", "application/json")];
+    assert_eq!(
+        raw(Method::POST, "/api/queues/x/dead/retry", &json, "{}")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let shown = send(&app, Method::GET, "/api/queues/x").await;
+    assert_eq!(shown.json["paused"], true);
+}

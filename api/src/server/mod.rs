@@ -7,6 +7,7 @@ mod auth;
 mod dashboard;
 mod error;
 mod metrics;
+mod origin;
 mod pipeline;
 mod queues;
 mod system;
@@ -238,6 +239,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authorize,
         ))
+        .layer(axum::middleware::from_fn(origin::guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,

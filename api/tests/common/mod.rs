@@ -115,6 +115,9 @@ pub async fn call(
     }
     if body.is_some() {
         req = req.header("content-type", "application/json");
+    } else if !matches!(req.method_ref(), Some(&Method::GET) | Some(&Method::HEAD)) {
+        // A client that is not a browser says so (see server/origin.rs).
+        req = req.header("x-sluice-client", "tests");
     }
     let req = req
         .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
