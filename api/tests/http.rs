@@ -949,3 +949,102 @@ async fn cross_site_requests_cannot_change_anything_in_open_mode() {
     let shown = send(&app, Method::GET, "/api/queues/x").await;
     assert_eq!(shown.json["paused"], true);
 }
+
+/// A raw request with a cookie and a form body, and its status, headers
+/// and body text.
+async fn dashboard_call(
+    app: &axum::Router,
+    method: Method,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder().method(method).uri(path);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    if form.is_some() {
+        req = req.header("content-type", "application/x-www-form-urlencoded");
+    }
+    let req = req
+        .body(axum::body::Body::from(form.unwrap_or("").to_owned()))
+        .expect("request");
+    let res = app.clone().oneshot(req).await.expect("infallible");
+    let (status, headers) = (res.status(), res.headers().clone());
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+        .await
+        .expect("body");
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// A dashboard session dies with its key: rotating the key's hash under
+/// the same name refuses the old cookie, and logging out ends the session
+/// server-side, so a copy of the cookie opens nothing.
+#[tokio::test]
+async fn dashboard_sessions_end_with_a_rotated_key_and_at_logout() {
+    let p = Prefix::new("sessions");
+    let mut file = keyed_config(None);
+    file.api.session_secret = Some("shared secret of the fleet".into());
+    let app = api(&p, file.clone()).await;
+    let login = |app: axum::Router| async move {
+        let (status, headers, _) = dashboard_call(
+            &app,
+            Method::POST,
+            "/dashboard/login",
+            None,
+            Some("key=admin-secret"),
+        )
+        .await;
+        assert!(status.is_redirection(), "{status}");
+        let set = headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .expect("cookie");
+        set.split(';').next().expect("pair").to_owned()
+    };
+    let signed_in = |app: axum::Router, cookie: String| async move {
+        let (status, _, body) =
+            dashboard_call(&app, Method::GET, "/dashboard", Some(&cookie), None).await;
+        (status == StatusCode::OK, body)
+    };
+
+    let cookie = login(app.clone()).await;
+    assert!(signed_in(app.clone(), cookie.clone()).await.0);
+
+    // The key rotated: same name, new hash. The old cookie is refused.
+    let mut rotated = file.clone();
+    rotated.api.keys[0].sha256 = key_hash("new-admin-secret");
+    let after_rotation = api(&p, rotated).await;
+    assert!(!signed_in(after_rotation, cookie.clone()).await.0);
+
+    // Logout ends the session for every copy of the cookie.
+    let (ok, page) = signed_in(app.clone(), cookie.clone()).await;
+    assert!(ok);
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf token on the page")
+        .to_owned();
+    let (status, _, _) = dashboard_call(
+        &app,
+        Method::POST,
+        "/dashboard/logout",
+        Some(&cookie),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(
+        !signed_in(app.clone(), cookie.clone()).await.0,
+        "a copied cookie still opened the dashboard"
+    );
+    // A new login works.
+    let fresh = login(app.clone()).await;
+    assert!(signed_in(app, fresh).await.0);
+}

@@ -3,9 +3,11 @@
 //! the CSRF token every state-changing form carries, derived from the
 //! nonce, so it is different for each session and useless without it.
 //!
-//! Nothing is stored server-side. Each request re-checks that the key named
-//! in the session still exists with that scope, so removing a key from the
-//! config ends its sessions.
+//! A session is bound to its key: it holds a prefix of the key's SHA-256,
+//! and each request re-checks that a key of that name and hash still
+//! exists with that scope, so removing or rotating a key ends its
+//! sessions. Logging out revokes the session's nonce in Redis for the rest
+//! of its life, so a copied cookie dies with it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +43,10 @@ pub struct Session {
     /// What the key may do.
     #[serde(rename = "s")]
     pub access: Access,
+    /// The first 16 hex digits of the key's SHA-256 (empty when the API
+    /// has no keys; a cookie from before this field is refused).
+    #[serde(rename = "h", default)]
+    pub key: String,
     /// Expiry, seconds since the Unix epoch.
     #[serde(rename = "e")]
     pub expires: i64,
@@ -81,11 +87,13 @@ impl SessionKeys {
         mac
     }
 
-    /// A new session for key `name`, valid from `now` (Unix seconds).
-    pub fn start(&self, name: &str, access: Access, now: i64) -> Session {
+    /// A new session for key `name` whose SHA-256 is `key_hash` (hex),
+    /// valid from `now` (Unix seconds).
+    pub fn start(&self, name: &str, key_hash: &str, access: Access, now: i64) -> Session {
         Session {
             name: name.to_owned(),
             access,
+            key: key_hash.chars().take(16).collect(),
             expires: now + LIFETIME_SECS,
             nonce: hex::encode(rand::random::<[u8; 16]>()),
         }
@@ -159,14 +167,14 @@ mod tests {
     #[test]
     fn sealed_sessions_open_until_they_expire_and_not_when_tampered() {
         let keys = SessionKeys::new(Some("secret"));
-        let s = keys.start("ops", Access::Admin, 1_000);
+        let s = keys.start("ops", "abcdef0123456789ff", Access::Admin, 1_000);
         let cookie = keys.seal(&s);
         assert_eq!(keys.open(&cookie, 1_001), Some(s.clone()));
         assert_eq!(keys.open(&cookie, 1_000 + LIFETIME_SECS), None, "expired");
         let other = SessionKeys::new(Some("other secret"));
         assert_eq!(other.open(&cookie, 1_001), None, "another secret");
         // Raise a read-only session to admin by editing the body: refused.
-        let read = keys.seal(&keys.start("viewer", Access::Read, 1_000));
+        let read = keys.seal(&keys.start("viewer", "0123", Access::Read, 1_000));
         let (_, tag) = read.split_once('.').expect("dot");
         let forged_body = URL_SAFE_NO_PAD.encode(
             serde_json::to_vec(&Session {
@@ -182,8 +190,8 @@ mod tests {
     #[test]
     fn csrf_tokens_belong_to_one_session() {
         let keys = SessionKeys::new(None);
-        let a = keys.start("ops", Access::Admin, 0);
-        let b = keys.start("ops", Access::Admin, 0);
+        let a = keys.start("ops", "ab", Access::Admin, 0);
+        let b = keys.start("ops", "ab", Access::Admin, 0);
         let token = keys.csrf_token(&a);
         assert!(keys.csrf_ok(&a, &token));
         assert!(!keys.csrf_ok(&b, &token));

@@ -44,7 +44,7 @@
 //!   (retries, call tokens), `replies` (typed replies), `transitions` (one
 //!   script each), `group` (the consumer group), `inspect` (reads), `meta`
 //!   (settings), `fleet` (client-wide keys: the queue and worker
-//!   registries, cron schedules, request windows). No other module sends
+//!   registries, cron schedules, request windows, revocations). No other module sends
 //!   a command; `client`, `registry` and `limits` call `fleet`.
 //! - `scripts` and `lua/`: one Lua script per state transition.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.

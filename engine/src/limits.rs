@@ -10,6 +10,22 @@ use crate::keys::validate_name;
 use crate::registry::unix_ms;
 
 impl Client {
+    /// Revoke `token` (a session's id, say) for `ttl`, for every process
+    /// of the fleet: [`is_revoked`](Self::is_revoked) answers true until
+    /// then.
+    pub async fn revoke(&self, token: &str, ttl: Duration) -> Result<()> {
+        validate_name("revoked token", token)?;
+        self.fleet()
+            .revoke(token, ttl.as_millis().min(u128::from(u64::MAX)) as u64)
+            .await
+    }
+
+    /// Whether `token` was revoked (and its revocation has not expired).
+    pub async fn is_revoked(&self, token: &str) -> Result<bool> {
+        validate_name("revoked token", token)?;
+        self.fleet().is_revoked(token).await
+    }
+
     /// Count one request of `name` against `limit` requests per `window`.
     /// `Ok(None)`: allowed; `Ok(Some(wait))`: refused, retry after `wait`.
     pub async fn rate_window(

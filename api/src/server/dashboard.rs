@@ -218,12 +218,13 @@ fn now_secs() -> i64 {
 
 /// The operator of the request: from the session cookie, re-checked
 /// against the configured keys; anyone when no key is configured.
-fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
+async fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
     let sessions = &state.shared.sessions;
     let session = if state.shared.keys.is_empty() {
         Session {
             name: "anonymous".into(),
             access: Access::Admin,
+            key: String::new(),
             expires: i64::MAX,
             nonce: "open".into(),
         }
@@ -235,15 +236,22 @@ fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
             .find_map(|h| session::cookie_value(h, session::COOKIE))
             .ok_or(DashError::LogIn)?;
         let session = sessions.open(cookie, now_secs()).ok_or(DashError::LogIn)?;
-        // The key must still exist, with at least the session's scope.
+        // The key must still exist (the same name and hash: a rotated key
+        // ends its sessions), with at least the session's scope.
         let scope = state
             .shared
             .keys
-            .values()
-            .find(|k| k.name == session.name)
-            .map(|k| k.scope)
+            .iter()
+            .find(|(hash, k)| {
+                k.name == session.name && !session.key.is_empty() && hash.starts_with(&session.key)
+            })
+            .map(|(_, k)| k.scope)
             .ok_or(DashError::LogIn)?;
         if session.access == Access::Admin && scope != Scope::Admin {
+            return Err(DashError::LogIn);
+        }
+        // Logged out (anywhere in the fleet): the cookie is dead.
+        if state.client.is_revoked(&session_token(&session)).await? {
             return Err(DashError::LogIn);
         }
         session
@@ -252,10 +260,15 @@ fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
     Ok(Operator { session, csrf })
 }
 
+/// The name a session is revoked under.
+fn session_token(session: &Session) -> String {
+    format!("session-{}", session.nonce)
+}
+
 /// A live fragment's operator: 401 (the script then goes to the login
 /// page) rather than a redirect.
-fn fragment_operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
-    operator(state, headers).map_err(|e| match e {
+async fn fragment_operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
+    operator(state, headers).await.map_err(|e| match e {
         DashError::LogIn => DashError::status(StatusCode::UNAUTHORIZED, "log in again"),
         other => other,
     })
@@ -351,7 +364,11 @@ async fn login(
         Scope::Admin => Access::Admin,
         Scope::Read => Access::Read,
     };
-    let s = state.shared.sessions.start(&key.name, access, now_secs());
+    let hash = super::key_hash(form.key.trim());
+    let s = state
+        .shared
+        .sessions
+        .start(&key.name, &hash, access, now_secs());
     let secure = headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
@@ -377,7 +394,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     if !state
         .shared
         .sessions
@@ -387,6 +404,14 @@ async fn logout(
             StatusCode::FORBIDDEN,
             "missing or wrong CSRF token",
         ));
+    }
+    // Ended server-side too: the cookie, copied or not, opens nothing.
+    if !state.shared.keys.is_empty() {
+        let left = (op.session.expires - now_secs()).max(1) as u64;
+        state
+            .client
+            .revoke(&session_token(&op.session), Duration::from_secs(left))
+            .await?;
     }
     let mut response = op.acted("/dashboard/login");
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
@@ -418,7 +443,7 @@ async fn overview(
     headers: HeaderMap,
     Query(q): Query<RangeQuery>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let (range, minutes) = range_minutes(q.range.as_deref())?;
     let live = overview_data(&state, minutes).await?;
     Ok(render(&OverviewPage {
@@ -434,7 +459,7 @@ async fn overview_live(
     headers: HeaderMap,
     Query(q): Query<RangeQuery>,
 ) -> DashResult<Response> {
-    fragment_operator(&state, &headers)?;
+    fragment_operator(&state, &headers).await?;
     let (_, minutes) = range_minutes(q.range.as_deref())?;
     Ok(render(&overview_data(&state, minutes).await?).into_response())
 }
@@ -651,7 +676,7 @@ async fn queue_page(
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let live = queue_data(&state, &op, &name, &q).await?;
     Ok(render(&QueuePage {
         chrome: op.chrome(&state, format!("Queue {name}"), "overview"),
@@ -669,7 +694,7 @@ async fn queue_live(
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> DashResult<Response> {
-    let op = fragment_operator(&state, &headers)?;
+    let op = fragment_operator(&state, &headers).await?;
     Ok(render(&queue_data(&state, &op, &name, &q).await?).into_response())
 }
 
@@ -679,7 +704,7 @@ async fn find_job(
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let id = q.id.clone().unwrap_or_default().trim().to_owned();
     let queue = state.queue_handle(&name).await?;
     if !id.is_empty() && id.len() <= 200 && queue.job(&id).await?.is_some() {
@@ -713,7 +738,7 @@ async fn job_page(
     headers: HeaderMap,
     Path((name, id)): Path<(String, String)>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let queue = state.queue_handle(&name).await?;
     let Some(j) = queue.job(&id).await? else {
         return Err(DashError::status(
@@ -771,7 +796,7 @@ async fn cancel_job(
     Path((name, id)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     state.queue_handle(&name).await?.cancel(&id).await?;
     Ok(op.acted(&format!("/dashboard/queues/{name}/jobs/{id}")))
@@ -783,7 +808,7 @@ async fn pause(
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     state.queue_handle(&name).await?.pause().await?;
     Ok(op.acted(&format!("/dashboard/queues/{name}")))
@@ -795,7 +820,7 @@ async fn resume(
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     state.queue_handle(&name).await?.resume().await?;
     Ok(op.acted(&format!("/dashboard/queues/{name}")))
@@ -859,7 +884,7 @@ async fn dead_page(
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let live = dead_data(&state, &op, &name, &q).await?;
     Ok(render(&DeadPage {
         chrome: op.chrome(&state, format!("Dead letters of {name}"), "overview"),
@@ -876,7 +901,7 @@ async fn dead_live(
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> DashResult<Response> {
-    let op = fragment_operator(&state, &headers)?;
+    let op = fragment_operator(&state, &headers).await?;
     Ok(render(&dead_data(&state, &op, &name, &q).await?).into_response())
 }
 
@@ -920,7 +945,7 @@ async fn dead_one(
     Form(form): Form<ActionForm>,
     action: DeadAction,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     let queue = state.queue_handle(&name).await?;
     let was_dead = match action {
@@ -942,7 +967,7 @@ async fn dead_retry_matching(
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     let filter = filter_text(form.q.as_deref())?;
     let queue = state.queue_handle(&name).await?;
@@ -969,7 +994,7 @@ async fn dead_purge(
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     state.queue_handle(&name).await?.purge_dead().await?;
     Ok(op.acted(&dead_list_url(&name, "")))
@@ -1005,7 +1030,7 @@ async fn workers_data(state: &AppState) -> DashResult<WorkersLive> {
 }
 
 async fn workers(State(state): State<AppState>, headers: HeaderMap) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let live = workers_data(&state).await?;
     Ok(render(&WorkersPage {
         chrome: op.chrome(&state, "Workers", "workers"),
@@ -1015,12 +1040,12 @@ async fn workers(State(state): State<AppState>, headers: HeaderMap) -> DashResul
 }
 
 async fn workers_live(State(state): State<AppState>, headers: HeaderMap) -> DashResult<Response> {
-    fragment_operator(&state, &headers)?;
+    fragment_operator(&state, &headers).await?;
     Ok(render(&workers_data(&state).await?).into_response())
 }
 
 async fn schedules(State(state): State<AppState>, headers: HeaderMap) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let rows = super::system::schedule_views(&state)
         .await?
         .into_iter()
@@ -1116,7 +1141,7 @@ async fn signals(
     headers: HeaderMap,
     Query(q): Query<SignalsQuery>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers)?;
+    let op = operator(&state, &headers).await?;
     let live = signals_data(&state, &q).await?;
     Ok(render(&SignalsPage {
         chrome: op.chrome(&state, "Signals", "signals"),
@@ -1132,6 +1157,6 @@ async fn signals_live(
     headers: HeaderMap,
     Query(q): Query<SignalsQuery>,
 ) -> DashResult<Response> {
-    fragment_operator(&state, &headers)?;
+    fragment_operator(&state, &headers).await?;
     Ok(render(&signals_data(&state, &q).await?).into_response())
 }

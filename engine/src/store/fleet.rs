@@ -191,6 +191,32 @@ impl FleetStore {
         .await
     }
 
+    /// Mark `token` revoked for `ttl_ms`.
+    pub(crate) async fn revoke(&self, token: &str, ttl_ms: u64) -> Result<()> {
+        query(
+            &self.conn,
+            self.retry,
+            "revoke",
+            redis::cmd("SET")
+                .arg(format!("{}:revoked:{token}", self.prefix))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl_ms.max(1)),
+        )
+        .await
+    }
+
+    /// Whether `token` is revoked.
+    pub(crate) async fn is_revoked(&self, token: &str) -> Result<bool> {
+        query(
+            &self.conn,
+            self.retry,
+            "check revocation",
+            redis::cmd("EXISTS").arg(format!("{}:revoked:{token}", self.prefix)),
+        )
+        .await
+    }
+
     /// `rate_window.lua` on window `start` of `len` ms for `name`: the wait
     /// in ms before another request is allowed (0: this one is).
     pub(crate) async fn rate_window(
