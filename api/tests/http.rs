@@ -296,6 +296,11 @@ async fn dead_letters_list_filter_show_retry_delete_purge() {
     assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit");
     let bad = send(&app, Method::GET, "/api/queues/d/dead?limit=abc").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    // Deep pages are refused: they would make Redis read everything above.
+    let deep = send(&app, Method::GET, "/api/queues/d/dead?offset=10001").await;
+    assert_error(&deep, StatusCode::UNPROCESSABLE_ENTITY, "invalid_offset");
+    let deepest = send(&app, Method::GET, "/api/queues/d/dead?offset=10000").await;
+    assert_eq!(deepest.status, StatusCode::OK, "{}", deepest.text);
 
     let one = send(&app, Method::GET, &format!("/api/queues/d/dead/{}", ids[0])).await;
     assert_eq!(one.status, StatusCode::OK);

@@ -344,13 +344,15 @@ impl PartitionedQueue {
     /// Dead letters newest first, `offset` skipped, at most `limit`, over
     /// every partition.
     pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
+        crate::queue::check_depth(offset, limit)?;
         if let [q] = self.partitions.as_slice() {
-            return q.dead_letters(offset, limit).await;
+            return q.dead_page(offset, limit).await;
         }
-        // The page's letters are among the first offset + limit of each.
+        // The page's letters are among the first offset + limit of each
+        // (bounded by the depth check).
         let mut all = Vec::new();
         for q in self.partitions.iter() {
-            all.extend(q.dead_letters(0, offset + limit).await?);
+            all.extend(q.dead_page(0, offset + limit).await?);
         }
         newest_first(&mut all);
         Ok(all.into_iter().skip(offset).take(limit).collect())
@@ -365,6 +367,7 @@ impl PartitionedQueue {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<JobInfo>> {
+        crate::queue::check_depth(offset, limit)?;
         if state == JobState::Dead {
             return self.dead_letters(offset, limit).await;
         }
@@ -374,7 +377,7 @@ impl PartitionedQueue {
             if out.len() >= limit {
                 break;
             }
-            let part = q.jobs_in_state(state, 0, skip + limit - out.len()).await?;
+            let part = q.state_page(state, 0, skip + limit - out.len()).await?;
             let n = part.len();
             out.extend(part.into_iter().skip(skip));
             skip = skip.saturating_sub(n);
@@ -392,13 +395,14 @@ impl PartitionedQueue {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
+        crate::queue::check_depth(offset, limit)?;
         if let [q] = self.partitions.as_slice() {
-            return q.find_dead(text, offset, limit).await;
+            return q.search_dead(text, offset, limit).await;
         }
         let mut all = Vec::new();
         let mut matched = 0;
         for q in self.partitions.iter() {
-            let (letters, n) = q.find_dead(text, 0, offset + limit).await?;
+            let (letters, n) = q.search_dead(text, 0, offset + limit).await?;
             all.extend(letters);
             matched += n;
         }
@@ -468,8 +472,7 @@ impl PartitionedQueue {
     pub async fn redrive_matching(&self, text: &str, scan_limit: usize) -> Result<u64> {
         let mut n = 0;
         for q in self.partitions.iter() {
-            let (letters, _) = q.find_dead(text, 0, scan_limit).await?;
-            let ids: Vec<String> = letters.into_iter().map(|d| d.id).collect();
+            let ids = q.dead_ids_matching(text, scan_limit).await?;
             n += q.redrive_many(&ids).await?;
         }
         Ok(n)

@@ -13,6 +13,25 @@ use crate::store::{
     CallToken, Cancelled, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store,
 };
 
+/// The deepest a listing may start, and the most it may return: what one
+/// page asks of Redis (and a partitioned queue's merge, of each partition)
+/// stays bounded whatever a caller sends.
+pub const MAX_LIST_OFFSET: usize = 10_000;
+/// The most jobs one listing returns.
+pub const MAX_LIST_LIMIT: usize = 1_000;
+
+pub(crate) fn check_depth(offset: usize, limit: usize) -> Result<()> {
+    if offset > MAX_LIST_OFFSET || limit > MAX_LIST_LIMIT {
+        return Err(Error::invalid(
+            "offset/limit",
+            format!(
+                "listings start at most {MAX_LIST_OFFSET} deep and return at most {MAX_LIST_LIMIT}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -233,8 +252,15 @@ impl Queue {
         self.store.set_paused(false).await
     }
 
-    /// Dead letters, newest first.
+    /// Dead letters, newest first (`offset` at most [`MAX_LIST_OFFSET`]).
     pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
+        check_depth(offset, limit)?;
+        self.dead_page(offset, limit).await
+    }
+
+    /// [`dead_letters`](Self::dead_letters) without the depth check, for
+    /// the engine's own bounded merges.
+    pub(crate) async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
         let ids = self.store.dead_ids(offset, limit).await?;
         self.store.jobs(&ids).await
     }
@@ -244,6 +270,17 @@ impl Queue {
     /// dead newest first. Completed jobs are only counted, never indexed,
     /// so listing them returns nothing; look one up by id instead.
     pub async fn jobs_in_state(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<JobInfo>> {
+        check_depth(offset, limit)?;
+        self.state_page(state, offset, limit).await
+    }
+
+    /// [`jobs_in_state`](Self::jobs_in_state) without the depth check.
+    pub(crate) async fn state_page(
         &self,
         state: JobState,
         offset: usize,
@@ -262,8 +299,25 @@ impl Queue {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
+        check_depth(offset, limit)?;
+        self.search_dead(text, offset, limit).await
+    }
+
+    /// [`find_dead`](Self::find_dead) without the depth check.
+    pub(crate) async fn search_dead(
+        &self,
+        text: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, u64)> {
         let (ids, matched) = self.store.find_dead(text, offset, limit).await?;
         Ok((self.store.jobs(&ids).await?, matched))
+    }
+
+    /// The ids of dead letters whose error contains `text`, among the
+    /// newest `scan` (errors only are read, never payloads).
+    pub(crate) async fn dead_ids_matching(&self, text: &str, scan: usize) -> Result<Vec<String>> {
+        Ok(self.store.find_dead(text, 0, scan).await?.0)
     }
 
     /// Cancel a job. A waiting or delayed job becomes a dead letter at once

@@ -192,6 +192,23 @@ async fn operators_see_and_act_on_every_partition_through_one_handle() {
     let minutes = pq.throughput(2).await.expect("throughput");
     assert_eq!(minutes.iter().map(|m| m.failed).sum::<u64>(), 6);
 
+    // Listings are bounded in depth and size, merged or not.
+    let max = sluice_engine::MAX_LIST_OFFSET;
+    assert!(pq.dead_letters(max + 1, 10).await.is_err());
+    assert!(
+        pq.dead_letters(0, sluice_engine::MAX_LIST_LIMIT + 1)
+            .await
+            .is_err()
+    );
+    assert!(pq.partitions()[0].dead_letters(max + 1, 10).await.is_err());
+    assert!(pq.find_dead("odd", max + 1, 10).await.is_err());
+    assert!(
+        pq.dead_letters(max, 1000)
+            .await
+            .expect("deepest")
+            .is_empty()
+    );
+
     // Actions find the partition that holds the job.
     assert!(pq.redrive(&buried[5]).await.expect("redrive"));
     assert!(!pq.redrive(&buried[5]).await.expect("again"));

@@ -35,6 +35,9 @@ use crate::config::Scope;
 /// Rows per page.
 const PAGE_SIZE: usize = 50;
 
+/// The deepest page: listings start at most `MAX_LIST_OFFSET` deep.
+const MAX_PAGE: usize = sluice_engine::MAX_LIST_OFFSET / PAGE_SIZE + 1;
+
 /// Login attempts per source address per minute.
 const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
 
@@ -584,11 +587,11 @@ fn page_number(page: Option<&str>) -> DashResult<usize> {
         Some(p) => p
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=100_000).contains(n))
+            .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
                 DashError::status(
                     StatusCode::BAD_REQUEST,
-                    format!("page {p:?}: use a number from 1"),
+                    format!("page {p:?}: use a number from 1 to {MAX_PAGE}; search to go deeper"),
                 )
             }),
     }

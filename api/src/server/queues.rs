@@ -6,8 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Cancelled, Enqueued, JobOptions, JobOptionsInput, JobState, MinuteCount, NewJob,
-    PartitionedQueue, Stats,
+    Cancelled, Enqueued, JobOptions, JobOptionsInput, JobState, MAX_LIST_LIMIT, MAX_LIST_OFFSET,
+    MinuteCount, NewJob, PartitionedQueue, Stats,
 };
 
 use super::AppState;
@@ -304,10 +304,18 @@ pub async fn dead_list(
     Query(page): Query<Page>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let limit = page.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(
             "invalid_limit",
-            "limit must be 1 to 1000",
+            format!("limit must be 1 to {MAX_LIST_LIMIT}"),
+        ));
+    }
+    // Deep pages would have Redis (and each partition) read everything
+    // before them.
+    if page.offset > MAX_LIST_OFFSET {
+        return Err(ApiError::invalid(
+            "invalid_offset",
+            format!("offset must be at most {MAX_LIST_OFFSET}; narrow the listing with q"),
         ));
     }
     let q = state.queue_handle(&queue).await?;
