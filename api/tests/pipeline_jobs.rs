@@ -225,6 +225,13 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     q.enqueue(&"later", JobOptions::new().delay(Duration::from_secs(3600)))
         .await
         .expect("enqueue");
+    let keyed = q
+        .enqueue(
+            &"keyed",
+            JobOptions::new().priority(9).idempotency_key("alert-77"),
+        )
+        .await
+        .expect("enqueue");
     q.enqueue(&"doomed", JobOptions::new())
         .await
         .expect("enqueue");
@@ -250,7 +257,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
         "only the newest 2 are kept"
     );
     assert_eq!(written.rows["signals"], 300);
-    assert_eq!(written.jobs["ingest"], 3);
+    assert_eq!(written.jobs["ingest"], 4);
 
     let target = TestSchema::new("backup_dst").await;
     let dst_prefix = Prefix::new("backup-dst");
@@ -291,6 +298,16 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     // Same job ids in the same states.
     let dst_queue = dst_client.queue("ingest").await.expect("queue");
     assert_eq!(ids_and_states(&q).await, ids_and_states(&dst_queue).await);
+    // An enqueue retried after the restore still meets its first try.
+    let retried = dst_queue
+        .enqueue(
+            &"keyed",
+            JobOptions::new().priority(9).idempotency_key("alert-77"),
+        )
+        .await
+        .expect("enqueue");
+    assert!(retried.duplicate);
+    assert_eq!(retried.id, keyed.id);
     // New rows continue after the restored ids.
     users::add(&dst_pool, Plan::Free, None)
         .await

@@ -32,6 +32,17 @@ pub(crate) fn check_depth(offset: usize, limit: usize) -> Result<()> {
     Ok(())
 }
 
+/// One idempotency mapping, as a backup keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct IdempotencyRecord {
+    /// The idempotency key.
+    pub key: String,
+    /// The job it maps to.
+    pub job_id: String,
+    /// How long its window had left, ms.
+    pub ttl_ms: u64,
+}
+
 /// A job to enqueue: its payload and options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -381,6 +392,42 @@ impl Queue {
             out.extend(self.store.raw_jobs(chunk).await?);
         }
         Ok(out)
+    }
+
+    /// Every idempotency mapping the queue holds (also those of jobs that
+    /// completed), with the time its window has left: what a backup keeps
+    /// so that an enqueue retried after a restore is still a duplicate.
+    pub async fn export_idempotency(&self) -> Result<Vec<IdempotencyRecord>> {
+        let mut out = Vec::new();
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, page) = self.store.idempotency_page(&cursor).await?;
+            out.extend(
+                page.into_iter()
+                    .map(|(key, job_id, ttl_ms)| IdempotencyRecord {
+                        key,
+                        job_id,
+                        ttl_ms,
+                    }),
+            );
+            if next == "0" {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Write idempotency mappings back, each for the time it has left; a key
+    /// mapped since is left as it is.
+    pub async fn import_idempotency(&self, records: &[IdempotencyRecord]) -> Result<()> {
+        for chunk in records.chunks(500) {
+            let mappings: Vec<(String, String, u64)> = chunk
+                .iter()
+                .map(|r| (r.key.clone(), r.job_id.clone(), r.ttl_ms))
+                .collect();
+            self.store.restore_idempotency(&mappings).await?;
+        }
+        Ok(())
     }
 
     /// Bring back jobs from [`export`](Self::export), each in its state (an

@@ -50,6 +50,9 @@ transition!(
     /// An operator's cancel of one job.
     CANCEL, "cancel.lua");
 transition!(
+    /// One page of the queue's idempotency mappings, for a backup.
+    IDEM_SCAN, "idem_scan.lua");
+transition!(
     /// Bring jobs back from a backup, each in its state.
     IMPORT, "import.lua");
 transition!(

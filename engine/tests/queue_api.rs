@@ -1195,3 +1195,116 @@ async fn a_running_jobs_cancel_buries_it_at_its_outcome_or_its_reclaim() {
         Cancelled::Finished(JobState::Dead)
     );
 }
+
+/// A snapshot taken while the promoter moves jobs from the delayed set to
+/// their streams sees every job exactly once (it is read in one
+/// transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_during_promotions_holds_every_job_once() {
+    let t = TestRedis::new().await;
+    let q = t.queue("snapshot").await;
+    let batch: Vec<NewJob> = (0..1000u32)
+        .map(|n| {
+            let delay = Duration::from_millis(20 + u64::from(n % 50) * 10);
+            NewJob::new(&n, JobOptions::new().delay(delay)).expect("job")
+        })
+        .collect();
+    let ids: std::collections::HashSet<String> = q
+        .enqueue_batch(batch)
+        .await
+        .expect("enqueue")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    // The promoter on a connection of its own, so that its scripts can run
+    // between the snapshot's commands.
+    let other = sluice_engine::Client::connect_with(
+        sluice_engine::ClientConfig::new(&common::redis_url()).prefix(&t.prefix),
+    )
+    .await
+    .expect("connect");
+    let moved = other.queue("snapshot").await.expect("queue");
+    let promoter = {
+        let q = moved;
+        tokio::spawn(async move {
+            loop {
+                let _ = q.promote_due(7).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let mut snapshots = 0;
+    loop {
+        let records = q.export().await.expect("export");
+        let seen: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let unique: std::collections::HashSet<&str> = seen.iter().copied().collect();
+        assert_eq!(seen.len(), unique.len(), "a job twice in one snapshot");
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "a job missing from snapshot {snapshots}"
+        );
+        snapshots += 1;
+        if q.stats().await.expect("stats").delayed == 0 {
+            break;
+        }
+    }
+    promoter.abort();
+    assert!(snapshots > 1, "the promotions were not overlapped");
+}
+
+/// Idempotency mappings travel with a backup: after they are imported
+/// elsewhere, an enqueue retried with a key answers the first job, also
+/// for a job that had completed.
+#[tokio::test]
+async fn idempotency_keys_are_exported_and_imported_with_their_windows() {
+    let t = TestRedis::new().await;
+    let q = t.queue("idem-backup").await;
+    let window = JobOptions::new().idempotency_window(Duration::from_secs(60));
+    let first = q
+        .enqueue(&1u32, window.clone().idempotency_key("pay-1"))
+        .await
+        .expect("enqueue");
+    let done = q
+        .enqueue(&2u32, window.clone().idempotency_key("pay-2"))
+        .await
+        .expect("enqueue");
+    for _ in 0..2 {
+        let job = claim_when_ready(&q, "w").await;
+        if job.id == done.id {
+            q.settle(&job, Outcome::Done).await.expect("settle");
+        } else {
+            q.settle(&job, Outcome::Snooze(Duration::ZERO))
+                .await
+                .expect("settle");
+        }
+    }
+    let mappings = q.export_idempotency().await.expect("export keys");
+    let mut keys: Vec<&str> = mappings.iter().map(|m| m.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["pay-1", "pay-2"]);
+    assert!(
+        mappings
+            .iter()
+            .all(|m| m.ttl_ms > 50_000 && m.ttl_ms <= 60_000),
+        "{mappings:?}"
+    );
+    let records = q.export().await.expect("export");
+
+    let elsewhere = TestRedis::new().await;
+    let restored = elsewhere.queue("idem-backup").await;
+    restored.import(&records).await.expect("import");
+    restored
+        .import_idempotency(&mappings)
+        .await
+        .expect("import keys");
+    for (key, id) in [("pay-1", &first.id), ("pay-2", &done.id)] {
+        let again = restored
+            .enqueue(&9u32, window.clone().idempotency_key(key))
+            .await
+            .expect("enqueue");
+        assert!(again.duplicate, "{key}");
+        assert_eq!(&again.id, id, "{key}");
+    }
+    assert_eq!(restored.stats().await.expect("stats").waiting, 1);
+}

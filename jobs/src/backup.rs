@@ -25,7 +25,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Client, Handler, HandlerError, Job, JobRecord, Outcome};
+use sluice_engine::{Client, Handler, HandlerError, IdempotencyRecord, Job, JobRecord, Outcome};
 use sqlx::PgPool;
 
 use crate::error::{Error, Result};
@@ -57,6 +57,14 @@ enum Line {
         queue: String,
         id: String,
         fields: BTreeMap<String, String>,
+    },
+    /// An idempotency mapping and when its window ends (ms since the Unix
+    /// epoch), so a restore gives it only the time it had left.
+    Idempotency {
+        queue: String,
+        key: String,
+        id: String,
+        expires_at_ms: u64,
     },
 }
 
@@ -132,6 +140,18 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
         let q = client.queue(&queue).await?;
         let records = q.export().await?;
         contents.jobs.insert(queue.clone(), records.len() as u64);
+        let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+        for m in q.export_idempotency().await? {
+            write(
+                &mut out,
+                &Line::Idempotency {
+                    queue: queue.clone(),
+                    key: m.key,
+                    id: m.job_id,
+                    expires_at_ms: now_ms + m.ttl_ms,
+                },
+            )?;
+        }
         for r in records {
             let fields = r
                 .fields
@@ -231,6 +251,7 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
     const PIECE: usize = 8 << 20;
     let mut pending: Option<(String, Vec<u8>)> = None;
     let mut jobs: BTreeMap<String, Vec<JobRecord>> = BTreeMap::new();
+    let mut keys: BTreeMap<String, Vec<IdempotencyRecord>> = BTreeMap::new();
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
         let parsed: Line =
@@ -268,6 +289,22 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
                     .or_default()
                     .push(JobRecord { id, fields });
             }
+            Line::Idempotency {
+                queue,
+                key,
+                id,
+                expires_at_ms,
+            } => {
+                let now_ms = Utc::now().timestamp_millis().max(0) as u64;
+                // A window that ended since the backup is not brought back.
+                if expires_at_ms > now_ms {
+                    keys.entry(queue).or_default().push(IdempotencyRecord {
+                        key,
+                        job_id: id,
+                        ttl_ms: expires_at_ms - now_ms,
+                    });
+                }
+            }
         }
     }
     if let Some((table, buf)) = pending.take() {
@@ -287,6 +324,13 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
         let q = client.queue(&queue).await?;
         q.import(&records).await?;
         contents.jobs.insert(queue, records.len() as u64);
+    }
+    for (queue, records) in keys {
+        client
+            .queue(&queue)
+            .await?
+            .import_idempotency(&records)
+            .await?;
     }
     Ok(contents)
 }

@@ -347,7 +347,11 @@ impl Store {
     /// delivered it yet or holds it pending; acknowledged entries that
     /// linger until the next trim do not.
     pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+        // One transaction: a job that moves between the streams, the
+        // delayed set and the dead letters (a promotion, a retry) while the
+        // snapshot is read is seen in exactly one of them.
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for s in self.keys.streams() {
             pipe.cmd("XINFO").arg("GROUPS").arg(&s);
             pipe.cmd("XPENDING")
@@ -426,6 +430,33 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// One page of idempotency mappings from `cursor`: the next cursor
+    /// (`"0"` when done) and (key, job id, remaining ms) per mapping.
+    pub(crate) async fn idempotency_page(
+        &self,
+        cursor: &str,
+    ) -> Result<(String, Vec<(String, String, u64)>)> {
+        let mut inv = scripts::IDEM_SCAN.prepare_invoke();
+        inv.key(self.keys.meta())
+            .arg(self.keys.base())
+            .arg(cursor)
+            .arg(1000);
+        let reply = array(
+            "read idempotency keys",
+            self.run("read idempotency keys", &inv).await?,
+        )?;
+        let mut it = reply.into_iter();
+        let next = it
+            .next()
+            .map(|v| text(&v))
+            .unwrap_or_else(|| "0".to_owned());
+        let mut out = Vec::new();
+        while let (Some(k), Some(id), Some(left)) = (it.next(), it.next(), it.next()) {
+            out.push((text(&k), text(&id), int(&left).max(1) as u64));
+        }
+        Ok((next, out))
     }
 
     /// The ids of running jobs an operator asked to cancel.

@@ -413,4 +413,26 @@ impl Store {
         }
         Ok(int(&self.run("delete dead letters", &inv).await?).max(0) as u64)
     }
+
+    /// Write idempotency mappings back (key, job id, ms left), each only
+    /// where the key has none: a mapping made since wins.
+    pub(crate) async fn restore_idempotency(
+        &self,
+        mappings: &[(String, String, u64)],
+    ) -> Result<()> {
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, id, left) in mappings {
+            pipe.cmd("SET")
+                .arg(format!("{}idem:{key}", self.keys.base()))
+                .arg(id)
+                .arg("PX")
+                .arg((*left).max(1))
+                .arg("NX")
+                .ignore();
+        }
+        self.query_pipe("restore idempotency keys", &pipe).await
+    }
 }
