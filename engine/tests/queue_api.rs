@@ -1219,7 +1219,7 @@ async fn an_export_during_promotions_holds_every_job_once() {
     // The promoter on a connection of its own, so that its scripts can run
     // between the snapshot's commands.
     let other = sluice_engine::Client::connect_with(
-        sluice_engine::ClientConfig::new(&common::redis_url()).prefix(&t.prefix),
+        sluice_engine::ClientConfig::new(common::redis_url()).prefix(&t.prefix),
     )
     .await
     .expect("connect");
