@@ -23,6 +23,7 @@ use sluice_jobs::queues;
 use sluice_jobs::retention::{RetentionHandler, RetentionPolicy};
 use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotSettings};
 use sluice_jobs::secrets::CookieCipher;
+use sluice_jobs::spill::SpillConfig;
 use sluice_jobs::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
 use sluice_jobs::webhook::WebhookGate;
 use sqlx::PgPool;
@@ -85,6 +86,11 @@ pub struct PipelineSection {
     pub audit_concurrency: usize,
     /// Record API calls and webhooks in the audit log.
     pub audit: bool,
+    /// Where audit events wait while Redis is unreachable (one file per
+    /// process; a relative path is under the working directory).
+    pub audit_spill_file: PathBuf,
+    /// The spill file's largest size, MiB; past it events are dropped.
+    pub audit_spill_max_mib: u64,
     /// Refuse a signal without a usable price (the default); off, it is
     /// stored without one.
     pub alert_price_required: bool,
@@ -186,6 +192,8 @@ impl Default for PipelineSection {
             ingest_concurrency: 500,
             audit_concurrency: 500,
             audit: true,
+            audit_spill_file: PathBuf::from(".sluice/audit-spill.jsonl"),
+            audit_spill_max_mib: 256,
             alert_price_required: true,
             alert_decimal_comma: false,
             alert_aliases: None,
@@ -344,7 +352,13 @@ impl Pipeline {
             ..db.clone()
         }
         .fast_commit_pool()?;
-        let audit = section.audit.then(|| AuditSink::spawn(client.clone()));
+        let spill = SpillConfig {
+            path: section.audit_spill_file.clone(),
+            max_bytes: section.audit_spill_max_mib.saturating_mul(1 << 20),
+        };
+        let audit = section
+            .audit
+            .then(|| AuditSink::spawn(client.clone(), spill));
         Ok(Self {
             section: Arc::new(section.clone()),
             pool,

@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::db::StoreError;
+use crate::spill::{Spill, SpillConfig};
 
 /// Most events the sink enqueues in one call, and the handler writes in one
 /// statement.
@@ -67,74 +68,112 @@ impl AuditEvent {
 }
 
 /// Sends audit events to the `audit` queue without ever making the caller
-/// wait: events go to a buffer that a task enqueues in batches. Cheap to
-/// clone.
+/// wait: events go to a buffer that a task enqueues in batches. While Redis
+/// cannot take them, the task appends them to a spill file (see
+/// [`crate::spill`]) and replays it in order once Redis is back; only past
+/// the file's size bound, or when the buffer itself fills faster than the
+/// task drains it, are events dropped (and counted). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     tx: mpsc::Sender<AuditEvent>,
     dropped: Arc<AtomicU64>,
 }
 
+/// How often the task tries Redis again while events are spilled.
+const REPLAY_EVERY: Duration = Duration::from_secs(1);
+
 impl AuditSink {
-    /// Start the sink's task, which opens the `audit` queue on `client`
-    /// (retrying while Redis is down) and enqueues what is recorded.
-    pub fn spawn(client: Client) -> Self {
+    /// Start the sink's task, enqueueing on `client`'s `audit` queue and
+    /// spilling to `spill` while Redis is unreachable.
+    pub fn spawn(client: Client, spill: SpillConfig) -> Self {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
-        tokio::spawn(async move {
-            let mut wait = Duration::from_millis(100);
-            let queue = loop {
-                match client.queue(crate::queues::AUDIT).await {
-                    Ok(q) => break q,
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?wait, "cannot open the audit queue");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
-                    }
-                }
-            };
-            forward(queue, rx).await;
-        });
-        Self {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(forward(client, rx, Spill::open(spill), dropped.clone()));
+        Self { tx, dropped }
     }
 
-    /// Record `event`. When the buffer is full (Redis down for long), the
-    /// event is dropped and counted rather than blocking the request.
+    /// Record `event`. When the buffer is full (events arrive faster than
+    /// they can be enqueued or spilled), the event is dropped and counted
+    /// rather than blocking the request.
     pub fn record(&self, event: AuditEvent) {
         if self.tx.try_send(event).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            metrics::counter!("sluice_audit_dropped_total").increment(1);
+            metrics::counter!("sluice_audit_dropped_total", "reason" => "buffer_full").increment(1);
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n, "audit buffer full: events dropped");
             }
         }
     }
 
-    /// Events dropped so far.
+    /// Events dropped so far (buffer full or spill file full).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
-async fn forward(queue: Queue, mut rx: mpsc::Receiver<AuditEvent>) {
+/// The sink's task: enqueue batches while Redis takes them, spill them
+/// (in order) while it does not, and replay the spill when it answers.
+async fn forward(
+    client: Client,
+    mut rx: mpsc::Receiver<AuditEvent>,
+    mut spill: Spill,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut queue: Option<Queue> = None;
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    let mut next_try = tokio::time::Instant::now();
     loop {
-        if rx.recv_many(&mut batch, AUDIT_BATCH).await == 0 {
+        let wake = tokio::time::timeout(REPLAY_EVERY, rx.recv_many(&mut batch, AUDIT_BATCH)).await;
+        if matches!(wake, Ok(0)) && spill.is_empty() {
             return;
         }
-        let jobs: Vec<NewJob> = batch
-            .drain(..)
-            .filter_map(|e| NewJob::new(&e, JobOptions::new()).ok())
+        // Spilled events go first: try Redis again at most every second.
+        if !spill.is_empty() && tokio::time::Instant::now() >= next_try {
+            next_try = tokio::time::Instant::now() + REPLAY_EVERY;
+            if let Some(q) = open(&client, &mut queue).await
+                && let Err(e) = spill.replay(q).await
+            {
+                tracing::warn!(error = %e, "cannot replay spilled audit events yet");
+            }
+        }
+        if batch.is_empty() {
+            if matches!(wake, Ok(0)) {
+                return;
+            }
+            continue;
+        }
+        let events: Vec<AuditEvent> = batch.drain(..).collect();
+        if !spill.is_empty() {
+            let lost = spill.append(events);
+            dropped.fetch_add(lost, Ordering::Relaxed);
+            continue;
+        }
+        let jobs: Vec<NewJob> = events
+            .iter()
+            .filter_map(|e| NewJob::new(e, JobOptions::new()).ok())
             .collect();
-        let mut wait = Duration::from_millis(100);
-        while let Err(e) = queue.enqueue_batch(jobs.clone()).await {
-            tracing::warn!(error = %e, retry_in = ?wait, events = jobs.len(), "cannot enqueue audit events");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
+        let sent = match open(&client, &mut queue).await {
+            Some(q) => q.enqueue_batch(jobs).await.map_err(|e| e.to_string()),
+            None => Err("the audit queue cannot be opened".to_owned()),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, events = events.len(), "cannot enqueue audit events: spilling them to disk");
+            let lost = spill.append(events);
+            dropped.fetch_add(lost, Ordering::Relaxed);
+            next_try = tokio::time::Instant::now() + REPLAY_EVERY;
         }
     }
+}
+
+/// The audit queue, opened once Redis answers.
+async fn open<'a>(client: &Client, queue: &'a mut Option<Queue>) -> Option<&'a Queue> {
+    if queue.is_none() {
+        match client.queue(crate::queues::AUDIT).await {
+            Ok(q) => *queue = Some(q),
+            Err(e) => tracing::warn!(error = %e, "cannot open the audit queue"),
+        }
+    }
+    queue.as_ref()
 }
 
 /// Writes audit events in bulk, a batch of jobs per statement. Run it with

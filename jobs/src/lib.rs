@@ -36,6 +36,7 @@ pub mod reads;
 pub mod retention;
 pub mod screenshot;
 pub mod secrets;
+pub mod spill;
 pub mod storage;
 pub mod users;
 pub mod webhook;
