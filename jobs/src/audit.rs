@@ -142,7 +142,8 @@ async fn forward(
             }
             continue;
         }
-        let events: Vec<AuditEvent> = batch.drain(..).collect();
+        let events: Vec<AuditEvent> =
+            std::mem::replace(&mut batch, Vec::with_capacity(AUDIT_BATCH));
         if !spill.is_empty() {
             let lost = spill.append(events);
             dropped.fetch_add(lost, Ordering::Relaxed);
