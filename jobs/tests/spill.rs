@@ -36,7 +36,7 @@ async fn targets(client: &Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_recorded_while_redis_is_down_are_spilled_and_replayed_once() {
     let mut redis = RedisServer::start(Persistence::AofAlways);
-    let mut config = ClientConfig::new(&redis.url())
+    let mut config = ClientConfig::new(redis.url())
         .prefix("spilltest")
         .retry(RetryPolicy {
             retries: 2,
