@@ -126,6 +126,12 @@ enum Scenario {
         #[arg(long, default_value_t = 50_000)]
         jobs: u64,
     },
+    /// A queue filled with `jobs` first, then drained at concurrency 1, 10
+    /// and 50 (only the draining is timed).
+    Drain {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: u64,
+    },
     /// Time from enqueue to handler start at a steady offered rate.
     Latency {
         #[arg(long, default_value_t = 10_000)]
@@ -616,6 +622,13 @@ async fn main() -> anyhow::Result<()> {
             sluice_only(&runs).await
         }
         Scenario::E2ePriority { jobs } => sluice_only(&[(Workload::E2ePriority, jobs)]).await,
+        Scenario::Drain { jobs } => {
+            let runs: Vec<_> = [1, 10, 50]
+                .into_iter()
+                .map(|concurrency| (Workload::Drain { concurrency }, jobs))
+                .collect();
+            sluice_only(&runs).await
+        }
         Scenario::Latency { rate, seconds } => {
             sluice_only(&[(Workload::Latency { rate, seconds }, rate * seconds)]).await
         }

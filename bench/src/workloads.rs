@@ -43,6 +43,9 @@ pub enum Workload {
     /// Single enqueues at a steady `rate` for `seconds`; time from enqueue
     /// to handler start.
     Latency { rate: u64, seconds: u64 },
+    /// `jobs` enqueued first (not timed), then drained by workers at
+    /// `concurrency`: from the workers' start to the last job done.
+    Drain { concurrency: usize },
 }
 
 impl Workload {
@@ -55,13 +58,14 @@ impl Workload {
             Workload::E2ePriority => "e2e-priority",
             Workload::Retry => "retry",
             Workload::Latency { .. } => "latency",
+            Workload::Drain { .. } => "drain",
         }
     }
 
     /// The concurrency handlers run at (workloads that run handlers).
     pub fn concurrency(self) -> usize {
         match self {
-            Workload::E2e { concurrency } => concurrency,
+            Workload::E2e { concurrency } | Workload::Drain { concurrency } => concurrency,
             _ => 50,
         }
     }
@@ -71,6 +75,7 @@ impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Workload::E2e { concurrency } => write!(f, "e2e c{concurrency}"),
+            Workload::Drain { concurrency } => write!(f, "drain c{concurrency}"),
             Workload::Latency { rate, .. } => write!(f, "latency @{rate}/s"),
             other => f.write_str(other.peer_name()),
         }
@@ -244,8 +249,24 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let queue = queue(redis_url, &format!("bench-{}", workload.peer_name())).await?;
     let c = workload.concurrency();
+    if let Workload::Drain { .. } = workload {
+        // Filled first, as another process would have: not timed.
+        enqueue_batches(queue.clone(), jobs, |_| JobOptions::new()).await?;
+    }
     let start = Instant::now();
     match workload {
+        Workload::Drain { .. } => {
+            let (finish, stopped) = Finish::new(jobs);
+            let handler = move |_job: Job| {
+                let finish = finish.clone();
+                async move {
+                    finish.one();
+                    Ok::<_, HandlerError>(Outcome::Done)
+                }
+            };
+            drain(queue, handler, c, stopped).await?;
+            m.how = format!("{jobs} jobs enqueued first, then one worker at concurrency {c}");
+        }
         Workload::EnqueueBatch => {
             enqueue_batches(queue, jobs, |_| JobOptions::new()).await?;
             m.how = format!("enqueue_batch of {BATCH}");
