@@ -79,6 +79,9 @@ pub struct PipelineSection {
     pub signals_retention_days: u64,
     /// Audit logs older than this are deleted, days.
     pub audit_retention_days: u64,
+    /// Per-user, per-day signal aggregates older than this are deleted,
+    /// days (they outlive the raw signals).
+    pub aggregates_retention_days: u64,
     /// Ingest jobs run at once per worker process (they are written in
     /// batches of up to this many).
     pub ingest_concurrency: usize,
@@ -189,6 +192,7 @@ impl Default for PipelineSection {
             retention_cron: "0 30 3 * * *".into(),
             signals_retention_days: 7,
             audit_retention_days: 90,
+            aggregates_retention_days: 365,
             ingest_concurrency: 500,
             audit_concurrency: 500,
             audit: true,
@@ -406,6 +410,7 @@ impl Pipeline {
                 RetentionPolicy {
                     signals: Duration::from_secs(s.signals_retention_days * 86_400),
                     audit_logs: Duration::from_secs(s.audit_retention_days * 86_400),
+                    aggregates: Duration::from_secs(s.aggregates_retention_days * 86_400),
                 },
             )),
             queues::BACKUP => PipelineHandler::Backup(BackupHandler::new(

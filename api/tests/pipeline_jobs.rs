@@ -317,3 +317,111 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     assert!(again.is_err_and(|e| e.to_string().contains("not empty")));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Per-day aggregates outlive the raw signals: they count each signal
+/// once (also when an ingest batch is retried), follow results and
+/// screenshot outcomes, answer for any range of days, survive retention of
+/// the raw rows, and are themselves kept a year.
+#[tokio::test]
+async fn aggregates_count_signals_once_and_outlive_retention() {
+    let schema = TestSchema::new("aggregates").await;
+    let pool = schema.pool();
+    let (user, _) = users::add(&pool, Plan::Basic, None).await.expect("user");
+    let insert = |job: &'static str, ticker: &'static str, days_ago: i32| {
+        let pool = pool.clone();
+        async move {
+            // As the ingest handler writes (a retried batch meets its rows).
+            sqlx::query(
+                "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, created_at)
+                 VALUES ($1, $2, $3, $3, 'buy', now(), now() - make_interval(days => $4))
+                 ON CONFLICT (job_id) DO UPDATE SET job_id = EXCLUDED.job_id",
+            )
+            .bind(job)
+            .bind(user.id)
+            .bind(ticker)
+            .bind(days_ago)
+            .execute(&pool)
+            .await
+            .expect("insert");
+        }
+    };
+    insert("a", "BTC", 10).await;
+    insert("b", "BTC", 10).await;
+    insert("c", "ETH", 2).await;
+    insert("a", "BTC", 10).await; // the retry: counted once
+    sqlx::query("UPDATE signals SET result = 'win', screenshot_status = 'completed' WHERE job_id IN ('a', 'c')")
+        .execute(&pool)
+        .await
+        .expect("results");
+    sqlx::query(
+        "UPDATE signals SET result = 'loss', screenshot_status = 'failed' WHERE job_id = 'b'",
+    )
+    .execute(&pool)
+    .await
+    .expect("results");
+    // A result changed again moves the counts, not adds to them.
+    sqlx::query("UPDATE signals SET result = 'loss' WHERE job_id = 'c'")
+        .execute(&pool)
+        .await
+        .expect("results");
+
+    let all = sluice_jobs::reads::stats(&pool, user.id, None, None)
+        .await
+        .expect("stats");
+    assert_eq!(
+        (
+            all.total_signals,
+            all.wins,
+            all.losses,
+            all.screenshots_done,
+            all.screenshots_failed
+        ),
+        (3, 1, 2, 2, 1),
+        "{all:?}"
+    );
+    assert_eq!(all.by_ticker[0].ticker, "BTC");
+    assert_eq!(all.by_ticker[0].signals, 2);
+
+    // Retention deletes the raw rows older than a week; the aggregates stay.
+    retention::run(
+        &pool,
+        &ScreenshotStore::Local(LocalStore::new(std::env::temp_dir(), "/screenshots")),
+        RetentionPolicy::default(),
+    )
+    .await
+    .expect("retention");
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM signals")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 1, "only the recent signal is kept raw");
+    let after = sluice_jobs::reads::stats(&pool, user.id, None, None)
+        .await
+        .expect("stats");
+    assert_eq!((after.total_signals, after.wins, after.losses), (3, 1, 2));
+    // Any range of days.
+    let today = chrono::Utc::now().date_naive();
+    let last_week = sluice_jobs::reads::stats(
+        &pool,
+        user.id,
+        Some(today - chrono::Days::new(7)),
+        Some(today),
+    )
+    .await
+    .expect("stats");
+    assert_eq!((last_week.total_signals, last_week.losses), (1, 1));
+
+    // Aggregates older than their own retention go too.
+    sqlx::query("UPDATE signal_daily SET day = day - 400")
+        .execute(&pool)
+        .await
+        .expect("age");
+    let removed = retention::run(
+        &pool,
+        &ScreenshotStore::Local(LocalStore::new(std::env::temp_dir(), "/screenshots")),
+        RetentionPolicy::default(),
+    )
+    .await
+    .expect("retention");
+    assert_eq!(removed.aggregates, 2);
+}

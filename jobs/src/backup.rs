@@ -31,7 +31,16 @@ use sqlx::PgPool;
 use crate::error::{Error, Result};
 
 /// The tables, in an order that satisfies their foreign keys on restore.
-pub const TABLES: [&str; 4] = ["users", "user_config", "signals", "audit_logs"];
+/// `signal_daily` comes after `signals`: loading signals fires the trigger
+/// that counts them, so the aggregates are emptied before their own rows
+/// are loaded (they also count signals retention deleted long ago).
+pub const TABLES: [&str; 5] = [
+    "users",
+    "user_config",
+    "signals",
+    "audit_logs",
+    "signal_daily",
+];
 
 /// The tables whose `id` comes from a sequence.
 const SERIAL_TABLES: [&str; 3] = ["users", "signals", "audit_logs"];
@@ -252,6 +261,7 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
     let mut pending: Option<(String, Vec<u8>)> = None;
     let mut jobs: BTreeMap<String, Vec<JobRecord>> = BTreeMap::new();
     let mut keys: BTreeMap<String, Vec<IdempotencyRecord>> = BTreeMap::new();
+    let mut aggregates_emptied = false;
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
         let parsed: Line =
@@ -267,6 +277,15 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
                     .is_some_and(|(t, buf)| *t != name || buf.len() > PIECE);
                 if switch && let Some((table, buf)) = pending.take() {
                     copy_in(&mut tx, &table, &buf).await?;
+                }
+                if name == "signal_daily" && !aggregates_emptied {
+                    if let Some((table, buf)) = pending.take() {
+                        copy_in(&mut tx, &table, &buf).await?;
+                    }
+                    sqlx::query("DELETE FROM signal_daily")
+                        .execute(&mut *tx)
+                        .await?;
+                    aggregates_emptied = true;
                 }
                 *contents.rows.entry(name.clone()).or_default() +=
                     data.bytes().filter(|b| *b == b'\n').count() as u64;

@@ -1,7 +1,7 @@
 //! What the platform reads back: a user's signals (paged, filtered) and
 //! their stats.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -117,38 +117,133 @@ pub async fn signals(pool: &PgPool, user_id: Option<i64>, f: &SignalFilter) -> R
     })
 }
 
-/// A user's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// A user's figures over a range of days (UTC), from the per-day
+/// aggregates (`signal_daily`, kept a year), so they outlive the raw
+/// signals that retention deletes after a week.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UserStats {
-    /// Signals stored.
+    /// The first day counted, when the range has one.
+    pub from: Option<NaiveDate>,
+    /// The last day counted, when the range has one.
+    pub to: Option<NaiveDate>,
+    /// Signals stored in the range.
     pub total_signals: i64,
     /// Signals stored this calendar month (UTC).
     pub this_month: i64,
-    /// Screenshots not taken yet.
+    /// Screenshots not taken yet (of the signals still kept).
     pub screenshots_pending: i64,
     /// Signals marked win.
     pub wins: i64,
     /// Signals marked loss.
     pub losses: i64,
+    /// Signals marked skip.
+    pub skips: i64,
     /// wins / (wins + losses), when any is decided.
     pub win_rate: Option<f64>,
+    /// Screenshots taken.
+    pub screenshots_done: i64,
+    /// Screenshots that failed for good.
+    pub screenshots_failed: i64,
+    /// Per ticker, most signals first.
+    pub by_ticker: Vec<TickerStats>,
+    /// Per signal type, most signals first.
+    pub by_type: Vec<TypeStats>,
 }
 
-/// The user's figures.
-pub async fn stats(pool: &PgPool, user_id: i64) -> Result<UserStats> {
-    Ok(sqlx::query_as(
-        "SELECT count(*) AS total_signals,
-                count(*) FILTER (WHERE created_at >= date_trunc('month', now() AT TIME ZONE 'UTC')
-                                                      AT TIME ZONE 'UTC') AS this_month,
-                count(*) FILTER (WHERE screenshot_status IN ('pending', 'processing'))
-                    AS screenshots_pending,
-                count(*) FILTER (WHERE result = 'win') AS wins,
-                count(*) FILTER (WHERE result = 'loss') AS losses,
-                (count(*) FILTER (WHERE result = 'win'))::float8
-                    / NULLIF(count(*) FILTER (WHERE result IN ('win', 'loss')), 0) AS win_rate
-         FROM signals WHERE user_id = $1",
+/// One ticker's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TickerStats {
+    /// The ticker.
+    pub ticker: String,
+    /// Signals.
+    pub signals: i64,
+    /// Marked win.
+    pub wins: i64,
+    /// Marked loss.
+    pub losses: i64,
+}
+
+/// One signal type's count.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TypeStats {
+    /// The signal type.
+    pub signal_type: String,
+    /// Signals.
+    pub signals: i64,
+}
+
+/// The user's figures for the days `from` to `to` (both included; open
+/// ends when `None`).
+pub async fn stats(
+    pool: &PgPool,
+    user_id: i64,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<UserStats> {
+    let range =
+        "user_id = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day <= $3)";
+    let (total, wins, losses, skips, done, failed): (i64, i64, i64, i64, i64, i64) =
+        sqlx::query_as(&format!(
+            "SELECT COALESCE(sum(signals), 0)::int8, COALESCE(sum(wins), 0)::int8,
+                    COALESCE(sum(losses), 0)::int8, COALESCE(sum(skips), 0)::int8,
+                    COALESCE(sum(screenshots_done), 0)::int8,
+                    COALESCE(sum(screenshots_failed), 0)::int8
+             FROM signal_daily WHERE {range}"
+        ))
+        .bind(user_id)
+        .bind(from)
+        .bind(to)
+        .fetch_one(pool)
+        .await?;
+    let (this_month,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(sum(signals), 0)::int8 FROM signal_daily
+         WHERE user_id = $1 AND day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date",
     )
     .bind(user_id)
     .fetch_one(pool)
-    .await?)
+    .await?;
+    let (screenshots_pending,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM signals
+         WHERE user_id = $1 AND screenshot_status IN ('pending', 'processing')",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await?;
+    let by_ticker: Vec<TickerStats> = sqlx::query_as(&format!(
+        "SELECT ticker, sum(signals)::int8 AS signals, sum(wins)::int8 AS wins,
+                sum(losses)::int8 AS losses
+         FROM signal_daily WHERE {range}
+         GROUP BY ticker ORDER BY 2 DESC, 1 LIMIT 100"
+    ))
+    .bind(user_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    let by_type: Vec<TypeStats> = sqlx::query_as(&format!(
+        "SELECT signal_type, sum(signals)::int8 AS signals
+         FROM signal_daily WHERE {range}
+         GROUP BY signal_type ORDER BY 2 DESC, 1 LIMIT 100"
+    ))
+    .bind(user_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(pool)
+    .await?;
+    let decided = wins + losses;
+    Ok(UserStats {
+        from,
+        to,
+        total_signals: total,
+        this_month,
+        screenshots_pending,
+        wins,
+        losses,
+        skips,
+        win_rate: (decided > 0).then(|| wins as f64 / decided as f64),
+        screenshots_done: done,
+        screenshots_failed: failed,
+        by_ticker,
+        by_type,
+    })
 }

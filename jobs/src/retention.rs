@@ -23,6 +23,8 @@ pub struct RetentionPolicy {
     pub signals: Duration,
     /// Audit logs.
     pub audit_logs: Duration,
+    /// Per-day signal aggregates (`signal_daily`).
+    pub aggregates: Duration,
 }
 
 impl Default for RetentionPolicy {
@@ -30,6 +32,7 @@ impl Default for RetentionPolicy {
         Self {
             signals: Duration::from_secs(7 * 86_400),
             audit_logs: Duration::from_secs(90 * 86_400),
+            aggregates: Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -43,6 +46,8 @@ pub struct Removed {
     pub screenshots: u64,
     /// Audit log rows deleted.
     pub audit_logs: u64,
+    /// Per-day aggregate rows deleted.
+    pub aggregates: u64,
 }
 
 fn cutoff(age: Duration) -> DateTime<Utc> {
@@ -101,6 +106,12 @@ pub async fn run(
             break;
         }
     }
+    let before = cutoff(policy.aggregates).date_naive();
+    let done = sqlx::query("DELETE FROM signal_daily WHERE day < $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
+    removed.aggregates = done.rows_affected();
     Ok(removed)
 }
 
@@ -130,6 +141,7 @@ impl Handler for RetentionHandler {
             signals = removed.signals,
             screenshots = removed.screenshots,
             audit_logs = removed.audit_logs,
+            aggregates = removed.aggregates,
             "retention removed old rows"
         );
         Ok(Outcome::DoneWith(serde_json::to_string(&removed)?))

@@ -205,7 +205,27 @@ pub async fn user_signals(
 pub async fn user_stats(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(range): Query<StatsRange>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let day = |field: &str, v: &Option<String>| -> ApiResult<Option<chrono::NaiveDate>> {
+        v.as_deref()
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                    ApiError::invalid(
+                        "invalid_range",
+                        format!("{field} {d:?} is not a day like 2026-12-01"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (from, to) = (day("from", &range.from)?, day("to", &range.to)?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(ApiError::invalid("invalid_range", "from is after to"));
+    }
     let p = pipeline(&state)?;
     let id = user_id(&id)?;
     let Some(user) = sluice_jobs::users::get(&p.pool, id).await? else {
@@ -214,13 +234,22 @@ pub async fn user_stats(
             format!("no user {id}"),
         ));
     };
-    let stats = reads::stats(&p.pool, id).await?;
+    let stats = reads::stats(&p.pool, id, from, to).await?;
     Ok(Json(json!({
         "user_id": id,
         "plan": user.plan,
         "quota": { "limit": user.signal_quota, "used": user.signals_used, "resets_at": user.quota_resets_at },
         "stats": stats,
     })))
+}
+
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD` of the user stats (both optional,
+/// both included).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsRange {
+    from: Option<String>,
+    to: Option<String>,
 }
 
 /// `GET /screenshots/{file}`: a stored screenshot. Names are content
