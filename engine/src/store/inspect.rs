@@ -90,29 +90,25 @@ impl Store {
         stats.waiting = stats.waiting_by_priority.iter().sum();
         stats.delayed = int(&reply[levels * 2]).max(0) as u64;
         stats.dead = int(&reply[levels * 2 + 1]).max(0) as u64;
+        // The counters hash: an array of pairs (RESP2) or a map (RESP3).
+        let mut counter = |name: &Value, v: &Value| {
+            let v = int(v).max(0) as u64;
+            match text(name).as_str() {
+                "enqueued" => stats.enqueued_total = v,
+                "completed" => stats.completed_total = v,
+                "failed" => stats.failed_total = v,
+                "retried" => stats.retried_total = v,
+                "dead" => stats.dead_total = v,
+                _ => {}
+            }
+        };
         if let Value::Array(kv) | Value::Set(kv) = &reply[levels * 2 + 2] {
             for pair in kv.chunks(2) {
-                let v = pair.get(1).map(int).unwrap_or(0).max(0) as u64;
-                match text(&pair[0]).as_str() {
-                    "enqueued" => stats.enqueued_total = v,
-                    "completed" => stats.completed_total = v,
-                    "failed" => stats.failed_total = v,
-                    "retried" => stats.retried_total = v,
-                    "dead" => stats.dead_total = v,
-                    _ => {}
-                }
+                counter(&pair[0], pair.get(1).unwrap_or(&Value::Nil));
             }
         } else if let Value::Map(kv) = &reply[levels * 2 + 2] {
             for (k, v) in kv {
-                let v = int(v).max(0) as u64;
-                match text(k).as_str() {
-                    "enqueued" => stats.enqueued_total = v,
-                    "completed" => stats.completed_total = v,
-                    "failed" => stats.failed_total = v,
-                    "retried" => stats.retried_total = v,
-                    "dead" => stats.dead_total = v,
-                    _ => {}
-                }
+                counter(k, v);
             }
         }
         stats.paused = text(&reply[levels * 2 + 3]) == "1";
