@@ -1257,6 +1257,9 @@ async fn a_replayed_settle_records_each_outcome_once() {
         .await
         .expect("load settle script");
     let proxy = world.proxy().await;
+    // The first two replies are always dropped, so replays surely happen;
+    // after them, half at random.
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha.clone())).limit(2));
     proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha)).probability(0.5));
     let c = client(&proxy.url(), &world.prefix).await;
     let q = open_queue(&c, "resettle", &config).await;
@@ -1347,6 +1350,9 @@ async fn a_replayed_cancel_answers_and_counts_once() {
         .await
         .expect("load cancel script");
     let proxy = world.proxy().await;
+    // The first two replies are always dropped, so replays surely happen;
+    // after them, half at random.
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha.clone())).limit(2));
     proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha)).probability(0.5));
     let c = client(&proxy.url(), &world.prefix).await;
     let q = open_queue(&c, "recancel", &config).await;
