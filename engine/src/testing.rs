@@ -40,7 +40,9 @@ impl TestJob {
     /// (MessagePack). A value MessagePack cannot encode gives an empty
     /// payload, which a typed handler buries as a poison message.
     pub fn new<T: Serialize + ?Sized>(payload: &T) -> Self {
-        Self::raw(rmp_serde::to_vec_named(payload).unwrap_or_default())
+        // Encoded as a producer's enqueue encodes it.
+        let encoded = crate::NewJob::new(payload, crate::JobOptions::new());
+        Self::raw(encoded.map(|job| job.payload).unwrap_or_default())
     }
 
     /// A job with this payload as stored.

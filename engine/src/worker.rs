@@ -359,7 +359,7 @@ impl<H: Runner> Worker<H> {
         let dispatch = Dispatch {
             settle_tx,
             cancellation: cancellation.clone(),
-            abandoned: counters.clone(),
+            counters: counters.clone(),
         };
         let mut jobs = self.fetch_loop(stop_rx, dispatch, &in_flight).await?;
 
@@ -609,12 +609,12 @@ async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) {
 }
 
 /// What a job task needs besides its jobs: where outcomes go, how it is
-/// cancelled, and where it counts itself abandoned.
+/// cancelled, and the counters where it counts itself abandoned.
 #[derive(Clone)]
 struct Dispatch {
     settle_tx: mpsc::UnboundedSender<Vec<SettleItem>>,
     cancellation: Cancellation,
-    abandoned: Arc<Counters>,
+    counters: Arc<Counters>,
 }
 
 /// Counts jobs as running for as long as they live (also when aborted).
@@ -666,7 +666,7 @@ async fn run_jobs<R: Runner>(
         // Stopped, and the handler did not return within the cancel grace:
         // left to reclaim, as after a crash.
         dispatch
-            .abandoned
+            .counters
             .abandoned
             .fetch_add(tickets.len() as u64, Ordering::Relaxed);
         return;

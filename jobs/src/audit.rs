@@ -124,9 +124,10 @@ async fn forward(
     let mut next_try = tokio::time::Instant::now();
     loop {
         let wake = tokio::time::timeout(REPLAY_EVERY, rx.recv_many(&mut batch, AUDIT_BATCH)).await;
-        if matches!(wake, Ok(0)) && spill.is_empty() {
-            return;
-        }
+        // Every sender is gone (the process is stopping) once `recv_many`
+        // answers 0: what is spilled gets the replay that is due, then the
+        // task ends (a file left behind is replayed at the next start).
+        let closed = matches!(wake, Ok(0));
         // Spilled events go first: try Redis again at most every second.
         if !spill.is_empty() && tokio::time::Instant::now() >= next_try {
             next_try = tokio::time::Instant::now() + REPLAY_EVERY;
@@ -136,10 +137,10 @@ async fn forward(
                 tracing::warn!(error = %e, "cannot replay spilled audit events yet");
             }
         }
+        if closed {
+            return;
+        }
         if batch.is_empty() {
-            if matches!(wake, Ok(0)) {
-                return;
-            }
             continue;
         }
         let events: Vec<AuditEvent> =
