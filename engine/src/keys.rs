@@ -131,6 +131,20 @@ pub fn schedules_key(prefix: &str) -> String {
     format!("{prefix}:schedules")
 }
 
+/// Registry of every circuit breaker's name under `prefix`.
+pub fn breakers_key(prefix: &str) -> String {
+    format!("{prefix}:breakers")
+}
+
+/// Circuit breaker `name`'s keys: its hash, its probes in flight and its
+/// recorded calls, under one hash tag (see `lua/breaker.lua`).
+pub fn breaker_keys(prefix: &str, name: &str) -> [String; 3] {
+    let hash = format!("{prefix}:{{breaker:{name}}}");
+    let probes = format!("{hash}:probes");
+    let seen = format!("{hash}:seen");
+    [hash, probes, seen]
+}
+
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions: a

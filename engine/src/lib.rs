@@ -48,6 +48,8 @@
 //!   a command; `client`, `registry` and `limits` call `fleet`.
 //! - `scripts` and `lua/`: one Lua script per state transition.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
+//! - `breaker`: [`Breaker`], circuit breakers whose state the fleet shares
+//!   in Redis (`lua/breaker.lua`).
 //! - `error`: [`Error`].
 //!
 //! # Semantics
@@ -103,6 +105,7 @@
 //!   keys and call records expire.
 
 mod backoff;
+mod breaker;
 mod client;
 mod conn;
 mod error;
@@ -122,6 +125,10 @@ mod store;
 pub mod testing;
 mod worker;
 
+pub use breaker::{
+    Admission, Breaker, BreakerConfig, BreakerState, BreakerStatus, Forced, MAX_BREAKER_NAME_LEN,
+    Permit, target_breaker_name, validate_breaker_name,
+};
 pub use client::{Client, ClientConfig, Durability};
 pub use error::{Error, Result};
 pub use handler::{

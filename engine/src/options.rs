@@ -19,7 +19,7 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Refuse `value` above [`MAX_DURATION`].
-fn bounded(option: &'static str, value: Duration) -> Result<()> {
+pub(crate) fn bounded(option: &'static str, value: Duration) -> Result<()> {
     if value > MAX_DURATION {
         return Err(Error::invalid(
             option,

@@ -64,3 +64,6 @@ transition!(
 transition!(
     /// Count a request against a sliding-window rate limit.
     RATE_WINDOW, "rate_window.lua");
+transition!(
+    /// Every transition of a circuit breaker.
+    BREAKER, "breaker.lua");

@@ -1141,6 +1141,7 @@ fn script(name: &str) -> redis::Script {
         "claim" => include_str!("../lua/claim.lua"),
         "settle" => include_str!("../lua/settle.lua"),
         "cancel" => include_str!("../lua/cancel.lua"),
+        "breaker" => include_str!("../lua/breaker.lua"),
         other => panic!("no script {other}"),
     };
     redis::Script::new(&format!("{}\n{}", include_str!("../lua/common.lua"), text))
@@ -1377,4 +1378,99 @@ async fn a_replayed_cancel_answers_and_counts_once() {
         vec![kept.as_str()],
         "only the job not cancelled runs"
     );
+}
+
+/// Breaker calls whose replies are lost are sent again: each call is still
+/// counted once, the breaker opens once at its threshold, and a replayed
+/// probe keeps its one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_breaker_calls_count_once() {
+    use sluice_engine::{Admission, BreakerConfig, BreakerState};
+    let world = World::new(Persistence::None);
+    let direct = client(&world.redis.url(), &world.prefix).await;
+    let mut raw = redis::Client::open(world.redis.url().as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let sha: String = script("breaker")
+        .prepare_invoke()
+        .load_async(&mut raw)
+        .await
+        .expect("load breaker script");
+    let proxy = world.proxy().await;
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha.clone())).limit(2));
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Script(sha)).probability(0.5));
+    let c = client(&proxy.url(), &world.prefix).await;
+    let config = BreakerConfig {
+        min_calls: 20,
+        failure_rate: 50.0,
+        cool_down: Duration::from_millis(300),
+        probes: 1,
+        ..BreakerConfig::default()
+    };
+    let b = c.breaker("replayed", config).await.expect("breaker");
+    // 19 successes then failures: the breaker must open exactly when the
+    // window holds 19 failures among 38 calls, not earlier.
+    let mut states = Vec::new();
+    for n in 0..38u32 {
+        let Admission::Allowed(p) = b.acquire(Duration::from_secs(1)).await.expect("acquire")
+        else {
+            panic!("call {n} refused");
+        };
+        states.push(b.record(p, n < 19).await.expect("record"));
+    }
+    assert!(proxy.fired_count() >= 2, "breaker calls were not replayed");
+    assert!(
+        states[..37].iter().all(|s| *s == BreakerState::Closed),
+        "{states:?}"
+    );
+    assert_eq!(states[37], BreakerState::Open);
+    let status = direct
+        .breaker_status("replayed")
+        .await
+        .expect("status")
+        .expect("registered");
+    assert_eq!(
+        (
+            status.successes_total,
+            status.failures_total,
+            status.opened_total
+        ),
+        (19, 19, 1)
+    );
+    // Half-open with one probe slot: the probe's acquire is replayed and
+    // still holds one slot only, so a second caller is refused.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let Admission::Allowed(probe) = b.acquire(Duration::from_secs(5)).await.expect("acquire")
+    else {
+        panic!("no probe");
+    };
+    assert!(probe.is_probe());
+    assert_eq!(
+        direct
+            .breaker_status("replayed")
+            .await
+            .expect("s")
+            .expect("r")
+            .probes_in_flight,
+        1
+    );
+    assert!(matches!(
+        b.acquire(Duration::from_secs(5)).await.expect("acquire"),
+        Admission::Refused {
+            state: BreakerState::HalfOpen,
+            ..
+        }
+    ));
+    assert_eq!(
+        b.record(probe, true).await.expect("record"),
+        BreakerState::Closed
+    );
+    let status = direct
+        .breaker_status("replayed")
+        .await
+        .expect("s")
+        .expect("r");
+    assert_eq!((status.half_opened_total, status.closed_total), (1, 1));
 }

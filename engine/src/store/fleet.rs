@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 
+use crate::breaker::BreakerReply;
 use crate::conn::Conn;
 use crate::error::Result;
-use crate::keys::{queues_key, schedules_key, worker_key, workers_key};
+use crate::keys::{breaker_keys, breakers_key, queues_key, schedules_key, worker_key, workers_key};
 use crate::scripts;
 
 use super::calls::{RetryPolicy, query, with_retry};
@@ -237,6 +238,91 @@ impl FleetStore {
             let mut conn = self.conn.clone();
             let inv = &inv;
             async move { inv.invoke_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// One `breaker.lua` call (see the script for the arguments).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn breaker_call(
+        &self,
+        name: &str,
+        op: &str,
+        token: &str,
+        success: &str,
+        probe: &str,
+        settings: &[String],
+        keep_ms: u64,
+    ) -> Result<BreakerReply> {
+        let [hash, probes, seen] = breaker_keys(&self.prefix, name);
+        let mut inv = scripts::BREAKER.prepare_invoke();
+        inv.key(hash)
+            .key(probes)
+            .key(seen)
+            .arg(op)
+            .arg(token)
+            .arg(success)
+            .arg(probe);
+        for s in settings {
+            inv.arg(s);
+        }
+        inv.arg(keep_ms.max(1));
+        let (verdict, state, wait_ms, transition): (String, String, i64, String) =
+            with_retry(self.retry, "circuit breaker", || {
+                let mut conn = self.conn.clone();
+                let inv = &inv;
+                async move { inv.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok(BreakerReply {
+            verdict,
+            state,
+            wait_ms: wait_ms.max(0) as u64,
+            transition,
+        })
+    }
+
+    /// Add `name` to the breaker registry (idempotent).
+    pub(crate) async fn register_breaker(&self, name: &str) -> Result<()> {
+        query::<()>(
+            &self.conn,
+            self.retry,
+            "register breaker",
+            redis::cmd("SADD").arg(breakers_key(&self.prefix)).arg(name),
+        )
+        .await
+    }
+
+    /// Every registered breaker's name (unsorted).
+    pub(crate) async fn breaker_names(&self) -> Result<Vec<String>> {
+        query(
+            &self.conn,
+            self.retry,
+            "list breakers",
+            redis::cmd("SMEMBERS").arg(breakers_key(&self.prefix)),
+        )
+        .await
+    }
+
+    /// Breaker `name`'s hash fields and its probes whose lease runs past
+    /// `now_ms`.
+    pub(crate) async fn breaker_fields(
+        &self,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<(HashMap<String, String>, u64)> {
+        let [hash, probes, _] = breaker_keys(&self.prefix, name);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
+            .arg(hash)
+            .cmd("ZCOUNT")
+            .arg(probes)
+            .arg(now_ms)
+            .arg("+inf");
+        with_retry(self.retry, "read breaker", || {
+            let mut conn = self.conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut conn).await }
         })
         .await
     }
