@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_engine::{QueueConfig, RateLimit, keys::validate_name};
+use sluice_engine::{BreakerConfig, QueueConfig, RateLimit, keys::validate_name};
 
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -169,6 +169,76 @@ pub struct QueueSection {
     /// Split the queue over this many partitions (`name#0` ...), which Redis
     /// Cluster places on different shards; order then holds per partition.
     pub partitions: Option<u16>,
+    /// The circuit breaker of the queue's target (see `docs/breakers.md`).
+    #[serde(default)]
+    pub breaker: BreakerSection,
+}
+
+/// `[queues.breaker]`: the circuit breaker in front of the queue's target
+/// (its `url`'s host, or the pipeline handler's dependency). Absent keys
+/// take the engine's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSection {
+    /// `false`: no breaker; every job calls the target.
+    pub enabled: bool,
+    /// Failure percentage (0 to 100) over the window that opens it.
+    pub failure_rate: Option<f64>,
+    /// Least calls in the window before the rate counts.
+    pub min_calls: Option<u32>,
+    /// The rolling window, ms.
+    pub window_ms: Option<u64>,
+    /// First cool-down, ms.
+    pub cool_down_ms: Option<u64>,
+    /// Longest cool-down, ms.
+    pub max_cool_down_ms: Option<u64>,
+    /// Probe calls at once, fleet-wide, while half-open.
+    pub probes: Option<u32>,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            failure_rate: None,
+            min_calls: None,
+            window_ms: None,
+            cool_down_ms: None,
+            max_cool_down_ms: None,
+            probes: None,
+        }
+    }
+}
+
+impl BreakerSection {
+    /// The engine's settings; `None` when disabled.
+    pub fn config(&self) -> Option<BreakerConfig> {
+        if !self.enabled {
+            return None;
+        }
+        let mut c = BreakerConfig::default();
+        let ms = Duration::from_millis;
+        if let Some(v) = self.failure_rate {
+            c.failure_rate = v;
+        }
+        if let Some(v) = self.min_calls {
+            c.min_calls = v;
+        }
+        if let Some(v) = self.window_ms {
+            c.window = ms(v);
+        }
+        if let Some(v) = self.cool_down_ms {
+            c.cool_down = ms(v);
+            c.max_cool_down = c.max_cool_down.max(c.cool_down);
+        }
+        if let Some(v) = self.max_cool_down_ms {
+            c.max_cool_down = ms(v);
+        }
+        if let Some(v) = self.probes {
+            c.probes = v;
+        }
+        Some(c)
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -299,6 +369,10 @@ impl FileConfig {
                     .with_context(|| format!("queue {}: bad url", q.name))?;
             }
             q.rate_limit()?;
+            if let Some(b) = q.breaker.config() {
+                b.validate()
+                    .with_context(|| format!("queue {}: queues.breaker", q.name))?;
+            }
             q.queue_config()
                 .validate()
                 .with_context(|| format!("queue {}", q.name))?;
@@ -442,6 +516,14 @@ mod tests {
             ("[[queues]]\nname = \"a\"\nconcurrency = 0", "concurrency"),
             ("[[queues]]\nname = \"a\"\nrate_limit = -1.0", "rate limit"),
             ("[[queues]]\nname = \"a\"\nurl = \"ftp://x\"", "url"),
+            (
+                "[[queues]]\nname = \"a\"\n[queues.breaker]\nfailure_rate = 150.0",
+                "breaker.failure_rate",
+            ),
+            (
+                "[[queues]]\nname = \"a\"\n[queues.breaker]\nprobes = 0",
+                "breaker.probes",
+            ),
             (
                 "[[schedules]]\nname = \"s\"\ncron = \"nope\"\nqueue = \"a\"",
                 "cron",

@@ -12,13 +12,19 @@
 //! retried (after `Retry-After` when the target sends one, else with the
 //! job's backoff); any other status is a permanent failure and the job is
 //! dead-lettered with the status and the start of the body.
+//!
+//! With a circuit breaker (the default for a queue with a `url`), the
+//! retried kinds of failure count against the target (scheme, host and
+//! port), shared by every queue and worker that delivers there; while it
+//! is open, jobs are snoozed until it may close, spending no attempt (see
+//! `docs/breakers.md`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sluice_engine::{HandlerError, Job, Outcome, TypedHandler};
+use sluice_engine::{Breaker, HandlerError, Job, Outcome, TypedHandler};
 
 /// Longest body excerpt kept in a dead letter's reason.
 const EXCERPT_CHARS: usize = 300;
@@ -44,6 +50,16 @@ pub struct HttpDelivery {
     client: reqwest::Client,
     target: reqwest::Url,
     secret: Option<Vec<u8>>,
+    timeout: Duration,
+    breaker: Option<Breaker>,
+}
+
+/// One POST's result.
+struct Delivered {
+    outcome: Outcome,
+    /// False for what says the target is unwell (timeouts, connection
+    /// errors, 5xx, 429); a 4xx is the job's own fault.
+    target_healthy: bool,
 }
 
 impl HttpDelivery {
@@ -62,7 +78,15 @@ impl HttpDelivery {
             client,
             target,
             secret: secret.map(|s| s.as_bytes().to_vec()),
+            timeout,
+            breaker: None,
         })
+    }
+
+    /// Put the target's calls under `breaker`.
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 
     async fn deliver(&self, job: &Job, payload: serde_json::Value) -> Outcome {
@@ -70,6 +94,21 @@ impl HttpDelivery {
             Ok(b) => b,
             Err(e) => return Outcome::Bury(format!("payload is not JSON-encodable: {e}")),
         };
+        let Some(breaker) = &self.breaker else {
+            return self.post(job, body).await.outcome;
+        };
+        // A probe's slot is held for as long as the request may take.
+        let lease = self.timeout + Duration::from_secs(5);
+        match breaker
+            .call(lease, || self.post(job, body), |d| d.target_healthy)
+            .await
+        {
+            Ok(delivered) => delivered.outcome,
+            Err(wait) => Outcome::Snooze(wait),
+        }
+    }
+
+    async fn post(&self, job: &Job, body: Vec<u8>) -> Delivered {
         let mut request = self
             .client
             .post(self.target.clone())
@@ -92,15 +131,21 @@ impl HttpDelivery {
                 } else {
                     "request failed"
                 };
-                return Outcome::Retry {
-                    reason: format!("POST {}: {what}: {e}", self.target),
-                    after: None,
+                return Delivered {
+                    outcome: Outcome::Retry {
+                        reason: format!("POST {}: {what}: {e}", self.target),
+                        after: None,
+                    },
+                    target_healthy: false,
                 };
             }
         };
         let status = response.status();
         if status.is_success() {
-            return Outcome::Done;
+            return Delivered {
+                outcome: Outcome::Done,
+                target_healthy: true,
+            };
         }
         let retry_after = response
             .headers()
@@ -113,12 +158,18 @@ impl HttpDelivery {
         };
         let reason = format!("POST {} answered {status}: {excerpt}", self.target);
         if status.as_u16() == 429 || status.is_server_error() {
-            Outcome::Retry {
-                reason,
-                after: retry_after,
+            Delivered {
+                outcome: Outcome::Retry {
+                    reason,
+                    after: retry_after,
+                },
+                target_healthy: false,
             }
         } else {
-            Outcome::Bury(reason)
+            Delivered {
+                outcome: Outcome::Bury(reason),
+                target_healthy: true,
+            }
         }
     }
 }

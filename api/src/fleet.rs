@@ -135,13 +135,16 @@ pub async fn run(
                     .map(Duration::from_millis)
                     .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
                 tracing::info!(queue = %section.name, concurrency, target = %url, "serving queue");
-                QueueHandler::Http(Typed(HttpDelivery::new(
-                    url,
-                    section.secret.as_deref(),
-                    timeout,
-                )?))
+                let mut delivery = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
+                if let Some(config) = section.breaker.config() {
+                    let name = sluice_engine::target_breaker_name(url).with_context(|| {
+                        format!("queue {}: no breaker name for {url}", section.name)
+                    })?;
+                    delivery = delivery.with_breaker(client.breaker(&name, config).await?);
+                }
+                QueueHandler::Http(Typed(delivery))
             }
-            (None, Some(p)) => match p.handler(&section.name).await? {
+            (None, Some(p)) => match p.handler(&section.name, section.breaker.config()).await? {
                 Some(h) => {
                     tracing::info!(queue = %section.name, concurrency, "serving pipeline queue");
                     QueueHandler::Pipeline(Arc::new(h))

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_engine::{BatchHandler, Client, HandlerError, Job, Outcome, Runner, Typed, run_each};
+use sluice_engine::{
+    BatchHandler, BreakerConfig, Client, HandlerError, Job, Outcome, Runner, Typed, run_each,
+};
 use sluice_jobs::alert::{AlertField, ParseOptions};
 use sluice_jobs::audit::{AuditHandler, AuditSink};
 use sluice_jobs::backup::{BackupHandler, BackupSettings};
@@ -324,6 +326,7 @@ impl PipelineSection {
             max_attempts: None,
             visibility_timeout_ms: None,
             partitions: None,
+            breaker: Default::default(),
         }
     }
 }
@@ -373,18 +376,36 @@ impl Pipeline {
         })
     }
 
-    /// The built-in handler of a pipeline queue.
-    pub async fn handler(&self, queue: &str) -> anyhow::Result<Option<PipelineHandler>> {
+    /// The built-in handler of a pipeline queue, its dependency (PostgreSQL
+    /// for ingest and audit, the chart host for screenshots) under a
+    /// circuit breaker with `breaker` settings, when given.
+    pub async fn handler(
+        &self,
+        queue: &str,
+        breaker: Option<BreakerConfig>,
+    ) -> anyhow::Result<Option<PipelineHandler>> {
         let s = &self.section;
+        let postgres = match breaker {
+            Some(config) if matches!(queue, queues::INGEST | queues::AUDIT) => Some(
+                self.client
+                    .breaker(sluice_jobs::db::POSTGRES_BREAKER, config)
+                    .await?,
+            ),
+            _ => None,
+        };
         Ok(Some(match queue {
-            queues::INGEST => PipelineHandler::Ingest(Typed(
-                IngestHandler::new(
+            queues::INGEST => {
+                let mut h = IngestHandler::new(
                     self.pool.clone(),
                     self.client.queue(queues::SCREENSHOT).await?,
                     self.audit.clone(),
                 )
-                .with_parse_options(s.parse_options()?),
-            )),
+                .with_parse_options(s.parse_options()?);
+                if let Some(b) = postgres {
+                    h = h.with_breaker(b);
+                }
+                PipelineHandler::Ingest(Typed(h))
+            }
             queues::SCREENSHOT => {
                 let browsers = BrowserPool::new(BrowserSettings {
                     executable: s.chromium.clone(),
@@ -392,7 +413,7 @@ impl Pipeline {
                     viewport: (s.viewport_width, s.viewport_height),
                     ready_selector: Some(s.ready_selector.clone()).filter(|r| !r.is_empty()),
                 });
-                PipelineHandler::Screenshot(Typed(ScreenshotHandler::new(
+                let mut h = ScreenshotHandler::new(
                     self.pool.clone(),
                     s.cipher()?,
                     browsers,
@@ -401,9 +422,23 @@ impl Pipeline {
                         chart_url: s.chart_url.clone(),
                         timeout: Duration::from_secs(s.screenshot_timeout_secs.max(1)),
                     },
-                )))
+                );
+                if let Some(config) = breaker {
+                    let name =
+                        ScreenshotHandler::breaker_name(&s.chart_url).with_context(|| {
+                            format!("pipeline.chart_url {:?} has no host", s.chart_url)
+                        })?;
+                    h = h.with_breaker(self.client.breaker(&name, config).await?);
+                }
+                PipelineHandler::Screenshot(Typed(h))
             }
-            queues::AUDIT => PipelineHandler::Audit(Typed(AuditHandler::new(self.pool.clone()))),
+            queues::AUDIT => {
+                let mut h = AuditHandler::new(self.pool.clone());
+                if let Some(b) = postgres {
+                    h = h.with_breaker(b);
+                }
+                PipelineHandler::Audit(Typed(h))
+            }
             queues::RETENTION => PipelineHandler::Retention(RetentionHandler::new(
                 self.pool.clone(),
                 self.store.clone(),

@@ -579,3 +579,197 @@ async fn a_partitioned_queue_is_enqueued_through_the_api_and_served_over_every_p
     numbers.dedup();
     assert_eq!(numbers, (0..50).collect::<Vec<_>>());
 }
+
+/// A target that answers 503 until `healthy_at`, or fails the requests
+/// whose number is 0, 4 or 7 modulo 10 (30 %, evenly spread) when
+/// `thirty_percent`; it logs each request's start and end and counts the
+/// requests in flight.
+#[derive(Debug)]
+struct Flaky {
+    healthy_at: Instant,
+    thirty_percent: bool,
+    requests: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicU64,
+    /// (start, end, requests in flight at the start, failed).
+    log: Mutex<Vec<(Instant, Instant, u64, bool)>>,
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+async fn flaky(State(t): State<Arc<Flaky>>, headers: HeaderMap) -> StatusCode {
+    use std::sync::atomic::Ordering::SeqCst;
+    let start = Instant::now();
+    let n = t.requests.fetch_add(1, SeqCst);
+    let concurrent = t.in_flight.fetch_add(1, SeqCst) + 1;
+    let fail = if t.thirty_percent {
+        matches!(n % 10, 0 | 4 | 7)
+    } else {
+        start < t.healthy_at
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    t.in_flight.fetch_sub(1, SeqCst);
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let attempt: u32 = header("sluice-attempt").parse().unwrap_or(0);
+    let mut attempts = t.attempts.lock().expect("attempts");
+    let seen = attempts
+        .entry(header("sluice-job-id").to_owned())
+        .or_default();
+    *seen = (*seen).max(attempt);
+    drop(attempts);
+    t.log
+        .lock()
+        .expect("log")
+        .push((start, Instant::now(), concurrent, fail));
+    if fail {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn start_flaky(healthy_in: Duration, thirty_percent: bool) -> (String, Arc<Flaky>) {
+    let state = Arc::new(Flaky {
+        healthy_at: Instant::now() + healthy_in,
+        thirty_percent,
+        requests: Default::default(),
+        in_flight: Default::default(),
+        log: Mutex::default(),
+        attempts: Mutex::default(),
+    });
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(flaky))
+        .with_state(state.clone());
+    let addr = common::serve_on_loopback(app).await;
+    (format!("http://{addr}/hook"), state)
+}
+
+/// Three worker processes deliver to a target that is down for 10 s, to
+/// one that is healthy, and to one that fails 30 % of its requests. The
+/// breaker of the first opens and its jobs wait without spending
+/// attempts: none is dead-lettered, at most one probe (K = 1) is in
+/// flight fleet-wide while it is half-open, and all are delivered within
+/// the cool-down plus a probe round after the target recovers. The
+/// healthy target's jobs are not held up, and the 30 % target's breaker
+/// stays closed while its jobs retry as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
+    let p = Prefix::new("breaker");
+    let down_for = Duration::from_secs(10);
+    let (down_url, down) = start_flaky(down_for, false).await;
+    let (up_url, up) = start_flaky(Duration::ZERO, false).await;
+    let (some_url, some) = start_flaky(Duration::ZERO, true).await;
+    let started = down.healthy_at - down_for;
+    let breaker =
+        "[queues.breaker]\nmin_calls = 5\ncool_down_ms = 1000\nmax_cool_down_ms = 3000\nprobes = 1";
+    let body = format!(
+        "[worker]\nheartbeat_secs = 1\nshutdown_grace_secs = 5\n\
+         [[queues]]\nname = \"down\"\nurl = {down_url:?}\nconcurrency = 4\nmax_attempts = 3\n{breaker}\n\
+         [[queues]]\nname = \"up\"\nurl = {up_url:?}\nconcurrency = 4\nmax_attempts = 3\n{breaker}\n\
+         [[queues]]\nname = \"some\"\nurl = {some_url:?}\nconcurrency = 2\nmax_attempts = 8\n"
+    );
+    let config = ConfigFile::new(&p, &body);
+    let client = p.client().await;
+    let mut queues = HashMap::new();
+    for name in ["down", "up", "some"] {
+        let q = client.queue(name).await.expect("queue");
+        let jobs = (0..40)
+            .map(|i| sluice_engine::NewJob::new(&json!({ "n": i }), quick(100)).expect("job"))
+            .collect();
+        q.enqueue_batch(jobs).await.expect("enqueue");
+        queues.insert(name, q);
+    }
+    let _workers: Vec<Process> = (0..3)
+        .map(|_| Process::start(&config, &["work", "--no-schedules"]))
+        .collect();
+
+    // The healthy target's jobs go through while the other is down.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            completed(&queues["up"]).await == 40
+        })
+        .await,
+        "{:?}",
+        queues["up"].stats().await
+    );
+    assert!(
+        Instant::now() < down.healthy_at,
+        "the healthy queue was held up"
+    );
+    let status = client
+        .breaker_status(&sluice_engine::target_breaker_name(&down_url).expect("name"))
+        .await
+        .expect("status")
+        .expect("registered");
+    assert_ne!(
+        status.state,
+        sluice_engine::BreakerState::Closed,
+        "{status:?}"
+    );
+
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            completed(&queues["down"]).await == 40
+        })
+        .await,
+        "{:?}",
+        queues["down"].stats().await
+    );
+    let recovered_after = Instant::now() - down.healthy_at;
+    // Cool-down (at most 3 s) plus a probe round (a refused call waits 1 s)
+    // plus polling and promotion slack.
+    assert!(
+        recovered_after < Duration::from_secs(7),
+        "delivered {recovered_after:?} after the target recovered"
+    );
+    let stats = queues["down"].stats().await.expect("stats");
+    assert_eq!(stats.dead_total, 0, "{stats:?}");
+    let attempts = down.attempts.lock().expect("a").clone();
+    assert_eq!(attempts.len(), 40);
+    assert!(
+        attempts.values().all(|a| *a <= 3),
+        "an attempt was spent while open: {attempts:?}"
+    );
+    let log = down.log.lock().expect("log").clone();
+    let failed = log.iter().filter(|r| r.3).count();
+    // Before the breaker opened: at most min_calls plus what 3 workers of
+    // 4 had in flight; then one probe per cool-down round (1, 2, 3, 3 s).
+    assert!(failed <= 5 + 12 + 6, "{failed} failed requests while down");
+    // Once it is open, only probes reach the target: one at a time.
+    let settled = started + Duration::from_secs(2);
+    let overlapping = log
+        .iter()
+        .filter(|r| r.0 > settled && r.0 < down.healthy_at)
+        .map(|r| r.2)
+        .max()
+        .unwrap_or(0);
+    assert!(overlapping <= 1, "{overlapping} probes at once");
+
+    // The 30 % target: retried as usual, never refused by its breaker.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            completed(&queues["some"]).await == 40
+        })
+        .await,
+        "{:?}",
+        queues["some"].stats().await
+    );
+    let some_status = client
+        .breaker_status(&sluice_engine::target_breaker_name(&some_url).expect("name"))
+        .await
+        .expect("status")
+        .expect("registered");
+    assert_eq!(
+        (some_status.state, some_status.opened_total),
+        (sluice_engine::BreakerState::Closed, 0),
+        "{some_status:?}"
+    );
+    let retried = some
+        .attempts
+        .lock()
+        .expect("a")
+        .values()
+        .filter(|a| **a > 1)
+        .count();
+    assert!(retried > 0, "no job of the 30 % target was retried");
+    assert_eq!(queues["some"].stats().await.expect("s").dead_total, 0);
+    drop(up);
+}

@@ -318,6 +318,11 @@ impl Breaker {
     /// 429), true for anything else, including errors that are the call's
     /// own fault. Returns the breaker's state after it.
     pub async fn record(&self, permit: Permit, success: bool) -> Result<BreakerState> {
+        let reply = self.record_reply(permit, success).await?;
+        BreakerState::parse(&reply.state)
+    }
+
+    async fn record_reply(&self, permit: Permit, success: bool) -> Result<BreakerReply> {
         let reply = self
             .store
             .breaker_call(
@@ -331,7 +336,50 @@ impl Breaker {
             )
             .await?;
         self.observe(&reply);
-        BreakerState::parse(&reply.state)
+        Ok(reply)
+    }
+
+    /// Run `call` under the breaker: `Err(wait)` without calling when it
+    /// refuses, and `Err(wait)` too when the call was a probe that failed
+    /// (the target is still down: its job should wait for the next probe
+    /// round rather than spend an attempt on the breaker's behalf).
+    /// Otherwise the call's result, recorded as a success when `healthy`
+    /// says so. When Redis cannot be asked, the call goes ahead unrecorded
+    /// (the breaker must not stop work it cannot see), and the failure is
+    /// logged.
+    pub async fn call<T, Fut>(
+        &self,
+        lease: Duration,
+        call: impl FnOnce() -> Fut,
+        healthy: impl FnOnce(&T) -> bool,
+    ) -> std::result::Result<T, Duration>
+    where
+        Fut: std::future::Future<Output = T>,
+    {
+        let permit = match self.acquire(lease).await {
+            Ok(Admission::Allowed(p)) => Some(p),
+            Ok(Admission::Refused { wait, .. }) => return Err(wait),
+            Err(e) => {
+                tracing::warn!(breaker = %self.name, error = %e, "cannot ask the circuit breaker; calling anyway");
+                None
+            }
+        };
+        let result = call().await;
+        let Some(permit) = permit else {
+            return Ok(result);
+        };
+        let probe = permit.probe;
+        let success = healthy(&result);
+        match self.record_reply(permit, success).await {
+            Ok(reply) if probe && !success && reply.state == "open" => {
+                Err(Duration::from_millis(reply.wait_ms.max(1)))
+            }
+            Ok(_) => Ok(result),
+            Err(e) => {
+                tracing::warn!(breaker = %self.name, error = %e, "cannot record a call on the circuit breaker");
+                Ok(result)
+            }
+        }
     }
 
     /// Count and log a transition this process made.

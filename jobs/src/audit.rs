@@ -10,12 +10,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Client, HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler,
+    Breaker, Client, HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler,
 };
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
-use crate::db::StoreError;
+use crate::db::{StoreError, guarded_write};
 use crate::spill::{Spill, SpillConfig};
 
 /// Most events the sink enqueues in one call, and the handler writes in one
@@ -183,12 +183,22 @@ async fn open<'a>(client: &Client, queue: &'a mut Option<Queue>) -> Option<&'a Q
 #[derive(Debug, Clone)]
 pub struct AuditHandler {
     pool: PgPool,
+    breaker: Option<Breaker>,
 }
 
 impl AuditHandler {
     /// A handler writing to `pool`.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            breaker: None,
+        }
+    }
+
+    /// Put the writes under the PostgreSQL circuit breaker.
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 }
 
@@ -211,12 +221,16 @@ impl TypedBatchHandler for AuditHandler {
                 (job, (id, event))
             })
             .unzip();
-        Ok(match write_events(&self.pool, &events).await {
-            Ok(_) => vec![Outcome::Done; jobs.len()],
-            Err(e) => {
-                let failed = StoreError::from_db("cannot write audit events", &e);
-                jobs.iter().map(|job| failed.outcome(job)).collect()
-            }
+        let written = guarded_write(self.breaker.as_ref(), || async {
+            write_events(&self.pool, &events)
+                .await
+                .map_err(|e| StoreError::from_db("cannot write audit events", &e))
+        })
+        .await;
+        Ok(match written {
+            Ok(Ok(_)) => vec![Outcome::Done; jobs.len()],
+            Ok(Err(failed)) => jobs.iter().map(|job| failed.outcome(job)).collect(),
+            Err(wait) => vec![Outcome::Snooze(wait); jobs.len()],
         })
     }
 }

@@ -149,6 +149,34 @@ impl StoreError {
     }
 }
 
+/// The name of the circuit breaker in front of PostgreSQL, shared by the
+/// ingest and audit writers of every worker.
+pub const POSTGRES_BREAKER: &str = "postgres";
+
+/// How long a write may hold a probe slot of the PostgreSQL breaker.
+const WRITE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Run a bulk write under the PostgreSQL breaker, when there is one:
+/// `Err(wait)` without writing while it is open. PostgreSQL being
+/// unreachable counts against it; a statement it refused does not.
+pub async fn guarded_write<T, Fut>(
+    breaker: Option<&sluice_engine::Breaker>,
+    write: impl FnOnce() -> Fut,
+) -> Result<Result<T, StoreError>, std::time::Duration>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    match breaker {
+        None => Ok(write().await),
+        Some(b) => {
+            b.call(WRITE_LEASE, write, |r| {
+                !matches!(r, Err(StoreError::Unavailable(_)))
+            })
+            .await
+        }
+    }
+}
+
 /// What a handler answers when PostgreSQL is down: run the job again later
 /// without spending an attempt, waiting longer the longer the job has
 /// waited (1 s to 30 s), so an outage of any length loses nothing.

@@ -13,12 +13,14 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler};
+use sluice_engine::{
+    Breaker, HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler,
+};
 use sqlx::PgPool;
 
 use crate::alert::{self, Alert, ParseOptions};
 use crate::audit::{AuditEvent, AuditSink};
-use crate::db::StoreError;
+use crate::db::{StoreError, guarded_write};
 use crate::plan::Plan;
 use crate::screenshot::ScreenshotJob;
 
@@ -56,6 +58,7 @@ pub struct IngestHandler {
     screenshots: Queue,
     audit: Option<AuditSink>,
     options: ParseOptions,
+    breaker: Option<Breaker>,
 }
 
 impl std::fmt::Debug for Parsed {
@@ -75,7 +78,14 @@ impl IngestHandler {
             screenshots,
             audit,
             options: ParseOptions::default(),
+            breaker: None,
         }
+    }
+
+    /// Put the writes under the PostgreSQL circuit breaker.
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 
     /// Read alerts with these options instead of the defaults.
@@ -144,11 +154,18 @@ impl TypedBatchHandler for IngestHandler {
                 Err(buried) => outcomes[position] = buried,
             }
         }
-        if !parsed.is_empty()
-            && let Err(e) = store(&self.pool, &self.screenshots, &parsed).await
-        {
-            for (position, job) in &written_jobs {
-                outcomes[*position] = e.outcome(job);
+        if parsed.is_empty() {
+            return Ok(outcomes);
+        }
+        let written = guarded_write(self.breaker.as_ref(), || {
+            store(&self.pool, &self.screenshots, &parsed)
+        })
+        .await;
+        for (position, job) in &written_jobs {
+            match &written {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => outcomes[*position] = e.outcome(job),
+                Err(wait) => outcomes[*position] = Outcome::Snooze(*wait),
             }
         }
         Ok(outcomes)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_engine::{HandlerError, Job, Outcome, TypedHandler};
+use sluice_engine::{Breaker, HandlerError, Job, Outcome, TypedHandler};
 use sqlx::PgPool;
 
 use crate::browser::BrowserPool;
@@ -66,6 +66,7 @@ pub struct ScreenshotHandler {
     browsers: Arc<BrowserPool>,
     store: ScreenshotStore,
     settings: ScreenshotSettings,
+    breaker: Option<Breaker>,
 }
 
 impl ScreenshotHandler {
@@ -84,7 +85,21 @@ impl ScreenshotHandler {
             browsers,
             store,
             settings,
+            breaker: None,
         }
+    }
+
+    /// Put the browser's visits to the chart host under `breaker`.
+    pub fn with_breaker(mut self, breaker: Breaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// The breaker name of the chart host of `chart_url` (a template with
+    /// `{chart}`): `browser:<scheme>:<host>:<port>`.
+    pub fn breaker_name(chart_url: &str) -> Option<String> {
+        sluice_engine::target_breaker_name(&chart_url.replace("{chart}", "chart"))
+            .map(|target| format!("browser:{target}"))
     }
 
     async fn take(&self, job: &ScreenshotJob) -> Result<String> {
@@ -139,7 +154,31 @@ impl ScreenshotHandler {
                 "nothing to do: signal gone or already captured".into(),
             ));
         }
-        match self.take(&input).await {
+        let taken = match &self.breaker {
+            None => self.take(&input).await,
+            Some(b) => {
+                // Only the browser's failures say the chart host is unwell.
+                let lease = self.settings.timeout + Duration::from_secs(30);
+                let visit = || self.take(&input);
+                match b
+                    .call(lease, visit, |r| !matches!(r, Err(Error::Browser(_))))
+                    .await
+                {
+                    Ok(taken) => taken,
+                    Err(wait) => {
+                        sqlx::query(
+                            "UPDATE signals SET screenshot_status = 'pending', updated_at = now()
+                             WHERE id = $1 AND screenshot_status = 'processing'",
+                        )
+                        .bind(input.signal_id)
+                        .execute(&self.pool)
+                        .await?;
+                        return Ok(Outcome::Snooze(wait));
+                    }
+                }
+            }
+        };
+        match taken {
             Ok(url) => {
                 sqlx::query(
                     "UPDATE signals SET screenshot_status = 'completed', screenshot_url = $2,
