@@ -142,7 +142,7 @@ pub async fn run(
                     })?;
                     delivery = delivery.with_breaker(client.breaker(&name, config).await?);
                 }
-                QueueHandler::Http(Typed(delivery))
+                QueueHandler::Http(Box::new(Typed(delivery)))
             }
             (None, Some(p)) => match p.handler(&section.name, section.breaker.config()).await? {
                 Some(h) => {
@@ -224,7 +224,7 @@ pub async fn run(
 /// What runs a queue's jobs: HTTP delivery or a pipeline handler.
 #[derive(Debug)]
 enum QueueHandler {
-    Http(Typed<HttpDelivery>),
+    Http(Box<Typed<HttpDelivery>>),
     Pipeline(Arc<PipelineHandler>),
 }
 
@@ -238,7 +238,7 @@ impl Runner for QueueHandler {
 
     async fn run(self: Arc<Self>, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
         match &*self {
-            QueueHandler::Http(h) => run_each(h, jobs).await,
+            QueueHandler::Http(h) => run_each(h.as_ref(), jobs).await,
             QueueHandler::Pipeline(h) => h.clone().run(jobs).await,
         }
     }
