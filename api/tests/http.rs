@@ -687,6 +687,9 @@ async fn the_openapi_document_names_every_path() {
         "/api/queues/{queue}/dead/{id}/retry",
         "/api/workers",
         "/api/schedules",
+        "/api/breakers",
+        "/api/breakers/{name}",
+        "/api/breakers/{name}/force",
         "/health",
         "/health/live",
         "/health/ready",
@@ -1052,4 +1055,106 @@ async fn dashboard_sessions_end_with_a_rotated_key_and_at_logout() {
     // A new login works.
     let fresh = login(app.clone()).await;
     assert!(signed_in(app, fresh).await.0);
+}
+
+#[tokio::test]
+async fn breakers_are_listed_shown_forced_by_admins_and_exported_as_metrics() {
+    use sluice_engine::{Admission, BreakerConfig};
+    let p = Prefix::new("breakers");
+    let client = p.client().await;
+    let b = client
+        .breaker(
+            "http:down.example:80",
+            BreakerConfig {
+                min_calls: 2,
+                ..BreakerConfig::default()
+            },
+        )
+        .await
+        .expect("breaker");
+    for _ in 0..2 {
+        let Admission::Allowed(permit) = b.acquire(Duration::from_secs(1)).await.expect("acquire")
+        else {
+            panic!("refused while closed");
+        };
+        b.record(permit, false).await.expect("record");
+    }
+    client
+        .breaker("postgres", BreakerConfig::default())
+        .await
+        .expect("breaker");
+    let app = api(&p, keyed_config(None)).await;
+    let admin = Some("admin-secret");
+    let viewer = Some("read-secret");
+
+    let list = call(&app, Method::GET, "/api/breakers", viewer, None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    let names: Vec<&str> = list.json["breakers"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert_eq!(names, ["http:down.example:80", "postgres"]);
+    assert_eq!(list.json["breakers"][0]["state"], "open");
+    assert_eq!(list.json["breakers"][0]["opened_total"], 1);
+    assert_eq!(list.json["breakers"][1]["state"], "closed");
+
+    let one = call(&app, Method::GET, "/api/breakers/postgres", viewer, None).await;
+    assert_eq!(one.json["name"], "postgres", "{}", one.text);
+    let missing = call(&app, Method::GET, "/api/breakers/nope", viewer, None).await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "breaker_not_found");
+    let bad = call(&app, Method::GET, "/api/breakers/a%7Bb%7D", viewer, None).await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "invalid_name");
+
+    let path = "/api/breakers/http:down.example:80/force";
+    let open = Some(r#"{"state":"closed"}"#);
+    let refused = call(&app, Method::POST, path, viewer, open).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let forced = call(&app, Method::POST, path, admin, open).await;
+    assert_eq!(forced.status, StatusCode::OK, "{}", forced.text);
+    assert_eq!(
+        (&forced.json["state"], &forced.json["forced"]),
+        (&serde_json::json!("closed"), &serde_json::json!("closed"))
+    );
+    let unknown_state = call(&app, Method::POST, path, admin, Some(r#"{"state":"ajar"}"#)).await;
+    assert_eq!(
+        unknown_state.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unknown_state.text
+    );
+    let nobody = call(
+        &app,
+        Method::POST,
+        "/api/breakers/nope/force",
+        admin,
+        Some(r#"{"state":"open"}"#),
+    )
+    .await;
+    assert_error(&nobody, StatusCode::NOT_FOUND, "breaker_not_found");
+    let released = call(&app, Method::POST, path, admin, Some(r#"{"state":"none"}"#)).await;
+    assert_eq!(
+        released.json["forced"],
+        serde_json::Value::Null,
+        "{}",
+        released.text
+    );
+
+    let metrics = call(&app, Method::GET, "/metrics", admin, None).await;
+    assert!(
+        metrics
+            .text
+            .contains("sluice_breaker_state{target=\"http:down.example:80\"} 0"),
+        "{}",
+        metrics.text
+    );
+    assert!(metrics.text.contains(
+        "sluice_breaker_transitions_total{target=\"http:down.example:80\",to=\"open\"} 1"
+    ));
+    assert!(
+        metrics
+            .text
+            .contains("sluice_breaker_state{target=\"postgres\"} 0")
+    );
 }

@@ -382,17 +382,12 @@ impl Breaker {
         }
     }
 
-    /// Count and log a transition this process made.
+    /// Log a transition this process made (the counters are in Redis,
+    /// for metrics fleet-wide).
     fn observe(&self, reply: &BreakerReply) {
         if reply.transition.is_empty() {
             return;
         }
-        metrics::counter!(
-            "sluice_breaker_transitions_total",
-            "breaker" => self.name.clone(),
-            "to" => reply.transition.clone()
-        )
-        .increment(1);
         match reply.transition.as_str() {
             "open" => tracing::warn!(
                 breaker = %self.name,

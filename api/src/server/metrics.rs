@@ -12,7 +12,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sluice_engine::Stats;
+use sluice_engine::{BreakerStatus, Stats};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -102,7 +102,12 @@ fn escape(label: &str) -> String {
 type Counter = (&'static str, &'static str, fn(&Stats) -> u64);
 
 /// The fleet-wide part of a scrape, in the Prometheus text format.
-pub fn render_fleet(stats: &[Stats], live_workers: usize, in_flight: usize) -> String {
+pub fn render_fleet(
+    stats: &[Stats],
+    breakers: &[BreakerStatus],
+    live_workers: usize,
+    in_flight: usize,
+) -> String {
     let mut out = String::new();
     let counters: [Counter; 5] = [
         ("sluice_jobs_enqueued_total", "Jobs enqueued.", |s| {
@@ -169,6 +174,35 @@ pub fn render_fleet(stats: &[Stats], live_workers: usize, in_flight: usize) -> S
             escape(&s.queue),
             u8::from(s.paused)
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_breaker_state Circuit breaker state: 0 closed, 1 open, 2 half-open.\n# TYPE sluice_breaker_state gauge"
+    );
+    for b in breakers {
+        let _ = writeln!(
+            out,
+            "sluice_breaker_state{{target=\"{}\"}} {}",
+            escape(&b.name),
+            b.state.gauge()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_breaker_transitions_total Circuit breaker transitions, by the state entered.\n# TYPE sluice_breaker_transitions_total counter"
+    );
+    for b in breakers {
+        let target = escape(&b.name);
+        for (to, n) in [
+            ("open", b.opened_total),
+            ("half_open", b.half_opened_total),
+            ("closed", b.closed_total),
+        ] {
+            let _ = writeln!(
+                out,
+                "sluice_breaker_transitions_total{{target=\"{target}\",to=\"{to}\"}} {n}"
+            );
+        }
     }
     let _ = writeln!(
         out,

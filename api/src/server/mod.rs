@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod breakers;
 mod dashboard;
 mod error;
 mod metrics;
@@ -225,6 +226,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/users/{id}/signals", get(pipeline::user_signals))
         .route("/api/users/{id}/stats", get(pipeline::user_stats))
         .route("/screenshots/{file}", get(pipeline::screenshot))
+        .route("/api/breakers", get(breakers::list))
+        .route("/api/breakers/{name}", get(breakers::show))
+        .route("/api/breakers/{name}/force", post(breakers::force))
         .route("/api/workers", get(system::workers))
         .route("/api/schedules", get(system::schedules))
         .route("/api/openapi.json", get(system::openapi))

@@ -104,7 +104,8 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     }
     let workers = state.client.workers().await?;
     let in_flight = workers.iter().map(|w| w.in_flight).sum();
-    let mut body = metrics::render_fleet(&stats, workers.len(), in_flight);
+    let breakers = state.client.breakers().await?;
+    let mut body = metrics::render_fleet(&stats, &breakers, workers.len(), in_flight);
     body.push_str(&metrics::render_local());
     Ok((
         [(
