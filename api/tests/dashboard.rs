@@ -484,6 +484,45 @@ audit = false
     )
     .await;
     shoot(&page, "schedules").await;
+    // The breaker of the orders target: forced open, then released.
+    goto(&page, &format!("{base}/dashboard/breakers")).await;
+    let row = "tr[data-breaker^='http:127.0.0.1:']";
+    wait_until(
+        &page,
+        &format!("document.querySelector(\"{row}\") !== null"),
+    )
+    .await;
+    click(&page, &format!("{row} [data-testid=force-open]")).await;
+    wait_until(
+        &page,
+        &format!("document.querySelector(\"{row}\").textContent.includes('forced open')"),
+    )
+    .await;
+    let orders_breaker = |all: Value| {
+        all["breakers"]
+            .as_array()
+            .and_then(|b| {
+                b.iter()
+                    .find(|b| {
+                        b["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("http:127.0.0.1:"))
+                    })
+                    .cloned()
+            })
+            .unwrap_or(Value::Null)
+    };
+    let forced = orders_breaker(api.get("/api/breakers").await);
+    assert_eq!(forced["forced"], json!("open"), "{forced}");
+    shoot(&page, "breakers").await;
+    click(&page, &format!("{row} [data-testid=force-none]")).await;
+    wait_until(
+        &page,
+        &format!("document.querySelector(\"{row} [data-testid=force-open]\") !== null"),
+    )
+    .await;
+    let released = orders_breaker(api.get("/api/breakers").await);
+    assert_eq!(released["forced"], Value::Null, "{released}");
     goto(&page, &format!("{base}/dashboard/signals?ticker=BTCUSDT")).await;
     wait_until(&page, "document.querySelector('[data-signal]') !== null").await;
     let text = eval(&page, "document.querySelector('[data-signal]').textContent").await;

@@ -325,6 +325,43 @@ pub struct SchedulesPage {
     pub schedules: Vec<ScheduleRow>,
 }
 
+/// One circuit breaker.
+#[derive(Debug, Clone)]
+pub struct BreakerRow {
+    /// Its name (target).
+    pub name: String,
+    /// closed, open or half_open.
+    pub state: &'static str,
+    /// open or closed when an operator holds it.
+    pub forced: Option<&'static str>,
+    /// When an open breaker may half-open.
+    pub until: String,
+    /// The current cool-down.
+    pub cool_down: String,
+    /// Since when it is in its state.
+    pub changed: String,
+    /// Times it opened.
+    pub opened: u64,
+    /// Calls recorded as successes.
+    pub successes: u64,
+    /// Calls recorded as failures.
+    pub failures: u64,
+    /// Probes in flight.
+    pub probes: u64,
+    /// The force buttons: (form value, label).
+    pub actions: Vec<(&'static str, &'static str)>,
+}
+
+/// `GET /dashboard/breakers`.
+#[derive(Debug, Template)]
+#[template(path = "breakers.html")]
+pub struct BreakersPage {
+    /// Around it.
+    pub chrome: Chrome,
+    /// Every breaker.
+    pub breakers: Vec<BreakerRow>,
+}
+
 /// One trading signal.
 #[derive(Debug, Clone)]
 pub struct SignalRow {

@@ -32,6 +32,8 @@ use super::audit::Actor;
 use super::error::ApiError;
 use crate::config::Scope;
 
+mod breakers;
+
 /// Rows per page.
 const PAGE_SIZE: usize = 50;
 
@@ -55,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/workers", get(workers))
         .route("/dashboard/live/workers", get(workers_live))
         .route("/dashboard/schedules", get(schedules))
+        .route("/dashboard/breakers", get(breakers::page))
+        .route("/dashboard/breakers/{name}/force", post(breakers::force))
         .route("/dashboard/signals", get(signals))
         .route("/dashboard/live/signals", get(signals_live))
         .route("/dashboard/queues/{queue}", get(queue_page))
