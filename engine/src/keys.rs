@@ -145,6 +145,16 @@ pub fn breaker_keys(prefix: &str, name: &str) -> [String; 3] {
     [hash, probes, seen]
 }
 
+/// Alert rule `name`'s state hash (see `lua/alert.lua`).
+pub fn alert_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}:alert:{name}")
+}
+
+/// The latency counts of `series` in slot `slot` (a hash: bucket -> count).
+pub fn latency_key(prefix: &str, series: &str, slot: u64) -> String {
+    format!("{prefix}:lat:{series}:{slot}")
+}
+
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions: a

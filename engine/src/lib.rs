@@ -48,6 +48,8 @@
 //!   a command; `client`, `registry` and `limits` call `fleet`.
 //! - `scripts` and `lua/`: one Lua script per state transition.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
+//! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
+//!   and latency series summed over every process.
 //! - `breaker`: [`Breaker`], circuit breakers whose state the fleet shares
 //!   in Redis (`lua/breaker.lua`).
 //! - `error`: [`Error`].
@@ -104,6 +106,7 @@
 //!   when their job leaves the stream; dead letters are capped; idempotency
 //!   keys and call records expire.
 
+pub mod alerting;
 mod backoff;
 mod breaker;
 mod client;

@@ -198,6 +198,15 @@ impl PartitionedQueue {
         Ok(out.into_iter().flatten().collect())
     }
 
+    /// The longest wait of a waiting job over every partition.
+    pub async fn oldest_waiting_age(&self) -> Result<Option<std::time::Duration>> {
+        let mut oldest = None;
+        for q in self.partitions.iter() {
+            oldest = oldest.max(q.oldest_waiting_age().await?);
+        }
+        Ok(oldest)
+    }
+
     /// Counts summed over the partitions.
     pub async fn stats(&self) -> Result<Stats> {
         let mut sum = Stats {

@@ -237,6 +237,17 @@ impl Queue {
         self.store.stats().await
     }
 
+    /// How long the oldest waiting job (ready to run, not yet claimed) has
+    /// waited, by Redis time; `None` when nothing waits. A delayed or retried
+    /// job waits from when it became due.
+    pub async fn oldest_waiting_age(&self) -> Result<Option<Duration>> {
+        let Some(oldest) = self.store.oldest_waiting_ms().await? else {
+            return Ok(None);
+        };
+        let now = self.store.server_time_ms().await?;
+        Ok(Some(Duration::from_millis(now.saturating_sub(oldest))))
+    }
+
     /// Completed and failed attempts per minute over the last `minutes`
     /// minutes (at most a day), oldest first, by Redis server time.
     pub async fn throughput(&self, minutes: u64) -> Result<Vec<MinuteCount>> {

@@ -67,3 +67,6 @@ transition!(
 transition!(
     /// Every transition of a circuit breaker.
     BREAKER, "breaker.lua");
+transition!(
+    /// One alert rule's state, moved by an observation.
+    ALERT, "alert.lua");

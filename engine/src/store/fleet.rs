@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use crate::breaker::BreakerReply;
 use crate::conn::Conn;
 use crate::error::Result;
-use crate::keys::{breaker_keys, breakers_key, queues_key, schedules_key, worker_key, workers_key};
+use crate::keys::{
+    alert_key, breaker_keys, breakers_key, latency_key, queues_key, schedules_key, worker_key,
+    workers_key,
+};
 use crate::scripts;
 
 use super::calls::{RetryPolicy, query, with_retry};
@@ -325,5 +328,99 @@ impl FleetStore {
             async move { pipe.query_async(&mut conn).await }
         })
         .await
+    }
+
+    /// One `alert.lua` call for rule `name`.
+    pub(crate) async fn alert_call<T: redis::FromRedisValue>(
+        &self,
+        name: &str,
+        args: &[String],
+    ) -> Result<T> {
+        let mut inv = scripts::ALERT.prepare_invoke();
+        inv.key(alert_key(&self.prefix, name));
+        for a in args {
+            inv.arg(a);
+        }
+        with_retry(self.retry, "alert state", || {
+            let mut conn = self.conn.clone();
+            let inv = &inv;
+            async move { inv.invoke_async(&mut conn).await }
+        })
+        .await
+    }
+
+    /// Rule `name`'s hash.
+    pub(crate) async fn alert_fields(&self, name: &str) -> Result<HashMap<String, String>> {
+        query(
+            &self.conn,
+            self.retry,
+            "read alert",
+            redis::cmd("HGETALL").arg(alert_key(&self.prefix, name)),
+        )
+        .await
+    }
+
+    /// Add latency counts to `slot`, kept `keep_ms`, in one try: HINCRBY
+    /// is not safe to replay, so a failed call is not retried here (its
+    /// counts go back to the caller's next flush). A reply lost after Redis
+    /// ran it can count a flush twice; these are statistics for alerts,
+    /// where that shifts a percentile by at most one flush's samples.
+    pub(crate) async fn add_latency(
+        &self,
+        slot: u64,
+        keep_ms: u64,
+        series: &[(&'static str, [u64; 16])],
+    ) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for (name, counts) in series {
+            let key = latency_key(&self.prefix, name, slot);
+            for (bucket, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+                pipe.cmd("HINCRBY").arg(&key).arg(bucket).arg(*n).ignore();
+            }
+            pipe.cmd("PEXPIRE").arg(&key).arg(keep_ms).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|source| crate::error::Error::Redis {
+                operation: "add latency",
+                source,
+            })
+    }
+
+    /// The counts per bucket of `series` over slots `first..=last`.
+    pub(crate) async fn latency_counts(
+        &self,
+        series: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<[u64; 16]> {
+        let mut pipe = redis::pipe();
+        for slot in first..=last {
+            pipe.cmd("HGETALL")
+                .arg(latency_key(&self.prefix, series, slot));
+        }
+        let slots: Vec<HashMap<usize, u64>> = with_retry(self.retry, "read latency", || {
+            let mut conn = self.conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await?;
+        let mut out = [0u64; 16];
+        for slot in slots {
+            for (bucket, n) in slot {
+                if let Some(o) = out.get_mut(bucket) {
+                    *o += n;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Redis server time, ms.
+    pub(crate) async fn server_time_ms(&self) -> Result<u64> {
+        let (secs, micros): (u64, u64) =
+            query(&self.conn, self.retry, "server time", &redis::cmd("TIME")).await?;
+        Ok(secs * 1000 + micros / 1000)
     }
 }

@@ -162,6 +162,43 @@ impl Store {
     }
 
     /// Redis server time, ms since the Unix epoch.
+    /// When the oldest waiting (ready, not yet delivered) entry of any
+    /// priority level was added, ms by Redis time; `None` when nothing waits.
+    pub(crate) async fn oldest_waiting_ms(&self) -> Result<Option<u64>> {
+        let mut pipe = redis::pipe();
+        for s in self.keys.streams() {
+            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
+        }
+        let groups: Vec<Value> = self.query_pipe_grouped("oldest waiting", &pipe).await?;
+        let mut ranges = redis::pipe();
+        let mut asked = 0;
+        for (level, stream) in self.keys.streams().iter().enumerate() {
+            let info = groups.get(level).and_then(|g| group_info(g, GROUP));
+            if info.as_ref().is_some_and(|i| !i.may_hold(false)) {
+                continue;
+            }
+            let last = info.map_or_else(|| "0-0".to_owned(), |i| i.last_delivered);
+            ranges
+                .cmd("XRANGE")
+                .arg(stream)
+                .arg(format!("({last}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(1);
+            asked += 1;
+        }
+        if asked == 0 {
+            return Ok(None);
+        }
+        let replies: Vec<redis::streams::StreamRangeReply> =
+            self.query_pipe("oldest waiting", &ranges).await?;
+        Ok(replies
+            .iter()
+            .flat_map(|r| r.ids.first())
+            .filter_map(|e| parse_stream_id(&e.id).map(|(ms, _)| ms))
+            .min())
+    }
+
     pub(crate) async fn server_time_ms(&self) -> Result<u64> {
         let (secs, micros): (u64, u64) = self.query("server time", &redis::cmd("TIME")).await?;
         Ok(secs * 1000 + micros / 1000)
