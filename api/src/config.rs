@@ -51,6 +51,15 @@ pub struct FileConfig {
     /// The trading-alert pipeline (webhooks, signals, screenshots, audit
     /// log, retention, backups); off without this section.
     pub pipeline: Option<crate::pipeline::PipelineSection>,
+    /// How alert rules are evaluated.
+    #[serde(default)]
+    pub alerting: crate::alerts::rules::AlertingSection,
+    /// Alert rules (see `docs/alerts.md`).
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::rules::AlertRule>,
+    /// Where alerts are sent.
+    #[serde(default)]
+    pub alert_channels: Vec<crate::alerts::rules::ChannelSection>,
 }
 
 /// Log output.
@@ -321,8 +330,13 @@ impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Self = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let config: Self = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid config file {}: {}",
+                path.display(),
+                one_line(&text, &e)
+            )
+        })?;
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
@@ -380,6 +394,7 @@ impl FileConfig {
         if let Some(p) = &self.pipeline {
             p.validate()?;
         }
+        crate::alerts::rules::validate(&self.alerting, &self.alerts, &self.alert_channels)?;
         let mut schedules = HashSet::new();
         for s in &self.all_schedules() {
             validate_name("schedule name", &s.name)?;
@@ -424,6 +439,19 @@ impl FileConfig {
             .await
             .map(Some)
     }
+}
+
+/// A TOML error on one line: where, the line itself (which names the
+/// key), and what is wrong.
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    format!("line {line_no} ({line}): {message}")
 }
 
 /// Settings after combining flags, environment, file and defaults.

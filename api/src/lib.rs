@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - `alerts`: alert rules and channels, the leaderless evaluation loop
+//!   and the notifier of the internal `_alerts` queue.
 //! - `cli`: the command line (clap): global flags, each readable from an
 //!   environment variable, and the subcommands.
 //! - `config`: the TOML config file (queues, schedules, API keys) and how
@@ -21,6 +23,7 @@
 //! - `local`: `sluice up`'s private Redis when none answers.
 //! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI).
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod delivery;

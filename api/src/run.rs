@@ -1,7 +1,8 @@
 //! The long-running commands: `up` (everything on one machine), `serve`
 //! (the API) and `work` (a worker process). Each also runs the cron
 //! schedules unless told not to; any number of processes may, and each tick
-//! still enqueues one job.
+//! still enqueues one job. Each evaluates the alert rules too, and sends
+//! their notifications (`alerts`).
 
 use std::path::PathBuf;
 
@@ -91,6 +92,8 @@ pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> any
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
     }
     let pipeline = pipeline(&client, &file)?;
+    let pool = pipeline.as_ref().map(|p| p.pool.clone());
+    crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
     let state = AppState::with_pipeline(client, file, pipeline)?;
     tasks.spawn(crate::server::serve(state, addr, stop));
     join_all(tasks, Some(&stop_tx)).await
@@ -110,6 +113,8 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
         tasks.spawn(crate::server::serve_local_metrics(addr, stop.clone()));
     }
     let pipeline = pipeline(&client, &file)?;
+    let pool = pipeline.as_ref().map(|p| p.pool.clone());
+    crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
     let file = std::sync::Arc::new(file);
     let (c, f, s) = (client.clone(), file.clone(), stop.clone());
     tasks.spawn(async move { crate::fleet::run(c, &f, pipeline.as_ref(), queues, s).await });
@@ -151,6 +156,8 @@ async fn up_with_redis(
     let mut tasks = JoinSet::new();
     spawn_schedules(&mut tasks, &client, &file, &stop)?;
     let pipeline = pipeline(&client, &file)?;
+    let pool = pipeline.as_ref().map(|p| p.pool.clone());
+    crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
     if queues.is_empty() {
         tracing::warn!("no [[queues]] with a url configured: running the API without workers");
     } else {

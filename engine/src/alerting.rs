@@ -276,6 +276,34 @@ impl Client {
         Ok(Some((Duration::from_millis(u64::MAX), total)))
     }
 
+    /// Add a sample of counters `values` to series `name` (samples older
+    /// than `keep` are dropped), so every process looks back over the same
+    /// history.
+    pub async fn add_counter_sample(
+        &self,
+        name: &str,
+        values: &[u64],
+        keep: Duration,
+    ) -> Result<()> {
+        let now = self.server_time_ms().await?;
+        self.fleet()
+            .add_counter_sample(name, now, values, keep.as_millis() as u64)
+            .await
+    }
+
+    /// The counters of series `name` as they were `window` ago: the newest
+    /// sample at least that old, else the oldest one; `None` without
+    /// samples.
+    pub async fn counter_sample_before(
+        &self,
+        name: &str,
+        window: Duration,
+    ) -> Result<Option<Vec<u64>>> {
+        let now = self.server_time_ms().await?;
+        let at = now.saturating_sub(window.as_millis() as u64);
+        self.fleet().counter_sample_before(name, at).await
+    }
+
     /// Redis server time, ms.
     pub async fn server_time_ms(&self) -> Result<u64> {
         self.fleet().server_time_ms().await

@@ -155,6 +155,11 @@ pub fn latency_key(prefix: &str, series: &str, slot: u64) -> String {
     format!("{prefix}:lat:{series}:{slot}")
 }
 
+/// Samples of counters `name` over time (a sorted set by ms).
+pub fn samples_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}:samples:{name}")
+}
+
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions: a

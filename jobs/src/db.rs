@@ -166,10 +166,18 @@ pub async fn guarded_write<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
+    // Each write's round trip feeds the fleet-wide series of the db_slow
+    // alert.
+    let timed = || async {
+        let started = std::time::Instant::now();
+        let result = write().await;
+        sluice_engine::alerting::record_latency("db", started.elapsed());
+        result
+    };
     match breaker {
-        None => Ok(write().await),
+        None => Ok(timed().await),
         Some(b) => {
-            b.call(WRITE_LEASE, write, |r| {
+            b.call(WRITE_LEASE, timed, |r| {
                 !matches!(r, Err(StoreError::Unavailable(_)))
             })
             .await

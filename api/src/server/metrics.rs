@@ -86,8 +86,11 @@ pub async fn track(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("sluice_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    let took = started.elapsed();
     metrics::histogram!("sluice_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+        .record(took.as_secs_f64());
+    // The fleet-wide series the api_latency alert reads.
+    sluice_engine::alerting::record_latency("api", took);
     response
 }
 

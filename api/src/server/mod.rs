@@ -2,6 +2,7 @@
 //! with a graceful stop. Paths and bodies are documented in
 //! `openapi.json`, served at `GET /api/openapi.json`.
 
+mod alerts;
 mod audit;
 mod auth;
 mod breakers;
@@ -226,6 +227,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/users/{id}/signals", get(pipeline::user_signals))
         .route("/api/users/{id}/stats", get(pipeline::user_stats))
         .route("/screenshots/{file}", get(pipeline::screenshot))
+        .route("/api/alerts", get(alerts::list))
+        .route("/api/alerts/{name}/silence", post(alerts::silence))
         .route("/api/breakers", get(breakers::list))
         .route("/api/breakers/{name}", get(breakers::show))
         .route("/api/breakers/{name}/force", post(breakers::force))

@@ -8,8 +8,8 @@ use crate::breaker::BreakerReply;
 use crate::conn::Conn;
 use crate::error::Result;
 use crate::keys::{
-    alert_key, breaker_keys, breakers_key, latency_key, queues_key, schedules_key, worker_key,
-    workers_key,
+    alert_key, breaker_keys, breakers_key, latency_key, queues_key, samples_key, schedules_key,
+    worker_key, workers_key,
 };
 use crate::scripts;
 
@@ -422,5 +422,80 @@ impl FleetStore {
         let (secs, micros): (u64, u64) =
             query(&self.conn, self.retry, "server time", &redis::cmd("TIME")).await?;
         Ok(secs * 1000 + micros / 1000)
+    }
+
+    /// Add a counters sample at `now_ms`, dropping those older than
+    /// `keep_ms`. Safe to replay: the member is the sample itself, added
+    /// again as the same member.
+    pub(crate) async fn add_counter_sample(
+        &self,
+        name: &str,
+        now_ms: u64,
+        values: &[u64],
+        keep_ms: u64,
+    ) -> Result<()> {
+        let key = samples_key(&self.prefix, name);
+        let member = std::iter::once(now_ms)
+            .chain(values.iter().copied())
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(&key)
+            .arg(now_ms)
+            .arg(member)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now_ms.saturating_sub(keep_ms))
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(keep_ms.max(1))
+            .ignore();
+        with_retry(self.retry, "add counter sample", || {
+            let mut conn = self.conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        })
+        .await
+    }
+
+    /// The newest sample at or before `at_ms`, else the oldest one.
+    pub(crate) async fn counter_sample_before(
+        &self,
+        name: &str,
+        at_ms: u64,
+    ) -> Result<Option<Vec<u64>>> {
+        let key = samples_key(&self.prefix, name);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(&key)
+            .arg(at_ms)
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1)
+            .cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(0);
+        let (before, oldest): (Vec<String>, Vec<String>) =
+            with_retry(self.retry, "read counter sample", || {
+                let mut conn = self.conn.clone();
+                let pipe = &pipe;
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(before.into_iter().chain(oldest).next().map(|m| {
+            m.split(':')
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        }))
     }
 }

@@ -1,0 +1,159 @@
+//! Threshold alerts, evaluated by every process without a leader and sent
+//! to webhooks, Telegram and Slack. See `docs/alerts.md`.
+//!
+//! - `rules`: the config (`[alerting]`, `[[alerts]]`, `[[alert_channels]]`)
+//!   and its checks.
+//! - `eval`: the evaluation loop; the fleet-wide state it records lives in
+//!   the engine (`sluice_engine::alerting`, `lua/alert.lua`).
+//! - `notify`: the channels, and the notifier of the internal `_alerts`
+//!   queue, whose jobs are the notifications.
+
+pub mod eval;
+pub mod notify;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_engine::alerting::{AlertRecord, NoticeKind};
+use sluice_engine::{Client, Typed, Worker, WorkerConfig};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::FileConfig;
+use rules::AlertRule;
+
+/// Start the evaluation loop and the notifier when `file` has rules.
+pub fn spawn(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    client: &Client,
+    file: &FileConfig,
+    pool: Option<PgPool>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    if file.alerts.is_empty() {
+        return Ok(());
+    }
+    let file = Arc::new(file.clone());
+    let evaluator = eval::Evaluator::new(client.clone(), file.clone(), pool)?;
+    tasks.spawn({
+        let stop = stop.clone();
+        async move {
+            evaluator.run(stop).await;
+            Ok(())
+        }
+    });
+    let notifier = notify::Notifier::new(&file.alert_channels)?;
+    let (client, mut stop) = (client.clone(), stop.clone());
+    tasks.spawn(async move {
+        // The queue is opened when Redis answers; until then, wait.
+        let queue = loop {
+            match client.queue(notify::QUEUE).await {
+                Ok(q) => break q,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the alerts queue; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = stop.changed() => return Ok(()),
+                    }
+                }
+            }
+        };
+        let worker = Worker::new(queue, Typed(notifier)).with_config(WorkerConfig {
+            concurrency: 4,
+            shutdown_grace: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        });
+        let stopped = async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        worker.run(stopped).await?;
+        Ok(())
+    });
+    Ok(())
+}
+
+/// A message: what fired, the value against the threshold, since when,
+/// and the dashboard's page.
+pub fn message(
+    rule: &AlertRule,
+    kind: &NoticeKind,
+    value: &str,
+    since_ms: u64,
+    link: Option<&str>,
+) -> String {
+    let unit = rule.kind.unit();
+    let subject = match (&rule.queue, rule.kind) {
+        (Some(q), _) => format!("{} on queue {q}", rule.kind.as_str()),
+        (None, _) => rule.kind.as_str().to_owned(),
+    };
+    let facts = match rule.threshold {
+        Some(t) => format!("{value} {unit} against a threshold of {t} {unit}")
+            .replace("  ", " ")
+            .trim()
+            .to_owned(),
+        None => value.to_owned(),
+    };
+    let since = sluice_dashboard::format::time_ms(Some(since_ms));
+    let (head, said) = match kind {
+        NoticeKind::Firing => ("FIRING", rule.message.as_deref()),
+        NoticeKind::Repeat => ("STILL FIRING", rule.message.as_deref()),
+        NoticeKind::Resolved => ("RESOLVED", rule.resolve_message.as_deref()),
+    };
+    let mut text = format!("[{head}] {}: {subject}", rule.name);
+    if let Some(said) = said {
+        text.push_str(&format!(" — {said}"));
+    }
+    if *kind == NoticeKind::Resolved {
+        text.push_str(&format!(". Now {facts}; resolved at {since} UTC."));
+    } else {
+        text.push_str(&format!(". Now {facts}; firing since {since} UTC."));
+    }
+    if let Some(link) = link {
+        text.push_str(&format!(" {link}"));
+    }
+    text
+}
+
+/// A rule as the API and the dashboard show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    /// The rule's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// Its queue.
+    pub queue: Option<String>,
+    /// Its threshold, in the kind's unit.
+    pub threshold: Option<f64>,
+    /// The unit.
+    pub unit: &'static str,
+    /// Its channels.
+    pub channels: Vec<String>,
+    /// The fleet-wide state.
+    #[serde(flatten)]
+    pub record: AlertRecord,
+}
+
+/// Every configured rule with its state.
+pub async fn views(client: &Client, file: &FileConfig) -> sluice_engine::Result<Vec<AlertView>> {
+    let mut out = Vec::with_capacity(file.alerts.len());
+    for rule in &file.alerts {
+        out.push(AlertView {
+            name: rule.name.clone(),
+            kind: rule.kind.as_str(),
+            queue: rule.queue.clone(),
+            threshold: rule.threshold,
+            unit: rule.kind.unit(),
+            channels: rule.channels.clone(),
+            record: client.alert_record(&rule.name).await?,
+        });
+    }
+    Ok(out)
+}
