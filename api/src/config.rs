@@ -570,4 +570,59 @@ mod tests {
             assert!(err.contains(why), "{text}: {err}");
         }
     }
+
+    #[test]
+    fn bad_alerting_and_breaker_settings_are_refused_on_one_line_naming_the_key() {
+        let dir = std::env::temp_dir().join(format!("sluice-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let channel = "[[alert_channels]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"http://127.0.0.1:9/x\"\n";
+        for (n, (text, key)) in [
+            (
+                format!("{channel}[[alerts]]\nname = \"a\"\nkind = \"queue_deep\"\nqueue = \"q\"\nthreshold = 1\n"),
+                "kind = \"queue_deep\"",
+            ),
+            (
+                format!("{channel}[[alerts]]\nname = \"a\"\nkind = \"queue_depth\"\nqueue = \"q\"\nthreshold = \"lots\"\n"),
+                "threshold = \"lots\"",
+            ),
+            (
+                "[[alert_channels]]\nname = \"tg\"\nkind = \"telegram\"\nchat_id = \"1\"\n".to_owned(),
+                "alert_channels[tg].token",
+            ),
+            (
+                "[[alert_channels]]\nname = \"tg\"\nkind = \"telegram\"\nchat_id = \"1\"\ntoken_env = \"SLUICE_TEST_UNSET_TOKEN\"\n".to_owned(),
+                "alert_channels[tg].token",
+            ),
+            (
+                format!("{channel}[[alerts]]\nname = \"f\"\nkind = \"failure_rate\"\nqueue = \"q\"\nthreshold = 150\n"),
+                "alerts[f].threshold",
+            ),
+            (
+                "[[alerts]]\nname = \"d\"\nkind = \"queue_depth\"\nqueue = \"q\"\nthreshold = 3\nchannels = [\"nowhere\"]\n".to_owned(),
+                "alerts[d].channels",
+            ),
+            (
+                "[[alerts]]\nname = \"d\"\nkind = \"queue_depth\"\nthreshold = 3\n".to_owned(),
+                "alerts[d].queue",
+            ),
+            (
+                "[[queues]]\nname = \"q\"\n[queues.breaker]\nfailure_rate = 150\n".to_owned(),
+                "breaker.failure_rate",
+            ),
+            (
+                "[[queues]]\nname = \"q\"\n[queues.breaker]\nfailure_rate = \"half\"\n".to_owned(),
+                "failure_rate = \"half\"",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.join(format!("{n}.toml"));
+            std::fs::write(&path, &text).expect("write");
+            let err = format!("{:#}", FileConfig::load(&path).expect_err(&text));
+            assert!(err.contains(key), "{text}: {err}");
+            assert!(!err.contains('\n'), "not one line: {err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
