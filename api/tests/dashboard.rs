@@ -200,6 +200,12 @@ name = "orders"
 url = {target:?}
 concurrency = 4
 
+[[alerts]]
+name = "orders-backlog"
+kind = "queue_depth"
+queue = "orders"
+threshold = 1000
+
 [[schedules]]
 name = "nightly-report"
 cron = "0 0 3 * * *"
@@ -484,6 +490,40 @@ audit = false
     )
     .await;
     shoot(&page, "schedules").await;
+    // An alert rule, silenced for an hour from its page.
+    goto(&page, &format!("{base}/dashboard/alerts")).await;
+    wait_until(
+        &page,
+        "document.querySelector(\"tr[data-alert='orders-backlog']\") !== null",
+    )
+    .await;
+    click(
+        &page,
+        "tr[data-alert='orders-backlog'] [data-testid=silence]",
+    )
+    .await;
+    wait_until(
+        &page,
+        "document.querySelector(\"tr[data-alert='orders-backlog'] [data-testid=unsilence]\") !== null",
+    )
+    .await;
+    let alerts = api.get("/api/alerts").await;
+    assert!(
+        alerts["alerts"][0]["silenced_until_ms"].as_u64().is_some(),
+        "{alerts}"
+    );
+    assert_eq!(alerts["alerts"][0]["state"], json!("ok"), "{alerts}");
+    shoot(&page, "alerts").await;
+    click(
+        &page,
+        "tr[data-alert='orders-backlog'] [data-testid=unsilence]",
+    )
+    .await;
+    wait_until(
+        &page,
+        "document.querySelector(\"tr[data-alert='orders-backlog'] [data-testid=silence]\") !== null",
+    )
+    .await;
     // The breaker of the orders target: forced open, then released.
     goto(&page, &format!("{base}/dashboard/breakers")).await;
     let row = "tr[data-breaker^='http:127.0.0.1:']";

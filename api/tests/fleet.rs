@@ -779,6 +779,8 @@ async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
 struct Received {
     path: String,
     body: serde_json::Value,
+    raw: Vec<u8>,
+    signature: Option<String>,
     at: Instant,
 }
 
@@ -787,11 +789,17 @@ type Inbox = Arc<Mutex<Vec<Received>>>;
 async fn receive(
     State(inbox): State<Inbox>,
     uri: axum::http::Uri,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     inbox.lock().expect("inbox").push(Received {
         path: uri.path().to_owned(),
         body: serde_json::from_slice(&body).unwrap_or_default(),
+        raw: body.to_vec(),
+        signature: headers
+            .get("sluice-signature")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
         at: Instant::now(),
     });
     axum::Json(json!({ "ok": true })).into_response()
@@ -830,13 +838,15 @@ fn texts(inbox: &Inbox) -> Vec<String> {
 async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     let p = Prefix::new("alerts");
     let (telegram, inbox) = channel_server(0).await;
+    let (pager, paged) = channel_server(0).await;
     let config = ConfigFile::new(
         &p,
         &format!(
             "[alerting]\ninterval_ms = 200\ndashboard_url = \"http://dash.example\"\n\
              [[alert_channels]]\nname = \"ops\"\nkind = \"telegram\"\nchat_id = \"-1001\"\ntoken = \"123:ABC\"\napi_url = {telegram:?}\n\
+             [[alert_channels]]\nname = \"pager\"\nkind = \"webhook\"\nurl = \"{pager}/page\"\nsecret = \"s3cret\"\n\
              [[alerts]]\nname = \"backlog\"\nkind = \"queue_depth\"\nqueue = \"orders\"\nthreshold = 5\n\
-             repeat_secs = 2.5\nclear_secs = 0.5\nchannels = [\"ops\"]\nmessage = \"orders are piling up\"\n"
+             repeat_secs = 2.5\nclear_secs = 0.5\nchannels = [\"ops\", \"pager\"]\nmessage = \"orders are piling up\"\n"
         ),
     );
     let _procs: Vec<Process> = (0..3)
@@ -904,6 +914,26 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
         first.ends_with(" UTC. http://dash.example/dashboard/queues/orders"),
         "{first}"
     );
+    // The webhook got the same three, signed, in JSON.
+    let pages = paged.lock().expect("paged").clone();
+    let notices: Vec<&str> = pages
+        .iter()
+        .filter_map(|r| r.body["notice"].as_str())
+        .collect();
+    assert_eq!(notices, ["firing", "repeat", "resolved"], "{pages:#?}");
+    for r in &pages {
+        assert_eq!(r.path, "/page");
+        assert_eq!(r.body["rule"], "backlog");
+        assert_eq!(r.body["kind"], "queue_depth");
+        assert_eq!(r.body["threshold"], 5.0);
+        let signature = r.signature.as_deref().expect("signed");
+        let t: u64 = signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .expect("timestamp");
+        assert_eq!(signature, sluice_api::delivery::sign(b"s3cret", t, &r.raw));
+    }
     let last = got[2].body["text"].as_str().expect("text");
     assert!(
         last.contains("Now 0 jobs against a threshold of 5 jobs; resolved at"),
@@ -969,6 +999,16 @@ async fn a_silenced_rule_stays_quiet_and_a_channel_down_for_10s_gets_its_message
     eprintln!("arrived {:?} after the channel came back", back.elapsed());
     let got = texts(&slack);
     assert_eq!(got.len(), 1, "{got:?}");
+    let request = slack.lock().expect("slack")[0].clone();
+    assert_eq!(request.path, "/services/T/B/X");
+    assert_eq!(
+        request
+            .body
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["text".to_owned()]),
+        "a Slack webhook gets only its text"
+    );
     assert!(
         got[0].starts_with("[FIRING] late: no_workers on queue payments. Now 0;"),
         "{got:?}"
@@ -1018,6 +1058,12 @@ async fn alert_latency_over_100_firings() {
     let mut took = Vec::new();
     for n in 0..100u32 {
         let before = inbox.lock().expect("inbox").len();
+        // The condition becomes true at a random point of the evaluation
+        // cycle, not just after a round (which the resolve wait lines up).
+        tokio::time::sleep(Duration::from_millis(
+            rand::random::<u64>() % interval.max(1),
+        ))
+        .await;
         q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
         let became_true = Instant::now();
         assert!(

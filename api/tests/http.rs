@@ -687,6 +687,8 @@ async fn the_openapi_document_names_every_path() {
         "/api/queues/{queue}/dead/{id}/retry",
         "/api/workers",
         "/api/schedules",
+        "/api/alerts",
+        "/api/alerts/{name}/silence",
         "/api/breakers",
         "/api/breakers/{name}",
         "/api/breakers/{name}/force",
@@ -1156,5 +1158,62 @@ async fn breakers_are_listed_shown_forced_by_admins_and_exported_as_metrics() {
         metrics
             .text
             .contains("sluice_breaker_state{target=\"postgres\"} 0")
+    );
+}
+
+#[tokio::test]
+async fn alert_rules_are_listed_and_silenced_by_admins() {
+    let p = Prefix::new("alertsapi");
+    let mut file = keyed_config(None);
+    file.alerts = toml::from_str::<sluice_api::config::FileConfig>(
+        "[[alerts]]\nname = \"backlog\"\nkind = \"queue_depth\"\nqueue = \"orders\"\nthreshold = 200\n\
+         [[alerts]]\nname = \"breakers\"\nkind = \"breaker_open\"\n",
+    )
+    .expect("rules")
+    .alerts;
+    let app = api(&p, file).await;
+    let (admin, viewer) = (Some("admin-secret"), Some("read-secret"));
+    let list = call(&app, Method::GET, "/api/alerts", viewer, None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    assert_eq!(list.json["alerts"][0]["name"], "backlog");
+    assert_eq!(list.json["alerts"][0]["kind"], "queue_depth");
+    assert_eq!(list.json["alerts"][0]["threshold"], 200.0);
+    assert_eq!(list.json["alerts"][0]["state"], "ok");
+    assert_eq!(list.json["alerts"][1]["name"], "breakers");
+
+    let path = "/api/alerts/backlog/silence";
+    let hour = Some(r#"{"for_secs": 3600}"#);
+    let refused = call(&app, Method::POST, path, viewer, hour).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    let silenced = call(&app, Method::POST, path, admin, hour).await;
+    assert_eq!(silenced.status, StatusCode::OK, "{}", silenced.text);
+    assert!(
+        silenced.json["silenced_until_ms"].as_u64().is_some(),
+        "{}",
+        silenced.text
+    );
+    let too_long = call(
+        &app,
+        Method::POST,
+        path,
+        admin,
+        Some(r#"{"for_secs": 99999999}"#),
+    )
+    .await;
+    assert_error(
+        &too_long,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_silence",
+    );
+    let bad = call(&app, Method::POST, path, admin, Some(r#"{"for": 1}"#)).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    let unknown = call(&app, Method::POST, "/api/alerts/nope/silence", admin, hour).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "alert_not_found");
+    let lifted = call(&app, Method::POST, path, admin, Some(r#"{"for_secs": 0}"#)).await;
+    assert_eq!(
+        lifted.json["silenced_until_ms"],
+        serde_json::Value::Null,
+        "{}",
+        lifted.text
     );
 }

@@ -325,6 +325,43 @@ pub struct SchedulesPage {
     pub schedules: Vec<ScheduleRow>,
 }
 
+/// One alert rule.
+#[derive(Debug, Clone)]
+pub struct AlertRow {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: Option<String>,
+    /// Its threshold with its unit, or a dash.
+    pub threshold: String,
+    /// ok, pending or firing.
+    pub state: String,
+    /// The last observed value.
+    pub value: String,
+    /// When it last fired.
+    pub last_fired: String,
+    /// Times it fired.
+    pub fired: u64,
+    /// Its channels, comma-separated.
+    pub channels: String,
+    /// Until when it is silenced, or a dash.
+    pub silenced: String,
+    /// Whether it is silenced now.
+    pub is_silenced: bool,
+}
+
+/// `GET /dashboard/alerts`.
+#[derive(Debug, Template)]
+#[template(path = "alerts.html")]
+pub struct AlertsPage {
+    /// Around it.
+    pub chrome: Chrome,
+    /// Every rule.
+    pub alerts: Vec<AlertRow>,
+}
+
 /// One circuit breaker.
 #[derive(Debug, Clone)]
 pub struct BreakerRow {

@@ -53,14 +53,14 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     /// 50 % of at least 10 calls over 30 s opens it for 5 s, doubling to at
-    /// most 5 minutes; one probe at a time.
+    /// most a minute; one probe at a time.
     fn default() -> Self {
         Self {
             failure_rate: 50.0,
             min_calls: 10,
             window: Duration::from_secs(30),
             cool_down: Duration::from_secs(5),
-            max_cool_down: Duration::from_secs(300),
+            max_cool_down: Duration::from_secs(60),
             probes: 1,
             probe_lease: Duration::from_secs(60),
             half_open_wait: Duration::from_secs(1),

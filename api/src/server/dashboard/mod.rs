@@ -32,6 +32,7 @@ use super::audit::Actor;
 use super::error::ApiError;
 use crate::config::Scope;
 
+mod alerts;
 mod breakers;
 
 /// Rows per page.
@@ -57,6 +58,8 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/workers", get(workers))
         .route("/dashboard/live/workers", get(workers_live))
         .route("/dashboard/schedules", get(schedules))
+        .route("/dashboard/alerts", get(alerts::page))
+        .route("/dashboard/alerts/{name}/silence", post(alerts::silence))
         .route("/dashboard/breakers", get(breakers::page))
         .route("/dashboard/breakers/{name}/force", post(breakers::force))
         .route("/dashboard/signals", get(signals))
