@@ -1068,13 +1068,13 @@ async fn breakers_are_listed_shown_forced_by_admins_and_exported_as_metrics() {
         .breaker(
             "http:down.example:80",
             BreakerConfig {
-                min_calls: 2,
+                min_calls: 10,
                 ..BreakerConfig::default()
             },
         )
         .await
         .expect("breaker");
-    for _ in 0..2 {
+    for _ in 0..10 {
         let Admission::Allowed(permit) = b.acquire(Duration::from_secs(1)).await.expect("acquire")
         else {
             panic!("refused while closed");

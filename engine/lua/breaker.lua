@@ -16,7 +16,8 @@
 --          closed or none (force)
 -- ARGV[3]  record: 1 for a success, 0 for a failure
 -- ARGV[4]  record: 1 when the call was a probe
--- ARGV[5..13]  failure percent that opens, least calls counted, window ms,
+-- ARGV[5..13]  failure percent that opens (with 99 % confidence, below),
+--          least calls counted, window ms,
 --          first cool-down ms, longest cool-down ms, probes at once, probe
 --          lease ms, wait ms given to calls refused while half-open,
 --          how long recorded tokens are kept (ms)
@@ -166,7 +167,24 @@ for i = 1, #counts, 2 do
   calls = calls + tonumber(counts[i] or '0')
   failures = failures + tonumber(counts[i + 1] or '0')
 end
-if failures > 0 and calls >= min_calls and failures * 100 >= pct * calls then
+-- Opens once the failure rate is at or above the threshold with 99 %
+-- confidence: the lower bound of its Wilson score interval. A dead target
+-- opens it at min_calls (n failures of n give n / (n + z^2)); a scatter of
+-- failures below the threshold does not open it by chance, as a plain
+-- ratio over few calls would one time in five at 30 % against 50 %.
+local function wilson_lower(f, n)
+  local z = 2.576
+  local p = f / n
+  local z2 = z * z
+  return (p + z2 / (2 * n) - z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))) / (1 + z2 / n)
+end
+local tripped
+if pct >= 100 then
+  tripped = failures == calls
+else
+  tripped = wilson_lower(failures, calls) * 100 >= pct
+end
+if failures > 0 and calls >= min_calls and tripped then
   enter('open', first_cool)
   return {'recorded', 'open', first_cool, 'open'}
 end

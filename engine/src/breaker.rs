@@ -6,8 +6,11 @@
 //! A handler asks [`Breaker::acquire`] before it calls the target:
 //! - **closed**: the call goes ahead; its result is recorded with
 //!   [`Breaker::record`], and once, over the rolling window, at least
-//!   `min_calls` were seen and `failure_rate` % of them failed, the breaker
-//!   opens;
+//!   `min_calls` were seen and their failure rate is at or above
+//!   `failure_rate` % with 99 % confidence (the lower bound of the Wilson
+//!   score interval), the breaker opens. A dead target opens it at
+//!   `min_calls`; failures scattered below the threshold do not open it by
+//!   the chance of a few calls;
 //! - **open**: the call is refused with the time left of the cool-down;
 //!   the handler snoozes its job that long ([`Admission::outcome`]), which
 //!   spends no attempt;
@@ -33,7 +36,8 @@ pub const MAX_BREAKER_NAME_LEN: usize = 200;
 /// a fleet should share them; the state itself is shared in Redis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerConfig {
-    /// Failure percentage (0 to 100) over the window that opens it.
+    /// Failure percentage (0 to 100) over the window that opens it, once
+    /// reached with 99 % confidence (100: every call failed).
     pub failure_rate: f64,
     /// Least calls in the window before the rate counts.
     pub min_calls: u32,

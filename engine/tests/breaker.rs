@@ -16,7 +16,7 @@ use sluice_engine::{
 fn config() -> BreakerConfig {
     BreakerConfig {
         failure_rate: 50.0,
-        min_calls: 4,
+        min_calls: 7,
         window: Duration::from_secs(10),
         cool_down: Duration::from_millis(300),
         max_cool_down: Duration::from_millis(1000),
@@ -58,9 +58,9 @@ async fn it_opens_at_the_rate_once_enough_calls_were_seen_and_refuses_while_open
         .breaker("http:a:80", config())
         .await
         .expect("breaker");
-    // Three failures are under min_calls: still closed.
-    assert_eq!(calls(&b, 3, false).await, BreakerState::Closed);
-    // The fourth call reaches min_calls at 100 %: open.
+    // Six failures are under min_calls: still closed.
+    assert_eq!(calls(&b, 6, false).await, BreakerState::Closed);
+    // The seventh call reaches min_calls at 100 %: open.
     assert_eq!(calls(&b, 1, false).await, BreakerState::Open);
     let (state, wait) = refused(&b).await;
     assert_eq!(state, BreakerState::Open);
@@ -80,7 +80,7 @@ async fn it_opens_at_the_rate_once_enough_calls_were_seen_and_refuses_while_open
         .expect("status")
         .expect("registered");
     assert_eq!((status.state, status.opened_total), (BreakerState::Open, 1));
-    assert_eq!((status.failures_total, status.successes_total), (4, 0));
+    assert_eq!((status.failures_total, status.successes_total), (7, 0));
 }
 
 #[tokio::test]
@@ -94,7 +94,7 @@ async fn half_open_lets_k_probes_through_fleet_wide_and_a_success_closes_it() {
             .expect("connect");
         fleet.push(c.breaker("db", config()).await.expect("breaker"));
     }
-    assert_eq!(calls(&fleet[0], 4, false).await, BreakerState::Open);
+    assert_eq!(calls(&fleet[0], 7, false).await, BreakerState::Open);
     for b in &fleet {
         assert_eq!(refused(b).await.0, BreakerState::Open);
     }
@@ -149,7 +149,7 @@ async fn half_open_lets_k_probes_through_fleet_wide_and_a_success_closes_it() {
 async fn a_failed_probe_reopens_with_a_doubled_cool_down_up_to_the_cap() {
     let r = TestRedis::new().await;
     let b = r.client.breaker("flaky", config()).await.expect("breaker");
-    calls(&b, 4, false).await;
+    calls(&b, 7, false).await;
     let mut expected = [600u64, 1000, 1000].into_iter();
     let mut cool = Duration::from_millis(300);
     for _ in 0..3 {
@@ -181,7 +181,7 @@ async fn a_failed_probe_reopens_with_a_doubled_cool_down_up_to_the_cap() {
         b.record(p, true).await.expect("record"),
         BreakerState::Closed
     );
-    calls(&b, 4, false).await;
+    calls(&b, 7, false).await;
     let status = r
         .client
         .breaker_status("flaky")
@@ -214,11 +214,31 @@ async fn a_failure_rate_under_the_threshold_keeps_it_closed() {
 }
 
 #[tokio::test]
+async fn failures_at_random_under_the_threshold_do_not_open_it_with_the_defaults() {
+    let r = TestRedis::new().await;
+    let b = r
+        .client
+        .breaker("http:random:80", BreakerConfig::default())
+        .await
+        .expect("breaker");
+    // 30 % at random against the default 50 %: a plain ratio over the
+    // first ten calls would open it one run in five.
+    let mut failed = 0;
+    for n in 0..400u32 {
+        let p = allowed(&b).await;
+        let ok = rand::random::<f64>() >= 0.3;
+        failed += u32::from(!ok);
+        let state = b.record(p, ok).await.expect("record");
+        assert_eq!(state, BreakerState::Closed, "call {n}, {failed} failed");
+    }
+}
+
+#[tokio::test]
 async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     let r = TestRedis::new().await;
     let down = r.client.breaker("http:down:80", config()).await.expect("b");
     let up = r.client.breaker("http:up:80", config()).await.expect("b");
-    calls(&down, 4, false).await;
+    calls(&down, 7, false).await;
     assert_eq!(refused(&down).await.0, BreakerState::Open);
     assert_eq!(calls(&up, 10, true).await, BreakerState::Closed);
 
@@ -292,7 +312,7 @@ async fn a_probe_whose_worker_died_frees_its_slot_after_its_lease() {
         )
         .await
         .expect("breaker");
-    calls(&b, 4, false).await;
+    calls(&b, 7, false).await;
     tokio::time::sleep(Duration::from_millis(350)).await;
     let lost = match b.acquire(Duration::from_millis(200)).await.expect("a") {
         Admission::Allowed(p) => p,
