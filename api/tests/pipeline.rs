@@ -174,6 +174,81 @@ async fn a_webhook_post_becomes_a_signal_with_a_screenshot() {
     assert_eq!(stats.json["stats"]["total_signals"], 1, "{}", stats.text);
     assert_eq!(stats.json["quota"]["used"], 1);
 
+    // The platform records the signal's outcome; the aggregates follow,
+    // once however often it is sent, and move when it changes.
+    let signal_id = page.json["signals"][0]["id"].as_i64().expect("signal id");
+    let result_path = format!("/api/signals/{signal_id}/result");
+    for _ in 0..2 {
+        let set = call(
+            &app,
+            Method::POST,
+            &result_path,
+            None,
+            Some(r#"{"result":"win"}"#),
+        )
+        .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+        assert_eq!(set.json["result"], "win");
+        assert_eq!(set.json["user_id"], user.id);
+    }
+    let wins = |stats: &common::Answer| {
+        (
+            stats.json["stats"]["wins"].clone(),
+            stats.json["stats"]["losses"].clone(),
+        )
+    };
+    let stats_path = format!("/api/users/{}/stats", user.id);
+    let after = call(&app, Method::GET, &stats_path, None, None).await;
+    assert_eq!(
+        wins(&after),
+        (serde_json::json!(1), serde_json::json!(0)),
+        "{}",
+        after.text
+    );
+    let changed = call(
+        &app,
+        Method::POST,
+        &result_path,
+        None,
+        Some(r#"{"result":"loss"}"#),
+    )
+    .await;
+    assert_eq!(changed.json["previous"], "win", "{}", changed.text);
+    let after = call(&app, Method::GET, &stats_path, None, None).await;
+    assert_eq!(
+        wins(&after),
+        (serde_json::json!(0), serde_json::json!(1)),
+        "{}",
+        after.text
+    );
+    let bad = call(
+        &app,
+        Method::POST,
+        &result_path,
+        None,
+        Some(r#"{"result":"jackpot"}"#),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    let none = call(
+        &app,
+        Method::POST,
+        "/api/signals/999999999/result",
+        None,
+        Some(r#"{"result":"win"}"#),
+    )
+    .await;
+    common::assert_error(&none, StatusCode::NOT_FOUND, "signal_not_found");
+    let junk = call(
+        &app,
+        Method::POST,
+        "/api/signals/x/result",
+        None,
+        Some(r#"{"result":"win"}"#),
+    )
+    .await;
+    common::assert_error(&junk, StatusCode::BAD_REQUEST, "invalid_id");
+
     // The webhook call is in the audit log, without its token.
     let (actor, target): (String, String) =
         eventually("the audit row", Duration::from_secs(20), || {

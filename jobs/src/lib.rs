@@ -33,6 +33,7 @@ pub mod ingest;
 pub mod plan;
 pub mod queues;
 pub mod reads;
+pub mod results;
 pub mod retention;
 pub mod screenshot;
 pub mod secrets;

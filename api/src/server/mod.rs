@@ -226,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/u/{token}", post(pipeline::webhook))
         .route("/api/users/{id}/signals", get(pipeline::user_signals))
         .route("/api/users/{id}/stats", get(pipeline::user_stats))
+        .route("/api/signals/{id}/result", post(pipeline::signal_result))
         .route("/screenshots/{file}", get(pipeline::screenshot))
         .route("/api/alerts", get(alerts::list))
         .route("/api/alerts/{name}/silence", post(alerts::silence))

@@ -201,6 +201,32 @@ pub async fn user_signals(
     Ok(Json(reads::signals(&p.pool, Some(id), &filter).await?))
 }
 
+/// What `POST /api/signals/{id}/result` asks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultRequest {
+    /// win, loss, skip or pending.
+    pub result: sluice_jobs::results::SignalResult,
+}
+
+/// `POST /api/signals/{id}/result` (admin): record a signal's outcome; the
+/// user's aggregates follow, counting it once however often it is sent.
+pub async fn signal_result(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    super::error::ApiJson(body): super::error::ApiJson<ResultRequest>,
+) -> ApiResult<Json<sluice_jobs::results::ResultSet>> {
+    let p = pipeline(&state)?;
+    let id: i64 =
+        id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request("invalid_id", "a signal id is a positive integer")
+        })?;
+    sluice_jobs::results::set(&p.pool, id, body.result)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("signal_not_found", format!("no signal {id}")))
+}
+
 /// `GET /api/users/{id}/stats`.
 pub async fn user_stats(
     State(state): State<AppState>,
