@@ -120,6 +120,15 @@ pub enum UsersCommand {
         #[arg(long)]
         chart: Option<String>,
     },
+    /// How a user's alerts write numbers: `comma` reads `1.234.567,89`
+    /// for this user, `point` (the default) reads `1,234,567.89`.
+    NumberFormat {
+        /// The user's id.
+        id: i64,
+        /// point or comma.
+        #[arg(value_parser = ["point", "comma"])]
+        format: String,
+    },
     /// Turn a user's webhook off.
     Disable {
         /// The user's id.

@@ -169,6 +169,20 @@ async fn users_command(
                 json!({ "id": id, "cookies": cookies.len(), "chart": chart }),
             )
         }
+        UsersCommand::NumberFormat { id, format } => {
+            let comma = format == "comma";
+            if !users::set_decimal_comma(pool, id, comma).await? {
+                return Err(missing(id));
+            }
+            print(
+                json_output,
+                &format!(
+                    "user {id}'s alerts are read with a decimal {}",
+                    if comma { "comma" } else { "point" }
+                ),
+                json!({ "id": id, "decimal_comma": comma }),
+            )
+        }
         UsersCommand::Disable { id } | UsersCommand::Enable { id } => {
             let on = matches!(cmd, UsersCommand::Enable { .. });
             if !users::set_webhook_enabled(pool, id, on).await? {

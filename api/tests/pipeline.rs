@@ -527,3 +527,96 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ingest.stats().await.expect("stats").dead, 0);
 }
+
+/// A user whose alerts write a decimal comma has `1.234.567,89` read as
+/// 1234567.89; for every other user that price is ambiguous and refused
+/// with the reason, never guessed.
+#[tokio::test]
+async fn a_users_decimal_comma_is_read_for_that_user_only() {
+    let prefix = Prefix::new("pipe-comma");
+    let schema = TestSchema::new("comma").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    let (comma, comma_token) = users::add(&pool, Plan::Basic, None).await.expect("add");
+    let (point, point_token) = users::add(&pool, Plan::Basic, None).await.expect("add");
+    assert!(
+        users::set_decimal_comma(&pool, comma.id, true)
+            .await
+            .expect("set")
+    );
+    assert!(
+        users::get(&pool, comma.id)
+            .await
+            .expect("get")
+            .expect("user")
+            .decimal_comma
+    );
+    let app = api(&prefix, file.clone()).await;
+    let body = "Ticker: NYSE:IBM\nSignal: buy\nPrice: 1.234.567,89";
+    let mut ids = Vec::new();
+    for token in [&comma_token, &point_token] {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/webhook/u/{token}"),
+            None,
+            Some(body),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+        ids.push(a.json["id"].as_str().expect("id").to_owned());
+    }
+    let _stop = start_workers(&prefix, &file).await;
+    let cents: i64 = eventually("the comma user's signal", Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64,)>(
+                "SELECT (price * 100)::bigint FROM signals WHERE user_id = $1",
+            )
+            .bind(comma.id)
+            .fetch_optional(&pool)
+            .await
+            .expect("query")
+            .map(|r| r.0)
+        }
+    })
+    .await;
+    assert_eq!(cents, 123_456_789);
+    let client = prefix.client().await;
+    let ingest = client.queue("ingest").await.expect("queue");
+    let dead = eventually(
+        "the point user's dead letter",
+        Duration::from_secs(20),
+        || {
+            let ingest = ingest.clone();
+            let id = ids[1].clone();
+            async move {
+                ingest
+                    .dead_letters(0, 10)
+                    .await
+                    .expect("dead")
+                    .into_iter()
+                    .find(|j| j.id == id)
+            }
+        },
+    )
+    .await;
+    assert!(
+        dead.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("price")),
+        "{dead:?}"
+    );
+    let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM signals WHERE user_id = $1")
+        .bind(point.id)
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+    let _ = std::fs::remove_dir_all(&shots);
+}

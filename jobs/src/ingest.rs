@@ -40,6 +40,10 @@ pub struct IngestJob {
     pub received_at_ms: i64,
     /// The caller's address.
     pub source_ip: Option<String>,
+    /// The user's alerts write numbers with a decimal comma (absent in
+    /// jobs enqueued before the setting existed).
+    #[serde(default)]
+    pub decimal_comma: bool,
 }
 
 struct Parsed {
@@ -107,7 +111,18 @@ impl IngestHandler {
 
     /// The alert of one job, or why it is buried.
     fn parse(&self, job: &Job, input: IngestJob) -> Result<Parsed, Outcome> {
-        let alert = match alert::parse_with(&input.body, &self.options) {
+        // A user's own number format, over the pipeline-wide one.
+        let user_options;
+        let options = if input.decimal_comma && !self.options.decimal_comma {
+            user_options = ParseOptions {
+                decimal_comma: true,
+                ..self.options.clone()
+            };
+            &user_options
+        } else {
+            &self.options
+        };
+        let alert = match alert::parse_with(&input.body, options) {
             Ok(a) => a,
             Err(e) => {
                 let reason = format!("unparseable alert: {e}");

@@ -32,10 +32,12 @@ pub struct User {
     pub last_used_at: Option<DateTime<Utc>>,
     /// When the user was added.
     pub created_at: DateTime<Utc>,
+    /// Their alerts write numbers with a decimal comma (`1.234,5`).
+    pub decimal_comma: bool,
 }
 
 const USER_COLUMNS: &str = "id, plan, signal_quota, signals_used, quota_resets_at, \
-     webhook_enabled, last_used_at, created_at";
+     webhook_enabled, last_used_at, created_at, decimal_comma";
 
 /// A fresh webhook token: 32 random bytes, URL-safe base64 (43 characters).
 pub fn new_token() -> String {
@@ -92,6 +94,17 @@ pub async fn rotate_token(pool: &PgPool, id: i64) -> Result<Option<String>> {
         .execute(pool)
         .await?;
     Ok((done.rows_affected() == 1).then_some(token))
+}
+
+/// Read the user's alerts with a decimal comma (`1.234,5`) or a decimal
+/// point. False when there is no such user.
+pub async fn set_decimal_comma(pool: &PgPool, id: i64, decimal_comma: bool) -> Result<bool> {
+    let done = sqlx::query("UPDATE users SET decimal_comma = $1 WHERE id = $2")
+        .bind(decimal_comma)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Turn the user's webhook on or off. False when there is no such user.

@@ -33,6 +33,8 @@ pub enum Admission {
         user_id: i64,
         /// Their plan.
         plan: Plan,
+        /// Their alerts write numbers with a decimal comma.
+        decimal_comma: bool,
     },
     /// No user has this token (or it was rotated).
     Unknown,
@@ -149,7 +151,7 @@ impl WebhookGate {
         let (user, hash) = (who, who.hash);
         // A new period starts the count over; the row's token must still
         // match (a rotation makes the cached entry useless at once).
-        let counted: Option<(i32,)> = sqlx::query_as(
+        let counted: Option<(bool,)> = sqlx::query_as(
             "UPDATE users SET
                  signals_used = CASE WHEN quota_resets_at <= now() THEN 1 ELSE signals_used + 1 END,
                  quota_resets_at = CASE WHEN quota_resets_at <= now()
@@ -159,16 +161,17 @@ impl WebhookGate {
                  last_used_at = now()
              WHERE id = $1 AND token_hash = $2 AND webhook_enabled
                AND (quota_resets_at <= now() OR signals_used < signal_quota)
-             RETURNING signals_used",
+             RETURNING decimal_comma",
         )
         .bind(user.user_id)
         .bind(&hash[..])
         .fetch_optional(&self.pool)
         .await?;
-        if counted.is_some() {
+        if let Some((decimal_comma,)) = counted {
             return Ok(Admission::Accepted {
                 user_id: user.user_id,
                 plan: user.plan,
+                decimal_comma,
             });
         }
         // Refused: say why.

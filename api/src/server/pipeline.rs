@@ -110,8 +110,12 @@ pub async fn webhook(
             wait,
         ));
     }
-    let (user_id, plan) = match p.gate.count(&who).await? {
-        Admission::Accepted { user_id, plan } => (user_id, plan),
+    let (user_id, plan, decimal_comma) = match p.gate.count(&who).await? {
+        Admission::Accepted {
+            user_id,
+            plan,
+            decimal_comma,
+        } => (user_id, plan, decimal_comma),
         Admission::Unknown => return Err(no_webhook()),
         Admission::Disabled => {
             return refuse(ApiError::new(
@@ -139,6 +143,7 @@ pub async fn webhook(
         body: String::from_utf8_lossy(&body).into_owned(),
         received_at_ms: chrono::Utc::now().timestamp_millis(),
         source_ip,
+        decimal_comma,
     };
     let id = state
         .queue_for_write(sluice_jobs::queues::INGEST)
