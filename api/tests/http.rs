@@ -1217,3 +1217,42 @@ async fn alert_rules_are_listed_and_silenced_by_admins() {
         lifted.text
     );
 }
+
+#[tokio::test]
+async fn dead_letters_page_by_cursor_and_bad_cursors_are_refused() {
+    let p = Prefix::new("deadcursor");
+    let client = p.client().await;
+    let q = client.queue("dc").await.expect("queue");
+    for n in 0..5 {
+        q.enqueue(&n, sluice_engine::JobOptions::new())
+            .await
+            .expect("enqueue");
+    }
+    let jobs = q.claim("t", 10).await.expect("claim");
+    for j in &jobs {
+        q.settle(j, Outcome::Bury("gone".into()))
+            .await
+            .expect("settle");
+    }
+    let app = api(&p, FileConfig::default()).await;
+    let mut seen = Vec::new();
+    let mut path = "/api/queues/dc/dead?limit=2".to_owned();
+    for _ in 0..5 {
+        let page = send(&app, Method::GET, &path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        for d in page.json["dead"].as_array().expect("dead") {
+            seen.push(d["id"].as_str().expect("id").to_owned());
+        }
+        match page.json["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/queues/dc/dead?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let bad = send(&app, Method::GET, "/api/queues/dc/dead?cursor=nonsense").await;
+    assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor");
+    let both = send(&app, Method::GET, "/api/queues/dc/dead?cursor=1-x&offset=3").await;
+    assert_error(&both, StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor");
+}

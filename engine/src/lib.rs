@@ -145,7 +145,9 @@ pub use job::{
 pub use keys::PRIORITY_LEVELS;
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
 pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
-pub use queue::{Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Queue};
+pub use queue::{
+    DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Queue,
+};
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};
 pub use worker::{SettledAttempt, Worker, WorkerConfig, WorkerReport};

@@ -23,7 +23,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::{JobInfo, JobState, MinuteCount, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
-use crate::queue::{Enqueued, NewJob, Queue};
+use crate::queue::{DeadCursor, Enqueued, NewJob, Queue};
 use crate::worker::{Worker, WorkerConfig, WorkerReport};
 
 /// Most partitions a queue may have (the index has at most 4 digits).
@@ -365,6 +365,46 @@ impl PartitionedQueue {
         }
         newest_first(&mut all);
         Ok(all.into_iter().skip(offset).take(limit).collect())
+    }
+
+    /// A page of dead letters over every partition, newest first (death
+    /// time, then id, descending), after `cursor`, with the next page's
+    /// cursor when this one is full. Each partition reads at most `limit`
+    /// letters (and one millisecond's ties), however deep the cursor.
+    pub async fn dead_letters_after(
+        &self,
+        cursor: Option<&DeadCursor>,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, Option<DeadCursor>)> {
+        crate::queue::check_depth(0, limit)?;
+        if let [q] = self.partitions.as_slice() {
+            return q.dead_letters_after(cursor, limit).await;
+        }
+        let mut rows = Vec::new();
+        for (i, q) in self.partitions.iter().enumerate() {
+            rows.extend(
+                q.dead_rows(cursor, limit)
+                    .await?
+                    .into_iter()
+                    .map(|(ms, id)| (ms, id, i)),
+            );
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+        rows.truncate(limit);
+        let next = crate::queue::page_cursor(
+            &rows
+                .iter()
+                .map(|(ms, id, _)| (*ms, id.clone()))
+                .collect::<Vec<_>>(),
+            limit,
+        );
+        let mut letters = Vec::with_capacity(rows.len());
+        for (_, id, i) in rows {
+            if let Some(job) = self.partitions[i].job(&id).await? {
+                letters.push(job);
+            }
+        }
+        Ok((letters, next))
     }
 
     /// Jobs in `state` over every partition, in each state's order (see

@@ -280,6 +280,33 @@ impl Queue {
         self.dead_page(offset, limit).await
     }
 
+    /// A page of dead letters, newest first, after `cursor` (none: from the
+    /// newest), and the cursor of the next page when this one is full.
+    /// Unlike an offset, a cursor costs the same however deep it is.
+    pub async fn dead_letters_after(
+        &self,
+        cursor: Option<&DeadCursor>,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, Option<DeadCursor>)> {
+        check_depth(0, limit)?;
+        let rows = self.dead_rows(cursor, limit).await?;
+        let next = page_cursor(&rows, limit);
+        let ids: Vec<String> = rows.into_iter().map(|(_, id)| id).collect();
+        Ok((self.store.jobs(&ids).await?, next))
+    }
+
+    /// (death ms, id) of the dead letters after `cursor`, at most `limit`.
+    pub(crate) async fn dead_rows(
+        &self,
+        cursor: Option<&DeadCursor>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>> {
+        match cursor {
+            None => self.store.dead_newest(limit).await,
+            Some(c) => self.store.dead_after((c.died_at_ms, &c.id), limit).await,
+        }
+    }
+
     /// [`dead_letters`](Self::dead_letters) without the depth check, for
     /// the engine's own bounded merges.
     pub(crate) async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
@@ -603,4 +630,48 @@ impl Ticket {
 
 fn duration_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Where a page of dead letters ends: the last letter's death time and id.
+/// Its text form, `<ms>-<id>`, is what the API hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadCursor {
+    /// The last letter's death, ms since the Unix epoch (Redis time).
+    pub died_at_ms: u64,
+    /// The last letter's id.
+    pub id: String,
+}
+
+impl std::fmt::Display for DeadCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.died_at_ms, self.id)
+    }
+}
+
+impl std::str::FromStr for DeadCursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::invalid("cursor", "not a cursor this listing handed out");
+        let (ms, id) = s.split_once('-').ok_or_else(bad)?;
+        let died_at_ms = ms.parse().map_err(|_| bad())?;
+        if id.is_empty() || id.len() > 200 {
+            return Err(bad());
+        }
+        Ok(Self {
+            died_at_ms,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// The next page's cursor: the last row's, when the page is full.
+pub(crate) fn page_cursor(rows: &[(u64, String)], limit: usize) -> Option<DeadCursor> {
+    (rows.len() >= limit && limit > 0)
+        .then(|| rows.last())
+        .flatten()
+        .map(|(ms, id)| DeadCursor {
+            died_at_ms: *ms,
+            id: id.clone(),
+        })
 }

@@ -246,3 +246,67 @@ async fn operators_see_and_act_on_every_partition_through_one_handle() {
     let own = plain.stats().await.expect("stats").rate_limit.expect("set");
     assert_eq!((own.per_second, own.burst), (30.0, 9));
 }
+
+/// Dead letters paged by cursor over three partitions: every letter once,
+/// newest first (death time, then id), across letters buried in one
+/// settle call (one millisecond, so ties), and as deep as the set goes,
+/// where an offset stops at MAX_LIST_OFFSET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_page_by_cursor_over_partitions_at_any_depth() {
+    use sluice_engine::{MAX_LIST_OFFSET, NewJob, Outcome};
+    let r = common::TestRedis::new().await;
+    let pq = r
+        .client
+        .partitioned_queue("deep", 3, common::fast_config())
+        .await
+        .expect("partitions");
+    let total = MAX_LIST_OFFSET + 1_500;
+    let mut made = 0;
+    while made < total {
+        let n = (total - made).min(1000);
+        let jobs = (0..n)
+            .map(|i| NewJob::new(&(made + i), sluice_engine::JobOptions::new()).expect("job"))
+            .collect();
+        pq.enqueue_batch(jobs).await.expect("enqueue");
+        made += n;
+    }
+    for q in pq.partitions() {
+        loop {
+            let jobs = q.claim("burier", 500).await.expect("claim");
+            if jobs.is_empty() {
+                break;
+            }
+            let outcomes = jobs
+                .iter()
+                .map(|j| (j, Outcome::Bury("no".into())))
+                .collect();
+            q.settle_many(outcomes).await.expect("settle");
+        }
+    }
+    assert!(pq.dead_letters(MAX_LIST_OFFSET + 1, 10).await.is_err());
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let (page, next) = pq
+            .dead_letters_after(cursor.as_ref(), 1000)
+            .await
+            .expect("page");
+        pages += 1;
+        seen.extend(
+            page.into_iter()
+                .map(|j| (j.finished_at_ms.unwrap_or(0), j.id)),
+        );
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        assert!(pages < 100, "paging does not end");
+    }
+    assert_eq!(seen.len(), total, "every letter once");
+    let mut ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no letter twice");
+    assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+}

@@ -292,12 +292,16 @@ pub struct Page {
     pub limit: Option<usize>,
     /// Only dead letters whose error contains this text (case-insensitive).
     pub q: Option<String>,
+    /// Dead letters: start after this cursor (a page's `next_cursor`)
+    /// instead of an offset; as cheap at any depth.
+    pub cursor: Option<String>,
 }
 
 /// Most dead letters scanned by a filtered listing or retry.
 const FILTER_SCAN_LIMIT: usize = 100_000;
 
-/// `GET /api/queues/{queue}/dead?offset=&limit=&q=`.
+/// `GET /api/queues/{queue}/dead?offset=&limit=&q=&cursor=`: a page of
+/// dead letters; without `q`, its `next_cursor` pages on at any depth.
 pub async fn dead_list(
     State(state): State<AppState>,
     Path(queue): Path<String>,
@@ -318,11 +322,38 @@ pub async fn dead_list(
             format!("offset must be at most {MAX_LIST_OFFSET}; narrow the listing with q"),
         ));
     }
+    let cursor = page
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<sluice_engine::DeadCursor>().map_err(|_| {
+                ApiError::invalid(
+                    "invalid_cursor",
+                    "cursor is not one this listing handed out",
+                )
+            })
+        })
+        .transpose()?;
+    let filter = page.q.as_deref().filter(|t| !t.is_empty());
+    if cursor.is_some() && (page.offset > 0 || filter.is_some()) {
+        return Err(ApiError::invalid(
+            "invalid_cursor",
+            "a cursor pages the whole listing: give it without offset or q",
+        ));
+    }
     let q = state.queue_handle(&queue).await?;
     let total = q.stats().await?.dead;
-    let (letters, matched) = match page.q.as_deref().filter(|t| !t.is_empty()) {
-        None => (q.dead_letters(page.offset, limit).await?, total),
-        Some(text) => q.find_dead(text, page.offset, limit).await?,
+    let (letters, matched, next) = match filter {
+        Some(text) => {
+            let (letters, matched) = q.find_dead(text, page.offset, limit).await?;
+            (letters, matched, None)
+        }
+        None if page.offset > 0 => (q.dead_letters(page.offset, limit).await?, total, None),
+        None => {
+            let (letters, next) = q.dead_letters_after(cursor.as_ref(), limit).await?;
+            (letters, total, next)
+        }
     };
     let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
     Ok(Json(serde_json::json!({
@@ -332,6 +363,7 @@ pub async fn dead_list(
         "offset": page.offset,
         "limit": limit,
         "dead": views,
+        "next_cursor": next.map(|c| c.to_string()),
     })))
 }
 

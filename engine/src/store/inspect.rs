@@ -204,6 +204,65 @@ impl Store {
         Ok(secs * 1000 + micros / 1000)
     }
 
+    /// Dead letters after `cursor` in (death ms, id) descending order, at
+    /// most `limit`, with their death ms: the letters of the cursor's
+    /// millisecond whose id sorts below it, then up to `limit` older ones.
+    /// Redis work is bounded by `limit` plus one millisecond's letters,
+    /// however deep the cursor.
+    pub(crate) async fn dead_after(
+        &self,
+        cursor: (u64, &str),
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>> {
+        let (ms, id) = cursor;
+        let dead = self.keys.dead();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(&dead)
+            .arg(ms)
+            .arg(ms)
+            .arg("BYSCORE")
+            .cmd("ZRANGE")
+            .arg(&dead)
+            .arg(format!("({ms}"))
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES");
+        let (ties, older): (Vec<String>, Vec<(String, f64)>) =
+            self.query_pipe("list dead letters", &pipe).await?;
+        let mut out: Vec<(u64, String)> = ties
+            .into_iter()
+            .filter(|t| t.as_str() < id)
+            .map(|t| (ms, t))
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.extend(older.into_iter().map(|(t, s)| (s as u64, t)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The newest dead letters with their death ms, at most `limit`.
+    pub(crate) async fn dead_newest(&self, limit: usize) -> Result<Vec<(u64, String)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String, f64)> = self
+            .query(
+                "list dead letters",
+                redis::cmd("ZREVRANGE")
+                    .arg(self.keys.dead())
+                    .arg(0)
+                    .arg(limit - 1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|(t, s)| (s as u64, t)).collect())
+    }
+
     /// Dead letter ids, newest first.
     pub(crate) async fn dead_ids(&self, offset: usize, limit: usize) -> Result<Vec<String>> {
         if limit == 0 {
