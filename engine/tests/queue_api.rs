@@ -1308,3 +1308,74 @@ async fn idempotency_keys_are_exported_and_imported_with_their_windows() {
     }
     assert_eq!(restored.stats().await.expect("stats").waiting, 1);
 }
+
+/// A large dead-letter set of big payloads, read through a proxy that
+/// counts the bytes Redis answers: searching reads the errors, not the
+/// payloads, and a deep page by cursor reads only its own letters. (What a
+/// client must read and hold is what a read-only API key could make the
+/// server read; Redis's work is bounded by the same reads.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
+    use sluice_engine::{ClientConfig, NewJob, Outcome};
+    use sluice_testkit::FaultProxy;
+    const LETTERS: usize = 200;
+    const PAYLOAD: usize = 64 * 1024;
+    let r = TestRedis::new().await;
+    let q = r.queue("bigdead").await;
+    let payload = "x".repeat(PAYLOAD);
+    let jobs = (0..LETTERS)
+        .map(|_| NewJob::new(&payload, sluice_engine::JobOptions::new()).expect("job"))
+        .collect();
+    q.enqueue_batch(jobs).await.expect("enqueue");
+    let claimed = q.claim("burier", LETTERS).await.expect("claim");
+    assert_eq!(claimed.len(), LETTERS);
+    let outcomes = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let why = if i % 100 == 7 {
+                "needle in a haystack"
+            } else {
+                "plain failure"
+            };
+            (j, Outcome::Bury(why.into()))
+        })
+        .collect();
+    q.settle_many(outcomes).await.expect("settle");
+    assert_eq!(q.stats().await.expect("stats").dead, LETTERS as u64);
+
+    let proxy = FaultProxy::start(&common::redis_url())
+        .await
+        .expect("proxy");
+    let client =
+        sluice_engine::Client::connect_with(ClientConfig::new(proxy.url()).prefix(&r.prefix))
+            .await
+            .expect("connect");
+    let q = client
+        .queue_with("bigdead", fast_config())
+        .await
+        .expect("queue");
+    let whole_set = (LETTERS * PAYLOAD) as u64;
+
+    let before = proxy.reply_bytes();
+    let (found, matched) = q.find_dead("needle", 0, 50).await.expect("find");
+    let search = proxy.reply_bytes() - before;
+    assert_eq!((found.len(), matched), (2, 2));
+    assert!(
+        search < 2 * PAYLOAD as u64 + 256 * 1024,
+        "searching read {search} bytes of a {whole_set}-byte set"
+    );
+
+    let (_, cursor) = q.dead_letters_after(None, 180).await.expect("page");
+    let before = proxy.reply_bytes();
+    let (deep, _) = q
+        .dead_letters_after(cursor.as_ref(), 10)
+        .await
+        .expect("deep page");
+    let page = proxy.reply_bytes() - before;
+    assert_eq!(deep.len(), 10);
+    assert!(
+        page < 10 * PAYLOAD as u64 + 256 * 1024,
+        "a deep page of 10 read {page} bytes"
+    );
+}

@@ -165,6 +165,8 @@ struct Shared {
     /// Raised to close every open connection.
     generation: watch::Sender<u64>,
     connections: AtomicU64,
+    /// Reply bytes that reached the clients.
+    reply_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -248,6 +250,7 @@ impl FaultProxy {
             partition: watch::channel(false).0,
             generation: watch::channel(0).0,
             connections: AtomicU64::new(0),
+            reply_bytes: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(Self {
@@ -326,6 +329,12 @@ impl FaultProxy {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of replies Redis sent through the proxy so far: what the
+    /// clients behind it had to read (and hold) of Redis's answers.
+    pub fn reply_bytes(&self) -> u64 {
+        self.shared.reply_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -538,6 +547,7 @@ async fn forward_replies(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: 
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        shared.reply_bytes.fetch_add(n as u64, Ordering::Relaxed);
         shared.healed().await;
         if raw.load(Ordering::Relaxed) {
             // Replies still buffered go first, then everything as it comes.
