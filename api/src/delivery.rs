@@ -29,17 +29,23 @@ use sluice_engine::{Breaker, HandlerError, Job, Outcome, TypedHandler};
 /// Longest body excerpt kept in a dead letter's reason.
 const EXCERPT_CHARS: usize = 300;
 
+/// Most bytes of an error answer read to make the excerpt: a target that
+/// answers a huge body is not read to its end.
+const MAX_ERROR_BODY: usize = 4 * 1024;
+
 /// Longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Check that `url` is an absolute http(s) URL with a host.
 pub fn check_target(url: &str) -> anyhow::Result<reqwest::Url> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    // Messages show the URL without its secrets (user info, query values).
+    let shown = sluice_engine::redact_url(url);
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{shown:?} is not a URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        bail!("{url:?}: only http and https targets are supported");
+        bail!("{shown:?}: only http and https targets are supported");
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        bail!("{url:?} has no host");
+        bail!("{shown:?} has no host");
     }
     Ok(parsed)
 }
@@ -49,6 +55,10 @@ pub fn check_target(url: &str) -> anyhow::Result<reqwest::Url> {
 pub struct HttpDelivery {
     client: reqwest::Client,
     target: reqwest::Url,
+    /// The target as messages and error histories show it: without its
+    /// user info's password or its query's values, which read-only users
+    /// can see.
+    shown: String,
     secret: Option<Vec<u8>>,
     timeout: Duration,
     breaker: Option<Breaker>,
@@ -76,6 +86,7 @@ impl HttpDelivery {
             .context("cannot build the HTTP client")?;
         Ok(Self {
             client,
+            shown: sluice_engine::redact_url(target.as_str()),
             target,
             secret: secret.map(|s| s.as_bytes().to_vec()),
             timeout,
@@ -133,7 +144,11 @@ impl HttpDelivery {
                 };
                 return Delivered {
                     outcome: Outcome::Retry {
-                        reason: format!("POST {}: {what}: {e}", self.target),
+                        reason: format!(
+                            "POST {}: {what}: {}",
+                            self.shown,
+                            sluice_engine::redact_url(&e.without_url().to_string())
+                        ),
                         after: None,
                     },
                     target_healthy: false,
@@ -152,11 +167,8 @@ impl HttpDelivery {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let excerpt = match response.text().await {
-            Ok(text) => excerpt(&text),
-            Err(_) => String::new(),
-        };
-        let reason = format!("POST {} answered {status}: {excerpt}", self.target);
+        let excerpt = excerpt(&String::from_utf8_lossy(&bounded_body(response).await));
+        let reason = format!("POST {} answered {status}: {excerpt}", self.shown);
         if status.as_u16() == 429 || status.is_server_error() {
             Delivered {
                 outcome: Outcome::Retry {
@@ -215,6 +227,20 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         }
     };
     Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The start of a response body, at most [`MAX_ERROR_BODY`] bytes: read
+/// chunk by chunk, and the rest left unread.
+async fn bounded_body(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY);
+    body
 }
 
 /// The first characters of a response body, on one line.

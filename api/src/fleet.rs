@@ -134,7 +134,7 @@ pub async fn run(
                     .timeout_ms
                     .map(Duration::from_millis)
                     .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
-                tracing::info!(queue = %section.name, concurrency, target = %url, "serving queue");
+                tracing::info!(queue = %section.name, concurrency, target = %sluice_engine::redact_url(url), "serving queue");
                 let mut delivery = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
                 if let Some(config) = section.breaker.config() {
                     let name = sluice_engine::target_breaker_name(url).with_context(|| {

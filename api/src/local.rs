@@ -53,20 +53,22 @@ async fn answers(url: &str) -> bool {
 /// Ensure a Redis answers at `url`; start one under `data_dir` if not.
 /// Returns the started server, or `None` when one was already there.
 pub async fn ensure_redis(url: &str, data_dir: &Path) -> anyhow::Result<Option<LocalRedis>> {
+    // Every message names the URL without its password.
+    let shown = sluice_engine::redact_url(url);
     if answers(url).await {
         return Ok(None);
     }
     if url.contains("+cluster://") {
-        bail!("no Redis Cluster answers at {url}; sluice up starts only a single local Redis");
+        bail!("no Redis Cluster answers at {shown}; sluice up starts only a single local Redis");
     }
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("bad redis url {url:?}"))?;
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("bad redis url {shown:?}"))?;
     let host = parsed
         .host_str()
         .unwrap_or("127.0.0.1")
         .trim_matches(['[', ']']);
     if !matches!(host, "127.0.0.1" | "localhost" | "::1") {
         bail!(
-            "no Redis answers at {url}; it is not on this machine, so sluice up will not start one"
+            "no Redis answers at {shown}; it is not on this machine, so sluice up will not start one"
         );
     }
     let port = parsed.port().unwrap_or(6379);
@@ -97,7 +99,7 @@ pub async fn ensure_redis(url: &str, data_dir: &Path) -> anyhow::Result<Option<L
     for _ in 0..100 {
         if answers(url).await {
             eprintln!(
-                "sluice: no Redis was running at {url}; started a private redis-server (append-only file on) with its data in {}",
+                "sluice: no Redis was running at {shown}; started a private redis-server (append-only file on) with its data in {}",
                 local.dir.display()
             );
             return Ok(Some(local));

@@ -21,7 +21,12 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
     let client =
         Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
             .await
-            .with_context(|| format!("cannot reach redis at {}", settings.redis_url))?;
+            .with_context(|| {
+                format!(
+                    "cannot reach redis at {}",
+                    sluice_engine::redact_url(&settings.redis_url)
+                )
+            })?;
     match cli.command {
         Command::Enqueue(args) => enqueue(&client, file, args, out).await,
         Command::Stats { queue } => stats(&client, file, queue, out).await,

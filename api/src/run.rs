@@ -22,7 +22,12 @@ const DEFAULT_DATA_DIR: &str = ".sluice";
 fn client(settings: &Settings) -> anyhow::Result<Client> {
     // Lazy: the process starts, and reports Redis as down, while it is.
     Client::connect_lazy(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
-        .with_context(|| format!("bad redis settings {}", settings.redis_url))
+        .with_context(|| {
+            format!(
+                "bad redis settings {}",
+                sluice_engine::redact_url(&settings.redis_url)
+            )
+        })
 }
 
 fn listen_addr(

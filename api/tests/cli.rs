@@ -270,6 +270,15 @@ fn unreachable_redis_is_reported_on_one_line() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // A password in the URL never reaches the message.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--redis-url", "redis://:hunter2@127.0.0.1:1/", "stats"])
+        .env("SLUICE_PREFIX", &env.p.name)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("redis://:***@127.0.0.1:1/"), "{err}");
 }
 
 #[test]

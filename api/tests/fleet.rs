@@ -1091,3 +1091,58 @@ async fn alert_latency_over_100_firings() {
         took[took.len() - 1]
     );
 }
+
+/// A delivery target's secrets (user info, query token) stay out of the
+/// error a failed attempt records, which read-only keys can see, and a huge
+/// error body is cut to a short excerpt.
+#[tokio::test]
+async fn delivery_errors_keep_target_secrets_out_and_bodies_short() {
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_engine::{Outcome, Typed};
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "e".repeat(2 * 1024 * 1024),
+            )
+        }),
+    );
+    let addr = common::serve_on_loopback(app).await;
+    let url = format!("http://robot:hunter2@{addr}/hook?token=SECRET123");
+    let delivery = sluice_api::delivery::HttpDelivery::new(&url, None, Duration::from_secs(5))
+        .expect("target");
+    let worker = TestWorker::new(Typed(delivery));
+    let reason = match worker.perform(TestJob::new(&json!({"n": 1}))).await {
+        Outcome::Retry { reason, .. } => reason,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        !reason.contains("hunter2") && !reason.contains("SECRET123"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("robot:***@") && reason.contains("token=***"),
+        "{reason}"
+    );
+    assert!(reason.len() < 600, "{} bytes", reason.len());
+    // Nothing listens: the connection error is redacted too.
+    let closed = format!(
+        "http://robot:hunter2@127.0.0.1:{}/hook?token=SECRET123",
+        free_port()
+    );
+    let delivery = sluice_api::delivery::HttpDelivery::new(&closed, None, Duration::from_secs(2))
+        .expect("target");
+    let reason = match TestWorker::new(Typed(delivery))
+        .perform(TestJob::new(&json!({"n": 2})))
+        .await
+    {
+        Outcome::Retry { reason, .. } => reason,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        !reason.contains("hunter2") && !reason.contains("SECRET123"),
+        "{reason}"
+    );
+    assert!(reason.contains("connection failed"), "{reason}");
+}

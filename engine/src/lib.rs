@@ -52,6 +52,7 @@
 //!   and latency series summed over every process.
 //! - `breaker`: [`Breaker`], circuit breakers whose state the fleet shares
 //!   in Redis (`lua/breaker.lua`).
+//! - `redact`: [`redact_url`], secrets out of messages.
 //! - `error`: [`Error`].
 //!
 //! # Semantics
@@ -121,6 +122,7 @@ mod partitioned;
 pub mod promoter;
 mod queue;
 pub mod reclaimer;
+mod redact;
 mod registry;
 mod run;
 mod scripts;
@@ -148,6 +150,7 @@ pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
 pub use queue::{
     DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Queue,
 };
+pub use redact::redact_url;
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};
 pub use worker::{SettledAttempt, Worker, WorkerConfig, WorkerReport};

@@ -199,18 +199,9 @@ pub fn wait_for_database(job: &sluice_engine::Job) -> sluice_engine::Outcome {
     sluice_engine::Outcome::Snooze(delay)
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (and query values), for messages.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    sluice_engine::redact_url(url)
 }
 
 #[cfg(test)]

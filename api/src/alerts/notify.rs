@@ -143,7 +143,8 @@ impl Notifier {
         let what = format!("{} channel {}", kind_name(channel.kind), channel.name);
         match request.timeout(timeout).send().await {
             Err(e) => Outcome::Retry {
-                reason: format!("{what}: {e}"),
+                // Without the URL: a Telegram URL carries the bot token.
+                reason: format!("{what}: {}", e.without_url()),
                 after: None,
             },
             Ok(r) if r.status().is_success() => Outcome::Done,
