@@ -11,8 +11,14 @@ fn init_logging(format: LogFormat, long_running: bool) {
     let default = if long_running { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| default.into());
+    // Colour only on a terminal, and never under NO_COLOR (no-color.org):
+    // a log file or a pipe gets plain text.
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

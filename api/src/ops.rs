@@ -235,16 +235,16 @@ fn print_job(info: &JobInfo, out: Output) -> anyhow::Result<()> {
     if out.json {
         return out.done("", JobView::from(info.clone()));
     }
-    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), local_time);
     println!("id           {}", info.id);
     println!("queue        {}", info.queue);
     println!("state        {}", info.state);
     println!("priority     {}", info.priority);
     println!("attempt      {} of {}", info.attempt, info.max_attempts);
-    println!("created ms   {}", info.created_at_ms);
-    println!("due ms       {}", opt(info.due_at_ms));
-    println!("started ms   {}", opt(info.started_at_ms));
-    println!("finished ms  {}", opt(info.finished_at_ms));
+    println!("created      {}", local_time(info.created_at_ms));
+    println!("due          {}", opt(info.due_at_ms));
+    println!("started      {}", opt(info.started_at_ms));
+    println!("finished     {}", opt(info.finished_at_ms));
     println!("worker       {}", info.worker.as_deref().unwrap_or("-"));
     println!("last error   {}", info.last_error.as_deref().unwrap_or("-"));
     for e in &info.errors {
@@ -301,7 +301,7 @@ async fn dead(
                 println!(
                     "{}  died {}  attempts {}  {}",
                     d.id,
-                    d.finished_at_ms.unwrap_or(0),
+                    d.finished_at_ms.map_or_else(|| "-".to_owned(), local_time),
                     d.attempt,
                     d.last_error.as_deref().unwrap_or("-")
                 );
@@ -395,5 +395,18 @@ fn new_key(name: &str, scope: KeyScope, out: Output) -> anyhow::Result<()> {
     out.done(
         &format!("key (shown once; keep it secret): {key}\n\nadd to the config file:\n{entry}"),
         serde_json::json!({"name": name, "key": key, "sha256": hash, "scope": scope}),
+    )
+}
+
+/// Ms since the Unix epoch as a local time for tables (`--json` keeps the
+/// milliseconds).
+fn local_time(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(
+        || ms.to_string(),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        },
     )
 }

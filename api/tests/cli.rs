@@ -139,7 +139,20 @@ async fn dead_letters_list_show_retry_and_purge() {
     let list = env.json(&["dead", "list", "mail"]);
     assert_eq!(list.as_array().expect("array").len(), 3);
     assert_eq!(list[0]["last_error"], "smtp said 550");
-    assert!(env.ok(&["dead", "list", "mail"]).contains("smtp said 550"));
+    let table = env.ok(&["dead", "list", "mail"]);
+    assert!(table.contains("smtp said 550"));
+    // Tables show local times, not raw milliseconds; --json keeps them.
+    let died = table
+        .lines()
+        .next()
+        .and_then(|l| l.split("died ").nth(1))
+        .map(|rest| rest.chars().take(19).collect::<String>())
+        .unwrap_or_default();
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(&died, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "{table}"
+    );
+    assert!(list[0]["finished_at_ms"].as_u64().is_some(), "{list}");
     let id = jobs[0].id.as_str();
     assert_eq!(env.json(&["dead", "show", "mail", id])["state"], "dead");
     env.ok(&["dead", "retry", "mail", id]);
@@ -270,6 +283,20 @@ fn unreachable_redis_is_reported_on_one_line() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // Logs to a pipe carry no colour codes.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--redis-url", "redis://127.0.0.1:1/", "stats"])
+        .env("SLUICE_PREFIX", &env.p.name)
+        .env("SLUICE_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains("retrying"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI codes in piped logs: {logs:?}"
+    );
     // A password in the URL never reaches the message.
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["--redis-url", "redis://:hunter2@127.0.0.1:1/", "stats"])
