@@ -57,6 +57,9 @@ pub enum Command {
     },
     /// Live worker processes of the fleet.
     Workers,
+    /// Check the Redis server for what Sluice needs: eviction policy,
+    /// persistence, version. Exits 1 when something must be fixed.
+    Doctor,
     /// Everything on one machine: API, workers for every configured queue
     /// and schedules; starts a private Redis when none answers.
     Up(UpArgs),

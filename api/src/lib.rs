@@ -14,6 +14,7 @@
 //! - `run`: the long-running commands (`up`, `serve`, `work`).
 //! - `fleet`: a worker process: workers per queue, heartbeat, graceful stop.
 //! - `delivery`: the generic HTTP delivery handler.
+//! - `doctor`: `sluice doctor`, the Redis server's checks.
 //! - `schedules`: cron schedules, one job per tick across the fleet.
 //! - `signals`: SIGTERM/SIGINT handling.
 //! - `views`: how a job is shown, shared by the CLI and the API.
@@ -27,6 +28,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod doctor;
 pub mod fleet;
 pub mod local;
 pub mod ops;

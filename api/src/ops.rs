@@ -45,6 +45,7 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
             )
         }
         Command::Workers => workers(&client, out).await,
+        Command::Doctor => crate::doctor::run(&client, out.json).await,
         Command::Up(_)
         | Command::Serve(_)
         | Command::Work(_)

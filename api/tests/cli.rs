@@ -422,3 +422,78 @@ fn a_partitioned_queue_is_enqueued_inspected_and_paused_as_one() {
     assert!(err.contains("not partitioned"), "{err}");
     let _ = std::fs::remove_file(&config);
 }
+
+/// `sluice doctor` passes a server set up for Sluice and fails, on one
+/// line and with a non-zero exit, one that evicts keys.
+#[test]
+fn doctor_fails_an_evicting_redis_and_passes_a_good_one() {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("sluice-doctor-{port}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--maxmemory-policy", "allkeys-lru", "--appendonly", "yes"])
+        .args(["--appendfsync", "always", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let url = format!("redis://127.0.0.1:{port}/");
+    let doctor = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--redis-url", &url])
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let mut out = doctor(&["doctor"]);
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("cannot reach") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = doctor(&["doctor"]);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(
+        text.contains("FAIL  maxmemory-policy  allkeys-lru"),
+        "{text}"
+    );
+    assert!(text.contains("ok    persistence"), "{text}");
+    assert!(
+        err.contains("maxmemory-policy") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    let set = Command::new("redis-cli")
+        .args([
+            "-p",
+            &port.to_string(),
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "noeviction",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(set.status.success());
+    let out = doctor(&["--json", "doctor"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["server"]["maxmemory_policy"], "noeviction");
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

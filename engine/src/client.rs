@@ -224,6 +224,41 @@ impl Client {
         self.fleet().ping().await
     }
 
+    /// What the server says of itself, for `sluice doctor`.
+    pub async fn server_report(&self) -> Result<ServerReport> {
+        let names = [
+            "maxmemory-policy",
+            "maxmemory",
+            "appendonly",
+            "appendfsync",
+            "save",
+        ];
+        let (info, pairs) = self.fleet().server_facts(&names).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(|v| v.trim().to_owned())
+        };
+        let config = |name: &str| {
+            pairs
+                .chunks(2)
+                .find(|c| c.len() == 2 && c[0] == name)
+                .map(|c| c[1].clone())
+        };
+        Ok(ServerReport {
+            version: field("redis_version").unwrap_or_default(),
+            mode: field("redis_mode").unwrap_or_default(),
+            maxmemory_policy: config("maxmemory-policy"),
+            maxmemory: config("maxmemory"),
+            appendonly: config("appendonly"),
+            appendfsync: config("appendfsync"),
+            save: config("save"),
+            connected_replicas: field("connected_slaves")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+
     /// A connection of its own for blocking reads, whose response timeout
     /// leaves room for a BLOCK of `block`.
     pub(crate) async fn blocking_connection(&self, block: Duration) -> Result<Conn> {
@@ -267,4 +302,26 @@ impl Client {
             }
         }
     }
+}
+
+/// What a Redis server says of itself (see [`Client::server_report`]).
+/// `CONFIG` values are `None` where the server refuses `CONFIG GET`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerReport {
+    /// `redis_version`.
+    pub version: String,
+    /// standalone, cluster or sentinel.
+    pub mode: String,
+    /// `maxmemory-policy`.
+    pub maxmemory_policy: Option<String>,
+    /// `maxmemory`, bytes (0: no limit).
+    pub maxmemory: Option<String>,
+    /// `appendonly`.
+    pub appendonly: Option<String>,
+    /// `appendfsync`.
+    pub appendfsync: Option<String>,
+    /// `save` (RDB snapshots; empty: none).
+    pub save: Option<String>,
+    /// Replicas connected to this server.
+    pub connected_replicas: u32,
 }

@@ -134,7 +134,7 @@ pub use breaker::{
     Admission, Breaker, BreakerConfig, BreakerState, BreakerStatus, Forced, MAX_BREAKER_NAME_LEN,
     Permit, target_breaker_name, validate_breaker_name,
 };
-pub use client::{Client, ClientConfig, Durability};
+pub use client::{Client, ClientConfig, Durability, ServerReport};
 pub use error::{Error, Result};
 pub use handler::{
     BatchHandler, Batched, FnHandler, Handler, HandlerError, Runner, Typed, TypedBatchHandler,

@@ -498,4 +498,29 @@ impl FleetStore {
                 .collect()
         }))
     }
+
+    /// `INFO server` and `INFO replication` text, and the `CONFIG GET`
+    /// pairs of `names`; one try each (a managed Redis may refuse CONFIG:
+    /// its pairs are then empty).
+    pub(crate) async fn server_facts(&self, names: &[&str]) -> Result<(String, Vec<String>)> {
+        let info: String = query(
+            &self.conn,
+            self.retry,
+            "server info",
+            redis::cmd("INFO").arg("server").arg("replication"),
+        )
+        .await?;
+        let mut pairs = Vec::new();
+        for name in names {
+            let mut conn = self.conn.clone();
+            let got: Vec<String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(*name)
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            pairs.extend(got);
+        }
+        Ok((info, pairs))
+    }
 }
