@@ -91,6 +91,28 @@ pub struct ApiConfig {
     /// API processes behind one address must share it; without one each
     /// process makes its own and sessions end when it restarts.
     pub session_secret: Option<String>,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names
+    /// the client, for login throttling and the audit log. Others' headers
+    /// are ignored: anyone can send one.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ApiConfig {
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "api.trusted_proxies: {p:?} is not an address or a CIDR range"
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Default for ApiConfig {
@@ -102,6 +124,7 @@ impl Default for ApiConfig {
             max_body_bytes: 2 * 1024 * 1024,
             keys: Vec::new(),
             session_secret: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -413,6 +436,7 @@ impl FileConfig {
                 bail!("api key {} is configured twice", k.name);
             }
         }
+        self.api.trusted_proxies()?;
         if self.api.max_batch == 0 {
             bail!("api.max_batch must be at least 1");
         }
@@ -563,6 +587,10 @@ mod tests {
             (
                 "[[api.keys]]\nname = \"k\"\nsha256 = \"xyz\"\nscope = \"admin\"",
                 "sha256",
+            ),
+            (
+                "[api]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "trusted_proxies",
             ),
         ] {
             let c: FileConfig = toml::from_str(text).expect("parse");

@@ -1256,3 +1256,58 @@ async fn dead_letters_page_by_cursor_and_bad_cursors_are_refused() {
     let both = send(&app, Method::GET, "/api/queues/dc/dead?cursor=1-x&offset=3").await;
     assert_error(&both, StatusCode::UNPROCESSABLE_ENTITY, "invalid_cursor");
 }
+
+/// Login throttling behind a proxy: with the proxy trusted, each client
+/// its `X-Forwarded-For` names has its own budget of failed attempts, and
+/// a valid key is not locked out by someone else's guesses. A header from
+/// an untrusted peer is ignored, so rotating it buys nothing.
+#[tokio::test]
+async fn login_throttling_is_per_client_behind_trusted_proxies_and_per_key() {
+    use tower::ServiceExt;
+    let p = Prefix::new("throttle");
+    let mut file = keyed_config(None);
+    file.api.trusted_proxies = vec!["10.0.0.0/8".into()];
+    let app = api(&p, file).await;
+    let attempt = |peer: &'static str, forwarded: String, key: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/dashboard/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-for", forwarded)
+                .extension(axum::extract::ConnectInfo(
+                    peer.parse::<std::net::SocketAddr>().expect("addr"),
+                ))
+                .body(axum::body::Body::from(format!("key={key}")))
+                .expect("request");
+            app.oneshot(req).await.expect("infallible").status()
+        }
+    };
+    // An attacker behind the proxy spends their budget...
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(attempt("10.1.2.3:5000", "203.0.113.5".into(), "guess").await);
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(statuses[11], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+    // ...while an operator behind the same proxy still gets in, and so
+    // does a valid key from the attacker's own address.
+    assert!(
+        attempt("10.1.2.3:5001", "198.51.100.7".into(), "admin-secret")
+            .await
+            .is_redirection()
+    );
+    assert!(
+        attempt("10.1.2.3:5002", "203.0.113.5".into(), "admin-secret")
+            .await
+            .is_redirection()
+    );
+    // An untrusted peer's header is not believed: rotating it does not
+    // reset the budget.
+    let mut last = StatusCode::OK;
+    for n in 0..12 {
+        last = attempt("192.0.2.9:6000", format!("198.18.0.{n}"), "guess").await;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -3,10 +3,9 @@
 //! queue, when the pipeline is configured. Health checks, metrics scrapes
 //! and screenshot downloads are not audited (they are noise, not actions).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use sluice_jobs::audit::AuditEvent;
@@ -43,10 +42,10 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let source_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let source_ip = super::client_ip::of_request(
+        &request,
+        &state.file.api.trusted_proxies().unwrap_or_default(),
+    );
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();

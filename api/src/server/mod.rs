@@ -6,6 +6,7 @@ mod alerts;
 mod audit;
 mod auth;
 mod breakers;
+pub mod client_ip;
 mod dashboard;
 mod error;
 mod metrics;

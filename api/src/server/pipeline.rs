@@ -2,12 +2,11 @@
 //! (a user's signals and stats) and the stored screenshots.
 
 use sluice_jobs::storage::ScreenshotStore;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -68,10 +67,10 @@ pub async fn webhook(
             "chart must be 1 to 64 letters, digits, - or _",
         ));
     }
-    let source_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let source_ip = super::client_ip::of_request(
+        &request,
+        &state.file.api.trusted_proxies().unwrap_or_default(),
+    );
     // Refuse an oversized body from its declared length before reading it,
     // and stop reading one that grows past the limit.
     let declared = request

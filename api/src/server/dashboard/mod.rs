@@ -338,19 +338,29 @@ async fn login(
         )
             .into_response()
     };
-    // Guessing keys is slowed per source address, across API processes.
-    let source = extensions
+    // Throttled across API processes: failed attempts per client address
+    // (behind `api.trusted_proxies`, the address `X-Forwarded-For` names),
+    // logins with a valid key per key name and address. So one client's
+    // guesses never lock out an operator elsewhere, nor a valid key at all.
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+        .map(|c| c.0.ip());
+    let trusted = state.file.api.trusted_proxies().unwrap_or_default();
+    let source = super::client_ip::client_address(peer, &headers, &trusted)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
         .replace(':', "-");
+    let hash = super::key_hash(form.key.trim());
+    let known = state.shared.keys.get(&hash);
+    let window = match known {
+        Some(key) => format!(
+            "dashboard-login-{}-{source}",
+            hex::encode(key.name.as_bytes())
+        ),
+        None => format!("dashboard-login-{source}"),
+    };
     match state
         .client
-        .rate_window(
-            &format!("dashboard-login-{source}"),
-            LOGIN_ATTEMPTS_PER_MINUTE,
-            Duration::from_secs(60),
-        )
+        .rate_window(&window, LOGIN_ATTEMPTS_PER_MINUTE, Duration::from_secs(60))
         .await
     {
         Ok(None) => {}
@@ -367,14 +377,13 @@ async fn login(
             );
         }
     }
-    let Some(key) = state.shared.keys.get(&super::key_hash(form.key.trim())) else {
+    let Some(key) = known else {
         return refused(StatusCode::UNAUTHORIZED, "unknown API key");
     };
     let access = match key.scope {
         Scope::Admin => Access::Admin,
         Scope::Read => Access::Read,
     };
-    let hash = super::key_hash(form.key.trim());
     let s = state
         .shared
         .sessions
