@@ -15,6 +15,24 @@ if [ "$#" -eq 0 ]; then
   echo "--- the engine's integration tests on Redis Cluster"
   SLUICE_TEST_CLUSTER=1 cargo test --no-fail-fast -p sluice-engine --test queue_api --test worker --test fleet --test partitioned 2>&1 | tee -a "$log" || status=$?
 fi
+# The Kubernetes manifests: rendered, validated against a pinned Kubernetes
+# version, and their probes asked of the binary the tests just built.
+if [ "$#" -eq 0 ]; then
+  echo "--- the Kubernetes manifests (deploy/kubernetes)"
+  k8s=0
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    'kubernetes-validate==1.37.0' 'PyYAML>=6' || k8s=$?
+  if [ "$k8s" -eq 0 ]; then
+    python3 scripts/check-kubernetes.py target/debug/sluice redis://127.0.0.1:6379/ 2>&1 | tee -a "$log"
+    k8s=${PIPESTATUS[0]}
+  fi
+  if [ "$k8s" -eq 0 ]; then
+    echo "test result: ok. 1 passed; 0 failed (kubernetes manifests)" >> "$log"
+  else
+    echo "test result: FAILED. 0 passed; 1 failed (kubernetes manifests)" >> "$log"
+    status=1
+  fi
+fi
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
 echo

@@ -182,7 +182,8 @@ pub struct WorkArgs {
     #[arg(long)]
     pub no_schedules: bool,
     /// Serve this process's own metrics (`GET /metrics`: job run and wait
-    /// times, Redis backoffs) on this address, for Prometheus.
+    /// times, Redis backoffs) on this address, for Prometheus, with the
+    /// worker's probes `/health/live` and `/health/ready`.
     #[arg(long, env = "SLUICE_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 }

@@ -115,7 +115,11 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
     }
     if let Some(addr) = args.metrics_listen {
-        tasks.spawn(crate::server::serve_local_metrics(addr, stop.clone()));
+        tasks.spawn(crate::server::serve_local_metrics(
+            addr,
+            client.clone(),
+            stop.clone(),
+        ));
     }
     let pipeline = pipeline(&client, &file)?;
     let pool = pipeline.as_ref().map(|p| p.pool.clone());

@@ -287,20 +287,41 @@ pub async fn serve(
 /// through an outage.
 pub async fn serve_local_metrics(
     addr: SocketAddr,
+    client: sluice_engine::Client,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let app = Router::new().route(
-        "/metrics",
-        get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                metrics::render_local(),
-            )
-        }),
-    );
+    // A worker's probes: alive while it serves this; ready while Redis
+    // answers (the worker backs off and waits otherwise).
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics::render_local(),
+                )
+            }),
+        )
+        .route("/health/live", get(system::live))
+        .route(
+            "/health/ready",
+            get(move || {
+                let client = client.clone();
+                async move {
+                    if client.ping().await {
+                        (axum::http::StatusCode::OK, axum::Json(serde_json::json!({ "status": "ready" })))
+                    } else {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(serde_json::json!({ "status": "unavailable", "checks": { "redis": "down" } })),
+                        )
+                    }
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
