@@ -663,15 +663,22 @@ async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
         "[worker]\nheartbeat_secs = 1\nshutdown_grace_secs = 5\n\
          [[queues]]\nname = \"down\"\nurl = {down_url:?}\nconcurrency = 4\nmax_attempts = 3\n{breaker}\n\
          [[queues]]\nname = \"up\"\nurl = {up_url:?}\nconcurrency = 4\nmax_attempts = 3\n{breaker}\n\
-         [[queues]]\nname = \"some\"\nurl = {some_url:?}\nconcurrency = 2\nmax_attempts = 8\n"
+         [[queues]]\nname = \"some\"\nurl = {some_url:?}\nconcurrency = 2\nmax_attempts = 20\n"
     );
     let config = ConfigFile::new(&p, &body);
     let client = p.client().await;
     let mut queues = HashMap::new();
     for name in ["down", "up", "some"] {
         let q = client.queue(name).await.expect("queue");
+        // Attempts are the producer's: 20 for the 30 % target, so that
+        // only the breaker, not bad luck (0.3^4 per job), could bury one.
+        let options = if name == "some" {
+            quick(100).max_attempts(20)
+        } else {
+            quick(100)
+        };
         let jobs = (0..40)
-            .map(|i| sluice_engine::NewJob::new(&json!({ "n": i }), quick(100)).expect("job"))
+            .map(|i| sluice_engine::NewJob::new(&json!({ "n": i }), options.clone()).expect("job"))
             .collect();
         q.enqueue_batch(jobs).await.expect("enqueue");
         queues.insert(name, q);
@@ -743,13 +750,18 @@ async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
     assert!(overlapping <= 1, "{overlapping} probes at once");
 
     // The 30 % target: retried as usual, never refused by its breaker.
+    let all_done = eventually(Duration::from_secs(30), || async {
+        completed(&queues["some"]).await == 40
+    })
+    .await;
     assert!(
-        eventually(Duration::from_secs(30), || async {
-            completed(&queues["some"]).await == 40
-        })
-        .await,
-        "{:?}",
-        queues["some"].stats().await
+        all_done,
+        "{:?} {:?}",
+        queues["some"].stats().await,
+        queues["some"].dead_letters(0, 5).await.map(|d| d
+            .into_iter()
+            .map(|j| (j.attempt, j.errors))
+            .collect::<Vec<_>>())
     );
     let some_status = client
         .breaker_status(&sluice_engine::target_breaker_name(&some_url).expect("name"))
