@@ -620,3 +620,113 @@ async fn a_users_decimal_comma_is_read_for_that_user_only() {
     assert_eq!(stored, 0);
     let _ = std::fs::remove_dir_all(&shots);
 }
+
+/// Every webhook call is in the audit log, through a 10 s Redis outage
+/// under 2,000 calls a second: the calls refused while Redis is down are
+/// recorded too, spilled to the local file, and replayed once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
+    use std::process::{Command, Stdio};
+    let port = common::free_port();
+    let start_redis = || {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server")
+    };
+    let mut server = start_redis();
+    let mut prefix = Prefix::new("pipe-audit-outage");
+    prefix.url = format!("redis://127.0.0.1:{port}/");
+    let schema = TestSchema::new("auditoutage").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    section.audit = true;
+    section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
+    let file = FileConfig {
+        pipeline: Some(section.clone()),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    let (_, token) = users::add(&pool, Plan::Premium, Some(1_000_000))
+        .await
+        .expect("user");
+    let mut up = false;
+    for _ in 0..100 {
+        if redis::Client::open(prefix.url.as_str())
+            .and_then(|c| c.get_connection())
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "redis-server did not start");
+    let app = api(&prefix, file.clone()).await;
+    let _stop = start_workers(&prefix, &file).await;
+    let client = prefix.client().await;
+    let ready = eventually("the workers registered", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move { (!client.workers().await.ok()?.is_empty()).then_some(()) }
+    })
+    .await;
+    let () = ready;
+    drop(client);
+
+    // Redis goes away; 2,000 calls a second for 10 s; Redis comes back.
+    let _ = server.kill();
+    let _ = server.wait();
+    let started = Instant::now();
+    let mut calls = Vec::new();
+    for round in 0..200u32 {
+        for _ in 0..100 {
+            let app = app.clone();
+            let path = format!("/webhook/u/{token}");
+            calls.push(tokio::spawn(async move {
+                call(
+                    &app,
+                    Method::POST,
+                    &path,
+                    None,
+                    Some("Ticker: NYSE:T\nSignal: buy\nPrice: 1"),
+                )
+                .await
+                .status
+            }));
+        }
+        let next = started + Duration::from_millis(50 * u64::from(round + 1));
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let sent = calls.len() as i64;
+    server = start_redis();
+    let mut refused = 0;
+    for c in calls {
+        if c.await.expect("call") != StatusCode::ACCEPTED {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "Redis was down: calls must have been refused");
+    let audited: i64 = eventually("every call audited", Duration::from_secs(120), || {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM audit_logs WHERE action LIKE 'POST /webhook/%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (n >= sent).then_some(n)
+        }
+    })
+    .await;
+    assert_eq!(audited, sent, "each call once");
+    let _ = std::fs::remove_file(&section.audit_spill_file);
+    let _ = std::fs::remove_dir_all(&shots);
+    // The prefix's keys are deleted while its Redis still answers.
+    drop(app);
+    drop(prefix);
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -262,6 +262,9 @@ pub struct Breaker {
     /// How long Redis keeps a recorded call's token: longer than any retry
     /// of the record can come.
     keep: Duration,
+    /// Whether the name is in the registry yet (a breaker made while Redis
+    /// is down registers at its first call that reaches Redis).
+    registered: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Breaker {
@@ -276,6 +279,7 @@ impl Breaker {
             config,
             store,
             keep,
+            registered: Default::default(),
         }
     }
 
@@ -292,6 +296,7 @@ impl Breaker {
     /// May a call go to the target now? `lease` is how long the call may
     /// take (a probe's slot is held that long at most).
     pub async fn acquire(&self, lease: Duration) -> Result<Admission> {
+        self.register().await;
         let token = uuid::Uuid::now_v7().simple().to_string();
         let mut config = self.config;
         config.probe_lease = config.probe_lease.max(lease);
@@ -386,6 +391,20 @@ impl Breaker {
         }
     }
 
+    /// Put the name in the registry, once it can be.
+    async fn register(&self) {
+        use std::sync::atomic::Ordering;
+        if self.registered.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.store.register_breaker(&self.name).await {
+            Ok(()) => self.registered.store(true, Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!(breaker = %self.name, error = %e, "cannot register the breaker yet")
+            }
+        }
+    }
+
     /// Log a transition this process made (the counters are in Redis,
     /// for metrics fleet-wide).
     fn observe(&self, reply: &BreakerReply) {
@@ -407,18 +426,22 @@ impl Breaker {
 
 impl Client {
     /// Breaker `name` with `config`, registered so that listings and
-    /// metrics show it. Its state is shared with every process that opens a
+    /// metrics show it (at its first call that reaches Redis when Redis is
+    /// down now). Its state is shared with every process that opens a
     /// breaker of the same name under the same prefix.
     pub async fn breaker(&self, name: &str, config: BreakerConfig) -> Result<Breaker> {
         validate_breaker_name(name)?;
         config.validate()?;
         let store = self.fleet();
-        store.register_breaker(name).await?;
         // A record's token must outlive every retry of that record.
         let c = self.config();
         let keep = ((c.retry.max_delay + c.response_timeout) * (c.retry.retries as u32 + 1))
             .max(Duration::from_secs(10));
-        Ok(Breaker::new(name.to_owned(), config, store, keep))
+        let breaker = Breaker::new(name.to_owned(), config, store, keep);
+        // Registered now if Redis answers, else at its first call: a worker
+        // starting while Redis is down must not fail for it.
+        breaker.register().await;
+        Ok(breaker)
     }
 
     /// Every registered breaker's status, sorted by name.
