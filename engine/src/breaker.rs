@@ -461,7 +461,7 @@ impl Client {
     pub async fn breaker_status(&self, name: &str) -> Result<Option<BreakerStatus>> {
         validate_breaker_name(name)?;
         let store = self.fleet();
-        if !store.breaker_names().await?.iter().any(|n| n == name) {
+        if !store.is_breaker_registered(name).await? {
             return Ok(None);
         }
         let (fields, probes) = store.breaker_fields(name, now_ms()).await?;
@@ -474,7 +474,7 @@ impl Client {
     pub async fn force_breaker(&self, name: &str, forced: Option<Forced>) -> Result<bool> {
         validate_breaker_name(name)?;
         let store = self.fleet();
-        if !store.breaker_names().await?.iter().any(|n| n == name) {
+        if !store.is_breaker_registered(name).await? {
             return Ok(false);
         }
         let what = match forced {

@@ -121,14 +121,16 @@ impl Evaluator {
             .client
             .observe_alert(&rule.name, observed.holds, &observed.value, rule.timing())
             .await?;
-        let now = self.client.server_time_ms().await?;
         let kind = match &reply.notice {
             Some(k) => Some(k.clone()),
-            // Recorded by a process that died before enqueueing it.
-            None if reply.seq > reply.enqueued
-                && now.saturating_sub(reply.last_at_ms) > ORPHAN_AFTER_MS =>
-            {
-                reply.last_kind.clone()
+            // Recorded by a process that died before enqueueing it (or
+            // whose observation's reply was lost): sent by whoever sees it
+            // unsent for long enough. The clock is read only then.
+            None if reply.seq > reply.enqueued => {
+                let now = self.client.server_time_ms().await?;
+                (now.saturating_sub(reply.last_at_ms) > ORPHAN_AFTER_MS)
+                    .then(|| reply.last_kind.clone())
+                    .flatten()
             }
             None => None,
         };

@@ -296,6 +296,19 @@ impl FleetStore {
         .await
     }
 
+    /// Whether `name` is in the breaker registry.
+    pub(crate) async fn is_breaker_registered(&self, name: &str) -> Result<bool> {
+        query(
+            &self.conn,
+            self.retry,
+            "find breaker",
+            redis::cmd("SISMEMBER")
+                .arg(breakers_key(&self.prefix))
+                .arg(name),
+        )
+        .await
+    }
+
     /// Every registered breaker's name (unsorted).
     pub(crate) async fn breaker_names(&self) -> Result<Vec<String>> {
         query(
