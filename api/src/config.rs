@@ -454,7 +454,7 @@ impl FileConfig {
         &self,
         client: &sluice_engine::Client,
         name: &str,
-    ) -> sluice_engine::Result<Option<sluice_engine::PartitionedQueue>> {
+    ) -> sluice_engine::Result<Option<sluice_engine::Queue>> {
         let Some((section, n)) = self.queue(name).and_then(|s| s.partitions.map(|n| (s, n))) else {
             return Ok(None);
         };

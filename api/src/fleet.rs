@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_engine::{
-    Client, HandlerError, Job, Outcome, PartitionedQueue, Runner, ServedQueue, Typed, Worker,
-    WorkerConfig, WorkerInfo, run_each, unix_ms,
+    Client, HandlerError, Job, Outcome, Runner, ServedQueue, Typed, Worker, WorkerConfig,
+    WorkerInfo, run_each, unix_ms,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -159,10 +159,11 @@ pub async fn run(
                     .partitioned_queue(&section.name, n, section.queue_config())
                     .await
             }
-            None => client
-                .queue_with(&section.name, section.queue_config())
-                .await
-                .map(PartitionedQueue::single),
+            None => {
+                client
+                    .queue_with(&section.name, section.queue_config())
+                    .await
+            }
         }
         .with_context(|| format!("cannot open queue {}", section.name))?;
         // The configured rate is the queue's (each partition gets its share).
@@ -171,21 +172,18 @@ pub async fn run(
             RateLimitSetting::Remove => handle.set_rate_limit(None).await?,
             RateLimitSetting::Keep => {}
         }
-        // A partitioned queue gets one worker per partition, sharing the
-        // queue's concurrency; a queue of one keeps the process's id as its
+        // One worker per partition, sharing the queue's concurrency and its
+        // in-flight count; a queue of one keeps the process's id as its
         // consumer name.
-        let queue_workers = match handle.partitions() {
-            [queue] if section.partitions.is_none() => {
-                vec![Worker::new(queue.clone(), handler).with_config(config)]
-            }
-            _ => handle.workers(handler, config),
-        };
+        let queue_workers = Worker::new(handle, handler)
+            .with_config(config)
+            .per_partition();
+        gauges.push(queue_workers[0].in_flight());
         served.push(ServedQueue {
             queue: section.name.clone(),
             concurrency,
         });
         for worker in queue_workers {
-            gauges.push(worker.in_flight());
             let stop = stop.clone();
             let name = section.name.clone();
             workers.spawn(async move { (name, worker.run(stopped(stop)).await) });

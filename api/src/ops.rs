@@ -4,8 +4,7 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{
-    Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob,
-    PartitionedQueue, Queue, Stats,
+    Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
 };
 
 use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
@@ -113,16 +112,12 @@ async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
         .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
 }
 
-/// The handle on a queue by name (which must exist): its partitions when
-/// the config splits it, else the queue itself as one partition.
-async fn handle(
-    client: &Client,
-    file: &FileConfig,
-    name: &str,
-) -> anyhow::Result<PartitionedQueue> {
+/// The handle on a queue by name (which must exist), with all its
+/// partitions (the config's count opens them when they are not yet there).
+async fn handle(client: &Client, file: &FileConfig, name: &str) -> anyhow::Result<Queue> {
     match file.partitioned_queue(client, name).await? {
-        Some(pq) => Ok(pq),
-        None => Ok(PartitionedQueue::single(existing(client, name).await?)),
+        Some(q) => Ok(q),
+        None => existing(client, name).await,
     }
 }
 
@@ -131,13 +126,13 @@ async fn open_queues(
     client: &Client,
     file: &FileConfig,
     queue: Option<String>,
-) -> anyhow::Result<Vec<PartitionedQueue>> {
+) -> anyhow::Result<Vec<Queue>> {
     match queue {
         Some(name) => Ok(vec![handle(client, file, &name).await?]),
         None => {
             let mut all = Vec::new();
             for name in client.queues().await? {
-                all.push(PartitionedQueue::single(client.queue(&name).await?));
+                all.push(client.queue(&name).await?);
             }
             Ok(all)
         }
@@ -161,25 +156,19 @@ async fn enqueue(
         ..JobOptionsInput::default()
     })?;
     let NewJob { payload, options } = NewJob::new(&payload, options)?;
-    let e = match file.partitioned_queue(client, &args.queue).await? {
-        Some(pq) => {
-            pq.enqueue_raw(args.partition_key.as_deref(), payload, options)
-                .await?
-        }
-        None if args.partition_key.is_some() => {
-            bail!(
-                "queue {} is not partitioned; leave out --partition-key",
-                args.queue
-            )
-        }
-        None => {
-            client
-                .queue(&args.queue)
-                .await?
-                .enqueue_raw(payload, options)
-                .await?
-        }
+    let queue = match file.partitioned_queue(client, &args.queue).await? {
+        Some(q) => q,
+        None => client.queue(&args.queue).await?,
     };
+    if args.partition_key.is_some() && !queue.is_partitioned() {
+        bail!(
+            "queue {} is not partitioned; leave out --partition-key",
+            args.queue
+        )
+    }
+    let e = queue
+        .enqueue_raw_keyed(args.partition_key.as_deref(), payload, options)
+        .await?;
     let text = if e.duplicate {
         format!(
             "{} (idempotency key matched an existing job; nothing added)",

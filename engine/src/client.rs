@@ -7,6 +7,7 @@ use crate::conn::{Conn, Target};
 use crate::error::{Error, Result};
 use crate::keys::{QueueKeys, validate_name};
 use crate::options::QueueConfig;
+use crate::partition::Partition;
 use crate::queue::Queue;
 use crate::store::{FleetStore, RetryPolicy, Store, with_retry};
 
@@ -164,33 +165,68 @@ impl Client {
     }
 
     /// A handle on queue `name` with default settings; creates the queue's
-    /// streams and group when missing.
+    /// streams and group when missing. A queue split into partitions
+    /// ([`partitioned_queue`](Self::partitioned_queue)) is found as such:
+    /// the handle covers all its partitions.
     pub async fn queue(&self, name: &str) -> Result<Queue> {
         self.queue_with(name, QueueConfig::default()).await
     }
 
-    /// A handle on queue `name` with `config`.
+    /// A handle on queue `name` with `config` (see [`queue`](Self::queue)).
     pub async fn queue_with(&self, name: &str, config: QueueConfig) -> Result<Queue> {
+        config.validate()?;
+        match self.recorded_partitions(name).await? {
+            Some(n) => Queue::open(self, name, n, config).await,
+            None => Ok(Queue::single(self.partition_with(name, config).await?)),
+        }
+    }
+
+    /// The handle on one partition (or a queue without partitions) by its
+    /// own name; creates its streams and group when missing.
+    pub(crate) async fn partition_with(
+        &self,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<Partition> {
         config.validate()?;
         let store = self.store(name)?;
         store.ensure().await?;
-        Ok(Queue::new(self.clone(), store, config))
+        Ok(Partition::new(self.clone(), store, config))
+    }
+
+    /// How many partitions queue `name` was split into, when it was: the
+    /// count its first partition records (see `Queue::open`). A name that
+    /// itself names a partition (`name#i`) is one partition.
+    async fn recorded_partitions(&self, name: &str) -> Result<Option<u16>> {
+        if name.contains('#') {
+            return Ok(None);
+        }
+        crate::keys::validate_name("queue name", name)?;
+        self.store(&format!("{name}#0"))?
+            .recorded_partitions()
+            .await
     }
 
     /// A handle on queue `name` (default settings) only if it exists, that
     /// is, was opened before under this prefix: for operator commands, which
-    /// must not create a queue because of a typo.
+    /// must not create a queue because of a typo. A partitioned queue is
+    /// found by its name, with all its partitions.
     pub async fn existing_queue(&self, name: &str) -> Result<Option<Queue>> {
+        if let Some(n) = self.recorded_partitions(name).await? {
+            return Queue::open(self, name, n, QueueConfig::default())
+                .await
+                .map(Some);
+        }
         let store = self.store(name)?;
         if !store.is_registered().await? {
             return Ok(None);
         }
         store.ensure().await?;
-        Ok(Some(Queue::new(
+        Ok(Some(Queue::single(Partition::new(
             self.clone(),
             store,
             QueueConfig::default(),
-        )))
+        ))))
     }
 
     fn store(&self, name: &str) -> Result<Store> {

@@ -19,20 +19,24 @@
 //! # Layout
 //!
 //! - `client`: [`Client`], the reconnecting Redis connection and the
-//!   durability setting; makes [`Queue`] handles.
+//!   durability setting; makes [`Queue`] handles, finding a queue's
+//!   partitions by the count its first partition records.
 //! - `conn`: one connection type over a single Redis and Redis Cluster
 //!   (`redis+cluster://host:port,host:port/` URLs).
-//! - `queue`: [`Queue`], everything producers and operators do: enqueue
-//!   (single and batch), lookup, stats, pause/resume, dead letters, and the
-//!   manual claim/settle path.
-//! - `worker`: [`Worker`], which runs a [`Handler`] with a concurrency limit,
-//!   batch claims, batched settles, claim keep-alive and graceful shutdown.
+//! - `queue`: [`Queue`], the one handle on a queue and all its partitions
+//!   (one unless the queue was split): enqueue (routed by partition key,
+//!   idempotency key or at random), lookup, listings, dead letters,
+//!   re-drive, stats, throughput, pause, the rate limit (shared out over the
+//!   partitions), backups and the manual claim/settle path, each correct
+//!   over every partition.
+//! - `partition`: [`Partition`], one partition (`name#i`, or the whole of a
+//!   queue never split), a stream set of its own that Redis Cluster places
+//!   by its hash tag; what [`Queue`] does, for one partition.
+//! - `worker`: [`Worker`], which runs a [`Handler`] on every partition of
+//!   its [`Queue`] with one concurrency limit, batch claims, batched
+//!   settles, claim keep-alive and graceful shutdown.
 //! - `promoter`, `reclaimer`: the worker's background loops that promote due
 //!   delayed jobs and take over jobs of dead workers.
-//! - `partitioned`: [`PartitionedQueue`], one queue split over N queues
-//!   (`name#0` ... `name#N-1`) that Redis Cluster places on different
-//!   shards, and the one handle operators' reads and actions go through
-//!   (a queue without partitions is a handle of one).
 //! - `handler`: the [`Handler`] and [`BatchHandler`] traits, their typed
 //!   forms ([`TypedHandler`], [`TypedBatchHandler`] through [`Typed`]),
 //!   [`handler_fn`], and [`Runner`], what a worker runs.
@@ -91,7 +95,7 @@
 //!   with its error. Dead letters can be listed, inspected, re-driven and
 //!   deleted.
 //! - **Cancellation.** A timeout, a stop past the shutdown grace, or an
-//!   operator's [`Queue::cancel`] reaches the running handler through
+//!   operator's [`Partition::cancel`] reaches the running handler through
 //!   [`Job::cancelled`]; the handler gets the worker's cancel grace to
 //!   return, then it is aborted (see [`CancelReason`] for what is recorded).
 //!   A cancelled waiting or delayed job is a dead letter at once.
@@ -118,7 +122,7 @@ mod job;
 pub mod keys;
 mod limits;
 mod options;
-mod partitioned;
+mod partition;
 pub mod promoter;
 mod queue;
 pub mod reclaimer;
@@ -146,10 +150,10 @@ pub use job::{
 };
 pub use keys::PRIORITY_LEVELS;
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
-pub use partitioned::{MAX_PARTITIONS, PartitionedQueue};
-pub use queue::{
-    DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Queue,
+pub use partition::{
+    DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Partition,
 };
+pub use queue::{MAX_PARTITIONS, Queue};
 pub use redact::redact_url;
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};

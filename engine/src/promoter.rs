@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::LoopBackoff;
-use crate::queue::Queue;
+use crate::partition::Partition;
 
 /// Longest sleep between two promotions: a delayed job becomes ready at most
 /// this late (sooner when the next due time is known).
@@ -35,7 +35,7 @@ impl Default for PromoterConfig {
 
 /// Promote due jobs until `stop` turns true. Sleeps until the next job is due
 /// (at most `interval`, since a sooner job may arrive meanwhile).
-pub(crate) async fn run(queue: Queue, config: PromoterConfig, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(queue: Partition, config: PromoterConfig, mut stop: watch::Receiver<bool>) {
     let mut backoff = LoopBackoff::new("promoter");
     while !*stop.borrow() {
         let wait = match queue.promote_due(config.batch).await {

@@ -1,532 +1,624 @@
-//! `Queue`: the public handle on one queue, for producers and operators.
+//! [`Queue`], the one handle on a queue: producers, operators, workers
+//! and the manual claim/settle path all go through it, and it is correct
+//! over every partition the queue has (one by default).
+//!
+//! A queue may be split into N partitions named `<name>#0` ...
+//! `<name>#N-1` ([`Client::partitioned_queue`]), each a [`Partition`] of
+//! its own. Each partition has its own hash tag
+//! (`sluice:{name#i}:...`), so Redis Cluster spreads them over its shards
+//! and one queue's throughput is no longer bounded by one node.
+//!
+//! What holds where:
+//! - Strict priority and FIFO order within a priority hold **within a
+//!   partition only**. Jobs that must run in order share a partition key.
+//! - Idempotency keys hold within a partition; a job enqueued under an
+//!   idempotency key (and no partition key) is routed by that key, so a
+//!   retried enqueue meets its first try.
+//! - Every producer and worker must use the same number of partitions; it
+//!   is recorded in the first partition and a different one is refused;
+//!   [`Client::queue`] reads it, so a handle opened by name alone covers
+//!   every partition.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
+use tokio::task::JoinSet;
 
-use crate::client::{Client, Durability};
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
-use crate::store::{
-    CallToken, Cancelled, EnqueueItem, Promoted, Reclaimed, SettleItem, Settled, Store,
-};
+use crate::partition::{DeadCursor, Enqueued, IdempotencyRecord, NewJob, Partition};
+use crate::worker::{Worker, WorkerConfig, WorkerReport};
 
-/// The deepest a listing may start, and the most it may return: what one
-/// page asks of Redis (and a partitioned queue's merge, of each partition)
-/// stays bounded whatever a caller sends.
-pub const MAX_LIST_OFFSET: usize = 10_000;
-/// The most jobs one listing returns.
-pub const MAX_LIST_LIMIT: usize = 1_000;
+/// Most partitions a queue may have (the index has at most 4 digits).
+pub const MAX_PARTITIONS: u16 = 1024;
 
-pub(crate) fn check_depth(offset: usize, limit: usize) -> Result<()> {
-    if offset > MAX_LIST_OFFSET || limit > MAX_LIST_LIMIT {
-        return Err(Error::invalid(
-            "offset/limit",
-            format!(
-                "listings start at most {MAX_LIST_OFFSET} deep and return at most {MAX_LIST_LIMIT}"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// One idempotency mapping, as a backup keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct IdempotencyRecord {
-    /// The idempotency key.
-    pub key: String,
-    /// The job it maps to.
-    pub job_id: String,
-    /// How long its window had left, ms.
-    pub ttl_ms: u64,
-}
-
-/// A job to enqueue: its payload and options.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewJob {
-    /// The payload bytes (MessagePack for typed handlers).
-    pub payload: Vec<u8>,
-    /// Its options.
-    pub options: JobOptions,
-}
-
-impl NewJob {
-    /// A job whose payload is `value` encoded as MessagePack.
-    pub fn new<T: Serialize + ?Sized>(value: &T, options: JobOptions) -> Result<Self> {
-        Ok(Self {
-            payload: rmp_serde::to_vec_named(value)?,
-            options,
-        })
-    }
-
-    /// A job with a payload already encoded.
-    pub fn raw(payload: Vec<u8>, options: JobOptions) -> Self {
-        Self { payload, options }
-    }
-}
-
-/// The answer to an enqueue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Enqueued {
-    /// The job's id; on an idempotency hit, the id of the earlier job.
-    pub id: String,
-    /// True when the idempotency key matched an earlier job and nothing was
-    /// added.
-    pub duplicate: bool,
-}
-
-/// A handle on one queue. Cheap to clone; all clones share the connection.
+/// A handle on a queue and all its partitions (one when it was never
+/// split). Cheap to clone; all clones share the connection.
 #[derive(Clone, Debug)]
 pub struct Queue {
-    client: Client,
-    store: Store,
-    config: Arc<QueueConfig>,
-    /// Tokens of this handle's enqueue calls whose replies arrived: the
-    /// next enqueue deletes their records (see `enqueue.lua`).
-    answered_enqueues: Arc<std::sync::Mutex<Vec<String>>>,
+    name: String,
+    partitions: Arc<Vec<Partition>>,
+}
+
+/// One partition's share of a `settle_many` call: the outcomes' positions
+/// in the call, and the outcomes.
+type SettleGroup<'a> = (Vec<usize>, Vec<(&'a Job, Outcome)>);
+
+/// FNV-1a: a stable hash, the same in every process and version, so every
+/// producer routes a key to the same partition.
+fn stable_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Queue {
-    pub(crate) fn new(client: Client, store: Store, config: QueueConfig) -> Self {
-        Self {
-            client,
-            store,
-            config: Arc::new(config),
-            answered_enqueues: Arc::default(),
+    /// Open (creating where missing) the `partitions` partitions of `name`.
+    pub(crate) async fn open(
+        client: &Client,
+        name: &str,
+        partitions: u16,
+        config: QueueConfig,
+    ) -> Result<Self> {
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(Error::invalid(
+                "partitions",
+                format!("must be 1 to {MAX_PARTITIONS}, not {partitions}"),
+            ));
+        }
+        crate::keys::validate_name("queue name", name)?;
+        if name.contains('#') {
+            return Err(Error::invalid(
+                "queue name",
+                "a partitioned queue's name cannot itself name a partition",
+            ));
+        }
+        let mut queues = Vec::with_capacity(usize::from(partitions));
+        for index in 0..partitions {
+            queues.push(
+                client
+                    .partition_with(&format!("{name}#{index}"), config.clone())
+                    .await?,
+            );
+        }
+        let recorded = queues[0].store().record_partitions(partitions).await?;
+        if recorded != partitions {
+            return Err(Error::invalid(
+                "partitions",
+                format!("queue {name} has {recorded} partitions, not {partitions}"),
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            partitions: Arc::new(queues),
+        })
+    }
+
+    /// The queue's name (without a partition index).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The partitions, each a queue of its own.
+    pub fn partitions(&self) -> &[Partition] {
+        &self.partitions
+    }
+
+    /// True when the queue was split into partitions (even into one), so
+    /// partition keys route its jobs; false for a queue that never was.
+    pub fn is_partitioned(&self) -> bool {
+        self.partitions.len() > 1 || self.partitions[0].name() != self.name
+    }
+
+    /// The partition a partition key routes to.
+    pub fn partition_for(&self, key: &str) -> &Partition {
+        &self.partitions[self.partition_index(key)]
+    }
+
+    fn partition_index(&self, key: &str) -> usize {
+        (stable_hash(key) % self.partitions.len() as u64) as usize
+    }
+
+    /// Where a job goes: by its partition key, else by its idempotency key,
+    /// else anywhere (spread at random, like the job ids).
+    fn route(&self, partition_key: Option<&str>, options: &JobOptions) -> &Partition {
+        match partition_key.or(options.idempotency_key.as_deref()) {
+            Some(key) => self.partition_for(key),
+            None => &self.partitions[rand::random_range(0..self.partitions.len())],
         }
     }
 
-    /// The queue's name.
-    pub fn name(&self) -> &str {
-        self.store.keys().queue()
-    }
-
-    /// The settings this handle uses.
-    pub fn config(&self) -> &QueueConfig {
-        &self.config
-    }
-
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Enqueue one job whose payload is `payload` as MessagePack.
+    /// Enqueue one job on any partition (or its idempotency key's).
     pub async fn enqueue<T: Serialize + ?Sized>(
         &self,
         payload: &T,
         options: JobOptions,
     ) -> Result<Enqueued> {
-        self.enqueue_raw(rmp_serde::to_vec_named(payload)?, options)
+        self.route(None, &options).enqueue(payload, options).await
+    }
+
+    /// Enqueue one job on the partition of `partition_key`: jobs with the
+    /// same key keep their priority order and FIFO order among themselves.
+    pub async fn enqueue_keyed<T: Serialize + ?Sized>(
+        &self,
+        partition_key: &str,
+        payload: &T,
+        options: JobOptions,
+    ) -> Result<Enqueued> {
+        self.route(Some(partition_key), &options)
+            .enqueue(payload, options)
             .await
     }
 
-    /// Enqueue one job with an already encoded payload.
+    /// Enqueue one job with an already encoded payload (as
+    /// [`enqueue`](Self::enqueue) routes it).
     pub async fn enqueue_raw(&self, payload: Vec<u8>, options: JobOptions) -> Result<Enqueued> {
-        let mut out = self
-            .enqueue_batch(vec![NewJob::raw(payload, options)])
-            .await?;
-        out.pop().ok_or(Error::EmptyBatch)
+        self.enqueue_raw_keyed(None, payload, options).await
     }
 
-    /// Enqueue a batch in one round trip. Every job is checked first: one
-    /// invalid job refuses the whole batch and nothing is added.
+    /// Enqueue one job with an already encoded payload, on the partition of
+    /// `partition_key` when given (else as [`enqueue`](Self::enqueue) does).
+    pub async fn enqueue_raw_keyed(
+        &self,
+        partition_key: Option<&str>,
+        payload: Vec<u8>,
+        options: JobOptions,
+    ) -> Result<Enqueued> {
+        self.route(partition_key, &options)
+            .enqueue_raw(payload, options)
+            .await
+    }
+
+    /// Enqueue a batch: each job goes where [`enqueue`](Self::enqueue) would
+    /// send it, one round trip per partition, all partitions at once. The
+    /// answers are in the batch's order. Atomic per partition only: when one
+    /// partition's call fails, others may have taken their jobs (retrying
+    /// with idempotency keys is safe).
     pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        self.enqueue_batch_keyed(jobs.into_iter().map(|j| (None, j)).collect())
+            .await
+    }
+
+    /// [`enqueue_batch`](Self::enqueue_batch) where a job may carry a
+    /// partition key, which routes it as [`enqueue_keyed`](Self::enqueue_keyed)
+    /// does.
+    pub async fn enqueue_batch_keyed(
+        &self,
+        jobs: Vec<(Option<String>, NewJob)>,
+    ) -> Result<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Err(Error::EmptyBatch);
         }
-        if jobs.len() > self.config.max_batch {
-            return Err(Error::BatchTooLarge {
-                size: jobs.len(),
-                max: self.config.max_batch,
-            });
+        let total = jobs.len();
+        let mut groups: Vec<(Vec<usize>, Vec<NewJob>)> =
+            vec![(Vec::new(), Vec::new()); self.partitions.len()];
+        let offset = rand::random_range(0..self.partitions.len());
+        for (i, (partition_key, job)) in jobs.into_iter().enumerate() {
+            let index = match partition_key.or_else(|| job.options.idempotency_key.clone()) {
+                Some(key) => (stable_hash(&key) % self.partitions.len() as u64) as usize,
+                // Keyless jobs are dealt out in turn.
+                None => (offset + i) % self.partitions.len(),
+            };
+            groups[index].0.push(i);
+            groups[index].1.push(job);
         }
-        let items = jobs
-            .into_iter()
-            .map(|job| self.item(job))
-            .collect::<Result<Vec<_>>>()?;
-        let call = self.enqueue_token();
-        let confirmed = std::mem::take(&mut *self.answered());
-        let reply = match self.client.config().durability {
-            Durability::Replicated { replicas, timeout } => {
-                let (reply, acked) = self
-                    .store
-                    .enqueue_replicated(&items, &call, &confirmed, replicas, timeout)
-                    .await?;
-                if acked < i64::from(replicas) {
-                    return Err(Error::Protocol {
-                        operation: "wait for replicas",
-                        detail: format!(
-                            "{acked} of {replicas} replicas acknowledged within {timeout:?}"
-                        ),
-                    });
-                }
-                reply
+        let mut calls = JoinSet::new();
+        for (index, (positions, jobs)) in groups.into_iter().enumerate() {
+            if jobs.is_empty() {
+                continue;
             }
-            _ => self.store.enqueue(&items, &call, &confirmed).await?,
-        };
-        self.answered().push(call.token);
-        Ok(reply
-            .into_iter()
-            .map(|(id, duplicate)| Enqueued { id, duplicate })
-            .collect())
-    }
-
-    /// A token for one enqueue call: its record outlives every retry the
-    /// client makes of the call (each try may wait the response timeout,
-    /// then the longest backoff), so a retry of a call that ran adds
-    /// nothing, and then expires: it is not kept per job.
-    fn answered(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        // A panic while holding it leaves a plain list of tokens: still good.
-        self.answered_enqueues
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn enqueue_token(&self) -> CallToken {
-        let config = self.client.config();
-        let per_try = config.response_timeout + config.retry.max_delay;
-        let tries = u32::try_from(config.retry.retries + 1).unwrap_or(u32::MAX);
-        CallToken::new(
-            per_try.saturating_mul(tries).max(Duration::from_secs(10)),
-            None,
-        )
-    }
-
-    fn item(&self, job: NewJob) -> Result<EnqueueItem> {
-        let o = &job.options;
-        o.validate()?;
-        if job.payload.len() > self.config.max_payload_bytes {
-            return Err(Error::PayloadTooLarge {
-                size: job.payload.len(),
-                max: self.config.max_payload_bytes,
-            });
+            let queue = self.partitions[index].clone();
+            calls.spawn(async move { (positions, queue.enqueue_batch(jobs).await) });
         }
-        Ok(EnqueueItem {
-            id: uuid::Uuid::now_v7().simple().to_string(),
-            priority: o.priority,
-            delay_ms: o.delay.as_millis() as u64,
-            max_attempts: o.max_attempts.unwrap_or(self.config.max_attempts),
-            backoff: o.backoff.unwrap_or(self.config.backoff).encode(),
-            timeout_ms: o
-                .timeout
-                .or(self.config.timeout)
-                .map_or(0, |t| t.as_millis() as u64),
-            idempotency_key: o.idempotency_key.clone().unwrap_or_default(),
-            idempotency_window_ms: o
-                .idempotency_window
-                .unwrap_or(self.config.idempotency_window)
-                .as_millis() as u64,
-            payload: job.payload,
-        })
+        let mut out: Vec<Option<Enqueued>> = vec![None; total];
+        while let Some(joined) = calls.join_next().await {
+            let (positions, answer) =
+                joined.map_err(|e| Error::invalid("enqueue batch", e.to_string()))?;
+            for (position, enqueued) in positions.into_iter().zip(answer?) {
+                out[position] = Some(enqueued);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
-    /// Look a job up by id. `None` when it never existed, or completed and
-    /// its keep window passed.
-    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
-        self.store.job(id).await
+    /// The longest wait of a waiting job over every partition.
+    pub async fn oldest_waiting_age(&self) -> Result<Option<std::time::Duration>> {
+        let mut oldest = None;
+        for q in self.partitions.iter() {
+            oldest = oldest.max(q.oldest_waiting_age().await?);
+        }
+        Ok(oldest)
     }
 
-    /// Counts per state and the queue's counters.
+    /// Counts summed over the partitions.
     pub async fn stats(&self) -> Result<Stats> {
-        self.store.stats().await
-    }
-
-    /// How long the oldest waiting job (ready to run, not yet claimed) has
-    /// waited, by Redis time; `None` when nothing waits. A delayed or retried
-    /// job waits from when it became due.
-    pub async fn oldest_waiting_age(&self) -> Result<Option<Duration>> {
-        let Some(oldest) = self.store.oldest_waiting_ms().await? else {
-            return Ok(None);
+        let mut sum = Stats {
+            queue: self.name.clone(),
+            ..Stats::default()
         };
-        let now = self.store.server_time_ms().await?;
-        Ok(Some(Duration::from_millis(now.saturating_sub(oldest))))
+        for q in self.partitions.iter() {
+            let s = q.stats().await?;
+            sum.paused |= s.paused;
+            if sum.waiting_by_priority.len() < s.waiting_by_priority.len() {
+                sum.waiting_by_priority
+                    .resize(s.waiting_by_priority.len(), 0);
+            }
+            for (total, n) in sum
+                .waiting_by_priority
+                .iter_mut()
+                .zip(&s.waiting_by_priority)
+            {
+                *total += n;
+            }
+            sum.waiting += s.waiting;
+            sum.active += s.active;
+            sum.delayed += s.delayed;
+            sum.dead += s.dead;
+            sum.enqueued_total += s.enqueued_total;
+            sum.completed_total += s.completed_total;
+            sum.failed_total += s.failed_total;
+            sum.retried_total += s.retried_total;
+            sum.dead_total += s.dead_total;
+            // The queue's limit is its partitions' shares added up.
+            sum.rate_limit = match (sum.rate_limit, s.rate_limit) {
+                (Some(a), Some(b)) => Some(RateLimit {
+                    per_second: a.per_second + b.per_second,
+                    burst: a.burst + b.burst,
+                }),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(sum)
     }
 
-    /// Completed and failed attempts per minute over the last `minutes`
-    /// minutes (at most a day), oldest first, by Redis server time.
-    pub async fn throughput(&self, minutes: u64) -> Result<Vec<MinuteCount>> {
-        let minutes = minutes.clamp(1, 24 * 60);
-        let now = self.store.server_time_ms().await?;
-        self.store.throughput(now, minutes).await
+    /// Cancel a job in whichever partition holds it (see [`Partition::cancel`]).
+    pub async fn cancel(&self, id: &str) -> Result<crate::Cancelled> {
+        for q in self.partitions.iter() {
+            match q.cancel(id).await? {
+                crate::Cancelled::Missing => continue,
+                found => return Ok(found),
+            }
+        }
+        Ok(crate::Cancelled::Missing)
     }
 
-    /// Stop workers from claiming (jobs already claimed finish).
+    /// Pause every partition.
     pub async fn pause(&self) -> Result<()> {
-        self.store.set_paused(true).await
+        for q in self.partitions.iter() {
+            q.pause().await?;
+        }
+        Ok(())
     }
 
-    /// Limit how many jobs per second the whole fleet starts (`None`: no
-    /// limit). Workers see a change at their next claim. Setting the limit
-    /// the queue already has changes nothing (its bucket is not refilled),
-    /// so every worker may apply its configured limit at start.
-    pub async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
-        self.store.set_rate_limit(limit).await
-    }
-
-    /// Let workers claim again.
+    /// Resume every partition.
     pub async fn resume(&self) -> Result<()> {
-        self.store.set_paused(false).await
+        for q in self.partitions.iter() {
+            q.resume().await?;
+        }
+        Ok(())
     }
 
-    /// Dead letters, newest first (`offset` at most [`MAX_LIST_OFFSET`]).
+    /// Run `handler` on every partition until `shutdown` (a
+    /// [`Worker`] with `config`); returns the worker's report, summed over
+    /// the partitions.
+    pub async fn run_workers<H: crate::Runner>(
+        &self,
+        handler: H,
+        config: WorkerConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<WorkerReport> {
+        Worker::new(self.clone(), handler)
+            .with_config(config)
+            .run(shutdown)
+            .await
+    }
+}
+
+/// Dead letters newest death first (then by id), as one partition lists
+/// them, so pages of several partitions merge.
+fn newest_first(letters: &mut [JobInfo]) {
+    letters.sort_by(|a, b| {
+        b.finished_at_ms
+            .cmp(&a.finished_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+/// Operators' reads and actions, correct over every partition. A queue
+/// without partitions is a `Queue` of one ([`single`](Self::single)),
+/// so callers never branch on "partitioned or not".
+impl Queue {
+    /// A handle on a queue that has no partitions: one partition, itself.
+    pub fn single(queue: Partition) -> Self {
+        Self {
+            name: queue.name().to_owned(),
+            partitions: Arc::new(vec![queue]),
+        }
+    }
+
+    /// Look a job up by id, in whichever partition holds it.
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        for q in self.partitions.iter() {
+            if let Some(info) = q.job(id).await? {
+                return Ok(Some(info));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Dead letters newest first, `offset` skipped, at most `limit`, over
+    /// every partition.
     pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
-        check_depth(offset, limit)?;
-        self.dead_page(offset, limit).await
+        crate::partition::check_depth(offset, limit)?;
+        if let [q] = self.partitions.as_slice() {
+            return q.dead_page(offset, limit).await;
+        }
+        // The page's letters are among the first offset + limit of each
+        // (bounded by the depth check).
+        let mut all = Vec::new();
+        for q in self.partitions.iter() {
+            all.extend(q.dead_page(0, offset + limit).await?);
+        }
+        newest_first(&mut all);
+        Ok(all.into_iter().skip(offset).take(limit).collect())
     }
 
-    /// A page of dead letters, newest first, after `cursor` (none: from the
-    /// newest), and the cursor of the next page when this one is full.
-    /// Unlike an offset, a cursor costs the same however deep it is.
+    /// A page of dead letters over every partition, newest first (death
+    /// time, then id, descending), after `cursor`, with the next page's
+    /// cursor when this one is full. Each partition reads at most `limit`
+    /// letters (and one millisecond's ties), however deep the cursor.
     pub async fn dead_letters_after(
         &self,
         cursor: Option<&DeadCursor>,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, Option<DeadCursor>)> {
-        check_depth(0, limit)?;
-        let rows = self.dead_rows(cursor, limit).await?;
-        let next = page_cursor(&rows, limit);
-        let ids: Vec<String> = rows.into_iter().map(|(_, id)| id).collect();
-        Ok((self.store.jobs(&ids).await?, next))
-    }
-
-    /// (death ms, id) of the dead letters after `cursor`, at most `limit`.
-    pub(crate) async fn dead_rows(
-        &self,
-        cursor: Option<&DeadCursor>,
-        limit: usize,
-    ) -> Result<Vec<(u64, String)>> {
-        match cursor {
-            None => self.store.dead_newest(limit).await,
-            Some(c) => self.store.dead_after((c.died_at_ms, &c.id), limit).await,
+        crate::partition::check_depth(0, limit)?;
+        if let [q] = self.partitions.as_slice() {
+            return q.dead_letters_after(cursor, limit).await;
         }
+        let mut rows = Vec::new();
+        for (i, q) in self.partitions.iter().enumerate() {
+            rows.extend(
+                q.dead_rows(cursor, limit)
+                    .await?
+                    .into_iter()
+                    .map(|(ms, id)| (ms, id, i)),
+            );
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+        rows.truncate(limit);
+        let next = crate::partition::page_cursor(
+            &rows
+                .iter()
+                .map(|(ms, id, _)| (*ms, id.clone()))
+                .collect::<Vec<_>>(),
+            limit,
+        );
+        let mut letters = Vec::with_capacity(rows.len());
+        for (_, id, i) in rows {
+            if let Some(job) = self.partitions[i].job(&id).await? {
+                letters.push(job);
+            }
+        }
+        Ok((letters, next))
     }
 
-    /// [`dead_letters`](Self::dead_letters) without the depth check, for
-    /// the engine's own bounded merges.
-    pub(crate) async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
-        let ids = self.store.dead_ids(offset, limit).await?;
-        self.store.jobs(&ids).await
-    }
-
-    /// Jobs in `state`, `offset` skipped, at most `limit`: waiting and
-    /// active most urgent first (then oldest first), delayed soonest first,
-    /// dead newest first. Completed jobs are only counted, never indexed,
-    /// so listing them returns nothing; look one up by id instead.
+    /// Jobs in `state` over every partition, in each state's order (see
+    /// [`Partition::jobs_in_state`]); with several partitions, partition by
+    /// partition, except dead letters, which are merged newest first.
     pub async fn jobs_in_state(
         &self,
         state: JobState,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<JobInfo>> {
-        check_depth(offset, limit)?;
-        self.state_page(state, offset, limit).await
-    }
-
-    /// [`jobs_in_state`](Self::jobs_in_state) without the depth check.
-    pub(crate) async fn state_page(
-        &self,
-        state: JobState,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<JobInfo>> {
-        let ids = self.store.ids_in_state(state, offset, limit).await?;
-        self.store.jobs(&ids).await
+        crate::partition::check_depth(offset, limit)?;
+        if state == JobState::Dead {
+            return self.dead_letters(offset, limit).await;
+        }
+        let mut out = Vec::new();
+        let mut skip = offset;
+        for q in self.partitions.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let part = q.state_page(state, 0, skip + limit - out.len()).await?;
+            let n = part.len();
+            out.extend(part.into_iter().skip(skip));
+            skip = skip.saturating_sub(n);
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Dead letters whose error contains `text` (ignoring case), newest
     /// first, `offset` matches skipped, at most `limit`; and how many match
-    /// in all.
+    /// over every partition.
     pub async fn find_dead(
         &self,
         text: &str,
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
-        check_depth(offset, limit)?;
-        self.search_dead(text, offset, limit).await
-    }
-
-    /// [`find_dead`](Self::find_dead) without the depth check.
-    pub(crate) async fn search_dead(
-        &self,
-        text: &str,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<JobInfo>, u64)> {
-        let (ids, matched) = self.store.find_dead(text, offset, limit).await?;
-        Ok((self.store.jobs(&ids).await?, matched))
-    }
-
-    /// The ids of dead letters whose error contains `text`, among the
-    /// newest `scan` (errors only are read, never payloads).
-    pub(crate) async fn dead_ids_matching(&self, text: &str, scan: usize) -> Result<Vec<String>> {
-        Ok(self.store.find_dead(text, 0, scan).await?.0)
-    }
-
-    /// Cancel a job. A waiting or delayed job becomes a dead letter at once
-    /// ("cancelled by an operator"); a running one is asked to stop (see
-    /// [`Cancelled::Requested`]); a finished one is left alone. Safe to
-    /// call again: a second call answers as the first.
-    pub async fn cancel(&self, id: &str) -> Result<Cancelled> {
-        self.store.cancel(id, self.config.dead_letter_cap).await
-    }
-
-    /// Send one dead letter back to its stream with fresh attempts. False
-    /// when `id` is not a dead letter.
-    pub async fn redrive(&self, id: &str) -> Result<bool> {
-        Ok(self.store.redrive(&[id.to_owned()]).await? == 1)
-    }
-
-    /// Send these dead letters back; returns how many were dead letters.
-    pub async fn redrive_many(&self, ids: &[String]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
+        crate::partition::check_depth(offset, limit)?;
+        if let [q] = self.partitions.as_slice() {
+            return q.search_dead(text, offset, limit).await;
         }
-        self.store.redrive(ids).await
+        let mut all = Vec::new();
+        let mut matched = 0;
+        for q in self.partitions.iter() {
+            let (letters, n) = q.search_dead(text, 0, offset + limit).await?;
+            all.extend(letters);
+            matched += n;
+        }
+        newest_first(&mut all);
+        Ok((all.into_iter().skip(offset).take(limit).collect(), matched))
     }
 
-    /// Send every dead letter back; returns how many.
-    pub async fn redrive_all(&self) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let n = self.store.redrive(&[]).await?;
-            if n == 0 {
-                return Ok(total);
+    /// Completed and failed attempts per minute over every partition (see
+    /// [`Partition::throughput`]).
+    pub async fn throughput(&self, minutes: u64) -> Result<Vec<MinuteCount>> {
+        let mut sum: Vec<MinuteCount> = Vec::new();
+        for q in self.partitions.iter() {
+            let part = q.throughput(minutes).await?;
+            if sum.is_empty() {
+                sum = part;
+                continue;
             }
-            total += n;
-        }
-    }
-
-    /// Delete one dead letter. False when `id` is not a dead letter.
-    pub async fn delete_dead(&self, id: &str) -> Result<bool> {
-        Ok(self.store.delete_dead(&[id.to_owned()]).await? == 1)
-    }
-
-    /// Delete every dead letter; returns how many.
-    pub async fn purge_dead(&self) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let n = self.store.delete_dead(&[]).await?;
-            if n == 0 {
-                return Ok(total);
+            for (total, m) in sum.iter_mut().zip(part) {
+                total.completed += m.completed;
+                total.failed += m.failed;
             }
-            total += n;
         }
+        Ok(sum)
     }
 
-    /// Every unfinished job (waiting, active, delayed, dead) with all its
-    /// stored fields, for backups. Reads the whole queue into memory.
-    pub async fn export(&self) -> Result<Vec<JobRecord>> {
-        let (in_streams, delayed, dead) = self.store.snapshot_ids().await?;
-        let ids: Vec<String> = in_streams.into_iter().chain(delayed).chain(dead).collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            out.extend(self.store.raw_jobs(chunk).await?);
-        }
-        Ok(out)
-    }
-
-    /// Every idempotency mapping the queue holds (also those of jobs that
-    /// completed), with the time its window has left: what a backup keeps
-    /// so that an enqueue retried after a restore is still a duplicate.
-    pub async fn export_idempotency(&self) -> Result<Vec<IdempotencyRecord>> {
-        let mut out = Vec::new();
-        let mut cursor = "0".to_owned();
-        loop {
-            let (next, page) = self.store.idempotency_page(&cursor).await?;
-            out.extend(
-                page.into_iter()
-                    .map(|(key, job_id, ttl_ms)| IdempotencyRecord {
-                        key,
-                        job_id,
-                        ttl_ms,
-                    }),
-            );
-            if next == "0" {
-                return Ok(out);
-            }
-            cursor = next;
-        }
-    }
-
-    /// Write idempotency mappings back, each for the time it has left; a key
-    /// mapped since is left as it is.
-    pub async fn import_idempotency(&self, records: &[IdempotencyRecord]) -> Result<()> {
-        for chunk in records.chunks(500) {
-            let mappings: Vec<(String, String, u64)> = chunk
-                .iter()
-                .map(|r| (r.key.clone(), r.job_id.clone(), r.ttl_ms))
-                .collect();
-            self.store.restore_idempotency(&mappings).await?;
+    /// Limit the whole queue to `limit`: each partition gets its share of
+    /// the rate and of the burst (at least 1), so the fleet starts at most
+    /// `limit` jobs per second in all. `None` removes it.
+    pub async fn set_rate_limit(&self, limit: Option<RateLimit>) -> Result<()> {
+        let n = self.partitions.len();
+        let share = match limit {
+            Some(l) if n > 1 => Some(RateLimit::new(
+                l.per_second / n as f64,
+                (l.burst / n as u32).max(1),
+            )?),
+            other => other,
+        };
+        for q in self.partitions.iter() {
+            q.set_rate_limit(share).await?;
         }
         Ok(())
     }
 
-    /// Bring back jobs from [`export`](Self::export), each in its state (an
-    /// active job comes back waiting and runs again). Jobs whose id exists
-    /// are left alone, so importing twice adds nothing. Returns how many
-    /// were added.
-    pub async fn import(&self, records: &[JobRecord]) -> Result<u64> {
-        let mut added = 0;
-        for chunk in records.chunks(100) {
-            added += self.store.import(chunk).await?;
+    /// Re-drive one dead letter, in whichever partition holds it; `false`
+    /// when it is not a dead letter.
+    pub async fn redrive(&self, id: &str) -> Result<bool> {
+        for q in self.partitions.iter() {
+            if q.redrive(id).await? {
+                return Ok(true);
+            }
         }
-        Ok(added)
+        Ok(false)
     }
 
-    /// Claim up to `count` jobs for `consumer` in strict priority order,
-    /// without blocking. This is the manual path (for custom workers and
-    /// tests); [`Worker`](crate::Worker) does it for you. Nothing is claimed
-    /// while the queue is paused.
+    /// Re-drive these dead letters; returns how many were dead letters.
+    pub async fn redrive_many(&self, ids: &[String]) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            n += q.redrive_many(ids).await?;
+        }
+        Ok(n)
+    }
+
+    /// Re-drive every dead letter whose error contains `text` (ignoring
+    /// case), looking at most at the newest `scan_limit` of each partition;
+    /// returns how many.
+    pub async fn redrive_matching(&self, text: &str, scan_limit: usize) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            let ids = q.dead_ids_matching(text, scan_limit).await?;
+            n += q.redrive_many(&ids).await?;
+        }
+        Ok(n)
+    }
+
+    /// Re-drive every dead letter; returns how many.
+    pub async fn redrive_all(&self) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            n += q.redrive_all().await?;
+        }
+        Ok(n)
+    }
+
+    /// Delete one dead letter; `false` when it is not a dead letter.
+    pub async fn delete_dead(&self, id: &str) -> Result<bool> {
+        for q in self.partitions.iter() {
+            if q.delete_dead(id).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Delete every dead letter; returns how many.
+    pub async fn purge_dead(&self) -> Result<u64> {
+        let mut n = 0;
+        for q in self.partitions.iter() {
+            n += q.purge_dead().await?;
+        }
+        Ok(n)
+    }
+}
+
+/// The manual path (custom workers, tests) and backups, over every
+/// partition.
+impl Queue {
+    /// The settings this handle uses (every partition's).
+    pub fn config(&self) -> &QueueConfig {
+        self.partitions[0].config()
+    }
+
+    /// Claim up to `count` jobs for `consumer` without blocking, in strict
+    /// priority order within each partition, taking from the partitions in
+    /// turn from a random one until `count` are taken or all are empty.
+    /// See [`Partition::claim`].
     pub async fn claim(&self, consumer: &str, count: usize) -> Result<Vec<Job>> {
-        crate::keys::validate_name("consumer name", consumer)?;
-        let call = self.call_token(None);
-        let jobs = self.store.claim(consumer, count, &[], &call).await?.1;
-        self.store.forget_calls(&[call.token]).await;
+        let n = self.partitions.len();
+        let start = if n == 1 { 0 } else { rand::random_range(0..n) };
+        let mut jobs = Vec::new();
+        for i in 0..n {
+            if jobs.len() >= count {
+                break;
+            }
+            let partition = &self.partitions[(start + i) % n];
+            jobs.extend(partition.claim(consumer, count - jobs.len()).await?);
+        }
         Ok(jobs)
     }
 
-    /// A token for one claim or settle call (see `CallToken`); its reply is
-    /// kept for twice the visibility timeout and at least 10 s: longer than
-    /// any retry of the call, and past that the jobs are reclaimed anyway.
-    pub(crate) fn call_token(&self, confirmed: Option<String>) -> CallToken {
-        let record_for = (self.config.visibility_timeout * 2).max(Duration::from_secs(10));
-        CallToken::new(record_for, confirmed)
-    }
-
-    /// Record the outcome of a claimed job. Refused with
-    /// [`Settled::Fenced`] when the job was reclaimed in the meantime.
-    pub async fn settle(&self, job: &Job, outcome: Outcome) -> Result<Settled> {
+    /// Record the outcome of a claimed job on its partition. Refused with
+    /// [`Settled::Fenced`](crate::Settled::Fenced) when the job was
+    /// reclaimed in the meantime.
+    pub async fn settle(&self, job: &Job, outcome: Outcome) -> Result<crate::Settled> {
         let mut out = self.settle_many(vec![(job, outcome)]).await?;
         out.pop().ok_or(Error::EmptyBatch)
     }
 
-    /// Record several outcomes, in one round trip per consumer that
-    /// claimed them; the answers are in the order of `outcomes`.
-    pub async fn settle_many(&self, outcomes: Vec<(&Job, Outcome)>) -> Result<Vec<Settled>> {
-        let mut by_consumer: Vec<(String, Vec<usize>, Vec<SettleItem>)> = Vec::new();
+    /// Record several outcomes, one round trip per partition and consumer;
+    /// the answers are in the order of `outcomes`. A job of another queue
+    /// is refused.
+    pub async fn settle_many(&self, outcomes: Vec<(&Job, Outcome)>) -> Result<Vec<crate::Settled>> {
+        let total = outcomes.len();
+        let mut groups: Vec<SettleGroup<'_>> =
+            vec![(Vec::new(), Vec::new()); self.partitions.len()];
         for (position, (job, outcome)) in outcomes.into_iter().enumerate() {
-            let item = Ticket::of(job).settle(outcome);
-            match by_consumer.iter_mut().find(|g| g.0 == job.consumer) {
-                Some(group) => {
-                    group.1.push(position);
-                    group.2.push(item);
-                }
-                None => by_consumer.push((job.consumer.clone(), vec![position], vec![item])),
-            }
+            let index = self
+                .partitions
+                .iter()
+                .position(|p| p.name() == job.queue)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "job",
+                        format!(
+                            "job {} is of queue {}, not {}",
+                            job.id, job.queue, self.name
+                        ),
+                    )
+                })?;
+            groups[index].0.push(position);
+            groups[index].1.push((job, outcome));
         }
-        let total = by_consumer.iter().map(|g| g.1.len()).sum();
-        let mut out = vec![Settled::Gone; total];
-        for (consumer, positions, items) in by_consumer {
-            let call = self.call_token(None);
-            let settled = self.settle_items(&consumer, &items, &call).await?;
-            self.store.forget_calls(&[call.token]).await;
+        let mut out = vec![crate::Settled::Gone; total];
+        for (index, (positions, outcomes)) in groups.into_iter().enumerate() {
+            if outcomes.is_empty() {
+                continue;
+            }
+            let settled = self.partitions[index].settle_many(outcomes).await?;
             for (position, s) in positions.into_iter().zip(settled) {
                 out[position] = s;
             }
@@ -534,144 +626,114 @@ impl Queue {
         Ok(out)
     }
 
-    /// Settle `items` under `call`: the same token for every try of one
-    /// batch, so a replay changes nothing.
-    pub(crate) async fn settle_items(
-        &self,
-        consumer: &str,
-        items: &[SettleItem],
-        call: &CallToken,
-    ) -> Result<Vec<Settled>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
+    /// Move due delayed jobs to their streams, up to `limit` per partition.
+    /// Workers run this continuously.
+    pub async fn promote_due(&self, limit: usize) -> Result<crate::Promoted> {
+        let mut total = crate::Promoted::default();
+        for p in self.partitions.iter() {
+            total.add(&p.promote_due(limit).await?);
         }
-        self.store
-            .settle(
-                consumer,
-                items,
-                self.config.keep_completed,
-                self.config.dead_letter_cap,
-                call,
-            )
-            .await
-    }
-
-    /// Move due delayed jobs to their streams (up to `limit`). Workers run
-    /// this continuously.
-    pub async fn promote_due(&self, limit: usize) -> Result<Promoted> {
-        self.store.promote(limit).await
+        Ok(total)
     }
 
     /// Take over jobs whose worker shows no sign of life for the visibility
-    /// timeout, sending each through the failure path. Workers run this
-    /// periodically.
-    pub async fn reclaim_lost(&self, consumer: &str) -> Result<Reclaimed> {
-        self.store
-            .reclaim(
-                consumer,
-                self.config.visibility_timeout,
-                1000,
-                self.config.dead_letter_cap,
-            )
-            .await
-    }
-}
-
-/// What settling a claimed job needs from it: not its payload, so a worker
-/// can hand the job itself to the handler instead of copying it.
-#[derive(Debug, Clone)]
-pub(crate) struct Ticket {
-    job_id: String,
-    level: u8,
-    entry_id: String,
-    fence: u64,
-    attempt: u32,
-}
-
-impl Ticket {
-    pub(crate) fn of(job: &Job) -> Self {
-        Self {
-            job_id: job.id.clone(),
-            level: job.priority,
-            entry_id: job.entry_id.clone(),
-            fence: job.fence,
-            attempt: job.attempt,
+    /// timeout, on every partition (see [`Partition::reclaim_lost`]).
+    pub async fn reclaim_lost(&self, consumer: &str) -> Result<crate::Reclaimed> {
+        let mut total = crate::Reclaimed::default();
+        for p in self.partitions.iter() {
+            total.add(&p.reclaim_lost(consumer).await?);
         }
+        Ok(total)
     }
 
-    /// The script arguments for this job finishing with `outcome`.
-    pub(crate) fn settle(self, outcome: Outcome) -> SettleItem {
-        let (kind, text, delay_ms) = match outcome {
-            Outcome::Done => ("done", String::new(), 0),
-            Outcome::DoneWith(result) => ("done", result, 0),
-            Outcome::Retry {
-                reason,
-                after: None,
-            } => ("fail", reason, -1),
-            Outcome::Retry {
-                reason,
-                after: Some(after),
-            } => ("retry", reason, duration_ms(after)),
-            Outcome::Snooze(after) => ("snooze", String::new(), duration_ms(after)),
-            Outcome::Bury(reason) => ("bury", reason, 0),
-        };
-        SettleItem {
-            job_id: self.job_id,
-            level: self.level,
-            entry_id: self.entry_id,
-            fence: self.fence,
-            attempt: self.attempt,
-            kind,
-            text,
-            delay_ms,
+    /// Every unfinished job of every partition, for backups (see
+    /// [`Partition::export`]).
+    pub async fn export(&self) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        for p in self.partitions.iter() {
+            out.extend(p.export().await?);
         }
+        Ok(out)
     }
-}
 
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Where a page of dead letters ends: the last letter's death time and id.
-/// Its text form, `<ms>-<id>`, is what the API hands out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadCursor {
-    /// The last letter's death, ms since the Unix epoch (Redis time).
-    pub died_at_ms: u64,
-    /// The last letter's id.
-    pub id: String,
-}
-
-impl std::fmt::Display for DeadCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.died_at_ms, self.id)
-    }
-}
-
-impl std::str::FromStr for DeadCursor {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::invalid("cursor", "not a cursor this listing handed out");
-        let (ms, id) = s.split_once('-').ok_or_else(bad)?;
-        let died_at_ms = ms.parse().map_err(|_| bad())?;
-        if id.is_empty() || id.len() > 200 {
-            return Err(bad());
+    /// Every idempotency mapping of every partition (see
+    /// [`Partition::export_idempotency`]).
+    pub async fn export_idempotency(&self) -> Result<Vec<IdempotencyRecord>> {
+        let mut out = Vec::new();
+        for p in self.partitions.iter() {
+            out.extend(p.export_idempotency().await?);
         }
-        Ok(Self {
-            died_at_ms,
-            id: id.to_owned(),
-        })
+        Ok(out)
+    }
+
+    /// Write idempotency mappings back, each to the partition its key
+    /// routes to, as an enqueue under that key would go.
+    pub async fn import_idempotency(&self, records: &[IdempotencyRecord]) -> Result<()> {
+        let mut groups = vec![Vec::new(); self.partitions.len()];
+        for r in records {
+            groups[self.partition_index(&r.key)].push(r.clone());
+        }
+        for (p, group) in self.partitions.iter().zip(groups) {
+            if !group.is_empty() {
+                p.import_idempotency(&group).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring back jobs from [`export`](Self::export), each to the partition
+    /// of its idempotency key, as an enqueue under that key would go, else
+    /// to the partition its id hashes to, so that importing twice finds
+    /// the first import's copy (see [`Partition::import`]). Returns how
+    /// many were added.
+    pub async fn import(&self, records: &[JobRecord]) -> Result<u64> {
+        let mut groups = vec![Vec::new(); self.partitions.len()];
+        for r in records {
+            let key = r.field("idem").unwrap_or_else(|| r.id.clone());
+            groups[self.partition_index(&key)].push(r.clone());
+        }
+        let mut added = 0;
+        for (p, group) in self.partitions.iter().zip(groups) {
+            if !group.is_empty() {
+                added += p.import(&group).await?;
+            }
+        }
+        Ok(added)
+    }
+
+    /// One worker per partition, all running `handler` and taking job slots
+    /// from one pool of `config.concurrency` (see
+    /// [`Worker::per_partition`]); for callers that run workers themselves,
+    /// to watch each one's in-flight count.
+    pub fn workers<H: crate::Runner>(&self, handler: H, config: WorkerConfig) -> Vec<Worker<H>> {
+        Worker::new(self.clone(), handler)
+            .with_config(config)
+            .per_partition()
     }
 }
 
-/// The next page's cursor: the last row's, when the page is full.
-pub(crate) fn page_cursor(rows: &[(u64, String)], limit: usize) -> Option<DeadCursor> {
-    (rows.len() >= limit && limit > 0)
-        .then(|| rows.last())
-        .flatten()
-        .map(|(ms, id)| DeadCursor {
-            died_at_ms: *ms,
-            id: id.clone(),
-        })
+impl Client {
+    /// A handle on queue `name` split into `partitions` partitions (see
+    /// [`Queue`]); creates them where missing.
+    pub async fn partitioned_queue(
+        &self,
+        name: &str,
+        partitions: u16,
+        config: QueueConfig,
+    ) -> Result<Queue> {
+        Queue::open(self, name, partitions, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stable_hash;
+
+    #[test]
+    fn the_hash_is_stable_across_builds() {
+        // FNV-1a 64 test vectors: routing must never change between versions.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash("foobar"), 0x8594_4171_f739_67e8);
+    }
 }

@@ -6,14 +6,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::backoff::LoopBackoff;
-use crate::queue::Queue;
+use crate::partition::Partition;
 
 /// Consumers idle and empty for this long are removed from the group.
 pub const DEFAULT_CONSUMER_MAX_IDLE: Duration = Duration::from_secs(600);
 
 /// Run the reclaim every `interval` until `stop` turns true.
 pub(crate) async fn run(
-    queue: Queue,
+    queue: Partition,
     consumer: String,
     interval: Duration,
     mut stop: watch::Receiver<bool>,

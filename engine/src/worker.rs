@@ -27,8 +27,9 @@ use crate::backoff::LoopBackoff;
 use crate::error::Result;
 use crate::handler::{BatchHandler, Batched, Runner};
 use crate::job::{CancelReason, CancelSignal, Job, Outcome};
+use crate::partition::{Partition, Ticket};
 use crate::promoter::{self, PromoterConfig};
-use crate::queue::{Queue, Ticket};
+use crate::queue::Queue;
 use crate::reclaimer;
 use crate::run::Cancellation;
 use crate::store::{CallToken, RateState, SettleItem, Settled};
@@ -214,14 +215,15 @@ impl<B: BatchHandler> Worker<Batched<B>> {
 }
 
 impl<H: Runner> Worker<H> {
-    /// A worker for `queue` running `handler`, with default settings.
+    /// A worker for `queue` running `handler`, with default settings. On a
+    /// queue of several partitions it runs one fetch loop per partition,
+    /// all taking job slots from one pool of `concurrency` (see
+    /// [`per_partition`](Self::per_partition)).
     pub fn new(queue: Queue, handler: H) -> Self {
         Self::with_shared_handler(queue, Arc::new(handler))
     }
 
-    /// A worker running a handler other workers run too (the partitions of
-    /// a partitioned queue).
-    pub(crate) fn with_shared_handler(queue: Queue, handler: Arc<H>) -> Self {
+    fn with_shared_handler(queue: Queue, handler: Arc<H>) -> Self {
         Self {
             queue,
             handler,
@@ -233,13 +235,39 @@ impl<H: Runner> Worker<H> {
         }
     }
 
-    /// Take job slots from `slots`, shared with other workers, instead of a
-    /// semaphore of its own: the workers of a partitioned queue's
-    /// partitions then run at most the shared number of jobs in all, and
-    /// the semaphore's first-come order shares them fairly.
-    pub(crate) fn sharing_slots(mut self, slots: Arc<Semaphore>) -> Self {
-        self.shared_slots = Some(slots);
-        self
+    /// This worker as one worker per partition of its queue (itself alone
+    /// for a queue of one), for callers that run them as tasks of their
+    /// own. They share the handler, the observer, the in-flight count and
+    /// one pool of `concurrency` job slots, handed out first come first
+    /// served, so a busy partition uses what an idle one leaves and none
+    /// starves another. Each partition's consumer name is this worker's
+    /// with the partition's index appended (`<consumer>-<name>-<i>`).
+    pub fn per_partition(self) -> Vec<Self> {
+        if self.queue.partitions().len() == 1 {
+            return vec![self];
+        }
+        let slots = self
+            .shared_slots
+            .clone()
+            .unwrap_or_else(|| Arc::new(Semaphore::new(self.config.concurrency)));
+        self.queue
+            .partitions()
+            .iter()
+            .map(|p| {
+                let consumer = format!("{}-{}", self.consumer, p.name().replace('#', "-"));
+                let mut config = self.config.clone();
+                config.consumer = Some(consumer.clone());
+                Self {
+                    queue: Queue::single(p.clone()),
+                    handler: self.handler.clone(),
+                    config,
+                    consumer,
+                    running: self.running.clone(),
+                    shared_slots: Some(slots.clone()),
+                    observer: self.observer.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Use these settings.
@@ -296,6 +324,17 @@ impl<H: Runner> Worker<H> {
                 "must be above zero",
             ));
         }
+        if self.queue.partitions().len() > 1 {
+            return run_all(self.per_partition(), shutdown).await;
+        }
+        self.run_partition(shutdown).await
+    }
+
+    /// [`run`](Self::run) on a queue of one partition.
+    async fn run_partition(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<WorkerReport> {
         // The sender stays alive until `run` returns: a dropped sender would
         // make every `changed()` return at once and spin the loops.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -308,7 +347,7 @@ impl<H: Runner> Worker<H> {
             })
         };
 
-        let queue = self.queue.clone();
+        let queue = self.queue.partitions()[0].clone();
         let visibility = queue.config().visibility_timeout;
         let counters = Arc::new(Counters::default());
         let in_flight: InFlight = Arc::default();
@@ -427,7 +466,7 @@ impl<H: Runner> Worker<H> {
         dispatch: Dispatch,
         in_flight: &InFlight,
     ) -> Result<JoinSet<()>> {
-        let queue = &self.queue;
+        let queue = &self.queue.partitions()[0];
         let store = queue.store();
         let slots = self
             .shared_slots
@@ -601,6 +640,43 @@ impl<H: Runner> Worker<H> {
     }
 }
 
+/// Run `workers` (one per partition, see [`Worker::per_partition`]) until
+/// `shutdown`; their reports summed, or the first error.
+async fn run_all<H: Runner>(
+    workers: Vec<Worker<H>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<WorkerReport> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut running = JoinSet::new();
+    for worker in workers {
+        let mut stop = stop_rx.clone();
+        running.spawn(worker.run_partition(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut total = WorkerReport::default();
+    let mut first_error = None;
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(Ok(r)) => total.add(&r),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(crate::Error::invalid("worker", e.to_string()));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
 async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
@@ -692,7 +768,7 @@ async fn run_jobs<R: Runner>(
 /// fit); retry while Redis is down (the jobs stay claimed meanwhile, kept
 /// alive, so nothing is lost or run twice).
 async fn settle_loop(
-    (queue, consumer): (Queue, String),
+    (queue, consumer): (Partition, String),
     mut rx: mpsc::UnboundedReceiver<Vec<SettleItem>>,
     batch: usize,
     counters: Arc<Counters>,
@@ -761,11 +837,11 @@ async fn settle_loop(
     queue.store().forget_calls(answered.as_slice()).await;
 }
 
-/// Tell running jobs an operator cancelled (`Queue::cancel`) that they are.
+/// Tell running jobs an operator cancelled (`Partition::cancel`) that they are.
 /// The request stays in Redis until the job's outcome is recorded, and
 /// settle.lua buries the job then, so a missed look only delays the signal.
 async fn watch_cancels(
-    queue: Queue,
+    queue: Partition,
     in_flight: InFlight,
     every: Duration,
     mut stop: watch::Receiver<bool>,
@@ -799,7 +875,7 @@ async fn watch_cancels(
 /// Refresh the claims of running (and not yet settled) jobs, and announce
 /// the worker's visibility timeout (see reclaim.lua).
 async fn keep_alive(
-    queue: Queue,
+    queue: Partition,
     consumer: String,
     in_flight: InFlight,
     every: Duration,

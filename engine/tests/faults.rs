@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_engine::{
-    Backoff, Client, ClientConfig, Durability, Job, JobOptions, NewJob, Outcome, PartitionedQueue,
-    Queue, QueueConfig, RateLimit, RetryPolicy, Worker, WorkerConfig,
+    Backoff, Client, ClientConfig, Durability, Job, JobOptions, NewJob, Outcome, Queue,
+    QueueConfig, RateLimit, RetryPolicy, Worker, WorkerConfig,
 };
 use sluice_testkit::{
     Commands, Entry, Fault, FaultProxy, Ledger, Persistence, RedisServer, Rule, Summary, check,
@@ -464,7 +464,7 @@ async fn partitions_waiting_for_slots_keep_their_jobs() {
     let visibility = Duration::from_millis(800);
     let config = queue_config(visibility);
     let c = client(&world.redis.url(), &world.prefix).await;
-    let pq: PartitionedQueue = c
+    let pq: Queue = c
         .partitioned_queue("slots", 3, config.clone())
         .await
         .expect("partitioned queue");
@@ -517,11 +517,11 @@ async fn partitions_waiting_for_slots_keep_their_jobs() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drain(&ledger, pq.partitions(), Duration::from_secs(20)).await;
+    drain(&ledger, std::slice::from_ref(&pq), Duration::from_secs(20)).await;
     for r in running {
         r.stop().await;
     }
-    verdict("partition-slots", &world, pq.partitions(), 0, 2).await;
+    verdict("partition-slots", &world, std::slice::from_ref(&pq), 0, 2).await;
 }
 
 /// Scenario 4: workers killed (their task aborted and their connections

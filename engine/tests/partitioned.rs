@@ -157,7 +157,7 @@ async fn operators_see_and_act_on_every_partition_through_one_handle() {
         for k in 0..2u32 {
             let n = p as u32 * 2 + k;
             q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
-            let job = common::claim_when_ready(q, "w").await;
+            let job = common::claim_when_ready(&sluice_engine::Queue::single(q.clone()), "w").await;
             let parity = if n.is_multiple_of(2) { "even" } else { "odd" };
             q.settle(&job, Outcome::Bury(format!("{parity} {n}")))
                 .await
@@ -240,8 +240,10 @@ async fn operators_see_and_act_on_every_partition_through_one_handle() {
 
     // A queue without partitions is a handle of one, unchanged.
     let plain = t.queue("plain").await;
-    let one = sluice_engine::PartitionedQueue::single(plain.clone());
+    let one = plain.clone();
     assert_eq!(one.name(), "plain");
+    assert_eq!(one.partitions().len(), 1);
+    assert!(!one.is_partitioned());
     one.set_rate_limit(Some(limit)).await.expect("limit");
     let own = plain.stats().await.expect("stats").rate_limit.expect("set");
     assert_eq!((own.per_second, own.burst), (30.0, 9));
@@ -309,4 +311,125 @@ async fn dead_letters_page_by_cursor_over_partitions_at_any_depth() {
     ids.dedup();
     assert_eq!(ids.len(), total, "no letter twice");
     assert!(seen.windows(2).all(|w| w[0].0 >= w[1].0), "newest first");
+}
+
+/// A queue split once is found as such by every later handle: `queue`
+/// and `existing_queue` by its name cover every partition (enqueue, stats,
+/// lookup by id, pause, the rate limit), and a worker started on such a
+/// handle, with no partition count in its config, drains them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_opened_by_name_knows_its_partitions() {
+    use sluice_engine::RateLimit;
+    let t = TestRedis::new().await;
+    let split = t
+        .client
+        .partitioned_queue("known", 3, fast_config())
+        .await
+        .expect("open");
+    assert!(split.is_partitioned());
+
+    let by_name = t.queue("known").await;
+    let existing = t
+        .client
+        .existing_queue("known")
+        .await
+        .expect("existing")
+        .expect("found");
+    for q in [&by_name, &existing] {
+        assert_eq!(q.name(), "known");
+        let names: Vec<&str> = q.partitions().iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["known#0", "known#1", "known#2"]);
+        assert!(q.is_partitioned());
+    }
+    // A partition by its own name is one queue, not split again.
+    let one = t.queue("known#1").await;
+    assert_eq!(one.partitions().len(), 1);
+    assert!(!one.is_partitioned());
+
+    // Keyed jobs from the handle by name land where the first handle
+    // routes them; keyless ones are dealt over every partition.
+    let keyed = by_name
+        .enqueue_keyed("acct-9", &0u32, JobOptions::new())
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        split
+            .partition_for("acct-9")
+            .job(&keyed.id)
+            .await
+            .expect("job")
+            .map(|j| j.queue),
+        Some(split.partition_for("acct-9").name().to_owned())
+    );
+    let batch: Vec<NewJob> = (1..=90u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
+        .collect();
+    let answers = existing.enqueue_batch(batch).await.expect("batch");
+    for q in split.partitions() {
+        assert!(
+            q.stats().await.expect("stats").waiting >= 30,
+            "{}",
+            q.name()
+        );
+    }
+    assert_eq!(by_name.stats().await.expect("stats").waiting, 91);
+    for e in &answers {
+        assert!(by_name.job(&e.id).await.expect("job").is_some(), "{}", e.id);
+    }
+
+    // Pause and the rate limit reach every partition.
+    by_name.pause().await.expect("pause");
+    for q in split.partitions() {
+        assert!(q.stats().await.expect("stats").paused, "{}", q.name());
+    }
+    by_name.resume().await.expect("resume");
+    let limit = RateLimit {
+        per_second: 3000.0,
+        burst: 300,
+    };
+    existing.set_rate_limit(Some(limit)).await.expect("limit");
+    for q in split.partitions() {
+        assert!(q.stats().await.expect("stats").rate_limit.is_some());
+    }
+    let whole = by_name
+        .stats()
+        .await
+        .expect("stats")
+        .rate_limit
+        .expect("set");
+    assert_eq!((whole.per_second, whole.burst), (3000.0, 300));
+    existing.set_rate_limit(None).await.expect("remove");
+
+    // One worker on the handle by name, configured like any other.
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let handler = {
+        let seen = seen.clone();
+        move |job: Job| {
+            let seen = seen.clone();
+            async move {
+                *seen
+                    .lock()
+                    .expect("seen")
+                    .entry(job.queue.clone())
+                    .or_default() += 1;
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
+        }
+    };
+    let worker = sluice_engine::Worker::new(by_name.clone(), handler).with_config(WorkerConfig {
+        concurrency: 4,
+        block_timeout: Duration::from_millis(200),
+        ..WorkerConfig::default()
+    });
+    let running = common::spawn(worker);
+    let drained = eventually(Duration::from_secs(30), || async {
+        by_name.stats().await.is_ok_and(|s| s.completed_total == 91)
+    })
+    .await;
+    let report = running.stop().await;
+    assert!(drained, "{:?}", by_name.stats().await);
+    assert_eq!(report.completed, 91, "{report:?}");
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.values().sum::<u32>(), 91);
 }

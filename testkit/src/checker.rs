@@ -135,8 +135,8 @@ struct JobLedger {
     fenced_accepted: bool,
 }
 
-/// Check one run: `entries` from its ledger, `queues` the queue (or its
-/// partitions) it ran on, `faults` how many faults were injected.
+/// Check one run: `entries` from its ledger, `queues` the queues (each with
+/// all its partitions) it ran on, `faults` how many faults were injected.
 pub async fn check(scenario: &str, entries: &[Entry], queues: &[Queue], faults: usize) -> Summary {
     let mut jobs: HashMap<&str, JobLedger> = HashMap::new();
     let mut summary = Summary {

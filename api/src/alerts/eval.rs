@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_engine::alerting::{AlertReply, NoticeKind};
-use sluice_engine::{Client, PartitionedQueue, Queue};
+use sluice_engine::{Client, Queue};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -48,7 +48,7 @@ pub struct Evaluator {
     file: Arc<FileConfig>,
     pool: Option<PgPool>,
     notifier: Notifier,
-    queues: HashMap<String, PartitionedQueue>,
+    queues: HashMap<String, Queue>,
     outages: HashMap<String, LocalOutage>,
 }
 
@@ -379,11 +379,11 @@ impl Evaluator {
     }
 
     /// Queue `name`'s handle (all its partitions), opened once.
-    async fn queue(&mut self, name: &str) -> anyhow::Result<&PartitionedQueue> {
+    async fn queue(&mut self, name: &str) -> anyhow::Result<&Queue> {
         if !self.queues.contains_key(name) {
             let handle = match self.file.partitioned_queue(&self.client, name).await? {
                 Some(p) => p,
-                None => PartitionedQueue::single(self.open(name).await?),
+                None => self.open(name).await?,
             };
             self.queues.insert(name.to_owned(), handle);
         }

@@ -24,7 +24,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use sluice_engine::{Client, PartitionedQueue, Queue};
+use sluice_engine::{Client, Queue};
 use tokio::sync::watch;
 
 pub use auth::key_hash;
@@ -52,10 +52,8 @@ struct Shared {
     keys: HashMap<String, ApiKeySection>,
     schedules: Vec<Schedule>,
     started: Instant,
-    /// Queue handles already opened (opening one costs a round trip).
+    /// Queue handles already opened (opening one costs round trips).
     queues: RwLock<HashMap<String, Queue>>,
-    /// Partitioned queues already opened.
-    partitioned: RwLock<HashMap<String, PartitionedQueue>>,
     /// Signs dashboard sessions.
     sessions: sluice_dashboard::session::SessionKeys,
 }
@@ -108,7 +106,6 @@ impl AppState {
                 schedules,
                 started: Instant::now(),
                 queues: RwLock::new(HashMap::new()),
-                partitioned: RwLock::new(HashMap::new()),
                 sessions,
             }),
         })
@@ -129,51 +126,38 @@ impl AppState {
     }
 
     /// The queue, created when new (for enqueues), with its configured
-    /// settings.
+    /// settings and, when the config splits it, its configured partitions.
     pub async fn queue_for_write(&self, name: &str) -> ApiResult<Queue> {
         if let Some(q) = self.cached(name) {
             return Ok(q);
         }
-        let config = self
-            .file
-            .queue(name)
-            .map(|s| s.queue_config())
-            .unwrap_or_default();
-        let q = self.client.queue_with(name, config).await?;
+        let q = match self.file.partitioned_queue(&self.client, name).await? {
+            Some(q) => q,
+            None => {
+                let config = self
+                    .file
+                    .queue(name)
+                    .map(|s| s.queue_config())
+                    .unwrap_or_default();
+                self.client.queue_with(name, config).await?
+            }
+        };
         self.remember(&q);
         Ok(q)
     }
 
-    /// The queue's partitions when the config splits it (`partitions`),
-    /// opened once per process.
-    pub async fn partitioned(&self, name: &str) -> ApiResult<Option<PartitionedQueue>> {
-        if let Some(pq) = self
-            .shared
-            .partitioned
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-        {
-            return Ok(Some(pq));
+    /// The handle on a queue by name, with all its partitions (404 when
+    /// there is none). Reads and operators' actions go through it; the
+    /// engine makes each of them correct over the partitions.
+    pub async fn queue_handle(&self, name: &str) -> ApiResult<Queue> {
+        if let Some(q) = self.cached(name) {
+            return Ok(q);
         }
-        let Some(pq) = self.file.partitioned_queue(&self.client, name).await? else {
-            return Ok(None);
-        };
-        if let Ok(mut m) = self.shared.partitioned.write() {
-            m.insert(name.to_owned(), pq.clone());
+        if let Some(q) = self.file.partitioned_queue(&self.client, name).await? {
+            self.remember(&q);
+            return Ok(q);
         }
-        Ok(Some(pq))
-    }
-
-    /// The handle on a queue by name: a partitioned queue's partitions, else
-    /// the queue itself as one partition (404 when there is none). Reads and
-    /// operators' actions go through it, so a partitioned queue is managed
-    /// under its own name and nothing branches on "partitioned or not".
-    pub async fn queue_handle(&self, name: &str) -> ApiResult<PartitionedQueue> {
-        match self.partitioned(name).await? {
-            Some(pq) => Ok(pq),
-            None => Ok(PartitionedQueue::single(self.existing_queue(name).await?)),
-        }
+        self.existing_queue(name).await
     }
 
     /// The queue if it exists, else 404.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
     Cancelled, Enqueued, JobOptions, JobOptionsInput, JobState, MAX_LIST_LIMIT, MAX_LIST_OFFSET,
-    MinuteCount, NewJob, PartitionedQueue, Stats,
+    MinuteCount, NewJob, Queue, Stats,
 };
 
 use super::AppState;
@@ -90,17 +90,11 @@ pub async fn enqueue(
     ApiJson(body): ApiJson<EnqueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
     let (partition_key, job) = body.into_keyed_job()?;
-    let e = match state.partitioned(&queue).await? {
-        Some(pq) => {
-            pq.enqueue_raw(partition_key.as_deref(), job.payload, job.options)
-                .await?
-        }
-        None => {
-            refuse_partition_key(&queue, partition_key.is_some())?;
-            let q = state.queue_for_write(&queue).await?;
-            q.enqueue_raw(job.payload, job.options).await?
-        }
-    };
+    let q = state.queue_for_write(&queue).await?;
+    refuse_partition_key(&q, partition_key.is_some())?;
+    let e = q
+        .enqueue_raw_keyed(partition_key.as_deref(), job.payload, job.options)
+        .await?;
     let status = if e.duplicate {
         StatusCode::OK
     } else {
@@ -134,22 +128,17 @@ pub async fn enqueue_batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let done = match state.partitioned(&queue).await? {
-        Some(pq) => pq.enqueue_batch_keyed(jobs).await?,
-        None => {
-            refuse_partition_key(&queue, jobs.iter().any(|(key, _)| key.is_some()))?;
-            let q = state.queue_for_write(&queue).await?;
-            q.enqueue_batch(jobs.into_iter().map(|(_, job)| job).collect())
-                .await?
-        }
-    };
+    let q = state.queue_for_write(&queue).await?;
+    refuse_partition_key(&q, jobs.iter().any(|(key, _)| key.is_some()))?;
+    let done = q.enqueue_batch_keyed(jobs).await?;
     Ok((StatusCode::CREATED, Json(BatchResponse { jobs: done })))
 }
 
 /// A partition key for a queue that has no partitions is a mistake the
 /// caller should hear about, not a key silently dropped.
-fn refuse_partition_key(queue: &str, given: bool) -> ApiResult<()> {
-    if given {
+fn refuse_partition_key(queue: &Queue, given: bool) -> ApiResult<()> {
+    if given && !queue.is_partitioned() {
+        let queue = queue.name();
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "not_partitioned",
@@ -226,7 +215,7 @@ pub struct Throughput {
     pub per_minute: Vec<sluice_engine::MinuteCount>,
 }
 
-async fn queue_view(q: &PartitionedQueue) -> ApiResult<QueueView> {
+async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
     let stats = q.stats().await?;
     let per_minute = q.throughput(61).await?;
     Ok(view(stats, per_minute))
@@ -249,7 +238,7 @@ fn view(stats: Stats, per_minute: Vec<MinuteCount>) -> QueueView {
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
     let mut all = Vec::new();
     for name in state.client.queues().await? {
-        let q = PartitionedQueue::single(state.existing_queue(&name).await?);
+        let q = state.existing_queue(&name).await?;
         all.push(queue_view(&q).await?);
     }
     Ok(Json(serde_json::json!({ "queues": all })))

@@ -27,6 +27,17 @@ impl Store {
         Ok(recorded)
     }
 
+    /// The partition count this queue (a first partition, `name#0`)
+    /// recorded, if any; `None` when the queue does not exist or has no
+    /// partitions.
+    pub(crate) async fn recorded_partitions(&self) -> Result<Option<u16>> {
+        self.query(
+            "look up partitions",
+            redis::cmd("HGET").arg(self.keys.meta()).arg("partitions"),
+        )
+        .await
+    }
+
     /// Whether the queue is in the registry (was opened before).
     pub(crate) async fn is_registered(&self) -> Result<bool> {
         self.query(

@@ -28,7 +28,7 @@ pub(crate) enum RateState {
     Wait(Duration),
 }
 
-/// What an operator's cancel did ([`Queue::cancel`](crate::Queue::cancel)).
+/// What an operator's cancel did ([`Partition::cancel`](crate::Partition::cancel)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
 pub enum Cancelled {
@@ -93,6 +93,16 @@ pub struct Reclaimed {
     pub requeued: u64,
 }
 
+impl Reclaimed {
+    /// Add another partition's counts.
+    pub(crate) fn add(&mut self, other: &Reclaimed) {
+        self.retried += other.retried;
+        self.dead += other.dead;
+        self.dropped += other.dropped;
+        self.requeued += other.requeued;
+    }
+}
+
 /// A result of `promote.lua`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Promoted {
@@ -100,6 +110,17 @@ pub struct Promoted {
     pub moved: u64,
     /// Time until the next delayed job is due, if any.
     pub next_due: Option<Duration>,
+}
+
+impl Promoted {
+    /// Add another partition's result: the moves summed, the soonest due.
+    pub(crate) fn add(&mut self, other: &Promoted) {
+        self.moved += other.moved;
+        self.next_due = match (self.next_due, other.next_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }
 
 pub(super) fn protocol(operation: &'static str, detail: impl Into<String>) -> Error {

@@ -25,7 +25,7 @@ use sluice_dashboard::pages::{
     SignalRow, SignalsLive, SignalsPage, Tab, WorkerRow, WorkersLive, WorkersPage,
 };
 use sluice_dashboard::session::{self, Access, Session};
-use sluice_engine::{JobInfo, JobState, PartitionedQueue, unix_ms};
+use sluice_engine::{JobInfo, JobState, Queue, unix_ms};
 
 use super::AppState;
 use super::audit::Actor;
@@ -486,7 +486,7 @@ async fn overview_live(
 /// One queue's row, its per-minute counts over `minutes`, and how long its
 /// next job has waited (ms; `None` when nothing waits).
 async fn queue_row(
-    q: &PartitionedQueue,
+    q: &Queue,
     minutes: u64,
     now_ms: u64,
 ) -> DashResult<(QueueRow, Vec<sluice_engine::MinuteCount>, Option<u64>)> {
@@ -533,7 +533,7 @@ async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLiv
     let mut labels: Vec<String> = Vec::new();
     let mut waits = Vec::new();
     for name in names {
-        let q = PartitionedQueue::single(state.existing_queue(&name).await?);
+        let q = state.existing_queue(&name).await?;
         let (row, series, wait) = queue_row(&q, minutes, now_ms).await?;
         let series = &series[series.len().saturating_sub(minutes as usize)..];
         for (i, m) in series.iter().enumerate() {
