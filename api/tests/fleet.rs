@@ -430,11 +430,10 @@ async fn a_cron_schedule_fires_once_per_tick_with_three_processes() {
         &p,
         "[[schedules]]\nname = \"every-second\"\ncron = \"* * * * * *\"\nqueue = \"ticks\"\npayload = { kind = \"tick\" }\n",
     );
+    // Port 0: the test never calls their APIs, and a port picked free
+    // beforehand can be taken by another test before `serve` binds it.
     let mut procs: Vec<Process> = (0..3)
-        .map(|_| {
-            let addr = format!("127.0.0.1:{}", free_port());
-            Process::start(&config, &["serve", "--listen", &addr])
-        })
+        .map(|_| Process::start(&config, &["serve", "--listen", "127.0.0.1:0"]))
         .collect();
     let client = p.client().await;
     let enough = eventually(Duration::from_secs(30), || async {
@@ -862,8 +861,10 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     );
     let _procs: Vec<Process> = (0..3)
         .map(|_| {
-            let addr = format!("127.0.0.1:{}", free_port());
-            Process::start(&config, &["serve", "--no-schedules", "--listen", &addr])
+            Process::start(
+                &config,
+                &["serve", "--no-schedules", "--listen", "127.0.0.1:0"],
+            )
         })
         .collect();
     let client = p.client().await;
