@@ -28,21 +28,25 @@ local now = now_ms()
 local f = redis.call('HMGET', jk, 'state', 'prio', 'err')
 local state, level = f[1], f[2]
 if not state then
-  local at = redis.call('HGET', base .. 'ix', jid)
-  if not at then return 'missing' end
+  -- A light job: its id names its entry (or, written by the version
+  -- before, the index `ix` does).
   local eid
-  level, eid = string.match(at, '^(%d+) (%S+)$')
+  level, eid = light_place(jid)
+  if not level then
+    local at = redis.call('HGET', base .. 'ix', jid)
+    if not at then return 'missing' end
+    level, eid = string.match(at, '^(%d+) (%S+)$')
+  end
   if #redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1) == 1 then
     redis.call('HSET', base .. 'cr', jid, int(now))
     return 'requested'
   end
-  local light = light_fields(entry_list(level, eid))
+  local light = light_fields(entry_list(level, eid), level, eid, jid)
   if not light then
     redis.call('HDEL', base .. 'ix', jid)
     return 'missing'
   end
-  materialize(base, level, eid, light, '', nil)
-  redis.call('HDEL', jk, 'wk', 'att', 'fence')
+  materialize(base, level, eid, light, nil, nil)
   state = 'waiting'
 end
 if state == 'active' then

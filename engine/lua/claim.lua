@@ -12,6 +12,7 @@
 -- ARGV[7]        D: number of entries a blocking XREADGROUP delivered to
 --                the consumer's DELIVERED name, to activate before reading more
 -- ARGV[8 ..]     3 fields per delivered entry: level, entry id, job id
+--                ('' for a light entry: its id is its place)
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
 --                 is free; N > 0: limited, next token in N ms), then 7 fields
 --                 per job:
@@ -116,7 +117,7 @@ if recorded then
           append_job(held, jid, tonumber(level), eid, tonumber(h[3]), tonumber(h[2]), h[4], h[1])
         end
       else
-        local f = light_fields(entry_list(level, eid))
+        local f = light_fields(entry_list(level, eid), level, eid, jid)
         if f then light_job(held, tonumber(level), eid, f) end
       end
     end
@@ -157,25 +158,26 @@ local paused = meta[1] == '1'
 local delivered_to = consumer .. DELIVERED
 for i = 0, delivered - 1 do
   local o = 8 + i * 3
-  local level, eid = tonumber(ARGV[o]), ARGV[o + 1]
+  local level, eid, jid = tonumber(ARGV[o]), ARGV[o + 1], ARGV[o + 2]
+  if jid == '' then jid = light_id(level, eid) end
   local stream = stream_key(level)
   if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, delivered_to) == 1 then
-    if cancelled and redis.call('HDEL', base .. 'cx', ARGV[o + 2]) == 1 then
+    if cancelled and redis.call('HDEL', base .. 'cx', jid) == 1 then
       redis.call('XACK', stream, GROUP, eid)
     elseif paused then
       -- A blocking read delivered it after the queue was paused: back to
       -- the end of its level instead of running it.
       redis.call('XACK', stream, GROUP, eid)
       local list = entry_list(level, eid)
-      local f = light_fields(list)
+      local f = light_fields(list, level, eid, jid)
       if f then
-        add_light(base, level, f)
-      elseif list and redis.call('EXISTS', base .. 'job:' .. ARGV[o + 2]) == 1 then
-        redis.call('XADD', stream, '*', 'i', ARGV[o + 2])
+        requeue_light(base, level, eid, f)
+      elseif list and redis.call('EXISTS', base .. 'job:' .. jid) == 1 then
+        redis.call('XADD', stream, '*', 'i', jid)
       end
     else
       local e = redis.call('XCLAIM', stream, GROUP, consumer, 0, eid)[1]
-      local f = e and light_fields(e[2])
+      local f = e and light_fields(e[2], level, eid, jid)
       if f then
         light_job(out, level, eid, f)
         took(level, eid, f.i)
@@ -226,17 +228,29 @@ local level = 0
 while remaining > 0 and KEYS[2 + level] do
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', remaining, 'STREAMS', stream_key(level), '>')
   if r then
+    local prefix = nil
     for _, e in ipairs(r[1][2]) do
       local list = e[2]
-      if cancelled and redis.call('HDEL', base .. 'cx', list[2]) == 1 then
+      local jid
+      if list[1] == 'p' then
+        -- Light: p, r, b[, k] in the order enqueue.lua wrote them, read by
+        -- position (no table of fields per job on the hot path).
+        if not prefix then prefix = epoch() .. '-' .. level .. '-' end
+        jid = prefix .. e[1]
+      else
+        jid = list[2]
+      end
+      if cancelled and redis.call('HDEL', base .. 'cx', jid) == 1 then
         redis.call('XACK', stream_key(level), GROUP, e[1])
+      elseif list[1] == 'p' then
+        append_job(out, jid, level, e[1], 0, 1, list[4], list[2])
+        took(level, e[1], jid)
       elseif #list > 2 then
-        -- Light: i, p, r, b[, k] in the order enqueue.lua wrote them, read
-        -- by position (no table of fields per job on the hot path).
-        append_job(out, list[2], level, e[1], 0, 1, list[6], list[4])
-        took(level, e[1], list[2])
-      elseif activate_heavy(out, level, e[1], list[2]) then
-        took(level, e[1], list[2])
+        -- Light, as the version before wrote it: i, p, r, b[, k].
+        append_job(out, jid, level, e[1], 0, 1, list[6], list[4])
+        took(level, e[1], jid)
+      elseif activate_heavy(out, level, e[1], jid) then
+        took(level, e[1], jid)
       end
     end
   else

@@ -14,16 +14,52 @@ local GROUP = 'workers'
 
 -- Two layouts of a job (docs/design.md, "Storage"):
 --   light  a job enqueued ready to run lives in its stream entry alone:
---          fields i (job id), p (payload), r ("max_attempts,timeout_ms"),
---          b (backoff) and, with an idempotency key, k. Its attempt is 1 and
---          its fence is the consumer group's pending list: it is active
---          while its entry is pending for its worker. The hash `ix` maps
---          its id to "<level> <entry id>" for lookups.
+--          fields p (payload), r ("max_attempts,timeout_ms"), b (backoff)
+--          and, with an idempotency key, k. Its id is made of the entry's
+--          place, "<epoch>-<level>-<entry id>" (light_id), so finding it
+--          needs no index. Its attempt is 1 and its fence is the consumer
+--          group's pending list: it is active while its entry is pending
+--          for its worker.
 --   heavy  a job with mutable state (delayed, retried, snoozed, reclaimed,
 --          dead, or kept after completion) has a hash `job:<id>`, and its
---          stream entry holds only i. Jobs written before light jobs
---          existed are heavy, so both are read everywhere.
+--          stream entry holds only i (the id). Jobs written before light
+--          jobs existed are heavy, so both are read everywhere.
+--   Light entries of the version before had i (the id) first, and the
+--   hash `ix` mapped the id to "<level> <entry id>"; they are still read
+--   (light_fields sets f.ix) and leave `ix` when they finish.
 -- A light job becomes heavy (materialize) the first time it needs state.
+
+-- The queue's epoch: 16 hex digits that ensure.lua records once in the
+-- meta hash (`ep`). It makes light ids unique across queues, partitions
+-- and a Redis that lost its data (entry ids alone repeat between streams).
+-- A meta hash lost while the queue was open gets one from the clock.
+local epoch_text = nil
+local function epoch()
+  if not epoch_text then
+    epoch_text = redis.call('HGET', KEYS[1], 'ep')
+    if not epoch_text then
+      local t = redis.call('TIME')
+      epoch_text = string.format('%08x%08x', tonumber(t[1]), tonumber(t[2]))
+      redis.call('HSET', KEYS[1], 'ep', epoch_text)
+    end
+  end
+  return epoch_text
+end
+
+-- The id of the light job in entry `eid` on `level`.
+local function light_id(level, eid)
+  return epoch() .. '-' .. level .. '-' .. eid
+end
+
+-- The level and entry id a light job's id names; nil for any other id
+-- (another queue's epoch, a heavy job's id).
+local function light_place(jid)
+  local ep, level, eid = string.match(jid, '^(%x+)%-(%d)%-(%d+%-%d+)$')
+  if ep and ep == redis.call('HGET', KEYS[1], 'ep') and KEYS[2 + tonumber(level)] then
+    return level, eid
+  end
+  return nil
+end
 
 -- Entries a blocking read delivered are held by the worker's consumer name
 -- with this suffix until a claim activates them (XCLAIM to the name itself),
@@ -74,13 +110,26 @@ local function stream_key(level)
   return KEYS[2 + tonumber(level)]
 end
 
--- A light entry's fields as a table (i, p, r, b, k), from XREADGROUP,
--- XCLAIM or XRANGE's field list; nil for a heavy entry (i only).
-local function light_fields(list)
+-- A light entry's fields as a table (i, p, r, b, k; ix when the version
+-- before indexed it), from XREADGROUP, XCLAIM or XRANGE's field list, for
+-- the job `jid` (its id when the caller knows it) in entry `eid` on
+-- `level`; nil for a heavy entry (i only).
+local function light_fields(list, level, eid, jid)
   if not list or #list <= 2 then return nil end
   local f = {}
   for n = 1, #list, 2 do f[list[n]] = list[n + 1] end
+  if f.i then
+    f.ix = true
+  else
+    f.i = jid or light_id(level, eid)
+  end
   return f
+end
+
+-- The job id an entry holds or is: `list` its field list.
+local function entry_job(list, level, eid)
+  if list[1] == 'i' then return list[2] end
+  return light_id(level, eid)
 end
 
 -- The fields of entry `eid` on `level` (nil when it was deleted).
@@ -89,30 +138,33 @@ local function entry_list(level, eid)
   return r[1] and r[1][2]
 end
 
--- Add a light job's entry (again) at the end of its level; returns the id.
-local function add_light(base, level, f)
-  local eid
-  if f.k then
-    eid = redis.call('XADD', stream_key(level), '*', 'i', f.i, 'p', f.p, 'r', f.r, 'b', f.b, 'k', f.k)
-  else
-    eid = redis.call('XADD', stream_key(level), '*', 'i', f.i, 'p', f.p, 'r', f.r, 'b', f.b)
-  end
-  redis.call('HSET', base .. 'ix', f.i, level .. ' ' .. eid)
-  return eid
-end
-
 -- Give a light job (fields `f`, entry `eid` on `level`) its hash, as an
--- active job of `worker` on its first attempt under fence 1, and drop it
--- from the index. `ct`: the claim call that activated it, if known.
+-- active job of `worker` on its first attempt under fence 1 (or, with
+-- worker nil, as a job waiting for its first attempt), and drop it from
+-- the index of the version before. `ct`: the claim call that activated
+-- it, if known.
 local function materialize(base, level, eid, f, worker, ct)
   local jk = base .. 'job:' .. f.i
   local created = string.match(eid, '^%d+')
-  redis.call('HSET', jk, 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. created,
-    'state', 'active', 'att', '1', 'fence', '1', 'wk', worker)
+  if worker then
+    redis.call('HSET', jk, 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. created,
+      'state', 'active', 'att', '1', 'fence', '1', 'wk', worker)
+  else
+    redis.call('HSET', jk, 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. created,
+      'state', 'waiting')
+  end
   if f.k then redis.call('HSET', jk, 'idem', f.k) end
   if ct then redis.call('HSET', jk, 'ct', ct) end
-  redis.call('HDEL', base .. 'ix', f.i)
+  if f.ix then redis.call('HDEL', base .. 'ix', f.i) end
   return jk
+end
+
+-- Put a light job (fields `f`, entry `eid` on `level`) back at the end of
+-- its level, never run: its id names its old entry, so it goes back as a
+-- heavy waiting job under the same id. The caller acknowledged the entry.
+local function requeue_light(base, level, eid, f)
+  materialize(base, level, eid, f, nil, nil)
+  redis.call('XADD', stream_key(level), '*', 'i', f.i)
 end
 
 -- Stream ids compare as two integers, milliseconds then sequence.

@@ -7,7 +7,7 @@
 -- ARGV[3]        how long (ms) the record of this call is kept
 -- ARGV[4]        number of jobs N
 -- ARGV[5 ..]     8 fields per job:
---                  id, payload, priority, delay_ms,
+--                  id (a delayed job's; see below), payload, priority, delay_ms,
 --                  run "max_attempts,timeout_ms" (timeout 0 = none),
 --                  backoff "base_ms,factor,cap_ms,jitter",
 --                  idempotency key ('' = none), idempotency window ms
@@ -16,17 +16,16 @@
 -- Reply          2 fields per job: the job id, and 1 when an idempotency key
 --                matched an earlier job (the id is then that job's), else 0.
 --
--- Safe to replay: the call leaves a record (`call:<token>`), and a retry of
--- a call whose reply was lost finds it, adds nothing and answers what the
--- first run answered (each job's own id, or the id its idempotency key
--- maps to). The client's next call deletes it; else it expires once no
--- retry can come. Every option was checked by the caller (options.rs bounds
--- every duration), so no command below fails after the first write: the
--- batch is written whole or not at all.
+-- Safe to replay: the call leaves a record (`call:<token>`) of its reply,
+-- and a retry of a call whose reply was lost finds it, adds nothing and
+-- answers what the first run answered. The client's next call deletes it;
+-- else it expires once no retry can come. Every option was checked by the
+-- caller (options.rs bounds every duration), so no command below fails
+-- after the first write: the batch is written whole or not at all.
 --
--- A job ready at once is light (see common.lua): one XADD, and its index
--- entry, written for the whole batch in a few HSETs. A delayed job is heavy
--- from the start: its hash waits in `delayed`.
+-- A job ready at once is light (see common.lua): one XADD, and its id is
+-- its entry's place; the id the caller made is not used. A delayed job is
+-- heavy from the start, under the caller's id: its hash waits in `delayed`.
 
 local base = ARGV[1]
 local record_key, record_ms = base .. 'call:' .. ARGV[2], ARGV[3]
@@ -37,14 +36,11 @@ for c = 1, tonumber(ARGV[confirmed] or '0') do
   redis.call('DEL', base .. 'call:' .. ARGV[confirmed + c])
 end
 
-if redis.call('EXISTS', record_key) == 1 then
-  for i = 0, n - 1 do
-    local o = 5 + i * 8
-    local jid, idem = ARGV[o], ARGV[o + 6]
-    local id = jid
-    if idem ~= '' then id = redis.call('GET', base .. 'idem:' .. idem) or jid end
+local recorded = redis.call('GET', record_key)
+if recorded then
+  for id, duplicate in string.gmatch(recorded, '(%S+) (%d)') do
     out[#out + 1] = id
-    out[#out + 1] = id == jid and 0 or 1
+    out[#out + 1] = tonumber(duplicate)
   end
   -- It still writes, so that a WAIT on this connection (Replicated
   -- durability) waits for the replicas to reach this point, which lies
@@ -56,27 +52,21 @@ end
 
 local now = now_ms()
 local added = 0
-local index, indexed = {}, 0
-local function flush_index()
-  if indexed > 0 then
-    redis.call('HSET', base .. 'ix', unpack(index))
-    index, indexed = {}, 0
-  end
-end
+-- Light ids by level: "<epoch>-<level>-", then the entry id.
+local id_prefix = {}
 for i = 0, n - 1 do
   local o = 5 + i * 8
   local jid, payload, prio, delay = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3])
-  local run, idem, window = ARGV[o + 4], ARGV[o + 6], ARGV[o + 7]
+  local run, idem = ARGV[o + 4], ARGV[o + 6]
+  local ik = nil
   local existing = nil
   if idem ~= '' then
-    local ik = base .. 'idem:' .. idem
-    if not redis.call('SET', ik, jid, 'NX', 'PX', window) then
-      existing = redis.call('GET', ik)
-    end
+    ik = base .. 'idem:' .. idem
+    existing = redis.call('GET', ik)
   end
   if existing then
     out[#out + 1] = existing
-    out[#out + 1] = existing == jid and 0 or 1
+    out[#out + 1] = 1
   else
     if delay > 0 then
       -- One HSET per job, with as few fields as can be: each field of a
@@ -87,29 +77,34 @@ for i = 0, n - 1 do
       local due = int(now + delay)
       redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5],
         'run', run .. ',' .. int(now), 'state', 'delayed', 'due', due)
-      if idem ~= '' then redis.call('HSET', jk, 'idem', idem) end
+      if ik then redis.call('HSET', jk, 'idem', idem) end
       redis.call('ZADD', base .. 'delayed', due, jid)
     else
       local eid
-      if idem ~= '' then
-        eid = redis.call('XADD', stream_key(prio), '*', 'i', jid, 'p', payload, 'r', run, 'b', ARGV[o + 5], 'k', idem)
+      if ik then
+        eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', ARGV[o + 5], 'k', idem)
       else
-        eid = redis.call('XADD', stream_key(prio), '*', 'i', jid, 'p', payload, 'r', run, 'b', ARGV[o + 5])
+        eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', ARGV[o + 5])
       end
-      index[indexed * 2 + 1] = jid
-      index[indexed * 2 + 2] = prio .. ' ' .. eid
-      indexed = indexed + 1
-      -- unpack() is bounded by Lua's C stack: a few hundred pairs a call.
-      if indexed == 500 then flush_index() end
+      local prefix = id_prefix[prio]
+      if not prefix then
+        prefix = epoch() .. '-' .. prio .. '-'
+        id_prefix[prio] = prefix
+      end
+      jid = prefix .. eid
     end
+    if ik then redis.call('SET', ik, jid, 'PX', ARGV[o + 7]) end
     added = added + 1
     out[#out + 1] = jid
     out[#out + 1] = 0
   end
 end
-flush_index()
 if added > 0 then
   redis.call('HINCRBY', base .. 'stats', 'enqueued', added)
 end
-if n > 0 then redis.call('SET', record_key, '1', 'PX', record_ms) end
+if n > 0 then
+  local record = {}
+  for i = 1, #out do record[i] = tostring(out[i]) end
+  redis.call('SET', record_key, table.concat(record, ' '), 'PX', record_ms)
+end
 return out

@@ -4,10 +4,13 @@
 --
 -- KEYS[1]        meta hash; KEYS[2 ..] priority streams
 -- ARGV[1]        key base
+-- ARGV[2]        an epoch for the queue (16 hex digits, made at random),
+--                recorded only when the queue has none (see common.lua)
 -- Reply          number of groups created
 --
 -- Groups start at id 0, so entries added before the group existed are read.
 
+redis.call('HSETNX', KEYS[1], 'ep', ARGV[2])
 local created = 0
 local level = 0
 while KEYS[2 + level] do

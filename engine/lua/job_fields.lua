@@ -7,9 +7,10 @@
 -- Reply          per id, a list of field names and values; empty when there
 --                is no such job
 --
--- A heavy job is its hash. A light job (common.lua) is found through the
--- index `ix` and described from its stream entry and the pending list:
--- active while pending for a worker, else waiting.
+-- A heavy job is its hash. A light job (common.lua) is found at the entry
+-- its id names (or, written by the version before, through the index
+-- `ix`) and described from its stream entry and the pending list: active
+-- while pending for a worker, else waiting.
 
 local base = ARGV[1]
 local out = {}
@@ -17,9 +18,12 @@ for i = 2, #ARGV do
   local jid = ARGV[i]
   local h = redis.call('HGETALL', base .. 'job:' .. jid)
   if #h == 0 then
-    local at = redis.call('HGET', base .. 'ix', jid)
-    local level, eid = string.match(at or '', '^(%d+) (%S+)$')
-    local f = level and light_fields(entry_list(level, eid))
+    local level, eid = light_place(jid)
+    if not level then
+      local at = redis.call('HGET', base .. 'ix', jid)
+      level, eid = string.match(at or '', '^(%d+) (%S+)$')
+    end
+    local f = level and light_fields(entry_list(level, eid), level, eid, jid)
     if f then
       h = { 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. string.match(eid, '^%d+') }
       if f.k then
@@ -29,9 +33,13 @@ for i = 2, #ARGV do
       local p = redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1)[1]
       if p and string.sub(p[2], -#DELIVERED) ~= DELIVERED then
         for _, v in ipairs({ 'state', 'active', 'att', '1', 'fence', '0', 'wk', p[2] }) do h[#h + 1] = v end
-      else
+      elseif p or id_less(last_delivered(stream_key(level)), eid) then
         h[#h + 1] = 'state'
         h[#h + 1] = 'waiting'
+      else
+        -- Delivered and acknowledged: it completed, and its entry lingers
+        -- until the stream is next trimmed (common.lua, trim_acked).
+        h = {}
       end
     end
   end

@@ -84,9 +84,9 @@ while KEYS[2 + level] do
         else
           redis.call('XACK', stream, GROUP, eid)
           table.insert(acked, eid)
-          local jid = e[2][2]
-          local jk = jid and (base .. 'job:' .. jid)
-          local light = light_fields(e[2])
+          local jid = entry_job(e[2], level, eid)
+          local jk = base .. 'job:' .. jid
+          local light = light_fields(e[2], level, eid, jid)
           if cancelled and jid and redis.call('HDEL', base .. 'cx', jid) == 1 then
             -- Delivered by a blocking read after an operator cancelled it
             -- (it is a dead letter already): dropped.
@@ -108,7 +108,7 @@ while KEYS[2 + level] do
           elseif light and string.sub(owner, -#DELIVERED) == DELIVERED then
             -- Delivered by a blocking read and never activated: it never
             -- ran, so it goes back in line as it was.
-            add_light(base, level, light)
+            requeue_light(base, level, eid, light)
             light = 'handled'
             requeued = requeued + 1
           elseif light then

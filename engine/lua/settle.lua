@@ -29,7 +29,7 @@
 -- A light job's outcome is accepted while its entry is pending (it was
 -- delivered once, to this worker): a reclaimer that took it acknowledged
 -- the entry and gave the job a hash with a raised fence. A completed light
--- job costs one XACK and its share of one HDEL.
+-- job costs one XACK.
 -- Any other outcome gives it a hash first (materialize), then takes the
 -- heavy path.
 --
@@ -108,14 +108,15 @@ for i = 0, n - 1 do
       if redis.call('EXISTS', jk) == 1 then status = 'fenced' else status = 'gone' end
     elseif kind == 'done' and keep <= 0 then
       finish(level, eid, true)
-      unindex[#unindex + 1] = jid
+      -- Ids of the version before have no dashes; they were indexed.
+      if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
       completed = completed + 1
       status = 'done'
     else
-      local f = light_fields(entry_list(level, eid))
+      local f = light_fields(entry_list(level, eid), level, eid, jid)
       if not f then
         finish(level, eid, true)
-        unindex[#unindex + 1] = jid
+        if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
         status = 'gone'
       else
         materialize(base, level, eid, f, consumer, nil)

@@ -1023,6 +1023,149 @@ async fn jobs_in_the_previous_layout_run_beside_light_ones() {
     assert!(q.job(&light.id).await.expect("lookup").is_none());
 }
 
+/// Light jobs as the version before wrote them (the id first in the
+/// entry, `i p r b [k]`, and the index hash `ix` mapping the id to its
+/// place) are looked up, cancelled, run and finished beside new ones, and
+/// leave the index as they finish.
+#[tokio::test]
+async fn light_jobs_of_the_version_before_run_and_leave_the_index() {
+    let t = TestRedis::new().await;
+    let q = t.queue("light-before").await;
+    let base = format!("{}:{{light-before}}:", t.prefix);
+    let payload = |n: u32| {
+        rmp_serde::to_vec_named(&Email {
+            to: "x@y.z".into(),
+            n,
+        })
+        .expect("enc")
+    };
+    let mut old_ids = Vec::new();
+    for n in 1..=3u32 {
+        let id = format!("0190c0ffee00700080000000000000{n:02}");
+        let eid: String = t
+            .query(
+                redis::cmd("XADD")
+                    .arg(format!("{base}p:1"))
+                    .arg("*")
+                    .arg("i")
+                    .arg(&id)
+                    .arg("p")
+                    .arg(payload(n))
+                    .arg("r")
+                    .arg("2,0")
+                    .arg("b")
+                    .arg("1,1,1,0"),
+            )
+            .await;
+        let _: () = t
+            .query(
+                redis::cmd("HSET")
+                    .arg(format!("{base}ix"))
+                    .arg(&id)
+                    .arg(format!("1 {eid}")),
+            )
+            .await;
+        old_ids.push(id);
+    }
+    let new = q
+        .enqueue(
+            &Email {
+                to: "new@y.z".into(),
+                n: 9,
+            },
+            JobOptions::new().priority(1),
+        )
+        .await
+        .expect("enqueue");
+
+    let waiting = q.job(&old_ids[0]).await.expect("lookup").expect("exists");
+    assert_eq!(
+        (waiting.state, waiting.priority, waiting.max_attempts),
+        (JobState::Waiting, 1, 2)
+    );
+    assert_eq!(
+        q.cancel(&old_ids[2]).await.expect("cancel"),
+        sluice_engine::Cancelled::Cancelled
+    );
+
+    let first = claim_when_ready(&q, "w").await;
+    let second = claim_when_ready(&q, "w").await;
+    assert_eq!((first.id.as_str(), first.fence()), (old_ids[0].as_str(), 0));
+    assert_eq!(first.decode::<Email>().expect("decode").n, 1);
+    assert_eq!(second.id, old_ids[1]);
+    let active = q.job(&old_ids[1]).await.expect("lookup").expect("exists");
+    assert_eq!(active.state, JobState::Active);
+    let fail = Outcome::Retry {
+        reason: "once more".into(),
+        after: Some(Duration::ZERO),
+    };
+    assert_eq!(
+        q.settle_many(vec![(&first, Outcome::Done), (&second, fail)])
+            .await
+            .expect("settle"),
+        vec![Settled::Done, Settled::Retry]
+    );
+    // The cancelled one is skipped; the new job runs next, then the retry.
+    let third = claim_when_ready(&q, "w").await;
+    assert_eq!(third.id, new.id);
+    let retried = claim_when_ready(&q, "w").await;
+    assert_eq!(
+        (retried.id.as_str(), retried.attempt),
+        (old_ids[1].as_str(), 2)
+    );
+    for job in [&third, &retried] {
+        assert_eq!(
+            q.settle(job, Outcome::Done).await.expect("settle"),
+            Settled::Done
+        );
+    }
+    assert!(q.job(&old_ids[0]).await.expect("lookup").is_none());
+    let index: usize = t.query(redis::cmd("HLEN").arg(format!("{base}ix"))).await;
+    assert_eq!(index, 0, "finished and cancelled jobs leave the index");
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.completed_total, s.dead, s.waiting, s.active),
+        (3, 1, 0, 0)
+    );
+}
+
+/// A light job's id is its place (queue epoch, level, entry id): no index
+/// is written, ids never repeat between queues filled at the same instant,
+/// and a lookup by an id of another queue finds nothing.
+#[tokio::test]
+async fn light_ids_name_their_entry_and_are_unique_across_queues() {
+    let t = TestRedis::new().await;
+    let a = t.queue("ids-a").await;
+    let b = t.queue("ids-b").await;
+    let batch = || -> Vec<NewJob> {
+        (0..200u32)
+            .map(|n| NewJob::new(&n, JobOptions::new().priority((n % 3) as u8)).expect("job"))
+            .collect()
+    };
+    let (ea, eb) = tokio::join!(a.enqueue_batch(batch()), b.enqueue_batch(batch()));
+    let (ea, eb) = (ea.expect("enqueue a"), eb.expect("enqueue b"));
+    let mut all: std::collections::HashSet<String> = ea.iter().map(|e| e.id.clone()).collect();
+    all.extend(eb.iter().map(|e| e.id.clone()));
+    assert_eq!(all.len(), 400, "ids repeat");
+    for queue in ["ids-a", "ids-b"] {
+        let index: usize = t
+            .query(redis::cmd("EXISTS").arg(format!("{}:{{{queue}}}:ix", t.prefix)))
+            .await;
+        assert_eq!(index, 0, "{queue} wrote an index");
+    }
+    let info = a.job(&ea[7].id).await.expect("lookup").expect("exists");
+    assert_eq!((info.state, info.priority), (JobState::Waiting, 1));
+    assert_eq!(info.payload, rmp_serde::to_vec_named(&7u32).expect("enc"));
+    assert!(b.job(&ea[7].id).await.expect("lookup").is_none());
+    assert!(a.job("ffff-1-1-0").await.expect("lookup").is_none());
+    let listed = a
+        .jobs_in_state(JobState::Waiting, 0, 1000)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 200);
+    assert!(listed.iter().all(|j| ea.iter().any(|e| e.id == j.id)));
+}
+
 /// A light job has no hash, yet lookups, exports and imports see it as
 /// they see any job, and a failure gives it one.
 #[tokio::test]

@@ -14,7 +14,8 @@ use super::replies::*;
 impl Store {
     /// Create missing streams and groups, and register the queue.
     pub(crate) async fn ensure(&self) -> Result<()> {
-        let inv = self.invocation(&scripts::ENSURE);
+        let mut inv = self.invocation(&scripts::ENSURE);
+        inv.arg(format!("{:016x}", rand::random::<u64>()));
         self.run("ensure queue", &inv).await?;
         self.query(
             "register queue",

@@ -13,6 +13,23 @@ use crate::scripts;
 use super::Store;
 use super::replies::*;
 
+/// The id of the job a stream entry holds (`i`) or is: a light job's id is
+/// its place, `<epoch>-<level>-<entry id>` (see `lua/common.lua`).
+fn entry_job_id(
+    epoch: Option<&str>,
+    level: usize,
+    entry: &redis::streams::StreamId,
+) -> Option<String> {
+    if let Some(id) = entry.get::<String>("i") {
+        return Some(id);
+    }
+    let epoch = epoch?;
+    entry
+        .map
+        .contains_key("p")
+        .then(|| format!("{epoch}-{level}-{}", entry.id))
+}
+
 impl Store {
     /// A job, light or heavy.
     pub(crate) async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
@@ -329,6 +346,7 @@ impl Store {
         let groups: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
         let mut wanted = offset + limit;
         let mut out = Vec::new();
+        let epoch = self.epoch().await?;
         for (level, stream) in self.keys.streams().iter().enumerate() {
             if wanted == 0 {
                 break;
@@ -340,7 +358,8 @@ impl Store {
                 continue;
             }
             let ids = if delivered {
-                self.pending_job_ids(stream, wanted).await?
+                self.pending_job_ids(stream, level, epoch.as_deref(), wanted)
+                    .await?
             } else {
                 let last = info.map_or_else(|| "0-0".to_owned(), |i| i.last_delivered);
                 let entries: redis::streams::StreamRangeReply = self
@@ -357,7 +376,7 @@ impl Store {
                 entries
                     .ids
                     .iter()
-                    .filter_map(|e| e.get::<String>("i"))
+                    .filter_map(|e| entry_job_id(epoch.as_deref(), level, e))
                     .collect()
             };
             wanted -= ids.len().min(wanted);
@@ -368,7 +387,13 @@ impl Store {
 
     /// Job ids of the first `count` entries of a stream's pending list,
     /// oldest first: the pending list gives entry ids, the stream the jobs.
-    pub(super) async fn pending_job_ids(&self, stream: &str, count: usize) -> Result<Vec<String>> {
+    pub(super) async fn pending_job_ids(
+        &self,
+        stream: &str,
+        level: usize,
+        epoch: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<String>> {
         let pending: redis::streams::StreamPendingCountReply = self
             .query(
                 "list jobs",
@@ -391,7 +416,7 @@ impl Store {
             self.query_pipe("list jobs", &pipe).await?;
         Ok(entries
             .iter()
-            .flat_map(|r| r.ids.iter().filter_map(|e| e.get::<String>("i")))
+            .flat_map(|r| r.ids.iter().filter_map(|e| entry_job_id(epoch, level, e)))
             .collect())
     }
 
@@ -456,8 +481,11 @@ impl Store {
         }
         pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
         pipe.cmd("ZRANGE").arg(self.keys.dead()).arg(0).arg(-1);
+        pipe.cmd("HGET").arg(self.keys.meta()).arg("ep");
         let mut replies: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
         let bad = |e: redis::ParsingError| protocol("list jobs", e.to_string());
+        let epoch: Option<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
         let dead: Vec<String> =
             redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
         let delayed: Vec<String> =
@@ -467,6 +495,7 @@ impl Store {
             return Err(protocol("list jobs", "wrong number of replies"));
         }
         let mut replies = replies.into_iter();
+        let mut level = 0;
         while let (Some(groups), Some(pending), Some(range)) =
             (replies.next(), replies.next(), replies.next())
         {
@@ -482,11 +511,12 @@ impl Store {
             for entry in entries.ids {
                 let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
                 if (undelivered || pending.contains(&entry.id))
-                    && let Some(id) = entry.get::<String>("i")
+                    && let Some(id) = entry_job_id(epoch.as_deref(), level, &entry)
                 {
                     in_streams.push(id);
                 }
             }
+            level += 1;
         }
         Ok((in_streams, delayed, dead))
     }

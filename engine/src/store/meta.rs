@@ -8,6 +8,16 @@ use crate::scripts;
 use super::Store;
 
 impl Store {
+    /// The queue's epoch (`ep` in its meta hash, see `lua/common.lua`),
+    /// part of every light job's id; `None` before the queue was opened.
+    pub(crate) async fn epoch(&self) -> Result<Option<String>> {
+        self.query(
+            "read the queue's epoch",
+            redis::cmd("HGET").arg(self.keys.meta()).arg("ep"),
+        )
+        .await
+    }
+
     /// Record that this queue is the first partition of a queue split into
     /// `partitions`, unless a number is recorded already; returns the
     /// recorded number.
