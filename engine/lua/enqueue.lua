@@ -5,16 +5,22 @@
 -- ARGV[2]        call token: made by the client before its first try and
 --                sent again on every retry of this call
 -- ARGV[3]        how long (ms) the record of this call is kept
--- ARGV[4]        number of jobs N
--- ARGV[5 ..]     8 fields per job:
---                  id (a delayed job's; see below), payload, priority, delay_ms,
---                  run "max_attempts,timeout_ms" (timeout 0 = none),
---                  backoff "base_ms,factor,cap_ms,jitter",
---                  idempotency key ('' = none), idempotency window ms
--- then           C, and C tokens of earlier calls of this client whose
+-- ARGV[4]        C, then C tokens of earlier calls of this client whose
 --                replies arrived: their records are deleted
--- Reply          2 fields per job: the job id, and 1 when an idempotency key
---                matched an earlier job (the id is then that job's), else 0.
+-- then           S, then S segments of the batch, in its order:
+--                'j' and one job's 8 fields:
+--                  id (a delayed job's; see below), payload, priority,
+--                  delay_ms, run "max_attempts,timeout_ms" (timeout 0 =
+--                  none), backoff "base_ms,factor,cap_ms,jitter",
+--                  idempotency key ('' = none), idempotency window ms
+--                'q', priority, run, backoff, count K, and K payloads: a
+--                  run of jobs ready at once, without an idempotency key,
+--                  with the same options (the common batch: one argument
+--                  per job)
+-- Reply          2 fields per job, in the batch's order: the job id, and '1'
+--                when an idempotency key matched an earlier job (the id is
+--                then that job's), else '0' (text: the reply is also the
+--                call's record, joined by spaces).
 --
 -- Safe to replay: the call leaves a record (`call:<token>`) of its reply,
 -- and a retry of a call whose reply was lost finds it, adds nothing and
@@ -29,18 +35,17 @@
 
 local base = ARGV[1]
 local record_key, record_ms = base .. 'call:' .. ARGV[2], ARGV[3]
-local n = tonumber(ARGV[4])
 local out = {}
-local confirmed = 5 + n * 8
-for c = 1, tonumber(ARGV[confirmed] or '0') do
-  redis.call('DEL', base .. 'call:' .. ARGV[confirmed + c])
+local confirmed = tonumber(ARGV[4])
+for c = 1, confirmed do
+  redis.call('DEL', base .. 'call:' .. ARGV[4 + c])
 end
 
 local recorded = redis.call('GET', record_key)
 if recorded then
   for id, duplicate in string.gmatch(recorded, '(%S+) (%d)') do
     out[#out + 1] = id
-    out[#out + 1] = tonumber(duplicate)
+    out[#out + 1] = duplicate
   end
   -- It still writes, so that a WAIT on this connection (Replicated
   -- durability) waits for the replicas to reach this point, which lies
@@ -54,57 +59,72 @@ local now = now_ms()
 local added = 0
 -- Light ids by level: "<epoch>-<level>-", then the entry id.
 local id_prefix = {}
-for i = 0, n - 1 do
-  local o = 5 + i * 8
-  local jid, payload, prio, delay = ARGV[o], ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3])
-  local run, idem = ARGV[o + 4], ARGV[o + 6]
-  local ik = nil
-  local existing = nil
-  if idem ~= '' then
-    ik = base .. 'idem:' .. idem
-    existing = redis.call('GET', ik)
+local function light_prefix(prio)
+  local prefix = id_prefix[prio]
+  if not prefix then
+    prefix = epoch() .. '-' .. prio .. '-'
+    id_prefix[prio] = prefix
   end
-  if existing then
-    out[#out + 1] = existing
-    out[#out + 1] = 1
-  else
-    if delay > 0 then
-      -- One HSET per job, with as few fields as can be: each field of a
-      -- new hash costs a listpack search and a reallocation. `run` =
-      -- "max_attempts,timeout_ms,created_ms" is what a claim needs and
-      -- nothing changes.
-      local jk = base .. 'job:' .. jid
-      local due = int(now + delay)
-      redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', ARGV[o + 5],
-        'run', run .. ',' .. int(now), 'state', 'delayed', 'due', due)
-      if ik then redis.call('HSET', jk, 'idem', idem) end
-      redis.call('ZADD', base .. 'delayed', due, jid)
-    else
-      local eid
-      if ik then
-        eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', ARGV[o + 5], 'k', idem)
-      else
-        eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', ARGV[o + 5])
-      end
-      local prefix = id_prefix[prio]
-      if not prefix then
-        prefix = epoch() .. '-' .. prio .. '-'
-        id_prefix[prio] = prefix
-      end
-      jid = prefix .. eid
+  return prefix
+end
+
+local o = 6 + confirmed
+for _ = 1, tonumber(ARGV[5 + confirmed]) do
+  if ARGV[o] == 'q' then
+    local prio, run, backoff, k = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], tonumber(ARGV[o + 4])
+    local stream, prefix = stream_key(prio), light_prefix(prio)
+    for a = o + 5, o + 4 + k do
+      local eid = redis.call('XADD', stream, '*', 'p', ARGV[a], 'r', run, 'b', backoff)
+      local n = #out
+      out[n + 1], out[n + 2] = prefix .. eid, '0'
     end
-    if ik then redis.call('SET', ik, jid, 'PX', ARGV[o + 7]) end
-    added = added + 1
-    out[#out + 1] = jid
-    out[#out + 1] = 0
+    added = added + k
+    o = o + 5 + k
+  else
+    local jid, payload, prio, delay = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], tonumber(ARGV[o + 4])
+    local run, backoff, idem = ARGV[o + 5], ARGV[o + 6], ARGV[o + 7]
+    local ik = nil
+    local existing = nil
+    if idem ~= '' then
+      ik = base .. 'idem:' .. idem
+      existing = redis.call('GET', ik)
+    end
+    if existing then
+      out[#out + 1] = existing
+      out[#out + 1] = '1'
+    else
+      if delay > 0 then
+        -- One HSET per job, with as few fields as can be: each field of a
+        -- new hash costs a listpack search and a reallocation. `run` =
+        -- "max_attempts,timeout_ms,created_ms" is what a claim needs and
+        -- nothing changes.
+        local jk = base .. 'job:' .. jid
+        local due = int(now + delay)
+        redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', backoff,
+          'run', run .. ',' .. int(now), 'state', 'delayed', 'due', due)
+        if ik then redis.call('HSET', jk, 'idem', idem) end
+        redis.call('ZADD', base .. 'delayed', due, jid)
+      else
+        local eid
+        if ik then
+          eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', backoff, 'k', idem)
+        else
+          eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', backoff)
+        end
+        jid = light_prefix(prio) .. eid
+      end
+      if ik then redis.call('SET', ik, jid, 'PX', ARGV[o + 8]) end
+      added = added + 1
+      out[#out + 1] = jid
+      out[#out + 1] = '0'
+    end
+    o = o + 9
   end
 end
 if added > 0 then
   redis.call('HINCRBY', base .. 'stats', 'enqueued', added)
 end
-if n > 0 then
-  local record = {}
-  for i = 1, #out do record[i] = tostring(out[i]) end
-  redis.call('SET', record_key, table.concat(record, ' '), 'PX', record_ms)
+if #out > 0 then
+  redis.call('SET', record_key, table.concat(out, ' '), 'PX', record_ms)
 end
 return out

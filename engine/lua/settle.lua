@@ -20,6 +20,9 @@
 -- then           M, and 2 fields per level the outcomes touch: level and
 --                the newest of their entry ids (it bounds the trim, found
 --                without comparing ids in Lua)
+-- then           Q, and Q groups of light jobs completed with nothing to
+--                keep (the common outcome): level, count C, C entry ids.
+--                Their statuses follow the N outcomes' in the reply.
 -- A job an operator asked to cancel while it ran (`cr`, see cancel.lua)
 -- is buried unless its outcome is a success.
 -- Reply          one status per outcome: done, retry, dead, snoozed,
@@ -29,7 +32,9 @@
 -- A light job's outcome is accepted while its entry is pending (it was
 -- delivered once, to this worker): a reclaimer that took it acknowledged
 -- the entry and gave the job a hash with a raised fence. A completed light
--- job costs one XACK.
+-- job (a Q group's) costs one XACK. (One XACK for a whole group answers
+-- only how many were still pending, and a stale worker's outcome for a job
+-- another worker has since completed must be told apart from its own.)
 -- Any other outcome gives it a hash first (materialize), then takes the
 -- heavy path.
 --
@@ -168,6 +173,30 @@ for i = 0, n - 1 do
     end
   end
   out[#out + 1] = status
+end
+-- Light jobs completed with nothing to keep, a group per level: the same
+-- check as above (XACK answers whether the entry was still this worker's),
+-- with one argument per job instead of seven.
+local g = r + 1
+for _ = 1, tonumber(ARGV[g] or '0') do
+  local level, c = ARGV[g + 1], tonumber(ARGV[g + 2])
+  local stream = stream_key(level)
+  for k = g + 3, g + 2 + c do
+    local eid = ARGV[k]
+    -- A cancel requested while it ran: a success stands, and the request
+    -- is done with.
+    if requests then redis.call('HDEL', base .. 'cr', light_id(level, eid)) end
+    if redis.call('XACK', stream, GROUP, eid) == 1 then
+      finish(level, eid, true)
+      completed = completed + 1
+      out[#out + 1] = 'done'
+    elseif redis.call('EXISTS', base .. 'job:' .. light_id(level, eid)) == 1 then
+      out[#out + 1] = 'fenced'
+    else
+      out[#out + 1] = 'gone'
+    end
+  end
+  g = g + 2 + c
 end
 for level, ids in pairs(to_ack) do
   redis.call('XACK', stream_key(level), GROUP, unpack(ids))

@@ -43,6 +43,40 @@ pub(crate) struct EnqueueItem {
     pub idempotency_window_ms: u64,
 }
 
+/// A part of an enqueue batch as `enqueue.lua` takes it: a run of
+/// consecutive jobs that are ready at once, have no idempotency key and
+/// share their options (sent as one header and a payload each), or one
+/// job with all its fields.
+enum EnqueueSegment<'a> {
+    Run(std::ops::Range<usize>),
+    One(&'a EnqueueItem),
+}
+
+/// `items` cut into segments, in their order (so FIFO order within a
+/// priority holds across segments).
+fn enqueue_segments(items: &[EnqueueItem]) -> Vec<EnqueueSegment<'_>> {
+    let plain = |it: &EnqueueItem| it.delay_ms == 0 && it.idempotency_key.is_empty();
+    let same = |a: &EnqueueItem, b: &EnqueueItem| {
+        (a.priority, a.max_attempts, a.timeout_ms, &a.backoff)
+            == (b.priority, b.max_attempts, b.timeout_ms, &b.backoff)
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        if !plain(&items[i]) {
+            out.push(EnqueueSegment::One(&items[i]));
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < items.len() && plain(&items[i]) && same(&items[start], &items[i]) {
+            i += 1;
+        }
+        out.push(EnqueueSegment::Run(start..i));
+    }
+    out
+}
+
 /// The consumer name a worker's blocking reads deliver to: entries stay
 /// under it until a claim activates them (`claim.lua`), so a reclaimer can
 /// tell delivered-but-never-run entries from running jobs. Consumer names
@@ -60,20 +94,39 @@ impl Store {
         confirmed: &[String],
     ) -> ScriptInvocation<'static> {
         let mut inv = self.invocation(&scripts::ENQUEUE);
-        inv.arg(&call.token).arg(call.record_ms).arg(items.len());
-        for it in items {
-            inv.arg(&it.id)
-                .arg(&it.payload)
-                .arg(it.priority)
-                .arg(it.delay_ms)
-                .arg(format!("{},{}", it.max_attempts, it.timeout_ms))
-                .arg(&it.backoff)
-                .arg(&it.idempotency_key)
-                .arg(it.idempotency_window_ms);
-        }
-        inv.arg(confirmed.len());
+        inv.arg(&call.token)
+            .arg(call.record_ms)
+            .arg(confirmed.len());
         for c in confirmed {
             inv.arg(c);
+        }
+        let segments = enqueue_segments(items);
+        inv.arg(segments.len());
+        for segment in segments {
+            match segment {
+                EnqueueSegment::Run(run) => {
+                    let first = &items[run.start];
+                    inv.arg("q")
+                        .arg(first.priority)
+                        .arg(format!("{},{}", first.max_attempts, first.timeout_ms))
+                        .arg(&first.backoff)
+                        .arg(run.len());
+                    for it in &items[run] {
+                        inv.arg(&it.payload);
+                    }
+                }
+                EnqueueSegment::One(it) => {
+                    inv.arg("j")
+                        .arg(&it.id)
+                        .arg(&it.payload)
+                        .arg(it.priority)
+                        .arg(it.delay_ms)
+                        .arg(format!("{},{}", it.max_attempts, it.timeout_ms))
+                        .arg(&it.backoff)
+                        .arg(&it.idempotency_key)
+                        .arg(it.idempotency_window_ms);
+                }
+            }
         }
         inv
     }
@@ -280,6 +333,18 @@ impl Store {
         dead_letter_cap: usize,
         call: &CallToken,
     ) -> Result<Vec<Settled>> {
+        // Light jobs completed with nothing to keep go as bare entry ids,
+        // grouped by level (settle.lua's quick groups); the rest one by
+        // one. Ids of the previous layout (no dash) must leave its index,
+        // so they go one by one.
+        let quick = |it: &SettleItem| {
+            it.fence == 0
+                && it.kind == "done"
+                && keep_completed.is_zero()
+                && it.job_id.contains('-')
+        };
+        let (quick_items, general): (Vec<usize>, Vec<usize>) =
+            (0..items.len()).partition(|&i| quick(&items[i]));
         let mut inv = self.invocation(&scripts::SETTLE);
         inv.arg(keep_completed.as_millis() as u64)
             .arg(dead_letter_cap)
@@ -288,7 +353,7 @@ impl Store {
             .arg(call.record_ms)
             .arg(call.confirmed.as_deref().unwrap_or(""))
             .arg(consumer)
-            .arg(items.len());
+            .arg(general.len());
         // Per level, the newest entry of the batch: the script trims up to
         // it without comparing ids in Lua.
         let mut newest: Vec<(u8, (u64, u64))> = Vec::new();
@@ -301,7 +366,8 @@ impl Store {
                 None => newest.push((it.level, id)),
             }
         }
-        for it in items {
+        for &i in &general {
+            let it = &items[i];
             inv.arg(&it.job_id)
                 .arg(it.level)
                 .arg(&it.entry_id)
@@ -314,19 +380,42 @@ impl Store {
         for (level, (ms, seq)) in newest {
             inv.arg(level).arg(format!("{ms}-{seq}"));
         }
+        let mut levels: Vec<u8> = quick_items.iter().map(|&i| items[i].level).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        // The order the script answers in: the general outcomes, then the
+        // quick ones level by level.
+        let mut order = general.clone();
+        inv.arg(levels.len());
+        for level in levels {
+            let group: Vec<usize> = quick_items
+                .iter()
+                .copied()
+                .filter(|&i| items[i].level == level)
+                .collect();
+            inv.arg(level).arg(group.len());
+            for &i in &group {
+                inv.arg(&items[i].entry_id);
+            }
+            order.extend(group);
+        }
         let reply = array("settle", self.run("settle", &inv).await?)?;
-        reply
-            .iter()
-            .map(|v| match text(v).as_str() {
-                "done" => Ok(Settled::Done),
-                "retry" => Ok(Settled::Retry),
-                "dead" => Ok(Settled::Dead),
-                "snoozed" => Ok(Settled::Snoozed),
-                "fenced" => Ok(Settled::Fenced),
-                "gone" => Ok(Settled::Gone),
-                other => Err(protocol("settle", format!("unknown status {other:?}"))),
-            })
-            .collect()
+        if reply.len() != items.len() {
+            return Err(protocol("settle", "wrong number of statuses"));
+        }
+        let mut out = vec![Settled::Gone; items.len()];
+        for (position, v) in order.into_iter().zip(&reply) {
+            out[position] = match text(v).as_str() {
+                "done" => Settled::Done,
+                "retry" => Settled::Retry,
+                "dead" => Settled::Dead,
+                "snoozed" => Settled::Snoozed,
+                "fenced" => Settled::Fenced,
+                "gone" => Settled::Gone,
+                other => return Err(protocol("settle", format!("unknown status {other:?}"))),
+            };
+        }
+        Ok(out)
     }
 
     /// `promote.lua`: move up to `limit` due delayed jobs to their stream.
