@@ -18,7 +18,8 @@
 --                 per job:
 --                 job id, level, entry id, fence, attempt, run, payload}
 --                A light job has fence 0 (its fence is the pending list) and
---                run "max_attempts,timeout_ms" (created: the entry id's time);
+--                run "max_attempts,timeout_ms", followed by its backoff when
+--                read from its options field (created: the entry id's time);
 --                a heavy job's run is "max_attempts,timeout_ms,created_ms".
 --
 -- Light jobs (common.lua) cost nothing here beyond the XREADGROUP: being
@@ -233,8 +234,9 @@ while remaining > 0 and KEYS[2 + level] do
       local list = e[2]
       local jid
       if list[1] == 'p' then
-        -- Light: p, r, b[, k] in the order enqueue.lua wrote them, read by
-        -- position (no table of fields per job on the hot path).
+        -- Light: p, o[, k] in the order enqueue.lua wrote them, read by
+        -- position (no table of fields per job on the hot path); the reply's
+        -- run is the options field, whose first two numbers it is.
         if not prefix then prefix = epoch() .. '-' .. level .. '-' end
         jid = prefix .. e[1]
       else

@@ -14,8 +14,9 @@ local GROUP = 'workers'
 
 -- Two layouts of a job (docs/design.md, "Storage"):
 --   light  a job enqueued ready to run lives in its stream entry alone:
---          fields p (payload), r ("max_attempts,timeout_ms"), b (backoff)
---          and, with an idempotency key, k. Its id is made of the entry's
+--          fields p (payload), o (its options: "max_attempts,timeout_ms,"
+--          then its backoff "base_ms,factor,cap_ms,jitter") and, with an
+--          idempotency key, k. Its id is made of the entry's
 --          place, "<epoch>-<level>-<entry id>" (light_id), so finding it
 --          needs no index. Its attempt is 1 and its fence is the consumer
 --          group's pending list: it is active while its entry is pending
@@ -24,8 +25,9 @@ local GROUP = 'workers'
 --          dead, or kept after completion) has a hash `job:<id>`, and its
 --          stream entry holds only i (the id). Jobs written before light
 --          jobs existed are heavy, so both are read everywhere.
---   Light entries of the version before had i (the id) first, and the
---   hash `ix` mapped the id to "<level> <entry id>"; they are still read
+--   Light entries of the version before had i (the id) first and kept
+--   r ("max_attempts,timeout_ms") and b (backoff) apart, and the hash `ix`
+--   mapped the id to "<level> <entry id>"; they are still read
 --   (light_fields sets f.ix) and leave `ix` when they finish.
 -- A light job becomes heavy (materialize) the first time it needs state.
 
@@ -110,8 +112,9 @@ local function stream_key(level)
   return KEYS[2 + tonumber(level)]
 end
 
--- A light entry's fields as a table (i, p, r, b, k; ix when the version
--- before indexed it), from XREADGROUP, XCLAIM or XRANGE's field list, for
+-- A light entry's fields as a table (i, p, r, b, k, whichever layout; ix
+-- when the version before indexed it), from XREADGROUP, XCLAIM or XRANGE's
+-- field list, for
 -- the job `jid` (its id when the caller knows it) in entry `eid` on
 -- `level`; nil for a heavy entry (i only).
 local function light_fields(list, level, eid, jid)
@@ -123,6 +126,7 @@ local function light_fields(list, level, eid, jid)
   else
     f.i = jid or light_id(level, eid)
   end
+  if f.o then f.r, f.b = string.match(f.o, '^([^,]*,[^,]*),(.*)$') end
   return f
 end
 

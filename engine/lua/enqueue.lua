@@ -13,7 +13,8 @@
 --                  delay_ms, run "max_attempts,timeout_ms" (timeout 0 =
 --                  none), backoff "base_ms,factor,cap_ms,jitter",
 --                  idempotency key ('' = none), idempotency window ms
---                'q', priority, run, backoff, count K, and K payloads: a
+--                'q', priority, options "max_attempts,timeout_ms,base_ms,
+--                  factor,cap_ms,jitter", count K, and K payloads: a
 --                  run of jobs ready at once, without an idempotency key,
 --                  with the same options (the common batch: one argument
 --                  per job)
@@ -71,15 +72,15 @@ end
 local o = 6 + confirmed
 for _ = 1, tonumber(ARGV[5 + confirmed]) do
   if ARGV[o] == 'q' then
-    local prio, run, backoff, k = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], tonumber(ARGV[o + 4])
+    local prio, options, k = ARGV[o + 1], ARGV[o + 2], tonumber(ARGV[o + 3])
     local stream, prefix = stream_key(prio), light_prefix(prio)
-    for a = o + 5, o + 4 + k do
-      local eid = redis.call('XADD', stream, '*', 'p', ARGV[a], 'r', run, 'b', backoff)
+    for a = o + 4, o + 3 + k do
+      local eid = redis.call('XADD', stream, '*', 'p', ARGV[a], 'o', options)
       local n = #out
       out[n + 1], out[n + 2] = prefix .. eid, '0'
     end
     added = added + k
-    o = o + 5 + k
+    o = o + 4 + k
   else
     local jid, payload, prio, delay = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], tonumber(ARGV[o + 4])
     local run, backoff, idem = ARGV[o + 5], ARGV[o + 6], ARGV[o + 7]
@@ -106,10 +107,11 @@ for _ = 1, tonumber(ARGV[5 + confirmed]) do
         redis.call('ZADD', base .. 'delayed', due, jid)
       else
         local eid
+        local options = run .. ',' .. backoff
         if ik then
-          eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', backoff, 'k', idem)
+          eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'o', options, 'k', idem)
         else
-          eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'r', run, 'b', backoff)
+          eid = redis.call('XADD', stream_key(prio), '*', 'p', payload, 'o', options)
         end
         jid = light_prefix(prio) .. eid
       end

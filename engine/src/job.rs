@@ -321,9 +321,15 @@ impl RunFields {
     /// What a claim answers: a heavy job's `run`, or a light job's
     /// "max_attempts,timeout_ms", created when its entry `entry_id` was.
     pub(crate) fn parse_claimed(text: &str, entry_id: &str) -> Option<Self> {
-        if text.bytes().filter(|b| *b == b',').count() == 1 {
+        // A light job's: "max_attempts,timeout_ms" (the version before) or
+        // its options field, the same followed by its backoff's four
+        // numbers; its creation time is its entry id's.
+        let commas = text.bytes().filter(|b| *b == b',').count();
+        if commas == 1 || commas == 5 {
+            let mut numbers = text.splitn(3, ',');
+            let (max, timeout) = (numbers.next()?, numbers.next()?);
             let created = entry_id.split_once('-')?.0;
-            return Self::parse(&format!("{text},{created}"));
+            return Self::parse(&format!("{max},{timeout},{created}"));
         }
         Self::parse(text)
     }

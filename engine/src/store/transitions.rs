@@ -108,8 +108,10 @@ impl Store {
                     let first = &items[run.start];
                     inv.arg("q")
                         .arg(first.priority)
-                        .arg(format!("{},{}", first.max_attempts, first.timeout_ms))
-                        .arg(&first.backoff)
+                        .arg(format!(
+                            "{},{},{}",
+                            first.max_attempts, first.timeout_ms, first.backoff
+                        ))
                         .arg(run.len());
                     for it in &items[run] {
                         inv.arg(&it.payload);
