@@ -14,9 +14,13 @@
 -- ARGV[8 ..]     3 fields per delivered entry: level, entry id, job id
 --                ('' for a light entry: its id is its place)
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
---                 is free; N > 0: limited, next token in N ms), then 7 fields
---                 per job:
---                 job id, level, entry id, fence, attempt, run, payload}
+--                 is free; N > 0: limited, next token in N ms), the queue's
+--                 epoch ('' when no light job is taken), H, then 7 fields per
+--                 heavy job (and light job of the version before):
+--                 job id, level, entry id, fence, attempt, run, payload;
+--                 then 4 per light job: level, entry id, run, payload
+--                 (its id is "<epoch>-<level>-<entry id>", its fence 0, its
+--                 attempt 1)}
 --                A light job has fence 0 (its fence is the pending list) and
 --                run "max_attempts,timeout_ms", followed by its backoff when
 --                read from its options field (created: the entry id's time);
@@ -95,9 +99,31 @@ local function activate_heavy(out, level, eid, jid)
   return true
 end
 
--- A light job (fields `f`, see light_fields); appended to `out`.
-local function light_job(out, level, eid, f)
-  append_job(out, f.i, level, eid, 0, 1, f.r, f.p)
+-- A light job's 4 reply fields, appended to `light`.
+local function append_light(light, level, eid, run, payload)
+  local n = #light
+  light[n + 1], light[n + 2], light[n + 3], light[n + 4] = level, eid, run, payload
+end
+
+-- A light job (fields `f`, see light_fields); appended to `out`, or to
+-- `light` unless the version before wrote it (its id is not its place).
+local function light_job(out, light, level, eid, f)
+  if f.ix then
+    append_job(out, f.i, level, eid, 0, 1, f.r, f.p)
+  else
+    append_light(light, level, eid, f.o, f.p)
+  end
+end
+
+-- The reply: `out` (status, then 7-field jobs) with the light jobs after.
+local function compose(out, light)
+  out[3], out[4] = '', (#out - 4) / 7
+  if #light > 0 then
+    out[3] = epoch()
+    local n = #out
+    for i = 1, #light do out[n + i] = light[i] end
+  end
+  return out
 end
 
 local recorded = redis.call('GET', record_key)
@@ -107,9 +133,11 @@ if recorded then
   -- the visibility timeout) belongs to someone else now.
   local status, jobs = string.match(recorded, '^(%S+ %S+) ?(.*)$')
   local paused, rate = string.match(status, '^(%S+) (%S+)$')
-  local held = { tonumber(paused), tonumber(rate) }
+  local held, held_light = { tonumber(paused), tonumber(rate), '', 0 }, {}
   for level, eid, jid in string.gmatch(jobs, '(%d+) (%S+) (%S+)') do
     local stream = stream_key(level)
+    -- '-': a light job, whose id is its place.
+    if jid == '-' then jid = light_id(level, eid) end
     if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, consumer) == 1 then
       local jk = base .. 'job:' .. jid
       local h = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state', 'wk', 'ct')
@@ -119,16 +147,18 @@ if recorded then
         end
       else
         local f = light_fields(entry_list(level, eid), level, eid, jid)
-        if f then light_job(held, tonumber(level), eid, f) end
+        if f then light_job(held, held_light, tonumber(level), eid, f) end
       end
     end
   end
-  return held
+  return compose(held, held_light)
 end
 
 local delivered = tonumber(ARGV[7])
-local out = { 0, -1 }
--- The record: "paused rate" then "level entry job" per job taken.
+local out = { 0, -1, '', 0 }
+local light = {}
+-- The record: "paused rate" then "level entry job" per job taken (job '-'
+-- for a light job, whose id is its place).
 local taken_record = {}
 local meta = redis.call('HMGET', KEYS[1], 'paused', 'rate', 'burst', 'tokens', 'tts')
 local rate = tonumber(meta[2] or '0') or 0
@@ -180,8 +210,8 @@ for i = 0, delivered - 1 do
       local e = redis.call('XCLAIM', stream, GROUP, consumer, 0, eid)[1]
       local f = e and light_fields(e[2], level, eid, jid)
       if f then
-        light_job(out, level, eid, f)
-        took(level, eid, f.i)
+        light_job(out, light, level, eid, f)
+        took(level, eid, f.ix and f.i or '-')
       elseif e and e[2] and activate_heavy(out, level, eid, e[2][2]) then
         took(level, eid, e[2][2])
       elseif not (e and e[2]) then
@@ -212,7 +242,7 @@ local function reply()
   else
     redis.call('SET', record_key, status, 'PX', record_ms)
   end
-  return out
+  return compose(out, light)
 end
 
 if paused then
@@ -229,30 +259,23 @@ local level = 0
 while remaining > 0 and KEYS[2 + level] do
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', remaining, 'STREAMS', stream_key(level), '>')
   if r then
-    local prefix = nil
     for _, e in ipairs(r[1][2]) do
       local list = e[2]
-      local jid
-      if list[1] == 'p' then
+      local light_entry = list[1] == 'p'
+      if cancelled and redis.call('HDEL', base .. 'cx', light_entry and light_id(level, e[1]) or list[2]) == 1 then
+        redis.call('XACK', stream_key(level), GROUP, e[1])
+      elseif light_entry then
         -- Light: p, o[, k] in the order enqueue.lua wrote them, read by
         -- position (no table of fields per job on the hot path); the reply's
         -- run is the options field, whose first two numbers it is.
-        if not prefix then prefix = epoch() .. '-' .. level .. '-' end
-        jid = prefix .. e[1]
-      else
-        jid = list[2]
-      end
-      if cancelled and redis.call('HDEL', base .. 'cx', jid) == 1 then
-        redis.call('XACK', stream_key(level), GROUP, e[1])
-      elseif list[1] == 'p' then
-        append_job(out, jid, level, e[1], 0, 1, list[4], list[2])
-        took(level, e[1], jid)
+        append_light(light, level, e[1], list[4], list[2])
+        took(level, e[1], '-')
       elseif #list > 2 then
         -- Light, as the version before wrote it: i, p, r, b[, k].
-        append_job(out, jid, level, e[1], 0, 1, list[6], list[4])
-        took(level, e[1], jid)
-      elseif activate_heavy(out, level, e[1], jid) then
-        took(level, e[1], jid)
+        append_job(out, list[2], level, e[1], 0, 1, list[6], list[4])
+        took(level, e[1], list[2])
+      elseif activate_heavy(out, level, e[1], list[2]) then
+        took(level, e[1], list[2])
       end
     end
   else

@@ -229,20 +229,35 @@ impl Store {
             ms => RateState::Wait(Duration::from_millis(ms as u64)),
         };
         let status = ClaimStatus { paused, rate };
+        let epoch = reply.next().map(|v| text(&v)).unwrap_or_default();
+        let heavy = usize::try_from(reply.next().map(|v| int(&v)).unwrap_or(0)).unwrap_or(0);
         let rest: Vec<Value> = reply.collect();
-        if !rest.len().is_multiple_of(7) {
+        if rest.len() < heavy * 7 || !(rest.len() - heavy * 7).is_multiple_of(4) {
             return Err(protocol(
                 "claim",
-                format!("{} fields is not 7 per job", rest.len()),
+                format!("{} fields for {heavy} jobs of 7 and jobs of 4", rest.len()),
             ));
         }
-        let mut jobs = Vec::with_capacity(rest.len() / 7);
+        let mut jobs = Vec::with_capacity(heavy + (rest.len() - heavy * 7) / 4);
         let mut it = rest.into_iter();
-        while let Some(id) = it.next() {
-            let mut next = || it.next().unwrap_or(Value::Nil);
-            let (level, entry, fence, attempt, run, payload) =
-                (next(), next(), next(), next(), next(), next());
-            let entry = text(&entry);
+        let mut next = || it.next().unwrap_or(Value::Nil);
+        for n in 0.. {
+            // Jobs of 7 fields (job id, level, entry, fence, attempt, run,
+            // payload), then light ones of 4 (level, entry, run, payload),
+            // whose id is their place, fence 0 and attempt 1.
+            let (id, level, entry, fence, attempt, run, payload) = if n < heavy {
+                let id = text(&next());
+                let (level, entry) = (next(), text(&next()));
+                (id, level, entry, int(&next()), int(&next()), next(), next())
+            } else {
+                let level = next();
+                if level == Value::Nil {
+                    break;
+                }
+                let entry = text(&next());
+                let id = format!("{epoch}-{}-{entry}", int(&level));
+                (id, level, entry, 0, 1, next(), next())
+            };
             // A hash edited by hand must not stop every claim of the queue:
             // unreadable fields get the defaults a lookup shows.
             let run = RunFields::parse_claimed(&text(&run), &entry).unwrap_or(RunFields {
@@ -251,13 +266,13 @@ impl Store {
                 created_ms: 0,
             });
             jobs.push(Job {
-                id: text(&id),
+                id,
                 queue: self.keys.queue().to_owned(),
                 priority: int(&level).clamp(0, i64::from(PRIORITY_LEVELS - 1)) as u8,
                 entry_id: entry,
-                fence: int(&fence).max(0) as u64,
+                fence: fence.max(0) as u64,
                 consumer: consumer.to_owned(),
-                attempt: int(&attempt).max(0) as u32,
+                attempt: attempt.max(0) as u32,
                 max_attempts: run.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
                 timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
                 payload: bytes(payload),
