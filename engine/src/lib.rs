@@ -50,7 +50,8 @@
 //!   (settings), `fleet` (client-wide keys: the queue and worker
 //!   registries, cron schedules, request windows, revocations). No other module sends
 //!   a command; `client`, `registry` and `limits` call `fleet`.
-//! - `scripts` and `lua/`: one Lua script per state transition.
+//! - `scripts` and `lua/`: one Lua script per state transition, with the
+//!   helpers it uses (`common.lua`, `light.lua`, `outcomes.lua`).
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
 //!   and latency series summed over every process.
@@ -156,5 +157,7 @@ pub use partition::{
 pub use queue::{MAX_PARTITIONS, Queue};
 pub use redact::redact_url;
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
+#[doc(hidden)]
+pub use scripts::source as script_source;
 pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};
 pub use worker::{SettledAttempt, Worker, WorkerConfig, WorkerReport};

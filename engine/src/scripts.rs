@@ -1,5 +1,8 @@
 //! The Lua scripts, one per state transition, each prefixed with the shared
-//! helpers of `lua/common.lua` and loaded once (EVALSHA, reloaded by the
+//! helpers it uses: `lua/common.lua` always, then `lua/light.lua` (entries
+//! of both layouts, trims) and `lua/outcomes.lua` (retries, dead letters)
+//! where needed. The helpers are closures made again on every call, so a
+//! script carries only what it uses. Loaded once (EVALSHA, reloaded by the
 //! client on NOSCRIPT).
 
 use std::sync::LazyLock;
@@ -9,15 +12,51 @@ use redis::Script;
 macro_rules! transition {
     ($(#[$doc:meta])* $name:ident, $file:literal) => {
         $(#[$doc])*
-        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("../lua/common.lua"),
-                "\n",
-                include_str!(concat!("../lua/", $file))
-            ))
-        });
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(source($file).expect("every transition is in `sources!`")));
     };
 }
+
+/// The text of each script as it is loaded: its helpers, then itself.
+macro_rules! sources {
+    ($($file:literal $(+ $part:literal)*),* $(,)?) => {
+        /// The text the engine loads for script `file` (`settle.lua`, ...):
+        /// its helpers, then the script; for tests that must address a
+        /// script by its SHA (the fault proxy). `None` for an unknown name.
+        #[doc(hidden)]
+        pub fn source(file: &str) -> Option<&'static str> {
+            match file {
+                $($file => Some(concat!(
+                    include_str!("../lua/common.lua"),
+                    "\n",
+                    $(include_str!(concat!("../lua/", $part)), "\n",)*
+                    include_str!(concat!("../lua/", $file))
+                )),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+sources!(
+    "ensure.lua",
+    "enqueue.lua",
+    "claim.lua" + "light.lua",
+    "settle.lua" + "light.lua" + "outcomes.lua",
+    "promote.lua",
+    "reclaim.lua" + "light.lua" + "outcomes.lua",
+    "remove_consumers.lua",
+    "redrive.lua" + "outcomes.lua",
+    "delete_dead.lua",
+    "cancel.lua" + "light.lua" + "outcomes.lua",
+    "idem_scan.lua",
+    "import.lua",
+    "job_fields.lua" + "light.lua",
+    "rate_limit.lua",
+    "rate_window.lua",
+    "breaker.lua",
+    "alert.lua",
+);
 
 transition!(
     /// Create missing priority streams and consumer groups.

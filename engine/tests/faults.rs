@@ -1134,17 +1134,12 @@ async fn a_shorter_visibility_timeout_does_not_reclaim_live_jobs() {
     verdict("mixed-visibility", &world, &[direct], 0, 4).await;
 }
 
-/// One transition script as the engine loads it (common.lua, then the
+/// One transition script as the engine loads it (its helpers, then the
 /// script), so a fault can target that script alone.
 fn script(name: &str) -> redis::Script {
-    let text = match name {
-        "claim" => include_str!("../lua/claim.lua"),
-        "settle" => include_str!("../lua/settle.lua"),
-        "cancel" => include_str!("../lua/cancel.lua"),
-        "breaker" => include_str!("../lua/breaker.lua"),
-        other => panic!("no script {other}"),
-    };
-    redis::Script::new(&format!("{}\n{}", include_str!("../lua/common.lua"), text))
+    let text = sluice_engine::script_source(&format!("{name}.lua"))
+        .unwrap_or_else(|| panic!("no script {name}"));
+    redis::Script::new(text)
 }
 
 /// A claim that Redis ran whose reply was lost, and whose worker then could
