@@ -66,7 +66,8 @@ fn workloads(s: &Settings) -> Vec<(Workload, u64)> {
         (Workload::E2e { concurrency: 10 }, s.jobs),
         (Workload::E2e { concurrency: 50 }, s.jobs),
         (Workload::E2ePriority, s.jobs),
-        (Workload::Drain { concurrency: 50 }, s.jobs),
+        // The drain target is stated for a queue of 100,000 jobs.
+        (Workload::Drain { concurrency: 50 }, s.jobs * 5),
         (Workload::Retry, s.jobs),
         (
             Workload::Latency {
@@ -131,12 +132,9 @@ fn setup_apalis(root: &Path) -> Option<System> {
     })
 }
 
-/// Does this system run this workload? apalis-redis has no priorities;
-/// the peers' `drain` (a producer process, then a worker process) is not
-/// written yet.
+/// Does this system run this workload? apalis-redis has no priorities.
 fn supports(system: &System, workload: Workload) -> bool {
     match workload {
-        Workload::Drain { .. } => system.name() == "sluice",
         Workload::E2ePriority => system.name() != "apalis",
         _ => true,
     }

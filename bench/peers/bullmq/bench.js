@@ -7,10 +7,13 @@
 // Used the way BullMQ's docs recommend for speed: `addBulk` for batches,
 // `removeOnComplete` / `removeOnFail` so finished jobs do not pile up,
 // worker `concurrency` for parallel handlers. Producer and worker share this
-// process, as the Sluice and apalis sides do.
+// process, as the Sluice and apalis sides do, except in `drain`: this
+// process fills the queue, then a second one (`drain-worker`) drains it, so
+// the worker has a Node event loop to itself.
 'use strict';
 
 const { Queue, Worker } = require('bullmq');
+const { execFile } = require('child_process');
 
 const BATCH = 1000;
 const SINGLE_PRODUCERS = 50;
@@ -76,8 +79,34 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.round((sorted.length - 1) * p))];
 }
 
+// The worker process of `drain`: drain `jobs` jobs from queue `bench-drain`
+// at `concurrency`; prints the seconds from its start to the last one.
+async function drainWorker(args) {
+  let done = 0;
+  let finish;
+  const finished = new Promise((resolve) => { finish = resolve; });
+  const worker = new Worker('bench-drain', async () => {}, {
+    connection: connection(args.redis),
+    concurrency: args.concurrency,
+    autorun: false,
+  });
+  worker.on('completed', () => {
+    done += 1;
+    if (done === args.jobs) finish();
+  });
+  worker.on('error', (e) => console.error('worker error', e));
+  await worker.waitUntilReady();
+  const start = nowMs();
+  worker.run();
+  await finished;
+  const seconds = (nowMs() - start) / 1000;
+  await worker.close();
+  process.stdout.write(`${JSON.stringify({ seconds })}\n`);
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  if (args.workload === 'drain-worker') return drainWorker(args);
   const queue = new Queue(`bench-${args.workload}`, { connection: connection(args.redis) });
   await queue.waitUntilReady();
   const result = { system: 'bullmq', version: require('bullmq/package.json').version, workload: args.workload };
@@ -114,6 +143,18 @@ async function main() {
       result.seconds = await endToEnd(args, queue, () => jobOpts, noop);
       result.jobs = args.jobs;
       result.how = `addBulk of ${BATCH}, worker concurrency ${args.concurrency}, removeOnComplete`;
+      break;
+    }
+    case 'drain': {
+      await enqueueBatches(queue, args.jobs, () => jobOpts);
+      const out = await new Promise((resolve, reject) => {
+        execFile(process.execPath, [__filename, 'drain-worker', '--redis', args.redis,
+          '--jobs', String(args.jobs), '--concurrency', String(args.concurrency)],
+        { maxBuffer: 1 << 20 }, (e, stdout) => (e ? reject(e) : resolve(stdout)));
+      });
+      result.seconds = JSON.parse(out.trim().split('\n').pop()).seconds;
+      result.jobs = args.jobs;
+      result.how = `${args.jobs} jobs added first (addBulk of ${BATCH}), then a worker process of its own at concurrency ${args.concurrency}, removeOnComplete`;
       break;
     }
     case 'e2e-priority': {

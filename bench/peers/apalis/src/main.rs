@@ -150,7 +150,7 @@ async fn run(args: Args) -> Result<serde_json::Value, BoxDynError> {
         "workload": args.workload,
         "jobs": args.jobs,
     });
-    let start = Instant::now();
+    let mut start = Instant::now();
     match args.workload.as_str() {
         "enqueue-batch" => {
             enqueue_batches(store, args.jobs).await?;
@@ -201,6 +201,30 @@ async fn run(args: Args) -> Result<serde_json::Value, BoxDynError> {
                 .into();
             }
             producer.await??;
+        }
+        "drain" => {
+            // Filled first (not timed), then one worker drains it, fetching
+            // at least 100 jobs per poll.
+            enqueue_batches(store.clone(), args.jobs).await?;
+            TARGET.store(args.jobs, Ordering::SeqCst);
+            let conn = apalis_redis::connect(args.redis.as_str()).await?;
+            let config = Config::default()
+                .queue(format!("bench-{}", args.workload))
+                .batch_size(c.max(100));
+            let drainer = RedisStorage::<Noop, _>::new(conn).with_config(config);
+            start = Instant::now();
+            let worker = WorkerBuilder::new(format!("bench-{}", std::process::id()))
+                .backend(drainer)
+                .concurrency(c)
+                .parallelize(tokio::spawn)
+                .build(noop);
+            worker.run().await?;
+            result["how"] = format!(
+                "{} jobs pushed first (push_bulk of {BATCH}), then concurrency {c}, fetch {}, parallelize",
+                args.jobs,
+                c.max(100)
+            )
+            .into();
         }
         "latency" => {
             let total = args.rate * args.seconds;
