@@ -259,6 +259,7 @@ impl JobInfo {
 
     /// Build from a job hash (`HGETALL`); `None` when the hash is empty.
     pub(crate) fn from_hash(queue: &str, id: &str, h: HashMap<String, Vec<u8>>) -> Option<Self> {
+        use crate::job_fields as F;
         if h.is_empty() {
             return None;
         }
@@ -266,33 +267,35 @@ impl JobInfo {
         let num = |k: &str| text(k).and_then(|s| s.parse::<u64>().ok());
         // `run` holds max attempts, timeout and creation time; hashes
         // written before it keep them in `max`, `to` and `cat`.
-        let run = text("run").and_then(|r| RunFields::parse(&r));
-        let max_attempts = run.map(|r| r.max_attempts).or_else(|| num("max"));
-        let timeout_ms = run.map(|r| r.timeout_ms).or_else(|| num("to"));
-        let created_at_ms = run.map(|r| r.created_ms).or_else(|| num("cat"));
+        let run = text(F::RUN).and_then(|r| RunFields::parse(&r));
+        let max_attempts = run
+            .map(|r| r.max_attempts)
+            .or_else(|| num(F::OLD_MAX_ATTEMPTS));
+        let timeout_ms = run.map(|r| r.timeout_ms).or_else(|| num(F::OLD_TIMEOUT));
+        let created_at_ms = run.map(|r| r.created_ms).or_else(|| num(F::OLD_CREATED));
         Some(JobInfo {
             id: id.to_owned(),
             queue: queue.to_owned(),
-            state: text("state")
+            state: text(F::STATE)
                 .and_then(|s| JobState::parse(&s))
                 .unwrap_or(JobState::Waiting),
-            priority: num("prio").unwrap_or(0).min(u64::from(u8::MAX)) as u8,
-            attempt: num("att").unwrap_or(0) as u32,
+            priority: num(F::PRIORITY).unwrap_or(0).min(u64::from(u8::MAX)) as u8,
+            attempt: num(F::ATTEMPT).unwrap_or(0) as u32,
             max_attempts: max_attempts.unwrap_or(1) as u32,
             timeout_ms: timeout_ms.filter(|t| *t > 0),
-            last_error: text("err"),
-            errors: text("hist")
+            last_error: text(F::ERROR),
+            errors: text(F::ERRORS)
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default(),
             created_at_ms: created_at_ms.unwrap_or(0),
             // A job ready at enqueue has no due field: due when created.
-            due_at_ms: num("due").or(created_at_ms),
-            started_at_ms: num("sat"),
-            finished_at_ms: num("fat"),
-            worker: text("wk"),
-            idempotency_key: text("idem"),
-            result: text("res"),
-            payload: h.get("payload").cloned().unwrap_or_default(),
+            due_at_ms: num(F::DUE).or(created_at_ms),
+            started_at_ms: num(F::STARTED),
+            finished_at_ms: num(F::FINISHED),
+            worker: text(F::WORKER),
+            idempotency_key: text(F::IDEMPOTENCY_KEY),
+            result: text(F::RESULT),
+            payload: h.get(F::PAYLOAD).cloned().unwrap_or_default(),
         })
     }
 }
@@ -348,7 +351,7 @@ pub struct JobRecord {
 impl JobRecord {
     /// The job's state; a job ready since its enqueue stores none (waiting).
     pub fn state(&self) -> JobState {
-        self.field("state")
+        self.field(crate::job_fields::STATE)
             .and_then(|s| JobState::parse(&s))
             .unwrap_or(JobState::Waiting)
     }

@@ -43,6 +43,8 @@
 //! - `run`: one handler call, under its timeout and cancellable; used by
 //!   the worker and by [`testing`], the handler test harness.
 //! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
+//! - `job_fields`: the names of a job's hash and stream entry fields on
+//!   the Rust side (the scripts write the same).
 //! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
 //! - `store`: every call a queue makes to Redis, split by role: `calls`
 //!   (retries, call tokens), `replies` (typed replies), `transitions` (one
@@ -120,6 +122,7 @@ mod conn;
 mod error;
 mod handler;
 mod job;
+mod job_fields;
 pub mod keys;
 mod limits;
 mod options;

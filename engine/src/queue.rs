@@ -689,7 +689,9 @@ impl Queue {
     pub async fn import(&self, records: &[JobRecord]) -> Result<u64> {
         let mut groups = vec![Vec::new(); self.partitions.len()];
         for r in records {
-            let key = r.field("idem").unwrap_or_else(|| r.id.clone());
+            let key = r
+                .field(crate::job_fields::IDEMPOTENCY_KEY)
+                .unwrap_or_else(|| r.id.clone());
             groups[self.partition_index(&key)].push(r.clone());
         }
         let mut added = 0;

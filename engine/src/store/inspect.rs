@@ -20,13 +20,13 @@ fn entry_job_id(
     level: usize,
     entry: &redis::streams::StreamId,
 ) -> Option<String> {
-    if let Some(id) = entry.get::<String>("i") {
+    if let Some(id) = entry.get::<String>(crate::job_fields::ENTRY_JOB_ID) {
         return Some(id);
     }
     let epoch = epoch?;
     entry
         .map
-        .contains_key("p")
+        .contains_key(crate::job_fields::ENTRY_PAYLOAD)
         .then(|| format!("{epoch}-{level}-{}", entry.id))
 }
 
@@ -441,7 +441,9 @@ impl Store {
             }
             let mut pipe = redis::pipe();
             for id in &ids {
-                pipe.cmd("HGET").arg(self.keys.job(id)).arg("err");
+                pipe.cmd("HGET")
+                    .arg(self.keys.job(id))
+                    .arg(crate::job_fields::ERROR);
             }
             let errors: Vec<Option<String>> = self.query_pipe("search dead letters", &pipe).await?;
             for (id, error) in ids.iter().zip(errors) {

@@ -334,7 +334,9 @@ impl Store {
                 continue;
             };
             for entry in key.ids {
-                let job: String = entry.get("i").unwrap_or_default();
+                let job: String = entry
+                    .get(crate::job_fields::ENTRY_JOB_ID)
+                    .unwrap_or_default();
                 out.push((level as u8, entry.id, job));
             }
         }
