@@ -48,14 +48,15 @@ async function enqueueBatches(queue, total, makeOpts) {
   }
 }
 
-// Enqueue `total` jobs while a worker at `concurrency` drains them; resolves
-// with the seconds from the first enqueue to the worker closed after the
-// last completion.
-async function endToEnd(args, queue, makeOpts, handler) {
+// A worker on `queueName` at `concurrency` that counts completions up to
+// `jobs`: started, then `during()` runs (an enqueue, or nothing), then it
+// waits for the last completion and closes. Returns when it started, when
+// the last job completed and when it had closed (ms).
+async function countingWorker(args, queueName, handler, during) {
   let done = 0;
   let finish;
   const finished = new Promise((resolve) => { finish = resolve; });
-  const worker = new Worker(queue.name, handler, {
+  const worker = new Worker(queueName, handler, {
     connection: connection(args.redis),
     concurrency: args.concurrency,
     autorun: false,
@@ -68,10 +69,20 @@ async function endToEnd(args, queue, makeOpts, handler) {
   await worker.waitUntilReady();
   const start = nowMs();
   worker.run();
-  await enqueueBatches(queue, args.jobs, makeOpts);
+  await during();
   await finished;
+  const lastDone = nowMs();
   await worker.close();
-  return (nowMs() - start) / 1000;
+  return { start, lastDone, closed: nowMs() };
+}
+
+// Enqueue `total` jobs while a worker at `concurrency` drains them; resolves
+// with the seconds from the first enqueue to the worker closed after the
+// last completion.
+async function endToEnd(args, queue, makeOpts, handler) {
+  const t = await countingWorker(args, queue.name, handler,
+    () => enqueueBatches(queue, args.jobs, makeOpts));
+  return (t.closed - t.start) / 1000;
 }
 
 function percentile(sorted, p) {
@@ -82,26 +93,8 @@ function percentile(sorted, p) {
 // The worker process of `drain`: drain `jobs` jobs from queue `bench-drain`
 // at `concurrency`; prints the seconds from its start to the last one.
 async function drainWorker(args) {
-  let done = 0;
-  let finish;
-  const finished = new Promise((resolve) => { finish = resolve; });
-  const worker = new Worker('bench-drain', async () => {}, {
-    connection: connection(args.redis),
-    concurrency: args.concurrency,
-    autorun: false,
-  });
-  worker.on('completed', () => {
-    done += 1;
-    if (done === args.jobs) finish();
-  });
-  worker.on('error', (e) => console.error('worker error', e));
-  await worker.waitUntilReady();
-  const start = nowMs();
-  worker.run();
-  await finished;
-  const seconds = (nowMs() - start) / 1000;
-  await worker.close();
-  process.stdout.write(`${JSON.stringify({ seconds })}\n`);
+  const t = await countingWorker(args, 'bench-drain', async () => {}, async () => {});
+  process.stdout.write(`${JSON.stringify({ seconds: (t.lastDone - t.start) / 1000 })}\n`);
 }
 
 async function main() {
