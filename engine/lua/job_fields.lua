@@ -10,7 +10,9 @@
 -- A heavy job is its hash. A light job (common.lua) is found at the entry
 -- its id names (or, written by the version before, through the index
 -- `ix`) and described from its stream entry and the pending list: active
--- while pending for a worker, else waiting.
+-- while pending for a worker, waiting while pending for a blocking read's
+-- name or not yet delivered, and otherwise finished (nothing is answered:
+-- its acknowledged entry lingers until the stream is next trimmed).
 
 local base = ARGV[1]
 local out = {}

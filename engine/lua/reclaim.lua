@@ -87,12 +87,12 @@ while KEYS[2 + level] do
           local jid = entry_job(e[2], level, eid)
           local jk = base .. 'job:' .. jid
           local light = light_fields(e[2], level, eid, jid)
-          if cancelled and jid and redis.call('HDEL', base .. 'cx', jid) == 1 then
+          if cancelled and redis.call('HDEL', base .. 'cx', jid) == 1 then
             -- Delivered by a blocking read after an operator cancelled it
             -- (it is a dead letter already): dropped.
             dropped = dropped + 1
             light = 'handled'
-          elseif requests and jid and redis.call('HDEL', base .. 'cr', jid) == 1 then
+          elseif requests and redis.call('HDEL', base .. 'cr', jid) == 1 then
             -- An operator asked to cancel it: it is not run again.
             if light then materialize(base, level, eid, light, owner, nil) end
             if redis.call('EXISTS', jk) == 1 then
@@ -107,7 +107,7 @@ while KEYS[2 + level] do
             light = 'handled'
           elseif light and string.sub(owner, -#DELIVERED) == DELIVERED then
             -- Delivered by a blocking read and never activated: it never
-            -- ran, so it goes back in line as it was.
+            -- ran, so it goes back in line (heavy, under the same id).
             requeue_light(base, level, eid, light)
             light = 'handled'
             requeued = requeued + 1
@@ -116,7 +116,7 @@ while KEYS[2 + level] do
             -- claim's reply was lost): from here it is a heavy one.
             materialize(base, level, eid, light, owner, unconfirmed_claim(owner, eid))
           end
-          local state = jk and light ~= 'handled' and redis.call('HMGET', jk, 'prio', 'state')
+          local state = light ~= 'handled' and redis.call('HMGET', jk, 'prio', 'state')
           if light == 'handled' then
             -- Requeued or cancelled above.
           elseif state and state[1] and state[2] ~= 'active' then
