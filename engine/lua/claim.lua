@@ -255,11 +255,16 @@ if rate > 0 then
   remaining = math.min(remaining, math.floor(tokens - taken))
 end
 
+-- A read that answers fewer entries than it asked for has emptied its
+-- level (nothing is added while the script runs), so the next level is
+-- read without a second, empty read of this one.
 local level = 0
 while remaining > 0 and KEYS[2 + level] do
-  local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', remaining, 'STREAMS', stream_key(level), '>')
+  local asked = remaining
+  local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', asked, 'STREAMS', stream_key(level), '>')
   if r then
-    for _, e in ipairs(r[1][2]) do
+    local entries = r[1][2]
+    for _, e in ipairs(entries) do
       local list = e[2]
       local light_entry = list[1] == 'p'
       if cancelled and redis.call('HDEL', base .. 'cx', light_entry and light_id(level, e[1]) or list[2]) == 1 then
@@ -278,6 +283,7 @@ while remaining > 0 and KEYS[2 + level] do
         took(level, e[1], list[2])
       end
     end
+    if #entries < asked then level = level + 1 end
   else
     level = level + 1
   end
