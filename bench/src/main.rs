@@ -153,6 +153,11 @@ enum Scenario {
         partitions: u16,
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
+        /// Run every node under valgrind's callgrind and report Redis
+        /// instructions per job on each shard instead of seconds (the
+        /// capacity table of docs/operations.md; needs valgrind).
+        #[arg(long)]
+        callgrind: bool,
     },
     /// The fault-injection suites (the engine's ambiguous-failure
     /// scenarios, then the process-kill scenarios), with longer runs,
@@ -643,7 +648,8 @@ async fn main() -> anyhow::Result<()> {
             jobs,
             partitions,
             concurrency,
-        } => shards::run(jobs, partitions, concurrency).await,
+            callgrind,
+        } => shards::run(jobs, partitions, concurrency, callgrind).await,
         Scenario::Soak {
             seconds,
             minutes,

@@ -1,6 +1,16 @@
 //! `shards`: a partitioned queue end to end on a Redis Cluster of 1 shard
 //! and of 3 shards (private `redis-server`s, slots assigned by hand so one
 //! node can hold all 16,384), same partitions, same workload.
+//!
+//! The 3-shard cluster's slot ranges are cut between the partitions' slots
+//! so each shard holds the same number of partitions, as an operator would
+//! place them (equal thirds of the slot space put 4 of 6 partitions named
+//! `shards#0..5` on one shard: where a name hashes is luck).
+//!
+//! Two cores cannot show three shards' capacity in seconds, so
+//! `--callgrind` runs every node under valgrind's callgrind instead and
+//! reports the Redis instructions each shard executed per job: the capacity
+//! table of docs/operations.md.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,9 +25,60 @@ const SLOTS: u32 = 16_384;
 
 /// A cluster of `shards` primaries, one slot range each.
 struct Cluster {
-    _nodes: Vec<Proc>,
+    nodes: Vec<Proc>,
     ports: Vec<u16>,
     dir: std::path::PathBuf,
+    callgrind: bool,
+}
+
+impl Cluster {
+    /// Zero every node's instruction counters (`--callgrind`).
+    fn zero_counters(&self) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            callgrind_control(&["-z", &node.0.id().to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// Each node's instructions since the counters were zeroed.
+    fn instructions(&self) -> anyhow::Result<Vec<u64>> {
+        let mut totals = Vec::new();
+        for (node, port) in self.nodes.iter().zip(&self.ports) {
+            callgrind_control(&["-d", &node.0.id().to_string()])?;
+            let prefix = format!("cg-{port}.out.");
+            let newest = std::fs::read_dir(&self.dir)?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .with_context(|| format!("no callgrind dump of the node on {port}"))?;
+            let text = std::fs::read_to_string(newest.path())?;
+            let total = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("summary:")
+                        .or_else(|| l.strip_prefix("totals:"))
+                })
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .with_context(|| format!("no totals in the callgrind dump of {port}"))?;
+            totals.push(total);
+        }
+        Ok(totals)
+    }
+}
+
+fn callgrind_control(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("callgrind_control")
+        .args(args)
+        .output()
+        .context("callgrind_control (apt-get install -y valgrind)")?;
+    if !out.status.success() {
+        bail!(
+            "callgrind_control {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 impl Drop for Cluster {
@@ -35,7 +96,36 @@ fn cli(port: u16, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
+/// The first slot of each shard: equal thirds of the slot space, moved so
+/// each shard holds the same number of the partitions, whose slots are
+/// `partition_slots`. Falls back to equal ranges when partitions share
+/// slots so that no such cut exists.
+fn shard_starts(shards: u32, partition_slots: &[u32]) -> Vec<u32> {
+    let equal: Vec<u32> = (0..shards).map(|i| SLOTS * i / shards).collect();
+    let mut sorted = partition_slots.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len() as u32;
+    if shards <= 1 || n < shards {
+        return equal;
+    }
+    let mut starts = vec![0];
+    for i in 1..shards {
+        // Between the last partition of shard i - 1 and the first of i.
+        let before = sorted[(n * i / shards - 1) as usize];
+        let after = sorted[(n * i / shards) as usize];
+        if after <= before || before < *starts.last().unwrap_or(&0) {
+            return equal;
+        }
+        starts.push(before + (after - before).div_ceil(2));
+    }
+    starts
+}
+
+fn start_cluster(
+    shards: u32,
+    partition_tags: &[String],
+    callgrind: bool,
+) -> anyhow::Result<Cluster> {
     let dir = std::env::temp_dir().join(format!(
         "sluice-bench-cluster-{}-{shards}",
         std::process::id()
@@ -51,7 +141,20 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
                 break port;
             }
         };
-        let child = Command::new("redis-server")
+        let mut command = if callgrind {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!(
+                    "--callgrind-out-file={}",
+                    dir.join(format!("cg-{port}.out")).display()
+                ))
+                .arg("redis-server")
+                .stderr(Stdio::null());
+            c
+        } else {
+            Command::new("redis-server")
+        };
+        let child = command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--cluster-enabled",
@@ -71,7 +174,8 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
         ports.push(port);
     }
     for &port in &ports {
-        let up = (0..100).any(|_| {
+        // Redis starts in seconds under valgrind.
+        let up = (0..400).any(|_| {
             std::thread::sleep(Duration::from_millis(50));
             cli(port, &["PING"]).is_ok_and(|r| r.contains("PONG"))
         });
@@ -79,9 +183,20 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
             bail!("redis-server on {port} did not start");
         }
     }
+    let mut partition_slots = Vec::new();
+    for tag in partition_tags {
+        let slot = cli(ports[0], &["CLUSTER", "KEYSLOT", tag])?;
+        partition_slots.push(
+            slot.trim()
+                .parse()
+                .with_context(|| format!("CLUSTER KEYSLOT {tag}: {slot}"))?,
+        );
+    }
+    let mut starts = shard_starts(shards, &partition_slots);
+    starts.push(SLOTS);
     for (i, &port) in ports.iter().enumerate() {
-        let first = SLOTS * i as u32 / shards;
-        let last = SLOTS * (i as u32 + 1) / shards - 1;
+        let first = starts[i];
+        let last = starts[i + 1] - 1;
         cli(
             port,
             &[
@@ -98,7 +213,7 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
             )?;
         }
     }
-    let ok = (0..200).any(|_| {
+    let ok = (0..600).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
         ports
             .iter()
@@ -108,9 +223,10 @@ fn start_cluster(shards: u32) -> anyhow::Result<Cluster> {
         bail!("the cluster did not become ready");
     }
     Ok(Cluster {
-        _nodes: nodes,
+        nodes,
         ports,
         dir,
+        callgrind,
     })
 }
 
@@ -158,27 +274,92 @@ async fn measure(url: &str, partitions: u16, jobs: u64, concurrency: usize) -> a
     Ok(jobs as f64 / seconds)
 }
 
-pub async fn run(jobs: u64, partitions: u16, concurrency: usize) -> anyhow::Result<()> {
+pub async fn run(
+    jobs: u64,
+    partitions: u16,
+    concurrency: usize,
+    callgrind: bool,
+) -> anyhow::Result<()> {
     println!(
-        "partitioned queue of {partitions} partitions, {jobs} no-op jobs, batches of 1,000, workers at concurrency {concurrency} over all partitions, one process; {}",
-        crate::redis_version()
+        "partitioned queue of {partitions} partitions, {jobs} no-op jobs, batches of 1,000, workers at concurrency {concurrency} over all partitions, one process; {}{}",
+        crate::redis_version(),
+        if callgrind {
+            "; every node under callgrind"
+        } else {
+            ""
+        }
     );
+    let tags: Vec<String> = (0..partitions).map(|i| format!("{{shards#{i}}}")).collect();
     let mut rates = Vec::new();
+    let mut one_shard_total = None;
     for shards in [1u32, 3] {
-        let cluster = start_cluster(shards)?;
+        let cluster = start_cluster(shards, &tags, callgrind)?;
         let hosts: Vec<String> = cluster
             .ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         let url = format!("redis+cluster://{}/", hosts.join(","));
+        if cluster.callgrind {
+            cluster.zero_counters()?;
+        }
         let rate = measure(&url, partitions, jobs, concurrency).await?;
-        println!("  {shards} shard(s): {rate:.0} jobs/s end to end");
+        if cluster.callgrind {
+            let totals = cluster.instructions()?;
+            let sum: u64 = totals.iter().sum();
+            let per_job: Vec<String> = totals.iter().map(|t| format!("{}", t / jobs)).collect();
+            println!(
+                "  {shards} shard(s): Redis instructions per job {} on the shards ({} in all)",
+                per_job.join(" / "),
+                sum / jobs
+            );
+            match one_shard_total {
+                None => one_shard_total = Some(sum),
+                Some(one) => {
+                    let third = one as f64 / f64::from(shards);
+                    let shares: Vec<String> = totals
+                        .iter()
+                        .map(|t| format!("{:+.1} %", (*t as f64 / third - 1.0) * 100.0))
+                        .collect();
+                    println!(
+                        "  each shard against a third of the 1-shard total: {}",
+                        shares.join(" / ")
+                    );
+                }
+            }
+        } else {
+            println!("  {shards} shard(s): {rate:.0} jobs/s end to end");
+        }
         rates.push(rate);
         drop(cluster);
     }
-    if let [one, three] = rates[..] {
+    if let ([one, three], false) = (&rates[..], callgrind) {
         println!("  3 shards / 1 shard: {:.2}x", three / one);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_starts_give_each_shard_as_many_partitions() {
+        // The slots of `shards#0..5`: 4 of them in the last third.
+        let slots = [11502, 15567, 3244, 7309, 11370, 15435];
+        let starts = shard_starts(3, &slots);
+        assert_eq!(starts.len(), 3);
+        assert_eq!(starts[0], 0);
+        for i in 0..3 {
+            let end = starts.get(i + 1).copied().unwrap_or(SLOTS);
+            let held = slots
+                .iter()
+                .filter(|s| (starts[i]..end).contains(s))
+                .count();
+            assert_eq!(held, 2, "shard {i} of {starts:?}");
+        }
+        assert_eq!(shard_starts(1, &slots), vec![0]);
+        // Partitions on one slot cannot be cut apart: equal thirds.
+        assert_eq!(shard_starts(3, &[5, 5, 5]), vec![0, 5461, 10922]);
+    }
 }
