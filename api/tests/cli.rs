@@ -427,24 +427,11 @@ fn a_partitioned_queue_is_enqueued_inspected_and_paused_as_one() {
 /// line and with a non-zero exit, one that evicts keys.
 #[test]
 fn doctor_fails_an_evicting_redis_and_passes_a_good_one() {
-    let port = common::free_port();
-    let dir = std::env::temp_dir().join(format!("sluice-doctor-{port}"));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut server = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--maxmemory-policy", "allkeys-lru", "--appendonly", "yes"])
-        .args(["--appendfsync", "always", "--dir"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server");
+    let server = sluice_testkit::RedisServer::start_with(
+        sluice_testkit::Persistence::AofAlways,
+        &["--maxmemory-policy", "allkeys-lru"],
+    );
+    let port = server.port();
     let url = format!("redis://127.0.0.1:{port}/");
     let doctor = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -493,7 +480,5 @@ fn doctor_fails_an_evicting_redis_and_passes_a_good_one() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["server"]["maxmemory_policy"], "noeviction");
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
 }

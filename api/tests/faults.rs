@@ -31,6 +31,7 @@ use serde_json::json;
 use sluice_engine::{
     Client, ClientConfig, HandlerError, Job, JobOptions, Outcome, RetryPolicy, Worker, WorkerConfig,
 };
+use sluice_testkit::{Persistence, RedisServer};
 
 /// How long faults are injected in the scenarios that loop.
 fn fault_seconds() -> u64 {
@@ -41,85 +42,6 @@ fn fault_seconds() -> u64 {
 }
 
 const QUEUE: &str = "faults";
-
-/// A private `redis-server` with an append-only file in a directory of its
-/// own; killed with SIGKILL and started again on the same port and file.
-struct AofRedis {
-    port: u16,
-    dir: PathBuf,
-    fsync: &'static str,
-    child: Option<Child>,
-}
-
-impl AofRedis {
-    fn start(fsync: &'static str) -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-faults-{}-{port}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut r = Self {
-            port,
-            dir,
-            fsync,
-            child: None,
-        };
-        r.run();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Start (again) on the same port and append-only file; wait until it
-    /// has loaded the file and answers.
-    fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes"])
-            .args(["--appendfsync", self.fsync])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let started = Instant::now();
-        loop {
-            let ok = redis::Client::open(self.url().as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if ok {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL, as a crash: nothing is flushed on the way out.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for AofRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Append-only record of every execution the target saw: one line
 /// `<n> <job id> <attempt>` each.
@@ -485,7 +407,7 @@ async fn unsettled_jobs(client: &Client) -> Vec<(String, String)> {
 /// reclaimed while it still holds them, then thawed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_at_random_lose_nothing_and_fenced_workers_cannot_complete() {
-    let redis = AofRedis::start("everysec");
+    let redis = RedisServer::start(Persistence::AofEverySec);
     let ledger = Ledger::new();
     let target = start_target(ledger.clone()).await;
     let config = ConfigFile::new(&redis.url(), &target);
@@ -574,8 +496,8 @@ async fn workers_killed_at_random_lose_nothing_and_fenced_workers_cannot_complet
 /// Scenario 2: Redis killed with SIGKILL mid-flow and started again on its
 /// append-only file. With `appendfsync always`, nothing acknowledged may be
 /// lost; with `everysec`, the loss window is measured and reported.
-async fn redis_crash(fsync: &'static str) -> (Summary, Duration) {
-    let mut redis = AofRedis::start(fsync);
+async fn redis_crash(fsync: Persistence) -> (Summary, Duration) {
+    let mut redis = RedisServer::start(fsync);
     let ledger = Ledger::new();
     let target = start_target(ledger.clone()).await;
     let config = ConfigFile::new(&redis.url(), &target);
@@ -623,7 +545,7 @@ async fn redis_crash(fsync: &'static str) -> (Summary, Duration) {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2).saturating_sub(down_at.elapsed())).await;
-    redis.run();
+    redis.restart();
     assert!(refused, "the API did not answer 503 while Redis was down");
     assert!(
         eventually(Duration::from_secs(20), || async {
@@ -637,7 +559,7 @@ async fn redis_crash(fsync: &'static str) -> (Summary, Duration) {
     let produced = producer.await.expect("producer");
 
     let stats_queue = client.queue(QUEUE).await.expect("q");
-    if fsync == "always" {
+    if fsync == Persistence::AofAlways {
         assert!(
             drained(&client, &produced, &ledger).await,
             "not drained: {:?}",
@@ -658,7 +580,7 @@ async fn redis_crash(fsync: &'static str) -> (Summary, Duration) {
     }
     let dead = stats_queue.stats().await.map(|s| s.dead).unwrap_or(0);
     let summary = Summary::new(
-        if fsync == "always" {
+        if fsync == Persistence::AofAlways {
             "redis crash, appendfsync always"
         } else {
             "redis crash, appendfsync everysec"
@@ -682,7 +604,7 @@ async fn redis_crash(fsync: &'static str) -> (Summary, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_crash_with_appendfsync_always_loses_nothing_acknowledged() {
-    let (summary, _) = redis_crash("always").await;
+    let (summary, _) = redis_crash(Persistence::AofAlways).await;
     summary.print();
     assert!(summary.acknowledged > 100, "{summary:?}");
     assert_eq!(summary.lost, 0, "acknowledged jobs lost: {summary:?}");
@@ -691,7 +613,7 @@ async fn a_redis_crash_with_appendfsync_always_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_crash_with_appendfsync_everysec_loses_at_most_its_window() {
-    let (summary, window) = redis_crash("everysec").await;
+    let (summary, window) = redis_crash(Persistence::AofEverySec).await;
     summary.print();
     // SIGKILL ends the process, not the machine: what Redis wrote is in the
     // page cache and reaches the disk anyway. The up-to-a-second window of
@@ -714,7 +636,7 @@ async fn a_redis_crash_with_appendfsync_everysec_loses_at_most_its_window() {
 /// say so in their logs and metrics, and finish everything afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_ride_out_ten_seconds_without_redis_and_resume() {
-    let mut redis = AofRedis::start("always");
+    let mut redis = RedisServer::start(Persistence::AofAlways);
     let ledger = Ledger::new();
     let target = start_target(ledger.clone()).await;
     let config = ConfigFile::new(&redis.url(), &target);
@@ -749,7 +671,7 @@ async fn workers_ride_out_ten_seconds_without_redis_and_resume() {
         .text()
         .await
         .expect("metrics text");
-    redis.run();
+    redis.restart();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop_tx.send(true).expect("stop");
     let produced = producer.await.expect("producer");
@@ -799,7 +721,7 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
             default_hook(info);
         }
     }));
-    let redis = AofRedis::start("everysec");
+    let redis = RedisServer::start(Persistence::AofEverySec);
     let client = client(&redis.url()).await;
     let q = client.queue(QUEUE).await.expect("queue");
     // Completions by job id, counted where the handler finishes.

@@ -16,6 +16,7 @@ use sluice_jobs::plan::Plan;
 use sluice_jobs::secrets::CookieCipher;
 use sluice_jobs::storage::LocalStore;
 use sluice_jobs::users;
+use sluice_testkit::{Persistence, RedisServer};
 use tokio::sync::watch;
 
 /// Screenshot status, URL, price, exchange, symbol of a signal.
@@ -626,19 +627,9 @@ async fn a_users_decimal_comma_is_read_for_that_user_only() {
 /// recorded too, spilled to the local file, and replayed once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
-    use std::process::{Command, Stdio};
-    let port = common::free_port();
-    let start_redis = || {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server")
-    };
-    let mut server = start_redis();
+    let mut server = RedisServer::start(Persistence::None);
     let mut prefix = Prefix::new("pipe-audit-outage");
-    prefix.url = format!("redis://127.0.0.1:{port}/");
+    prefix.url = server.url();
     let schema = TestSchema::new("auditoutage").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
@@ -652,18 +643,6 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     let (_, token) = users::add(&pool, Plan::Premium, Some(1_000_000))
         .await
         .expect("user");
-    let mut up = false;
-    for _ in 0..100 {
-        if redis::Client::open(prefix.url.as_str())
-            .and_then(|c| c.get_connection())
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "redis-server did not start");
     let app = api(&prefix, file.clone()).await;
     let _stop = start_workers(&prefix, &file).await;
     let client = prefix.client().await;
@@ -676,8 +655,7 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     drop(client);
 
     // Redis goes away; 2,000 calls a second for 10 s; Redis comes back.
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     let started = Instant::now();
     let mut calls = Vec::new();
     for round in 0..200u32 {
@@ -700,7 +678,7 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
         tokio::time::sleep_until(next.into()).await;
     }
     let sent = calls.len() as i64;
-    server = start_redis();
+    server.restart();
     let mut refused = 0;
     for c in calls {
         if c.await.expect("call") != StatusCode::ACCEPTED {
@@ -727,6 +705,5 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     // The prefix's keys are deleted while its Redis still answers.
     drop(app);
     drop(prefix);
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
 }

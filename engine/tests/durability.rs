@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PrivateRedis, TestRedis, eventually, impatient, spawn, unique_prefix};
+use common::{TestRedis, eventually, impatient, spawn, unique_prefix};
 use sluice_engine::{Client, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig};
+use sluice_testkit::{Persistence, RedisServer};
 
 async fn used_memory(url: &str) -> i64 {
     let client = redis::Client::open(url).expect("url");
@@ -40,7 +41,7 @@ async fn dbsize(url: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_returns_to_its_starting_level_after_100k_jobs() {
-    let redis = PrivateRedis::start();
+    let redis = RedisServer::start(Persistence::None);
     let url = redis.url();
     let t = TestRedis::at(&url).await;
     let q = t.queue("memory").await;
@@ -94,7 +95,7 @@ async fn memory_returns_to_its_starting_level_after_100k_jobs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_returns() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = RedisServer::start(Persistence::None);
     let url = redis.url();
     let prefix = unique_prefix();
     let client = Client::connect_with(impatient(&url, &prefix))
@@ -115,7 +116,7 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
         .await
     );
 
-    redis.stop();
+    redis.kill();
     let err = q
         .enqueue(&2u32, JobOptions::new())
         .await
@@ -152,9 +153,9 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
 
 #[tokio::test]
 async fn connecting_to_a_redis_that_is_not_there_fails_with_a_clear_error() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = RedisServer::start(Persistence::None);
     let url = redis.url();
-    redis.stop();
+    redis.kill();
     let err = Client::connect_with(impatient(&url, "sluice"))
         .await
         .expect_err("no redis");

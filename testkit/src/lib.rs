@@ -9,13 +9,30 @@
 //!   (lost, duplicated, unexpected, stuck, dead without a run, fenced
 //!   outcome accepted) and counters, as one [`Summary`] line;
 //! - `redis_server`: [`RedisServer`], a private `redis-server` that can be
-//!   killed and restarted on its append-only file.
+//!   killed and restarted on its append-only file;
+//! - `cluster`: [`TestCluster`], a Redis Cluster of private servers (with
+//!   replicas, behind fault proxies if asked), and [`cluster::shared`], one
+//!   per test binary;
+//! - `prefix`: [`KeyPrefix`], a key prefix of the test's own on a shared
+//!   Redis whose keys go when it is dropped, and [`eventually`];
+//! - `postgres`: [`PgSchema`], a schema of the test's own on the shared
+//!   PostgreSQL, and [`PrivatePostgres`], a server of the test's own.
+//!
+//! Every integration test of the workspace takes its servers and prefixes
+//! from here, so there is one way to start a `redis-server` in tests.
 
 mod checker;
+pub mod cluster;
 mod ledger;
+mod postgres;
+mod prefix;
 mod proxy;
 mod redis_server;
 mod resp;
+
+pub use cluster::{TestCluster, node_command};
+pub use postgres::{PgSchema, PrivatePostgres, database_url};
+pub use prefix::{KeyPrefix, eventually, keys_on_nodes, node_urls, unique_prefix};
 
 pub use checker::{Summary, check};
 pub use ledger::{Attempt, Entry, Ledger, now_ms, read_entries};

@@ -1,7 +1,7 @@
 //! Shared helpers of the API's integration tests: a key prefix of the
 //! test's own (deleted afterwards), requests against the router, free
 //! ports, and running the `sluice` binary.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::time::Duration;
 
@@ -11,28 +11,20 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use sluice_api::config::FileConfig;
 use sluice_api::server::{AppState, router};
 use sluice_engine::{Client, ClientConfig, RetryPolicy};
+pub use sluice_testkit::{KeyPrefix, eventually, free_port};
 use tower::ServiceExt;
 
 pub fn redis_url() -> String {
     std::env::var("SLUICE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
 }
 
-/// A key prefix of the test's own; its keys are deleted when dropped.
-pub struct Prefix {
-    pub name: String,
-    pub url: String,
-}
+/// A key prefix of the test's own (the test kit's [`KeyPrefix`]); its keys
+/// are deleted when dropped.
+pub struct Prefix(KeyPrefix);
 
 impl Prefix {
     pub fn new(tag: &str) -> Self {
-        Self {
-            name: format!(
-                "sluiceapitest-{tag}-{}-{:08x}",
-                std::process::id(),
-                rand::random::<u32>()
-            ),
-            url: redis_url(),
-        }
+        Self(KeyPrefix::new(&redis_url(), tag))
     }
 
     pub async fn client(&self) -> Client {
@@ -40,27 +32,19 @@ impl Prefix {
             .await
             .expect("connect")
     }
+}
 
-    pub fn keys(&self) -> Vec<String> {
-        let client = redis::Client::open(self.url.as_str()).expect("url");
-        let mut conn = client.get_connection().expect("connect");
-        let mut keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.name))
-            .query(&mut conn)
-            .expect("KEYS");
-        keys.sort();
-        keys
+impl std::ops::Deref for Prefix {
+    type Target = KeyPrefix;
+
+    fn deref(&self) -> &KeyPrefix {
+        &self.0
     }
 }
 
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        let keys = self.keys();
-        if !keys.is_empty() {
-            let client = redis::Client::open(self.url.as_str()).expect("url");
-            let mut conn = client.get_connection().expect("connect");
-            let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).expect("DEL");
-        }
+impl std::ops::DerefMut for Prefix {
+    fn deref_mut(&mut self) -> &mut KeyPrefix {
+        &mut self.0
     }
 }
 
@@ -82,15 +66,6 @@ pub fn api_without_redis() -> Router {
         });
     let client = Client::connect_lazy(config).expect("lazy client");
     router(AppState::new(client, FileConfig::default()).expect("state"))
-}
-
-/// A loopback port nobody listens on (right now).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 /// An answer: status, JSON body (Null when not JSON), headers.
@@ -154,23 +129,6 @@ pub fn assert_error(a: &Answer, status: StatusCode, code: &str) {
         a.text
     );
 }
-/// Poll `check` every 50 ms until it holds or `limit` passes; its last
-/// answer.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < until {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    check().await
-}
-
 /// Serve `app` on a free loopback port in the background; its address.
 pub async fn serve_on_loopback(app: Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// One node: its port and the watchdog shell that runs it.
+#[derive(Debug)]
 pub struct Node {
     pub port: u16,
     /// The port the node tells clients and replicas to use (a fault
@@ -33,6 +34,7 @@ pub fn free_node_port() -> u16 {
 }
 
 /// A running cluster.
+#[derive(Debug)]
 pub struct TestCluster {
     pub nodes: Vec<Node>,
     dir: PathBuf,

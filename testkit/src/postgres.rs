@@ -1,0 +1,162 @@
+//! PostgreSQL for tests: a schema of the test's own on the shared server,
+//! dropped afterwards, and a private server that can be stopped like a
+//! crash and started again.
+
+/// The shared PostgreSQL the suite runs against: `SLUICE_TEST_DATABASE_URL`,
+/// or the local server's `test` database.
+pub fn database_url() -> String {
+    std::env::var("SLUICE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema name no other test (or run) uses, on [`database_url`]; the
+/// schema (created by whoever migrates it) is dropped with everything in
+/// it when this is dropped.
+#[derive(Debug)]
+pub struct PgSchema {
+    /// The schema's name: `t_<tag>_<pid>_<random>`.
+    pub name: String,
+}
+
+impl PgSchema {
+    /// A fresh name; `tag` makes it easy to tell apart.
+    pub fn new(tag: &str) -> Self {
+        Self {
+            name: format!(
+                "t_{tag}_{}_{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .arg(database_url())
+            .arg("-qc")
+            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+            .output();
+    }
+}
+
+/// A PostgreSQL server of the test's own on a free loopback port, run as
+/// the `postgres` user when the tests run as root (PostgreSQL refuses root).
+/// Stopped and deleted when dropped.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    /// Its port on loopback.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+impl PrivatePostgres {
+    fn command(&self, program: &str) -> std::process::Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    /// Create a cluster in a fresh directory and start it.
+    pub fn start() -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .expect("initdb");
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-pg-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        if is_root() {
+            std::process::Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .expect("chown");
+        }
+        let pg = Self {
+            port: crate::free_port(),
+            dir,
+            bin,
+        };
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(pg.dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.run();
+        pg
+    }
+
+    /// Its URL (database `postgres`).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Start (again) on the same data and port.
+    pub fn run(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+                self.port,
+                self.dir.display()
+            ))
+            .args(["-w", "start"])
+            .output()
+            .expect("pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stop at once (like a crash: no checkpoint).
+    pub fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
