@@ -29,9 +29,33 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands, in groups that each have one runner: the command line
+/// shows them as one flat list, and `main` dispatches over the groups with
+/// one exhaustive match (a command added to a group its runner does not
+/// handle fails to compile, not at run time).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Operate(OperatorCommand),
+    #[command(flatten)]
+    Run(RunCommand),
+    /// API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    #[command(flatten)]
+    Pipeline(PipelineCommand),
+}
+
+impl Command {
+    /// Whether it runs until stopped (and logs at `info` by default).
+    pub fn is_long_running(&self) -> bool {
+        matches!(self, Command::Run(_))
+    }
+}
+
+/// Operator commands on queues and jobs, against Redis (`ops.rs`).
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
     /// Enqueue one job.
     Enqueue(EnqueueArgs),
     /// Counts per state of one queue, or of all.
@@ -60,6 +84,11 @@ pub enum Command {
     /// Check the Redis server for what Sluice needs: eviction policy,
     /// persistence, version. Exits 1 when something must be fixed.
     Doctor,
+}
+
+/// The long-running processes (`run.rs`).
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
     /// Everything on one machine: API, workers for every configured queue
     /// and schedules; starts a private Redis when none answers.
     Up(UpArgs),
@@ -67,9 +96,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// A worker process (and the schedules).
     Work(WorkArgs),
-    /// API keys.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+}
+
+/// The trading-alert pipeline's commands (`pipeline_ops.rs`).
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
     /// Apply the pipeline's database migrations not yet applied.
     Migrate,
     /// Users of the trading-alert pipeline.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_api::cli::{Cli, Command};
+use sluice_api::cli::{Cli, Command, RunCommand};
 use sluice_api::config::{FileConfig, LogFormat, Settings};
 
 fn init_logging(format: LogFormat, long_running: bool) {
@@ -31,23 +31,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let long_running = matches!(
-        cli.command,
-        Command::Up(_) | Command::Serve(_) | Command::Work(_)
-    );
+    let long_running = cli.command.is_long_running();
     init_logging(
         cli.log_format.or(file.log_format).unwrap_or_default(),
         long_running,
     );
     let settings = Settings::resolve(cli.redis_url.clone(), cli.prefix.clone(), &file);
     match cli.command {
-        Command::Up(args) => sluice_api::run::up(settings, file, args).await,
-        Command::Serve(args) => sluice_api::run::serve(settings, file, args).await,
-        Command::Work(args) => sluice_api::run::work(settings, file, args).await,
-        Command::Migrate | Command::Users(_) | Command::Backup { .. } | Command::Restore { .. } => {
-            sluice_api::pipeline_ops::run(cli.command, cli.json, &settings, &file).await
+        Command::Run(RunCommand::Up(args)) => sluice_api::run::up(settings, file, args).await,
+        Command::Run(RunCommand::Serve(args)) => sluice_api::run::serve(settings, file, args).await,
+        Command::Run(RunCommand::Work(args)) => sluice_api::run::work(settings, file, args).await,
+        Command::Pipeline(command) => {
+            sluice_api::pipeline_ops::run(command, cli.json, &settings, &file).await
         }
-        _ => sluice_api::ops::run(cli, settings, &file).await,
+        Command::Keys(command) => sluice_api::ops::keys(command, cli.json),
+        Command::Operate(command) => sluice_api::ops::run(command, cli.json, settings, &file).await,
     }
 }
 

@@ -7,16 +7,25 @@ use sluice_engine::{
     Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
 };
 
-use crate::cli::{Cli, Command, DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand};
+use crate::cli::{DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand, OperatorCommand};
 use crate::config::{FileConfig, Settings};
 use crate::views::{JobView, payload_json};
 
-/// Run one operator command.
-pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Result<()> {
-    let out = Output { json: cli.json };
-    if let Command::Keys(KeysCommand::New { name, scope }) = &cli.command {
-        return new_key(name, *scope, out);
+/// `sluice keys ...`: made here, without Redis.
+pub fn keys(command: KeysCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::New { name, scope } => new_key(&name, scope, Output { json }),
     }
+}
+
+/// Run one operator command.
+pub async fn run(
+    command: OperatorCommand,
+    json: bool,
+    settings: Settings,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
+    let out = Output { json };
     let client =
         Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
             .await
@@ -26,36 +35,26 @@ pub async fn run(cli: Cli, settings: Settings, file: &FileConfig) -> anyhow::Res
                     sluice_engine::redact_url(&settings.redis_url)
                 )
             })?;
-    match cli.command {
-        Command::Enqueue(args) => enqueue(&client, file, args, out).await,
-        Command::Stats { queue } => stats(&client, file, queue, out).await,
-        Command::Jobs(JobsCommand::Show { id, queue }) => {
+    match command {
+        OperatorCommand::Enqueue(args) => enqueue(&client, file, args, out).await,
+        OperatorCommand::Stats { queue } => stats(&client, file, queue, out).await,
+        OperatorCommand::Jobs(JobsCommand::Show { id, queue }) => {
             show_job(&client, file, &id, queue, out).await
         }
-        Command::Jobs(JobsCommand::Cancel { queue, id }) => {
+        OperatorCommand::Jobs(JobsCommand::Cancel { queue, id }) => {
             cancel_job(&client, file, &queue, &id, out).await
         }
-        Command::Dead(cmd) => dead(&client, file, cmd, out).await,
-        Command::Pause { queue } => {
+        OperatorCommand::Dead(cmd) => dead(&client, file, cmd, out).await,
+        OperatorCommand::Pause { queue } => {
             handle(&client, file, &queue).await?.pause().await?;
             out.done(
                 &format!("queue {queue} paused"),
                 serde_json::json!({"queue": queue, "paused": true}),
             )
         }
-        Command::Workers => workers(&client, out).await,
-        Command::Doctor => crate::doctor::run(&client, out.json).await,
-        Command::Up(_)
-        | Command::Serve(_)
-        | Command::Work(_)
-        | Command::Keys(_)
-        | Command::Migrate
-        | Command::Users(_)
-        | Command::Backup { .. }
-        | Command::Restore { .. } => {
-            bail!("not an operator command")
-        }
-        Command::Resume { queue } => {
+        OperatorCommand::Workers => workers(&client, out).await,
+        OperatorCommand::Doctor => crate::doctor::run(&client, out.json).await,
+        OperatorCommand::Resume { queue } => {
             handle(&client, file, &queue).await?.resume().await?;
             out.done(
                 &format!("queue {queue} resumed"),

@@ -10,7 +10,7 @@ use sluice_engine::{Client, ClientConfig};
 use sluice_jobs::plan::Plan;
 use sluice_jobs::users;
 
-use crate::cli::{Command, UsersCommand};
+use crate::cli::{PipelineCommand, UsersCommand};
 use crate::config::{FileConfig, Settings};
 use crate::pipeline::PipelineSection;
 
@@ -31,7 +31,7 @@ async fn redis(settings: &Settings) -> anyhow::Result<Client> {
 
 /// Run one of the pipeline's operator commands.
 pub async fn run(
-    command: Command,
+    command: PipelineCommand,
     json_output: bool,
     settings: &Settings,
     file: &FileConfig,
@@ -42,7 +42,7 @@ pub async fn run(
     let pool = db.pool()?;
     let reach = |e: sluice_jobs::Error| anyhow!(e).context(format!("database at {where_}"));
     match command {
-        Command::Migrate => {
+        PipelineCommand::Migrate => {
             sluice_jobs::db::migrate(&db).await.map_err(reach)?;
             let n = sluice_jobs::db::MIGRATOR.iter().count();
             print(
@@ -51,8 +51,8 @@ pub async fn run(
                 json!({ "migrations": n, "database": where_ }),
             )
         }
-        Command::Users(cmd) => users_command(cmd, json_output, &section, &pool).await,
-        Command::Backup { dir } => {
+        PipelineCommand::Users(cmd) => users_command(cmd, json_output, &section, &pool).await,
+        PipelineCommand::Backup { dir } => {
             let client = redis(settings).await?;
             let dir = dir.unwrap_or_else(|| section.backups_dir.clone());
             let c = sluice_jobs::backup::backup(&pool, &client, &dir, section.backups_keep)
@@ -69,7 +69,7 @@ pub async fn run(
                 serde_json::to_value(&c)?,
             )
         }
-        Command::Restore { file: backup } => {
+        PipelineCommand::Restore { file: backup } => {
             let client = redis(settings).await?;
             sluice_jobs::db::migrate(&db).await.map_err(reach)?;
             let c = sluice_jobs::backup::restore(&pool, &client, &backup)
@@ -86,7 +86,6 @@ pub async fn run(
                 serde_json::to_value(&c)?,
             )
         }
-        _ => bail!("not a pipeline command"),
     }
 }
 
