@@ -1311,3 +1311,27 @@ async fn login_throttling_is_per_client_behind_trusted_proxies_and_per_key() {
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Without a `[pipeline]` section the trading-alert routes are not there
+/// at all: every method on them is an unknown path (404), never a known
+/// path with the wrong method (405), and a POST never reaches a handler.
+#[tokio::test]
+async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
+    let p = Prefix::new("nopipeline");
+    let app = api(&p, FileConfig::default()).await;
+    for (method, path) in [
+        (Method::GET, "/webhook/u/sometoken"),
+        (Method::POST, "/webhook/u/sometoken"),
+        (Method::DELETE, "/api/users/1/signals"),
+        (Method::GET, "/api/users/1/stats"),
+        (Method::GET, "/api/signals/1/result"),
+        (Method::GET, "/screenshots/a.png"),
+    ] {
+        let a = send(&app, method.clone(), path).await;
+        assert_error(&a, StatusCode::NOT_FOUND, "not_found");
+        assert_eq!(
+            a.json["error"]["message"], "no such path",
+            "{method} {path}"
+        );
+    }
+}

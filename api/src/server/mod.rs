@@ -208,11 +208,6 @@ pub fn router(state: AppState) -> Router {
             "/api/queues/{queue}/dead/{id}/retry",
             post(queues::dead_retry),
         )
-        .route("/webhook/u/{token}", post(pipeline::webhook))
-        .route("/api/users/{id}/signals", get(pipeline::user_signals))
-        .route("/api/users/{id}/stats", get(pipeline::user_stats))
-        .route("/api/signals/{id}/result", post(pipeline::signal_result))
-        .route("/screenshots/{file}", get(pipeline::screenshot))
         .route("/api/alerts", get(alerts::list))
         .route("/api/alerts/{name}/silence", post(alerts::silence))
         .route("/api/breakers", get(breakers::list))
@@ -226,6 +221,13 @@ pub fn router(state: AppState) -> Router {
         .route("/health/ready", get(system::ready))
         .route("/metrics", get(system::metrics))
         .merge(dashboard::routes());
+    // The trading-alert application's routes exist only when it is
+    // configured: without it they are unknown paths like any other.
+    let api = if state.pipeline.is_some() {
+        api.merge(pipeline::routes())
+    } else {
+        api
+    };
     api.fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -4,11 +4,12 @@
 use sluice_jobs::storage::ScreenshotStore;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_engine::JobOptions;
@@ -23,6 +24,19 @@ use super::audit::Actor;
 use super::error::{ApiError, ApiResult};
 use crate::pipeline::Pipeline;
 
+/// The trading-alert application's routes; the router merges them only
+/// when `[pipeline]` is configured.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/webhook/u/{token}", post(webhook))
+        .route("/api/users/{id}/signals", get(user_signals))
+        .route("/api/users/{id}/stats", get(user_stats))
+        .route("/api/signals/{id}/result", post(signal_result))
+        .route("/screenshots/{file}", get(screenshot))
+}
+
+/// The pipeline of a state whose router has its routes (always there: the
+/// routes are merged only with a pipeline).
 fn pipeline(state: &AppState) -> ApiResult<&Pipeline> {
     state.pipeline.as_ref().ok_or_else(|| {
         ApiError::not_found("not_found", "no such path (the pipeline is not configured)")
