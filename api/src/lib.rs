@@ -6,11 +6,13 @@
 //! - `alerts`: alert rules and channels, the leaderless evaluation loop
 //!   and the notifier of the internal `_alerts` queue.
 //! - `cli`: the command line (clap): global flags, each readable from an
-//!   environment variable, and the subcommands.
+//!   environment variable, and the subcommands in groups, one runner each
+//!   (`ops`, `run`, `pipeline_ops`; `main` matches the groups exhaustively).
 //! - `config`: the TOML config file (queues, schedules, API keys) and how
 //!   flags, environment and file combine.
 //! - `ops`: the operator commands that talk to Redis directly (`enqueue`,
-//!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`, `workers`).
+//!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`, `workers`,
+//!   `doctor`), and `keys new`, which needs no Redis.
 //! - `run`: the long-running commands (`up`, `serve`, `work`).
 //! - `fleet`: a worker process: workers per queue, heartbeat, graceful stop.
 //! - `delivery`: the generic HTTP delivery handler.
@@ -22,7 +24,9 @@
 //!   `pipeline_ops`: its operator commands (`migrate`, `users`, `backup`,
 //!   `restore`).
 //! - `local`: `sluice up`'s private Redis when none answers.
-//! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI).
+//! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI); the
+//!   pipeline's routes (`server/pipeline.rs`) are merged only when
+//!   `[pipeline]` is configured.
 
 pub mod alerts;
 pub mod cli;
