@@ -197,7 +197,7 @@ impl Client {
     /// How many partitions queue `name` was split into, when it was: the
     /// count its first partition records (see `Queue::open`). A name that
     /// itself names a partition (`name#i`) is one partition.
-    async fn recorded_partitions(&self, name: &str) -> Result<Option<u16>> {
+    pub(crate) async fn recorded_partitions(&self, name: &str) -> Result<Option<u16>> {
         if name.contains('#') {
             return Ok(None);
         }
@@ -229,7 +229,7 @@ impl Client {
         ))))
     }
 
-    fn store(&self, name: &str) -> Result<Store> {
+    pub(crate) fn store(&self, name: &str) -> Result<Store> {
         let keys = QueueKeys::new(&self.inner.config.prefix, name)?;
         Ok(Store::new(
             self.inner.conn.clone(),

@@ -396,6 +396,49 @@ pub struct Stats {
     pub rate_limit: Option<crate::RateLimit>,
 }
 
+impl Stats {
+    /// The counts of queue `queue` from those of its partitions: summed,
+    /// paused when any partition is, and the rate limit the partitions'
+    /// shares added up.
+    pub(crate) fn summed(queue: &str, parts: impl IntoIterator<Item = Stats>) -> Stats {
+        let mut sum = Stats {
+            queue: queue.to_owned(),
+            ..Stats::default()
+        };
+        for s in parts {
+            sum.paused |= s.paused;
+            if sum.waiting_by_priority.len() < s.waiting_by_priority.len() {
+                sum.waiting_by_priority
+                    .resize(s.waiting_by_priority.len(), 0);
+            }
+            for (total, n) in sum
+                .waiting_by_priority
+                .iter_mut()
+                .zip(&s.waiting_by_priority)
+            {
+                *total += n;
+            }
+            sum.waiting += s.waiting;
+            sum.active += s.active;
+            sum.delayed += s.delayed;
+            sum.dead += s.dead;
+            sum.enqueued_total += s.enqueued_total;
+            sum.completed_total += s.completed_total;
+            sum.failed_total += s.failed_total;
+            sum.retried_total += s.retried_total;
+            sum.dead_total += s.dead_total;
+            sum.rate_limit = match (sum.rate_limit, s.rate_limit) {
+                (Some(a), Some(b)) => Some(crate::RateLimit {
+                    per_second: a.per_second + b.per_second,
+                    burst: a.burst + b.burst,
+                }),
+                (a, b) => a.or(b),
+            };
+        }
+        sum
+    }
+}
+
 /// Attempts finished in one minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MinuteCount {

@@ -42,6 +42,7 @@
 //!   [`handler_fn`], and [`Runner`], what a worker runs.
 //! - `run`: one handler call, under its timeout and cancellable; used by
 //!   the worker and by [`testing`], the handler test harness.
+//! - `inspect`: reads over every queue at once ([`Client::all_stats`]).
 //! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
 //! - `job_fields`: the names of a job's hash and stream entry fields on
 //!   the Rust side (the scripts write the same).
@@ -121,6 +122,7 @@ mod client;
 mod conn;
 mod error;
 mod handler;
+mod inspect;
 mod job;
 mod job_fields;
 pub mod keys;

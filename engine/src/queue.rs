@@ -233,45 +233,11 @@ impl Queue {
         Ok(oldest)
     }
 
-    /// Counts summed over the partitions.
+    /// Counts summed over the partitions (their stats read together).
     pub async fn stats(&self) -> Result<Stats> {
-        let mut sum = Stats {
-            queue: self.name.clone(),
-            ..Stats::default()
-        };
-        for q in self.partitions.iter() {
-            let s = q.stats().await?;
-            sum.paused |= s.paused;
-            if sum.waiting_by_priority.len() < s.waiting_by_priority.len() {
-                sum.waiting_by_priority
-                    .resize(s.waiting_by_priority.len(), 0);
-            }
-            for (total, n) in sum
-                .waiting_by_priority
-                .iter_mut()
-                .zip(&s.waiting_by_priority)
-            {
-                *total += n;
-            }
-            sum.waiting += s.waiting;
-            sum.active += s.active;
-            sum.delayed += s.delayed;
-            sum.dead += s.dead;
-            sum.enqueued_total += s.enqueued_total;
-            sum.completed_total += s.completed_total;
-            sum.failed_total += s.failed_total;
-            sum.retried_total += s.retried_total;
-            sum.dead_total += s.dead_total;
-            // The queue's limit is its partitions' shares added up.
-            sum.rate_limit = match (sum.rate_limit, s.rate_limit) {
-                (Some(a), Some(b)) => Some(RateLimit {
-                    per_second: a.per_second + b.per_second,
-                    burst: a.burst + b.burst,
-                }),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(sum)
+        let parts =
+            futures::future::try_join_all(self.partitions.iter().map(|q| q.stats())).await?;
+        Ok(Stats::summed(&self.name, parts))
     }
 
     /// Cancel a job in whichever partition holds it (see [`Partition::cancel`]).

@@ -433,3 +433,58 @@ async fn a_queue_opened_by_name_knows_its_partitions() {
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen.values().sum::<u32>(), 91);
 }
+
+/// `Client::all_stats` answers, for every queue the fleet lists, what that
+/// queue's own `stats` answers (a split queue's partitions summed), with
+/// all queues read together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_stats_give_each_queues_own_counts() {
+    let t = TestRedis::new().await;
+    let plain = t.queue("plain").await;
+    let split = t
+        .client
+        .partitioned_queue("split", 3, fast_config())
+        .await
+        .expect("open");
+    for n in 0..7u32 {
+        plain.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+    }
+    for n in 0..11u32 {
+        split
+            .enqueue_keyed(&format!("k{n}"), &n, JobOptions::new().priority(2))
+            .await
+            .expect("enqueue");
+    }
+    plain.pause().await.expect("pause");
+    plain
+        .enqueue(&99u32, JobOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .expect("delayed");
+    let claimed = split.claim("inspector", 2).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+
+    let all = t.client.all_stats().await.expect("all stats");
+    let names: Vec<String> = t.client.queues().await.expect("queues");
+    assert_eq!(
+        all.iter().map(|s| s.queue.clone()).collect::<Vec<_>>(),
+        names
+    );
+    assert!(!all.is_empty());
+    for stats in &all {
+        let own = t
+            .client
+            .existing_queue(&stats.queue)
+            .await
+            .expect("existing")
+            .expect("listed queues exist")
+            .stats()
+            .await
+            .expect("stats");
+        assert_eq!(stats, &own, "{}", stats.queue);
+    }
+    let waiting: u64 = all.iter().map(|s| s.waiting).sum();
+    let active: u64 = all.iter().map(|s| s.active).sum();
+    assert_eq!(waiting, 7 + 11 - 2);
+    assert_eq!(active, 2);
+    assert!(all.iter().any(|s| s.paused && s.delayed == 1));
+}

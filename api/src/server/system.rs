@@ -79,10 +79,9 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
         ));
     }
     let mut queues = serde_json::Map::new();
-    for name in state.client.queues().await? {
-        let s = state.existing_queue(&name).await?.stats().await?;
+    for s in state.client.all_stats().await? {
         queues.insert(
-            name,
+            s.queue.clone(),
             json!({
                 "waiting": s.waiting,
                 "active": s.active,
@@ -98,10 +97,7 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
-    let mut stats = Vec::new();
-    for name in state.client.queues().await? {
-        stats.push(state.existing_queue(&name).await?.stats().await?);
-    }
+    let stats = state.client.all_stats().await?;
     let workers = state.client.workers().await?;
     let in_flight = workers.iter().map(|w| w.in_flight).sum();
     let breakers = state.client.breakers().await?;
