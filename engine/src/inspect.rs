@@ -1,17 +1,17 @@
-//! Reads over every queue at once, for overviews (the API's health and
-//! metrics, the dashboard, `sluice stats`): the round trips of all queues
-//! go out together on the shared connection, instead of one queue after
-//! another, each opened first.
+//! Reads over every queue at once, for overviews (the API's `/health` and
+//! `/metrics` so far): the round trips of all queues go out together on
+//! the shared connection, instead of one queue after another, each opened
+//! first.
 
 use crate::{Client, Result, Stats};
 
 impl Client {
     /// The counts of every queue of the fleet ([`Client::queues`]), in its
     /// order: a name that is a partitioned queue's gets its partitions
-    /// summed, as [`crate::Queue::stats`] does. Read-only: a queue whose
-    /// keys are not all there (deleted by hand) is opened as
-    /// [`Client::existing_queue`] opens it, and counted as empty when it
-    /// is gone.
+    /// summed, as [`crate::Queue::stats`] does. It only reads, except for a
+    /// queue whose streams are not all there (deleted by hand): that one is
+    /// opened as [`Client::existing_queue`] opens it (which makes them
+    /// again), and counted as empty when it is gone.
     pub async fn all_stats(&self) -> Result<Vec<Stats>> {
         let names = self.queues().await?;
         let partitions =
