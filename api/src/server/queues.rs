@@ -216,8 +216,7 @@ pub struct Throughput {
 }
 
 async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
-    let stats = q.stats().await?;
-    let per_minute = q.throughput(61).await?;
+    let (stats, per_minute) = futures::try_join!(q.stats(), q.throughput(61))?;
     Ok(view(stats, per_minute))
 }
 
@@ -236,11 +235,13 @@ fn view(stats: Stats, per_minute: Vec<MinuteCount>) -> QueueView {
 
 /// `GET /api/queues`.
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    let mut all = Vec::new();
-    for name in state.client.queues().await? {
-        let q = state.existing_queue(&name).await?;
-        all.push(queue_view(&q).await?);
-    }
+    // Every queue's reads go out together, not one queue after another.
+    let names = state.client.queues().await?;
+    let all = futures::future::try_join_all(names.iter().map(|name| async {
+        let q = state.existing_queue(name).await?;
+        queue_view(&q).await
+    }))
+    .await?;
     Ok(Json(serde_json::json!({ "queues": all })))
 }
 
