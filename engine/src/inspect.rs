@@ -37,6 +37,9 @@ impl Client {
         };
         match futures::future::try_join_all(stores.iter().map(|s| s.stats())).await {
             Ok(parts) => Ok(Stats::summed(name, parts)),
+            // Redis is down: opening the queue would only wait out the
+            // retries a second time.
+            Err(e) if e.is_unavailable() => Err(e),
             // A stream missing (XINFO answers an error): open it the way a
             // lookup does, which makes what is missing, and read again.
             Err(_) => match self.existing_queue(name).await? {

@@ -14,7 +14,8 @@
 //!   replicas, behind fault proxies if asked), and [`cluster::shared`], one
 //!   per test binary;
 //! - `prefix`: [`KeyPrefix`], a key prefix of the test's own on a shared
-//!   Redis whose keys go when it is dropped, and [`eventually`];
+//!   Redis whose keys go when it is dropped;
+//! - `wait`: [`eventually`], a condition polled until it holds or time is up;
 //! - `postgres`: [`PgSchema`], a schema of the test's own on the shared
 //!   PostgreSQL, and [`PrivatePostgres`], a server of the test's own.
 //!
@@ -29,10 +30,12 @@ mod prefix;
 mod proxy;
 mod redis_server;
 mod resp;
+mod wait;
 
 pub use cluster::{TestCluster, node_command};
 pub use postgres::{PgSchema, PrivatePostgres, database_url};
-pub use prefix::{KeyPrefix, eventually, keys_on_nodes, node_urls, unique_prefix};
+pub use prefix::{KeyPrefix, keys_on_nodes, node_urls, unique_prefix};
+pub use wait::eventually;
 
 pub use checker::{Summary, check};
 pub use ledger::{Attempt, Entry, Ledger, now_ms, read_entries};

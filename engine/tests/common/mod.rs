@@ -46,7 +46,6 @@ pub fn fast_config() -> QueueConfig {
 pub struct TestRedis {
     pub client: Client,
     pub prefix: String,
-    url: String,
     keys: Arc<KeyPrefix>,
 }
 
@@ -63,7 +62,6 @@ impl TestRedis {
         Self {
             client,
             prefix: keys.name.clone(),
-            url: url.to_owned(),
             keys,
         }
     }
@@ -84,15 +82,16 @@ impl TestRedis {
 
     /// Run one command directly (on the right node of a cluster).
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
-        if self.url.starts_with("redis+cluster://") {
-            let mut conn = redis::cluster::ClusterClient::new(node_urls(&self.url))
+        let url = &self.keys.url;
+        if url.starts_with("redis+cluster://") {
+            let mut conn = redis::cluster::ClusterClient::new(node_urls(url))
                 .expect("cluster urls")
                 .get_async_connection()
                 .await
                 .expect("connect");
             cmd.query_async(&mut conn).await.expect("query")
         } else {
-            let mut conn = redis::Client::open(self.url.as_str())
+            let mut conn = redis::Client::open(url.as_str())
                 .expect("url")
                 .get_multiplexed_async_connection()
                 .await
