@@ -33,6 +33,19 @@ if [ "$#" -eq 0 ]; then
     status=1
   fi
 fi
+# The HTTP API against its own OpenAPI document: schemathesis, every
+# check, against a live `sluice serve` built by the tests above.
+if [ "$#" -eq 0 ]; then
+  echo "--- the HTTP API against its OpenAPI document (schemathesis)"
+  api=0
+  ./scripts/check-openapi.sh target/debug/sluice redis://127.0.0.1:6379/ 2>&1 | tee -a "$log" || api=$?
+  if [ "$api" -eq 0 ]; then
+    echo "test result: ok. 1 passed; 0 failed (openapi conformance)" >> "$log"
+  else
+    echo "test result: FAILED. 0 passed; 1 failed (openapi conformance)" >> "$log"
+    status=1
+  fi
+fi
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '; [0-9]+ failed' "$log" | awk '{s+=$2} END {print s+0}')
 echo

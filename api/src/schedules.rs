@@ -34,7 +34,7 @@ pub struct Schedule {
 }
 
 /// What the API shows of a schedule.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScheduleView {
     /// Name.
     pub name: String,
@@ -45,6 +45,7 @@ pub struct ScheduleView {
     /// Target queue.
     pub queue: String,
     /// Payload of each job.
+    #[schema(value_type = Value)]
     pub payload: serde_json::Value,
     /// The next run times (RFC 3339, in the schedule's time zone).
     pub next_runs: Vec<String>,
@@ -53,7 +54,7 @@ pub struct ScheduleView {
 }
 
 /// The last tick of a schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastRun {
     /// The tick, ms since the Unix epoch.
     pub tick_ms: i64,

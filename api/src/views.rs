@@ -5,10 +5,13 @@ use serde::Serialize;
 use sluice_engine::JobInfo;
 
 /// A job's info with its payload as JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
     #[serde(flatten)]
     info: JobInfo,
+    /// The payload as JSON; `{"undecodable_bytes": n}` for one that is
+    /// not MessagePack (enqueued raw by another producer).
+    #[schema(value_type = Value)]
     payload: serde_json::Value,
 }
 

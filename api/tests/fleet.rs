@@ -548,7 +548,7 @@ async fn a_partitioned_queue_is_enqueued_through_the_api_and_served_over_every_p
         Some(&body),
     )
     .await;
-    common::assert_error(&a, StatusCode::UNPROCESSABLE_ENTITY, "not_partitioned");
+    common::assert_error(&a, StatusCode::CONFLICT, "not_partitioned");
 
     // One worker process serves every partition.
     let _worker = Process::start(&config, &["work", "--no-schedules", "--queue", "parts"]);

@@ -124,6 +124,7 @@ pub struct AlertReply {
 
 /// A rule's record, for listings.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertRecord {
     /// ok, pending or firing.
     pub state: String,

@@ -129,6 +129,7 @@ fn ms(d: Duration) -> String {
 
 /// Where a breaker is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls go through.
@@ -174,6 +175,7 @@ impl BreakerState {
 
 /// A state an operator holds a breaker in, whatever the calls say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Forced {
     /// Refuse every call.
@@ -225,6 +227,7 @@ impl Admission {
 /// A breaker as its hash shows it, for the API, the dashboard, metrics and
 /// alerts.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BreakerStatus {
     /// The breaker's name (its target).
     pub name: String,

@@ -202,6 +202,10 @@ impl Client {
             return Ok(None);
         }
         crate::keys::validate_name("queue name", name)?;
+        // A name with no room for `#0` cannot have been split.
+        if name.len() + 2 > crate::keys::MAX_QUEUE_NAME_LEN {
+            return Ok(None);
+        }
         self.store(&format!("{name}#0"))?
             .recorded_partitions()
             .await

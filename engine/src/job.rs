@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// The states of a job. Each variant says which component moves a job out of
 /// it; `docs/state-machine.md` draws them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// In its priority stream, ready. A worker's claim (`claim.lua`) moves it
@@ -201,6 +202,7 @@ pub enum Outcome {
 
 /// One failed attempt in a job's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptError {
     /// The attempt's number.
     pub attempt: u32,
@@ -212,6 +214,7 @@ pub struct AttemptError {
 
 /// A job as a lookup shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobInfo {
     /// The job's id.
     pub id: String,
@@ -367,6 +370,7 @@ impl JobRecord {
 
 /// Counts of one queue.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     /// The queue.
     pub queue: String,
@@ -441,6 +445,7 @@ impl Stats {
 
 /// Attempts finished in one minute.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MinuteCount {
     /// Start of the minute, ms since the Unix epoch (Redis server time).
     pub minute_ms: u64,

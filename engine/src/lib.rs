@@ -154,7 +154,7 @@ pub use job::{
     AttemptError, CancelReason, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount,
     Outcome, Stats,
 };
-pub use keys::PRIORITY_LEVELS;
+pub use keys::{MAX_QUEUE_NAME_LEN, PRIORITY_LEVELS};
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
 pub use partition::{
     DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Partition,

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::keys::PRIORITY_LEVELS;
 
-/// Longest idempotency key accepted, in bytes.
+/// Longest idempotency key accepted, in characters (as the HTTP API
+/// schema's `maxLength` counts them).
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 
 /// Longest duration any option may take (ten years). Every duration ends up
@@ -186,11 +187,11 @@ impl JobOptions {
             return Err(Error::invalid("timeout", "must be above zero"));
         }
         if let Some(key) = &self.idempotency_key
-            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN)
+            && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN)
         {
             return Err(Error::invalid(
                 "idempotency_key",
-                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes"),
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),
             ));
         }
         if self.idempotency_window == Some(Duration::ZERO) {
@@ -366,6 +367,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn idempotency_keys_are_measured_in_characters() {
+        let key = |s: String| JobOptions::new().idempotency_key(s).validate();
+        assert!(key("é".repeat(MAX_IDEMPOTENCY_KEY_LEN)).is_ok());
+        assert!(key("é".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1)).is_err());
+        assert!(key(String::new()).is_err());
+    }
+
+    #[test]
     fn default_backoff_is_2_4_8_seconds() {
         let b = Backoff::default();
         let d: Vec<u64> = (1..=3).map(|a| b.nominal_delay(a).as_secs()).collect();
@@ -440,6 +449,7 @@ mod tests {
 /// fleet, with bursts of up to `burst` jobs after a quiet spell. Enforced at
 /// claim time in Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimit {
     /// Jobs per second (may be below 1, e.g. 0.5 for one job every 2 s).
     pub per_second: f64,

@@ -69,6 +69,7 @@ impl NewJob {
 
 /// The answer to an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Enqueued {
     /// The job's id; on an idempotency hit, the id of the earlier job.
     pub id: String,
@@ -281,15 +282,18 @@ impl Partition {
     }
 
     /// A page of dead letters, newest first, after `cursor` (none: from the
-    /// newest), and the cursor of the next page when this one is full.
+    /// newest) and `offset` more, and the cursor of the next page when this
+    /// one is full.
     /// Unlike an offset, a cursor costs the same however deep it is.
     pub async fn dead_letters_after(
         &self,
         cursor: Option<&DeadCursor>,
+        offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, Option<DeadCursor>)> {
-        check_depth(0, limit)?;
-        let rows = self.dead_rows(cursor, limit).await?;
+        check_depth(offset, limit)?;
+        let mut rows = self.dead_rows(cursor, offset + limit).await?;
+        rows.drain(..offset.min(rows.len()));
         let next = page_cursor(&rows, limit);
         let ids: Vec<String> = rows.into_iter().map(|(_, id)| id).collect();
         Ok((self.store.jobs(&ids).await?, next))
@@ -348,25 +352,39 @@ impl Partition {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
-        check_depth(offset, limit)?;
-        self.search_dead(text, offset, limit).await
+        self.find_dead_after(text, None, offset, limit).await
     }
 
-    /// [`find_dead`](Self::find_dead) without the depth check.
-    pub(crate) async fn search_dead(
+    /// [`find_dead`](Self::find_dead) among the dead letters after `cursor`
+    /// (see [`dead_letters_after`](Self::dead_letters_after)).
+    pub async fn find_dead_after(
         &self,
         text: &str,
+        cursor: Option<&DeadCursor>,
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
-        let (ids, matched) = self.store.find_dead(text, offset, limit).await?;
+        check_depth(offset, limit)?;
+        self.search_dead(text, cursor, offset, limit).await
+    }
+
+    /// [`find_dead_after`](Self::find_dead_after) without the depth check.
+    pub(crate) async fn search_dead(
+        &self,
+        text: &str,
+        cursor: Option<&DeadCursor>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, u64)> {
+        let after = cursor.map(|c| (c.died_at_ms, c.id.as_str()));
+        let (ids, matched) = self.store.find_dead(text, after, offset, limit).await?;
         Ok((self.store.jobs(&ids).await?, matched))
     }
 
     /// The ids of dead letters whose error contains `text`, among the
     /// newest `scan` (errors only are read, never payloads).
     pub(crate) async fn dead_ids_matching(&self, text: &str, scan: usize) -> Result<Vec<String>> {
-        Ok(self.store.find_dead(text, 0, scan).await?.0)
+        Ok(self.store.find_dead(text, None, 0, scan).await?.0)
     }
 
     /// Cancel a job. A waiting or delayed job becomes a dead letter at once
@@ -654,8 +672,13 @@ impl std::str::FromStr for DeadCursor {
     fn from_str(s: &str) -> Result<Self> {
         let bad = || Error::invalid("cursor", "not a cursor this listing handed out");
         let (ms, id) = s.split_once('-').ok_or_else(bad)?;
+        if ms.is_empty() || !ms.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         let died_at_ms = ms.parse().map_err(|_| bad())?;
-        if id.is_empty() || id.len() > 200 {
+        // As the API's pattern says: 1 to 200 characters, no line breaks.
+        let breaks = |c: char| matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
+        if id.is_empty() || id.chars().count() > 200 || id.contains(breaks) {
             return Err(bad());
         }
         Ok(Self {

@@ -333,29 +333,32 @@ impl Queue {
     }
 
     /// A page of dead letters over every partition, newest first (death
-    /// time, then id, descending), after `cursor`, with the next page's
-    /// cursor when this one is full. Each partition reads at most `limit`
-    /// letters (and one millisecond's ties), however deep the cursor.
+    /// time, then id, descending), after `cursor` and `offset` more, with
+    /// the next page's cursor when this one is full. Each partition reads
+    /// at most `offset + limit` letters (and one millisecond's ties),
+    /// however deep the cursor.
     pub async fn dead_letters_after(
         &self,
         cursor: Option<&DeadCursor>,
+        offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, Option<DeadCursor>)> {
-        crate::partition::check_depth(0, limit)?;
+        crate::partition::check_depth(offset, limit)?;
         if let [q] = self.partitions.as_slice() {
-            return q.dead_letters_after(cursor, limit).await;
+            return q.dead_letters_after(cursor, offset, limit).await;
         }
         let mut rows = Vec::new();
         for (i, q) in self.partitions.iter().enumerate() {
             rows.extend(
-                q.dead_rows(cursor, limit)
+                q.dead_rows(cursor, offset + limit)
                     .await?
                     .into_iter()
                     .map(|(ms, id)| (ms, id, i)),
             );
         }
         rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-        rows.truncate(limit);
+        rows.truncate(offset + limit);
+        rows.drain(..offset.min(rows.len()));
         let next = crate::partition::page_cursor(
             &rows
                 .iter()
@@ -409,14 +412,26 @@ impl Queue {
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
+        self.find_dead_after(text, None, offset, limit).await
+    }
+
+    /// [`find_dead`](Self::find_dead) among the dead letters after `cursor`
+    /// in each partition.
+    pub async fn find_dead_after(
+        &self,
+        text: &str,
+        cursor: Option<&DeadCursor>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<JobInfo>, u64)> {
         crate::partition::check_depth(offset, limit)?;
         if let [q] = self.partitions.as_slice() {
-            return q.search_dead(text, offset, limit).await;
+            return q.search_dead(text, cursor, offset, limit).await;
         }
         let mut all = Vec::new();
         let mut matched = 0;
         for q in self.partitions.iter() {
-            let (letters, n) = q.search_dead(text, 0, offset + limit).await?;
+            let (letters, n) = q.search_dead(text, cursor, 0, offset + limit).await?;
             all.extend(letters);
             matched += n;
         }

@@ -20,6 +20,7 @@ use crate::keys::validate_name;
 
 /// One queue served by a worker process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServedQueue {
     /// The queue.
     pub queue: String,
@@ -29,6 +30,7 @@ pub struct ServedQueue {
 
 /// A worker process as it registers itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerInfo {
     /// Unique id of the process (host, pid and a random part).
     pub id: String,

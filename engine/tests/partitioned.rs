@@ -291,7 +291,7 @@ async fn dead_letters_page_by_cursor_over_partitions_at_any_depth() {
     let mut pages = 0;
     loop {
         let (page, next) = pq
-            .dead_letters_after(cursor.as_ref(), 1000)
+            .dead_letters_after(cursor.as_ref(), 0, 1000)
             .await
             .expect("page");
         pages += 1;
@@ -487,4 +487,19 @@ async fn all_stats_give_each_queues_own_counts() {
     assert_eq!(waiting, 7 + 11 - 2);
     assert_eq!(active, 2);
     assert!(all.iter().any(|s| s.paused && s.delayed == 1));
+}
+
+/// A queue name of the longest length accepted leaves no room for a
+/// partition suffix: looking it up finds the plain queue (or nothing), it
+/// does not fail on the partition name it cannot have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_too_long_for_partitions_is_a_plain_queue() {
+    let t = TestRedis::new().await;
+    let name = "n".repeat(sluice_engine::MAX_QUEUE_NAME_LEN);
+    let missing = t.client.existing_queue(&name).await.expect("lookup");
+    assert!(missing.is_none());
+    let q = t.queue(&name).await;
+    assert!(!q.is_partitioned());
+    let found = t.client.existing_queue(&name).await.expect("lookup");
+    assert_eq!(found.expect("found").name(), name);
 }

@@ -1515,10 +1515,10 @@ async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
         "searching read {search} bytes of a {whole_set}-byte set"
     );
 
-    let (_, cursor) = q.dead_letters_after(None, 180).await.expect("page");
+    let (_, cursor) = q.dead_letters_after(None, 0, 180).await.expect("page");
     let before = proxy.reply_bytes();
     let (deep, _) = q
-        .dead_letters_after(cursor.as_ref(), 10)
+        .dead_letters_after(cursor.as_ref(), 0, 10)
         .await
         .expect("deep page");
     let page = proxy.reply_bytes() - before;

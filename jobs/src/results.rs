@@ -10,6 +10,7 @@ use crate::error::Result;
 
 /// A signal's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SignalResult {
     /// Not known yet.
@@ -36,6 +37,7 @@ impl SignalResult {
 
 /// What setting a result changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResultSet {
     /// The signal.
     pub id: i64,

@@ -122,17 +122,19 @@ pub fn message(
 }
 
 /// A rule as the API and the dashboard show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AlertView {
     /// The rule's name.
     pub name: String,
     /// Its kind.
+    #[schema(value_type = String)]
     pub kind: &'static str,
     /// Its queue.
     pub queue: Option<String>,
     /// Its threshold, in the kind's unit.
     pub threshold: Option<f64>,
     /// The unit.
+    #[schema(value_type = String)]
     pub unit: &'static str,
     /// Its channels.
     pub channels: Vec<String>,

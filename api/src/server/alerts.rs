@@ -2,37 +2,64 @@
 //! and silences.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiResult};
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use super::integral;
 use crate::alerts::{AlertView, views};
 
 /// Longest silence: 30 days.
 const MAX_SILENCE_SECS: u64 = 30 * 24 * 3600;
 
+/// The configured alert rules.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    /// Every rule, in config order, with its fleet-wide state.
+    pub alerts: Vec<AlertView>,
+}
+
 /// `GET /api/alerts`: every rule, in config order.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(
-        json!({ "alerts": views(&state.client, &state.file).await? }),
-    ))
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts",
+    responses((status = 200, description = "Every rule with its state", body = AlertList)))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<AlertList>> {
+    Ok(Json(AlertList {
+        alerts: views(&state.client, &state.file).await?,
+    }))
+}
+
+/// `{name}` of an alert rule.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AlertPath {
+    /// The rule's name, as configured.
+    #[param(min_length = 1)]
+    pub name: String,
 }
 
 /// What `POST /api/alerts/{name}/silence` asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceRequest {
-    /// Silence for this many seconds (1 to 30 days); 0 lifts the silence.
+    /// Silence for this many seconds (up to 30 days); 0 lifts the silence.
+    #[serde(deserialize_with = "integral::u64")]
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub for_secs: u64,
 }
 
 /// `POST /api/alerts/{name}/silence` (admin): the rule keeps its state but
 /// sends nothing until the silence ends. Answers the rule after.
+#[utoipa::path(post, path = "/api/alerts/{name}/silence", tag = "alerts", params(AlertPath),
+    request_body = SilenceRequest,
+    responses(
+        (status = 200, description = "The rule, silenced or not", body = AlertView),
+        (status = 404, description = "No such rule", body = ErrorBody),
+    ))]
 pub async fn silence(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(AlertPath { name }): ApiPath<AlertPath>,
     ApiJson(body): ApiJson<SilenceRequest>,
 ) -> ApiResult<Json<AlertView>> {
     if !state.file.alerts.iter().any(|r| r.name == name) {

@@ -18,14 +18,14 @@ use super::error::ApiError;
 use crate::config::Scope;
 
 /// Paths anyone may read when `api.open_health` is on.
-fn is_health_path(path: &str) -> bool {
+pub(super) fn is_health_path(path: &str) -> bool {
     path == "/health" || path.starts_with("/health/") || path == "/metrics"
 }
 
 /// Paths always open: the API's own description; webhooks (their token is
 /// in the path) and screenshots (named by an unguessable content hash); the
 /// dashboard, which has its own login.
-fn is_public_path(path: &str) -> bool {
+pub(super) fn is_public_path(path: &str) -> bool {
     path == "/api/openapi.json"
         // The dashboard checks its own session cookie.
         || path == "/"

@@ -1,29 +1,54 @@
 //! `/api/breakers`: the fleet's circuit breakers, and an operator's force.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 use sluice_engine::{BreakerStatus, Forced};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiResult};
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+
+/// The fleet's breakers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BreakerList {
+    /// Every breaker, sorted by name.
+    pub breakers: Vec<BreakerStatus>,
+}
 
 /// `GET /api/breakers`: every breaker, sorted by name.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(json!({ "breakers": state.client.breakers().await? })))
+#[utoipa::path(get, path = "/api/breakers", tag = "breakers",
+    responses((status = 200, description = "Every breaker", body = BreakerList)))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<BreakerList>> {
+    Ok(Json(BreakerList {
+        breakers: state.client.breakers().await?,
+    }))
+}
+
+/// `{name}` of a breaker.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct BreakerPath {
+    /// The breaker's name (its target), as the engine accepts it.
+    #[param(pattern = r"^[A-Za-z0-9._:-]{1,200}$")]
+    pub name: String,
 }
 
 /// `GET /api/breakers/{name}`.
+#[utoipa::path(get, path = "/api/breakers/{name}", tag = "breakers", params(BreakerPath),
+    responses(
+        (status = 200, description = "The breaker", body = BreakerStatus),
+        (status = 404, description = "No such breaker", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(BreakerPath { name }): ApiPath<BreakerPath>,
 ) -> ApiResult<Json<BreakerStatus>> {
     Ok(Json(status(&state, &name).await?))
 }
 
 /// What `POST /api/breakers/{name}/force` asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForceRequest {
     /// `open`, `closed`, or `none` to let the calls decide again.
@@ -31,7 +56,7 @@ pub struct ForceRequest {
 }
 
 /// A forced state, or none.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ForceState {
     /// Refuse every call.
@@ -44,9 +69,15 @@ pub enum ForceState {
 
 /// `POST /api/breakers/{name}/force` (admin): hold a breaker open or
 /// closed, or release it. Answers its status after.
+#[utoipa::path(post, path = "/api/breakers/{name}/force", tag = "breakers", params(BreakerPath),
+    request_body = ForceRequest,
+    responses(
+        (status = 200, description = "The breaker after", body = BreakerStatus),
+        (status = 404, description = "No such breaker", body = ErrorBody),
+    ))]
 pub async fn force(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(BreakerPath { name }): ApiPath<BreakerPath>,
     ApiJson(body): ApiJson<ForceRequest>,
 ) -> ApiResult<Json<BreakerStatus>> {
     let forced = match body.state {

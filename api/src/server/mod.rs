@@ -1,6 +1,7 @@
 //! The HTTP API (axum): routes, shared state, auth, metrics, and serving
-//! with a graceful stop. Paths and bodies are documented in
-//! `openapi.json`, served at `GET /api/openapi.json`.
+//! with a graceful stop. The OpenAPI document is generated from the
+//! handlers and their types (`openapi.rs`), served at
+//! `GET /api/openapi.json`.
 
 mod alerts;
 mod audit;
@@ -9,7 +10,9 @@ mod breakers;
 pub mod client_ip;
 mod dashboard;
 mod error;
+mod integral;
 mod metrics;
+mod openapi;
 mod origin;
 mod pipeline;
 mod queues;
@@ -23,9 +26,12 @@ use std::time::Instant;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
 use sluice_engine::{Client, Queue};
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::key_hash;
 pub use error::{ApiError, ApiResult};
@@ -177,50 +183,30 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Requests are counted from the first one, not from the first scrape.
     install_recorder();
-    let api = Router::new()
-        .route("/api/queues", get(queues::list))
-        .route("/api/queues/{queue}", get(queues::show))
-        .route("/api/queues/{queue}/jobs", post(queues::enqueue))
-        .route(
-            "/api/queues/{queue}/jobs/batch",
-            post(queues::enqueue_batch),
-        )
-        .route("/api/queues/{queue}/jobs/{id}", get(queues::job))
-        .route(
-            "/api/queues/{queue}/jobs/{id}/cancel",
-            post(queues::job_cancel),
-        )
-        .route("/api/queues/{queue}/pause", post(queues::pause))
-        .route("/api/queues/{queue}/resume", post(queues::resume))
-        .route(
-            "/api/queues/{queue}/dead",
-            get(queues::dead_list).delete(queues::dead_purge),
-        )
-        .route(
-            "/api/queues/{queue}/dead/retry",
-            post(queues::dead_retry_many),
-        )
-        .route(
-            "/api/queues/{queue}/dead/{id}",
-            get(queues::dead_show).delete(queues::dead_delete),
-        )
-        .route(
-            "/api/queues/{queue}/dead/{id}/retry",
-            post(queues::dead_retry),
-        )
-        .route("/api/alerts", get(alerts::list))
-        .route("/api/alerts/{name}/silence", post(alerts::silence))
-        .route("/api/breakers", get(breakers::list))
-        .route("/api/breakers/{name}", get(breakers::show))
-        .route("/api/breakers/{name}/force", post(breakers::force))
-        .route("/api/workers", get(system::workers))
-        .route("/api/schedules", get(system::schedules))
-        .route("/api/openapi.json", get(system::openapi))
-        .route("/health", get(system::health))
-        .route("/health/live", get(system::live))
-        .route("/health/ready", get(system::ready))
-        .route("/metrics", get(system::metrics))
-        .merge(dashboard::routes());
+    let api = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::show))
+        .routes(routes!(queues::enqueue))
+        .routes(routes!(queues::enqueue_batch))
+        .routes(routes!(queues::job))
+        .routes(routes!(queues::job_cancel))
+        .routes(routes!(queues::pause))
+        .routes(routes!(queues::resume))
+        .routes(routes!(queues::dead_list, queues::dead_purge))
+        .routes(routes!(queues::dead_retry_many))
+        .routes(routes!(queues::dead_show, queues::dead_delete))
+        .routes(routes!(queues::dead_retry))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::silence))
+        .routes(routes!(breakers::list))
+        .routes(routes!(breakers::show))
+        .routes(routes!(breakers::force))
+        .routes(routes!(system::workers))
+        .routes(routes!(system::schedules))
+        .routes(routes!(system::health))
+        .routes(routes!(system::live))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics));
     // The trading-alert application's routes exist only when it is
     // configured: without it they are unknown paths like any other.
     let api = if state.pipeline.is_some() {
@@ -228,13 +214,24 @@ pub fn router(state: AppState) -> Router {
     } else {
         api
     };
+    let (api, doc) = api.split_for_parts();
+    let doc = openapi::finish(doc, &state.file);
+    let doc = serde_json::to_string(&doc).unwrap_or_else(|_| String::from("{}"));
+    let api = api
+        .route(
+            "/api/openapi.json",
+            get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
+        )
+        .merge(dashboard::routes());
     api.fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
+        // The origin guard runs after auth, so that a request without a
+        // key hears 401 (what is missing) rather than 415.
+        .layer(axum::middleware::from_fn(origin::guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
         ))
-        .layer(axum::middleware::from_fn(origin::guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,

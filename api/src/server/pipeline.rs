@@ -4,35 +4,63 @@
 use sluice_jobs::storage::ScreenshotStore;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sluice_engine::JobOptions;
 use sluice_jobs::alert::MAX_ALERT_BYTES;
 use sluice_jobs::ingest::IngestJob;
 use sluice_jobs::reads::{self, SignalFilter};
 use sluice_jobs::screenshot::valid_chart_id;
 use sluice_jobs::webhook::Admission;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::audit::Actor;
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::pipeline::Pipeline;
 
-/// The trading-alert application's routes; the router merges them only
-/// when `[pipeline]` is configured.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/webhook/u/{token}", post(webhook))
-        .route("/api/users/{id}/signals", get(user_signals))
-        .route("/api/users/{id}/stats", get(user_stats))
-        .route("/api/signals/{id}/result", post(signal_result))
-        .route("/screenshots/{file}", get(screenshot))
+/// The trading-alert application's routes, with their OpenAPI operations;
+/// the router merges them only when `[pipeline]` is configured.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(webhook))
+        .routes(routes!(user_signals))
+        .routes(routes!(user_stats))
+        .routes(routes!(signal_result))
+        .routes(routes!(screenshot))
+}
+
+/// `{token}` of a webhook.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TokenPath {
+    /// The user's webhook token.
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,128}$")]
+    pub token: String,
+}
+
+/// `{id}` of a user or a signal: a positive integer.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct IdPath {
+    /// The id.
+    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    pub id: String,
+}
+
+/// `{file}` of a screenshot.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FilePath {
+    /// The file's name, as a signal's `screenshot_url` gives it.
+    #[param(min_length = 1)]
+    pub file: String,
 }
 
 /// The pipeline of a state whose router has its routes (always there: the
@@ -50,16 +78,42 @@ fn no_webhook() -> ApiError {
 }
 
 /// `?chart=ID`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WebhookQuery {
+    /// The chart to capture: 1 to 64 letters, digits, `-` or `_` (empty:
+    /// none).
+    #[param(pattern = r"^[A-Za-z0-9_-]{0,64}$")]
     chart: Option<String>,
+}
+
+/// A webhook's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: String,
+    /// The ingestion job's id.
+    pub id: String,
+    /// The user's plan.
+    pub plan: sluice_jobs::plan::Plan,
 }
 
 /// `POST /webhook/u/{token}?chart=ID`: check the token, the per-user rate
 /// limit and the quota, queue the raw body for ingestion, answer 202.
+#[utoipa::path(post, path = "/webhook/u/{token}", tag = "pipeline", params(TokenPath, WebhookQuery),
+    request_body(content = String, description = "The alert as TradingView sends it: JSON or text", content_type = "text/plain"),
+    security(()),
+    responses(
+        (status = 202, description = "Queued for ingestion", body = Accepted),
+        (status = 400, description = "A bad query", body = ErrorBody),
+        (status = 403, description = "The webhook is turned off", body = ErrorBody),
+        (status = 404, description = "No webhook at this address", body = ErrorBody),
+        (status = 413, description = "The alert is too large", body = ErrorBody),
+        (status = 429, description = "Over the plan's rate or quota", body = ErrorBody),
+    ))]
 pub async fn webhook(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(TokenPath { token }): ApiPath<TokenPath>,
     query: Result<Query<WebhookQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
@@ -164,11 +218,12 @@ pub async fn webhook(
         .enqueue(&job, JobOptions::new())
         .await?
         .id;
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(json!({ "status": "accepted", "id": id, "plan": plan })),
-    )
-        .into_response();
+    let accepted = Accepted {
+        status: "accepted".to_owned(),
+        id,
+        plan,
+    };
+    let mut response = (StatusCode::ACCEPTED, Json(accepted)).into_response();
     response.extensions_mut().insert(actor);
     Ok(response)
 }
@@ -189,14 +244,18 @@ fn user_id(raw: &str) -> ApiResult<i64> {
 }
 
 /// `GET /api/users/{id}/signals?ticker=&signal_type=&result=&from=&to=&limit=&before_id=`.
+#[utoipa::path(get, path = "/api/users/{id}/signals", tag = "pipeline", params(IdPath, SignalFilter),
+    responses(
+        (status = 200, description = "A page of the user's signals, newest first", body = reads::SignalPage),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
 pub async fn user_signals(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    query: Result<Query<SignalFilter>, axum::extract::rejection::QueryRejection>,
+    ApiPath(IdPath { id }): ApiPath<IdPath>,
+    ApiQuery(filter): ApiQuery<SignalFilter>,
 ) -> ApiResult<Json<reads::SignalPage>> {
     let p = pipeline(&state)?;
     let id = user_id(&id)?;
-    let Query(filter) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     if let Some(l) = filter.limit
         && !(1..=500).contains(&l)
     {
@@ -220,7 +279,7 @@ pub async fn user_signals(
 }
 
 /// What `POST /api/signals/{id}/result` asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultRequest {
     /// win, loss, skip or pending.
@@ -229,9 +288,15 @@ pub struct ResultRequest {
 
 /// `POST /api/signals/{id}/result` (admin): record a signal's outcome; the
 /// user's aggregates follow, counting it once however often it is sent.
+#[utoipa::path(post, path = "/api/signals/{id}/result", tag = "pipeline", params(IdPath),
+    request_body = ResultRequest,
+    responses(
+        (status = 200, description = "What changed", body = sluice_jobs::results::ResultSet),
+        (status = 404, description = "No such signal", body = ErrorBody),
+    ))]
 pub async fn signal_result(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(IdPath { id }): ApiPath<IdPath>,
     super::error::ApiJson(body): super::error::ApiJson<ResultRequest>,
 ) -> ApiResult<Json<sluice_jobs::results::ResultSet>> {
     let p = pipeline(&state)?;
@@ -245,17 +310,50 @@ pub async fn signal_result(
         .ok_or_else(|| ApiError::not_found("signal_not_found", format!("no signal {id}")))
 }
 
+/// A user's plan, quota and figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserStatsAnswer {
+    /// The user.
+    pub user_id: i64,
+    /// Their plan: free, basic, pro or premium.
+    pub plan: String,
+    /// Their signal quota.
+    pub quota: Quota,
+    /// Their figures over the range.
+    pub stats: reads::UserStats,
+}
+
+/// A plan's signal quota.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Quota {
+    /// Signals allowed per period.
+    pub limit: i32,
+    /// Used in this period.
+    pub used: i32,
+    /// When the period ends.
+    pub resets_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// `GET /api/users/{id}/stats`.
+#[utoipa::path(get, path = "/api/users/{id}/stats", tag = "pipeline", params(IdPath, StatsRange),
+    responses(
+        (status = 200, description = "The user's figures", body = UserStatsAnswer),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ))]
 pub async fn user_stats(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(range): Query<StatsRange>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(IdPath { id }): ApiPath<IdPath>,
+    ApiQuery(range): ApiQuery<StatsRange>,
+) -> ApiResult<Json<UserStatsAnswer>> {
     let day = |field: &str, v: &Option<String>| -> ApiResult<Option<chrono::NaiveDate>> {
         v.as_deref()
             .filter(|d| !d.is_empty())
             .map(|d| {
-                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                // Exactly `YYYY-MM-DD`, as the schema's `date` says: chrono
+                // alone would take `2026-1-5` too.
+                let shaped = d.len() == 10 && d.as_bytes()[4] == b'-' && d.as_bytes()[7] == b'-';
+                let parsed = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+                parsed.filter(|_| shaped).ok_or_else(|| {
                     ApiError::invalid(
                         "invalid_range",
                         format!("{field} {d:?} is not a day like 2026-12-01"),
@@ -265,11 +363,7 @@ pub async fn user_stats(
             .transpose()
     };
     let (from, to) = (day("from", &range.from)?, day("to", &range.to)?);
-    if let (Some(f), Some(t)) = (from, to)
-        && f > t
-    {
-        return Err(ApiError::invalid("invalid_range", "from is after to"));
-    }
+    // A range whose from is after its to is empty: it counts nothing.
     let p = pipeline(&state)?;
     let id = user_id(&id)?;
     let Some(user) = sluice_jobs::users::get(&p.pool, id).await? else {
@@ -279,28 +373,61 @@ pub async fn user_stats(
         ));
     };
     let stats = reads::stats(&p.pool, id, from, to).await?;
-    Ok(Json(json!({
-        "user_id": id,
-        "plan": user.plan,
-        "quota": { "limit": user.signal_quota, "used": user.signals_used, "resets_at": user.quota_resets_at },
-        "stats": stats,
-    })))
+    Ok(Json(UserStatsAnswer {
+        user_id: id,
+        plan: user.plan,
+        quota: Quota {
+            limit: user.signal_quota,
+            used: user.signals_used,
+            resets_at: user.quota_resets_at,
+        },
+        stats,
+    }))
 }
 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` of the user stats (both optional,
 /// both included).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsRange {
+    /// The first day counted (UTC); empty: no bound.
+    #[param(schema_with = day_or_empty)]
     from: Option<String>,
+    /// The last day counted (UTC); empty: no bound.
+    #[param(schema_with = day_or_empty)]
     to: Option<String>,
+}
+
+/// A day (`2026-12-01`), or the empty string for none.
+fn day_or_empty() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        )
+        .build()
+        .into()
 }
 
 /// `GET /screenshots/{file}`: a stored screenshot. Names are content
 /// hashes, so a file never changes and cannot be guessed.
+#[utoipa::path(get, path = "/screenshots/{file}", tag = "pipeline", params(FilePath),
+    security(()),
+    responses(
+        (status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
+        (status = 404, description = "No such screenshot", body = ErrorBody),
+    ))]
 pub async fn screenshot(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(FilePath { file }): ApiPath<FilePath>,
 ) -> ApiResult<Response> {
     let p = pipeline(&state)?;
     // With an S3 store, screenshots are linked at the bucket, not here.

@@ -2,40 +2,90 @@
 //! pause/resume and dead-letter management.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
     Cancelled, Enqueued, JobOptions, JobOptionsInput, JobState, MAX_LIST_LIMIT, MAX_LIST_OFFSET,
     MinuteCount, NewJob, Queue, Stats,
 };
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiResult};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use super::integral;
 use crate::views::JobView;
 
-/// One job to enqueue.
-#[derive(Debug, Clone, Deserialize)]
+/// `{queue}`. Its pattern is the engine's rule for queue names (see
+/// `validate_name`): letters, digits, `.`, `_` and `-`, not dots only, and
+/// optionally a partition's `#<index>`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct QueuePath {
+    /// The queue's name.
+    #[param(
+        pattern = r"^[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*(#[0-9]{1,4})?$",
+        min_length = 1,
+        max_length = 128
+    )]
+    pub queue: String,
+}
+
+/// `{queue}` and `{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobPath {
+    /// The queue's name.
+    #[param(
+        pattern = r"^[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*(#[0-9]{1,4})?$",
+        min_length = 1,
+        max_length = 128
+    )]
+    pub queue: String,
+    /// The job's id.
+    #[param(min_length = 1)]
+    pub id: String,
+}
+
+/// One job to enqueue. The bounds are the engine's (`MAX_DURATION`, ten
+/// years, for every duration; `MAX_IDEMPOTENCY_KEY_LEN` characters).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// Any JSON value; handlers receive it as is.
+    #[schema(value_type = Value)]
     pub payload: serde_json::Value,
     /// 0 (most urgent) to 9; default 0.
+    #[serde(default, deserialize_with = "integral::option_i64")]
+    #[schema(minimum = 0, maximum = 9)]
     pub priority: Option<i64>,
     /// Run no earlier than this many ms from now.
+    #[serde(default, deserialize_with = "integral::option_i64")]
+    #[schema(minimum = 0, maximum = 315_360_000_000_i64)]
     pub delay_ms: Option<i64>,
     /// Runs allowed in all, the first included.
+    #[serde(default, deserialize_with = "integral::option_i64")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub max_attempts: Option<i64>,
     /// Base delay of the exponential backoff between attempts, ms.
+    #[serde(default, deserialize_with = "integral::option_i64")]
+    #[schema(minimum = 0, maximum = 315_360_000_000_i64)]
     pub backoff_ms: Option<i64>,
     /// Cancel a run after this many ms (counts as a failed attempt).
+    #[serde(default, deserialize_with = "integral::option_i64")]
+    #[schema(minimum = 1, maximum = 315_360_000_000_i64)]
     pub timeout_ms: Option<i64>,
     /// Enqueue at most once under this key within the idempotency window.
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
     /// How long the key is remembered, ms (default 24 h).
+    #[serde(default, deserialize_with = "integral::option_i64")]
+    #[schema(minimum = 1, maximum = 315_360_000_000_i64)]
     pub idempotency_window_ms: Option<i64>,
     /// For a partitioned queue: jobs with the same key go to the same
-    /// partition, and keep their order among themselves.
+    /// partition, and keep their order among themselves. A queue without
+    /// partitions answers 409 to it.
+    #[schema(min_length = 1)]
     pub partition_key: Option<String>,
 }
 
@@ -68,15 +118,17 @@ impl EnqueueRequest {
 }
 
 /// A batch of jobs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The jobs, enqueued in one atomic step, in order.
+    /// The jobs, enqueued in one atomic step, in order (at most
+    /// `api.max_batch`; the served document gives the configured figure).
+    #[schema(min_items = 1)]
     pub jobs: Vec<EnqueueRequest>,
 }
 
 /// The answer to a batch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchResponse {
     /// One entry per job, in request order.
     pub jobs: Vec<Enqueued>,
@@ -84,9 +136,16 @@ pub struct BatchResponse {
 
 /// `POST /api/queues/{queue}/jobs`: 201 for a new job, 200 when the
 /// idempotency key matched an existing one (its id is returned).
+#[utoipa::path(post, path = "/api/queues/{queue}/jobs", tag = "jobs", params(QueuePath),
+    request_body = EnqueueRequest,
+    responses(
+        (status = 201, description = "Enqueued", body = Enqueued),
+        (status = 200, description = "The idempotency key matched an earlier job; nothing was added", body = Enqueued),
+        (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
+    ))]
 pub async fn enqueue(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     ApiJson(body): ApiJson<EnqueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
     let (partition_key, job) = body.into_keyed_job()?;
@@ -103,10 +162,16 @@ pub async fn enqueue(
     Ok((status, Json(e)))
 }
 
-/// `POST /api/queues/{queue}/jobs/batch`.
+/// `POST /api/queues/{queue}/jobs/batch`: all the jobs or none.
+#[utoipa::path(post, path = "/api/queues/{queue}/jobs/batch", tag = "jobs", params(QueuePath),
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "Enqueued, one entry per job in request order", body = BatchResponse),
+        (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
+    ))]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     ApiJson(body): ApiJson<BatchRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
     let max = state.file.api.max_batch;
@@ -140,7 +205,7 @@ fn refuse_partition_key(queue: &Queue, given: bool) -> ApiResult<()> {
     if given && !queue.is_partitioned() {
         let queue = queue.name();
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "not_partitioned",
             format!("queue {queue:?} is not partitioned; leave out partition_key"),
         ));
@@ -149,9 +214,14 @@ fn refuse_partition_key(queue: &Queue, given: bool) -> ApiResult<()> {
 }
 
 /// `GET /api/queues/{queue}/jobs/{id}`.
+#[utoipa::path(get, path = "/api/queues/{queue}/jobs/{id}", tag = "jobs", params(JobPath),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job (completed jobs are kept for the keep window)", body = ErrorBody),
+    ))]
 pub async fn job(
     State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
+    ApiPath(JobPath { queue, id }): ApiPath<JobPath>,
 ) -> ApiResult<Json<JobView>> {
     if let Some(info) = state.queue_handle(&queue).await?.job(&id).await? {
         return Ok(Json(info.into()));
@@ -167,13 +237,19 @@ pub async fn job(
 /// `POST /api/queues/{queue}/jobs/{id}/cancel`: a waiting or delayed job
 /// becomes a dead letter, a running one is asked to stop; a finished one
 /// is left alone (`409`).
+#[utoipa::path(post, path = "/api/queues/{queue}/jobs/{id}/cancel", tag = "jobs", params(JobPath),
+    responses(
+        (status = 200, description = "Cancelled, or asked to stop", body = CancelAnswer),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished already", body = ErrorBody),
+    ))]
 pub async fn job_cancel(
     State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(JobPath { queue, id }): ApiPath<JobPath>,
+) -> ApiResult<Json<CancelAnswer>> {
     let result = match state.queue_handle(&queue).await?.cancel(&id).await? {
-        Cancelled::Cancelled => "cancelled",
-        Cancelled::Requested => "requested",
+        Cancelled::Cancelled => CancelResult::Cancelled,
+        Cancelled::Requested => CancelResult::Requested,
         Cancelled::Finished(state) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -188,11 +264,31 @@ pub async fn job_cancel(
             ));
         }
     };
-    Ok(Json(serde_json::json!({ "id": id, "result": result })))
+    Ok(Json(CancelAnswer { id, result }))
+}
+
+/// What a cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelAnswer {
+    /// The job.
+    pub id: String,
+    /// What happened.
+    pub result: CancelResult,
+}
+
+/// `cancelled`: it was waiting or delayed and is a dead letter now;
+/// `requested`: it is running and its handler is asked to stop.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// A dead letter now.
+    Cancelled,
+    /// Its worker was asked to stop it.
+    Requested,
 }
 
 /// A queue's counts as the API shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct QueueView {
     #[serde(flatten)]
     stats: Stats,
@@ -200,8 +296,15 @@ pub struct QueueView {
     throughput: Throughput,
 }
 
+/// Every queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueList {
+    /// The queues, by name.
+    pub queues: Vec<QueueView>,
+}
+
 /// Recent throughput.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Throughput {
     /// Jobs completed in the last full minute.
     pub completed_last_minute: u64,
@@ -234,7 +337,9 @@ fn view(stats: Stats, per_minute: Vec<MinuteCount>) -> QueueView {
 }
 
 /// `GET /api/queues`.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/queues", tag = "queues",
+    responses((status = 200, description = "Every queue's counts", body = QueueList)))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<QueueList>> {
     // Every queue's reads go out together, not one queue after another.
     let names = state.client.queues().await?;
     let all = futures::future::try_join_all(names.iter().map(|name| async {
@@ -242,61 +347,122 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::V
         queue_view(&q).await
     }))
     .await?;
-    Ok(Json(serde_json::json!({ "queues": all })))
+    Ok(Json(QueueList { queues: all }))
 }
 
 /// `GET /api/queues/{queue}`.
+#[utoipa::path(get, path = "/api/queues/{queue}", tag = "queues", params(QueuePath),
+    responses(
+        (status = 200, description = "The queue's counts", body = QueueView),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    ))]
 pub async fn show(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
 ) -> ApiResult<Json<QueueView>> {
     Ok(Json(queue_view(&state.queue_handle(&queue).await?).await?))
 }
 
+/// Whether a queue is paused, after a pause or a resume.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PauseState {
+    /// The queue.
+    pub queue: String,
+    /// Whether workers are told not to claim.
+    pub paused: bool,
+}
+
 /// `POST /api/queues/{queue}/pause`.
+#[utoipa::path(post, path = "/api/queues/{queue}/pause", tag = "queues", params(QueuePath),
+    responses(
+        (status = 200, description = "Paused", body = PauseState),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    ))]
 pub async fn pause(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
+) -> ApiResult<Json<PauseState>> {
     state.queue_handle(&queue).await?.pause().await?;
-    Ok(Json(serde_json::json!({ "queue": queue, "paused": true })))
+    Ok(Json(PauseState {
+        queue,
+        paused: true,
+    }))
 }
 
 /// `POST /api/queues/{queue}/resume`.
+#[utoipa::path(post, path = "/api/queues/{queue}/resume", tag = "queues", params(QueuePath),
+    responses(
+        (status = 200, description = "Resumed", body = PauseState),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    ))]
 pub async fn resume(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
+) -> ApiResult<Json<PauseState>> {
     state.queue_handle(&queue).await?.resume().await?;
-    Ok(Json(serde_json::json!({ "queue": queue, "paused": false })))
+    Ok(Json(PauseState {
+        queue,
+        paused: false,
+    }))
 }
 
-/// Paging of lists.
-#[derive(Debug, Deserialize)]
+/// Paging of dead letters.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
-    /// Skip this many.
+    /// Skip this many (after `cursor`, when one is given).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 10_000)]
     pub offset: usize,
-    /// At most this many (1 to 1000, default 50).
+    /// At most this many (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only dead letters whose error contains this text (case-insensitive).
     pub q: Option<String>,
-    /// Dead letters: start after this cursor (a page's `next_cursor`)
-    /// instead of an offset; as cheap at any depth.
+    /// Start after this cursor (a page's `next_cursor`): as cheap at any
+    /// depth as the first page. Empty: from the newest.
+    #[param(pattern = r"^([0-9]{1,19}-.{1,200})?$")]
     pub cursor: Option<String>,
 }
 
 /// Most dead letters scanned by a filtered listing or retry.
 const FILTER_SCAN_LIMIT: usize = 100_000;
 
+/// A page of dead letters.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadPage {
+    /// The queue.
+    pub queue: String,
+    /// Dead letters in all.
+    pub total: u64,
+    /// Those matching `q` (all of them without one), after the cursor.
+    pub matched: u64,
+    /// The offset asked for.
+    pub offset: usize,
+    /// The limit applied.
+    pub limit: usize,
+    /// The page, newest first.
+    pub dead: Vec<JobView>,
+    /// Give as `cursor` for the next page; null on the last page, and for
+    /// a search (`q`), which pages by offset.
+    pub next_cursor: Option<String>,
+}
+
 /// `GET /api/queues/{queue}/dead?offset=&limit=&q=&cursor=`: a page of
 /// dead letters; without `q`, its `next_cursor` pages on at any depth.
+/// With a cursor, `offset` skips that many after it and `q` searches only
+/// the letters after it.
+#[utoipa::path(get, path = "/api/queues/{queue}/dead", tag = "dead letters", params(QueuePath, Page),
+    responses(
+        (status = 200, description = "A page of dead letters", body = DeadPage),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    ))]
 pub async fn dead_list(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
-    Query(page): Query<Page>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Json<DeadPage>> {
     let limit = page.limit.unwrap_or(50);
     if !(1..=MAX_LIST_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(
@@ -309,7 +475,7 @@ pub async fn dead_list(
     if page.offset > MAX_LIST_OFFSET {
         return Err(ApiError::invalid(
             "invalid_offset",
-            format!("offset must be at most {MAX_LIST_OFFSET}; narrow the listing with q"),
+            format!("offset must be at most {MAX_LIST_OFFSET}; page with cursor or narrow with q"),
         ));
     }
     let cursor = page
@@ -326,41 +492,42 @@ pub async fn dead_list(
         })
         .transpose()?;
     let filter = page.q.as_deref().filter(|t| !t.is_empty());
-    if cursor.is_some() && (page.offset > 0 || filter.is_some()) {
-        return Err(ApiError::invalid(
-            "invalid_cursor",
-            "a cursor pages the whole listing: give it without offset or q",
-        ));
-    }
     let q = state.queue_handle(&queue).await?;
     let total = q.stats().await?.dead;
     let (letters, matched, next) = match filter {
         Some(text) => {
-            let (letters, matched) = q.find_dead(text, page.offset, limit).await?;
+            let (letters, matched) = q
+                .find_dead_after(text, cursor.as_ref(), page.offset, limit)
+                .await?;
             (letters, matched, None)
         }
-        None if page.offset > 0 => (q.dead_letters(page.offset, limit).await?, total, None),
         None => {
-            let (letters, next) = q.dead_letters_after(cursor.as_ref(), limit).await?;
+            let (letters, next) = q
+                .dead_letters_after(cursor.as_ref(), page.offset, limit)
+                .await?;
             (letters, total, next)
         }
     };
-    let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
-    Ok(Json(serde_json::json!({
-        "queue": queue,
-        "total": total,
-        "matched": matched,
-        "offset": page.offset,
-        "limit": limit,
-        "dead": views,
-        "next_cursor": next.map(|c| c.to_string()),
-    })))
+    Ok(Json(DeadPage {
+        queue,
+        total,
+        matched,
+        offset: page.offset,
+        limit,
+        dead: letters.into_iter().map(JobView::from).collect(),
+        next_cursor: next.map(|c| c.to_string()),
+    }))
 }
 
 /// `GET /api/queues/{queue}/dead/{id}`.
+#[utoipa::path(get, path = "/api/queues/{queue}/dead/{id}", tag = "dead letters", params(JobPath),
+    responses(
+        (status = 200, description = "The dead letter", body = JobView),
+        (status = 404, description = "No such dead letter", body = ErrorBody),
+    ))]
 pub async fn dead_show(
     State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
+    ApiPath(JobPath { queue, id }): ApiPath<JobPath>,
 ) -> ApiResult<Json<JobView>> {
     let q = state.queue_handle(&queue).await?;
     match q.job(&id).await?.filter(|i| i.state == JobState::Dead) {
@@ -376,19 +543,39 @@ fn dead_not_found(queue: &str, id: &str) -> ApiError {
     )
 }
 
+/// How many dead letters went back to their queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Retried {
+    /// How many.
+    pub retried: u64,
+    /// Which, for a retry of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<String>>,
+}
+
 /// `POST /api/queues/{queue}/dead/{id}/retry`.
+#[utoipa::path(post, path = "/api/queues/{queue}/dead/{id}/retry", tag = "dead letters", params(JobPath),
+    responses(
+        (status = 200, description = "Back in its queue with fresh attempts", body = Retried),
+        (status = 404, description = "No such dead letter", body = ErrorBody),
+    ))]
 pub async fn dead_retry(
     State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(JobPath { queue, id }): ApiPath<JobPath>,
+) -> ApiResult<Json<Retried>> {
     if state.queue_handle(&queue).await?.redrive(&id).await? {
-        return Ok(Json(serde_json::json!({ "retried": 1, "ids": [id] })));
+        return Ok(Json(Retried {
+            retried: 1,
+            ids: Some(vec![id]),
+        }));
     }
     Err(dead_not_found(&queue, &id))
 }
 
-/// Which dead letters to retry.
-#[derive(Debug, Default, Deserialize)]
+/// Which dead letters to retry: all of them (no body, or `{}`), those
+/// whose error contains `q`, `ids`, or those of `ids` whose error
+/// contains `q`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryFilter {
     /// Only those whose error contains this text (case-insensitive).
@@ -399,36 +586,56 @@ pub struct RetryFilter {
 
 /// `POST /api/queues/{queue}/dead/retry`: all, those matching `q`, or `ids`.
 /// The body is optional.
+#[utoipa::path(post, path = "/api/queues/{queue}/dead/retry", tag = "dead letters", params(QueuePath),
+    request_body(content = Option<RetryFilter>, description = "Optional: without it, every dead letter"),
+    responses(
+        (status = 200, description = "Retried", body = Retried),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    ))]
 pub async fn dead_retry_many(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Retried>> {
     let filter: RetryFilter = if body.iter().all(u8::is_ascii_whitespace) {
         RetryFilter::default()
     } else {
-        super::error::parse_json(&body)?
+        // `null` is no filter, as an absent body is.
+        super::error::parse_json::<RetryFilter>(&body)?.unwrap_or_default()
     };
     let text = filter.q.filter(|t| !t.is_empty());
-    if filter.ids.is_some() && text.is_some() {
-        return Err(ApiError::invalid(
-            "invalid_filter",
-            "give either ids or q, not both",
-        ));
-    }
     let q = state.queue_handle(&queue).await?;
     let retried = match (&filter.ids, &text) {
-        (Some(ids), _) => q.redrive_many(ids).await?,
+        (Some(ids), Some(text)) => {
+            let needle = text.to_lowercase();
+            let mut matching = Vec::new();
+            for id in ids {
+                let Some(job) = q.job(id).await? else {
+                    continue;
+                };
+                let error = job.last_error.unwrap_or_default().to_lowercase();
+                if job.state == JobState::Dead && error.contains(&needle) {
+                    matching.push(job.id);
+                }
+            }
+            q.redrive_many(&matching).await?
+        }
+        (Some(ids), None) => q.redrive_many(ids).await?,
         (None, Some(text)) => q.redrive_matching(text, FILTER_SCAN_LIMIT).await?,
         (None, None) => q.redrive_all().await?,
     };
-    Ok(Json(serde_json::json!({ "retried": retried })))
+    Ok(Json(Retried { retried, ids: None }))
 }
 
 /// `DELETE /api/queues/{queue}/dead/{id}`.
+#[utoipa::path(delete, path = "/api/queues/{queue}/dead/{id}", tag = "dead letters", params(JobPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such dead letter", body = ErrorBody),
+    ))]
 pub async fn dead_delete(
     State(state): State<AppState>,
-    Path((queue, id)): Path<(String, String)>,
+    ApiPath(JobPath { queue, id }): ApiPath<JobPath>,
 ) -> ApiResult<StatusCode> {
     if state.queue_handle(&queue).await?.delete_dead(&id).await? {
         return Ok(StatusCode::NO_CONTENT);
@@ -436,11 +643,23 @@ pub async fn dead_delete(
     Err(dead_not_found(&queue, &id))
 }
 
+/// How many dead letters a purge deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Purged {
+    /// How many.
+    pub deleted: u64,
+}
+
 /// `DELETE /api/queues/{queue}/dead`: purge.
+#[utoipa::path(delete, path = "/api/queues/{queue}/dead", tag = "dead letters", params(QueuePath),
+    responses(
+        (status = 200, description = "Every dead letter deleted", body = Purged),
+        (status = 404, description = "No such queue", body = ErrorBody),
+    ))]
 pub async fn dead_purge(
     State(state): State<AppState>,
-    Path(queue): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+    ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
+) -> ApiResult<Json<Purged>> {
     let deleted = state.queue_handle(&queue).await?.purge_dead().await?;
-    Ok(Json(serde_json::json!({ "deleted": deleted })))
+    Ok(Json(Purged { deleted }))
 }

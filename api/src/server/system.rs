@@ -5,68 +5,119 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::metrics;
 
-/// The OpenAPI document.
-const OPENAPI: &str = include_str!("../../openapi.json");
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    /// Always `ok`.
+    pub status: String,
+}
 
 /// `GET /health/live`: the process is up.
-pub async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "The process is up", body = Live)))]
+pub async fn live() -> Json<Live> {
+    Json(Live {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness and what each dependency says.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    pub status: String,
+    /// `up` or `down` per dependency: `redis`, and `postgres` with the
+    /// pipeline.
+    pub checks: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET /health/ready`: 200 when Redis (and PostgreSQL, with the
 /// pipeline) answer, else 503 naming what is down.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Every dependency answers", body = Readiness),
+        (status = 503, description = "A dependency is down", body = Readiness),
+    ))]
 pub async fn ready(State(state): State<AppState>) -> Response {
+    let up = |ok: bool| String::from(if ok { "up" } else { "down" });
     let redis = state.client.ping().await;
-    let mut checks = serde_json::Map::new();
-    checks.insert("redis".into(), json!(if redis { "up" } else { "down" }));
+    let mut checks = std::collections::BTreeMap::new();
+    checks.insert("redis".to_owned(), up(redis));
     let mut ok = redis;
     if let Some(p) = &state.pipeline {
         let pg = sluice_jobs::db::ping(&p.pool).await;
-        checks.insert("postgres".into(), json!(if pg { "up" } else { "down" }));
+        checks.insert("postgres".to_owned(), up(pg));
         ok &= pg;
     }
-    if ok {
-        Json(json!({ "status": "ready", "checks": checks })).into_response()
+    let (status, word) = if ok {
+        (StatusCode::OK, "ready")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "checks": checks })),
-        )
-            .into_response()
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = Readiness {
+        status: word.to_owned(),
+        checks,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// What `GET /health` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` when Redis is down.
+    pub status: String,
+    /// Sluice's version.
+    pub version: String,
+    /// Seconds since this process started.
+    pub uptime_secs: u64,
+    /// `redis`: `up` or `down`.
+    pub checks: std::collections::BTreeMap<String, String>,
+    /// Per queue: waiting, active, delayed, dead, paused (absent while
+    /// Redis is down).
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queues: Option<serde_json::Value>,
+    /// Live worker processes (absent while Redis is down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_workers: Option<usize>,
 }
 
 /// `GET /health`: status, queue lengths, live workers, uptime.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, description = "Healthy", body = Health),
+        (status = 503, description = "Redis is down", body = Health),
+    ))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let uptime = state.shared.started.elapsed().as_secs();
-    let version = env!("CARGO_PKG_VERSION");
-    match health_details(&state).await {
-        Ok((queues, workers)) => Json(json!({
-            "status": "ok",
-            "version": version,
-            "uptime_secs": uptime,
-            "checks": { "redis": "up" },
-            "queues": queues,
-            "active_workers": workers,
-        }))
-        .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "version": version,
-                "uptime_secs": uptime,
-                "checks": { "redis": "down" },
-            })),
-        )
-            .into_response(),
-    }
+    let details = health_details(&state).await.ok();
+    let healthy = details.is_some();
+    let (queues, active_workers) = details.unzip();
+    let body = Health {
+        status: if healthy { "ok" } else { "unavailable" }.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: state.shared.started.elapsed().as_secs(),
+        checks: [(
+            "redis".to_owned(),
+            if healthy { "up" } else { "down" }.to_owned(),
+        )]
+        .into(),
+        queues,
+        active_workers,
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Queue lengths and live workers; `Err` when Redis cannot tell.
@@ -96,6 +147,8 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let stats = state.client.all_stats().await?;
     let workers = state.client.workers().await?;
@@ -113,15 +166,35 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
         .into_response())
 }
 
+/// The fleet's live worker processes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerList {
+    /// The workers.
+    pub workers: Vec<sluice_engine::WorkerInfo>,
+}
+
 /// `GET /api/workers`.
-pub async fn workers(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+#[utoipa::path(get, path = "/api/workers", tag = "fleet",
+    responses((status = 200, description = "Live worker processes", body = WorkerList)))]
+pub async fn workers(State(state): State<AppState>) -> ApiResult<Json<WorkerList>> {
     let workers = state.client.workers().await?;
-    Ok(Json(json!({ "workers": workers })))
+    Ok(Json(WorkerList { workers }))
+}
+
+/// The configured schedules.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleList {
+    /// The schedules, in config order.
+    pub schedules: Vec<crate::schedules::ScheduleView>,
 }
 
 /// `GET /api/schedules`: configured schedules, next runs, last run.
-pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(json!({ "schedules": schedule_views(&state).await? })))
+#[utoipa::path(get, path = "/api/schedules", tag = "fleet",
+    responses((status = 200, description = "Configured schedules", body = ScheduleList)))]
+pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<ScheduleList>> {
+    Ok(Json(ScheduleList {
+        schedules: schedule_views(&state).await?,
+    }))
 }
 
 /// Every configured schedule with its next runs and last run.
@@ -148,11 +221,6 @@ pub(super) async fn schedule_views(
         .iter()
         .map(|s| s.view(now, last.remove(&s.section.name)))
         .collect())
-}
-
-/// `GET /api/openapi.json`.
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Unknown path.

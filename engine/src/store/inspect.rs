@@ -420,12 +420,35 @@ impl Store {
             .collect())
     }
 
+    /// How many dead letters come before the first one after `cursor` in
+    /// listing order (death ms, then id, descending): those that died
+    /// later, and those of the cursor's millisecond whose id is not below
+    /// the cursor's.
+    pub(crate) async fn dead_rank_after(&self, cursor: (u64, &str)) -> Result<usize> {
+        let (ms, id) = cursor;
+        let dead = self.keys.dead();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZCOUNT")
+            .arg(&dead)
+            .arg(format!("({ms}"))
+            .arg("+inf")
+            .cmd("ZRANGE")
+            .arg(&dead)
+            .arg(ms)
+            .arg(ms)
+            .arg("BYSCORE");
+        let (later, ties): (usize, Vec<String>) =
+            self.query_pipe("list dead letters", &pipe).await?;
+        Ok(later + ties.iter().filter(|t| t.as_str() >= id).count())
+    }
+
     /// Dead letters whose error contains `text` (ignoring case), newest
-    /// first: the ids of the `offset..offset+limit` matches and how many
+    /// first, only those after `after` when given: the ids of the `offset..offset+limit` matches and how many
     /// match in all. Reads only the error field, 1,000 letters per round trip.
     pub(crate) async fn find_dead(
         &self,
         text: &str,
+        after: Option<(u64, &str)>,
         offset: usize,
         limit: usize,
     ) -> Result<(Vec<String>, u64)> {
@@ -433,7 +456,10 @@ impl Store {
         let needle = text.to_lowercase();
         let mut page = Vec::new();
         let mut matched = 0u64;
-        let mut start = 0;
+        let mut start = match after {
+            None => 0,
+            Some(cursor) => self.dead_rank_after(cursor).await?,
+        };
         loop {
             let ids = self.dead_ids(start, CHUNK).await?;
             if ids.is_empty() {

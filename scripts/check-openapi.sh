@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# API conformance: schemathesis (every check, every phase) against a live
+# `sluice serve` with the pipeline and an API key, driven by the OpenAPI
+# document that server serves. Any finding fails. Usage:
+#   scripts/check-openapi.sh path/to/sluice [redis-url] [max-examples]
+# The server gets its own key prefix and PostgreSQL schema, removed after.
+set -euo pipefail
+sluice=$1
+redis_url=${2:-redis://127.0.0.1:6379/}
+examples=${3:-50}
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+  'schemathesis==4.32.5'
+dir=$(mktemp -d)
+tag="openapi_$$_$RANDOM"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+key="sk_conformance_$RANDOM$RANDOM$RANDOM"
+hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+cat > "$dir/sluice.toml" <<TOML
+redis_url = "$redis_url"
+prefix = "$tag"
+data_dir = "$dir/data"
+
+[api]
+listen = "127.0.0.1:$port"
+
+[[api.keys]]
+name = "conformance"
+sha256 = "$hash"
+scope = "admin"
+
+[[queues]]
+name = "plain"
+url = "http://127.0.0.1:9/hook"
+
+[[queues]]
+name = "split"
+partitions = 3
+url = "http://127.0.0.1:9/hook"
+
+[[alerts]]
+name = "backlog"
+kind = "queue_depth"
+queue = "plain"
+threshold = 1000.0
+
+[pipeline]
+database_url = "postgres://postgres@127.0.0.1:5432/postgres"
+database_schema = "$tag"
+public_url = "http://127.0.0.1:$port"
+chart_url = "https://www.tradingview.com/chart/{chart}/"
+chromium = "/usr/bin/chromium"
+screenshots_dir = "$dir/data/screenshots"
+backups_dir = "$dir/data/backups"
+TOML
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP SCHEMA IF EXISTS \"$tag\" CASCADE" >/dev/null 2>&1 || true
+  redis-cli -u "$redis_url" --scan --pattern "*$tag*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$redis_url" DEL >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+"$sluice" --config "$dir/sluice.toml" migrate >/dev/null
+"$sluice" --config "$dir/sluice.toml" serve --no-schedules >"$dir/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+status=0
+schemathesis run "http://127.0.0.1:$port/api/openapi.json" \
+  --checks all --workers 1 --seed 1 --max-examples "$examples" \
+  -H "Authorization: Bearer $key" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- the server's log"
+  tail -50 "$dir/serve.log"
+fi
+exit "$status"
