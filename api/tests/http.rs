@@ -705,6 +705,53 @@ async fn the_openapi_document_names_every_path() {
     }
 }
 
+/// The served document describes the serving process: security and 401s
+/// only with keys, the pipeline's routes only with a pipeline, the batch
+/// limit as configured, and every error answer in the one error shape.
+#[tokio::test]
+async fn the_openapi_document_describes_this_server() {
+    let open = send(&api_without_redis(), Method::GET, "/api/openapi.json").await;
+    let doc = &open.json;
+    assert!(
+        doc["components"]["securitySchemes"].is_null(),
+        "{}",
+        open.text
+    );
+    assert!(doc["paths"]["/webhook/u/{token}"].is_null());
+    assert!(doc["paths"]["/api/queues"]["get"]["responses"]["401"].is_null());
+    let jobs = &doc["components"]["schemas"]["BatchRequest"]["properties"]["jobs"];
+    assert_eq!(jobs["maxItems"], FileConfig::default().api.max_batch);
+    assert_eq!(jobs["minItems"], 1);
+    let enqueue = &doc["paths"]["/api/queues/{queue}/jobs"]["post"];
+    for status in ["201", "200", "400", "409", "413", "415", "422", "503"] {
+        assert!(enqueue["responses"][status].is_object(), "{status} missing");
+    }
+    assert_eq!(
+        enqueue["responses"]["422"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Error"
+    );
+    let queue = &enqueue["parameters"][0]["schema"];
+    assert!(queue["pattern"].is_string() && queue["maxLength"] == 128);
+
+    let p = Prefix::new("openapidoc");
+    let keyed = send(
+        &api(&p, keyed_config(None)).await,
+        Method::GET,
+        "/api/openapi.json",
+    )
+    .await;
+    let doc = &keyed.json;
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let list = &doc["paths"]["/api/queues"]["get"];
+    assert!(list["security"][0]["bearer"].is_array(), "{}", keyed.text);
+    assert!(list["responses"]["401"].is_object());
+    let live = &doc["paths"]["/health/live"]["get"];
+    assert_eq!(live["security"], serde_json::json!([{}]));
+}
+
 #[tokio::test]
 async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name() {
     let p = Prefix::new("pdead");
