@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # API conformance: schemathesis (every check, every phase) against a live
-# `sluice serve` with the pipeline and an API key, driven by the OpenAPI
-# document that server serves. Any finding fails. Usage:
+# `sluice serve` with the pipeline, driven by the OpenAPI document that
+# server serves: once with an admin API key, once open (no keys, where the
+# origin guard decides). Any finding fails. Usage:
 #   scripts/check-openapi.sh path/to/sluice [redis-url] [max-examples]
 # The server gets its own key prefix and PostgreSQL schema, removed after.
 set -euo pipefail
@@ -15,18 +16,14 @@ tag="openapi_$$_$RANDOM"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 key="sk_conformance_$RANDOM$RANDOM$RANDOM"
 hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
-cat > "$dir/sluice.toml" <<TOML
+write_config() { # $1: "keyed" or "open"
+  cat > "$dir/sluice.toml" <<TOML
 redis_url = "$redis_url"
 prefix = "$tag"
 data_dir = "$dir/data"
 
 [api]
 listen = "127.0.0.1:$port"
-
-[[api.keys]]
-name = "conformance"
-sha256 = "$hash"
-scope = "admin"
 
 [[queues]]
 name = "plain"
@@ -52,6 +49,11 @@ chromium = "/usr/bin/chromium"
 screenshots_dir = "$dir/data/screenshots"
 backups_dir = "$dir/data/backups"
 TOML
+  if [ "$1" = keyed ]; then
+    # TOML allows the [[api.keys]] table after the others.
+    printf '\n[[api.keys]]\nname = "conformance"\nsha256 = "%s"\nscope = "admin"\n' "$hash" >> "$dir/sluice.toml"
+  fi
+}
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
@@ -60,19 +62,28 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-"$sluice" --config "$dir/sluice.toml" migrate >/dev/null
-"$sluice" --config "$dir/sluice.toml" serve --no-schedules >"$dir/serve.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break
-  sleep 0.1
-done
 status=0
-schemathesis run "http://127.0.0.1:$port/api/openapi.json" \
-  --checks all --workers 1 --seed 1 --max-examples "$examples" \
-  -H "Authorization: Bearer $key" || status=$?
-if [ "$status" -ne 0 ]; then
-  echo "--- the server's log"
-  tail -50 "$dir/serve.log"
-fi
+for mode in keyed open; do
+  echo "--- schemathesis, $mode"
+  write_config "$mode"
+  "$sluice" --config "$dir/sluice.toml" migrate >/dev/null
+  "$sluice" --config "$dir/sluice.toml" serve --no-schedules >"$dir/serve.log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  auth=()
+  [ "$mode" = keyed ] && auth=(-H "Authorization: Bearer $key")
+  run=0
+  schemathesis run "http://127.0.0.1:$port/api/openapi.json" \
+    --checks all --workers 1 --seed 1 --max-examples "$examples" "${auth[@]}" || run=$?
+  if [ "$run" -ne 0 ]; then
+    echo "--- the server's log ($mode)"
+    tail -50 "$dir/serve.log"
+    status=1
+  fi
+  kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  server=""
+done
 exit "$status"

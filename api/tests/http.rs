@@ -732,6 +732,17 @@ async fn the_openapi_document_describes_this_server() {
     );
     let queue = &enqueue["parameters"][0]["schema"];
     assert!(queue["pattern"].is_string() && queue["maxLength"] == 128);
+    // Open mode: a bodiless change needs the client header, an optional
+    // body becomes required (see origin.rs).
+    let pause = &doc["paths"]["/api/queues/{queue}/pause"]["post"];
+    let header = &pause["parameters"][1];
+    assert_eq!(
+        (&header["name"], &header["in"]),
+        (&"x-sluice-client".into(), &"header".into())
+    );
+    assert_eq!(header["required"], true);
+    let retry = &doc["paths"]["/api/queues/{queue}/dead/retry"]["post"];
+    assert_eq!(retry["requestBody"]["required"], true, "{}", retry);
 
     let p = Prefix::new("openapidoc");
     let keyed = send(
@@ -750,6 +761,10 @@ async fn the_openapi_document_describes_this_server() {
     assert!(list["responses"]["401"].is_object());
     let live = &doc["paths"]["/health/live"]["get"];
     assert_eq!(live["security"], serde_json::json!([{}]));
+    let pause = &doc["paths"]["/api/queues/{queue}/pause"]["post"];
+    assert_eq!(pause["parameters"].as_array().map(Vec::len), Some(1));
+    let retry = &doc["paths"]["/api/queues/{queue}/dead/retry"]["post"];
+    assert_ne!(retry["requestBody"]["required"], true, "{}", retry);
 }
 
 #[tokio::test]
@@ -1009,6 +1024,19 @@ async fn cross_site_requests_cannot_change_anything_in_open_mode() {
     );
     let shown = send(&app, Method::GET, "/api/queues/x").await;
     assert_eq!(shown.json["paused"], true);
+
+    // A method no route takes is 405, whatever it carries: the guard is
+    // about requests that could change something.
+    for method in [Method::TRACE, Method::PUT, Method::PATCH] {
+        assert_eq!(
+            raw(method.clone(), "/api/queues/x/pause", &[], "").await,
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed".to_owned()
+            ),
+            "{method}"
+        );
+    }
 }
 
 /// A raw request with a cookie and a form body, and its status, headers

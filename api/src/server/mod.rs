@@ -223,11 +223,12 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
         )
         .merge(dashboard::routes());
-    api.fallback(system::not_found)
+    // The origin guard guards routed requests only: a method no route
+    // takes is 405, and (being inside auth) a request without a key hears
+    // 401, what is missing, rather than 415.
+    api.route_layer(axum::middleware::from_fn(origin::guard))
+        .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
-        // The origin guard runs after auth, so that a request without a
-        // key hears 401 (what is missing) rather than 415.
-        .layer(axum::middleware::from_fn(origin::guard))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

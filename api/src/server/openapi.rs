@@ -63,6 +63,9 @@ pub fn finish(mut doc: Document, file: &FileConfig) -> Document {
                     SecurityRequirement::new("bearer", Vec::<String>::new())
                 }]);
             }
+            if !keyed && path.starts_with("/api/") && method != "get" {
+                guard_open_mode(op);
+            }
             shared_answers(path, method, op, keyed && !open);
         }
     }
@@ -76,6 +79,32 @@ pub fn finish(mut doc: Document, file: &FileConfig) -> Document {
         jobs.max_items = Some(file.api.max_batch);
     }
     doc
+}
+
+/// In open mode a request that changes something must carry what a
+/// browser sends cross-site only after a preflight (see `origin.rs`): a
+/// JSON body, or for a bodiless one an `X-Sluice-Client` header. OpenAPI
+/// cannot say "one or the other", so an optional body becomes required
+/// (`{}` is the empty filter), and an operation without one requires the
+/// header.
+fn guard_open_mode(op: &mut Operation) {
+    if let Some(body) = op.request_body.as_mut() {
+        body.required = Some(utoipa::openapi::Required::True);
+        return;
+    }
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let header = ParameterBuilder::new()
+        .name(super::origin::CLIENT_HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(utoipa::openapi::Required::True)
+        .description(Some(
+            "Any value, e.g. the client's name: proof that no web page sent the request \
+             (a JSON Content-Type or an Authorization header does as well)",
+        ))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    op.parameters.get_or_insert_with(Vec::new).push(header);
 }
 
 /// The operations of a path item with their methods.

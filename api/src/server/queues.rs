@@ -422,7 +422,7 @@ pub struct Page {
     pub q: Option<String>,
     /// Start after this cursor (a page's `next_cursor`): as cheap at any
     /// depth as the first page. Empty: from the newest.
-    #[param(pattern = r"^([0-9]{1,19}-.{1,200})?$")]
+    #[param(pattern = r"^([0-9]{1,19}-[^\n\r\u2028\u2029]{1,200})?$")]
     pub cursor: Option<String>,
 }
 
