@@ -705,6 +705,22 @@ async fn the_openapi_document_names_every_path() {
     }
 }
 
+/// Queues whose name starts with `_` are Sluice's own (`_alerts` carries
+/// the alert notifications): the API does not put jobs in them.
+#[tokio::test]
+async fn the_api_does_not_enqueue_into_sluices_own_queues() {
+    let p = Prefix::new("reserved");
+    let app = api(&p, FileConfig::default()).await;
+    let body = Some(r#"{"payload": {"text": "hi"}}"#);
+    let one = call(&app, Method::POST, "/api/queues/_alerts/jobs", None, body).await;
+    assert_error(&one, StatusCode::FORBIDDEN, "reserved_queue");
+    let batch = Some(r#"{"jobs": [{"payload": 1}]}"#);
+    let many = call(&app, Method::POST, "/api/queues/_x/jobs/batch", None, batch).await;
+    assert_error(&many, StatusCode::FORBIDDEN, "reserved_queue");
+    let ok = call(&app, Method::POST, "/api/queues/a_b/jobs", None, body).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+}
+
 /// The served document describes the serving process: security and 401s
 /// only with keys, the pipeline's routes only with a pipeline, the batch
 /// limit as configured, and every error answer in the one error shape.

@@ -141,6 +141,7 @@ pub struct BatchResponse {
     responses(
         (status = 201, description = "Enqueued", body = Enqueued),
         (status = 200, description = "The idempotency key matched an earlier job; nothing was added", body = Enqueued),
+        (status = 403, description = "The queue is Sluice's own (its name starts with _), or the key may only read", body = ErrorBody),
         (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
     ))]
 pub async fn enqueue(
@@ -148,6 +149,7 @@ pub async fn enqueue(
     ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     ApiJson(body): ApiJson<EnqueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
+    refuse_reserved(&queue)?;
     let (partition_key, job) = body.into_keyed_job()?;
     let q = state.queue_for_write(&queue).await?;
     refuse_partition_key(&q, partition_key.is_some())?;
@@ -167,6 +169,7 @@ pub async fn enqueue(
     request_body = BatchRequest,
     responses(
         (status = 201, description = "Enqueued, one entry per job in request order", body = BatchResponse),
+        (status = 403, description = "The queue is Sluice's own (its name starts with _), or the key may only read", body = ErrorBody),
         (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
     ))]
 pub async fn enqueue_batch(
@@ -174,6 +177,7 @@ pub async fn enqueue_batch(
     ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     ApiJson(body): ApiJson<BatchRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
+    refuse_reserved(&queue)?;
     let max = state.file.api.max_batch;
     if body.jobs.len() > max {
         return Err(ApiError::new(
@@ -197,6 +201,20 @@ pub async fn enqueue_batch(
     refuse_partition_key(&q, jobs.iter().any(|(key, _)| key.is_some()))?;
     let done = q.enqueue_batch_keyed(jobs).await?;
     Ok((StatusCode::CREATED, Json(BatchResponse { jobs: done })))
+}
+
+/// Queues whose name starts with `_` are Sluice's own (`_alerts` carries
+/// the alert notifications, which its workers send): jobs from outside
+/// have no place in them.
+fn refuse_reserved(queue: &str) -> ApiResult<()> {
+    if queue.starts_with('_') {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reserved_queue",
+            format!("queue {queue:?} is Sluice's own (names starting with _ are reserved)"),
+        ));
+    }
+    Ok(())
 }
 
 /// A partition key for a queue that has no partitions is a mistake the
