@@ -69,10 +69,15 @@ for mode in keyed open; do
   "$sluice" --config "$dir/sluice.toml" migrate >/dev/null
   "$sluice" --config "$dir/sluice.toml" serve --no-schedules >"$dir/serve.log" 2>&1 &
   server=$!
-  for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  python3 - "$port" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health/live", timeout=1)
+        break
+    except Exception:
+        time.sleep(0.1)
+PY
   auth=()
   [ "$mode" = keyed ] && auth=(-H "Authorization: Bearer $key")
   run=0

@@ -1,0 +1,83 @@
+//! The dependency rules between the workspace's crates
+//! (`docs/architecture.md`), read from their manifests: which Sluice crate
+//! may depend on which, that the test kit is only ever a dev-dependency,
+//! and that only the binary turns on the `openapi` feature.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// A crate's Sluice dependencies: (normal, dev), by crate name.
+fn sluice_deps(dir: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join(dir).join("Cargo.toml")).expect("manifest");
+    let manifest: toml::Table = toml::from_str(&text).expect("toml");
+    let names = |section: &str| -> BTreeSet<String> {
+        manifest
+            .get(section)
+            .and_then(|t| t.as_table())
+            .map(|t| {
+                t.keys()
+                    .filter(|k| k.starts_with("sluice-"))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (names("dependencies"), names("dev-dependencies"))
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn each_crate_depends_only_on_the_layers_below_it() {
+    let rules: [(&str, &[&str]); 6] = [
+        ("engine", &[]),
+        ("jobs", &["sluice-engine"]),
+        ("dashboard", &[]),
+        ("testkit", &["sluice-engine"]),
+        ("bench", &["sluice-engine", "sluice-jobs"]),
+        ("api", &["sluice-engine", "sluice-jobs", "sluice-dashboard"]),
+    ];
+    for (dir, allowed) in rules {
+        let (normal, dev) = sluice_deps(dir);
+        assert_eq!(normal, set(allowed), "{dir}'s dependencies");
+        let dev_allowed = set(&["sluice-testkit"]);
+        assert!(
+            dev.is_subset(&dev_allowed.union(&set(allowed)).cloned().collect()),
+            "{dir}'s dev-dependencies: {dev:?}"
+        );
+    }
+}
+
+#[test]
+fn only_the_binary_turns_on_the_openapi_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["engine", "jobs", "dashboard", "testkit", "bench", "api"] {
+        let text = std::fs::read_to_string(root.join(dir).join("Cargo.toml")).expect("manifest");
+        let manifest: toml::Table = toml::from_str(&text).expect("toml");
+        let turns_on = ["dependencies", "dev-dependencies"].iter().any(|section| {
+            manifest
+                .get(*section)
+                .and_then(|t| t.as_table())
+                .is_some_and(|t| {
+                    t.iter().any(|(name, spec)| {
+                        name.starts_with("sluice-")
+                            && spec
+                                .get("features")
+                                .and_then(|f| f.as_array())
+                                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("openapi")))
+                    })
+                })
+        });
+        assert_eq!(turns_on, dir == "api", "{dir} and the openapi feature");
+    }
+    // The engine's schemas are optional: it builds without utoipa.
+    let engine = std::fs::read_to_string(root.join("engine/Cargo.toml")).expect("manifest");
+    let engine: toml::Table = toml::from_str(&engine).expect("toml");
+    assert_eq!(
+        engine["dependencies"]["utoipa"]["optional"].as_bool(),
+        Some(true)
+    );
+}
