@@ -129,10 +129,8 @@ async fn open_queues(
     match queue {
         Some(name) => Ok(vec![handle(client, file, &name).await?]),
         None => {
-            let mut all = Vec::new();
-            for name in client.queues().await? {
-                all.push(client.queue(&name).await?);
-            }
+            let names = client.queues().await?;
+            let all = futures::future::try_join_all(names.iter().map(|n| client.queue(n))).await?;
             Ok(all)
         }
     }
@@ -185,13 +183,11 @@ async fn stats(
     queue: Option<String>,
     out: Output,
 ) -> anyhow::Result<()> {
-    let mut all: Vec<Stats> = Vec::new();
-    // A partitioned queue shows a row per partition.
-    for q in open_queues(client, file, queue).await? {
-        for part in q.partitions() {
-            all.push(part.stats().await?);
-        }
-    }
+    // A partitioned queue shows a row per partition; every partition's
+    // counts are read together.
+    let queues = open_queues(client, file, queue).await?;
+    let parts = queues.iter().flat_map(|q| q.partitions());
+    let all: Vec<Stats> = futures::future::try_join_all(parts.map(|p| p.stats())).await?;
     if out.json {
         return out.done("", &all);
     }

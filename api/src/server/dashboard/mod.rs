@@ -490,11 +490,14 @@ async fn queue_row(
     minutes: u64,
     now_ms: u64,
 ) -> DashResult<(QueueRow, Vec<sluice_engine::MinuteCount>, Option<u64>)> {
-    let stats = q.stats().await?;
-    let series = q.throughput(minutes.max(2)).await?;
+    // The three reads go out together.
+    let (stats, series, next) = futures::try_join!(
+        q.stats(),
+        q.throughput(minutes.max(2)),
+        q.jobs_in_state(JobState::Waiting, 0, 1)
+    )?;
     // The newest minute is still running: report the last full one.
     let last_full = series.iter().rev().nth(1).cloned().unwrap_or_default();
-    let next = q.jobs_in_state(JobState::Waiting, 0, 1).await?;
     let wait = next
         .first()
         .map(|j| now_ms.saturating_sub(j.due_at_ms.unwrap_or(j.created_at_ms)));
@@ -532,9 +535,13 @@ async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLiv
     let mut failed = vec![0u64; minutes as usize];
     let mut labels: Vec<String> = Vec::new();
     let mut waits = Vec::new();
-    for name in names {
-        let q = state.existing_queue(&name).await?;
-        let (row, series, wait) = queue_row(&q, minutes, now_ms).await?;
+    // Every queue's reads go out together, not one queue after another.
+    let read = futures::future::try_join_all(names.iter().map(|name| async move {
+        let q = state.existing_queue(name).await?;
+        queue_row(&q, minutes, now_ms).await
+    }))
+    .await?;
+    for (row, series, wait) in read {
         let series = &series[series.len().saturating_sub(minutes as usize)..];
         for (i, m) in series.iter().enumerate() {
             completed[i] += m.completed;
