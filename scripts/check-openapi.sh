@@ -58,7 +58,9 @@ server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP SCHEMA IF EXISTS \"$tag\" CASCADE" >/dev/null 2>&1 || true
-  redis-cli -u "$redis_url" --scan --pattern "*$tag*" 2>/dev/null | xargs -r -n 500 redis-cli -u "$redis_url" DEL >/dev/null 2>&1 || true
+  # In Redis, not through xargs: the fuzzer's queue names hold quotes and
+  # line breaks.
+  redis-cli -u "$redis_url" EVAL "local c='0' repeat local r=redis.call('SCAN',c,'MATCH',ARGV[1],'COUNT',1000) c=r[1] for _,k in ipairs(r[2]) do redis.call('DEL',k) end until c=='0' return 1" 0 "*$tag*" >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
 trap cleanup EXIT

@@ -438,8 +438,13 @@ async fn workers_killed_at_random_lose_nothing_and_fenced_workers_cannot_complet
             tokio::time::sleep(Duration::from_secs(4)).await;
             workers[victim].signal("CONT");
             frozen = true;
-            // Its outcomes for the jobs it held are refused once it wakes.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // Its outcomes for the jobs it held are refused once it wakes
+            // (after its connection recovers: waited for, not a fixed pause).
+            let thawed = &workers[victim];
+            eventually(Duration::from_secs(20), || async {
+                thawed.log_text().contains("outcome refused")
+            })
+            .await;
             fenced_log = workers[victim].log_text();
         } else {
             workers[victim].signal("KILL");
