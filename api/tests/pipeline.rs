@@ -707,3 +707,40 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     drop(prefix);
     server.kill();
 }
+
+/// A database the migrations have not reached is not ready: the probe
+/// says so (503, `not_migrated`) instead of answering 200 while every
+/// pipeline route fails with a 500; after `sluice migrate` it is ready.
+#[tokio::test]
+async fn an_unmigrated_database_is_not_ready() {
+    let prefix = Prefix::new("pipe-unmigrated");
+    let schema = sluice_testkit::PgSchema::new("unmigrated");
+    let mut db = sluice_jobs::db::DbConfig::new(common::pg::database_url());
+    db.schema = Some(schema.name.clone());
+    let section = PipelineSection {
+        database_url: Some(db.url.clone()),
+        database_schema: db.schema.clone(),
+        backup_cron: String::new(),
+        retention_cron: String::new(),
+        ..PipelineSection::default()
+    };
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let app = api(&prefix, file).await;
+    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
+    );
+    assert_eq!(ready.json["checks"]["postgres"], "not_migrated");
+    assert_eq!(ready.json["checks"]["redis"], "up");
+
+    sluice_jobs::db::migrate(&db).await.expect("migrate");
+    let ready = call(&app, Method::GET, "/health/ready", None, None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    assert_eq!(ready.json["checks"]["postgres"], "up");
+}

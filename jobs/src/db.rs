@@ -99,6 +99,26 @@ pub async fn ping(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
 
+/// How many of this binary's migrations the database has not applied (all
+/// of them when it has none yet); an error when PostgreSQL cannot tell.
+pub async fn pending_migrations(pool: &PgPool) -> Result<usize> {
+    let applied: Vec<(i64,)> =
+        match sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(rows) => rows,
+            // 42P01, undefined_table: never migrated.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+    let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count())
+}
+
 /// Whether `e` is PostgreSQL being down or unreachable (worth waiting
 /// for), as opposed to a statement it refused.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {

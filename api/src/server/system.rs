@@ -35,12 +35,13 @@ pub struct Readiness {
     /// `ready` or `unavailable`.
     pub status: String,
     /// `up` or `down` per dependency: `redis`, and `postgres` with the
-    /// pipeline.
+    /// pipeline (`not_migrated` when it answers but lacks migrations:
+    /// run `sluice migrate`).
     pub checks: std::collections::BTreeMap<String, String>,
 }
 
-/// `GET /health/ready`: 200 when Redis (and PostgreSQL, with the
-/// pipeline) answer, else 503 naming what is down.
+/// `GET /health/ready`: 200 when Redis (and PostgreSQL, migrated, with
+/// the pipeline) answer, else 503 naming what is down.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Every dependency answers", body = Readiness),
@@ -53,9 +54,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     checks.insert("redis".to_owned(), up(redis));
     let mut ok = redis;
     if let Some(p) = &state.pipeline {
-        let pg = sluice_jobs::db::ping(&p.pool).await;
-        checks.insert("postgres".to_owned(), up(pg));
-        ok &= pg;
+        // Up means migrated too: an unmigrated database would answer every
+        // pipeline route with a 500.
+        let pg = match sluice_jobs::db::pending_migrations(&p.pool).await {
+            Ok(0) => "up",
+            Ok(_) => "not_migrated",
+            Err(_) => "down",
+        };
+        checks.insert("postgres".to_owned(), pg.to_owned());
+        ok &= pg == "up";
     }
     let (status, word) = if ok {
         (StatusCode::OK, "ready")
