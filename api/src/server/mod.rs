@@ -26,7 +26,6 @@ use std::time::Instant;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
 use sluice_engine::{Client, Queue};
 use tokio::sync::watch;
@@ -216,11 +215,13 @@ pub fn router(state: AppState) -> Router {
     };
     let (api, doc) = api.split_for_parts();
     let doc = openapi::finish(doc, &state.file);
-    let doc = serde_json::to_string(&doc).unwrap_or_else(|_| String::from("{}"));
+    let doc: Arc<str> = serde_json::to_string(&doc)
+        .unwrap_or_else(|_| String::from("{}"))
+        .into();
     let api = api
         .route(
             "/api/openapi.json",
-            get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
+            get(openapi::openapi_document).layer(axum::Extension(doc)),
         )
         .merge(dashboard::routes());
     // The origin guard guards routed requests only: a method no route
