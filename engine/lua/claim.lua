@@ -9,9 +9,12 @@
 -- ARGV[5]        how long (ms) this call's record is kept for a replay
 -- ARGV[6]        token of the worker's previous claim, whose reply arrived
 --                (its record is deleted), or ''
--- ARGV[7]        D: number of entries a blocking XREADGROUP delivered to
---                the consumer's DELIVERED name, to activate before reading more
--- ARGV[8 ..]     3 fields per delivered entry: level, entry id, job id
+-- ARGV[7]        D: number of entries delivered to this worker and not yet
+--                activated, to activate before reading more: by a blocking
+--                XREADGROUP (to the consumer's DELIVERED name), or by a
+--                direct read (worker.rs) that found them needing this script
+-- ARGV[8]        the consumer name those entries are pending for
+-- ARGV[9 ..]     3 fields per delivered entry: level, entry id, job id
 --                ('' for a light entry: its id is its place)
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
 --                 is free; N > 0: limited, next token in N ms), the queue's
@@ -39,8 +42,8 @@
 -- deleted by the worker's next claim, or expires; the meta field
 -- `ct:<consumer>` names it, for reclaim.lua to tell such unconfirmed jobs.
 --
--- An entry a blocking read delivered is activated only while it is still
--- pending for the DELIVERED name and its job is waiting: it may have waited
+-- A delivered entry is activated only while it is still pending for the
+-- name it was delivered to (ARGV[8]) and its job is waiting: it may have waited
 -- longer than the visibility timeout and been reclaimed meanwhile, and
 -- activating it then would raise the fence over the new owner's.
 --
@@ -186,9 +189,9 @@ end
 local cancelled = redis.call('HLEN', base .. 'cx') > 0
 
 local paused = meta[1] == '1'
-local delivered_to = consumer .. DELIVERED
+local delivered_to = ARGV[8]
 for i = 0, delivered - 1 do
-  local o = 8 + i * 3
+  local o = 9 + i * 3
   local level, eid, jid = tonumber(ARGV[o]), ARGV[o + 1], ARGV[o + 2]
   if jid == '' then jid = light_id(level, eid) end
   local stream = stream_key(level)

@@ -52,12 +52,26 @@ local function unconfirmed(jk)
 end
 
 -- The claim token of `owner`'s last claim when its record still exists
--- (the worker never confirmed its reply) and lists entry `eid`.
-local function unconfirmed_claim(owner, eid)
+-- (the worker never confirmed its reply) and that claim took entry `eid`,
+-- idle `idle` ms. A claim.lua record lists its entries. A direct read
+-- (store/direct.rs) cannot: its record is "read <ms it is kept>", written
+-- in the same MULTI as the read, so the read ran `kept - PTTL` ms ago, and
+-- its entries are those delivered to `owner` since then (a keep-alive
+-- refresh also counts as a delivery, so an entry the worker knew may be
+-- taken for one it never heard of: that is what MAX_GIVE_BACKS bounds).
+local function unconfirmed_claim(owner, eid, idle)
   local ct = redis.call('HGET', KEYS[1], 'ct:' .. owner)
   if not ct then return nil end
-  local record = redis.call('GET', base .. 'call:' .. ct)
-  if record and string.find(record .. ' ', ' ' .. eid .. ' ', 1, true) then return ct end
+  local record_key = base .. 'call:' .. ct
+  local record = redis.call('GET', record_key)
+  if not record then return nil end
+  local kept = string.match(record, '^read (%d+)$')
+  if kept then
+    local age = tonumber(kept) - redis.call('PTTL', record_key)
+    if idle <= age + 1 then return ct end
+    return nil
+  end
+  if string.find(record .. ' ', ' ' .. eid .. ' ', 1, true) then return ct end
   return nil
 end
 
@@ -114,7 +128,7 @@ while KEYS[2 + level] do
           elseif light then
             -- A light job its worker ran (or never heard of, when the
             -- claim's reply was lost): from here it is a heavy one.
-            materialize(base, level, eid, light, owner, unconfirmed_claim(owner, eid))
+            materialize(base, level, eid, light, owner, unconfirmed_claim(owner, eid, idle))
           end
           local state = light ~= 'handled' and redis.call('HMGET', jk, 'prio', 'state')
           if light == 'handled' then

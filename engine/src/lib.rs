@@ -89,9 +89,12 @@
 //!   carries a token made before its first try, and Redis keeps a record
 //!   of the call until no retry can come.
 //! - **Strict priority.** Levels 0 (most urgent) to 9; a level is served only
-//!   when all more urgent levels have nothing ready. The one exception: a
-//!   worker woken from a blocking wait takes what arrived on any level at
-//!   that moment.
+//!   when all more urgent levels have nothing ready. Two exceptions, each
+//!   at most one claim batch: a worker woken from a blocking wait takes
+//!   what arrived on any level at that moment; and a worker draining a
+//!   level reads it together with the more urgent levels (a direct read,
+//!   see `docs/design.md`), so a job arriving on a more urgent level at
+//!   that moment runs beside that read's jobs of the drained level.
 //! - **Retries.** A failed attempt is retried after
 //!   `min(max, base * factor^(attempt-1))`, lowered at random by up to the
 //!   jitter share, while attempts are left (default 4 runs: the first and 3

@@ -505,7 +505,11 @@ impl Partition {
     pub async fn claim(&self, consumer: &str, count: usize) -> Result<Vec<Job>> {
         crate::keys::validate_name("consumer name", consumer)?;
         let call = self.call_token(None);
-        let jobs = self.store.claim(consumer, count, &[], &call).await?.1;
+        let jobs = self
+            .store
+            .claim(consumer, count, &Default::default(), &call)
+            .await?
+            .1;
         self.store.forget_calls(&[call.token]).await;
         Ok(jobs)
     }

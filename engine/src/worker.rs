@@ -32,7 +32,7 @@ use crate::promoter::{self, PromoterConfig};
 use crate::queue::Queue;
 use crate::reclaimer;
 use crate::run::Cancellation;
-use crate::store::{CallToken, RateState, SettleItem, Settled};
+use crate::store::{CallToken, ClaimStatus, Delivered, RateState, SettleItem, Settled};
 
 /// How often an empty rate-limited queue is polled for new jobs.
 const RATE_LIMITED_POLL: Duration = Duration::from_millis(100);
@@ -492,23 +492,34 @@ impl<H: Runner> Worker<H> {
                 }
             }
         };
-        // Entries a blocking read delivered to us; claimed on the next pass.
-        let mut delivered: Vec<(u8, String, String)> = Vec::new();
+        // Entries delivered to us and not yet activated (by a blocking read,
+        // or by a direct read that found them needing claim.lua): claimed
+        // on the next pass.
+        let mut delivered = Delivered::default();
         // A claim call that failed (perhaps after Redis ran it) is sent again
         // with its token until it is answered: the answer is then the first
         // run's jobs, not a second claim. The token of the last answered
         // call goes with the next one, to free its record.
         let mut unanswered: Option<CallToken> = None;
         let mut answered: Option<String> = None;
+        // Direct reads (store/direct.rs): after a claim that came back full
+        // with the queue neither paused nor limited, the next claim reads
+        // levels 0..=this one (the least urgent the last claim reached)
+        // without claim.lua. A claim that comes back short goes through
+        // claim.lua again, which looks for the next level strictly.
+        let mut direct: Option<u8> = None;
+        // A direct read failed and may have run: the next claim reads this
+        // worker's own pending entries instead, to take those it never saw.
+        let mut lost_read = false;
         loop {
-            if *stop.borrow() && delivered.is_empty() {
+            if *stop.borrow() && delivered.entries.is_empty() {
                 store.forget_calls(answered.as_slice()).await;
                 return Ok(running);
             }
             while running.try_join_next().is_some() {}
             let first = tokio::select! {
                 p = slots.clone().acquire_owned() => p.map_err(|_| crate::Error::invalid("concurrency", "semaphore closed"))?,
-                _ = stop.changed(), if delivered.is_empty() => continue,
+                _ = stop.changed(), if delivered.entries.is_empty() => continue,
             };
             let mut permits = vec![first];
             while permits.len() < self.config.batch_size {
@@ -523,20 +534,80 @@ impl<H: Runner> Worker<H> {
             let call = unanswered
                 .take()
                 .unwrap_or_else(|| queue.call_token(answered.take()));
-            let (status, jobs) = match store.claim(&self.consumer, want, &delivered, &call).await {
-                Ok(r) => {
+            let read = if lost_read {
+                let known: std::collections::HashSet<(u8, String)> = match in_flight.lock() {
+                    Ok(held) => held
+                        .values()
+                        .map(|h| (h.level, h.entry_id.clone()))
+                        .collect(),
+                    Err(_) => Default::default(),
+                };
+                let count = known.len() + 2 * self.config.batch_size + 64;
+                Some(
+                    store
+                        .read_own_pending(&self.consumer, count, &call, |(level, entry)| {
+                            known.contains(&(level, entry.to_owned()))
+                        })
+                        .await,
+                )
+            } else if let (Some(deepest), true) = (direct, delivered.entries.is_empty()) {
+                Some(
+                    store
+                        .read_direct(&self.consumer, want, deepest, &call)
+                        .await,
+                )
+            } else {
+                None
+            };
+            let (status, jobs) = match read {
+                Some(Ok(r)) => {
                     backoff.succeeded(queue.name());
-                    delivered.clear();
                     answered = Some(call.token);
-                    r
+                    lost_read = false;
+                    let full = r.jobs.len() >= want && !r.needs_script;
+                    direct = full.then(|| deepest_level(&r.jobs)).flatten();
+                    if !r.deferred.is_empty() {
+                        delivered = Delivered {
+                            entries: r.deferred,
+                            by_blocking_read: false,
+                        };
+                    }
+                    if r.jobs.is_empty() {
+                        // Nothing read, or only what claim.lua must
+                        // activate: claim.lua next, which also says
+                        // whether to wait, and how.
+                        drop(permits);
+                        continue;
+                    }
+                    (ClaimStatus::default(), r.jobs)
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     drop(permits);
-                    unanswered = Some(call);
+                    direct = None;
+                    lost_read = true;
                     let wait = backoff.failed(queue.name(), &e);
                     sleep_or_stop(wait, &mut stop).await;
                     continue;
                 }
+                None => match store.claim(&self.consumer, want, &delivered, &call).await {
+                    Ok((status, jobs)) => {
+                        backoff.succeeded(queue.name());
+                        delivered = Delivered::default();
+                        answered = Some(call.token);
+                        let open = !status.paused && status.rate == RateState::Unlimited;
+                        direct = (open && jobs.len() >= want)
+                            .then(|| deepest_level(&jobs))
+                            .flatten();
+                        (status, jobs)
+                    }
+                    Err(e) => {
+                        drop(permits);
+                        unanswered = Some(call);
+                        let wait = backoff.failed(queue.name(), &e);
+                        sleep_or_stop(wait, &mut stop).await;
+                        continue;
+                    }
+                },
             };
             if jobs.is_empty() {
                 drop(permits);
@@ -594,6 +665,10 @@ impl<H: Runner> Worker<H> {
             // Hand jobs out as slots free up: one per call to a handler, up
             // to `max_batch` per call to a batch handler.
             let max_batch = self.handler.max_batch();
+            // Most urgent first: a read of several levels, or entries a
+            // blocking read delivered, may mix them.
+            let mut jobs = jobs;
+            jobs.sort_by_key(|job| job.priority);
             let mut waiting = std::collections::VecDeque::from(jobs);
             while !waiting.is_empty() {
                 if permits.is_empty() {
@@ -638,6 +713,11 @@ impl<H: Runner> Worker<H> {
             }
         }
     }
+}
+
+/// The least urgent level among `jobs` (None when there are none).
+fn deepest_level(jobs: &[Job]) -> Option<u8> {
+    jobs.iter().map(|job| job.priority).max()
 }
 
 /// Run `workers` (one per partition, see [`Worker::per_partition`]) until

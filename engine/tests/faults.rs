@@ -351,6 +351,8 @@ async fn dropped_replies_lose_nothing() {
     let rules = [
         Rule::new(Fault::DropReply, Commands::Scripts).probability(0.04),
         Rule::new(Fault::DropReply, Commands::Blocking).probability(0.04),
+        // Direct reads of light jobs (a MULTI ending in XREADGROUP).
+        Rule::new(Fault::DropReply, Commands::named(&["EXEC"])).probability(0.04),
         // Pipelines (keep-alive refreshes, registry writes) cut in half.
         Rule::new(Fault::CutPipeline, Commands::Any).probability(0.2),
     ];
@@ -597,6 +599,65 @@ async fn killed_and_frozen_workers_lose_nothing() {
         w.stop().await;
     }
     verdict("killed-workers", &world, &[direct], faults, 8).await;
+}
+
+/// A worker killed while it holds jobs it read ahead and never started
+/// (concurrency 1, four read ahead, `max_attempts = 1`): the read that gave
+/// it those jobs was never confirmed by a next one, so the reclaim gives
+/// their attempt back and another worker runs each of them; none is a dead
+/// letter without a run. Its claims are mostly direct reads (store/direct.rs),
+/// whose record names no entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_worker_gives_back_the_jobs_it_read_ahead() {
+    let world = World::new(Persistence::None);
+    let visibility = Duration::from_millis(800);
+    let config = queue_config(visibility);
+    let direct = world.inspector("ahead", &config).await;
+    let n = 40;
+    produce(
+        &direct,
+        &world.ledger,
+        n,
+        40,
+        JobOptions::new().max_attempts(1),
+    )
+    .await;
+
+    let proxy = world.proxy().await;
+    let c = client(&proxy.url(), &world.prefix).await;
+    let q = open_queue(&c, "ahead", &config).await;
+    let mut worker = ledger_worker(q, &world.ledger, "ahead-a", 1, Duration::from_millis(100));
+    worker = worker.with_config(WorkerConfig {
+        batch_size: 5,
+        prefetch: Some(4),
+        ..worker_config("ahead-a", 1, visibility)
+    });
+    let doomed = spawn(worker);
+    wait_for_starts(&world.ledger, 8).await;
+    doomed.kill();
+    proxy.cut_all();
+    drop(proxy);
+    let unstarted = n - count(&world.ledger.entries(), "start", None);
+    assert!(unstarted > 0, "the worker finished before it was killed");
+
+    let rescuer = ledger_worker_at(
+        &world,
+        &world.redis.url(),
+        "ahead",
+        &config,
+        "ahead-b",
+        4,
+        Duration::from_millis(5),
+    )
+    .await;
+    drain(
+        &world.ledger,
+        std::slice::from_ref(&direct),
+        Duration::from_secs(20),
+    )
+    .await;
+    rescuer.stop().await;
+    verdict("killed-with-jobs-read-ahead", &world, &[direct], 1, 5).await;
 }
 
 /// A ledger worker (concurrency 8, jobs of `run_for`) behind a fault

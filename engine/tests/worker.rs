@@ -643,3 +643,104 @@ async fn an_operators_cancel_reaches_the_running_handler() {
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// A worker draining a backlog reads ahead from the level it drains
+/// (direct reads, store/direct.rs); it still serves the levels strictly,
+/// most urgent first and in order within a level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_drains_a_backlog_in_strict_priority_order() {
+    let t = TestRedis::new().await;
+    let q = t.queue("prio-drain").await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let handler = handler_fn(move |job: Job, n: u32| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().expect("lock").push((job.priority, n));
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    });
+    let batch = (0..300u32)
+        .map(|n| {
+            let level = rand::random_range(0..4u8);
+            NewJob::new(&n, JobOptions::new().priority(level)).expect("enc")
+        })
+        .collect();
+    q.enqueue_batch(batch).await.expect("enqueue");
+    let config = WorkerConfig {
+        concurrency: 1,
+        batch_size: 10,
+        prefetch: Some(9),
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+    assert!(settled(&q, 300, 0).await, "jobs not all completed");
+    running.stop().await;
+    let order = order.lock().expect("lock").clone();
+    assert_eq!(order.len(), 300);
+    let levels: Vec<u8> = order.iter().map(|(level, _)| *level).collect();
+    assert!(levels.is_sorted(), "not most urgent first: {levels:?}");
+    for level in 0..4u8 {
+        let ns: Vec<u32> = order
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(ns.is_sorted(), "level {level} out of order: {ns:?}");
+    }
+}
+
+/// A pause reaches a worker in the middle of a backlog (reading ahead
+/// without claim.lua): the jobs it holds finish, nothing more starts, and
+/// after a resume every job runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_stops_a_worker_in_the_middle_of_a_backlog() {
+    let t = TestRedis::new().await;
+    let q = t.queue("pause-drain").await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s, n_seen) = (started.clone(), seen.clone());
+    let handler = handler_fn(move |_job: Job, n: u32| {
+        let (s, n_seen) = (s.clone(), n_seen.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            n_seen.lock().expect("lock").push(n);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    });
+    let batch = (0..400u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
+        .collect();
+    q.enqueue_batch(batch).await.expect("enqueue");
+    let config = WorkerConfig {
+        concurrency: 2,
+        batch_size: 10,
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            started.load(Ordering::SeqCst) >= 100
+        })
+        .await
+    );
+    q.pause().await.expect("pause");
+    // What the worker held when the pause came may still finish...
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after_pause = started.load(Ordering::SeqCst);
+    // ... but nothing starts later.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        after_pause,
+        "a paused queue was claimed"
+    );
+    assert!(after_pause < 400, "the backlog finished before the pause");
+    q.resume().await.expect("resume");
+    assert!(settled(&q, 400, 0).await, "jobs not all completed");
+    running.stop().await;
+    let mut seen = seen.lock().expect("lock").clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..400).collect::<Vec<_>>(), "each job exactly once");
+}

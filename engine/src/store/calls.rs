@@ -227,6 +227,25 @@ impl Store {
         .await
     }
 
+    /// One pipeline, tried once: for a call that must not be sent again
+    /// after an ambiguous failure (a direct read, see `direct.rs`).
+    /// Transient failures are [`Error::Unavailable`] as after retries.
+    pub(super) async fn query_pipe_once<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<T> {
+        let policy = RetryPolicy {
+            retries: 0,
+            ..self.retry
+        };
+        with_retry(policy, operation, || {
+            let mut conn = self.conn.clone();
+            async move { pipe.query_async(&mut conn).await }
+        })
+        .await
+    }
+
     /// Delete the replay records of calls whose replies arrived (a worker
     /// that stops, or a manual claim or settle, has no next call to
     /// confirm them with). Best effort: they expire anyway.

@@ -3,11 +3,13 @@
 //!
 //! By role: `calls` (how a call reaches Redis and is retried, call tokens),
 //! `replies` (typed replies and value readers), `transitions` (one script
-//! per change of state), `group` (the consumer group), `inspect` (reads),
+//! per change of state), `direct` (claims of light jobs by a plain read),
+//! `group` (the consumer group), `inspect` (reads),
 //! `meta` (the queue's settings and registration), and `fleet` (client-wide
 //! keys: the queue and worker registries, cron schedules, request windows).
 
 mod calls;
+mod direct;
 mod fleet;
 mod group;
 mod inspect;
@@ -21,9 +23,9 @@ use crate::keys::QueueKeys;
 pub use calls::RetryPolicy;
 pub(crate) use calls::{CallToken, with_retry};
 pub(crate) use fleet::FleetStore;
-pub(crate) use replies::RateState;
 pub use replies::{Cancelled, Promoted, Reclaimed, Settled};
-pub(crate) use transitions::{EnqueueItem, SettleItem};
+pub(crate) use replies::{ClaimStatus, RateState};
+pub(crate) use transitions::{Delivered, EnqueueItem, SettleItem};
 
 /// Redis access for one queue.
 #[derive(Clone)]

@@ -8,8 +8,9 @@ use redis::Value;
 use crate::error::{Error, Result};
 use crate::job::JobState;
 
-/// What a claim saw besides the jobs it took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a claim saw besides the jobs it took (by default: neither paused
+/// nor limited, what a direct read that took jobs saw).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct ClaimStatus {
     /// The queue is paused.
     pub paused: bool,
@@ -18,9 +19,10 @@ pub(crate) struct ClaimStatus {
 }
 
 /// A queue's rate limit as a claim saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum RateState {
     /// No rate limit.
+    #[default]
     Unlimited,
     /// Limited, and a token is free.
     Open,

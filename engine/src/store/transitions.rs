@@ -85,6 +85,17 @@ pub(crate) fn delivered_name(consumer: &str) -> String {
     format!("{consumer}~b")
 }
 
+/// Entries delivered to a worker and not yet activated, for its next
+/// [`Store::claim`] to activate first.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Delivered {
+    /// (level, entry id, job id or '' for a light entry).
+    pub entries: Vec<(u8, String, String)>,
+    /// Delivered by a blocking read, to [`delivered_name`]; otherwise by a
+    /// direct read, to the worker's own name (`direct.rs`).
+    pub by_blocking_read: bool,
+}
+
 impl Store {
     /// The `enqueue.lua` call for `items`.
     pub(super) fn enqueue_invocation(
@@ -208,7 +219,7 @@ impl Store {
         &self,
         consumer: &str,
         count: usize,
-        delivered: &[(u8, String, String)],
+        delivered: &Delivered,
         call: &CallToken,
     ) -> Result<(ClaimStatus, Vec<Job>)> {
         let mut inv = self.invocation(&scripts::CLAIM);
@@ -217,8 +228,13 @@ impl Store {
             .arg(&call.token)
             .arg(call.record_ms)
             .arg(call.confirmed.as_deref().unwrap_or(""))
-            .arg(delivered.len());
-        for (level, entry, job) in delivered {
+            .arg(delivered.entries.len())
+            .arg(if delivered.by_blocking_read {
+                delivered_name(consumer)
+            } else {
+                consumer.to_owned()
+            });
+        for (level, entry, job) in &delivered.entries {
             inv.arg(*level).arg(entry).arg(job);
         }
         let mut reply = array("claim", self.run_grouped("claim", &inv).await?)?.into_iter();
@@ -258,29 +274,53 @@ impl Store {
                 let id = format!("{epoch}-{}-{entry}", int(&level));
                 (id, level, entry, 0, 1, next(), next())
             };
-            // A hash edited by hand must not stop every claim of the queue:
-            // unreadable fields get the defaults a lookup shows.
-            let run = RunFields::parse_claimed(&text(&run), &entry).unwrap_or(RunFields {
-                max_attempts: 1,
-                timeout_ms: 0,
-                created_ms: 0,
-            });
-            jobs.push(Job {
+            jobs.push(self.claimed_job(
                 id,
-                queue: self.keys.queue().to_owned(),
-                priority: int(&level).clamp(0, i64::from(PRIORITY_LEVELS - 1)) as u8,
-                entry_id: entry,
-                fence: fence.max(0) as u64,
-                consumer: consumer.to_owned(),
-                attempt: attempt.max(0) as u32,
-                max_attempts: run.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
-                timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
-                payload: bytes(payload),
-                created_at_ms: run.created_ms,
-                cancel: Default::default(),
-            });
+                int(&level),
+                entry,
+                (fence, attempt),
+                &text(&run),
+                bytes(payload),
+                consumer,
+            ));
         }
         Ok((status, jobs))
+    }
+
+    /// A job claimed by `consumer`, from a claim's reply fields (`run` as
+    /// `claim.lua` answers it, see there).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn claimed_job(
+        &self,
+        id: String,
+        level: i64,
+        entry: String,
+        (fence, attempt): (i64, i64),
+        run: &str,
+        payload: Vec<u8>,
+        consumer: &str,
+    ) -> Job {
+        // A hash edited by hand must not stop every claim of the queue:
+        // unreadable fields get the defaults a lookup shows.
+        let run = RunFields::parse_claimed(run, &entry).unwrap_or(RunFields {
+            max_attempts: 1,
+            timeout_ms: 0,
+            created_ms: 0,
+        });
+        Job {
+            id,
+            queue: self.keys.queue().to_owned(),
+            priority: level.clamp(0, i64::from(PRIORITY_LEVELS - 1)) as u8,
+            entry_id: entry,
+            fence: fence.max(0) as u64,
+            consumer: consumer.to_owned(),
+            attempt: attempt.max(0) as u32,
+            max_attempts: run.max_attempts.clamp(1, u64::from(u32::MAX)) as u32,
+            timeout: (run.timeout_ms > 0).then(|| Duration::from_millis(run.timeout_ms)),
+            payload,
+            created_at_ms: run.created_ms,
+            cancel: Default::default(),
+        }
     }
 
     /// Wait up to `block` for new entries on any level, on a connection of
@@ -293,7 +333,7 @@ impl Store {
         consumer: &str,
         count: usize,
         block: Duration,
-    ) -> Result<Vec<(u8, String, String)>> {
+    ) -> Result<Delivered> {
         let streams = self.keys.streams();
         let ids = vec![">"; streams.len()];
         let mut cmd = redis::cmd("XREADGROUP");
@@ -340,7 +380,10 @@ impl Store {
                 out.push((level as u8, entry.id, job));
             }
         }
-        Ok(out)
+        Ok(Delivered {
+            entries: out,
+            by_blocking_read: true,
+        })
     }
 
     /// `settle.lua`: record a batch of outcomes.
