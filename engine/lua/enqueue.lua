@@ -1,6 +1,7 @@
 -- enqueue.lua: add one job or a batch, in one call.
 --
--- KEYS[1]        meta hash (routing); KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash (routing); KEYS[2 ..] priority streams, from
+--                level 0 to the least urgent level of the batch's jobs
 -- ARGV[1]        key base
 -- ARGV[2]        call token: made by the client before its first try and
 --                sent again on every retry of this call
@@ -56,7 +57,13 @@ if recorded then
   return out
 end
 
-local now = now_ms()
+-- Redis's clock, read once and only for a delayed job (a ready job's
+-- creation time is its entry id's).
+local now = nil
+local function clock()
+  if not now then now = now_ms() end
+  return now
+end
 local added = 0
 -- Light ids by level: "<epoch>-<level>-", then the entry id.
 local id_prefix = {}
@@ -100,9 +107,9 @@ for _ = 1, tonumber(ARGV[5 + confirmed]) do
         -- "max_attempts,timeout_ms,created_ms" is what a claim needs and
         -- nothing changes.
         local jk = base .. 'job:' .. jid
-        local due = int(now + delay)
+        local due = int(clock() + delay)
         redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', backoff,
-          'run', run .. ',' .. int(now), 'state', 'delayed', 'due', due)
+          'run', run .. ',' .. int(clock()), 'state', 'delayed', 'due', due)
         if ik then redis.call('HSET', jk, 'idem', idem) end
         redis.call('ZADD', base .. 'delayed', due, jid)
       else

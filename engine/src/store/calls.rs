@@ -10,6 +10,7 @@ use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, V
 
 use crate::conn::Conn;
 use crate::error::{Error, Result};
+use crate::keys::PRIORITY_LEVELS;
 
 use super::Store;
 
@@ -145,10 +146,21 @@ impl Store {
     /// A script call with the queue's standard keys (meta, then the streams)
     /// and its key base as the first argument.
     pub(super) fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        self.invocation_to_level(script, PRIORITY_LEVELS - 1)
+    }
+
+    /// Like `invocation`, with the streams of levels 0..=`deepest` only: for
+    /// a script that touches no other level (each key costs the script a
+    /// Lua value per call, which a single enqueue pays in full).
+    pub(super) fn invocation_to_level<'a>(
+        &self,
+        script: &'a Script,
+        deepest: u8,
+    ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
         inv.key(self.keys.meta());
-        for s in self.keys.streams() {
-            inv.key(s);
+        for level in 0..=deepest.min(PRIORITY_LEVELS - 1) {
+            inv.key(self.keys.stream(level));
         }
         inv.arg(self.keys.base());
         inv

@@ -104,7 +104,9 @@ impl Store {
         call: &CallToken,
         confirmed: &[String],
     ) -> ScriptInvocation<'static> {
-        let mut inv = self.invocation(&scripts::ENQUEUE);
+        // enqueue.lua touches only the streams of the batch's levels.
+        let deepest = items.iter().map(|it| it.priority).max().unwrap_or(0);
+        let mut inv = self.invocation_to_level(&scripts::ENQUEUE, deepest);
         inv.arg(&call.token)
             .arg(call.record_ms)
             .arg(confirmed.len());
