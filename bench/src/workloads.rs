@@ -200,10 +200,11 @@ impl Finish {
     }
 }
 
+/// A worker as a user gets it: the defaults (claims of up to 100 jobs, the
+/// free slots plus `prefetch` = the concurrency), at `concurrency`.
 pub(crate) fn worker_config(concurrency: usize) -> WorkerConfig {
     WorkerConfig {
         concurrency,
-        batch_size: concurrency.clamp(1, 100),
         ..WorkerConfig::default()
     }
 }
