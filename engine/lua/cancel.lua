@@ -1,6 +1,7 @@
 -- cancel.lua: an operator cancels one job.
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        dead-letter cap
 -- ARGV[3]        job id
@@ -22,6 +23,7 @@
 -- answers `cancelled` again, or finds the request recorded and answers
 -- `requested`.
 
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
 local base, cap, jid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local jk = base .. 'job:' .. jid
 local now = now_ms()
@@ -33,33 +35,33 @@ if not state then
   local eid
   level, eid = light_place(jid)
   if not level then
-    local at = redis.call('HGET', base .. 'ix', jid)
+    local at = redis.call('HGET', KEY.ix, jid)
     if not at then return 'missing' end
     level, eid = string.match(at, '^(%d+) (%S+)$')
   end
   if #redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1) == 1 then
-    redis.call('HSET', base .. 'cr', jid, int(now))
+    redis.call('HSET', KEY.cr, jid, int(now))
     return 'requested'
   end
   local light = light_fields(entry_list(level, eid), level, eid, jid)
   if not light then
-    redis.call('HDEL', base .. 'ix', jid)
+    redis.call('HDEL', KEY.ix, jid)
     return 'missing'
   end
   materialize(base, level, eid, light, nil, nil)
   state = 'waiting'
 end
 if state == 'active' then
-  redis.call('HSET', base .. 'cr', jid, int(now))
+  redis.call('HSET', KEY.cr, jid, int(now))
   return 'requested'
 end
 if state == 'dead' and f[3] == CANCELLED then return 'cancelled' end
 if state ~= 'waiting' and state ~= 'delayed' then return state end
 if state == 'waiting' then
-  redis.call('HSET', base .. 'cx', jid, level)
+  redis.call('HSET', KEY.cx, jid, level)
 else
-  redis.call('ZREM', base .. 'delayed', jid)
+  redis.call('ZREM', KEY.delayed, jid)
 end
 bury(base, jk, jid, CANCELLED, cap, now)
-redis.call('HINCRBY', base .. 'stats', 'dead', 1)
+redis.call('HINCRBY', KEY.stats, 'dead', 1)
 return 'cancelled'

@@ -1,6 +1,7 @@
 -- claim.lua: take up to COUNT jobs in strict priority order and mark them active.
 --
--- KEYS[1]        meta hash (holds the paused flag); KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash (holds the paused flag); KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        consumer name of the claiming worker
 -- ARGV[3]        COUNT: how many jobs at most
@@ -62,6 +63,7 @@
 -- are activated regardless (they are ours already) and spend tokens too, so
 -- the bucket may go negative and later claims wait longer.
 
+fixed_keys('cx', 'ix')
 local base, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
 local token = ARGV[4]
@@ -186,7 +188,7 @@ end
 
 -- Entries of jobs an operator cancelled while they waited (cancel.lua):
 -- acknowledged and dropped when read. One look when there are none.
-local cancelled = redis.call('HLEN', base .. 'cx') > 0
+local cancelled = redis.call('HLEN', KEY.cx) > 0
 
 local paused = meta[1] == '1'
 local delivered_to = ARGV[8]
@@ -196,7 +198,7 @@ for i = 0, delivered - 1 do
   if jid == '' then jid = light_id(level, eid) end
   local stream = stream_key(level)
   if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, delivered_to) == 1 then
-    if cancelled and redis.call('HDEL', base .. 'cx', jid) == 1 then
+    if cancelled and redis.call('HDEL', KEY.cx, jid) == 1 then
       redis.call('XACK', stream, GROUP, eid)
     elseif paused then
       -- A blocking read delivered it after the queue was paused: back to
@@ -262,7 +264,7 @@ end
 -- level (nothing is added while the script runs), so the next level is
 -- read without a second, empty read of this one.
 local level = 0
-while remaining > 0 and KEYS[2 + level] do
+while remaining > 0 and KEYS[FIRST_STREAM + level] do
   local asked = remaining
   local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer, 'COUNT', asked, 'STREAMS', stream_key(level), '>')
   if r then
@@ -270,7 +272,7 @@ while remaining > 0 and KEYS[2 + level] do
     for _, e in ipairs(entries) do
       local list = e[2]
       local light_entry = list[1] == 'p'
-      if cancelled and redis.call('HDEL', base .. 'cx', light_entry and light_id(level, e[1]) or list[2]) == 1 then
+      if cancelled and redis.call('HDEL', KEY.cx, light_entry and light_id(level, e[1]) or list[2]) == 1 then
         redis.call('XACK', stream_key(level), GROUP, e[1])
       elseif light_entry then
         -- Light: p, o[, k] in the order enqueue.lua wrote them, read by

@@ -5,8 +5,15 @@
 --
 -- Conventions shared by all scripts:
 --   KEYS[1]      the queue's meta hash; it routes the call to the queue's
---                Redis Cluster slot. Scripts that touch priority streams get
---                them as KEYS[2 .. 1 + levels], most urgent first.
+--                Redis Cluster slot.
+--   KEYS[2 ..]   the fixed keys the script declares (fixed_keys below):
+--                every key a script touches is declared, as Redis Cluster
+--                requires.
+--   then         priority streams (from FIRST_STREAM), most urgent first:
+--                all ten levels, or fewer where a script says so (enqueue).
+--                Keys made from an id (job hashes, call records,
+--                idempotency keys, throughput hours) are derived from the
+--                key base; they share its hash tag, so its slot.
 --   ARGV[1]      the queue's key base, e.g. "sluice:{emails}:". Job hashes and
 --                the other keys of the queue are derived from it and share
 --                the "{emails}" hash tag, so they live in the same slot.
@@ -14,6 +21,21 @@
 -- agrees on due times whatever its own clock says.
 
 local GROUP = 'workers'
+
+-- The fixed keys a script touches, by name (KEYS[2 ..]), and where its
+-- streams begin. A script declares them with its first statement,
+-- `fixed_keys('stats', 'delayed')`, and store/calls.rs reads that line to
+-- pass them in that order (scripts.rs checks that every `KEY.<name>` a
+-- script's text uses is declared). Names: stats (counters), delayed
+-- (delayed jobs and retries by due time), dead (dead letters by time of
+-- death), cr and cx (cancels, see below), ix (the version before's
+-- light-job index).
+local KEY, FIRST_STREAM = {}, 2
+local function fixed_keys(...)
+  local names = { ... }
+  for i = 1, #names do KEY[names[i]] = KEYS[1 + i] end
+  FIRST_STREAM = 2 + #names
+end
 
 -- Two layouts of a job (docs/design.md, "Storage"):
 --   light  a job enqueued ready to run lives in its stream entry alone:
@@ -60,7 +82,7 @@ end
 -- (another queue's epoch, a heavy job's id).
 local function light_place(jid)
   local ep, level, eid = string.match(jid, '^(%x+)%-(%d)%-(%d+%-%d+)$')
-  if ep and ep == redis.call('HGET', KEYS[1], 'ep') and KEYS[2 + tonumber(level)] then
+  if ep and ep == redis.call('HGET', KEYS[1], 'ep') and KEYS[FIRST_STREAM + tonumber(level)] then
     return level, eid
   end
   return nil
@@ -103,5 +125,5 @@ end
 
 -- Stream of priority level `level` (0 = most urgent).
 local function stream_key(level)
-  return KEYS[2 + tonumber(level)]
+  return KEYS[FIRST_STREAM + tonumber(level)]
 end

@@ -1,12 +1,13 @@
 -- delete_dead.lua: delete dead letters and their job hashes.
 --
--- KEYS[1]        meta hash
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2 ..]     job ids; with none, the oldest 1000 (the caller loops until 0)
 -- Reply          number of dead letters deleted
 
+fixed_keys('dead')
 local base = ARGV[1]
-local dead = base .. 'dead'
+local dead = KEY.dead
 local ids = {}
 for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, 999) end

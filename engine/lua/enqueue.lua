@@ -1,6 +1,7 @@
 -- enqueue.lua: add one job or a batch, in one call.
 --
--- KEYS[1]        meta hash (routing); KEYS[2 ..] priority streams, from
+-- KEYS[1]        meta hash (routing); KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua), from
 --                level 0 to the least urgent level of the batch's jobs
 -- ARGV[1]        key base
 -- ARGV[2]        call token: made by the client before its first try and
@@ -35,6 +36,7 @@
 -- its entry's place; the id the caller made is not used. A delayed job is
 -- heavy from the start, under the caller's id: its hash waits in `delayed`.
 
+fixed_keys('stats', 'delayed')
 local base = ARGV[1]
 local record_key, record_ms = base .. 'call:' .. ARGV[2], ARGV[3]
 local out = {}
@@ -53,7 +55,7 @@ if recorded then
   -- durability) waits for the replicas to reach this point, which lies
   -- after the first call's write, instead of answering at once for a
   -- connection that wrote nothing.
-  redis.call('HINCRBY', base .. 'stats', 'enqueue_repeats', 1)
+  redis.call('HINCRBY', KEY.stats, 'enqueue_repeats', 1)
   return out
 end
 
@@ -111,7 +113,7 @@ for _ = 1, tonumber(ARGV[5 + confirmed]) do
         redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', backoff,
           'run', run .. ',' .. int(clock()), 'state', 'delayed', 'due', due)
         if ik then redis.call('HSET', jk, 'idem', idem) end
-        redis.call('ZADD', base .. 'delayed', due, jid)
+        redis.call('ZADD', KEY.delayed, due, jid)
       else
         local eid
         local options = run .. ',' .. backoff
@@ -131,7 +133,7 @@ for _ = 1, tonumber(ARGV[5 + confirmed]) do
   end
 end
 if added > 0 then
-  redis.call('HINCRBY', base .. 'stats', 'enqueued', added)
+  redis.call('HINCRBY', KEY.stats, 'enqueued', added)
 end
 if #out > 0 then
   redis.call('SET', record_key, table.concat(out, ' '), 'PX', record_ms)

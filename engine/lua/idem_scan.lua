@@ -10,6 +10,7 @@
 -- The scan runs on the node that holds the queue's slot, a page per call,
 -- so no call blocks Redis for long. Read-only: safe to replay.
 
+fixed_keys()
 local base = ARGV[1]
 local prefix = base .. 'idem:'
 local page = redis.call('SCAN', ARGV[2], 'MATCH', prefix .. '*', 'COUNT', tonumber(ARGV[3]))

@@ -1,6 +1,7 @@
 -- import.lua: bring jobs back from a backup, each in its state.
 --
--- KEYS[1]        meta hash (routing); KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash (routing); KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        number of jobs N
 -- ARGV[3 ..]     per job: id, number of hash fields F, then F name/value pairs
@@ -10,6 +11,7 @@
 -- that was active when the backup was taken comes back waiting: it runs
 -- again (at-least-once), with its attempt count kept.
 
+fixed_keys('delayed', 'dead')
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
@@ -41,9 +43,9 @@ for _ = 1, n do
     table.insert(fields, state)
     redis.call('HSET', jk, unpack(fields))
     if state == 'delayed' then
-      redis.call('ZADD', base .. 'delayed', tonumber(due) or now, jid)
+      redis.call('ZADD', KEY.delayed, tonumber(due) or now, jid)
     elseif state == 'dead' then
-      redis.call('ZADD', base .. 'dead', tonumber(fat) or now, jid)
+      redis.call('ZADD', KEY.dead, tonumber(fat) or now, jid)
     elseif state == 'waiting' then
       redis.call('XADD', stream_key(prio), '*', 'i', jid)
     else

@@ -1,7 +1,8 @@
 -- job_fields.lua: the fields of jobs by id, whatever their layout, as a
 -- job hash would hold them (read only).
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2 ..]     job ids
 -- Reply          per id, a list of field names and values; empty when there
@@ -14,6 +15,7 @@
 -- name or not yet delivered, and otherwise finished (nothing is answered:
 -- its acknowledged entry lingers until the stream is next trimmed).
 
+fixed_keys('ix')
 local base = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
@@ -22,7 +24,7 @@ for i = 2, #ARGV do
   if #h == 0 then
     local level, eid = light_place(jid)
     if not level then
-      local at = redis.call('HGET', base .. 'ix', jid)
+      local at = redis.call('HGET', KEY.ix, jid)
       level, eid = string.match(at or '', '^(%d+) (%S+)$')
     end
     local f = level and light_fields(entry_list(level, eid), level, eid, jid)

@@ -49,7 +49,7 @@ local function materialize(base, level, eid, f, worker, ct)
   end
   if f.k then redis.call('HSET', jk, 'idem', f.k) end
   if ct then redis.call('HSET', jk, 'ct', ct) end
-  if f.ix then redis.call('HDEL', base .. 'ix', f.i) end
+  if f.ix then redis.call('HDEL', KEY.ix, f.i) end
   return jk
 end
 

@@ -31,7 +31,7 @@ local function schedule(base, jk, jid, prio, delay, now)
     redis.call('XADD', stream_key(prio), '*', 'i', jid)
     redis.call('HSET', jk, 'state', 'waiting', 'due', int(now))
   else
-    redis.call('ZADD', base .. 'delayed', int(now + delay), jid)
+    redis.call('ZADD', KEY.delayed, int(now + delay), jid)
     redis.call('HSET', jk, 'state', 'delayed', 'due', int(now + delay))
   end
 end
@@ -41,7 +41,7 @@ end
 local function bury(base, jk, jid, reason, cap, now)
   redis.call('HSET', jk, 'state', 'dead', 'err', reason, 'fat', int(now))
   redis.call('PERSIST', jk)
-  local dead = base .. 'dead'
+  local dead = KEY.dead
   redis.call('ZADD', dead, int(now), jid)
   local excess = redis.call('ZCARD', dead) - cap
   if excess > 0 then
@@ -71,7 +71,7 @@ local function fail(base, jk, jid, err, delay, bury_now, cap, now)
   local f = redis.call('HMGET', jk, 'att', 'run', 'bo', 'prio', 'max')
   local att = tonumber(f[1]) or 0
   local max = tonumber(string.match(f[2] or '', '^(%d+),')) or tonumber(f[5]) or 1
-  local stats = base .. 'stats'
+  local stats = KEY.stats
   redis.call('HINCRBY', stats, 'failed', 1)
   record_error(jk, att, err, now)
   if (not bury_now) and att < max then

@@ -1,12 +1,14 @@
 -- promote.lua: move delayed jobs whose time has come to their priority stream.
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        at most this many jobs per call
 -- Reply          {moved, ms until the next delayed job is due (-1: none)}
 
+fixed_keys('delayed')
 local base, limit = ARGV[1], tonumber(ARGV[2])
-local delayed = base .. 'delayed'
+local delayed = KEY.delayed
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0, limit)
 for _, jid in ipairs(due) do

@@ -2,7 +2,8 @@
 -- failure path (retry with backoff, or dead-letter when no attempts are left)
 -- so attempt accounting lives in one place.
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        consumer name of the reclaiming worker
 -- ARGV[3]        visibility timeout ms: entries idle longer are reclaimed
@@ -17,6 +18,7 @@
 -- late complete/retry is refused (see settle.lua). A worker that is alive
 -- refreshes its entries' idle time well inside the visibility timeout.
 
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
 local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 math.randomseed(tonumber(ARGV[6]))
 local now = now_ms()
@@ -39,8 +41,8 @@ end
 local own = tonumber(min_idle)
 -- Cancel requests and cancelled entries (cancel.lua) are few; one look
 -- each when there are none.
-local requests = redis.call('HLEN', base .. 'cr') > 0
-local cancelled = redis.call('HLEN', base .. 'cx') > 0
+local requests = redis.call('HLEN', KEY.cr) > 0
+local cancelled = redis.call('HLEN', KEY.cx) > 0
 
 local MAX_GIVE_BACKS = 3
 -- Whether the claim that activated this job was never answered to its
@@ -76,7 +78,7 @@ local function unconfirmed_claim(owner, eid, idle)
 end
 
 local level = 0
-while KEYS[2 + level] do
+while KEYS[FIRST_STREAM + level] do
   local stream = stream_key(level)
   local start, claimed, seen, acked = '-', 0, 0, {}
   repeat
@@ -101,19 +103,19 @@ while KEYS[2 + level] do
           local jid = entry_job(e[2], level, eid)
           local jk = base .. 'job:' .. jid
           local light = light_fields(e[2], level, eid, jid)
-          if cancelled and redis.call('HDEL', base .. 'cx', jid) == 1 then
+          if cancelled and redis.call('HDEL', KEY.cx, jid) == 1 then
             -- Delivered by a blocking read after an operator cancelled it
             -- (it is a dead letter already): dropped.
             dropped = dropped + 1
             light = 'handled'
-          elseif requests and redis.call('HDEL', base .. 'cr', jid) == 1 then
+          elseif requests and redis.call('HDEL', KEY.cr, jid) == 1 then
             -- An operator asked to cancel it: it is not run again.
             if light then materialize(base, level, eid, light, owner, nil) end
             if redis.call('EXISTS', jk) == 1 then
               redis.call('HINCRBY', jk, 'fence', 1)
               redis.call('HDEL', jk, 'wk')
               bury(base, jk, jid, CANCELLED, cap, now)
-              redis.call('HINCRBY', base .. 'stats', 'dead', 1)
+              redis.call('HINCRBY', KEY.stats, 'dead', 1)
               dead = dead + 1
             else
               dropped = dropped + 1

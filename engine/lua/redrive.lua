@@ -1,14 +1,16 @@
 -- redrive.lua: send dead letters back to their priority stream with a fresh
 -- set of attempts.
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2 ..]     job ids; with none, the oldest dead letters, ARGV-less
 --                calls take at most 1000 (the caller loops until 0)
 -- Reply          number of jobs re-driven
 
+fixed_keys('stats', 'delayed', 'dead')
 local base = ARGV[1]
-local dead = base .. 'dead'
+local dead = KEY.dead
 local ids = {}
 for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, 999) end

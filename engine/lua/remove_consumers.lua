@@ -1,7 +1,8 @@
 -- remove_consumers.lua: delete consumers of the queue's groups that hold no
 -- pending entries, in one atomic step per call.
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        max idle ms: consumers idle longer are removed; -1 removes
 --                only the consumer named in ARGV[3] (a worker's own exit)
@@ -18,13 +19,14 @@
 -- and an entry that became pending between a separate XINFO and the delete
 -- would leave its job active with no pending entry, never reclaimed.
 
+fixed_keys()
 local max_idle, name = tonumber(ARGV[2]), ARGV[3]
 local removed = 0
 -- Names that still hold entries somewhere, and names removed somewhere.
 local holds, gone = {}, {}
 if max_idle < 0 then gone[name] = true end
 local level = 0
-while KEYS[2 + level] do
+while KEYS[FIRST_STREAM + level] do
   local stream = stream_key(level)
   if redis.call('EXISTS', stream) == 1 then
     local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', stream, GROUP)

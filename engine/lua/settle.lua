@@ -1,6 +1,7 @@
 -- settle.lua: record the outcomes of a batch of finished attempts.
 --
--- KEYS[1]        meta hash; KEYS[2 ..] priority streams
+-- KEYS[1]        meta hash; KEYS[2 ..] the fixed keys it declares, then
+--                the priority streams (common.lua)
 -- ARGV[1]        key base
 -- ARGV[2]        keep window for completed jobs, ms (0 = delete at once)
 -- ARGV[3]        dead-letter cap
@@ -47,6 +48,7 @@
 -- already, and is answered from the job's state; a light job no longer
 -- pending and without a hash completed.
 
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'ix')
 local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local record_key, record_ms = base .. 'call:' .. ARGV[5], ARGV[6]
 if ARGV[7] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[7]) end
@@ -88,7 +90,7 @@ local function finish(level, eid, acked)
 end
 local unindex = {}
 -- Cancel requests (cancel.lua) are few; one look when there are none.
-local requests = redis.call('HLEN', base .. 'cr') > 0
+local requests = redis.call('HLEN', KEY.cr) > 0
 
 for i = 0, n - 1 do
   local o = 10 + i * 7
@@ -96,7 +98,7 @@ for i = 0, n - 1 do
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
   local jk = base .. 'job:' .. jid
   local status = nil
-  if requests and redis.call('HDEL', base .. 'cr', jid) == 1 then
+  if requests and redis.call('HDEL', KEY.cr, jid) == 1 then
     kind, text = cancelled_outcome(kind, text)
   end
   -- A light job made heavy below: its entry is acknowledged already.
@@ -185,7 +187,7 @@ for _ = 1, tonumber(ARGV[g] or '0') do
     local eid = ARGV[k]
     -- A cancel requested while it ran: a success stands, and the request
     -- is done with.
-    if requests then redis.call('HDEL', base .. 'cr', light_id(level, eid)) end
+    if requests then redis.call('HDEL', KEY.cr, light_id(level, eid)) end
     if redis.call('XACK', stream, GROUP, eid) == 1 then
       finish(level, eid, true)
       completed = completed + 1
@@ -204,8 +206,8 @@ end
 for level, ids in pairs(trimmed) do
   trim_acked(stream_key(level), ids, newest[level])
 end
-if #unindex > 0 then redis.call('HDEL', base .. 'ix', unpack(unindex)) end
-if completed > 0 then redis.call('HINCRBY', base .. 'stats', 'completed', completed) end
+if #unindex > 0 then redis.call('HDEL', KEY.ix, unpack(unindex)) end
+if completed > 0 then redis.call('HINCRBY', KEY.stats, 'completed', completed) end
 count_minute(base, now, completed, failed)
 redis.call('SET', record_key, table.concat(out, ' '), 'PX', record_ms)
 return out

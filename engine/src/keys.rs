@@ -89,6 +89,27 @@ impl QueueKeys {
         format!("{}cx", self.base)
     }
 
+    /// Hash of the version before's light-job index: job id to
+    /// "<level> <entry id>" (read and emptied, never written, by the scripts;
+    /// see `lua/common.lua`).
+    pub fn old_index(&self) -> String {
+        format!("{}ix", self.base)
+    }
+
+    /// A fixed key by the name the scripts give it (`lua/common.lua`'s
+    /// `fixed_keys`); None for a name no script may declare.
+    pub(crate) fn fixed(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "stats" => self.stats(),
+            "delayed" => self.delayed(),
+            "dead" => self.dead(),
+            "cr" => self.cancel_requests(),
+            "cx" => self.cancelled_entries(),
+            "ix" => self.old_index(),
+            _ => return None,
+        })
+    }
+
     /// Hash of queue settings: the paused flag, the rate limit and its bucket.
     pub fn meta(&self) -> String {
         format!("{}meta", self.base)

@@ -9,11 +9,51 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// One loaded script and the fixed keys it declares (`fixed_keys(...)`, its
+/// first statement; see `lua/common.lua`), which the caller passes as
+/// `KEYS[2 ..]` in that order.
+pub(crate) struct Transition {
+    pub script: Script,
+    pub fixed_keys: Vec<&'static str>,
+}
+
+impl std::ops::Deref for Transition {
+    type Target = Script;
+    fn deref(&self) -> &Script {
+        &self.script
+    }
+}
+
+impl Transition {
+    fn load(file: &'static str) -> Self {
+        let text = source(file).expect("every transition is in `sources!`");
+        Self {
+            script: Script::new(text),
+            fixed_keys: declared_fixed_keys(text),
+        }
+    }
+}
+
+/// The names in a script's `fixed_keys('a', 'b')` statement (the one at the
+/// start of a line; common.lua's definition is `local function`); none when
+/// it has none.
+fn declared_fixed_keys(text: &'static str) -> Vec<&'static str> {
+    let Some(start) = text.find("\nfixed_keys(") else {
+        return Vec::new();
+    };
+    let args = &text[start + "\nfixed_keys(".len()..];
+    let args = &args[..args.find(')').unwrap_or(0)];
+    args.split(',')
+        .map(|a| a.trim().trim_matches('\''))
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
 macro_rules! transition {
     ($(#[$doc:meta])* $name:ident, $file:literal) => {
         $(#[$doc])*
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(source($file).expect("every transition is in `sources!`")));
+        pub(crate) static $name: LazyLock<Transition> =
+            LazyLock::new(|| Transition::load($file));
     };
 }
 
@@ -109,3 +149,78 @@ transition!(
 transition!(
     /// One alert rule's state, moved by an observation.
     ALERT, "alert.lua");
+
+#[cfg(test)]
+mod tests {
+    use super::source;
+
+    /// The queue scripts (those that get the key base as `ARGV[1]`).
+    const QUEUE_SCRIPTS: [&str; 13] = [
+        "ensure.lua",
+        "enqueue.lua",
+        "claim.lua",
+        "settle.lua",
+        "promote.lua",
+        "reclaim.lua",
+        "remove_consumers.lua",
+        "redrive.lua",
+        "delete_dead.lua",
+        "cancel.lua",
+        "import.lua",
+        "job_fields.lua",
+        "idem_scan.lua",
+    ];
+
+    /// Every fixed key a script touches comes in `KEYS`: it uses only the
+    /// names it declares, each a key the store knows; only keys made from
+    /// an id are derived from the key base.
+    #[test]
+    fn queue_scripts_take_their_fixed_keys_as_keys() {
+        let keys = crate::keys::QueueKeys::new("t", "q").expect("keys");
+        let fixed = ["stats", "delayed", "dead", "cr", "cx", "ix", "meta", "p:"];
+        for file in QUEUE_SCRIPTS {
+            let text = source(file).expect("a known script");
+            let declared = super::declared_fixed_keys(text);
+            for name in &declared {
+                assert!(
+                    keys.fixed(name).is_some(),
+                    "{file} declares an unknown key {name:?}"
+                );
+            }
+            for (at, _) in text.match_indices("KEY.") {
+                let name: String = text[at + 4..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase())
+                    .collect();
+                if !name.is_empty() {
+                    assert!(
+                        declared.contains(&name.as_str()),
+                        "{file} uses KEY.{name} without declaring it"
+                    );
+                }
+            }
+            for name in fixed {
+                let derived = format!("base .. '{name}");
+                assert!(
+                    !text.contains(&derived),
+                    "{file} derives the fixed key {name:?} from the key base"
+                );
+            }
+            // Streams by level only through stream_key / FIRST_STREAM.
+            assert!(
+                !text.contains("KEYS[2 +"),
+                "{file} reads a stream at a fixed place"
+            );
+        }
+    }
+
+    #[test]
+    fn a_script_declares_its_fixed_keys_in_order() {
+        let settle = source("settle.lua").expect("settle");
+        assert_eq!(
+            super::declared_fixed_keys(settle),
+            ["stats", "delayed", "dead", "cr", "ix"]
+        );
+        assert!(super::declared_fixed_keys(source("ensure.lua").expect("ensure")).is_empty());
+    }
+}

@@ -6,11 +6,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use redis::{FromRedisValue, RedisError, RetryMethod, Script, ScriptInvocation, Value};
+use redis::{FromRedisValue, RedisError, RetryMethod, ScriptInvocation, Value};
 
 use crate::conn::Conn;
 use crate::error::{Error, Result};
 use crate::keys::PRIORITY_LEVELS;
+use crate::scripts::Transition;
 
 use super::Store;
 
@@ -143,9 +144,10 @@ pub(crate) async fn query<T: FromRedisValue>(
 }
 
 impl Store {
-    /// A script call with the queue's standard keys (meta, then the streams)
-    /// and its key base as the first argument.
-    pub(super) fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+    /// A script call with the queue's standard keys (meta, its fixed keys,
+    /// then the streams; see `lua/common.lua`) and its key base as the first
+    /// argument.
+    pub(super) fn invocation<'a>(&self, script: &'a Transition) -> ScriptInvocation<'a> {
         self.invocation_to_level(script, PRIORITY_LEVELS - 1)
     }
 
@@ -154,11 +156,17 @@ impl Store {
     /// Lua value per call, which a single enqueue pays in full).
     pub(super) fn invocation_to_level<'a>(
         &self,
-        script: &'a Script,
+        script: &'a Transition,
         deepest: u8,
     ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
         inv.key(self.keys.meta());
+        // In the order the script declares them (`lua/common.lua`).
+        for name in &script.fixed_keys {
+            if let Some(key) = self.keys.fixed(name) {
+                inv.key(key);
+            }
+        }
         for level in 0..=deepest.min(PRIORITY_LEVELS - 1) {
             inv.key(self.keys.stream(level));
         }

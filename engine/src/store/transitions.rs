@@ -559,8 +559,7 @@ impl Store {
 
     /// `delete_dead.lua` for these ids, or the oldest batch when `ids` is empty.
     pub(crate) async fn delete_dead(&self, ids: &[String]) -> Result<u64> {
-        let mut inv = scripts::DELETE_DEAD.prepare_invoke();
-        inv.key(self.keys.meta()).arg(self.keys.base());
+        let mut inv = self.invocation_to_level(&scripts::DELETE_DEAD, 0);
         for id in ids {
             inv.arg(id);
         }
