@@ -336,6 +336,13 @@ audit = false
     .await;
     let stats = api.get("/api/queues/reports").await;
     assert_eq!(stats["waiting"], json!(3));
+    // `sluice up` runs one worker process; on a busy machine it may
+    // register after the page first drew, and the live fragment shows it.
+    wait_until(
+        &page,
+        "(document.querySelector('[data-testid=workers]') || {}).textContent === '1'",
+    )
+    .await;
     let workers_shown = eval(
         &page,
         "document.querySelector('[data-testid=workers]').textContent",
