@@ -360,10 +360,53 @@ impl FileConfig {
                 one_line(&text, &e)
             )
         })?;
+        let mut config = config;
+        config.apply_environment(&process_env);
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(config)
+    }
+
+    /// The defaults, with the environment's overrides (no config file).
+    pub fn without_file() -> Self {
+        let mut config = Self::default();
+        config.apply_environment(&process_env);
+        config
+    }
+
+    /// The environment's overrides of the file, applied once, here, so
+    /// that the rest of the program reads only the settings: a non-empty
+    /// `SLUICE_SESSION_SECRET`, `SLUICE_DATABASE_URL`, `SLUICE_COOKIE_KEY`,
+    /// `SLUICE_S3_ACCESS_KEY` and `SLUICE_S3_SECRET_KEY` win over the file,
+    /// and a Telegram channel without a `token` takes the variable its
+    /// `token_env` names. `env` answers a variable's value.
+    pub fn apply_environment(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let set = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(secret) = set("SLUICE_SESSION_SECRET") {
+            self.api.session_secret = Some(secret);
+        }
+        if let Some(p) = &mut self.pipeline {
+            if let Some(url) = set("SLUICE_DATABASE_URL") {
+                p.database_url = Some(url);
+            }
+            if let Some(key) = set("SLUICE_COOKIE_KEY") {
+                p.cookie_key = Some(key);
+            }
+            if let Some(s3) = &mut p.s3 {
+                if let Some(key) = set("SLUICE_S3_ACCESS_KEY") {
+                    s3.access_key = key;
+                }
+                if let Some(key) = set("SLUICE_S3_SECRET_KEY") {
+                    s3.secret_key = key;
+                }
+            }
+        }
+        for channel in &mut self.alert_channels {
+            if channel.token.is_none() {
+                channel.token = channel.token_env.as_deref().and_then(set);
+            }
+        }
     }
 
     /// The configured schedules and the pipeline's (retention, backups).
@@ -463,6 +506,11 @@ impl FileConfig {
             .await
             .map(Some)
     }
+}
+
+/// A variable of this process's environment.
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 /// A TOML error on one line: where, the line itself (which names the
@@ -597,6 +645,42 @@ mod tests {
             let err = format!("{:#}", c.validate().expect_err(text));
             assert!(err.contains(why), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_once_applied() {
+        let text = "[api]\nsession_secret = \"from-file\"\n\
+            [pipeline]\ndatabase_url = \"postgres://file/db\"\ncookie_key = \"file-key\"\n\
+            [pipeline.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+            access_key = \"file-access\"\nsecret_key = \"file-secret\"\n\
+            [[alert_channels]]\nname = \"tg\"\nkind = \"telegram\"\nchat_id = \"1\"\ntoken_env = \"TG_TOKEN\"\n\
+            [[alert_channels]]\nname = \"tg2\"\nkind = \"telegram\"\nchat_id = \"1\"\ntoken = \"own\"\ntoken_env = \"TG_TOKEN\"\n";
+        let mut c: FileConfig = toml::from_str(text).expect("toml");
+        let env = |name: &str| match name {
+            "SLUICE_SESSION_SECRET" => Some("from-env".to_owned()),
+            "SLUICE_DATABASE_URL" => Some("postgres://env/db".to_owned()),
+            // Empty means unset: the file's value stays.
+            "SLUICE_COOKIE_KEY" => Some(String::new()),
+            "SLUICE_S3_SECRET_KEY" => Some("env-secret".to_owned()),
+            "TG_TOKEN" => Some("bot-token".to_owned()),
+            _ => None,
+        };
+        c.apply_environment(&env);
+        assert_eq!(c.api.session_secret.as_deref(), Some("from-env"));
+        let p = c.pipeline.as_ref().expect("pipeline");
+        assert_eq!(p.db().url, "postgres://env/db");
+        assert_eq!(p.cookie_key.as_deref(), Some("file-key"));
+        let s3 = p.s3.as_ref().expect("s3");
+        assert_eq!(
+            (s3.access_key.as_str(), s3.secret_key.as_str()),
+            ("file-access", "env-secret")
+        );
+        assert_eq!(
+            c.alert_channels[0].telegram_token().as_deref(),
+            Some("bot-token")
+        );
+        // A token in the file is not replaced by the variable.
+        assert_eq!(c.alert_channels[1].telegram_token().as_deref(), Some("own"));
     }
 
     #[test]

@@ -152,18 +152,12 @@ fn default_true() -> bool {
 
 impl S3Section {
     fn settings(&self) -> S3Settings {
-        let env = |name: &str, file: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| file.to_owned())
-        };
         S3Settings {
             endpoint: self.endpoint.clone(),
             bucket: self.bucket.clone(),
             region: self.region.clone(),
-            access_key: env("SLUICE_S3_ACCESS_KEY", &self.access_key),
-            secret_key: env("SLUICE_S3_SECRET_KEY", &self.secret_key),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
             prefix: self.prefix.clone(),
             path_style: self.path_style,
             public_url: self.public_url.clone(),
@@ -208,12 +202,12 @@ impl Default for PipelineSection {
 }
 
 impl PipelineSection {
-    /// The database settings, the environment winning over the file.
+    /// The database settings (`SLUICE_DATABASE_URL` was applied by
+    /// `FileConfig::apply_environment`).
     pub fn db(&self) -> DbConfig {
-        let url = std::env::var("SLUICE_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .or_else(|| self.database_url.clone())
+        let url = self
+            .database_url
+            .clone()
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         DbConfig {
             url,
@@ -224,11 +218,9 @@ impl PipelineSection {
 
     /// The cookie cipher, if a key is configured.
     pub fn cipher(&self) -> anyhow::Result<Option<CookieCipher>> {
-        let key = std::env::var("SLUICE_COOKIE_KEY")
-            .ok()
-            .filter(|k| !k.is_empty())
-            .or_else(|| self.cookie_key.clone());
-        key.map(|k| CookieCipher::from_base64(&k).context("pipeline.cookie_key"))
+        self.cookie_key
+            .clone()
+            .map(|k| CookieCipher::from_base64(&k).context("pipeline.cookie_key"))
             .transpose()
     }
 

@@ -292,14 +292,10 @@ pub struct ChannelSection {
 }
 
 impl ChannelSection {
-    /// The Telegram bot token: `token`, else the variable `token_env`.
+    /// The Telegram bot token: `token`, which holds the variable `token_env`
+    /// names when the file gave none (`FileConfig::apply_environment`).
     pub fn telegram_token(&self) -> Option<String> {
-        self.token.clone().or_else(|| {
-            self.token_env
-                .as_deref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|t| !t.is_empty())
-        })
+        self.token.clone()
     }
 
     fn validate(&self) -> anyhow::Result<()> {

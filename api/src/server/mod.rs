@@ -97,11 +97,8 @@ impl AppState {
             .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
             .collect();
         let schedules = crate::schedules::load(&file.all_schedules())?;
-        let secret = std::env::var("SLUICE_SESSION_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .or_else(|| file.api.session_secret.clone());
-        let sessions = sluice_dashboard::session::SessionKeys::new(secret.as_deref());
+        let sessions =
+            sluice_dashboard::session::SessionKeys::new(file.api.session_secret.as_deref());
         Ok(Self {
             client,
             file: Arc::new(file),
