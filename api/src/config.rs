@@ -490,22 +490,6 @@ impl FileConfig {
     pub fn queue(&self, name: &str) -> Option<&QueueSection> {
         self.queues.iter().find(|q| q.name == name)
     }
-
-    /// Queue `name`'s partitions when the file splits it (`partitions`),
-    /// opened on `client`; `None` for every other queue.
-    pub async fn partitioned_queue(
-        &self,
-        client: &sluice_engine::Client,
-        name: &str,
-    ) -> sluice_engine::Result<Option<sluice_engine::Queue>> {
-        let Some((section, n)) = self.queue(name).and_then(|s| s.partitions.map(|n| (s, n))) else {
-            return Ok(None);
-        };
-        client
-            .partitioned_queue(name, n, section.queue_config())
-            .await
-            .map(Some)
-    }
 }
 
 /// A variable of this process's environment.

@@ -9,7 +9,8 @@
 //!   environment variable, and the subcommands in groups, one runner each
 //!   (`ops`, `run`, `pipeline_ops`; `main` matches the groups exhaustively).
 //! - `config`: the TOML config file (queues, schedules, API keys) and how
-//!   flags, environment and file combine.
+//!   flags, environment and file combine; no Redis I/O.
+//! - `queues`: opening the queues the file describes (partitions).
 //! - `ops`: the operator commands that talk to Redis directly (`enqueue`,
 //!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`, `workers`,
 //!   `doctor`), and `keys new`, which needs no Redis.
@@ -38,6 +39,7 @@ pub mod local;
 pub mod ops;
 pub mod pipeline;
 pub mod pipeline_ops;
+pub mod queues;
 pub mod run;
 pub mod schedules;
 pub mod server;

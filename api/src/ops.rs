@@ -114,7 +114,7 @@ async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
 /// The handle on a queue by name (which must exist), with all its
 /// partitions (the config's count opens them when they are not yet there).
 async fn handle(client: &Client, file: &FileConfig, name: &str) -> anyhow::Result<Queue> {
-    match file.partitioned_queue(client, name).await? {
+    match crate::queues::partitioned(file, client, name).await? {
         Some(q) => Ok(q),
         None => existing(client, name).await,
     }
@@ -153,7 +153,7 @@ async fn enqueue(
         ..JobOptionsInput::default()
     })?;
     let NewJob { payload, options } = NewJob::new(&payload, options)?;
-    let queue = match file.partitioned_queue(client, &args.queue).await? {
+    let queue = match crate::queues::partitioned(file, client, &args.queue).await? {
         Some(q) => q,
         None => client.queue(&args.queue).await?,
     };

@@ -790,8 +790,7 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
         toml::from_str("[[queues]]\nname = \"parts\"\npartitions = 3\n").expect("config");
     let app = api(&p, file.clone()).await;
     let client = p.client().await;
-    let pq = file
-        .partitioned_queue(&client, "parts")
+    let pq = sluice_api::queues::partitioned(&file, &client, "parts")
         .await
         .expect("open")
         .expect("partitioned");

@@ -381,7 +381,7 @@ impl Evaluator {
     /// Queue `name`'s handle (all its partitions), opened once.
     async fn queue(&mut self, name: &str) -> anyhow::Result<&Queue> {
         if !self.queues.contains_key(name) {
-            let handle = match self.file.partitioned_queue(&self.client, name).await? {
+            let handle = match crate::queues::partitioned(&self.file, &self.client, name).await? {
                 Some(p) => p,
                 None => self.open(name).await?,
             };

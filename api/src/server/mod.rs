@@ -133,7 +133,7 @@ impl AppState {
         if let Some(q) = self.cached(name) {
             return Ok(q);
         }
-        let q = match self.file.partitioned_queue(&self.client, name).await? {
+        let q = match crate::queues::partitioned(&self.file, &self.client, name).await? {
             Some(q) => q,
             None => {
                 let config = self
@@ -155,7 +155,7 @@ impl AppState {
         if let Some(q) = self.cached(name) {
             return Ok(q);
         }
-        if let Some(q) = self.file.partitioned_queue(&self.client, name).await? {
+        if let Some(q) = crate::queues::partitioned(&self.file, &self.client, name).await? {
             self.remember(&q);
             return Ok(q);
         }
