@@ -531,10 +531,15 @@ impl<H: Runner> Worker<H> {
             let prefetch = self.config.prefetch.unwrap_or(self.config.concurrency);
             // `permits` holds at most `batch_size` (taken above).
             let want = (permits.len() + prefetch).min(self.config.batch_size);
+            // A claim.lua call still unanswered is sent again first (its
+            // token answers it); a direct read never reuses its token.
+            let replaying_claim = unanswered.is_some();
             let call = unanswered
                 .take()
                 .unwrap_or_else(|| queue.call_token(answered.take()));
-            let read = if lost_read {
+            let read = if replaying_claim {
+                None
+            } else if lost_read {
                 let known: std::collections::HashSet<(u8, String)> = match in_flight.lock() {
                     Ok(held) => held
                         .values()
