@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_engine::{
-    Client, HandlerError, Job, Outcome, Runner, ServedQueue, Typed, Worker, WorkerConfig,
+    Client, HandlerError, Job, Outcome, Runner, ServedQueue, Shutdown, Typed, Worker, WorkerConfig,
     WorkerInfo, run_each, unix_ms,
 };
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{FileConfig, QueueSection, RateLimitSetting};
 use crate::delivery::HttpDelivery;
 use crate::pipeline::{Pipeline, PipelineHandler};
-use crate::signals::stopped;
 
 /// Default HTTP delivery timeout.
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -109,7 +107,7 @@ pub async fn run(
     file: &FileConfig,
     pipeline: Option<&Pipeline>,
     queues: Vec<(QueueSection, usize)>,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> anyhow::Result<()> {
     if queues.is_empty() {
         bail!("no queue to work on: name one with --queue, or configure [[queues]] with a url");
@@ -186,7 +184,12 @@ pub async fn run(
         for worker in queue_workers {
             let stop = stop.clone();
             let name = section.name.clone();
-            workers.spawn(async move { (name, worker.run(stopped(stop)).await) });
+            workers.spawn(async move {
+                (
+                    name,
+                    worker.run(async move { stop.triggered().await }).await,
+                )
+            });
         }
     }
     let info = WorkerInfo {
@@ -247,7 +250,7 @@ async fn heartbeat(
     mut info: WorkerInfo,
     gauges: Vec<Arc<AtomicUsize>>,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) {
     loop {
         info.in_flight = gauges.iter().map(|g| g.load(Ordering::Relaxed)).sum();
@@ -258,12 +261,12 @@ async fn heartbeat(
         }
         // Keep beating while the workers drain; `run` aborts this task.
         // Woken early by a stop, to report the draining in-flight count.
-        if *stop.borrow() {
+        if stop.is_triggered() {
             tokio::time::sleep(every).await;
         } else {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = stop.changed() => {}
+                _ = stop.triggered() => {}
             }
         }
     }

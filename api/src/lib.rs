@@ -19,7 +19,8 @@
 //! - `delivery`: the generic HTTP delivery handler.
 //! - `doctor`: `sluice doctor`, the Redis server's checks.
 //! - `schedules`: cron schedules, one job per tick across the fleet.
-//! - `signals`: SIGTERM/SIGINT handling.
+//! - `signals`: SIGTERM/SIGINT handling, which triggers the process's
+//!   [`Shutdown`](sluice_engine::Shutdown).
 //! - `views`: how a job is shown, shared by the CLI and the API.
 //! - `pipeline`: the trading-alert pipeline's config, runtime and handlers;
 //!   `pipeline_ops`: its operator commands (`migrate`, `users`, `backup`,

@@ -7,8 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use sluice_engine::{Client, ClientConfig};
-use tokio::sync::watch;
+use sluice_engine::{Client, ClientConfig, Shutdown};
 use tokio::task::JoinSet;
 
 use crate::cli::{ServeArgs, UpArgs, WorkArgs};
@@ -44,7 +43,7 @@ fn spawn_schedules(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     client: &Client,
     file: &FileConfig,
-    stop: &watch::Receiver<bool>,
+    stop: &Shutdown,
 ) -> anyhow::Result<()> {
     let schedules = crate::schedules::load(&file.all_schedules())?;
     if schedules.is_empty() {
@@ -61,7 +60,7 @@ fn spawn_schedules(
 /// Wait for every task; the first error (after all have ended) is returned.
 async fn join_all(
     mut tasks: JoinSet<anyhow::Result<()>>,
-    stop_tx: Option<&watch::Sender<bool>>,
+    stop: Option<&Shutdown>,
 ) -> anyhow::Result<()> {
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -69,8 +68,8 @@ async fn join_all(
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "a part of sluice failed; stopping");
             // One part failed: stop the others too.
-            if let Some(tx) = stop_tx {
-                let _ = tx.send(true);
+            if let Some(stop) = stop {
+                stop.trigger();
             }
             first_error.get_or_insert(e);
         }
@@ -91,7 +90,7 @@ pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> any
     install_recorder();
     let client = client(&settings)?;
     let addr = listen_addr(args.listen, &file)?;
-    let (stop_tx, stop) = crate::signals::stop_on_signals()?;
+    let stop = crate::signals::stop_on_signals()?;
     let mut tasks = JoinSet::new();
     if !args.no_schedules {
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
@@ -100,8 +99,8 @@ pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> any
     let pool = pipeline.as_ref().map(|p| p.pool.clone());
     crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
     let state = AppState::with_pipeline(client, file, pipeline)?;
-    tasks.spawn(crate::server::serve(state, addr, stop));
-    join_all(tasks, Some(&stop_tx)).await
+    tasks.spawn(crate::server::serve(state, addr, stop.clone()));
+    join_all(tasks, Some(&stop)).await
 }
 
 /// `sluice work`.
@@ -109,7 +108,7 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
     install_recorder();
     let queues = crate::fleet::select(&file, &args.queues)?;
     let client = client(&settings)?;
-    let (stop_tx, stop) = crate::signals::stop_on_signals()?;
+    let stop = crate::signals::stop_on_signals()?;
     let mut tasks = JoinSet::new();
     if !args.no_schedules {
         spawn_schedules(&mut tasks, &client, &file, &stop)?;
@@ -127,7 +126,7 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
     let file = std::sync::Arc::new(file);
     let (c, f, s) = (client.clone(), file.clone(), stop.clone());
     tasks.spawn(async move { crate::fleet::run(c, &f, pipeline.as_ref(), queues, s).await });
-    join_all(tasks, Some(&stop_tx)).await
+    join_all(tasks, Some(&stop)).await
 }
 
 /// `sluice up`.
@@ -161,7 +160,7 @@ async fn up_with_redis(
     let client = client(&settings)?;
     let addr = listen_addr(listen, &file)?;
     let queues = crate::fleet::select(&file, &[])?;
-    let (stop_tx, stop) = crate::signals::stop_on_signals()?;
+    let stop = crate::signals::stop_on_signals()?;
     let mut tasks = JoinSet::new();
     spawn_schedules(&mut tasks, &client, &file, &stop)?;
     let pipeline = pipeline(&client, &file)?;
@@ -178,6 +177,6 @@ async fn up_with_redis(
     eprintln!(
         "sluice: API on http://{addr}/ (health: /health, metrics: /metrics, OpenAPI: /api/openapi.json)"
     );
-    tasks.spawn(crate::server::serve(state, addr, stop));
-    join_all(tasks, Some(&stop_tx)).await
+    tasks.spawn(crate::server::serve(state, addr, stop.clone()));
+    join_all(tasks, Some(&stop)).await
 }

@@ -14,8 +14,7 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sluice_engine::{Client, JobOptions};
-use tokio::sync::watch;
+use sluice_engine::{Client, JobOptions, Shutdown};
 
 use crate::config::ScheduleSection;
 
@@ -183,8 +182,8 @@ pub async fn last_runs(
         .collect())
 }
 
-/// Fire every schedule at its ticks until `stop` turns true.
-pub async fn run(client: Client, schedules: Vec<Schedule>, stop: watch::Receiver<bool>) {
+/// Fire every schedule at its ticks until `stop` is triggered.
+pub async fn run(client: Client, schedules: Vec<Schedule>, stop: Shutdown) {
     let tasks: Vec<_> = schedules
         .into_iter()
         .map(|s| tokio::spawn(run_one(client.clone(), s, stop.clone())))
@@ -194,7 +193,7 @@ pub async fn run(client: Client, schedules: Vec<Schedule>, stop: watch::Receiver
     }
 }
 
-async fn run_one(client: Client, schedule: Schedule, mut stop: watch::Receiver<bool>) {
+async fn run_one(client: Client, schedule: Schedule, stop: Shutdown) {
     let name = schedule.section.name.clone();
     let mut after = Utc::now();
     loop {
@@ -206,7 +205,7 @@ async fn run_one(client: Client, schedule: Schedule, mut stop: watch::Receiver<b
             .unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
+            _ = stop.triggered() => return,
         }
         // Retry a failed tick a few times while it is still recent.
         let mut delay = Duration::from_millis(200);

@@ -3,23 +3,23 @@
 //! at once with status 130 (running jobs are reclaimed by other workers
 //! after their visibility timeout; none is lost).
 
+use sluice_engine::Shutdown;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 
-/// A stop channel that turns true at the first signal (or when the process
-/// sends on it itself). Installs the handlers.
-pub fn stop_on_signals() -> anyhow::Result<(watch::Sender<bool>, watch::Receiver<bool>)> {
+/// The process's stop signal, triggered by the first signal (or by the
+/// process itself, when a part fails). Installs the handlers.
+pub fn stop_on_signals() -> anyhow::Result<Shutdown> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let (tx, rx) = watch::channel(false);
-    let signal_tx = tx.clone();
+    let shutdown = Shutdown::new();
+    let on_signal = shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
         tracing::warn!("stop requested: finishing running jobs (a second signal exits at once)");
-        let _ = signal_tx.send(true);
+        on_signal.trigger();
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
@@ -27,14 +27,5 @@ pub fn stop_on_signals() -> anyhow::Result<(watch::Sender<bool>, watch::Receiver
         tracing::warn!("second signal: exiting now; running jobs will be reclaimed");
         std::process::exit(130);
     });
-    Ok((tx, rx))
-}
-
-/// Completes when `stop` turns true (or its sender is gone).
-pub async fn stopped(mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
+    Ok(shutdown)
 }

@@ -12,12 +12,12 @@ use common::pg::TestSchema;
 use common::{Prefix, api, assert_error, call};
 use sluice_api::config::FileConfig;
 use sluice_api::pipeline::{Pipeline, PipelineSection};
+use sluice_engine::Shutdown;
 use sluice_jobs::plan::Plan;
 use sluice_jobs::secrets::CookieCipher;
 use sluice_jobs::storage::LocalStore;
 use sluice_jobs::users;
 use sluice_testkit::{Persistence, RedisServer};
-use tokio::sync::watch;
 
 /// Screenshot status, URL, price, exchange, symbol of a signal.
 type SignalRow = (String, Option<String>, String, Option<String>, String);
@@ -56,11 +56,21 @@ where
     }
 }
 
-/// Workers for every pipeline queue, in this process, until the sender is
-/// dropped or set.
-async fn start_workers(prefix: &Prefix, file: &FileConfig) -> watch::Sender<bool> {
+/// Stops the workers of `start_workers` when dropped.
+struct StopOnDrop(Shutdown);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.trigger();
+    }
+}
+
+/// Workers for every pipeline queue, in this process, until the guard is
+/// dropped.
+async fn start_workers(prefix: &Prefix, file: &FileConfig) -> StopOnDrop {
     let client = prefix.client().await;
-    let (tx, rx) = watch::channel(false);
+    let shutdown = Shutdown::new();
+    let rx = shutdown.clone();
     let pipeline =
         Pipeline::open(file.pipeline.as_ref().expect("pipeline"), &client).expect("open");
     let queues = sluice_api::fleet::select(file, &[]).expect("select");
@@ -70,7 +80,7 @@ async fn start_workers(prefix: &Prefix, file: &FileConfig) -> watch::Sender<bool
             .await
             .expect("fleet");
     });
-    tx
+    StopOnDrop(shutdown)
 }
 
 #[tokio::test]

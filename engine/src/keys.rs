@@ -90,7 +90,7 @@ impl QueueKeys {
     }
 
     /// Hash of the version before's light-job index: job id to
-    /// "<level> <entry id>" (read and emptied, never written, by the scripts;
+    /// `<level> <entry id>` (read and emptied, never written, by the scripts;
     /// see `lua/common.lua`).
     pub fn old_index(&self) -> String {
         format!("{}ix", self.base)

@@ -49,12 +49,15 @@
 //! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
 //! - `store`: every call a queue makes to Redis, split by role: `calls`
 //!   (retries, call tokens), `replies` (typed replies), `transitions` (one
-//!   script each), `group` (the consumer group), `inspect` (reads), `meta`
+//!   script each), `direct` (claims of light jobs by a plain `XREADGROUP`
+//!   in a `MULTI`), `group` (the consumer group), `inspect` (reads), `meta`
 //!   (settings), `fleet` (client-wide keys: the queue and worker
 //!   registries, cron schedules, request windows, revocations). No other module sends
 //!   a command; `client`, `registry` and `limits` call `fleet`.
 //! - `scripts` and `lua/`: one Lua script per state transition, with the
-//!   helpers it uses (`common.lua`, `light.lua`, `outcomes.lua`).
+//!   helpers it uses (`common.lua`, `light.lua`, `outcomes.lua`); each
+//!   declares the fixed keys it touches, which it gets as `KEYS`.
+//! - `shutdown`: [`Shutdown`], one stop signal for every part of a process.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
 //!   and latency series summed over every process.
@@ -139,6 +142,7 @@ mod redact;
 mod registry;
 mod run;
 mod scripts;
+mod shutdown;
 mod store;
 pub mod testing;
 mod worker;
@@ -167,5 +171,6 @@ pub use redact::redact_url;
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 #[doc(hidden)]
 pub use scripts::source as script_source;
+pub use shutdown::Shutdown;
 pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};
 pub use worker::{SettledAttempt, Worker, WorkerConfig, WorkerReport};

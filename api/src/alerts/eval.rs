@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_engine::alerting::{AlertReply, NoticeKind};
-use sluice_engine::{Client, Queue};
+use sluice_engine::{Client, Queue, Shutdown};
 use sqlx::PgPool;
-use tokio::sync::watch;
 
 use super::notify::{self, Notification, Notifier};
 use super::rules::{AlertKind, AlertRule};
@@ -72,16 +71,13 @@ impl Evaluator {
     }
 
     /// Evaluate every `interval` until `stop`.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, stop: Shutdown) {
         let interval = Duration::from_millis(self.file.alerting.interval_ms.max(1));
         loop {
             self.round().await;
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.changed() => return,
-            }
-            if *stop.borrow() {
-                return;
+                _ = stop.triggered() => return,
             }
         }
     }

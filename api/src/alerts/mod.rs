@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sluice_engine::alerting::{AlertRecord, NoticeKind};
-use sluice_engine::{Client, Typed, Worker, WorkerConfig};
+use sluice_engine::{Client, Shutdown, Typed, Worker, WorkerConfig};
 use sqlx::PgPool;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::FileConfig;
@@ -31,7 +30,7 @@ pub fn spawn(
     client: &Client,
     file: &FileConfig,
     pool: Option<PgPool>,
-    stop: &watch::Receiver<bool>,
+    stop: &Shutdown,
 ) -> anyhow::Result<()> {
     if file.alerts.is_empty() {
         return Ok(());
@@ -46,7 +45,7 @@ pub fn spawn(
         }
     });
     let notifier = notify::Notifier::new(&file.alert_channels)?;
-    let (client, mut stop) = (client.clone(), stop.clone());
+    let (client, stop) = (client.clone(), stop.clone());
     tasks.spawn(async move {
         // The queue is opened when Redis answers; until then, wait.
         let queue = loop {
@@ -56,7 +55,7 @@ pub fn spawn(
                     tracing::warn!(error = %e, "cannot open the alerts queue; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                        _ = stop.changed() => return Ok(()),
+                        _ = stop.triggered() => return Ok(()),
                     }
                 }
             }
@@ -66,14 +65,7 @@ pub fn spawn(
             shutdown_grace: Duration::from_secs(5),
             ..WorkerConfig::default()
         });
-        let stopped = async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        worker.run(stopped).await?;
+        worker.run(async move { stop.triggered().await }).await?;
         Ok(())
     });
     Ok(())

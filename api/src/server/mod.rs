@@ -27,8 +27,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use sluice_engine::{Client, Queue};
-use tokio::sync::watch;
+use sluice_engine::{Client, Queue, Shutdown};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -240,13 +239,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serve `state`'s API on `addr` until `stop` turns true; running requests
+/// Serve `state`'s API on `addr` until `stop` is triggered; running requests
 /// finish first.
-pub async fn serve(
-    state: AppState,
-    addr: SocketAddr,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+pub async fn serve(state: AppState, addr: SocketAddr, stop: Shutdown) -> anyhow::Result<()> {
     if state.shared.keys.is_empty() {
         tracing::warn!("no API keys configured: the API is open to anyone who can reach {addr}");
     }
@@ -258,7 +253,7 @@ pub async fn serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(crate::signals::stopped(stop))
+    .with_graceful_shutdown(async move { stop.triggered().await })
     .await
     .context("API server failed")
 }
@@ -270,7 +265,7 @@ pub async fn serve(
 pub async fn serve_local_metrics(
     addr: SocketAddr,
     client: sluice_engine::Client,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> anyhow::Result<()> {
     // A worker's probes: alive while it serves this; ready while Redis
     // answers (the worker backs off and waits otherwise).
@@ -309,7 +304,7 @@ pub async fn serve_local_metrics(
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "worker metrics listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(crate::signals::stopped(stop))
+        .with_graceful_shutdown(async move { stop.triggered().await })
         .await
         .context("metrics server failed")
 }
