@@ -569,8 +569,15 @@ impl<H: Runner> Worker<H> {
                     backoff.succeeded(queue.name());
                     answered = Some(call.token);
                     lost_read = false;
-                    let full = r.jobs.len() >= want && !r.needs_script;
-                    direct = full.then(|| deepest_level(&r.jobs)).flatten();
+                    // The next read goes down to the most urgent level this
+                    // one found, and only while that level filled it: a job
+                    // that arrived on a more urgent level narrows the next
+                    // read to it, so less urgent jobs are read beside it
+                    // once at most, and a short level goes back to
+                    // claim.lua's strict search.
+                    direct = (!r.needs_script)
+                        .then(|| full_top_level(&r.jobs, want))
+                        .flatten();
                     if !r.deferred.is_empty() {
                         delivered = Delivered {
                             entries: r.deferred,
@@ -723,6 +730,14 @@ impl<H: Runner> Worker<H> {
 /// The least urgent level among `jobs` (None when there are none).
 fn deepest_level(jobs: &[Job]) -> Option<u8> {
     jobs.iter().map(|job| job.priority).max()
+}
+
+/// The most urgent level among `jobs` when it alone gave `want` of them
+/// (None otherwise).
+fn full_top_level(jobs: &[Job], want: usize) -> Option<u8> {
+    let top = jobs.iter().map(|job| job.priority).min()?;
+    let at_top = jobs.iter().filter(|job| job.priority == top).count();
+    (at_top >= want).then_some(top)
 }
 
 /// Run `workers` (one per partition, see [`Worker::per_partition`]) until

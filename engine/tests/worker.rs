@@ -744,3 +744,61 @@ async fn a_pause_stops_a_worker_in_the_middle_of_a_backlog() {
     seen.sort_unstable();
     assert_eq!(seen, (0..400).collect::<Vec<_>>(), "each job exactly once");
 }
+
+/// Urgent jobs arriving while a worker drains a less urgent level take
+/// over at once: the worker reads the less urgent level beside them once
+/// at most (one claim batch), not on every read while both have jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgent_jobs_arriving_mid_drain_are_not_interleaved_with_the_drained_level() {
+    let t = TestRedis::new().await;
+    let q = t.queue("prio-arrive").await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let handler = handler_fn(move |job: Job, _n: u32| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().expect("lock").push(job.priority);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    });
+    let less_urgent = (0..400u32)
+        .map(|n| NewJob::new(&n, JobOptions::new().priority(3)).expect("enc"))
+        .collect();
+    q.enqueue_batch(less_urgent).await.expect("enqueue");
+    let config = WorkerConfig {
+        concurrency: 1,
+        batch_size: 10,
+        prefetch: Some(9),
+        ..quick_worker_config()
+    };
+    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            order.lock().expect("lock").len() >= 30
+        })
+        .await
+    );
+    let urgent = (0..150u32)
+        .map(|n| NewJob::new(&n, JobOptions::new().priority(0)).expect("enc"))
+        .collect();
+    q.enqueue_batch(urgent).await.expect("enqueue");
+    assert!(settled(&q, 550, 0).await, "jobs not all completed");
+    running.stop().await;
+    let order = order.lock().expect("lock").clone();
+    let first = order
+        .iter()
+        .position(|l| *l == 0)
+        .expect("an urgent job ran");
+    let last = order
+        .iter()
+        .rposition(|l| *l == 0)
+        .expect("an urgent job ran");
+    let beside = order[first..=last].iter().filter(|l| **l == 3).count();
+    // What was claimed ahead when they arrived, and one read beside them.
+    assert!(
+        beside <= 20,
+        "{beside} less urgent jobs ran among the urgent ones: {:?}",
+        &order[first..=last]
+    );
+}
