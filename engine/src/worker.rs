@@ -504,9 +504,10 @@ impl<H: Runner> Worker<H> {
         let mut answered: Option<String> = None;
         // Direct reads (store/direct.rs): after a claim that came back full
         // with the queue neither paused nor limited, the next claim reads
-        // levels 0..=this one (the least urgent the last claim reached)
-        // without claim.lua. A claim that comes back short goes through
-        // claim.lua again, which looks for the next level strictly.
+        // levels 0..=this one without claim.lua (the level a claim.lua
+        // call filled up from, or the most urgent level a direct read found
+        // and that alone filled it). A claim that comes back short goes
+        // through claim.lua again, which looks for the next level strictly.
         let mut direct: Option<u8> = None;
         // A direct read failed and may have run: the next claim reads this
         // worker's own pending entries instead, to take those it never saw.
