@@ -541,13 +541,10 @@ impl<H: Runner> Worker<H> {
             let read = if replaying_claim {
                 None
             } else if lost_read {
-                let known: std::collections::HashSet<(u8, String)> = match in_flight.lock() {
-                    Ok(held) => held
-                        .values()
-                        .map(|h| (h.level, h.entry_id.clone()))
-                        .collect(),
-                    Err(_) => Default::default(),
-                };
+                let known: std::collections::HashSet<(u8, String)> = held_entries(in_flight)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 let count = known.len() + 2 * self.config.batch_size + 64;
                 Some(
                     store
@@ -726,6 +723,17 @@ impl<H: Runner> Worker<H> {
             }
         }
     }
+}
+
+/// The (level, entry id) of every job the worker holds; None when the map
+/// was poisoned by a panic.
+fn held_entries(in_flight: &InFlight) -> Option<Vec<(u8, String)>> {
+    let held = in_flight.lock().ok()?;
+    Some(
+        held.values()
+            .map(|h| (h.level, h.entry_id.clone()))
+            .collect(),
+    )
 }
 
 /// The least urgent level among `jobs` (None when there are none).
@@ -990,12 +998,8 @@ async fn keep_alive(
             sleep_or_stop(every, &mut stop).await;
         }
         first = false;
-        let entries: Vec<(u8, String)> = match in_flight.lock() {
-            Ok(held) => held
-                .values()
-                .map(|h| (h.level, h.entry_id.clone()))
-                .collect(),
-            Err(_) => return,
+        let Some(entries) = held_entries(&in_flight) else {
+            return;
         };
         if let Err(e) = queue.store().refresh(&consumer, visibility, &entries).await {
             tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");

@@ -24,6 +24,29 @@ fn quick_worker_config() -> WorkerConfig {
     }
 }
 
+/// One job at a time, claiming ten per read (nine ahead of the slot).
+fn one_at_a_time_reading_ahead() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 1,
+        batch_size: 10,
+        prefetch: Some(9),
+        ..quick_worker_config()
+    }
+}
+
+/// A handler that records each job's priority and payload, in the order
+/// the jobs start, into `order`.
+fn recording_order(order: Arc<std::sync::Mutex<Vec<(u8, u32)>>>) -> impl sluice_engine::Handler {
+    handler_fn(move |job: Job, n: u32| {
+        let order = order.clone();
+        async move {
+            order.lock().expect("lock").push((job.priority, n));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    })
+}
+
 /// On a paused queue served by a running worker: a job enqueued now stays
 /// waiting; after a resume it completes.
 async fn enqueue_while_paused_then_resume(q: &Queue) {
@@ -652,14 +675,7 @@ async fn a_worker_drains_a_backlog_in_strict_priority_order() {
     let t = TestRedis::new().await;
     let q = t.queue("prio-drain").await;
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = order.clone();
-    let handler = handler_fn(move |job: Job, n: u32| {
-        let seen = seen.clone();
-        async move {
-            seen.lock().expect("lock").push((job.priority, n));
-            Ok::<_, HandlerError>(Outcome::Done)
-        }
-    });
+    let handler = recording_order(order.clone());
     let batch = (0..300u32)
         .map(|n| {
             let level = rand::random_range(0..4u8);
@@ -667,13 +683,7 @@ async fn a_worker_drains_a_backlog_in_strict_priority_order() {
         })
         .collect();
     q.enqueue_batch(batch).await.expect("enqueue");
-    let config = WorkerConfig {
-        concurrency: 1,
-        batch_size: 10,
-        prefetch: Some(9),
-        ..quick_worker_config()
-    };
-    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(one_at_a_time_reading_ahead()));
     assert!(settled(&q, 300, 0).await, "jobs not all completed");
     running.stop().await;
     let order = order.lock().expect("lock").clone();
@@ -753,26 +763,12 @@ async fn urgent_jobs_arriving_mid_drain_are_not_interleaved_with_the_drained_lev
     let t = TestRedis::new().await;
     let q = t.queue("prio-arrive").await;
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = order.clone();
-    let handler = handler_fn(move |job: Job, _n: u32| {
-        let seen = seen.clone();
-        async move {
-            seen.lock().expect("lock").push(job.priority);
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            Ok::<_, HandlerError>(Outcome::Done)
-        }
-    });
+    let handler = recording_order(order.clone());
     let less_urgent = (0..400u32)
         .map(|n| NewJob::new(&n, JobOptions::new().priority(3)).expect("enc"))
         .collect();
     q.enqueue_batch(less_urgent).await.expect("enqueue");
-    let config = WorkerConfig {
-        concurrency: 1,
-        batch_size: 10,
-        prefetch: Some(9),
-        ..quick_worker_config()
-    };
-    let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+    let running = spawn(Worker::new(q.clone(), handler).with_config(one_at_a_time_reading_ahead()));
     assert!(
         eventually(Duration::from_secs(10), || async {
             order.lock().expect("lock").len() >= 30
@@ -785,7 +781,12 @@ async fn urgent_jobs_arriving_mid_drain_are_not_interleaved_with_the_drained_lev
     q.enqueue_batch(urgent).await.expect("enqueue");
     assert!(settled(&q, 550, 0).await, "jobs not all completed");
     running.stop().await;
-    let order = order.lock().expect("lock").clone();
+    let order: Vec<u8> = order
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(l, _)| *l)
+        .collect();
     let first = order
         .iter()
         .position(|l| *l == 0)
