@@ -4,7 +4,8 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{
-    Cancelled, Client, ClientConfig, JobInfo, JobOptions, JobOptionsInput, NewJob, Queue, Stats,
+    Cancelled, Client, ClientConfig, Inspector, JobInfo, JobOptions, JobOptionsInput, NewJob,
+    Queue, Stats,
 };
 
 use crate::cli::{DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand, OperatorCommand};
@@ -185,9 +186,10 @@ async fn stats(
 ) -> anyhow::Result<()> {
     // A partitioned queue shows a row per partition; every partition's
     // counts are read together.
-    let queues = open_queues(client, file, queue).await?;
-    let parts = queues.iter().flat_map(|q| q.partitions());
-    let all: Vec<Stats> = futures::future::try_join_all(parts.map(|p| p.stats())).await?;
+    let all: Vec<Stats> = match queue {
+        Some(name) => Inspector::partitions_of(&handle(client, file, &name).await?).await?,
+        None => client.inspector().partition_stats().await?,
+    };
     if out.json {
         return out.done("", &all);
     }

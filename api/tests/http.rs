@@ -903,6 +903,18 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
     assert_eq!(rest.json["retried"], 1);
     let waiting = send(&app, Method::GET, "/api/queues/parts").await;
     assert_eq!(waiting.json["waiting"], 2);
+    // The list shows the queue once, its partitions summed, not each
+    // partition as a queue of its own.
+    let all = send(&app, Method::GET, "/api/queues").await;
+    let listed: Vec<&serde_json::Value> = all.json["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter(|q| q["queue"].as_str().is_some_and(|n| n.starts_with("parts")))
+        .collect();
+    assert_eq!(listed.len(), 1, "{}", all.text);
+    assert_eq!(listed[0]["queue"], "parts");
+    assert_eq!(listed[0]["waiting"], 2);
     for q in pq.partitions() {
         for job in q.claim("w", 10).await.expect("claim") {
             q.settle(&job, Outcome::Bury("again".into()))

@@ -42,7 +42,9 @@
 //!   [`handler_fn`], and [`Runner`], what a worker runs.
 //! - `run`: one handler call, under its timeout and cancellable; used by
 //!   the worker and by [`testing`], the handler test harness.
-//! - `inspect`: reads over every queue at once ([`Client::all_stats`]).
+//! - `inspect`: [`Inspector`], the reads of operators' views (overview,
+//!   queue summary, dead-letter pages), over many queues at once; the API,
+//!   the dashboard and the CLI map its results.
 //! - `job`: [`Job`], [`JobInfo`], [`JobState`], [`Outcome`], [`Stats`].
 //! - `job_fields`: the names of a job's hash and stream entry fields on
 //!   the Rust side (the scripts write the same).
@@ -157,6 +159,7 @@ pub use handler::{
     BatchHandler, Batched, FnHandler, Handler, HandlerError, Runner, Typed, TypedBatchHandler,
     TypedHandler, handler_fn, run_each,
 };
+pub use inspect::{DeadPage, DeadQuery, Inspector, Overview, QueueSummary};
 pub use job::{
     AttemptError, CancelReason, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount,
     Outcome, Stats,

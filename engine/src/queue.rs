@@ -97,6 +97,15 @@ impl Queue {
         })
     }
 
+    /// A handle on `partitions` as they are, not opened (for reads that
+    /// must not write; see [`crate::Inspector`]).
+    pub(crate) fn from_partitions(name: &str, partitions: Vec<Partition>) -> Self {
+        Self {
+            name: name.to_owned(),
+            partitions: Arc::new(partitions),
+        }
+    }
+
     /// The queue's name (without a partition index).
     pub fn name(&self) -> &str {
         &self.name

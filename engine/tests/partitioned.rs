@@ -434,27 +434,51 @@ async fn a_queue_opened_by_name_knows_its_partitions() {
     assert_eq!(seen.values().sum::<u32>(), 91);
 }
 
-/// `Client::all_stats` answers, for every queue the fleet lists, what that
-/// queue's own `stats` answers (a split queue's partitions summed), with
-/// all queues read together.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn all_stats_give_each_queues_own_counts() {
-    let t = TestRedis::new().await;
+/// A queue `plain` with `in_plain` jobs and a queue `split` of 3
+/// partitions with `in_split` keyed jobs at `priority`.
+async fn plain_and_split(
+    t: &TestRedis,
+    in_plain: u32,
+    in_split: u32,
+    priority: u8,
+) -> (sluice_engine::Queue, sluice_engine::Queue) {
     let plain = t.queue("plain").await;
     let split = t
         .client
         .partitioned_queue("split", 3, fast_config())
         .await
         .expect("open");
-    for n in 0..7u32 {
+    for n in 0..in_plain {
         plain.enqueue(&n, JobOptions::new()).await.expect("enqueue");
     }
-    for n in 0..11u32 {
+    for n in 0..in_split {
         split
-            .enqueue_keyed(&format!("k{n}"), &n, JobOptions::new().priority(2))
+            .enqueue_keyed(&format!("k{n}"), &n, JobOptions::new().priority(priority))
             .await
             .expect("enqueue");
     }
+    (plain, split)
+}
+
+/// What queue `name`'s own handle reads of its counts.
+async fn own_stats(t: &TestRedis, name: &str) -> sluice_engine::Stats {
+    t.client
+        .existing_queue(name)
+        .await
+        .expect("existing")
+        .expect("listed queues exist")
+        .stats()
+        .await
+        .expect("stats")
+}
+
+/// `Inspector::all_stats` answers, for every queue the fleet lists, what that
+/// queue's own `stats` answers (a split queue's partitions summed), with
+/// all queues read together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_stats_give_each_queues_own_counts() {
+    let t = TestRedis::new().await;
+    let (plain, split) = plain_and_split(&t, 7, 11, 2).await;
     plain.pause().await.expect("pause");
     plain
         .enqueue(&99u32, JobOptions::new().delay(Duration::from_secs(60)))
@@ -463,24 +487,15 @@ async fn all_stats_give_each_queues_own_counts() {
     let claimed = split.claim("inspector", 2).await.expect("claim");
     assert_eq!(claimed.len(), 2);
 
-    let all = t.client.all_stats().await.expect("all stats");
-    let names: Vec<String> = t.client.queues().await.expect("queues");
+    let all = t.client.inspector().all_stats().await.expect("all stats");
+    // A partitioned queue is one row, its partitions summed.
     assert_eq!(
         all.iter().map(|s| s.queue.clone()).collect::<Vec<_>>(),
-        names
+        ["plain", "split"]
     );
     assert!(!all.is_empty());
     for stats in &all {
-        let own = t
-            .client
-            .existing_queue(&stats.queue)
-            .await
-            .expect("existing")
-            .expect("listed queues exist")
-            .stats()
-            .await
-            .expect("stats");
-        assert_eq!(stats, &own, "{}", stats.queue);
+        assert_eq!(stats, &own_stats(&t, &stats.queue).await, "{}", stats.queue);
     }
     let waiting: u64 = all.iter().map(|s| s.waiting).sum();
     let active: u64 = all.iter().map(|s| s.active).sum();
@@ -502,4 +517,141 @@ async fn a_name_too_long_for_partitions_is_a_plain_queue() {
     assert!(!q.is_partitioned());
     let found = t.client.existing_queue(&name).await.expect("lookup");
     assert_eq!(found.expect("found").name(), name);
+}
+
+/// The inspector's overview gives every queue the counts its own handle
+/// reads, its minutes (the asked number and the current one), and how long
+/// its next job has waited; a queue's dead letters page by cursor and are
+/// searched by their error, over every partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_summarizes_every_queue_and_pages_dead_letters() {
+    let t = TestRedis::new().await;
+    let (_plain, split) = plain_and_split(&t, 3, 6, 0).await;
+    // Two jobs done, three buried (two of them "boom"), all in the split
+    // queue, whose partitions each hold some.
+    let claimed = split.claim("inspector", 5).await.expect("claim");
+    assert_eq!(claimed.len(), 5);
+    let outcomes = [
+        Outcome::Done,
+        Outcome::Done,
+        Outcome::Bury("boom: first".into()),
+        Outcome::Bury("Boom: second".into()),
+        Outcome::Bury("other".into()),
+    ];
+    split
+        .settle_many(claimed.iter().zip(outcomes).collect())
+        .await
+        .expect("settle");
+
+    let inspector = t.client.inspector();
+    let overview = inspector.overview(5).await.expect("overview");
+    assert_eq!(
+        overview
+            .queues
+            .iter()
+            .map(|s| s.stats.queue.clone())
+            .collect::<Vec<_>>(),
+        ["plain", "split"]
+    );
+    for summary in &overview.queues {
+        let own = own_stats(&t, &summary.stats.queue).await;
+        assert_eq!(summary.stats, own, "{}", own.queue);
+        assert_eq!(summary.per_minute.len(), 6, "{}", own.queue);
+        assert_eq!(
+            summary.next_job_wait_ms.is_some(),
+            own.waiting > 0,
+            "{}",
+            own.queue
+        );
+    }
+    let split_summary = overview
+        .queues
+        .iter()
+        .find(|s| s.stats.queue == "split")
+        .expect("split listed");
+    let minutes = &split_summary.per_minute;
+    assert_eq!(minutes.iter().map(|m| m.completed).sum::<u64>(), 2);
+    assert_eq!(minutes.iter().map(|m| m.failed).sum::<u64>(), 3);
+    assert_eq!(split_summary.stats.dead, 3);
+    assert_eq!(split_summary.stats.waiting, 1);
+
+    // One row per partition, and the plain queue's own.
+    let rows = inspector.partition_stats().await.expect("partition stats");
+    let split_rows: Vec<_> = rows
+        .iter()
+        .filter(|s| s.queue.starts_with("split#"))
+        .collect();
+    assert_eq!(split_rows.len(), 3);
+    assert_eq!(split_rows.iter().map(|s| s.dead).sum::<u64>(), 3);
+    assert!(rows.iter().any(|s| s.queue == "plain" && s.waiting == 3));
+
+    let found = inspector
+        .dead(
+            &split,
+            sluice_engine::DeadQuery {
+                text: Some("BOOM"),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!((found.total, found.matched), (3, 2));
+    assert_eq!(found.letters.len(), 2);
+    assert!(found.next.is_none());
+
+    let first = inspector
+        .dead(
+            &split,
+            sluice_engine::DeadQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("first page");
+    assert_eq!((first.total, first.matched, first.letters.len()), (3, 3, 2));
+    let cursor = first.next.expect("a next page");
+    let second = inspector
+        .dead(
+            &split,
+            sluice_engine::DeadQuery {
+                cursor: Some(&cursor),
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("second page");
+    assert_eq!(second.letters.len(), 1);
+    let mut seen: Vec<String> = first
+        .letters
+        .iter()
+        .chain(&second.letters)
+        .map(|j| j.id.clone())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "each letter once over the pages");
+}
+
+/// A queue whose stream was deleted by hand is still listed: the
+/// inspector opens it again (making the stream) instead of failing the
+/// whole overview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_lists_a_queue_whose_stream_was_deleted_by_hand() {
+    let t = TestRedis::new().await;
+    let q = t.queue("broken").await;
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let _: () = t
+        .query(redis::cmd("DEL").arg(format!("{}:{{broken}}:p:0", t.prefix)))
+        .await;
+    let overview = t.client.inspector().overview(1).await.expect("overview");
+    let broken = overview
+        .queues
+        .iter()
+        .find(|s| s.stats.queue == "broken")
+        .expect("listed");
+    assert_eq!(broken.per_minute.len(), 2);
+    assert_eq!(broken.stats.waiting, 0, "the deleted stream's job is gone");
 }

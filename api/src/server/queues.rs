@@ -6,8 +6,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Cancelled, Enqueued, JobOptions, JobOptionsInput, JobState, MAX_LIST_LIMIT, MAX_LIST_OFFSET,
-    MinuteCount, NewJob, Queue, Stats,
+    Cancelled, DeadQuery, Enqueued, JobOptions, JobOptionsInput, JobState, MAX_LIST_LIMIT,
+    MAX_LIST_OFFSET, NewJob, Queue, QueueSummary, Stats,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -336,36 +336,36 @@ pub struct Throughput {
     pub per_minute: Vec<sluice_engine::MinuteCount>,
 }
 
-async fn queue_view(q: &Queue) -> ApiResult<QueueView> {
-    let (stats, per_minute) = futures::try_join!(q.stats(), q.throughput(61))?;
-    Ok(view(stats, per_minute))
-}
+/// Minutes of throughput a queue's view sums up.
+const VIEW_MINUTES: u64 = 60;
 
-fn view(stats: Stats, per_minute: Vec<MinuteCount>) -> QueueView {
-    let full = &per_minute[..per_minute.len().saturating_sub(1)];
-    let last = full.last().copied().unwrap_or_default();
-    let throughput = Throughput {
-        completed_last_minute: last.completed,
-        failed_last_minute: last.failed,
-        completed_last_hour: full.iter().map(|m| m.completed).sum(),
-        failed_last_hour: full.iter().map(|m| m.failed).sum(),
-        per_minute: per_minute.get(1..).unwrap_or_default().to_vec(),
-    };
-    QueueView { stats, throughput }
+impl From<QueueSummary> for QueueView {
+    fn from(summary: QueueSummary) -> Self {
+        let full = summary.full_minutes();
+        let last = summary.last_full_minute();
+        let throughput = Throughput {
+            completed_last_minute: last.completed,
+            failed_last_minute: last.failed,
+            completed_last_hour: full.iter().map(|m| m.completed).sum(),
+            failed_last_hour: full.iter().map(|m| m.failed).sum(),
+            // The last hour's minutes, the current one last.
+            per_minute: summary.per_minute.get(1..).unwrap_or_default().to_vec(),
+        };
+        QueueView {
+            stats: summary.stats,
+            throughput,
+        }
+    }
 }
 
 /// `GET /api/queues`.
 #[utoipa::path(get, path = "/api/queues", tag = "queues",
     responses((status = 200, description = "Every queue's counts", body = QueueList)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<QueueList>> {
-    // Every queue's reads go out together, not one queue after another.
-    let names = state.client.queues().await?;
-    let all = futures::future::try_join_all(names.iter().map(|name| async {
-        let q = state.existing_queue(name).await?;
-        queue_view(&q).await
+    let all = state.client.inspector().queues(VIEW_MINUTES).await?;
+    Ok(Json(QueueList {
+        queues: all.into_iter().map(QueueView::from).collect(),
     }))
-    .await?;
-    Ok(Json(QueueList { queues: all }))
 }
 
 /// `GET /api/queues/{queue}`.
@@ -378,7 +378,9 @@ pub async fn show(
     State(state): State<AppState>,
     ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
 ) -> ApiResult<Json<QueueView>> {
-    Ok(Json(queue_view(&state.queue_handle(&queue).await?).await?))
+    let q = state.queue_handle(&queue).await?;
+    let summary = state.client.inspector().summary(&q, VIEW_MINUTES).await?;
+    Ok(Json(summary.into()))
 }
 
 /// Whether a queue is paused, after a pause or a resume.
@@ -509,31 +511,28 @@ pub async fn dead_list(
             })
         })
         .transpose()?;
-    let filter = page.q.as_deref().filter(|t| !t.is_empty());
     let q = state.queue_handle(&queue).await?;
-    let total = q.stats().await?.dead;
-    let (letters, matched, next) = match filter {
-        Some(text) => {
-            let (letters, matched) = q
-                .find_dead_after(text, cursor.as_ref(), page.offset, limit)
-                .await?;
-            (letters, matched, None)
-        }
-        None => {
-            let (letters, next) = q
-                .dead_letters_after(cursor.as_ref(), page.offset, limit)
-                .await?;
-            (letters, total, next)
-        }
-    };
+    let found = state
+        .client
+        .inspector()
+        .dead(
+            &q,
+            DeadQuery {
+                text: page.q.as_deref(),
+                cursor: cursor.as_ref(),
+                offset: page.offset,
+                limit,
+            },
+        )
+        .await?;
     Ok(Json(DeadPage {
         queue,
-        total,
-        matched,
+        total: found.total,
+        matched: found.matched,
         offset: page.offset,
         limit,
-        dead: letters.into_iter().map(JobView::from).collect(),
-        next_cursor: next.map(|c| c.to_string()),
+        dead: found.letters.into_iter().map(JobView::from).collect(),
+        next_cursor: found.next.map(|c| c.to_string()),
     }))
 }
 

@@ -137,7 +137,7 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
         ));
     }
     let mut queues = serde_json::Map::new();
-    for s in state.client.all_stats().await? {
+    for s in state.client.inspector().all_stats().await? {
         queues.insert(
             s.queue.clone(),
             json!({
@@ -157,7 +157,7 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
-    let stats = state.client.all_stats().await?;
+    let stats = state.client.inspector().all_stats().await?;
     let workers = state.client.workers().await?;
     let in_flight = workers.iter().map(|w| w.in_flight).sum();
     let breakers = state.client.breakers().await?;

@@ -25,7 +25,7 @@ use sluice_dashboard::pages::{
     SignalRow, SignalsLive, SignalsPage, Tab, WorkerRow, WorkersLive, WorkersPage,
 };
 use sluice_dashboard::session::{self, Access, Session};
-use sluice_engine::{JobInfo, JobState, Queue, unix_ms};
+use sluice_engine::{DeadQuery, JobInfo, JobState, Overview, QueueSummary, unix_ms};
 
 use super::AppState;
 use super::audit::Actor;
@@ -483,24 +483,10 @@ async fn overview_live(
     Ok(render(&overview_data(&state, minutes).await?).into_response())
 }
 
-/// One queue's row, its per-minute counts over `minutes`, and how long its
-/// next job has waited (ms; `None` when nothing waits).
-async fn queue_row(
-    q: &Queue,
-    minutes: u64,
-    now_ms: u64,
-) -> DashResult<(QueueRow, Vec<sluice_engine::MinuteCount>, Option<u64>)> {
-    // The three reads go out together.
-    let (stats, series, next) = futures::try_join!(
-        q.stats(),
-        q.throughput(minutes.max(2)),
-        q.jobs_in_state(JobState::Waiting, 0, 1)
-    )?;
-    // The newest minute is still running: report the last full one.
-    let last_full = series.iter().rev().nth(1).cloned().unwrap_or_default();
-    let wait = next
-        .first()
-        .map(|j| now_ms.saturating_sub(j.due_at_ms.unwrap_or(j.created_at_ms)));
+/// One queue's row, from its summary.
+fn queue_row(summary: &QueueSummary) -> QueueRow {
+    let stats = &summary.stats;
+    let last_full = summary.last_full_minute();
     let by_priority = stats
         .waiting_by_priority
         .iter()
@@ -509,7 +495,7 @@ async fn queue_row(
         .map(|(p, n)| format!("p{p} {n}"))
         .collect::<Vec<_>>()
         .join(" · ");
-    let row = QueueRow {
+    QueueRow {
         name: stats.queue.clone(),
         paused: stats.paused,
         waiting: stats.waiting,
@@ -522,26 +508,24 @@ async fn queue_row(
         rate_limit: stats
             .rate_limit
             .map(|r| format!("{}/s, burst {}", r.per_second, r.burst)),
-        wait: wait.map(duration_ms).unwrap_or_else(|| "—".into()),
-    };
-    Ok((row, series, wait))
+        wait: summary
+            .next_job_wait_ms
+            .map(duration_ms)
+            .unwrap_or_else(|| "—".into()),
+    }
 }
 
 async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLive> {
     let now_ms = unix_ms();
-    let names = state.client.queues().await?;
-    let mut rows = Vec::with_capacity(names.len());
+    let Overview { queues, workers } = state.client.inspector().overview(minutes).await?;
+    let mut rows = Vec::with_capacity(queues.len());
     let mut completed = vec![0u64; minutes as usize];
     let mut failed = vec![0u64; minutes as usize];
     let mut labels: Vec<String> = Vec::new();
     let mut waits = Vec::new();
-    // Every queue's reads go out together, not one queue after another.
-    let read = futures::future::try_join_all(names.iter().map(|name| async move {
-        let q = state.existing_queue(name).await?;
-        queue_row(&q, minutes, now_ms).await
-    }))
-    .await?;
-    for (row, series, wait) in read {
+    for summary in &queues {
+        let row = queue_row(summary);
+        let series = &summary.per_minute;
         let series = &series[series.len().saturating_sub(minutes as usize)..];
         for (i, m) in series.iter().enumerate() {
             completed[i] += m.completed;
@@ -559,10 +543,10 @@ async fn overview_data(state: &AppState, minutes: u64) -> DashResult<OverviewLiv
                 })
                 .collect();
         }
-        waits.push((row.name.clone(), wait.unwrap_or(0) as f64 / 1000.0));
+        let wait = summary.next_job_wait_ms.unwrap_or(0);
+        waits.push((row.name.clone(), wait as f64 / 1000.0));
         rows.push(row);
     }
-    let workers = state.client.workers().await?;
     let throughput = serde_json::json!({
         "kind": "lines",
         "labels": labels,
@@ -660,7 +644,7 @@ async fn queue_data(
     let page = page_number(q.page.as_deref())?;
     let queue = state.queue_handle(name).await?;
     let now_ms = unix_ms();
-    let (row, _, _) = queue_row(&queue, 2, now_ms).await?;
+    let row = queue_row(&state.client.inspector().summary(&queue, 1).await?);
     let mut jobs = queue
         .jobs_in_state(job_state, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
         .await?;
@@ -874,13 +858,20 @@ async fn dead_data(
     let filter = filter_text(q.q.as_deref())?;
     let page = page_number(q.page.as_deref())?;
     let queue = state.queue_handle(name).await?;
-    let total = queue.stats().await?.dead;
-    let offset = (page - 1) * PAGE_SIZE;
-    let (mut letters, matched) = if filter.is_empty() {
-        (queue.dead_letters(offset, PAGE_SIZE + 1).await?, total)
-    } else {
-        queue.find_dead(&filter, offset, PAGE_SIZE + 1).await?
-    };
+    let found = state
+        .client
+        .inspector()
+        .dead(
+            &queue,
+            DeadQuery {
+                text: Some(&filter),
+                offset: (page - 1) * PAGE_SIZE,
+                limit: PAGE_SIZE + 1,
+                ..DeadQuery::default()
+            },
+        )
+        .await?;
+    let (total, matched, mut letters) = (found.total, found.matched, found.letters);
     let has_next = letters.len() > PAGE_SIZE;
     letters.truncate(PAGE_SIZE);
     Ok(DeadLive {
