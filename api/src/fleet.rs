@@ -1,17 +1,15 @@
-//! A worker process: one engine `Worker` per served queue, each running the
-//! queue's handler (HTTP delivery for queues with a `url`), a heartbeat in
-//! the fleet registry, and a graceful stop on SIGTERM/SIGINT.
+//! A worker process: which queues it serves and what runs their jobs (HTTP
+//! delivery for queues with a `url`, the pipeline's handlers), handed to
+//! the engine's `Fleet`, which runs them under one worker id with a
+//! heartbeat and a graceful stop.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_engine::{
-    Client, HandlerError, Job, Outcome, Runner, ServedQueue, Shutdown, Typed, Worker, WorkerConfig,
-    WorkerInfo, run_each, unix_ms,
+    Client, Fleet, HandlerError, Job, Outcome, Runner, Shutdown, Typed, WorkerConfig, run_each,
 };
-use tokio::task::JoinSet;
 
 use crate::config::{FileConfig, QueueSection, RateLimitSetting};
 use crate::delivery::HttpDelivery;
@@ -100,8 +98,9 @@ pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueS
     Ok(out)
 }
 
-/// Run workers for `queues` until `stop`, with a heartbeat. Returns when
-/// every worker has stopped.
+/// Run workers for `queues` until `stop`, under one worker id with a
+/// heartbeat (the engine's [`Fleet`]). Returns when every worker has
+/// stopped.
 pub async fn run(
     client: Client,
     file: &FileConfig,
@@ -112,45 +111,18 @@ pub async fn run(
     if queues.is_empty() {
         bail!("no queue to work on: name one with --queue, or configure [[queues]] with a url");
     }
-    let id = sluice_engine::new_worker_id();
     let grace = Duration::from_secs(file.worker.shutdown_grace_secs);
-    let mut gauges = Vec::new();
-    let mut served = Vec::new();
-    let mut workers = JoinSet::new();
+    let mut fleet =
+        Fleet::new(client.clone()).heartbeat_every(Duration::from_secs(file.worker.heartbeat_secs));
     for (section, concurrency) in queues {
         let config = WorkerConfig {
             concurrency,
             // Batch writers (ingest, audit) want whole batches per claim.
             batch_size: concurrency.clamp(1, 500),
             shutdown_grace: grace,
-            consumer: Some(id.clone()),
             ..WorkerConfig::default()
         };
-        let handler = match (&section.url, pipeline) {
-            (Some(url), _) => {
-                let timeout = section
-                    .timeout_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
-                tracing::info!(queue = %section.name, concurrency, target = %sluice_engine::redact_url(url), "serving queue");
-                let mut delivery = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
-                if let Some(config) = section.breaker.config() {
-                    let name = sluice_engine::target_breaker_name(url).with_context(|| {
-                        format!("queue {}: no breaker name for {url}", section.name)
-                    })?;
-                    delivery = delivery.with_breaker(client.breaker(&name, config).await?);
-                }
-                QueueHandler::Http(Box::new(Typed(delivery)))
-            }
-            (None, Some(p)) => match p.handler(&section.name, section.breaker.config()).await? {
-                Some(h) => {
-                    tracing::info!(queue = %section.name, concurrency, "serving pipeline queue");
-                    QueueHandler::Pipeline(Arc::new(h))
-                }
-                None => bail!("queue {} has no handler", section.name),
-            },
-            (None, None) => bail!("queue {} has no handler", section.name),
-        };
+        let handler = handler(&client, pipeline, &section, concurrency).await?;
         let handle = match section.partitions {
             Some(n) => {
                 client
@@ -170,56 +142,49 @@ pub async fn run(
             RateLimitSetting::Remove => handle.set_rate_limit(None).await?,
             RateLimitSetting::Keep => {}
         }
-        // One worker per partition, sharing the queue's concurrency and its
-        // in-flight count; a queue of one keeps the process's id as its
-        // consumer name.
-        let queue_workers = Worker::new(handle, handler)
-            .with_config(config)
-            .per_partition();
-        gauges.push(queue_workers[0].in_flight());
-        served.push(ServedQueue {
-            queue: section.name.clone(),
-            concurrency,
-        });
-        for worker in queue_workers {
-            let stop = stop.clone();
-            let name = section.name.clone();
-            workers.spawn(async move {
-                (
-                    name,
-                    worker.run(async move { stop.triggered().await }).await,
-                )
-            });
-        }
+        fleet.serve(handle, handler, config);
     }
-    let info = WorkerInfo {
-        id: id.clone(),
-        host: sluice_engine::host_name(),
-        pid: std::process::id(),
-        concurrency: served.iter().map(|s| s.concurrency).sum(),
-        queues: served,
-        in_flight: 0,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at_ms: unix_ms(),
-        last_beat_ms: unix_ms(),
-    };
-    let every = Duration::from_secs(file.worker.heartbeat_secs.max(1));
-    let heart = tokio::spawn(heartbeat(client.clone(), info, gauges, every, stop));
-    let mut failed = None;
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok((name, Ok(report))) => tracing::info!(queue = %name, ?report, "worker stopped"),
-            Ok((name, Err(e))) => {
-                failed = Some(anyhow::Error::new(e).context(format!("worker for {name} failed")))
+    let id = fleet.id().to_owned();
+    fleet
+        .run(stop)
+        .await
+        .with_context(|| format!("a worker of {id} failed"))?;
+    Ok(())
+}
+
+/// What runs `section`'s jobs: HTTP delivery to its `url`, or the
+/// pipeline's handler for a pipeline queue.
+async fn handler(
+    client: &Client,
+    pipeline: Option<&Pipeline>,
+    section: &QueueSection,
+    concurrency: usize,
+) -> anyhow::Result<QueueHandler> {
+    Ok(match (&section.url, pipeline) {
+        (Some(url), _) => {
+            let timeout = section
+                .timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
+            tracing::info!(queue = %section.name, concurrency, target = %sluice_engine::redact_url(url), "serving queue");
+            let mut delivery = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
+            if let Some(config) = section.breaker.config() {
+                let name = sluice_engine::target_breaker_name(url).with_context(|| {
+                    format!("queue {}: no breaker name for {url}", section.name)
+                })?;
+                delivery = delivery.with_breaker(client.breaker(&name, config).await?);
             }
-            Err(e) => failed = Some(anyhow::Error::new(e).context("worker task failed")),
+            QueueHandler::Http(Box::new(Typed(delivery)))
         }
-    }
-    heart.abort();
-    if let Err(e) = client.deregister(&id).await {
-        tracing::warn!(error = %e, "could not leave the worker registry; the entry expires by itself");
-    }
-    failed.map_or(Ok(()), Err)
+        (None, Some(p)) => match p.handler(&section.name, section.breaker.config()).await? {
+            Some(h) => {
+                tracing::info!(queue = %section.name, concurrency, "serving pipeline queue");
+                QueueHandler::Pipeline(Arc::new(h))
+            }
+            None => bail!("queue {} has no handler", section.name),
+        },
+        (None, None) => bail!("queue {} has no handler", section.name),
+    })
 }
 
 /// What runs a queue's jobs: HTTP delivery or a pipeline handler.
@@ -241,33 +206,6 @@ impl Runner for QueueHandler {
         match &*self {
             QueueHandler::Http(h) => run_each(h.as_ref(), jobs).await,
             QueueHandler::Pipeline(h) => h.clone().run(jobs).await,
-        }
-    }
-}
-
-async fn heartbeat(
-    client: Client,
-    mut info: WorkerInfo,
-    gauges: Vec<Arc<AtomicUsize>>,
-    every: Duration,
-    stop: Shutdown,
-) {
-    loop {
-        info.in_flight = gauges.iter().map(|g| g.load(Ordering::Relaxed)).sum();
-        info.last_beat_ms = unix_ms();
-        // Three missed beats and the entry expires.
-        if let Err(e) = client.heartbeat(&info, every * 3).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
-        // Keep beating while the workers drain; `run` aborts this task.
-        // Woken early by a stop, to report the draining in-flight count.
-        if stop.is_triggered() {
-            tokio::time::sleep(every).await;
-        } else {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.triggered() => {}
-            }
         }
     }
 }

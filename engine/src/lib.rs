@@ -59,6 +59,9 @@
 //! - `scripts` and `lua/`: one Lua script per state transition, with the
 //!   helpers it uses (`common.lua`, `light.lua`, `outcomes.lua`); each
 //!   declares the fixed keys it touches, which it gets as `KEYS`.
+//! - `fleet`: [`Fleet`], what a worker process runs: workers for many
+//!   queues under one worker id, the registry heartbeat, one graceful stop
+//!   and leaving the registry.
 //! - `shutdown`: [`Shutdown`], one stop signal for every part of a process.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
@@ -129,6 +132,7 @@ mod breaker;
 mod client;
 mod conn;
 mod error;
+mod fleet;
 mod handler;
 mod inspect;
 mod job;
@@ -155,6 +159,7 @@ pub use breaker::{
 };
 pub use client::{Client, ClientConfig, Durability, ServerReport};
 pub use error::{Error, Result};
+pub use fleet::{DEFAULT_HEARTBEAT, Fleet, FleetReport};
 pub use handler::{
     BatchHandler, Batched, FnHandler, Handler, HandlerError, Runner, Typed, TypedBatchHandler,
     TypedHandler, handler_fn, run_each,

@@ -161,3 +161,117 @@ async fn throughput_counts_completed_and_failed_attempts_per_minute() {
     let failed: u64 = minutes.iter().map(|m| m.failed).sum();
     assert_eq!((completed, failed), (2, 1));
 }
+
+fn concurrency(n: usize) -> WorkerConfig {
+    WorkerConfig {
+        concurrency: n,
+        ..WorkerConfig::default()
+    }
+}
+
+/// A fleet serves several queues (one of them partitioned) under one worker
+/// id: the registry shows one process with every queue while it runs, each
+/// queue's jobs are run, a stop lets the running jobs finish, and the
+/// process leaves the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_serves_many_queues_under_one_id_and_leaves_the_registry() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let t = TestRedis::new().await;
+    let mails = t.queue("mails").await;
+    let orders = t
+        .client
+        .partitioned_queue("orders", 2, common::fast_config())
+        .await
+        .expect("open");
+    mails.enqueue_batch(jobs(5)).await.expect("enqueue");
+    for n in 0..6u32 {
+        orders
+            .enqueue_keyed(&format!("k{n}"), &n, JobOptions::new())
+            .await
+            .expect("enqueue");
+    }
+    let ran = Arc::new(AtomicUsize::new(0));
+    let counting = |ran: Arc<AtomicUsize>| {
+        handler_fn(move |_job: Job, _n: u32| {
+            let ran = ran.clone();
+            async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
+        })
+    };
+    let mut fleet = sluice_engine::Fleet::new(t.client.clone());
+    fleet
+        .serve(mails.clone(), counting(ran.clone()), concurrency(3))
+        .serve(orders.clone(), counting(ran.clone()), concurrency(4));
+    let id = fleet.id().to_owned();
+    let stop = sluice_engine::Shutdown::new();
+    let running = tokio::spawn(fleet.run(stop.clone()));
+
+    let done = |q: sluice_engine::Queue, n: u64| async move {
+        q.stats()
+            .await
+            .is_ok_and(|s| s.waiting == 0 && s.completed_total == n)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let (mails, orders) = (mails.clone(), orders.clone());
+            async move { done(mails, 5).await && done(orders, 6).await }
+        })
+        .await,
+        "every job ran"
+    );
+    assert_eq!(ran.load(Ordering::SeqCst), 11);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            t.client
+                .workers()
+                .await
+                .is_ok_and(|all| all.iter().any(|w| w.id == id))
+        })
+        .await,
+        "the fleet beats"
+    );
+    let listed: Vec<WorkerInfo> = t.client.workers().await.expect("workers");
+    let me: Vec<&WorkerInfo> = listed.iter().filter(|w| w.id == id).collect();
+    assert_eq!(me.len(), 1, "one registry entry for the process");
+    assert_eq!(me[0].concurrency, 7);
+    assert_eq!(
+        me[0].queues,
+        [
+            ServedQueue {
+                queue: "mails".into(),
+                concurrency: 3
+            },
+            ServedQueue {
+                queue: "orders".into(),
+                concurrency: 4
+            },
+        ]
+    );
+
+    stop.trigger();
+    let report = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the fleet stops")
+        .expect("task")
+        .expect("run");
+    // One worker for the queue of one partition, one per partition of the other.
+    assert_eq!(report.stopped.len(), 3);
+    let listed = t.client.workers().await.expect("workers");
+    assert!(listed.iter().all(|w| w.id != id), "left the registry");
+}
+
+/// A fleet with nothing to serve is refused, not left running idle.
+#[tokio::test]
+async fn a_fleet_with_no_queue_is_refused() {
+    let t = TestRedis::new().await;
+    let fleet = sluice_engine::Fleet::new(t.client.clone());
+    let err = fleet
+        .run(sluice_engine::Shutdown::new())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("serves no queue"), "{err}");
+}
