@@ -1,34 +1,21 @@
-//! Cron schedules from the config: each tick enqueues one job, exactly once
-//! across any number of `sluice` processes.
-//!
-//! There is no leader. Every process running schedules sleeps until the next
-//! tick and enqueues with the idempotency key `cron:<name>:<tick ms>`; the
-//! engine's idempotent enqueue lets the first one in and hands the others
-//! the same job id. A tick missed while no process ran is not made up. The
-//! last tick and its job are recorded in `<prefix>:schedules` for the API.
+//! Cron schedules from the config: each `[[schedules]]` entry becomes the
+//! engine's [`CronSchedule`] (one job per tick, once across the fleet), and
+//! the API's view of it.
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
-use sluice_engine::{Client, JobOptions, Shutdown};
+use serde::Serialize;
+pub use sluice_engine::LastRun;
+use sluice_engine::{Client, CronSchedule, Scheduler, Shutdown};
 
 use crate::config::ScheduleSection;
-
-/// How long the idempotency key of a tick is kept: a day, or longer for
-/// rarer schedules (so a slow process never enqueues a tick again).
-const MIN_KEY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// A checked schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     /// Its config.
     pub section: ScheduleSection,
-    cron: cron::Schedule,
-    tz: Tz,
+    cron: CronSchedule,
     payload: serde_json::Value,
 }
 
@@ -52,99 +39,27 @@ pub struct ScheduleView {
     pub last_run: Option<LastRun>,
 }
 
-/// The last tick of a schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct LastRun {
-    /// The tick, ms since the Unix epoch.
-    pub tick_ms: i64,
-    /// The job it enqueued.
-    pub job_id: String,
-}
-
 impl Schedule {
     /// Parse a `[[schedules]]` entry.
     pub fn from_section(section: &ScheduleSection) -> anyhow::Result<Self> {
-        let cron = cron::Schedule::from_str(&section.cron).map_err(|e| {
-            anyhow!(
-                "schedule {}: bad cron expression {:?} (want `sec min hour day month weekday [year]`): {e}",
-                section.name,
-                section.cron
-            )
-        })?;
-        let tz_name = section.timezone.as_deref().unwrap_or("UTC");
-        let tz = Tz::from_str(tz_name)
-            .map_err(|_| anyhow!("schedule {}: unknown time zone {tz_name:?}", section.name))?;
-        if let Some(p) = section.priority
-            && p >= sluice_engine::PRIORITY_LEVELS
-        {
-            return Err(anyhow!(
-                "schedule {}: priority must be 0 to 9",
-                section.name
-            ));
-        }
         let payload = match &section.payload {
             Some(v) => serde_json::to_value(v)
                 .with_context(|| format!("schedule {}: payload", section.name))?,
             None => serde_json::Value::Null,
         };
-        if cron.upcoming(tz).next().is_none() {
-            return Err(anyhow!("schedule {}: never fires", section.name));
-        }
+        let cron = CronSchedule::new(
+            &section.name,
+            &section.cron,
+            section.timezone.as_deref(),
+            &section.queue,
+            &payload,
+            section.priority,
+        )?;
         Ok(Self {
             section: section.clone(),
             cron,
-            tz,
             payload,
         })
-    }
-
-    /// The next `n` ticks after `after`.
-    pub fn next_ticks(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Tz>> {
-        self.cron
-            .after(&after.with_timezone(&self.tz))
-            .take(n)
-            .collect()
-    }
-
-    /// The idempotency key of a tick.
-    pub fn tick_key(&self, tick: &DateTime<Tz>) -> String {
-        format!("cron:{}:{}", self.section.name, tick.timestamp_millis())
-    }
-
-    /// Enqueue the job of `tick` (once across the fleet); returns its id and
-    /// whether another process had enqueued it already.
-    pub async fn fire(
-        &self,
-        client: &Client,
-        tick: &DateTime<Tz>,
-    ) -> anyhow::Result<(String, bool)> {
-        let queue = client.queue(&self.section.queue).await?;
-        let window = self.key_window(tick);
-        let mut options = JobOptions::new()
-            .idempotency_key(self.tick_key(tick))
-            .idempotency_window(window);
-        if let Some(p) = self.section.priority {
-            options = options.priority(p);
-        }
-        let e = queue.enqueue(&self.payload, options).await?;
-        let last = LastRun {
-            tick_ms: tick.timestamp_millis(),
-            job_id: e.id.clone(),
-        };
-        client
-            .set_schedule_state(&self.section.name, &serde_json::to_string(&last)?)
-            .await?;
-        Ok((e.id, e.duplicate))
-    }
-
-    fn key_window(&self, tick: &DateTime<Tz>) -> Duration {
-        let gap = self
-            .cron
-            .after(tick)
-            .next()
-            .map(|next| (next - *tick).to_std().unwrap_or_default())
-            .unwrap_or_default();
-        (gap * 2).max(MIN_KEY_WINDOW)
     }
 
     /// What the API shows.
@@ -152,10 +67,11 @@ impl Schedule {
         ScheduleView {
             name: self.section.name.clone(),
             cron: self.section.cron.clone(),
-            timezone: self.tz.name().to_owned(),
+            timezone: self.cron.timezone().to_owned(),
             queue: self.section.queue.clone(),
             payload: self.payload.clone(),
             next_runs: self
+                .cron
                 .next_ticks(now, 5)
                 .iter()
                 .map(|t| t.to_rfc3339())
@@ -174,56 +90,14 @@ pub fn load(sections: &[ScheduleSection]) -> anyhow::Result<Vec<Schedule>> {
 pub async fn last_runs(
     client: &Client,
 ) -> anyhow::Result<std::collections::HashMap<String, LastRun>> {
-    Ok(client
-        .schedule_states()
-        .await?
-        .into_iter()
-        .filter_map(|(name, json)| serde_json::from_str(&json).ok().map(|r| (name, r)))
-        .collect())
+    Ok(client.schedule_last_runs().await?)
 }
 
-/// Fire every schedule at its ticks until `stop` is triggered.
+/// Fire every schedule at its ticks until `stop` is triggered (the
+/// engine's [`Scheduler`]).
 pub async fn run(client: Client, schedules: Vec<Schedule>, stop: Shutdown) {
-    let tasks: Vec<_> = schedules
-        .into_iter()
-        .map(|s| tokio::spawn(run_one(client.clone(), s, stop.clone())))
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
-}
-
-async fn run_one(client: Client, schedule: Schedule, stop: Shutdown) {
-    let name = schedule.section.name.clone();
-    let mut after = Utc::now();
-    loop {
-        let Some(tick) = schedule.next_ticks(after, 1).pop() else {
-            return;
-        };
-        let wait = (tick.with_timezone(&Utc) - Utc::now())
-            .to_std()
-            .unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.triggered() => return,
-        }
-        // Retry a failed tick a few times while it is still recent.
-        let mut delay = Duration::from_millis(200);
-        for _ in 0..6 {
-            match schedule.fire(&client, &tick).await {
-                Ok((id, duplicate)) => {
-                    tracing::info!(schedule = %name, tick = %tick.to_rfc3339(), job = %id, duplicate, "schedule fired");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(schedule = %name, error = %format!("{e:#}"), "schedule tick failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-        after = tick.with_timezone(&Utc).max(Utc::now());
-    }
+    let schedules = schedules.into_iter().map(|s| s.cron).collect();
+    Scheduler::new(client, schedules).run(stop).await;
 }
 
 #[cfg(test)]
@@ -242,33 +116,17 @@ mod tests {
     }
 
     #[test]
-    fn ticks_follow_the_expression_in_its_time_zone() {
+    fn a_section_is_checked_and_shown_with_its_next_runs() {
         let s = Schedule::from_section(&section("0 30 9 * * *", Some("America/New_York")))
             .expect("valid");
         let start = DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z")
             .expect("date")
             .with_timezone(&Utc);
-        let ticks = s.next_ticks(start, 2);
-        // 09:30 in New York in January is 14:30 UTC.
-        assert_eq!(
-            ticks[0].with_timezone(&Utc).to_rfc3339(),
-            "2026-01-10T14:30:00+00:00"
-        );
-        assert_eq!(
-            ticks[1].with_timezone(&Utc).to_rfc3339(),
-            "2026-01-11T14:30:00+00:00"
-        );
-        assert_eq!(
-            s.tick_key(&ticks[0]),
-            format!("cron:s:{}", ticks[0].timestamp_millis())
-        );
-    }
-
-    #[test]
-    fn bad_expressions_and_zones_are_refused() {
+        let view = s.view(start, None);
+        assert_eq!(view.timezone, "America/New_York");
+        assert_eq!(view.next_runs.len(), 5);
+        assert_eq!(view.next_runs[0], "2026-01-10T09:30:00-05:00");
         assert!(Schedule::from_section(&section("every minute", None)).is_err());
-        assert!(Schedule::from_section(&section("0 61 * * * *", None)).is_err());
         assert!(Schedule::from_section(&section("0 * * * * *", Some("Nowhere/City"))).is_err());
-        assert!(Schedule::from_section(&section("0 * * * * *", Some("Europe/Madrid"))).is_ok());
     }
 }

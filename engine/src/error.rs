@@ -22,6 +22,15 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A cron schedule that cannot run: its expression, time zone,
+    /// priority or queue.
+    #[error("schedule {name}: {reason}")]
+    InvalidSchedule {
+        /// The schedule's name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// A batch with no jobs in it.
     #[error("empty batch: a batch needs at least one job")]
     EmptyBatch,
@@ -92,6 +101,7 @@ impl Error {
             self,
             Error::InvalidName { .. }
                 | Error::InvalidOption { .. }
+                | Error::InvalidSchedule { .. }
                 | Error::EmptyBatch
                 | Error::BatchTooLarge { .. }
                 | Error::PayloadTooLarge { .. }

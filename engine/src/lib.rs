@@ -62,6 +62,8 @@
 //! - `fleet`: [`Fleet`], what a worker process runs: workers for many
 //!   queues under one worker id, the registry heartbeat, one graceful stop
 //!   and leaving the registry.
+//! - `schedule`: cron, [`CronSchedule`] and [`Scheduler`]: a job per tick,
+//!   once across the fleet, by idempotent enqueue.
 //! - `shutdown`: [`Shutdown`], one stop signal for every part of a process.
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
@@ -147,6 +149,7 @@ pub mod reclaimer;
 mod redact;
 mod registry;
 mod run;
+mod schedule;
 mod scripts;
 mod shutdown;
 mod store;
@@ -178,6 +181,7 @@ pub use queue::{MAX_PARTITIONS, Queue};
 pub use redact::redact_url;
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 #[doc(hidden)]
+pub use schedule::{CronSchedule, LastRun, Scheduler};
 pub use scripts::source as script_source;
 pub use shutdown::Shutdown;
 pub use store::{Cancelled, Promoted, Reclaimed, RetryPolicy, Settled};

@@ -275,3 +275,37 @@ async fn a_fleet_with_no_queue_is_refused() {
         .expect_err("refused");
     assert!(err.to_string().contains("serves no queue"), "{err}");
 }
+
+/// Two schedulers (two processes) on one every-second schedule enqueue
+/// each tick once between them, and record the last run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_schedulers_enqueue_each_tick_once() {
+    use sluice_engine::{CronSchedule, Scheduler, Shutdown};
+
+    let t = TestRedis::new().await;
+    let every_second =
+        CronSchedule::new("beat", "* * * * * *", None, "ticks", &7u32, Some(2)).expect("schedule");
+    let stop = Shutdown::new();
+    let a = tokio::spawn(
+        Scheduler::new(t.client.clone(), vec![every_second.clone()]).run(stop.clone()),
+    );
+    let b = tokio::spawn(Scheduler::new(t.client.clone(), vec![every_second]).run(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    stop.trigger();
+    a.await.expect("scheduler a");
+    b.await.expect("scheduler b");
+
+    let q = t.queue("ticks").await;
+    let stats = q.stats().await.expect("stats");
+    // 3 or 4 ticks in 3.2 s; twice as many if both processes enqueued them.
+    assert!(
+        (2..=4).contains(&stats.waiting),
+        "{} jobs for about 3 ticks",
+        stats.waiting
+    );
+    assert_eq!(stats.waiting_by_priority[2], stats.waiting);
+    let last = t.client.schedule_last_runs().await.expect("last runs");
+    let run = last.get("beat").expect("a last run recorded");
+    let job = q.job(&run.job_id).await.expect("lookup").expect("the job");
+    assert_eq!(job.payload, rmp_serde::to_vec_named(&7u32).expect("encode"));
+}

@@ -110,6 +110,7 @@ impl From<sluice_engine::Error> for ApiError {
         match &e {
             E::InvalidName { .. } => Self::bad_request("invalid_name", e.to_string()),
             E::InvalidOption { .. } => Self::invalid("invalid_options", e.to_string()),
+            E::InvalidSchedule { .. } => Self::invalid("invalid_schedule", e.to_string()),
             E::EmptyBatch => Self::invalid("empty_batch", e.to_string()),
             E::BatchTooLarge { .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
