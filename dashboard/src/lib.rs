@@ -10,9 +10,11 @@
 //! - `session`: the session cookie, its signature and the CSRF token.
 //! - `pages`: one struct per page or live fragment, each with its template.
 //! - `format`: times, ages and numbers as people read them.
+//! - `charts`: the charts' data as the script draws them, with their colours.
 //! - `assets`: the script and the stylesheet, and the Content-Security-Policy
 //!   that allows them and nothing inline.
 
+pub mod charts;
 pub mod format;
 pub mod pages;
 pub mod session;

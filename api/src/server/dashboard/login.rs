@@ -1,0 +1,143 @@
+//! The login form, login (API key, throttled per client) and logout.
+
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sluice_dashboard::pages::LoginPage;
+use sluice_dashboard::session::{self, Access};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{
+    ActionForm, DashError, DashResult, LOGIN_ATTEMPTS_PER_MINUTE, now_secs, operator, render,
+    session_token,
+};
+use crate::config::Scope;
+use crate::server::AppState;
+use crate::server::audit::Actor;
+
+pub(super) async fn login_form(State(state): State<AppState>) -> Response {
+    if state.shared.keys.is_empty() {
+        return Redirect::to("/dashboard").into_response();
+    }
+    render(&LoginPage { error: None }).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    key: String,
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if state.shared.keys.is_empty() {
+        return Redirect::to("/dashboard").into_response();
+    }
+    let refused = |status: StatusCode, message: &str| {
+        (
+            status,
+            render(&LoginPage {
+                error: Some(message.to_owned()),
+            }),
+        )
+            .into_response()
+    };
+    // Throttled across API processes: failed attempts per client address
+    // (behind `api.trusted_proxies`, the address `X-Forwarded-For` names),
+    // logins with a valid key per key name and address. So one client's
+    // guesses never lock out an operator elsewhere, nor a valid key at all.
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = state.file.api.trusted_proxies().unwrap_or_default();
+    let source = crate::server::client_ip::client_address(peer, &headers, &trusted)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        .replace(':', "-");
+    let hash = crate::server::key_hash(form.key.trim());
+    let known = state.shared.keys.get(&hash);
+    let window = match known {
+        Some(key) => format!(
+            "dashboard-login-{}-{source}",
+            hex::encode(key.name.as_bytes())
+        ),
+        None => format!("dashboard-login-{source}"),
+    };
+    match state
+        .client
+        .rate_window(&window, LOGIN_ATTEMPTS_PER_MINUTE, Duration::from_secs(60))
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return refused(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many attempts: wait a minute",
+            );
+        }
+        Err(_) => {
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Redis is unreachable; try again shortly",
+            );
+        }
+    }
+    let Some(key) = known else {
+        return refused(StatusCode::UNAUTHORIZED, "unknown API key");
+    };
+    let access = match key.scope {
+        Scope::Admin => Access::Admin,
+        Scope::Read => Access::Read,
+    };
+    let s = state
+        .shared
+        .sessions
+        .start(&key.name, &hash, access, now_secs());
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let mut response = Redirect::to("/dashboard").into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(
+        &state.shared.sessions.seal(&s),
+        secure,
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response.extensions_mut().insert(Actor(key.name.clone()));
+    response
+}
+
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> DashResult<Response> {
+    let op = operator(&state, &headers).await?;
+    if !state
+        .shared
+        .sessions
+        .csrf_ok(&op.session, form.csrf.as_deref().unwrap_or(""))
+    {
+        return Err(DashError::status(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token",
+        ));
+    }
+    // Ended server-side too: the cookie, copied or not, opens nothing.
+    if !state.shared.keys.is_empty() {
+        let left = (op.session.expires - now_secs()).max(1) as u64;
+        state
+            .client
+            .revoke(&session_token(&op.session), Duration::from_secs(left))
+            .await?;
+    }
+    let mut response = op.acted("/dashboard/login");
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}

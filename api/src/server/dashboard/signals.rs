@@ -1,0 +1,101 @@
+//! The trading signals page (the trading-alert application's).
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sluice_dashboard::pages::{SignalRow, SignalsLive, SignalsPage};
+
+use super::{DashError, DashResult, fragment_operator, operator, render};
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct SignalsQuery {
+    user: Option<String>,
+    ticker: Option<String>,
+}
+
+async fn signals_data(state: &AppState, q: &SignalsQuery) -> DashResult<SignalsLive> {
+    let Some(p) = &state.pipeline else {
+        return Err(DashError::status(
+            StatusCode::NOT_FOUND,
+            "the trading pipeline is not configured",
+        ));
+    };
+    let user = match q.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u) => Some(u.parse::<i64>().map_err(|_| {
+            DashError::status(
+                StatusCode::BAD_REQUEST,
+                format!("user {u:?}: use a user id"),
+            )
+        })?),
+    };
+    let ticker = q
+        .ticker
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.chars().take(40).collect::<String>());
+    let filter = sluice_jobs::reads::SignalFilter {
+        ticker,
+        limit: Some(60),
+        ..Default::default()
+    };
+    match sluice_jobs::reads::signals(&p.pool, user, &filter).await {
+        Ok(page) => Ok(SignalsLive {
+            rows: page
+                .signals
+                .into_iter()
+                .map(|s| SignalRow {
+                    id: s.id,
+                    user_id: s.user_id,
+                    ticker: s.ticker,
+                    signal_type: s.signal_type,
+                    price: s
+                        .price
+                        .map(|p| p.normalize().to_string())
+                        .unwrap_or_default(),
+                    alert_time: s.alert_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    screenshot_status: s.screenshot_status,
+                    screenshot_url: s.screenshot_url,
+                    screenshot_error: s.screenshot_error,
+                    result: s.result,
+                })
+                .collect(),
+            error: None,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "dashboard cannot read signals");
+            Ok(SignalsLive {
+                rows: Vec::new(),
+                error: Some("PostgreSQL is unreachable; retrying".into()),
+            })
+        }
+    }
+}
+
+pub(super) async fn signals(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SignalsQuery>,
+) -> DashResult<Response> {
+    let op = operator(&state, &headers).await?;
+    let live = signals_data(&state, &q).await?;
+    Ok(render(&SignalsPage {
+        chrome: op.chrome(&state, "Signals", "signals"),
+        user: q.user.unwrap_or_default(),
+        ticker: q.ticker.unwrap_or_default(),
+        live_html: render(&live).0,
+    })
+    .into_response())
+}
+
+pub(super) async fn signals_live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SignalsQuery>,
+) -> DashResult<Response> {
+    fragment_operator(&state, &headers).await?;
+    Ok(render(&signals_data(&state, &q).await?).into_response())
+}
