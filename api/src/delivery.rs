@@ -21,7 +21,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sluice_engine::{Breaker, HandlerError, Job, Outcome, TypedHandler};
@@ -36,19 +36,7 @@ const MAX_ERROR_BODY: usize = 4 * 1024;
 /// Longest `Retry-After` honoured; a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// Check that `url` is an absolute http(s) URL with a host.
-pub fn check_target(url: &str) -> anyhow::Result<reqwest::Url> {
-    // Messages show the URL without its secrets (user info, query values).
-    let shown = sluice_engine::redact_url(url);
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("{shown:?} is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        bail!("{shown:?}: only http and https targets are supported");
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        bail!("{shown:?} has no host");
-    }
-    Ok(parsed)
-}
+pub use crate::config::check_target;
 
 /// POSTs jobs to one URL. See the module docs.
 #[derive(Debug, Clone)]

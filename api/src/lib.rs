@@ -8,21 +8,26 @@
 //! - `cli`: the command line (clap): global flags, each readable from an
 //!   environment variable, and the subcommands in groups, one runner each
 //!   (`ops`, `run`, `pipeline_ops`; `main` matches the groups exhaustively).
-//! - `config`: the TOML config file (queues, schedules, API keys) and how
-//!   flags, environment and file combine; no Redis I/O.
+//! - `config`: the TOML config file's schema and its checks, a leaf (it
+//!   names no other module of this crate; `tests/layers.rs`): queues,
+//!   schedules, API keys, `config/alerts.rs` (`[alerting]`, `[[alerts]]`,
+//!   `[[alert_channels]]`) and `config/pipeline.rs` (`[pipeline]`), and how
+//!   the environment overrides the file; no I/O but reading the file.
 //! - `queues`: opening the queues the file describes (partitions).
 //! - `ops`: the operator commands that talk to Redis directly (`enqueue`,
 //!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`, `workers`,
 //!   `doctor`), and `keys new`, which needs no Redis.
 //! - `run`: the long-running commands (`up`, `serve`, `work`).
-//! - `fleet`: a worker process: workers per queue, heartbeat, graceful stop.
+//! - `fleet`: a worker process: which queues it serves and what runs their
+//!   jobs, handed to the engine's `Fleet`.
 //! - `delivery`: the generic HTTP delivery handler.
 //! - `doctor`: `sluice doctor`, the Redis server's checks.
-//! - `schedules`: cron schedules, one job per tick across the fleet.
+//! - `schedules`: the configured cron schedules as the engine's
+//!   `CronSchedule`s, and the API's view of them.
 //! - `signals`: SIGTERM/SIGINT handling, which triggers the process's
 //!   [`Shutdown`](sluice_engine::Shutdown).
 //! - `views`: how a job is shown, shared by the CLI and the API.
-//! - `pipeline`: the trading-alert pipeline's config, runtime and handlers;
+//! - `pipeline`: the trading-alert pipeline's runtime and handlers;
 //!   `pipeline_ops`: its operator commands (`migrate`, `users`, `backup`,
 //!   `restore`).
 //! - `local`: `sluice up`'s private Redis when none answers.

@@ -2,7 +2,6 @@
 //! engine's [`CronSchedule`] (one job per tick, once across the fleet), and
 //! the API's view of it.
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 pub use sluice_engine::LastRun;
@@ -42,19 +41,8 @@ pub struct ScheduleView {
 impl Schedule {
     /// Parse a `[[schedules]]` entry.
     pub fn from_section(section: &ScheduleSection) -> anyhow::Result<Self> {
-        let payload = match &section.payload {
-            Some(v) => serde_json::to_value(v)
-                .with_context(|| format!("schedule {}: payload", section.name))?,
-            None => serde_json::Value::Null,
-        };
-        let cron = CronSchedule::new(
-            &section.name,
-            &section.cron,
-            section.timezone.as_deref(),
-            &section.queue,
-            &payload,
-            section.priority,
-        )?;
+        let payload = section.payload_json()?;
+        let cron = section.cron()?;
         Ok(Self {
             section: section.clone(),
             cron,

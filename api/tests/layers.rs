@@ -81,3 +81,70 @@ fn only_the_binary_turns_on_the_openapi_schemas() {
         Some(true)
     );
 }
+
+/// Every `.rs` file under `dir` (relative to the workspace), with its text
+/// less the comment lines (docs may name what the code must not use).
+fn sources(dir: &str) -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(dir)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                let code: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .collect();
+                let name = path.strip_prefix(&root).expect("under root");
+                out.push((name.display().to_string(), code.join("\n")));
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no sources under {dir}");
+    out
+}
+
+/// The config schema is a leaf of the binary: it names none of the binary's
+/// other modules (it may use the engine's and the jobs crate's types).
+#[test]
+fn the_config_schema_names_no_other_module_of_the_binary() {
+    for (file, code) in sources("api/src/config") {
+        let outside: Vec<&str> = code
+            .match_indices("crate::")
+            .map(|(i, _)| &code[i..(i + 40).min(code.len())])
+            .filter(|s| !s.starts_with("crate::config"))
+            .collect();
+        assert!(outside.is_empty(), "{file} names {outside:?}");
+        assert!(
+            !code.contains("super::super"),
+            "{file} reaches out of config"
+        );
+    }
+}
+
+/// Inside the engine only `store/` sends Redis commands (`conn.rs` is the
+/// connection they go through, `scripts.rs` only loads the Lua sources).
+#[test]
+fn only_the_engines_store_sends_redis_commands() {
+    let sending = [
+        "redis::cmd(",
+        "redis::pipe(",
+        "query_async(",
+        "invoke_async(",
+        ".arg(",
+    ];
+    for (file, code) in sources("engine/src") {
+        if file.contains("engine/src/store/") || file.ends_with("engine/src/conn.rs") {
+            continue;
+        }
+        // Unit tests may talk to Redis directly.
+        let code = code.split("#[cfg(test)]").next().unwrap_or_default();
+        for needle in sending {
+            assert!(!code.contains(needle), "{file} sends a command: {needle}");
+        }
+    }
+}

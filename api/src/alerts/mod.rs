@@ -10,7 +10,7 @@
 
 pub mod eval;
 pub mod notify;
-pub mod rules;
+pub use crate::config::alerts as rules;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -305,7 +305,7 @@ impl ChannelSection {
             let Some(url) = url else {
                 bail!("{}.{key}: this kind of channel needs a {key}", at());
             };
-            crate::delivery::check_target(url).with_context(|| format!("{}.{key}", at()))?;
+            super::check_target(url).with_context(|| format!("{}.{key}", at()))?;
             Ok(())
         };
         match self.kind {
@@ -342,7 +342,7 @@ pub fn validate(
         bail!("alerting.interval_ms: must be at least 1");
     }
     if let Some(url) = &alerting.dashboard_url {
-        crate::delivery::check_target(url).context("alerting.dashboard_url")?;
+        super::check_target(url).context("alerting.dashboard_url")?;
     }
     let mut names = HashSet::new();
     for c in channels {

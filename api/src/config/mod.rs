@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod alerts;
+pub mod pipeline;
+
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_engine::{BreakerConfig, QueueConfig, RateLimit, keys::validate_name};
@@ -50,16 +53,16 @@ pub struct FileConfig {
     pub schedules: Vec<ScheduleSection>,
     /// The trading-alert pipeline (webhooks, signals, screenshots, audit
     /// log, retention, backups); off without this section.
-    pub pipeline: Option<crate::pipeline::PipelineSection>,
+    pub pipeline: Option<pipeline::PipelineSection>,
     /// How alert rules are evaluated.
     #[serde(default)]
-    pub alerting: crate::alerts::rules::AlertingSection,
+    pub alerting: alerts::AlertingSection,
     /// Alert rules (see `docs/alerts.md`).
     #[serde(default)]
-    pub alerts: Vec<crate::alerts::rules::AlertRule>,
+    pub alerts: Vec<alerts::AlertRule>,
     /// Where alerts are sent.
     #[serde(default)]
-    pub alert_channels: Vec<crate::alerts::rules::ChannelSection>,
+    pub alert_channels: Vec<alerts::ChannelSection>,
 }
 
 /// Log output.
@@ -348,6 +351,46 @@ pub struct ScheduleSection {
     pub priority: Option<u8>,
 }
 
+impl ScheduleSection {
+    /// The payload every job gets, as JSON.
+    pub fn payload_json(&self) -> anyhow::Result<serde_json::Value> {
+        match &self.payload {
+            Some(v) => {
+                serde_json::to_value(v).with_context(|| format!("schedule {}: payload", self.name))
+            }
+            None => Ok(serde_json::Value::Null),
+        }
+    }
+
+    /// The engine's schedule of this entry: its expression, time zone,
+    /// priority and queue checked.
+    pub fn cron(&self) -> anyhow::Result<sluice_engine::CronSchedule> {
+        Ok(sluice_engine::CronSchedule::new(
+            &self.name,
+            &self.cron,
+            self.timezone.as_deref(),
+            &self.queue,
+            &self.payload_json()?,
+            self.priority,
+        )?)
+    }
+}
+
+/// Check that `url` is an absolute http(s) URL with a host (a queue's
+/// delivery target, an alert channel's webhook).
+pub fn check_target(url: &str) -> anyhow::Result<reqwest::Url> {
+    // Messages show the URL without its secrets (user info, query values).
+    let shown = sluice_engine::redact_url(url);
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{shown:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!("{shown:?}: only http and https targets are supported");
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        bail!("{shown:?} has no host");
+    }
+    Ok(parsed)
+}
+
 impl FileConfig {
     /// Read, parse and check `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -445,8 +488,7 @@ impl FileConfig {
                 }
             }
             if let Some(url) = &q.url {
-                crate::delivery::check_target(url)
-                    .with_context(|| format!("queue {}: bad url", q.name))?;
+                check_target(url).with_context(|| format!("queue {}: bad url", q.name))?;
             }
             q.rate_limit()?;
             if let Some(b) = q.breaker.config() {
@@ -460,7 +502,7 @@ impl FileConfig {
         if let Some(p) = &self.pipeline {
             p.validate()?;
         }
-        crate::alerts::rules::validate(&self.alerting, &self.alerts, &self.alert_channels)?;
+        alerts::validate(&self.alerting, &self.alerts, &self.alert_channels)?;
         let mut schedules = HashSet::new();
         for s in &self.all_schedules() {
             validate_name("schedule name", &s.name)?;
@@ -468,7 +510,7 @@ impl FileConfig {
             if !schedules.insert(s.name.as_str()) {
                 bail!("schedule {} is configured twice", s.name);
             }
-            crate::schedules::Schedule::from_section(s)?;
+            s.cron()?;
         }
         let mut keys = HashSet::new();
         for k in &self.api.keys {

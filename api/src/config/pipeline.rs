@@ -1,0 +1,306 @@
+//! `[pipeline]`: the trading-alert application's section of the config
+//! file, its defaults and its checks, and the typed settings of the `jobs`
+//! crate it converts to (the runtime that uses them is `crate::pipeline`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sluice_jobs::alert::{AlertField, ParseOptions};
+use sluice_jobs::db::DbConfig;
+use sluice_jobs::queues;
+use sluice_jobs::secrets::CookieCipher;
+use sluice_jobs::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
+
+use super::{QueueSection, ScheduleSection};
+
+/// Default PostgreSQL URL.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// PostgreSQL URL (`SLUICE_DATABASE_URL` wins).
+    pub database_url: Option<String>,
+    /// Schema for the tables (default: the URL's search path, `public`).
+    pub database_schema: Option<String>,
+    /// Most connections per process.
+    pub database_connections: u32,
+    /// Base64 32-byte key that encrypts users' cookies
+    /// (`SLUICE_COOKIE_KEY` wins). Without it cookies cannot be stored and
+    /// charts are opened without them.
+    pub cookie_key: Option<String>,
+    /// How webhook URLs printed by `sluice users` start.
+    pub public_url: String,
+    /// Chart page, `{chart}` replaced by the chart id.
+    pub chart_url: String,
+    /// The Chromium binary.
+    pub chromium: PathBuf,
+    /// Tabs (screenshots at once) per worker process.
+    pub screenshot_concurrency: usize,
+    /// Longest one screenshot may take, seconds.
+    pub screenshot_timeout_secs: u64,
+    /// Element to wait for before capturing; empty: only the load event.
+    pub ready_selector: String,
+    /// Viewport width, CSS pixels.
+    pub viewport_width: u32,
+    /// Viewport height, CSS pixels.
+    pub viewport_height: u32,
+    /// Where screenshots are stored (unless `[pipeline.s3]` is set).
+    pub screenshots_dir: PathBuf,
+    /// Store screenshots in an S3-compatible bucket instead.
+    pub s3: Option<S3Section>,
+    /// Where backups are written.
+    pub backups_dir: PathBuf,
+    /// Backups kept.
+    pub backups_keep: usize,
+    /// When backups run (cron with seconds, UTC). Empty: never.
+    pub backup_cron: String,
+    /// When retention runs (cron with seconds, UTC). Empty: never.
+    pub retention_cron: String,
+    /// Signals (and screenshots) older than this are deleted, days.
+    pub signals_retention_days: u64,
+    /// Audit logs older than this are deleted, days.
+    pub audit_retention_days: u64,
+    /// Per-user, per-day signal aggregates older than this are deleted,
+    /// days (they outlive the raw signals).
+    pub aggregates_retention_days: u64,
+    /// Ingest jobs run at once per worker process (they are written in
+    /// batches of up to this many).
+    pub ingest_concurrency: usize,
+    /// Audit events run at once per worker process (batch size).
+    pub audit_concurrency: usize,
+    /// Record API calls and webhooks in the audit log.
+    pub audit: bool,
+    /// Where audit events wait while Redis is unreachable (one file per
+    /// process; a relative path is under the working directory).
+    pub audit_spill_file: PathBuf,
+    /// The spill file's largest size, MiB; past it events are dropped.
+    pub audit_spill_max_mib: u64,
+    /// Refuse a signal without a usable price (the default); off, it is
+    /// stored without one.
+    pub alert_price_required: bool,
+    /// Alerts write numbers with a decimal comma (`1.234,56`) instead of a
+    /// decimal point (`1,234.56`).
+    pub alert_decimal_comma: bool,
+    /// Extra alert labels, each naming a field (`strategy = "indicator"`);
+    /// when set, they replace the default aliases (`close`, `timenow`,
+    /// `action`). See docs/pipeline.md.
+    pub alert_aliases: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `[pipeline.s3]`: an S3-compatible bucket for screenshots.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// The service's URL, e.g. `https://s3.eu-west-1.amazonaws.com`.
+    pub endpoint: String,
+    /// The bucket (it must exist).
+    pub bucket: String,
+    /// The region requests are signed for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Access key id (`SLUICE_S3_ACCESS_KEY` wins).
+    #[serde(default)]
+    pub access_key: String,
+    /// Secret access key (`SLUICE_S3_SECRET_KEY` wins).
+    #[serde(default)]
+    pub secret_key: String,
+    /// Key prefix of the objects.
+    #[serde(default = "default_s3_prefix")]
+    pub prefix: String,
+    /// Bucket in the URL path (MinIO and most self-hosted servers) rather
+    /// than in the host name.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// Base URL that stored objects are linked under (a CDN or the
+    /// bucket's public address). Default: the bucket's URL.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_s3_prefix() -> String {
+    "screenshots/".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl S3Section {
+    fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            prefix: self.prefix.clone(),
+            path_style: self.path_style,
+            public_url: self.public_url.clone(),
+        }
+    }
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            database_schema: None,
+            database_connections: 10,
+            cookie_key: None,
+            public_url: "http://127.0.0.1:8080".into(),
+            chart_url: "https://www.tradingview.com/chart/{chart}/".into(),
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            screenshot_concurrency: 3,
+            screenshot_timeout_secs: 30,
+            ready_selector: "canvas".into(),
+            viewport_width: 1280,
+            viewport_height: 720,
+            screenshots_dir: PathBuf::from(".sluice/screenshots"),
+            s3: None,
+            backups_dir: PathBuf::from(".sluice/backups"),
+            backups_keep: 7,
+            backup_cron: "0 0 3 * * *".into(),
+            retention_cron: "0 30 3 * * *".into(),
+            signals_retention_days: 7,
+            audit_retention_days: 90,
+            aggregates_retention_days: 365,
+            ingest_concurrency: 500,
+            audit_concurrency: 500,
+            audit: true,
+            audit_spill_file: PathBuf::from(".sluice/audit-spill.jsonl"),
+            audit_spill_max_mib: 256,
+            alert_price_required: true,
+            alert_decimal_comma: false,
+            alert_aliases: None,
+        }
+    }
+}
+
+impl PipelineSection {
+    /// The database settings (`SLUICE_DATABASE_URL` was applied by
+    /// `FileConfig::apply_environment`).
+    pub fn db(&self) -> DbConfig {
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        DbConfig {
+            url,
+            schema: self.database_schema.clone(),
+            max_connections: self.database_connections.max(1),
+        }
+    }
+
+    /// The cookie cipher, if a key is configured.
+    pub fn cipher(&self) -> anyhow::Result<Option<CookieCipher>> {
+        self.cookie_key
+            .clone()
+            .map(|k| CookieCipher::from_base64(&k).context("pipeline.cookie_key"))
+            .transpose()
+    }
+
+    /// Where screenshots are stored and how they are linked.
+    pub fn store(&self) -> anyhow::Result<ScreenshotStore> {
+        Ok(match &self.s3 {
+            Some(s3) => S3Store::new(&s3.settings()).context("pipeline.s3")?.into(),
+            None => LocalStore::new(&self.screenshots_dir, "/screenshots").into(),
+        })
+    }
+
+    /// Checked at start with the rest of the config.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.db().pool().context("pipeline database")?;
+        self.cipher()?;
+        self.store()?;
+        if !self.chart_url.contains("{chart}") {
+            bail!("pipeline.chart_url must contain {{chart}}");
+        }
+        if self.screenshot_concurrency == 0
+            || self.ingest_concurrency == 0
+            || self.audit_concurrency == 0
+        {
+            bail!("pipeline: concurrencies must be at least 1");
+        }
+        for s in self.schedules() {
+            s.cron()?;
+        }
+        self.parse_options()?;
+        Ok(())
+    }
+
+    /// How the ingest handler reads alerts.
+    pub fn parse_options(&self) -> anyhow::Result<ParseOptions> {
+        let mut options = ParseOptions {
+            price_required: self.alert_price_required,
+            decimal_comma: self.alert_decimal_comma,
+            ..ParseOptions::default()
+        };
+        if let Some(aliases) = &self.alert_aliases {
+            options.aliases = aliases
+                .iter()
+                .map(|(label, field)| match AlertField::parse(field) {
+                    Some(f) => Ok((label.clone(), f)),
+                    None => bail!(
+                        "pipeline.alert_aliases: {label:?} names {field:?}, not one of ticker, exchange, price, signal, indicator, time, notes"
+                    ),
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        Ok(options)
+    }
+
+    /// The cron schedules of retention and backups.
+    pub fn schedules(&self) -> Vec<ScheduleSection> {
+        let mut out = Vec::new();
+        for (name, cron, queue) in [
+            (
+                "pipeline-retention",
+                &self.retention_cron,
+                queues::RETENTION,
+            ),
+            ("pipeline-backup", &self.backup_cron, queues::BACKUP),
+        ] {
+            if !cron.trim().is_empty() {
+                out.push(ScheduleSection {
+                    name: name.into(),
+                    cron: cron.clone(),
+                    timezone: None,
+                    queue: queue.into(),
+                    payload: None,
+                    priority: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// A queue section for a pipeline queue not configured in `[[queues]]`.
+    pub fn default_section(&self, queue: &str) -> QueueSection {
+        let concurrency = match queue {
+            queues::INGEST => self.ingest_concurrency,
+            queues::AUDIT => self.audit_concurrency,
+            queues::SCREENSHOT => self.screenshot_concurrency,
+            _ => 1,
+        };
+        QueueSection {
+            name: queue.to_owned(),
+            concurrency,
+            url: None,
+            secret: None,
+            timeout_ms: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_attempts: None,
+            visibility_timeout_ms: None,
+            partitions: None,
+            breaker: Default::default(),
+        }
+    }
+}
