@@ -21,6 +21,8 @@
 //! - `client`: [`Client`], the reconnecting Redis connection and the
 //!   durability setting; makes [`Queue`] handles, finding a queue's
 //!   partitions by the count its first partition records.
+//! - `clock`: [`Clock`], where the scheduler reads the time; a
+//!   [`ManualClock`] holds it still for tests.
 //! - `conn`: one connection type over a single Redis and Redis Cluster
 //!   (`redis+cluster://host:port,host:port/` URLs).
 //! - `queue`: [`Queue`], the one handle on a queue and all its partitions
@@ -132,6 +134,7 @@ pub mod alerting;
 mod backoff;
 mod breaker;
 mod client;
+mod clock;
 mod conn;
 mod error;
 mod fleet;
@@ -161,6 +164,7 @@ pub use breaker::{
     Permit, target_breaker_name, validate_breaker_name,
 };
 pub use client::{Client, ClientConfig, Durability, ServerReport};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use fleet::{DEFAULT_HEARTBEAT, Fleet, FleetReport};
 pub use handler::{

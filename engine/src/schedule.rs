@@ -10,13 +10,14 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::{Client, Error, JobOptions, PRIORITY_LEVELS, Result, Shutdown};
+use crate::{Client, Clock, Error, JobOptions, PRIORITY_LEVELS, Result, Shutdown, SystemClock};
 
 /// How long the idempotency key of a tick is kept: a day, or two gaps
 /// between ticks for rarer schedules, so a slow process never enqueues a
@@ -176,12 +177,25 @@ impl Client {
 pub struct Scheduler {
     client: Client,
     schedules: Vec<CronSchedule>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Scheduler {
-    /// A scheduler firing `schedules` through `client`.
+    /// A scheduler firing `schedules` through `client`, on the machine's
+    /// clock.
     pub fn new(client: Client, schedules: Vec<CronSchedule>) -> Self {
-        Self { client, schedules }
+        Self {
+            client,
+            schedules,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Read the time from `clock` instead (a [`crate::ManualClock`] in
+    /// tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Fire every schedule at its ticks until `stop` is triggered. A tick
@@ -191,7 +205,14 @@ impl Scheduler {
         let tasks: Vec<_> = self
             .schedules
             .into_iter()
-            .map(|s| tokio::spawn(run_one(self.client.clone(), s, stop.clone())))
+            .map(|s| {
+                tokio::spawn(run_one(
+                    self.client.clone(),
+                    s,
+                    stop.clone(),
+                    self.clock.clone(),
+                ))
+            })
             .collect();
         for t in tasks {
             let _ = t.await;
@@ -199,17 +220,14 @@ impl Scheduler {
     }
 }
 
-async fn run_one(client: Client, schedule: CronSchedule, stop: Shutdown) {
-    let mut after = Utc::now();
+async fn run_one(client: Client, schedule: CronSchedule, stop: Shutdown, clock: Arc<dyn Clock>) {
+    let mut after = clock.now();
     loop {
         let Some(tick) = schedule.next_ticks(after, 1).pop() else {
             return;
         };
-        let wait = (tick.with_timezone(&Utc) - Utc::now())
-            .to_std()
-            .unwrap_or_default();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = clock.sleep_until(tick.with_timezone(&Utc)) => {}
             _ = stop.triggered() => return,
         }
         let mut delay = Duration::from_millis(200);
@@ -226,7 +244,8 @@ async fn run_one(client: Client, schedule: CronSchedule, stop: Shutdown) {
                 }
             }
         }
-        after = tick.with_timezone(&Utc).max(Utc::now());
+        // Ticks the clock passed meanwhile are not made up.
+        after = tick.with_timezone(&Utc).max(clock.now());
     }
 }
 

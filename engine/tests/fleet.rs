@@ -276,36 +276,63 @@ async fn a_fleet_with_no_queue_is_refused() {
     assert!(err.to_string().contains("serves no queue"), "{err}");
 }
 
-/// Two schedulers (two processes) on one every-second schedule enqueue
-/// each tick once between them, and record the last run.
+/// On a clock held still, schedulers fire nothing until the clock moves;
+/// each second moved fires that second's tick once between the two of them
+/// (two processes); a jump over several ticks fires the first due and
+/// skips the rest (a missed tick is not made up); the last run is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_schedulers_enqueue_each_tick_once() {
-    use sluice_engine::{CronSchedule, Scheduler, Shutdown};
+async fn schedulers_on_a_held_clock_fire_each_tick_once_and_skip_what_they_missed() {
+    use std::sync::Arc;
+
+    use sluice_engine::{CronSchedule, ManualClock, Scheduler, Shutdown};
 
     let t = TestRedis::new().await;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00.500Z")
+        .expect("date")
+        .with_timezone(&chrono::Utc);
+    let clock = Arc::new(ManualClock::new(start));
     let every_second =
-        CronSchedule::new("beat", "* * * * * *", None, "ticks", &7u32, Some(2)).expect("schedule");
+        CronSchedule::new("held", "* * * * * *", None, "held", &1u32, None).expect("schedule");
     let stop = Shutdown::new();
-    let a = tokio::spawn(
-        Scheduler::new(t.client.clone(), vec![every_second.clone()]).run(stop.clone()),
-    );
-    let b = tokio::spawn(Scheduler::new(t.client.clone(), vec![every_second]).run(stop.clone()));
-    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let mut schedulers = Vec::new();
+    for _ in 0..2 {
+        let s =
+            Scheduler::new(t.client.clone(), vec![every_second.clone()]).with_clock(clock.clone());
+        schedulers.push(tokio::spawn(s.run(stop.clone())));
+    }
+    let q = t.queue("held").await;
+    let waiting = || {
+        let q = q.clone();
+        async move { q.stats().await.expect("stats").waiting }
+    };
+    // Held still: real time passes, the clock does not, nothing fires.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(waiting().await, 0);
+    for n in 1..=3u64 {
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            eventually(Duration::from_secs(10), || async { waiting().await == n }).await,
+            "tick {n} fired"
+        );
+    }
+    // Both schedulers have fired tick 3 and gone back to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(waiting().await, 3, "each tick once");
+    // Ten seconds at once: the first tick due fires, the nine others are
+    // passed over.
+    clock.advance(Duration::from_secs(10));
+    assert!(eventually(Duration::from_secs(10), || async { waiting().await == 4 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(waiting().await, 4, "missed ticks are not made up");
     stop.trigger();
-    a.await.expect("scheduler a");
-    b.await.expect("scheduler b");
-
-    let q = t.queue("ticks").await;
-    let stats = q.stats().await.expect("stats");
-    // 3 or 4 ticks in 3.2 s; twice as many if both processes enqueued them.
-    assert!(
-        (2..=4).contains(&stats.waiting),
-        "{} jobs for about 3 ticks",
-        stats.waiting
-    );
-    assert_eq!(stats.waiting_by_priority[2], stats.waiting);
+    for s in schedulers {
+        s.await.expect("scheduler");
+    }
+    // The last run is recorded, and its job carries the payload.
     let last = t.client.schedule_last_runs().await.expect("last runs");
-    let run = last.get("beat").expect("a last run recorded");
+    let run = last.get("held").expect("a last run recorded");
+    let tick_4 = start + chrono::Duration::milliseconds(3_500);
+    assert_eq!(run.tick_ms, tick_4.timestamp_millis());
     let job = q.job(&run.job_id).await.expect("lookup").expect("the job");
-    assert_eq!(job.payload, rmp_serde::to_vec_named(&7u32).expect("encode"));
+    assert_eq!(job.payload, rmp_serde::to_vec_named(&1u32).expect("encode"));
 }
