@@ -4,8 +4,8 @@
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
 use sluice_engine::{
-    Cancelled, Client, ClientConfig, Inspector, JobInfo, JobOptions, JobOptionsInput, NewJob,
-    Queue, Stats,
+    Cancelled, Client, ClientConfig, DeadQuery, Inspector, JobInfo, JobOptions, JobOptionsInput,
+    NewJob, Queue, Stats,
 };
 
 use crate::cli::{DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand, OperatorCommand};
@@ -118,22 +118,6 @@ async fn handle(client: &Client, file: &FileConfig, name: &str) -> anyhow::Resul
     match crate::queues::partitioned(file, client, name).await? {
         Some(q) => Ok(q),
         None => existing(client, name).await,
-    }
-}
-
-/// The named queue (see [`handle`]), or every registered queue.
-async fn open_queues(
-    client: &Client,
-    file: &FileConfig,
-    queue: Option<String>,
-) -> anyhow::Result<Vec<Queue>> {
-    match queue {
-        Some(name) => Ok(vec![handle(client, file, &name).await?]),
-        None => {
-            let names = client.queues().await?;
-            let all = futures::future::try_join_all(names.iter().map(|n| client.queue(n))).await?;
-            Ok(all)
-        }
     }
 }
 
@@ -251,10 +235,12 @@ async fn show_job(
     queue: Option<String>,
     out: Output,
 ) -> anyhow::Result<()> {
-    for q in open_queues(client, file, queue).await? {
-        if let Some(info) = q.job(id).await? {
-            return print_job(&info, out);
-        }
+    let found = match queue {
+        Some(name) => handle(client, file, &name).await?.job(id).await?,
+        None => client.inspector().find_job(id).await?,
+    };
+    if let Some(info) = found {
+        return print_job(&info, out);
     }
     bail!("no job {id:?} (completed jobs are kept only for their queue's keep window)")
 }
@@ -273,10 +259,19 @@ async fn dead(
             offset,
             limit,
         } => {
-            let letters = handle(client, file, &queue)
-                .await?
-                .dead_letters(offset, limit)
+            let q = handle(client, file, &queue).await?;
+            let page = client
+                .inspector()
+                .dead(
+                    &q,
+                    DeadQuery {
+                        offset,
+                        limit,
+                        ..DeadQuery::default()
+                    },
+                )
                 .await?;
+            let letters = page.letters;
             if out.json {
                 let views: Vec<JobView> = letters.into_iter().map(JobView::from).collect();
                 return out.done("", views);

@@ -156,6 +156,16 @@ impl Inspector {
         futures::future::try_join_all(queue.partitions().iter().map(|p| p.stats())).await
     }
 
+    /// Job `id` in whichever queue of the fleet holds it (every queue asked
+    /// at once); `None` when none does (completed jobs are kept only for
+    /// their queue's keep window).
+    pub async fn find_job(&self, id: &str) -> Result<Option<JobInfo>> {
+        let found = self
+            .read_each(|q| async move { q.job(id).await }, |_| None)
+            .await?;
+        Ok(found.into_iter().flatten().next())
+    }
+
     /// A page of `queue`'s dead letters, newest first, with how many there
     /// are and how many match.
     pub async fn dead(&self, queue: &Queue, query: DeadQuery<'_>) -> Result<DeadPage> {

@@ -633,6 +633,27 @@ async fn the_inspector_summarizes_every_queue_and_pages_dead_letters() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 3, "each letter once over the pages");
+
+    // A job is found by id in whichever queue and partition holds it.
+    let waiting = split
+        .jobs_in_state(sluice_engine::JobState::Waiting, 0, 1)
+        .await
+        .expect("list");
+    let found = inspector
+        .find_job(&waiting[0].id)
+        .await
+        .expect("find")
+        .expect("found");
+    // Its queue is the partition that holds it.
+    assert!(found.queue.starts_with("split#"), "{}", found.queue);
+    assert_eq!(found.id, waiting[0].id);
+    assert!(
+        inspector
+            .find_job("no-such-job")
+            .await
+            .expect("find")
+            .is_none()
+    );
 }
 
 /// A queue whose stream was deleted by hand is still listed: the
