@@ -13,7 +13,9 @@
 //!   schedules, API keys, `config/alerts.rs` (`[alerting]`, `[[alerts]]`,
 //!   `[[alert_channels]]`) and `config/pipeline.rs` (`[pipeline]`), and how
 //!   the environment overrides the file; no I/O but reading the file.
-//! - `queues`: opening the queues the file describes (partitions).
+//! - `queues`: [`QueueDirectory`](queues::QueueDirectory), opening the
+//!   queues the file describes (settings, partitions), the one way the
+//!   server, the CLI and the alert evaluator open queues.
 //! - `ops`: the operator commands that talk to Redis directly (`enqueue`,
 //!   `stats`, `jobs show`, `dead ...`, `pause`, `resume`, `workers`,
 //!   `doctor`), and `keys new`, which needs no Redis.

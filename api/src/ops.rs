@@ -10,6 +10,7 @@ use sluice_engine::{
 
 use crate::cli::{DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand, OperatorCommand};
 use crate::config::{FileConfig, Settings};
+use crate::queues::QueueDirectory;
 use crate::views::{JobView, payload_json};
 
 /// `sluice keys ...`: made here, without Redis.
@@ -105,20 +106,13 @@ impl Output {
     }
 }
 
-async fn existing(client: &Client, name: &str) -> anyhow::Result<Queue> {
-    client
-        .existing_queue(name)
-        .await?
-        .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
-}
-
 /// The handle on a queue by name (which must exist), with all its
 /// partitions (the config's count opens them when they are not yet there).
 async fn handle(client: &Client, file: &FileConfig, name: &str) -> anyhow::Result<Queue> {
-    match crate::queues::partitioned(file, client, name).await? {
-        Some(q) => Ok(q),
-        None => existing(client, name).await,
-    }
+    QueueDirectory::new(client.clone(), file)
+        .existing(name)
+        .await?
+        .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
 }
 
 async fn enqueue(
@@ -138,10 +132,9 @@ async fn enqueue(
         ..JobOptionsInput::default()
     })?;
     let NewJob { payload, options } = NewJob::new(&payload, options)?;
-    let queue = match crate::queues::partitioned(file, client, &args.queue).await? {
-        Some(q) => q,
-        None => client.queue(&args.queue).await?,
-    };
+    let queue = QueueDirectory::new(client.clone(), file)
+        .for_write(&args.queue)
+        .await?;
     if args.partition_key.is_some() && !queue.is_partitioned() {
         bail!(
             "queue {} is not partitioned; leave out --partition-key",

@@ -1470,3 +1470,49 @@ async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
         );
     }
 }
+
+/// The queue directory opens a configured queue with its partitions and
+/// settings for writes, finds only queues that exist (or that the config
+/// splits) for reads, and hands out the same handle again.
+#[tokio::test]
+async fn the_queue_directory_opens_configured_queues_as_configured() {
+    use sluice_api::queues::QueueDirectory;
+
+    let p = Prefix::new("qdir");
+    let file: FileConfig = toml::from_str(
+        "[[queues]]\nname = \"split\"\npartitions = 2\n\n[[queues]]\nname = \"tuned\"\nmax_attempts = 7\n",
+    )
+    .expect("config");
+    let client = p.client().await;
+    let queues = QueueDirectory::new(client.clone(), &file);
+
+    assert!(
+        queues
+            .existing("never-made")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    // Configured as split: found for reads before anyone wrote to it.
+    let split = queues
+        .existing("split")
+        .await
+        .expect("lookup")
+        .expect("configured");
+    assert_eq!(split.partitions().len(), 2);
+    let tuned = queues.for_write("tuned").await.expect("open");
+    assert_eq!(tuned.config().max_attempts, 7);
+    let again = queues
+        .existing("tuned")
+        .await
+        .expect("lookup")
+        .expect("opened");
+    assert_eq!(
+        again.config().max_attempts,
+        7,
+        "the handle opened for writes"
+    );
+    let plain = queues.for_write("plain").await.expect("open");
+    assert!(!plain.is_partitioned());
+    assert!(queues.existing("plain").await.expect("lookup").is_some());
+}

@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use super::notify::{self, Notification, Notifier};
 use super::rules::{AlertKind, AlertRule};
 use crate::config::FileConfig;
+use crate::queues::QueueDirectory;
 
 /// A notice recorded but not handed to the channels is sent by another
 /// process after this long (its recorder died in between).
@@ -377,19 +378,14 @@ impl Evaluator {
     /// Queue `name`'s handle (all its partitions), opened once.
     async fn queue(&mut self, name: &str) -> anyhow::Result<&Queue> {
         if !self.queues.contains_key(name) {
-            let handle = match crate::queues::partitioned(&self.file, &self.client, name).await? {
-                Some(p) => p,
-                None => self.open(name).await?,
-            };
+            // Opening creates the queue's streams: a rule may name a queue
+            // no one enqueued to yet, which then reads as empty.
+            let handle = QueueDirectory::new(self.client.clone(), &self.file)
+                .for_write(name)
+                .await?;
             self.queues.insert(name.to_owned(), handle);
         }
         Ok(&self.queues[name])
-    }
-
-    async fn open(&self, name: &str) -> anyhow::Result<Queue> {
-        // Opening creates the queue's streams: a rule may name a queue no
-        // one enqueued to yet, which then reads as empty.
-        Ok(self.client.queue(name).await?)
     }
 }
 

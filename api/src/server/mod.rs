@@ -20,7 +20,7 @@ mod system;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -37,6 +37,7 @@ pub use metrics::install_recorder;
 
 use crate::config::{ApiKeySection, FileConfig};
 use crate::pipeline::Pipeline;
+use crate::queues::QueueDirectory;
 use crate::schedules::Schedule;
 
 /// What every handler shares. Cheap to clone.
@@ -48,6 +49,8 @@ pub struct AppState {
     pub file: Arc<FileConfig>,
     /// The trading-alert pipeline, when configured.
     pub pipeline: Option<Pipeline>,
+    /// The queues, by name, with their configured settings.
+    pub queues: QueueDirectory,
     shared: Arc<Shared>,
 }
 
@@ -56,8 +59,6 @@ struct Shared {
     keys: HashMap<String, ApiKeySection>,
     schedules: Vec<Schedule>,
     started: Instant,
-    /// Queue handles already opened (opening one costs round trips).
-    queues: RwLock<HashMap<String, Queue>>,
     /// Signs dashboard sessions.
     sessions: sluice_dashboard::session::SessionKeys,
 }
@@ -99,6 +100,7 @@ impl AppState {
         let sessions =
             sluice_dashboard::session::SessionKeys::new(file.api.session_secret.as_deref());
         Ok(Self {
+            queues: QueueDirectory::new(client.clone(), &file),
             client,
             file: Arc::new(file),
             pipeline,
@@ -106,71 +108,24 @@ impl AppState {
                 keys,
                 schedules,
                 started: Instant::now(),
-                queues: RwLock::new(HashMap::new()),
                 sessions,
             }),
         })
     }
 
-    fn cached(&self, name: &str) -> Option<Queue> {
-        self.shared
-            .queues
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).cloned())
-    }
-
-    fn remember(&self, q: &Queue) {
-        if let Ok(mut m) = self.shared.queues.write() {
-            m.insert(q.name().to_owned(), q.clone());
-        }
-    }
-
     /// The queue, created when new (for enqueues), with its configured
     /// settings and, when the config splits it, its configured partitions.
     pub async fn queue_for_write(&self, name: &str) -> ApiResult<Queue> {
-        if let Some(q) = self.cached(name) {
-            return Ok(q);
-        }
-        let q = match crate::queues::partitioned(&self.file, &self.client, name).await? {
-            Some(q) => q,
-            None => {
-                let config = self
-                    .file
-                    .queue(name)
-                    .map(|s| s.queue_config())
-                    .unwrap_or_default();
-                self.client.queue_with(name, config).await?
-            }
-        };
-        self.remember(&q);
-        Ok(q)
+        Ok(self.queues.for_write(name).await?)
     }
 
     /// The handle on a queue by name, with all its partitions (404 when
     /// there is none). Reads and operators' actions go through it; the
     /// engine makes each of them correct over the partitions.
     pub async fn queue_handle(&self, name: &str) -> ApiResult<Queue> {
-        if let Some(q) = self.cached(name) {
-            return Ok(q);
-        }
-        if let Some(q) = crate::queues::partitioned(&self.file, &self.client, name).await? {
-            self.remember(&q);
-            return Ok(q);
-        }
-        self.existing_queue(name).await
-    }
-
-    /// The queue if it exists, else 404.
-    pub async fn existing_queue(&self, name: &str) -> ApiResult<Queue> {
-        if let Some(q) = self.cached(name) {
-            return Ok(q);
-        }
-        let q = self.client.existing_queue(name).await?.ok_or_else(|| {
+        self.queues.existing(name).await?.ok_or_else(|| {
             ApiError::not_found("queue_not_found", format!("no queue named {name:?}"))
-        })?;
-        self.remember(&q);
-        Ok(q)
+        })
     }
 }
 
