@@ -955,7 +955,9 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     // The API shows the rule's state.
     let views = sluice_api::alerts::views(
         &client,
-        &sluice_api::config::FileConfig::load(&config.0).expect("config"),
+        &sluice_api::config::FileConfig::load(&config.0)
+            .expect("config")
+            .alerts,
     )
     .await
     .expect("views");

@@ -136,9 +136,9 @@ pub struct AlertView {
 }
 
 /// Every configured rule with its state.
-pub async fn views(client: &Client, file: &FileConfig) -> sluice_engine::Result<Vec<AlertView>> {
-    let mut out = Vec::with_capacity(file.alerts.len());
-    for rule in &file.alerts {
+pub async fn views(client: &Client, rules: &[AlertRule]) -> sluice_engine::Result<Vec<AlertView>> {
+    let mut out = Vec::with_capacity(rules.len());
+    for rule in rules {
         out.push(AlertView {
             name: rule.name.clone(),
             kind: rule.kind.as_str(),

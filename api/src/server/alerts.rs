@@ -26,7 +26,7 @@ pub struct AlertList {
     responses((status = 200, description = "Every rule with its state", body = AlertList)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<AlertList>> {
     Ok(Json(AlertList {
-        alerts: views(&state.client, &state.file).await?,
+        alerts: views(&state.client, &state.alert_rules).await?,
     }))
 }
 
@@ -62,7 +62,7 @@ pub async fn silence(
     ApiPath(AlertPath { name }): ApiPath<AlertPath>,
     ApiJson(body): ApiJson<SilenceRequest>,
 ) -> ApiResult<Json<AlertView>> {
-    if !state.file.alerts.iter().any(|r| r.name == name) {
+    if !state.alert_rules.iter().any(|r| r.name == name) {
         return Err(ApiError::not_found(
             "alert_not_found",
             format!("no alert rule named {name:?}"),
@@ -79,7 +79,7 @@ pub async fn silence(
         secs => Some(state.client.server_time_ms().await? + secs * 1000),
     };
     state.client.silence_alert(&name, until).await?;
-    let view = views(&state.client, &state.file)
+    let view = views(&state.client, &state.alert_rules)
         .await?
         .into_iter()
         .find(|v| v.name == name)

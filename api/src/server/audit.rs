@@ -42,10 +42,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let source_ip = super::client_ip::of_request(
-        &request,
-        &state.file.api.trusted_proxies().unwrap_or_default(),
-    );
+    let source_ip = super::client_ip::of_request(&request, &state.trusted_proxies);
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status();

@@ -45,7 +45,7 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
     let path = request.uri().path();
     if state.shared.keys.is_empty()
         || is_public_path(path)
-        || (state.file.api.open_health && is_health_path(path))
+        || (state.api.open_health && is_health_path(path))
     {
         return next.run(request).await;
     }

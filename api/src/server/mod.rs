@@ -35,7 +35,8 @@ pub use auth::key_hash;
 pub use error::{ApiError, ApiResult};
 pub use metrics::install_recorder;
 
-use crate::config::{ApiKeySection, FileConfig};
+use crate::config::alerts::AlertRule;
+use crate::config::{ApiConfig, ApiKeySection, FileConfig};
 use crate::pipeline::Pipeline;
 use crate::queues::QueueDirectory;
 use crate::schedules::Schedule;
@@ -45,8 +46,12 @@ use crate::schedules::Schedule;
 pub struct AppState {
     /// The Redis client.
     pub client: Client,
-    /// The config file.
-    pub file: Arc<FileConfig>,
+    /// The `[api]` settings.
+    pub api: Arc<ApiConfig>,
+    /// The proxies whose `X-Forwarded-For` is believed (`api.trusted_proxies`).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// The alert rules (`[[alerts]]`).
+    pub alert_rules: Arc<Vec<AlertRule>>,
     /// The trading-alert pipeline, when configured.
     pub pipeline: Option<Pipeline>,
     /// The queues, by name, with their configured settings.
@@ -101,8 +106,10 @@ impl AppState {
             sluice_dashboard::session::SessionKeys::new(file.api.session_secret.as_deref());
         Ok(Self {
             queues: QueueDirectory::new(client.clone(), &file),
+            trusted_proxies: Arc::new(file.api.trusted_proxies()?),
+            alert_rules: Arc::new(file.alerts.clone()),
             client,
-            file: Arc::new(file),
+            api: Arc::new(file.api.clone()),
             pipeline,
             shared: Arc::new(Shared {
                 keys,
@@ -165,7 +172,7 @@ pub fn router(state: AppState) -> Router {
         api
     };
     let (api, doc) = api.split_for_parts();
-    let doc = openapi::finish(doc, &state.file);
+    let doc = openapi::finish(doc, &state.api);
     let doc: Arc<str> = serde_json::to_string(&doc)
         .unwrap_or_else(|_| String::from("{}"))
         .into();
@@ -190,7 +197,7 @@ pub fn router(state: AppState) -> Router {
             audit::record,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
-        .layer(DefaultBodyLimit::max(state.file.api.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.api.max_body_bytes))
         .with_state(state)
 }
 

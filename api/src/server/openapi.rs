@@ -13,7 +13,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Response, Resp
 
 use super::auth;
 use super::error::ErrorBody;
-use crate::config::FileConfig;
+use crate::config::ApiConfig;
 
 /// The document's fixed parts; the operations come from the router.
 #[derive(OpenApi)]
@@ -45,10 +45,10 @@ pub fn base() -> Document {
     Fixed::openapi()
 }
 
-/// Finish `doc` for a server with `file`'s settings: security, the answers
+/// Finish `doc` for a server with the `api` settings: security, the answers
 /// the middleware gives, and the configured limits.
-pub fn finish(mut doc: Document, file: &FileConfig) -> Document {
-    let keyed = !file.api.keys.is_empty();
+pub fn finish(mut doc: Document, api: &ApiConfig) -> Document {
+    let keyed = !api.keys.is_empty();
     if keyed {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -60,7 +60,7 @@ pub fn finish(mut doc: Document, file: &FileConfig) -> Document {
         for (method, op) in operations(item) {
             let open = !keyed
                 || auth::is_public_path(path)
-                || (file.api.open_health && auth::is_health_path(path));
+                || (api.open_health && auth::is_health_path(path));
             // An operation's own `security(())` (webhooks, screenshots) wins.
             if op.security.is_none() {
                 op.security = Some(vec![if open {
@@ -82,7 +82,7 @@ pub fn finish(mut doc: Document, file: &FileConfig) -> Document {
         && let Some(RefOr::T(utoipa::openapi::schema::Schema::Array(jobs))) =
             batch.properties.get_mut("jobs")
     {
-        jobs.max_items = Some(file.api.max_batch);
+        jobs.max_items = Some(api.max_batch);
     }
     doc
 }

@@ -135,10 +135,7 @@ pub async fn webhook(
             "chart must be 1 to 64 letters, digits, - or _",
         ));
     }
-    let source_ip = super::client_ip::of_request(
-        &request,
-        &state.file.api.trusted_proxies().unwrap_or_default(),
-    );
+    let source_ip = super::client_ip::of_request(&request, &state.trusted_proxies);
     // Refuse an oversized body from its declared length before reading it,
     // and stop reading one that grows past the limit.
     let declared = request

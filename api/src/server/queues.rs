@@ -178,7 +178,7 @@ pub async fn enqueue_batch(
     ApiJson(body): ApiJson<BatchRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
     refuse_reserved(&queue)?;
-    let max = state.file.api.max_batch;
+    let max = state.api.max_batch;
     if body.jobs.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -19,7 +19,7 @@ pub(super) async fn page(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers).await?;
     let now = unix_ms();
-    let alerts = crate::alerts::views(&state.client, &state.file)
+    let alerts = crate::alerts::views(&state.client, &state.alert_rules)
         .await?
         .into_iter()
         .map(|a| {
@@ -64,7 +64,7 @@ pub(super) async fn silence(
 ) -> DashResult<Response> {
     let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
-    if !state.file.alerts.iter().any(|r| r.name == name) {
+    if !state.alert_rules.iter().any(|r| r.name == name) {
         return Err(DashError::status(
             StatusCode::NOT_FOUND,
             format!("no alert rule named {name:?}"),

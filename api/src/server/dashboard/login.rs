@@ -54,7 +54,7 @@ pub(super) async fn login(
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let trusted = state.file.api.trusted_proxies().unwrap_or_default();
+    let trusted = state.trusted_proxies.clone();
     let source = crate::server::client_ip::client_address(peer, &headers, &trusted)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
         .replace(':', "-");
