@@ -40,16 +40,20 @@ pub struct TestCluster {
     dir: PathBuf,
 }
 
-/// A free port whose cluster bus port (the port + 10000) is free too: an
-/// ephemeral port above 55535 has no bus port and the node cannot start.
+/// Cluster nodes take their ports from below the kernel's ephemeral range
+/// (32768 and up here, and on most Linux machines), bus ports included:
+/// a port picked from the ephemeral range can be taken by any outgoing
+/// connection's local end before the node binds it, and the node then never
+/// starts.
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 10_000..=22_767;
+
+/// A free port whose cluster bus port (the port + 10000) is free too, both
+/// below the ephemeral range (see `NODE_PORTS`).
 fn free_port() -> u16 {
     loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        let port = rand::random_range(NODE_PORTS);
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 10_000) {
             return port;
         }
     }
