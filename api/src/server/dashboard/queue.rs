@@ -218,26 +218,40 @@ pub(super) async fn cancel_job(
     Ok(op.acted(&format!("/dashboard/queues/{name}/jobs/{id}")))
 }
 
+/// Pause or resume a whole queue (every partition).
 pub(super) async fn pause(
-    State(state): State<AppState>,
+    state: State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(form): Form<ActionForm>,
+    path: Path<String>,
+    form: Form<ActionForm>,
 ) -> DashResult<Response> {
-    let op = operator(&state, &headers).await?;
-    op.may_act(&state, form.csrf.as_deref())?;
-    state.queue_handle(&name).await?.pause().await?;
-    Ok(op.acted(&format!("/dashboard/queues/{name}")))
+    set_paused(state, headers, path, form, true).await
 }
 
+/// See [`pause`].
 pub(super) async fn resume(
+    state: State<AppState>,
+    headers: HeaderMap,
+    path: Path<String>,
+    form: Form<ActionForm>,
+) -> DashResult<Response> {
+    set_paused(state, headers, path, form, false).await
+}
+
+async fn set_paused(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Form(form): Form<ActionForm>,
+    paused: bool,
 ) -> DashResult<Response> {
     let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
-    state.queue_handle(&name).await?.resume().await?;
+    let queue = state.queue_handle(&name).await?;
+    if paused {
+        queue.pause().await?;
+    } else {
+        queue.resume().await?;
+    }
     Ok(op.acted(&format!("/dashboard/queues/{name}")))
 }
