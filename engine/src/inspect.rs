@@ -99,14 +99,8 @@ impl Inspector {
 
     /// Every queue's summary ([`Inspector::summary`]), by name.
     pub async fn queues(&self, minutes: u64) -> Result<Vec<QueueSummary>> {
-        self.read_each(
-            |q| async move { self.summary(&q, minutes).await },
-            |name| QueueSummary {
-                stats: Stats::summed(name, []),
-                ..QueueSummary::default()
-            },
-        )
-        .await
+        self.read_each(|q| async move { self.summary(&q, minutes).await })
+            .await
     }
 
     /// One queue's counts, its attempts per minute over the last `minutes`
@@ -132,21 +126,14 @@ impl Inspector {
     /// order: a partitioned queue's summed over its partitions, as
     /// [`Queue::stats`] does.
     pub async fn all_stats(&self) -> Result<Vec<Stats>> {
-        self.read_each(
-            |q| async move { q.stats().await },
-            |name| Stats::summed(name, []),
-        )
-        .await
+        self.read_each(|q| async move { q.stats().await }).await
     }
 
     /// The counts of each partition of every queue of the fleet (one row
     /// for a queue never split), queue by queue.
     pub async fn partition_stats(&self) -> Result<Vec<Stats>> {
         let per_queue = self
-            .read_each(
-                |q| async move { Self::partitions_of(&q).await },
-                |_| Vec::new(),
-            )
+            .read_each(|q| async move { Self::partitions_of(&q).await })
             .await?;
         Ok(per_queue.into_iter().flatten().collect())
     }
@@ -160,9 +147,7 @@ impl Inspector {
     /// at once); `None` when none does (completed jobs are kept only for
     /// their queue's keep window).
     pub async fn find_job(&self, id: &str) -> Result<Option<JobInfo>> {
-        let found = self
-            .read_each(|q| async move { q.job(id).await }, |_| None)
-            .await?;
+        let found = self.read_each(|q| async move { q.job(id).await }).await?;
         Ok(found.into_iter().flatten().next())
     }
 
@@ -201,40 +186,22 @@ impl Inspector {
 
     /// `read` of every queue of the fleet, in [`Client::queues`]'s order,
     /// all at once. Each queue is a handle on the partitions it recorded,
-    /// not opened (no write). Should a read fail (a stream deleted by
-    /// hand), the queue is opened as [`Client::existing_queue`] opens it,
-    /// which makes what is missing, and read again; `empty` stands for a
-    /// queue gone meanwhile. When Redis is down, the first error is the
-    /// answer (opening would only wait out the retries a second time).
-    async fn read_each<'a, T, F, Fut>(&'a self, read: F, empty: fn(&str) -> T) -> Result<Vec<T>>
+    /// not opened (no write): the reads answer for a queue whose streams or
+    /// group are missing (deleted by hand) as for an empty one.
+    async fn read_each<T, F, Fut>(&self, read: F) -> Result<Vec<T>>
     where
         F: Fn(Queue) -> Fut,
-        Fut: std::future::Future<Output = Result<T>> + 'a,
+        Fut: std::future::Future<Output = Result<T>>,
     {
-        let (names, queues): (Vec<String>, Vec<Queue>) =
-            self.logical_queues().await?.into_iter().unzip();
-        futures::future::try_join_all(names.iter().zip(queues).map(|(name, q)| {
-            let first = read(q);
-            let read = &read;
-            async move {
-                match first.await {
-                    Ok(value) => Ok(value),
-                    Err(e) if e.is_unavailable() => Err(e),
-                    Err(_) => match self.client.existing_queue(name).await? {
-                        Some(q) => read(q).await,
-                        None => Ok(empty(name)),
-                    },
-                }
-            }
-        }))
-        .await
+        let queues = self.logical_queues().await?;
+        futures::future::try_join_all(queues.into_iter().map(read)).await
     }
 
-    /// Every queue of the fleet by name, a partitioned queue once (the
-    /// registry lists its partitions, `name#i`), each with a handle on its
-    /// partitions, not opened. A partition name whose queue records no
+    /// Every queue of the fleet, a partitioned queue once (the registry
+    /// lists its partitions, `name#i`), each a handle on its partitions,
+    /// not opened. A partition name whose queue records no
     /// split (a queue opened by that name) is a queue of its own.
-    async fn logical_queues(&self) -> Result<Vec<(String, Queue)>> {
+    async fn logical_queues(&self) -> Result<Vec<Queue>> {
         let registered = self.client.queues().await?;
         let mut bases: Vec<&str> = registered.iter().map(|n| queue_of(n)).collect();
         bases.sort_unstable();
@@ -256,7 +223,7 @@ impl Inspector {
                 None => (name.as_str(), None),
             };
             if seen.insert(name) {
-                out.push((name.to_owned(), self.unopened(name, partitions)?));
+                out.push(self.unopened(name, partitions)?);
             }
         }
         Ok(out)

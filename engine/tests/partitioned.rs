@@ -656,9 +656,9 @@ async fn the_inspector_summarizes_every_queue_and_pages_dead_letters() {
     );
 }
 
-/// A queue whose stream was deleted by hand is still listed: the
-/// inspector opens it again (making the stream) instead of failing the
-/// whole overview.
+/// A queue whose stream and group were deleted by hand is still listed,
+/// read as it is (the lost job gone), instead of failing the whole
+/// overview.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_lists_a_queue_whose_stream_was_deleted_by_hand() {
     let t = TestRedis::new().await;
@@ -666,6 +666,14 @@ async fn the_inspector_lists_a_queue_whose_stream_was_deleted_by_hand() {
     q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
     let _: () = t
         .query(redis::cmd("DEL").arg(format!("{}:{{broken}}:p:0", t.prefix)))
+        .await;
+    let _: i64 = t
+        .query(
+            redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(format!("{}:{{broken}}:p:1", t.prefix))
+                .arg("workers"),
+        )
         .await;
     let overview = t.client.inspector().overview(1).await.expect("overview");
     let broken = overview

@@ -171,7 +171,7 @@ impl Default for WorkerSection {
     fn default() -> Self {
         Self {
             shutdown_grace_secs: 30,
-            heartbeat_secs: 5,
+            heartbeat_secs: sluice_engine::DEFAULT_HEARTBEAT.as_secs(),
         }
     }
 }
