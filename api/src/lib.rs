@@ -1,5 +1,5 @@
-//! # sluice-api: the `sluice` binary, its configuration, the worker
-//! runtime and the HTTP API
+//! # sluice-api: the `sluice` binary: its command line, its configuration
+//! and the wiring of the engine, the server and the application
 //!
 //! # Layout
 //!
@@ -28,16 +28,19 @@
 //!   `CronSchedule`s, and the API's view of them.
 //! - `signals`: SIGTERM/SIGINT handling, which triggers the process's
 //!   [`Shutdown`](sluice_engine::Shutdown).
-//! - `views`: how a job is shown, shared by the CLI and the API.
 //! - `pipeline`: the trading-alert pipeline's runtime and handlers;
 //!   `pipeline_ops`: its operator commands (`migrate`, `users`, `backup`,
 //!   `restore`).
 //! - `local`: `sluice up`'s private Redis when none answers.
-//! - `server`: the axum API (routes, auth, errors, metrics, OpenAPI); the
-//!   pipeline's routes (`server/pipeline.rs`) are merged only when
-//!   `[pipeline]` is configured.
+//! - `server`: the config file's server: `sluice-server`'s state from the
+//!   `[api]` settings, the rules and schedules it shows, the queues, and the
+//!   trading-alert application (`app`) plugged in when `[pipeline]` is
+//!   configured.
+//! - `app`: the trading-alert application as a `sluice_server::App`: its
+//!   routes, its dashboard page, its readiness and its audit log.
 
 pub mod alerts;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -52,4 +55,3 @@ pub mod run;
 pub mod schedules;
 pub mod server;
 pub mod signals;
-pub mod views;

@@ -10,8 +10,7 @@ use sluice_engine::{
 
 use crate::cli::{DeadCommand, EnqueueArgs, JobsCommand, KeyScope, KeysCommand, OperatorCommand};
 use crate::config::{FileConfig, Settings};
-use crate::queues::QueueDirectory;
-use crate::views::{JobView, payload_json};
+use sluice_server::views::{JobView, payload_json};
 
 /// `sluice keys ...`: made here, without Redis.
 pub fn keys(command: KeysCommand, json: bool) -> anyhow::Result<()> {
@@ -109,7 +108,7 @@ impl Output {
 /// The handle on a queue by name (which must exist), with all its
 /// partitions (the config's count opens them when they are not yet there).
 async fn handle(client: &Client, file: &FileConfig, name: &str) -> anyhow::Result<Queue> {
-    QueueDirectory::new(client.clone(), file)
+    crate::queues::directory(client.clone(), file)
         .existing(name)
         .await?
         .ok_or_else(|| anyhow!("unknown queue {name:?} (known queues: `sluice stats`)"))
@@ -132,7 +131,7 @@ async fn enqueue(
         ..JobOptionsInput::default()
     })?;
     let NewJob { payload, options } = NewJob::new(&payload, options)?;
-    let queue = QueueDirectory::new(client.clone(), file)
+    let queue = crate::queues::directory(client.clone(), file)
         .for_write(&args.queue)
         .await?;
     if args.partition_key.is_some() && !queue.is_partitioned() {

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use crate::cli::{ServeArgs, UpArgs, WorkArgs};
 use crate::config::{DEFAULT_LISTEN, FileConfig, Settings};
 use crate::pipeline::Pipeline;
-use crate::server::{AppState, install_recorder};
+use crate::server::install_recorder;
 
 /// Where `sluice up` keeps data by default.
 const DEFAULT_DATA_DIR: &str = ".sluice";
@@ -98,7 +98,7 @@ pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> any
     let pipeline = pipeline(&client, &file)?;
     let pool = pipeline.as_ref().map(|p| p.pool.clone());
     crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
-    let state = AppState::with_pipeline(client, file, pipeline)?;
+    let state = crate::server::state_with_pipeline(client, &file, pipeline)?;
     tasks.spawn(crate::server::serve(state, addr, stop.clone()));
     join_all(tasks, Some(&stop)).await
 }
@@ -173,7 +173,7 @@ async fn up_with_redis(
         let (c, s, p) = (client.clone(), stop.clone(), pipeline.clone());
         tasks.spawn(async move { crate::fleet::run(c, &file, p.as_ref(), queues, s).await });
     }
-    let state = AppState::with_pipeline(client, file, pipeline)?;
+    let state = crate::server::state_with_pipeline(client, &file, pipeline)?;
     eprintln!(
         "sluice: API on http://{addr}/ (health: /health, metrics: /metrics, OpenAPI: /api/openapi.json)"
     );

@@ -953,11 +953,11 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     );
 
     // The API shows the rule's state.
-    let views = sluice_api::alerts::views(
+    let views = sluice_server::alerts::views(
         &client,
-        &sluice_api::config::FileConfig::load(&config.0)
-            .expect("config")
-            .alerts,
+        &sluice_api::server::alert_rules(
+            &sluice_api::config::FileConfig::load(&config.0).expect("config"),
+        ),
     )
     .await
     .expect("views");

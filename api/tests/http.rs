@@ -1476,7 +1476,7 @@ async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
 /// splits) for reads, and hands out the same handle again.
 #[tokio::test]
 async fn the_queue_directory_opens_configured_queues_as_configured() {
-    use sluice_api::queues::QueueDirectory;
+    use sluice_api::queues::directory;
 
     let p = Prefix::new("qdir");
     let file: FileConfig = toml::from_str(
@@ -1484,7 +1484,7 @@ async fn the_queue_directory_opens_configured_queues_as_configured() {
     )
     .expect("config");
     let client = p.client().await;
-    let queues = QueueDirectory::new(client.clone(), &file);
+    let queues = directory(client.clone(), &file);
 
     assert!(
         queues

@@ -11,7 +11,6 @@ use common::{Prefix, call};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use sluice_api::config::{FileConfig, ScheduleSection};
-use sluice_api::schedules::Schedule;
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
@@ -146,7 +145,7 @@ proptest! {
             payload: None,
             priority: None,
         };
-        if let Err(e) = Schedule::from_section(&section) {
+        if let Err(e) = section.cron() {
             prop_assert!(!e.to_string().is_empty());
         }
     }

@@ -18,10 +18,21 @@ pub struct Chrome {
     pub read_only: bool,
     /// The session's CSRF token, for forms.
     pub csrf: String,
-    /// Whether the trading pipeline (signals) is configured.
-    pub signals: bool,
+    /// The plugged-in applications' menu entries, after the server's.
+    pub menu: Vec<MenuEntry>,
     /// No API keys configured: the dashboard is open to anyone.
     pub open: bool,
+}
+
+/// A menu entry of a page an application adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuEntry {
+    /// What the menu says.
+    pub label: &'static str,
+    /// Where it leads.
+    pub href: &'static str,
+    /// The section its pages name ([`Chrome::section`]) to mark it current.
+    pub section: &'static str,
 }
 
 /// The login form.

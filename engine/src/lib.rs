@@ -136,6 +136,7 @@ mod breaker;
 mod client;
 mod clock;
 mod conn;
+mod directory;
 mod error;
 mod fleet;
 mod handler;
@@ -165,6 +166,7 @@ pub use breaker::{
 };
 pub use client::{Client, ClientConfig, Durability, ServerReport};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use directory::QueueDirectory;
 pub use error::{Error, Result};
 pub use fleet::{DEFAULT_HEARTBEAT, Fleet, FleetReport};
 pub use handler::{

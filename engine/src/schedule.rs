@@ -115,6 +115,11 @@ impl CronSchedule {
         &self.queue
     }
 
+    /// The payload of each job it enqueues (MessagePack).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
     /// The next `n` ticks after `after`, in the schedule's time zone.
     pub fn next_ticks(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Tz>> {
         self.cron

@@ -14,7 +14,6 @@ use sqlx::PgPool;
 use super::notify::{self, Notification, Notifier};
 use super::rules::{AlertKind, AlertRule};
 use crate::config::FileConfig;
-use crate::queues::QueueDirectory;
 
 /// A notice recorded but not handed to the channels is sent by another
 /// process after this long (its recorder died in between).
@@ -380,7 +379,7 @@ impl Evaluator {
         if !self.queues.contains_key(name) {
             // Opening creates the queue's streams: a rule may name a queue
             // no one enqueued to yet, which then reads as empty.
-            let handle = QueueDirectory::new(self.client.clone(), &self.file)
+            let handle = crate::queues::directory(self.client.clone(), &self.file)
                 .for_write(name)
                 .await?;
             self.queues.insert(name.to_owned(), handle);

@@ -15,8 +15,7 @@ pub use crate::config::alerts as rules;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use sluice_engine::alerting::{AlertRecord, NoticeKind};
+use sluice_engine::alerting::NoticeKind;
 use sluice_engine::{Client, Shutdown, Typed, Worker, WorkerConfig};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -111,43 +110,4 @@ pub fn message(
         text.push_str(&format!(" {link}"));
     }
     text
-}
-
-/// A rule as the API and the dashboard show it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct AlertView {
-    /// The rule's name.
-    pub name: String,
-    /// Its kind.
-    #[schema(value_type = String)]
-    pub kind: &'static str,
-    /// Its queue.
-    pub queue: Option<String>,
-    /// Its threshold, in the kind's unit.
-    pub threshold: Option<f64>,
-    /// The unit.
-    #[schema(value_type = String)]
-    pub unit: &'static str,
-    /// Its channels.
-    pub channels: Vec<String>,
-    /// The fleet-wide state.
-    #[serde(flatten)]
-    pub record: AlertRecord,
-}
-
-/// Every configured rule with its state.
-pub async fn views(client: &Client, rules: &[AlertRule]) -> sluice_engine::Result<Vec<AlertView>> {
-    let mut out = Vec::with_capacity(rules.len());
-    for rule in rules {
-        out.push(AlertView {
-            name: rule.name.clone(),
-            kind: rule.kind.as_str(),
-            queue: rule.queue.clone(),
-            threshold: rule.threshold,
-            unit: rule.kind.unit(),
-            channels: rule.channels.clone(),
-            record: client.alert_record(&rule.name).await?,
-        });
-    }
-    Ok(out)
 }

@@ -1,22 +1,41 @@
-//! The HTTP API (axum): routes, shared state, auth, metrics, and serving
-//! with a graceful stop. The OpenAPI document is generated from the
-//! handlers and their types (`openapi.rs`), served at
-//! `GET /api/openapi.json`.
+//! # sluice-server: the HTTP server over Sluice's queues
+//!
+//! The JSON API, the operators' dashboard, auth, metrics and the OpenAPI
+//! document, over any queues. It takes typed settings
+//! ([`ServerSettings`]) and a [`QueueDirectory`], never a config file, and
+//! knows no application: one plugs in as an [`App`] (its routes, pages,
+//! readiness checks, request log).
+//!
+//! # Layout
+//!
+//! - this file: the shared state, the router (every route, with auth,
+//!   metrics and the body limit) and serving with a graceful stop;
+//! - `settings`: the `[api]` section (listen address, limits, keys);
+//! - `app`: the plug-in interface;
+//! - `queues`, `alerts`, `breakers`, `system`: the JSON routes;
+//! - `dashboard`: the operators' pages (their templates are
+//!   `sluice-dashboard`'s);
+//! - `auth`, `origin`, `requests`, `metrics`, `client_ip`: the middleware
+//!   and what it needs;
+//! - `error`, `integral`: answers and extractors every route shares;
+//! - `openapi`: the generated document; `views`: how a job is shown.
 
-mod alerts;
-mod audit;
+pub mod alerts;
+mod app;
 mod auth;
 mod breakers;
 pub mod client_ip;
-mod dashboard;
-mod error;
+pub mod dashboard;
+pub mod error;
 mod integral;
 mod metrics;
 mod openapi;
 mod origin;
-mod pipeline;
 mod queues;
+mod requests;
+pub mod settings;
 mod system;
+pub mod views;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,19 +46,41 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use sluice_engine::{Client, Queue, Shutdown};
+use sluice_engine::{Client, CronSchedule, Queue, QueueDirectory, Shutdown};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use alerts::AlertRuleInfo;
+pub use app::{App, Check, MenuEntry, RequestRecord};
 pub use auth::key_hash;
 pub use error::{ApiError, ApiResult};
 pub use metrics::install_recorder;
+pub use requests::Actor;
+pub use settings::{ApiConfig, ApiKeySection, BadProxy, Scope};
 
-use crate::config::alerts::AlertRule;
-use crate::config::{ApiConfig, ApiKeySection, FileConfig};
-use crate::pipeline::Pipeline;
-use crate::queues::QueueDirectory;
-use crate::schedules::Schedule;
+/// What a server is made of, besides its queues.
+#[derive(Default)]
+pub struct ServerSettings {
+    /// The `[api]` settings.
+    pub api: ApiConfig,
+    /// The alert rules, as the API and the dashboard show them.
+    pub alert_rules: Vec<AlertRuleInfo>,
+    /// The cron schedules, as the API and the dashboard show them.
+    pub schedules: Vec<CronSchedule>,
+    /// The applications plugged in.
+    pub apps: Vec<Arc<dyn App>>,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("api", &self.api)
+            .field("alert_rules", &self.alert_rules)
+            .field("schedules", &self.schedules.len())
+            .field("apps", &self.apps.len())
+            .finish()
+    }
+}
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -50,19 +91,19 @@ pub struct AppState {
     pub api: Arc<ApiConfig>,
     /// The proxies whose `X-Forwarded-For` is believed (`api.trusted_proxies`).
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    /// The alert rules (`[[alerts]]`).
-    pub alert_rules: Arc<Vec<AlertRule>>,
-    /// The trading-alert pipeline, when configured.
-    pub pipeline: Option<Pipeline>,
+    /// The alert rules.
+    pub alert_rules: Arc<Vec<AlertRuleInfo>>,
     /// The queues, by name, with their configured settings.
     pub queues: QueueDirectory,
+    /// The applications plugged in.
+    pub apps: Arc<Vec<Arc<dyn App>>>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
     /// API keys by the hex SHA-256 of the key.
     keys: HashMap<String, ApiKeySection>,
-    schedules: Vec<Schedule>,
+    schedules: Vec<CronSchedule>,
     started: Instant,
     /// Signs dashboard sessions.
     sessions: sluice_dashboard::session::SessionKeys,
@@ -73,44 +114,33 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("client", &self.client)
             .field("keys", &self.shared.keys.len())
+            .field("apps", &self.apps.len())
             .finish()
     }
 }
 
 impl AppState {
-    /// State for `file`'s API on `client`, opening the pipeline when the
-    /// file configures one.
-    pub fn new(client: Client, file: FileConfig) -> anyhow::Result<Self> {
-        let pipeline = file
-            .pipeline
-            .as_ref()
-            .map(|p| Pipeline::open(p, &client))
-            .transpose()?;
-        Self::with_pipeline(client, file, pipeline)
-    }
-
-    /// State for `file`'s API on `client` with a pipeline already open.
-    pub fn with_pipeline(
-        client: Client,
-        file: FileConfig,
-        pipeline: Option<Pipeline>,
-    ) -> anyhow::Result<Self> {
-        let keys = file
-            .api
+    /// State for a server of `queues` (and their client) with `settings`.
+    pub fn new(queues: QueueDirectory, settings: ServerSettings) -> Result<Self, BadProxy> {
+        let ServerSettings {
+            api,
+            alert_rules,
+            schedules,
+            apps,
+        } = settings;
+        let keys = api
             .keys
             .iter()
             .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
             .collect();
-        let schedules = crate::schedules::load(&file.all_schedules())?;
-        let sessions =
-            sluice_dashboard::session::SessionKeys::new(file.api.session_secret.as_deref());
+        let sessions = sluice_dashboard::session::SessionKeys::new(api.session_secret.as_deref());
         Ok(Self {
-            queues: QueueDirectory::new(client.clone(), &file),
-            trusted_proxies: Arc::new(file.api.trusted_proxies()?),
-            alert_rules: Arc::new(file.alerts.clone()),
-            client,
-            api: Arc::new(file.api.clone()),
-            pipeline,
+            client: queues.client().clone(),
+            trusted_proxies: Arc::new(api.trusted_proxies()?),
+            alert_rules: Arc::new(alert_rules),
+            api: Arc::new(api),
+            queues,
+            apps: Arc::new(apps),
             shared: Arc::new(Shared {
                 keys,
                 schedules,
@@ -133,6 +163,12 @@ impl AppState {
         self.queues.existing(name).await?.ok_or_else(|| {
             ApiError::not_found("queue_not_found", format!("no queue named {name:?}"))
         })
+    }
+
+    /// Whether `path` needs no API key: the server's open paths, and what
+    /// an application says carries its own credential.
+    pub fn is_public_path(&self, path: &str) -> bool {
+        auth::is_public_path(path) || self.apps.iter().any(|a| a.is_public_path(path))
     }
 }
 
@@ -164,15 +200,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(system::live))
         .routes(routes!(system::ready))
         .routes(routes!(system::metrics));
-    // The trading-alert application's routes exist only when it is
-    // configured: without it they are unknown paths like any other.
-    let api = if state.pipeline.is_some() {
-        api.merge(pipeline::routes())
-    } else {
-        api
-    };
+    // An application's routes exist only when it is plugged in: without it
+    // they are unknown paths like any other.
+    let api = state
+        .apps
+        .iter()
+        .fold(api, |api, app| api.merge(app.routes()));
     let (api, doc) = api.split_for_parts();
-    let doc = openapi::finish(doc, &state.api);
+    let doc = openapi::finish(doc, &state.api, |path| state.is_public_path(path));
     let doc: Arc<str> = serde_json::to_string(&doc)
         .unwrap_or_else(|_| String::from("{}"))
         .into();
@@ -181,7 +216,7 @@ pub fn router(state: AppState) -> Router {
             "/api/openapi.json",
             get(openapi::openapi_document).layer(axum::Extension(doc)),
         )
-        .merge(dashboard::routes());
+        .merge(dashboard::routes(&state.apps));
     // The origin guard guards routed requests only: a method no route
     // takes is 405, and (being inside auth) a request without a key hears
     // 401, what is missing, rather than 415.
@@ -194,7 +229,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            audit::record,
+            requests::record,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(state.api.max_body_bytes))

@@ -4,11 +4,11 @@
 use sluice_jobs::storage::ScreenshotStore;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sluice_engine::JobOptions;
 use sluice_jobs::alert::MAX_ALERT_BYTES;
@@ -20,20 +20,23 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
-use super::audit::Actor;
-use super::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use sluice_server::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use sluice_server::{Actor, AppState};
+
+use super::api_error;
 use crate::pipeline::Pipeline;
 
-/// The trading-alert application's routes, with their OpenAPI operations;
-/// the router merges them only when `[pipeline]` is configured.
-pub fn routes() -> OpenApiRouter<AppState> {
+/// The trading-alert application's routes, with their OpenAPI operations,
+/// on `pipeline`; the server merges them only when `[pipeline]` is
+/// configured.
+pub fn routes(pipeline: Pipeline) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(webhook))
         .routes(routes!(user_signals))
         .routes(routes!(user_stats))
         .routes(routes!(signal_result))
         .routes(routes!(screenshot))
+        .layer(Extension(pipeline))
 }
 
 /// `{token}` of a webhook.
@@ -61,14 +64,6 @@ pub struct FilePath {
     /// The file's name, as a signal's `screenshot_url` gives it.
     #[param(min_length = 1)]
     pub file: String,
-}
-
-/// The pipeline of a state whose router has its routes (always there: the
-/// routes are merged only with a pipeline).
-fn pipeline(state: &AppState) -> ApiResult<&Pipeline> {
-    state.pipeline.as_ref().ok_or_else(|| {
-        ApiError::not_found("not_found", "no such path (the pipeline is not configured)")
-    })
 }
 
 /// The same answer for every token that does not open a webhook: it never
@@ -113,11 +108,12 @@ pub struct Accepted {
     ))]
 pub async fn webhook(
     State(state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     ApiPath(TokenPath { token }): ApiPath<TokenPath>,
     query: Result<Query<WebhookQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
-    let p = pipeline(&state)?;
+    let p = &pipeline;
     if token.len() > 128
         || !token
             .bytes()
@@ -135,7 +131,7 @@ pub async fn webhook(
             "chart must be 1 to 64 letters, digits, - or _",
         ));
     }
-    let source_ip = super::client_ip::of_request(&request, &state.trusted_proxies);
+    let source_ip = sluice_server::client_ip::of_request(&request, &state.trusted_proxies);
     // Refuse an oversized body from its declared length before reading it,
     // and stop reading one that grows past the limit.
     let declared = request
@@ -150,7 +146,7 @@ pub async fn webhook(
         .await
         .map_err(|_| too_large())?;
 
-    let Some(who) = p.gate.identify(&token).await? else {
+    let Some(who) = p.gate.identify(&token).await.map_err(api_error)? else {
         return Err(no_webhook());
     };
     let actor = Actor(format!("user:{}", who.user_id));
@@ -174,7 +170,7 @@ pub async fn webhook(
             wait,
         ));
     }
-    let (user_id, plan, decimal_comma) = match p.gate.count(&who).await? {
+    let (user_id, plan, decimal_comma) = match p.gate.count(&who).await.map_err(api_error)? {
         Admission::Accepted {
             user_id,
             plan,
@@ -247,11 +243,12 @@ fn user_id(raw: &str) -> ApiResult<i64> {
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 pub async fn user_signals(
-    State(state): State<AppState>,
+    State(_state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
     ApiQuery(filter): ApiQuery<SignalFilter>,
 ) -> ApiResult<Json<reads::SignalPage>> {
-    let p = pipeline(&state)?;
+    let p = &pipeline;
     let id = user_id(&id)?;
     if let Some(l) = filter.limit
         && !(1..=500).contains(&l)
@@ -266,13 +263,21 @@ pub async fn user_signals(
             "result must be pending, win, loss or skip",
         ));
     }
-    if sluice_jobs::users::get(&p.pool, id).await?.is_none() {
+    if sluice_jobs::users::get(&p.pool, id)
+        .await
+        .map_err(api_error)?
+        .is_none()
+    {
         return Err(ApiError::not_found(
             "user_not_found",
             format!("no user {id}"),
         ));
     }
-    Ok(Json(reads::signals(&p.pool, Some(id), &filter).await?))
+    Ok(Json(
+        reads::signals(&p.pool, Some(id), &filter)
+            .await
+            .map_err(api_error)?,
+    ))
 }
 
 /// What `POST /api/signals/{id}/result` asks for.
@@ -292,17 +297,19 @@ pub struct ResultRequest {
         (status = 404, description = "No such signal", body = ErrorBody),
     ))]
 pub async fn signal_result(
-    State(state): State<AppState>,
+    State(_state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
-    super::error::ApiJson(body): super::error::ApiJson<ResultRequest>,
+    sluice_server::error::ApiJson(body): sluice_server::error::ApiJson<ResultRequest>,
 ) -> ApiResult<Json<sluice_jobs::results::ResultSet>> {
-    let p = pipeline(&state)?;
+    let p = &pipeline;
     let id: i64 =
         id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             ApiError::bad_request("invalid_id", "a signal id is a positive integer")
         })?;
     sluice_jobs::results::set(&p.pool, id, body.result)
-        .await?
+        .await
+        .map_err(api_error)?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("signal_not_found", format!("no signal {id}")))
 }
@@ -338,7 +345,8 @@ pub struct Quota {
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 pub async fn user_stats(
-    State(state): State<AppState>,
+    State(_state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
     ApiQuery(range): ApiQuery<StatsRange>,
 ) -> ApiResult<Json<UserStatsAnswer>> {
@@ -361,15 +369,20 @@ pub async fn user_stats(
     };
     let (from, to) = (day("from", &range.from)?, day("to", &range.to)?);
     // A range whose from is after its to is empty: it counts nothing.
-    let p = pipeline(&state)?;
+    let p = &pipeline;
     let id = user_id(&id)?;
-    let Some(user) = sluice_jobs::users::get(&p.pool, id).await? else {
+    let Some(user) = sluice_jobs::users::get(&p.pool, id)
+        .await
+        .map_err(api_error)?
+    else {
         return Err(ApiError::not_found(
             "user_not_found",
             format!("no user {id}"),
         ));
     };
-    let stats = reads::stats(&p.pool, id, from, to).await?;
+    let stats = reads::stats(&p.pool, id, from, to)
+        .await
+        .map_err(api_error)?;
     Ok(Json(UserStatsAnswer {
         user_id: id,
         plan: user.plan,
@@ -423,10 +436,10 @@ fn day_or_empty() -> utoipa::openapi::Schema {
         (status = 404, description = "No such screenshot", body = ErrorBody),
     ))]
 pub async fn screenshot(
-    State(state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     ApiPath(FilePath { file }): ApiPath<FilePath>,
 ) -> ApiResult<Response> {
-    let p = pipeline(&state)?;
+    let p = &pipeline;
     // With an S3 store, screenshots are linked at the bucket, not here.
     let ScreenshotStore::Local(store) = &p.store else {
         return Err(ApiError::not_found("not_found", "no such screenshot"));

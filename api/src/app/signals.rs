@@ -6,22 +6,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sluice_dashboard::pages::{SignalRow, SignalsLive, SignalsPage};
 
-use super::{DashError, DashResult, fragment_operator, operator, render};
-use crate::server::AppState;
+use axum::Extension;
+use sluice_server::AppState;
+use sluice_server::dashboard::{DashError, DashResult, fragment_operator, operator, render};
+
+use crate::pipeline::Pipeline;
 
 #[derive(Debug, Deserialize)]
-pub(super) struct SignalsQuery {
+pub struct SignalsQuery {
     user: Option<String>,
     ticker: Option<String>,
 }
 
-async fn signals_data(state: &AppState, q: &SignalsQuery) -> DashResult<SignalsLive> {
-    let Some(p) = &state.pipeline else {
-        return Err(DashError::status(
-            StatusCode::NOT_FOUND,
-            "the trading pipeline is not configured",
-        ));
-    };
+async fn signals_data(p: &Pipeline, q: &SignalsQuery) -> DashResult<SignalsLive> {
     let user = match q.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         None => None,
         Some(u) => Some(u.parse::<i64>().map_err(|_| {
@@ -75,13 +72,15 @@ async fn signals_data(state: &AppState, q: &SignalsQuery) -> DashResult<SignalsL
     }
 }
 
-pub(super) async fn signals(
+/// `GET /dashboard/signals`.
+pub async fn signals(
     State(state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     headers: HeaderMap,
     Query(q): Query<SignalsQuery>,
 ) -> DashResult<Response> {
     let op = operator(&state, &headers).await?;
-    let live = signals_data(&state, &q).await?;
+    let live = signals_data(&pipeline, &q).await?;
     Ok(render(&SignalsPage {
         chrome: op.chrome(&state, "Signals", "signals"),
         user: q.user.unwrap_or_default(),
@@ -91,11 +90,13 @@ pub(super) async fn signals(
     .into_response())
 }
 
-pub(super) async fn signals_live(
+/// `GET /dashboard/live/signals`: the page's live part.
+pub async fn signals_live(
     State(state): State<AppState>,
+    Extension(pipeline): Extension<Pipeline>,
     headers: HeaderMap,
     Query(q): Query<SignalsQuery>,
 ) -> DashResult<Response> {
     fragment_operator(&state, &headers).await?;
-    Ok(render(&signals_data(&state, &q).await?).into_response())
+    Ok(render(&signals_data(&pipeline, &q).await?).into_response())
 }

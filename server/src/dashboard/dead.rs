@@ -12,7 +12,7 @@ use super::{
     ActionForm, DashError, DashResult, ListQuery, Operator, PAGE_SIZE, fragment_operator, operator,
     page_number, render, urlencode,
 };
-use crate::server::AppState;
+use crate::AppState;
 
 fn filter_text(q: Option<&str>) -> DashResult<String> {
     let text = q.unwrap_or("").trim().to_owned();

@@ -5,13 +5,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
+use sluice_engine::{CronSchedule, LastRun};
 use utoipa::ToSchema;
 
-use super::AppState;
-use super::error::{ApiError, ApiResult};
-use super::metrics;
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics;
 
 /// `{"status": "ok"}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,14 +36,15 @@ pub async fn live() -> Json<Live> {
 pub struct Readiness {
     /// `ready` or `unavailable`.
     pub status: String,
-    /// `up` or `down` per dependency: `redis`, and `postgres` with the
-    /// pipeline (`not_migrated` when it answers but lacks migrations:
-    /// run `sluice migrate`).
+    /// `up` or `down` per dependency: `redis`, and each plugged-in
+    /// application's (the trading-alert pipeline's `postgres` is
+    /// `not_migrated` when it answers but lacks migrations: run
+    /// `sluice migrate`).
     pub checks: std::collections::BTreeMap<String, String>,
 }
 
-/// `GET /health/ready`: 200 when Redis (and PostgreSQL, migrated, with
-/// the pipeline) answer, else 503 naming what is down.
+/// `GET /health/ready`: 200 when Redis and every plugged-in application's
+/// dependencies answer, else 503 naming what is down.
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses(
         (status = 200, description = "Every dependency answers", body = Readiness),
@@ -53,16 +56,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
     checks.insert("redis".to_owned(), up(redis));
     let mut ok = redis;
-    if let Some(p) = &state.pipeline {
-        // Up means migrated too: an unmigrated database would answer every
-        // pipeline route with a 500.
-        let pg = match sluice_jobs::db::pending_migrations(&p.pool).await {
-            Ok(0) => "up",
-            Ok(_) => "not_migrated",
-            Err(_) => "down",
-        };
-        checks.insert("postgres".to_owned(), pg.to_owned());
-        ok &= pg == "up";
+    for app in state.apps.iter() {
+        for check in app.readiness().await {
+            ok &= check.state == "up";
+            checks.insert(check.name, check.state);
+        }
     }
     let (status, word) = if ok {
         (StatusCode::OK, "ready")
@@ -188,11 +186,50 @@ pub async fn workers(State(state): State<AppState>) -> ApiResult<Json<WorkerList
     Ok(Json(WorkerList { workers }))
 }
 
+/// What the API shows of a schedule.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScheduleView {
+    /// Name.
+    pub name: String,
+    /// Cron expression.
+    pub cron: String,
+    /// Time zone.
+    pub timezone: String,
+    /// Target queue.
+    pub queue: String,
+    /// Payload of each job.
+    #[schema(value_type = Value)]
+    pub payload: serde_json::Value,
+    /// The next run times (RFC 3339, in the schedule's time zone).
+    pub next_runs: Vec<String>,
+    /// The last tick that enqueued a job, if any.
+    pub last_run: Option<LastRun>,
+}
+
+impl ScheduleView {
+    /// What the API shows of `schedule` at `now`.
+    pub fn of(schedule: &CronSchedule, now: DateTime<Utc>, last_run: Option<LastRun>) -> Self {
+        Self {
+            name: schedule.name().to_owned(),
+            cron: schedule.expression().to_owned(),
+            timezone: schedule.timezone().to_owned(),
+            queue: schedule.queue().to_owned(),
+            payload: rmp_serde::from_slice(schedule.payload()).unwrap_or(serde_json::Value::Null),
+            next_runs: schedule
+                .next_ticks(now, 5)
+                .iter()
+                .map(|t| t.to_rfc3339())
+                .collect(),
+            last_run,
+        }
+    }
+}
+
 /// The configured schedules.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleList {
     /// The schedules, in config order.
-    pub schedules: Vec<crate::schedules::ScheduleView>,
+    pub schedules: Vec<ScheduleView>,
 }
 
 /// `GET /api/schedules`: configured schedules, next runs, last run.
@@ -205,28 +242,14 @@ pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<Schedule
 }
 
 /// Every configured schedule with its next runs and last run.
-pub(super) async fn schedule_views(
-    state: &AppState,
-) -> ApiResult<Vec<crate::schedules::ScheduleView>> {
-    let mut last = crate::schedules::last_runs(&state.client)
-        .await
-        .map_err(|e| match e.downcast::<sluice_engine::Error>() {
-            Ok(engine) => ApiError::from(engine),
-            Err(other) => {
-                tracing::error!(error = %format!("{other:#}"), "cannot read schedules");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-            }
-        })?;
-    let now = chrono::Utc::now();
+pub(crate) async fn schedule_views(state: &AppState) -> ApiResult<Vec<ScheduleView>> {
+    let mut last = state.client.schedule_last_runs().await?;
+    let now = Utc::now();
     Ok(state
         .shared
         .schedules
         .iter()
-        .map(|s| s.view(now, last.remove(&s.section.name)))
+        .map(|s| ScheduleView::of(s, now, last.remove(s.name())))
         .collect())
 }
 
@@ -242,4 +265,30 @@ pub async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this path does not take that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_is_shown_with_its_next_runs_in_its_time_zone() {
+        let schedule = CronSchedule::new(
+            "s",
+            "0 30 9 * * *",
+            Some("America/New_York"),
+            "q",
+            &json!({"k": 1}),
+            None,
+        )
+        .expect("valid");
+        let start = DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        let view = ScheduleView::of(&schedule, start, None);
+        assert_eq!(view.timezone, "America/New_York");
+        assert_eq!(view.payload, json!({"k": 1}));
+        assert_eq!(view.next_runs.len(), 5);
+        assert_eq!(view.next_runs[0], "2026-01-10T09:30:00-05:00");
+    }
 }

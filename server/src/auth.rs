@@ -12,27 +12,25 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
-use super::audit::Actor;
-use super::error::ApiError;
-use crate::config::Scope;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::requests::Actor;
+use crate::settings::Scope;
 
 /// Paths anyone may read when `api.open_health` is on.
 pub(super) fn is_health_path(path: &str) -> bool {
     path == "/health" || path.starts_with("/health/") || path == "/metrics"
 }
 
-/// Paths always open: the API's own description; webhooks (their token is
-/// in the path) and screenshots (named by an unguessable content hash); the
-/// dashboard, which has its own login.
+/// The server's paths always open: the API's own description and the
+/// dashboard, which has its own login. An application adds its own
+/// ([`App::is_public_path`](crate::App::is_public_path)).
 pub(super) fn is_public_path(path: &str) -> bool {
     path == "/api/openapi.json"
         // The dashboard checks its own session cookie.
         || path == "/"
         || path == "/dashboard"
         || path.starts_with("/dashboard/")
-        || path.starts_with("/webhook/")
-        || path.starts_with("/screenshots/")
 }
 
 /// Hex SHA-256 of a key, as the config stores it.
@@ -44,7 +42,7 @@ pub fn key_hash(key: &str) -> String {
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if state.shared.keys.is_empty()
-        || is_public_path(path)
+        || state.is_public_path(path)
         || (state.api.open_health && is_health_path(path))
     {
         return next.run(request).await;

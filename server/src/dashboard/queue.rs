@@ -13,7 +13,7 @@ use super::{
     ActionForm, DashError, DashResult, ListQuery, Operator, PAGE_SIZE, fragment_operator, operator,
     page_number, render, urlencode,
 };
-use crate::server::AppState;
+use crate::AppState;
 
 fn list_state(state: Option<&str>) -> DashResult<JobState> {
     match state.unwrap_or("waiting") {

@@ -4,16 +4,16 @@
 //! route shares from the middleware that gives them (auth, the origin
 //! guard, the body limit, the extractors). So a route cannot be served
 //! without being described, and the served document describes this
-//! process: its keys, its pipeline, its batch limit.
+//! process: its keys, its applications, its batch limit.
 
 use utoipa::OpenApi;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, RefOr, Response, ResponseBuilder};
 
-use super::auth;
-use super::error::ErrorBody;
-use crate::config::ApiConfig;
+use crate::auth;
+use crate::error::ErrorBody;
+use crate::settings::ApiConfig;
 
 /// The document's fixed parts; the operations come from the router.
 #[derive(OpenApi)]
@@ -46,8 +46,9 @@ pub fn base() -> Document {
 }
 
 /// Finish `doc` for a server with the `api` settings: security, the answers
-/// the middleware gives, and the configured limits.
-pub fn finish(mut doc: Document, api: &ApiConfig) -> Document {
+/// the middleware gives, and the configured limits; `is_public` says which
+/// paths need no key.
+pub fn finish(mut doc: Document, api: &ApiConfig, is_public: impl Fn(&str) -> bool) -> Document {
     let keyed = !api.keys.is_empty();
     if keyed {
         let components = doc.components.get_or_insert_with(Default::default);
@@ -58,9 +59,7 @@ pub fn finish(mut doc: Document, api: &ApiConfig) -> Document {
     }
     for (path, item) in doc.paths.paths.iter_mut() {
         for (method, op) in operations(item) {
-            let open = !keyed
-                || auth::is_public_path(path)
-                || (api.open_health && auth::is_health_path(path));
+            let open = !keyed || is_public(path) || (api.open_health && auth::is_health_path(path));
             // An operation's own `security(())` (webhooks, screenshots) wins.
             if op.security.is_none() {
                 op.security = Some(vec![if open {

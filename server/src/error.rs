@@ -254,32 +254,3 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiErro
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
-
-impl From<sluice_jobs::Error> for ApiError {
-    fn from(e: sluice_jobs::Error) -> Self {
-        use sluice_jobs::Error as E;
-        match e {
-            E::Queue(e) => e.into(),
-            E::Invalid(m) => Self::invalid("invalid", m),
-            E::Db(ref db) if sluice_jobs::db::is_unavailable(db) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Self {
-                    retry_after: Some(Duration::from_secs(1)),
-                    ..Self::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "database_unavailable",
-                        "PostgreSQL is unreachable; nothing was changed, try again",
-                    )
-                }
-            }
-            e => {
-                tracing::error!(error = %e, "internal error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log",
-                )
-            }
-        }
-    }
-}

@@ -13,9 +13,9 @@ use super::{
     ActionForm, DashError, DashResult, LOGIN_ATTEMPTS_PER_MINUTE, now_secs, operator, render,
     session_token,
 };
-use crate::config::Scope;
-use crate::server::AppState;
-use crate::server::audit::Actor;
+use crate::AppState;
+use crate::requests::Actor;
+use crate::settings::Scope;
 
 pub(super) async fn login_form(State(state): State<AppState>) -> Response {
     if state.shared.keys.is_empty() {
@@ -55,10 +55,10 @@ pub(super) async fn login(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let trusted = state.trusted_proxies.clone();
-    let source = crate::server::client_ip::client_address(peer, &headers, &trusted)
+    let source = crate::client_ip::client_address(peer, &headers, &trusted)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
         .replace(':', "-");
-    let hash = crate::server::key_hash(form.key.trim());
+    let hash = crate::key_hash(form.key.trim());
     let known = state.shared.keys.get(&hash);
     let window = match known {
         Some(key) => format!(

@@ -8,7 +8,7 @@ use sluice_dashboard::pages::{ScheduleRow, SchedulesPage, WorkerRow, WorkersLive
 use sluice_engine::unix_ms;
 
 use super::{DashResult, fragment_operator, operator, render};
-use crate::server::AppState;
+use crate::AppState;
 
 async fn workers_data(state: &AppState) -> DashResult<WorkersLive> {
     let now_ms = unix_ms();
@@ -63,7 +63,7 @@ pub(super) async fn schedules(
     headers: HeaderMap,
 ) -> DashResult<Response> {
     let op = operator(&state, &headers).await?;
-    let rows = crate::server::system::schedule_views(&state)
+    let rows = crate::system::schedule_views(&state)
         .await?
         .into_iter()
         .map(|s| ScheduleRow {

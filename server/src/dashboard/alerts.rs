@@ -10,7 +10,7 @@ use sluice_dashboard::pages::{AlertRow, AlertsPage};
 use sluice_engine::unix_ms;
 
 use super::{DashError, DashResult, operator, render};
-use crate::server::AppState;
+use crate::AppState;
 
 /// `GET /dashboard/alerts`.
 pub(super) async fn page(
@@ -25,20 +25,20 @@ pub(super) async fn page(
         .map(|a| {
             let silenced_until = a.record.silenced_until_ms.filter(|until| *until > now);
             AlertRow {
-                threshold: a.threshold.map_or_else(
+                threshold: a.rule.threshold.map_or_else(
                     || "—".into(),
-                    |t| format!("{t} {}", a.unit).trim().to_owned(),
+                    |t| format!("{t} {}", a.rule.unit).trim().to_owned(),
                 ),
                 state: a.record.state.clone(),
                 value: a.record.value.clone().unwrap_or_else(|| "—".into()),
                 last_fired: ago(a.record.last_fired_ms, now),
                 fired: a.record.fired_total,
-                channels: a.channels.join(", "),
+                channels: a.rule.channels.join(", "),
                 silenced: silenced_until.map_or_else(|| "—".into(), |u| time_ms(Some(u))),
                 is_silenced: silenced_until.is_some(),
-                kind: a.kind.to_owned(),
-                queue: a.queue,
-                name: a.name,
+                kind: a.rule.kind.to_owned(),
+                queue: a.rule.queue,
+                name: a.rule.name,
             }
         })
         .collect();

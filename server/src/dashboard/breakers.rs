@@ -10,7 +10,7 @@ use sluice_dashboard::pages::{BreakerRow, BreakersPage};
 use sluice_engine::{BreakerState, BreakerStatus, Forced, unix_ms};
 
 use super::{DashError, DashResult, operator, render};
-use crate::server::AppState;
+use crate::AppState;
 
 fn row(b: BreakerStatus, now_ms: u64) -> BreakerRow {
     let open = b.state != BreakerState::Closed;

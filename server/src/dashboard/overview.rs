@@ -11,7 +11,7 @@ use sluice_dashboard::pages::{OverviewLive, OverviewPage, QueueRow};
 use sluice_engine::{Overview, QueueSummary, unix_ms};
 
 use super::{DashError, DashResult, fragment_operator, operator, render};
-use crate::server::AppState;
+use crate::AppState;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RangeQuery {

@@ -15,7 +15,11 @@
 //!   page numbers);
 //! - one file per page and its actions: `login`, `overview`, `queue` (a
 //!   queue's jobs, a job), `dead`, `workers` (workers and schedules),
-//!   `alerts`, `breakers`, and `signals` (the trading-alert application's).
+//!   `alerts`, `breakers`.
+//!
+//! A plugged-in [`App`](crate::App) adds its pages ([`App::pages`](crate::App::pages))
+//! and renders them with what this file makes public: [`operator`],
+//! [`fragment_operator`], [`Operator::chrome`], [`render`] and [`DashError`].
 //!
 //! Reads come from the engine's inspector; how things look (templates,
 //! formats, chart colours) is the `sluice-dashboard` crate's.
@@ -31,9 +35,9 @@ use sluice_dashboard::session::{self, Access, Session};
 use sluice_engine::unix_ms;
 
 use super::AppState;
-use super::audit::Actor;
 use super::error::ApiError;
-use crate::config::Scope;
+use crate::requests::Actor;
+use crate::settings::Scope;
 
 mod alerts;
 mod breakers;
@@ -41,7 +45,6 @@ mod dead;
 mod login;
 mod overview;
 mod queue;
-mod signals;
 mod workers;
 
 /// Rows per page.
@@ -53,8 +56,11 @@ const MAX_PAGE: usize = sluice_engine::MAX_LIST_OFFSET / PAGE_SIZE + 1;
 /// Login attempts per source address per minute.
 const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 10;
 
-/// The dashboard's routes.
-pub fn routes() -> Router<AppState> {
+/// The dashboard's routes, with the pages of `apps`.
+pub fn routes(apps: &[std::sync::Arc<dyn crate::App>]) -> Router<AppState> {
+    let pages = apps
+        .iter()
+        .fold(Router::new(), |pages, app| pages.merge(app.pages()));
     Router::new()
         .route("/", get(|| async { Redirect::to("/dashboard") }))
         .route("/dashboard", get(overview::overview))
@@ -74,8 +80,6 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/alerts/{name}/silence", post(alerts::silence))
         .route("/dashboard/breakers", get(breakers::page))
         .route("/dashboard/breakers/{name}/force", post(breakers::force))
-        .route("/dashboard/signals", get(signals::signals))
-        .route("/dashboard/live/signals", get(signals::signals_live))
         .route("/dashboard/queues/{queue}", get(queue::queue_page))
         .route("/dashboard/live/queues/{queue}", get(queue::queue_live))
         .route("/dashboard/queues/{queue}/find", get(queue::find_job))
@@ -104,6 +108,7 @@ pub fn routes() -> Router<AppState> {
             "/dashboard/queues/{queue}/dead/{id}/delete",
             post(dead::dead_delete),
         )
+        .merge(pages)
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -132,17 +137,19 @@ async fn security_headers(mut response: Response) -> Response {
 
 /// Why a dashboard request failed, as a page.
 #[derive(Debug)]
-enum DashError {
+pub enum DashError {
     /// No valid session: pages go to the login form.
     LogIn,
     /// Anything else: its status and message.
     Page(StatusCode, String),
 }
 
-type DashResult<T> = Result<T, DashError>;
+/// What a dashboard handler answers.
+pub type DashResult<T> = Result<T, DashError>;
 
 impl DashError {
-    fn status(status: StatusCode, message: impl Into<String>) -> Self {
+    /// A page saying `message`, with `status`.
+    pub fn status(status: StatusCode, message: impl Into<String>) -> Self {
         Self::Page(status, message.into())
     }
 }
@@ -178,7 +185,8 @@ impl IntoResponse for DashError {
     }
 }
 
-fn render(t: &impl Template) -> Html<String> {
+/// `t` rendered, or a page saying it could not be.
+pub fn render(t: &impl Template) -> Html<String> {
     Html(t.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "dashboard template failed");
         "<!doctype html><title>Error</title><p>The page could not be rendered.</p>".into()
@@ -186,24 +194,33 @@ fn render(t: &impl Template) -> Html<String> {
 }
 
 /// The signed-in operator of a request.
-struct Operator {
+#[derive(Debug)]
+pub struct Operator {
     session: Session,
     csrf: String,
 }
 
 impl Operator {
-    fn read_only(&self) -> bool {
+    /// Whether the operator's key may only look.
+    pub fn read_only(&self) -> bool {
         self.session.access == Access::Read
     }
 
-    fn chrome(&self, state: &AppState, title: impl Into<String>, section: &'static str) -> Chrome {
+    /// What is around a page: its title, the menu with `section` current,
+    /// the operator.
+    pub fn chrome(
+        &self,
+        state: &AppState,
+        title: impl Into<String>,
+        section: &'static str,
+    ) -> Chrome {
         Chrome {
             title: title.into(),
             section,
             operator: self.session.name.clone(),
             read_only: self.read_only(),
             csrf: self.csrf.clone(),
-            signals: state.pipeline.is_some(),
+            menu: state.apps.iter().flat_map(|a| a.menu()).collect(),
             open: state.shared.keys.is_empty(),
         }
     }
@@ -243,7 +260,7 @@ fn now_secs() -> i64 {
 
 /// The operator of the request: from the session cookie, re-checked
 /// against the configured keys; anyone when no key is configured.
-async fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
+pub async fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
     let sessions = &state.shared.sessions;
     let session = if state.shared.keys.is_empty() {
         Session {
@@ -292,7 +309,7 @@ fn session_token(session: &Session) -> String {
 
 /// A live fragment's operator: 401 (the script then goes to the login
 /// page) rather than a redirect.
-async fn fragment_operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
+pub async fn fragment_operator(state: &AppState, headers: &HeaderMap) -> DashResult<Operator> {
     operator(state, headers).await.map_err(|e| match e {
         DashError::LogIn => DashError::status(StatusCode::UNAUTHORIZED, "log in again"),
         other => other,

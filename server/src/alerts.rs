@@ -6,10 +6,58 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
-use super::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
-use super::integral;
-use crate::alerts::{AlertView, views};
+use sluice_engine::Client;
+use sluice_engine::alerting::AlertRecord;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::integral;
+
+/// An alert rule as the server shows it (the rules and their evaluation are
+/// the binary's).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AlertRuleInfo {
+    /// The rule's name.
+    pub name: String,
+    /// Its kind.
+    #[schema(value_type = String)]
+    pub kind: &'static str,
+    /// Its queue.
+    pub queue: Option<String>,
+    /// Its threshold, in the kind's unit.
+    pub threshold: Option<f64>,
+    /// The unit.
+    #[schema(value_type = String)]
+    pub unit: &'static str,
+    /// Its channels.
+    pub channels: Vec<String>,
+}
+
+/// A rule as the API and the dashboard show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AlertView {
+    /// The rule.
+    #[serde(flatten)]
+    pub rule: AlertRuleInfo,
+    /// The fleet-wide state.
+    #[serde(flatten)]
+    pub record: AlertRecord,
+}
+
+/// Every rule in `rules` with its state.
+pub async fn views(
+    client: &Client,
+    rules: &[AlertRuleInfo],
+) -> sluice_engine::Result<Vec<AlertView>> {
+    let mut out = Vec::with_capacity(rules.len());
+    for rule in rules {
+        out.push(AlertView {
+            rule: rule.clone(),
+            record: client.alert_record(&rule.name).await?,
+        });
+    }
+    Ok(out)
+}
 
 /// Longest silence: 30 days.
 const MAX_SILENCE_SECS: u64 = 30 * 24 * 3600;
@@ -82,7 +130,7 @@ pub async fn silence(
     let view = views(&state.client, &state.alert_rules)
         .await?
         .into_iter()
-        .find(|v| v.name == name)
+        .find(|v| v.rule.name == name)
         .ok_or_else(|| ApiError::not_found("alert_not_found", "no such alert rule"))?;
     Ok(Json(view))
 }

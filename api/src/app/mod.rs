@@ -1,0 +1,141 @@
+//! The trading-alert application plugged into the server
+//! ([`sluice_server::App`]): its routes (`routes`), its dashboard page
+//! (`signals`), PostgreSQL's readiness, and the audit log of every request.
+
+mod routes;
+mod signals;
+
+use axum::http::StatusCode;
+use futures::future::BoxFuture;
+use sluice_jobs::audit::AuditEvent;
+use sluice_server::{ApiError, App, AppState, Check, MenuEntry, RequestRecord};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::pipeline::Pipeline;
+
+/// The trading-alert application on its open [`Pipeline`].
+#[derive(Debug, Clone)]
+pub struct TradingApp {
+    pipeline: Pipeline,
+}
+
+impl TradingApp {
+    /// The application of `pipeline`.
+    pub fn new(pipeline: Pipeline) -> Self {
+        Self { pipeline }
+    }
+}
+
+impl App for TradingApp {
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        routes::routes(self.pipeline.clone())
+    }
+
+    fn pages(&self) -> axum::Router<AppState> {
+        use axum::routing::get;
+        axum::Router::new()
+            .route("/dashboard/signals", get(signals::signals))
+            .route("/dashboard/live/signals", get(signals::signals_live))
+            .layer(axum::Extension(self.pipeline.clone()))
+    }
+
+    fn menu(&self) -> Vec<MenuEntry> {
+        vec![MenuEntry {
+            label: "Signals",
+            href: "/dashboard/signals",
+            section: "signals",
+        }]
+    }
+
+    /// Webhooks carry their token in the path; screenshots are named by an
+    /// unguessable content hash.
+    fn is_public_path(&self, path: &str) -> bool {
+        path.starts_with("/webhook/") || path.starts_with("/screenshots/")
+    }
+
+    /// Up means migrated too: an unmigrated database would answer every
+    /// pipeline route with a 500.
+    fn readiness(&self) -> BoxFuture<'_, Vec<Check>> {
+        Box::pin(async {
+            let state = match sluice_jobs::db::pending_migrations(&self.pipeline.pool).await {
+                Ok(0) => "up",
+                Ok(_) => "not_migrated",
+                Err(_) => "down",
+            };
+            vec![Check {
+                name: "postgres".into(),
+                state: state.into(),
+            }]
+        })
+    }
+
+    fn records_requests(&self) -> bool {
+        self.pipeline.audit.is_some()
+    }
+
+    /// Every request becomes an audit event (who, what, when, outcome,
+    /// source address, latency) on the `audit` queue. Screenshot downloads
+    /// are not audited: they are noise, not actions.
+    fn record(&self, request: RequestRecord) {
+        let Some(sink) = &self.pipeline.audit else {
+            return;
+        };
+        if request.path.starts_with("/screenshots/") {
+            return;
+        }
+        let outcome = match request.status {
+            500.. => "error",
+            400..500 => "refused",
+            _ => "ok",
+        };
+        // A webhook's path holds its token: never write it down.
+        let target = if request.path.starts_with("/webhook/") {
+            "/webhook/u/…".to_owned()
+        } else {
+            request.path.chars().take(300).collect()
+        };
+        let mut event = AuditEvent::now(
+            request.actor,
+            format!(
+                "{} {}",
+                request.method,
+                request.route.as_deref().unwrap_or("(no route)")
+            ),
+            outcome,
+        );
+        event.target = Some(target);
+        event.status = Some(request.status);
+        event.source_ip = request.source_ip;
+        event.latency_ms = Some(request.latency_ms);
+        sink.record(event);
+    }
+}
+
+/// The API's answer to the application's errors: PostgreSQL down is a 503
+/// to retry, a refused input a 422.
+pub fn api_error(e: sluice_jobs::Error) -> ApiError {
+    use sluice_jobs::Error as E;
+    match e {
+        E::Queue(e) => e.into(),
+        E::Invalid(m) => ApiError::invalid("invalid", m),
+        E::Db(ref db) if sluice_jobs::db::is_unavailable(db) => {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError {
+                retry_after: Some(std::time::Duration::from_secs(1)),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "PostgreSQL is unreachable; nothing was changed, try again",
+                )
+            }
+        }
+        e => {
+            tracing::error!(error = %e, "internal error");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the server log",
+            )
+        }
+    }
+}
