@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+pub use sluice_jobs::app::{PipelineCommand, UsersCommand};
 
 /// Sluice: a durable job queue on Redis Streams.
 #[derive(Debug, Parser)]
@@ -96,83 +97,6 @@ pub enum RunCommand {
     Serve(ServeArgs),
     /// A worker process (and the schedules).
     Work(WorkArgs),
-}
-
-/// The trading-alert pipeline's commands (`pipeline_ops.rs`).
-#[derive(Debug, Subcommand)]
-pub enum PipelineCommand {
-    /// Apply the pipeline's database migrations not yet applied.
-    Migrate,
-    /// Users of the trading-alert pipeline.
-    #[command(subcommand)]
-    Users(UsersCommand),
-    /// Write a backup of the pipeline's tables and the queue state now.
-    Backup {
-        /// Directory [default: pipeline.backups_dir].
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// Bring a backup back into an empty database and Redis.
-    Restore {
-        /// The backup file (`sluice-backup-*.jsonl.gz`).
-        file: PathBuf,
-    },
-}
-
-/// `sluice users ...`.
-#[derive(Debug, Subcommand)]
-pub enum UsersCommand {
-    /// Add a user; prints their webhook URL with a fresh token, once.
-    Add {
-        /// free, basic, pro or premium.
-        #[arg(long, default_value = "free")]
-        plan: String,
-        /// Signals per month [default: the plan's].
-        #[arg(long)]
-        quota: Option<i32>,
-    },
-    /// Show a user.
-    Show {
-        /// The user's id.
-        id: i64,
-    },
-    /// Give a user a new webhook token; the old one stops working.
-    RotateToken {
-        /// The user's id.
-        id: i64,
-    },
-    /// Store a user's TradingView session cookies (encrypted), from a JSON
-    /// file or stdin: an array of {name, value, domain?, path?} or an
-    /// object of name to value.
-    SetCookies {
-        /// The user's id.
-        id: i64,
-        /// The JSON file; `-` or absent: stdin.
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// Also set the user's default chart.
-        #[arg(long)]
-        chart: Option<String>,
-    },
-    /// How a user's alerts write numbers: `comma` reads `1.234.567,89`
-    /// for this user, `point` (the default) reads `1,234,567.89`.
-    NumberFormat {
-        /// The user's id.
-        id: i64,
-        /// point or comma.
-        #[arg(value_parser = ["point", "comma"])]
-        format: String,
-    },
-    /// Turn a user's webhook off.
-    Disable {
-        /// The user's id.
-        id: i64,
-    },
-    /// Turn a user's webhook on.
-    Enable {
-        /// The user's id.
-        id: i64,
-    },
 }
 
 /// `sluice up`.

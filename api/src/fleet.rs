@@ -60,7 +60,9 @@ pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueS
     let section_of = |name: &str| -> Option<QueueSection> {
         match (file.queue(name), pipeline) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(p)) if is_pipeline_queue(name) => Some(p.default_section(name)),
+            (None, Some(p)) if is_pipeline_queue(name) => {
+                Some(QueueSection::named(name, p.concurrency(name)))
+            }
             _ => None,
         }
     };

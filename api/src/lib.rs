@@ -28,19 +28,16 @@
 //!   `CronSchedule`s, and the API's view of them.
 //! - `signals`: SIGTERM/SIGINT handling, which triggers the process's
 //!   [`Shutdown`](sluice_engine::Shutdown).
-//! - `pipeline`: the trading-alert pipeline's runtime and handlers;
-//!   `pipeline_ops`: its operator commands (`migrate`, `users`, `backup`,
-//!   `restore`).
 //! - `local`: `sluice up`'s private Redis when none answers.
 //! - `server`: the config file's server: `sluice-server`'s state from the
 //!   `[api]` settings, the rules and schedules it shows, the queues, and the
 //!   trading-alert application (`app`) plugged in when `[pipeline]` is
 //!   configured.
-//! - `app`: the trading-alert application as a `sluice_server::App`: its
-//!   routes, its dashboard page, its readiness and its audit log.
+//! - `pipeline`: the trading-alert application (`sluice_jobs::app`), a
+//!   plug-in: the binary mounts its config section, its subcommands, its
+//!   queues' handlers and its `sluice_server::App`.
 
 pub mod alerts;
-pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
@@ -48,10 +45,11 @@ pub mod doctor;
 pub mod fleet;
 pub mod local;
 pub mod ops;
-pub mod pipeline;
-pub mod pipeline_ops;
 pub mod queues;
 pub mod run;
 pub mod schedules;
 pub mod server;
 pub mod signals;
+
+/// The trading-alert application, plugged in.
+pub use sluice_jobs::app as pipeline;

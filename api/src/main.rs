@@ -42,7 +42,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(RunCommand::Serve(args)) => sluice_api::run::serve(settings, file, args).await,
         Command::Run(RunCommand::Work(args)) => sluice_api::run::work(settings, file, args).await,
         Command::Pipeline(command) => {
-            sluice_api::pipeline_ops::run(command, cli.json, &settings, &file).await
+            let section = file.pipeline.clone().unwrap_or_default();
+            let redis = sluice_api::ops::connect(&settings);
+            sluice_api::pipeline::commands::run(command, cli.json, &section, redis).await
         }
         Command::Keys(command) => sluice_api::ops::keys(command, cli.json),
         Command::Operate(command) => sluice_api::ops::run(command, cli.json, settings, &file).await,

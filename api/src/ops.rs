@@ -19,6 +19,18 @@ pub fn keys(command: KeysCommand, json: bool) -> anyhow::Result<()> {
     }
 }
 
+/// A client of the Redis that `settings` name, or why it cannot be had.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Client> {
+    Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach redis at {}",
+                sluice_engine::redact_url(&settings.redis_url)
+            )
+        })
+}
+
 /// Run one operator command.
 pub async fn run(
     command: OperatorCommand,
@@ -27,15 +39,7 @@ pub async fn run(
     file: &FileConfig,
 ) -> anyhow::Result<()> {
     let out = Output { json };
-    let client =
-        Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach redis at {}",
-                    sluice_engine::redact_url(&settings.redis_url)
-                )
-            })?;
+    let client = connect(&settings).await?;
     match command {
         OperatorCommand::Enqueue(args) => enqueue(&client, file, args, out).await,
         OperatorCommand::Stats { queue } => stats(&client, file, queue, out).await,

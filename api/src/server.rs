@@ -8,10 +8,9 @@ use sluice_engine::Client;
 use sluice_server::{AlertRuleInfo, App, ServerSettings};
 pub use sluice_server::{AppState, install_recorder, key_hash, router, serve, serve_local_metrics};
 
-use crate::app::TradingApp;
 use crate::config::FileConfig;
 use crate::config::alerts::AlertRule;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, TradingApp};
 
 /// The server's state for `file` on `client`, opening the pipeline when
 /// the file configures one.

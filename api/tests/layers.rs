@@ -1,7 +1,8 @@
 //! The dependency rules between the workspace's crates
 //! (`docs/architecture.md`), read from their manifests: which Sluice crate
 //! may depend on which, that the test kit is only ever a dev-dependency,
-//! and that only the server and the binary turn on the `openapi` feature.
+//! and that only the crates that serve routes (the server and the
+//! application) turn on the `openapi` feature.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -34,7 +35,11 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 fn each_crate_depends_only_on_the_layers_below_it() {
     let rules: [(&str, &[&str]); 7] = [
         ("engine", &[]),
-        ("jobs", &["sluice-engine"]),
+        // The application builds on the engine and plugs into the server.
+        (
+            "jobs",
+            &["sluice-engine", "sluice-server", "sluice-dashboard"],
+        ),
         ("dashboard", &[]),
         // The server knows no application: one plugs in as a `sluice_server::App`.
         ("server", &["sluice-engine", "sluice-dashboard"]),
@@ -62,7 +67,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
 }
 
 #[test]
-fn only_the_server_and_the_binary_turn_on_the_openapi_schemas() {
+fn only_the_crates_that_serve_routes_turn_on_the_openapi_schemas() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for dir in [
         "engine",
@@ -91,7 +96,7 @@ fn only_the_server_and_the_binary_turn_on_the_openapi_schemas() {
         });
         assert_eq!(
             turns_on,
-            dir == "api" || dir == "server",
+            dir == "server" || dir == "jobs",
             "{dir} and the openapi feature"
         );
     }
@@ -167,6 +172,20 @@ fn only_the_engines_store_sends_redis_commands() {
         let code = code.split("#[cfg(test)]").next().unwrap_or_default();
         for needle in sending {
             assert!(!code.contains(needle), "{file} sends a command: {needle}");
+        }
+    }
+}
+
+/// In the application, only its plug-in (`jobs/src/app/`) meets the server
+/// and HTTP: the handlers and the domain below them know neither.
+#[test]
+fn only_the_applications_plug_in_knows_the_server() {
+    for (file, code) in sources("jobs/src") {
+        if file.contains("jobs/src/app/") {
+            continue;
+        }
+        for needle in ["sluice_server", "sluice_dashboard", "axum::", "utoipa_axum"] {
+            assert!(!code.contains(needle), "{file} names {needle}");
         }
     }
 }

@@ -410,55 +410,6 @@ pub struct BreakersPage {
     pub breakers: Vec<BreakerRow>,
 }
 
-/// One trading signal.
-#[derive(Debug, Clone)]
-pub struct SignalRow {
-    /// Id.
-    pub id: i64,
-    /// Its user.
-    pub user_id: i64,
-    /// Ticker.
-    pub ticker: String,
-    /// Signal type.
-    pub signal_type: String,
-    /// Price.
-    pub price: String,
-    /// Alert time.
-    pub alert_time: String,
-    /// Screenshot status.
-    pub screenshot_status: String,
-    /// Screenshot URL.
-    pub screenshot_url: Option<String>,
-    /// Screenshot error.
-    pub screenshot_error: Option<String>,
-    /// Result.
-    pub result: String,
-}
-
-/// `GET /dashboard/signals`.
-#[derive(Debug, Template)]
-#[template(path = "signals.html")]
-pub struct SignalsPage {
-    /// Around it.
-    pub chrome: Chrome,
-    /// User filter.
-    pub user: String,
-    /// Ticker filter.
-    pub ticker: String,
-    /// The live part, rendered.
-    pub live_html: String,
-}
-
-/// The live part of the signals page.
-#[derive(Debug, Template)]
-#[template(path = "signals_live.html")]
-pub struct SignalsLive {
-    /// The latest signals.
-    pub rows: Vec<SignalRow>,
-    /// Why none could be read.
-    pub error: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

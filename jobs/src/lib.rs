@@ -1,4 +1,4 @@
-//! # sluice-jobs: the trading-alert pipeline as Sluice job handlers
+//! # sluice-jobs: the trading-alert application, built on Sluice
 //!
 //! Users point their TradingView alerts at a personal webhook; each alert
 //! is answered at once (the API enqueues an `ingest` job), parsed and stored
@@ -7,10 +7,17 @@
 //! audited; old rows are deleted on a schedule; the database and the queue
 //! state are backed up on a schedule and can be restored.
 //!
-//! Everything here uses the engine's public API only.
+//! Everything here uses the engine's and the server's public API only; the
+//! application plugs into the `sluice` binary as [`app::TradingApp`] (its
+//! routes, its dashboard page, its readiness, its audit log), its config
+//! section, the handlers of its queues and its subcommands. Without a
+//! `[pipeline]` section none of it runs.
 //!
 //! # Layout
 //!
+//! - `app`: the plug-in: `[pipeline]` (`app/config.rs`), the runtime a
+//!   process shares (`app/runtime.rs`), the routes, the signals page
+//!   (`app/signals.rs`, `templates/`) and the subcommands.
 //! - `db`: pools and the numbered migrations (`jobs/migrations`).
 //! - `plan`, `users`, `secrets`: plans and quotas, users and their webhook
 //!   tokens, cookie encryption.
@@ -24,6 +31,7 @@
 //! - `queues`: the pipeline's queue names.
 
 pub mod alert;
+pub mod app;
 pub mod audit;
 pub mod backup;
 pub mod browser;

@@ -9,8 +9,7 @@ use sqlx::PgPool;
 use crate::error::Result;
 
 /// A stored signal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Signal {
     /// Id.
     pub id: i64,
@@ -51,19 +50,16 @@ pub struct Signal {
 }
 
 /// Filters and paging of [`signals`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams), into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignalFilter {
     /// Exact ticker (`BINANCE:BTCUSDT`) or symbol (`BTCUSDT`), any case.
     pub ticker: Option<String>,
     /// Exact signal type, any case.
     pub signal_type: Option<String>,
     /// pending, win, loss or skip (any case).
-    #[cfg_attr(
-        feature = "openapi",
-        param(
-            pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Ww][Ii][Nn]|[Ll][Oo][Ss][Ss]|[Ss][Kk][Ii][Pp])$"
-        )
+    #[param(
+        pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Ww][Ii][Nn]|[Ll][Oo][Ss][Ss]|[Ss][Kk][Ii][Pp])$"
     )]
     pub result: Option<String>,
     /// Alerts at or after.
@@ -71,15 +67,14 @@ pub struct SignalFilter {
     /// Alerts before.
     pub to: Option<DateTime<Utc>>,
     /// Signals per page (1 to 500, default 50).
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 500))]
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Only signals with a smaller id (the `next` of the previous page).
     pub before_id: Option<i64>,
 }
 
 /// One page of signals, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SignalPage {
     /// The signals.
     pub signals: Vec<Signal>,
@@ -130,8 +125,7 @@ pub async fn signals(pool: &PgPool, user_id: Option<i64>, f: &SignalFilter) -> R
 /// A user's figures over a range of days (UTC), from the per-day
 /// aggregates (`signal_daily`, kept a year), so they outlive the raw
 /// signals that retention deletes after a week.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UserStats {
     /// The first day counted, when the range has one.
     pub from: Option<NaiveDate>,
@@ -162,8 +156,7 @@ pub struct UserStats {
 }
 
 /// One ticker's figures.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TickerStats {
     /// The ticker.
     pub ticker: String,
@@ -176,8 +169,7 @@ pub struct TickerStats {
 }
 
 /// One signal type's count.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TypeStats {
     /// The signal type.
     pub signal_type: String,

@@ -9,8 +9,7 @@ use sqlx::PgPool;
 use crate::error::Result;
 
 /// A signal's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignalResult {
     /// Not known yet.
@@ -36,8 +35,7 @@ impl SignalResult {
 }
 
 /// What setting a result changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ResultSet {
     /// The signal.
     pub id: i64,

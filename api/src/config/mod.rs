@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod alerts;
-pub mod pipeline;
+/// `[pipeline]`: the trading-alert application's own section.
+pub use sluice_jobs::app::config as pipeline;
 
 pub use sluice_server::settings::{ApiConfig, ApiKeySection, Scope};
 
@@ -201,6 +202,24 @@ fn default_concurrency() -> usize {
 }
 
 impl QueueSection {
+    /// A queue served with `concurrency` and nothing else configured (an
+    /// application's queue not named in `[[queues]]`).
+    pub fn named(name: &str, concurrency: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            concurrency,
+            url: None,
+            secret: None,
+            timeout_ms: None,
+            rate_limit: None,
+            rate_burst: None,
+            max_attempts: None,
+            visibility_timeout_ms: None,
+            partitions: None,
+            breaker: BreakerSection::default(),
+        }
+    }
+
     /// The engine's settings for this queue.
     pub fn queue_config(&self) -> QueueConfig {
         let mut c = QueueConfig::default();
@@ -376,7 +395,14 @@ impl FileConfig {
     pub fn all_schedules(&self) -> Vec<ScheduleSection> {
         let mut all = self.schedules.clone();
         if let Some(p) = &self.pipeline {
-            all.extend(p.schedules());
+            all.extend(p.schedules().into_iter().map(|s| ScheduleSection {
+                name: s.name.into(),
+                cron: s.cron,
+                timezone: None,
+                queue: s.queue.into(),
+                payload: None,
+                priority: None,
+            }));
         }
         all
     }

@@ -1,18 +1,19 @@
 //! `[pipeline]`: the trading-alert application's section of the config
-//! file, its defaults and its checks, and the typed settings of the `jobs`
-//! crate it converts to (the runtime that uses them is `crate::pipeline`).
+//! file (the `sluice` binary's schema holds it as it is), its defaults and
+//! its checks, and the typed settings of this crate it converts to (the
+//! runtime that uses them is `runtime`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_jobs::alert::{AlertField, ParseOptions};
-use sluice_jobs::db::DbConfig;
-use sluice_jobs::queues;
-use sluice_jobs::secrets::CookieCipher;
-use sluice_jobs::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
+use sluice_engine::CronSchedule;
 
-use super::{QueueSection, ScheduleSection};
+use crate::alert::{AlertField, ParseOptions};
+use crate::db::DbConfig;
+use crate::queues;
+use crate::secrets::CookieCipher;
+use crate::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
 
 /// Default PostgreSQL URL.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
@@ -229,7 +230,8 @@ impl PipelineSection {
             bail!("pipeline: concurrencies must be at least 1");
         }
         for s in self.schedules() {
-            s.cron()?;
+            s.cron()
+                .with_context(|| format!("pipeline schedule {}", s.name))?;
         }
         self.parse_options()?;
         Ok(())
@@ -257,50 +259,59 @@ impl PipelineSection {
     }
 
     /// The cron schedules of retention and backups.
-    pub fn schedules(&self) -> Vec<ScheduleSection> {
-        let mut out = Vec::new();
-        for (name, cron, queue) in [
+    pub fn schedules(&self) -> Vec<AppSchedule> {
+        [
             (
                 "pipeline-retention",
                 &self.retention_cron,
                 queues::RETENTION,
             ),
             ("pipeline-backup", &self.backup_cron, queues::BACKUP),
-        ] {
-            if !cron.trim().is_empty() {
-                out.push(ScheduleSection {
-                    name: name.into(),
-                    cron: cron.clone(),
-                    timezone: None,
-                    queue: queue.into(),
-                    payload: None,
-                    priority: None,
-                });
-            }
-        }
-        out
+        ]
+        .into_iter()
+        .filter(|(_, cron, _)| !cron.trim().is_empty())
+        .map(|(name, cron, queue)| AppSchedule {
+            name,
+            cron: cron.clone(),
+            queue,
+        })
+        .collect()
     }
 
-    /// A queue section for a pipeline queue not configured in `[[queues]]`.
-    pub fn default_section(&self, queue: &str) -> QueueSection {
-        let concurrency = match queue {
+    /// How many jobs of a pipeline queue run at once per worker process,
+    /// when `[[queues]]` does not say.
+    pub fn concurrency(&self, queue: &str) -> usize {
+        match queue {
             queues::INGEST => self.ingest_concurrency,
             queues::AUDIT => self.audit_concurrency,
             queues::SCREENSHOT => self.screenshot_concurrency,
             _ => 1,
-        };
-        QueueSection {
-            name: queue.to_owned(),
-            concurrency,
-            url: None,
-            secret: None,
-            timeout_ms: None,
-            rate_limit: None,
-            rate_burst: None,
-            max_attempts: None,
-            visibility_timeout_ms: None,
-            partitions: None,
-            breaker: Default::default(),
         }
+    }
+}
+
+/// A cron schedule of the pipeline: a job with no payload on `queue` at
+/// every tick of `cron` (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSchedule {
+    /// Its name.
+    pub name: &'static str,
+    /// Its cron expression (with seconds).
+    pub cron: String,
+    /// The queue it enqueues into.
+    pub queue: &'static str,
+}
+
+impl AppSchedule {
+    /// The engine's schedule.
+    pub fn cron(&self) -> sluice_engine::Result<CronSchedule> {
+        CronSchedule::new(
+            self.name,
+            &self.cron,
+            None,
+            self.queue,
+            &serde_json::Value::Null,
+            None,
+        )
     }
 }

@@ -1,7 +1,6 @@
-//! The trading-alert pipeline in the binary: its `[pipeline]` config, the
-//! runtime shared by the API and the workers (database pools, webhook gate,
-//! audit sink, screenshot store), the built-in handlers of its queues and
-//! the cron schedules of retention and backups.
+//! The trading-alert pipeline's runtime, shared by the API and the workers
+//! of a process (database pools, webhook gate, audit sink, screenshot
+//! store), and the built-in handlers of its queues.
 //!
 //! Without a `[pipeline]` section none of it runs: no webhook route, no
 //! audit events, no PostgreSQL.
@@ -9,24 +8,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::{AuditHandler, AuditSink};
+use crate::backup::{BackupHandler, BackupSettings};
+use crate::browser::{BrowserPool, BrowserSettings};
+use crate::db::DbConfig;
+use crate::ingest::IngestHandler;
+use crate::queues;
+use crate::retention::{RetentionHandler, RetentionPolicy};
+use crate::screenshot::{ScreenshotHandler, ScreenshotSettings};
+use crate::spill::SpillConfig;
+use crate::storage::ScreenshotStore;
+use crate::webhook::WebhookGate;
 use anyhow::Context;
 use sluice_engine::{
     BatchHandler, BreakerConfig, Client, HandlerError, Job, Outcome, Runner, Typed, run_each,
 };
-use sluice_jobs::audit::{AuditHandler, AuditSink};
-use sluice_jobs::backup::{BackupHandler, BackupSettings};
-use sluice_jobs::browser::{BrowserPool, BrowserSettings};
-use sluice_jobs::db::DbConfig;
-use sluice_jobs::ingest::IngestHandler;
-use sluice_jobs::queues;
-use sluice_jobs::retention::{RetentionHandler, RetentionPolicy};
-use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotSettings};
-use sluice_jobs::spill::SpillConfig;
-use sluice_jobs::storage::ScreenshotStore;
-use sluice_jobs::webhook::WebhookGate;
 use sqlx::PgPool;
 
-pub use crate::config::pipeline::{DEFAULT_DATABASE_URL, PipelineSection, S3Section};
+use super::config::PipelineSection;
 
 /// What the API and the workers of one process share.
 #[derive(Debug, Clone)]
@@ -85,7 +84,7 @@ impl Pipeline {
         let postgres = match breaker {
             Some(config) if matches!(queue, queues::INGEST | queues::AUDIT) => Some(
                 self.client
-                    .breaker(sluice_jobs::db::POSTGRES_BREAKER, config)
+                    .breaker(crate::db::POSTGRES_BREAKER, config)
                     .await?,
             ),
             _ => None,

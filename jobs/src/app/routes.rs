@@ -1,9 +1,14 @@
 //! The pipeline's routes: the TradingView webhook, the platform's read API
 //! (a user's signals and stats) and the stored screenshots.
 
-use sluice_jobs::storage::ScreenshotStore;
+use crate::storage::ScreenshotStore;
 use std::time::Duration;
 
+use crate::alert::MAX_ALERT_BYTES;
+use crate::ingest::IngestJob;
+use crate::reads::{self, SignalFilter};
+use crate::screenshot::valid_chart_id;
+use crate::webhook::Admission;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,11 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use sluice_engine::JobOptions;
-use sluice_jobs::alert::MAX_ALERT_BYTES;
-use sluice_jobs::ingest::IngestJob;
-use sluice_jobs::reads::{self, SignalFilter};
-use sluice_jobs::screenshot::valid_chart_id;
-use sluice_jobs::webhook::Admission;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,8 +23,7 @@ use utoipa_axum::routes;
 use sluice_server::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use sluice_server::{Actor, AppState};
 
-use super::api_error;
-use crate::pipeline::Pipeline;
+use super::runtime::Pipeline;
 
 /// The trading-alert application's routes, with their OpenAPI operations,
 /// on `pipeline`; the server merges them only when `[pipeline]` is
@@ -90,7 +89,7 @@ pub struct Accepted {
     /// The ingestion job's id.
     pub id: String,
     /// The user's plan.
-    pub plan: sluice_jobs::plan::Plan,
+    pub plan: crate::plan::Plan,
 }
 
 /// `POST /webhook/u/{token}?chart=ID`: check the token, the per-user rate
@@ -146,7 +145,7 @@ pub async fn webhook(
         .await
         .map_err(|_| too_large())?;
 
-    let Some(who) = p.gate.identify(&token).await.map_err(api_error)? else {
+    let Some(who) = p.gate.identify(&token).await? else {
         return Err(no_webhook());
     };
     let actor = Actor(format!("user:{}", who.user_id));
@@ -170,7 +169,7 @@ pub async fn webhook(
             wait,
         ));
     }
-    let (user_id, plan, decimal_comma) = match p.gate.count(&who).await.map_err(api_error)? {
+    let (user_id, plan, decimal_comma) = match p.gate.count(&who).await? {
         Admission::Accepted {
             user_id,
             plan,
@@ -206,7 +205,7 @@ pub async fn webhook(
         decimal_comma,
     };
     let id = state
-        .queue_for_write(sluice_jobs::queues::INGEST)
+        .queue_for_write(crate::queues::INGEST)
         .await?
         .enqueue(&job, JobOptions::new())
         .await?
@@ -263,21 +262,13 @@ pub async fn user_signals(
             "result must be pending, win, loss or skip",
         ));
     }
-    if sluice_jobs::users::get(&p.pool, id)
-        .await
-        .map_err(api_error)?
-        .is_none()
-    {
+    if crate::users::get(&p.pool, id).await?.is_none() {
         return Err(ApiError::not_found(
             "user_not_found",
             format!("no user {id}"),
         ));
     }
-    Ok(Json(
-        reads::signals(&p.pool, Some(id), &filter)
-            .await
-            .map_err(api_error)?,
-    ))
+    Ok(Json(reads::signals(&p.pool, Some(id), &filter).await?))
 }
 
 /// What `POST /api/signals/{id}/result` asks for.
@@ -285,7 +276,7 @@ pub async fn user_signals(
 #[serde(deny_unknown_fields)]
 pub struct ResultRequest {
     /// win, loss, skip or pending.
-    pub result: sluice_jobs::results::SignalResult,
+    pub result: crate::results::SignalResult,
 }
 
 /// `POST /api/signals/{id}/result` (admin): record a signal's outcome; the
@@ -293,7 +284,7 @@ pub struct ResultRequest {
 #[utoipa::path(post, path = "/api/signals/{id}/result", tag = "pipeline", params(IdPath),
     request_body = ResultRequest,
     responses(
-        (status = 200, description = "What changed", body = sluice_jobs::results::ResultSet),
+        (status = 200, description = "What changed", body = crate::results::ResultSet),
         (status = 404, description = "No such signal", body = ErrorBody),
     ))]
 pub async fn signal_result(
@@ -301,15 +292,14 @@ pub async fn signal_result(
     Extension(pipeline): Extension<Pipeline>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
     sluice_server::error::ApiJson(body): sluice_server::error::ApiJson<ResultRequest>,
-) -> ApiResult<Json<sluice_jobs::results::ResultSet>> {
+) -> ApiResult<Json<crate::results::ResultSet>> {
     let p = &pipeline;
     let id: i64 =
         id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             ApiError::bad_request("invalid_id", "a signal id is a positive integer")
         })?;
-    sluice_jobs::results::set(&p.pool, id, body.result)
-        .await
-        .map_err(api_error)?
+    crate::results::set(&p.pool, id, body.result)
+        .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("signal_not_found", format!("no signal {id}")))
 }
@@ -371,18 +361,13 @@ pub async fn user_stats(
     // A range whose from is after its to is empty: it counts nothing.
     let p = &pipeline;
     let id = user_id(&id)?;
-    let Some(user) = sluice_jobs::users::get(&p.pool, id)
-        .await
-        .map_err(api_error)?
-    else {
+    let Some(user) = crate::users::get(&p.pool, id).await? else {
         return Err(ApiError::not_found(
             "user_not_found",
             format!("no user {id}"),
         ));
     };
-    let stats = reads::stats(&p.pool, id, from, to)
-        .await
-        .map_err(api_error)?;
+    let stats = reads::stats(&p.pool, id, from, to).await?;
     Ok(Json(UserStatsAnswer {
         user_id: id,
         plan: user.plan,

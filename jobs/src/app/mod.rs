@@ -1,17 +1,31 @@
-//! The trading-alert application plugged into the server
-//! ([`sluice_server::App`]): its routes (`routes`), its dashboard page
-//! (`signals`), PostgreSQL's readiness, and the audit log of every request.
+//! The trading-alert application as a plug-in of Sluice: the worked
+//! example of building on the engine and the server.
+//!
+//! - `config`: its `[pipeline]` section, which the `sluice` binary's config
+//!   schema holds as it is;
+//! - `runtime`: what the API and the workers of a process share, and the
+//!   handlers of its queues, which the binary's workers run;
+//! - [`TradingApp`], a [`sluice_server::App`]: its routes (`routes`), its
+//!   dashboard page (`signals`), PostgreSQL's readiness, and the audit log
+//!   of every request;
+//! - `commands`: its subcommands (`migrate`, `users`, `backup`,
+//!   `restore`), which the binary mounts among its own.
 
+pub mod commands;
+pub mod config;
 mod routes;
+pub mod runtime;
 mod signals;
 
+pub use commands::{PipelineCommand, UsersCommand};
+pub use config::{AppSchedule, DEFAULT_DATABASE_URL, PipelineSection, S3Section};
+pub use runtime::{Pipeline, PipelineHandler};
+
+use crate::audit::AuditEvent;
 use axum::http::StatusCode;
 use futures::future::BoxFuture;
-use sluice_jobs::audit::AuditEvent;
 use sluice_server::{ApiError, App, AppState, Check, MenuEntry, RequestRecord};
 use utoipa_axum::router::OpenApiRouter;
-
-use crate::pipeline::Pipeline;
 
 /// The trading-alert application on its open [`Pipeline`].
 #[derive(Debug, Clone)]
@@ -57,7 +71,7 @@ impl App for TradingApp {
     /// pipeline route with a 500.
     fn readiness(&self) -> BoxFuture<'_, Vec<Check>> {
         Box::pin(async {
-            let state = match sluice_jobs::db::pending_migrations(&self.pipeline.pool).await {
+            let state = match crate::db::pending_migrations(&self.pipeline.pool).await {
                 Ok(0) => "up",
                 Ok(_) => "not_migrated",
                 Err(_) => "down",
@@ -113,29 +127,31 @@ impl App for TradingApp {
 
 /// The API's answer to the application's errors: PostgreSQL down is a 503
 /// to retry, a refused input a 422.
-pub fn api_error(e: sluice_jobs::Error) -> ApiError {
-    use sluice_jobs::Error as E;
-    match e {
-        E::Queue(e) => e.into(),
-        E::Invalid(m) => ApiError::invalid("invalid", m),
-        E::Db(ref db) if sluice_jobs::db::is_unavailable(db) => {
-            tracing::warn!(error = %e, "database unavailable");
-            ApiError {
-                retry_after: Some(std::time::Duration::from_secs(1)),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
-                    "PostgreSQL is unreachable; nothing was changed, try again",
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        match e {
+            E::Queue(e) => e.into(),
+            E::Invalid(m) => ApiError::invalid("invalid", m),
+            E::Db(ref db) if crate::db::is_unavailable(db) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError {
+                    retry_after: Some(std::time::Duration::from_secs(1)),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "database_unavailable",
+                        "PostgreSQL is unreachable; nothing was changed, try again",
+                    )
+                }
+            }
+            e => {
+                tracing::error!(error = %e, "internal error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
                 )
             }
-        }
-        e => {
-            tracing::error!(error = %e, "internal error");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the server log",
-            )
         }
     }
 }

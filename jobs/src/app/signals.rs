@@ -1,16 +1,68 @@
-//! The trading signals page (the trading-alert application's).
+//! The trading signals page, `/dashboard/signals`: the application's page
+//! on the operators' dashboard. Its templates (`jobs/templates/`) extend
+//! the dashboard's `base.html` (`askama.toml`).
 
+use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sluice_dashboard::pages::{SignalRow, SignalsLive, SignalsPage};
+use sluice_dashboard::pages::Chrome;
 
 use axum::Extension;
 use sluice_server::AppState;
 use sluice_server::dashboard::{DashError, DashResult, fragment_operator, operator, render};
 
-use crate::pipeline::Pipeline;
+use super::runtime::Pipeline;
+
+/// One trading signal.
+#[derive(Debug, Clone)]
+pub struct SignalRow {
+    /// Id.
+    pub id: i64,
+    /// Its user.
+    pub user_id: i64,
+    /// Ticker.
+    pub ticker: String,
+    /// Signal type.
+    pub signal_type: String,
+    /// Price.
+    pub price: String,
+    /// Alert time.
+    pub alert_time: String,
+    /// Screenshot status.
+    pub screenshot_status: String,
+    /// Screenshot URL.
+    pub screenshot_url: Option<String>,
+    /// Screenshot error.
+    pub screenshot_error: Option<String>,
+    /// Result.
+    pub result: String,
+}
+
+/// `GET /dashboard/signals`.
+#[derive(Debug, Template)]
+#[template(path = "signals.html")]
+pub struct SignalsPage {
+    /// Around it.
+    pub chrome: Chrome,
+    /// User filter.
+    pub user: String,
+    /// Ticker filter.
+    pub ticker: String,
+    /// The live part, rendered.
+    pub live_html: String,
+}
+
+/// The live part of the signals page.
+#[derive(Debug, Template)]
+#[template(path = "signals_live.html")]
+pub struct SignalsLive {
+    /// The latest signals.
+    pub rows: Vec<SignalRow>,
+    /// Why none could be read.
+    pub error: Option<String>,
+}
 
 #[derive(Debug, Deserialize)]
 pub struct SignalsQuery {
@@ -34,12 +86,12 @@ async fn signals_data(p: &Pipeline, q: &SignalsQuery) -> DashResult<SignalsLive>
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| t.chars().take(40).collect::<String>());
-    let filter = sluice_jobs::reads::SignalFilter {
+    let filter = crate::reads::SignalFilter {
         ticker,
         limit: Some(60),
         ..Default::default()
     };
-    match sluice_jobs::reads::signals(&p.pool, user, &filter).await {
+    match crate::reads::signals(&p.pool, user, &filter).await {
         Ok(page) => Ok(SignalsLive {
             rows: page
                 .signals

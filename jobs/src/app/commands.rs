@@ -4,15 +4,95 @@
 
 use std::io::Read;
 
+use crate::plan::Plan;
+use crate::users;
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
-use sluice_engine::{Client, ClientConfig};
-use sluice_jobs::plan::Plan;
-use sluice_jobs::users;
+use sluice_engine::Client;
 
-use crate::cli::{PipelineCommand, UsersCommand};
-use crate::config::{FileConfig, Settings};
-use crate::pipeline::PipelineSection;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::config::PipelineSection;
+
+/// The trading-alert pipeline's commands, which the `sluice` binary mounts
+/// among its own.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Apply the pipeline's database migrations not yet applied.
+    Migrate,
+    /// Users of the trading-alert pipeline.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Write a backup of the pipeline's tables and the queue state now.
+    Backup {
+        /// Directory [default: pipeline.backups_dir].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Bring a backup back into an empty database and Redis.
+    Restore {
+        /// The backup file (`sluice-backup-*.jsonl.gz`).
+        file: PathBuf,
+    },
+}
+
+/// `sluice users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; prints their webhook URL with a fresh token, once.
+    Add {
+        /// free, basic, pro or premium.
+        #[arg(long, default_value = "free")]
+        plan: String,
+        /// Signals per month [default: the plan's].
+        #[arg(long)]
+        quota: Option<i32>,
+    },
+    /// Show a user.
+    Show {
+        /// The user's id.
+        id: i64,
+    },
+    /// Give a user a new webhook token; the old one stops working.
+    RotateToken {
+        /// The user's id.
+        id: i64,
+    },
+    /// Store a user's TradingView session cookies (encrypted), from a JSON
+    /// file or stdin: an array of {name, value, domain?, path?} or an
+    /// object of name to value.
+    SetCookies {
+        /// The user's id.
+        id: i64,
+        /// The JSON file; `-` or absent: stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Also set the user's default chart.
+        #[arg(long)]
+        chart: Option<String>,
+    },
+    /// How a user's alerts write numbers: `comma` reads `1.234.567,89`
+    /// for this user, `point` (the default) reads `1,234,567.89`.
+    NumberFormat {
+        /// The user's id.
+        id: i64,
+        /// point or comma.
+        #[arg(value_parser = ["point", "comma"])]
+        format: String,
+    },
+    /// Turn a user's webhook off.
+    Disable {
+        /// The user's id.
+        id: i64,
+    },
+    /// Turn a user's webhook on.
+    Enable {
+        /// The user's id.
+        id: i64,
+    },
+}
 
 fn print(json_output: bool, text: &str, value: serde_json::Value) -> anyhow::Result<()> {
     if json_output {
@@ -23,39 +103,34 @@ fn print(json_output: bool, text: &str, value: serde_json::Value) -> anyhow::Res
     Ok(())
 }
 
-async fn redis(settings: &Settings) -> anyhow::Result<Client> {
-    Client::connect_with(ClientConfig::new(&settings.redis_url).prefix(&settings.prefix))
-        .await
-        .with_context(|| format!("cannot reach Redis at {}", settings.redis_url))
-}
-
-/// Run one of the pipeline's operator commands.
+/// Run one of the pipeline's operator commands with `section` (the
+/// config's `[pipeline]`, or its defaults). `redis` connects to Redis; only
+/// `backup` and `restore` await it.
 pub async fn run(
     command: PipelineCommand,
     json_output: bool,
-    settings: &Settings,
-    file: &FileConfig,
+    section: &PipelineSection,
+    redis: impl Future<Output = anyhow::Result<Client>>,
 ) -> anyhow::Result<()> {
-    let section = file.pipeline.clone().unwrap_or_default();
     let db = section.db();
-    let where_ = sluice_jobs::db::redact(&db.url);
+    let where_ = crate::db::redact(&db.url);
     let pool = db.pool()?;
-    let reach = |e: sluice_jobs::Error| anyhow!(e).context(format!("database at {where_}"));
+    let reach = |e: crate::Error| anyhow!(e).context(format!("database at {where_}"));
     match command {
         PipelineCommand::Migrate => {
-            sluice_jobs::db::migrate(&db).await.map_err(reach)?;
-            let n = sluice_jobs::db::MIGRATOR.iter().count();
+            crate::db::migrate(&db).await.map_err(reach)?;
+            let n = crate::db::MIGRATOR.iter().count();
             print(
                 json_output,
                 &format!("migrations applied ({n} known) to {where_}"),
                 json!({ "migrations": n, "database": where_ }),
             )
         }
-        PipelineCommand::Users(cmd) => users_command(cmd, json_output, &section, &pool).await,
+        PipelineCommand::Users(cmd) => users_command(cmd, json_output, section, &pool).await,
         PipelineCommand::Backup { dir } => {
-            let client = redis(settings).await?;
+            let client = redis.await?;
             let dir = dir.unwrap_or_else(|| section.backups_dir.clone());
-            let c = sluice_jobs::backup::backup(&pool, &client, &dir, section.backups_keep)
+            let c = crate::backup::backup(&pool, &client, &dir, section.backups_keep)
                 .await
                 .map_err(reach)?;
             print(
@@ -70,9 +145,9 @@ pub async fn run(
             )
         }
         PipelineCommand::Restore { file: backup } => {
-            let client = redis(settings).await?;
-            sluice_jobs::db::migrate(&db).await.map_err(reach)?;
-            let c = sluice_jobs::backup::restore(&pool, &client, &backup)
+            let client = redis.await?;
+            crate::db::migrate(&db).await.map_err(reach)?;
+            let c = crate::backup::restore(&pool, &client, &backup)
                 .await
                 .map_err(reach)?;
             print(
@@ -155,7 +230,7 @@ async fn users_command(
             };
             let cookies = users::parse_cookies(&text)?;
             if let Some(c) = &chart
-                && !sluice_jobs::screenshot::valid_chart_id(c)
+                && !crate::screenshot::valid_chart_id(c)
             {
                 bail!("--chart must be 1 to 64 letters, digits, - or _");
             }
