@@ -2,7 +2,7 @@
 FROM rust:1.88-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p sluice-api --bin sluice
+RUN cargo build --release -p sluice --bin sluice
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -32,7 +32,7 @@ PY
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/alerts.yml
 
-cargo build -q -p sluice-api --bin sluice
+cargo build -q -p sluice --bin sluice
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 wport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 config=$(mktemp --suffix .toml)

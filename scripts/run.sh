@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/services.sh --install-only
-cargo build --release -p sluice-api --bin sluice
+cargo build --release -p sluice --bin sluice
 exec ./target/release/sluice --config config/sluice.toml up "$@"

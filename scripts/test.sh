@@ -11,9 +11,12 @@ status=0
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # The engine's integration tests once more, on a 3-primary Redis Cluster
 # that each test binary starts for itself (engine/tests/common/cluster.rs).
+# `--workspace`, as above, so cargo resolves the same features and reuses
+# the build (`-p sluice-engine` would rebuild the dependencies); these test
+# names belong to the engine alone.
 if [ "$#" -eq 0 ]; then
   echo "--- the engine's integration tests on Redis Cluster"
-  SLUICE_TEST_CLUSTER=1 cargo test --no-fail-fast -p sluice-engine --test queue_api --test worker --test fleet --test partitioned 2>&1 | tee -a "$log" || status=$?
+  SLUICE_TEST_CLUSTER=1 cargo test --workspace --no-fail-fast --test queue_api --test worker --test fleet --test partitioned 2>&1 | tee -a "$log" || status=$?
 fi
 # The Kubernetes manifests: rendered, validated against a pinned Kubernetes
 # version, and their probes asked of the binary the tests just built.

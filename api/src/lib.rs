@@ -1,4 +1,4 @@
-//! # sluice-api: the `sluice` binary: its command line, its configuration
+//! # sluice: the `sluice` binary: its command line, its configuration
 //! and the wiring of the engine, the server and the application
 //!
 //! # Layout

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_api::cli::{Cli, Command, RunCommand};
-use sluice_api::config::{FileConfig, LogFormat, Settings};
+use sluice::cli::{Cli, Command, RunCommand};
+use sluice::config::{FileConfig, LogFormat, Settings};
 
 fn init_logging(format: LogFormat, long_running: bool) {
     let default = if long_running { "info" } else { "warn" };
@@ -38,16 +38,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let settings = Settings::resolve(cli.redis_url.clone(), cli.prefix.clone(), &file);
     match cli.command {
-        Command::Run(RunCommand::Up(args)) => sluice_api::run::up(settings, file, args).await,
-        Command::Run(RunCommand::Serve(args)) => sluice_api::run::serve(settings, file, args).await,
-        Command::Run(RunCommand::Work(args)) => sluice_api::run::work(settings, file, args).await,
+        Command::Run(RunCommand::Up(args)) => sluice::run::up(settings, file, args).await,
+        Command::Run(RunCommand::Serve(args)) => sluice::run::serve(settings, file, args).await,
+        Command::Run(RunCommand::Work(args)) => sluice::run::work(settings, file, args).await,
         Command::Pipeline(command) => {
             let section = file.pipeline.clone().unwrap_or_default();
-            let redis = sluice_api::ops::connect(&settings);
-            sluice_api::pipeline::commands::run(command, cli.json, &section, redis).await
+            let redis = sluice::ops::connect(&settings);
+            sluice::pipeline::commands::run(command, cli.json, &section, redis).await
         }
-        Command::Keys(command) => sluice_api::ops::keys(command, cli.json),
-        Command::Operate(command) => sluice_api::ops::run(command, cli.json, settings, &file).await,
+        Command::Keys(command) => sluice::ops::keys(command, cli.json),
+        Command::Operate(command) => sluice::ops::run(command, cli.json, settings, &file).await,
     }
 }
 

@@ -359,13 +359,13 @@ fn workers_lists_none_and_keys_new_prints_a_usable_entry() {
     let key = env.json(&["keys", "new", "--name", "ops", "--scope", "admin"]);
     let secret = key["key"].as_str().expect("key");
     assert!(secret.starts_with("sk_") && secret.len() > 40);
-    assert_eq!(key["sha256"], sluice_api::server::key_hash(secret));
+    assert_eq!(key["sha256"], sluice::server::key_hash(secret));
     let text = env.ok(&["keys", "new", "--scope", "read"]);
     let entry = &text[text.find("[[api.keys]]").expect("entry")..];
-    let parsed: sluice_api::config::FileConfig =
+    let parsed: sluice::config::FileConfig =
         toml::from_str(&entry.replace("[[api.keys]]", "[[api.keys]]\n")).expect("entry parses");
     parsed.validate().expect("valid");
-    assert_eq!(parsed.api.keys[0].scope, sluice_api::config::Scope::Read);
+    assert_eq!(parsed.api.keys[0].scope, sluice::config::Scope::Read);
 
     // Long-running commands refuse a bad config before doing anything.
     let bad = env.fails(&["work", "--queue", "nope:0"]);

@@ -24,7 +24,7 @@ use common::pg::TestSchema;
 use common::{Prefix, free_port};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use sluice_api::server::key_hash;
+use sluice::server::key_hash;
 
 /// `sluice up`, killed when dropped.
 struct Sluice(Child);

@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::Prefix;
-use sluice_api::config::FileConfig;
+use sluice::config::FileConfig;
 
 /// Start the API on a free loopback port; returns its address.
 async fn serve(prefix: &Prefix) -> String {

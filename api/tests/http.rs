@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{Prefix, api, api_without_redis, assert_error, call, send};
-use sluice_api::config::{ApiKeySection, FileConfig, ScheduleSection, Scope};
-use sluice_api::server::key_hash;
+use sluice::config::{ApiKeySection, FileConfig, ScheduleSection, Scope};
+use sluice::server::key_hash;
 use sluice_engine::{Outcome, ServedQueue, WorkerInfo, unix_ms};
 
 async fn enqueued_total(p: &Prefix, queue: &str) -> u64 {
@@ -75,7 +75,7 @@ async fn enqueue_lookup_and_idempotency() {
 async fn bad_enqueues_get_the_right_status_and_add_nothing() {
     let p = Prefix::new("bad");
     let file = FileConfig {
-        api: sluice_api::config::ApiConfig {
+        api: sluice::config::ApiConfig {
             max_batch: 3,
             max_body_bytes: 4096,
             ..Default::default()
@@ -790,7 +790,7 @@ async fn a_partitioned_queues_jobs_and_dead_letters_are_managed_under_its_name()
         toml::from_str("[[queues]]\nname = \"parts\"\npartitions = 3\n").expect("config");
     let app = api(&p, file.clone()).await;
     let client = p.client().await;
-    let pq = sluice_api::queues::partitioned(&file, &client, "parts")
+    let pq = sluice::queues::partitioned(&file, &client, "parts")
         .await
         .expect("open")
         .expect("partitioned");
@@ -1271,7 +1271,7 @@ async fn breakers_are_listed_shown_forced_by_admins_and_exported_as_metrics() {
 async fn alert_rules_are_listed_and_silenced_by_admins() {
     let p = Prefix::new("alertsapi");
     let mut file = keyed_config(None);
-    file.alerts = toml::from_str::<sluice_api::config::FileConfig>(
+    file.alerts = toml::from_str::<sluice::config::FileConfig>(
         "[[alerts]]\nname = \"backlog\"\nkind = \"queue_depth\"\nqueue = \"orders\"\nthreshold = 200\n\
          [[alerts]]\nname = \"breakers\"\nkind = \"breaker_open\"\n",
     )
@@ -1476,7 +1476,7 @@ async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
 /// splits) for reads, and hands out the same handle again.
 #[tokio::test]
 async fn the_queue_directory_opens_configured_queues_as_configured() {
-    use sluice_api::queues::directory;
+    use sluice::queues::directory;
 
     let p = Prefix::new("qdir");
     let file: FileConfig = toml::from_str(

@@ -18,7 +18,8 @@ fn sluice_deps(dir: &str) -> (BTreeSet<String>, BTreeSet<String>) {
             .and_then(|t| t.as_table())
             .map(|t| {
                 t.keys()
-                    .filter(|k| k.starts_with("sluice-"))
+                    // `sluice` is the binary's crate; the others are `sluice-*`.
+                    .filter(|k| k.as_str() == "sluice" || k.starts_with("sluice-"))
                     .cloned()
                     .collect()
             })

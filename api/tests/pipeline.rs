@@ -10,8 +10,8 @@ use axum::http::{Method, StatusCode};
 use common::chart::{ChartServer, png_facts};
 use common::pg::TestSchema;
 use common::{Prefix, api, assert_error, call};
-use sluice_api::config::FileConfig;
-use sluice_api::pipeline::{Pipeline, PipelineSection};
+use sluice::config::FileConfig;
+use sluice::pipeline::{Pipeline, PipelineSection};
 use sluice_engine::Shutdown;
 use sluice_jobs::plan::Plan;
 use sluice_jobs::secrets::CookieCipher;
@@ -73,10 +73,10 @@ async fn start_workers(prefix: &Prefix, file: &FileConfig) -> StopOnDrop {
     let rx = shutdown.clone();
     let pipeline =
         Pipeline::open(file.pipeline.as_ref().expect("pipeline"), &client).expect("open");
-    let queues = sluice_api::fleet::select(file, &[]).expect("select");
+    let queues = sluice::fleet::select(file, &[]).expect("select");
     let file = file.clone();
     tokio::spawn(async move {
-        sluice_api::fleet::run(client, &file, Some(&pipeline), queues, rx)
+        sluice::fleet::run(client, &file, Some(&pipeline), queues, rx)
             .await
             .expect("fleet");
     });

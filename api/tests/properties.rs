@@ -10,7 +10,7 @@ use axum::http::Method;
 use common::{Prefix, call};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use sluice_api::config::{FileConfig, ScheduleSection};
+use sluice::config::{FileConfig, ScheduleSection};
 
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![

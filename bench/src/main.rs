@@ -255,7 +255,7 @@ fn sluice_binary() -> anyhow::Result<PathBuf> {
             "--release",
             "-q",
             "-p",
-            "sluice-api",
+            "sluice",
             "--bin",
             "sluice",
         ])
@@ -674,7 +674,7 @@ fn soak(seconds: u64, minutes: Option<u64>, jobs: u64) -> anyhow::Result<()> {
         );
         for (package, env, value) in [
             ("sluice-engine", "SLUICE_FAULT_JOBS", jobs),
-            ("sluice-api", "SLUICE_FAULT_SECONDS", seconds),
+            ("sluice", "SLUICE_FAULT_SECONDS", seconds),
         ] {
             let output = Command::new("cargo")
                 .args(["test", "-q", "-p", package, "--test", "faults", "--"])

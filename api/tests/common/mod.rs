@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use sluice_api::config::FileConfig;
-use sluice_api::server::router;
+use sluice::config::FileConfig;
+use sluice::server::router;
 use sluice_engine::{Client, ClientConfig, RetryPolicy};
 pub use sluice_testkit::{KeyPrefix, eventually, free_port};
 use tower::ServiceExt;
@@ -50,7 +50,7 @@ impl std::ops::DerefMut for Prefix {
 
 /// The API's router on `prefix` with `file`.
 pub async fn api(prefix: &Prefix, file: FileConfig) -> Router {
-    let state = sluice_api::server::state(prefix.client().await, &file).expect("state");
+    let state = sluice::server::state(prefix.client().await, &file).expect("state");
     router(state)
 }
 
@@ -65,7 +65,7 @@ pub fn api_without_redis() -> Router {
             max_delay: Duration::from_millis(20),
         });
     let client = Client::connect_lazy(config).expect("lazy client");
-    router(sluice_api::server::state(client, &FileConfig::default()).expect("state"))
+    router(sluice::server::state(client, &FileConfig::default()).expect("state"))
 }
 
 /// An answer: status, JSON body (Null when not JSON), headers.

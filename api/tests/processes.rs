@@ -245,7 +245,7 @@ async fn http_delivery_honours_statuses_and_signs_requests() {
             .and_then(|r| r.split(',').next())
             .and_then(|t| t.parse().ok())
             .expect("timestamp");
-        assert_eq!(sig, sluice_api::delivery::sign(b"s3cret", t, &s.body));
+        assert_eq!(sig, sluice::delivery::sign(b"s3cret", t, &s.body));
     }
 
     worker.signal("TERM");
@@ -489,7 +489,7 @@ async fn a_partitioned_queue_is_enqueued_through_the_api_and_served_over_every_p
             "[worker]\nheartbeat_secs = 1\n[[queues]]\nname = \"parts\"\nurl = {url:?}\npartitions = 3\nconcurrency = 6\n[[queues]]\nname = \"plain\"\nurl = {url:?}\n"
         ),
     );
-    let file = sluice_api::config::FileConfig::load(&config.0).expect("config");
+    let file = sluice::config::FileConfig::load(&config.0).expect("config");
     let app = common::api(&p, file).await;
     // 30 jobs without a key, then 10 under one partition key.
     for n in 0..40 {
@@ -944,7 +944,7 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
             .and_then(|s| s.split(',').next())
             .and_then(|t| t.parse().ok())
             .expect("timestamp");
-        assert_eq!(signature, sluice_api::delivery::sign(b"s3cret", t, &r.raw));
+        assert_eq!(signature, sluice::delivery::sign(b"s3cret", t, &r.raw));
     }
     let last = got[2].body["text"].as_str().expect("text");
     assert!(
@@ -955,9 +955,7 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     // The API shows the rule's state.
     let views = sluice_server::alerts::views(
         &client,
-        &sluice_api::server::alert_rules(
-            &sluice_api::config::FileConfig::load(&config.0).expect("config"),
-        ),
+        &sluice::server::alert_rules(&sluice::config::FileConfig::load(&config.0).expect("config")),
     )
     .await
     .expect("views");
@@ -1052,7 +1050,7 @@ async fn a_silenced_rule_stays_quiet_and_a_channel_down_for_10s_gets_its_message
 /// arriving, with `for` = 0, over 100 firings (`SLUICE_ALERT_INTERVAL_MS`,
 /// default 1000, is the evaluation interval). Prints p50 and p99.
 ///
-/// `cargo test --workspace --test fleet alert_latency -- --ignored --nocapture`
+/// `cargo test --workspace --test processes alert_latency -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a measurement, run by hand"]
 async fn alert_latency_over_100_firings() {
@@ -1131,8 +1129,8 @@ async fn delivery_errors_keep_target_secrets_out_and_bodies_short() {
     );
     let addr = common::serve_on_loopback(app).await;
     let url = format!("http://robot:hunter2@{addr}/hook?token=SECRET123");
-    let delivery = sluice_api::delivery::HttpDelivery::new(&url, None, Duration::from_secs(5))
-        .expect("target");
+    let delivery =
+        sluice::delivery::HttpDelivery::new(&url, None, Duration::from_secs(5)).expect("target");
     let worker = TestWorker::new(Typed(delivery));
     let reason = match worker.perform(TestJob::new(&json!({"n": 1}))).await {
         Outcome::Retry { reason, .. } => reason,
@@ -1152,8 +1150,8 @@ async fn delivery_errors_keep_target_secrets_out_and_bodies_short() {
         "http://robot:hunter2@127.0.0.1:{}/hook?token=SECRET123",
         free_port()
     );
-    let delivery = sluice_api::delivery::HttpDelivery::new(&closed, None, Duration::from_secs(2))
-        .expect("target");
+    let delivery =
+        sluice::delivery::HttpDelivery::new(&closed, None, Duration::from_secs(2)).expect("target");
     let reason = match TestWorker::new(Typed(delivery))
         .perform(TestJob::new(&json!({"n": 2})))
         .await
