@@ -166,6 +166,17 @@ impl Api {
             .and_then(|t| serde_json::from_str(&t).ok())
             .expect("json")
     }
+
+    async fn status(&self, path: &str) -> u16 {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16()
+    }
 }
 
 #[tokio::test]
@@ -414,13 +425,27 @@ audit = false
     // A job dead-lettered by its handler is retried from the page and
     // leaves the dead list.
     let doomed = api.enqueue("orders", json!({ "fail": true })).await;
+    let discarded = api.enqueue("orders", json!({ "fail": true })).await;
     goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
     wait_until(
         &page,
-        &format!("document.querySelector('tr[data-job=\"{doomed}\"]') !== null"),
+        &format!("document.querySelector('tr[data-job=\"{doomed}\"]') !== null && document.querySelector('tr[data-job=\"{discarded}\"]') !== null"),
     )
     .await;
     shoot(&page, "dead-letters").await;
+    // Another is deleted from the page: gone for good.
+    eval(&page, "window.confirm = () => true").await;
+    click(
+        &page,
+        &format!("tr[data-job=\"{discarded}\"] button[data-testid=delete]"),
+    )
+    .await;
+    wait_until(&page, &format!("location.pathname === '/dashboard/queues/orders/dead' && document.querySelector('tr[data-job=\"{discarded}\"]') === null")).await;
+    assert_eq!(
+        api.status(&format!("/api/queues/orders/jobs/{discarded}"))
+            .await,
+        404
+    );
     failing.store(false, Ordering::SeqCst);
     click(
         &page,
@@ -446,6 +471,13 @@ audit = false
     .await;
     assert_eq!(status, json!(403));
     assert_eq!(api.get("/api/queues/orders").await["paused"], json!(false));
+    // A dead letter's actions are retry and delete; any other is no page.
+    let status = eval(
+        &page,
+        "fetch('/dashboard/queues/orders/dead/some-id/explode', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'}, body: 'x=1'}).then(r => r.status)",
+    )
+    .await;
+    assert_eq!(status, json!(404));
 
     // Pausing from the page stops the workers claiming; resuming restarts them.
     goto(&page, &format!("{base}/dashboard/queues/orders")).await;

@@ -44,6 +44,10 @@
 //!   [`handler_fn`], and [`Runner`], what a worker runs.
 //! - `run`: one handler call, under its timeout and cancellable; used by
 //!   the worker and by [`testing`], the handler test harness.
+//! - `testing`: the handler test harness ([`testing::TestWorker`]): a
+//!   handler run on a payload, without Redis or a worker.
+//! - `backoff`: how the worker's loops wait, log and count while Redis is
+//!   failing.
 //! - `inspect`: [`Inspector`], the reads of operators' views (overview,
 //!   queue summary, dead-letter pages), over many queues at once; the API,
 //!   the dashboard and the CLI map its results.
@@ -67,6 +71,11 @@
 //! - `schedule`: cron, [`CronSchedule`] and [`Scheduler`]: a job per tick,
 //!   once across the fleet, by idempotent enqueue.
 //! - `shutdown`: [`Shutdown`], one stop signal for every part of a process.
+//! - `directory`: [`QueueDirectory`], the queues a process knows by name,
+//!   opened with their configured settings and partitions, and kept.
+//! - `registry`: the registry of live worker processes and the recorded
+//!   last runs of cron schedules; `limits`: sliding-window request limits
+//!   shared by the fleet (the API's per-key rates).
 //! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
 //! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
 //!   and latency series summed over every process.

@@ -259,7 +259,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // Paused time: the timers fire in order, at once, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn a_timeout_reaches_the_handler_and_fails_the_attempt() {
         let seen = Arc::default();
         let worker = TestWorker::new(cleaning_up(Arc::clone(&seen), Outcome::Done));
@@ -272,7 +273,8 @@ mod tests {
         assert_eq!(*seen.lock().expect("lock"), Some(CancelReason::Timeout));
     }
 
-    #[tokio::test]
+    // Paused time: the timers fire in order, at once, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn a_shutdown_reaches_the_handler_and_its_failure_spends_no_attempt() {
         let seen = Arc::default();
         let failing = Outcome::Retry {
@@ -287,7 +289,8 @@ mod tests {
         assert_eq!(*seen.lock().expect("lock"), Some(CancelReason::Shutdown));
     }
 
-    #[tokio::test]
+    // Paused time: the timers fire in order, at once, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn a_handler_deaf_to_cancellation_is_aborted_after_the_grace() {
         let finished = Arc::new(AtomicBool::new(false));
         let flag = finished.clone();
@@ -311,7 +314,8 @@ mod tests {
         assert!(!finished.load(Ordering::SeqCst), "the task was aborted");
     }
 
-    #[tokio::test]
+    // Paused time: the timers fire in order, at once, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn an_operator_cancel_buries_unless_the_job_still_succeeded() {
         let seen = Arc::default();
         let failing = Outcome::Retry {

@@ -29,6 +29,11 @@
 //! - `storage`: where screenshots go (a directory or an S3 bucket).
 //! - `reads`: the platform's read queries.
 //! - `queues`: the pipeline's queue names.
+//! - `results`: a signal's outcome on the trading platform (win, loss,
+//!   skip).
+//! - `spill`: the audit sink's spill file, where audit events wait while
+//!   Redis cannot take them.
+//! - `error`: the pipeline's error type.
 
 pub mod alert;
 pub mod app;

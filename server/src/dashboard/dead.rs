@@ -106,44 +106,26 @@ fn dead_list_url(name: &str, filter: &str) -> String {
     }
 }
 
-/// What is done to one dead letter.
-#[derive(Debug, Clone, Copy)]
-enum DeadAction {
-    Retry,
-    Delete,
-}
-
-pub(super) async fn dead_retry(
-    state: State<AppState>,
-    headers: HeaderMap,
-    path: Path<(String, String)>,
-    form: Form<ActionForm>,
-) -> DashResult<Response> {
-    dead_one(state, headers, path, form, DeadAction::Retry).await
-}
-
-pub(super) async fn dead_delete(
-    state: State<AppState>,
-    headers: HeaderMap,
-    path: Path<(String, String)>,
-    form: Form<ActionForm>,
-) -> DashResult<Response> {
-    dead_one(state, headers, path, form, DeadAction::Delete).await
-}
-
-async fn dead_one(
+/// Retry or delete one dead letter: `.../dead/{id}/retry` or
+/// `.../dead/{id}/delete`; any other last segment is no page (404).
+pub(super) async fn dead_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((name, id)): Path<(String, String)>,
+    Path((name, id, action)): Path<(String, String, String)>,
     Form(form): Form<ActionForm>,
-    action: DeadAction,
 ) -> DashResult<Response> {
+    let retry = match action.as_str() {
+        "retry" => true,
+        "delete" => false,
+        _ => return Err(DashError::status(StatusCode::NOT_FOUND, "no such page")),
+    };
     let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     let queue = state.queue_handle(&name).await?;
-    let was_dead = match action {
-        DeadAction::Retry => queue.redrive(&id).await?,
-        DeadAction::Delete => queue.delete_dead(&id).await?,
+    let was_dead = if retry {
+        queue.redrive(&id).await?
+    } else {
+        queue.delete_dead(&id).await?
     };
     if !was_dead {
         return Err(DashError::status(

@@ -101,12 +101,8 @@ pub fn routes(apps: &[std::sync::Arc<dyn crate::App>]) -> Router<AppState> {
             post(dead::dead_purge),
         )
         .route(
-            "/dashboard/queues/{queue}/dead/{id}/retry",
-            post(dead::dead_retry),
-        )
-        .route(
-            "/dashboard/queues/{queue}/dead/{id}/delete",
-            post(dead::dead_delete),
+            "/dashboard/queues/{queue}/dead/{id}/{action}",
+            post(dead::dead_one),
         )
         .merge(pages)
         .layer(axum::middleware::map_response(security_headers))
