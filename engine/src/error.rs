@@ -109,6 +109,56 @@ impl Error {
         )
     }
 
+    /// The same error for another caller of a call that failed, when
+    /// calls were combined (`combine.rs`): the same kind, so each caller
+    /// sees what it would have seen alone.
+    pub(crate) fn for_another_caller(&self) -> Self {
+        match self {
+            Error::InvalidName { what, name } => Error::InvalidName {
+                what,
+                name: name.clone(),
+            },
+            Error::InvalidOption { option, reason } => Error::InvalidOption {
+                option,
+                reason: reason.clone(),
+            },
+            Error::InvalidSchedule { name, reason } => Error::InvalidSchedule {
+                name: name.clone(),
+                reason: reason.clone(),
+            },
+            Error::EmptyBatch => Error::EmptyBatch,
+            Error::BatchTooLarge { size, max } => Error::BatchTooLarge {
+                size: *size,
+                max: *max,
+            },
+            Error::PayloadTooLarge { size, max } => Error::PayloadTooLarge {
+                size: *size,
+                max: *max,
+            },
+            // Encoding happens before any call is combined; kept as text.
+            Error::Encode(e) => Error::invalid("payload", e.to_string()),
+            Error::Unavailable {
+                operation,
+                attempts,
+                elapsed,
+                source,
+            } => Error::Unavailable {
+                operation,
+                attempts: *attempts,
+                elapsed: *elapsed,
+                source: source.clone(),
+            },
+            Error::Redis { operation, source } => Error::Redis {
+                operation,
+                source: source.clone(),
+            },
+            Error::Protocol { operation, detail } => Error::Protocol {
+                operation,
+                detail: detail.clone(),
+            },
+        }
+    }
+
     pub(crate) fn invalid(option: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidOption {
             option,

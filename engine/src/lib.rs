@@ -31,6 +31,8 @@
 //!   re-drive, stats, throughput, pause, the rate limit (shared out over the
 //!   partitions), backups and the manual claim/settle path, each correct
 //!   over every partition.
+//! - `combine`: enqueue calls of one handle that arrive while others are
+//!   on their way go together in the next `enqueue.lua` call.
 //! - `partition`: [`Partition`], one partition (`name#i`, or the whole of a
 //!   queue never split), a stream set of its own that Redis Cluster places
 //!   by its hash tag; what [`Queue`] does, for one partition.
@@ -144,6 +146,7 @@ mod backoff;
 mod breaker;
 mod client;
 mod clock;
+mod combine;
 mod conn;
 mod directory;
 mod error;

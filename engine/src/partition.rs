@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::client::{Client, Durability};
+use crate::combine::EnqueueCombiner;
 use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
@@ -87,6 +88,8 @@ pub struct Partition {
     /// Tokens of this handle's enqueue calls whose replies arrived: the
     /// next enqueue deletes their records (see `enqueue.lua`).
     answered_enqueues: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Enqueue calls waiting to go together (`combine.rs`).
+    combiner: Arc<EnqueueCombiner>,
 }
 
 impl Partition {
@@ -96,6 +99,7 @@ impl Partition {
             store,
             config: Arc::new(config),
             answered_enqueues: Arc::default(),
+            combiner: Arc::default(),
         }
     }
 
@@ -151,13 +155,19 @@ impl Partition {
             .into_iter()
             .map(|job| self.item(job))
             .collect::<Result<Vec<_>>>()?;
+        self.combiner.enqueue(self, items).await
+    }
+
+    /// One `enqueue.lua` call for `items`, retried with its token until it
+    /// is answered (see `combine.rs` for who calls it, with what).
+    pub(crate) async fn send_enqueue(&self, items: &[EnqueueItem]) -> Result<Vec<Enqueued>> {
         let call = self.enqueue_token();
         let confirmed = std::mem::take(&mut *self.answered());
         let reply = match self.client.config().durability {
             Durability::Replicated { replicas, timeout } => {
                 let (reply, acked) = self
                     .store
-                    .enqueue_replicated(&items, &call, &confirmed, replicas, timeout)
+                    .enqueue_replicated(items, &call, &confirmed, replicas, timeout)
                     .await?;
                 if acked < i64::from(replicas) {
                     return Err(Error::Protocol {
@@ -169,7 +179,7 @@ impl Partition {
                 }
                 reply
             }
-            _ => self.store.enqueue(&items, &call, &confirmed).await?,
+            _ => self.store.enqueue(items, &call, &confirmed).await?,
         };
         self.answered().push(call.token);
         Ok(reply

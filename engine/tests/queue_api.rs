@@ -1528,3 +1528,90 @@ async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
         "a deep page of 10 read {page} bytes"
     );
 }
+
+/// Single enqueues from many producers on one handle, while Redis is slow
+/// to answer: the calls that wait go together in a few script calls, and
+/// each producer still gets its own job's id (and its own payload behind
+/// it), an idempotency key still adds one job, and a delayed job still
+/// waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_single_enqueues_share_script_calls_and_each_gets_its_own_answer() {
+    use sluice_engine::{ClientConfig, JobState};
+    use sluice_testkit::{Commands, Fault, FaultProxy, Rule};
+    const PRODUCERS: usize = 120;
+    // One proxy in front of one server (see the dead-letter read test).
+    if common::redis_url().starts_with("redis+cluster://") {
+        return;
+    }
+    let r = TestRedis::new().await;
+    let proxy = FaultProxy::start(&common::redis_url())
+        .await
+        .expect("proxy");
+    let client =
+        sluice_engine::Client::connect_with(ClientConfig::new(proxy.url()).prefix(&r.prefix))
+            .await
+            .expect("connect");
+    let q = client
+        .queue_with("combined", fast_config())
+        .await
+        .expect("queue");
+    // Every script reply is held 100 ms: producers pile up behind the
+    // calls on their way, as behind a busy Redis.
+    proxy.inject(Rule::new(
+        Fault::DelayReply(Duration::from_millis(100)),
+        Commands::Scripts,
+    ));
+    let calls_before = proxy.fired_count();
+    let mut producers = tokio::task::JoinSet::new();
+    for n in 0..PRODUCERS {
+        let q = q.clone();
+        producers.spawn(async move {
+            let mut options = JobOptions::new().priority((n % 3) as u8);
+            if n % 10 == 0 {
+                options = options.idempotency_key("shared-key");
+            }
+            if n == 7 {
+                options = options.delay(Duration::from_secs(60));
+            }
+            (n, q.enqueue(&(n as u64), options).await.expect("enqueue"))
+        });
+    }
+    let answers = producers.join_all().await;
+    let calls = proxy.fired_count() - calls_before;
+    proxy.clear();
+    assert!(
+        calls <= PRODUCERS / 10,
+        "{PRODUCERS} single enqueues made {calls} script calls"
+    );
+
+    let keyed: Vec<_> = answers.iter().filter(|(n, _)| n % 10 == 0).collect();
+    let first = keyed.iter().filter(|(_, e)| !e.duplicate).count();
+    assert_eq!(first, 1, "one job for the shared idempotency key");
+    assert!(keyed.iter().all(|(_, e)| e.id == keyed[0].1.id));
+
+    let mut ids = std::collections::HashSet::new();
+    for (n, e) in &answers {
+        if n % 10 == 0 && e.duplicate {
+            continue;
+        }
+        assert!(ids.insert(e.id.clone()), "id {} answered twice", e.id);
+        let info = q.job(&e.id).await.expect("job").expect("the job exists");
+        let payload: u64 = rmp_serde::from_slice(&info.payload).expect("payload");
+        if n % 10 == 0 {
+            assert_eq!(payload % 10, 0, "the keyed job holds a keyed payload");
+        } else {
+            assert_eq!(payload, *n as u64, "producer {n} got another job's id");
+            let want = if *n == 7 {
+                JobState::Delayed
+            } else {
+                JobState::Waiting
+            };
+            assert_eq!(info.state, want, "job of producer {n}");
+        }
+    }
+    let stats = q.stats().await.expect("stats");
+    let added = PRODUCERS - PRODUCERS / 10 + 1;
+    assert_eq!(ids.len(), added);
+    assert_eq!((stats.waiting + stats.delayed) as usize, added, "{stats:?}");
+    assert_eq!(stats.delayed, 1);
+}

@@ -1,0 +1,178 @@
+//! Enqueue calls of one partition handle that arrive while others are on
+//! their way to Redis travel together, in one `enqueue.lua` call.
+//!
+//! Why: a script call costs Redis far more than the `XADD` of one job
+//! inside it (the call's record, the counters, Lua's set-up), so many
+//! producers each enqueueing one job at a time (API requests, handlers)
+//! would pay that cost per job. With at most [`MAX_SENDING`] calls on
+//! their way per handle, whatever arrives meanwhile waits and goes in the
+//! next call, so the cost is shared; a lone call still goes at once.
+//!
+//! What each caller gets is unchanged: its own jobs' ids in its order, or
+//! the error of the call that carried them. A combined call is one call:
+//! it has one call token, so a retry after a lost reply adds nothing twice
+//! (`enqueue.lua`), and its jobs are added all together or not at all.
+//! Jobs with the same idempotency key in one call are taken in order, as
+//! in any batch: the first is added and the others answer its id.
+//!
+//! The call runs in a task of its own, so a caller that stops waiting (a
+//! dropped HTTP request) never cuts short a call that carries other
+//! callers' jobs.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::partition::{Enqueued, Partition};
+use crate::store::EnqueueItem;
+
+/// Combined calls on their way at once, per handle: one on the wire while
+/// Redis runs another, and some slack for a call that is being retried.
+pub(crate) const MAX_SENDING: usize = 4;
+
+/// The most jobs a combined call carries: a script blocks Redis while it
+/// runs, so one call stays short. A caller's batch this large or larger
+/// is sent alone, at once.
+pub(crate) const MAX_COMBINED_JOBS: usize = 1_000;
+
+/// The calls waiting to go, and how many combined calls are on their way.
+#[derive(Debug, Default)]
+pub(crate) struct EnqueueCombiner {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: VecDeque<Waiter>,
+    sending: usize,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    items: Vec<EnqueueItem>,
+    reply: oneshot::Sender<Result<Vec<Enqueued>>>,
+}
+
+impl EnqueueCombiner {
+    /// Enqueue `items` (checked already) on `partition`, together with
+    /// whatever other calls wait.
+    pub(crate) async fn enqueue(
+        &self,
+        partition: &Partition,
+        items: Vec<EnqueueItem>,
+    ) -> Result<Vec<Enqueued>> {
+        if items.len() >= MAX_COMBINED_JOBS {
+            return partition.send_enqueue(&items).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let first = {
+            let mut state = lock(&self.state);
+            state.waiting.push_back(Waiter { items, reply });
+            (state.sending < MAX_SENDING).then(|| {
+                state.sending += 1;
+                take_calls(&mut state)
+            })
+        };
+        if let Some(calls) = first {
+            let sender = Sender {
+                state: Arc::clone(&self.state),
+                done: false,
+            };
+            tokio::spawn(sender.send(partition.clone(), calls));
+        }
+        answer.await.unwrap_or_else(|_| Err(not_sent()))
+    }
+}
+
+/// One task sending combined calls until nothing waits. Dropped without
+/// finishing (a panic), it fails the calls still waiting, which were not
+/// sent, rather than leave them waiting for a sender that never comes.
+struct Sender {
+    state: Arc<Mutex<State>>,
+    done: bool,
+}
+
+impl Sender {
+    async fn send(mut self, partition: Partition, mut calls: Vec<Waiter>) {
+        loop {
+            let counts: Vec<usize> = calls.iter().map(|c| c.items.len()).collect();
+            let items: Vec<EnqueueItem> = calls
+                .iter_mut()
+                .flat_map(|c| std::mem::take(&mut c.items))
+                .collect();
+            let result = partition.send_enqueue(&items).await;
+            answer(calls, &counts, result);
+            let mut state = lock(&self.state);
+            if state.waiting.is_empty() {
+                state.sending -= 1;
+                self.done = true;
+                return;
+            }
+            calls = take_calls(&mut state);
+        }
+    }
+}
+
+/// Each call its own jobs' answers, in its order (`counts[i]` jobs for
+/// `calls[i]`), or the error of the call that carried them.
+fn answer(calls: Vec<Waiter>, counts: &[usize], result: Result<Vec<Enqueued>>) {
+    match result {
+        Ok(enqueued) => {
+            let mut enqueued = enqueued.into_iter();
+            for (call, &n) in calls.into_iter().zip(counts) {
+                let _ = call.reply.send(Ok(enqueued.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            for call in calls {
+                let _ = call.reply.send(Err(e.for_another_caller()));
+            }
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut state = lock(&self.state);
+        state.sending -= 1;
+        if state.sending == 0 {
+            for waiter in state.waiting.drain(..) {
+                let _ = waiter.reply.send(Err(not_sent()));
+            }
+        }
+    }
+}
+
+/// The calls that go next: the oldest first, as many as fit in one call
+/// (always at least one).
+fn take_calls(state: &mut State) -> Vec<Waiter> {
+    let mut jobs = 0;
+    let mut calls = Vec::new();
+    while let Some(next) = state.waiting.front() {
+        if !calls.is_empty() && jobs + next.items.len() > MAX_COMBINED_JOBS {
+            break;
+        }
+        jobs += next.items.len();
+        calls.extend(state.waiting.pop_front());
+    }
+    calls
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding it leaves a queue of waiters: still good.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn not_sent() -> Error {
+    Error::Protocol {
+        operation: "enqueue",
+        detail: "the call was not sent: its sender stopped".to_owned(),
+    }
+}
