@@ -1459,8 +1459,7 @@ async fn idempotency_keys_are_exported_and_imported_with_their_windows() {
 /// server read; Redis's work is bounded by the same reads.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
-    use sluice_engine::{ClientConfig, NewJob, Outcome};
-    use sluice_testkit::FaultProxy;
+    use sluice_engine::{NewJob, Outcome};
     const LETTERS: usize = 200;
     const PAYLOAD: usize = 64 * 1024;
     // One proxy in front of one server: the cluster run of this file has
@@ -1493,17 +1492,7 @@ async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
     q.settle_many(outcomes).await.expect("settle");
     assert_eq!(q.stats().await.expect("stats").dead, LETTERS as u64);
 
-    let proxy = FaultProxy::start(&common::redis_url())
-        .await
-        .expect("proxy");
-    let client =
-        sluice_engine::Client::connect_with(ClientConfig::new(proxy.url()).prefix(&r.prefix))
-            .await
-            .expect("connect");
-    let q = client
-        .queue_with("bigdead", fast_config())
-        .await
-        .expect("queue");
+    let (proxy, q) = queue_behind_a_proxy(&r, "bigdead").await;
     let whole_set = (LETTERS * PAYLOAD) as u64;
 
     let before = proxy.reply_bytes();
@@ -1536,25 +1525,15 @@ async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
 /// waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_single_enqueues_share_script_calls_and_each_gets_its_own_answer() {
-    use sluice_engine::{ClientConfig, JobState};
-    use sluice_testkit::{Commands, Fault, FaultProxy, Rule};
+    use sluice_engine::JobState;
+    use sluice_testkit::{Commands, Fault, Rule};
     const PRODUCERS: usize = 120;
     // One proxy in front of one server (see the dead-letter read test).
     if common::redis_url().starts_with("redis+cluster://") {
         return;
     }
     let r = TestRedis::new().await;
-    let proxy = FaultProxy::start(&common::redis_url())
-        .await
-        .expect("proxy");
-    let client =
-        sluice_engine::Client::connect_with(ClientConfig::new(proxy.url()).prefix(&r.prefix))
-            .await
-            .expect("connect");
-    let q = client
-        .queue_with("combined", fast_config())
-        .await
-        .expect("queue");
+    let (proxy, q) = queue_behind_a_proxy(&r, "combined").await;
     // Every script reply is held 100 ms: producers pile up behind the
     // calls on their way, as behind a busy Redis.
     proxy.inject(Rule::new(
@@ -1614,4 +1593,21 @@ async fn concurrent_single_enqueues_share_script_calls_and_each_gets_its_own_ans
     assert_eq!(ids.len(), added);
     assert_eq!((stats.waiting + stats.delayed) as usize, added, "{stats:?}");
     assert_eq!(stats.delayed, 1);
+}
+
+/// A handle on queue `name` of `r`'s prefix through a fault proxy in front
+/// of the one test server (not for the cluster run).
+async fn queue_behind_a_proxy(
+    r: &TestRedis,
+    name: &str,
+) -> (sluice_testkit::FaultProxy, sluice_engine::Queue) {
+    let proxy = sluice_testkit::FaultProxy::start(&common::redis_url())
+        .await
+        .expect("proxy");
+    let config = sluice_engine::ClientConfig::new(proxy.url()).prefix(&r.prefix);
+    let client = sluice_engine::Client::connect_with(config)
+        .await
+        .expect("connect");
+    let q = client.queue_with(name, fast_config()).await.expect("queue");
+    (proxy, q)
 }
