@@ -153,13 +153,18 @@ impl Api {
         r["id"].as_str().expect("id").to_owned()
     }
 
-    async fn get(&self, path: &str) -> Value {
+    async fn send_get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.key)
             .send()
             .await
             .expect("get")
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.send_get(path)
+            .await
             .text()
             .await
             .ok()
@@ -168,14 +173,7 @@ impl Api {
     }
 
     async fn status(&self, path: &str) -> u16 {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .expect("get")
-            .status()
-            .as_u16()
+        self.send_get(path).await.status().as_u16()
     }
 }
 
@@ -459,6 +457,41 @@ audit = false
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the retried job did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // All dead letters at once: purged from the page, then retried.
+    failing.store(true, Ordering::SeqCst);
+    let purged = [
+        api.enqueue("orders", json!({ "fail": true })).await,
+        api.enqueue("orders", json!({ "fail": true })).await,
+    ];
+    goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
+    wait_until(&page, &format!("document.querySelector('tr[data-job=\"{}\"]') !== null && document.querySelector('tr[data-job=\"{}\"]') !== null", purged[0], purged[1])).await;
+    eval(&page, "window.confirm = () => true").await;
+    click(&page, "[data-testid=purge]").await;
+    wait_until(
+        &page,
+        "(document.querySelector('[data-testid=dead-count]') || {}).textContent === '0 dead letters'",
+    )
+    .await;
+    assert_eq!(api.get("/api/queues/orders").await["dead"], json!(0));
+    let revived = api.enqueue("orders", json!({ "fail": true })).await;
+    goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
+    wait_until(
+        &page,
+        &format!("document.querySelector('tr[data-job=\"{revived}\"]') !== null"),
+    )
+    .await;
+    failing.store(false, Ordering::SeqCst);
+    eval(&page, "window.confirm = () => true").await;
+    click(&page, "[data-testid=retry-all]").await;
+    let started = Instant::now();
+    while api.get("/api/queues/orders").await["completed_total"] != json!(2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the dead letters retried from the page did not complete"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

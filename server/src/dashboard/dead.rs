@@ -136,16 +136,28 @@ pub(super) async fn dead_one(
     Ok(op.acted(&dead_list_url(&name, "")))
 }
 
-pub(super) async fn dead_retry_matching(
+/// Act on a queue's dead letters at once: `.../dead/retry` re-drives those
+/// matching the form's filter (all of them without one), `.../dead/purge`
+/// deletes them all; any other last segment is no page (404).
+pub(super) async fn dead_all(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    Path((name, action)): Path<(String, String)>,
     Form(form): Form<ActionForm>,
 ) -> DashResult<Response> {
+    let retry = match action.as_str() {
+        "retry" => true,
+        "purge" => false,
+        _ => return Err(DashError::status(StatusCode::NOT_FOUND, "no such page")),
+    };
     let op = operator(&state, &headers).await?;
     op.may_act(&state, form.csrf.as_deref())?;
     let filter = filter_text(form.q.as_deref())?;
     let queue = state.queue_handle(&name).await?;
+    if !retry {
+        queue.purge_dead().await?;
+        return Ok(op.acted(&dead_list_url(&name, "")));
+    }
     if filter.is_empty() {
         queue.redrive_all().await?;
     } else {
@@ -161,16 +173,4 @@ pub(super) async fn dead_retry_matching(
         }
     }
     Ok(op.acted(&dead_list_url(&name, &filter)))
-}
-
-pub(super) async fn dead_purge(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(form): Form<ActionForm>,
-) -> DashResult<Response> {
-    let op = operator(&state, &headers).await?;
-    op.may_act(&state, form.csrf.as_deref())?;
-    state.queue_handle(&name).await?.purge_dead().await?;
-    Ok(op.acted(&dead_list_url(&name, "")))
 }

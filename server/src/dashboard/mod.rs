@@ -93,12 +93,8 @@ pub fn routes(apps: &[std::sync::Arc<dyn crate::App>]) -> Router<AppState> {
         .route("/dashboard/queues/{queue}/dead", get(dead::dead_page))
         .route("/dashboard/live/queues/{queue}/dead", get(dead::dead_live))
         .route(
-            "/dashboard/queues/{queue}/dead/retry",
-            post(dead::dead_retry_matching),
-        )
-        .route(
-            "/dashboard/queues/{queue}/dead/purge",
-            post(dead::dead_purge),
+            "/dashboard/queues/{queue}/dead/{action}",
+            post(dead::dead_all),
         )
         .route(
             "/dashboard/queues/{queue}/dead/{id}/{action}",
