@@ -1595,6 +1595,53 @@ async fn concurrent_single_enqueues_share_script_calls_and_each_gets_its_own_ans
     assert_eq!(stats.delayed, 1);
 }
 
+/// Single enqueues without idempotency keys from many producers at once,
+/// while the first script replies are lost after Redis ran the calls:
+/// a combined call sent again with its token adds nothing twice, so every
+/// producer's job is there once, under the id it was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn combined_enqueue_calls_whose_replies_are_lost_add_each_job_once() {
+    use sluice_testkit::{Commands, Fault, Rule};
+    const PRODUCERS: u64 = 200;
+    if common::redis_url().starts_with("redis+cluster://") {
+        return;
+    }
+    let r = TestRedis::new().await;
+    let (proxy, q) = queue_behind_a_proxy(&r, "combined-lost").await;
+    // One job first, so that the lost replies are of calls that ran (not
+    // of a first call that Redis refused for want of the script).
+    q.enqueue(&PRODUCERS, JobOptions::new())
+        .await
+        .expect("enqueue");
+    proxy.inject(Rule::new(Fault::DropReply, Commands::Scripts).limit(3));
+    let mut producers = tokio::task::JoinSet::new();
+    for n in 0..PRODUCERS {
+        let q = q.clone();
+        producers.spawn(async move {
+            let e = q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+            (n, e.id)
+        });
+    }
+    let answers = producers.join_all().await;
+    let dropped = proxy.fired_count();
+    proxy.clear();
+    assert!(dropped > 0, "no reply was lost: the test shows nothing");
+    let mut ids = std::collections::HashSet::new();
+    for (n, id) in &answers {
+        assert!(ids.insert(id.clone()), "id {id} answered twice");
+        let info = q.job(id).await.expect("job").expect("the job exists");
+        let payload: u64 = rmp_serde::from_slice(&info.payload).expect("payload");
+        assert_eq!(payload, *n, "producer {n} got another job's id");
+    }
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(
+        stats.waiting,
+        PRODUCERS + 1,
+        "{stats:?} after {dropped} lost replies"
+    );
+    assert_eq!(stats.enqueued_total, PRODUCERS + 1, "{stats:?}");
+}
+
 /// A handle on queue `name` of `r`'s prefix through a fault proxy in front
 /// of the one test server (not for the cluster run).
 async fn queue_behind_a_proxy(
