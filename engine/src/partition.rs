@@ -79,7 +79,9 @@ pub struct Enqueued {
     pub duplicate: bool,
 }
 
-/// A handle on one queue. Cheap to clone; all clones share the connection.
+/// A handle on one queue. Cheap to clone; all clones share the connection,
+/// and their enqueue calls combine (`combine.rs`): those that arrive while
+/// others are on their way go to Redis together.
 #[derive(Clone, Debug)]
 pub struct Partition {
     client: Client,
