@@ -3,6 +3,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: a worker allocates and frees a few
+/// small buffers per job (replies, payloads, tasks), and with glibc that
+/// was a fifth of a worker's CPU (`bench/README.md`, 2026-12-05).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use sluice::cli::{Cli, Command, RunCommand};
 use sluice::config::{FileConfig, LogFormat, Settings};

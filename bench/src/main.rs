@@ -33,6 +33,11 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio::sync::Mutex;
 
+/// The allocator the `sluice` binary runs with (see its `main.rs`), so the
+/// in-process workers of the bench run as Sluice's own processes do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit;
 mod chart;
 mod compare;
