@@ -175,6 +175,40 @@ impl Api {
     async fn status(&self, path: &str) -> u16 {
         self.send_get(path).await.status().as_u16()
     }
+
+    /// Wait until `queue` has completed `n` jobs in all (completed jobs may
+    /// leave only their counts behind).
+    async fn wait_for_completed(&self, queue: &str, n: u64) {
+        let started = Instant::now();
+        while self.get(&format!("/api/queues/{queue}")).await["completed_total"] != json!(n) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{queue} did not reach {n} completed jobs"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Enqueue `N` jobs on `orders` that its target refuses (while `failing`
+/// is set), open its dead-letter page and wait until it lists them all.
+async fn dead_letters_on_the_page<const N: usize>(
+    page: &Page,
+    base: &str,
+    api: &Api,
+) -> [String; N] {
+    let mut ids = Vec::with_capacity(N);
+    for _ in 0..N {
+        ids.push(api.enqueue("orders", json!({ "fail": true })).await);
+    }
+    goto(page, &format!("{base}/dashboard/queues/orders/dead")).await;
+    let all_listed = ids
+        .iter()
+        .map(|id| format!("document.querySelector('tr[data-job=\"{id}\"]') !== null"))
+        .collect::<Vec<_>>()
+        .join(" && ");
+    wait_until(page, &all_listed).await;
+    ids.try_into().expect("N ids")
 }
 
 #[tokio::test]
@@ -422,14 +456,7 @@ audit = false
 
     // A job dead-lettered by its handler is retried from the page and
     // leaves the dead list.
-    let doomed = api.enqueue("orders", json!({ "fail": true })).await;
-    let discarded = api.enqueue("orders", json!({ "fail": true })).await;
-    goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
-    wait_until(
-        &page,
-        &format!("document.querySelector('tr[data-job=\"{doomed}\"]') !== null && document.querySelector('tr[data-job=\"{discarded}\"]') !== null"),
-    )
-    .await;
+    let [doomed, discarded] = dead_letters_on_the_page(&page, &base, &api).await;
     shoot(&page, "dead-letters").await;
     // Another is deleted from the page: gone for good.
     eval(&page, "window.confirm = () => true").await;
@@ -451,24 +478,11 @@ audit = false
     )
     .await;
     wait_until(&page, &format!("location.pathname === '/dashboard/queues/orders/dead' && document.querySelector('tr[data-job=\"{doomed}\"]') === null")).await;
-    let started = Instant::now();
-    // Completed jobs may leave only their counts behind.
-    while api.get("/api/queues/orders").await["completed_total"] != json!(1) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the retried job did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    api.wait_for_completed("orders", 1).await;
 
     // All dead letters at once: purged from the page, then retried.
     failing.store(true, Ordering::SeqCst);
-    let purged = [
-        api.enqueue("orders", json!({ "fail": true })).await,
-        api.enqueue("orders", json!({ "fail": true })).await,
-    ];
-    goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
-    wait_until(&page, &format!("document.querySelector('tr[data-job=\"{}\"]') !== null && document.querySelector('tr[data-job=\"{}\"]') !== null", purged[0], purged[1])).await;
+    dead_letters_on_the_page::<2>(&page, &base, &api).await;
     eval(&page, "window.confirm = () => true").await;
     click(&page, "[data-testid=purge]").await;
     wait_until(
@@ -477,24 +491,11 @@ audit = false
     )
     .await;
     assert_eq!(api.get("/api/queues/orders").await["dead"], json!(0));
-    let revived = api.enqueue("orders", json!({ "fail": true })).await;
-    goto(&page, &format!("{base}/dashboard/queues/orders/dead")).await;
-    wait_until(
-        &page,
-        &format!("document.querySelector('tr[data-job=\"{revived}\"]') !== null"),
-    )
-    .await;
+    dead_letters_on_the_page::<1>(&page, &base, &api).await;
     failing.store(false, Ordering::SeqCst);
     eval(&page, "window.confirm = () => true").await;
     click(&page, "[data-testid=retry-all]").await;
-    let started = Instant::now();
-    while api.get("/api/queues/orders").await["completed_total"] != json!(2) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the dead letters retried from the page did not complete"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    api.wait_for_completed("orders", 2).await;
 
     // A POST without the CSRF token is refused, and changes nothing.
     let status = eval(
