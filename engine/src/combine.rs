@@ -170,9 +170,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The answer of a caller whose sender stopped (a panic, or the runtime
+/// shutting down) before answering it: its jobs may or may not be in.
 fn not_sent() -> Error {
     Error::Protocol {
         operation: "enqueue",
-        detail: "the call was not sent: its sender stopped".to_owned(),
+        detail: "the call's sender stopped before it answered".to_owned(),
     }
 }

@@ -109,34 +109,12 @@ impl Error {
         )
     }
 
-    /// The same error for another caller of a call that failed, when
-    /// calls were combined (`combine.rs`): the same kind, so each caller
-    /// sees what it would have seen alone.
+    /// The same error for another caller of a combined enqueue call that
+    /// failed (`combine.rs`). Such a call fails only in Redis (every job was
+    /// checked before it joined the call), so those kinds are copied as
+    /// they are; any other is kept as its text.
     pub(crate) fn for_another_caller(&self) -> Self {
         match self {
-            Error::InvalidName { what, name } => Error::InvalidName {
-                what,
-                name: name.clone(),
-            },
-            Error::InvalidOption { option, reason } => Error::InvalidOption {
-                option,
-                reason: reason.clone(),
-            },
-            Error::InvalidSchedule { name, reason } => Error::InvalidSchedule {
-                name: name.clone(),
-                reason: reason.clone(),
-            },
-            Error::EmptyBatch => Error::EmptyBatch,
-            Error::BatchTooLarge { size, max } => Error::BatchTooLarge {
-                size: *size,
-                max: *max,
-            },
-            Error::PayloadTooLarge { size, max } => Error::PayloadTooLarge {
-                size: *size,
-                max: *max,
-            },
-            // Encoding happens before any call is combined; kept as text.
-            Error::Encode(e) => Error::invalid("payload", e.to_string()),
             Error::Unavailable {
                 operation,
                 attempts,
@@ -155,6 +133,10 @@ impl Error {
             Error::Protocol { operation, detail } => Error::Protocol {
                 operation,
                 detail: detail.clone(),
+            },
+            other => Error::Protocol {
+                operation: "enqueue",
+                detail: other.to_string(),
             },
         }
     }
