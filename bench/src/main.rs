@@ -136,6 +136,9 @@ enum Scenario {
     Drain {
         #[arg(long, default_value_t = 100_000)]
         jobs: u64,
+        /// Concurrencies to drain at, one run each (to profile one alone).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 50])]
+        concurrency: Vec<usize>,
     },
     /// Time from enqueue to handler start at a steady offered rate.
     Latency {
@@ -632,8 +635,8 @@ async fn main() -> anyhow::Result<()> {
             sluice_only(&runs).await
         }
         Scenario::E2ePriority { jobs } => sluice_only(&[(Workload::E2ePriority, jobs)]).await,
-        Scenario::Drain { jobs } => {
-            let runs: Vec<_> = [1, 10, 50]
+        Scenario::Drain { jobs, concurrency } => {
+            let runs: Vec<_> = concurrency
                 .into_iter()
                 .map(|concurrency| (Workload::Drain { concurrency }, jobs))
                 .collect();

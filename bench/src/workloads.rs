@@ -253,6 +253,8 @@ async fn measure(
     if let Workload::Drain { .. } = workload {
         // Filled first, as another process would have: not timed.
         enqueue_batches(queue.clone(), jobs, |_| JobOptions::new()).await?;
+        // A mark for profilers attached to this run (perf, /proc).
+        eprintln!("phase timed start: {workload}");
     }
     let start = Instant::now();
     match workload {
