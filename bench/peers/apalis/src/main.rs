@@ -225,12 +225,10 @@ async fn run(args: Args) -> Result<serde_json::Value, BoxDynError> {
         "e2e" | "retry" => {
             TARGET.store(args.jobs, Ordering::SeqCst);
             let producer = tokio::spawn(enqueue_batches(store.clone(), args.jobs));
-            let builder = WorkerBuilder::new(format!("bench-{}", std::process::id())).backend(store);
+            let builder =
+                WorkerBuilder::new(format!("bench-{}", std::process::id())).backend(store);
             if args.workload == "e2e" {
-                let worker = builder
-                    .concurrency(c)
-                    .parallelize(tokio::spawn)
-                    .build(noop);
+                let worker = builder.concurrency(c).parallelize(tokio::spawn).build(noop);
                 worker.run().await?;
                 result["how"] =
                     format!("push_bulk of {BATCH}, concurrency {c}, parallelize").into();
@@ -318,9 +316,11 @@ async fn run(args: Args) -> Result<serde_json::Value, BoxDynError> {
             result["p50_ms"] = percentile(&waits, 0.5).into();
             result["p99_ms"] = percentile(&waits, 0.99).into();
             result["p999_ms"] = percentile(&waits, 0.999).into();
-            result["how"] =
-                format!("push at {}/s, concurrency {c}; enqueue to handler start", args.rate)
-                    .into();
+            result["how"] = format!(
+                "push at {}/s, concurrency {c}; enqueue to handler start",
+                args.rate
+            )
+            .into();
         }
         other => return Err(format!("unknown workload {other}").into()),
     }
