@@ -174,12 +174,14 @@ async fn enqueue_batches(
     Ok(())
 }
 
-/// Counts finished jobs and asks the worker to stop after the last one.
+/// Counts finished jobs, notes when the last one finished and asks the
+/// worker to stop then.
 #[derive(Clone)]
 pub(crate) struct Finish {
     done: Arc<AtomicU64>,
     target: u64,
     stop: Arc<watch::Sender<bool>>,
+    finished_at: Arc<std::sync::OnceLock<Instant>>,
 }
 
 impl Finish {
@@ -189,14 +191,21 @@ impl Finish {
             done: Arc::default(),
             target,
             stop: Arc::new(stop),
+            finished_at: Arc::default(),
         };
         (finish, stopped)
     }
 
     pub(crate) fn one(&self) {
         if self.done.fetch_add(1, Ordering::SeqCst) + 1 == self.target {
+            let _ = self.finished_at.set(Instant::now());
             let _ = self.stop.send(true);
         }
+    }
+
+    /// When the last job finished (None before).
+    pub(crate) fn finished_at(&self) -> Option<Instant> {
+        self.finished_at.get().copied()
     }
 }
 
@@ -257,9 +266,14 @@ async fn measure(
         eprintln!("phase timed start: {workload}");
     }
     let start = Instant::now();
+    // The timed part ends at the last job's completion, as the peers' do,
+    // not when the worker has stopped: an idle worker's stop waits out its
+    // blocking read (up to `block_timeout`, 2 s).
+    let mut finished_at = None;
     match workload {
         Workload::Drain { .. } => {
             let (finish, stopped) = Finish::new(jobs);
+            let last = finish.clone();
             let handler = move |_job: Job| {
                 let finish = finish.clone();
                 async move {
@@ -268,6 +282,7 @@ async fn measure(
                 }
             };
             drain(queue, handler, c, stopped).await?;
+            finished_at = last.finished_at();
             m.how = format!("{jobs} jobs enqueued first, then one worker at concurrency {c}");
         }
         Workload::EnqueueBatch => {
@@ -298,6 +313,7 @@ async fn measure(
         }
         Workload::E2e { .. } | Workload::E2ePriority | Workload::Retry => {
             let (finish, stopped) = Finish::new(jobs);
+            let last = finish.clone();
             let priority = workload == Workload::E2ePriority;
             let producer = tokio::spawn(enqueue_batches(queue.clone(), jobs, move |_| {
                 if priority {
@@ -322,6 +338,7 @@ async fn measure(
             };
             drain(queue, handler, c, stopped).await?;
             producer.await??;
+            finished_at = last.finished_at();
             m.how = match workload {
                 Workload::E2ePriority => {
                     format!("enqueue_batch of {BATCH} with priorities 0-3, concurrency {c}")
@@ -363,7 +380,10 @@ async fn measure(
             m.how = format!("enqueue at {rate}/s, concurrency {c}; enqueue to handler start");
         }
     }
-    m.seconds = start.elapsed().as_secs_f64();
+    m.seconds = finished_at
+        .unwrap_or_else(Instant::now)
+        .duration_since(start)
+        .as_secs_f64();
     Ok(())
 }
 
