@@ -33,7 +33,7 @@ pub enum Workload {
     /// Enqueue `jobs` one per call from [`SINGLE_PRODUCERS`] producers.
     EnqueueSingle,
     /// Enqueue in batches while one worker at `concurrency` drains them;
-    /// from the first enqueue to the worker stopped after the last job.
+    /// from the first enqueue to the last job's completion.
     E2e { concurrency: usize },
     /// `E2e` at concurrency 50 with random priorities over 4 levels.
     E2ePriority,
@@ -266,14 +266,13 @@ async fn measure(
         eprintln!("phase timed start: {workload}");
     }
     let start = Instant::now();
-    // The timed part ends at the last job's completion, as the peers' do,
-    // not when the worker has stopped: an idle worker's stop waits out its
-    // blocking read (up to `block_timeout`, 2 s).
-    let mut finished_at = None;
+    // The workloads of a fixed count end at the last job's completion, as
+    // the peers' do, not when the worker has stopped: an idle worker's stop
+    // waits out its blocking read (up to `block_timeout`, 2 s).
+    let (finish, stopped) = Finish::new(jobs);
+    let last = finish.clone();
     match workload {
         Workload::Drain { .. } => {
-            let (finish, stopped) = Finish::new(jobs);
-            let last = finish.clone();
             let handler = move |_job: Job| {
                 let finish = finish.clone();
                 async move {
@@ -282,7 +281,6 @@ async fn measure(
                 }
             };
             drain(queue, handler, c, stopped).await?;
-            finished_at = last.finished_at();
             m.how = format!("{jobs} jobs enqueued first, then one worker at concurrency {c}");
         }
         Workload::EnqueueBatch => {
@@ -312,8 +310,6 @@ async fn measure(
             m.how = format!("enqueue, {SINGLE_PRODUCERS} producers at once");
         }
         Workload::E2e { .. } | Workload::E2ePriority | Workload::Retry => {
-            let (finish, stopped) = Finish::new(jobs);
-            let last = finish.clone();
             let priority = workload == Workload::E2ePriority;
             let producer = tokio::spawn(enqueue_batches(queue.clone(), jobs, move |_| {
                 if priority {
@@ -338,7 +334,6 @@ async fn measure(
             };
             drain(queue, handler, c, stopped).await?;
             producer.await??;
-            finished_at = last.finished_at();
             m.how = match workload {
                 Workload::E2ePriority => {
                     format!("enqueue_batch of {BATCH} with priorities 0-3, concurrency {c}")
@@ -380,7 +375,8 @@ async fn measure(
             m.how = format!("enqueue at {rate}/s, concurrency {c}; enqueue to handler start");
         }
     }
-    m.seconds = finished_at
+    m.seconds = last
+        .finished_at()
         .unwrap_or_else(Instant::now)
         .duration_since(start)
         .as_secs_f64();
