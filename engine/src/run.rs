@@ -1,11 +1,13 @@
-//! One call of a handler: in a task of its own (so a panic is caught),
-//! under the smallest timeout of its jobs, and cancellable. The worker and
+//! One call of a handler: with its panic caught, under the smallest
+//! timeout of its jobs, and cancellable. The worker and
 //! the test harness ([`crate::testing`]) both run handlers through here, so
 //! what a test sees is what a worker records.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{Runner, miscounted};
@@ -31,7 +33,11 @@ pub(crate) async fn run(
     let n = jobs.len();
     let signals: Vec<CancelSignal> = jobs.iter().map(|j| j.cancel.clone()).collect();
     let timeout = jobs.iter().filter_map(|j| j.timeout).min();
-    let mut task = AbortOnDrop(tokio::spawn(runner.run(jobs)));
+    // Polled in the caller's task, not a task of its own: one task per job
+    // instead of two. A panic is caught here; the call stops when the
+    // caller's task is dropped or aborted.
+    let call = AssertUnwindSafe(runner.run(jobs)).catch_unwind();
+    tokio::pin!(call);
     let deadline = async {
         match timeout {
             Some(limit) => tokio::time::sleep(limit).await,
@@ -39,14 +45,14 @@ pub(crate) async fn run(
         }
     };
     let reason = tokio::select! {
-        joined = &mut task.0 => return Some(settled(outcomes(n, joined), &signals)),
+        joined = &mut call => return Some(settled(outcomes(n, joined), &signals)),
         _ = deadline => CancelReason::Timeout,
         _ = cancellation.stop.cancelled() => CancelReason::Shutdown,
     };
     for signal in &signals {
         signal.cancel(reason);
     }
-    let joined = tokio::time::timeout(cancellation.grace, &mut task.0).await;
+    let joined = tokio::time::timeout(cancellation.grace, &mut call).await;
     let outcomes = match reason {
         CancelReason::Timeout => {
             // What a handler returns after its timeout does not count: the
@@ -94,17 +100,13 @@ fn retry(reason: &str) -> Outcome {
 /// The outcomes of a call that returned (or panicked): one per job.
 fn outcomes(
     n: usize,
-    joined: std::result::Result<
-        std::result::Result<Vec<Outcome>, crate::HandlerError>,
-        tokio::task::JoinError,
-    >,
+    joined: std::thread::Result<std::result::Result<Vec<Outcome>, crate::HandlerError>>,
 ) -> Vec<Outcome> {
     let failed = match joined {
         Ok(Ok(outcomes)) if outcomes.len() == n => return outcomes,
         Ok(Ok(outcomes)) => miscounted(n, outcomes.len()),
         Ok(Err(e)) => e.to_string(),
-        Err(e) if e.is_panic() => {
-            let panic = e.into_panic();
+        Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
@@ -112,16 +114,6 @@ fn outcomes(
                 .unwrap_or_else(|| "non-string panic".to_owned());
             format!("handler panicked: {msg}")
         }
-        Err(_) => "handler was cancelled".to_owned(),
     };
     vec![retry(&failed); n]
-}
-
-/// Aborts the task when dropped, so a cancelled or abandoned job stops.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

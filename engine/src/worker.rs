@@ -327,7 +327,14 @@ impl<H: Runner> Worker<H> {
         if self.queue.partitions().len() > 1 {
             return run_all(self.per_partition(), shutdown).await;
         }
-        self.run_partition(shutdown).await
+        // A task of its own, so the fetch loop runs on a runtime thread
+        // even when `run` is awaited in `block_on` (as in `#[tokio::main]`):
+        // a task spawned from a runtime thread starts on that thread, while
+        // one spawned from outside goes through the shared queue and wakes
+        // a parked thread, once per job.
+        tokio::spawn(self.run_partition(shutdown))
+            .await
+            .map_err(|e| crate::Error::invalid("worker", e.to_string()))?
     }
 
     /// [`run`](Self::run) on a queue of one partition.
