@@ -529,6 +529,11 @@ impl<H: Runner> Worker<H> {
                 p = slots.clone().acquire_owned() => p.map_err(|_| crate::Error::invalid("concurrency", "semaphore closed"))?,
                 _ = stop.changed(), if delivered.entries.is_empty() => continue,
             };
+            // The first slot freed wakes this loop ahead of the jobs that
+            // are about to free theirs (a task woken from its thread runs
+            // next). One yield lets those finish first, so the claim asks
+            // for every slot free by then instead of one round trip each.
+            tokio::task::yield_now().await;
             let mut permits = vec![first];
             while permits.len() < self.config.batch_size {
                 match slots.clone().try_acquire_owned() {
