@@ -38,20 +38,30 @@ pub(crate) async fn run(
     // caller's task is dropped or aborted.
     let call = AssertUnwindSafe(runner.run(jobs)).catch_unwind();
     tokio::pin!(call);
-    let deadline = async {
-        match timeout {
-            Some(limit) => tokio::time::sleep(limit).await,
+    // The deadline is fixed before the first poll: a handler that blocks
+    // its thread is not interrupted by the timer, and what it returns past
+    // the deadline must not count either.
+    let deadline = timeout.map(|limit| tokio::time::Instant::now() + limit);
+    let expired = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
             None => std::future::pending().await,
         }
     };
     let reason = tokio::select! {
-        joined = &mut call => return Some(settled(outcomes(n, joined), &signals)),
-        _ = deadline => CancelReason::Timeout,
+        joined = &mut call => {
+            if !deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                return Some(settled(outcomes(n, joined), &signals));
+            }
+            CancelReason::Timeout
+        }
+        _ = expired => CancelReason::Timeout,
         _ = cancellation.stop.cancelled() => CancelReason::Shutdown,
     };
     for signal in &signals {
         signal.cancel(reason);
     }
+    // A call that returned already is ready at once.
     let joined = tokio::time::timeout(cancellation.grace, &mut call).await;
     let outcomes = match reason {
         CancelReason::Timeout => {

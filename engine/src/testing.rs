@@ -273,6 +273,24 @@ mod tests {
         assert_eq!(*seen.lock().expect("lock"), Some(CancelReason::Timeout));
     }
 
+    // Real time: the handler blocks its thread, so no timer can interrupt
+    // it; what it returns after its timeout must still not count.
+    #[tokio::test]
+    async fn a_handler_that_blocks_past_its_timeout_still_fails_the_attempt() {
+        let worker = TestWorker::new(|_job: Job| async move {
+            std::thread::sleep(Duration::from_millis(60));
+            Ok::<_, HandlerError>(Outcome::Done)
+        });
+        for _ in 0..5 {
+            let job = TestJob::raw(vec![]).timeout(Duration::from_millis(10));
+            let outcome = worker.perform(job).await;
+            assert!(
+                matches!(&outcome, Outcome::Retry { reason, .. } if reason == "timed out after 10 ms"),
+                "{outcome:?}"
+            );
+        }
+    }
+
     // Paused time: the timers fire in order, at once, whatever the load.
     #[tokio::test(start_paused = true)]
     async fn a_shutdown_reaches_the_handler_and_its_failure_spends_no_attempt() {
