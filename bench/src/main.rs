@@ -125,6 +125,9 @@ enum Scenario {
     E2e {
         #[arg(long, default_value_t = 50_000)]
         jobs: u64,
+        /// Concurrencies to run at, one run each (to profile one alone).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 50])]
+        concurrency: Vec<usize>,
     },
     /// `e2e` at concurrency 50 with random priorities over 4 levels.
     E2ePriority {
@@ -627,8 +630,8 @@ async fn main() -> anyhow::Result<()> {
             ])
             .await
         }
-        Scenario::E2e { jobs } => {
-            let runs: Vec<_> = [1, 10, 50]
+        Scenario::E2e { jobs, concurrency } => {
+            let runs: Vec<_> = concurrency
                 .into_iter()
                 .map(|concurrency| (Workload::E2e { concurrency }, jobs))
                 .collect();
