@@ -20,10 +20,12 @@
 --                  run of jobs ready at once, without an idempotency key,
 --                  with the same options (the common batch: one argument
 --                  per job)
--- Reply          2 fields per job, in the batch's order: the job id, and '1'
---                when an idempotency key matched an earlier job (the id is
---                then that job's), else '0' (text: the reply is also the
---                call's record, joined by spaces).
+-- Reply          one text, 2 words per job joined by spaces, in the batch's
+--                order: the job id, and '1' when an idempotency key matched
+--                an earlier job (the id is then that job's), else '0'. The
+--                reply is also the call's record. (One value instead of two
+--                per job: the client's parser pays per value, and Redis per
+--                reply element.)
 --
 -- Safe to replay: the call leaves a record (`call:<token>`) of its reply,
 -- and a retry of a call whose reply was lost finds it, adds nothing and
@@ -47,16 +49,12 @@ end
 
 local recorded = redis.call('GET', record_key)
 if recorded then
-  for id, duplicate in string.gmatch(recorded, '(%S+) (%d)') do
-    out[#out + 1] = id
-    out[#out + 1] = duplicate
-  end
   -- It still writes, so that a WAIT on this connection (Replicated
   -- durability) waits for the replicas to reach this point, which lies
   -- after the first call's write, instead of answering at once for a
   -- connection that wrote nothing.
   redis.call('HINCRBY', KEY.stats, 'enqueue_repeats', 1)
-  return out
+  return recorded
 end
 
 -- Redis's clock, read once and only for a delayed job (a ready job's
@@ -135,7 +133,8 @@ end
 if added > 0 then
   redis.call('HINCRBY', KEY.stats, 'enqueued', added)
 end
+local reply = table.concat(out, ' ')
 if #out > 0 then
-  redis.call('SET', record_key, table.concat(out, ' '), 'PX', record_ms)
+  redis.call('SET', record_key, reply, 'PX', record_ms)
 end
-return out
+return reply

@@ -26,9 +26,11 @@
 --                Their statuses follow the N outcomes' in the reply.
 -- A job an operator asked to cancel while it ran (`cr`, see cancel.lua)
 -- is buried unless its outcome is a success.
--- Reply          one status per outcome: done, retry, dead, snoozed,
---                fenced (the fence moved on: another worker owns the job now,
---                nothing was changed) or gone (the job no longer exists).
+-- Reply          one text, a status per outcome joined by spaces (one value
+--                for the client to parse, not one per job; it is also the
+--                call's record): done, retry, dead, snoozed, fenced (the
+--                fence moved on: another worker owns the job now, nothing
+--                was changed) or gone (the job no longer exists).
 --
 -- A light job's outcome is accepted while its entry is pending (it was
 -- delivered once, to this worker): a reclaimer that took it acknowledged
@@ -53,11 +55,7 @@ local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local record_key, record_ms = base .. 'call:' .. ARGV[5], ARGV[6]
 if ARGV[7] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[7]) end
 local recorded = redis.call('GET', record_key)
-if recorded then
-  local out = {}
-  for s in string.gmatch(recorded, '%S+') do out[#out + 1] = s end
-  return out
-end
+if recorded then return recorded end
 math.randomseed(tonumber(ARGV[4]))
 local consumer = ARGV[8]
 local n = tonumber(ARGV[9])
@@ -209,5 +207,6 @@ end
 if #unindex > 0 then redis.call('HDEL', KEY.ix, unpack(unindex)) end
 if completed > 0 then redis.call('HINCRBY', KEY.stats, 'completed', completed) end
 count_minute(base, now, completed, failed)
-redis.call('SET', record_key, table.concat(out, ' '), 'PX', record_ms)
-return out
+local reply = table.concat(out, ' ')
+redis.call('SET', record_key, reply, 'PX', record_ms)
+return reply

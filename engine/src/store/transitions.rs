@@ -150,17 +150,27 @@ impl Store {
         items: &[EnqueueItem],
         reply: Value,
     ) -> Result<Vec<(String, bool)>> {
-        let reply = array("enqueue", reply)?;
-        if reply.len() != items.len() * 2 {
+        // One text: "<id> <0|1>" per job, joined by spaces (enqueue.lua).
+        let reply = match reply {
+            Value::BulkString(bytes) => String::from_utf8(bytes)
+                .map_err(|e| protocol("enqueue", format!("reply not UTF-8: {e}")))?,
+            other => return Err(protocol("enqueue", format!("expected text, got {other:?}"))),
+        };
+        let words: Vec<&str> = reply.split_ascii_whitespace().collect();
+        if words.len() != items.len() * 2 {
             return Err(protocol(
                 "enqueue",
-                format!("{} fields for {} jobs", reply.len(), items.len()),
+                format!("{} fields for {} jobs", words.len(), items.len()),
             ));
         }
-        Ok(reply
+        words
             .chunks(2)
-            .map(|c| (text(&c[0]), int(&c[1]) == 1))
-            .collect())
+            .map(|pair| match pair[1] {
+                "0" => Ok((pair[0].to_owned(), false)),
+                "1" => Ok((pair[0].to_owned(), true)),
+                other => Err(protocol("enqueue", format!("duplicate flag {other:?}"))),
+            })
+            .collect()
     }
 
     /// `enqueue.lua`: returns (job id, duplicate) per job.
@@ -463,13 +473,19 @@ impl Store {
             }
             order.extend(group);
         }
-        let reply = array("settle", self.run("settle", &inv).await?)?;
-        if reply.len() != items.len() {
+        // One text: a status per outcome, joined by spaces (settle.lua).
+        let reply = match self.run("settle", &inv).await? {
+            Value::BulkString(bytes) => String::from_utf8(bytes)
+                .map_err(|e| protocol("settle", format!("reply not UTF-8: {e}")))?,
+            other => return Err(protocol("settle", format!("expected text, got {other:?}"))),
+        };
+        let statuses: Vec<&str> = reply.split_ascii_whitespace().collect();
+        if statuses.len() != items.len() {
             return Err(protocol("settle", "wrong number of statuses"));
         }
         let mut out = vec![Settled::Gone; items.len()];
-        for (position, v) in order.into_iter().zip(&reply) {
-            out[position] = match text(v).as_str() {
+        for (position, status) in order.into_iter().zip(statuses) {
+            out[position] = match status {
                 "done" => Settled::Done,
                 "retry" => Settled::Retry,
                 "dead" => Settled::Dead,
