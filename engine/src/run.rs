@@ -50,7 +50,7 @@ pub(crate) async fn run(
     };
     let reason = tokio::select! {
         joined = &mut call => {
-            if !deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+            if deadline.is_none_or(|at| tokio::time::Instant::now() < at) {
                 return Some(settled(outcomes(n, joined), &signals));
             }
             CancelReason::Timeout
