@@ -331,10 +331,15 @@ impl<H: Runner> Worker<H> {
         // even when `run` is awaited in `block_on` (as in `#[tokio::main]`):
         // a task spawned from a runtime thread starts on that thread, while
         // one spawned from outside goes through the shared queue and wakes
-        // a parked thread, once per job.
-        tokio::spawn(self.run_partition(shutdown))
-            .await
-            .map_err(|e| crate::Error::invalid("worker", e.to_string()))?
+        // a parked thread, once per job. In a JoinSet, so a caller that
+        // drops this future stops the worker, as before (run_all alike).
+        let mut worker = JoinSet::new();
+        worker.spawn(self.run_partition(shutdown));
+        match worker.join_next().await {
+            Some(Ok(report)) => report,
+            Some(Err(e)) => Err(crate::Error::invalid("worker", e.to_string())),
+            None => Err(crate::Error::invalid("worker", "its task was lost")),
+        }
     }
 
     /// [`run`](Self::run) on a queue of one partition.

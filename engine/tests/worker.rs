@@ -147,6 +147,37 @@ async fn an_idle_worker_wakes_when_a_job_arrives() {
     assert_eq!(report.completed, 1);
 }
 
+/// A caller that stops awaiting `run` (it dropped the future, as a
+/// `select!` does with the branch that lost) stops the worker: nothing it
+/// spawned keeps claiming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_future_stops_the_worker() {
+    let t = TestRedis::new().await;
+    let q = t.queue("dropped-run").await;
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let handler = move |_job: Job| {
+        let r = r.clone();
+        async move {
+            r.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    };
+    let run = Worker::new(q.clone(), handler)
+        .with_config(quick_worker_config())
+        .run(std::future::pending());
+    // The worker starts, then its future is dropped.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), run)
+            .await
+            .is_err()
+    );
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "a dropped worker ran a job");
+    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_timeouts_and_panics_are_retried_then_dead_lettered() {
     let t = TestRedis::new().await;
