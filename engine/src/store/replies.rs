@@ -132,6 +132,19 @@ pub(super) fn protocol(operation: &'static str, detail: impl Into<String>) -> Er
     }
 }
 
+/// A script's reply that is one text of words joined by spaces (enqueue.lua,
+/// settle.lua: one value to parse instead of one per job), as its words.
+pub(super) fn words(operation: &'static str, v: Value) -> Result<Vec<String>> {
+    match v {
+        Value::BulkString(bytes) => {
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| protocol(operation, format!("reply not UTF-8: {e}")))?;
+            Ok(text.split_ascii_whitespace().map(str::to_owned).collect())
+        }
+        other => Err(protocol(operation, format!("expected text, got {other:?}"))),
+    }
+}
+
 pub(super) fn text(v: &Value) -> String {
     match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),

@@ -150,13 +150,8 @@ impl Store {
         items: &[EnqueueItem],
         reply: Value,
     ) -> Result<Vec<(String, bool)>> {
-        // One text: "<id> <0|1>" per job, joined by spaces (enqueue.lua).
-        let reply = match reply {
-            Value::BulkString(bytes) => String::from_utf8(bytes)
-                .map_err(|e| protocol("enqueue", format!("reply not UTF-8: {e}")))?,
-            other => return Err(protocol("enqueue", format!("expected text, got {other:?}"))),
-        };
-        let words: Vec<&str> = reply.split_ascii_whitespace().collect();
+        // "<id> <0|1>" per job (enqueue.lua).
+        let words = words("enqueue", reply)?;
         if words.len() != items.len() * 2 {
             return Err(protocol(
                 "enqueue",
@@ -165,9 +160,9 @@ impl Store {
         }
         words
             .chunks(2)
-            .map(|pair| match pair[1] {
-                "0" => Ok((pair[0].to_owned(), false)),
-                "1" => Ok((pair[0].to_owned(), true)),
+            .map(|pair| match pair[1].as_str() {
+                "0" => Ok((pair[0].clone(), false)),
+                "1" => Ok((pair[0].clone(), true)),
                 other => Err(protocol("enqueue", format!("duplicate flag {other:?}"))),
             })
             .collect()
@@ -473,19 +468,14 @@ impl Store {
             }
             order.extend(group);
         }
-        // One text: a status per outcome, joined by spaces (settle.lua).
-        let reply = match self.run("settle", &inv).await? {
-            Value::BulkString(bytes) => String::from_utf8(bytes)
-                .map_err(|e| protocol("settle", format!("reply not UTF-8: {e}")))?,
-            other => return Err(protocol("settle", format!("expected text, got {other:?}"))),
-        };
-        let statuses: Vec<&str> = reply.split_ascii_whitespace().collect();
+        // A status per outcome (settle.lua).
+        let statuses = words("settle", self.run("settle", &inv).await?)?;
         if statuses.len() != items.len() {
             return Err(protocol("settle", "wrong number of statuses"));
         }
         let mut out = vec![Settled::Gone; items.len()];
         for (position, status) in order.into_iter().zip(statuses) {
-            out[position] = match status {
+            out[position] = match status.as_str() {
                 "done" => Settled::Done,
                 "retry" => Settled::Retry,
                 "dead" => Settled::Dead,
