@@ -48,21 +48,29 @@ pub(crate) async fn run(
             None => std::future::pending().await,
         }
     };
-    let reason = tokio::select! {
+    // Why the call is cut short, and whether it returned already (past
+    // its deadline): a future that returned must not be polled again.
+    let (reason, returned) = tokio::select! {
         joined = &mut call => {
             if deadline.is_none_or(|at| tokio::time::Instant::now() < at) {
                 return Some(settled(outcomes(n, joined), &signals));
             }
-            CancelReason::Timeout
+            (CancelReason::Timeout, true)
         }
-        _ = expired => CancelReason::Timeout,
-        _ = cancellation.stop.cancelled() => CancelReason::Shutdown,
+        _ = expired => (CancelReason::Timeout, false),
+        _ = cancellation.stop.cancelled() => (CancelReason::Shutdown, false),
     };
     for signal in &signals {
         signal.cancel(reason);
     }
-    // A call that returned already is ready at once.
-    let joined = tokio::time::timeout(cancellation.grace, &mut call).await;
+    // The call gets the cancel grace to return.
+    let joined = if returned {
+        None
+    } else {
+        tokio::time::timeout(cancellation.grace, &mut call)
+            .await
+            .ok()
+    };
     let outcomes = match reason {
         CancelReason::Timeout => {
             // What a handler returns after its timeout does not count: the
@@ -70,7 +78,7 @@ pub(crate) async fn run(
             let limit = timeout.unwrap_or_default();
             vec![retry(&format!("timed out after {} ms", limit.as_millis())); n]
         }
-        _ => outcomes(n, joined.ok()?),
+        _ => outcomes(n, joined?),
     };
     Some(settled(outcomes, &signals))
 }

@@ -291,6 +291,67 @@ mod tests {
         }
     }
 
+    /// A call that blocks its thread, then returns; it notes any poll
+    /// after it returned (a future must not be polled again then).
+    struct BlocksThenReturns {
+        repolled: Arc<AtomicBool>,
+    }
+
+    struct BlockingCall {
+        returned: bool,
+        repolled: Arc<AtomicBool>,
+    }
+
+    impl std::future::Future for BlockingCall {
+        type Output = Result<Vec<Outcome>, HandlerError>;
+
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Self::Output> {
+            if self.returned {
+                self.repolled.store(true, Ordering::SeqCst);
+                return std::task::Poll::Pending;
+            }
+            std::thread::sleep(Duration::from_millis(60));
+            self.returned = true;
+            std::task::Poll::Ready(Ok(vec![Outcome::Done]))
+        }
+    }
+
+    impl crate::handler::Runner for BlocksThenReturns {
+        fn max_batch(&self) -> usize {
+            1
+        }
+
+        fn run(
+            self: Arc<Self>,
+            _jobs: Vec<Job>,
+        ) -> impl std::future::Future<Output = Result<Vec<Outcome>, HandlerError>> + Send + 'static
+        {
+            BlockingCall {
+                returned: false,
+                repolled: self.repolled.clone(),
+            }
+        }
+    }
+
+    // Real time, as above.
+    #[tokio::test]
+    async fn a_call_that_returned_past_its_timeout_is_not_polled_again() {
+        let repolled = Arc::new(AtomicBool::new(false));
+        let worker = TestWorker::new(BlocksThenReturns {
+            repolled: repolled.clone(),
+        });
+        let job = TestJob::raw(vec![]).timeout(Duration::from_millis(10));
+        let outcome = worker.perform(job).await;
+        assert!(
+            matches!(&outcome, Outcome::Retry { reason, .. } if reason == "timed out after 10 ms"),
+            "{outcome:?}"
+        );
+        assert!(!repolled.load(Ordering::SeqCst), "polled after it returned");
+    }
+
     // Paused time: the timers fire in order, at once, whatever the load.
     #[tokio::test(start_paused = true)]
     async fn a_shutdown_reaches_the_handler_and_its_failure_spends_no_attempt() {
