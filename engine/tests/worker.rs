@@ -149,21 +149,28 @@ async fn an_idle_worker_wakes_when_a_job_arrives() {
 
 /// A caller that stops awaiting `run` (it dropped the future, as a
 /// `select!` does with the branch that lost) stops the worker: nothing it
-/// spawned keeps claiming.
+/// spawned keeps running jobs. A blocking read it had in flight may still
+/// take the next entry on the server; that entry is then pending for a
+/// consumer that is gone, and another worker takes it over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_run_future_stops_the_worker() {
     let t = TestRedis::new().await;
-    let q = t.queue("dropped-run").await;
+    let config = QueueConfig {
+        visibility_timeout: Duration::from_millis(400),
+        ..fast_config()
+    };
+    let q = t.queue_with("dropped-run", config.clone()).await;
     let ran = Arc::new(AtomicUsize::new(0));
-    let r = ran.clone();
-    let handler = move |_job: Job| {
-        let r = r.clone();
-        async move {
-            r.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, HandlerError>(Outcome::Done)
+    let counting = |ran: Arc<AtomicUsize>| {
+        move |_job: Job| {
+            let ran = ran.clone();
+            async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
         }
     };
-    let run = Worker::new(q.clone(), handler)
+    let run = Worker::new(q.clone(), counting(ran.clone()))
         .with_config(quick_worker_config())
         .run(std::future::pending());
     // The worker starts, then its future is dropped.
@@ -175,7 +182,24 @@ async fn dropping_the_run_future_stops_the_worker() {
     q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(ran.load(Ordering::SeqCst), 0, "a dropped worker ran a job");
-    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+    let stats = q.stats().await.expect("stats");
+    eprintln!(
+        "after the drop: waiting {}, active {}",
+        stats.waiting, stats.active
+    );
+    assert_eq!(
+        (stats.waiting + stats.active, stats.completed_total),
+        (1, 0),
+        "{stats:?}"
+    );
+    // Whether it is still waiting or was taken by the dropped worker's last
+    // read, a live worker runs it once.
+    let q2 = t.queue_with("dropped-run", config).await;
+    let running = spawn(Worker::new(q2, counting(ran.clone())).with_config(quick_worker_config()));
+    assert!(settled(&q, 1, 0).await, "{:?}", q.stats().await);
+    let report = running.stop().await;
+    assert_eq!(report.completed, 1);
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
