@@ -349,14 +349,28 @@ async fn measure(
             m.jobs = total;
             let (finish, stopped) = Finish::new(total);
             let waits = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+            // When each job's enqueue call answered and when its handler
+            // started, by job number: the split of the wait printed below.
+            let answered = Arc::new(std::sync::Mutex::new(vec![
+                (f64::NAN, f64::NAN);
+                total as usize
+            ]));
+            let started = Arc::new(std::sync::Mutex::new(vec![f64::NAN; total as usize]));
             let handler = {
-                let waits = waits.clone();
+                let (waits, started) = (waits.clone(), started.clone());
                 move |job: Job| {
-                    let wait = job.decode::<Noop>().map(|p| now_ms() - p.t);
-                    let (finish, waits) = (finish.clone(), waits.clone());
+                    let now = now_ms();
+                    let noop = job.decode::<Noop>();
+                    let (finish, waits, started) = (finish.clone(), waits.clone(), started.clone());
                     async move {
+                        let noop = noop?;
                         if let Ok(mut w) = waits.lock() {
-                            w.push(wait?);
+                            w.push(now - noop.t);
+                        }
+                        if let Ok(mut s) = started.lock()
+                            && let Some(at) = s.get_mut(noop.n as usize)
+                        {
+                            *at = now;
                         }
                         finish.one();
                         Ok::<_, HandlerError>(Outcome::Done)
@@ -364,9 +378,10 @@ async fn measure(
                 }
             };
             let worker = tokio::spawn(drain(queue.clone(), handler, c, stopped));
-            let producer = tokio::spawn(offer_jobs(queue, rate, total));
+            let producer = tokio::spawn(offer_jobs(queue, rate, total, answered.clone()));
             producer.await??;
             worker.await??;
+            print_latency_split(&answered, &started);
             let mut waits = std::mem::take(&mut *waits.lock().map_err(|e| anyhow::anyhow!("{e}"))?);
             waits.sort_by(f64::total_cmp);
             m.p50_ms = Some(percentile(&waits, 0.5));
@@ -383,8 +398,52 @@ async fn measure(
     Ok(())
 }
 
+/// Print to stderr where the latency workload's waits went: the enqueue
+/// call (from the job's making to the call's answer), and from that answer
+/// to the handler's start (negative when the handler started first).
+fn print_latency_split(
+    answered: &std::sync::Mutex<Vec<(f64, f64)>>,
+    started: &std::sync::Mutex<Vec<f64>>,
+) {
+    let (Ok(answered), Ok(started)) = (answered.lock(), started.lock()) else {
+        return;
+    };
+    let sorted = |mut v: Vec<f64>| {
+        v.retain(|d| d.is_finite());
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let call = sorted(answered.iter().map(|(made, at)| at - made).collect());
+    let after = sorted(
+        answered
+            .iter()
+            .zip(started.iter())
+            .map(|((_, at), start)| start - at)
+            .collect(),
+    );
+    for (what, v) in [
+        ("the enqueue call", call),
+        ("its answer to the handler's start", after),
+    ] {
+        if !v.is_empty() {
+            eprintln!(
+                "latency split: {what}: p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms",
+                percentile(&v, 0.5),
+                percentile(&v, 0.99),
+                percentile(&v, 0.999),
+            );
+        }
+    }
+}
+
 /// Open loop: every millisecond, enqueue (one call per job) what is due.
-async fn offer_jobs(queue: Queue, rate: u64, total: u64) -> anyhow::Result<()> {
+/// Job `n`'s making and answer times go to `answered[n]`.
+async fn offer_jobs(
+    queue: Queue,
+    rate: u64,
+    total: u64,
+    answered: Arc<std::sync::Mutex<Vec<(f64, f64)>>>,
+) -> anyhow::Result<()> {
     let begun = Instant::now();
     let mut sent = 0;
     let mut calls = tokio::task::JoinSet::new();
@@ -395,10 +454,16 @@ async fn offer_jobs(queue: Queue, rate: u64, total: u64) -> anyhow::Result<()> {
         while sent < due {
             let queue = queue.clone();
             let n = sent;
+            let answered = answered.clone();
             calls.spawn(async move {
-                queue
-                    .enqueue(&Noop { n, t: now_ms() }, JobOptions::new())
-                    .await
+                let made = now_ms();
+                let r = queue.enqueue(&Noop { n, t: made }, JobOptions::new()).await;
+                if let Ok(mut a) = answered.lock()
+                    && let Some(at) = a.get_mut(n as usize)
+                {
+                    *at = (made, now_ms());
+                }
+                r
             });
             sent += 1;
         }
