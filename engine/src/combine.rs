@@ -15,9 +15,11 @@
 //! Jobs with the same idempotency key in one call are taken in order, as
 //! in any batch: the first is added and the others answer its id.
 //!
-//! The call runs in a task of its own, so a caller that stops waiting (a
-//! dropped HTTP request) never cuts short a call that carries other
-//! callers' jobs.
+//! A combined call runs in a task of its own, so a caller that stops
+//! waiting (a dropped HTTP request) never cuts short a call that carries
+//! other callers' jobs. A lone call, which carries only its caller's jobs,
+//! runs in the caller's task: a hand-off to another task and back would
+//! cost it two wake-ups.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -66,23 +68,95 @@ impl EnqueueCombiner {
         if items.len() >= MAX_COMBINED_JOBS {
             return partition.send_enqueue(&items).await;
         }
-        let (reply, answer) = oneshot::channel();
-        let first = {
+        let route = {
             let mut state = lock(&self.state);
-            state.waiting.push_back(Waiter { items, reply });
-            (state.sending < MAX_SENDING).then(|| {
+            if state.sending < MAX_SENDING && state.waiting.is_empty() {
                 state.sending += 1;
-                take_calls(&mut state)
-            })
+                Route::Lone(items)
+            } else {
+                let (reply, answer) = oneshot::channel();
+                state.waiting.push_back(Waiter { items, reply });
+                let first = (state.sending < MAX_SENDING).then(|| {
+                    state.sending += 1;
+                    take_calls(&mut state)
+                });
+                Route::Queued(answer, first)
+            }
         };
-        if let Some(calls) = first {
-            let sender = Sender {
-                state: Arc::clone(&self.state),
-                done: false,
-            };
-            tokio::spawn(sender.send(partition.clone(), calls));
+        match route {
+            Route::Lone(items) => {
+                // It carries only this caller's jobs, so it is sent from
+                // this task, without a hand-off to a sender task and back
+                // (two wake-ups, a good part of a lone call's latency).
+                // Calls that arrive meanwhile wait, and go when it ends
+                // (`LoneCall`).
+                let lone = LoneCall {
+                    state: Arc::clone(&self.state),
+                    partition: partition.clone(),
+                };
+                let result = partition.send_enqueue(&items).await;
+                drop(lone);
+                result
+            }
+            Route::Queued(answer, first) => {
+                if let Some(calls) = first {
+                    let sender = Sender {
+                        state: Arc::clone(&self.state),
+                        done: false,
+                    };
+                    tokio::spawn(sender.send(partition.clone(), calls));
+                }
+                answer.await.unwrap_or_else(|_| Err(not_sent()))
+            }
         }
-        answer.await.unwrap_or_else(|_| Err(not_sent()))
+    }
+}
+
+/// How one caller's call goes: alone, from its own task, when nothing else
+/// waits and there is room on the way; otherwise queued, to go with the
+/// others in a sender task (started by this caller when there is room).
+enum Route {
+    Lone(Vec<EnqueueItem>),
+    Queued(
+        oneshot::Receiver<Result<Vec<Enqueued>>>,
+        Option<Vec<Waiter>>,
+    ),
+}
+
+/// A lone call sent from its caller's task. When it ends, answered or
+/// dropped with its caller, its place goes to the calls that arrived
+/// meanwhile (a sender task for them), or is freed.
+struct LoneCall {
+    state: Arc<Mutex<State>>,
+    partition: Partition,
+}
+
+impl Drop for LoneCall {
+    fn drop(&mut self) {
+        let mut state = lock(&self.state);
+        if state.waiting.is_empty() {
+            state.sending -= 1;
+            return;
+        }
+        let calls = take_calls(&mut state);
+        drop(state);
+        let sender = Sender {
+            state: Arc::clone(&self.state),
+            done: false,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(sender.send(self.partition.clone(), calls));
+            }
+            // No runtime to send them from (it is shutting down): the
+            // sender's drop fails them, as unsent.
+            Err(_) => {
+                for waiter in calls {
+                    let _ = waiter.reply.send(Err(not_sent()));
+                }
+                drop(sender);
+            }
+        }
     }
 }
 

@@ -1595,6 +1595,57 @@ async fn concurrent_single_enqueues_share_script_calls_and_each_gets_its_own_ans
     assert_eq!(stats.delayed, 1);
 }
 
+/// A lone enqueue call is sent from its caller's task: callers that stop
+/// waiting in the middle of theirs (dropped futures) neither strand the
+/// calls queued behind them nor use up the handle's room for calls on
+/// their way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_lone_enqueue_calls_leave_the_handle_working() {
+    use futures::FutureExt;
+    use sluice_testkit::{Commands, Fault, Rule};
+    if common::redis_url().starts_with("redis+cluster://") {
+        return;
+    }
+    let r = TestRedis::new().await;
+    let (proxy, q) = queue_behind_a_proxy(&r, "dropped-lone").await;
+    proxy.inject(Rule::new(
+        Fault::DelayReply(Duration::from_millis(200)),
+        Commands::Scripts,
+    ));
+    for round in 0..3u64 {
+        // Calls polled once are on their way (as many as the handle lets
+        // go at once, and more); then one more waits behind them.
+        let payloads: Vec<u64> = (0..6).map(|n| round * 100 + n).collect();
+        let mut started: Vec<_> = payloads
+            .iter()
+            .map(|n| Box::pin(q.enqueue(n, JobOptions::new())))
+            .collect();
+        for call in &mut started {
+            assert!(call.as_mut().now_or_never().is_none(), "answered at once");
+        }
+        let behind = {
+            let q = q.clone();
+            tokio::spawn(async move { q.enqueue(&(round * 100 + 99), JobOptions::new()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(started);
+        let answered = tokio::time::timeout(Duration::from_secs(10), behind)
+            .await
+            .expect("the call behind the dropped ones was never sent")
+            .expect("task")
+            .expect("enqueue");
+        assert!(q.job(&answered.id).await.expect("lookup").is_some());
+    }
+    proxy.clear();
+    // Every dropped call gave its room back: calls still go.
+    for n in 0..10u64 {
+        tokio::time::timeout(Duration::from_secs(5), q.enqueue(&n, JobOptions::new()))
+            .await
+            .expect("an enqueue call hung after dropped ones")
+            .expect("enqueue");
+    }
+}
+
 /// Single enqueues without idempotency keys from many producers at once,
 /// while the first script replies are lost after Redis ran the calls:
 /// a combined call sent again with its token adds nothing twice, so every
