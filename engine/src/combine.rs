@@ -148,8 +148,10 @@ impl Drop for LoneCall {
             Ok(runtime) => {
                 runtime.spawn(sender.send(self.partition.clone(), calls));
             }
-            // No runtime to send them from (it is shutting down): the
-            // sender's drop fails them, as unsent.
+            // No runtime to send them from (it is shutting down): they
+            // are answered as unsent, and the sender's drop gives back the
+            // place (failing any that arrive meanwhile, when it was the
+            // last).
             Err(_) => {
                 for waiter in calls {
                     let _ = waiter.reply.send(Err(not_sent()));
