@@ -348,25 +348,22 @@ async fn measure(
             let total = rate * seconds;
             m.jobs = total;
             let (finish, stopped) = Finish::new(total);
-            let waits = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
-            // When each job's enqueue call answered and when its handler
-            // started, by job number: the split of the wait printed below.
+            // By job number: when it was made and its enqueue call answered,
+            // and when its handler started. The wait is start minus making;
+            // the split printed below divides it at the answer.
             let answered = Arc::new(std::sync::Mutex::new(vec![
                 (f64::NAN, f64::NAN);
                 total as usize
             ]));
             let started = Arc::new(std::sync::Mutex::new(vec![f64::NAN; total as usize]));
             let handler = {
-                let (waits, started) = (waits.clone(), started.clone());
+                let started = started.clone();
                 move |job: Job| {
                     let now = now_ms();
                     let noop = job.decode::<Noop>();
-                    let (finish, waits, started) = (finish.clone(), waits.clone(), started.clone());
+                    let (finish, started) = (finish.clone(), started.clone());
                     async move {
                         let noop = noop?;
-                        if let Ok(mut w) = waits.lock() {
-                            w.push(now - noop.t);
-                        }
                         if let Ok(mut s) = started.lock()
                             && let Some(at) = s.get_mut(noop.n as usize)
                         {
@@ -382,7 +379,16 @@ async fn measure(
             producer.await??;
             worker.await??;
             print_latency_split(&answered, &started);
-            let mut waits = std::mem::take(&mut *waits.lock().map_err(|e| anyhow::anyhow!("{e}"))?);
+            let mut waits: Vec<f64> = {
+                let answered = answered.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let started = started.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+                answered
+                    .iter()
+                    .zip(started.iter())
+                    .map(|((made, _), start)| start - made)
+                    .filter(|wait| wait.is_finite())
+                    .collect()
+            };
             waits.sort_by(f64::total_cmp);
             m.p50_ms = Some(percentile(&waits, 0.5));
             m.p99_ms = Some(percentile(&waits, 0.99));
