@@ -114,6 +114,51 @@ async fn processes_every_job_once_with_bounded_concurrency() {
     );
 }
 
+/// Small workers, whose fetch loop may hold every slot while it claims:
+/// the jobs that claim brings must still get those slots. (A worker of
+/// concurrency 1 that took the slot before its claim, then waited for
+/// another, ran no more jobs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_few_slots_and_little_prefetch_run_every_job() {
+    let t = TestRedis::new().await;
+    for (n, (concurrency, prefetch)) in [(1, None), (1, Some(0)), (2, Some(0)), (3, Some(1))]
+        .into_iter()
+        .enumerate()
+    {
+        let q = t.queue(&format!("small-{n}")).await;
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        let handler = handler_fn(move |_job: Job, _n: u32| {
+            let d = d.clone();
+            async move {
+                d.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, HandlerError>(Outcome::Done)
+            }
+        });
+        let config = WorkerConfig {
+            concurrency,
+            prefetch,
+            ..quick_worker_config()
+        };
+        let running = spawn(Worker::new(q.clone(), handler).with_config(config));
+        // Some jobs arrive while the worker waits, more in a backlog.
+        for i in 0..20u32 {
+            q.enqueue(&i, JobOptions::new()).await.expect("enqueue");
+        }
+        let batch = (20..200u32)
+            .map(|i| NewJob::new(&i, JobOptions::new()).expect("enc"))
+            .collect();
+        q.enqueue_batch(batch).await.expect("enqueue");
+        assert!(
+            settled(&q, 200, 0).await,
+            "concurrency {concurrency}, prefetch {prefetch:?}: {} of 200 jobs ran",
+            done.load(Ordering::SeqCst)
+        );
+        let report = running.stop().await;
+        assert_eq!(report.completed, 200);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_wakes_when_a_job_arrives() {
     let t = TestRedis::new().await;
