@@ -3,7 +3,8 @@
 //!
 //! Tasks of one worker:
 //! - the fetch loop (here): claims as many jobs as there are free slots
-//!   and `prefetch` more, blocks on the streams when nothing is ready,
+//!   and `prefetch` more (by default adapted to how long jobs take against
+//!   a claim's round trip), blocks on the streams when nothing is ready,
 //!   spawns one task per job (or per batch, for a batch handler) run
 //!   through `run.rs`;
 //! - the settler (here): records finished attempts in batches;
@@ -44,10 +45,14 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most jobs taken per claim.
     pub batch_size: usize,
-    /// Jobs a claim may take beyond the free slots (default: the
-    /// concurrency), so that a claim is not one round trip per finished
-    /// job. They wait in the worker, kept alive like running jobs; at a
-    /// stop, those not started go back in line with no attempt spent.
+    /// Jobs a claim may take beyond the free slots, so that a claim is not
+    /// one round trip per finished job. They wait in the worker, kept
+    /// alive like running jobs; at a stop, those not started go back in
+    /// line with no attempt spent. Default (None): the concurrency, and up
+    /// to three times the concurrency more while jobs finish faster than
+    /// a claim's round trip (as many more as the slots would finish during
+    /// one), so short jobs do not wait on claims and long ones are not
+    /// held back from other workers.
     pub prefetch: Option<usize>,
     /// How long one blocking wait for new jobs lasts when the queue is empty
     /// (the worker wakes as soon as a job arrives). It also bounds how long
@@ -81,7 +86,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 10,
-            batch_size: 100,
+            batch_size: 400,
             prefetch: None,
             block_timeout: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
@@ -411,6 +416,7 @@ impl<H: Runner> Worker<H> {
             settle_tx,
             cancellation: cancellation.clone(),
             counters: counters.clone(),
+            pace: Arc::default(),
         };
         let mut jobs = self.fetch_loop(stop_rx, dispatch, &in_flight).await?;
 
@@ -524,6 +530,9 @@ impl<H: Runner> Worker<H> {
         // A direct read failed and may have run: the next claim reads this
         // worker's own pending entries instead, to take those it never saw.
         let mut lost_read = false;
+        // How long a claim's round trip takes, on average (for the default
+        // prefetch).
+        let mut claim_time: Option<Duration> = None;
         loop {
             if *stop.borrow() && delivered.entries.is_empty() {
                 store.forget_calls(answered.as_slice()).await;
@@ -546,7 +555,13 @@ impl<H: Runner> Worker<H> {
                     Err(_) => break,
                 }
             }
-            let prefetch = self.config.prefetch.unwrap_or(self.config.concurrency);
+            let prefetch = self.config.prefetch.unwrap_or_else(|| {
+                adaptive_prefetch(
+                    self.config.concurrency,
+                    claim_time,
+                    dispatch.pace.run_time(),
+                )
+            });
             // `permits` holds at most `batch_size` (taken above).
             let want = (permits.len() + prefetch).min(self.config.batch_size);
             // A claim.lua call still unanswered is sent again first (its
@@ -555,6 +570,7 @@ impl<H: Runner> Worker<H> {
             let call = unanswered
                 .take()
                 .unwrap_or_else(|| queue.call_token(answered.take()));
+            let sent = std::time::Instant::now();
             let read = if replaying_claim {
                 None
             } else if lost_read {
@@ -582,6 +598,7 @@ impl<H: Runner> Worker<H> {
             let (status, jobs) = match read {
                 Some(Ok(r)) => {
                     backoff.succeeded(queue.name());
+                    claim_time = Some(average(claim_time, sent.elapsed()));
                     answered = Some(call.token);
                     lost_read = false;
                     // The next read goes down to the most urgent level this
@@ -619,6 +636,7 @@ impl<H: Runner> Worker<H> {
                 None => match store.claim(&self.consumer, want, &delivered, &call).await {
                     Ok((status, jobs)) => {
                         backoff.succeeded(queue.name());
+                        claim_time = Some(average(claim_time, sent.elapsed()));
                         delivered = Delivered::default();
                         answered = Some(call.token);
                         let open = !status.paused && status.rate == RateState::Unlimited;
@@ -817,6 +835,53 @@ struct Dispatch {
     settle_tx: mpsc::UnboundedSender<Vec<SettleItem>>,
     cancellation: Cancellation,
     counters: Arc<Counters>,
+    pace: Arc<Pace>,
+}
+
+/// How long a handler call takes, on average over the recent ones (for the
+/// default prefetch); written by the job tasks.
+#[derive(Debug, Default)]
+struct Pace {
+    /// Nanoseconds; 0 until the first call returns.
+    run_nanos: AtomicU64,
+}
+
+impl Pace {
+    fn record_run(&self, took: Duration) {
+        let before = self.run_time();
+        let after = average(before, took);
+        self.run_nanos.store(
+            u64::try_from(after.as_nanos()).unwrap_or(u64::MAX).max(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn run_time(&self) -> Option<Duration> {
+        match self.run_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+}
+
+/// A running average that follows the recent samples: each new one counts
+/// for an eighth.
+fn average(before: Option<Duration>, sample: Duration) -> Duration {
+    match before {
+        None => sample,
+        Some(b) => b - b / 8 + sample / 8,
+    }
+}
+
+/// The default prefetch: `concurrency`, plus as many jobs as the slots
+/// would finish during one claim's round trip, at most three times the
+/// concurrency more. Until both times are known, the concurrency.
+fn adaptive_prefetch(concurrency: usize, claim: Option<Duration>, run: Option<Duration>) -> usize {
+    let (Some(claim), Some(run)) = (claim, run) else {
+        return concurrency;
+    };
+    let turns = (claim.as_secs_f64() / run.as_secs_f64().max(1e-9)).min(3.0);
+    concurrency + (concurrency as f64 * turns) as usize
 }
 
 /// Counts jobs as running for as long as they live (also when aborted).
@@ -873,7 +938,9 @@ async fn run_jobs<R: Runner>(
             .fetch_add(tickets.len() as u64, Ordering::Relaxed);
         return;
     };
-    let ran = started.elapsed().as_secs_f64();
+    let took = started.elapsed();
+    dispatch.pace.record_run(took);
+    let ran = took.as_secs_f64();
     let mut items = Vec::with_capacity(tickets.len());
     for (ticket, outcome) in tickets.into_iter().zip(outcomes) {
         metrics::histogram!("sluice_job_run_seconds", "queue" => queue.clone()).record(ran);
@@ -1025,5 +1092,50 @@ async fn keep_alive(
         if *stop.borrow() && entries.is_empty() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_default_prefetch_is_the_concurrency_until_both_times_are_known() {
+        assert_eq!(adaptive_prefetch(10, None, None), 10);
+        assert_eq!(adaptive_prefetch(10, Some(MS), None), 10);
+        assert_eq!(adaptive_prefetch(10, None, Some(MS)), 10);
+    }
+
+    #[test]
+    fn the_default_prefetch_grows_with_the_jobs_a_claim_would_wait_for() {
+        // Jobs as long as a claim: one more round of the slots.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS)), 20);
+        // Jobs ten times as long as a claim: a tenth more.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(10 * MS)), 11);
+        // Jobs much longer: the concurrency alone.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(1000 * MS)), 10);
+        // Jobs much shorter than a claim: at most three rounds more.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS / 100)), 40);
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(Duration::ZERO)), 40);
+    }
+
+    #[test]
+    fn the_average_follows_recent_samples() {
+        assert_eq!(average(None, MS), MS);
+        let mut avg = Some(100 * MS);
+        for _ in 0..40 {
+            avg = Some(average(avg, MS));
+        }
+        let avg = avg.expect("set");
+        assert!(avg < 2 * MS, "after 40 samples of 1 ms: {avg:?}");
+        let pace = Pace::default();
+        assert_eq!(pace.run_time(), None);
+        pace.record_run(Duration::ZERO);
+        assert!(
+            pace.run_time().is_some(),
+            "a call that took no time is still known"
+        );
     }
 }
