@@ -21,7 +21,11 @@
 --
 -- Safe to replay: a second run finds the job dead with this reason and
 -- answers `cancelled` again, or finds the request recorded and answers
--- `requested`.
+-- `requested`, or (the job finished meanwhile) answers `completed`.
+--
+-- A light job that is neither pending nor heavy is waiting only while the
+-- group has not read its entry: an entry read and acknowledged finished,
+-- even while it lingers in the stream until the next trim.
 
 fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
 local base, cap, jid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -42,6 +46,12 @@ if not state then
   if #redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1) == 1 then
     redis.call('HSET', KEY.cr, jid, int(now))
     return 'requested'
+  end
+  -- Neither pending nor given a hash, but read by the group already: it
+  -- was delivered and acknowledged, so it finished (completed with nothing
+  -- kept). Its entry may linger until the next trim; it is no waiting job.
+  if not id_less(last_delivered(stream_key(level)), eid) then
+    return 'completed'
   end
   local light = light_fields(entry_list(level, eid), level, eid, jid)
   if not light then

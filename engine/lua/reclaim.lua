@@ -11,17 +11,45 @@
 --                scanned from its start in pages of this size, at most ten)
 -- ARGV[5]        dead-letter cap
 -- ARGV[6]        random seed for backoff jitter
+-- ARGV[7]        the longest silence (ms) between reclaims of this fleet
+--                that is no outage (the worker's reclaimer: 1.5 times its
+--                interval), or '' (a caller that reclaims when asked)
 -- Reply          {retried, dead, dropped (entries whose job was gone),
 --                 requeued (delivered, never activated: back in line)}
 --
 -- Each reclaimed job's fence is raised first, so the presumed-dead worker's
 -- late complete/retry is refused (see settle.lua). A worker that is alive
 -- refreshes its entries' idle time well inside the visibility timeout.
+--
+-- Idle times in the pending list are absolute: while Redis is unreachable
+-- (an outage, a freeze, a failover, a restart loading its AOF), every
+-- entry ages, although no worker died. So silence is only held against an
+-- owner while Redis has been reachable: every reclaim records its time in
+-- the meta hash (`rc_at`); a reclaim that finds the last one older than
+-- ARGV[7] (nobody in the fleet reached Redis meanwhile) records the time
+-- Redis came back (`up_at`), and an entry is reclaimed only when it has
+-- been idle longer than its timeout counted from then as well. Live
+-- workers' keep-alives land meanwhile; dead ones' entries are taken one
+-- visibility timeout later than they would have been.
 
 fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
 local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 math.randomseed(tonumber(ARGV[6]))
 local now = now_ms()
+local quiet_bound = tonumber(ARGV[7])
+local times = redis.call('HMGET', KEYS[1], 'rc_at', 'up_at')
+local up_at = tonumber(times[2]) or 0
+if quiet_bound and now - (tonumber(times[1]) or 0) > quiet_bound then
+  -- Nobody reclaimed for longer than the fleet's reclaimers allow (or never
+  -- did): Redis was out of reach, or stopped, until now.
+  up_at = now
+  redis.call('HSET', KEYS[1], 'rc_at', int(now), 'up_at', int(up_at))
+else
+  redis.call('HSET', KEYS[1], 'rc_at', int(now))
+end
+-- How long Redis has been reachable, which bounds how long an owner can
+-- have been silent while it could have been heard.
+local reachable_for = now - up_at
 local retried, dead, dropped, requeued = 0, 0, 0, 0
 -- Each worker announces its own visibility timeout in the meta hash
 -- (`vt:<consumer>`), and an entry is reclaimed only when it has been idle
@@ -89,7 +117,7 @@ while KEYS[FIRST_STREAM + level] do
       local eid, owner, idle = p[1], p[2], tonumber(p[3])
       start = '(' .. eid
       local limit = math.max(own, owner_timeout(owner))
-      if idle > limit and claimed < count then
+      if idle > limit and reachable_for > limit and claimed < count then
         claimed = claimed + 1
         local r = redis.call('XCLAIM', stream, GROUP, consumer, limit, eid)
         local e = r[1]

@@ -89,6 +89,15 @@ end
 local unindex = {}
 -- Cancel requests (cancel.lua) are few; one look when there are none.
 local requests = redis.call('HLEN', KEY.cr) > 0
+-- The outcome to record for job `jid` whose outcome was accepted: an
+-- operator's cancel request is taken by it (never by a refused outcome: the
+-- owner's must still see the request).
+local function take_cancel(jid, kind, text)
+  if requests and redis.call('HDEL', KEY.cr, jid) == 1 then
+    return cancelled_outcome(kind, text)
+  end
+  return kind, text
+end
 
 for i = 0, n - 1 do
   local o = 10 + i * 7
@@ -96,9 +105,6 @@ for i = 0, n - 1 do
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
   local jk = base .. 'job:' .. jid
   local status = nil
-  if requests and redis.call('HDEL', KEY.cr, jid) == 1 then
-    kind, text = cancelled_outcome(kind, text)
-  end
   -- A light job made heavy below: its entry is acknowledged already.
   local acked = false
   if fence == '0' then
@@ -111,22 +117,25 @@ for i = 0, n - 1 do
       -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
       -- completed already.
       if redis.call('EXISTS', jk) == 1 then status = 'fenced' else status = 'gone' end
-    elseif kind == 'done' and keep <= 0 then
-      finish(level, eid, true)
-      -- Ids of the version before have no dashes; they were indexed.
-      if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
-      completed = completed + 1
-      status = 'done'
     else
-      local f = light_fields(entry_list(level, eid), level, eid, jid)
-      if not f then
+      kind, text = take_cancel(jid, kind, text)
+      if kind == 'done' and keep <= 0 then
         finish(level, eid, true)
+        -- Ids of the version before have no dashes; they were indexed.
         if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
-        status = 'gone'
+        completed = completed + 1
+        status = 'done'
       else
-        materialize(base, level, eid, f, consumer, nil)
-        fence = '1'
-        acked = true
+        local f = light_fields(entry_list(level, eid), level, eid, jid)
+        if not f then
+          finish(level, eid, true)
+          if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
+          status = 'gone'
+        else
+          materialize(base, level, eid, f, consumer, nil)
+          fence = '1'
+          acked = true
+        end
       end
     end
   end
@@ -150,6 +159,7 @@ for i = 0, n - 1 do
         status = 'retry'
       end
     else
+      kind, text = take_cancel(jid, kind, text)
       finish(level, eid, acked)
       if kind == 'done' then
         completed = completed + 1
@@ -183,10 +193,10 @@ for _ = 1, tonumber(ARGV[g] or '0') do
   local stream = stream_key(level)
   for k = g + 3, g + 2 + c do
     local eid = ARGV[k]
-    -- A cancel requested while it ran: a success stands, and the request
-    -- is done with.
-    if requests then redis.call('HDEL', KEY.cr, light_id(level, eid)) end
     if redis.call('XACK', stream, GROUP, eid) == 1 then
+      -- A cancel requested while it ran: a success stands, and the request
+      -- is done with (a refused outcome leaves it to the owner's).
+      if requests then redis.call('HDEL', KEY.cr, light_id(level, eid)) end
       finish(level, eid, true)
       completed = completed + 1
       out[#out + 1] = 'done'

@@ -78,6 +78,17 @@ pub enum Error {
         #[source]
         source: redis::RedisError,
     },
+    /// Redis is at its `maxmemory` and, under `noeviction`, refuses what
+    /// would grow it: new jobs are refused, whole, until workers have
+    /// drained enough (claims, outcomes and reclaims still run). Not
+    /// retried inside the call; the API answers 503 with `Retry-After`.
+    #[error(
+        "redis is out of memory during {operation}: nothing was added; try again once workers have drained the queues"
+    )]
+    Full {
+        /// What the engine was doing.
+        operation: &'static str,
+    },
     /// Redis answered with something the engine did not expect.
     #[error("unexpected reply from redis during {operation}: {detail}")]
     Protocol {
@@ -93,6 +104,12 @@ impl Error {
     /// the call may succeed later (the API answers 503 for these).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Error::Unavailable { .. })
+    }
+
+    /// True when Redis refused the call because it is out of memory
+    /// ([`Error::Full`]).
+    pub fn is_full(&self) -> bool {
+        matches!(self, Error::Full { .. })
     }
 
     /// True when the caller gave bad input (the API answers 4xx for these).
@@ -130,6 +147,7 @@ impl Error {
                 operation,
                 source: source.clone(),
             },
+            Error::Full { operation } => Error::Full { operation },
             Error::Protocol { operation, detail } => Error::Protocol {
                 operation,
                 detail: detail.clone(),

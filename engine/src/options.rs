@@ -34,6 +34,16 @@ pub(crate) fn bounded(option: &'static str, value: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Refuse `value` below one millisecond, the unit every duration reaches a
+/// script in: a shorter one would arrive as 0 (no timeout, or a `PX 0` that
+/// fails the script part-way through a combined call).
+fn at_least_a_millisecond(option: &'static str, value: Duration) -> Result<()> {
+    if value < Duration::from_millis(1) {
+        return Err(Error::invalid(option, "must be at least 1 ms"));
+    }
+    Ok(())
+}
+
 /// Retry delays: `min(max, base * factor^(attempt-1))`, each lowered at random
 /// by up to `jitter` of itself (0 = exact, 1 = "full jitter").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -183,8 +193,8 @@ impl JobOptions {
         if let Some(b) = &self.backoff {
             b.validate()?;
         }
-        if self.timeout == Some(Duration::ZERO) {
-            return Err(Error::invalid("timeout", "must be above zero"));
+        if let Some(t) = self.timeout {
+            at_least_a_millisecond("timeout", t)?;
         }
         if let Some(key) = &self.idempotency_key
             && (key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN)
@@ -194,8 +204,8 @@ impl JobOptions {
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),
             ));
         }
-        if self.idempotency_window == Some(Duration::ZERO) {
-            return Err(Error::invalid("idempotency_window", "must be above zero"));
+        if let Some(w) = self.idempotency_window {
+            at_least_a_millisecond("idempotency_window", w)?;
         }
         bounded("delay", self.delay)?;
         if let Some(t) = self.timeout {
@@ -349,13 +359,12 @@ impl QueueConfig {
                 "must be above zero",
             ));
         }
-        if self.idempotency_window.is_zero() {
-            return Err(Error::invalid("idempotency_window", "must be above zero"));
-        }
+        at_least_a_millisecond("idempotency_window", self.idempotency_window)?;
         bounded("idempotency_window", self.idempotency_window)?;
         bounded("visibility_timeout", self.visibility_timeout)?;
         bounded("keep_completed", self.keep_completed)?;
         if let Some(t) = self.timeout {
+            at_least_a_millisecond("timeout", t)?;
             bounded("timeout", t)?;
         }
         Ok(())

@@ -606,6 +606,28 @@ impl Partition {
                 self.config.visibility_timeout,
                 1000,
                 self.config.dead_letter_cap,
+                None,
+            )
+            .await
+    }
+
+    /// [`Partition::reclaim_lost`] as a worker's reclaimer runs it, every
+    /// `interval`: a reclaim that finds the fleet's last one much older than
+    /// that (Redis was out of reach, frozen or restarting) counts owners'
+    /// silence only from then on, so that live workers' keep-alives land
+    /// before their jobs are taken (reclaim.lua).
+    pub(crate) async fn reclaim_every(
+        &self,
+        consumer: &str,
+        interval: Duration,
+    ) -> Result<Reclaimed> {
+        self.store
+            .reclaim(
+                consumer,
+                self.config.visibility_timeout,
+                1000,
+                self.config.dead_letter_cap,
+                Some(quiet_bound(interval)),
             )
             .await
     }
@@ -662,8 +684,18 @@ impl Ticket {
     }
 }
 
+/// The longest gap between the reclaims of a fleet whose reclaimers run
+/// every `interval` that is still no outage: one and a half intervals, for
+/// a reclaim call that is slow or a loop that wakes late, plus 250 ms.
+fn quiet_bound(interval: Duration) -> Duration {
+    interval + interval / 2 + Duration::from_millis(250)
+}
+
+/// A handler's retry or snooze delay in ms, at most [`crate::MAX_DURATION`]: the
+/// script adds it to the server's clock, and a sum beyond what it can
+/// format would land in the past and run the job at once.
 fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(d.min(crate::options::MAX_DURATION).as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Where a page of dead letters ends: the last letter's death time and id.

@@ -22,7 +22,7 @@ pub(crate) async fn run(
     let mut rounds: u64 = 0;
     let consumer_max_idle = DEFAULT_CONSUMER_MAX_IDLE.max(queue.config().visibility_timeout * 10);
     while !*stop.borrow() {
-        let wait = match queue.reclaim_lost(&consumer).await {
+        let wait = match queue.reclaim_every(&consumer, interval).await {
             Ok(r) => {
                 backoff.succeeded(queue.name());
                 if r.retried + r.dead > 0 {

@@ -57,9 +57,21 @@ macro_rules! transition {
     };
 }
 
-/// The text of each script as it is loaded: its helpers, then itself.
+/// The text of each script as it is loaded: its first line, then its
+/// helpers, then itself.
+///
+/// The first line is a Redis 7 shebang where a queue script needs to say
+/// how it meets a full Redis (`maxmemory` under `noeviction`). Without one,
+/// Redis checks memory only at a script's first write that could grow it,
+/// and not at all once the script has written anything (a `DEL` of an
+/// answered call's record counts): a full Redis then took new jobs anyway.
+/// - `#!lua`: refused whole, before it runs, while Redis is full: what
+///   adds jobs (enqueue, import);
+/// - `#!lua flags=allow-oom`: runs while Redis is full: what moves, settles
+///   or removes jobs, so that workers can drain a full Redis;
+/// - nothing: the fleet-wide scripts, which are not a queue's.
 macro_rules! sources {
-    ($($file:literal $(+ $part:literal)*),* $(,)?) => {
+    ($($first:literal $file:literal $(+ $part:literal)*),* $(,)?) => {
         /// The text the engine loads for script `file` (`settle.lua`, ...):
         /// its helpers, then the script; for tests that must address a
         /// script by its SHA (the fault proxy). `None` for an unknown name.
@@ -67,6 +79,8 @@ macro_rules! sources {
         pub fn source(file: &str) -> Option<&'static str> {
             match file {
                 $($file => Some(concat!(
+                    $first,
+                    "\n",
                     include_str!("../lua/common.lua"),
                     "\n",
                     $(include_str!(concat!("../lua/", $part)), "\n",)*
@@ -79,23 +93,23 @@ macro_rules! sources {
 }
 
 sources!(
-    "ensure.lua",
-    "enqueue.lua",
-    "claim.lua" + "light.lua",
-    "settle.lua" + "light.lua" + "outcomes.lua",
-    "promote.lua",
-    "reclaim.lua" + "light.lua" + "outcomes.lua",
-    "remove_consumers.lua",
-    "redrive.lua" + "outcomes.lua",
-    "delete_dead.lua",
-    "cancel.lua" + "light.lua" + "outcomes.lua",
-    "idem_scan.lua",
-    "import.lua",
-    "job_fields.lua" + "light.lua",
-    "rate_limit.lua",
-    "rate_window.lua",
-    "breaker.lua",
-    "alert.lua",
+    "#!lua flags=allow-oom" "ensure.lua",
+    "#!lua" "enqueue.lua",
+    "#!lua flags=allow-oom" "claim.lua" + "light.lua",
+    "#!lua flags=allow-oom" "settle.lua" + "light.lua" + "outcomes.lua",
+    "#!lua flags=allow-oom" "promote.lua",
+    "#!lua flags=allow-oom" "reclaim.lua" + "light.lua" + "outcomes.lua",
+    "#!lua flags=allow-oom" "remove_consumers.lua",
+    "#!lua flags=allow-oom" "redrive.lua" + "outcomes.lua",
+    "#!lua flags=allow-oom" "delete_dead.lua",
+    "#!lua flags=allow-oom" "cancel.lua" + "light.lua" + "outcomes.lua",
+    "#!lua flags=allow-oom" "idem_scan.lua",
+    "#!lua" "import.lua",
+    "#!lua flags=allow-oom" "job_fields.lua" + "light.lua",
+    "#!lua flags=allow-oom" "rate_limit.lua",
+    "" "rate_window.lua",
+    "" "breaker.lua",
+    "" "alert.lua",
 );
 
 transition!(

@@ -1065,6 +1065,9 @@ async fn watch_cancels(
     }
 }
 
+/// How soon a keep-alive that failed tries again (at most its interval).
+const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(200);
+
 /// Refresh the claims of running (and not yet settled) jobs, and announce
 /// the worker's visibility timeout (see reclaim.lua).
 async fn keep_alive(
@@ -1075,18 +1078,21 @@ async fn keep_alive(
     mut stop: watch::Receiver<bool>,
 ) {
     let visibility = queue.config().visibility_timeout;
-    let mut first = true;
+    // The first pass announces the visibility timeout at once.
+    let mut wait = None;
     loop {
-        // The first pass announces the visibility timeout at once.
-        if !first {
-            sleep_or_stop(every, &mut stop).await;
+        if let Some(wait) = wait {
+            sleep_or_stop(wait, &mut stop).await;
         }
-        first = false;
         let Some(entries) = held_entries(&in_flight) else {
             return;
         };
+        wait = Some(every);
         if let Err(e) = queue.store().refresh(&consumer, visibility, &entries).await {
             tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");
+            // Soon again: once Redis answers, the reclaim gives the fleet
+            // one visibility timeout to be heard (reclaim.lua).
+            wait = Some(every.min(KEEP_ALIVE_RETRY));
         }
         // Keep refreshing after a stop: jobs still finish within the grace.
         if *stop.borrow() && entries.is_empty() {

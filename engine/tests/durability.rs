@@ -162,3 +162,192 @@ async fn connecting_to_a_redis_that_is_not_there_fails_with_a_clear_error() {
     assert!(err.is_unavailable(), "{err}");
     assert!(err.to_string().contains("connect"), "{err}");
 }
+
+/// Issue 39, defect 5: a Redis at `maxmemory` under `noeviction` refuses
+/// new jobs whole, with [`sluice_engine::Error::Full`], and stays near its
+/// limit; workers still drain it (claims and outcomes run while it is
+/// full), and once they have, new jobs are taken again. Nothing accepted
+/// is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_refuses_new_jobs_and_workers_still_drain_it() {
+    const MAX_MEMORY: i64 = 8 * 1024 * 1024;
+    let redis = RedisServer::start_with(
+        Persistence::None,
+        &["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"],
+    );
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let client = Client::connect_with(impatient(&url, &prefix))
+        .await
+        .expect("connect");
+    let q = client.queue("full").await.expect("queue");
+    let payload = "x".repeat(8 * 1024);
+    let mut accepted = 0u64;
+    let mut refusal = None;
+    // 40 MB offered against 8 MB: a Redis that never refuses fails here.
+    for n in 0..5_000u32 {
+        let options = if n % 4 == 0 {
+            // Heavy (delayed) and light jobs alike.
+            JobOptions::new().delay(Duration::from_millis(1))
+        } else {
+            JobOptions::new()
+        };
+        match q.enqueue(&payload, options).await {
+            Ok(_) => accepted += 1,
+            Err(e) => {
+                refusal = Some(e);
+                break;
+            }
+        }
+    }
+    let err = refusal.unwrap_or_else(|| panic!("all {accepted} jobs of 8 KiB were accepted"));
+    assert!(err.is_full(), "{err}");
+    assert!(
+        err.to_string().contains("out of memory"),
+        "a clear message: {err}"
+    );
+    let used = used_memory(&url).await;
+    assert!(
+        used < MAX_MEMORY + MAX_MEMORY / 4,
+        "used {used} bytes against a limit of {MAX_MEMORY}"
+    );
+    // A batch is refused whole.
+    let batch: Vec<NewJob> = (0..10)
+        .map(|_| NewJob::new(&payload, JobOptions::new()).expect("job"))
+        .collect();
+    let err = q.enqueue_batch(batch).await.expect_err("full");
+    assert!(err.is_full(), "{err}");
+    assert_eq!(q.stats().await.expect("stats").enqueued_total, accepted);
+
+    // Workers drain the full Redis: every accepted job completes.
+    let mut completed = 0u64;
+    let mut idle_rounds = 0;
+    while completed < accepted && idle_rounds < 50 {
+        q.promote_due(1000).await.expect("promote while full");
+        let jobs = q.claim("drainer", 100).await.expect("claim while full");
+        if jobs.is_empty() {
+            idle_rounds += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let outcomes = jobs.iter().map(|j| (j, Outcome::Done)).collect();
+        for settled in q.settle_many(outcomes).await.expect("settle while full") {
+            assert_eq!(settled, sluice_engine::Settled::Done);
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, accepted, "every accepted job ran");
+    // Room again: new jobs are taken.
+    q.enqueue(&payload, JobOptions::new())
+        .await
+        .expect("enqueue once drained");
+}
+
+/// Issue 39, defect 2: Redis frozen for two visibility timeouts while
+/// long jobs run (`max_attempts = 1`), and the first reclaim after it comes
+/// before the owner's keep-alive can (here: from a worker started as Redis
+/// came back, while the owner's link takes half a second longer). Nothing
+/// died, so nothing may be taken from the live worker: every job runs once
+/// and completes, and none is a dead letter. (Idle times in the pending
+/// list are absolute, so the outage counts as silence unless the reclaim
+/// knows better.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_visibility_timeout_takes_no_running_job() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let redis = RedisServer::start(Persistence::None);
+    let url = redis.url();
+    let owner_link = sluice_testkit::FaultProxy::start(&url)
+        .await
+        .expect("proxy");
+    let prefix = unique_prefix();
+    let config = sluice_engine::QueueConfig {
+        visibility_timeout: Duration::from_millis(1500),
+        max_attempts: 1,
+        ..sluice_engine::QueueConfig::default()
+    };
+    let owner_client = Client::connect_with(impatient(&owner_link.url(), &prefix))
+        .await
+        .expect("connect");
+    let q = owner_client
+        .queue_with("frozen", config.clone())
+        .await
+        .expect("queue");
+    let starts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let seen = starts.clone();
+    let handler = move |job: Job| {
+        let seen = seen.clone();
+        async move {
+            *seen
+                .lock()
+                .expect("starts")
+                .entry(job.id.clone())
+                .or_default() += 1;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            Ok::<_, HandlerError>(Outcome::Done)
+        }
+    };
+    let owner = spawn(
+        Worker::new(q.clone(), handler.clone()).with_config(WorkerConfig {
+            concurrency: 6,
+            block_timeout: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        }),
+    );
+    for n in 0..6u32 {
+        q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            starts.lock().expect("starts").len() == 6
+        })
+        .await,
+        "the jobs did not start"
+    );
+    let pid = redis.pid().expect("redis runs").to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    owner_link.start_partition();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal("-CONT");
+    // A worker that reclaims often starts as Redis answers again.
+    let rescuer_client = Client::connect_with(impatient(&url, &prefix))
+        .await
+        .expect("connect");
+    let rq = rescuer_client
+        .queue_with("frozen", config)
+        .await
+        .expect("queue");
+    let rescuer = spawn(Worker::new(rq, handler).with_config(WorkerConfig {
+        concurrency: 1,
+        block_timeout: Duration::from_millis(200),
+        reclaim_interval: Some(Duration::from_millis(50)),
+        ..WorkerConfig::default()
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    owner_link.heal();
+    let done = eventually(Duration::from_secs(20), || async {
+        q.stats()
+            .await
+            .map(|s| s.completed_total + s.dead_total >= 6 && s.active == 0)
+            .unwrap_or(false)
+    })
+    .await;
+    let s = q.stats().await.expect("stats");
+    assert!(done, "jobs did not finish: {s:?}");
+    assert_eq!((s.completed_total, s.dead_total), (6, 0), "{s:?}");
+    let starts = starts.lock().expect("starts").clone();
+    assert!(
+        starts.values().all(|n| *n == 1),
+        "a job ran twice: {starts:?}"
+    );
+    owner.stop().await;
+    rescuer.stop().await;
+}

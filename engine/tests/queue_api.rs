@@ -1709,3 +1709,167 @@ async fn queue_behind_a_proxy(
     let q = client.queue_with(name, fast_config()).await.expect("queue");
     (proxy, q)
 }
+
+/// Issue 39, defect 1: a cancel that arrives after the job finished (its
+/// acknowledged entry still in the stream, not yet trimmed) changes
+/// nothing: the job is not made a dead letter, counted dead, or left in the
+/// cancelled-entry list, waiting counts stay right, and later jobs run.
+/// A cancel replayed after the job finished (its first reply was lost)
+/// answers the same.
+#[tokio::test]
+async fn a_cancel_after_the_job_finished_changes_nothing() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-late").await;
+    let first = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let second = q.enqueue(&2u32, JobOptions::new()).await.expect("enq").id;
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, first);
+    // Cancelled while it ran, as a cancel whose reply was lost would be.
+    assert_eq!(
+        q.cancel(&first).await.expect("cancel"),
+        Cancelled::Requested
+    );
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, second);
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    for id in [&first, &second] {
+        let answer = q.cancel(id).await.expect("late cancel");
+        assert!(
+            matches!(answer, Cancelled::Finished(_) | Cancelled::Missing),
+            "a finished job's cancel answered {answer:?}"
+        );
+        if let Some(info) = q.job(id).await.expect("lookup") {
+            assert_eq!(info.state, JobState::Completed, "{info:?}");
+        }
+        assert!(
+            !q.redrive(id).await.expect("redrive"),
+            "a finished job is no dead letter"
+        );
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.waiting, s.dead, s.dead_total, s.completed_total),
+        (0, 0, 0, 2),
+        "{s:?}"
+    );
+    let cx_keys: Vec<String> = t
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with(":cx"))
+        .collect();
+    assert!(
+        cx_keys.is_empty(),
+        "the cancelled-entry list holds nothing: {cx_keys:?}"
+    );
+    // Jobs enqueued after run, and count as waiting meanwhile.
+    let third = q.enqueue(&3u32, JobOptions::new()).await.expect("enq").id;
+    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, third);
+}
+
+/// Issue 39, defect 6: a stale worker's refused outcome leaves the
+/// operator's cancel request alone, so the real owner's failure buries the
+/// job instead of retrying it.
+#[tokio::test]
+async fn a_stale_outcome_keeps_the_cancel_request() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-stale").await; // visibility timeout 600 ms
+    let e = q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let old = q.claim("worker-a", 1).await.expect("claim").remove(0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = q.reclaim_lost("worker-b").await.expect("reclaim");
+    assert_eq!((r.retried, r.dead), (1, 0));
+    let new = claim_when_ready(&q, "worker-b").await;
+    assert_eq!(new.id, e.id);
+    assert_eq!(q.cancel(&e.id).await.expect("cancel"), Cancelled::Requested);
+    let failed = || Outcome::Retry {
+        reason: "boom".into(),
+        after: None,
+    };
+    assert_eq!(
+        q.settle(&old, failed()).await.expect("stale settle"),
+        Settled::Fenced
+    );
+    assert_eq!(
+        q.settle(&new, failed()).await.expect("settle"),
+        Settled::Dead,
+        "the owner's failure of a job whose cancel was requested buries it"
+    );
+    let info = q.job(&e.id).await.expect("lookup").expect("dead");
+    assert_eq!(
+        info.last_error.as_deref(),
+        Some("cancelled by an operator: boom")
+    );
+}
+
+/// Issue 39, defect 11: a snooze or retry delay beyond what a script can
+/// add to the clock waits as long as the longest delay accepted, instead
+/// of overflowing into the past and running at once.
+#[tokio::test]
+async fn a_snooze_of_duration_max_waits() {
+    let t = TestRedis::new().await;
+    let q = t.queue("snooze-max").await;
+    let snoozed = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(
+        q.settle(&job, Outcome::Snooze(Duration::MAX))
+            .await
+            .expect("settle"),
+        Settled::Snoozed
+    );
+    let retried = q.enqueue(&2u32, JobOptions::new()).await.expect("enq").id;
+    let job = claim_when_ready(&q, "w").await;
+    let retry = Outcome::Retry {
+        reason: "later".into(),
+        after: Some(Duration::MAX),
+    };
+    assert_eq!(q.settle(&job, retry).await.expect("settle"), Settled::Retry);
+    assert_eq!(q.promote_due(100).await.expect("promote").moved, 0);
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    for id in [&snoozed, &retried] {
+        let info = q.job(id).await.expect("lookup").expect("kept");
+        assert_eq!(info.state, JobState::Delayed, "{info:?}");
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.delayed), (0, 2), "{s:?}");
+}
+
+/// Issue 39, defect 9: an idempotency window or timeout below one
+/// millisecond is refused by validation (it would reach the script as 0 ms:
+/// `PX 0` fails the script after part of a combined call was written).
+#[tokio::test]
+async fn sub_millisecond_windows_and_timeouts_are_refused() {
+    let t = TestRedis::new().await;
+    let q = t.queue("sub-ms").await;
+    let window = JobOptions::new()
+        .idempotency_key("k")
+        .idempotency_window(Duration::from_micros(500));
+    let err = q.enqueue(&1u32, window).await.expect_err("refused");
+    assert!(err.to_string().contains("idempotency_window"), "{err}");
+    let timeout = JobOptions::new().timeout(Duration::from_micros(999));
+    let err = q.enqueue(&1u32, timeout).await.expect_err("refused");
+    assert!(err.to_string().contains("timeout"), "{err}");
+    // Calls combined with a refused one commit and answer as usual.
+    let (a, b) = tokio::join!(
+        q.enqueue(&2u32, JobOptions::new()),
+        q.enqueue(
+            &3u32,
+            JobOptions::new()
+                .idempotency_key("k2")
+                .idempotency_window(Duration::from_nanos(1))
+        ),
+    );
+    assert!(a.is_ok() && b.is_err(), "{a:?} {b:?}");
+    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+}

@@ -122,6 +122,14 @@ impl From<sluice_engine::Error> for ApiError {
                 "payload_too_large",
                 e.to_string(),
             ),
+            E::Full { .. } => Self {
+                retry_after: Some(Duration::from_secs(5)),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "redis_full",
+                    "Redis is out of memory; nothing was added, try again once workers have drained the queues",
+                )
+            },
             _ if e.is_unavailable() => Self {
                 retry_after: Some(Duration::from_secs(1)),
                 ..Self::new(

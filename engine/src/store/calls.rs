@@ -74,6 +74,12 @@ pub(super) fn is_transient(e: &RedisError) -> bool {
         || !matches!(e.retry_method(), RetryMethod::NoRetry)
 }
 
+/// Whether Redis refused the call for want of memory (`maxmemory` reached
+/// under `noeviction`): `-OOM command not allowed ...`.
+pub(super) fn is_out_of_memory(e: &RedisError) -> bool {
+    e.code() == Some("OOM")
+}
+
 pub(super) fn is_nogroup(e: &RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
@@ -116,7 +122,9 @@ where
     })
     .await;
     result.map_err(|source| {
-        if is_transient(&source) {
+        if is_out_of_memory(&source) {
+            Error::Full { operation }
+        } else if is_transient(&source) {
             Error::Unavailable {
                 operation,
                 attempts,

@@ -502,19 +502,23 @@ impl Store {
     }
 
     /// `reclaim.lua`: take over entries idle longer than `min_idle`.
+    /// `quiet_bound`: the longest silence between the fleet's reclaims that
+    /// is no outage (a worker's reclaimer), or `None` (see reclaim.lua).
     pub(crate) async fn reclaim(
         &self,
         consumer: &str,
         min_idle: Duration,
         count: usize,
         dead_letter_cap: usize,
+        quiet_bound: Option<Duration>,
     ) -> Result<Reclaimed> {
         let mut inv = self.invocation(&scripts::RECLAIM);
         inv.arg(consumer)
             .arg(min_idle.as_millis() as u64)
             .arg(count)
             .arg(dead_letter_cap)
-            .arg(rand::random::<u32>());
+            .arg(rand::random::<u32>())
+            .arg(quiet_bound.map_or(String::new(), |b| b.as_millis().to_string()));
         let reply = array("reclaim", self.run_grouped("reclaim", &inv).await?)?;
         let n = |i: usize| reply.get(i).map(int).unwrap_or(0).max(0) as u64;
         Ok(Reclaimed {
