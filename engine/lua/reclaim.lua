@@ -105,6 +105,19 @@ local function unconfirmed_claim(owner, eid, idle)
   return nil
 end
 
+-- Raise job `jk`'s fence over its owner's, so the owner's outcomes are
+-- refused from now on. Returns "<the owner's fence> <the new fence>" (a
+-- light job's owner holds fence 0) for the job's `lost` field: "<owner>
+-- <fences> <r|d|g>" (retried, dead, or its attempt given back), by which
+-- settle.lua records a success the owner reports later, while nobody has
+-- run the job since, instead of refusing it: the job ran.
+local function take_from(jk, was_light)
+  local new = redis.call('HINCRBY', jk, 'fence', 1)
+  redis.call('HDEL', jk, 'wk')
+  if was_light then return '0 ' .. int(new) end
+  return int(new - 1) .. ' ' .. int(new)
+end
+
 local level = 0
 while KEYS[FIRST_STREAM + level] do
   local stream = stream_key(level)
@@ -177,20 +190,21 @@ while KEYS[FIRST_STREAM + level] do
             -- line with its attempt given back, at most MAX_GIVE_BACKS
             -- times per job (a job that kills its worker before the next
             -- claim confirms must still run out of attempts).
-            redis.call('HINCRBY', jk, 'fence', 1)
+            local fences = take_from(jk, light)
             redis.call('HINCRBY', jk, 'att', -1)
             redis.call('HINCRBY', jk, 'gb', 1)
-            redis.call('HDEL', jk, 'wk')
             schedule(base, jk, jid, state[1], 0, now)
+            redis.call('HSET', jk, 'lost', owner .. ' ' .. fences .. ' g')
             requeued = requeued + 1
           elseif state and state[1] then
-            redis.call('HINCRBY', jk, 'fence', 1)
-            redis.call('HDEL', jk, 'wk')
+            local fences = take_from(jk, light)
             local err = 'worker lost: no progress for ' .. int(limit) .. ' ms (visibility timeout)'
             if fail(base, jk, jid, err, -1, false, cap, now) == 'retry' then
               retried = retried + 1
+              redis.call('HSET', jk, 'lost', owner .. ' ' .. fences .. ' r')
             else
               dead = dead + 1
+              redis.call('HSET', jk, 'lost', owner .. ' ' .. fences .. ' d')
             end
           else
             dropped = dropped + 1

@@ -50,7 +50,7 @@
 -- already, and is answered from the job's state; a light job no longer
 -- pending and without a hash completed.
 
-fixed_keys('stats', 'delayed', 'dead', 'cr', 'ix')
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
 local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local record_key, record_ms = base .. 'call:' .. ARGV[5], ARGV[6]
 if ARGV[7] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[7]) end
@@ -87,6 +87,45 @@ local function finish(level, eid, acked)
   if not acked then append(to_ack, level, eid) end
 end
 local unindex = {}
+
+-- A success reported by the worker a reclaim took job `jid` from (silent
+-- past the visibility timeout, presumed dead) under `fence`, while nobody
+-- has run the job since: its `lost` field (reclaim.lua) names this worker
+-- and fence and the job's current fence, and the job waits, is delayed or
+-- dead. The job ran, so it is recorded completed, and what the reclaim
+-- counted is taken back. Returns 'done', or nil when it is refused.
+local function late_success(jid, jk, fence, text)
+  local f = redis.call('HMGET', jk, 'lost', 'state', 'prio', 'fence')
+  local lost, state = f[1], f[2]
+  if not lost then return nil end
+  local who, owned, taken, how = string.match(lost, '^(.*) (%d+) (%d+) ([rdg])$')
+  if who ~= consumer or owned ~= fence or taken ~= f[4] then return nil end
+  if state == 'dead' then
+    redis.call('ZREM', KEY.dead, jid)
+  elseif state == 'delayed' then
+    redis.call('ZREM', KEY.delayed, jid)
+  elseif state == 'waiting' then
+    -- Its entry stays until a claim reads past it (cancel.lua's `cx`).
+    redis.call('HSET', KEY.cx, jid, f[3])
+  else
+    return nil
+  end
+  if how == 'd' then
+    redis.call('HINCRBY', KEY.stats, 'dead', -1)
+  elseif how == 'r' then
+    redis.call('HINCRBY', KEY.stats, 'retried', -1)
+  end
+  if how ~= 'g' then redis.call('HINCRBY', KEY.stats, 'failed', -1) end
+  completed = completed + 1
+  if keep > 0 then
+    redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', now_text)
+    redis.call('HDEL', jk, 'wk', 'lost')
+    redis.call('PEXPIRE', jk, keep)
+  else
+    redis.call('DEL', jk)
+  end
+  return 'done'
+end
 -- Cancel requests (cancel.lua) are few; one look when there are none.
 local requests = redis.call('HLEN', KEY.cr) > 0
 -- The outcome to record for job `jid` whose outcome was accepted: an
@@ -116,7 +155,11 @@ for i = 0, n - 1 do
     if redis.call('XACK', stream_key(level), GROUP, eid) == 0 then
       -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
       -- completed already.
-      if redis.call('EXISTS', jk) == 1 then status = 'fenced' else status = 'gone' end
+      if redis.call('EXISTS', jk) == 0 then
+        status = 'gone'
+      else
+        status = kind == 'done' and late_success(jid, jk, '0', text) or 'fenced'
+      end
     else
       kind, text = take_cancel(jid, kind, text)
       if kind == 'done' and keep <= 0 then
@@ -146,7 +189,7 @@ for i = 0, n - 1 do
       finish(level, eid, acked)
       status = 'gone'
     elseif cur ~= fence then
-      status = 'fenced'
+      status = kind == 'done' and late_success(jid, jk, fence, text) or 'fenced'
     elseif state ~= 'active' then
       -- Recorded already (a replay past the record's life).
       if state == 'completed' then
@@ -201,7 +244,8 @@ for _ = 1, tonumber(ARGV[g] or '0') do
       completed = completed + 1
       out[#out + 1] = 'done'
     elseif redis.call('EXISTS', base .. 'job:' .. light_id(level, eid)) == 1 then
-      out[#out + 1] = 'fenced'
+      local jid = light_id(level, eid)
+      out[#out + 1] = late_success(jid, base .. 'job:' .. jid, '0', '') or 'fenced'
     else
       out[#out + 1] = 'gone'
     end

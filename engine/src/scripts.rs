@@ -233,7 +233,7 @@ mod tests {
         let settle = source("settle.lua").expect("settle");
         assert_eq!(
             super::declared_fixed_keys(settle),
-            ["stats", "delayed", "dead", "cr", "ix"]
+            ["stats", "delayed", "dead", "cr", "cx", "ix"]
         );
         assert!(super::declared_fixed_keys(source("ensure.lua").expect("ensure")).is_empty());
     }

@@ -771,7 +771,8 @@ async fn redis_unreachable_for_ten_seconds() {
     let summary = check("redis-unreachable", &world.ledger.entries(), &[direct], 3).await;
     summary.assert_ok(3 * 8);
     assert_eq!(
-        summary.refused, 0,
+        summary.refused,
+        0,
         "an outcome was refused, so a job was taken from a live worker: {}",
         summary.line()
     );

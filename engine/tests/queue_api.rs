@@ -1873,3 +1873,77 @@ async fn sub_millisecond_windows_and_timeouts_are_refused() {
     assert!(a.is_ok() && b.is_err(), "{a:?} {b:?}");
     assert_eq!(q.stats().await.expect("stats").waiting, 1);
 }
+
+/// Issue 39, defect 16: a worker silent past the visibility timeout is
+/// presumed dead and its job reclaimed (a dead letter with no attempts
+/// left, a retry otherwise). When that worker later reports success and
+/// nobody has run the job since, the job ran: it is recorded completed,
+/// not dead or waiting to run again. Once another worker has claimed it,
+/// the late success is refused as before.
+#[tokio::test]
+async fn a_late_success_nobody_overtook_is_recorded_completed() {
+    let t = TestRedis::new().await;
+    let q = t.queue("late-success").await; // visibility timeout 600 ms
+    let last = q
+        .enqueue(&1u32, JobOptions::new().max_attempts(1))
+        .await
+        .expect("enq")
+        .id;
+    // Its retry waits a minute, so only `overtaken` runs meanwhile.
+    let slow = sluice_engine::Backoff {
+        base: Duration::from_secs(60),
+        factor: 1.0,
+        max: Duration::from_secs(60),
+        jitter: 0.0,
+    };
+    let retried = q
+        .enqueue(&2u32, JobOptions::new().max_attempts(3).backoff(slow))
+        .await
+        .expect("enq")
+        .id;
+    let overtaken = q
+        .enqueue(&3u32, JobOptions::new().max_attempts(3))
+        .await
+        .expect("enq")
+        .id;
+    let jobs = q.claim("silent", 3).await.expect("claim");
+    assert_eq!(jobs.len(), 3);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = q.reclaim_lost("rescuer").await.expect("reclaim");
+    assert_eq!((r.retried, r.dead), (2, 1), "{r:?}");
+    // Another worker runs `overtaken` before its first owner comes back.
+    let newer = claim_when_ready(&q, "rescuer").await;
+    assert_eq!(newer.id, overtaken);
+    for job in &jobs {
+        let answer = q.settle(job, Outcome::Done).await.expect("late settle");
+        if job.id == overtaken {
+            assert_eq!(answer, Settled::Fenced, "another worker runs it");
+        } else {
+            assert_eq!(answer, Settled::Done, "{}: nobody ran it since", job.id);
+        }
+    }
+    for id in [&last, &retried] {
+        if let Some(info) = q.job(id).await.expect("lookup") {
+            assert_eq!(info.state, JobState::Completed, "{info:?}");
+        }
+    }
+    assert!(q.dead_letters(0, 10).await.expect("dead").is_empty());
+    assert_eq!(
+        q.settle(&newer, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (
+            s.waiting,
+            s.delayed,
+            s.active,
+            s.dead,
+            s.dead_total,
+            s.completed_total
+        ),
+        (0, 0, 0, 0, 0, 3),
+        "{s:?}"
+    );
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+}
