@@ -12,10 +12,9 @@
 //!   of the visibility timeout, so long jobs are not reclaimed;
 //! - the promoter (`promoter.rs`) and the reclaimer (`reclaimer.rs`).
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,10 +23,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod held;
+
+use held::InFlight;
+
 use crate::backoff::LoopBackoff;
 use crate::error::Result;
 use crate::handler::{BatchHandler, Batched, Runner};
-use crate::job::{CancelReason, CancelSignal, Job, Outcome};
+use crate::job::{Job, Outcome};
 use crate::partition::{Partition, Ticket};
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::Queue;
@@ -184,17 +187,6 @@ impl std::fmt::Debug for SettleObserver {
         f.write_str("SettleObserver")
     }
 }
-
-/// A job this worker holds (running or claimed ahead).
-struct Held {
-    level: u8,
-    entry_id: String,
-    /// Its run's cancellation, for an operator's cancel.
-    cancel: CancelSignal,
-}
-
-/// Jobs this worker holds, by job id: for keep-alive and cancels.
-type InFlight = Arc<Mutex<HashMap<String, Held>>>;
 
 /// Runs a [`Handler`](crate::Handler) (or, made with [`Worker::batched`],
 /// a [`BatchHandler`]) over a queue. See the module docs.
@@ -367,7 +359,7 @@ impl<H: Runner> Worker<H> {
         let queue = self.queue.partitions()[0].clone();
         let visibility = queue.config().visibility_timeout;
         let counters = Arc::new(Counters::default());
-        let in_flight: InFlight = Arc::default();
+        let in_flight = InFlight::default();
         let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Vec<SettleItem>>();
         let cancellation = Cancellation {
             stop: CancellationToken::new(),
@@ -574,7 +566,8 @@ impl<H: Runner> Worker<H> {
             let read = if replaying_claim {
                 None
             } else if lost_read {
-                let known: std::collections::HashSet<(u8, String)> = held_entries(in_flight)
+                let known: std::collections::HashSet<(u8, String)> = in_flight
+                    .entries()
                     .unwrap_or_default()
                     .into_iter()
                     .collect();
@@ -697,16 +690,7 @@ impl<H: Runner> Worker<H> {
             }
             // Every job claimed is kept alive from now on, also those that
             // wait for a slot (claimed ahead).
-            if let Ok(mut held) = in_flight.lock() {
-                for job in &jobs {
-                    let entry = Held {
-                        level: job.priority,
-                        entry_id: job.entry_id.clone(),
-                        cancel: job.cancel.clone(),
-                    };
-                    held.insert(job.id.clone(), entry);
-                }
-            }
+            in_flight.hold(&jobs);
             // Hand jobs out as slots free up: one per call to a handler, up
             // to `max_batch` per call to a batch handler.
             let max_batch = self.handler.max_batch();
@@ -758,17 +742,6 @@ impl<H: Runner> Worker<H> {
             }
         }
     }
-}
-
-/// The (level, entry id) of every job the worker holds; None when the map
-/// was poisoned by a panic.
-fn held_entries(in_flight: &InFlight) -> Option<Vec<(u8, String)>> {
-    let held = in_flight.lock().ok()?;
-    Some(
-        held.values()
-            .map(|h| (h.level, h.entry_id.clone()))
-            .collect(),
-    )
 }
 
 /// The least urgent level among `jobs` (None when there are none).
@@ -1019,11 +992,7 @@ async fn settle_loop(
                         );
                     }
                 }
-                if let Ok(mut held) = in_flight.lock() {
-                    for item in items {
-                        held.remove(&item.job_id);
-                    }
-                }
+                in_flight.release(&items);
             }
         }
     }
@@ -1041,7 +1010,7 @@ async fn watch_cancels(
 ) {
     loop {
         sleep_or_stop(every, &mut stop).await;
-        let idle = in_flight.lock().map(|held| held.is_empty()).unwrap_or(true);
+        let idle = in_flight.is_empty();
         if idle {
             if *stop.borrow() {
                 return;
@@ -1049,15 +1018,7 @@ async fn watch_cancels(
             continue;
         }
         match queue.store().cancel_requests().await {
-            Ok(ids) => {
-                if let Ok(held) = in_flight.lock() {
-                    for id in ids {
-                        if let Some(job) = held.get(&id) {
-                            job.cancel.cancel(CancelReason::Operator);
-                        }
-                    }
-                }
-            }
+            Ok(ids) => in_flight.cancel(ids),
             Err(e) => {
                 tracing::debug!(queue = queue.name(), error = %e, "could not read cancel requests")
             }
@@ -1084,7 +1045,7 @@ async fn keep_alive(
         if let Some(wait) = wait {
             sleep_or_stop(wait, &mut stop).await;
         }
-        let Some(entries) = held_entries(&in_flight) else {
+        let Some(entries) = in_flight.entries() else {
             return;
         };
         wait = Some(every);
