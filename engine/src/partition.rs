@@ -202,13 +202,7 @@ impl Partition {
     }
 
     fn enqueue_token(&self) -> CallToken {
-        let config = self.client.config();
-        let per_try = config.response_timeout + config.retry.max_delay;
-        let tries = u32::try_from(config.retry.retries + 1).unwrap_or(u32::MAX);
-        CallToken::new(
-            per_try.saturating_mul(tries).max(Duration::from_secs(10)),
-            None,
-        )
+        CallToken::new(enqueue_record_life(self.client.config()), None)
     }
 
     fn item(&self, job: NewJob) -> Result<EnqueueItem> {
@@ -684,6 +678,28 @@ impl Ticket {
     }
 }
 
+/// How long an enqueue call's record is kept: past the last retry the
+/// client can send (a retry that finds it answers the first run's reply;
+/// one that came after would add the jobs again), and at least 10 s.
+fn enqueue_record_life(config: &crate::ClientConfig) -> Duration {
+    // Every try may connect anew and then wait out the response timeout;
+    // the waits between tries double up to the longest delay, and their
+    // jitter adds up to as much again (backon). Two seconds more for the
+    // caller's own scheduling.
+    let tries = u32::try_from(config.retry.retries + 1).unwrap_or(u32::MAX);
+    let per_try = config.connect_timeout + config.response_timeout;
+    let waits = config
+        .retry
+        .max_delay
+        .saturating_mul(2)
+        .saturating_mul(tries - 1);
+    per_try
+        .saturating_mul(tries)
+        .saturating_add(waits)
+        .saturating_add(Duration::from_secs(2))
+        .max(Duration::from_secs(10))
+}
+
 /// The longest gap between the reclaims of a fleet whose reclaimers run
 /// every `interval` that is still no outage: one and a half intervals, for
 /// a reclaim call that is slow or a loop that wakes late, plus 250 ms.
@@ -745,4 +761,50 @@ pub(crate) fn page_cursor(rows: &[(u64, String)], limit: usize) -> Option<DeadCu
             died_at_ms: *ms,
             id: id.clone(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClientConfig, RetryPolicy};
+
+    /// The latest a client's last retry of a call can reach Redis after its
+    /// first try did: each try may first spend the connect timeout on a
+    /// new connection, then wait out the response timeout; each wait
+    /// between tries doubles up to the longest delay, and the jitter adds
+    /// up to as much again.
+    fn last_retry_at_latest(config: &ClientConfig) -> Duration {
+        let tries = config.retry.retries as u32 + 1;
+        let mut span = (config.connect_timeout + config.response_timeout) * tries;
+        let mut delay = config.retry.min_delay;
+        for _ in 0..config.retry.retries {
+            span += delay * 2;
+            delay = (delay * 2).min(config.retry.max_delay);
+        }
+        span
+    }
+
+    /// Issue 39, defect 13: the record of an enqueue call outlives the
+    /// client's last retry of it, whatever the client's timeouts.
+    #[test]
+    fn the_enqueue_record_outlives_the_last_retry() {
+        let slow = {
+            let mut c = ClientConfig::new("redis://127.0.0.1:6379/").retry(RetryPolicy {
+                retries: 4,
+                min_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(1),
+            });
+            c.response_timeout = Duration::from_secs(2);
+            c.connect_timeout = Duration::from_secs(3);
+            c
+        };
+        for config in [ClientConfig::new("redis://127.0.0.1:6379/"), slow] {
+            assert!(
+                enqueue_record_life(&config) > last_retry_at_latest(&config),
+                "{:?} kept, a retry may come {:?} after the first try",
+                enqueue_record_life(&config),
+                last_retry_at_latest(&config)
+            );
+        }
+    }
 }
