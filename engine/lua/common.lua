@@ -127,3 +127,19 @@ end
 local function stream_key(level)
   return KEYS[FIRST_STREAM + tonumber(level)]
 end
+
+-- `call(part)` for `items` in parts small enough to unpack: Lua's unpack
+-- fails past about 8,000 values (its C stack), so a command over a list
+-- of any length goes in parts of UNPACK_MAX. Returns the sum of the calls'
+-- integer replies. A list that fits is passed as it is, without a copy.
+local UNPACK_MAX = 4000
+local function in_parts(items, call)
+  if #items <= UNPACK_MAX then return call(items) end
+  local total = 0
+  for i = 1, #items, UNPACK_MAX do
+    local part = {}
+    for k = i, math.min(i + UNPACK_MAX - 1, #items) do part[#part + 1] = items[k] end
+    total = total + call(part)
+  end
+  return total
+end

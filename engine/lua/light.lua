@@ -129,7 +129,9 @@ local function trim_acked(stream, acked, newest)
           kept = eid
         end
       end
-      if #doomed > 0 then redis.call('XDEL', stream, unpack(doomed)) end
+      if #doomed > 0 then
+        in_parts(doomed, function(part) return redis.call('XDEL', stream, unpack(part)) end)
+      end
       if kept then
         redis.call('HSET', KEYS[1], field, kept)
       else

@@ -11,16 +11,30 @@ local base, limit = ARGV[1], tonumber(ARGV[2])
 local delayed = KEY.delayed
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0, limit)
-for _, jid in ipairs(due) do
-  local jk = base .. 'job:' .. jid
-  local prio = redis.call('HGET', jk, 'prio')
-  if prio then
+-- Every job hash is read before the first write: during a slot migration
+-- a hash that has moved fails the script, and it must fail before it has
+-- changed anything (the call is then retried whole).
+local jobs = {}
+for i, jid in ipairs(due) do
+  local f = redis.call('HMGET', base .. 'job:' .. jid, 'prio', 'state')
+  jobs[i] = f
+end
+local moved = 0
+for i, jid in ipairs(due) do
+  local prio, state = jobs[i][1], jobs[i][2]
+  -- Only a job still delayed moves: one found waiting, running or
+  -- finished is left as it is (a stale entry of the set: moving it would
+  -- give a running job a second entry, and two workers).
+  if prio and (state == 'delayed' or not state) then
     redis.call('XADD', stream_key(prio), '*', 'i', jid)
-    redis.call('HSET', jk, 'state', 'waiting')
+    redis.call('HSET', base .. 'job:' .. jid, 'state', 'waiting')
+    moved = moved + 1
   end
 end
-if #due > 0 then redis.call('ZREM', delayed, unpack(due)) end
+if #due > 0 then
+  in_parts(due, function(part) return redis.call('ZREM', delayed, unpack(part)) end)
+end
 local next_due = -1
 local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if first[2] then next_due = math.max(tonumber(first[2]) - now, 0) end
-return { #due, next_due }
+return { moved, next_due }

@@ -253,12 +253,15 @@ for _ = 1, tonumber(ARGV[g] or '0') do
   g = g + 2 + c
 end
 for level, ids in pairs(to_ack) do
-  redis.call('XACK', stream_key(level), GROUP, unpack(ids))
+  local stream = stream_key(level)
+  in_parts(ids, function(part) return redis.call('XACK', stream, GROUP, unpack(part)) end)
 end
 for level, ids in pairs(trimmed) do
   trim_acked(stream_key(level), ids, newest[level])
 end
-if #unindex > 0 then redis.call('HDEL', KEY.ix, unpack(unindex)) end
+if #unindex > 0 then
+  in_parts(unindex, function(part) return redis.call('HDEL', KEY.ix, unpack(part)) end)
+end
 if completed > 0 then redis.call('HINCRBY', KEY.stats, 'completed', completed) end
 count_minute(base, now, completed, failed)
 local reply = table.concat(out, ' ')

@@ -1947,3 +1947,76 @@ async fn a_late_success_nobody_overtook_is_recorded_completed() {
     );
     assert!(q.claim("w", 10).await.expect("claim").is_empty());
 }
+
+/// Issue 39, defect 15: one promote, claim and settle of 9,000 heavy jobs
+/// (more than Lua's `unpack` takes at once, about 8,000) moves, runs and
+/// records every one of them.
+#[tokio::test]
+async fn nine_thousand_jobs_in_one_call_each() {
+    const N: usize = 9_000;
+    let t = TestRedis::new().await;
+    let q = t
+        .queue_with(
+            "unpack",
+            QueueConfig {
+                max_batch: N,
+                ..fast_config()
+            },
+        )
+        .await;
+    let jobs: Vec<NewJob> = (0..N)
+        .map(|n| NewJob::new(&n, JobOptions::new().delay(Duration::from_millis(1))).expect("job"))
+        .collect();
+    q.enqueue_batch(jobs).await.expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(q.promote_due(N).await.expect("promote").moved, N as u64);
+    let claimed = q.claim("w", N).await.expect("claim");
+    assert_eq!(claimed.len(), N);
+    let outcomes = claimed.iter().map(|j| (j, Outcome::Done)).collect();
+    let settled = q.settle_many(outcomes).await.expect("settle");
+    assert!(settled.iter().all(|s| *s == Settled::Done));
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.waiting, s.active, s.delayed, s.completed_total),
+        (0, 0, 0, N as u64),
+        "{s:?}"
+    );
+}
+
+/// Issue 39, defect 4 (promote.lua): a job left in the delayed set while it
+/// runs (a promote stopped half-way by a slot migration, after it added the
+/// job to its stream and before it removed it from the set) is not moved a
+/// second time: no second entry, no second worker.
+#[tokio::test]
+async fn a_promote_leaves_a_running_job_found_in_the_delayed_set() {
+    let t = TestRedis::new().await;
+    let q = t.queue("promote-stale").await;
+    let id = q
+        .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .await
+        .expect("enq")
+        .id;
+    let job = claim_when_ready(&q, "w1").await;
+    assert_eq!(job.id, id);
+    let delayed = t
+        .keys()
+        .await
+        .into_iter()
+        .find(|k| k.ends_with(":delayed"))
+        .unwrap_or_else(|| format!("{}:{{promote-stale}}:delayed", t.prefix));
+    let _: i64 = t
+        .query(redis::cmd("ZADD").arg(&delayed).arg(0).arg(&id))
+        .await;
+    assert_eq!(q.promote_due(10).await.expect("promote").moved, 0);
+    assert!(q.claim("w2", 10).await.expect("claim").is_empty());
+    assert_eq!(
+        q.job(&id).await.expect("lookup").expect("kept").state,
+        JobState::Active
+    );
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("settle"),
+        Settled::Done
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.active, s.delayed), (0, 0, 0), "{s:?}");
+}
