@@ -10,12 +10,42 @@
 -- A job whose id exists is left alone, so an import can be repeated. A job
 -- that was active when the backup was taken comes back waiting: it runs
 -- again (at-least-once), with its attempt count kept.
+--
+-- A light job of this very queue (its id names an entry of this queue's
+-- epoch) exists while its entry is in its stream, and has finished when
+-- the group has read past its entry and no longer holds it: either way
+-- it is left alone (an import into the queue it was exported from would
+-- otherwise run it twice). It is brought back only when its stream has
+-- lost it (Redis lost the data but the queue's meta survived).
 
 fixed_keys('delayed', 'dead')
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
 local o = 3
+
+-- The group's last-delivered id on `stream` (XINFO GROUPS).
+local function last_delivered(stream)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info['name'] == GROUP then return info['last-delivered-id'] end
+  end
+  return '0-0'
+end
+
+-- Whether `jid` is a light job this queue still has or has finished.
+local function known_light(jid)
+  local level, eid = light_place(jid)
+  if not level then return false end
+  local stream = stream_key(level)
+  if #redis.call('XRANGE', stream, eid, eid) > 0 then return true end
+  local last = last_delivered(stream)
+  local lm, ls = string.match(last, '^(%d+)-(%d+)$')
+  local em, es = string.match(eid, '^(%d+)-(%d+)$')
+  lm, ls, em, es = tonumber(lm), tonumber(ls), tonumber(em), tonumber(es)
+  return em < lm or (em == lm and es <= ls)
+end
 local added = 0
 for _ = 1, n do
   local jid = ARGV[o]
@@ -37,7 +67,7 @@ for _ = 1, n do
   end
   o = o + 2 + nf * 2
   local jk = base .. 'job:' .. jid
-  if redis.call('EXISTS', jk) == 0 and nf > 0 then
+  if redis.call('EXISTS', jk) == 0 and nf > 0 and not known_light(jid) then
     if state == 'active' then state = 'waiting' end
     table.insert(fields, 'state')
     table.insert(fields, state)

@@ -2020,3 +2020,30 @@ async fn a_promote_leaves_a_running_job_found_in_the_delayed_set() {
     let s = q.stats().await.expect("stats");
     assert_eq!((s.waiting, s.active, s.delayed), (0, 0, 0), "{s:?}");
 }
+
+/// Issue 39, defect 14: an import into the queue the backup was taken
+/// from, which still holds those jobs (waiting, running, and one finished
+/// since), adds nothing: no job runs twice.
+#[tokio::test]
+async fn an_import_into_the_queue_that_holds_the_jobs_adds_nothing() {
+    let t = TestRedis::new().await;
+    let q = t.queue("backup-same").await;
+    for n in 0..4u32 {
+        q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+    }
+    q.enqueue(&9u32, JobOptions::new().delay(Duration::from_secs(3600)))
+        .await
+        .expect("enqueue");
+    let running = q.claim("w", 2).await.expect("claim");
+    assert_eq!(running.len(), 2);
+    let records = q.export().await.expect("export");
+    assert_eq!(records.len(), 5);
+    // One of the running jobs finishes after the backup.
+    q.settle(&running[0], Outcome::Done).await.expect("settle");
+    assert_eq!(q.import(&records).await.expect("import"), 0);
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.active, s.delayed), (2, 1, 1), "{s:?}");
+    let waiting = q.claim("w", 10).await.expect("claim");
+    assert_eq!(waiting.len(), 2, "only the two waiting jobs run");
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+}
