@@ -30,8 +30,20 @@ local GROUP = 'workers'
 -- (delayed jobs and retries by due time), dead (dead letters by time of
 -- death), cr and cx (cancels, see below), ix (the version before's
 -- light-job index).
+--
+-- fixed_keys also refuses to run while the queue's slot is migrating to
+-- another Redis Cluster node, before the script has written anything. In
+-- a migrating slot, a key the node does not hold may be on the other node,
+-- and touching it from a script fails the script where it stands ("non
+-- local key"): a job hash made from an id, a call record, an idempotency
+-- key. Reading them all before the first write would cost a command per
+-- job on the hot path; instead one key that never exists is read first,
+-- which fails exactly while the slot migrates. The client retries the
+-- call with backoff (a transient error) until the migration is over and
+-- the slot answers from its new node.
 local KEY, FIRST_STREAM = {}, 2
 local function fixed_keys(...)
+  redis.call('EXISTS', ARGV[1] .. 'slot-probe')
   local names = { ... }
   for i = 1, #names do KEY[names[i]] = KEYS[1 + i] end
   FIRST_STREAM = 2 + #names

@@ -270,6 +270,10 @@ async fn a_queue_moved_to_another_shard_mid_flow_loses_no_job() {
                     match q.enqueue(&n, options).await {
                         Ok(_) => break,
                         Err(e) => {
+                            // A migration is transient: retried inside the
+                            // call, and at worst an Unavailable (503), never
+                            // a Redis error (500) (issue 39, defect 4).
+                            assert!(e.is_unavailable(), "enqueue of {n} failed for good: {e:?}");
                             tries += 1;
                             assert!(tries < 200, "enqueue of {n} never succeeded: {e}");
                             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -366,4 +370,161 @@ async fn a_queue_moved_to_another_shard_mid_flow_loses_no_job() {
         &missing[..missing.len().min(20)],
         q.stats().await
     );
+}
+
+/// Issue 39, defect 4: calls made while the queue's slot migrates to
+/// another primary stop before they change anything, retry inside the call
+/// and go through once the slot has moved: a settle that gives a light job
+/// its hash, a promote, an enqueue, a cancel. None fails for good (the API
+/// answered 500), none is applied half-way (a settle acknowledged the
+/// entry, then failed on the new job hash: the job was lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
+    use sluice_engine::{Cancelled, Settled};
+    let cluster = TestCluster::start(3, 0);
+    let prefix = unique_prefix();
+    let client = Client::connect_with(ClientConfig::new(cluster.url()).prefix(&prefix).retry(
+        RetryPolicy {
+            retries: 12,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        },
+    ))
+    .await
+    .expect("connect");
+    let q = client
+        .queue_with("migrating", fast_config())
+        .await
+        .expect("queue");
+    let delayed = q
+        .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .await
+        .expect("enqueue")
+        .id;
+    let running = q
+        .enqueue(&2u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    let other = q
+        .enqueue(&3u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    let mut claimed = q.claim("w", 2).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let job = claimed.remove(0);
+    assert_eq!(job.id, running);
+    let waiting = q
+        .enqueue(&4u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    let gone = q
+        .enqueue(&5u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    // Every key the scripts declare exists on the source node, so they run
+    // there (a declared key missing is refused before any script runs):
+    // a cancel request (`cr`), a cancelled entry and a dead letter (`cx`,
+    // `dead`), the delayed set, and the index of the layout before (`ix`).
+    assert_eq!(
+        q.cancel(&other).await.expect("cancel"),
+        Cancelled::Requested
+    );
+    assert_eq!(q.cancel(&gone).await.expect("cancel"), Cancelled::Cancelled);
+
+    let key = format!("{prefix}:{{migrating}}:meta");
+    let source = cluster.primary_of(&key);
+    let target = cluster
+        .running_ports()
+        .into_iter()
+        .find(|p| *p != source)
+        .expect("another primary");
+    let slot = node_command(source, &["CLUSTER", "KEYSLOT", &key]).expect("slot");
+    let id_of = |port: u16| node_command(port, &["CLUSTER", "MYID"]).expect("id");
+    let (source_id, target_id) = (id_of(source), id_of(target));
+    let ix = format!("{prefix}:{{migrating}}:ix");
+    node_command(source, &["HSET", &ix, "old-job", "0 0-0"]).expect("ix");
+    node_command(
+        target,
+        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
+    )
+    .expect("importing");
+    node_command(
+        source,
+        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
+    )
+    .expect("migrating");
+
+    // The calls start, at once, while the slot migrates.
+    let retry = Outcome::Retry {
+        reason: "again".into(),
+        after: None,
+    };
+    let calls = {
+        let q = q.clone();
+        let (job, waiting) = (job.clone(), waiting.clone());
+        tokio::spawn(async move {
+            tokio::join!(
+                q.settle(&job, retry),
+                q.promote_due(10),
+                q.enqueue(&6u32, JobOptions::new()),
+                q.cancel(&waiting),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{source}/")).expect("url");
+        let mut conn = client.get_connection().expect("connect");
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(&slot)
+                .arg(100)
+                .query(&mut conn)
+                .expect("getkeysinslot");
+            if keys.is_empty() {
+                break;
+            }
+            let _: redis::Value = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(target)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut conn)
+                .expect("migrate");
+        }
+        for port in [target, source] {
+            node_command(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id])
+                .expect("setslot node");
+        }
+    })
+    .await
+    .expect("resharding");
+    let (settled, promoted, enqueued, cancelled) = calls.await.expect("calls");
+    assert_eq!(settled.expect("settle"), Settled::Retry);
+    assert_eq!(promoted.expect("promote").moved, 1);
+    enqueued.expect("enqueue");
+    assert_eq!(cancelled.expect("cancel"), Cancelled::Cancelled);
+    let info = q.job(&running).await.expect("lookup").expect("kept");
+    assert!(
+        matches!(info.state, JobState::Delayed | JobState::Waiting),
+        "{info:?}"
+    );
+    assert_eq!(
+        q.job(&delayed).await.expect("lookup").expect("kept").state,
+        JobState::Waiting
+    );
+    let s = q.stats().await.expect("stats");
+    // Running: `other` (its cancel requested). Dead: `gone`, `waiting`.
+    // Waiting or delayed: `running` (retried), `delayed` (promoted), the
+    // new job.
+    assert_eq!((s.active, s.dead), (1, 2), "{s:?}");
+    assert_eq!(s.waiting + s.delayed, 3, "{s:?}");
 }

@@ -67,11 +67,20 @@ pub(super) fn is_transient(e: &RedisError) -> bool {
     if e.kind() == redis::ErrorKind::AuthenticationFailed {
         return false;
     }
-    e.is_io_error()
+    is_slot_migrating(e)
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || !matches!(e.retry_method(), RetryMethod::NoRetry)
+}
+
+/// Whether a script stopped, before it wrote anything, because the
+/// queue's Redis Cluster slot is migrating (common.lua's `fixed_keys`):
+/// "Script attempted to access a non local key in a cluster node". Like
+/// TRYAGAIN and ASK, it passes once the migration is over.
+pub(super) fn is_slot_migrating(e: &RedisError) -> bool {
+    e.to_string().contains("non local key")
 }
 
 /// Whether Redis refused the call for want of memory (`maxmemory` reached
