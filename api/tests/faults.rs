@@ -438,8 +438,9 @@ async fn workers_killed_at_random_lose_nothing_and_fenced_workers_cannot_complet
             tokio::time::sleep(Duration::from_secs(4)).await;
             workers[victim].signal("CONT");
             frozen = true;
-            // Its outcomes for the jobs it held are refused once it wakes
-            // (after its connection recovers: waited for, not a fixed pause).
+            // Its outcomes for the jobs it held are refused once it wakes,
+            // or recorded when nobody ran them since (after its connection
+            // recovers: waited for, not a fixed pause).
             let thawed = &workers[victim];
             eventually(Duration::from_secs(20), || async {
                 thawed.log_text().contains("outcome refused")
@@ -489,10 +490,12 @@ async fn workers_killed_at_random_lose_nothing_and_fenced_workers_cannot_complet
         "completions accepted {} for {} distinct jobs",
         stats.completed_total, summary.executed
     );
-    assert!(
-        fenced_log.contains("outcome refused"),
-        "the frozen worker's stale outcomes were not refused:\n{fenced_log}"
-    );
+    // The frozen worker's outcomes for jobs another worker ran meanwhile
+    // were refused ("outcome refused" in its log); a success for a job
+    // nobody had run since its reclaim is recorded (issue 39, defect 16),
+    // so the log may show no refusal at all. That no stale outcome was
+    // accepted is what the completions above show: one per job executed.
+    let _ = fenced_log;
     for w in &mut workers {
         assert!(w.is_running(), "a worker died: {}", w.log_text());
     }

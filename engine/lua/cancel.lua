@@ -72,6 +72,9 @@ if state == 'waiting' then
 else
   redis.call('ZREM', KEY.delayed, jid)
 end
+-- A success its presumed-dead worker reports later no longer stands
+-- (settle.lua's late_success): the operator's cancel came first.
+redis.call('HDEL', jk, 'lost')
 bury(base, jk, jid, CANCELLED, cap, now)
 redis.call('HINCRBY', KEY.stats, 'dead', 1)
 return 'cancelled'

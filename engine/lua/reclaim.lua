@@ -12,10 +12,12 @@
 -- ARGV[5]        dead-letter cap
 -- ARGV[6]        random seed for backoff jitter
 -- ARGV[7]        the longest silence (ms) between reclaims of this fleet
---                that is no outage (the worker's reclaimer: 1.5 times its
---                interval), or '' (a caller that reclaims when asked)
+--                that is no outage (a worker's reclaimer; see
+--                partition.rs), or '' (a caller that reclaims when asked:
+--                it neither applies the rule nor counts as a reclaim)
 -- Reply          {retried, dead, dropped (entries whose job was gone),
---                 requeued (delivered, never activated: back in line)}
+--                 requeued (delivered, never activated: back in line),
+--                 1 when this call found an outage (see below), else 0}
 --
 -- Each reclaimed job's fence is raised first, so the presumed-dead worker's
 -- late complete/retry is refused (see settle.lua). A worker that is alive
@@ -37,15 +39,22 @@ local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber
 math.randomseed(tonumber(ARGV[6]))
 local now = now_ms()
 local quiet_bound = tonumber(ARGV[7])
-local times = redis.call('HMGET', KEYS[1], 'rc_at', 'up_at')
+local times = redis.call('HMGET', KEYS[1], 'rc_at', 'up_at', 'rc_qb')
 local up_at = tonumber(times[2]) or 0
-if quiet_bound and now - (tonumber(times[1]) or 0) > quiet_bound then
-  -- Nobody reclaimed for longer than the fleet's reclaimers allow (or never
-  -- did): Redis was out of reach, or stopped, until now.
-  up_at = now
-  redis.call('HSET', KEYS[1], 'rc_at', int(now), 'up_at', int(up_at))
-else
-  redis.call('HSET', KEYS[1], 'rc_at', int(now))
+local outage = 0
+if quiet_bound then
+  -- The bound is the shortest of this reclaimer's and the last one's: in a
+  -- fleet of several settings, the reclaimer that comes first after an
+  -- outage must not hide it from one that would have seen it.
+  local bound = math.min(quiet_bound, tonumber(times[3]) or quiet_bound)
+  if now - (tonumber(times[1]) or 0) > bound then
+    -- Nobody reclaimed for longer than the fleet's reclaimers allow (or
+    -- never did): Redis was out of reach, or stopped, until now.
+    up_at = now
+    outage = 1
+    redis.call('HSET', KEYS[1], 'up_at', int(up_at))
+  end
+  redis.call('HSET', KEYS[1], 'rc_at', int(now), 'rc_qb', int(quiet_bound))
 end
 -- How long Redis has been reachable, which bounds how long an owner can
 -- have been silent while it could have been heard.
@@ -199,12 +208,16 @@ while KEYS[FIRST_STREAM + level] do
           elseif state and state[1] then
             local fences = take_from(jk, light)
             local err = 'worker lost: no progress for ' .. int(limit) .. ' ms (visibility timeout)'
+            local how = 'd'
             if fail(base, jk, jid, err, -1, false, cap, now) == 'retry' then
               retried = retried + 1
-              redis.call('HSET', jk, 'lost', owner .. ' ' .. fences .. ' r')
+              how = 'r'
             else
               dead = dead + 1
-              redis.call('HSET', jk, 'lost', owner .. ' ' .. fences .. ' d')
+            end
+            -- Unless the dead-letter cap just deleted it.
+            if redis.call('EXISTS', jk) == 1 then
+              redis.call('HSET', jk, 'lost', owner .. ' ' .. fences .. ' ' .. how)
             end
           else
             dropped = dropped + 1
@@ -218,4 +231,4 @@ while KEYS[FIRST_STREAM + level] do
   level = level + 1
 end
 count_minute(base, now, 0, retried + dead)
-return { retried, dead, dropped, requeued }
+return { retried, dead, dropped, requeued, outage }

@@ -621,7 +621,7 @@ impl Partition {
                 self.config.visibility_timeout,
                 1000,
                 self.config.dead_letter_cap,
-                Some(quiet_bound(interval)),
+                Some(quiet_bound(interval, self.config.visibility_timeout)),
             )
             .await
     }
@@ -702,9 +702,17 @@ fn enqueue_record_life(config: &crate::ClientConfig) -> Duration {
 
 /// The longest gap between the reclaims of a fleet whose reclaimers run
 /// every `interval` that is still no outage: one and a half intervals, for
-/// a reclaim call that is slow or a loop that wakes late, plus 250 ms.
-fn quiet_bound(interval: Duration) -> Duration {
-    interval + interval / 2 + Duration::from_millis(250)
+/// a reclaim call that is slow or a loop that wakes late, plus 250 ms, but
+/// no more than two thirds of the visibility timeout (an outage shorter
+/// than the bound goes unseen, and a live owner's keep-alive, every third
+/// of it, must still land inside it), and never less than an interval and
+/// 250 ms (else every round would be seen as an outage, and no job of a
+/// dead worker ever taken).
+fn quiet_bound(interval: Duration, visibility: Duration) -> Duration {
+    let slack = Duration::from_millis(250);
+    (interval + interval / 2 + slack)
+        .min(visibility * 2 / 3)
+        .max(interval + slack)
 }
 
 /// A handler's retry or snooze delay in ms, at most [`crate::MAX_DURATION`]: the

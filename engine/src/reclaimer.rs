@@ -25,6 +25,14 @@ pub(crate) async fn run(
         let wait = match queue.reclaim_every(&consumer, interval).await {
             Ok(r) => {
                 backoff.succeeded(queue.name());
+                if r.after_outage {
+                    metrics::counter!("sluice_reclaim_outages_total", "queue" => queue.name().to_owned())
+                        .increment(1);
+                    tracing::info!(
+                        queue = queue.name(),
+                        "no reclaim ran for longer than the fleet's reclaimers allow (redis was out of reach): jobs are taken from silent workers one visibility timeout from now"
+                    );
+                }
                 if r.retried + r.dead > 0 {
                     tracing::warn!(
                         queue = queue.name(),

@@ -509,7 +509,9 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
     .expect("resharding");
     let (settled, promoted, enqueued, cancelled) = calls.await.expect("calls");
     assert_eq!(settled.expect("settle"), Settled::Retry);
-    assert_eq!(promoted.expect("promote").moved, 1);
+    // The delayed job, and the retried one when its retry (20 ms) fell due
+    // before the promote ran.
+    assert!((1..=2).contains(&promoted.expect("promote").moved));
     enqueued.expect("enqueue");
     assert_eq!(cancelled.expect("cancel"), Cancelled::Cancelled);
     let info = q.job(&running).await.expect("lookup").expect("kept");

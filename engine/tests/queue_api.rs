@@ -2047,3 +2047,38 @@ async fn an_import_into_the_queue_that_holds_the_jobs_adds_nothing() {
     assert_eq!(waiting.len(), 2, "only the two waiting jobs run");
     assert!(q.claim("w", 10).await.expect("claim").is_empty());
 }
+
+/// An operator's cancel of a job reclaimed from a silent worker comes
+/// before that worker's late success: the cancel stands (the job stays a
+/// dead letter, counted once), the late success is refused.
+#[tokio::test]
+async fn a_cancel_between_a_reclaim_and_a_late_success_stands() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-late-success").await;
+    let slow = sluice_engine::Backoff {
+        base: Duration::from_secs(60),
+        factor: 1.0,
+        max: Duration::from_secs(60),
+        jitter: 0.0,
+    };
+    let id = q
+        .enqueue(&1u32, JobOptions::new().max_attempts(3).backoff(slow))
+        .await
+        .expect("enq")
+        .id;
+    let job = q.claim("silent", 1).await.expect("claim").remove(0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(q.reclaim_lost("rescuer").await.expect("reclaim").retried, 1);
+    assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("late settle"),
+        Settled::Fenced
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (s.dead, s.dead_total, s.completed_total, s.delayed),
+        (1, 1, 0, 0),
+        "{s:?}"
+    );
+}

@@ -86,7 +86,10 @@ pub(super) fn is_slot_migrating(e: &RedisError) -> bool {
 /// Whether Redis refused the call for want of memory (`maxmemory` reached
 /// under `noeviction`): `-OOM command not allowed ...`.
 pub(super) fn is_out_of_memory(e: &RedisError) -> bool {
-    e.code() == Some("OOM")
+    // A transaction whose commands were refused comes back as one error
+    // listing each command's ("Transaction aborted: [(Index 0, error:
+    // "OOM": ...)]"): nothing in it ran.
+    e.code() == Some("OOM") || e.to_string().contains("\"OOM\"")
 }
 
 pub(super) fn is_nogroup(e: &RedisError) -> bool {
@@ -131,9 +134,12 @@ where
     })
     .await;
     result.map_err(|source| {
-        if is_out_of_memory(&source) {
+        // Full only when the first try was refused: a retry refused follows
+        // a try that may have run (its reply was lost), so what happened
+        // is not known, as for any call that ran out of retries.
+        if is_out_of_memory(&source) && attempts == 1 {
             Error::Full { operation }
-        } else if is_transient(&source) {
+        } else if is_transient(&source) || is_out_of_memory(&source) {
             Error::Unavailable {
                 operation,
                 attempts,

@@ -93,6 +93,11 @@ pub struct Reclaimed {
     /// for a slot too long, or never heard the reply): back in line with
     /// no attempt spent.
     pub requeued: u64,
+    /// This reclaim found that nobody in the fleet had reclaimed for
+    /// longer than its reclaimers allow (Redis was out of reach, frozen or
+    /// restarting), so it took nothing from owners silent only as long as
+    /// the outage (reclaim.lua). Always false for [`crate::Queue::reclaim_lost`].
+    pub after_outage: bool,
 }
 
 impl Reclaimed {
@@ -102,6 +107,7 @@ impl Reclaimed {
         self.dead += other.dead;
         self.dropped += other.dropped;
         self.requeued += other.requeued;
+        self.after_outage |= other.after_outage;
     }
 }
 

@@ -526,6 +526,7 @@ impl Store {
             dead: n(1),
             dropped: n(2),
             requeued: n(3),
+            after_outage: n(4) == 1,
         })
     }
 

@@ -621,7 +621,11 @@ impl<H: Runner> Worker<H> {
                 Some(Err(e)) => {
                     drop(permits);
                     direct = None;
-                    lost_read = true;
+                    // A transaction a full Redis refused ran nothing; any
+                    // other failure may have delivered entries unheard of.
+                    // Either way the next claim goes through claim.lua,
+                    // which runs while Redis is full.
+                    lost_read = !e.is_full();
                     let wait = backoff.failed(queue.name(), &e);
                     sleep_or_stop(wait, &mut stop).await;
                     continue;
@@ -1049,11 +1053,20 @@ async fn keep_alive(
             return;
         };
         wait = Some(every);
-        if let Err(e) = queue.store().refresh(&consumer, visibility, &entries).await {
-            tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");
-            // Soon again: once Redis answers, the reclaim gives the fleet
-            // one visibility timeout to be heard (reclaim.lua).
-            wait = Some(every.min(KEEP_ALIVE_RETRY));
+        match queue.store().refresh(&consumer, visibility, &entries).await {
+            Ok(()) => {}
+            Err(e) if e.is_full() => {
+                // Only the announcement of the visibility timeout was
+                // refused: the claims themselves were refreshed (XCLAIM
+                // runs while Redis is full).
+                tracing::debug!(queue = queue.name(), error = %e, "redis is full: visibility timeout not announced");
+            }
+            Err(e) => {
+                tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");
+                // Soon again: once Redis answers, the reclaim gives the
+                // fleet one visibility timeout to be heard (reclaim.lua).
+                wait = Some(every.min(KEEP_ALIVE_RETRY));
+            }
         }
         // Keep refreshing after a stop: jobs still finish within the grace.
         if *stop.borrow() && entries.is_empty() {
