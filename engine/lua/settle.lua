@@ -32,10 +32,11 @@
 --                fence moved on: another worker owns the job now, nothing
 --                was changed) or gone (the job no longer exists).
 --
--- A light job's outcome is accepted while its entry is pending (it was
--- delivered once, to this worker): a reclaimer that took it acknowledged
--- the entry and gave the job a hash with a raised fence. A completed light
--- job (a Q group's) costs one XACK. (One XACK for a whole group answers
+-- A light job's outcome is accepted while its entry is pending for this
+-- worker: a reclaimer that took it acknowledged the entry and gave the job
+-- a hash with a raised fence. A heavy job's, while its fence and worker
+-- (`wk`) are this outcome's. A completed light job (a Q group's) costs one
+-- XACK, without the look at whose entry it is: the job ran. (One XACK for a whole group answers
 -- only how many were still pending, and a stale worker's outcome for a job
 -- another worker has since completed must be told apart from its own.)
 -- Any other outcome gives it a hash first (materialize), then takes the
@@ -147,12 +148,15 @@ for i = 0, n - 1 do
   -- A light job made heavy below: its entry is acknowledged already.
   local acked = false
   if fence == '0' then
-    -- XACK answers whether the entry was still pending, and a light entry
-    -- pending at all is this worker's (see above): one call is both the
-    -- fence check and the acknowledgement. (Reading the consumer's pending
-    -- list for the batch answers every entry it still runs as well, and
-    -- turning those replies into Lua tables cost more than the calls.)
-    if redis.call('XACK', stream_key(level), GROUP, eid) == 0 then
+    -- XACK answers whether the entry was still pending. Pending for
+    -- another worker, it is that worker's: after a failover to a replica
+    -- that missed this worker's claim, another claimed it again (issue 39,
+    -- defect 3). Only a success is let through without the look (the Q
+    -- groups below): the job ran.
+    local p = redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1)[1]
+    if p and p[2] ~= consumer then
+      status = 'fenced'
+    elseif redis.call('XACK', stream_key(level), GROUP, eid) == 0 then
       -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
       -- completed already.
       if redis.call('EXISTS', jk) == 0 then
@@ -183,11 +187,16 @@ for i = 0, n - 1 do
     end
   end
   if not status then
-    local f = redis.call('HMGET', jk, 'fence', 'state')
+    local f = redis.call('HMGET', jk, 'fence', 'state', 'wk')
     local cur, state = f[1], f[2]
     if not cur then
       finish(level, eid, acked)
       status = 'gone'
+    elseif state == 'active' and f[3] and f[3] ~= consumer then
+      -- Another worker's claim at the same fence: a failover lost this
+      -- worker's claim, and the next claim raised the fence to the same
+      -- value again.
+      status = 'fenced'
     elseif cur ~= fence then
       status = kind == 'done' and late_success(jid, jk, fence, text) or 'fenced'
     elseif state ~= 'active' then

@@ -2082,3 +2082,101 @@ async fn a_cancel_between_a_reclaim_and_a_late_success_stands() {
         "{s:?}"
     );
 }
+
+/// Issue 39, defect 3: a failover to a replica that missed worker 1's
+/// claim (rolled back here by hand: the entries unread again, the heavy
+/// job's hash as before the claim) lets worker 2 claim the same jobs at the
+/// same fences. Worker 1's outcomes are then refused, light or heavy, and
+/// worker 2's are recorded.
+#[tokio::test]
+async fn a_claim_lost_in_a_failover_leaves_the_first_worker_fenced() {
+    let t = TestRedis::new().await;
+    let q = t.queue("failover-fence").await;
+    let base = format!("{}:{{failover-fence}}:", t.prefix);
+    let stream = format!("{base}p:0");
+    let light = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let heavy = q
+        .enqueue(&2u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .await
+        .expect("enq")
+        .id;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(q.promote_due(10).await.expect("promote").moved, 1);
+    let first = q.claim("w1", 2).await.expect("claim");
+    assert_eq!(first.len(), 2);
+
+    // What the promoted replica holds: W1's claim never happened.
+    let pending: Vec<(String, String, u64, u64)> = t
+        .query(
+            redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg("workers")
+                .arg("-")
+                .arg("+")
+                .arg(10),
+        )
+        .await;
+    assert_eq!(pending.len(), 2);
+    for (entry, _, _, _) in &pending {
+        let _: i64 = t
+            .query(redis::cmd("XACK").arg(&stream).arg("workers").arg(entry))
+            .await;
+    }
+    let _: () = t
+        .query(
+            redis::cmd("XGROUP")
+                .arg("SETID")
+                .arg(&stream)
+                .arg("workers")
+                .arg("0"),
+        )
+        .await;
+    let jk = format!("{base}job:{heavy}");
+    let _: i64 = t
+        .query(
+            redis::cmd("HDEL")
+                .arg(&jk)
+                .arg("fence")
+                .arg("att")
+                .arg("wk")
+                .arg("ct")
+                .arg("sat"),
+        )
+        .await;
+    let _: i64 = t
+        .query(redis::cmd("HSET").arg(&jk).arg("state").arg("waiting"))
+        .await;
+
+    let second = q.claim("w2", 2).await.expect("claim");
+    assert_eq!(second.len(), 2);
+    for job in &first {
+        let failed = Outcome::Retry {
+            reason: "stale".into(),
+            after: None,
+        };
+        assert_eq!(
+            q.settle(job, failed).await.expect("stale settle"),
+            Settled::Fenced,
+            "worker 1's outcome for {} was accepted",
+            job.id
+        );
+    }
+    for job in &second {
+        assert_eq!(
+            q.settle(job, Outcome::Done).await.expect("settle"),
+            Settled::Done
+        );
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!(
+        (
+            s.completed_total,
+            s.retried_total,
+            s.waiting,
+            s.delayed,
+            s.active
+        ),
+        (2, 0, 0, 0, 0),
+        "{s:?} ({light}, {heavy})"
+    );
+}
