@@ -14,7 +14,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Redis URL [default: redis://127.0.0.1:6379/].
-    #[arg(long, global = true, env = "SLUICE_REDIS_URL")]
+    // Its value is never shown in `--help`: it may hold a password.
+    #[arg(long, global = true, env = "SLUICE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Key prefix; separate prefixes are separate worlds on one Redis [default: sluice].
     #[arg(long, global = true, env = "SLUICE_PREFIX")]
@@ -108,6 +109,10 @@ pub struct UpArgs {
     /// Where the private Redis keeps its data [default: .sluice].
     #[arg(long, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Serve the API without keys on an address other than loopback
+    /// (refused otherwise: anyone who reaches it could do everything).
+    #[arg(long, env = "SLUICE_INSECURE_OPEN")]
+    pub insecure_open: bool,
 }
 
 /// `sluice serve`.
@@ -119,6 +124,10 @@ pub struct ServeArgs {
     /// Do not run the cron schedules in this process.
     #[arg(long)]
     pub no_schedules: bool,
+    /// Serve the API without keys on an address other than loopback
+    /// (refused otherwise: anyone who reaches it could do everything).
+    #[arg(long, env = "SLUICE_INSECURE_OPEN")]
+    pub insecure_open: bool,
 }
 
 /// `sluice work`.

@@ -22,6 +22,12 @@ pub(super) fn is_health_path(path: &str) -> bool {
     path == "/health" || path.starts_with("/health/") || path == "/metrics"
 }
 
+/// The probes' paths: they name the pod's address as `Host`, and say
+/// nothing but alive or ready.
+fn is_probe_path(path: &str) -> bool {
+    path == "/health/live" || path == "/health/ready"
+}
+
 /// The server's paths always open: the API's own description and the
 /// dashboard, which has its own login. An application adds its own
 /// ([`App::is_public_path`](crate::App::is_public_path)).
@@ -41,6 +47,24 @@ pub fn key_hash(key: &str) -> String {
 /// The middleware.
 pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
+    if state.shared.keys.is_empty() && !is_probe_path(path) {
+        // Open: only for whoever reaches it by a loopback or configured
+        // name, never through a name rebound to this address.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.to_str().unwrap_or("\u{fffd}"));
+        if let Some(host) = host
+            && !state.api.answers_to(host)
+        {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                "this open API answers only to loopback names and api.hosts",
+            )
+            .into_response();
+        }
+    }
     if state.shared.keys.is_empty()
         || state.is_public_path(path)
         || (state.api.open_health && is_health_path(path))

@@ -471,6 +471,15 @@ impl FileConfig {
         if self.api.max_batch == 0 {
             bail!("api.max_batch must be at least 1");
         }
+        for (name, value) in [
+            ("api.header_timeout_secs", self.api.header_timeout_secs),
+            ("api.body_timeout_secs", self.api.body_timeout_secs),
+            ("api.max_connections", self.api.max_connections as u64),
+        ] {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
         Ok(())
     }
 
