@@ -754,3 +754,125 @@ async fn an_unmigrated_database_is_not_ready() {
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ready.json["checks"]["postgres"], "up");
 }
+
+/// Values PostgreSQL refuses never reach the batch insert, and a batch that
+/// still fails on a data error is split so that only its offending job is
+/// buried: one poison alert of each kind (a NUL byte in a text field, a
+/// price of 10^20, a time before 4713 BC, and one that passes the parser
+/// but breaks a constraint of the table) among 50 good alerts of other
+/// users. The 50 are stored on the first try; only the poison is buried.
+#[tokio::test]
+async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
+    let prefix = Prefix::new("pipe-poison");
+    let schema = TestSchema::new("poison").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    // A data error the parser cannot know about: this table refuses one
+    // symbol (SQLSTATE 23514, class 23).
+    sqlx::query("ALTER TABLE signals ADD CONSTRAINT no_poison CHECK (symbol <> 'POISONED')")
+        .execute(&pool)
+        .await
+        .expect("constraint");
+    let app = api(&prefix, file.clone()).await;
+    let post = |token: String, body: String| {
+        let app = app.clone();
+        async move {
+            let a = call(
+                &app,
+                Method::POST,
+                &format!("/webhook/u/{token}"),
+                None,
+                Some(&body),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+        }
+    };
+    let (poison_user, poisoner) = users::add(&pool, Plan::Pro, None).await.expect("add");
+    let poison = [
+        r#"{"ticker":"BINANCE:BTCUSDT","signal":"buy\u0000now","price":"1"}"#.to_owned(),
+        "Ticker: BINANCE:ETHUSDT\nSignal: buy\nPrice: 1\nNotes: a\u{0}b".to_owned(),
+        r#"{"ticker":"BINANCE:BTCUSDT","signal":"buy","price":"100000000000000000000"}"#.to_owned(),
+        r#"{"ticker":"BINANCE:BTCUSDT","signal":"buy","price":"1","time":"-300000000000000"}"#
+            .to_owned(),
+        r#"{"ticker":"BINANCE:POISONED","signal":"buy","price":"1"}"#.to_owned(),
+    ];
+    // Interleaved, so that every batch the worker claims holds both.
+    let mut good_users = Vec::new();
+    for _ in 0..5 {
+        good_users.push(users::add(&pool, Plan::Pro, None).await.expect("add"));
+    }
+    for i in 0..50 {
+        let (_, token) = &good_users[i % 5];
+        post(
+            token.clone(),
+            format!(
+                r#"{{"ticker":"NASDAQ:AAPL","signal":"buy","price":"{}.5"}}"#,
+                100 + i
+            ),
+        )
+        .await;
+        if i % 10 == 0 {
+            post(poisoner.clone(), poison[i / 10].clone()).await;
+        }
+    }
+
+    let _stop = start_workers(&prefix, &file).await;
+    let client = prefix.client().await;
+    let ingest = client.queue("ingest").await.expect("queue");
+    let stats = eventually("every alert settled", Duration::from_secs(30), || {
+        let ingest = ingest.clone();
+        async move {
+            let s = ingest.stats().await.expect("stats");
+            (s.completed_total + s.dead == 55).then_some(s)
+        }
+    })
+    .await;
+    // Nothing was tried twice: the good alerts were stored on the first try.
+    assert_eq!(stats.retried_total, 0, "{stats:?}");
+    let count = |user: Option<i64>| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM signals WHERE $1::int8 IS NULL OR user_id <> $1",
+            )
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+            n
+        }
+    };
+    assert_eq!(count(Some(poison_user.id)).await, 50, "good signals stored");
+    // The poison: cleaned (the NUL bytes dropped, the time left out) or
+    // buried (the price too large, the row the table refuses).
+    let cleaned: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT signal_type, notes, extract(year FROM alert_time)::int4 FROM signals
+         WHERE user_id = $1 ORDER BY id",
+    )
+    .bind(poison_user.id)
+    .fetch_all(&pool)
+    .await
+    .expect("poison rows");
+    assert_eq!(cleaned.len(), 3, "{cleaned:?}");
+    assert_eq!(cleaned[0].0, "buynow");
+    assert_eq!(cleaned[1].1.as_deref(), Some("ab"));
+    assert!(cleaned[2].2 >= 2026, "the time was kept: {cleaned:?}");
+    let buried = ingest.dead_letters(0, 10).await.expect("dead");
+    let mut reasons: Vec<String> = buried
+        .into_iter()
+        .map(|d| d.last_error.unwrap_or_default())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("cannot store this alert") && reasons[0].contains("no_poison"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("too large"), "{reasons:?}");
+}
