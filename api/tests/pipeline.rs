@@ -876,3 +876,58 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     );
     assert!(reasons[1].contains("too large"), "{reasons:?}");
 }
+
+/// The pipeline's own queues take no job from the API: a producer key
+/// could otherwise forge signals (`ingest`), audit rows (`audit`), or
+/// captures with other users' TradingView sessions (`screenshot`).
+#[tokio::test]
+async fn the_pipelines_queues_take_no_job_from_the_api() {
+    let prefix = Prefix::new("pipe-reserved");
+    let schema = TestSchema::new("reserved").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let app = api(&prefix, file).await;
+    let forged = r#"{"payload": {"user_id": 1, "chart_id": "x", "body": "Ticker: A\nSignal: b\nPrice: 1", "received_at_ms": 0, "signal_id": 1, "actor": "admin", "action": "x", "outcome": "ok"}}"#;
+    for queue in ["ingest", "audit", "screenshot", "retention", "backup"] {
+        let one = call(
+            &app,
+            Method::POST,
+            &format!("/api/queues/{queue}/jobs"),
+            None,
+            Some(forged),
+        )
+        .await;
+        assert_error(&one, StatusCode::FORBIDDEN, "reserved_queue");
+        let batch = format!(r#"{{"jobs": [{}]}}"#, &forged[..forged.len()]);
+        let many = call(
+            &app,
+            Method::POST,
+            &format!("/api/queues/{queue}/jobs/batch"),
+            None,
+            Some(&batch),
+        )
+        .await;
+        assert_error(&many, StatusCode::FORBIDDEN, "reserved_queue");
+    }
+    // (The audit queue has the request log's own events of these calls.)
+    let client = prefix.client().await;
+    for queue in ["ingest", "screenshot"] {
+        if let Some(q) = client.existing_queue(queue).await.expect("lookup") {
+            assert_eq!(q.stats().await.expect("stats").enqueued_total, 0, "{queue}");
+        }
+    }
+    // Other queues still take jobs.
+    let ok = call(
+        &app,
+        Method::POST,
+        "/api/queues/orders/jobs",
+        None,
+        Some(forged),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+}

@@ -63,6 +63,14 @@ impl App for TradingApp {
 
     /// Webhooks carry their token in the path; screenshots are named by an
     /// unguessable content hash.
+    /// The pipeline's queues: an ingest job names its user, a screenshot
+    /// job opens a user's TradingView session, an audit job is a row of
+    /// the audit log. Only the webhook, the schedules and the workers
+    /// enqueue there.
+    fn reserved_queues(&self) -> &'static [&'static str] {
+        &crate::queues::ALL
+    }
+
     fn is_public_path(&self, path: &str) -> bool {
         path.starts_with("/webhook/") || path.starts_with("/screenshots/")
     }
