@@ -931,3 +931,82 @@ async fn the_pipelines_queues_take_no_job_from_the_api() {
     .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
 }
+
+/// Send raw bytes on a new connection to `addr`; the status line's code of
+/// the answer (`None`: closed without one).
+async fn raw_status(addr: std::net::SocketAddr, request: Vec<u8>) -> Option<u16> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        stream.write_all(&request).expect("write");
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer).unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+        text.split(' ').nth(1).and_then(|s| s.parse().ok())
+    })
+    .await
+    .expect("join")
+}
+
+/// A webhook's token is checked before its body is read (a stranger
+/// cannot hold a connection open by sending the headers of a large body to
+/// a made-up token), and one address that sends many unknown tokens is
+/// refused before they cost the database a query each.
+#[tokio::test]
+async fn unknown_webhook_tokens_are_refused_before_the_body_and_limited_per_address() {
+    let prefix = Prefix::new("pipe-tokens");
+    let schema = TestSchema::new("tokens").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    let (_, token) = users::add(&pool, Plan::Premium, None).await.expect("add");
+    let app = api(&prefix, file).await;
+    let addr = common::serve_on_loopback(app).await;
+    let headers_only = |token: &str| {
+        format!(
+            "POST /webhook/u/{token} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 60000\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let whole = |token: &str| {
+        let body = "Ticker: BINANCE:BTCUSDT\nSignal: buy\nPrice: 1";
+        format!(
+            "POST /webhook/u/{token} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    // The headers of a 60 kB body, and no body: an unknown token hears
+    // 404 at once.
+    assert_eq!(
+        raw_status(addr, headers_only(&users::new_token())).await,
+        Some(404)
+    );
+    // A known token works (and is cached).
+    assert_eq!(raw_status(addr, whole(&token)).await, Some(202));
+    // Many unknown tokens from one address: refused with 429 after a while.
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        statuses.push(raw_status(addr, whole(&users::new_token())).await);
+    }
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(404) | Some(429))),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&Some(429)), "{statuses:?}");
+    // The same unknown token again and again: refused, never 5xx.
+    let same = users::new_token();
+    for _ in 0..3 {
+        let s = raw_status(addr, whole(&same)).await;
+        assert!(matches!(s, Some(404) | Some(429)), "{s:?}");
+    }
+    // The user whose token is known is still served from that address.
+    assert_eq!(raw_status(addr, whole(&token)).await, Some(202));
+}
