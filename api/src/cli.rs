@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 pub use sluice_jobs::app::{PipelineCommand, UsersCommand};
 
 /// Sluice: a durable job queue on Redis Streams.
-#[derive(Debug, Parser)]
+// `Debug` by hand: the Redis URL may hold a password.
+#[derive(Parser)]
 #[command(name = "sluice", version, about)]
 pub struct Cli {
     /// TOML config file.
@@ -29,6 +30,22 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("config", &self.config)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(sluice_engine::redact_url),
+            )
+            .field("prefix", &self.prefix)
+            .field("json", &self.json)
+            .field("log_format", &self.log_format)
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 /// The subcommands, in groups that each have one runner: the command line

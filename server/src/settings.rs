@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-/// `[api]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[api]`. Its `Debug` shows whether a session secret is set, never the
+/// secret.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address to listen on.
@@ -46,6 +47,28 @@ pub struct ApiConfig {
     /// the client, for login throttling and the audit log. Others' headers
     /// are ignored: anyone can send one.
     pub trusted_proxies: Vec<String>,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field("open_health", &self.open_health)
+            .field("max_batch", &self.max_batch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("keys", &self.keys)
+            .field("insecure_open", &self.insecure_open)
+            .field("hosts", &self.hosts)
+            .field(
+                "session_secret",
+                &self.session_secret.as_ref().map(|_| "***"),
+            )
+            .field("trusted_proxies", &self.trusted_proxies)
+            .finish()
+    }
 }
 
 /// A trusted proxy that is neither an address nor a CIDR range.

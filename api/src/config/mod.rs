@@ -29,8 +29,9 @@ pub const DEFAULT_PREFIX: &str = "sluice";
 /// Default address of the HTTP API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// What a config file may hold.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// What a config file may hold. Its `Debug` shows the Redis URL without
+/// its password (and each section hides its own secrets).
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Redis URL.
@@ -65,6 +66,28 @@ pub struct FileConfig {
     /// Where alerts are sent.
     #[serde(default)]
     pub alert_channels: Vec<alerts::ChannelSection>,
+}
+
+impl std::fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileConfig")
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(sluice_engine::redact_url),
+            )
+            .field("prefix", &self.prefix)
+            .field("data_dir", &self.data_dir)
+            .field("log_format", &self.log_format)
+            .field("api", &self.api)
+            .field("worker", &self.worker)
+            .field("queues", &self.queues)
+            .field("schedules", &self.schedules)
+            .field("pipeline", &self.pipeline)
+            .field("alerting", &self.alerting)
+            .field("alerts", &self.alerts)
+            .field("alert_channels", &self.alert_channels)
+            .finish()
+    }
 }
 
 /// Log output.
@@ -700,6 +723,48 @@ mod tests {
         );
         // A token in the file is not replaced by the variable.
         assert_eq!(c.alert_channels[1].telegram_token().as_deref(), Some("own"));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let text = r#"
+redis_url = "redis://:redis-pass-1@127.0.0.1:6379/"
+[api]
+session_secret = "session-secret-2-abcdefghijklmnopqrstuvwxyz"
+[pipeline]
+database_url = "postgres://sluice:pg-pass-3@db/sluice"
+cookie_key = "cookie-key-4"
+[pipeline.s3]
+endpoint = "http://127.0.0.1:9000"
+bucket = "b"
+access_key = "access-key-5"
+secret_key = "s3-secret-6"
+[[alert_channels]]
+name = "ops"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+secret = "hmac-secret-7"
+[[alert_channels]]
+name = "tg"
+kind = "telegram"
+chat_id = "1"
+token = "bot-token-8"
+"#;
+        let c: FileConfig = toml::from_str(text).expect("parses");
+        let shown = format!("{c:?} {:?} {:?}", c.api, c.pipeline);
+        for secret in [
+            "redis-pass-1",
+            "session-secret-2",
+            "pg-pass-3",
+            "cookie-key-4",
+            "access-key-5",
+            "s3-secret-6",
+            "hmac-secret-7",
+            "bot-token-8",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("127.0.0.1:6379"), "{shown}");
     }
 
     #[test]
