@@ -1606,6 +1606,54 @@ async fn login_throttling_is_per_client_behind_trusted_proxies_and_per_key() {
 /// Without a `[pipeline]` section the trading-alert routes are not there
 /// at all: every method on them is an unknown path (404), never a known
 /// path with the wrong method (405), and a POST never reaches a handler.
+/// A key of any name can log in (the throttle's window was named after
+/// the key's name, and a long one overflowed it: 503); the session cookie
+/// is `Secure`, with HSTS, only when a trusted proxy says the client used
+/// HTTPS, never because the client says so.
+#[tokio::test]
+async fn long_key_names_log_in_and_only_trusted_proxies_make_cookies_secure() {
+    use tower::ServiceExt;
+    let p = Prefix::new("login-long");
+    let mut file = keyed_config(None);
+    file.api.keys[0].name = "n".repeat(120);
+    file.api.trusted_proxies = vec!["10.0.0.0/8".into()];
+    let app = api(&p, file).await;
+    let login = |peer: &'static str, proto: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/dashboard/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-proto", proto)
+                .extension(axum::extract::ConnectInfo(
+                    peer.parse::<std::net::SocketAddr>().expect("addr"),
+                ))
+                .body(axum::body::Body::from("key=admin-secret"))
+                .expect("request");
+            let res = app.oneshot(req).await.expect("infallible");
+            let cookie = res
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let hsts = res.headers().contains_key("strict-transport-security");
+            (res.status(), cookie, hsts)
+        }
+    };
+    let (status, cookie, hsts) = login("192.0.2.9:6000", "https").await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(cookie.starts_with("sluice_session="), "{cookie}");
+    assert!(
+        !cookie.contains("Secure") && !hsts,
+        "an untrusted peer's header was believed"
+    );
+    let (status, cookie, hsts) = login("10.1.2.3:6000", "https").await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(cookie.contains("; Secure") && hsts, "{cookie}");
+}
+
 #[tokio::test]
 async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
     let p = Prefix::new("nopipeline");

@@ -236,6 +236,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             requests::record,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            strict_transport_security,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(metrics::refuse_unknown_methods))
         .layer(axum::middleware::from_fn_with_state(
@@ -244,6 +248,28 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.api.max_body_bytes))
         .with_state(state)
+}
+
+/// HSTS on every answer to a client that came over HTTPS (through a
+/// trusted proxy): its browser then never uses plain HTTP here again.
+async fn strict_transport_security(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let https = client_ip::over_https(peer, request.headers(), &state.trusted_proxies);
+    let mut response = next.run(request).await;
+    if https {
+        response.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 /// Serve `state`'s API on `addr` until `stop` is triggered; running requests
