@@ -1010,3 +1010,71 @@ async fn unknown_webhook_tokens_are_refused_before_the_body_and_limited_per_addr
     // The user whose token is known is still served from that address.
     assert_eq!(raw_status(addr, whole(&token)).await, Some(202));
 }
+
+/// Strangers cannot flood the audit log: refusals of anonymous requests
+/// are audited up to a budget a minute and the rest counted in one
+/// summary event, while every authenticated action is still audited.
+#[tokio::test]
+async fn anonymous_refusals_cannot_crowd_the_audit_log() {
+    use sluice::config::{ApiKeySection, Scope};
+    let prefix = Prefix::new("pipe-audit-anon");
+    let schema = TestSchema::new("auditanon").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    section.audit = true;
+    section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
+    let mut file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    file.api.keys = vec![ApiKeySection {
+        name: "ops".into(),
+        sha256: sluice::server::key_hash("admin-secret"),
+        scope: Scope::Admin,
+        requests_per_second: None,
+    }];
+    let pool = schema.pool();
+    let app = api(&prefix, file.clone()).await;
+    let long = "x".repeat(5_000);
+    for i in 0..300 {
+        let a = call(
+            &app,
+            Method::GET,
+            &format!("/api/queues/{long}{i}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let a = call(&app, Method::GET, "/api/queues", Some("admin-secret"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let _stop = start_workers(&prefix, &file).await;
+    let () = eventually(
+        "the operator's request audited",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move {
+                let (n,): (i64,) =
+                    sqlx::query_as("SELECT count(*) FROM audit_logs WHERE actor = 'ops'")
+                        .fetch_one(&pool)
+                        .await
+                        .expect("count");
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let (anonymous, longest): (i64, Option<i32>) = sqlx::query_as(
+        "SELECT count(*), max(length(target))::int4 FROM audit_logs WHERE actor = 'anonymous'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(
+        anonymous <= 61,
+        "{anonymous} anonymous refusals audited one by one"
+    );
+    assert!(longest.is_some_and(|l| l <= 300), "{longest:?}");
+}
