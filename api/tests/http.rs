@@ -443,31 +443,40 @@ async fn api_keys_and_scopes() {
     assert_eq!(look.status, StatusCode::OK);
     let anonymous = send(&app, Method::GET, "/api/queues").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    // Health, metrics and the API description stay open by default.
-    for path in [
-        "/health",
-        "/health/live",
-        "/health/ready",
-        "/metrics",
-        "/api/openapi.json",
+    // The probes and the API description stay open; the full health
+    // report and the metrics (a dozen Redis calls per queue, the delivery
+    // hosts) need a key unless `open_health` says otherwise.
+    for (path, open) in [
+        ("/health", false),
+        ("/health/live", true),
+        ("/health/ready", true),
+        ("/metrics", false),
+        ("/api/openapi.json", true),
     ] {
+        let status = send(&app, Method::GET, path).await.status;
+        let wanted = if open {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(status, wanted, "{path}");
         assert_eq!(
-            send(&app, Method::GET, path).await.status,
+            call(&app, Method::GET, path, Some("read-secret"), None)
+                .await
+                .status,
             StatusCode::OK,
-            "{path}"
+            "{path} with a read key"
         );
     }
-    let mut closed = keyed_config(None);
-    closed.api.open_health = false;
-    let app = api(&p, closed).await;
+    let mut opened = keyed_config(None);
+    opened.api.open_health = true;
+    let app = api(&p, opened).await;
     assert_eq!(
         send(&app, Method::GET, "/metrics").await.status,
-        StatusCode::UNAUTHORIZED
+        StatusCode::OK
     );
     assert_eq!(
-        call(&app, Method::GET, "/metrics", Some("read-secret"), None)
-            .await
-            .status,
+        send(&app, Method::GET, "/health").await.status,
         StatusCode::OK
     );
 }

@@ -145,8 +145,12 @@ pub async fn track(request: Request, next: Next) -> Response {
     let took = started.elapsed();
     metrics::histogram!("sluice_http_request_duration_seconds", "method" => method, "route" => route)
         .record(took.as_secs_f64());
-    // The fleet-wide series the api_latency alert reads.
-    sluice_engine::alerting::record_latency("api", took);
+    // The fleet-wide series the api_latency alert reads: requests someone
+    // authenticated (an API key, a webhook's token; anyone in open mode),
+    // so that a stranger's slow requests cannot fire it.
+    if response.extensions().get::<crate::Actor>().is_some() {
+        sluice_engine::alerting::record_latency("api", took);
+    }
     response
 }
 

@@ -13,7 +13,8 @@ use serde::Deserialize;
 pub struct ApiConfig {
     /// Address to listen on.
     pub listen: Option<SocketAddr>,
-    /// Serve `/health*` and `/metrics` without an API key.
+    /// Serve `/health` and `/metrics` without an API key (the probes
+    /// `/health/live` and `/health/ready` are always open). Off by default.
     pub open_health: bool,
     /// Most jobs in one batch enqueue.
     pub max_batch: usize,
@@ -171,7 +172,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: None,
-            open_health: true,
+            open_health: false,
             max_batch: 1000,
             max_body_bytes: 2 * 1024 * 1024,
             header_timeout_secs: 10,
