@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Check the deployment files as far as this machine can without a Docker
 # engine: compose.yaml parses and every long-running service has a
-# healthcheck; the Grafana dashboard is valid JSON and queries only metrics
+# healthcheck; it is closed as shipped (every published port bound to
+# loopback, every password and the API's keys and session secret taken from
+# the environment, none in the files); the Grafana dashboard is valid JSON and queries only metrics
 # Sluice exports; Prometheus's config and alert rules pass `promtool check`;
 # a live `/metrics` of `sluice serve` and of `sluice work --metrics-listen`
 # passes `promtool check metrics`. Installs Debian's prometheus package (for
@@ -22,6 +24,36 @@ for name, svc in services.items():
     if not one_shot and "healthcheck" not in svc:
         raise SystemExit(f"compose.yaml: service {name} has no healthcheck")
 print(f"compose.yaml: {len(services)} services parse; every long-running one has a healthcheck")
+closed = []
+required = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
+for name, svc in services.items():
+    for port in svc.get("ports", []):
+        if isinstance(port, dict):
+            bound = port.get("host_ip")
+        else:
+            parts = str(port).split(":")
+            bound = parts[0] if len(parts) == 3 else None
+        if bound not in ("127.0.0.1", "::1"):
+            closed.append(f"service {name} publishes {port} on every interface")
+    env = svc.get("environment", {})
+    for var, value in env.items():
+        secret = any(w in var for w in ("PASSWORD", "SECRET", "API_KEYS", "COOKIE_KEY"))
+        if secret and not required.match(str(value)):
+            closed.append(f"service {name}: {var} is written in the file, not required from the environment")
+        if var == "SLUICE_DATABASE_URL" and "${" not in str(value):
+            closed.append(f"service {name}: SLUICE_DATABASE_URL holds a password in the file")
+api = services["api"].get("environment", {})
+for var in ("SLUICE_API_KEYS", "SLUICE_SESSION_SECRET"):
+    if not required.match(str(api.get(var, ""))):
+        closed.append(f"service api: {var} is not required from the environment")
+toml_text = open("deploy/sluice/sluice.toml").read()
+if re.search(r"://[^/\s\"]*:[^@/\s\"]+@", toml_text):
+    closed.append("deploy/sluice/sluice.toml: a URL holds a password")
+for c in closed:
+    print(f"compose.yaml: {c}")
+if closed:
+    raise SystemExit(1)
+print("compose.yaml: every port on loopback; passwords, keys and secrets come from the environment")
 dash = json.load(open("deploy/grafana/dashboards/sluice.json"))
 exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
 names = set(re.findall(r"\b(sluice_[a-z_]+?)(?:_bucket)?\b", " ".join(exprs)))

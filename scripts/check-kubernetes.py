@@ -6,6 +6,12 @@ Kubernetes version, check what no schema covers (the KEDA ScaledObject, the
 kustomizations' references), and check that every probe path and port is
 one the `sluice` binary serves, by starting it and asking.
 
+And that the deployment is closed as shipped (docs/security.md): the
+Ingress has TLS and routes only the public paths (the webhook and the
+screenshots); a NetworkPolicy admits only what must reach each pod; the
+API key placeholder of the ConfigMap and the session secret placeholder of
+the Secret template each make the API refuse to start until filled.
+
 Usage: scripts/check-kubernetes.py <path to the sluice binary> <redis url>
 Exits non-zero with one line per problem.
 """
@@ -143,10 +149,116 @@ def get(url):
         return None
 
 
+# What the Ingress may route from outside: the webhook (its token is its
+# credential) and the screenshots (unguessable names). Everything else of
+# the API is for the cluster (or a separate, authenticated ingress).
+PUBLIC_PREFIXES = ("/webhook/", "/screenshots/")
+
+
+def check_closed(docs, where):
+    for d in docs:
+        if d["kind"] != "Ingress":
+            continue
+        name = d["metadata"]["name"]
+        spec = d["spec"]
+        hosts = [r.get("host") for r in spec.get("rules", [])]
+        tls_hosts = {h for t in spec.get("tls", []) for h in t.get("hosts", [])}
+        if not spec.get("tls") or not all(t.get("secretName") for t in spec["tls"]):
+            problems.append(f"{where}: Ingress {name} has no TLS (spec.tls with a secretName)")
+        for h in hosts:
+            if h is None or h not in tls_hosts:
+                problems.append(f"{where}: Ingress {name} serves host {h} without TLS")
+        for r in spec.get("rules", []):
+            for path in r.get("http", {}).get("paths", []):
+                p = path.get("path", "/")
+                if path.get("pathType") != "Prefix" or not p.startswith(PUBLIC_PREFIXES):
+                    problems.append(
+                        f"{where}: Ingress {name} routes {p} ({path.get('pathType')}); only {', '.join(PUBLIC_PREFIXES)} may be public"
+                    )
+        if "defaultBackend" in spec:
+            problems.append(f"{where}: Ingress {name} has a defaultBackend: every other path would be public")
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not any(p["spec"].get("podSelector") == {} and "Ingress" in p["spec"].get("policyTypes", []) for p in policies):
+        problems.append(f"{where}: no NetworkPolicy denies ingress to every pod by default")
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        admitted = [
+            p for p in policies
+            if p["spec"].get("podSelector", {}).get("matchLabels")
+            and all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
+            and p["spec"].get("ingress")
+        ]
+        if not admitted:
+            problems.append(f"{where}: no NetworkPolicy admits traffic to Deployment {d['metadata']['name']}")
+        for p in admitted:
+            for rule in p["spec"]["ingress"]:
+                if not rule.get("from"):
+                    problems.append(f"{where}: NetworkPolicy {p['metadata']['name']} admits anyone (an ingress rule without from)")
+
+
+def start_api(binary, config, env, args=("serve", "--no-schedules")):
+    """The API with `config` on a free loopback port: (process, port)."""
+    port = free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(config)
+    proc = subprocess.Popen(
+        [binary, "--config", f.name, *args, "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, port, f.name
+
+
+def refuses(binary, config, env, what, needle):
+    """The API must exit non-zero with a message naming `needle`."""
+    proc, port, path = start_api(binary, config, env)
+    try:
+        _, err = proc.communicate(timeout=30)
+        if proc.returncode == 0 or needle not in err:
+            problems.append(f"{what}: the API did not refuse to start ({proc.returncode}): {err.strip()}")
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        problems.append(f"{what}: the API started")
+    finally:
+        os.unlink(path)
+
+
+def filled(config):
+    """The ConfigMap's config with its key placeholders filled in."""
+    import hashlib
+    import re
+
+    key_hash = hashlib.sha256(os.urandom(32)).hexdigest()
+    return re.sub(r'sha256 = "REPLACE[^"]*"', f'sha256 = "{key_hash}"', config)
+
+
+def check_placeholders(docs, binary, redis_url):
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["sluice.toml"]
+    secret = load(os.path.join(ROOT, "base", "secret.template.yaml"))[0]["stringData"]
+    env = dict(os.environ, SLUICE_REDIS_URL=redis_url, SLUICE_PREFIX="k8scheck-closed", SLUICE_LOG="error")
+    env.pop("SLUICE_SESSION_SECRET", None)
+    if not tomllib.loads(config).get("api", {}).get("keys"):
+        problems.append("ConfigMap: no [[api.keys]] entry to fill in (the API would be open)")
+    refuses(binary, config, env, "ConfigMap as shipped", "sha256")
+    refuses(
+        binary,
+        filled(config),
+        dict(env, SLUICE_SESSION_SECRET=secret["SLUICE_SESSION_SECRET"]),
+        "Secret template's SLUICE_SESSION_SECRET as shipped",
+        "session secret",
+    )
+
+
 def check_probes(docs, binary, redis_url):
     """Start each container's command the way the manifest does (its port
-    moved to a free loopback one) and ask every probe's path."""
-    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["sluice.toml"]
+    moved to a free loopback one, its placeholders filled in) and ask every
+    probe's path."""
+    config = filled(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["sluice.toml"])
     listen = tomllib.loads(config)["api"]["listen"]
     for d in docs:
         if d["kind"] != "Deployment":
@@ -170,7 +282,13 @@ def check_probes(docs, binary, redis_url):
                 f.write(config)
             i = args.index("--config")
             args[i + 1] = f.name
-            env = dict(os.environ, SLUICE_REDIS_URL=redis_url, SLUICE_PREFIX=f"k8scheck{local}", SLUICE_LOG="error")
+            env = dict(
+                os.environ,
+                SLUICE_REDIS_URL=redis_url,
+                SLUICE_PREFIX=f"k8scheck{local}",
+                SLUICE_LOG="error",
+                SLUICE_SESSION_SECRET=os.urandom(24).hex(),
+            )
             proc = subprocess.Popen([binary, *args], env=env, stdout=subprocess.DEVNULL)
             try:
                 for kind in ("readinessProbe", "livenessProbe"):
@@ -201,11 +319,14 @@ def main():
     base = render(os.path.join(ROOT, "base"))
     validate(base, "base")
     check_keda(base, "base")
+    check_closed(base, "base")
     validate(load(os.path.join(ROOT, "base", "secret.template.yaml")), "secret template")
     for overlay in sorted(os.listdir(os.path.join(ROOT, "overlays"))):
         docs = render(os.path.join(ROOT, "overlays", overlay))
         validate(docs, f"overlay {overlay}")
         check_keda(docs, f"overlay {overlay}")
+        check_closed(docs, f"overlay {overlay}")
+    check_placeholders(base, binary, redis_url)
     check_probes(base, binary, redis_url)
     for p in problems:
         print(f"kubernetes: {p}")

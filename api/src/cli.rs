@@ -7,14 +7,16 @@ use clap::{Args, Parser, Subcommand};
 pub use sluice_jobs::app::{PipelineCommand, UsersCommand};
 
 /// Sluice: a durable job queue on Redis Streams.
-#[derive(Debug, Parser)]
+// `Debug` by hand: the Redis URL may hold a password.
+#[derive(Parser)]
 #[command(name = "sluice", version, about)]
 pub struct Cli {
     /// TOML config file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Redis URL [default: redis://127.0.0.1:6379/].
-    #[arg(long, global = true, env = "SLUICE_REDIS_URL")]
+    // Its value is never shown in `--help`: it may hold a password.
+    #[arg(long, global = true, env = "SLUICE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Key prefix; separate prefixes are separate worlds on one Redis [default: sluice].
     #[arg(long, global = true, env = "SLUICE_PREFIX")]
@@ -28,6 +30,22 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("config", &self.config)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(sluice_engine::redact_url),
+            )
+            .field("prefix", &self.prefix)
+            .field("json", &self.json)
+            .field("log_format", &self.log_format)
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 /// The subcommands, in groups that each have one runner: the command line
@@ -108,6 +126,10 @@ pub struct UpArgs {
     /// Where the private Redis keeps its data [default: .sluice].
     #[arg(long, env = "SLUICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Serve the API without keys on an address other than loopback
+    /// (refused otherwise: anyone who reaches it could do everything).
+    #[arg(long, env = "SLUICE_INSECURE_OPEN")]
+    pub insecure_open: bool,
 }
 
 /// `sluice serve`.
@@ -119,6 +141,10 @@ pub struct ServeArgs {
     /// Do not run the cron schedules in this process.
     #[arg(long)]
     pub no_schedules: bool,
+    /// Serve the API without keys on an address other than loopback
+    /// (refused otherwise: anyone who reaches it could do everything).
+    #[arg(long, env = "SLUICE_INSECURE_OPEN")]
+    pub insecure_open: bool,
 }
 
 /// `sluice work`.

@@ -60,6 +60,20 @@ struct Delivered {
     target_healthy: bool,
 }
 
+/// A target as errors show it (they end up in every failed job's history,
+/// which a read key sees): no password, no query values, and only the
+/// first segment of the path, since Slack's and Discord's webhook URLs
+/// carry their credential in the path (`/services/T…/B…/<secret>`).
+fn shown_target(target: &reqwest::Url) -> String {
+    let mut shown = target.clone();
+    let mut segments = target.path().trim_start_matches('/').splitn(2, '/');
+    let first = segments.next().unwrap_or("");
+    if segments.next().is_some_and(|rest| !rest.is_empty()) {
+        shown.set_path(&format!("/{first}/***"));
+    }
+    sluice_engine::redact_url(shown.as_str())
+}
+
 impl HttpDelivery {
     /// Deliver to `target`, signing with `secret` when given, giving up on a
     /// request after `timeout`.
@@ -74,7 +88,7 @@ impl HttpDelivery {
             .context("cannot build the HTTP client")?;
         Ok(Self {
             client,
-            shown: sluice_engine::redact_url(target.as_str()),
+            shown: shown_target(&target),
             target,
             secret: secret.map(|s| s.as_bytes().to_vec()),
             timeout,
@@ -266,6 +280,24 @@ mod tests {
             sign(b"Jefe", 0, b"what do ya want for nothing?"),
             "t=0,v1=37f471929915ccd2cbbe79feb84ffcff4f2bb25e15fc41c2506687331ae179cc"
         );
+    }
+
+    #[test]
+    fn a_target_is_shown_without_its_credentials_even_in_the_path() {
+        let slack = "https://hooks.slack.com/services/T0001/B0002/SECRETPATH";
+        let d = HttpDelivery::new(slack, None, Duration::from_secs(1)).expect("target");
+        assert!(!d.shown.contains("SECRETPATH"), "{}", d.shown);
+        assert!(
+            d.shown.starts_with("https://hooks.slack.com/services/"),
+            "{}",
+            d.shown
+        );
+        let discord = "https://discord.com/api/webhooks/123/TOKENPART?wait=true";
+        let d = HttpDelivery::new(discord, None, Duration::from_secs(1)).expect("target");
+        assert!(!d.shown.contains("TOKENPART"), "{}", d.shown);
+        let plain = "http://robot:hunter2@127.0.0.1:9/hook?token=SECRET";
+        let d = HttpDelivery::new(plain, None, Duration::from_secs(1)).expect("target");
+        assert_eq!(d.shown, "http://robot:***@127.0.0.1:9/hook?token=***");
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn init_logging(format: LogFormat, long_running: bool) {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file = match &cli.config {
         Some(path) => FileConfig::load(path)?,
-        None => FileConfig::without_file(),
+        None => FileConfig::without_file()?,
     };
     let long_running = cli.command.is_long_running();
     init_logging(

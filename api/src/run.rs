@@ -86,10 +86,17 @@ fn pipeline(client: &Client, file: &FileConfig) -> anyhow::Result<Option<Pipelin
 }
 
 /// `sluice serve`.
-pub async fn serve(settings: Settings, file: FileConfig, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    mut file: FileConfig,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
+    file.api.insecure_open |= args.insecure_open;
+    let addr = listen_addr(args.listen, &file)?;
+    // Before anything starts: nothing runs with settings that are refused.
+    file.api.check_safe(addr)?;
     install_recorder();
     let client = client(&settings)?;
-    let addr = listen_addr(args.listen, &file)?;
     let stop = crate::signals::stop_on_signals()?;
     let mut tasks = JoinSet::new();
     if !args.no_schedules {
@@ -130,7 +137,9 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
 }
 
 /// `sluice up`.
-pub async fn up(settings: Settings, file: FileConfig, args: UpArgs) -> anyhow::Result<()> {
+pub async fn up(settings: Settings, mut file: FileConfig, args: UpArgs) -> anyhow::Result<()> {
+    file.api.insecure_open |= args.insecure_open;
+    file.api.check_safe(listen_addr(args.listen, &file)?)?;
     install_recorder();
     let data_dir: PathBuf = args
         .data_dir

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use sluice_engine::Client;
 use sluice_server::{AlertRuleInfo, App, ServerSettings};
-pub use sluice_server::{AppState, install_recorder, key_hash, router, serve, serve_local_metrics};
+pub use sluice_server::{
+    AppState, install_recorder, key_hash, listen, router, serve, serve_local_metrics,
+};
 
 use crate::config::FileConfig;
 use crate::config::alerts::AlertRule;

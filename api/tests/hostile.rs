@@ -54,7 +54,7 @@ fn post(path: impl AsRef<[u8]>, content_type: &str, body: &[u8]) -> Vec<u8> {
     req.extend_from_slice(path.as_ref());
     req.extend_from_slice(
         format!(
-            " HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            " HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         )
         .as_bytes(),
@@ -242,11 +242,11 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
     // Headers too large for the HTTP layer: refused before the API, with a
     // 431 or a closed connection, and never a crash.
     let huge_header = format!(
-        "POST /api/queues/orders/jobs HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"payload\":1}}",
+        "POST /api/queues/orders/jobs HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"payload\":1}}",
         "h".repeat(1024 * 1024)
     );
     let many_headers = {
-        let mut r = String::from("POST /api/queues/orders/jobs HTTP/1.1\r\nHost: x\r\n");
+        let mut r = String::from("POST /api/queues/orders/jobs HTTP/1.1\r\nHost: localhost\r\n");
         for i in 0..2000 {
             r.push_str(&format!("X-H{i}: v\r\n"));
         }
@@ -315,4 +315,174 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
     )
     .await;
     assert_eq!(ok.map(|(s, _)| s), Some(201));
+}
+
+/// The series of the process-local metric `name` about `/health/live`:
+/// one per label set (the other tests of this process ask other routes).
+fn series(rendered: &str, name: &str) -> usize {
+    rendered
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains("route=\"/health/live\""))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_http_methods_do_not_grow_the_metrics() {
+    let prefix = Prefix::new("hostile-methods");
+    let addr = serve(&prefix).await;
+    let recorder = sluice::server::install_recorder();
+    // Every method the API knows, once, so that their series exist.
+    for method in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        let request = format!(
+            "{method} /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        send(&addr, request.into_bytes()).await;
+    }
+    let before = recorder.render();
+    // Hyper takes any token as a method; no key is needed for /health/live.
+    for i in 0..1_000 {
+        let request = format!(
+            "INVENTED{i}XYZ /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        );
+        let answer = send(&addr, request.into_bytes()).await;
+        let status = answer.map(|(s, _)| s);
+        assert!(
+            status.is_none_or(|s| (400..500).contains(&s)),
+            "method {i}: {status:?}"
+        );
+    }
+    let after = recorder.render();
+    for name in [
+        "sluice_http_requests_total",
+        "sluice_http_request_duration_seconds_count",
+    ] {
+        let (b, a) = (series(&before, name), series(&after, name));
+        // Not one per method: none at all, they are refused before.
+        assert_eq!(a, b, "{name}: {b} series before, {a} after");
+    }
+    assert!(
+        !after.contains("INVENTED"),
+        "an invented method became a label"
+    );
+}
+
+/// The API served as `sluice serve` serves it, with `header_timeout` and
+/// `max_connections`; its address.
+async fn serve_limited(prefix: &Prefix, file: FileConfig) -> String {
+    let limits = sluice::server::listen::ConnectionLimits::of(&file.api);
+    let app = common::api(prefix, file).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(sluice::server::listen::serve_on(
+        listener,
+        app,
+        limits,
+        sluice_engine::Shutdown::new(),
+    ));
+    addr.to_string()
+}
+
+/// Whether the server closes `stream` (after answering or not) rather
+/// than keeping it open: what it sent until it closed, or `None` when it
+/// was still open after a minute.
+fn closed_by_server(mut stream: TcpStream) -> Option<String> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        // Reset by the server: closed too.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&answer).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    let prefix = Prefix::new("hostile-slow");
+    let mut file = FileConfig::default();
+    file.api.header_timeout_secs = 1;
+    file.api.body_timeout_secs = 1;
+    let addr = serve_limited(&prefix, file).await;
+    prefix.client().await.queue("orders").await.expect("queue");
+    let closed = |first: Vec<u8>| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(&addr).expect("connect");
+            stream.write_all(&first).expect("write");
+            closed_by_server(stream)
+        })
+    };
+    // Half a request line, then nothing.
+    let half = closed(b"GET /health/li".to_vec()).await.expect("join");
+    assert!(half.is_some(), "a half request line kept its connection");
+    // A whole request on a kept-alive connection, then silence.
+    let idle = closed(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec())
+        .await
+        .expect("join");
+    let idle = idle.expect("an idle kept-alive connection stayed open");
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
+    // Headers of a 100-byte body, then 10 bytes of it.
+    let slow_body = closed(
+        b"POST /api/queues/orders/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"payload\"".to_vec(),
+    )
+    .await
+    .expect("join");
+    let slow_body = slow_body.expect("a body that never came kept its connection");
+    let status: Option<u16> = slow_body.split(' ').nth(1).and_then(|s| s.parse().ok());
+    assert!(
+        status.is_none_or(|s| (400..500).contains(&s)),
+        "{slow_body}"
+    );
+    let stats = prefix
+        .client()
+        .await
+        .queue("orders")
+        .await
+        .expect("queue")
+        .stats()
+        .await
+        .expect("stats");
+    assert_eq!(stats.enqueued_total, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_the_server_recovers() {
+    let prefix = Prefix::new("hostile-cap");
+    let mut file = FileConfig::default();
+    file.api.max_connections = 3;
+    // The held connections stay for the whole test.
+    file.api.header_timeout_secs = 600;
+    let addr = serve_limited(&prefix, file).await;
+    let health = |addr: String| {
+        tokio::task::spawn_blocking(move || {
+            raw_request(
+                &addr,
+                b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+        })
+    };
+    // Three connections that say nothing hold every slot.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    // The server has taken them all once a fourth is closed unanswered.
+    let refused = common::eventually(Duration::from_secs(30), || {
+        let addr = addr.clone();
+        async move { health(addr).await.expect("join").is_none() }
+    })
+    .await;
+    assert!(refused, "a fourth connection was served");
+    drop(held);
+    let served = common::eventually(Duration::from_secs(30), || {
+        let addr = addr.clone();
+        async move { health(addr).await.expect("join").map(|(s, _)| s) == Some(200) }
+    })
+    .await;
+    assert!(served, "the server did not recover");
 }

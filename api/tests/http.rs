@@ -443,31 +443,40 @@ async fn api_keys_and_scopes() {
     assert_eq!(look.status, StatusCode::OK);
     let anonymous = send(&app, Method::GET, "/api/queues").await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    // Health, metrics and the API description stay open by default.
-    for path in [
-        "/health",
-        "/health/live",
-        "/health/ready",
-        "/metrics",
-        "/api/openapi.json",
+    // The probes and the API description stay open; the full health
+    // report and the metrics (a dozen Redis calls per queue, the delivery
+    // hosts) need a key unless `open_health` says otherwise.
+    for (path, open) in [
+        ("/health", false),
+        ("/health/live", true),
+        ("/health/ready", true),
+        ("/metrics", false),
+        ("/api/openapi.json", true),
     ] {
+        let status = send(&app, Method::GET, path).await.status;
+        let wanted = if open {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(status, wanted, "{path}");
         assert_eq!(
-            send(&app, Method::GET, path).await.status,
+            call(&app, Method::GET, path, Some("read-secret"), None)
+                .await
+                .status,
             StatusCode::OK,
-            "{path}"
+            "{path} with a read key"
         );
     }
-    let mut closed = keyed_config(None);
-    closed.api.open_health = false;
-    let app = api(&p, closed).await;
+    let mut opened = keyed_config(None);
+    opened.api.open_health = true;
+    let app = api(&p, opened).await;
     assert_eq!(
         send(&app, Method::GET, "/metrics").await.status,
-        StatusCode::UNAUTHORIZED
+        StatusCode::OK
     );
     assert_eq!(
-        call(&app, Method::GET, "/metrics", Some("read-secret"), None)
-            .await
-            .status,
+        send(&app, Method::GET, "/health").await.status,
         StatusCode::OK
     );
 }
@@ -1066,6 +1075,79 @@ async fn cross_site_requests_cannot_change_anything_in_open_mode() {
     }
 }
 
+/// DNS rebinding: a page of another site whose name now points at
+/// 127.0.0.1 reaches an open API with its own name as `Host`, and then
+/// `Origin` matches `Host`. In open mode a foreign `Host` is refused with
+/// 421; loopback names and the configured ones are served.
+#[tokio::test]
+async fn open_mode_answers_only_to_loopback_and_configured_host_names() {
+    let p = Prefix::new("rebinding");
+    let mut file = FileConfig::default();
+    file.api.hosts = vec!["sluice.internal".into()];
+    let app = api(&p, file).await;
+    p.client().await.queue("x").await.expect("queue");
+    let with_host = |method: Method, path: &str, host: &str, origin: Option<&str>| {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("content-type", "application/json");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let req = req.body(axum::body::Body::from("{}")).expect("request");
+        let app = app.clone();
+        async move {
+            use tower::ServiceExt;
+            let res = app.oneshot(req).await.expect("infallible");
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            (
+                status,
+                json["error"]["code"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    for (method, path) in [
+        (Method::POST, "/api/queues/x/pause"),
+        (Method::GET, "/api/queues"),
+        (Method::GET, "/dashboard"),
+    ] {
+        let (status, code) = with_host(
+            method.clone(),
+            path,
+            "evil.example:8080",
+            Some("http://evil.example:8080"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{method} {path}");
+        if path.starts_with("/api/") {
+            assert_eq!(code, "misdirected_request");
+        }
+    }
+    let shown = send(&app, Method::GET, "/api/queues/x").await;
+    assert_eq!(
+        shown.json["paused"], false,
+        "a rebound page paused the queue"
+    );
+    for host in [
+        "localhost:8080",
+        "127.0.0.1:8080",
+        "[::1]:8080",
+        "sluice.internal",
+        "LOCALHOST",
+    ] {
+        let (status, _) = with_host(Method::GET, "/api/queues", host, None).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+    }
+    // The probes name the pod's address: they stay open.
+    let (status, _) = with_host(Method::GET, "/health/live", "10.1.2.3:8080", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// A raw request with a cookie and a form body, and its status, headers
 /// and body text.
 async fn dashboard_call(
@@ -1163,6 +1245,89 @@ async fn dashboard_sessions_end_with_a_rotated_key_and_at_logout() {
     // A new login works.
     let fresh = login(app.clone()).await;
     assert!(signed_in(app, fresh).await.0);
+}
+
+/// Whoever knows the session secret and a key's name cannot sign in as
+/// that key without the key's full hash: a cookie bound to a prefix of it
+/// (16 tries at most for one hex digit) is refused.
+#[tokio::test]
+async fn a_forged_session_needs_more_than_the_secret_and_the_key_name() {
+    use sluice_dashboard::session::{Access, SessionKeys};
+    let p = Prefix::new("forged-session");
+    let secret = "q8Jx2vN7rT1mZ4pW9sK3bD6hF0yL5cAeG8uQ";
+    let mut file = keyed_config(None);
+    file.api.session_secret = Some(secret.into());
+    let app = api(&p, file).await;
+    let keys = SessionKeys::new(Some(secret));
+    let hash = key_hash("admin-secret");
+    for known in [1, 16] {
+        let forged = keys.start(
+            "ops",
+            &hash[..known],
+            Access::Admin,
+            unix_ms() as i64 / 1000,
+        );
+        let cookie = format!("sluice_session={}", keys.seal(&forged));
+        let (status, _, _) =
+            dashboard_call(&app, Method::GET, "/dashboard", Some(&cookie), None).await;
+        assert!(
+            status.is_redirection(),
+            "a cookie bound to {known} hex digits of the hash opened the dashboard: {status}"
+        );
+    }
+}
+
+/// In open mode the dashboard's CSRF token comes from a value of the
+/// process's own, not from the configured session secret: a page that
+/// knows (or guesses) the secret still cannot post a form.
+#[tokio::test]
+async fn open_mode_csrf_tokens_do_not_follow_from_the_session_secret() {
+    use sluice_dashboard::session::{Access, Session, SessionKeys};
+    let p = Prefix::new("open-csrf");
+    let secret = "q8Jx2vN7rT1mZ4pW9sK3bD6hF0yL5cAeG8uQ";
+    let mut file = FileConfig::default();
+    file.api.session_secret = Some(secret.into());
+    let app = api(&p, file).await;
+    p.client().await.queue("x").await.expect("queue");
+    let open = Session {
+        name: "anonymous".into(),
+        access: Access::Admin,
+        key: String::new(),
+        expires: i64::MAX,
+        nonce: "open".into(),
+    };
+    let guessed = SessionKeys::new(Some(secret)).csrf_token(&open);
+    let (status, _, _) = dashboard_call(
+        &app,
+        Method::POST,
+        "/dashboard/queues/x/pause",
+        None,
+        Some(&format!("csrf={guessed}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let shown = send(&app, Method::GET, "/api/queues/x").await;
+    assert_eq!(
+        shown.json["paused"], false,
+        "the guessed token paused the queue"
+    );
+    // The token on the page works.
+    let (_, _, page) = dashboard_call(&app, Method::GET, "/dashboard/queues/x", None, None).await;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf token on the page")
+        .to_owned();
+    let (status, _, _) = dashboard_call(
+        &app,
+        Method::POST,
+        "/dashboard/queues/x/pause",
+        None,
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert!(status.is_redirection(), "{status}");
 }
 
 #[tokio::test]
@@ -1450,6 +1615,54 @@ async fn login_throttling_is_per_client_behind_trusted_proxies_and_per_key() {
 /// Without a `[pipeline]` section the trading-alert routes are not there
 /// at all: every method on them is an unknown path (404), never a known
 /// path with the wrong method (405), and a POST never reaches a handler.
+/// A key of any name can log in (the throttle's window was named after
+/// the key's name, and a long one overflowed it: 503); the session cookie
+/// is `Secure`, with HSTS, only when a trusted proxy says the client used
+/// HTTPS, never because the client says so.
+#[tokio::test]
+async fn long_key_names_log_in_and_only_trusted_proxies_make_cookies_secure() {
+    use tower::ServiceExt;
+    let p = Prefix::new("login-long");
+    let mut file = keyed_config(None);
+    file.api.keys[0].name = "n".repeat(120);
+    file.api.trusted_proxies = vec!["10.0.0.0/8".into()];
+    let app = api(&p, file).await;
+    let login = |peer: &'static str, proto: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri("/dashboard/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-forwarded-proto", proto)
+                .extension(axum::extract::ConnectInfo(
+                    peer.parse::<std::net::SocketAddr>().expect("addr"),
+                ))
+                .body(axum::body::Body::from("key=admin-secret"))
+                .expect("request");
+            let res = app.oneshot(req).await.expect("infallible");
+            let cookie = res
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let hsts = res.headers().contains_key("strict-transport-security");
+            (res.status(), cookie, hsts)
+        }
+    };
+    let (status, cookie, hsts) = login("192.0.2.9:6000", "https").await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(cookie.starts_with("sluice_session="), "{cookie}");
+    assert!(
+        !cookie.contains("Secure") && !hsts,
+        "an untrusted peer's header was believed"
+    );
+    let (status, cookie, hsts) = login("10.1.2.3:6000", "https").await;
+    assert!(status.is_redirection(), "{status}");
+    assert!(cookie.contains("; Secure") && hsts, "{cookie}");
+}
+
 #[tokio::test]
 async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
     let p = Prefix::new("nopipeline");

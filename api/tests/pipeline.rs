@@ -754,3 +754,327 @@ async fn an_unmigrated_database_is_not_ready() {
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ready.json["checks"]["postgres"], "up");
 }
+
+/// Values PostgreSQL refuses never reach the batch insert, and a batch that
+/// still fails on a data error is split so that only its offending job is
+/// buried: one poison alert of each kind (a NUL byte in a text field, a
+/// price of 10^20, a time before 4713 BC, and one that passes the parser
+/// but breaks a constraint of the table) among 50 good alerts of other
+/// users. The 50 are stored on the first try; only the poison is buried.
+#[tokio::test]
+async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
+    let prefix = Prefix::new("pipe-poison");
+    let schema = TestSchema::new("poison").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    // A data error the parser cannot know about: this table refuses one
+    // symbol (SQLSTATE 23514, class 23).
+    sqlx::query("ALTER TABLE signals ADD CONSTRAINT no_poison CHECK (symbol <> 'POISONED')")
+        .execute(&pool)
+        .await
+        .expect("constraint");
+    let app = api(&prefix, file.clone()).await;
+    let post = |token: String, body: String| {
+        let app = app.clone();
+        async move {
+            let a = call(
+                &app,
+                Method::POST,
+                &format!("/webhook/u/{token}"),
+                None,
+                Some(&body),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+        }
+    };
+    let (poison_user, poisoner) = users::add(&pool, Plan::Pro, None).await.expect("add");
+    let poison = [
+        r#"{"ticker":"BINANCE:BTCUSDT","signal":"buy\u0000now","price":"1"}"#.to_owned(),
+        "Ticker: BINANCE:ETHUSDT\nSignal: buy\nPrice: 1\nNotes: a\u{0}b".to_owned(),
+        r#"{"ticker":"BINANCE:BTCUSDT","signal":"buy","price":"100000000000000000000"}"#.to_owned(),
+        r#"{"ticker":"BINANCE:BTCUSDT","signal":"buy","price":"1","time":"-300000000000000"}"#
+            .to_owned(),
+        r#"{"ticker":"BINANCE:POISONED","signal":"buy","price":"1"}"#.to_owned(),
+    ];
+    // Interleaved, so that every batch the worker claims holds both.
+    let mut good_users = Vec::new();
+    for _ in 0..5 {
+        good_users.push(users::add(&pool, Plan::Pro, None).await.expect("add"));
+    }
+    for i in 0..50 {
+        let (_, token) = &good_users[i % 5];
+        post(
+            token.clone(),
+            format!(
+                r#"{{"ticker":"NASDAQ:AAPL","signal":"buy","price":"{}.5"}}"#,
+                100 + i
+            ),
+        )
+        .await;
+        if i % 10 == 0 {
+            post(poisoner.clone(), poison[i / 10].clone()).await;
+        }
+    }
+
+    let _stop = start_workers(&prefix, &file).await;
+    let client = prefix.client().await;
+    let ingest = client.queue("ingest").await.expect("queue");
+    let stats = eventually("every alert settled", Duration::from_secs(30), || {
+        let ingest = ingest.clone();
+        async move {
+            let s = ingest.stats().await.expect("stats");
+            (s.completed_total + s.dead == 55).then_some(s)
+        }
+    })
+    .await;
+    // Nothing was tried twice: the good alerts were stored on the first try.
+    assert_eq!(stats.retried_total, 0, "{stats:?}");
+    let count = |user: Option<i64>| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM signals WHERE $1::int8 IS NULL OR user_id <> $1",
+            )
+            .bind(user)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+            n
+        }
+    };
+    assert_eq!(count(Some(poison_user.id)).await, 50, "good signals stored");
+    // The poison: cleaned (the NUL bytes dropped, the time left out) or
+    // buried (the price too large, the row the table refuses).
+    let cleaned: Vec<(String, Option<String>, i32)> = sqlx::query_as(
+        "SELECT signal_type, notes, extract(year FROM alert_time)::int4 FROM signals
+         WHERE user_id = $1 ORDER BY id",
+    )
+    .bind(poison_user.id)
+    .fetch_all(&pool)
+    .await
+    .expect("poison rows");
+    assert_eq!(cleaned.len(), 3, "{cleaned:?}");
+    assert_eq!(cleaned[0].0, "buynow");
+    assert_eq!(cleaned[1].1.as_deref(), Some("ab"));
+    assert!(cleaned[2].2 >= 2026, "the time was kept: {cleaned:?}");
+    let buried = ingest.dead_letters(0, 10).await.expect("dead");
+    let mut reasons: Vec<String> = buried
+        .into_iter()
+        .map(|d| d.last_error.unwrap_or_default())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons[0].contains("cannot store this alert") && reasons[0].contains("no_poison"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("too large"), "{reasons:?}");
+}
+
+/// The pipeline's own queues take no job from the API: a producer key
+/// could otherwise forge signals (`ingest`), audit rows (`audit`), or
+/// captures with other users' TradingView sessions (`screenshot`).
+#[tokio::test]
+async fn the_pipelines_queues_take_no_job_from_the_api() {
+    let prefix = Prefix::new("pipe-reserved");
+    let schema = TestSchema::new("reserved").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let app = api(&prefix, file).await;
+    let forged = r#"{"payload": {"user_id": 1, "chart_id": "x", "body": "Ticker: A\nSignal: b\nPrice: 1", "received_at_ms": 0, "signal_id": 1, "actor": "admin", "action": "x", "outcome": "ok"}}"#;
+    for queue in ["ingest", "audit", "screenshot", "retention", "backup"] {
+        let one = call(
+            &app,
+            Method::POST,
+            &format!("/api/queues/{queue}/jobs"),
+            None,
+            Some(forged),
+        )
+        .await;
+        assert_error(&one, StatusCode::FORBIDDEN, "reserved_queue");
+        let batch = format!(r#"{{"jobs": [{}]}}"#, &forged[..forged.len()]);
+        let many = call(
+            &app,
+            Method::POST,
+            &format!("/api/queues/{queue}/jobs/batch"),
+            None,
+            Some(&batch),
+        )
+        .await;
+        assert_error(&many, StatusCode::FORBIDDEN, "reserved_queue");
+    }
+    // (The audit queue has the request log's own events of these calls.)
+    let client = prefix.client().await;
+    for queue in ["ingest", "screenshot"] {
+        if let Some(q) = client.existing_queue(queue).await.expect("lookup") {
+            assert_eq!(q.stats().await.expect("stats").enqueued_total, 0, "{queue}");
+        }
+    }
+    // Other queues still take jobs.
+    let ok = call(
+        &app,
+        Method::POST,
+        "/api/queues/orders/jobs",
+        None,
+        Some(forged),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+}
+
+/// Send raw bytes on a new connection to `addr`; the status line's code of
+/// the answer (`None`: closed without one).
+async fn raw_status(addr: std::net::SocketAddr, request: Vec<u8>) -> Option<u16> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .expect("timeout");
+        stream.write_all(&request).expect("write");
+        let mut answer = [0u8; 64];
+        let n = stream.read(&mut answer).unwrap_or(0);
+        let text = String::from_utf8_lossy(&answer[..n]).into_owned();
+        text.split(' ').nth(1).and_then(|s| s.parse().ok())
+    })
+    .await
+    .expect("join")
+}
+
+/// A webhook's token is checked before its body is read (a stranger
+/// cannot hold a connection open by sending the headers of a large body to
+/// a made-up token), and one address that sends many unknown tokens is
+/// refused before they cost the database a query each.
+#[tokio::test]
+async fn unknown_webhook_tokens_are_refused_before_the_body_and_limited_per_address() {
+    let prefix = Prefix::new("pipe-tokens");
+    let schema = TestSchema::new("tokens").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    let file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    let pool = schema.pool();
+    let (_, token) = users::add(&pool, Plan::Premium, None).await.expect("add");
+    let app = api(&prefix, file).await;
+    let addr = common::serve_on_loopback(app).await;
+    let headers_only = |token: &str| {
+        format!(
+            "POST /webhook/u/{token} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 60000\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    let whole = |token: &str| {
+        let body = "Ticker: BINANCE:BTCUSDT\nSignal: buy\nPrice: 1";
+        format!(
+            "POST /webhook/u/{token} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    // The headers of a 60 kB body, and no body: an unknown token hears
+    // 404 at once.
+    assert_eq!(
+        raw_status(addr, headers_only(&users::new_token())).await,
+        Some(404)
+    );
+    // A known token works (and is cached).
+    assert_eq!(raw_status(addr, whole(&token)).await, Some(202));
+    // Many unknown tokens from one address: refused with 429 after a while.
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        statuses.push(raw_status(addr, whole(&users::new_token())).await);
+    }
+    assert!(
+        statuses.iter().all(|s| matches!(s, Some(404) | Some(429))),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&Some(429)), "{statuses:?}");
+    // The same unknown token again and again: refused, never 5xx.
+    let same = users::new_token();
+    for _ in 0..3 {
+        let s = raw_status(addr, whole(&same)).await;
+        assert!(matches!(s, Some(404) | Some(429)), "{s:?}");
+    }
+    // The user whose token is known is still served from that address.
+    assert_eq!(raw_status(addr, whole(&token)).await, Some(202));
+}
+
+/// Strangers cannot flood the audit log: refusals of anonymous requests
+/// are audited up to a budget a minute and the rest counted in one
+/// summary event, while every authenticated action is still audited.
+#[tokio::test]
+async fn anonymous_refusals_cannot_crowd_the_audit_log() {
+    use sluice::config::{ApiKeySection, Scope};
+    let prefix = Prefix::new("pipe-audit-anon");
+    let schema = TestSchema::new("auditanon").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
+    section.audit = true;
+    section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
+    let mut file = FileConfig {
+        pipeline: Some(section),
+        ..FileConfig::default()
+    };
+    file.api.keys = vec![ApiKeySection {
+        name: "ops".into(),
+        sha256: sluice::server::key_hash("admin-secret"),
+        scope: Scope::Admin,
+        requests_per_second: None,
+    }];
+    let pool = schema.pool();
+    let app = api(&prefix, file.clone()).await;
+    let long = "x".repeat(5_000);
+    for i in 0..300 {
+        let a = call(
+            &app,
+            Method::GET,
+            &format!("/api/queues/{long}{i}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let a = call(&app, Method::GET, "/api/queues", Some("admin-secret"), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let _stop = start_workers(&prefix, &file).await;
+    let () = eventually(
+        "the operator's request audited",
+        Duration::from_secs(30),
+        || {
+            let pool = pool.clone();
+            async move {
+                let (n,): (i64,) =
+                    sqlx::query_as("SELECT count(*) FROM audit_logs WHERE actor = 'ops'")
+                        .fetch_one(&pool)
+                        .await
+                        .expect("count");
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    let (anonymous, longest): (i64, Option<i32>) = sqlx::query_as(
+        "SELECT count(*), max(length(target))::int4 FROM audit_logs WHERE actor = 'anonymous'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(
+        anonymous <= 61,
+        "{anonymous} anonymous refusals audited one by one"
+    );
+    assert!(longest.is_some_and(|l| l <= 300), "{longest:?}");
+}

@@ -3,8 +3,10 @@
 //! the CSRF token every state-changing form carries, derived from the
 //! nonce, so it is different for each session and useless without it.
 //!
-//! A session is bound to its key: it holds a prefix of the key's SHA-256,
-//! and each request re-checks that a key of that name and hash still
+//! A session is bound to its key: it holds the key's id, an HMAC of the
+//! key's full SHA-256 under the secret (so the cookie shows nothing of the
+//! hash, and whoever learns the secret still needs the whole hash to forge
+//! one), and each request re-checks that a key of that name and id still
 //! exists with that scope, so removing or rotating a key ends its
 //! sessions. Logging out revokes the session's nonce in Redis for the rest
 //! of its life, so a copied cookie dies with it.
@@ -43,8 +45,8 @@ pub struct Session {
     /// What the key may do.
     #[serde(rename = "s")]
     pub access: Access,
-    /// The first 16 hex digits of the key's SHA-256 (empty when the API
-    /// has no keys; a cookie from before this field is refused).
+    /// The key's id ([`SessionKeys::key_id`]; empty when the API has no
+    /// keys; a cookie from before it is refused).
     #[serde(rename = "h", default)]
     pub key: String,
     /// Expiry, seconds since the Unix epoch.
@@ -87,13 +89,31 @@ impl SessionKeys {
         mac
     }
 
+    /// The id a session of the key whose SHA-256 is `key_hash` (hex)
+    /// carries: an HMAC of the whole hash.
+    pub fn key_id(&self, key_hash: &str) -> String {
+        hex::encode(
+            self.mac(&[b"key:", key_hash.to_ascii_lowercase().as_bytes()])
+                .finalize()
+                .into_bytes(),
+        )
+    }
+
+    /// Whether `session` belongs to the key whose SHA-256 is `key_hash`
+    /// (constant time).
+    pub fn belongs_to(&self, session: &Session, key_hash: &str) -> bool {
+        let expected = self.key_id(key_hash);
+        expected.len() == session.key.len()
+            && bool::from(expected.as_bytes().ct_eq(session.key.as_bytes()))
+    }
+
     /// A new session for key `name` whose SHA-256 is `key_hash` (hex),
     /// valid from `now` (Unix seconds).
     pub fn start(&self, name: &str, key_hash: &str, access: Access, now: i64) -> Session {
         Session {
             name: name.to_owned(),
             access,
-            key: key_hash.chars().take(16).collect(),
+            key: self.key_id(key_hash),
             expires: now + LIFETIME_SECS,
             nonce: hex::encode(rand::random::<[u8; 16]>()),
         }
@@ -185,6 +205,23 @@ mod tests {
         );
         assert_eq!(keys.open(&format!("{forged_body}.{tag}"), 1_001), None);
         assert_eq!(keys.open("garbage", 1_001), None);
+    }
+
+    #[test]
+    fn a_session_belongs_to_the_whole_hash_of_its_key() {
+        let keys = SessionKeys::new(Some("secret"));
+        let hash = "abcdef0123456789ff";
+        let s = keys.start("ops", hash, Access::Admin, 0);
+        assert!(keys.belongs_to(&s, hash));
+        assert!(!s.key.contains(hash), "the cookie shows the hash");
+        assert!(!keys.belongs_to(&s, "abcdef0123456789fe"));
+        for prefix in ["", "a", "abcdef0123456789"] {
+            let forged = Session {
+                key: prefix.into(),
+                ..s.clone()
+            };
+            assert!(!keys.belongs_to(&forged, hash), "{prefix:?}");
+        }
     }
 
     #[test]

@@ -388,6 +388,13 @@ fn build(f: Fields, options: &ParseOptions) -> Result<Alert, ParseError> {
                 Raw::Unusable(_) => None,
             };
             match parsed {
+                Some(p) if p >= max_price() => {
+                    if options.price_required {
+                        return Err(bad("price", raw.shown(), PRICE_TOO_LARGE));
+                    }
+                    ignored.push(ignore("price", raw.shown(), PRICE_TOO_LARGE));
+                    None
+                }
                 Some(p) => Some(p),
                 None if options.price_required => {
                     return Err(bad("price", raw.shown(), PRICE_PROBLEM));
@@ -408,6 +415,10 @@ fn build(f: Fields, options: &ParseOptions) -> Result<Alert, ParseError> {
                     raw.shown(),
                     "is not a time (RFC 3339, YYYY-MM-DD HH:MM:SS or Unix seconds)",
                 ));
+                None
+            }
+            (_, Some(t)) if !storable_time(t) => {
+                ignored.push(ignore("time", raw.shown(), "is not in the years 1 to 9999"));
                 None
             }
             (_, Some(t)) => Some(t),
@@ -440,6 +451,23 @@ fn build(f: Fields, options: &ParseOptions) -> Result<Alert, ParseError> {
 /// What is wrong with a price that is refused.
 const PRICE_PROBLEM: &str = "is not one unambiguous number (like 67,890.50 or 67890.5 USDT)";
 
+/// What is wrong with a price too large to store.
+const PRICE_TOO_LARGE: &str = "is too large (at most 20 digits before the decimal point)";
+
+/// The smallest price too large for the `price numeric(30,10)` column:
+/// 10^20.
+fn max_price() -> Decimal {
+    Decimal::from_i128_with_scale(100_000_000_000_000_000_000, 0)
+}
+
+/// Whether `t` can be stored as a `timestamptz` and shown back: the years
+/// 1 to 9999 (PostgreSQL refuses times before 4713 BC; RFC 3339 writes
+/// only four-digit years).
+pub fn storable_time(t: DateTime<Utc>) -> bool {
+    use chrono::Datelike;
+    (1..=9999).contains(&t.year())
+}
+
 /// Why an optional field was left out.
 fn ignore(field: &str, value: &str, problem: &str) -> String {
     format!("{field} {:?} {problem}; stored without it", cut(value, 80))
@@ -453,8 +481,15 @@ fn bad(field: &'static str, value: &str, problem: &'static str) -> ParseError {
     }
 }
 
+/// `s` trimmed to `max_chars`, without NUL characters: PostgreSQL's
+/// text cannot hold them, and every text an alert stores or a message shows
+/// goes through here.
 fn cut(s: &str, max_chars: usize) -> String {
-    s.trim().chars().take(max_chars).collect()
+    s.trim()
+        .chars()
+        .filter(|c| *c != '\0')
+        .take(max_chars)
+        .collect()
 }
 
 /// A price written with a decimal point (see [`parse_price_in`]).
@@ -543,6 +578,52 @@ mod tests {
 
     fn dec(s: &str) -> Decimal {
         s.parse().expect("decimal")
+    }
+
+    #[test]
+    fn values_postgresql_cannot_store_are_cleaned_or_refused() {
+        let a = parse(
+            "Ticker: BINANCE:BTCUSDT\nSignal: bu\u{0}y\nPrice: 1\nIndicator: R\u{0}SI\nNotes: a\u{0}b",
+        )
+        .expect("parses");
+        assert_eq!(
+            (
+                a.signal_type.as_str(),
+                a.indicator.as_deref(),
+                a.notes.as_deref()
+            ),
+            ("buy", Some("RSI"), Some("ab"))
+        );
+        let json = parse(r#"{"ticker":"X:Y","signal":"buy\u0000","price":"1"}"#).expect("parses");
+        assert_eq!(json.signal_type, "buy");
+        // A NUL in the ticker: refused, and the message holds none.
+        let e = parse("Ticker: X\u{0}Y\nSignal: b\nPrice: 1").expect_err("ticker");
+        assert!(!e.to_string().contains('\0'), "{e}");
+        // 10^20 and more do not fit numeric(30,10); just below does.
+        let e = parse("Ticker: X\nSignal: b\nPrice: 100000000000000000000").expect_err("price");
+        assert!(e.to_string().contains("too large"), "{e}");
+        assert!(parse("Ticker: X\nSignal: b\nPrice: 1e25").is_err());
+        let below =
+            parse("Ticker: X\nSignal: b\nPrice: 99,999,999,999,999,999,999.9999").expect("price");
+        assert_eq!(below.price, Some(dec("99999999999999999999.9999")));
+        let optional = ParseOptions {
+            price_required: false,
+            ..ParseOptions::default()
+        };
+        let a = parse_with(
+            "Ticker: X\nSignal: b\nPrice: 123456789012345678901234",
+            &optional,
+        )
+        .expect("parses");
+        assert_eq!(a.price, None);
+        assert!(a.ignored[0].contains("too large"), "{:?}", a.ignored);
+        // Before 4713 BC (and after 9999): stored without the time.
+        for time in ["-300000000000000", "300000000000000"] {
+            let a =
+                parse(&format!("Ticker: X\nSignal: b\nPrice: 1\nTime: {time}")).expect("parses");
+            assert_eq!(a.alert_time, None, "{time}");
+            assert!(a.ignored[0].contains("years 1 to 9999"), "{:?}", a.ignored);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! SELECT FROM UNNEST` statement.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +25,10 @@ pub const AUDIT_BATCH: usize = 500;
 /// Events the sink holds while Redis is slow or down before it drops new
 /// ones (counted in `sluice_audit_dropped_total`).
 const SINK_CAPACITY: usize = 50_000;
+
+/// Bytes of text the sink holds at most (the events' fields are capped,
+/// but 50,000 of the largest would still be hundreds of MB).
+const SINK_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// One audited action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +54,50 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// The longest text of an event's fields, characters (the detail's is
+/// [`MAX_DETAIL_CHARS`]): what a caller sends must not decide an event's
+/// size.
+pub const MAX_FIELD_CHARS: usize = 300;
+
+/// The longest detail of an event, characters.
+pub const MAX_DETAIL_CHARS: usize = 2_000;
+
+fn capped(text: &mut String, max: usize) {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+    }
+}
+
 impl AuditEvent {
+    /// About how many bytes the event holds.
+    fn weight(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        std::mem::size_of::<Self>()
+            + self.actor.len()
+            + self.action.len()
+            + self.outcome.len()
+            + text(&self.target)
+            + text(&self.source_ip)
+            + text(&self.detail)
+    }
+
+    /// The event with every text field cut to its limit.
+    pub fn capped(mut self) -> Self {
+        for field in [&mut self.actor, &mut self.action, &mut self.outcome] {
+            capped(field, MAX_FIELD_CHARS);
+        }
+        for field in [&mut self.target, &mut self.source_ip]
+            .into_iter()
+            .flatten()
+        {
+            capped(field, MAX_FIELD_CHARS);
+        }
+        if let Some(detail) = &mut self.detail {
+            capped(detail, MAX_DETAIL_CHARS);
+        }
+        self
+    }
+
     /// An event happening now.
     pub fn now(actor: impl Into<String>, action: impl Into<String>, outcome: &str) -> Self {
         Self {
@@ -77,6 +124,8 @@ impl AuditEvent {
 pub struct AuditSink {
     tx: mpsc::Sender<AuditEvent>,
     dropped: Arc<AtomicU64>,
+    /// Bytes of the events in the buffer.
+    buffered: Arc<AtomicUsize>,
 }
 
 /// How often the task tries Redis again while events are spilled.
@@ -88,15 +137,31 @@ impl AuditSink {
     pub fn spawn(client: Client, spill: SpillConfig) -> Self {
         let (tx, rx) = mpsc::channel(SINK_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(forward(client, rx, Spill::open(spill), dropped.clone()));
-        Self { tx, dropped }
+        let buffered = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(forward(
+            client,
+            rx,
+            Spill::open(spill),
+            dropped.clone(),
+            buffered.clone(),
+        ));
+        Self {
+            tx,
+            dropped,
+            buffered,
+        }
     }
 
     /// Record `event`. When the buffer is full (events arrive faster than
     /// they can be enqueued or spilled), the event is dropped and counted
     /// rather than blocking the request.
     pub fn record(&self, event: AuditEvent) {
-        if self.tx.try_send(event).is_err() {
+        let event = event.capped();
+        let weight = event.weight();
+        let held = self.buffered.fetch_add(weight, Ordering::Relaxed);
+        let full = held + weight > SINK_MAX_BYTES || self.tx.try_send(event).is_err();
+        if full {
+            self.buffered.fetch_sub(weight, Ordering::Relaxed);
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("sluice_audit_dropped_total", "reason" => "buffer_full").increment(1);
             if n.is_power_of_two() {
@@ -118,12 +183,16 @@ async fn forward(
     mut rx: mpsc::Receiver<AuditEvent>,
     mut spill: Spill,
     dropped: Arc<AtomicU64>,
+    buffered: Arc<AtomicUsize>,
 ) {
     let mut queue: Option<Queue> = None;
     let mut batch = Vec::with_capacity(AUDIT_BATCH);
     let mut next_try = tokio::time::Instant::now();
     loop {
         let wake = tokio::time::timeout(REPLAY_EVERY, rx.recv_many(&mut batch, AUDIT_BATCH)).await;
+        // Out of the buffer: their bytes no longer count against it.
+        let taken: usize = batch.iter().map(AuditEvent::weight).sum();
+        buffered.fetch_sub(taken, Ordering::Relaxed);
         // Every sender is gone (the process is stopping) once `recv_many`
         // answers 0: what is spilled gets the replay that is due, then the
         // task ends (a file left behind is replayed at the next start).

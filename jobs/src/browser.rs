@@ -41,6 +41,33 @@ pub const FLAGS: [&str; 7] = [
     "--hide-scrollbars",
 ];
 
+/// The variables of this process Chromium keeps: what it needs to run,
+/// find fonts and speak the locale. Every other one is blanked at launch
+/// (chromiumoxide can add variables but not clear them), so that the
+/// secrets in this process's environment (cookie key, database URL,
+/// Redis URL, session secret, S3 keys) never reach a browser that opens
+/// pages from the internet.
+const KEPT_VARIABLES: [&str; 8] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "FONTCONFIG_PATH",
+    "FONTCONFIG_FILE",
+];
+
+/// Every variable of this process but [`KEPT_VARIABLES`] (and `LC_*`),
+/// set to the empty string.
+fn blanked_environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| !KEPT_VARIABLES.contains(&name.as_str()) && !name.starts_with("LC_"))
+        .map(|name| (name, String::new()))
+        .collect()
+}
+
 /// How the pool launches and uses Chromium.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrowserSettings {
@@ -281,6 +308,7 @@ impl BrowserPool {
                 ..Viewport::default()
             })
             .args(FLAGS)
+            .envs(blanked_environment())
             .build()
             .map_err(Error::Browser)?;
         let (browser, mut handler) = Browser::launch(config).await.map_err(|e| {

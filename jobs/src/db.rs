@@ -137,6 +137,14 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether `e` is PostgreSQL refusing a value of the statement: SQLSTATE
+/// class 22 (data exception: a NUL byte, a number out of range, a date
+/// before 4713 BC) or 23 (integrity constraint violation).
+pub fn is_data_error(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if d.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+}
+
 /// Why a bulk write failed, as every job of its batch sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -144,6 +152,11 @@ pub enum StoreError {
     Unavailable(String),
     /// Anything else: a failed attempt, retried with backoff.
     Failed(String),
+    /// PostgreSQL refused a value of the batch (SQLSTATE class 22, data
+    /// exception, or 23, integrity constraint violation): the same batch
+    /// will fail the same way, so a writer splits it to find the job
+    /// whose value it is. As one job's outcome, a retry.
+    Refused(String),
 }
 
 impl StoreError {
@@ -152,6 +165,8 @@ impl StoreError {
         let message = format!("{context}: {e}");
         if is_unavailable(e) {
             Self::Unavailable(message)
+        } else if is_data_error(e) {
+            Self::Refused(message)
         } else {
             Self::Failed(message)
         }
@@ -161,7 +176,7 @@ impl StoreError {
     pub fn outcome(&self, job: &sluice_engine::Job) -> sluice_engine::Outcome {
         match self {
             Self::Unavailable(_) => wait_for_database(job),
-            Self::Failed(m) => sluice_engine::Outcome::Retry {
+            Self::Failed(m) | Self::Refused(m) => sluice_engine::Outcome::Retry {
                 reason: m.clone(),
                 after: None,
             },

@@ -22,7 +22,7 @@ use crate::alert::{self, Alert, ParseOptions};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::db::{StoreError, guarded_write};
 use crate::plan::Plan;
-use crate::screenshot::ScreenshotJob;
+use crate::screenshot::{ScreenshotJob, valid_chart_id};
 
 /// Most signals written in one statement.
 pub const INGEST_BATCH: usize = 500;
@@ -137,9 +137,11 @@ impl IngestHandler {
         Ok(Parsed {
             job_id: job.id.clone(),
             user_id: input.user_id,
-            chart_id: input.chart_id.filter(|c| !c.is_empty()),
+            // The webhook checked it; a job from elsewhere is checked too.
+            chart_id: input.chart_id.filter(|c| valid_chart_id(c)),
             alert,
             received_at: DateTime::from_timestamp_millis(input.received_at_ms)
+                .filter(|t| alert::storable_time(*t))
                 .unwrap_or_else(Utc::now),
         })
     }
@@ -169,18 +171,39 @@ impl TypedBatchHandler for IngestHandler {
                 Err(buried) => outcomes[position] = buried,
             }
         }
-        if parsed.is_empty() {
-            return Ok(outcomes);
-        }
-        let written = guarded_write(self.breaker.as_ref(), || {
-            store(&self.pool, &self.screenshots, &parsed)
-        })
-        .await;
-        for (position, job) in &written_jobs {
+        // Parts of the batch still to write, as ranges of `parsed`: the
+        // whole batch first; a part PostgreSQL refuses a value of is split
+        // in two, down to the one job whose value it is, which is buried.
+        // The others are stored on this try.
+        let mut parts = Vec::with_capacity(1);
+        parts.push(0..parsed.len());
+        while let Some(part) = parts.pop() {
+            let written = guarded_write(self.breaker.as_ref(), || {
+                store(&self.pool, &self.screenshots, &parsed[part.clone()])
+            })
+            .await;
+            let outcome = |job: &Job| match &written {
+                Ok(Ok(())) => Outcome::Done,
+                Ok(Err(e)) => e.outcome(job),
+                Err(wait) => Outcome::Snooze(*wait),
+            };
             match &written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => outcomes[*position] = e.outcome(job),
-                Err(wait) => outcomes[*position] = Outcome::Snooze(*wait),
+                Ok(Err(StoreError::Refused(reason))) if part.len() == 1 => {
+                    let (position, job) = &written_jobs[part.start];
+                    tracing::warn!(job = %job.id, %reason, "PostgreSQL refused an alert; buried");
+                    outcomes[*position] =
+                        Outcome::Bury(format!("cannot store this alert: {reason}"));
+                }
+                Ok(Err(StoreError::Refused(_))) => {
+                    let middle = part.start + part.len() / 2;
+                    parts.push(middle..part.end);
+                    parts.push(part.start..middle);
+                }
+                _ => {
+                    for (position, job) in &written_jobs[part] {
+                        outcomes[*position] = outcome(job);
+                    }
+                }
             }
         }
         Ok(outcomes)

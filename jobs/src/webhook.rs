@@ -1,7 +1,11 @@
 //! Admission of webhook calls: token, enabled flag, monthly quota.
 //!
 //! Tokens are looked up by their SHA-256, cached for a short time, and the
-//! stored hash is compared in constant time. The quota is counted in
+//! stored hash is compared in constant time. A token no user has is cached
+//! too (for [`UNKNOWN_TTL`]), so that one sent again and again costs no
+//! query; and an address that sends many tokens no user has is refused
+//! before its next lookup for a while ([`WebhookGate::refuse_caller`]),
+//! so that made-up tokens cannot keep the database pool busy. The quota is counted in
 //! PostgreSQL with one atomic `UPDATE` per accepted call, on a pool whose
 //! commits do not wait for the WAL flush (a PostgreSQL crash may forget the
 //! last fraction of a second of counts, never a signal).
@@ -23,6 +27,10 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 
 /// Most cached tokens before the cache is cleared.
 const CACHE_MAX: usize = 100_000;
+
+/// How long a token no user has stays known as such. A user's new token
+/// is random, so no one asks for it before it exists.
+pub const UNKNOWN_TTL: Duration = Duration::from_secs(60);
 
 /// The answer to a webhook call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +73,26 @@ struct Cached {
     at: Instant,
 }
 
+/// What the gate knows of a token without asking the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// A user's.
+    User(Identity),
+    /// No user's (looked up a short while ago).
+    Unknown,
+    /// Not known: looking it up takes a query.
+    NotCached,
+}
+
 /// Checks webhook tokens and counts quotas.
 #[derive(Debug)]
 pub struct WebhookGate {
     pool: PgPool,
     cache: RwLock<HashMap<[u8; 32], Cached>>,
+    /// Tokens no user has, with when that was found.
+    unknown: RwLock<HashMap<[u8; 32], Instant>>,
+    /// Addresses refused a lookup until the instant.
+    refused_callers: RwLock<HashMap<String, Instant>>,
 }
 
 impl WebhookGate {
@@ -79,6 +102,61 @@ impl WebhookGate {
         Self {
             pool,
             cache: RwLock::new(HashMap::new()),
+            unknown: RwLock::new(HashMap::new()),
+            refused_callers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// What the caches say of `token`.
+    pub fn known(&self, token: &str) -> Known {
+        let hash = token_hash(token);
+        let user = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&hash).copied())
+            .filter(|c| c.at.elapsed() < CACHE_TTL);
+        if let Some(user) = user
+            && bool::from(user.hash.ct_eq(&hash))
+        {
+            return Known::User(Identity {
+                user_id: user.user_id,
+                plan: user.plan,
+                hash,
+            });
+        }
+        let unknown = self
+            .unknown
+            .read()
+            .ok()
+            .and_then(|c| c.get(&hash).copied())
+            .is_some_and(|at| at.elapsed() < UNKNOWN_TTL);
+        if unknown {
+            Known::Unknown
+        } else {
+            Known::NotCached
+        }
+    }
+
+    /// Whether lookups from `caller` (an address) are refused for now.
+    pub fn refuses(&self, caller: &str) -> bool {
+        self.refused_callers
+            .read()
+            .ok()
+            .and_then(|r| r.get(caller).copied())
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Refuse lookups from `caller` for `wait`.
+    pub fn refuse_caller(&self, caller: &str, wait: Duration) {
+        if let Ok(mut refused) = self.refused_callers.write() {
+            if refused.len() >= CACHE_MAX {
+                refused.retain(|_, until| Instant::now() < *until);
+                if refused.len() >= CACHE_MAX {
+                    refused.clear();
+                }
+            }
+            refused.insert(caller.to_owned(), Instant::now() + wait);
         }
     }
 
@@ -92,12 +170,27 @@ impl WebhookGate {
         if let Some(c) = hit {
             return Ok(Some(c));
         }
+        let unknown = self
+            .unknown
+            .read()
+            .ok()
+            .and_then(|c| c.get(&hash).copied())
+            .is_some_and(|at| at.elapsed() < UNKNOWN_TTL);
+        if unknown {
+            return Ok(None);
+        }
         let row: Option<(i64, Vec<u8>, String)> =
             sqlx::query_as("SELECT id, token_hash, plan FROM users WHERE token_hash = $1")
                 .bind(&hash[..])
                 .fetch_optional(&self.pool)
                 .await?;
         let Some((user_id, stored, plan)) = row else {
+            if let Ok(mut unknown) = self.unknown.write() {
+                if unknown.len() >= CACHE_MAX {
+                    unknown.clear();
+                }
+                unknown.insert(hash, Instant::now());
+            }
             return Ok(None);
         };
         let Ok(stored) = <[u8; 32]>::try_from(stored.as_slice()) else {

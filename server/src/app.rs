@@ -71,6 +71,12 @@ pub trait App: Send + Sync + 'static {
         false
     }
 
+    /// Its own queues: what its jobs carry is trusted (a user, a chart, a
+    /// time), so only it enqueues there, never the API.
+    fn reserved_queues(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Its dependencies' readiness, asked at every `GET /health/ready`.
     fn readiness(&self) -> BoxFuture<'_, Vec<Check>> {
         Box::pin(async { Vec::new() })

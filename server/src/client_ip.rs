@@ -35,6 +35,16 @@ pub fn client_address(
     )
 }
 
+/// Whether the client reached a trusted proxy over HTTPS: its
+/// `X-Forwarded-Proto` says so and the peer is a trusted proxy. Anyone
+/// else's header proves nothing.
+pub fn over_https(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> bool {
+    peer.is_some_and(|p| trusted.iter().any(|net| net.contains(&p)))
+        && headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
 /// The client of `request` as text, for the audit log and the ingest
 /// jobs (`None`: unknown).
 pub fn of_request(request: &axum::extract::Request, trusted: &[IpNet]) -> Option<String> {

@@ -28,6 +28,7 @@ pub mod client_ip;
 pub mod dashboard;
 pub mod error;
 mod integral;
+pub mod listen;
 mod metrics;
 mod openapi;
 mod origin;
@@ -56,7 +57,7 @@ pub use auth::key_hash;
 pub use error::{ApiError, ApiResult};
 pub use metrics::install_recorder;
 pub use requests::Actor;
-pub use settings::{ApiConfig, ApiKeySection, BadProxy, Scope};
+pub use settings::{ApiConfig, ApiKeySection, BadProxy, Scope, Unsafe};
 
 /// What a server is made of, besides its queues.
 #[derive(Default)]
@@ -107,6 +108,9 @@ struct Shared {
     started: Instant,
     /// Signs dashboard sessions.
     sessions: sluice_dashboard::session::SessionKeys,
+    /// Random, per process: the open dashboard's CSRF tokens derive from
+    /// it (with no keys there is no login to give each visitor a nonce).
+    open_nonce: String,
 }
 
 impl std::fmt::Debug for AppState {
@@ -146,6 +150,7 @@ impl AppState {
                 schedules,
                 started: Instant::now(),
                 sessions,
+                open_nonce: hex::encode(rand::random::<[u8; 16]>()),
             }),
         })
     }
@@ -231,14 +236,46 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             requests::record,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            strict_transport_security,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(metrics::refuse_unknown_methods))
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_secs(state.api.body_timeout_secs.max(1)),
+            listen::body_deadline,
+        ))
         .layer(DefaultBodyLimit::max(state.api.max_body_bytes))
         .with_state(state)
+}
+
+/// HSTS on every answer to a client that came over HTTPS (through a
+/// trusted proxy): its browser then never uses plain HTTP here again.
+async fn strict_transport_security(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let https = client_ip::over_https(peer, request.headers(), &state.trusted_proxies);
+    let mut response = next.run(request).await;
+    if https {
+        response.headers_mut().insert(
+            axum::http::header::STRICT_TRANSPORT_SECURITY,
+            axum::http::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    response
 }
 
 /// Serve `state`'s API on `addr` until `stop` is triggered; running requests
 /// finish first.
 pub async fn serve(state: AppState, addr: SocketAddr, stop: Shutdown) -> anyhow::Result<()> {
+    state.api.check_safe(addr)?;
     if state.shared.keys.is_empty() {
         tracing::warn!("no API keys configured: the API is open to anyone who can reach {addr}");
     }
@@ -246,13 +283,10 @@ pub async fn serve(state: AppState, addr: SocketAddr, stop: Shutdown) -> anyhow:
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "API listening");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.triggered().await })
-    .await
-    .context("API server failed")
+    let limits = listen::ConnectionLimits::of(&state.api);
+    listen::serve_on(listener, router(state), limits, stop)
+        .await
+        .context("API server failed")
 }
 
 /// Serve this process's own metrics (`GET /metrics`) on `addr`: what a

@@ -6,11 +6,12 @@
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sluice_engine::{BreakerStatus, Stats};
 
@@ -22,9 +23,15 @@ const BUCKETS: &[f64] = &[
     60.0, 300.0,
 ];
 
-/// Install the process-wide recorder (once; later calls reuse it).
+/// How often the recorder's upkeep runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Install the process-wide recorder (once; later calls reuse it), with a
+/// thread that runs its upkeep.
 pub fn install_recorder() -> &'static PrometheusHandle {
-    HANDLE.get_or_init(|| {
+    let mut installed = false;
+    let handle = HANDLE.get_or_init(|| {
+        installed = true;
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
@@ -36,7 +43,42 @@ pub fn install_recorder() -> &'static PrometheusHandle {
             // Another recorder is installed: render ours (empty) anyway.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
-    })
+    });
+    if installed {
+        // Histogram samples wait in a buffer until the upkeep (or a
+        // scrape) folds them into their buckets: a process nobody scrapes
+        // would keep every sample it ever took.
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    handle.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the metrics upkeep");
+        }
+    }
+    handle
+}
+
+/// A method as a label: one of the methods HTTP defines, or `other`. Hyper
+/// takes any token as a method, and every label set lives as long as the
+/// process, so a label may never be what a stranger chose.
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Help texts of the process-local metrics (Prometheus wants one each).
@@ -75,22 +117,40 @@ fn describe() {
     );
 }
 
+/// Middleware answering 405 to a method HTTP does not define, before any
+/// other middleware: no key is checked, nothing is counted or logged for it.
+pub async fn refuse_unknown_methods(request: Request, next: Next) -> Response {
+    if method_label(request.method()) == "other" {
+        return crate::error::ApiError::new(
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this server takes only the methods HTTP defines",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// Middleware counting requests by method, route and status, with latency.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("sluice_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::counter!("sluice_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
     let took = started.elapsed();
     metrics::histogram!("sluice_http_request_duration_seconds", "method" => method, "route" => route)
         .record(took.as_secs_f64());
-    // The fleet-wide series the api_latency alert reads.
-    sluice_engine::alerting::record_latency("api", took);
+    // The fleet-wide series the api_latency alert reads: requests someone
+    // authenticated (an API key, a webhook's token; anyone in open mode),
+    // so that a stranger's slow requests cannot fire it.
+    if response.extensions().get::<crate::Actor>().is_some() {
+        sluice_engine::alerting::record_latency("api", took);
+    }
     response
 }
 

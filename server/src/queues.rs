@@ -141,7 +141,7 @@ pub struct BatchResponse {
     responses(
         (status = 201, description = "Enqueued", body = Enqueued),
         (status = 200, description = "The idempotency key matched an earlier job; nothing was added", body = Enqueued),
-        (status = 403, description = "The queue is Sluice's own (its name starts with _), or the key may only read", body = ErrorBody),
+        (status = 403, description = "The queue is Sluice's own (its name starts with _) or a plugged-in application's, or the key may only read", body = ErrorBody),
         (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
     ))]
 pub async fn enqueue(
@@ -149,7 +149,7 @@ pub async fn enqueue(
     ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     ApiJson(body): ApiJson<EnqueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
-    refuse_reserved(&queue)?;
+    refuse_reserved(&state, &queue)?;
     let (partition_key, job) = body.into_keyed_job()?;
     let q = state.queue_for_write(&queue).await?;
     refuse_partition_key(&q, partition_key.is_some())?;
@@ -169,7 +169,7 @@ pub async fn enqueue(
     request_body = BatchRequest,
     responses(
         (status = 201, description = "Enqueued, one entry per job in request order", body = BatchResponse),
-        (status = 403, description = "The queue is Sluice's own (its name starts with _), or the key may only read", body = ErrorBody),
+        (status = 403, description = "The queue is Sluice's own (its name starts with _) or a plugged-in application's, or the key may only read", body = ErrorBody),
         (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
     ))]
 pub async fn enqueue_batch(
@@ -177,7 +177,7 @@ pub async fn enqueue_batch(
     ApiPath(QueuePath { queue }): ApiPath<QueuePath>,
     ApiJson(body): ApiJson<BatchRequest>,
 ) -> ApiResult<(StatusCode, Json<BatchResponse>)> {
-    refuse_reserved(&queue)?;
+    refuse_reserved(&state, &queue)?;
     let max = state.api.max_batch;
     if body.jobs.len() > max {
         return Err(ApiError::new(
@@ -204,14 +204,28 @@ pub async fn enqueue_batch(
 }
 
 /// Queues whose name starts with `_` are Sluice's own (`_alerts` carries
-/// the alert notifications, which its workers send): jobs from outside
-/// have no place in them.
-fn refuse_reserved(queue: &str) -> ApiResult<()> {
+/// the alert notifications, which its workers send), and a plugged-in
+/// application's own are its ([`App::reserved_queues`](crate::App::reserved_queues)):
+/// jobs from outside have no place in them.
+fn refuse_reserved(state: &AppState, queue: &str) -> ApiResult<()> {
     if queue.starts_with('_') {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "reserved_queue",
             format!("queue {queue:?} is Sluice's own (names starting with _ are reserved)"),
+        ));
+    }
+    // A partition (`ingest#3`) belongs to its queue.
+    let base = queue.split_once('#').map_or(queue, |(base, _)| base);
+    if state
+        .apps
+        .iter()
+        .any(|app| app.reserved_queues().contains(&base))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reserved_queue",
+            format!("queue {queue:?} is the application's own: only it enqueues there"),
         ));
     }
     Ok(())

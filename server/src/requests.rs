@@ -35,7 +35,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     if !state.apps.iter().any(|a| a.records_requests()) || is_noise(&path) {
         return next.run(request).await;
     }
-    let method = request.method().to_string();
+    let method = crate::metrics::method_label(request.method()).to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -267,8 +267,9 @@ pub enum ChannelKind {
     Slack,
 }
 
-/// One `[[alert_channels]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One `[[alert_channels]]` entry. Its `Debug` shows neither the URL (a
+/// Slack or Discord URL's path is its credential) nor the secret or token.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
     /// The channel's name, as rules name it.
@@ -289,6 +290,23 @@ pub struct ChannelSection {
     pub api_url: Option<String>,
     /// Request timeout, ms (default 10 000).
     pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for ChannelSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("ChannelSection")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &hidden(&self.url))
+            .field("secret", &hidden(&self.secret))
+            .field("chat_id", &self.chat_id)
+            .field("token", &hidden(&self.token))
+            .field("token_env", &self.token_env)
+            .field("api_url", &self.api_url)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl ChannelSection {

@@ -29,8 +29,9 @@ pub const DEFAULT_PREFIX: &str = "sluice";
 /// Default address of the HTTP API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// What a config file may hold.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// What a config file may hold. Its `Debug` shows the Redis URL without
+/// its password (and each section hides its own secrets).
+#[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Redis URL.
@@ -65,6 +66,28 @@ pub struct FileConfig {
     /// Where alerts are sent.
     #[serde(default)]
     pub alert_channels: Vec<alerts::ChannelSection>,
+}
+
+impl std::fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileConfig")
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(sluice_engine::redact_url),
+            )
+            .field("prefix", &self.prefix)
+            .field("data_dir", &self.data_dir)
+            .field("log_format", &self.log_format)
+            .field("api", &self.api)
+            .field("worker", &self.worker)
+            .field("queues", &self.queues)
+            .field("schedules", &self.schedules)
+            .field("pipeline", &self.pipeline)
+            .field("alerting", &self.alerting)
+            .field("alerts", &self.alerts)
+            .field("alert_channels", &self.alert_channels)
+            .finish()
+    }
 }
 
 /// Log output.
@@ -343,7 +366,7 @@ impl FileConfig {
             )
         })?;
         let mut config = config;
-        config.apply_environment(&process_env);
+        config.apply_environment(&process_env)?;
         config
             .validate()
             .with_context(|| format!("invalid config file {}", path.display()))?;
@@ -351,10 +374,11 @@ impl FileConfig {
     }
 
     /// The defaults, with the environment's overrides (no config file).
-    pub fn without_file() -> Self {
+    pub fn without_file() -> anyhow::Result<Self> {
         let mut config = Self::default();
-        config.apply_environment(&process_env);
-        config
+        config.apply_environment(&process_env)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// The environment's overrides of the file, applied once, here, so
@@ -362,11 +386,23 @@ impl FileConfig {
     /// `SLUICE_SESSION_SECRET`, `SLUICE_DATABASE_URL`, `SLUICE_COOKIE_KEY`,
     /// `SLUICE_S3_ACCESS_KEY` and `SLUICE_S3_SECRET_KEY` win over the file,
     /// and a Telegram channel without a `token` takes the variable its
-    /// `token_env` names. `env` answers a variable's value.
-    pub fn apply_environment(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+    /// `token_env` names. `SLUICE_API_KEYS` adds API keys to the file's:
+    /// `NAME:SCOPE:SHA256` entries separated by commas (what a container's
+    /// secret can hold). `env` answers a variable's value.
+    pub fn apply_environment(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<()> {
         let set = |name: &str| env(name).filter(|v| !v.is_empty());
         if let Some(secret) = set("SLUICE_SESSION_SECRET") {
             self.api.session_secret = Some(secret);
+        }
+        if let Some(keys) = set("SLUICE_API_KEYS") {
+            for (n, entry) in keys.split(',').map(str::trim).enumerate() {
+                self.api.keys.push(api_key_of(entry).with_context(|| {
+                    format!("SLUICE_API_KEYS: entry {} is not NAME:SCOPE:SHA256", n + 1)
+                })?);
+            }
         }
         if let Some(p) = &mut self.pipeline {
             if let Some(url) = set("SLUICE_DATABASE_URL") {
@@ -389,6 +425,7 @@ impl FileConfig {
                 channel.token = channel.token_env.as_deref().and_then(set);
             }
         }
+        Ok(())
     }
 
     /// The configured schedules and the pipeline's (retention, backups).
@@ -471,6 +508,15 @@ impl FileConfig {
         if self.api.max_batch == 0 {
             bail!("api.max_batch must be at least 1");
         }
+        for (name, value) in [
+            ("api.header_timeout_secs", self.api.header_timeout_secs),
+            ("api.body_timeout_secs", self.api.body_timeout_secs),
+            ("api.max_connections", self.api.max_connections as u64),
+        ] {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
         Ok(())
     }
 
@@ -478,6 +524,30 @@ impl FileConfig {
     pub fn queue(&self, name: &str) -> Option<&QueueSection> {
         self.queues.iter().find(|q| q.name == name)
     }
+}
+
+/// An API key of `SLUICE_API_KEYS`: `NAME:SCOPE:SHA256` (its hash is
+/// checked with the file's keys).
+fn api_key_of(entry: &str) -> anyhow::Result<ApiKeySection> {
+    let mut parts = entry.splitn(3, ':');
+    let (Some(name), Some(scope), Some(sha256)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("three parts are needed");
+    };
+    let scope = match scope.trim() {
+        "read" => Scope::Read,
+        "admin" => Scope::Admin,
+        _ => bail!("the scope is read or admin"),
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        bail!("the name is empty");
+    }
+    Ok(ApiKeySection {
+        name: name.to_owned(),
+        sha256: sha256.trim().to_owned(),
+        scope,
+        requests_per_second: None,
+    })
 }
 
 /// A variable of this process's environment.
@@ -637,7 +707,7 @@ mod tests {
             "TG_TOKEN" => Some("bot-token".to_owned()),
             _ => None,
         };
-        c.apply_environment(&env);
+        c.apply_environment(&env).expect("environment");
         assert_eq!(c.api.session_secret.as_deref(), Some("from-env"));
         let p = c.pipeline.as_ref().expect("pipeline");
         assert_eq!(p.db().url, "postgres://env/db");
@@ -653,6 +723,80 @@ mod tests {
         );
         // A token in the file is not replaced by the variable.
         assert_eq!(c.alert_channels[1].telegram_token().as_deref(), Some("own"));
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let text = r#"
+redis_url = "redis://:redis-pass-1@127.0.0.1:6379/"
+[api]
+session_secret = "session-secret-2-abcdefghijklmnopqrstuvwxyz"
+[pipeline]
+database_url = "postgres://sluice:pg-pass-3@db/sluice"
+cookie_key = "cookie-key-4"
+[pipeline.s3]
+endpoint = "http://127.0.0.1:9000"
+bucket = "b"
+access_key = "access-key-5"
+secret_key = "s3-secret-6"
+[[alert_channels]]
+name = "ops"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+secret = "hmac-secret-7"
+[[alert_channels]]
+name = "tg"
+kind = "telegram"
+chat_id = "1"
+token = "bot-token-8"
+"#;
+        let c: FileConfig = toml::from_str(text).expect("parses");
+        let shown = format!("{c:?} {:?} {:?}", c.api, c.pipeline);
+        for secret in [
+            "redis-pass-1",
+            "session-secret-2",
+            "pg-pass-3",
+            "cookie-key-4",
+            "access-key-5",
+            "s3-secret-6",
+            "hmac-secret-7",
+            "bot-token-8",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("127.0.0.1:6379"), "{shown}");
+    }
+
+    #[test]
+    fn api_keys_come_from_the_environment_too() {
+        let hash = "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3";
+        let mut c = FileConfig::default();
+        let keys = format!("ops:admin:{hash}, viewer:read:{}", hash.replace('a', "b"));
+        c.apply_environment(&|name: &str| (name == "SLUICE_API_KEYS").then(|| keys.clone()))
+            .expect("keys");
+        c.validate().expect("valid");
+        let named: Vec<(&str, Scope)> = c
+            .api
+            .keys
+            .iter()
+            .map(|k| (k.name.as_str(), k.scope))
+            .collect();
+        assert_eq!(named, [("ops", Scope::Admin), ("viewer", Scope::Read)]);
+        for bad in ["ops:admin", "ops:root:{hash}", ":admin:{hash}"] {
+            let bad = bad.replace("{hash}", hash);
+            let mut c = FileConfig::default();
+            let err = c
+                .apply_environment(&|name: &str| (name == "SLUICE_API_KEYS").then(|| bad.clone()))
+                .expect_err(&bad);
+            assert!(format!("{err:#}").contains("SLUICE_API_KEYS"), "{err:#}");
+        }
+        // A placeholder instead of a hash is refused when checked.
+        let mut c = FileConfig::default();
+        c.apply_environment(&|name: &str| {
+            (name == "SLUICE_API_KEYS").then(|| "ops:admin:REPLACE-ME".to_owned())
+        })
+        .expect("parsed");
+        assert!(c.validate().is_err());
     }
 
     #[test]

@@ -18,8 +18,9 @@ use crate::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
 /// Default PostgreSQL URL.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
 
-/// `[pipeline]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[pipeline]`. Its `Debug` shows the database URL without its password
+/// and no cookie key.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineSection {
     /// PostgreSQL URL (`SLUICE_DATABASE_URL` wins).
@@ -92,7 +93,7 @@ pub struct PipelineSection {
 }
 
 /// `[pipeline.s3]`: an S3-compatible bucket for screenshots.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Section {
     /// The service's URL, e.g. `https://s3.eu-west-1.amazonaws.com`.
@@ -119,6 +120,41 @@ pub struct S3Section {
     /// bucket's public address). Default: the bucket's URL.
     #[serde(default)]
     pub public_url: Option<String>,
+}
+
+impl std::fmt::Debug for PipelineSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineSection")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(sluice_engine::redact_url),
+            )
+            .field("database_schema", &self.database_schema)
+            .field("cookie_key", &self.cookie_key.as_ref().map(|_| "***"))
+            .field("public_url", &self.public_url)
+            .field("chart_url", &self.chart_url)
+            .field("chromium", &self.chromium)
+            .field("screenshots_dir", &self.screenshots_dir)
+            .field("s3", &self.s3)
+            .field("backups_dir", &self.backups_dir)
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for S3Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Section")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &"***")
+            .field("secret_key", &"***")
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("public_url", &self.public_url)
+            .finish()
+    }
 }
 
 fn default_region() -> String {

@@ -31,12 +31,48 @@ use utoipa_axum::router::OpenApiRouter;
 #[derive(Debug, Clone)]
 pub struct TradingApp {
     pipeline: Pipeline,
+    anonymous: std::sync::Arc<AnonymousRefusals>,
 }
 
 impl TradingApp {
     /// The application of `pipeline`.
     pub fn new(pipeline: Pipeline) -> Self {
-        Self { pipeline }
+        Self {
+            pipeline,
+            anonymous: std::sync::Arc::new(AnonymousRefusals::default()),
+        }
+    }
+}
+
+/// Anonymous refusals audited one by one per minute (per process); the
+/// rest of the minute's are counted in one summary event. A stranger's
+/// requests then cannot crowd real events out of the audit buffer.
+pub const ANONYMOUS_REFUSALS_PER_MINUTE: u64 = 60;
+
+/// The current minute's anonymous refusals.
+#[derive(Debug, Default)]
+struct AnonymousRefusals {
+    minute: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl AnonymousRefusals {
+    /// Whether to audit one more refusal; and, when a minute has just
+    /// ended with refusals left out, how many.
+    fn admit(&self) -> (bool, Option<u64>) {
+        let Ok(mut minute) = self.minute.lock() else {
+            return (false, None);
+        };
+        let (started, seen) = &mut *minute;
+        let mut left_out = None;
+        if started.is_none_or(|s| s.elapsed() >= std::time::Duration::from_secs(60)) {
+            left_out = seen
+                .checked_sub(ANONYMOUS_REFUSALS_PER_MINUTE)
+                .filter(|n| *n > 0);
+            *started = Some(std::time::Instant::now());
+            *seen = 0;
+        }
+        *seen += 1;
+        (*seen <= ANONYMOUS_REFUSALS_PER_MINUTE, left_out)
     }
 }
 
@@ -63,6 +99,14 @@ impl App for TradingApp {
 
     /// Webhooks carry their token in the path; screenshots are named by an
     /// unguessable content hash.
+    /// The pipeline's queues: an ingest job names its user, a screenshot
+    /// job opens a user's TradingView session, an audit job is a row of
+    /// the audit log. Only the webhook, the schedules and the workers
+    /// enqueue there.
+    fn reserved_queues(&self) -> &'static [&'static str] {
+        &crate::queues::ALL
+    }
+
     fn is_public_path(&self, path: &str) -> bool {
         path.starts_with("/webhook/") || path.starts_with("/screenshots/")
     }
@@ -102,6 +146,19 @@ impl App for TradingApp {
             400..500 => "refused",
             _ => "ok",
         };
+        if outcome == "refused" && request.actor == "anonymous" {
+            let (audit, left_out) = self.anonymous.admit();
+            if let Some(n) = left_out {
+                let mut summary = AuditEvent::now("anonymous", "refusals.summarised", "refused");
+                summary.detail = Some(format!(
+                    "{n} more anonymous requests were refused in the last minute (past {ANONYMOUS_REFUSALS_PER_MINUTE} audited one by one)"
+                ));
+                sink.record(summary);
+            }
+            if !audit {
+                return;
+            }
+        }
         // A webhook's path holds its token: never write it down.
         let target = if request.path.starts_with("/webhook/") {
             "/webhook/u/…".to_owned()

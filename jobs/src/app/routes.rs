@@ -131,6 +131,9 @@ pub async fn webhook(
         ));
     }
     let source_ip = sluice_server::client_ip::of_request(&request, &state.trusted_proxies);
+    // The token first, before a byte of the body is read: a stranger's
+    // made-up token costs no more than its headers.
+    let who = identify(&state, p, &token, source_ip.as_deref()).await?;
     // Refuse an oversized body from its declared length before reading it,
     // and stop reading one that grows past the limit.
     let declared = request
@@ -144,10 +147,6 @@ pub async fn webhook(
     let body: Bytes = axum::body::to_bytes(request.into_body(), MAX_ALERT_BYTES)
         .await
         .map_err(|_| too_large())?;
-
-    let Some(who) = p.gate.identify(&token).await? else {
-        return Err(no_webhook());
-    };
     let actor = Actor(format!("user:{}", who.user_id));
     let refuse = |e: ApiError| {
         let mut r = e.into_response();
@@ -218,6 +217,57 @@ pub async fn webhook(
     let mut response = (StatusCode::ACCEPTED, Json(accepted)).into_response();
     response.extensions_mut().insert(actor);
     Ok(response)
+}
+
+/// Unknown webhook tokens one address may send per minute (across the API
+/// processes) before its lookups are refused for the rest of the minute.
+/// Well above what a user's stale token costs through TradingView's few
+/// addresses (once a minute, [`UNKNOWN_TTL`](crate::webhook::UNKNOWN_TTL)).
+pub const UNKNOWN_TOKENS_PER_MINUTE: u32 = 60;
+
+/// Whose `token` is, from the gate's caches, else from the database unless
+/// `caller` has sent too many unknown tokens lately.
+async fn identify(
+    state: &AppState,
+    p: &Pipeline,
+    token: &str,
+    caller: Option<&str>,
+) -> ApiResult<crate::webhook::Identity> {
+    use crate::webhook::Known;
+    match p.gate.known(token) {
+        Known::User(who) => return Ok(who),
+        Known::Unknown => return Err(no_webhook()),
+        Known::NotCached => {}
+    }
+    let caller = caller.unwrap_or("unknown").replace(':', "-");
+    if p.gate.refuses(&caller) {
+        return Err(too_many_unknown(Duration::from_secs(60)));
+    }
+    if let Some(who) = p.gate.identify(token).await? {
+        return Ok(who);
+    }
+    let wait = state
+        .client
+        .rate_window(
+            &format!("webhook-unknown-{caller}"),
+            UNKNOWN_TOKENS_PER_MINUTE,
+            Duration::from_secs(60),
+        )
+        .await?;
+    match wait {
+        Some(wait) => {
+            p.gate.refuse_caller(&caller, wait);
+            Err(too_many_unknown(wait))
+        }
+        None => Err(no_webhook()),
+    }
+}
+
+fn too_many_unknown(wait: Duration) -> ApiError {
+    ApiError::too_many(
+        "too many webhook addresses that do not exist from this address: wait a minute",
+        wait,
+    )
 }
 
 fn too_large() -> ApiError {

@@ -60,11 +60,10 @@ pub(super) async fn login(
         .replace(':', "-");
     let hash = crate::key_hash(form.key.trim());
     let known = state.shared.keys.get(&hash);
+    // Per key by its hash, not its name: a name may be long, and a window's
+    // name has a limit.
     let window = match known {
-        Some(key) => format!(
-            "dashboard-login-{}-{source}",
-            hex::encode(key.name.as_bytes())
-        ),
+        Some(_) => format!("dashboard-login-{}-{source}", &hash[..16]),
         None => format!("dashboard-login-{source}"),
     };
     match state
@@ -97,9 +96,7 @@ pub(super) async fn login(
         .shared
         .sessions
         .start(&key.name, &hash, access, now_secs());
-    let secure = headers
-        .get("x-forwarded-proto")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let secure = crate::client_ip::over_https(peer, &headers, &trusted);
     let mut response = Redirect::to("/dashboard").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(
         &state.shared.sessions.seal(&s),

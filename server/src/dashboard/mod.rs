@@ -260,7 +260,9 @@ pub async fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Opera
             access: Access::Admin,
             key: String::new(),
             expires: i64::MAX,
-            nonce: "open".into(),
+            // The process's own: a token never follows from the
+            // configured secret alone.
+            nonce: state.shared.open_nonce.clone(),
         }
     } else {
         let cookie = headers
@@ -270,15 +272,13 @@ pub async fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Opera
             .find_map(|h| session::cookie_value(h, session::COOKIE))
             .ok_or(DashError::LogIn)?;
         let session = sessions.open(cookie, now_secs()).ok_or(DashError::LogIn)?;
-        // The key must still exist (the same name and hash: a rotated key
-        // ends its sessions), with at least the session's scope.
+        // The key must still exist (the same name and whole hash: a rotated
+        // key ends its sessions), with at least the session's scope.
         let scope = state
             .shared
             .keys
             .iter()
-            .find(|(hash, k)| {
-                k.name == session.name && !session.key.is_empty() && hash.starts_with(&session.key)
-            })
+            .find(|(hash, k)| k.name == session.name && sessions.belongs_to(&session, hash))
             .map(|(_, k)| k.scope)
             .ok_or(DashError::LogIn)?;
         if session.access == Access::Admin && scope != Scope::Admin {
