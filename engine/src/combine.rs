@@ -39,6 +39,12 @@ pub(crate) const MAX_SENDING: usize = 4;
 /// is sent alone, at once.
 pub(crate) const MAX_COMBINED_JOBS: usize = 1_000;
 
+/// The most payload bytes a combined call carries, for the same reason: a
+/// call of many callers' large jobs would block Redis and could take
+/// longer than the response timeout, then be sent again, whole. A caller's
+/// own call this large goes alone.
+pub(crate) const MAX_COMBINED_BYTES: usize = 4 << 20;
+
 /// The calls waiting to go, and how many combined calls are on their way.
 #[derive(Debug, Default)]
 pub(crate) struct EnqueueCombiner {
@@ -225,15 +231,20 @@ impl Drop for Sender {
 }
 
 /// The calls that go next: the oldest first, as many as fit in one call
-/// (always at least one).
+/// by jobs and by bytes (always at least one).
 fn take_calls(state: &mut State) -> Vec<Waiter> {
-    let mut jobs = 0;
+    let (mut jobs, mut bytes) = (0, 0);
     let mut calls = Vec::new();
     while let Some(next) = state.waiting.front() {
-        if !calls.is_empty() && jobs + next.items.len() > MAX_COMBINED_JOBS {
+        let next_bytes: usize = next.items.iter().map(|i| i.payload.len()).sum();
+        if !calls.is_empty()
+            && (jobs + next.items.len() > MAX_COMBINED_JOBS
+                || bytes + next_bytes > MAX_COMBINED_BYTES)
+        {
             break;
         }
         jobs += next.items.len();
+        bytes += next_bytes;
         calls.extend(state.waiting.pop_front());
     }
     calls
@@ -252,5 +263,58 @@ fn not_sent() -> Error {
     Error::Protocol {
         operation: "enqueue",
         detail: "the call's sender stopped before it answered".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(jobs: usize, payload_bytes: usize) -> Waiter {
+        let item = EnqueueItem {
+            id: String::new(),
+            payload: vec![0; payload_bytes],
+            priority: 0,
+            delay_ms: 0,
+            max_attempts: 1,
+            backoff: String::new(),
+            timeout_ms: 0,
+            idempotency_key: String::new(),
+            idempotency_window_ms: 0,
+        };
+        Waiter {
+            items: vec![item; jobs],
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// Issue 39, defect 10: calls are combined up to a size in bytes as
+    /// well as in jobs, so many callers' large jobs do not make one call
+    /// that blocks Redis (and may outlast the response timeout); a caller's
+    /// own call still goes whole.
+    #[test]
+    fn combined_calls_stay_under_a_size_in_bytes() {
+        let mut state = State::default();
+        for _ in 0..100 {
+            state.waiting.push_back(waiter(1, 1 << 20));
+        }
+        let mut rounds = 0;
+        while !state.waiting.is_empty() {
+            let calls = take_calls(&mut state);
+            let bytes: usize = calls
+                .iter()
+                .flat_map(|c| &c.items)
+                .map(|i| i.payload.len())
+                .sum();
+            assert!(
+                calls.len() == 1 || bytes <= MAX_COMBINED_BYTES,
+                "{} calls of {bytes} bytes combined",
+                calls.len()
+            );
+            rounds += 1;
+        }
+        assert!(rounds >= 100 * (1 << 20) / MAX_COMBINED_BYTES);
+        state.waiting.push_back(waiter(20, 1 << 20));
+        assert_eq!(take_calls(&mut state).len(), 1, "a large call goes alone");
     }
 }

@@ -525,6 +525,8 @@ impl<H: Runner> Worker<H> {
         // How long a claim's round trip takes, on average (for the default
         // prefetch).
         let mut claim_time: Option<Duration> = None;
+        // The size of the jobs' payloads, on average (for the claims' size).
+        let mut payload_size: Option<usize> = None;
         loop {
             if *stop.borrow() && delivered.entries.is_empty() {
                 store.forget_calls(answered.as_slice()).await;
@@ -556,6 +558,7 @@ impl<H: Runner> Worker<H> {
             });
             // `permits` holds at most `batch_size` (taken above).
             let want = (permits.len() + prefetch).min(self.config.batch_size);
+            let want = within_claim_bytes(want, payload_size);
             // A claim.lua call still unanswered is sent again first (its
             // token answers it); a direct read never reuses its token.
             let replaying_claim = unanswered.is_some();
@@ -695,6 +698,7 @@ impl<H: Runner> Worker<H> {
             // Every job claimed is kept alive from now on, also those that
             // wait for a slot (claimed ahead).
             in_flight.hold(&jobs);
+            payload_size = payload_average(payload_size, &jobs);
             // Hand jobs out as slots free up: one per call to a handler, up
             // to `max_batch` per call to a batch handler.
             let max_batch = self.handler.max_batch();
@@ -839,6 +843,28 @@ impl Pace {
             n => Some(Duration::from_nanos(n)),
         }
     }
+}
+
+/// The most payload bytes one claim asks for: a claim's reply comes back
+/// whole, and one of hundreds of large payloads could take longer than the
+/// response timeout, then be sent again, whole, for ever.
+const CLAIM_BYTES: usize = 4 << 20;
+
+/// `want` jobs, or fewer when jobs of `payload_size` bytes on average
+/// would make the claim larger than [`CLAIM_BYTES`] (at least one).
+fn within_claim_bytes(want: usize, payload_size: Option<usize>) -> usize {
+    match payload_size {
+        Some(size) if size > 0 => want.min((CLAIM_BYTES / size).max(1)),
+        _ => want,
+    }
+}
+
+/// The running average of payload sizes after a claim of `jobs`.
+fn payload_average(before: Option<usize>, jobs: &[Job]) -> Option<usize> {
+    jobs.iter().fold(before, |avg, job| {
+        let size = job.payload.len();
+        Some(avg.map_or(size, |a| a - a / 8 + size / 8))
+    })
 }
 
 /// A running average that follows the recent samples: each new one counts
@@ -1099,6 +1125,16 @@ mod tests {
         // Jobs much shorter than a claim: at most three rounds more.
         assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS / 100)), 40);
         assert_eq!(adaptive_prefetch(10, Some(MS), Some(Duration::ZERO)), 40);
+    }
+
+    /// Issue 39, defect 10: claims are bounded by bytes as well as jobs.
+    #[test]
+    fn claims_ask_for_fewer_jobs_when_payloads_are_large() {
+        assert_eq!(within_claim_bytes(400, None), 400);
+        assert_eq!(within_claim_bytes(400, Some(100)), 400);
+        assert_eq!(within_claim_bytes(400, Some(1 << 20)), 4);
+        assert_eq!(within_claim_bytes(400, Some(64 << 20)), 1);
+        assert_eq!(within_claim_bytes(400, Some(0)), 400);
     }
 
     #[test]
