@@ -364,3 +364,66 @@ async fn an_outage_longer_than_the_visibility_timeout_takes_no_running_job() {
     owner.stop().await;
     rescuer.stop().await;
 }
+
+/// The calls of one command kind Redis has run (`INFO commandstats`).
+async fn command_calls(url: &str, command: &str) -> u64 {
+    let client = redis::Client::open(url).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 39, defect 8: an export reads a large queue in pages, never in
+/// one transaction of every entry and payload (which blocked Redis for
+/// everyone), and still finds every job once: waiting, running, delayed
+/// and dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_reads_in_pages_and_finds_every_job_once() {
+    let redis = RedisServer::start(Persistence::None);
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let client = Client::connect_with(impatient(&url, &prefix))
+        .await
+        .expect("connect");
+    let q = client.queue("paged").await.expect("queue");
+    let ready: Vec<NewJob> = (0..2_500u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
+        .collect();
+    q.enqueue_batch(ready).await.expect("enqueue");
+    let later: Vec<NewJob> = (0..1_200u32)
+        .map(|n| NewJob::new(&n, JobOptions::new().delay(Duration::from_secs(3600))).expect("job"))
+        .collect();
+    q.enqueue_batch(later).await.expect("enqueue");
+    let running = q.claim("w", 300).await.expect("claim");
+    let buried: Vec<_> = running.iter().take(100).collect();
+    q.settle_many(
+        buried
+            .iter()
+            .map(|j| (*j, Outcome::Bury("no".into())))
+            .collect(),
+    )
+    .await
+    .expect("bury");
+    let transactions = command_calls(&url, "exec").await;
+    let records = q.export().await.expect("export");
+    assert_eq!(
+        command_calls(&url, "exec").await,
+        transactions,
+        "the export read in a transaction"
+    );
+    let ids: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(records.len(), 2_500 + 1_200, "every job once");
+    assert_eq!(ids.len(), records.len(), "every job once");
+}

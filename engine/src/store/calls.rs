@@ -248,6 +248,26 @@ impl Store {
         }
     }
 
+    /// Like `query`, but recreates the queue's streams and group once if
+    /// Redis lost them (see `query_pipe_grouped`).
+    pub(super) async fn query_grouped<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T> {
+        match self.query(operation, cmd).await {
+            Err(Error::Redis { source, .. }) if is_missing_stream(&source) => {
+                tracing::warn!(
+                    queue = self.keys.queue(),
+                    "streams or consumer group missing; recreating them"
+                );
+                self.ensure().await?;
+                self.query(operation, cmd).await
+            }
+            other => other,
+        }
+    }
+
     /// One command, retried like every call.
     pub(super) async fn query<T: FromRedisValue>(
         &self,

@@ -15,6 +15,9 @@ use super::replies::*;
 
 /// The id of the job a stream entry holds (`i`) or is: a light job's id is
 /// its place, `<epoch>-<level>-<entry id>` (see `lua/common.lua`).
+/// Entries, pending entries or set members read per call by a backup.
+const SNAPSHOT_PAGE: usize = 1000;
+
 fn entry_job_id(
     epoch: Option<&str>,
     level: usize,
@@ -491,62 +494,127 @@ impl Store {
     /// and the dead letters. A stream entry counts when the group has not
     /// delivered it yet or holds it pending; acknowledged entries that
     /// linger until the next trim do not.
+    ///
+    /// Read in pages of [`SNAPSHOT_PAGE`], one call each, so that a backup
+    /// of a large queue never blocks Redis for long (one transaction of
+    /// every entry, payloads included, did). Jobs keep moving meanwhile, so
+    /// the delayed set and the dead letters are read before the streams and
+    /// again after them: a job that moves from one to another while they
+    /// are read is still found in one of them. Ids are given once.
     pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
-        // One transaction: a job that moves between the streams, the
-        // delayed set and the dead letters (a promotion, a retry) while the
-        // snapshot is read is seen in exactly one of them.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for s in self.keys.streams() {
-            pipe.cmd("XINFO").arg("GROUPS").arg(&s);
-            pipe.cmd("XPENDING")
-                .arg(&s)
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(i64::MAX);
-            pipe.cmd("XRANGE").arg(&s).arg("-").arg("+");
-        }
-        pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
-        pipe.cmd("ZRANGE").arg(self.keys.dead()).arg(0).arg(-1);
-        pipe.cmd("HGET").arg(self.keys.meta()).arg("ep");
-        let mut replies: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
-        let bad = |e: redis::ParsingError| protocol("list jobs", e.to_string());
-        let epoch: Option<String> =
-            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
-        let dead: Vec<String> =
-            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
-        let delayed: Vec<String> =
-            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        let before = (
+            self.sorted_set_ids(&self.keys.delayed()).await?,
+            self.sorted_set_ids(&self.keys.dead()).await?,
+        );
+        let epoch: Option<String> = self
+            .query(
+                "list jobs",
+                redis::cmd("HGET").arg(self.keys.meta()).arg("ep"),
+            )
+            .await?;
+        let mut seen: HashSet<String> = HashSet::new();
         let mut in_streams = Vec::new();
-        if replies.len() != usize::from(PRIORITY_LEVELS) * 3 {
-            return Err(protocol("list jobs", "wrong number of replies"));
-        }
-        let mut replies = replies.into_iter();
-        let mut level = 0;
-        while let (Some(groups), Some(pending), Some(range)) =
-            (replies.next(), replies.next(), replies.next())
-        {
+        for (level, stream) in self.keys.streams().into_iter().enumerate() {
+            let groups: Value = self
+                .query_grouped("list jobs", redis::cmd("XINFO").arg("GROUPS").arg(&stream))
+                .await?;
             let last = group_info(&groups, GROUP)
                 .map(|g| g.last_delivered)
                 .and_then(|id| parse_stream_id(&id))
                 .unwrap_or((0, 0));
-            let pending: redis::streams::StreamPendingCountReply =
-                redis::from_redis_value(pending).map_err(bad)?;
-            let pending: HashSet<String> = pending.ids.into_iter().map(|p| p.id).collect();
-            let entries: redis::streams::StreamRangeReply =
-                redis::from_redis_value(range).map_err(bad)?;
-            for entry in entries.ids {
-                let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
-                if (undelivered || pending.contains(&entry.id))
-                    && let Some(id) = entry_job_id(epoch.as_deref(), level, &entry)
-                {
-                    in_streams.push(id);
+            let pending = self.pending_ids(&stream).await?;
+            let mut start = "-".to_owned();
+            loop {
+                let entries: redis::streams::StreamRangeReply = self
+                    .query(
+                        "list jobs",
+                        redis::cmd("XRANGE")
+                            .arg(&stream)
+                            .arg(&start)
+                            .arg("+")
+                            .arg("COUNT")
+                            .arg(SNAPSHOT_PAGE),
+                    )
+                    .await?;
+                let full = entries.ids.len() == SNAPSHOT_PAGE;
+                for entry in &entries.ids {
+                    let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
+                    if (undelivered || pending.contains(&entry.id))
+                        && let Some(id) = entry_job_id(epoch.as_deref(), level, entry)
+                        && seen.insert(id.clone())
+                    {
+                        in_streams.push(id);
+                    }
+                }
+                match entries.ids.last() {
+                    Some(last_entry) if full => start = format!("({}", last_entry.id),
+                    _ => break,
                 }
             }
-            level += 1;
         }
+        let mut sets = Vec::new();
+        for (key, earlier) in [
+            (self.keys.delayed(), before.0),
+            (self.keys.dead(), before.1),
+        ] {
+            let mut ids = Vec::new();
+            for id in earlier.into_iter().chain(self.sorted_set_ids(&key).await?) {
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                }
+            }
+            sets.push(ids);
+        }
+        let dead = sets.pop().unwrap_or_default();
+        let delayed = sets.pop().unwrap_or_default();
         Ok((in_streams, delayed, dead))
+    }
+
+    /// Every member of a sorted set, read in pages.
+    async fn sorted_set_ids(&self, key: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        loop {
+            let page: Vec<String> = self
+                .query(
+                    "list jobs",
+                    redis::cmd("ZRANGE")
+                        .arg(key)
+                        .arg(out.len())
+                        .arg(out.len() + SNAPSHOT_PAGE - 1),
+                )
+                .await?;
+            let full = page.len() == SNAPSHOT_PAGE;
+            out.extend(page);
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The ids of a stream's entries pending in the group, read in pages.
+    async fn pending_ids(&self, stream: &str) -> Result<HashSet<String>> {
+        let mut out = HashSet::new();
+        let mut start = "-".to_owned();
+        loop {
+            let page: redis::streams::StreamPendingCountReply = self
+                .query_grouped(
+                    "list jobs",
+                    redis::cmd("XPENDING")
+                        .arg(stream)
+                        .arg(GROUP)
+                        .arg(&start)
+                        .arg("+")
+                        .arg(SNAPSHOT_PAGE),
+                )
+                .await?;
+            let full = page.ids.len() == SNAPSHOT_PAGE;
+            let next = page.ids.last().map(|p| format!("({}", p.id));
+            out.extend(page.ids.into_iter().map(|p| p.id));
+            match next {
+                Some(next) if full => start = next,
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Every field of these jobs, in order, as a job hash holds them (a
