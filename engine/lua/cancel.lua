@@ -34,6 +34,9 @@ local now = now_ms()
 local f = redis.call('HMGET', jk, 'state', 'prio', 'err')
 local state, level = f[1], f[2]
 if not state then
+  -- A light job cancelled while it waited, its dead letter deleted since
+  -- (its entry waits to be skipped): gone.
+  if redis.call('HEXISTS', KEY.cx, jid) == 1 then return 'missing' end
   -- A light job: its id names its entry (or, written by the version
   -- before, the index `ix` does).
   local eid

@@ -15,13 +15,15 @@
 -- name or not yet delivered, and otherwise finished (nothing is answered:
 -- its acknowledged entry lingers until the stream is next trimmed).
 
-fixed_keys('ix')
+fixed_keys('cx', 'ix')
 local base = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
   local jid = ARGV[i]
   local h = redis.call('HGETALL', base .. 'job:' .. jid)
-  if #h == 0 then
+  -- A light job cancelled while it waited, whose dead letter was deleted
+  -- since: its entry waits to be skipped (`cx`), it is no job any more.
+  if #h == 0 and redis.call('HEXISTS', KEY.cx, jid) == 0 then
     local level, eid = light_place(jid)
     if not level then
       local at = redis.call('HGET', KEY.ix, jid)

@@ -2180,3 +2180,24 @@ async fn a_claim_lost_in_a_failover_leaves_the_first_worker_fenced() {
         "{s:?} ({light}, {heavy})"
     );
 }
+
+/// Found by the model-based checker: a light job cancelled while it waited,
+/// whose dead letter an operator then deleted, is gone: a lookup finds
+/// nothing (it found the job waiting, from its entry still to be skipped),
+/// a second cancel answers missing (it buried the job again), and no claim
+/// runs it.
+#[tokio::test]
+async fn a_deleted_letter_cancelled_while_it_waited_stays_gone() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-delete").await;
+    let id = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
+    assert!(q.delete_dead(&id).await.expect("delete"));
+    assert!(q.job(&id).await.expect("lookup").is_none(), "found again");
+    assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Missing);
+    assert!(q.dead_letters(0, 10).await.expect("dead").is_empty());
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.dead), (0, 0), "{s:?}");
+}
