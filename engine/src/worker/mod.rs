@@ -7,10 +7,16 @@
 //!   a claim's round trip), blocks on the streams when nothing is ready,
 //!   spawns one task per job (or per batch, for a batch handler) run
 //!   through `run.rs`;
-//! - the settler (here): records finished attempts in batches;
-//! - the keep-alive (here): refreshes the claims of running jobs at a third
-//!   of the visibility timeout, so long jobs are not reclaimed;
+//!   (how much it asks for: `pace.rs`);
+//! - the settler (`settler.rs`): records finished attempts in batches;
+//! - the keep-alive (`keep_alive.rs`): refreshes the claims of running jobs
+//!   at a third of the visibility timeout, so long jobs are not reclaimed;
+//! - the cancel watcher (`cancels.rs`): tells running jobs an operator
+//!   cancelled them;
 //! - the promoter (`promoter.rs`) and the reclaimer (`reclaimer.rs`).
+//!
+//! The attempts a worker holds, which the fetch loop adds, the settler
+//! forgets and the keep-alive and the cancel watcher read, are `held.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,9 +29,17 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod cancels;
 mod held;
+mod keep_alive;
+mod pace;
+mod settler;
 
+use cancels::watch_cancels;
 use held::InFlight;
+use keep_alive::keep_alive;
+use pace::{Pace, adaptive_prefetch, average, payload_average, within_claim_bytes};
+use settler::settle_loop;
 
 use crate::backoff::LoopBackoff;
 use crate::error::Result;
@@ -819,74 +833,6 @@ struct Dispatch {
     pace: Arc<Pace>,
 }
 
-/// How long a handler call takes, on average over the recent ones (for the
-/// default prefetch); written by the job tasks.
-#[derive(Debug, Default)]
-struct Pace {
-    /// Nanoseconds; 0 until the first call returns.
-    run_nanos: AtomicU64,
-}
-
-impl Pace {
-    fn record_run(&self, took: Duration) {
-        let before = self.run_time();
-        let after = average(before, took);
-        self.run_nanos.store(
-            u64::try_from(after.as_nanos()).unwrap_or(u64::MAX).max(1),
-            Ordering::Relaxed,
-        );
-    }
-
-    fn run_time(&self) -> Option<Duration> {
-        match self.run_nanos.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(Duration::from_nanos(n)),
-        }
-    }
-}
-
-/// The most payload bytes one claim asks for: a claim's reply comes back
-/// whole, and one of hundreds of large payloads could take longer than the
-/// response timeout, then be sent again, whole, for ever.
-const CLAIM_BYTES: usize = 4 << 20;
-
-/// `want` jobs, or fewer when jobs of `payload_size` bytes on average
-/// would make the claim larger than [`CLAIM_BYTES`] (at least one).
-fn within_claim_bytes(want: usize, payload_size: Option<usize>) -> usize {
-    match payload_size {
-        Some(size) if size > 0 => want.min((CLAIM_BYTES / size).max(1)),
-        _ => want,
-    }
-}
-
-/// The running average of payload sizes after a claim of `jobs`.
-fn payload_average(before: Option<usize>, jobs: &[Job]) -> Option<usize> {
-    jobs.iter().fold(before, |avg, job| {
-        let size = job.payload.len();
-        Some(avg.map_or(size, |a| a - a / 8 + size / 8))
-    })
-}
-
-/// A running average that follows the recent samples: each new one counts
-/// for an eighth.
-fn average(before: Option<Duration>, sample: Duration) -> Duration {
-    match before {
-        None => sample,
-        Some(b) => b - b / 8 + sample / 8,
-    }
-}
-
-/// The default prefetch: `concurrency`, plus as many jobs as the slots
-/// would finish during one claim's round trip, at most three times the
-/// concurrency more. Until both times are known, the concurrency.
-fn adaptive_prefetch(concurrency: usize, claim: Option<Duration>, run: Option<Duration>) -> usize {
-    let (Some(claim), Some(run)) = (claim, run) else {
-        return concurrency;
-    };
-    let turns = (claim.as_secs_f64() / run.as_secs_f64().max(1e-9)).min(3.0);
-    concurrency + (concurrency as f64 * turns) as usize
-}
-
 /// Counts jobs as running for as long as they live (also when aborted).
 struct RunningGuard(Arc<AtomicUsize>, usize);
 
@@ -957,148 +903,6 @@ async fn run_jobs<R: Runner>(
     let _ = dispatch.settle_tx.send(items);
     drop(running);
     drop(permits);
-}
-
-/// Record finished attempts of `consumer` on `queue` in batches (the
-/// outcomes of one handler call always in the same settle call, when they
-/// fit); retry while Redis is down (the jobs stay claimed meanwhile, kept
-/// alive, so nothing is lost or run twice).
-async fn settle_loop(
-    (queue, consumer): (Partition, String),
-    mut rx: mpsc::UnboundedReceiver<Vec<SettleItem>>,
-    batch: usize,
-    counters: Arc<Counters>,
-    in_flight: InFlight,
-    mut hard_stop: watch::Receiver<bool>,
-    observer: Option<SettleObserver>,
-) {
-    let mut backoff = LoopBackoff::new("settler");
-    let mut groups: Vec<Vec<SettleItem>> = Vec::new();
-    let mut answered: Option<String> = None;
-    while rx.recv_many(&mut groups, batch).await > 0 {
-        let mut items: Vec<SettleItem> = Vec::with_capacity(batch);
-        let mut calls: Vec<Vec<SettleItem>> = Vec::new();
-        for group in groups.drain(..) {
-            if !items.is_empty() && items.len() + group.len() > batch {
-                calls.push(std::mem::take(&mut items));
-            }
-            items.extend(group);
-        }
-        calls.push(items);
-        for items in calls {
-            for items in items.chunks(batch) {
-                // One token per call, kept across its retries (see claim.lua).
-                let call = queue.call_token(answered.take());
-                let statuses = loop {
-                    match queue.settle_items(&consumer, items, &call).await {
-                        Ok(statuses) => break statuses,
-                        Err(e) => {
-                            let wait = backoff.failed(queue.name(), &e);
-                            sleep_or_stop(wait, &mut hard_stop).await;
-                            if *hard_stop.borrow() {
-                                return;
-                            }
-                        }
-                    }
-                };
-                backoff.succeeded(queue.name());
-                answered = Some(call.token.clone());
-                for (item, status) in items.iter().zip(statuses) {
-                    counters.count(status);
-                    if let Some(observer) = &observer {
-                        (observer.0)(&SettledAttempt {
-                            job_id: item.job_id.clone(),
-                            attempt: item.attempt,
-                            fence: item.fence,
-                            consumer: consumer.clone(),
-                            status,
-                        });
-                    }
-                    if status == Settled::Fenced {
-                        tracing::warn!(
-                            queue = queue.name(),
-                            id = %item.job_id,
-                            "outcome refused: the job was reclaimed by another worker after this one was presumed dead"
-                        );
-                    }
-                }
-                in_flight.release(&items);
-            }
-        }
-    }
-    queue.store().forget_calls(answered.as_slice()).await;
-}
-
-/// Tell running jobs an operator cancelled (`Partition::cancel`) that they are.
-/// The request stays in Redis until the job's outcome is recorded, and
-/// settle.lua buries the job then, so a missed look only delays the signal.
-async fn watch_cancels(
-    queue: Partition,
-    in_flight: InFlight,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        sleep_or_stop(every, &mut stop).await;
-        let idle = in_flight.is_empty();
-        if idle {
-            if *stop.borrow() {
-                return;
-            }
-            continue;
-        }
-        match queue.store().cancel_requests().await {
-            Ok(ids) => in_flight.cancel(ids),
-            Err(e) => {
-                tracing::debug!(queue = queue.name(), error = %e, "could not read cancel requests")
-            }
-        }
-    }
-}
-
-/// How soon a keep-alive that failed tries again (at most its interval).
-const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(200);
-
-/// Refresh the claims of running (and not yet settled) jobs, and announce
-/// the worker's visibility timeout (see reclaim.lua).
-async fn keep_alive(
-    queue: Partition,
-    consumer: String,
-    in_flight: InFlight,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let visibility = queue.config().visibility_timeout;
-    // The first pass announces the visibility timeout at once.
-    let mut wait = None;
-    loop {
-        if let Some(wait) = wait {
-            sleep_or_stop(wait, &mut stop).await;
-        }
-        let Some(entries) = in_flight.entries() else {
-            return;
-        };
-        wait = Some(every);
-        match queue.store().refresh(&consumer, visibility, &entries).await {
-            Ok(()) => {}
-            Err(e) if e.is_full() => {
-                // Only the announcement of the visibility timeout was
-                // refused: the claims themselves were refreshed (XCLAIM
-                // runs while Redis is full).
-                tracing::debug!(queue = queue.name(), error = %e, "redis is full: visibility timeout not announced");
-            }
-            Err(e) => {
-                tracing::warn!(queue = queue.name(), error = %e, "could not refresh claims of running jobs");
-                // Soon again: once Redis answers, the reclaim gives the
-                // fleet one visibility timeout to be heard (reclaim.lua).
-                wait = Some(every.min(KEEP_ALIVE_RETRY));
-            }
-        }
-        // Keep refreshing after a stop: jobs still finish within the grace.
-        if *stop.borrow() && entries.is_empty() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,30 @@
+//! The cancel watcher: tells running jobs an operator cancelled them.
+
+use super::*;
+
+/// Tell running jobs an operator cancelled (`Partition::cancel`) that they are.
+/// The request stays in Redis until the job's outcome is recorded, and
+/// settle.lua buries the job then, so a missed look only delays the signal.
+pub(super) async fn watch_cancels(
+    queue: Partition,
+    in_flight: InFlight,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        sleep_or_stop(every, &mut stop).await;
+        let idle = in_flight.is_empty();
+        if idle {
+            if *stop.borrow() {
+                return;
+            }
+            continue;
+        }
+        match queue.store().cancel_requests().await {
+            Ok(ids) => in_flight.cancel(ids),
+            Err(e) => {
+                tracing::debug!(queue = queue.name(), error = %e, "could not read cancel requests")
+            }
+        }
+    }
+}
