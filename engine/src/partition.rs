@@ -510,7 +510,7 @@ impl Partition {
     /// while the queue is paused.
     pub async fn claim(&self, consumer: &str, count: usize) -> Result<Vec<Job>> {
         crate::keys::validate_name("consumer name", consumer)?;
-        let call = self.call_token(None);
+        let call = self.claim_token(None);
         let jobs = self
             .store
             .claim(consumer, count, &Default::default(), &call)
@@ -520,11 +520,23 @@ impl Partition {
         Ok(jobs)
     }
 
-    /// A token for one claim or settle call (see `CallToken`); its reply is
-    /// kept for twice the visibility timeout and at least 10 s: longer than
-    /// any retry of the call, and past that the jobs are reclaimed anyway.
+    /// A token for one settle call (see `CallToken`); its reply is kept for
+    /// twice the visibility timeout and at least 10 s: longer than any
+    /// retry of the call (past it, settle.lua answers a replay from the
+    /// jobs' states).
     pub(crate) fn call_token(&self, confirmed: Option<String>) -> CallToken {
         let record_for = (self.config.visibility_timeout * 2).max(Duration::from_secs(10));
+        CallToken::new(record_for, confirmed)
+    }
+
+    /// A token for one claim (a claim.lua call or a direct read). Its
+    /// record says, for as long as it lives, that the claim's jobs never
+    /// reached their worker, so a reclaim gives their attempts back
+    /// (reclaim.lua): it must outlive any wait before that reclaim (an
+    /// outage, a stopped fleet), not only the call's retries. The worker's
+    /// next claim deletes it; kept at most CLAIM_RECORD_LIFE otherwise.
+    pub(crate) fn claim_token(&self, confirmed: Option<String>) -> CallToken {
+        let record_for = (self.config.visibility_timeout * 2).max(CLAIM_RECORD_LIFE);
         CallToken::new(record_for, confirmed)
     }
 
@@ -699,6 +711,11 @@ fn enqueue_record_life(config: &crate::ClientConfig) -> Duration {
         .saturating_add(Duration::from_secs(2))
         .max(Duration::from_secs(10))
 }
+
+/// How long the record of a claim whose reply never reached its worker is
+/// kept at least (see `Partition::claim_token`): ten minutes, a few
+/// kilobytes per unanswered claim.
+const CLAIM_RECORD_LIFE: Duration = Duration::from_secs(600);
 
 /// The longest gap between the reclaims of a fleet whose reclaimers run
 /// every `interval` that is still no outage: one and a half intervals, for

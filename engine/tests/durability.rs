@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{TestRedis, eventually, impatient, spawn, unique_prefix};
-use sluice_engine::{Client, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig};
+use sluice_engine::{
+    Client, HandlerError, Job, JobOptions, JobState, NewJob, Outcome, Worker, WorkerConfig,
+};
 use sluice_testkit::{Persistence, RedisServer};
 
 async fn used_memory(url: &str) -> i64 {
@@ -426,4 +428,67 @@ async fn an_export_reads_in_pages_and_finds_every_job_once() {
     let ids: std::collections::HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(records.len(), 2_500 + 1_200, "every job once");
     assert_eq!(ids.len(), records.len(), "every job once");
+}
+
+/// Issue 39, defect 7: a claim that ran but whose reply never came (its
+/// worker then gone), reclaimed after the claim record's old life (10 s,
+/// twice a short visibility timeout): the job never ran, so its attempt is
+/// given back and it waits to run (`max_attempts = 1`), instead of being a
+/// dead letter without a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_claim_reclaimed_late_gives_its_attempt_back() {
+    use sluice_testkit::{Commands, Fault, FaultProxy, Rule};
+    let redis = RedisServer::start(Persistence::None);
+    let link = FaultProxy::start(&redis.url()).await.expect("proxy");
+    let prefix = unique_prefix();
+    let config = sluice_engine::QueueConfig {
+        visibility_timeout: Duration::from_millis(600),
+        max_attempts: 1,
+        ..sluice_engine::QueueConfig::default()
+    };
+    let direct = Client::connect_with(impatient(&redis.url(), &prefix))
+        .await
+        .expect("connect");
+    let q = direct
+        .queue_with("unanswered", config.clone())
+        .await
+        .expect("queue");
+    // Redis knows claim.lua (a first EVALSHA would be answered NOSCRIPT
+    // without running).
+    assert!(q.claim("warm", 1).await.expect("claim").is_empty());
+    let heavy = q
+        .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .await
+        .expect("enqueue")
+        .id;
+    let light = q
+        .enqueue(&2u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(q.promote_due(10).await.expect("promote").moved, 1);
+    let lost = Client::connect_with(impatient(&link.url(), &prefix))
+        .await
+        .expect("connect");
+    let lq = lost.queue_with("unanswered", config).await.expect("queue");
+    // The claim runs; its reply and every retry are lost.
+    link.inject(Rule::new(
+        Fault::DropReplyAndPartition(Duration::from_secs(30)),
+        Commands::Scripts,
+    ));
+    assert!(
+        lq.claim("gone", 10).await.is_err(),
+        "the claim's reply came"
+    );
+    assert_eq!(q.stats().await.expect("stats").active, 2, "the claim ran");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let r = q.reclaim_lost("rescuer").await.expect("reclaim");
+    assert_eq!((r.dead, r.retried), (0, 0), "{r:?}");
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.dead, s.waiting, s.active), (0, 2, 0), "{s:?}");
+    for id in [&heavy, &light] {
+        let info = q.job(id).await.expect("lookup").expect("kept");
+        assert_eq!(info.state, JobState::Waiting, "{info:?}");
+    }
 }

@@ -578,7 +578,7 @@ impl<H: Runner> Worker<H> {
             let replaying_claim = unanswered.is_some();
             let call = unanswered
                 .take()
-                .unwrap_or_else(|| queue.call_token(answered.take()));
+                .unwrap_or_else(|| queue.claim_token(answered.take()));
             let sent = std::time::Instant::now();
             let read = if replaying_claim {
                 None
