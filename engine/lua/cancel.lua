@@ -71,7 +71,7 @@ end
 if state == 'dead' and f[3] == CANCELLED then return 'cancelled' end
 if state ~= 'waiting' and state ~= 'delayed' then return state end
 if state == 'waiting' then
-  redis.call('HSET', KEY.cx, jid, level)
+  cx_mark(jid, level)
 else
   redis.call('ZREM', KEY.delayed, jid)
 end

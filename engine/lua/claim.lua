@@ -198,7 +198,7 @@ for i = 0, delivered - 1 do
   if jid == '' then jid = light_id(level, eid) end
   local stream = stream_key(level)
   if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, delivered_to) == 1 then
-    if cancelled and redis.call('HDEL', KEY.cx, jid) == 1 then
+    if cancelled and cx_take(jid) then
       redis.call('XACK', stream, GROUP, eid)
     elseif paused then
       -- A blocking read delivered it after the queue was paused: back to
@@ -272,7 +272,7 @@ while remaining > 0 and KEYS[FIRST_STREAM + level] do
     for _, e in ipairs(entries) do
       local list = e[2]
       local light_entry = list[1] == 'p'
-      if cancelled and redis.call('HDEL', KEY.cx, light_entry and light_id(level, e[1]) or list[2]) == 1 then
+      if cancelled and cx_take(light_entry and light_id(level, e[1]) or list[2]) then
         redis.call('XACK', stream_key(level), GROUP, e[1])
       elseif light_entry then
         -- Light: p, o[, k] in the order enqueue.lua wrote them, read by

@@ -109,7 +109,8 @@ local DELIVERED = '~b'
 -- An operator's cancel (cancel.lua): the dead-letter reason it gives, and
 -- the two hashes it keeps. `cr`: job id -> ms, requests to stop a running
 -- job, read by its worker and honoured by settle.lua and reclaim.lua.
--- `cx`: job id -> level, cancelled jobs whose stream entry the group has
+-- `cx`: job id -> the level of each of its cancelled entries (light.lua's
+-- cx_mark and cx_take), cancelled jobs whose stream entry the group has
 -- not read yet; the claim that reads the entry skips it and drops the id.
 local CANCELLED = 'cancelled by an operator'
 

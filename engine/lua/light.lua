@@ -141,3 +141,26 @@ local function trim_acked(stream, acked, newest)
   end
   if bound then redis.call('XTRIM', stream, 'MINID', '~', bound) end
 end
+
+-- `cx` (cancel.lua): job id -> the level of each of its cancelled entries
+-- that the group has not read yet, one word per entry ("3", or "3 3" for
+-- a job cancelled, re-driven and cancelled again before a claim read the
+-- first entry), so that waiting counts subtract every one of them.
+local function cx_mark(jid, level)
+  local marks = redis.call('HGET', KEY.cx, jid)
+  redis.call('HSET', KEY.cx, jid, marks and (marks .. ' ' .. level) or level)
+end
+
+-- Take one mark of `jid` from `cx`, for an entry of it read now; whether
+-- there was one (the entry is then skipped).
+local function cx_take(jid)
+  local marks = redis.call('HGET', KEY.cx, jid)
+  if not marks then return false end
+  local rest = string.match(marks, '^%S+ (.+)$')
+  if rest then
+    redis.call('HSET', KEY.cx, jid, rest)
+  else
+    redis.call('HDEL', KEY.cx, jid)
+  end
+  return true
+end

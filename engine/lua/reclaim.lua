@@ -153,7 +153,7 @@ while KEYS[FIRST_STREAM + level] do
           local jid = entry_job(e[2], level, eid)
           local jk = base .. 'job:' .. jid
           local light = light_fields(e[2], level, eid, jid)
-          if cancelled and redis.call('HDEL', KEY.cx, jid) == 1 then
+          if cancelled and cx_take(jid) then
             -- Delivered by a blocking read after an operator cancelled it
             -- (it is a dead letter already): dropped.
             dropped = dropped + 1

@@ -107,7 +107,7 @@ local function late_success(jid, jk, fence, text)
     redis.call('ZREM', KEY.delayed, jid)
   elseif state == 'waiting' then
     -- Its entry stays until a claim reads past it (cancel.lua's `cx`).
-    redis.call('HSET', KEY.cx, jid, f[3])
+    cx_mark(jid, f[3])
   else
     return nil
   end

@@ -2201,3 +2201,29 @@ async fn a_deleted_letter_cancelled_while_it_waited_stays_gone() {
     let s = q.stats().await.expect("stats");
     assert_eq!((s.waiting, s.dead), (0, 0), "{s:?}");
 }
+
+/// Found by the model-based checker: a job cancelled while it waited,
+/// re-driven, and cancelled again before any claim read its first entry
+/// has two entries to skip; neither counts as waiting, and no claim runs
+/// either.
+#[tokio::test]
+async fn a_job_cancelled_twice_before_a_claim_is_not_waiting() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("cancel-twice").await;
+    let id = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
+    assert!(q.redrive(&id).await.expect("redrive"));
+    assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.dead), (0, 1), "{s:?}");
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.waiting, s.dead), (0, 1), "{s:?}");
+    // Re-driven once more, it runs once.
+    assert!(q.redrive(&id).await.expect("redrive"));
+    assert_eq!(q.stats().await.expect("stats").waiting, 1);
+    let job = claim_when_ready(&q, "w").await;
+    assert_eq!(job.id, id);
+    assert!(q.claim("w", 10).await.expect("claim").is_empty());
+}

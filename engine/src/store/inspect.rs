@@ -82,13 +82,19 @@ impl Store {
         // Entries of jobs cancelled while waiting stay in their stream until
         // a claim reads past them (cancel.lua); they are not waiting.
         let mut cancelled = vec![0u64; levels];
+        // One word per such entry: "3", or "3 3" for a job cancelled twice
+        // before a claim read its first entry (light.lua, cx_mark).
         if let Value::Array(vals) | Value::Set(vals) = &reply[levels * 2 + 5] {
             for v in vals {
-                if let Some(n) = usize::try_from(int(v))
-                    .ok()
-                    .and_then(|l| cancelled.get_mut(l))
-                {
-                    *n += 1;
+                let marks: String = redis::from_redis_value(v.clone()).unwrap_or_default();
+                for level in marks.split_whitespace() {
+                    if let Some(n) = level
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|l| cancelled.get_mut(l))
+                    {
+                        *n += 1;
+                    }
                 }
             }
         }
