@@ -69,10 +69,22 @@ pub enum OutcomeSpec {
 /// Which job an operator names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// The n-th job acknowledged (modulo how many were).
-    Known(u8),
+    /// The n-th job in this state (modulo how many are; any job when
+    /// none is).
+    In(Pick, u8),
     /// An id no job has.
     Unknown,
+}
+
+/// Which jobs a [`Target`] picks among.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    Any,
+    Waiting,
+    Delayed,
+    Active,
+    Completed,
+    Dead,
 }
 
 /// One operation.
@@ -205,8 +217,16 @@ fn outcome() -> impl Strategy<Value = OutcomeSpec> {
 }
 
 fn target() -> impl Strategy<Value = Target> {
+    let pick = prop_oneof![
+        Just(Pick::Any),
+        Just(Pick::Waiting),
+        Just(Pick::Delayed),
+        Just(Pick::Active),
+        Just(Pick::Completed),
+        Just(Pick::Dead),
+    ];
     prop_oneof![
-        8 => any::<u8>().prop_map(Target::Known),
+        8 => (pick, 0u8..4).prop_map(|(pick, n)| Target::In(pick, n)),
         1 => Just(Target::Unknown)
     ]
 }

@@ -131,13 +131,19 @@ pub struct ModelJob {
     pub state: State,
     /// An operator asked to cancel its run.
     pub cancel_requested: bool,
-    /// Enqueued ready and never claimed or moved since: a light job, its
-    /// stream entry alone (common.lua).
-    pub pristine: bool,
-    /// Cancelled while pristine, and its stream entry may not have been
+    /// Enqueued ready: a light job at first, its stream entry alone
+    /// (common.lua), and its id names that entry, which stays in the
+    /// stream, read or not, until a trim drops it (light.lua,
+    /// `trim_acked`).
+    pub light_entry: bool,
+    /// Cancelled while waiting, and its stream entry may not have been
     /// read by a claim yet (it stays in the stream until one reads past
     /// it, cancel.lua).
     pub lingering: bool,
+    /// The claim this job was reclaimed from, through the failure path,
+    /// while nobody has run it since: that claim's late success means the
+    /// job ran (issue 39 §1.16).
+    pub reclaimed_from: Option<u64>,
 }
 
 /// The queue's counters (`Stats`'s `*_total`).
@@ -249,8 +255,9 @@ impl Model {
             attempt: 0,
             state,
             cancel_requested: false,
-            pristine: delay == Delay::None,
             lingering: false,
+            light_entry: delay == Delay::None,
+            reclaimed_from: None,
         });
         self.by_id.insert(id.to_owned(), index);
         if delay == Delay::None {
@@ -312,7 +319,7 @@ impl Model {
     pub fn activate(&mut self, job: usize, claim: u64, worker: u8, at: Span, unconfirmed: bool) {
         self.unline(job);
         let j = &mut self.jobs[job];
-        j.pristine = false;
+        j.reclaimed_from = None;
         j.attempt += 1;
         j.state = State::Active {
             claim,
@@ -343,6 +350,7 @@ impl Model {
     }
 
     fn bury(&mut self, job: usize, reason: Reason) {
+        self.jobs[job].reclaimed_from = None;
         self.jobs[job].state = State::Dead { reason };
         self.counters.dead += 1;
     }
@@ -410,6 +418,16 @@ impl Model {
         }
     }
 
+    /// The late success of the claim job `job` was reclaimed from, nobody
+    /// having run it since (issue 39 §1.16): it ran, so it completed. The
+    /// counters of the failure the reclaim recorded stay.
+    pub fn late_success(&mut self, job: usize) {
+        self.unline(job);
+        self.jobs[job].reclaimed_from = None;
+        self.jobs[job].state = State::Completed;
+        self.counters.completed += 1;
+    }
+
     /// Claim `claim` refreshed during `at`.
     pub fn refresh(&mut self, claim: u64, at: Span) {
         for j in &mut self.jobs {
@@ -447,6 +465,7 @@ impl Model {
     pub fn redrive_group(&mut self, jobs: &[usize]) {
         for j in jobs {
             self.jobs[*j].attempt = 0;
+            self.jobs[*j].reclaimed_from = None;
         }
         self.enline_group(jobs);
     }
@@ -498,8 +517,14 @@ impl Model {
             self.enline(job);
             return ReclaimKind::Requeued;
         }
+        let claim = match self.jobs[job].state {
+            State::Active { claim, .. } => Some(claim),
+            _ => None,
+        };
         let reason = Reason::StartsWith(WORKER_LOST.to_owned());
-        if self.fail(job, reason, Some(SHORT), at) {
+        let retried = self.fail(job, reason, Some(SHORT), at);
+        self.jobs[job].reclaimed_from = claim;
+        if retried {
             ReclaimKind::Retried
         } else {
             ReclaimKind::Dead
@@ -516,8 +541,7 @@ impl Model {
         match self.jobs[job].state.clone() {
             State::Waiting => {
                 self.unline(job);
-                let j = &mut self.jobs[job];
-                j.lingering = std::mem::take(&mut j.pristine);
+                self.jobs[job].lingering = true;
                 self.bury(job, Reason::Exact(CANCELLED.to_owned()));
                 vec![Cancelled::Cancelled]
             }
@@ -549,6 +573,7 @@ impl Model {
             return false;
         }
         self.jobs[job].attempt = 0;
+        self.jobs[job].reclaimed_from = None;
         self.jobs[job].state = State::Waiting;
         self.enline(job);
         true
@@ -568,6 +593,7 @@ impl Model {
             return false;
         }
         self.jobs[job].state = State::Deleted;
+        self.jobs[job].reclaimed_from = None;
         true
     }
 

@@ -29,10 +29,11 @@ const UNKNOWN_ID: &str = "0123456789abcdef-0-1-0";
 /// off by default: a step that would hit it is skipped (or, for an
 /// option, given a valid neighbour), so that the default run checks
 /// everything else on today's code. `SLUICE_MODEL_DEFECTS=all` (or a
-/// comma list of the numbers: `1.1,1.6,1.9,1.11,1.14,cx`) turns them on.
+/// comma list of the numbers: `1.1,1.6,1.9,1.11,1.14,1.16,cx`) turns them on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Defects {
-    /// §1.1: cancel a completed job (its hash not kept).
+    /// §1.1: cancel a job enqueued ready (light) whose hash is gone:
+    /// completed (not kept), or a dead letter deleted since.
     pub cancel_finished: bool,
     /// §1.6: a stale claim's outcome for a job whose cancel is requested.
     pub stale_settle_cancel: bool,
@@ -42,11 +43,18 @@ pub struct Defects {
     pub huge_delay: bool,
     /// §1.14: import into the queue that holds the exported jobs.
     pub import_duplicates: bool,
-    /// Found by this checker: a light job cancelled while waiting keeps
-    /// its stream entry until a claim reads it, and meanwhile a lookup
-    /// finds it waiting once its dead letter is deleted, and an export
-    /// lists it twice. Off: the checks allow that.
+    /// Found by this checker: a job cancelled while waiting keeps its
+    /// stream entry until a claim reads it, and meanwhile (for a light
+    /// job) a lookup finds it waiting once its dead letter is deleted, an export lists
+    /// it twice, and once re-driven and cancelled again it is counted
+    /// waiting. Off: the checks allow the first two, and such a letter is
+    /// not re-driven while its entry may be unread.
     pub lingering_cancel: bool,
+    /// §1.16: the late success of a silent owner whose job was reclaimed
+    /// and not run since. On, the model expects the job completed (from
+    /// the dead letters for certain; from a pending retry, completed or
+    /// refused); off, such an outcome is not sent.
+    pub late_success: bool,
 }
 
 impl Defects {
@@ -58,6 +66,7 @@ impl Defects {
             huge_delay: true,
             import_duplicates: true,
             lingering_cancel: true,
+            late_success: true,
         }
     }
 
@@ -76,6 +85,7 @@ impl Defects {
             huge_delay: on.contains("1.11"),
             import_duplicates: on.contains("1.14"),
             lingering_cancel: on.contains("cx"),
+            late_success: on.contains("1.16"),
         }
     }
 }
@@ -182,6 +192,9 @@ pub async fn run_case(world: &World, case: &Case, defects: Defects) -> Result<Ta
             ..Tally::default()
         },
     };
+    if std::env::var_os("SLUICE_MODEL_TRACE").is_some() {
+        eprintln!("case on {name}, keep_completed: {}", case.keep_completed);
+    }
     for (n, step) in case.steps.iter().enumerate() {
         run.step(step)
             .await
@@ -238,16 +251,31 @@ impl CaseRun<'_> {
         if !ran {
             self.tally.skipped += 1;
         }
+        if std::env::var_os("SLUICE_MODEL_TRACE").is_some() {
+            eprintln!("{} {step:?}", if ran { "ran" } else { "skipped" });
+        }
         Ok(())
     }
 
     fn resolve(&self, target: Target) -> Option<usize> {
-        match target {
-            Target::Known(n) if !self.model.jobs.is_empty() => {
-                Some(usize::from(n) % self.model.jobs.len())
-            }
-            _ => None,
+        let Target::In(pick, n) = target else {
+            return None;
+        };
+        let wanted = |state: &State| match pick {
+            Pick::Any => true,
+            Pick::Waiting => *state == State::Waiting,
+            Pick::Delayed => matches!(state, State::Delayed { .. }),
+            Pick::Active => matches!(state, State::Active { .. }),
+            Pick::Completed => *state == State::Completed,
+            Pick::Dead => matches!(state, State::Dead { .. }),
+        };
+        let mut among: Vec<usize> = (0..self.model.jobs.len())
+            .filter(|&j| wanted(&self.model.jobs[j].state))
+            .collect();
+        if among.is_empty() {
+            among = (0..self.model.jobs.len()).collect();
         }
+        (!among.is_empty()).then(|| among[usize::from(n) % among.len()])
     }
 
     fn id_of(&self, job: Option<usize>) -> String {
@@ -497,6 +525,26 @@ impl CaseRun<'_> {
         }
     }
 
+    /// A success from the claim the job was reclaimed from, nobody having
+    /// run it since (§1.16).
+    fn late(&self, c: &Claimed, outcome: &OutcomeSpec) -> bool {
+        matches!(outcome, OutcomeSpec::Done | OutcomeSpec::DoneWith)
+            && !self.model.holds(c.index, c.claim)
+            && self.model.jobs[c.index].reclaimed_from == Some(c.claim)
+    }
+
+    /// Such a success (§1.16), when that defect is turned off.
+    fn gated_late(&self, c: &Claimed, outcome: &OutcomeSpec) -> bool {
+        !self.defects.late_success && self.late(c, outcome)
+    }
+
+    /// `worker`, or when it holds no job the next worker that does.
+    fn holding(&self, worker: u8) -> Option<usize> {
+        (0..WORKERS)
+            .map(|i| usize::from((worker % WORKERS + i) % WORKERS))
+            .find(|&w| !self.held[w].is_empty())
+    }
+
     /// A stale claim's outcome for a job whose cancel is requested
     /// (§1.6), when that defect is turned off.
     fn gated_stale(&self, c: &Claimed) -> bool {
@@ -514,14 +562,17 @@ impl CaseRun<'_> {
         outcomes: &[OutcomeSpec],
         fault: Option<FaultSpec>,
     ) -> Result<bool, String> {
-        let worker = usize::from(worker % WORKERS);
-        let held = &self.held[worker];
-        if held.is_empty() {
+        let Some(worker) = self.holding(worker) else {
             return Ok(false);
-        }
+        };
+        let held = &self.held[worker];
         let from = usize::from(pick) % held.len();
         let n = outcomes.len().min(held.len() - from);
-        if held[from..from + n].iter().any(|c| self.gated_stale(c)) {
+        if held[from..from + n]
+            .iter()
+            .zip(outcomes)
+            .any(|(c, o)| self.gated_stale(c) || self.gated_late(c, o))
+        {
             return Ok(false);
         }
         let batch: Vec<Claimed> = self.held[worker].drain(from..from + n).collect();
@@ -549,6 +600,20 @@ impl CaseRun<'_> {
                         answer.as_str()
                     ));
                 }
+            } else if self.late(c, outcome) {
+                let dead = matches!(self.model.jobs[c.index].state, State::Dead { .. });
+                match answer {
+                    Settled::Done => self.model.late_success(c.index),
+                    Settled::Fenced | Settled::Gone if !dead => {}
+                    other => {
+                        return Err(format!(
+                            "the late success of job {} ({}), reclaimed and not run since, answered {}",
+                            c.job.id,
+                            self.model.jobs[c.index].state.name(),
+                            other.as_str()
+                        ));
+                    }
+                }
             } else if !matches!(answer, Settled::Fenced | Settled::Gone) {
                 return Err(format!(
                     "a stale claim's outcome {outcome:?} for job {} ({}) was accepted: {}",
@@ -574,7 +639,7 @@ impl CaseRun<'_> {
             return Ok(false);
         }
         let c = self.settled[usize::from(pick) % self.settled.len()].clone();
-        if self.gated_stale(&c) {
+        if self.gated_stale(&c) || self.late(&c, outcome) {
             return Ok(false);
         }
         let outcome = Self::engine_outcome(&self.gate_outcome(outcome));
@@ -586,10 +651,9 @@ impl CaseRun<'_> {
     }
 
     async fn keep_alive(&mut self, worker: u8, fault: Option<FaultSpec>) -> Result<bool, String> {
-        let worker = usize::from(worker % WORKERS);
-        if self.held[worker].is_empty() {
+        let Some(worker) = self.holding(worker) else {
             return Ok(false);
-        }
+        };
         let q = self.h.workers.clone();
         let held = self.held[worker].clone();
         let jobs: Vec<&Job> = held.iter().map(|c| &c.job).collect();
@@ -697,10 +761,16 @@ impl CaseRun<'_> {
         job: Option<usize>,
         fault: Option<FaultSpec>,
     ) -> Result<bool, String> {
+        // §1.1: the entry a job was enqueued as lingers, and a cancel of
+        // the job once its hash is gone materializes it again.
         if let Some(j) = job
-            && self.model.jobs[j].state == State::Completed
-            && !self.model.keep_completed
             && !self.defects.cancel_finished
+            && self.model.jobs[j].light_entry
+            && match self.model.jobs[j].state {
+                State::Completed => !self.model.keep_completed,
+                State::Deleted => true,
+                _ => false,
+            }
         {
             return Ok(false);
         }
@@ -719,11 +789,20 @@ impl CaseRun<'_> {
         Ok(true)
     }
 
+    /// A dead letter whose cancelled entry lingers (see `Defects`): once
+    /// re-driven, its job has two entries and `cx` one field for both.
+    fn gated_lingering(&self, job: usize) -> bool {
+        !self.defects.lingering_cancel && self.model.jobs[job].lingering
+    }
+
     async fn redrive(
         &mut self,
         job: Option<usize>,
         fault: Option<FaultSpec>,
     ) -> Result<bool, String> {
+        if job.is_some_and(|j| self.gated_lingering(j)) {
+            return Ok(false);
+        }
         let id = self.id_of(job);
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.redrive(&id)).await;
@@ -741,6 +820,9 @@ impl CaseRun<'_> {
     }
 
     async fn redrive_all(&mut self, fault: Option<FaultSpec>) -> Result<bool, String> {
+        if (0..self.model.jobs.len()).any(|j| self.gated_lingering(j)) {
+            return Ok(false);
+        }
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.redrive_all()).await;
         let fired = self.fired(fired);
@@ -1025,6 +1107,10 @@ impl CaseRun<'_> {
                 .iter()
                 .all(|j| matches!(j.state, State::Completed | State::Deleted))
             {
+                // Idle workers keep claiming: a claim that finds nothing
+                // has read every level to its end.
+                self.claim(0, 10, None).await?;
+                self.check().await?;
                 return self.check_keys().await;
             }
         }
