@@ -93,11 +93,15 @@ pub enum State {
     /// Held by claim `claim`, last delivered or refreshed during `touched`.
     /// `unconfirmed`: a fault hit the claim, so its call record may have
     /// outlived its reply, and a reclaim may give the attempt back.
+    /// `outage`: Redis was unreachable for longer than the visibility
+    /// timeout since, so its worker could not refresh it: a reclaim may
+    /// take it or leave it (issue 39 §1.2 asks to leave it).
     Active {
         claim: u64,
         worker: u8,
         touched: Span,
         unconfirmed: bool,
+        outage: bool,
     },
     Completed,
     Dead {
@@ -326,6 +330,7 @@ impl Model {
             worker,
             touched: at,
             unconfirmed,
+            outage: false,
         };
     }
 
@@ -428,15 +433,28 @@ impl Model {
         self.counters.completed += 1;
     }
 
+    /// Redis was unreachable longer than the visibility timeout.
+    pub fn outage(&mut self) {
+        for j in &mut self.jobs {
+            if let State::Active { outage, .. } = &mut j.state {
+                *outage = true;
+            }
+        }
+    }
+
     /// Claim `claim` refreshed during `at`.
     pub fn refresh(&mut self, claim: u64, at: Span) {
         for j in &mut self.jobs {
             if let State::Active {
-                claim: c, touched, ..
+                claim: c,
+                touched,
+                outage,
+                ..
             } = &mut j.state
                 && *c == claim
             {
                 *touched = at;
+                *outage = false;
             }
         }
     }
@@ -492,9 +510,13 @@ impl Model {
     pub fn expired(&self, at: Span) -> (Vec<usize>, Vec<usize>) {
         let (mut must, mut may) = (Vec::new(), Vec::new());
         for (i, j) in self.jobs.iter().enumerate() {
-            if let State::Active { touched, .. } = j.state {
+            if let State::Active {
+                touched, outage, ..
+            } = j.state
+            {
                 match passed(touched, VISIBILITY, at) {
-                    Known::Yes => must.push(i),
+                    Known::Yes if !outage => must.push(i),
+                    Known::Yes => may.push(i),
                     Known::Maybe => may.push(i),
                     Known::No => {}
                 }

@@ -282,10 +282,13 @@ impl CaseRun<'_> {
         job.map_or_else(|| UNKNOWN_ID.to_owned(), |j| self.model.jobs[j].id.clone())
     }
 
-    /// Count a fault that fired.
-    fn fired(&mut self, fired: bool) -> bool {
+    /// Count a fault that fired, and tell the model of an outage.
+    fn fired(&mut self, fired: bool, fault: Option<FaultSpec>) -> bool {
         if fired {
             self.tally.faults += 1;
+        }
+        if fault == Some(FaultSpec::Outage) {
+            self.model.outage();
         }
         fired
     }
@@ -347,7 +350,7 @@ impl CaseRun<'_> {
             }
         };
         let (reply, at, fired) = faulted(self.world, fault, call).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         let answers = match reply {
             Ok(answers) => answers,
             // A refused option changes nothing.
@@ -432,7 +435,7 @@ impl CaseRun<'_> {
         let name = consumer(worker);
         let q = self.h.workers.clone();
         let (reply, at, fired) = faulted(self.world, fault, q.claim(&name, count)).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let jobs = reply.map_err(|e| format!("claim failed: {e}"))?;
         let (must, may, from_may) = self.model.claimable(count);
         let mut taken = HashSet::new();
@@ -585,7 +588,7 @@ impl CaseRun<'_> {
             .map(|(c, o)| (&c.job, Self::engine_outcome(o)))
             .collect();
         let (reply, at, fired) = faulted(self.world, fault, q.settle_many(items)).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         let answers = reply.map_err(|e| format!("settle failed: {e}"))?;
         if answers.len() != n {
             return Err(format!("{} answers for {n} outcomes", answers.len()));
@@ -645,7 +648,7 @@ impl CaseRun<'_> {
         let outcome = Self::engine_outcome(&self.gate_outcome(outcome));
         let q = self.h.workers.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.settle(&c.job, outcome)).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         reply.map_err(|e| format!("settle failed: {e}"))?;
         Ok(true)
     }
@@ -658,7 +661,7 @@ impl CaseRun<'_> {
         let held = self.held[worker].clone();
         let jobs: Vec<&Job> = held.iter().map(|c| &c.job).collect();
         let (reply, at, fired) = faulted(self.world, fault, q.keep_alive(&jobs)).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         reply.map_err(|e| format!("keep-alive failed: {e}"))?;
         for c in &held {
             if self.model.holds(c.index, c.claim) {
@@ -681,7 +684,7 @@ impl CaseRun<'_> {
     async fn promote(&mut self, fault: Option<FaultSpec>) -> Result<bool, String> {
         let q = self.h.workers.clone();
         let (reply, at, fired) = faulted(self.world, fault, q.promote_due(1000)).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let promoted = reply.map_err(|e| format!("promote failed: {e}"))?;
         let (mut moved, may) = self.model.due(at);
         for j in may {
@@ -708,7 +711,7 @@ impl CaseRun<'_> {
         let q = self.h.workers.clone();
         let name = consumer(worker % WORKERS);
         let (reply, at, fired) = faulted(self.world, fault, q.reclaim_lost(&name)).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let reclaimed = reply.map_err(|e| format!("reclaim failed: {e}"))?;
         let (must, may) = self.model.expired(at);
         let (mut retried, mut dead, mut requeued) = (0, 0, 0);
@@ -777,7 +780,7 @@ impl CaseRun<'_> {
         let id = self.id_of(job);
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.cancel(&id)).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         let answer = reply.map_err(|e| format!("cancel failed: {e}"))?;
         let state = job.map_or("unknown", |j| self.model.jobs[j].state.name());
         let valid = self.model.cancel(job);
@@ -806,7 +809,7 @@ impl CaseRun<'_> {
         let id = self.id_of(job);
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.redrive(&id)).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let answer = reply.map_err(|e| format!("re-drive failed: {e}"))?;
         let state = job.map_or("unknown", |j| self.model.jobs[j].state.name());
         let want = self.model.redrive(job);
@@ -825,7 +828,7 @@ impl CaseRun<'_> {
         }
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.redrive_all()).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let answer = reply.map_err(|e| format!("re-drive all failed: {e}"))?;
         let letters = self.model.dead_letters();
         self.model.redrive_group(&letters);
@@ -846,7 +849,7 @@ impl CaseRun<'_> {
         let id = self.id_of(job);
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.delete_dead(&id)).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let answer = reply.map_err(|e| format!("delete failed: {e}"))?;
         let state = job.map_or("unknown", |j| self.model.jobs[j].state.name());
         let want = self.model.delete_dead(job);
@@ -861,7 +864,7 @@ impl CaseRun<'_> {
     async fn purge_dead(&mut self, fault: Option<FaultSpec>) -> Result<bool, String> {
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.purge_dead()).await;
-        let fired = self.fired(fired);
+        let fired = self.fired(fired, fault);
         let answer = reply.map_err(|e| format!("purge failed: {e}"))?;
         let letters = self.model.dead_letters();
         for j in &letters {
@@ -886,7 +889,7 @@ impl CaseRun<'_> {
             }
         };
         let (reply, _, fired) = faulted(self.world, fault, call).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         reply.map_err(|e| format!("pause/resume failed: {e}"))?;
         self.model.paused = paused;
         Ok(true)
@@ -898,7 +901,7 @@ impl CaseRun<'_> {
     async fn export(&mut self, import: bool, fault: Option<FaultSpec>) -> Result<bool, String> {
         let q = self.h.operator.clone();
         let (reply, _, fired) = faulted(self.world, fault, q.export()).await;
-        self.fired(fired);
+        self.fired(fired, fault);
         let records = reply.map_err(|e| format!("export failed: {e}"))?;
         let mut got: Vec<(String, &str)> = records
             .iter()
@@ -931,7 +934,7 @@ impl CaseRun<'_> {
             return Ok(true);
         }
         let (reply, _, fired) = faulted(self.world, None, q.import(&records)).await;
-        self.fired(fired);
+        self.fired(fired, None);
         let added = reply.map_err(|e| format!("import failed: {e}"))?;
         if added != 0 {
             return Err(format!(
