@@ -98,6 +98,12 @@ pub enum Op {
         producer: u8,
         jobs: Vec<JobSpec>,
     },
+    /// Enqueue calls of one producer at once, one job each: they are
+    /// combined into fewer script calls (combine.rs).
+    EnqueueTogether {
+        producer: u8,
+        jobs: Vec<JobSpec>,
+    },
     Claim {
         worker: u8,
         count: u8,
@@ -236,8 +242,10 @@ fn op() -> impl Strategy<Value = Op> {
     let worker = || 0..WORKERS;
     prop_oneof![
         8 => (producer.clone(), job_spec()).prop_map(|(producer, job)| Op::Enqueue { producer, job }),
-        2 => (producer, prop::collection::vec(job_spec(), 2..5))
+        2 => (producer.clone(), prop::collection::vec(job_spec(), 2..5))
             .prop_map(|(producer, jobs)| Op::EnqueueBatch { producer, jobs }),
+        2 => (producer.clone(), prop::collection::vec(job_spec(), 2..5))
+            .prop_map(|(producer, jobs)| Op::EnqueueTogether { producer, jobs }),
         8 => (worker(), 1u8..4).prop_map(|(worker, count)| Op::Claim { worker, count }),
         8 => (worker(), any::<u8>(), outcome())
             .prop_map(|(worker, pick, outcome)| Op::Settle { worker, pick, outcome }),

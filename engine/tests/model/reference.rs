@@ -488,6 +488,20 @@ impl Model {
         self.enline_group(jobs);
     }
 
+    /// Jobs just added by calls made at once: their order in line is not
+    /// known.
+    pub fn regroup(&mut self, jobs: &[usize]) {
+        for j in jobs {
+            self.unline(*j);
+        }
+        let waiting: Vec<usize> = jobs
+            .iter()
+            .copied()
+            .filter(|j| self.jobs[*j].state == State::Waiting)
+            .collect();
+        self.enline_group(&waiting);
+    }
+
     /// Jobs that went back in line in one call, in an order the model does
     /// not know: one group per level.
     fn enline_group(&mut self, jobs: &[usize]) {

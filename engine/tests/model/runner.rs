@@ -220,6 +220,9 @@ impl CaseRun<'_> {
             Op::EnqueueBatch { producer, jobs } => {
                 self.enqueue(*producer, jobs, true, fault).await?
             }
+            Op::EnqueueTogether { producer, jobs } => {
+                self.enqueue_together(*producer, jobs, fault).await?
+            }
             Op::Claim { worker, count } => self.claim(*worker, usize::from(*count), fault).await?,
             Op::Settle {
                 worker,
@@ -373,6 +376,50 @@ impl CaseRun<'_> {
         for (spec, answer) in specs.iter().zip(&answers) {
             self.accept(spec, answer, at)?;
         }
+        Ok(true)
+    }
+
+    /// One enqueue call per job, all at once on one handle. Each call is
+    /// answered for itself: one refused does not fail the others.
+    async fn enqueue_together(
+        &mut self,
+        producer: u8,
+        specs: &[JobSpec],
+        fault: Option<FaultSpec>,
+    ) -> Result<bool, String> {
+        let specs: Vec<JobSpec> = specs.iter().map(|s| self.gate_spec(s)).collect();
+        let q = self.h.producers[usize::from(producer % PRODUCERS)].clone();
+        let calls = specs.iter().map(|s| {
+            let (q, options) = (q.clone(), Self::options(s));
+            let payload = vec![s.priority];
+            async move { q.enqueue_raw(payload, options).await }
+        });
+        let (replies, at, fired) =
+            faulted(self.world, fault, futures::future::join_all(calls)).await;
+        self.fired(fired, fault);
+        let mut answers = Vec::new();
+        for (spec, reply) in specs.iter().zip(replies) {
+            match reply {
+                Ok(answer) => answers.push((spec, answer)),
+                Err(sluice_engine::Error::InvalidOption { .. })
+                    if matches!(spec.idempotency, Some((_, Window::SubMs))) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "one of {} enqueues at once failed: {e}",
+                        specs.len()
+                    ));
+                }
+            }
+        }
+        // Their order is not known: the new jobs first, so that a
+        // duplicate finds the job its key maps to.
+        answers.sort_by_key(|(_, answer)| answer.duplicate);
+        let before = self.model.jobs.len();
+        for (spec, answer) in answers {
+            self.accept(spec, &answer, at)?;
+        }
+        let added: Vec<usize> = (before..self.model.jobs.len()).collect();
+        self.model.regroup(&added);
         Ok(true)
     }
 
