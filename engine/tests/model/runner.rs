@@ -128,8 +128,9 @@ fn consumer(worker: u8) -> String {
     format!("w{worker}")
 }
 
-/// Run `call` under `fault`: (its result, when it ran, whether the fault
-/// fired).
+/// Run `call` under `fault`: (its result, when it ran, whether it may
+/// have been sent more than once: the fault fired, or the call took
+/// longer than the response timeout anyway, as on a loaded machine).
 async fn faulted<T>(
     world: &World,
     fault: Option<FaultSpec>,
@@ -158,7 +159,13 @@ async fn faulted<T>(
     world.proxy.clear();
     world.proxy.heal();
     let fired = fault == Some(FaultSpec::Outage) || world.proxy.fired_count() > before;
-    (out, Span { start, end }, fired)
+    if fired {
+        world
+            .faults
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    let slow = end - start >= RESPONSE_TIMEOUT;
+    (out, Span { start, end }, fired || slow)
 }
 
 /// One case on one queue.
@@ -176,6 +183,7 @@ pub struct CaseRun<'w> {
 
 /// Run `case`: Ok with what it did, or the first violation.
 pub async fn run_case(world: &World, case: &Case, defects: Defects) -> Result<Tally, String> {
+    let faults_before = world.faults.load(std::sync::atomic::Ordering::Relaxed);
     let (name, h) = world.new_queue(case.keep_completed).await;
     let keys = QueueKeys::new(&world.prefix, &name).map_err(|e| e.to_string())?;
     let mut run = CaseRun {
@@ -205,6 +213,7 @@ pub async fn run_case(world: &World, case: &Case, defects: Defects) -> Result<Ta
     }
     run.drain().await.map_err(|e| format!("drain: {e}"))?;
     run.tally.jobs = run.model.jobs.len() as u64;
+    run.tally.faults = world.faults.load(std::sync::atomic::Ordering::Relaxed) - faults_before;
     Ok(run.tally)
 }
 
@@ -285,11 +294,8 @@ impl CaseRun<'_> {
         job.map_or_else(|| UNKNOWN_ID.to_owned(), |j| self.model.jobs[j].id.clone())
     }
 
-    /// Count a fault that fired, and tell the model of an outage.
+    /// Tell the model of an outage; `fired` as it is.
     fn fired(&mut self, fired: bool, fault: Option<FaultSpec>) -> bool {
-        if fired {
-            self.tally.faults += 1;
-        }
         if fault == Some(FaultSpec::Outage) {
             self.model.outage();
         }

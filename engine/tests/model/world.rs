@@ -27,6 +27,8 @@ pub struct World {
     pub raw: redis::aio::MultiplexedConnection,
     pub prefix: String,
     queues: AtomicU64,
+    /// Faults that fired, over every case.
+    pub faults: AtomicU64,
 }
 
 async fn connect(url: &str, prefix: &str) -> Client {
@@ -102,6 +104,7 @@ impl World {
             raw,
             prefix,
             queues: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
         }
     }
 
