@@ -146,7 +146,7 @@ async fn a_job_cancelled_while_waiting_is_exported_once() {
     .await;
 }
 
-/// Written from issue 39 §1.6 (40 random cases with
+/// Written from issue 39 §1.6 (150 random sequences with
 /// `SLUICE_MODEL_DEFECTS=1.6` did not reach it): the stale worker's
 /// refused outcome deletes the cancel request, and the real owner's
 /// failure is then retried instead of buried.
@@ -182,7 +182,8 @@ async fn a_stale_outcome_leaves_the_cancel_request_for_the_owner() {
     .await;
 }
 
-/// Written from issue 39 §1.11.
+/// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.11` (5 steps; one
+/// enqueue more, which took no part): the snoozed job was promoted at once.
 #[tokio::test]
 #[ignore = "issue 39 §1.11: Snooze(Duration::MAX) runs at once, fixed on main by the lead"]
 async fn a_snooze_of_duration_max_does_not_run_at_once() {
