@@ -78,22 +78,40 @@ async fn a_cancel_after_completion_leaves_the_job_completed() {
     .await;
 }
 
-/// Shrunk from the default run (before cancels of finished light jobs
-/// were put behind §1.1's switch): the second cancel found the job's
-/// entry, which lingers in the stream read or not, and made the deleted
-/// letter a dead letter again (counted dead twice); before it, a lookup
-/// of the deleted letter found it waiting (its entry unread, see
-/// `Defects::lingering_cancel`).
+/// Shrunk from the default run (7 steps, before cancels of finished
+/// light jobs were put behind §1.1's switch): the job failed on its one
+/// attempt, its letter was deleted, and the cancel found the entry it was
+/// enqueued as, which lingers in the stream, and made it a dead letter
+/// again (counted dead twice).
 #[tokio::test]
 #[ignore = "issue 39 §1.1 (light branch): a cancel of a deleted letter brings it back, fixed on main by the lead"]
-async fn a_deleted_letter_cancelled_while_waiting_stays_deleted() {
+async fn a_cancel_of_a_deleted_letter_leaves_it_deleted() {
+    replay(
+        false,
+        vec![
+            enqueue(0),
+            claim(1),
+            settle(OutcomeSpec::Retry(None)),
+            step(Op::DeleteDead(Target::In(Pick::Dead, 0))),
+            cancel(Pick::Any),
+        ],
+    )
+    .await;
+}
+
+/// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.1`: the entry of a job
+/// cancelled while waiting stays unread until a claim reads past it, and
+/// meanwhile the lookup of the deleted letter describes the entry:
+/// waiting.
+#[tokio::test]
+#[ignore = "found by the model checker (issue 39 §2): a deleted letter cancelled while waiting is found waiting; not yet fixed"]
+async fn a_deleted_letter_cancelled_while_waiting_is_not_found_waiting() {
     replay(
         false,
         vec![
             enqueue(0),
             cancel(Pick::Waiting),
             step(Op::DeleteDead(Target::In(Pick::Dead, 0))),
-            cancel(Pick::Any),
         ],
     )
     .await;
