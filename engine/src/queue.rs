@@ -47,6 +47,10 @@ pub struct Queue {
 /// in the call, and the outcomes.
 type SettleGroup<'a> = (Vec<usize>, Vec<(&'a Job, Outcome)>);
 
+/// One partition's and consumer's share of a `keep_alive` call: the
+/// partition's index, the consumer, and (level, entry id) per claim.
+type RefreshGroup<'a> = (usize, &'a str, Vec<(u8, String)>);
+
 /// FNV-1a: a stable hash, the same in every process and version, so every
 /// producer routes a key to the same partition.
 fn stable_hash(key: &str) -> u64 {
@@ -614,6 +618,44 @@ impl Queue {
             }
         }
         Ok(out)
+    }
+
+    /// Refresh the claims of `jobs`, as a [`Worker`]'s keep-alive does for
+    /// the jobs it runs: each stays its claimer's for another visibility
+    /// timeout. A job its claimer no longer holds is left as it is.
+    ///
+    /// Exists for the model-based checker (`engine/tests/model.rs`), which
+    /// plays workers by hand through the manual claim/settle path; a
+    /// [`Worker`] keeps its own jobs alive.
+    #[doc(hidden)]
+    pub async fn keep_alive(&self, jobs: &[&Job]) -> Result<()> {
+        // One refresh per partition and consumer, as each worker sends it.
+        let mut groups: Vec<RefreshGroup<'_>> = Vec::new();
+        for job in jobs {
+            let index = self
+                .partitions
+                .iter()
+                .position(|p| p.name() == job.queue)
+                .ok_or_else(|| {
+                    Error::invalid("job", format!("job {} is of queue {}", job.id, job.queue))
+                })?;
+            let entry = (job.priority, job.entry_id.clone());
+            match groups
+                .iter_mut()
+                .find(|g| g.0 == index && g.1 == job.consumer)
+            {
+                Some(group) => group.2.push(entry),
+                None => groups.push((index, &job.consumer, vec![entry])),
+            }
+        }
+        for (index, consumer, entries) in groups {
+            let partition = &self.partitions[index];
+            partition
+                .store()
+                .refresh(consumer, partition.config().visibility_timeout, &entries)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Move due delayed jobs to their streams, up to `limit` per partition.
