@@ -21,7 +21,8 @@
 --
 -- Safe to replay: a second run finds the job dead with this reason and
 -- answers `cancelled` again, or finds the request recorded and answers
--- `requested`, or (the job finished meanwhile) answers `completed`.
+-- `requested`, or (the job finished meanwhile) answers as for a finished
+-- job: `completed`, `dead`, or `missing` when nothing of it is kept.
 --
 -- A light job that is neither pending nor heavy is waiting only while the
 -- group has not read its entry: an entry read and acknowledged finished,
@@ -51,10 +52,12 @@ if not state then
     return 'requested'
   end
   -- Neither pending nor given a hash, but read by the group already: it
-  -- was delivered and acknowledged, so it finished (completed with nothing
-  -- kept). Its entry may linger until the next trim; it is no waiting job.
+  -- was delivered and acknowledged, so it finished, and nothing of it is
+  -- kept (completed with no keep window, or its dead letter deleted): as
+  -- for a lookup, there is no such job. Its entry may linger until the
+  -- next trim; it is no waiting job.
   if not id_less(last_delivered(stream_key(level)), eid) then
-    return 'completed'
+    return 'missing'
   end
   local light = light_fields(entry_list(level, eid), level, eid, jid)
   if not light then

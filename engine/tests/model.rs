@@ -13,8 +13,9 @@
 //!
 //! `SLUICE_MODEL_CASES` (default 80) and `SLUICE_MODEL_STEPS` (longest
 //! case, default 40) run it longer; `SLUICE_MODEL_SEED` replays a run;
-//! `SLUICE_MODEL_DEFECTS` turns on the steps that reach known defects
-//! (see `runner::Defects`). The run prints one summary line.
+//! `SLUICE_MODEL_DEFECTS` limits the steps that reach the defects of
+//! issue 39, all fixed and all on by default (see `runner::Defects`). The
+//! run prints one summary line.
 
 use std::time::Instant;
 

@@ -144,10 +144,11 @@ pub struct ModelJob {
     /// read by a claim yet (it stays in the stream until one reads past
     /// it, cancel.lua).
     pub lingering: bool,
-    /// The claim this job was reclaimed from, through the failure path,
-    /// while nobody has run it since: that claim's late success means the
-    /// job ran (issue 39 §1.16).
-    pub reclaimed_from: Option<u64>,
+    /// The claim this job was reclaimed from (through the failure path, or
+    /// with its attempt given back), and what that reclaim counted, while
+    /// nobody has run it since: that claim's late success means the job
+    /// ran (issue 39 §1.16).
+    pub reclaimed_from: Option<(u64, ReclaimKind)>,
 }
 
 /// The queue's counters (`Stats`'s `*_total`).
@@ -424,11 +425,22 @@ impl Model {
     }
 
     /// The late success of the claim job `job` was reclaimed from, nobody
-    /// having run it since (issue 39 §1.16): it ran, so it completed. The
-    /// counters of the failure the reclaim recorded stay.
+    /// having run it since (issue 39 §1.16): it ran, so it completed, and
+    /// what the reclaim counted (a failed attempt, and a retry or a dead
+    /// letter) is taken back.
     pub fn late_success(&mut self, job: usize) {
         self.unline(job);
-        self.jobs[job].reclaimed_from = None;
+        match self.jobs[job].reclaimed_from.take().map(|(_, kind)| kind) {
+            Some(ReclaimKind::Retried) => {
+                self.counters.failed -= 1;
+                self.counters.retried -= 1;
+            }
+            Some(ReclaimKind::Dead) => {
+                self.counters.failed -= 1;
+                self.counters.dead -= 1;
+            }
+            Some(ReclaimKind::Requeued) | None => {}
+        }
         self.jobs[job].state = State::Completed;
         self.counters.completed += 1;
     }
@@ -547,24 +559,26 @@ impl Model {
             self.bury(job, Reason::Exact(CANCELLED.to_owned()));
             return ReclaimKind::Dead;
         }
-        if given_back {
-            self.jobs[job].attempt -= 1;
-            self.jobs[job].state = State::Waiting;
-            self.enline(job);
-            return ReclaimKind::Requeued;
-        }
         let claim = match self.jobs[job].state {
             State::Active { claim, .. } => Some(claim),
             _ => None,
         };
+        if given_back {
+            self.jobs[job].attempt -= 1;
+            self.jobs[job].state = State::Waiting;
+            self.enline(job);
+            self.jobs[job].reclaimed_from = claim.map(|c| (c, ReclaimKind::Requeued));
+            return ReclaimKind::Requeued;
+        }
         let reason = Reason::StartsWith(WORKER_LOST.to_owned());
         let retried = self.fail(job, reason, Some(SHORT), at);
-        self.jobs[job].reclaimed_from = claim;
-        if retried {
+        let kind = if retried {
             ReclaimKind::Retried
         } else {
             ReclaimKind::Dead
-        }
+        };
+        self.jobs[job].reclaimed_from = claim.map(|c| (c, kind));
+        kind
     }
 
     /// What an operator's cancel must answer, applied. Several answers

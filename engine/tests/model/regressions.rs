@@ -1,7 +1,6 @@
 //! Sequences the checker shrank a violation to, each replayed as a test of
-//! its own with the defects it needs turned on. Those failing on the code
-//! they were found on are ignored with the issue's section until the fix
-//! is merged.
+//! its own with the defects it needs turned on. Each failed on the code it
+//! was found on (issue 39, 0e9fcd6) and passes on the fixes.
 
 use super::ops::*;
 use super::runner::{Defects, run_case};
@@ -64,7 +63,6 @@ async fn a_job_claimed_settled_and_looked_up_agrees_with_the_model() {
 /// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.1`: the cancel answered
 /// `Cancelled`, and the completed job became a dead letter.
 #[tokio::test]
-#[ignore = "issue 39 §1.1: a cancel after completion turns the job into a dead letter, fixed on main by the lead"]
 async fn a_cancel_after_completion_leaves_the_job_completed() {
     replay(
         false,
@@ -84,7 +82,6 @@ async fn a_cancel_after_completion_leaves_the_job_completed() {
 /// enqueued as, which lingers in the stream, and made it a dead letter
 /// again (counted dead twice).
 #[tokio::test]
-#[ignore = "issue 39 §1.1 (light branch): a cancel of a deleted letter brings it back, fixed on main by the lead"]
 async fn a_cancel_of_a_deleted_letter_leaves_it_deleted() {
     replay(
         false,
@@ -104,7 +101,6 @@ async fn a_cancel_of_a_deleted_letter_leaves_it_deleted() {
 /// meanwhile the lookup of the deleted letter describes the entry:
 /// waiting.
 #[tokio::test]
-#[ignore = "found by the model checker (issue 39 §2): a deleted letter cancelled while waiting is found waiting; not yet fixed"]
 async fn a_deleted_letter_cancelled_while_waiting_is_not_found_waiting() {
     replay(
         false,
@@ -121,7 +117,6 @@ async fn a_deleted_letter_cancelled_while_waiting_is_not_found_waiting() {
 /// field per job, so the re-driven job's two entries (the cancelled one,
 /// unread, and the new one) count one as waiting after the second cancel.
 #[tokio::test]
-#[ignore = "found by the model checker (issue 39 §2): a letter cancelled while waiting, re-driven and cancelled again counts as waiting; not yet fixed"]
 async fn a_letter_cancelled_twice_while_waiting_is_not_counted_waiting() {
     replay(
         false,
@@ -138,7 +133,6 @@ async fn a_letter_cancelled_twice_while_waiting_is_not_counted_waiting() {
 /// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.1`: the export lists the
 /// job twice, from its unread stream entry and from the dead letters.
 #[tokio::test]
-#[ignore = "found by the model checker (issue 39 §2): a job cancelled while waiting is exported twice; not yet fixed"]
 async fn a_job_cancelled_while_waiting_is_exported_once() {
     replay(
         false,
@@ -152,7 +146,6 @@ async fn a_job_cancelled_while_waiting_is_exported_once() {
 /// refused outcome deletes the cancel request, and the real owner's
 /// failure is then retried instead of buried.
 #[tokio::test]
-#[ignore = "issue 39 §1.6: a stale worker's refused outcome deletes the cancel request, fixed on main by the lead"]
 async fn a_stale_outcome_leaves_the_cancel_request_for_the_owner() {
     let job = JobSpec {
         max_attempts: 3,
@@ -186,7 +179,6 @@ async fn a_stale_outcome_leaves_the_cancel_request_for_the_owner() {
 /// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.11` (5 steps; one
 /// enqueue more, which took no part): the snoozed job was promoted at once.
 #[tokio::test]
-#[ignore = "issue 39 §1.11: Snooze(Duration::MAX) runs at once, fixed on main by the lead"]
 async fn a_snooze_of_duration_max_does_not_run_at_once() {
     replay(
         false,
@@ -203,7 +195,6 @@ async fn a_snooze_of_duration_max_does_not_run_at_once() {
 /// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.9`: the enqueue failed
 /// ("redis error during enqueue") after the script had written the job.
 #[tokio::test]
-#[ignore = "issue 39 §1.9: a sub-millisecond idempotency window fails the script half-way, fixed on main by the lead"]
 async fn a_sub_millisecond_idempotency_window_writes_all_or_nothing() {
     let job = JobSpec {
         idempotency: Some((0, Window::SubMs)),
@@ -215,7 +206,6 @@ async fn a_sub_millisecond_idempotency_window_writes_all_or_nothing() {
 /// Shrunk from a run with `SLUICE_MODEL_DEFECTS=1.14`: the import added
 /// the waiting job again.
 #[tokio::test]
-#[ignore = "issue 39 §1.14: an import into a queue that still holds its jobs duplicates them, fixed on main by the lead"]
 async fn an_import_into_the_queue_that_holds_the_jobs_adds_nothing() {
     replay(false, vec![enqueue(0), step(Op::ExportImport)]).await;
 }
@@ -225,7 +215,6 @@ async fn an_import_into_the_queue_that_holds_the_jobs_adds_nothing() {
 /// success, nobody having run the job since it was reclaimed, is refused
 /// and the job stays dead.
 #[tokio::test]
-#[ignore = "issue 39 §1.16: a job that ran is recorded dead, fixed on main by the lead"]
 async fn a_late_success_of_a_job_nobody_ran_since_records_it_completed() {
     replay(
         false,
