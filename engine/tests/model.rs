@@ -11,7 +11,7 @@
 //! - `model/world.rs`: the engine side (servers, proxy, handles);
 //! - `model/runner.rs`: one case on both sides, and the invariants.
 //!
-//! `SLUICE_MODEL_CASES` (default 80) and `SLUICE_MODEL_STEPS` (longest
+//! `SLUICE_MODEL_CASES` (default 120) and `SLUICE_MODEL_STEPS` (longest
 //! case, default 40) run it longer; `SLUICE_MODEL_SEED` replays a run;
 //! `SLUICE_MODEL_DEFECTS` limits the steps that reach the defects of
 //! issue 39, all fixed and all on by default (see `runner::Defects`). The
@@ -41,7 +41,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[test]
 fn the_engine_agrees_with_the_model() {
-    let cases = env_number("SLUICE_MODEL_CASES", 80) as u32;
+    let cases = env_number("SLUICE_MODEL_CASES", 120) as u32;
     let max_steps = env_number("SLUICE_MODEL_STEPS", 40) as usize;
     let seed = env_number("SLUICE_MODEL_SEED", rand::random());
     let defects = Defects::from_env();
