@@ -451,7 +451,16 @@ impl Partition {
         let ids: Vec<String> = in_streams.into_iter().chain(delayed).chain(dead).collect();
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
-            out.extend(self.store.raw_jobs(chunk).await?);
+            // A job that finished since its id was read (a late success
+            // whose re-added entry still waits to be skipped, or one that
+            // ran meanwhile) is not backed up, as no completed job is.
+            out.extend(
+                self.store
+                    .raw_jobs(chunk)
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.state() != crate::JobState::Completed),
+            );
         }
         Ok(out)
     }

@@ -2227,3 +2227,65 @@ async fn a_job_cancelled_twice_before_a_claim_is_not_waiting() {
     assert_eq!(job.id, id);
     assert!(q.claim("w", 10).await.expect("claim").is_empty());
 }
+
+/// Found by the model-based checker: a job reclaimed into a retry and then
+/// completed by its late owner (its re-added entry still waits to be
+/// skipped) is not backed up: an export lists only unfinished jobs.
+#[tokio::test]
+async fn an_export_leaves_out_a_job_its_late_owner_completed() {
+    let t = TestRedis::new().await;
+    let q = t
+        .queue_with(
+            "export-late",
+            QueueConfig {
+                keep_completed: Duration::from_secs(60),
+                ..fast_config()
+            },
+        )
+        .await;
+    let id = q
+        .enqueue(&1u32, JobOptions::new().max_attempts(3))
+        .await
+        .expect("enq")
+        .id;
+    let job = q.claim("silent", 1).await.expect("claim").remove(0);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(q.reclaim_lost("rescuer").await.expect("reclaim").retried, 1);
+    // Its retry (20 ms) falls due: it waits in its stream again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(q.promote_due(10).await.expect("promote").moved, 1);
+    assert_eq!(
+        q.settle(&job, Outcome::Done).await.expect("late settle"),
+        Settled::Done
+    );
+    let records = q.export().await.expect("export");
+    assert!(
+        records.iter().all(|r| r.id != id),
+        "the completed job was exported"
+    );
+}
+
+/// An idempotency key whose job was cancelled and deleted from the dead
+/// letters no longer answers with that job: an enqueue under it makes a
+/// new one, which a lookup finds.
+#[tokio::test]
+async fn a_deleted_letters_idempotency_key_makes_a_new_job() {
+    use sluice_engine::Cancelled;
+    let t = TestRedis::new().await;
+    let q = t.queue("idem-deleted").await;
+    let first = q
+        .enqueue(&1u32, JobOptions::new().idempotency_key("k"))
+        .await
+        .expect("enq");
+    assert_eq!(
+        q.cancel(&first.id).await.expect("cancel"),
+        Cancelled::Cancelled
+    );
+    assert!(q.delete_dead(&first.id).await.expect("delete"));
+    let second = q
+        .enqueue(&2u32, JobOptions::new().idempotency_key("k"))
+        .await
+        .expect("enq");
+    assert_ne!(second.id, first.id, "the key named a deleted job");
+    assert!(q.job(&second.id).await.expect("lookup").is_some());
+}

@@ -644,6 +644,8 @@ impl Model {
         }
         self.jobs[job].state = State::Deleted;
         self.jobs[job].reclaimed_from = None;
+        // Its idempotency key no longer names it (delete_dead.lua).
+        self.keys.retain(|_, (mapped, _)| *mapped != job);
         true
     }
 
