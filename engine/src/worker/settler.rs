@@ -65,7 +65,7 @@ pub(super) async fn settle_loop(
                         );
                     }
                 }
-                in_flight.release(&items);
+                in_flight.release(items);
             }
         }
     }
