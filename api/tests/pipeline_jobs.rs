@@ -425,3 +425,56 @@ async fn aggregates_count_signals_once_and_outlive_retention() {
     .expect("retention");
     assert_eq!(removed.aggregates, 2);
 }
+
+/// Backups are readable by their owner only, and a restore refuses a line
+/// longer than any backup writes instead of reading it into memory whole.
+#[tokio::test]
+async fn backups_are_private_and_restore_bounds_each_line() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let schema = TestSchema::new("backup_private").await;
+    let prefix = Prefix::new("backup-private");
+    let pool = schema.pool();
+    let client = prefix.client().await;
+    users::add(&pool, Plan::Free, None).await.expect("user");
+    let dir = std::env::temp_dir().join(format!("sluice-backups-{}", schema.name()));
+    let made = sluice_jobs::backup::backup(&pool, &client, &dir, 3)
+        .await
+        .expect("backup");
+    let mode = std::fs::metadata(&made.file)
+        .expect("file")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the backup is readable by others: {mode:o}"
+    );
+    let dir_mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+    assert_eq!(
+        dir_mode & 0o077,
+        0,
+        "the backup directory is open to others: {dir_mode:o}"
+    );
+
+    // A valid header, then one line of 80 MiB (it compresses to little).
+    let hostile = dir.join("hostile.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&hostile).expect("create"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(b"{\"kind\":\"header\",\"format\":\"sluice-backup\",\"version\":1,\"created_at\":\"2026-01-01T00:00:00Z\"}\n{\"kind\":\"table\",\"name\":\"users\",\"data\":\"")
+        .expect("write");
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..80 {
+        gz.write_all(&block).expect("write");
+    }
+    gz.write_all(b"\"}\n").expect("write");
+    gz.finish().expect("finish");
+    let empty = TestSchema::new("backup_private_dst").await;
+    let err = sluice_jobs::backup::restore(&empty.pool(), &client, &hostile)
+        .await
+        .expect_err("restored a hostile file");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

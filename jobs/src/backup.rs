@@ -45,6 +45,43 @@ pub const TABLES: [&str; 5] = [
 /// The tables whose `id` comes from a sequence.
 const SERIAL_TABLES: [&str; 3] = ["users", "signals", "audit_logs"];
 
+/// The longest line a restore reads, bytes: far more than a backup writes
+/// (a table row, or a job with its payload), so that a hostile file cannot
+/// make it read gigabytes into memory at once.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// The lines of a reader, each at most `max` bytes (an error past it).
+struct BoundedLines<R> {
+    reader: R,
+    max: usize,
+}
+
+impl<R: BufRead> Iterator for BoundedLines<R> {
+    type Item = std::io::Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        let mut line = Vec::new();
+        let limit = self.max as u64 + 1;
+        match (&mut self.reader).take(limit).read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) if line.len() > self.max => Some(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {} bytes", self.max),
+            ))),
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(String::from_utf8(line).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                }))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 const FORMAT: &str = "sluice-backup";
 const VERSION: u32 = 1;
 const FILE_PREFIX: &str = "sluice-backup-";
@@ -90,7 +127,12 @@ pub struct Contents {
 
 /// Write a backup into `dir` and keep the newest `keep` backups there.
 pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> Result<Contents> {
+    // Backups hold every user's data and cookies (encrypted): readable by
+    // the owner only, the directory as well as the files.
     std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        })
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let now = Utc::now();
     let name = format!(
@@ -99,8 +141,15 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
     );
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let file = std::fs::File::create(&tmp)
-        .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?
+    };
     let mut out = GzEncoder::new(BufWriter::new(file), Compression::default());
     let mut contents = Contents {
         file: path.clone(),
@@ -237,7 +286,10 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
     }
     let opened = std::fs::File::open(file)
         .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
-    let mut lines = BufReader::new(GzDecoder::new(opened)).lines();
+    let mut lines = BoundedLines {
+        reader: BufReader::new(GzDecoder::new(opened)),
+        max: MAX_LINE_BYTES,
+    };
     let bad = |what: String| Error::Invalid(format!("{}: {what}", file.display()));
     let first = lines
         .next()
