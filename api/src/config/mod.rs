@@ -512,6 +512,7 @@ impl FileConfig {
             ("api.header_timeout_secs", self.api.header_timeout_secs),
             ("api.body_timeout_secs", self.api.body_timeout_secs),
             ("api.max_connections", self.api.max_connections as u64),
+            ("api.max_queues", self.api.max_queues as u64),
         ] {
             if value == 0 {
                 bail!("{name} must be at least 1");
