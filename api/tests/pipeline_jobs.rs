@@ -25,7 +25,7 @@ fn browser(tabs: usize) -> std::sync::Arc<BrowserPool> {
 }
 
 #[tokio::test]
-async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
+async fn cookies_never_pass_between_captures_and_a_crashed_browser_is_replaced() {
     let charts = ChartServer::start().await;
     let pool = browser(2);
     let url = format!("http://127.0.0.1:{}/chart/one", charts.port);
@@ -42,7 +42,7 @@ async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
     let (w, h, colours) = png_facts(&png);
     assert_eq!((w, h), (1280, 720));
     assert!(colours > 2);
-    // A second capture without cookies in the reused tab: the first user's
+    // A second capture without cookies: the first user's
     // cookie is gone.
     pool.capture(&url, &[], Duration::from_secs(20))
         .await
@@ -74,6 +74,28 @@ async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
     }
     assert!(recovered, "no capture after the browser was killed");
     assert_ne!(pool.browser_pid().await, Some(pid));
+    pool.close().await;
+}
+
+/// Each capture has a browser context of its own: what one user's chart
+/// page leaves in the browser (local storage, cache) is gone for the next
+/// capture, not only the cookies.
+#[tokio::test]
+async fn each_capture_starts_from_a_fresh_browser_context() {
+    let charts = ChartServer::start().await;
+    let pool = browser(1);
+    for id in ["first-user", "second-user", "third-user"] {
+        let url = format!("http://127.0.0.1:{}/storage/{id}", charts.port);
+        pool.capture(&url, &[], Duration::from_secs(20))
+            .await
+            .expect("capture");
+    }
+    let seen = charts.storage_seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        ["null", "null", "null"],
+        "storage leaked between captures"
+    );
     pool.close().await;
 }
 

@@ -1,10 +1,10 @@
 //! A pool of headless Chromium tabs for screenshots.
 //!
 //! One Chromium process (the system's, never a downloaded one) is launched
-//! on first use. Each tab lives in its own browser context, so one user's
-//! session cookies are never visible to another user's capture; a tab's
-//! cookies are cleared before each use, and the tab is reused afterwards.
-//! A tab whose capture failed is closed rather than reused. When the
+//! on first use, with none of this process's secrets in its environment.
+//! Each capture opens its tab in a browser context of its own, disposed of
+//! afterwards: what one user's chart page leaves behind (cookies, local
+//! storage, cache) is never there for another user's capture. When the
 //! browser dies (crash, kill), the next capture launches a new one.
 
 use std::path::PathBuf;
@@ -15,7 +15,6 @@ use std::time::Duration;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::network::{CookieParam, SetCookiesParams};
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
-use chromiumoxide::cdp::browser_protocol::storage::ClearCookiesParams;
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
@@ -115,7 +114,6 @@ impl Live {
 pub struct BrowserPool {
     settings: BrowserSettings,
     live: Mutex<Option<Live>>,
-    idle: std::sync::Mutex<Vec<Tab>>,
     slots: Semaphore,
     generations: AtomicU64,
 }
@@ -135,7 +133,6 @@ impl BrowserPool {
         Arc::new(Self {
             settings,
             live: Mutex::new(None),
-            idle: std::sync::Mutex::new(Vec::new()),
             slots: Semaphore::new(tabs),
             generations: AtomicU64::new(0),
         })
@@ -170,36 +167,18 @@ impl BrowserPool {
         // The tab is held outside the timed part, so a capture that runs out
         // of time still closes its tab (and browser context) instead of
         // leaking it in the browser.
-        match tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies)).await {
-            Ok(Ok(png)) => {
-                self.give_back(tab);
-                Ok(png)
-            }
-            Ok(Err(e)) => {
-                self.discard(tab).await;
-                Err(e)
-            }
-            Err(_) => {
-                self.discard(tab).await;
-                Err(too_slow())
-            }
+        let captured = tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies)).await;
+        // Never reused: the next capture gets a fresh context.
+        self.discard(tab).await;
+        match captured {
+            Ok(Ok(png)) => Ok(png),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(too_slow()),
         }
     }
 
     async fn capture_on(&self, tab: &Tab, url: &str, cookies: &[SessionCookie]) -> Result<Vec<u8>> {
         let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
-        let live = self.live.lock().await;
-        let browser = &live
-            .as_ref()
-            .ok_or_else(|| Error::Browser("the browser stopped".into()))?
-            .browser;
-        browser
-            .execute(ClearCookiesParams {
-                browser_context_id: Some(tab.context.clone()),
-            })
-            .await
-            .map_err(cdp)?;
-        drop(live);
         if !cookies.is_empty() {
             let params: Vec<CookieParam> = cookies
                 .iter()
@@ -244,12 +223,6 @@ impl BrowserPool {
             return Err(Error::Browser("the browser did not start".into()));
         };
         let generation = current.generation;
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|t| t.generation == generation);
-            if let Some(tab) = idle.pop() {
-                return Ok(tab);
-            }
-        }
         let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
         let context = current
             .browser
@@ -272,12 +245,6 @@ impl BrowserPool {
             context,
             generation,
         })
-    }
-
-    fn give_back(&self, tab: Tab) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(tab);
-        }
     }
 
     async fn discard(&self, tab: Tab) {

@@ -13,7 +13,37 @@ use axum::routing::get;
 #[derive(Clone, Default)]
 pub struct ChartServer {
     pub cookies_seen: Arc<Mutex<Vec<String>>>,
+    /// What `/storage/{id}` pages found in `localStorage` (the id of the
+    /// page that wrote it before them, or `null`).
+    pub storage_seen: Arc<Mutex<Vec<String>>>,
     pub port: u16,
+}
+
+/// A chart that remembers its id in `localStorage`, reports what an
+/// earlier page left there, then draws its canvas.
+async fn storage_chart(Path(id): Path<String>) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html><html><body style="margin:0">
+<script>
+var before = localStorage.getItem('who');
+localStorage.setItem('who', '{id}');
+fetch('/storage-seen/' + before).then(function () {{
+  var c = document.createElement('canvas'); c.width = 400; c.height = 200;
+  var g = c.getContext('2d'); g.fillStyle = '#0969da'; g.fillRect(0, 0, 400, 200);
+  document.body.appendChild(c);
+}});
+</script></body></html>"#
+    ))
+}
+
+async fn storage_seen(
+    State(seen): State<Arc<Mutex<Vec<String>>>>,
+    Path(before): Path<String>,
+) -> &'static str {
+    if let Ok(mut s) = seen.lock() {
+        s.push(before);
+    }
+    "ok"
 }
 
 async fn chart(
@@ -57,10 +87,16 @@ async fn empty() -> Html<&'static str> {
 impl ChartServer {
     pub async fn start() -> Self {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let storage: Arc<Mutex<Vec<String>>> = Arc::default();
         let app = Router::new()
             .route("/chart/{id}", get(chart))
             .route("/never/{id}", get(empty))
-            .with_state(seen.clone());
+            .with_state(seen.clone())
+            .route("/storage/{id}", get(storage_chart))
+            .route(
+                "/storage-seen/{before}",
+                get(storage_seen).with_state(storage.clone()),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -70,6 +106,7 @@ impl ChartServer {
         });
         Self {
             cookies_seen: seen,
+            storage_seen: storage,
             port,
         }
     }
