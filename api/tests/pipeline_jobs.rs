@@ -99,6 +99,98 @@ async fn each_capture_starts_from_a_fresh_browser_context() {
     pool.close().await;
 }
 
+/// One user's charts that never get ready, or do not exist, say nothing
+/// about the chart host: they do not open its breaker for everyone. A
+/// chart that does not exist is buried at once, without retries.
+#[tokio::test]
+async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_engine::{BreakerConfig, BreakerState, Typed};
+    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    let charts = ChartServer::start().await;
+    let schema = TestSchema::new("shot_breaker").await;
+    let prefix = Prefix::new("shot-breaker");
+    let pool = schema.pool();
+    let client = prefix.client().await;
+    let (user, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time)
+         SELECT 'j' || g, $1, 'X:Y', 'Y', 'buy', now() FROM generate_series(1, 14) g
+         RETURNING id",
+    )
+    .bind(user.id)
+    .fetch_all(&pool)
+    .await
+    .expect("signals");
+    let breaker = client
+        .breaker(
+            "browser:test-host",
+            BreakerConfig {
+                failure_rate: 50.0,
+                min_calls: 2,
+                ..BreakerConfig::default()
+            },
+        )
+        .await
+        .expect("breaker");
+    let dir = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let handler = ScreenshotHandler::new(
+        pool.clone(),
+        None,
+        browser(6),
+        ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
+        ScreenshotSettings {
+            chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .with_breaker(breaker);
+    let worker = TestWorker::new(Typed(handler));
+    let shot = |signal: usize, chart: &str| {
+        TestJob::new(&ScreenshotJob {
+            signal_id: ids[signal].0,
+            user_id: user.id,
+            chart_id: chart.to_owned(),
+        })
+        .attempt(1, 5)
+    };
+    // Twelve, enough for the breaker to be sure of a failure rate.
+    let never: Vec<_> = (0..12)
+        .map(|n| worker.perform(shot(n, &format!("never-{n}"))))
+        .collect();
+    for outcome in futures::future::join_all(never).await {
+        assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+    }
+    let status = client
+        .breaker_status("browser:test-host")
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(
+        status.state,
+        BreakerState::Closed,
+        "pages that never got ready opened the breaker"
+    );
+    // A chart that does not exist: buried at once, the signal says why.
+    let outcome = worker.perform(shot(12, "missing-1")).await;
+    assert!(
+        matches!(&outcome, Outcome::Bury(r) if r.contains("404")),
+        "{outcome:?}"
+    );
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT screenshot_status, screenshot_error FROM signals WHERE id = $1")
+            .bind(ids[12].0)
+            .fetch_one(&pool)
+            .await
+            .expect("signal");
+    assert_eq!(state, "failed");
+    assert!(error.is_some_and(|e| e.contains("404")));
+    // The host is still served.
+    let outcome = worker.perform(shot(13, "good-1")).await;
+    assert!(matches!(outcome, Outcome::DoneWith(_)), "{outcome:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn a_page_that_never_gets_ready_times_out_and_a_missing_browser_is_an_error() {
     let charts = ChartServer::start().await;

@@ -167,17 +167,31 @@ impl BrowserPool {
         // The tab is held outside the timed part, so a capture that runs out
         // of time still closes its tab (and browser context) instead of
         // leaking it in the browser.
-        let captured = tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies)).await;
+        let navigated = std::sync::atomic::AtomicBool::new(false);
+        let captured =
+            tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies, &navigated))
+                .await;
         // Never reused: the next capture gets a fresh context.
         self.discard(tab).await;
         match captured {
             Ok(Ok(png)) => Ok(png),
             Ok(Err(e)) => Err(e),
+            // The page was there: it never got ready (a chart that does not
+            // draw), which is no failure of the chart host.
+            Err(_) if navigated.load(Ordering::Relaxed) => Err(Error::PageNotReady(format!(
+                "{url} was not ready within {timeout:?}"
+            ))),
             Err(_) => Err(too_slow()),
         }
     }
 
-    async fn capture_on(&self, tab: &Tab, url: &str, cookies: &[SessionCookie]) -> Result<Vec<u8>> {
+    async fn capture_on(
+        &self,
+        tab: &Tab,
+        url: &str,
+        cookies: &[SessionCookie],
+        navigated: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<u8>> {
         let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
         if !cookies.is_empty() {
             let params: Vec<CookieParam> = cookies
@@ -195,6 +209,21 @@ impl BrowserPool {
                 .map_err(cdp)?;
         }
         tab.page.goto(url).await.map_err(cdp)?;
+        // A client error (404: no such chart, 403: not the user's to see) is
+        // the page's answer, final; a server error says the host is unwell.
+        let status = tab
+            .page
+            .wait_for_navigation_response()
+            .await
+            .map_err(cdp)?
+            .and_then(|request| request.response.as_ref().map(|r| r.status));
+        if let Some(status) = status.filter(|s| (400..500).contains(s) && ![408, 429].contains(s)) {
+            return Err(Error::ChartMissing(format!("{url} answered {status}")));
+        }
+        if let Some(status) = status.filter(|s| *s >= 500) {
+            return Err(Error::Browser(format!("{url} answered {status}")));
+        }
+        navigated.store(true, Ordering::Relaxed);
         if let Some(selector) = &self.settings.ready_selector {
             while tab.page.find_element(selector.as_str()).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(100)).await;

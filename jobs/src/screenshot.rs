@@ -179,6 +179,11 @@ impl ScreenshotHandler {
             }
         };
         match taken {
+            Err(Error::ChartMissing(reason)) => {
+                // Retrying a chart that is not there opens it no better.
+                mark_failed(&self.pool, input.signal_id, &reason).await?;
+                Ok(Outcome::Bury(reason))
+            }
             Ok(url) => {
                 sqlx::query(
                     "UPDATE signals SET screenshot_status = 'completed', screenshot_url = $2,

@@ -79,6 +79,28 @@ setTimeout(function () {{
     ))
 }
 
+/// `/c/{id}`: a chart whose id says what it is: `missing-…` answers 404
+/// (TradingView's page for a chart that does not exist), `never-…` never
+/// draws its canvas, anything else is a chart.
+async fn by_id(
+    state: State<Arc<Mutex<Vec<String>>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if id.starts_with("missing-") {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            Html("<!doctype html><html><body>This chart does not exist</body></html>"),
+        )
+            .into_response();
+    }
+    if id.starts_with("never-") {
+        return empty().await.into_response();
+    }
+    chart(state, Path(id), headers).await.into_response()
+}
+
 /// A page that never draws its canvas (for timeouts).
 async fn empty() -> Html<&'static str> {
     Html("<!doctype html><html><body>loading…</body></html>")
@@ -91,6 +113,7 @@ impl ChartServer {
         let app = Router::new()
             .route("/chart/{id}", get(chart))
             .route("/never/{id}", get(empty))
+            .route("/c/{id}", get(by_id))
             .with_state(seen.clone())
             .route("/storage/{id}", get(storage_chart))
             .route(
