@@ -114,8 +114,10 @@ async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
     let client = prefix.client().await;
     let (user, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
     let ids: Vec<(i64,)> = sqlx::query_as(
-        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time)
-         SELECT 'j' || g, $1, 'X:Y', 'Y', 'buy', now() FROM generate_series(1, 14) g
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, chart_id)
+         SELECT 'j' || g, $1, 'X:Y', 'Y', 'buy', now(),
+                CASE WHEN g <= 12 THEN 'never-' || (g - 1) WHEN g = 13 THEN 'missing-1' ELSE 'good-1' END
+         FROM generate_series(1, 14) g ORDER BY g
          RETURNING id",
     )
     .bind(user.id)
@@ -188,6 +190,65 @@ async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
     // The host is still served.
     let outcome = worker.perform(shot(13, "good-1")).await;
     assert!(matches!(outcome, Outcome::DoneWith(_)), "{outcome:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A screenshot job names its signal; the user whose cookies open the
+/// chart, and the chart, are the signal's, whatever else the job says: a
+/// job that names another user captures nothing with their session.
+#[tokio::test]
+async fn a_capture_uses_its_signals_user_and_chart_not_the_jobs() {
+    use sluice_engine::Typed;
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    let charts = ChartServer::start().await;
+    let schema = TestSchema::new("shot_owner").await;
+    let pool = schema.pool();
+    let (victim, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
+    let (owner, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
+    let key = sluice_jobs::secrets::CookieCipher::generate_key();
+    let cipher = sluice_jobs::secrets::CookieCipher::from_base64(&key).expect("key");
+    users::set_cookies(
+        &pool,
+        &cipher,
+        victim.id,
+        &users::parse_cookies(r#"{"sessionid": "secret"}"#).expect("cookies"),
+        None,
+    )
+    .await
+    .expect("cookies");
+    let (signal,): (i64,) = sqlx::query_as(
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, chart_id)
+         VALUES ('j1', $1, 'X:Y', 'Y', 'buy', now(), 'owners-chart') RETURNING id",
+    )
+    .bind(owner.id)
+    .fetch_one(&pool)
+    .await
+    .expect("signal");
+    let dir = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let handler = ScreenshotHandler::new(
+        pool.clone(),
+        Some(cipher),
+        browser(1),
+        ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
+        ScreenshotSettings {
+            chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
+            timeout: Duration::from_secs(20),
+        },
+    );
+    let forged = TestJob::new(&ScreenshotJob {
+        signal_id: signal,
+        user_id: victim.id,
+        chart_id: "missing-victims-chart".into(),
+    });
+    let outcome = TestWorker::new(Typed(handler)).perform(forged).await;
+    assert!(matches!(outcome, Outcome::DoneWith(_)), "{outcome:?}");
+    let seen = charts.cookies_seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        !seen[0].contains("secret"),
+        "the victim's session was used: {seen:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -19,7 +19,9 @@ use crate::secrets::CookieCipher;
 use crate::storage::ScreenshotStore;
 use crate::users;
 
-/// What the ingest handler enqueues for each stored signal.
+/// What the ingest handler enqueues for each stored signal. The handler
+/// reads the user and the chart from the signal's row; the copies here
+/// only say what the job was for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenshotJob {
     /// The signal.
@@ -132,27 +134,34 @@ impl TypedHandler for ScreenshotHandler {
 
 impl ScreenshotHandler {
     async fn run(&self, job: &Job, input: ScreenshotJob) -> Result<Outcome> {
+        // Claim the signal for this attempt; a signal already captured, or
+        // deleted by retention meanwhile, needs nothing more. Whose
+        // cookies open which chart is the signal's to say, not the job's:
+        // a job names its signal only.
+        let open: Option<(i64, Option<String>)> = sqlx::query_as(
+            "UPDATE signals SET screenshot_status = 'processing', updated_at = now()
+             WHERE id = $1 AND screenshot_status <> 'completed'
+             RETURNING user_id, chart_id",
+        )
+        .bind(input.signal_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, chart_id)) = open else {
+            return Ok(Outcome::DoneWith(
+                "nothing to do: signal gone or already captured".into(),
+            ));
+        };
+        let input = ScreenshotJob {
+            signal_id: input.signal_id,
+            user_id,
+            chart_id: chart_id.unwrap_or_default(),
+        };
         if !valid_chart_id(&input.chart_id) {
             mark_failed(&self.pool, input.signal_id, "invalid chart id").await?;
             return Ok(Outcome::Bury(format!(
                 "invalid chart id {:?}",
                 input.chart_id
             )));
-        }
-        // Claim the signal for this attempt; a signal already captured, or
-        // deleted by retention meanwhile, needs nothing more.
-        let open: Option<(i64,)> = sqlx::query_as(
-            "UPDATE signals SET screenshot_status = 'processing', updated_at = now()
-             WHERE id = $1 AND screenshot_status <> 'completed'
-             RETURNING id",
-        )
-        .bind(input.signal_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if open.is_none() {
-            return Ok(Outcome::DoneWith(
-                "nothing to do: signal gone or already captured".into(),
-            ));
         }
         let taken = match &self.breaker {
             None => self.take(&input).await,
