@@ -361,6 +361,10 @@ async fn ids_and_states(queue: &sluice_engine::Queue) -> Vec<(String, &'static s
 
 #[tokio::test]
 async fn a_backup_restores_into_an_empty_database_and_redis() {
+    let backup_key = sluice_jobs::backup::BackupKey::from_base64(
+        &sluice_jobs::secrets::CookieCipher::generate_key(),
+    )
+    .expect("key");
     let source = TestSchema::new("backup_src").await;
     let src_prefix = Prefix::new("backup-src");
     let pool = source.pool();
@@ -419,7 +423,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let mut last = None;
     for _ in 0..3 {
         last = Some(
-            sluice_jobs::backup::backup(&pool, &client, &dir, 2)
+            sluice_jobs::backup::backup(&pool, &client, &dir, 2, Some(&backup_key))
                 .await
                 .expect("backup"),
         );
@@ -438,9 +442,10 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let dst_prefix = Prefix::new("backup-dst");
     let dst_pool = target.pool();
     let dst_client = dst_prefix.client().await;
-    let restored = sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file)
-        .await
-        .expect("restore");
+    let restored =
+        sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
+            .await
+            .expect("restore");
     assert_eq!(restored.rows, written.rows);
     for table in sluice_jobs::backup::TABLES {
         let count = |p: sqlx::PgPool| async move {
@@ -488,7 +493,9 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
         .await
         .expect("a new user");
     // A second restore is refused: the database is no longer empty.
-    let again = sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file).await;
+    let again =
+        sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
+            .await;
     assert!(again.is_err_and(|e| e.to_string().contains("not empty")));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -601,6 +608,63 @@ async fn aggregates_count_signals_once_and_outlive_retention() {
     assert_eq!(removed.aggregates, 2);
 }
 
+/// With a backup key, a restore refuses a file someone changed, one signed
+/// with another key and one not signed, before it changes anything.
+#[tokio::test]
+async fn a_restore_refuses_a_backup_that_was_changed_or_not_signed_with_its_key() {
+    use sluice_jobs::backup::{BackupKey, backup, restore};
+    use std::io::{Read, Write};
+    let key = |k: &str| BackupKey::from_base64(k).expect("key");
+    let ours = key(&sluice_jobs::secrets::CookieCipher::generate_key());
+    let theirs = key(&sluice_jobs::secrets::CookieCipher::generate_key());
+    let schema = TestSchema::new("backup_mac").await;
+    let prefix = Prefix::new("backup-mac");
+    let pool = schema.pool();
+    let client = prefix.client().await;
+    users::add(&pool, Plan::Free, None).await.expect("user");
+    let dir = std::env::temp_dir().join(format!("sluice-backups-{}", schema.name()));
+    let signed = backup(&pool, &client, &dir, 5, Some(&ours))
+        .await
+        .expect("backup");
+    let unsigned = backup(&pool, &client, &dir, 5, None).await.expect("backup");
+    // One user's plan changed from free to premium in the file.
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&signed.file).expect("open"))
+        .read_to_string(&mut text)
+        .expect("read");
+    assert!(text.contains("\\tfree\\t"), "{text}");
+    let changed = dir.join("changed.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&changed).expect("create"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(text.replacen("\\tfree\\t", "\\tpremium\\t", 1).as_bytes())
+        .expect("write");
+    gz.finish().expect("finish");
+    let empty = TestSchema::new("backup_mac_dst").await;
+    let dst_prefix = Prefix::new("backup-mac-dst");
+    let dst_client = dst_prefix.client().await;
+    for (file, key, why) in [
+        (&changed, &ours, "does not match"),
+        (&signed.file, &theirs, "does not match"),
+        (&unsigned.file, &ours, "no MAC"),
+    ] {
+        let err = restore(&empty.pool(), &dst_client, file, Some(key))
+            .await
+            .expect_err("restored");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+        .fetch_one(&empty.pool())
+        .await
+        .expect("count");
+    assert_eq!(users, 0, "a refused restore changed the database");
+    restore(&empty.pool(), &dst_client, &signed.file, Some(&ours))
+        .await
+        .expect("the signed backup restores");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Backups are readable by their owner only, and a restore refuses a line
 /// longer than any backup writes instead of reading it into memory whole.
 #[tokio::test]
@@ -613,7 +677,7 @@ async fn backups_are_private_and_restore_bounds_each_line() {
     let client = prefix.client().await;
     users::add(&pool, Plan::Free, None).await.expect("user");
     let dir = std::env::temp_dir().join(format!("sluice-backups-{}", schema.name()));
-    let made = sluice_jobs::backup::backup(&pool, &client, &dir, 3)
+    let made = sluice_jobs::backup::backup(&pool, &client, &dir, 3, None)
         .await
         .expect("backup");
     let mode = std::fs::metadata(&made.file)
@@ -647,7 +711,7 @@ async fn backups_are_private_and_restore_bounds_each_line() {
     gz.write_all(b"\"}\n").expect("write");
     gz.finish().expect("finish");
     let empty = TestSchema::new("backup_private_dst").await;
-    let err = sluice_jobs::backup::restore(&empty.pool(), &client, &hostile)
+    let err = sluice_jobs::backup::restore(&empty.pool(), &client, &hostile, None)
         .await
         .expect_err("restored a hostile file");
     assert!(err.to_string().contains("longer than"), "{err}");

@@ -8,6 +8,10 @@
 //!   PostgreSQL's COPY text format (a table takes as many lines as chunks);
 //! - `{"kind":"job","queue":"ingest","id":"...","fields":{"payload":"<base64>",...}}`.
 //!
+//! With a backup key (`pipeline.backup_key`), the file ends with
+//! `{"kind":"mac","hmac":"<hex>"}`: an HMAC-SHA256 of every line before it,
+//! which restore checks, before it changes anything, when it has the key.
+//!
 //! The tables are read in one repeatable-read transaction, so they agree
 //! with each other. The queue state is read queue by queue right after; a
 //! job that moves meanwhile may be missed or seen twice (import skips ids
@@ -112,6 +116,73 @@ enum Line {
         id: String,
         expires_at_ms: u64,
     },
+    /// The last line, with a backup key: the HMAC of every line before it.
+    Mac {
+        hmac: String,
+    },
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The key that signs backups (an HMAC-SHA256 over the file's lines), so
+/// that a restore refuses a file someone changed or made.
+#[derive(Clone)]
+pub struct BackupKey([u8; 32]);
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupKey(..)")
+    }
+}
+
+impl BackupKey {
+    /// A key from its base64 text (32 bytes: `openssl rand -base64 32`).
+    pub fn from_base64(text: &str) -> Result<Self> {
+        let bytes = BASE64
+            .decode(text.trim())
+            .map_err(|_| Error::Invalid("the backup key is not base64".into()))?;
+        let key = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| Error::Invalid("the backup key must be 32 bytes".into()))?;
+        Ok(Self(key))
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        use hmac::Mac;
+        // HMAC takes keys of any length; this cannot fail.
+        HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
+    }
+}
+
+/// Check that `file` ends with the MAC `key` makes of its lines.
+fn verify(file: &Path, key: &BackupKey) -> Result<()> {
+    use hmac::Mac;
+    let bad = |what: &str| Error::Invalid(format!("{}: {what}", file.display()));
+    let opened = std::fs::File::open(file)
+        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
+    let lines = BoundedLines {
+        reader: BufReader::new(GzDecoder::new(opened)),
+        max: MAX_LINE_BYTES,
+    };
+    let mut mac = key.mac();
+    let mut signed: Option<Vec<u8>> = None;
+    for line in lines {
+        let line = line.map_err(|e| bad(&e.to_string()))?;
+        if signed.is_some() {
+            return Err(bad("lines after its MAC: it was changed"));
+        }
+        if line.starts_with("{\"kind\":\"mac\"") {
+            let Ok(Line::Mac { hmac }) = serde_json::from_str::<Line>(&line) else {
+                return Err(bad("a MAC line that cannot be read"));
+            };
+            signed = Some(hex::decode(hmac).map_err(|_| bad("a MAC that is not hex"))?);
+            continue;
+        }
+        mac.update(line.as_bytes());
+        mac.update(b"\n");
+    }
+    let signed = signed.ok_or_else(|| bad("no MAC: not written with a backup key"))?;
+    mac.verify_slice(&signed)
+        .map_err(|_| bad("its MAC does not match: written with another key, or changed since"))
 }
 
 /// What a backup or a restore contained.
@@ -126,7 +197,13 @@ pub struct Contents {
 }
 
 /// Write a backup into `dir` and keep the newest `keep` backups there.
-pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> Result<Contents> {
+pub async fn backup(
+    pool: &PgPool,
+    client: &Client,
+    dir: &Path,
+    keep: usize,
+    key: Option<&BackupKey>,
+) -> Result<Contents> {
     // Backups hold every user's data and cookies (encrypted): readable by
     // the owner only, the directory as well as the files.
     std::fs::create_dir_all(dir)
@@ -155,9 +232,13 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
         file: path.clone(),
         ..Contents::default()
     };
-    let write = |out: &mut GzEncoder<BufWriter<std::fs::File>>, line: &Line| -> Result<()> {
+    let mut mac = key.map(BackupKey::mac);
+    let mut write = |out: &mut GzEncoder<BufWriter<std::fs::File>>, line: &Line| -> Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Invalid(e.to_string()))?;
         bytes.push(b'\n');
+        if let Some(mac) = &mut mac {
+            hmac::Mac::update(mac, &bytes);
+        }
         out.write_all(&bytes)
             .map_err(|e| Error::io("cannot write the backup", e))
     };
@@ -226,6 +307,14 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
             )?;
         }
     }
+    if let Some(mac) = mac {
+        let hmac = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+        let mut bytes =
+            serde_json::to_vec(&Line::Mac { hmac }).map_err(|e| Error::Invalid(e.to_string()))?;
+        bytes.push(b'\n');
+        out.write_all(&bytes)
+            .map_err(|e| Error::io("cannot write the backup", e))?;
+    }
     let inner = out
         .finish()
         .map_err(|e| Error::io("cannot write the backup", e))?;
@@ -273,7 +362,18 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
 /// Bring a backup back into an empty database (migrated first) and Redis.
 /// Refuses when any of the tables has rows. Jobs whose id exists in Redis
 /// are left alone.
-pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Contents> {
+///
+/// With `key`, the file must end with the MAC that key makes of it
+/// (checked before anything is changed); without, a MAC is not checked.
+pub async fn restore(
+    pool: &PgPool,
+    client: &Client,
+    file: &Path,
+    key: Option<&BackupKey>,
+) -> Result<Contents> {
+    if let Some(key) = key {
+        verify(file, key)?;
+    }
     for table in TABLES {
         let (any,): (bool,) = sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))
             .fetch_one(pool)
@@ -320,6 +420,7 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
             serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
         match parsed {
             Line::Header { .. } => return Err(bad(format!("line {}: a second header", n + 2))),
+            Line::Mac { .. } => {}
             Line::Table { name, data } => {
                 if !TABLES.contains(&name.as_str()) {
                     return Err(bad(format!("line {}: unknown table {name:?}", n + 2)));
@@ -422,6 +523,8 @@ pub struct BackupSettings {
     pub dir: PathBuf,
     /// Backups kept.
     pub keep: usize,
+    /// Signs each backup, when given.
+    pub key: Option<BackupKey>,
 }
 
 /// Writes a backup when its cron schedule enqueues a job.
@@ -450,6 +553,7 @@ impl Handler for BackupHandler {
             &self.client,
             &self.settings.dir,
             self.settings.keep,
+            self.settings.key.as_ref(),
         )
         .await?;
         tracing::info!(file = %c.file.display(), rows = ?c.rows, jobs = ?c.jobs, "backup written");

@@ -411,6 +411,9 @@ impl FileConfig {
             if let Some(key) = set("SLUICE_COOKIE_KEY") {
                 p.cookie_key = Some(key);
             }
+            if let Some(key) = set("SLUICE_BACKUP_KEY") {
+                p.backup_key = Some(key);
+            }
             if let Some(s3) = &mut p.s3 {
                 if let Some(key) = set("SLUICE_S3_ACCESS_KEY") {
                     s3.access_key = key;
