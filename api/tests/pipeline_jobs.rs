@@ -252,6 +252,57 @@ async fn a_capture_uses_its_signals_user_and_chart_not_the_jobs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The audit writer stamps what it can vouch for: an event dated after its
+/// job was made (or out of PostgreSQL's range) gets the job's time, and a
+/// NUL byte in a field cannot make the batch fail for every event in it.
+#[tokio::test]
+async fn the_audit_writer_stamps_its_own_time_and_a_bad_event_fails_no_batch() {
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_engine::{Outcome, Typed};
+    use sluice_jobs::audit::AuditHandler;
+    let schema = TestSchema::new("audit_stamp").await;
+    let pool = schema.pool();
+    let worker = TestWorker::batched(Typed(AuditHandler::new(pool.clone())));
+    let mut forged = AuditEvent::now("ops", "POST /x", "ok");
+    forged.at_ms = 32_503_680_000_000; // the year 3000
+    let mut far = AuditEvent::now("ops", "POST /y", "ok");
+    far.at_ms = i64::MAX / 2;
+    let mut nul = AuditEvent::now("op\u{0}s", "POST /z", "ok");
+    nul.detail = Some("a\u{0}b".into());
+    let mut jobs = vec![forged, far, nul];
+    for n in 0..20 {
+        jobs.push(AuditEvent::now("ops", format!("GET /{n}"), "ok"));
+    }
+    let outcomes = worker
+        .perform_batch(
+            jobs.iter()
+                .enumerate()
+                .map(|(n, e)| TestJob::new(e).id(&format!("ev-{n}")))
+                .collect(),
+        )
+        .await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Done)),
+        "{outcomes:?}"
+    );
+    let (rows, latest): (i64, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT count(*), max(at) FROM audit_logs")
+            .fetch_one(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(rows, 23);
+    assert!(
+        latest <= chrono::Utc::now(),
+        "an event dated {latest} was believed"
+    );
+    let (detail,): (Option<String>,) =
+        sqlx::query_as("SELECT detail FROM audit_logs WHERE action = 'POST /z'")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert_eq!(detail.as_deref(), Some("ab"));
+}
+
 #[tokio::test]
 async fn a_page_that_never_gets_ready_times_out_and_a_missing_browser_is_an_error() {
     let charts = ChartServer::start().await;
