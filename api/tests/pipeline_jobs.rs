@@ -156,12 +156,15 @@ async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
         })
         .attempt(1, 5)
     };
-    // Twelve, enough for the breaker to be sure of a failure rate.
-    let never: Vec<_> = (0..12)
-        .map(|n| worker.perform(shot(n, &format!("never-{n}"))))
-        .collect();
-    for outcome in futures::future::join_all(never).await {
-        assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+    // Twelve, enough for the breaker to be sure of a failure rate; three
+    // at a time, the user's share of the six tabs.
+    for round in 0..4 {
+        let never: Vec<_> = (round * 3..round * 3 + 3)
+            .map(|n| worker.perform(shot(n, &format!("never-{n}"))))
+            .collect();
+        for outcome in futures::future::join_all(never).await {
+            assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+        }
     }
     let status = client
         .breaker_status("browser:test-host")
@@ -301,6 +304,76 @@ async fn the_audit_writer_stamps_its_own_time_and_a_bad_event_fails_no_batch() {
             .await
             .expect("row");
     assert_eq!(detail.as_deref(), Some("ab"));
+}
+
+/// One user's captures take at most half the browser's tabs of a worker
+/// process: the rest wait (without spending an attempt) while another
+/// user's capture goes through.
+#[tokio::test]
+async fn one_user_cannot_take_every_tab() {
+    use sluice_engine::Typed;
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    let charts = ChartServer::start().await;
+    let schema = TestSchema::new("shot_budget").await;
+    let pool = schema.pool();
+    let (greedy, _) = users::add(&pool, Plan::Premium, None).await.expect("user");
+    let (other, _) = users::add(&pool, Plan::Free, None).await.expect("user");
+    let insert = |user: i64, chart: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, chart_id)
+                 VALUES (gen_random_uuid()::text, $1, 'X:Y', 'Y', 'buy', now(), $2) RETURNING id",
+            )
+            .bind(user)
+            .bind(chart)
+            .fetch_one(&pool)
+            .await
+            .expect("signal");
+            TestJob::new(&ScreenshotJob {
+                signal_id: id,
+                user_id: user,
+                chart_id: chart.into(),
+            })
+            .attempt(1, 5)
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let handler = ScreenshotHandler::new(
+        pool.clone(),
+        None,
+        browser(4),
+        ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
+        ScreenshotSettings {
+            chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
+            timeout: Duration::from_secs(5),
+        },
+    );
+    let worker = TestWorker::new(Typed(handler));
+    let mut greedy_jobs = Vec::new();
+    for _ in 0..4 {
+        greedy_jobs.push(insert(greedy.id, "never-x").await);
+    }
+    let others = insert(other.id, "good-1").await;
+    let (greedy_outcomes, other_outcome) = tokio::join!(
+        futures::future::join_all(greedy_jobs.into_iter().map(|j| worker.perform(j))),
+        async {
+            // After the greedy user's captures have started.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            worker.perform(others).await
+        }
+    );
+    let snoozed = greedy_outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Snooze(_)))
+        .count();
+    assert_eq!(snoozed, 2, "{greedy_outcomes:?}");
+    assert!(
+        matches!(other_outcome, Outcome::DoneWith(_)),
+        "{other_outcome:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -138,6 +138,11 @@ impl BrowserPool {
         })
     }
 
+    /// How many captures it runs at once.
+    pub fn tabs(&self) -> usize {
+        self.settings.tabs.max(1)
+    }
+
     /// The browser process's id, while one runs (tests kill it).
     pub async fn browser_pid(&self) -> Option<u32> {
         let mut live = self.live.lock().await;
