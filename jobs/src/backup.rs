@@ -8,9 +8,11 @@
 //!   PostgreSQL's COPY text format (a table takes as many lines as chunks);
 //! - `{"kind":"job","queue":"ingest","id":"...","fields":{"payload":"<base64>",...}}`.
 //!
-//! With a backup key (`pipeline.backup_key`), the file ends with
-//! `{"kind":"mac","hmac":"<hex>"}`: an HMAC-SHA256 of every line before it,
-//! which restore checks, before it changes anything, when it has the key.
+//! With a backup key (`pipeline.backup_key`), the file is encrypted
+//! (`backup_seal`: XChaCha20-Poly1305 in the STREAM construction over the
+//! gzip'd bytes) and its last line is `{"kind":"mac","hmac":"<hex>"}`, an
+//! HMAC-SHA256 of every line before it; restore checks both, before it
+//! changes anything, and refuses a file not written with its key.
 //!
 //! The tables are read in one repeatable-read transaction, so they agree
 //! with each other. The queue state is read queue by queue right after; a
@@ -124,8 +126,9 @@ enum Line {
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// The key that signs backups (an HMAC-SHA256 over the file's lines), so
-/// that a restore refuses a file someone changed or made.
+/// The key that encrypts and signs backups, so that a backup file tells
+/// nothing to whoever reads it and a restore refuses a file someone
+/// changed or made. Two keys are derived from it, one for each use.
 #[derive(Clone)]
 pub struct BackupKey([u8; 32]);
 
@@ -146,23 +149,96 @@ impl BackupKey {
         Ok(Self(key))
     }
 
-    fn mac(&self) -> HmacSha256 {
+    /// The key derived from this one for `purpose`.
+    fn derived(&self, purpose: &[u8]) -> [u8; 32] {
         use hmac::Mac;
         // HMAC takes keys of any length; this cannot fail.
-        HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
+        let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(purpose);
+        mac.finalize().into_bytes().into()
     }
+
+    fn mac(&self) -> HmacSha256 {
+        use hmac::Mac;
+        HmacSha256::new_from_slice(&self.derived(b"sluice-backup-mac-1"))
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    fn sealing(&self) -> [u8; 32] {
+        self.derived(b"sluice-backup-sealing-1")
+    }
+}
+
+/// Where a backup's gzip'd bytes go: the file, sealed with a key or not.
+enum Sink {
+    Plain(BufWriter<std::fs::File>),
+    Sealed(crate::backup_seal::Sealing<BufWriter<std::fs::File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(buf),
+            Self::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// The file, everything written.
+    fn finish(self) -> std::io::Result<BufWriter<std::fs::File>> {
+        match self {
+            Self::Plain(w) => Ok(w),
+            Self::Sealed(w) => w.finish(),
+        }
+    }
+}
+
+/// The lines of backup `file`, opened with `key` when it is sealed. A
+/// sealed file without a key, or a file not sealed when a key is given,
+/// is refused.
+fn open_lines(file: &Path, key: Option<&BackupKey>) -> Result<BoundedLines<impl BufRead>> {
+    use std::io::Read;
+    let bad = |what: &str| Error::Invalid(format!("{}: {what}", file.display()));
+    let mut opened = std::fs::File::open(file)
+        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
+    let magic = crate::backup_seal::MAGIC;
+    let mut head = Vec::with_capacity(magic.len());
+    (&mut opened)
+        .take(magic.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+    let reader: Box<dyn Read + Send> = match (head.as_slice() == magic, key) {
+        (true, Some(key)) => Box::new(
+            crate::backup_seal::Opening::new(opened, &key.sealing())
+                .map_err(|e| bad(&e.to_string()))?,
+        ),
+        (true, None) => {
+            return Err(bad(
+                "it is encrypted: restore it with its backup key (pipeline.backup_key)",
+            ));
+        }
+        (false, Some(_)) => return Err(bad("not written with a backup key")),
+        (false, None) => Box::new(std::io::Cursor::new(head).chain(opened)),
+    };
+    Ok(BoundedLines {
+        reader: BufReader::new(GzDecoder::new(reader)),
+        max: MAX_LINE_BYTES,
+    })
 }
 
 /// Check that `file` ends with the MAC `key` makes of its lines.
 fn verify(file: &Path, key: &BackupKey) -> Result<()> {
     use hmac::Mac;
     let bad = |what: &str| Error::Invalid(format!("{}: {what}", file.display()));
-    let opened = std::fs::File::open(file)
-        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
-    let lines = BoundedLines {
-        reader: BufReader::new(GzDecoder::new(opened)),
-        max: MAX_LINE_BYTES,
-    };
+    let lines = open_lines(file, Some(key))?;
     let mut mac = key.mac();
     let mut signed: Option<Vec<u8>> = None;
     for line in lines {
@@ -227,13 +303,20 @@ pub async fn backup(
             .open(&tmp)
             .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?
     };
-    let mut out = GzEncoder::new(BufWriter::new(file), Compression::default());
+    let sink = match key {
+        Some(key) => Sink::Sealed(
+            crate::backup_seal::Sealing::new(BufWriter::new(file), &key.sealing())
+                .map_err(|e| Error::io("cannot write the backup", e))?,
+        ),
+        None => Sink::Plain(BufWriter::new(file)),
+    };
+    let mut out = GzEncoder::new(sink, Compression::default());
     let mut contents = Contents {
         file: path.clone(),
         ..Contents::default()
     };
     let mut mac = key.map(BackupKey::mac);
-    let mut write = |out: &mut GzEncoder<BufWriter<std::fs::File>>, line: &Line| -> Result<()> {
+    let mut write = |out: &mut GzEncoder<Sink>, line: &Line| -> Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Invalid(e.to_string()))?;
         bytes.push(b'\n');
         if let Some(mac) = &mut mac {
@@ -317,6 +400,7 @@ pub async fn backup(
     }
     let inner = out
         .finish()
+        .and_then(Sink::finish)
         .map_err(|e| Error::io("cannot write the backup", e))?;
     let file = inner
         .into_inner()
@@ -384,12 +468,7 @@ pub async fn restore(
             )));
         }
     }
-    let opened = std::fs::File::open(file)
-        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
-    let mut lines = BoundedLines {
-        reader: BufReader::new(GzDecoder::new(opened)),
-        max: MAX_LINE_BYTES,
-    };
+    let mut lines = open_lines(file, key)?;
     let bad = |what: String| Error::Invalid(format!("{}: {what}", file.display()));
     let first = lines
         .next()
