@@ -69,6 +69,15 @@ ensure_chromium() {
   fi
 }
 
+# openssl makes the test authority of the TLS tests (api/tests/tls.rs).
+ensure_openssl() {
+  if ! command -v openssl >/dev/null; then
+    log "installing openssl"
+    apt_install openssl
+  fi
+}
+
 ensure_redis
 ensure_postgres
 ensure_chromium
+ensure_openssl

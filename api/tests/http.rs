@@ -1663,6 +1663,50 @@ async fn long_key_names_log_in_and_only_trusted_proxies_make_cookies_secure() {
     assert!(cookie.contains("; Secure") && hsts, "{cookie}");
 }
 
+/// An admin key cannot make Redis hold without bound: new queues stop at
+/// `api.max_queues`, and an idempotency key is remembered for 30 days at
+/// most.
+#[tokio::test]
+async fn queues_and_idempotency_windows_are_bounded() {
+    let p = Prefix::new("bounded");
+    let mut file = FileConfig::default();
+    file.api.max_queues = 3;
+    let app = api(&p, file).await;
+    let body = Some(r#"{"payload": 1}"#);
+    for n in 0..3 {
+        let a = call(
+            &app,
+            Method::POST,
+            &format!("/api/queues/q{n}/jobs"),
+            None,
+            body,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    }
+    let fourth = call(&app, Method::POST, "/api/queues/q3/jobs", None, body).await;
+    assert_error(&fourth, StatusCode::CONFLICT, "too_many_queues");
+    let batch = Some(r#"{"jobs": [{"payload": 1}]}"#);
+    let fourth = call(&app, Method::POST, "/api/queues/q4/jobs/batch", None, batch).await;
+    assert_error(&fourth, StatusCode::CONFLICT, "too_many_queues");
+    // The queues there are still served.
+    let again = call(&app, Method::POST, "/api/queues/q0/jobs", None, body).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let ten_years =
+        Some(r#"{"payload": 1, "idempotency_key": "k", "idempotency_window_ms": 315360000000}"#);
+    let long = call(&app, Method::POST, "/api/queues/q0/jobs", None, ten_years).await;
+    assert_eq!(
+        long.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        long.text
+    );
+    let month =
+        Some(r#"{"payload": 1, "idempotency_key": "k", "idempotency_window_ms": 2592000000}"#);
+    let ok = call(&app, Method::POST, "/api/queues/q0/jobs", None, month).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+}
+
 #[tokio::test]
 async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
     let p = Prefix::new("nopipeline");

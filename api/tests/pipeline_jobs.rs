@@ -25,7 +25,7 @@ fn browser(tabs: usize) -> std::sync::Arc<BrowserPool> {
 }
 
 #[tokio::test]
-async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
+async fn cookies_never_pass_between_captures_and_a_crashed_browser_is_replaced() {
     let charts = ChartServer::start().await;
     let pool = browser(2);
     let url = format!("http://127.0.0.1:{}/chart/one", charts.port);
@@ -42,7 +42,7 @@ async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
     let (w, h, colours) = png_facts(&png);
     assert_eq!((w, h), (1280, 720));
     assert!(colours > 2);
-    // A second capture without cookies in the reused tab: the first user's
+    // A second capture without cookies: the first user's
     // cookie is gone.
     pool.capture(&url, &[], Duration::from_secs(20))
         .await
@@ -75,6 +75,305 @@ async fn tabs_are_reused_and_a_crashed_browser_is_replaced() {
     assert!(recovered, "no capture after the browser was killed");
     assert_ne!(pool.browser_pid().await, Some(pid));
     pool.close().await;
+}
+
+/// Each capture has a browser context of its own: what one user's chart
+/// page leaves in the browser (local storage, cache) is gone for the next
+/// capture, not only the cookies.
+#[tokio::test]
+async fn each_capture_starts_from_a_fresh_browser_context() {
+    let charts = ChartServer::start().await;
+    let pool = browser(1);
+    for id in ["first-user", "second-user", "third-user"] {
+        let url = format!("http://127.0.0.1:{}/storage/{id}", charts.port);
+        pool.capture(&url, &[], Duration::from_secs(20))
+            .await
+            .expect("capture");
+    }
+    let seen = charts.storage_seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        ["null", "null", "null"],
+        "storage leaked between captures"
+    );
+    pool.close().await;
+}
+
+/// One user's charts that never get ready, or do not exist, say nothing
+/// about the chart host: they do not open its breaker for everyone. A
+/// chart that does not exist is buried at once, without retries.
+#[tokio::test]
+async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_engine::{BreakerConfig, BreakerState, Typed};
+    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    let charts = ChartServer::start().await;
+    let schema = TestSchema::new("shot_breaker").await;
+    let prefix = Prefix::new("shot-breaker");
+    let pool = schema.pool();
+    let client = prefix.client().await;
+    let (user, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, chart_id)
+         SELECT 'j' || g, $1, 'X:Y', 'Y', 'buy', now(),
+                CASE WHEN g <= 12 THEN 'never-' || (g - 1) WHEN g = 13 THEN 'missing-1' ELSE 'good-1' END
+         FROM generate_series(1, 14) g ORDER BY g
+         RETURNING id",
+    )
+    .bind(user.id)
+    .fetch_all(&pool)
+    .await
+    .expect("signals");
+    let breaker = client
+        .breaker(
+            "browser:test-host",
+            BreakerConfig {
+                failure_rate: 50.0,
+                min_calls: 2,
+                ..BreakerConfig::default()
+            },
+        )
+        .await
+        .expect("breaker");
+    let dir = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let handler = ScreenshotHandler::new(
+        pool.clone(),
+        None,
+        browser(6),
+        ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
+        ScreenshotSettings {
+            chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .with_breaker(breaker);
+    let worker = TestWorker::new(Typed(handler));
+    let shot = |signal: usize, chart: &str| {
+        TestJob::new(&ScreenshotJob {
+            signal_id: ids[signal].0,
+            user_id: user.id,
+            chart_id: chart.to_owned(),
+        })
+        .attempt(1, 5)
+    };
+    // Twelve, enough for the breaker to be sure of a failure rate; three
+    // at a time, the user's share of the six tabs.
+    for round in 0..4 {
+        let never: Vec<_> = (round * 3..round * 3 + 3)
+            .map(|n| worker.perform(shot(n, &format!("never-{n}"))))
+            .collect();
+        for outcome in futures::future::join_all(never).await {
+            assert!(matches!(outcome, Outcome::Retry { .. }), "{outcome:?}");
+        }
+    }
+    let status = client
+        .breaker_status("browser:test-host")
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(
+        status.state,
+        BreakerState::Closed,
+        "pages that never got ready opened the breaker"
+    );
+    // A chart that does not exist: buried at once, the signal says why.
+    let outcome = worker.perform(shot(12, "missing-1")).await;
+    assert!(
+        matches!(&outcome, Outcome::Bury(r) if r.contains("404")),
+        "{outcome:?}"
+    );
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT screenshot_status, screenshot_error FROM signals WHERE id = $1")
+            .bind(ids[12].0)
+            .fetch_one(&pool)
+            .await
+            .expect("signal");
+    assert_eq!(state, "failed");
+    assert!(error.is_some_and(|e| e.contains("404")));
+    // The host is still served.
+    let outcome = worker.perform(shot(13, "good-1")).await;
+    assert!(matches!(outcome, Outcome::DoneWith(_)), "{outcome:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A screenshot job names its signal; the user whose cookies open the
+/// chart, and the chart, are the signal's, whatever else the job says: a
+/// job that names another user captures nothing with their session.
+#[tokio::test]
+async fn a_capture_uses_its_signals_user_and_chart_not_the_jobs() {
+    use sluice_engine::Typed;
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    let charts = ChartServer::start().await;
+    let schema = TestSchema::new("shot_owner").await;
+    let pool = schema.pool();
+    let (victim, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
+    let (owner, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
+    let key = sluice_jobs::secrets::CookieCipher::generate_key();
+    let cipher = sluice_jobs::secrets::CookieCipher::from_base64(&key).expect("key");
+    users::set_cookies(
+        &pool,
+        &cipher,
+        victim.id,
+        &users::parse_cookies(r#"{"sessionid": "secret"}"#).expect("cookies"),
+        None,
+    )
+    .await
+    .expect("cookies");
+    let (signal,): (i64,) = sqlx::query_as(
+        "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, chart_id)
+         VALUES ('j1', $1, 'X:Y', 'Y', 'buy', now(), 'owners-chart') RETURNING id",
+    )
+    .bind(owner.id)
+    .fetch_one(&pool)
+    .await
+    .expect("signal");
+    let dir = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let handler = ScreenshotHandler::new(
+        pool.clone(),
+        Some(cipher),
+        browser(1),
+        ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
+        ScreenshotSettings {
+            chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
+            timeout: Duration::from_secs(20),
+        },
+    );
+    let forged = TestJob::new(&ScreenshotJob {
+        signal_id: signal,
+        user_id: victim.id,
+        chart_id: "missing-victims-chart".into(),
+    });
+    let outcome = TestWorker::new(Typed(handler)).perform(forged).await;
+    assert!(matches!(outcome, Outcome::DoneWith(_)), "{outcome:?}");
+    let seen = charts.cookies_seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        !seen[0].contains("secret"),
+        "the victim's session was used: {seen:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The audit writer stamps what it can vouch for: an event dated after its
+/// job was made (or out of PostgreSQL's range) gets the job's time, and a
+/// NUL byte in a field cannot make the batch fail for every event in it.
+#[tokio::test]
+async fn the_audit_writer_stamps_its_own_time_and_a_bad_event_fails_no_batch() {
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_engine::{Outcome, Typed};
+    use sluice_jobs::audit::AuditHandler;
+    let schema = TestSchema::new("audit_stamp").await;
+    let pool = schema.pool();
+    let worker = TestWorker::batched(Typed(AuditHandler::new(pool.clone())));
+    let mut forged = AuditEvent::now("ops", "POST /x", "ok");
+    forged.at_ms = 32_503_680_000_000; // the year 3000
+    let mut far = AuditEvent::now("ops", "POST /y", "ok");
+    far.at_ms = i64::MAX / 2;
+    let mut nul = AuditEvent::now("op\u{0}s", "POST /z", "ok");
+    nul.detail = Some("a\u{0}b".into());
+    let mut jobs = vec![forged, far, nul];
+    for n in 0..20 {
+        jobs.push(AuditEvent::now("ops", format!("GET /{n}"), "ok"));
+    }
+    let outcomes = worker
+        .perform_batch(
+            jobs.iter()
+                .enumerate()
+                .map(|(n, e)| TestJob::new(e).id(&format!("ev-{n}")))
+                .collect(),
+        )
+        .await;
+    assert!(
+        outcomes.iter().all(|o| matches!(o, Outcome::Done)),
+        "{outcomes:?}"
+    );
+    let (rows, latest): (i64, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT count(*), max(at) FROM audit_logs")
+            .fetch_one(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(rows, 23);
+    assert!(
+        latest <= chrono::Utc::now(),
+        "an event dated {latest} was believed"
+    );
+    let (detail,): (Option<String>,) =
+        sqlx::query_as("SELECT detail FROM audit_logs WHERE action = 'POST /z'")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    assert_eq!(detail.as_deref(), Some("ab"));
+}
+
+/// One user's captures take at most half the browser's tabs of a worker
+/// process: the rest wait (without spending an attempt) while another
+/// user's capture goes through.
+#[tokio::test]
+async fn one_user_cannot_take_every_tab() {
+    use sluice_engine::Typed;
+    use sluice_engine::testing::{TestJob, TestWorker};
+    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    let charts = ChartServer::start().await;
+    let schema = TestSchema::new("shot_budget").await;
+    let pool = schema.pool();
+    let (greedy, _) = users::add(&pool, Plan::Premium, None).await.expect("user");
+    let (other, _) = users::add(&pool, Plan::Free, None).await.expect("user");
+    let insert = |user: i64, chart: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO signals (job_id, user_id, ticker, symbol, signal_type, alert_time, chart_id)
+                 VALUES (gen_random_uuid()::text, $1, 'X:Y', 'Y', 'buy', now(), $2) RETURNING id",
+            )
+            .bind(user)
+            .bind(chart)
+            .fetch_one(&pool)
+            .await
+            .expect("signal");
+            TestJob::new(&ScreenshotJob {
+                signal_id: id,
+                user_id: user,
+                chart_id: chart.into(),
+            })
+            .attempt(1, 5)
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let handler = ScreenshotHandler::new(
+        pool.clone(),
+        None,
+        browser(4),
+        ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
+        ScreenshotSettings {
+            chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
+            timeout: Duration::from_secs(5),
+        },
+    );
+    let worker = TestWorker::new(Typed(handler));
+    let mut greedy_jobs = Vec::new();
+    for _ in 0..4 {
+        greedy_jobs.push(insert(greedy.id, "never-x").await);
+    }
+    let others = insert(other.id, "good-1").await;
+    let (greedy_outcomes, other_outcome) = tokio::join!(
+        futures::future::join_all(greedy_jobs.into_iter().map(|j| worker.perform(j))),
+        async {
+            // After the greedy user's captures have started.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            worker.perform(others).await
+        }
+    );
+    let snoozed = greedy_outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Snooze(_)))
+        .count();
+    assert_eq!(snoozed, 2, "{greedy_outcomes:?}");
+    assert!(
+        matches!(other_outcome, Outcome::DoneWith(_)),
+        "{other_outcome:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -186,6 +485,10 @@ async fn ids_and_states(queue: &sluice_engine::Queue) -> Vec<(String, &'static s
 
 #[tokio::test]
 async fn a_backup_restores_into_an_empty_database_and_redis() {
+    let backup_key = sluice_jobs::backup::BackupKey::from_base64(
+        &sluice_jobs::secrets::CookieCipher::generate_key(),
+    )
+    .expect("key");
     let source = TestSchema::new("backup_src").await;
     let src_prefix = Prefix::new("backup-src");
     let pool = source.pool();
@@ -244,7 +547,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let mut last = None;
     for _ in 0..3 {
         last = Some(
-            sluice_jobs::backup::backup(&pool, &client, &dir, 2)
+            sluice_jobs::backup::backup(&pool, &client, &dir, 2, Some(&backup_key))
                 .await
                 .expect("backup"),
         );
@@ -263,9 +566,10 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let dst_prefix = Prefix::new("backup-dst");
     let dst_pool = target.pool();
     let dst_client = dst_prefix.client().await;
-    let restored = sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file)
-        .await
-        .expect("restore");
+    let restored =
+        sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
+            .await
+            .expect("restore");
     assert_eq!(restored.rows, written.rows);
     for table in sluice_jobs::backup::TABLES {
         let count = |p: sqlx::PgPool| async move {
@@ -313,7 +617,9 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
         .await
         .expect("a new user");
     // A second restore is refused: the database is no longer empty.
-    let again = sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file).await;
+    let again =
+        sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
+            .await;
     assert!(again.is_err_and(|e| e.to_string().contains("not empty")));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -424,4 +730,112 @@ async fn aggregates_count_signals_once_and_outlive_retention() {
     .await
     .expect("retention");
     assert_eq!(removed.aggregates, 2);
+}
+
+/// With a backup key, a backup is encrypted and signed: its bytes show
+/// nothing, and a restore refuses a file someone changed, one written with
+/// another key or none, before it changes anything.
+#[tokio::test]
+async fn a_backup_with_a_key_is_sealed_and_a_restore_refuses_any_other() {
+    use sluice_jobs::backup::{BackupKey, backup, restore};
+    let key = |k: &str| BackupKey::from_base64(k).expect("key");
+    let ours = key(&sluice_jobs::secrets::CookieCipher::generate_key());
+    let theirs = key(&sluice_jobs::secrets::CookieCipher::generate_key());
+    let schema = TestSchema::new("backup_mac").await;
+    let prefix = Prefix::new("backup-mac");
+    let pool = schema.pool();
+    let client = prefix.client().await;
+    users::add(&pool, Plan::Free, None).await.expect("user");
+    let dir = std::env::temp_dir().join(format!("sluice-backups-{}", schema.name()));
+    let sealed = backup(&pool, &client, &dir, 5, Some(&ours))
+        .await
+        .expect("backup");
+    let plain = backup(&pool, &client, &dir, 5, None).await.expect("backup");
+    let bytes = std::fs::read(&sealed.file).expect("read");
+    assert!(
+        !bytes.starts_with(&[0x1f, 0x8b]),
+        "a sealed backup is a plain gzip file"
+    );
+    // One byte changed in the middle.
+    let changed = dir.join("changed.jsonl.gz");
+    let mut altered = bytes.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0x40;
+    std::fs::write(&changed, &altered).expect("write");
+    let empty = TestSchema::new("backup_mac_dst").await;
+    let dst_prefix = Prefix::new("backup-mac-dst");
+    let dst_client = dst_prefix.client().await;
+    for (file, key, why) in [
+        (&changed, Some(&ours), "changed since"),
+        (&sealed.file, Some(&theirs), "another key"),
+        (&plain.file, Some(&ours), "not written with a backup key"),
+        (&sealed.file, None, "encrypted"),
+    ] {
+        let err = restore(&empty.pool(), &dst_client, file, key)
+            .await
+            .expect_err("restored");
+        assert!(err.to_string().contains(why), "{why}: {err}");
+    }
+    let (users,): (i64,) = sqlx::query_as("SELECT count(*) FROM users")
+        .fetch_one(&empty.pool())
+        .await
+        .expect("count");
+    assert_eq!(users, 0, "a refused restore changed the database");
+    restore(&empty.pool(), &dst_client, &sealed.file, Some(&ours))
+        .await
+        .expect("the sealed backup restores with its key");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Backups are readable by their owner only, and a restore refuses a line
+/// longer than any backup writes instead of reading it into memory whole.
+#[tokio::test]
+async fn backups_are_private_and_restore_bounds_each_line() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let schema = TestSchema::new("backup_private").await;
+    let prefix = Prefix::new("backup-private");
+    let pool = schema.pool();
+    let client = prefix.client().await;
+    users::add(&pool, Plan::Free, None).await.expect("user");
+    let dir = std::env::temp_dir().join(format!("sluice-backups-{}", schema.name()));
+    let made = sluice_jobs::backup::backup(&pool, &client, &dir, 3, None)
+        .await
+        .expect("backup");
+    let mode = std::fs::metadata(&made.file)
+        .expect("file")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the backup is readable by others: {mode:o}"
+    );
+    let dir_mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+    assert_eq!(
+        dir_mode & 0o077,
+        0,
+        "the backup directory is open to others: {dir_mode:o}"
+    );
+
+    // A valid header, then one line of 80 MiB (it compresses to little).
+    let hostile = dir.join("hostile.jsonl.gz");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&hostile).expect("create"),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(b"{\"kind\":\"header\",\"format\":\"sluice-backup\",\"version\":1,\"created_at\":\"2026-01-01T00:00:00Z\"}\n{\"kind\":\"table\",\"name\":\"users\",\"data\":\"")
+        .expect("write");
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..80 {
+        gz.write_all(&block).expect("write");
+    }
+    gz.write_all(b"\"}\n").expect("write");
+    gz.finish().expect("finish");
+    let empty = TestSchema::new("backup_private_dst").await;
+    let err = sluice_jobs::backup::restore(&empty.pool(), &client, &hostile, None)
+        .await
+        .expect_err("restored a hostile file");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

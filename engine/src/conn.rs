@@ -21,7 +21,8 @@ use tokio::sync::OnceCell;
 /// Where Redis is: one server, or the seed nodes of a cluster.
 #[derive(Clone, Debug)]
 pub(crate) enum Target {
-    Single(redis::Client),
+    // Boxed: with TLS compiled in a client holds its TLS settings.
+    Single(Box<redis::Client>),
     Cluster(Vec<String>),
 }
 
@@ -56,7 +57,7 @@ impl Target {
                 return Ok(Target::Cluster(nodes));
             }
         }
-        Ok(Target::Single(redis::Client::open(url)?))
+        Ok(Target::Single(Box::new(redis::Client::open(url)?)))
     }
 
     /// A connection whose commands time out after `response_timeout`,
@@ -70,7 +71,7 @@ impl Target {
             Target::Single(client) => {
                 let config = manager_config(response_timeout, connect_timeout);
                 Ok(Conn::Single(
-                    ConnectionManager::new_with_config(client.clone(), config).await?,
+                    ConnectionManager::new_with_config((**client).clone(), config).await?,
                 ))
             }
             Target::Cluster(_) => {
@@ -94,7 +95,7 @@ impl Target {
             Target::Single(client) => {
                 let config = manager_config(response_timeout, connect_timeout);
                 Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
+                    (**client).clone(),
                     config,
                 )?))
             }

@@ -62,7 +62,12 @@ pub const MAX_FIELD_CHARS: usize = 300;
 /// The longest detail of an event, characters.
 pub const MAX_DETAIL_CHARS: usize = 2_000;
 
+/// `text` cut to `max` characters, without NUL characters (PostgreSQL's
+/// text cannot hold them, and one would fail its whole batch).
 fn capped(text: &mut String, max: usize) {
+    if text.contains('\0') {
+        text.retain(|c| c != '\0');
+    }
     if let Some((cut, _)) = text.char_indices().nth(max) {
         text.truncate(cut);
     }
@@ -283,10 +288,20 @@ impl TypedBatchHandler for AuditHandler {
         jobs: Vec<(Job, AuditEvent)>,
     ) -> Result<Vec<Outcome>, HandlerError> {
         // The job id is the event's id: a retried batch adds nothing twice.
+        // What is written is what this writer can vouch for: every field
+        // capped and without NUL, and no time after the job was made (nor
+        // out of PostgreSQL's range).
         let (jobs, events): (Vec<Job>, Vec<(String, AuditEvent)>) = jobs
             .into_iter()
             .map(|(job, event)| {
                 let id = job.id.clone();
+                let mut event = event.capped();
+                let made = i64::try_from(job.created_at_ms).unwrap_or(i64::MAX);
+                let storable = DateTime::<Utc>::from_timestamp_millis(event.at_ms)
+                    .is_some_and(crate::alert::storable_time);
+                if event.at_ms > made || !storable {
+                    event.at_ms = made;
+                }
                 (job, (id, event))
             })
             .unzip();

@@ -8,6 +8,12 @@
 //!   PostgreSQL's COPY text format (a table takes as many lines as chunks);
 //! - `{"kind":"job","queue":"ingest","id":"...","fields":{"payload":"<base64>",...}}`.
 //!
+//! With a backup key (`pipeline.backup_key`), the file is encrypted
+//! (`backup_seal`: XChaCha20-Poly1305 in the STREAM construction over the
+//! gzip'd bytes) and its last line is `{"kind":"mac","hmac":"<hex>"}`, an
+//! HMAC-SHA256 of every line before it; restore checks both, before it
+//! changes anything, and refuses a file not written with its key.
+//!
 //! The tables are read in one repeatable-read transaction, so they agree
 //! with each other. The queue state is read queue by queue right after; a
 //! job that moves meanwhile may be missed or seen twice (import skips ids
@@ -45,6 +51,43 @@ pub const TABLES: [&str; 5] = [
 /// The tables whose `id` comes from a sequence.
 const SERIAL_TABLES: [&str; 3] = ["users", "signals", "audit_logs"];
 
+/// The longest line a restore reads, bytes: far more than a backup writes
+/// (a table row, or a job with its payload), so that a hostile file cannot
+/// make it read gigabytes into memory at once.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// The lines of a reader, each at most `max` bytes (an error past it).
+struct BoundedLines<R> {
+    reader: R,
+    max: usize,
+}
+
+impl<R: BufRead> Iterator for BoundedLines<R> {
+    type Item = std::io::Result<String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        let mut line = Vec::new();
+        let limit = self.max as u64 + 1;
+        match (&mut self.reader).take(limit).read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(_) if line.len() > self.max => Some(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {} bytes", self.max),
+            ))),
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(String::from_utf8(line).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                }))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 const FORMAT: &str = "sluice-backup";
 const VERSION: u32 = 1;
 const FILE_PREFIX: &str = "sluice-backup-";
@@ -75,6 +118,147 @@ enum Line {
         id: String,
         expires_at_ms: u64,
     },
+    /// The last line, with a backup key: the HMAC of every line before it.
+    Mac {
+        hmac: String,
+    },
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// The key that encrypts and signs backups, so that a backup file tells
+/// nothing to whoever reads it and a restore refuses a file someone
+/// changed or made. Two keys are derived from it, one for each use.
+#[derive(Clone)]
+pub struct BackupKey([u8; 32]);
+
+impl std::fmt::Debug for BackupKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BackupKey(..)")
+    }
+}
+
+impl BackupKey {
+    /// A key from its base64 text (32 bytes: `openssl rand -base64 32`).
+    pub fn from_base64(text: &str) -> Result<Self> {
+        let bytes = BASE64
+            .decode(text.trim())
+            .map_err(|_| Error::Invalid("the backup key is not base64".into()))?;
+        let key = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| Error::Invalid("the backup key must be 32 bytes".into()))?;
+        Ok(Self(key))
+    }
+
+    /// The key derived from this one for `purpose`.
+    fn derived(&self, purpose: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        // HMAC takes keys of any length; this cannot fail.
+        let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(purpose);
+        mac.finalize().into_bytes().into()
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        use hmac::Mac;
+        HmacSha256::new_from_slice(&self.derived(b"sluice-backup-mac-1"))
+            .unwrap_or_else(|_| unreachable!())
+    }
+
+    fn sealing(&self) -> [u8; 32] {
+        self.derived(b"sluice-backup-sealing-1")
+    }
+}
+
+/// Where a backup's gzip'd bytes go: the file, sealed with a key or not.
+enum Sink {
+    Plain(BufWriter<std::fs::File>),
+    Sealed(crate::backup_seal::Sealing<BufWriter<std::fs::File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(w) => w.write(buf),
+            Self::Sealed(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(w) => w.flush(),
+            Self::Sealed(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// The file, everything written.
+    fn finish(self) -> std::io::Result<BufWriter<std::fs::File>> {
+        match self {
+            Self::Plain(w) => Ok(w),
+            Self::Sealed(w) => w.finish(),
+        }
+    }
+}
+
+/// The lines of backup `file`, opened with `key` when it is sealed. A
+/// sealed file without a key, or a file not sealed when a key is given,
+/// is refused.
+fn open_lines(file: &Path, key: Option<&BackupKey>) -> Result<BoundedLines<impl BufRead>> {
+    use std::io::Read;
+    let bad = |what: &str| Error::Invalid(format!("{}: {what}", file.display()));
+    let mut opened = std::fs::File::open(file)
+        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
+    let magic = crate::backup_seal::MAGIC;
+    let mut head = Vec::with_capacity(magic.len());
+    (&mut opened)
+        .take(magic.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+    let reader: Box<dyn Read + Send> = match (head.as_slice() == magic, key) {
+        (true, Some(key)) => Box::new(
+            crate::backup_seal::Opening::new(opened, &key.sealing())
+                .map_err(|e| bad(&e.to_string()))?,
+        ),
+        (true, None) => {
+            return Err(bad(
+                "it is encrypted: restore it with its backup key (pipeline.backup_key)",
+            ));
+        }
+        (false, Some(_)) => return Err(bad("not written with a backup key")),
+        (false, None) => Box::new(std::io::Cursor::new(head).chain(opened)),
+    };
+    Ok(BoundedLines {
+        reader: BufReader::new(GzDecoder::new(reader)),
+        max: MAX_LINE_BYTES,
+    })
+}
+
+/// Check that `file` ends with the MAC `key` makes of its lines.
+fn verify(file: &Path, key: &BackupKey) -> Result<()> {
+    use hmac::Mac;
+    let bad = |what: &str| Error::Invalid(format!("{}: {what}", file.display()));
+    let lines = open_lines(file, Some(key))?;
+    let mut mac = key.mac();
+    let mut signed: Option<Vec<u8>> = None;
+    for line in lines {
+        let line = line.map_err(|e| bad(&e.to_string()))?;
+        if signed.is_some() {
+            return Err(bad("lines after its MAC: it was changed"));
+        }
+        if line.starts_with("{\"kind\":\"mac\"") {
+            let Ok(Line::Mac { hmac }) = serde_json::from_str::<Line>(&line) else {
+                return Err(bad("a MAC line that cannot be read"));
+            };
+            signed = Some(hex::decode(hmac).map_err(|_| bad("a MAC that is not hex"))?);
+            continue;
+        }
+        mac.update(line.as_bytes());
+        mac.update(b"\n");
+    }
+    let signed = signed.ok_or_else(|| bad("no MAC: not written with a backup key"))?;
+    mac.verify_slice(&signed)
+        .map_err(|_| bad("its MAC does not match: written with another key, or changed since"))
 }
 
 /// What a backup or a restore contained.
@@ -89,8 +273,19 @@ pub struct Contents {
 }
 
 /// Write a backup into `dir` and keep the newest `keep` backups there.
-pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> Result<Contents> {
+pub async fn backup(
+    pool: &PgPool,
+    client: &Client,
+    dir: &Path,
+    keep: usize,
+    key: Option<&BackupKey>,
+) -> Result<Contents> {
+    // Backups hold every user's data and cookies (encrypted): readable by
+    // the owner only, the directory as well as the files.
     std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        })
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let now = Utc::now();
     let name = format!(
@@ -99,16 +294,34 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
     );
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let file = std::fs::File::create(&tmp)
-        .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?;
-    let mut out = GzEncoder::new(BufWriter::new(file), Compression::default());
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))?
+    };
+    let sink = match key {
+        Some(key) => Sink::Sealed(
+            crate::backup_seal::Sealing::new(BufWriter::new(file), &key.sealing())
+                .map_err(|e| Error::io("cannot write the backup", e))?,
+        ),
+        None => Sink::Plain(BufWriter::new(file)),
+    };
+    let mut out = GzEncoder::new(sink, Compression::default());
     let mut contents = Contents {
         file: path.clone(),
         ..Contents::default()
     };
-    let write = |out: &mut GzEncoder<BufWriter<std::fs::File>>, line: &Line| -> Result<()> {
+    let mut mac = key.map(BackupKey::mac);
+    let mut write = |out: &mut GzEncoder<Sink>, line: &Line| -> Result<()> {
         let mut bytes = serde_json::to_vec(line).map_err(|e| Error::Invalid(e.to_string()))?;
         bytes.push(b'\n');
+        if let Some(mac) = &mut mac {
+            hmac::Mac::update(mac, &bytes);
+        }
         out.write_all(&bytes)
             .map_err(|e| Error::io("cannot write the backup", e))
     };
@@ -177,8 +390,17 @@ pub async fn backup(pool: &PgPool, client: &Client, dir: &Path, keep: usize) -> 
             )?;
         }
     }
+    if let Some(mac) = mac {
+        let hmac = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+        let mut bytes =
+            serde_json::to_vec(&Line::Mac { hmac }).map_err(|e| Error::Invalid(e.to_string()))?;
+        bytes.push(b'\n');
+        out.write_all(&bytes)
+            .map_err(|e| Error::io("cannot write the backup", e))?;
+    }
     let inner = out
         .finish()
+        .and_then(Sink::finish)
         .map_err(|e| Error::io("cannot write the backup", e))?;
     let file = inner
         .into_inner()
@@ -224,7 +446,18 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
 /// Bring a backup back into an empty database (migrated first) and Redis.
 /// Refuses when any of the tables has rows. Jobs whose id exists in Redis
 /// are left alone.
-pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Contents> {
+///
+/// With `key`, the file must end with the MAC that key makes of it
+/// (checked before anything is changed); without, a MAC is not checked.
+pub async fn restore(
+    pool: &PgPool,
+    client: &Client,
+    file: &Path,
+    key: Option<&BackupKey>,
+) -> Result<Contents> {
+    if let Some(key) = key {
+        verify(file, key)?;
+    }
     for table in TABLES {
         let (any,): (bool,) = sqlx::query_as(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))
             .fetch_one(pool)
@@ -235,9 +468,7 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
             )));
         }
     }
-    let opened = std::fs::File::open(file)
-        .map_err(|e| Error::io(format!("cannot open {}", file.display()), e))?;
-    let mut lines = BufReader::new(GzDecoder::new(opened)).lines();
+    let mut lines = open_lines(file, key)?;
     let bad = |what: String| Error::Invalid(format!("{}: {what}", file.display()));
     let first = lines
         .next()
@@ -268,6 +499,7 @@ pub async fn restore(pool: &PgPool, client: &Client, file: &Path) -> Result<Cont
             serde_json::from_str(&line).map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
         match parsed {
             Line::Header { .. } => return Err(bad(format!("line {}: a second header", n + 2))),
+            Line::Mac { .. } => {}
             Line::Table { name, data } => {
                 if !TABLES.contains(&name.as_str()) {
                     return Err(bad(format!("line {}: unknown table {name:?}", n + 2)));
@@ -370,6 +602,8 @@ pub struct BackupSettings {
     pub dir: PathBuf,
     /// Backups kept.
     pub keep: usize,
+    /// Signs each backup, when given.
+    pub key: Option<BackupKey>,
 }
 
 /// Writes a backup when its cron schedule enqueues a job.
@@ -398,6 +632,7 @@ impl Handler for BackupHandler {
             &self.client,
             &self.settings.dir,
             self.settings.keep,
+            self.settings.key.as_ref(),
         )
         .await?;
         tracing::info!(file = %c.file.display(), rows = ?c.rows, jobs = ?c.jobs, "backup written");

@@ -1,10 +1,10 @@
 //! A pool of headless Chromium tabs for screenshots.
 //!
 //! One Chromium process (the system's, never a downloaded one) is launched
-//! on first use. Each tab lives in its own browser context, so one user's
-//! session cookies are never visible to another user's capture; a tab's
-//! cookies are cleared before each use, and the tab is reused afterwards.
-//! A tab whose capture failed is closed rather than reused. When the
+//! on first use, with none of this process's secrets in its environment.
+//! Each capture opens its tab in a browser context of its own, disposed of
+//! afterwards: what one user's chart page leaves behind (cookies, local
+//! storage, cache) is never there for another user's capture. When the
 //! browser dies (crash, kill), the next capture launches a new one.
 
 use std::path::PathBuf;
@@ -15,7 +15,6 @@ use std::time::Duration;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::network::{CookieParam, SetCookiesParams};
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
-use chromiumoxide::cdp::browser_protocol::storage::ClearCookiesParams;
 use chromiumoxide::cdp::browser_protocol::target::{
     CreateBrowserContextParams, CreateTargetParams,
 };
@@ -115,7 +114,6 @@ impl Live {
 pub struct BrowserPool {
     settings: BrowserSettings,
     live: Mutex<Option<Live>>,
-    idle: std::sync::Mutex<Vec<Tab>>,
     slots: Semaphore,
     generations: AtomicU64,
 }
@@ -135,10 +133,14 @@ impl BrowserPool {
         Arc::new(Self {
             settings,
             live: Mutex::new(None),
-            idle: std::sync::Mutex::new(Vec::new()),
             slots: Semaphore::new(tabs),
             generations: AtomicU64::new(0),
         })
+    }
+
+    /// How many captures it runs at once.
+    pub fn tabs(&self) -> usize {
+        self.settings.tabs.max(1)
     }
 
     /// The browser process's id, while one runs (tests kill it).
@@ -170,36 +172,32 @@ impl BrowserPool {
         // The tab is held outside the timed part, so a capture that runs out
         // of time still closes its tab (and browser context) instead of
         // leaking it in the browser.
-        match tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies)).await {
-            Ok(Ok(png)) => {
-                self.give_back(tab);
-                Ok(png)
-            }
-            Ok(Err(e)) => {
-                self.discard(tab).await;
-                Err(e)
-            }
-            Err(_) => {
-                self.discard(tab).await;
-                Err(too_slow())
-            }
+        let navigated = std::sync::atomic::AtomicBool::new(false);
+        let captured =
+            tokio::time::timeout_at(deadline, self.capture_on(&tab, url, cookies, &navigated))
+                .await;
+        // Never reused: the next capture gets a fresh context.
+        self.discard(tab).await;
+        match captured {
+            Ok(Ok(png)) => Ok(png),
+            Ok(Err(e)) => Err(e),
+            // The page was there: it never got ready (a chart that does not
+            // draw), which is no failure of the chart host.
+            Err(_) if navigated.load(Ordering::Relaxed) => Err(Error::PageNotReady(format!(
+                "{url} was not ready within {timeout:?}"
+            ))),
+            Err(_) => Err(too_slow()),
         }
     }
 
-    async fn capture_on(&self, tab: &Tab, url: &str, cookies: &[SessionCookie]) -> Result<Vec<u8>> {
+    async fn capture_on(
+        &self,
+        tab: &Tab,
+        url: &str,
+        cookies: &[SessionCookie],
+        navigated: &std::sync::atomic::AtomicBool,
+    ) -> Result<Vec<u8>> {
         let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
-        let live = self.live.lock().await;
-        let browser = &live
-            .as_ref()
-            .ok_or_else(|| Error::Browser("the browser stopped".into()))?
-            .browser;
-        browser
-            .execute(ClearCookiesParams {
-                browser_context_id: Some(tab.context.clone()),
-            })
-            .await
-            .map_err(cdp)?;
-        drop(live);
         if !cookies.is_empty() {
             let params: Vec<CookieParam> = cookies
                 .iter()
@@ -216,6 +214,21 @@ impl BrowserPool {
                 .map_err(cdp)?;
         }
         tab.page.goto(url).await.map_err(cdp)?;
+        // A client error (404: no such chart, 403: not the user's to see) is
+        // the page's answer, final; a server error says the host is unwell.
+        let status = tab
+            .page
+            .wait_for_navigation_response()
+            .await
+            .map_err(cdp)?
+            .and_then(|request| request.response.as_ref().map(|r| r.status));
+        if let Some(status) = status.filter(|s| (400..500).contains(s) && ![408, 429].contains(s)) {
+            return Err(Error::ChartMissing(format!("{url} answered {status}")));
+        }
+        if let Some(status) = status.filter(|s| *s >= 500) {
+            return Err(Error::Browser(format!("{url} answered {status}")));
+        }
+        navigated.store(true, Ordering::Relaxed);
         if let Some(selector) = &self.settings.ready_selector {
             while tab.page.find_element(selector.as_str()).await.is_err() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -244,12 +257,6 @@ impl BrowserPool {
             return Err(Error::Browser("the browser did not start".into()));
         };
         let generation = current.generation;
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|t| t.generation == generation);
-            if let Some(tab) = idle.pop() {
-                return Ok(tab);
-            }
-        }
         let cdp = |e: chromiumoxide::error::CdpError| Error::Browser(e.to_string());
         let context = current
             .browser
@@ -272,12 +279,6 @@ impl BrowserPool {
             context,
             generation,
         })
-    }
-
-    fn give_back(&self, tab: Tab) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(tab);
-        }
     }
 
     async fn discard(&self, tab: Tab) {

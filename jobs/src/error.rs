@@ -29,9 +29,18 @@ pub enum Error {
     /// The screenshot store (a directory or an S3 bucket) failed.
     #[error("screenshot store: {0}")]
     Storage(String),
-    /// The browser failed.
+    /// The browser failed, or could not reach the page: what says the
+    /// chart host (or the browser) is unwell.
     #[error("browser: {0}")]
     Browser(String),
+    /// The page loaded but did not get ready in time: the chart host
+    /// answered, so this says nothing about it.
+    #[error("browser: {0}")]
+    PageNotReady(String),
+    /// The chart page answered with a client error (404: no such chart):
+    /// trying again changes nothing.
+    #[error("chart page: {0}")]
+    ChartMissing(String),
 }
 
 impl Error {

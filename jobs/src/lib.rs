@@ -39,6 +39,7 @@ pub mod alert;
 pub mod app;
 pub mod audit;
 pub mod backup;
+pub mod backup_seal;
 pub mod browser;
 pub mod db;
 mod error;

@@ -19,7 +19,9 @@ use crate::secrets::CookieCipher;
 use crate::storage::ScreenshotStore;
 use crate::users;
 
-/// What the ingest handler enqueues for each stored signal.
+/// What the ingest handler enqueues for each stored signal. The handler
+/// reads the user and the chart from the signal's row; the copies here
+/// only say what the job was for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenshotJob {
     /// The signal.
@@ -67,6 +69,30 @@ pub struct ScreenshotHandler {
     store: ScreenshotStore,
     settings: ScreenshotSettings,
     breaker: Option<Breaker>,
+    /// Captures running, by user.
+    running: Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
+}
+
+/// How long a capture over its user's share waits before it asks again.
+const OVER_SHARE_WAIT: Duration = Duration::from_secs(2);
+
+/// One running capture of a user, counted until dropped.
+struct Running {
+    running: Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
+    user_id: i64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock()
+            && let Some(n) = running.get_mut(&self.user_id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 impl ScreenshotHandler {
@@ -86,7 +112,30 @@ impl ScreenshotHandler {
             store,
             settings,
             breaker: None,
+            running: Arc::default(),
         }
+    }
+
+    /// A user's share of the browser's tabs: half of them, at least one,
+    /// so that one user's charts (that never get ready, say) cannot hold
+    /// every tab for the capture timeout while others wait.
+    fn share(&self) -> usize {
+        (self.browsers.tabs() / 2).max(1)
+    }
+
+    /// Count one more capture of `user_id`, unless the user has its share
+    /// running already.
+    fn start(&self, user_id: i64) -> Option<Running> {
+        let mut running = self.running.lock().ok()?;
+        let n = running.entry(user_id).or_insert(0);
+        if *n >= self.share() {
+            return None;
+        }
+        *n += 1;
+        Some(Running {
+            running: self.running.clone(),
+            user_id,
+        })
     }
 
     /// Put the browser's visits to the chart host under `breaker`.
@@ -132,27 +181,39 @@ impl TypedHandler for ScreenshotHandler {
 
 impl ScreenshotHandler {
     async fn run(&self, job: &Job, input: ScreenshotJob) -> Result<Outcome> {
+        // The user's share of the tabs is taken: wait without spending an
+        // attempt (the job's user is the webhook's, the only enqueuer).
+        let Some(_running) = self.start(input.user_id) else {
+            return Ok(Outcome::Snooze(OVER_SHARE_WAIT));
+        };
+        // Claim the signal for this attempt; a signal already captured, or
+        // deleted by retention meanwhile, needs nothing more. Whose
+        // cookies open which chart is the signal's to say, not the job's:
+        // a job names its signal only.
+        let open: Option<(i64, Option<String>)> = sqlx::query_as(
+            "UPDATE signals SET screenshot_status = 'processing', updated_at = now()
+             WHERE id = $1 AND screenshot_status <> 'completed'
+             RETURNING user_id, chart_id",
+        )
+        .bind(input.signal_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, chart_id)) = open else {
+            return Ok(Outcome::DoneWith(
+                "nothing to do: signal gone or already captured".into(),
+            ));
+        };
+        let input = ScreenshotJob {
+            signal_id: input.signal_id,
+            user_id,
+            chart_id: chart_id.unwrap_or_default(),
+        };
         if !valid_chart_id(&input.chart_id) {
             mark_failed(&self.pool, input.signal_id, "invalid chart id").await?;
             return Ok(Outcome::Bury(format!(
                 "invalid chart id {:?}",
                 input.chart_id
             )));
-        }
-        // Claim the signal for this attempt; a signal already captured, or
-        // deleted by retention meanwhile, needs nothing more.
-        let open: Option<(i64,)> = sqlx::query_as(
-            "UPDATE signals SET screenshot_status = 'processing', updated_at = now()
-             WHERE id = $1 AND screenshot_status <> 'completed'
-             RETURNING id",
-        )
-        .bind(input.signal_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if open.is_none() {
-            return Ok(Outcome::DoneWith(
-                "nothing to do: signal gone or already captured".into(),
-            ));
         }
         let taken = match &self.breaker {
             None => self.take(&input).await,
@@ -179,6 +240,11 @@ impl ScreenshotHandler {
             }
         };
         match taken {
+            Err(Error::ChartMissing(reason)) => {
+                // Retrying a chart that is not there opens it no better.
+                mark_failed(&self.pool, input.signal_id, &reason).await?;
+                Ok(Outcome::Bury(reason))
+            }
             Ok(url) => {
                 sqlx::query(
                     "UPDATE signals SET screenshot_status = 'completed', screenshot_url = $2,

@@ -78,9 +78,9 @@ pub struct EnqueueRequest {
     /// Enqueue at most once under this key within the idempotency window.
     #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
-    /// How long the key is remembered, ms (default 24 h).
+    /// How long the key is remembered, ms (default 24 h, at most 30 days).
     #[serde(default, deserialize_with = "integral::option_i64")]
-    #[schema(minimum = 1, maximum = 315_360_000_000_i64)]
+    #[schema(minimum = 1, maximum = 2_592_000_000_i64)]
     pub idempotency_window_ms: Option<i64>,
     /// For a partitioned queue: jobs with the same key go to the same
     /// partition, and keep their order among themselves. A queue without
@@ -104,6 +104,18 @@ impl EnqueueRequest {
     }
 
     fn into_job(self) -> Result<NewJob, ApiError> {
+        // Each key is a Redis key for the whole window: an API caller may
+        // not keep one for years.
+        if self
+            .idempotency_window_ms
+            .is_some_and(|w| w > MAX_IDEMPOTENCY_WINDOW_MS)
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_options",
+                format!("idempotency_window_ms: at most {MAX_IDEMPOTENCY_WINDOW_MS} (30 days)"),
+            ));
+        }
         let options = JobOptions::try_from(JobOptionsInput {
             priority: self.priority,
             delay_ms: self.delay_ms,
@@ -116,6 +128,9 @@ impl EnqueueRequest {
         Ok(NewJob::new(&self.payload, options)?)
     }
 }
+
+/// The longest idempotency window an API caller may ask for, ms: 30 days.
+pub const MAX_IDEMPOTENCY_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// A batch of jobs.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -142,7 +157,7 @@ pub struct BatchResponse {
         (status = 201, description = "Enqueued", body = Enqueued),
         (status = 200, description = "The idempotency key matched an earlier job; nothing was added", body = Enqueued),
         (status = 403, description = "The queue is Sluice's own (its name starts with _) or a plugged-in application's, or the key may only read", body = ErrorBody),
-        (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
+        (status = 409, description = "A partition key for a queue without partitions, or a new queue past api.max_queues", body = ErrorBody),
     ))]
 pub async fn enqueue(
     State(state): State<AppState>,
@@ -151,6 +166,7 @@ pub async fn enqueue(
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
     refuse_reserved(&state, &queue)?;
     let (partition_key, job) = body.into_keyed_job()?;
+    room_for(&state, &queue).await?;
     let q = state.queue_for_write(&queue).await?;
     refuse_partition_key(&q, partition_key.is_some())?;
     let e = q
@@ -170,7 +186,7 @@ pub async fn enqueue(
     responses(
         (status = 201, description = "Enqueued, one entry per job in request order", body = BatchResponse),
         (status = 403, description = "The queue is Sluice's own (its name starts with _) or a plugged-in application's, or the key may only read", body = ErrorBody),
-        (status = 409, description = "A partition key for a queue without partitions", body = ErrorBody),
+        (status = 409, description = "A partition key for a queue without partitions, or a new queue past api.max_queues", body = ErrorBody),
     ))]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
@@ -197,6 +213,7 @@ pub async fn enqueue_batch(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    room_for(&state, &queue).await?;
     let q = state.queue_for_write(&queue).await?;
     refuse_partition_key(&q, jobs.iter().any(|(key, _)| key.is_some()))?;
     let done = q.enqueue_batch_keyed(jobs).await?;
@@ -226,6 +243,25 @@ fn refuse_reserved(state: &AppState, queue: &str) -> ApiResult<()> {
             StatusCode::FORBIDDEN,
             "reserved_queue",
             format!("queue {queue:?} is the application's own: only it enqueues there"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuse to make a new queue past `api.max_queues`: every queue costs
+/// Redis keys and a place in every listing and scrape.
+async fn room_for(state: &AppState, queue: &str) -> ApiResult<()> {
+    if state.queues.existing(queue).await?.is_some() {
+        return Ok(());
+    }
+    let max = state.api.max_queues;
+    if state.client.queues().await?.len() >= max {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_queues",
+            format!(
+                "there are {max} queues, the most api.max_queues allows: enqueue into one of them"
+            ),
         ));
     }
     Ok(())

@@ -28,6 +28,8 @@ pub struct ApiConfig {
     pub body_timeout_secs: u64,
     /// Most connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Most queues: an enqueue that would make one more answers 409.
+    pub max_queues: usize,
     /// API keys. With none, the API is open (for a laptop); a warning says
     /// so, and the server refuses to listen anywhere but on loopback unless
     /// `insecure_open` says that is meant.
@@ -60,6 +62,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("max_connections", &self.max_connections)
+            .field("max_queues", &self.max_queues)
             .field("keys", &self.keys)
             .field("insecure_open", &self.insecure_open)
             .field("hosts", &self.hosts)
@@ -178,6 +181,7 @@ impl Default for ApiConfig {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 2048,
+            max_queues: 10_000,
             keys: Vec::new(),
             insecure_open: false,
             hosts: Vec::new(),

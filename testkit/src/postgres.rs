@@ -114,6 +114,11 @@ impl PrivatePostgres {
         pg
     }
 
+    /// Its data directory (`postgresql.conf`, certificates).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.join("data")
+    }
+
     /// Its URL (database `postgres`).
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)

@@ -411,6 +411,9 @@ impl FileConfig {
             if let Some(key) = set("SLUICE_COOKIE_KEY") {
                 p.cookie_key = Some(key);
             }
+            if let Some(key) = set("SLUICE_BACKUP_KEY") {
+                p.backup_key = Some(key);
+            }
             if let Some(s3) = &mut p.s3 {
                 if let Some(key) = set("SLUICE_S3_ACCESS_KEY") {
                     s3.access_key = key;
@@ -512,6 +515,7 @@ impl FileConfig {
             ("api.header_timeout_secs", self.api.header_timeout_secs),
             ("api.body_timeout_secs", self.api.body_timeout_secs),
             ("api.max_connections", self.api.max_connections as u64),
+            ("api.max_queues", self.api.max_queues as u64),
         ] {
             if value == 0 {
                 bail!("{name} must be at least 1");

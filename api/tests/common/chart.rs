@@ -13,7 +13,37 @@ use axum::routing::get;
 #[derive(Clone, Default)]
 pub struct ChartServer {
     pub cookies_seen: Arc<Mutex<Vec<String>>>,
+    /// What `/storage/{id}` pages found in `localStorage` (the id of the
+    /// page that wrote it before them, or `null`).
+    pub storage_seen: Arc<Mutex<Vec<String>>>,
     pub port: u16,
+}
+
+/// A chart that remembers its id in `localStorage`, reports what an
+/// earlier page left there, then draws its canvas.
+async fn storage_chart(Path(id): Path<String>) -> Html<String> {
+    Html(format!(
+        r#"<!doctype html><html><body style="margin:0">
+<script>
+var before = localStorage.getItem('who');
+localStorage.setItem('who', '{id}');
+fetch('/storage-seen/' + before).then(function () {{
+  var c = document.createElement('canvas'); c.width = 400; c.height = 200;
+  var g = c.getContext('2d'); g.fillStyle = '#0969da'; g.fillRect(0, 0, 400, 200);
+  document.body.appendChild(c);
+}});
+</script></body></html>"#
+    ))
+}
+
+async fn storage_seen(
+    State(seen): State<Arc<Mutex<Vec<String>>>>,
+    Path(before): Path<String>,
+) -> &'static str {
+    if let Ok(mut s) = seen.lock() {
+        s.push(before);
+    }
+    "ok"
 }
 
 async fn chart(
@@ -49,6 +79,28 @@ setTimeout(function () {{
     ))
 }
 
+/// `/c/{id}`: a chart whose id says what it is: `missing-…` answers 404
+/// (TradingView's page for a chart that does not exist), `never-…` never
+/// draws its canvas, anything else is a chart.
+async fn by_id(
+    state: State<Arc<Mutex<Vec<String>>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if id.starts_with("missing-") {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            Html("<!doctype html><html><body>This chart does not exist</body></html>"),
+        )
+            .into_response();
+    }
+    if id.starts_with("never-") {
+        return empty().await.into_response();
+    }
+    chart(state, Path(id), headers).await.into_response()
+}
+
 /// A page that never draws its canvas (for timeouts).
 async fn empty() -> Html<&'static str> {
     Html("<!doctype html><html><body>loading…</body></html>")
@@ -57,10 +109,17 @@ async fn empty() -> Html<&'static str> {
 impl ChartServer {
     pub async fn start() -> Self {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let storage: Arc<Mutex<Vec<String>>> = Arc::default();
         let app = Router::new()
             .route("/chart/{id}", get(chart))
             .route("/never/{id}", get(empty))
-            .with_state(seen.clone());
+            .route("/c/{id}", get(by_id))
+            .with_state(seen.clone())
+            .route("/storage/{id}", get(storage_chart))
+            .route(
+                "/storage-seen/{before}",
+                get(storage_seen).with_state(storage.clone()),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -70,6 +129,7 @@ impl ChartServer {
         });
         Self {
             cookies_seen: seen,
+            storage_seen: storage,
             port,
         }
     }

@@ -130,7 +130,8 @@ pub async fn run(
         PipelineCommand::Backup { dir } => {
             let client = redis.await?;
             let dir = dir.unwrap_or_else(|| section.backups_dir.clone());
-            let c = crate::backup::backup(&pool, &client, &dir, section.backups_keep)
+            let key = section.backup_key()?;
+            let c = crate::backup::backup(&pool, &client, &dir, section.backups_keep, key.as_ref())
                 .await
                 .map_err(reach)?;
             print(
@@ -147,7 +148,8 @@ pub async fn run(
         PipelineCommand::Restore { file: backup } => {
             let client = redis.await?;
             crate::db::migrate(&db).await.map_err(reach)?;
-            let c = crate::backup::restore(&pool, &client, &backup)
+            let key = section.backup_key()?;
+            let c = crate::backup::restore(&pool, &client, &backup, key.as_ref())
                 .await
                 .map_err(reach)?;
             print(

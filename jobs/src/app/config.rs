@@ -57,6 +57,10 @@ pub struct PipelineSection {
     pub backups_dir: PathBuf,
     /// Backups kept.
     pub backups_keep: usize,
+    /// Base64 32-byte key that signs backups (`SLUICE_BACKUP_KEY` wins):
+    /// each ends with an HMAC of its lines, and restore refuses a file
+    /// whose HMAC does not match. Without it backups are not signed.
+    pub backup_key: Option<String>,
     /// When backups run (cron with seconds, UTC). Empty: never.
     pub backup_cron: String,
     /// When retention runs (cron with seconds, UTC). Empty: never.
@@ -131,6 +135,7 @@ impl std::fmt::Debug for PipelineSection {
             )
             .field("database_schema", &self.database_schema)
             .field("cookie_key", &self.cookie_key.as_ref().map(|_| "***"))
+            .field("backup_key", &self.backup_key.as_ref().map(|_| "***"))
             .field("public_url", &self.public_url)
             .field("chart_url", &self.chart_url)
             .field("chromium", &self.chromium)
@@ -203,6 +208,7 @@ impl Default for PipelineSection {
             s3: None,
             backups_dir: PathBuf::from(".sluice/backups"),
             backups_keep: 7,
+            backup_key: None,
             backup_cron: "0 0 3 * * *".into(),
             retention_cron: "0 30 3 * * *".into(),
             signals_retention_days: 7,
@@ -243,6 +249,14 @@ impl PipelineSection {
             .transpose()
     }
 
+    /// The key that signs backups, when configured.
+    pub fn backup_key(&self) -> anyhow::Result<Option<crate::backup::BackupKey>> {
+        self.backup_key
+            .as_deref()
+            .map(|k| crate::backup::BackupKey::from_base64(k).context("pipeline.backup_key"))
+            .transpose()
+    }
+
     /// Where screenshots are stored and how they are linked.
     pub fn store(&self) -> anyhow::Result<ScreenshotStore> {
         Ok(match &self.s3 {
@@ -255,6 +269,7 @@ impl PipelineSection {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.db().pool().context("pipeline database")?;
         self.cipher()?;
+        self.backup_key()?;
         self.store()?;
         if !self.chart_url.contains("{chart}") {
             bail!("pipeline.chart_url must contain {{chart}}");

@@ -150,6 +150,7 @@ impl Pipeline {
                 BackupSettings {
                     dir: s.backups_dir.clone(),
                     keep: s.backups_keep,
+                    key: s.backup_key()?,
                 },
             )),
             _ => return Ok(None),
