@@ -335,14 +335,10 @@ impl Queue {
         if let [q] = self.partitions.as_slice() {
             return q.dead_page(offset, limit).await;
         }
-        // The page's letters are among the first offset + limit of each
-        // (bounded by the depth check).
-        let mut all = Vec::new();
-        for q in self.partitions.iter() {
-            all.extend(q.dead_page(0, offset + limit).await?);
-        }
-        newest_first(&mut all);
-        Ok(all.into_iter().skip(offset).take(limit).collect())
+        // Ids and death times of each partition's first offset + limit,
+        // merged and cut to the page, then only the page's jobs read (not
+        // offset + limit whole jobs per partition).
+        Ok(self.dead_letters_after(None, offset, limit).await?.0)
     }
 
     /// A page of dead letters over every partition, newest first (death

@@ -492,3 +492,47 @@ async fn an_unanswered_claim_reclaimed_late_gives_its_attempt_back() {
         assert_eq!(info.state, JobState::Waiting, "{info:?}");
     }
 }
+
+/// Issue 37, Medium 10: a deep page of a partitioned queue's dead letters
+/// reads the letters' ids and death times of every partition, then only
+/// the page's jobs (it read `offset + limit` whole jobs per partition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_dead_letter_page_reads_one_page_of_jobs() {
+    let redis = RedisServer::start(Persistence::None);
+    let url = redis.url();
+    let prefix = unique_prefix();
+    let client = Client::connect_with(impatient(&url, &prefix))
+        .await
+        .expect("connect");
+    let q = client
+        .partitioned_queue("deep", 3, sluice_engine::QueueConfig::default())
+        .await
+        .expect("queue");
+    let jobs: Vec<NewJob> = (0..300u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
+        .collect();
+    q.enqueue_batch(jobs).await.expect("enqueue");
+    loop {
+        let claimed = q.claim("w", 100).await.expect("claim");
+        if claimed.is_empty() {
+            break;
+        }
+        q.settle_many(
+            claimed
+                .iter()
+                .map(|j| (j, Outcome::Bury("no".into())))
+                .collect(),
+        )
+        .await
+        .expect("bury");
+    }
+    assert_eq!(q.stats().await.expect("stats").dead, 300);
+    let whole = q.dead_letters(0, 300).await.expect("all");
+    let reads = command_calls(&url, "hgetall").await;
+    let page = q.dead_letters(200, 10).await.expect("page");
+    let read = command_calls(&url, "hgetall").await - reads;
+    let want: Vec<&str> = whole[200..210].iter().map(|j| j.id.as_str()).collect();
+    let got: Vec<&str> = page.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(got, want, "the page is the same");
+    assert!(read <= 10, "{read} job hashes read for a page of 10");
+}
