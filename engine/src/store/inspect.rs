@@ -18,6 +18,29 @@ use super::replies::*;
 /// Entries, pending entries or set members read per call by a backup.
 const SNAPSHOT_PAGE: usize = 1000;
 
+/// The jobs of `entries` (of the stream of `level`) that are waiting or
+/// running: entries the group has not delivered (past `last`) or holds
+/// pending; each id once (`seen`), appended to `out`.
+fn collect_stream_jobs(
+    entries: &redis::streams::StreamRangeReply,
+    last: (u64, u64),
+    pending: &HashSet<String>,
+    epoch: Option<&str>,
+    level: usize,
+    seen: &mut HashSet<String>,
+    out: &mut Vec<String>,
+) {
+    for entry in &entries.ids {
+        let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
+        if (undelivered || pending.contains(&entry.id))
+            && let Some(id) = entry_job_id(epoch, level, entry)
+            && seen.insert(id.clone())
+        {
+            out.push(id);
+        }
+    }
+}
+
 fn entry_job_id(
     epoch: Option<&str>,
     level: usize,
@@ -501,17 +524,16 @@ impl Store {
     /// delivered it yet or holds it pending; acknowledged entries that
     /// linger until the next trim do not.
     ///
-    /// Read in pages of [`SNAPSHOT_PAGE`], one call each, so that a backup
-    /// of a large queue never blocks Redis for long (one transaction of
-    /// every entry, payloads included, did). Jobs keep moving meanwhile, so
-    /// the delayed set and the dead letters are read before the streams and
-    /// again after them: a job that moves from one to another while they
-    /// are read is still found in one of them. Ids are given once.
+    /// The streams are read in pages of [`SNAPSHOT_PAGE`], one call each,
+    /// so that a backup of a large queue never blocks Redis for long (one
+    /// transaction of every entry, payloads included, did). Jobs keep
+    /// moving meanwhile, so one transaction at the end reads the delayed
+    /// set and the dead letters (ids only) and each stream past the last
+    /// entry its pages read: a job present throughout is in a set then, or
+    /// has an entry past the pages (added since), or one the pages read and
+    /// counted (an entry unread or pending at the end was so when read).
+    /// Ids are given once.
     pub(crate) async fn snapshot_ids(&self) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
-        let before = (
-            self.sorted_set_ids(&self.keys.delayed()).await?,
-            self.sorted_set_ids(&self.keys.dead()).await?,
-        );
         let epoch: Option<String> = self
             .query(
                 "list jobs",
@@ -520,81 +542,109 @@ impl Store {
             .await?;
         let mut seen: HashSet<String> = HashSet::new();
         let mut in_streams = Vec::new();
-        for (level, stream) in self.keys.streams().into_iter().enumerate() {
+        let streams = self.keys.streams();
+        // The last entry id each stream's pages read (None: none).
+        let mut read_to: Vec<Option<String>> = vec![None; streams.len()];
+        for (level, stream) in streams.iter().enumerate() {
             let groups: Value = self
-                .query_grouped("list jobs", redis::cmd("XINFO").arg("GROUPS").arg(&stream))
+                .query_grouped("list jobs", redis::cmd("XINFO").arg("GROUPS").arg(stream))
                 .await?;
             let last = group_info(&groups, GROUP)
                 .map(|g| g.last_delivered)
                 .and_then(|id| parse_stream_id(&id))
                 .unwrap_or((0, 0));
-            let pending = self.pending_ids(&stream).await?;
+            let pending = self.pending_ids(stream).await?;
             let mut start = "-".to_owned();
             loop {
                 let entries: redis::streams::StreamRangeReply = self
                     .query(
                         "list jobs",
                         redis::cmd("XRANGE")
-                            .arg(&stream)
+                            .arg(stream)
                             .arg(&start)
                             .arg("+")
                             .arg("COUNT")
                             .arg(SNAPSHOT_PAGE),
                     )
                     .await?;
-                let full = entries.ids.len() == SNAPSHOT_PAGE;
-                for entry in &entries.ids {
-                    let undelivered = parse_stream_id(&entry.id).is_some_and(|id| id > last);
-                    if (undelivered || pending.contains(&entry.id))
-                        && let Some(id) = entry_job_id(epoch.as_deref(), level, entry)
-                        && seen.insert(id.clone())
-                    {
-                        in_streams.push(id);
-                    }
+                collect_stream_jobs(
+                    &entries,
+                    last,
+                    &pending,
+                    epoch.as_deref(),
+                    level,
+                    &mut seen,
+                    &mut in_streams,
+                );
+                let Some(last_entry) = entries.ids.last() else {
+                    break;
+                };
+                read_to[level] = Some(last_entry.id.clone());
+                if entries.ids.len() < SNAPSHOT_PAGE {
+                    break;
                 }
-                match entries.ids.last() {
-                    Some(last_entry) if full => start = format!("({}", last_entry.id),
-                    _ => break,
-                }
+                start = format!("({}", last_entry.id);
             }
         }
-        let mut sets = Vec::new();
-        for (key, earlier) in [
-            (self.keys.delayed(), before.0),
-            (self.keys.dead(), before.1),
-        ] {
-            let mut ids = Vec::new();
-            for id in earlier.into_iter().chain(self.sorted_set_ids(&key).await?) {
-                if seen.insert(id.clone()) {
-                    ids.push(id);
-                }
-            }
-            sets.push(ids);
+        // The end: the sets, and what each stream gained past its pages.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (stream, read) in streams.iter().zip(&read_to) {
+            let from = read.as_ref().map_or("-".to_owned(), |id| format!("({id}"));
+            pipe.cmd("XINFO").arg("GROUPS").arg(stream);
+            pipe.cmd("XPENDING")
+                .arg(stream)
+                .arg(GROUP)
+                .arg(&from)
+                .arg("+")
+                .arg(i64::MAX);
+            pipe.cmd("XRANGE").arg(stream).arg(&from).arg("+");
         }
-        let dead = sets.pop().unwrap_or_default();
-        let delayed = sets.pop().unwrap_or_default();
+        pipe.cmd("ZRANGE").arg(self.keys.delayed()).arg(0).arg(-1);
+        pipe.cmd("ZRANGE").arg(self.keys.dead()).arg(0).arg(-1);
+        let mut replies: Vec<Value> = self.query_pipe_grouped("list jobs", &pipe).await?;
+        let bad = |e: redis::ParsingError| protocol("list jobs", e.to_string());
+        let dead: Vec<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        let delayed: Vec<String> =
+            redis::from_redis_value(replies.pop().unwrap_or(Value::Nil)).map_err(bad)?;
+        if replies.len() != streams.len() * 3 {
+            return Err(protocol("list jobs", "wrong number of replies"));
+        }
+        let mut replies = replies.into_iter();
+        let mut level = 0;
+        while let (Some(groups), Some(pending), Some(range)) =
+            (replies.next(), replies.next(), replies.next())
+        {
+            let last = group_info(&groups, GROUP)
+                .map(|g| g.last_delivered)
+                .and_then(|id| parse_stream_id(&id))
+                .unwrap_or((0, 0));
+            let pending: redis::streams::StreamPendingCountReply =
+                redis::from_redis_value(pending).map_err(bad)?;
+            let pending: HashSet<String> = pending.ids.into_iter().map(|p| p.id).collect();
+            let entries: redis::streams::StreamRangeReply =
+                redis::from_redis_value(range).map_err(bad)?;
+            collect_stream_jobs(
+                &entries,
+                last,
+                &pending,
+                epoch.as_deref(),
+                level,
+                &mut seen,
+                &mut in_streams,
+            );
+            level += 1;
+        }
+        let delayed: Vec<String> = delayed
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        let dead: Vec<String> = dead
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
         Ok((in_streams, delayed, dead))
-    }
-
-    /// Every member of a sorted set, read in pages.
-    async fn sorted_set_ids(&self, key: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        loop {
-            let page: Vec<String> = self
-                .query(
-                    "list jobs",
-                    redis::cmd("ZRANGE")
-                        .arg(key)
-                        .arg(out.len())
-                        .arg(out.len() + SNAPSHOT_PAGE - 1),
-                )
-                .await?;
-            let full = page.len() == SNAPSHOT_PAGE;
-            out.extend(page);
-            if !full {
-                return Ok(out);
-            }
-        }
     }
 
     /// The ids of a stream's entries pending in the group, read in pages.
