@@ -2289,3 +2289,58 @@ async fn a_deleted_letters_idempotency_key_makes_a_new_job() {
     assert_ne!(second.id, first.id, "the key named a deleted job");
     assert!(q.job(&second.id).await.expect("lookup").is_some());
 }
+
+/// The adversarial review of defect 3: after a failover lost worker 1's
+/// claim and worker 2 claimed the job again, worker 1's keep-alive (it
+/// still runs the job it was given) does not take the entry back, so
+/// worker 2's outcome is the one recorded and worker 1's is refused.
+#[tokio::test]
+async fn a_keep_alive_takes_no_entry_from_another_worker() {
+    let t = TestRedis::new().await;
+    let q = t.queue("keep-alive-steal").await;
+    let base = format!("{}:{{keep-alive-steal}}:", t.prefix);
+    let stream = format!("{base}p:0");
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    let first = q.claim("w1", 1).await.expect("claim").remove(0);
+    // The promoted replica never saw worker 1's claim.
+    let pending: Vec<(String, String, u64, u64)> = t
+        .query(
+            redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg("workers")
+                .arg("-")
+                .arg("+")
+                .arg(10),
+        )
+        .await;
+    for (entry, _, _, _) in &pending {
+        let _: i64 = t
+            .query(redis::cmd("XACK").arg(&stream).arg("workers").arg(entry))
+            .await;
+    }
+    let _: () = t
+        .query(
+            redis::cmd("XGROUP")
+                .arg("SETID")
+                .arg(&stream)
+                .arg("workers")
+                .arg("0"),
+        )
+        .await;
+    let second = q.claim("w2", 1).await.expect("claim").remove(0);
+    assert_eq!(second.id, first.id);
+    q.keep_alive(&[&first]).await.expect("keep alive");
+    let failed = || Outcome::Retry {
+        reason: "boom".into(),
+        after: None,
+    };
+    assert_eq!(
+        q.settle(&second, failed()).await.expect("settle"),
+        Settled::Retry,
+        "worker 2's outcome was refused"
+    );
+    assert_eq!(
+        q.settle(&first, failed()).await.expect("stale settle"),
+        Settled::Fenced
+    );
+}

@@ -27,8 +27,13 @@ impl Store {
     }
 
     /// Reset the idle time of entries this consumer still works on, so they
-    /// are not reclaimed (XCLAIM ... JUSTID keeps the owner, the delivery
-    /// count and the fence as they are).
+    /// are not reclaimed (XCLAIM ... JUSTID keeps the delivery count and
+    /// the fence as they are). Only entries still pending for this
+    /// consumer: XCLAIM takes an entry from whoever holds it, and after a
+    /// failover that lost this worker's claim another worker may hold it
+    /// now (its outcome must stand, not this one's). One XPENDING per level
+    /// over the range of the entries held, filtered by consumer, then the
+    /// XCLAIMs of those found.
     pub(crate) async fn refresh(
         &self,
         consumer: &str,
@@ -39,6 +44,11 @@ impl Store {
         for (level, id) in entries {
             by_level.entry(*level).or_default().push(id);
         }
+        let by_level = self.still_pending(consumer, by_level).await?;
+        let by_level: HashMap<u8, Vec<&str>> = by_level
+            .iter()
+            .map(|(level, ids)| (*level, ids.iter().map(String::as_str).collect()))
+            .collect();
         let mut pipe = redis::pipe();
         // The worker's own visibility timeout, which reclaim.lua honours for
         // its entries whatever the reclaimer's own setting.
@@ -58,6 +68,60 @@ impl Store {
                 .ignore();
         }
         self.query_pipe("refresh claims", &pipe).await
+    }
+
+    /// Of `by_level`'s entries, those still pending for `consumer`.
+    async fn still_pending(
+        &self,
+        consumer: &str,
+        by_level: HashMap<u8, Vec<&str>>,
+    ) -> Result<HashMap<u8, Vec<String>>> {
+        let levels: Vec<(u8, Vec<&str>)> = by_level
+            .into_iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        if levels.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for (level, ids) in &levels {
+            let min = ids
+                .iter()
+                .min_by_key(|id| super::replies::parse_stream_id(id))
+                .copied()
+                .unwrap_or("-");
+            let max = ids
+                .iter()
+                .max_by_key(|id| super::replies::parse_stream_id(id))
+                .copied()
+                .unwrap_or("+");
+            pipe.cmd("XPENDING")
+                .arg(self.keys.stream(*level))
+                .arg(GROUP)
+                .arg(min)
+                .arg(max)
+                // All of the consumer's entries in the range (its own list,
+                // about what it holds): a count of the held ones could stop
+                // short at entries it does not know of.
+                .arg(i64::MAX)
+                .arg(consumer);
+        }
+        let replies: Vec<redis::streams::StreamPendingCountReply> =
+            self.query_pipe_grouped("refresh claims", &pipe).await?;
+        let mut out = HashMap::new();
+        for ((level, ids), reply) in levels.into_iter().zip(replies) {
+            let held: std::collections::HashSet<&str> = ids.into_iter().collect();
+            let mine: Vec<String> = reply
+                .ids
+                .into_iter()
+                .map(|p| p.id)
+                .filter(|id| held.contains(id.as_str()))
+                .collect();
+            if !mine.is_empty() {
+                out.insert(level, mine);
+            }
+        }
+        Ok(out)
     }
 
     /// Remove consumers of this queue's group that hold no entries and have
