@@ -22,7 +22,9 @@ for _, jid in ipairs(ids) do
     local prio = redis.call('HGET', jk, 'prio')
     if prio then
       redis.call('HSET', jk, 'att', 0)
-      redis.call('HDEL', jk, 'fat')
+      -- A success its presumed-dead worker reports later no longer stands
+      -- (settle.lua's late_success): the operator asked for another run.
+      redis.call('HDEL', jk, 'fat', 'lost')
       schedule(base, jk, jid, prio, 0, now)
       moved = moved + 1
     end

@@ -228,3 +228,26 @@ async fn a_late_success_of_a_job_nobody_ran_since_records_it_completed() {
     )
     .await;
 }
+
+/// Shrunk by the checker (all defect steps on, seed 15031383681350775979):
+/// a job reclaimed from its silent worker into the dead letters, then
+/// re-driven by an operator; the silent worker's late success must be
+/// refused (the operator asked for another run), and was accepted.
+#[tokio::test]
+async fn a_late_success_after_a_redrive_is_refused() {
+    replay(
+        false,
+        vec![
+            enqueue(0),
+            claim(1),
+            Step {
+                op: Op::Redrive(Target::In(Pick::Any, 0)),
+                fault: Some(FaultSpec::LateReply),
+            },
+            step(Op::Reclaim { worker: 0 }),
+            step(Op::Redrive(Target::In(Pick::Any, 0))),
+            settle(OutcomeSpec::Done),
+        ],
+    )
+    .await;
+}
