@@ -2106,31 +2106,7 @@ async fn a_claim_lost_in_a_failover_leaves_the_first_worker_fenced() {
     assert_eq!(first.len(), 2);
 
     // What the promoted replica holds: W1's claim never happened.
-    let pending: Vec<(String, String, u64, u64)> = t
-        .query(
-            redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg("workers")
-                .arg("-")
-                .arg("+")
-                .arg(10),
-        )
-        .await;
-    assert_eq!(pending.len(), 2);
-    for (entry, _, _, _) in &pending {
-        let _: i64 = t
-            .query(redis::cmd("XACK").arg(&stream).arg("workers").arg(entry))
-            .await;
-    }
-    let _: () = t
-        .query(
-            redis::cmd("XGROUP")
-                .arg("SETID")
-                .arg(&stream)
-                .arg("workers")
-                .arg("0"),
-        )
-        .await;
+    assert_eq!(unread_again(&t, &stream).await, 2);
     let jk = format!("{base}job:{heavy}");
     let _: i64 = t
         .query(
@@ -2303,30 +2279,7 @@ async fn a_keep_alive_takes_no_entry_from_another_worker() {
     q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
     let first = q.claim("w1", 1).await.expect("claim").remove(0);
     // The promoted replica never saw worker 1's claim.
-    let pending: Vec<(String, String, u64, u64)> = t
-        .query(
-            redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg("workers")
-                .arg("-")
-                .arg("+")
-                .arg(10),
-        )
-        .await;
-    for (entry, _, _, _) in &pending {
-        let _: i64 = t
-            .query(redis::cmd("XACK").arg(&stream).arg("workers").arg(entry))
-            .await;
-    }
-    let _: () = t
-        .query(
-            redis::cmd("XGROUP")
-                .arg("SETID")
-                .arg(&stream)
-                .arg("workers")
-                .arg("0"),
-        )
-        .await;
+    assert_eq!(unread_again(&t, &stream).await, 1);
     let second = q.claim("w2", 1).await.expect("claim").remove(0);
     assert_eq!(second.id, first.id);
     q.keep_alive(&[&first]).await.expect("keep alive");
@@ -2382,4 +2335,35 @@ async fn a_letter_pushed_out_by_the_cap_frees_its_idempotency_key() {
         .expect("enq");
     assert_ne!(again.id, first.id, "the key named a job pushed out");
     assert!(q.job(&again.id).await.expect("lookup").is_some());
+}
+
+/// What a replica that missed a claim holds after a failover: every entry
+/// of `stream` pending for a worker is unread again (acknowledged and read
+/// from the start). Returns how many there were.
+async fn unread_again(t: &TestRedis, stream: &str) -> usize {
+    let pending: Vec<(String, String, u64, u64)> = t
+        .query(
+            redis::cmd("XPENDING")
+                .arg(stream)
+                .arg("workers")
+                .arg("-")
+                .arg("+")
+                .arg(100),
+        )
+        .await;
+    for (entry, _, _, _) in &pending {
+        let _: i64 = t
+            .query(redis::cmd("XACK").arg(stream).arg("workers").arg(entry))
+            .await;
+    }
+    let _: () = t
+        .query(
+            redis::cmd("XGROUP")
+                .arg("SETID")
+                .arg(stream)
+                .arg("workers")
+                .arg("0"),
+        )
+        .await;
+    pending.len()
 }
