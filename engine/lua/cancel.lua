@@ -56,7 +56,7 @@ if not state then
   -- kept (completed with no keep window, or its dead letter deleted): as
   -- for a lookup, there is no such job. Its entry may linger until the
   -- next trim; it is no waiting job.
-  if not id_less(last_delivered(stream_key(level)), eid) then
+  if read_by_group(level, eid) then
     return 'missing'
   end
   local light = light_fields(entry_list(level, eid), level, eid, jid)

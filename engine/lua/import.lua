@@ -18,34 +18,20 @@
 -- otherwise run it twice). It is brought back only when its stream has
 -- lost it (Redis lost the data but the queue's meta survived).
 
-fixed_keys('delayed', 'dead')
+fixed_keys('delayed', 'dead', 'cx', 'ix')
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
 local o = 3
 
--- The group's last-delivered id on `stream` (XINFO GROUPS).
-local function last_delivered(stream)
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    if info['name'] == GROUP then return info['last-delivered-id'] end
-  end
-  return '0-0'
-end
-
 -- Whether `jid` is a light job this queue still has or has finished.
 local function known_light(jid)
   local level, eid = light_place(jid)
   if not level then return false end
-  local stream = stream_key(level)
-  if #redis.call('XRANGE', stream, eid, eid) > 0 then return true end
-  local last = last_delivered(stream)
-  local lm, ls = string.match(last, '^(%d+)-(%d+)$')
-  local em, es = string.match(eid, '^(%d+)-(%d+)$')
-  lm, ls, em, es = tonumber(lm), tonumber(ls), tonumber(em), tonumber(es)
-  return em < lm or (em == lm and es <= ls)
+  if #redis.call('XRANGE', stream_key(level), eid, eid) > 0 then return true end
+  return read_by_group(level, eid)
 end
+
 local added = 0
 for _ = 1, n do
   local jid = ARGV[o]

@@ -39,7 +39,7 @@ for i = 2, #ARGV do
       local p = redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1)[1]
       if p and string.sub(p[2], -#DELIVERED) ~= DELIVERED then
         for _, v in ipairs({ 'state', 'active', 'att', '1', 'fence', '0', 'wk', p[2] }) do h[#h + 1] = v end
-      elseif p or id_less(last_delivered(stream_key(level)), eid) then
+      elseif p or not read_by_group(level, eid) then
         h[#h + 1] = 'state'
         h[#h + 1] = 'waiting'
       else

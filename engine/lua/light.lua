@@ -83,6 +83,12 @@ local function last_delivered(stream)
   return '0-0'
 end
 
+-- Whether the group has read entry `eid` on `level` (delivered it, to be
+-- pending or acknowledged since); an entry it has not read is waiting.
+local function read_by_group(level, eid)
+  return not id_less(last_delivered(stream_key(level)), eid)
+end
+
 -- Drop acknowledged entries from a stream. They are not deleted one by one:
 -- XDEL finds each id by scanning its stream node from the start, which was
 -- 16 % of Redis's work per job (bench/redis-instructions.sh). Instead the

@@ -104,7 +104,7 @@ sources!(
     "#!lua flags=allow-oom" "delete_dead.lua",
     "#!lua flags=allow-oom" "cancel.lua" + "light.lua" + "outcomes.lua",
     "#!lua flags=allow-oom" "idem_scan.lua",
-    "#!lua" "import.lua",
+    "#!lua" "import.lua" + "light.lua",
     "#!lua flags=allow-oom" "job_fields.lua" + "light.lua",
     "#!lua flags=allow-oom" "rate_limit.lua",
     "" "rate_window.lua",
