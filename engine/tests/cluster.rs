@@ -292,57 +292,12 @@ async fn a_queue_moved_to_another_shard_mid_flow_loses_no_job() {
 
     // Move the queue's slot from its primary to another, key by key.
     let key = format!("{prefix}:{{moving}}:meta");
-    let source = cluster.primary_of(&key);
-    let target = cluster
-        .running_ports()
-        .into_iter()
-        .find(|p| *p != source)
-        .expect("another primary");
-    let slot = node_command(source, &["CLUSTER", "KEYSLOT", &key]).expect("slot");
-    let id_of = |port: u16| node_command(port, &["CLUSTER", "MYID"]).expect("id");
-    let (source_id, target_id) = (id_of(source), id_of(target));
-    tokio::task::spawn_blocking(move || {
-        node_command(
-            target,
-            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
-        )
-        .expect("importing");
-        node_command(
-            source,
-            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
-        )
-        .expect("migrating");
-        loop {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{source}/")).expect("url");
-            let mut conn = client.get_connection().expect("connect");
-            let keys: Vec<String> = redis::cmd("CLUSTER")
-                .arg("GETKEYSINSLOT")
-                .arg(&slot)
-                .arg(20)
-                .query(&mut conn)
-                .expect("getkeysinslot");
-            if keys.is_empty() {
-                break;
-            }
-            let _: redis::Value = redis::cmd("MIGRATE")
-                .arg("127.0.0.1")
-                .arg(target)
-                .arg("")
-                .arg(0)
-                .arg(5000)
-                .arg("KEYS")
-                .arg(&keys)
-                .query(&mut conn)
-                .expect("migrate");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        for port in [target, source] {
-            node_command(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id])
-                .expect("setslot node");
-        }
-    })
-    .await
-    .expect("resharding");
+    let moving = SlotMove::of(&cluster, &key);
+    let target = moving.target;
+    moving.start();
+    tokio::task::spawn_blocking(move || moving.finish(20, Duration::from_millis(5)))
+        .await
+        .expect("resharding");
     assert_eq!(cluster.primary_of(&key), target, "the slot did not move");
     assert!(
         !producer.is_finished(),
@@ -436,27 +391,10 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
     assert_eq!(q.cancel(&gone).await.expect("cancel"), Cancelled::Cancelled);
 
     let key = format!("{prefix}:{{migrating}}:meta");
-    let source = cluster.primary_of(&key);
-    let target = cluster
-        .running_ports()
-        .into_iter()
-        .find(|p| *p != source)
-        .expect("another primary");
-    let slot = node_command(source, &["CLUSTER", "KEYSLOT", &key]).expect("slot");
-    let id_of = |port: u16| node_command(port, &["CLUSTER", "MYID"]).expect("id");
-    let (source_id, target_id) = (id_of(source), id_of(target));
+    let moving = SlotMove::of(&cluster, &key);
     let ix = format!("{prefix}:{{migrating}}:ix");
-    node_command(source, &["HSET", &ix, "old-job", "0 0-0"]).expect("ix");
-    node_command(
-        target,
-        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
-    )
-    .expect("importing");
-    node_command(
-        source,
-        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
-    )
-    .expect("migrating");
+    node_command(moving.source, &["HSET", &ix, "old-job", "0 0-0"]).expect("ix");
+    moving.start();
 
     // The calls start, at once, while the slot migrates.
     let retry = Outcome::Retry {
@@ -476,37 +414,9 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    tokio::task::spawn_blocking(move || {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{source}/")).expect("url");
-        let mut conn = client.get_connection().expect("connect");
-        loop {
-            let keys: Vec<String> = redis::cmd("CLUSTER")
-                .arg("GETKEYSINSLOT")
-                .arg(&slot)
-                .arg(100)
-                .query(&mut conn)
-                .expect("getkeysinslot");
-            if keys.is_empty() {
-                break;
-            }
-            let _: redis::Value = redis::cmd("MIGRATE")
-                .arg("127.0.0.1")
-                .arg(target)
-                .arg("")
-                .arg(0)
-                .arg(5000)
-                .arg("KEYS")
-                .arg(&keys)
-                .query(&mut conn)
-                .expect("migrate");
-        }
-        for port in [target, source] {
-            node_command(port, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id])
-                .expect("setslot node");
-        }
-    })
-    .await
-    .expect("resharding");
+    tokio::task::spawn_blocking(move || moving.finish(100, Duration::ZERO))
+        .await
+        .expect("resharding");
     let (settled, promoted, enqueued, cancelled) = calls.await.expect("calls");
     assert_eq!(settled.expect("settle"), Settled::Retry);
     // The delayed job, and the retried one when its retry (20 ms) fell due
@@ -529,4 +439,98 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
     // new job.
     assert_eq!((s.active, s.dead), (1, 2), "{s:?}");
     assert_eq!(s.waiting + s.delayed, 3, "{s:?}");
+}
+
+/// A queue's slot moved from its primary to another, in the steps of a
+/// resharding: IMPORTING on the target and MIGRATING on the source
+/// (`start`), then MIGRATE of every key and SETSLOT NODE (`finish`).
+struct SlotMove {
+    source: u16,
+    target: u16,
+    slot: String,
+    source_id: String,
+    target_id: String,
+}
+
+impl SlotMove {
+    /// The move of `key`'s slot from its primary to another primary.
+    fn of(cluster: &TestCluster, key: &str) -> Self {
+        let source = cluster.primary_of(key);
+        let target = cluster
+            .running_ports()
+            .into_iter()
+            .find(|p| *p != source)
+            .expect("another primary");
+        let id_of = |port: u16| node_command(port, &["CLUSTER", "MYID"]).expect("id");
+        Self {
+            source,
+            target,
+            slot: node_command(source, &["CLUSTER", "KEYSLOT", key]).expect("slot"),
+            source_id: id_of(source),
+            target_id: id_of(target),
+        }
+    }
+
+    /// The slot starts migrating.
+    fn start(&self) {
+        node_command(
+            self.target,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &self.slot,
+                "IMPORTING",
+                &self.source_id,
+            ],
+        )
+        .expect("importing");
+        node_command(
+            self.source,
+            &[
+                "CLUSTER",
+                "SETSLOT",
+                &self.slot,
+                "MIGRATING",
+                &self.target_id,
+            ],
+        )
+        .expect("migrating");
+    }
+
+    /// Every key moved, `batch` at a time with `pause` between, then the
+    /// slot given to the target (blocking: run it off the runtime).
+    fn finish(self, batch: usize, pause: Duration) {
+        let client =
+            redis::Client::open(format!("redis://127.0.0.1:{}/", self.source)).expect("url");
+        let mut conn = client.get_connection().expect("connect");
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(&self.slot)
+                .arg(batch)
+                .query(&mut conn)
+                .expect("getkeysinslot");
+            if keys.is_empty() {
+                break;
+            }
+            let _: redis::Value = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.target)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut conn)
+                .expect("migrate");
+            std::thread::sleep(pause);
+        }
+        for port in [self.target, self.source] {
+            node_command(
+                port,
+                &["CLUSTER", "SETSLOT", &self.slot, "NODE", &self.target_id],
+            )
+            .expect("setslot node");
+        }
+    }
 }
