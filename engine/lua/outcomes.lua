@@ -47,14 +47,7 @@ local function bury(base, jk, jid, reason, cap, now)
   if excess > 0 then
     local oldest = redis.call('ZRANGE', dead, 0, excess - 1)
     for _, old in ipairs(oldest) do
-      local ok = base .. 'job:' .. old
-      local idem = redis.call('HGET', ok, 'idem')
-      redis.call('DEL', ok)
-      -- Its idempotency key no longer names a job that is gone (as
-      -- delete_dead.lua).
-      if idem and redis.call('GET', base .. 'idem:' .. idem) == old then
-        redis.call('DEL', base .. 'idem:' .. idem)
-      end
+      redis.call('DEL', base .. 'job:' .. old)
     end
     redis.call('ZREMRANGEBYRANK', dead, 0, excess - 1)
   end

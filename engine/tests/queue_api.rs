@@ -2298,45 +2298,6 @@ async fn a_keep_alive_takes_no_entry_from_another_worker() {
     );
 }
 
-/// A dead letter pushed out by the dead-letter cap takes its idempotency
-/// key with it, as one deleted by an operator does.
-#[tokio::test]
-async fn a_letter_pushed_out_by_the_cap_frees_its_idempotency_key() {
-    let t = TestRedis::new().await;
-    let q = t
-        .queue_with(
-            "idem-capped",
-            QueueConfig {
-                dead_letter_cap: 1,
-                ..fast_config()
-            },
-        )
-        .await;
-    let first = q
-        .enqueue(&1u32, JobOptions::new().idempotency_key("k"))
-        .await
-        .expect("enq");
-    let job = claim_when_ready(&q, "w").await;
-    q.settle(&job, Outcome::Bury("no".into()))
-        .await
-        .expect("bury");
-    q.enqueue(&2u32, JobOptions::new()).await.expect("enq");
-    let job = claim_when_ready(&q, "w").await;
-    q.settle(&job, Outcome::Bury("no".into()))
-        .await
-        .expect("bury");
-    assert!(
-        q.job(&first.id).await.expect("lookup").is_none(),
-        "not pushed out"
-    );
-    let again = q
-        .enqueue(&3u32, JobOptions::new().idempotency_key("k"))
-        .await
-        .expect("enq");
-    assert_ne!(again.id, first.id, "the key named a job pushed out");
-    assert!(q.job(&again.id).await.expect("lookup").is_some());
-}
-
 /// What a replica that missed a claim holds after a failover: every entry
 /// of `stream` pending for a worker is unread again (acknowledged and read
 /// from the start). Returns how many there were.
