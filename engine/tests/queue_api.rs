@@ -2328,3 +2328,50 @@ async fn unread_again(t: &TestRedis, stream: &str) -> usize {
         .await;
     pending.len()
 }
+
+/// The third adversarial review: a failover lost the claim that moved an
+/// entry from a worker's blocking-read name (`<worker>~b`) to the worker,
+/// which runs the job. Its keep-alive takes the entry back (nobody else
+/// holds that name's entries), so the job is not reclaimed as never run
+/// while it runs, and the worker's outcome stands.
+#[tokio::test]
+async fn a_keep_alive_takes_back_its_blocking_reads_entry() {
+    let t = TestRedis::new().await;
+    let q = t.queue("keep-alive-delivered").await;
+    let stream = format!("{}:{{keep-alive-delivered}}:p:0", t.prefix);
+    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    let job = q.claim("w1", 1).await.expect("claim").remove(0);
+    let pending: Vec<(String, String, u64, u64)> = t
+        .query(
+            redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg("workers")
+                .arg("-")
+                .arg("+")
+                .arg(10),
+        )
+        .await;
+    let entry = pending[0].0.clone();
+    // What the promoted replica holds: the entry still delivered to w1~b.
+    let _: redis::Value = t
+        .query(
+            redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg("workers")
+                .arg("w1~b")
+                .arg(0)
+                .arg(&entry)
+                .arg("JUSTID"),
+        )
+        .await;
+    q.keep_alive(&[&job]).await.expect("keep alive");
+    let failed = Outcome::Retry {
+        reason: "boom".into(),
+        after: None,
+    };
+    assert_eq!(
+        q.settle(&job, failed).await.expect("settle"),
+        Settled::Retry,
+        "the worker's outcome was refused"
+    );
+}

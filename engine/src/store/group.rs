@@ -29,11 +29,11 @@ impl Store {
     /// Reset the idle time of entries this consumer still works on, so they
     /// are not reclaimed (XCLAIM ... JUSTID keeps the delivery count and
     /// the fence as they are). Only entries still pending for this
-    /// consumer: XCLAIM takes an entry from whoever holds it, and after a
-    /// failover that lost this worker's claim another worker may hold it
-    /// now (its outcome must stand, not this one's). One XPENDING per level
-    /// over the range of the entries held, filtered by consumer, then the
-    /// XCLAIMs of those found.
+    /// consumer or its blocking reads' name: XCLAIM takes an entry from
+    /// whoever holds it, and after a failover that lost this worker's claim
+    /// another worker may hold it now (its outcome must stand, not this
+    /// one's). Two XPENDING per level (the two names) over the range of the
+    /// entries held, then the XCLAIMs, to this consumer, of those found.
     pub(crate) async fn refresh(
         &self,
         consumer: &str,
@@ -83,6 +83,14 @@ impl Store {
         if levels.is_empty() {
             return Ok(HashMap::new());
         }
+        // Its own name, and its blocking reads' (`delivered_name`): a claim
+        // that moved an entry from one to the other can be lost in a
+        // failover while the worker runs the job, and nobody else holds
+        // entries under either name.
+        let names = [
+            consumer.to_owned(),
+            super::transitions::delivered_name(consumer),
+        ];
         let mut pipe = redis::pipe();
         for (level, ids) in &levels {
             let min = ids
@@ -95,25 +103,29 @@ impl Store {
                 .max_by_key(|id| super::replies::parse_stream_id(id))
                 .copied()
                 .unwrap_or("+");
-            pipe.cmd("XPENDING")
-                .arg(self.keys.stream(*level))
-                .arg(GROUP)
-                .arg(min)
-                .arg(max)
-                // All of the consumer's entries in the range (its own list,
-                // about what it holds): a count of the held ones could stop
-                // short at entries it does not know of.
-                .arg(i64::MAX)
-                .arg(consumer);
+            for name in &names {
+                pipe.cmd("XPENDING")
+                    .arg(self.keys.stream(*level))
+                    .arg(GROUP)
+                    .arg(min)
+                    .arg(max)
+                    // All of the name's entries in the range (about what the
+                    // worker holds): a count of the held ones could stop
+                    // short at entries it does not know of.
+                    .arg(i64::MAX)
+                    .arg(name);
+            }
         }
         let replies: Vec<redis::streams::StreamPendingCountReply> =
             self.query_pipe_grouped("refresh claims", &pipe).await?;
+        let mut replies = replies.into_iter();
         let mut out = HashMap::new();
-        for ((level, ids), reply) in levels.into_iter().zip(replies) {
+        for (level, ids) in levels {
             let held: std::collections::HashSet<&str> = ids.into_iter().collect();
-            let mine: Vec<String> = reply
-                .ids
-                .into_iter()
+            let mine: Vec<String> = replies
+                .by_ref()
+                .take(names.len())
+                .flat_map(|reply| reply.ids)
                 .map(|p| p.id)
                 .filter(|id| held.contains(id.as_str()))
                 .collect();
