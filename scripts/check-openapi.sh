@@ -83,8 +83,14 @@ PY
   auth=()
   [ "$mode" = keyed ] && auth=(-H "Authorization: Bearer $key")
   run=0
+  # Every check but use_after_free (ST301): the API's one collection
+  # DELETE, a purge of dead letters, leaves a list that answers 200 with
+  # none in it, by design, and the stateful phase read that as a deleted
+  # resource still there (two runs in ten). A single letter deleted then
+  # asked for again answers 404: api/tests/http.rs checks it.
   schemathesis run "http://127.0.0.1:$port/api/openapi.json" \
-    --checks all --workers 1 --seed 1 --max-examples "$examples" "${auth[@]}" || run=$?
+    --checks all --exclude-checks use_after_free \
+    --workers 1 --seed 1 --max-examples "$examples" "${auth[@]}" || run=$?
   if [ "$run" -ne 0 ]; then
     echo "--- the server's log ($mode)"
     tail -50 "$dir/serve.log"
