@@ -363,9 +363,9 @@ async fn drained(client: &Client, produced: &Produced, ledger: &Ledger) -> bool 
     drained
 }
 
-/// Jobs of the queue that are not terminal (completed, dead), read from
-/// Redis itself: job hashes in another state, and light jobs (no hash;
-/// waiting or active while their id is in the queue's index `ix`).
+/// Heavy jobs of the queue that are not terminal (completed, dead), read
+/// from Redis itself: job hashes in another state. (Light jobs have no
+/// hash; the queue's counts, read beside this, cover them.)
 async fn unsettled_jobs(client: &Client) -> Vec<(String, String)> {
     let Ok(redis_client) = redis::Client::open(client.config().url.as_str()) else {
         return vec![("?".into(), "bad url".into())];
@@ -392,13 +392,6 @@ async fn unsettled_jobs(client: &Client) -> Vec<(String, String)> {
             left.push((key, state));
         }
     }
-    let index = format!("{}:{{{QUEUE}}}:ix", client.config().prefix);
-    let light: Vec<String> = redis::cmd("HKEYS")
-        .arg(&index)
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    left.extend(light.into_iter().map(|id| (id, "light".to_owned())));
     left
 }
 

@@ -28,9 +28,9 @@
 -- group has not read its entry: an entry read and acknowledged finished,
 -- even while it lingers in the stream until the next trim.
 
-fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx')
 local base, cap, jid = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local jk = base .. 'job:' .. jid
+local jk = job_key(jid)
 local now = now_ms()
 local f = redis.call('HMGET', jk, 'state', 'prio', 'err')
 local state, level = f[1], f[2]
@@ -38,15 +38,10 @@ if not state then
   -- A light job cancelled while it waited, its dead letter deleted since
   -- (its entry waits to be skipped): gone.
   if redis.call('HEXISTS', KEY.cx, jid) == 1 then return 'missing' end
-  -- A light job: its id names its entry (or, written by the version
-  -- before, the index `ix` does).
+  -- A light job: its id names its entry.
   local eid
   level, eid = light_place(jid)
-  if not level then
-    local at = redis.call('HGET', KEY.ix, jid)
-    if not at then return 'missing' end
-    level, eid = string.match(at, '^(%d+) (%S+)$')
-  end
+  if not level then return 'missing' end
   if #redis.call('XPENDING', stream_key(level), GROUP, eid, eid, 1) == 1 then
     redis.call('HSET', KEY.cr, jid, int(now))
     return 'requested'
@@ -60,10 +55,7 @@ if not state then
     return 'missing'
   end
   local light = light_fields(entry_list(level, eid), level, eid, jid)
-  if not light then
-    redis.call('HDEL', KEY.ix, jid)
-    return 'missing'
-  end
+  if not light then return 'missing' end
   materialize(base, level, eid, light, nil, nil)
   state = 'waiting'
 end

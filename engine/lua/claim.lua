@@ -20,7 +20,7 @@
 -- Reply          {paused (0/1), rate (-1: no rate limit; 0: limited, a token
 --                 is free; N > 0: limited, next token in N ms), the queue's
 --                 epoch ('' when no light job is taken), H, then 7 fields per
---                 heavy job (and light job of the version before):
+--                 heavy job:
 --                 job id, level, entry id, fence, attempt, run, payload;
 --                 then 4 per light job: level, entry id, run, payload
 --                 (its id is "<epoch>-<level>-<entry id>", its fence 0, its
@@ -63,12 +63,12 @@
 -- are activated regardless (they are ours already) and spend tokens too, so
 -- the bucket may go negative and later claims wait longer.
 
-fixed_keys('cx', 'ix')
+fixed_keys('cx')
 local base, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
 local token = ARGV[4]
-local record_key, record_ms = base .. 'call:' .. token, ARGV[5]
-if ARGV[6] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[6]) end
+local record_ms = ARGV[5]
+forget_call(ARGV[6])
 local now = now_ms()
 local now_text = int(now)
 
@@ -81,7 +81,7 @@ end
 
 -- A heavy job, marked active under a raised fence; appended to `out`.
 local function activate_heavy(out, level, eid, jid)
-  local jk = base .. 'job:' .. jid
+  local jk = job_key(jid)
   local f = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state')
   if not f[1] or (f[5] and f[5] ~= 'waiting') then
     -- The job is gone, or not waiting (this entry is a stale copy): the
@@ -90,11 +90,6 @@ local function activate_heavy(out, level, eid, jid)
     return false
   end
   local run = f[4]
-  if not run then
-    -- A hash written before `run` existed keeps these three apart.
-    local old = redis.call('HMGET', jk, 'max', 'to', 'cat')
-    run = (old[1] or '1') .. ',' .. (old[2] or '0') .. ',' .. (old[3] or '0')
-  end
   local att, fence = (tonumber(f[2]) or 0) + 1, (tonumber(f[3]) or 0) + 1
   -- `ct`: the claim call that activated it; while that call's record
   -- exists its reply has not been confirmed (see reclaim.lua).
@@ -110,14 +105,9 @@ local function append_light(light, level, eid, run, payload)
   light[n + 1], light[n + 2], light[n + 3], light[n + 4] = level, eid, run, payload
 end
 
--- A light job (fields `f`, see light_fields); appended to `out`, or to
--- `light` unless the version before wrote it (its id is not its place).
-local function light_job(out, light, level, eid, f)
-  if f.ix then
-    append_job(out, f.i, level, eid, 0, 1, f.r, f.p)
-  else
-    append_light(light, level, eid, f.o, f.p)
-  end
+-- A light job (fields `f`, see light_fields); appended to `light`.
+local function light_job(light, level, eid, f)
+  append_light(light, level, eid, f.o, f.p)
 end
 
 -- The reply: `out` (status, then 7-field jobs) with the light jobs after.
@@ -131,7 +121,7 @@ local function compose(out, light)
   return out
 end
 
-local recorded = redis.call('GET', record_key)
+local recorded = recorded_reply(token)
 if recorded then
   -- A replay: the first run's jobs, but only those this worker still
   -- holds. One the reclaimer took back meanwhile (the reply came later than
@@ -144,7 +134,7 @@ if recorded then
     -- '-': a light job, whose id is its place.
     if jid == '-' then jid = light_id(level, eid) end
     if #redis.call('XPENDING', stream, GROUP, eid, eid, 1, consumer) == 1 then
-      local jk = base .. 'job:' .. jid
+      local jk = job_key(jid)
       local h = redis.call('HMGET', jk, 'payload', 'att', 'fence', 'run', 'state', 'wk', 'ct')
       if h[1] then
         if h[5] == 'active' and h[6] == consumer and h[7] == token then
@@ -152,7 +142,7 @@ if recorded then
         end
       else
         local f = light_fields(entry_list(level, eid), level, eid, jid)
-        if f then light_job(held, held_light, tonumber(level), eid, f) end
+        if f then light_job(held_light, tonumber(level), eid, f) end
       end
     end
   end
@@ -208,15 +198,15 @@ for i = 0, delivered - 1 do
       local f = light_fields(list, level, eid, jid)
       if f then
         requeue_light(base, level, eid, f)
-      elseif list and redis.call('EXISTS', base .. 'job:' .. jid) == 1 then
+      elseif list and redis.call('EXISTS', job_key(jid)) == 1 then
         redis.call('XADD', stream, '*', 'i', jid)
       end
     else
       local e = redis.call('XCLAIM', stream, GROUP, consumer, 0, eid)[1]
       local f = e and light_fields(e[2], level, eid, jid)
       if f then
-        light_job(out, light, level, eid, f)
-        took(level, eid, f.ix and f.i or '-')
+        light_job(light, level, eid, f)
+        took(level, eid, '-')
       elseif e and e[2] and activate_heavy(out, level, eid, e[2][2]) then
         took(level, eid, e[2][2])
       elseif not (e and e[2]) then
@@ -242,10 +232,10 @@ end
 local function reply()
   local status = out[1] .. ' ' .. out[2]
   if taken > 0 then
-    redis.call('SET', record_key, status .. ' ' .. table.concat(taken_record, ' '), 'PX', record_ms)
+    record_reply(token, status .. ' ' .. table.concat(taken_record, ' '), record_ms)
     redis.call('HSET', KEYS[1], 'ct:' .. consumer, token)
   else
-    redis.call('SET', record_key, status, 'PX', record_ms)
+    record_reply(token, status, record_ms)
   end
   return compose(out, light)
 end
@@ -280,10 +270,6 @@ while remaining > 0 and KEYS[FIRST_STREAM + level] do
         -- run is the options field, whose first two numbers it is.
         append_light(light, level, e[1], list[4], list[2])
         took(level, e[1], '-')
-      elseif #list > 2 then
-        -- Light, as the version before wrote it: i, p, r, b[, k].
-        append_job(out, list[2], level, e[1], 0, 1, list[6], list[4])
-        took(level, e[1], list[2])
       elseif activate_heavy(out, level, e[1], list[2]) then
         took(level, e[1], list[2])
       end

@@ -28,8 +28,8 @@ local GROUP = 'workers'
 -- pass them in that order (scripts.rs checks that every `KEY.<name>` a
 -- script's text uses is declared). Names: stats (counters), delayed
 -- (delayed jobs and retries by due time), dead (dead letters by time of
--- death), cr and cx (cancels, see below), ix (the version before's
--- light-job index).
+-- death), cr and cx (cancels, see below), ix (the light-job index of
+-- storage version 2, read by ensure.lua and migrate.lua only).
 --
 -- fixed_keys also refuses to run while the queue's slot is migrating to
 -- another Redis Cluster node, before the script has written anything. In
@@ -60,13 +60,36 @@ end
 --          for its worker.
 --   heavy  a job with mutable state (delayed, retried, snoozed, reclaimed,
 --          dead, or kept after completion) has a hash `job:<id>`, and its
---          stream entry holds only i (the id). Jobs written before light
---          jobs existed are heavy, so both are read everywhere.
---   Light entries of the version before had i (the id) first and kept
---   r ("max_attempts,timeout_ms") and b (backoff) apart, and the hash `ix`
---   mapped the id to "<level> <entry id>"; they are still read
---   (light_fields sets f.ix) and leave `ix` when they finish.
+--          stream entry begins with i (the id).
+--   Queues of earlier storage versions are brought to this one when a
+--   handle opens them (ensure.lua, migrate.lua), so no script reads their
+--   layouts.
 -- A light job becomes heavy (materialize) the first time it needs state.
+
+-- Keys made from an id, under the key base (ARGV[1] of every queue
+-- script), in the queue's slot: a heavy job's hash and a call's record.
+local function job_key(jid)
+  return ARGV[1] .. 'job:' .. jid
+end
+local function call_key(token)
+  return ARGV[1] .. 'call:' .. token
+end
+
+-- The call-record protocol (docs/design.md, `call:<token>`). A call that
+-- changes state carries a token that stays the same on every retry of it,
+-- and records its reply under that token, so a retry whose first run went
+-- through answers the record instead of running again. With it, the
+-- caller names its earlier calls whose replies it received ('' for none):
+-- their records are no longer needed.
+local function forget_call(token)
+  if token ~= '' then redis.call('DEL', call_key(token)) end
+end
+local function recorded_reply(token)
+  return redis.call('GET', call_key(token))
+end
+local function record_reply(token, reply, ms)
+  redis.call('SET', call_key(token), reply, 'PX', ms)
+end
 
 -- The queue's epoch: 16 hex digits that ensure.lua records once in the
 -- meta hash (`ep`). It makes light ids unique across queues, partitions

@@ -14,7 +14,7 @@ for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, 999) end
 local deleted = 0
 for _, jid in ipairs(ids) do
-  local jk = base .. 'job:' .. jid
+  local jk = job_key(jid)
   local idem = redis.call('HGET', jk, 'idem')
   if redis.call('ZREM', dead, jid) == 1 then
     redis.call('DEL', jk)

@@ -40,14 +40,14 @@
 
 fixed_keys('stats', 'delayed')
 local base = ARGV[1]
-local record_key, record_ms = base .. 'call:' .. ARGV[2], ARGV[3]
+local token, record_ms = ARGV[2], ARGV[3]
 local out = {}
 local confirmed = tonumber(ARGV[4])
 for c = 1, confirmed do
-  redis.call('DEL', base .. 'call:' .. ARGV[4 + c])
+  forget_call(ARGV[4 + c])
 end
 
-local recorded = redis.call('GET', record_key)
+local recorded = recorded_reply(token)
 if recorded then
   -- It still writes, so that a WAIT on this connection (Replicated
   -- durability) waits for the replicas to reach this point, which lies
@@ -106,7 +106,7 @@ for _ = 1, tonumber(ARGV[5 + confirmed]) do
         -- new hash costs a listpack search and a reallocation. `run` =
         -- "max_attempts,timeout_ms,created_ms" is what a claim needs and
         -- nothing changes.
-        local jk = base .. 'job:' .. jid
+        local jk = job_key(jid)
         local due = int(clock() + delay)
         redis.call('HSET', jk, 'payload', payload, 'prio', prio, 'bo', backoff,
           'run', run .. ',' .. int(clock()), 'state', 'delayed', 'due', due)
@@ -135,6 +135,6 @@ if added > 0 then
 end
 local reply = table.concat(out, ' ')
 if #out > 0 then
-  redis.call('SET', record_key, reply, 'PX', record_ms)
+  record_reply(token, reply, record_ms)
 end
 return reply

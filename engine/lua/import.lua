@@ -18,7 +18,7 @@
 -- otherwise run it twice). It is brought back only when its stream has
 -- lost it (Redis lost the data but the queue's meta survived).
 
-fixed_keys('delayed', 'dead', 'cx', 'ix')
+fixed_keys('delayed', 'dead', 'cx')
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local now = now_ms()
@@ -52,7 +52,7 @@ for _ = 1, n do
     end
   end
   o = o + 2 + nf * 2
-  local jk = base .. 'job:' .. jid
+  local jk = job_key(jid)
   if redis.call('EXISTS', jk) == 0 and nf > 0 and not known_light(jid) then
     if state == 'active' then state = 'waiting' end
     table.insert(fields, 'state')

@@ -9,26 +9,21 @@
 --                is no such job
 --
 -- A heavy job is its hash. A light job (common.lua) is found at the entry
--- its id names (or, written by the version before, through the index
--- `ix`) and described from its stream entry and the pending list: active
+-- its id names and described from its stream entry and the pending list: active
 -- while pending for a worker, waiting while pending for a blocking read's
 -- name or not yet delivered, and otherwise finished (nothing is answered:
 -- its acknowledged entry lingers until the stream is next trimmed).
 
-fixed_keys('cx', 'ix')
+fixed_keys('cx')
 local base = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
   local jid = ARGV[i]
-  local h = redis.call('HGETALL', base .. 'job:' .. jid)
+  local h = redis.call('HGETALL', job_key(jid))
   -- A light job cancelled while it waited, whose dead letter was deleted
   -- since: its entry waits to be skipped (`cx`), it is no job any more.
   if #h == 0 and redis.call('HEXISTS', KEY.cx, jid) == 0 then
     local level, eid = light_place(jid)
-    if not level then
-      local at = redis.call('HGET', KEY.ix, jid)
-      level, eid = string.match(at or '', '^(%d+) (%S+)$')
-    end
     local f = level and light_fields(entry_list(level, eid), level, eid, jid)
     if f then
       h = { 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. string.match(eid, '^%d+') }

@@ -2,21 +2,16 @@
 -- heavy, and dropping acknowledged entries (after common.lua; see
 -- common.lua for the two layouts).
 
--- A light entry's fields as a table (i, p, r, b, k, whichever layout; ix
--- when the version before indexed it), from XREADGROUP, XCLAIM or XRANGE's
--- field list, for
--- the job `jid` (its id when the caller knows it) in entry `eid` on
--- `level`; nil for a heavy entry (i only).
+-- A light entry's fields as a table (p, o, k, and i: its id, and r and
+-- b: its options split), from XREADGROUP, XCLAIM or XRANGE's field list,
+-- for the job `jid` (its id when the caller knows it) in entry `eid` on
+-- `level`; nil for a heavy entry (it begins with i, the job's id).
 local function light_fields(list, level, eid, jid)
-  if not list or #list <= 2 then return nil end
+  if not list or list[1] == 'i' then return nil end
   local f = {}
   for n = 1, #list, 2 do f[list[n]] = list[n + 1] end
-  if f.i then
-    f.ix = true
-  else
-    f.i = jid or light_id(level, eid)
-  end
-  if f.o then f.r, f.b = string.match(f.o, '^([^,]*,[^,]*),(.*)$') end
+  f.i = jid or light_id(level, eid)
+  f.r, f.b = string.match(f.o, '^([^,]*,[^,]*),(.*)$')
   return f
 end
 
@@ -34,11 +29,10 @@ end
 
 -- Give a light job (fields `f`, entry `eid` on `level`) its hash, as an
 -- active job of `worker` on its first attempt under fence 1 (or, with
--- worker nil, as a job waiting for its first attempt), and drop it from
--- the index of the version before. `ct`: the claim call that activated
--- it, if known.
+-- worker nil, as a job waiting for its first attempt). `ct`: the claim
+-- call that activated it, if known.
 local function materialize(base, level, eid, f, worker, ct)
-  local jk = base .. 'job:' .. f.i
+  local jk = job_key(f.i)
   local created = string.match(eid, '^%d+')
   if worker then
     redis.call('HSET', jk, 'payload', f.p, 'prio', level, 'bo', f.b, 'run', f.r .. ',' .. created,
@@ -49,7 +43,6 @@ local function materialize(base, level, eid, f, worker, ct)
   end
   if f.k then redis.call('HSET', jk, 'idem', f.k) end
   if ct then redis.call('HSET', jk, 'ct', ct) end
-  if f.ix then redis.call('HDEL', KEY.ix, f.i) end
   return jk
 end
 

@@ -38,16 +38,20 @@ end
 
 -- Move a job to the dead letters, keeping at most `cap` of them: the oldest
 -- beyond the cap are deleted with their job hashes, so memory stays bounded.
+-- At most CAP_EVICTIONS per call, so a cap lowered far below the letters
+-- kept does not hold Redis for one long script: each later burial takes
+-- the next chunk.
+local CAP_EVICTIONS = 1000
 local function bury(base, jk, jid, reason, cap, now)
   redis.call('HSET', jk, 'state', 'dead', 'err', reason, 'fat', int(now))
   redis.call('PERSIST', jk)
   local dead = KEY.dead
   redis.call('ZADD', dead, int(now), jid)
-  local excess = redis.call('ZCARD', dead) - cap
+  local excess = math.min(redis.call('ZCARD', dead) - cap, CAP_EVICTIONS)
   if excess > 0 then
     local oldest = redis.call('ZRANGE', dead, 0, excess - 1)
     for _, old in ipairs(oldest) do
-      redis.call('DEL', base .. 'job:' .. old)
+      redis.call('DEL', job_key(old))
     end
     redis.call('ZREMRANGEBYRANK', dead, 0, excess - 1)
   end
@@ -67,10 +71,9 @@ end
 -- negative) while attempts are left, otherwise dead-letter. `bury_now`
 -- skips the remaining attempts. Returns 'retry' or 'dead'.
 local function fail(base, jk, jid, err, delay, bury_now, cap, now)
-  -- `max` stands apart in hashes written before `run` held it.
-  local f = redis.call('HMGET', jk, 'att', 'run', 'bo', 'prio', 'max')
+  local f = redis.call('HMGET', jk, 'att', 'run', 'bo', 'prio')
   local att = tonumber(f[1]) or 0
-  local max = tonumber(string.match(f[2] or '', '^(%d+),')) or tonumber(f[5]) or 1
+  local max = tonumber(string.match(f[2] or '', '^(%d+),')) or 1
   local stats = KEY.stats
   redis.call('HINCRBY', stats, 'failed', 1)
   record_error(jk, att, err, now)

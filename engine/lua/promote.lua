@@ -16,7 +16,7 @@ local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', int(now), 'LIMIT', 0, l
 -- changed anything (the call is then retried whole).
 local jobs = {}
 for i, jid in ipairs(due) do
-  local f = redis.call('HMGET', base .. 'job:' .. jid, 'prio', 'state')
+  local f = redis.call('HMGET', job_key(jid), 'prio', 'state')
   jobs[i] = f
 end
 local moved = 0
@@ -27,7 +27,7 @@ for i, jid in ipairs(due) do
   -- give a running job a second entry, and two workers).
   if prio and (state == 'delayed' or not state) then
     redis.call('XADD', stream_key(prio), '*', 'i', jid)
-    redis.call('HSET', base .. 'job:' .. jid, 'state', 'waiting')
+    redis.call('HSET', job_key(jid), 'state', 'waiting')
     moved = moved + 1
   end
 end

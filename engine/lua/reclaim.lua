@@ -34,7 +34,7 @@
 -- workers' keep-alives land meanwhile; dead ones' entries are taken one
 -- visibility timeout later than they would have been.
 
-fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx')
 local base, consumer, min_idle, count, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 math.randomseed(tonumber(ARGV[6]))
 local now = now_ms()
@@ -87,7 +87,7 @@ local MAX_GIVE_BACKS = 3
 local function unconfirmed(jk)
   local f = redis.call('HMGET', jk, 'ct', 'gb')
   return f[1] and (tonumber(f[2]) or 0) < MAX_GIVE_BACKS
-    and redis.call('EXISTS', base .. 'call:' .. f[1]) == 1
+    and redis.call('EXISTS', call_key(f[1])) == 1
 end
 
 -- The claim token of `owner`'s last claim when its record still exists
@@ -101,7 +101,7 @@ end
 local function unconfirmed_claim(owner, eid, idle)
   local ct = redis.call('HGET', KEYS[1], 'ct:' .. owner)
   if not ct then return nil end
-  local record_key = base .. 'call:' .. ct
+  local record_key = call_key(ct)
   local record = redis.call('GET', record_key)
   if not record then return nil end
   local kept = string.match(record, '^read (%d+)$')
@@ -151,7 +151,7 @@ while KEYS[FIRST_STREAM + level] do
           redis.call('XACK', stream, GROUP, eid)
           table.insert(acked, eid)
           local jid = entry_job(e[2], level, eid)
-          local jk = base .. 'job:' .. jid
+          local jk = job_key(jid)
           local light = light_fields(e[2], level, eid, jid)
           if cancelled and cx_take(jid) then
             -- Delivered by a blocking read after an operator cancelled it

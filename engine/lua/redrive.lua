@@ -18,7 +18,7 @@ local now = now_ms()
 local moved = 0
 for _, jid in ipairs(ids) do
   if redis.call('ZREM', dead, jid) == 1 then
-    local jk = base .. 'job:' .. jid
+    local jk = job_key(jid)
     local prio = redis.call('HGET', jk, 'prio')
     if prio then
       redis.call('HSET', jk, 'att', 0)

@@ -51,11 +51,11 @@
 -- already, and is answered from the job's state; a light job no longer
 -- pending and without a hash completed.
 
-fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx', 'ix')
+fixed_keys('stats', 'delayed', 'dead', 'cr', 'cx')
 local base, keep, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local record_key, record_ms = base .. 'call:' .. ARGV[5], ARGV[6]
-if ARGV[7] ~= '' then redis.call('DEL', base .. 'call:' .. ARGV[7]) end
-local recorded = redis.call('GET', record_key)
+local token, record_ms = ARGV[5], ARGV[6]
+forget_call(ARGV[7])
+local recorded = recorded_reply(token)
 if recorded then return recorded end
 math.randomseed(tonumber(ARGV[4]))
 local consumer = ARGV[8]
@@ -87,7 +87,6 @@ local function finish(level, eid, acked)
   append(trimmed, level, eid)
   if not acked then append(to_ack, level, eid) end
 end
-local unindex = {}
 
 -- A success reported by the worker a reclaim took job `jid` from (silent
 -- past the visibility timeout, presumed dead) under `fence`, while nobody
@@ -143,7 +142,7 @@ for i = 0, n - 1 do
   local o = 10 + i * 7
   local jid, level, eid, fence, kind, text, delay =
     ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], tonumber(ARGV[o + 6])
-  local jk = base .. 'job:' .. jid
+  local jk = job_key(jid)
   local status = nil
   -- A light job made heavy below: its entry is acknowledged already.
   local acked = false
@@ -168,15 +167,12 @@ for i = 0, n - 1 do
       kind, text = take_cancel(jid, kind, text)
       if kind == 'done' and keep <= 0 then
         finish(level, eid, true)
-        -- Ids of the version before have no dashes; they were indexed.
-        if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
         completed = completed + 1
         status = 'done'
       else
         local f = light_fields(entry_list(level, eid), level, eid, jid)
         if not f then
           finish(level, eid, true)
-          if not string.find(jid, '-', 1, true) then unindex[#unindex + 1] = jid end
           status = 'gone'
         else
           materialize(base, level, eid, f, consumer, nil)
@@ -252,9 +248,9 @@ for _ = 1, tonumber(ARGV[g] or '0') do
       finish(level, eid, true)
       completed = completed + 1
       out[#out + 1] = 'done'
-    elseif redis.call('EXISTS', base .. 'job:' .. light_id(level, eid)) == 1 then
+    elseif redis.call('EXISTS', job_key(light_id(level, eid))) == 1 then
       local jid = light_id(level, eid)
-      out[#out + 1] = late_success(jid, base .. 'job:' .. jid, '0', '') or 'fenced'
+      out[#out + 1] = late_success(jid, job_key(jid), '0', '') or 'fenced'
     else
       out[#out + 1] = 'gone'
     end
@@ -268,11 +264,8 @@ end
 for level, ids in pairs(trimmed) do
   trim_acked(stream_key(level), ids, newest[level])
 end
-if #unindex > 0 then
-  in_parts(unindex, function(part) return redis.call('HDEL', KEY.ix, unpack(part)) end)
-end
 if completed > 0 then redis.call('HINCRBY', KEY.stats, 'completed', completed) end
 count_minute(base, now, completed, failed)
 local reply = table.concat(out, ' ')
-redis.call('SET', record_key, reply, 'PX', record_ms)
+record_reply(token, reply, record_ms)
 return reply

@@ -268,14 +268,11 @@ impl JobInfo {
         }
         let text = |k: &str| h.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
         let num = |k: &str| text(k).and_then(|s| s.parse::<u64>().ok());
-        // `run` holds max attempts, timeout and creation time; hashes
-        // written before it keep them in `max`, `to` and `cat`.
+        // `run` holds max attempts, timeout and creation time.
         let run = text(F::RUN).and_then(|r| RunFields::parse(&r));
-        let max_attempts = run
-            .map(|r| r.max_attempts)
-            .or_else(|| num(F::OLD_MAX_ATTEMPTS));
-        let timeout_ms = run.map(|r| r.timeout_ms).or_else(|| num(F::OLD_TIMEOUT));
-        let created_at_ms = run.map(|r| r.created_ms).or_else(|| num(F::OLD_CREATED));
+        let max_attempts = run.map(|r| r.max_attempts);
+        let timeout_ms = run.map(|r| r.timeout_ms);
+        let created_at_ms = run.map(|r| r.created_ms);
         Some(JobInfo {
             id: id.to_owned(),
             queue: queue.to_owned(),

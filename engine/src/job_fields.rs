@@ -28,10 +28,6 @@ pub(crate) const ERRORS: &str = "hist";
 pub(crate) const RESULT: &str = "res";
 /// Its idempotency key.
 pub(crate) const IDEMPOTENCY_KEY: &str = "idem";
-/// Hashes written before `run` existed keep its three numbers apart.
-pub(crate) const OLD_MAX_ATTEMPTS: &str = "max";
-pub(crate) const OLD_TIMEOUT: &str = "to";
-pub(crate) const OLD_CREATED: &str = "cat";
 
 /// A stream entry's fields: a heavy job's entry holds only its id; a light
 /// job's holds the payload and its options (and its idempotency key).

@@ -89,9 +89,9 @@ impl QueueKeys {
         format!("{}cx", self.base)
     }
 
-    /// Hash of the version before's light-job index: job id to
-    /// `<level> <entry id>` (read and emptied, never written, by the scripts;
-    /// see `lua/common.lua`).
+    /// Hash of storage version 2's light-job index: job id to
+    /// `<level> <entry id>` (read and emptied by `lua/migrate.lua`, never
+    /// written).
     pub fn old_index(&self) -> String {
         format!("{}ix", self.base)
     }

@@ -94,6 +94,7 @@ macro_rules! sources {
 
 sources!(
     "#!lua flags=allow-oom" "ensure.lua",
+    "#!lua flags=allow-oom" "migrate.lua" + "light.lua",
     "#!lua" "enqueue.lua",
     "#!lua flags=allow-oom" "claim.lua" + "light.lua",
     "#!lua flags=allow-oom" "settle.lua" + "light.lua" + "outcomes.lua",
@@ -115,6 +116,9 @@ sources!(
 transition!(
     /// Create missing priority streams and consumer groups.
     ENSURE, "ensure.lua");
+transition!(
+    /// One page of bringing a queue of an earlier storage version to this one.
+    MIGRATE, "migrate.lua");
 transition!(
     /// Add jobs (single or batch), honouring idempotency keys.
     ENQUEUE, "enqueue.lua");
@@ -169,8 +173,9 @@ mod tests {
     use super::source;
 
     /// The queue scripts (those that get the key base as `ARGV[1]`).
-    const QUEUE_SCRIPTS: [&str; 13] = [
+    const QUEUE_SCRIPTS: [&str; 14] = [
         "ensure.lua",
+        "migrate.lua",
         "enqueue.lua",
         "claim.lua",
         "settle.lua",
@@ -235,6 +240,9 @@ mod tests {
             super::declared_fixed_keys(settle),
             ["stats", "delayed", "dead", "cr", "cx", "ix"]
         );
-        assert!(super::declared_fixed_keys(source("ensure.lua").expect("ensure")).is_empty());
+        assert_eq!(
+            super::declared_fixed_keys(source("ensure.lua").expect("ensure")),
+            ["ix"]
+        );
     }
 }

@@ -383,7 +383,7 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
     // Every key the scripts declare exists on the source node, so they run
     // there (a declared key missing is refused before any script runs):
     // a cancel request (`cr`), a cancelled entry and a dead letter (`cx`,
-    // `dead`), the delayed set, and the index of the layout before (`ix`).
+    // `dead`), and the delayed set.
     assert_eq!(
         q.cancel(&other).await.expect("cancel"),
         Cancelled::Requested
@@ -392,8 +392,6 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
 
     let key = format!("{prefix}:{{migrating}}:meta");
     let moving = SlotMove::of(&cluster, &key);
-    let ix = format!("{prefix}:{{migrating}}:ix");
-    node_command(moving.source, &["HSET", &ix, "old-job", "0 0-0"]).expect("ix");
     moving.start();
 
     // The calls start, at once, while the slot migrates.

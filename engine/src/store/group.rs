@@ -9,14 +9,28 @@ use crate::keys::GROUP;
 use crate::scripts;
 
 use super::Store;
+
+/// The layout of a queue's keys this version reads and writes, recorded in
+/// its meta hash (`sv`). Queues of earlier versions are migrated when a
+/// handle opens them (`lua/migrate.lua` lists what each version changed).
+pub(crate) const STORAGE_VERSION: u32 = 3;
+
+/// Keys (or index fields) one migration call looks at: small enough that a
+/// call holds Redis for about a millisecond.
+const MIGRATION_PAGE: u32 = 500;
 use super::replies::*;
 
 impl Store {
-    /// Create missing streams and groups, and register the queue.
+    /// Create missing streams and groups, bring a queue an earlier
+    /// version wrote to this storage version, and register the queue.
     pub(crate) async fn ensure(&self) -> Result<()> {
         let mut inv = self.invocation(&scripts::ENSURE);
-        inv.arg(format!("{:016x}", rand::random::<u64>()));
-        self.run("ensure queue", &inv).await?;
+        inv.arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(STORAGE_VERSION);
+        let current = int(&self.run("ensure queue", &inv).await?);
+        if current == 0 {
+            self.migrate().await?;
+        }
         self.query(
             "register queue",
             redis::cmd("SADD")
@@ -24,6 +38,23 @@ impl Store {
                 .arg(self.keys.queue()),
         )
         .await
+    }
+
+    /// Migrate the queue to [`STORAGE_VERSION`] a page at a time
+    /// (`lua/migrate.lua`, which records how far it got, so a process
+    /// stopped half-way leaves the rest to the next one).
+    async fn migrate(&self) -> Result<()> {
+        let mut pages = 0u64;
+        loop {
+            let mut inv = self.invocation(&scripts::MIGRATE);
+            inv.arg(MIGRATION_PAGE).arg(STORAGE_VERSION);
+            let done = int(&self.run("migrate storage", &inv).await?);
+            pages += 1;
+            if done == 1 {
+                tracing::info!(queue = %self.keys.queue(), pages, "queue migrated to storage version {STORAGE_VERSION}");
+                return Ok(());
+            }
+        }
     }
 
     /// Reset the idle time of entries this consumer still works on, so they
