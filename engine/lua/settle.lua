@@ -158,8 +158,16 @@ for i = 0, n - 1 do
     elseif redis.call('XACK', stream_key(level), GROUP, eid) == 0 then
       -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
       -- completed already.
-      if redis.call('EXISTS', jk) == 0 then
+      local h = redis.call('HMGET', jk, 'fence', 'wk')
+      if not h[1] then
         status = 'gone'
+      elseif h[1] == '1' and h[2] == consumer then
+        -- This settle's first run gave it its hash (materialize, below)
+        -- and recorded the outcome; this is that settle again, after its
+        -- record expired (its reply was held longer than the record
+        -- lives: an outage). The heavy path answers what was recorded.
+        fence = '1'
+        acked = true
       else
         status = kind == 'done' and late_success(jid, jk, '0', text) or 'fenced'
       end
@@ -212,8 +220,9 @@ for i = 0, n - 1 do
       if kind == 'done' then
         completed = completed + 1
         if keep > 0 then
+          -- `wk` stays: the worker that completed it (and whose settle,
+          -- sent again, is answered `done` above).
           redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', now_text)
-          redis.call('HDEL', jk, 'wk')
           redis.call('PEXPIRE', jk, keep)
         else
           redis.call('DEL', jk)

@@ -2481,3 +2481,48 @@ async fn a_keep_alive_takes_back_its_blocking_reads_entry() {
         "the worker's outcome was refused"
     );
 }
+
+/// A settle sent again after its call record expired (its reply was held
+/// longer than the record lives: an outage longer than that) answers what
+/// its first run recorded, for a light job that run gave a hash as for a
+/// heavy one. It used to answer `fenced`, which a worker counts as its job
+/// taken by another (scenario 6, `redis_unreachable_for_ten_seconds`).
+#[tokio::test]
+async fn a_light_settle_sent_again_after_its_record_expired_answers_its_outcome() {
+    let t = TestRedis::new().await;
+    let q = t
+        .queue_with(
+            "settled-again",
+            QueueConfig {
+                keep_completed: Duration::from_secs(60),
+                ..fast_config()
+            },
+        )
+        .await;
+    for n in 0..2 {
+        q.enqueue(&Email { to: "a".into(), n }, JobOptions::new())
+            .await
+            .expect("enqueue");
+    }
+    let done = claim_when_ready(&q, "w").await;
+    let retried = claim_when_ready(&q, "w").await;
+    assert_eq!((done.fence(), retried.fence()), (0, 0), "light jobs");
+    let retry = || Outcome::Retry {
+        reason: "later".into(),
+        after: Some(Duration::from_secs(60)),
+    };
+    // Each settle call has a token of its own: the second is the first
+    // sent again with no record left of it.
+    for _ in 0..2 {
+        assert_eq!(
+            q.settle(&done, Outcome::Done).await.expect("settle"),
+            Settled::Done
+        );
+        assert_eq!(
+            q.settle(&retried, retry()).await.expect("settle"),
+            Settled::Retry
+        );
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.completed_total, s.delayed, s.active), (1, 1, 0));
+}
