@@ -10,7 +10,8 @@
 --                recorded only when the queue has none (see common.lua)
 -- ARGV[3]        this storage version
 -- Reply          1 when the queue is at this version, 0 when it holds data
---                an earlier version wrote (migrate.lua brings it over)
+--                an earlier version wrote (migrate.lua brings it over), -1
+--                when a later version wrote it (this one must not touch it)
 --
 -- Groups start at id 0, so entries added before the group existed are read.
 -- A queue none of whose streams existed holds nothing an earlier version
@@ -28,6 +29,7 @@ while KEYS[FIRST_STREAM + level] do
 end
 local recorded = redis.call('HGET', KEYS[1], 'sv')
 if recorded == version then return 1 end
+if tonumber(recorded or '0') > tonumber(version) then return -1 end
 if not recorded and existed == 0 and redis.call('EXISTS', KEY.ix) == 0 then
   redis.call('HSET', KEYS[1], 'sv', version)
   return 1

@@ -11,7 +11,7 @@ local function light_fields(list, level, eid, jid)
   local f = {}
   for n = 1, #list, 2 do f[list[n]] = list[n + 1] end
   f.i = jid or light_id(level, eid)
-  f.r, f.b = string.match(f.o, '^([^,]*,[^,]*),(.*)$')
+  if f.o then f.r, f.b = string.match(f.o, '^([^,]*,[^,]*),(.*)$') end
   return f
 end
 

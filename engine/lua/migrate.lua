@@ -7,7 +7,8 @@
 -- ARGV[2]        page size: keys (or index fields) looked at per call
 -- ARGV[3]        this storage version
 -- Reply          1 when the queue is at this version (recorded in the meta
---                hash as `sv`), 0 when pages remain
+--                hash as `sv`), 0 when pages remain, -1 when a later
+--                version wrote it (nothing is changed)
 --
 -- The earlier versions:
 --   1  job hashes kept max attempts, timeout and creation time apart
@@ -23,19 +24,28 @@
 --      whose entry was read and acknowledged finished; one whose entry is
 --      gone is no job. Either way its index field goes.
 --
--- Progress is recorded in the meta hash (`sv_step`: "<phase> <cursor>"),
--- so a process stopped half-way leaves the rest to the next one that
--- opens the queue. Every page is safe to run twice: a hash that has `run`
--- is not touched, an index field whose job has a hash only goes, and
--- SCAN's cursor returns every key that was there when it began at least
--- once. Processes of the earlier versions must be stopped before this
--- version opens the queue: they would go on writing the old layouts.
+-- Progress is recorded in the meta hash (`sv_step`: "hashes <cursor>
+-- <run id>", then "index"), so a process stopped half-way leaves the rest
+-- to the next one that opens the queue. Every page is safe to run twice:
+-- a hash that has `run` is not touched, and an index field whose job has
+-- a hash only goes. A SCAN cursor means something only to the Redis
+-- process that made it (its run id is kept with it): on another one (a
+-- failover, the slot moved to another node) the walk starts again. The
+-- walk visits the whole node's keys, matching the queue's. The index is
+-- read from its start each time, its fields deleted as they are handled,
+-- until it is empty. Processes of the earlier versions must be stopped
+-- before this version opens the queue: they would go on writing the old
+-- layouts.
 
 fixed_keys('ix')
 local base, page, version = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-if redis.call('HGET', KEYS[1], 'sv') == version then return 1 end
-local step = redis.call('HGET', KEYS[1], 'sv_step') or 'hashes 0'
-local phase, cursor = string.match(step, '^(%a+) (%d+)$')
+local recorded = redis.call('HGET', KEYS[1], 'sv')
+if recorded == version then return 1 end
+if tonumber(recorded or '0') > tonumber(version) then return -1 end
+local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local step = redis.call('HGET', KEYS[1], 'sv_step') or ''
+local phase, cursor, made_by = string.match(step, '^(%a+) (%d+) ?(%x*)$')
+if phase == 'hashes' and made_by ~= run_id then cursor = '0' end
 if phase ~= 'hashes' and phase ~= 'index' then phase, cursor = 'hashes', '0' end
 
 -- Version 1: `max`, `to` and `cat` into `run`.
@@ -54,7 +64,7 @@ end
 
 -- Version 2: each indexed light job given a hash, its index field removed.
 local function index()
-  local r = redis.call('HSCAN', KEY.ix, cursor, 'COUNT', page)
+  local r = redis.call('HSCAN', KEY.ix, '0', 'COUNT', page)
   local fields = r[2]
   for n = 1, #fields, 2 do
     local jid, place = fields[n], fields[n + 1]
@@ -80,21 +90,19 @@ local function index()
     end
     redis.call('HDEL', KEY.ix, jid)
   end
-  return r[1]
+  return redis.call('EXISTS', KEY.ix) == 0
 end
 
-local next_cursor
 if phase == 'hashes' then
-  next_cursor = hashes()
-  if next_cursor == '0' then phase = 'index' end
-else
-  next_cursor = index()
-  if next_cursor == '0' then phase = 'done' end
+  local next_cursor = hashes()
+  if next_cursor == '0' then
+    redis.call('HSET', KEYS[1], 'sv_step', 'index 0')
+  else
+    redis.call('HSET', KEYS[1], 'sv_step', 'hashes ' .. next_cursor .. ' ' .. run_id)
+  end
+  return 0
 end
-if phase == 'done' then
-  redis.call('HSET', KEYS[1], 'sv', version)
-  redis.call('HDEL', KEYS[1], 'sv_step')
-  return 1
-end
-redis.call('HSET', KEYS[1], 'sv_step', phase .. ' ' .. next_cursor)
-return 0
+if not index() then return 0 end
+redis.call('HSET', KEYS[1], 'sv', version)
+redis.call('HDEL', KEYS[1], 'sv_step')
+return 1

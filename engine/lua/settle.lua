@@ -158,14 +158,15 @@ for i = 0, n - 1 do
     elseif redis.call('XACK', stream_key(level), GROUP, eid) == 0 then
       -- Taken by a reclaimer (it has a hash now, under a fence > 0), or
       -- completed already.
-      local h = redis.call('HMGET', jk, 'fence', 'wk')
+      local h = redis.call('HMGET', jk, 'fence', 'st')
       if not h[1] then
         status = 'gone'
-      elseif h[1] == '1' and h[2] == consumer then
-        -- This settle's first run gave it its hash (materialize, below)
-        -- and recorded the outcome; this is that settle again, after its
-        -- record expired (its reply was held longer than the record
-        -- lives: an outage). The heavy path answers what was recorded.
+      elseif h[2] == token then
+        -- This very call's first run gave it its hash (materialize,
+        -- below; `st` is its token) and recorded the outcome; this is
+        -- that call again, after its record expired (its reply was held
+        -- longer than the record lives: an outage). The heavy path
+        -- answers what was recorded.
         fence = '1'
         acked = true
       else
@@ -184,6 +185,7 @@ for i = 0, n - 1 do
           status = 'gone'
         else
           materialize(base, level, eid, f, consumer, nil)
+          redis.call('HSET', jk, 'st', token)
           fence = '1'
           acked = true
         end
@@ -220,9 +222,8 @@ for i = 0, n - 1 do
       if kind == 'done' then
         completed = completed + 1
         if keep > 0 then
-          -- `wk` stays: the worker that completed it (and whose settle,
-          -- sent again, is answered `done` above).
           redis.call('HSET', jk, 'state', 'completed', 'res', text, 'fat', now_text)
+          redis.call('HDEL', jk, 'wk')
           redis.call('PEXPIRE', jk, keep)
         else
           redis.call('DEL', jk)

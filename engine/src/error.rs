@@ -89,6 +89,17 @@ pub enum Error {
         /// What the engine was doing.
         operation: &'static str,
     },
+    /// The queue was written by a later version of Sluice, whose storage
+    /// layout this one does not read (docs/design.md, "Storage versions").
+    #[error(
+        "queue {queue} was written by a later version of sluice (storage version above {supported}); upgrade this process"
+    )]
+    NewerStorage {
+        /// The queue (or partition).
+        queue: String,
+        /// The storage version this process reads.
+        supported: u32,
+    },
     /// Redis answered with something the engine did not expect.
     #[error("unexpected reply from redis during {operation}: {detail}")]
     Protocol {

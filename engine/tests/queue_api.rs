@@ -1108,6 +1108,16 @@ async fn the_storage_migration_resumes_and_is_safe_to_replay() {
             assert_eq!((first, again), (0, 0), "more pages remain");
         }
     }
+    // A cursor another Redis made (a failover, the slot moved) is not
+    // followed: the walk starts again.
+    let _: () = t
+        .query(
+            redis::cmd("HSET")
+                .arg(format!("{base}meta"))
+                .arg("sv_step")
+                .arg("hashes 8191 0123456789abcdef"),
+        )
+        .await;
     let q = t.queue("halfway").await;
     assert_eq!(
         earlier_layout_left(&t, "halfway").await,
@@ -2487,6 +2497,8 @@ async fn a_keep_alive_takes_back_its_blocking_reads_entry() {
 /// its first run recorded, for a light job that run gave a hash as for a
 /// heavy one. It used to answer `fenced`, which a worker counts as its job
 /// taken by another (scenario 6, `redis_unreachable_for_ten_seconds`).
+/// Another call with the same outcome is still refused: it is not the
+/// one that was recorded.
 #[tokio::test]
 async fn a_light_settle_sent_again_after_its_record_expired_answers_its_outcome() {
     let t = TestRedis::new().await;
@@ -2507,22 +2519,77 @@ async fn a_light_settle_sent_again_after_its_record_expired_answers_its_outcome(
     let done = claim_when_ready(&q, "w").await;
     let retried = claim_when_ready(&q, "w").await;
     assert_eq!((done.fence(), retried.fence()), (0, 0), "light jobs");
-    let retry = || Outcome::Retry {
-        reason: "later".into(),
-        after: Some(Duration::from_secs(60)),
+    let base = format!("{}:{{settled-again}}:", t.prefix);
+    let source = sluice_engine::script_source("settle.lua").expect("settle.lua");
+    // settle.lua as the worker sends it: one outcome, under `token`.
+    let settle = |job: &sluice_engine::Job, kind: &str, delay: &str, token: &str| {
+        let (level, eid) = job
+            .id
+            .split_once('-')
+            .expect("epoch")
+            .1
+            .split_once('-')
+            .expect("level");
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(source).arg(1 + 5 + PRIORITY_LEVELS as usize);
+        cmd.arg(format!("{base}meta"));
+        for fixed in ["stats", "delayed", "dead", "cr", "cx"] {
+            cmd.arg(format!("{base}{fixed}"));
+        }
+        for l in 0..PRIORITY_LEVELS {
+            cmd.arg(format!("{base}p:{l}"));
+        }
+        cmd.arg(&base)
+            .arg(60_000)
+            .arg(1000)
+            .arg(1)
+            .arg(token)
+            .arg(10_000)
+            .arg("")
+            .arg("w");
+        cmd.arg(1)
+            .arg(&job.id)
+            .arg(level)
+            .arg(eid)
+            .arg(0)
+            .arg(kind)
+            .arg("why")
+            .arg(delay);
+        cmd.arg(1).arg(level).arg(eid).arg(0);
+        cmd
     };
-    // Each settle call has a token of its own: the second is the first
-    // sent again with no record left of it.
-    for _ in 0..2 {
-        assert_eq!(
-            q.settle(&done, Outcome::Done).await.expect("settle"),
-            Settled::Done
-        );
-        assert_eq!(
-            q.settle(&retried, retry()).await.expect("settle"),
-            Settled::Retry
-        );
+    for (job, kind, delay) in [(&done, "done", "0"), (&retried, "retry", "60000")] {
+        let token = format!("first-{kind}");
+        let first: String = t.query(&settle(job, kind, delay, &token)).await;
+        assert_eq!(first, kind);
+        // The record expires; the same call comes again.
+        let _: i64 = t
+            .query(redis::cmd("DEL").arg(format!("{base}call:{token}")))
+            .await;
+        let again: String = t.query(&settle(job, kind, delay, &token)).await;
+        assert_eq!(again, kind, "the first run's outcome");
+        let other: String = t.query(&settle(job, kind, delay, "another")).await;
+        assert_eq!(other, "fenced", "another call is not the one recorded");
     }
     let s = q.stats().await.expect("stats");
     assert_eq!((s.completed_total, s.delayed, s.active), (1, 1, 0));
+}
+
+/// A queue a later version wrote (its storage version above this one's) is
+/// refused, not migrated down.
+#[tokio::test]
+async fn a_queue_of_a_later_storage_version_is_refused() {
+    let t = TestRedis::new().await;
+    t.queue("later").await;
+    let meta = format!("{}:{{later}}:meta", t.prefix);
+    let _: () = t
+        .query(redis::cmd("HSET").arg(&meta).arg("sv").arg(4))
+        .await;
+    let opened = t.client.queue_with("later", fast_config()).await;
+    assert!(
+        matches!(opened, Err(Error::NewerStorage { supported: 3, .. })),
+        "{opened:?}"
+    );
+    let version: String = t.query(redis::cmd("HGET").arg(&meta).arg("sv")).await;
+    assert_eq!(version, "4");
 }

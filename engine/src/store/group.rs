@@ -27,9 +27,10 @@ impl Store {
         let mut inv = self.invocation(&scripts::ENSURE);
         inv.arg(format!("{:016x}", rand::random::<u64>()))
             .arg(STORAGE_VERSION);
-        let current = int(&self.run("ensure queue", &inv).await?);
-        if current == 0 {
-            self.migrate().await?;
+        match int(&self.run("ensure queue", &inv).await?) {
+            1 => {}
+            0 => self.migrate().await?,
+            _ => return Err(self.newer_storage()),
         }
         self.query(
             "register queue",
@@ -50,10 +51,20 @@ impl Store {
             inv.arg(MIGRATION_PAGE).arg(STORAGE_VERSION);
             let done = int(&self.run("migrate storage", &inv).await?);
             pages += 1;
+            if done < 0 {
+                return Err(self.newer_storage());
+            }
             if done == 1 {
                 tracing::info!(queue = %self.keys.queue(), pages, "queue migrated to storage version {STORAGE_VERSION}");
                 return Ok(());
             }
+        }
+    }
+
+    fn newer_storage(&self) -> crate::Error {
+        crate::Error::NewerStorage {
+            queue: self.keys.queue().to_owned(),
+            supported: STORAGE_VERSION,
         }
     }
 
