@@ -383,14 +383,29 @@ impl Partition {
         limit: usize,
     ) -> Result<(Vec<JobInfo>, u64)> {
         let after = cursor.map(|c| (c.died_at_ms, c.id.as_str()));
-        let (ids, matched) = self.store.find_dead(text, after, offset, limit).await?;
+        let (rows, matched) = self.store.find_dead(text, after, offset, limit).await?;
+        let ids: Vec<String> = rows.into_iter().map(|(_, id)| id).collect();
         Ok((self.store.jobs(&ids).await?, matched))
+    }
+
+    /// The (time of death, id) of the first `limit` dead letters after
+    /// `cursor` whose error contains `text`, and how many match in all: for
+    /// a search over partitions, which reads only its page's jobs.
+    pub(crate) async fn dead_rows_matching(
+        &self,
+        text: &str,
+        cursor: Option<&DeadCursor>,
+        limit: usize,
+    ) -> Result<(Vec<(u64, String)>, u64)> {
+        let after = cursor.map(|c| (c.died_at_ms, c.id.as_str()));
+        self.store.find_dead(text, after, 0, limit).await
     }
 
     /// The ids of dead letters whose error contains `text`, among the
     /// newest `scan` (errors only are read, never payloads).
     pub(crate) async fn dead_ids_matching(&self, text: &str, scan: usize) -> Result<Vec<String>> {
-        Ok(self.store.find_dead(text, None, 0, scan).await?.0)
+        let (rows, _) = self.store.find_dead(text, None, 0, scan).await?;
+        Ok(rows.into_iter().map(|(_, id)| id).collect())
     }
 
     /// Cancel a job. A waiting or delayed job becomes a dead letter at once

@@ -136,11 +136,30 @@ impl Queue {
     }
 
     /// Where a job goes: by its partition key, else by its idempotency key,
-    /// else anywhere (spread at random, like the job ids).
+    /// else anywhere (spread at random, like the job ids) but a partition
+    /// whose slot was lately found migrating (see [`Self::open_partitions`]).
     fn route(&self, partition_key: Option<&str>, options: &JobOptions) -> &Partition {
         match partition_key.or(options.idempotency_key.as_deref()) {
             Some(key) => self.partition_for(key),
-            None => &self.partitions[rand::random_range(0..self.partitions.len())],
+            None => {
+                let open = self.open_partitions();
+                &self.partitions[open[rand::random_range(0..open.len())]]
+            }
+        }
+    }
+
+    /// The partitions a job without a key may go to: those whose Redis
+    /// Cluster slot no call found migrating in the last seconds (a call to
+    /// a migrating slot waits, retrying, until the move is over), or all
+    /// of them when every one was. A job with a key stays with its key.
+    fn open_partitions(&self) -> Vec<usize> {
+        let open: Vec<usize> = (0..self.partitions.len())
+            .filter(|&i| !self.partitions[i].store().slot_moving())
+            .collect();
+        if open.is_empty() {
+            (0..self.partitions.len()).collect()
+        } else {
+            open
         }
     }
 
@@ -208,12 +227,13 @@ impl Queue {
         let total = jobs.len();
         let mut groups: Vec<(Vec<usize>, Vec<NewJob>)> =
             vec![(Vec::new(), Vec::new()); self.partitions.len()];
-        let offset = rand::random_range(0..self.partitions.len());
+        let open = self.open_partitions();
+        let offset = rand::random_range(0..open.len());
         for (i, (partition_key, job)) in jobs.into_iter().enumerate() {
             let index = match partition_key.or_else(|| job.options.idempotency_key.clone()) {
                 Some(key) => (stable_hash(&key) % self.partitions.len() as u64) as usize,
                 // Keyless jobs are dealt out in turn.
-                None => (offset + i) % self.partitions.len(),
+                None => open[(offset + i) % open.len()],
             };
             groups[index].0.push(i);
             groups[index].1.push(job);
@@ -294,16 +314,6 @@ impl Queue {
             .run(shutdown)
             .await
     }
-}
-
-/// Dead letters newest death first (then by id), as one partition lists
-/// them, so pages of several partitions merge.
-fn newest_first(letters: &mut [JobInfo]) {
-    letters.sort_by(|a, b| {
-        b.finished_at_ms
-            .cmp(&a.finished_at_ms)
-            .then_with(|| a.id.cmp(&b.id))
-    });
 }
 
 /// Operators' reads and actions, correct over every partition. A queue
@@ -437,15 +447,23 @@ impl Queue {
         if let [q] = self.partitions.as_slice() {
             return q.search_dead(text, cursor, offset, limit).await;
         }
-        let mut all = Vec::new();
+        // The matches' ids over every partition (errors only are read),
+        // the page cut from them, then only the page's jobs read.
+        let mut rows = Vec::new();
         let mut matched = 0;
-        for q in self.partitions.iter() {
-            let (letters, n) = q.search_dead(text, cursor, 0, offset + limit).await?;
-            all.extend(letters);
+        for (i, q) in self.partitions.iter().enumerate() {
+            let (found, n) = q.dead_rows_matching(text, cursor, offset + limit).await?;
+            rows.extend(found.into_iter().map(|(ms, id)| (ms, id, i)));
             matched += n;
         }
-        newest_first(&mut all);
-        Ok((all.into_iter().skip(offset).take(limit).collect(), matched))
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+        let mut letters = Vec::with_capacity(limit);
+        for (_, id, i) in rows.into_iter().skip(offset).take(limit) {
+            if let Some(job) = self.partitions[i].job(&id).await? {
+                letters.push(job);
+            }
+        }
+        Ok((letters, matched))
     }
 
     /// Completed and failed attempts per minute over every partition (see

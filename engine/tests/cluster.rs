@@ -532,3 +532,61 @@ impl SlotMove {
         }
     }
 }
+
+/// On a partitioned queue, jobs without a key go to partitions whose slot
+/// is not moving: once a call found one partition's slot migrating, new
+/// keyless jobs are dealt out to the others instead of waiting on it (a
+/// keyed job still waits for its own partition, and lands once the move
+/// is over).
+#[tokio::test]
+async fn keyless_jobs_go_around_a_partition_whose_slot_is_moving() {
+    let cluster = TestCluster::start(3, 0);
+    let prefix = unique_prefix();
+    let client = Client::connect_with(ClientConfig::new(cluster.url()).prefix(&prefix).retry(
+        RetryPolicy {
+            retries: 12,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+        },
+    ))
+    .await
+    .expect("connect");
+    let q = client
+        .partitioned_queue("spread", 3, fast_config())
+        .await
+        .expect("queue");
+    let key = (0..)
+        .map(|n| format!("key-{n}"))
+        .find(|k| q.partition_for(k).name() == "spread#0")
+        .expect("a key of partition 0");
+    let moving = SlotMove::of(&cluster, &format!("{prefix}:{{spread#0}}:meta"));
+    moving.start();
+    let keyed = {
+        let q = q.clone();
+        tokio::spawn(async move { q.enqueue_keyed(&key, &0u32, JobOptions::new()).await })
+    };
+    // The keyed call finds the slot migrating, and waits for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let jobs: Vec<NewJob> = (1..=30u32)
+        .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
+        .collect();
+    let placed = q
+        .enqueue_batch(jobs)
+        .await
+        .expect("keyless jobs go to partitions whose slot stays");
+    assert_eq!(placed.len(), 30);
+    assert!(
+        !keyed.is_finished(),
+        "the keyed job waits for its partition"
+    );
+    tokio::task::spawn_blocking(move || moving.finish(100, Duration::ZERO))
+        .await
+        .expect("resharding");
+    keyed.await.expect("task").expect("the keyed job lands");
+    let waiting = |i: usize| {
+        let p = q.partitions()[i].clone();
+        async move { p.stats().await.expect("stats").waiting }
+    };
+    assert_eq!(waiting(0).await, 1, "only the keyed job");
+    assert_eq!(waiting(1).await + waiting(2).await, 30);
+}

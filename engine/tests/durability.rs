@@ -541,4 +541,18 @@ async fn a_deep_dead_letter_page_reads_one_page_of_jobs() {
     let got: Vec<&str> = page.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(got, want, "the page is the same");
     assert!(read <= 10, "{read} job hashes read for a page of 10");
+
+    // A search by error text the same way: the matches' ids are gathered
+    // over the partitions (errors only), the page cut, then only its jobs
+    // read (issue 37, 10: each partition's first 210 matches were read
+    // whole).
+    let (found, matched) = q.find_dead("NO", 0, 300).await.expect("search all");
+    assert_eq!((found.len(), matched), (300, 300));
+    let reads = command_calls(&url, "hgetall").await;
+    let (page, matched) = q.find_dead("no", 200, 10).await.expect("search page");
+    let read = command_calls(&url, "hgetall").await - reads;
+    let want: Vec<&str> = found[200..210].iter().map(|j| j.id.as_str()).collect();
+    let got: Vec<&str> = page.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!((got, matched), (want, 300), "the page is the same");
+    assert!(read <= 10, "{read} job hashes read for a search page of 10");
 }

@@ -83,6 +83,13 @@ pub(super) fn is_slot_migrating(e: &RedisError) -> bool {
     e.to_string().contains("non local key")
 }
 
+/// Whether a failed call shows the queue's slot moving between nodes: a
+/// script stopped by the migration, or TRYAGAIN / ASK left after the
+/// cluster client's own retries.
+fn shows_slot_moving(e: &RedisError) -> bool {
+    is_slot_migrating(e) || matches!(e.code(), Some("TRYAGAIN" | "ASK"))
+}
+
 /// Whether Redis refused the call for want of memory (`maxmemory` reached
 /// under `noeviction`): `-OOM command not allowed ...`.
 pub(super) fn is_out_of_memory(e: &RedisError) -> bool {
@@ -202,9 +209,21 @@ impl Store {
         operation: &'static str,
         inv: &ScriptInvocation<'_>,
     ) -> Result<Value> {
+        let moving = &self.slot_moving_at;
         with_retry(self.retry, operation, || {
             let mut conn = self.conn.clone();
-            async move { inv.invoke_async::<Value>(&mut conn).await }
+            async move {
+                let reply = inv.invoke_async::<Value>(&mut conn).await;
+                if let Err(e) = &reply
+                    && shows_slot_moving(e)
+                {
+                    moving.store(
+                        crate::registry::unix_ms(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+                reply
+            }
         })
         .await
     }

@@ -296,6 +296,11 @@ impl Store {
 
     /// The newest dead letters with their death ms, at most `limit`.
     pub(crate) async fn dead_newest(&self, limit: usize) -> Result<Vec<(u64, String)>> {
+        self.dead_rows_at(0, limit).await
+    }
+
+    /// Dead letters' (time of death, id), newest first, `offset` skipped.
+    async fn dead_rows_at(&self, offset: usize, limit: usize) -> Result<Vec<(u64, String)>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -304,8 +309,8 @@ impl Store {
                 "list dead letters",
                 redis::cmd("ZREVRANGE")
                     .arg(self.keys.dead())
-                    .arg(0)
-                    .arg(limit - 1)
+                    .arg(offset)
+                    .arg(offset + limit - 1)
                     .arg("WITHSCORES"),
             )
             .await?;
@@ -475,15 +480,16 @@ impl Store {
     }
 
     /// Dead letters whose error contains `text` (ignoring case), newest
-    /// first, only those after `after` when given: the ids of the `offset..offset+limit` matches and how many
-    /// match in all. Reads only the error field, 1,000 letters per round trip.
+    /// first, only those after `after` when given: the (time of death, id)
+    /// of the `offset..offset+limit` matches, and how many match in all.
+    /// Reads only the error field, 1,000 letters per round trip.
     pub(crate) async fn find_dead(
         &self,
         text: &str,
         after: Option<(u64, &str)>,
         offset: usize,
         limit: usize,
-    ) -> Result<(Vec<String>, u64)> {
+    ) -> Result<(Vec<(u64, String)>, u64)> {
         const CHUNK: usize = 1000;
         let needle = text.to_lowercase();
         let mut page = Vec::new();
@@ -493,26 +499,27 @@ impl Store {
             Some(cursor) => self.dead_rank_after(cursor).await?,
         };
         loop {
-            let ids = self.dead_ids(start, CHUNK).await?;
-            if ids.is_empty() {
+            let rows = self.dead_rows_at(start, CHUNK).await?;
+            if rows.is_empty() {
                 return Ok((page, matched));
             }
             let mut pipe = redis::pipe();
-            for id in &ids {
+            for (_, id) in &rows {
                 pipe.cmd("HGET")
                     .arg(self.keys.job(id))
                     .arg(crate::job_fields::ERROR);
             }
             let errors: Vec<Option<String>> = self.query_pipe("search dead letters", &pipe).await?;
-            for (id, error) in ids.iter().zip(errors) {
+            let found = rows.len();
+            for (row, error) in rows.into_iter().zip(errors) {
                 if error.is_some_and(|e| e.to_lowercase().contains(&needle)) {
                     if matched as usize >= offset && page.len() < limit {
-                        page.push(id.clone());
+                        page.push(row);
                     }
                     matched += 1;
                 }
             }
-            if ids.len() < CHUNK {
+            if found < CHUNK {
                 return Ok((page, matched));
             }
             start += CHUNK;

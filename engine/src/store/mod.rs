@@ -17,6 +17,10 @@ mod meta;
 mod replies;
 mod transitions;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use crate::conn::Conn;
 use crate::keys::QueueKeys;
 
@@ -33,7 +37,14 @@ pub(crate) struct Store {
     conn: Conn,
     keys: QueueKeys,
     retry: RetryPolicy,
+    /// When (unix ms) a call last found the queue's Redis Cluster slot
+    /// migrating; 0 when none did. Shared by the store's clones.
+    slot_moving_at: Arc<AtomicU64>,
 }
+
+/// How long a slot found migrating counts as migrating: new jobs without
+/// a key go to other partitions meanwhile (`Queue`'s routing).
+const SLOT_MOVING_FOR: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,7 +54,20 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub(crate) fn new(conn: Conn, keys: QueueKeys, retry: RetryPolicy) -> Self {
-        Self { conn, keys, retry }
+        Self {
+            conn,
+            keys,
+            retry,
+            slot_moving_at: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Whether a call found the queue's slot migrating in the last
+    /// [`SLOT_MOVING_FOR`].
+    pub(crate) fn slot_moving(&self) -> bool {
+        let at = self.slot_moving_at.load(Ordering::Relaxed);
+        at != 0
+            && crate::registry::unix_ms().saturating_sub(at) < SLOT_MOVING_FOR.as_millis() as u64
     }
 
     pub(crate) fn keys(&self) -> &QueueKeys {
