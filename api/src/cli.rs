@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 pub use sluice_jobs::app::{PipelineCommand, UsersCommand};
 
-/// Sluice: a durable job queue on Redis Streams.
+/// Sluice: a durable job queue on Redis Streams. `sluice up` runs the
+/// HTTP API, the dashboard and workers on one machine; the other commands
+/// enqueue jobs and operate queues, dead letters and schedules.
 // `Debug` by hand: the Redis URL may hold a password.
 #[derive(Parser)]
-#[command(name = "sluice", version, about)]
+#[command(name = "sluice", version)]
 pub struct Cli {
     /// TOML config file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]

@@ -1,5 +1,6 @@
 //! The `sluice` binary: parse the command line, read the config, set up
-//! logging, run; errors are reported on one line with a non-zero exit.
+//! logging, run; runtime errors are reported on one line, usage errors with
+//! the usage line, both with a non-zero exit.
 
 use std::process::ExitCode;
 
@@ -57,6 +58,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A usage error as clap renders it, made compact: the error on one line
+/// with what it lists (the missing arguments) and clap's tips, then the
+/// usage line when clap gives one.
+fn usage_error(rendered: &str) -> String {
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        } else if line.starts_with("Usage:") {
+            usage = Some(line);
+        } else {
+            message.push(line.trim_start_matches("error: "));
+        }
+    }
+    let mut out = String::from("sluice: error:");
+    for part in message {
+        out.push_str(if part.starts_with("tip:") { "; " } else { " " });
+        out.push_str(part);
+    }
+    if let Some(usage) = usage {
+        out.push('\n');
+        out.push_str(usage);
+    }
+    out
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -67,13 +95,7 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // Usage errors on one line, like every other error.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "sluice: error: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
+            eprintln!("{}", usage_error(&e.render().to_string()));
             return ExitCode::from(2);
         }
     };

@@ -482,3 +482,30 @@ fn doctor_fails_an_evicting_redis_and_passes_a_good_one() {
     assert_eq!(report["server"]["maxmemory_policy"], "noeviction");
     drop(server);
 }
+
+/// What a new user meets: `--help` opens with what Sluice is, and a usage
+/// error names what is missing or wrong, with clap's tip, then the usage
+/// line (issue 38, small truths).
+#[test]
+fn help_and_usage_errors_speak_to_a_new_user() {
+    let env = Env::new();
+    let help = String::from_utf8(env.sluice(&["--help"]).stdout).expect("utf-8");
+    assert!(help.starts_with("Sluice: a durable job queue"), "{help}");
+    let out = env.sluice(&["enqueue"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0]
+            .starts_with("sluice: error: the following required arguments were not provided: <"),
+        "{err}"
+    );
+    assert!(lines[1].starts_with("Usage: sluice enqueue"), "{err}");
+    let err = String::from_utf8(env.sluice(&["stats", "--jsn"]).stderr).expect("utf-8");
+    assert!(
+        err.contains("unexpected argument '--jsn' found; tip:"),
+        "{err}"
+    );
+    assert!(err.contains("'--json'"), "{err}");
+}
