@@ -100,6 +100,15 @@ pub enum Error {
         /// The storage version this process reads.
         supported: u32,
     },
+    /// A task of the engine failed (it panicked: a bug); what it was doing
+    /// may or may not have happened.
+    #[error("internal error during {operation}: {detail}")]
+    Internal {
+        /// What the engine was doing.
+        operation: &'static str,
+        /// The task's failure.
+        detail: String,
+    },
     /// Redis answered with something the engine did not expect.
     #[error("unexpected reply from redis during {operation}: {detail}")]
     Protocol {

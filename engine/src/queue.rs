@@ -248,8 +248,10 @@ impl Queue {
         }
         let mut out: Vec<Option<Enqueued>> = vec![None; total];
         while let Some(joined) = calls.join_next().await {
-            let (positions, answer) =
-                joined.map_err(|e| Error::invalid("enqueue batch", e.to_string()))?;
+            let (positions, answer) = joined.map_err(|e| Error::Internal {
+                operation: "enqueue batch",
+                detail: e.to_string(),
+            })?;
             for (position, enqueued) in positions.into_iter().zip(answer?) {
                 out[position] = Some(enqueued);
             }
