@@ -1,4 +1,7 @@
-//! Every Redis key Sluice uses is built here, and nowhere else.
+//! Every Redis key the Rust side uses is built here, and nowhere else. The
+//! scripts get a queue's fixed keys as `KEYS` from here, and derive only
+//! keys made from an id (job hashes, call records, idempotency keys,
+//! throughput hours) from the key base (`lua/common.lua`).
 //!
 //! All keys of queue `q` carry `{q}` as a hash tag (`sluice:{q}:...`), so a
 //! queue lives in one Redis Cluster slot and its scripts never fail with

@@ -1,7 +1,9 @@
-//! The Lua scripts, one per state transition, each prefixed with the shared
-//! helpers it uses: `lua/common.lua` always, then `lua/light.lua` (entries
-//! of both layouts, trims) and `lua/outcomes.lua` (retries, dead letters)
-//! where needed. The helpers are closures made again on every call, so a
+//! The Lua scripts: one per state transition, the reads that must see a
+//! queue whole (`job_fields`, `idem_scan`), the storage migration, and the
+//! fleet-wide breakers, alerts and request windows. Each is prefixed with
+//! the shared helpers it uses: `lua/common.lua` always, then
+//! `lua/light.lua` (light and heavy entries, trims) and `lua/outcomes.lua`
+//! (retries, dead letters) where needed. The helpers are closures made again on every call, so a
 //! script carries only what it uses. Loaded once (EVALSHA, reloaded by the
 //! client on NOSCRIPT).
 
