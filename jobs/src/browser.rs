@@ -57,6 +57,25 @@ const KEPT_VARIABLES: [&str; 8] = [
     "FONTCONFIG_FILE",
 ];
 
+/// Whether this process runs as root (effective uid 0, from
+/// `/proc/self/status`; false where there is no such file).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| effective_uid(&status))
+        == Some(0)
+}
+
+/// The effective uid in a `/proc/<pid>/status` text: the second number of
+/// its `Uid:` line (real, effective, saved, filesystem).
+fn effective_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+}
+
 /// Every variable of this process but [`KEPT_VARIABLES`] (and `LC_*`),
 /// set to the empty string.
 fn blanked_environment() -> Vec<(String, String)> {
@@ -288,7 +307,24 @@ impl BrowserPool {
         }
     }
 
+    /// Launch Chromium, with its sandbox where the platform allows it. A
+    /// process running as root cannot have one (Chromium refuses to start
+    /// sandboxed as root), and where user namespaces are off the sandboxed
+    /// launch fails: then it starts without, and the log says so.
     async fn launch(&self) -> Result<Live> {
+        if !running_as_root() {
+            match self.launch_with(true).await {
+                Ok(live) => return Ok(live),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "chromium cannot start sandboxed here; starting it without its sandbox"
+                ),
+            }
+        }
+        self.launch_with(false).await
+    }
+
+    async fn launch_with(&self, sandboxed: bool) -> Result<Live> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         // A data directory per launch: two pools (or two processes) never
         // fight over Chromium's profile lock.
@@ -298,9 +334,11 @@ impl BrowserPool {
             uuid::Uuid::now_v7().simple()
         ));
         let (w, h) = self.settings.viewport;
-        let config = BrowserConfig::builder()
-            .chrome_executable(&self.settings.executable)
-            .no_sandbox()
+        let mut builder = BrowserConfig::builder().chrome_executable(&self.settings.executable);
+        if !sandboxed {
+            builder = builder.no_sandbox();
+        }
+        let config = builder
             .user_data_dir(&data_dir)
             .window_size(w, h)
             .viewport(Viewport {
@@ -319,7 +357,7 @@ impl BrowserPool {
             ))
         })?;
         let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
-        tracing::info!(executable = %self.settings.executable.display(), "browser launched");
+        tracing::info!(executable = %self.settings.executable.display(), sandboxed, "browser launched");
         Ok(Live {
             browser,
             driver,
@@ -342,4 +380,21 @@ async fn shut(mut live: Live) {
     let _ = live.browser.wait().await;
     live.driver.abort();
     let _ = std::fs::remove_dir_all(&live.data_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_uid;
+
+    #[test]
+    fn the_effective_uid_is_the_second_of_the_uid_line() {
+        let status =
+            "Name:\tsluice\nUmask:\t0022\nUid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(effective_uid(status), Some(0));
+        assert_eq!(
+            effective_uid("Uid:\t65534\t65534\t65534\t65534\n"),
+            Some(65534)
+        );
+        assert_eq!(effective_uid("Name:\tx\n"), None);
+    }
 }
