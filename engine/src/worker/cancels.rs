@@ -9,13 +9,13 @@ pub(super) async fn watch_cancels(
     queue: Partition,
     in_flight: InFlight,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     loop {
-        sleep_or_stop(every, &mut stop).await;
+        stop.sleep(every).await;
         let idle = in_flight.is_empty();
         if idle {
-            if *stop.borrow() {
+            if stop.is_triggered() {
                 return;
             }
             continue;

@@ -12,14 +12,14 @@ pub(super) async fn keep_alive(
     consumer: String,
     in_flight: InFlight,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let visibility = queue.config().visibility_timeout;
     // The first pass announces the visibility timeout at once.
     let mut wait = None;
     loop {
         if let Some(wait) = wait {
-            sleep_or_stop(wait, &mut stop).await;
+            stop.sleep(wait).await;
         }
         let Some(entries) = in_flight.entries() else {
             return;
@@ -41,7 +41,7 @@ pub(super) async fn keep_alive(
             }
         }
         // Keep refreshing after a stop: jobs still finish within the grace.
-        if *stop.borrow() && entries.is_empty() {
+        if stop.is_triggered() && entries.is_empty() {
             return;
         }
     }

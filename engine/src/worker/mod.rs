@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -48,8 +48,9 @@ use crate::job::{Job, Outcome};
 use crate::partition::{Partition, Ticket};
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::Queue;
-use crate::reclaimer;
+use crate::reclaimer::{self, ReclaimerConfig};
 use crate::run::Cancellation;
+use crate::shutdown::Shutdown;
 use crate::store::{CallToken, ClaimStatus, Delivered, RateState, SettleItem, Settled};
 
 /// How often an empty rate-limited queue is polled for new jobs.
@@ -338,6 +339,7 @@ impl<H: Runner> Worker<H> {
         if self.queue.partitions().len() > 1 {
             return run_all(self.per_partition(), shutdown).await;
         }
+        let (stop, signal) = shutdown_on(shutdown);
         // A task of its own, so the fetch loop runs on a runtime thread
         // even when `run` is awaited in `block_on` (as in `#[tokio::main]`):
         // a task spawned from a runtime thread starts on that thread, while
@@ -345,31 +347,19 @@ impl<H: Runner> Worker<H> {
         // a parked thread, once per job. In a JoinSet, so a caller that
         // drops this future stops the worker, as before (run_all alike).
         let mut worker = JoinSet::new();
-        worker.spawn(self.run_partition(shutdown));
-        match worker.join_next().await {
+        worker.spawn(self.run_partition(stop));
+        let report = match worker.join_next().await {
             Some(Ok(report)) => report,
             Some(Err(e)) => Err(crate::Error::invalid("worker", e.to_string())),
             None => Err(crate::Error::invalid("worker", "its task was lost")),
-        }
+        };
+        signal.abort();
+        report
     }
 
-    /// [`run`](Self::run) on a queue of one partition.
-    async fn run_partition(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<WorkerReport> {
-        // The sender stays alive until `run` returns: a dropped sender would
-        // make every `changed()` return at once and spin the loops.
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stop_tx = Arc::new(stop_tx);
-        let signal = {
-            let stop_tx = stop_tx.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-        };
-
+    /// [`run`](Self::run) on a queue of one partition, until `stop`. Each
+    /// loop gets a clone of `stop` of its own (see [`Shutdown::noticed`]).
+    async fn run_partition(self, stop: Shutdown) -> Result<WorkerReport> {
         let queue = self.queue.partitions()[0].clone();
         let visibility = queue.config().visibility_timeout;
         let counters = Arc::new(Counters::default());
@@ -384,36 +374,35 @@ impl<H: Runner> Worker<H> {
         background.spawn(promoter::run(
             queue.clone(),
             self.config.promoter,
-            stop_rx.clone(),
+            stop.clone(),
         ));
         background.spawn(reclaimer::run(
             queue.clone(),
             self.consumer.clone(),
-            self.config.reclaim_interval.unwrap_or(visibility / 2),
-            stop_rx.clone(),
+            ReclaimerConfig::for_visibility(visibility, self.config.reclaim_interval),
+            stop.clone(),
         ));
         background.spawn(watch_cancels(
             queue.clone(),
             in_flight.clone(),
             self.config.cancel_poll,
-            stop_rx.clone(),
+            stop.clone(),
         ));
         background.spawn(keep_alive(
             queue.clone(),
             self.consumer.clone(),
             in_flight.clone(),
             visibility / 3,
-            stop_rx.clone(),
+            stop.clone(),
         ));
-        let (settler_stop_tx, settler_stop_rx) = watch::channel(false);
-        let settler_stop_tx = Arc::new(settler_stop_tx);
+        let settler_stop = Shutdown::new();
         let settler = tokio::spawn(settle_loop(
             (queue.clone(), self.consumer.clone()),
             settle_rx,
             self.config.settle_batch,
             counters.clone(),
             in_flight.clone(),
-            settler_stop_rx,
+            settler_stop.clone(),
             self.observer.clone(),
         ));
 
@@ -424,7 +413,7 @@ impl<H: Runner> Worker<H> {
             counters: counters.clone(),
             pace: Arc::default(),
         };
-        let mut jobs = self.fetch_loop(stop_rx, dispatch, &in_flight).await?;
+        let mut jobs = self.fetch_loop(stop, dispatch, &in_flight).await?;
 
         // Shutdown: running jobs get the grace period, then are cancelled
         // and get the cancel grace; those still running are abandoned.
@@ -460,12 +449,10 @@ impl<H: Runner> Worker<H> {
             .await
             .is_err()
         {
-            let _ = settler_stop_tx.send(true);
+            settler_stop.trigger();
             settler_abort.abort();
         }
         background.abort_all();
-        signal.abort();
-        drop(stop_tx);
         if let Err(e) = queue.store().remove_consumer(&self.consumer).await {
             tracing::debug!(queue = queue.name(), error = %e, "could not remove consumer");
         }
@@ -486,7 +473,7 @@ impl<H: Runner> Worker<H> {
     /// Claim and spawn jobs until `stop`; returns the running jobs.
     async fn fetch_loop(
         &self,
-        mut stop: watch::Receiver<bool>,
+        mut stop: Shutdown,
         dispatch: Dispatch,
         in_flight: &InFlight,
     ) -> Result<JoinSet<()>> {
@@ -509,8 +496,8 @@ impl<H: Runner> Worker<H> {
                 Ok(conn) => break conn,
                 Err(e) => {
                     let wait = backoff.failed(queue.name(), &e);
-                    sleep_or_stop(wait, &mut stop).await;
-                    if *stop.borrow() {
+                    stop.sleep(wait).await;
+                    if stop.is_triggered() {
                         return Ok(running);
                     }
                 }
@@ -542,14 +529,14 @@ impl<H: Runner> Worker<H> {
         // The size of the jobs' payloads, on average (for the claims' size).
         let mut payload_size: Option<usize> = None;
         loop {
-            if *stop.borrow() && delivered.entries.is_empty() {
+            if stop.is_triggered() && delivered.entries.is_empty() {
                 store.forget_calls(answered.as_slice()).await;
                 return Ok(running);
             }
             while running.try_join_next().is_some() {}
             let first = tokio::select! {
                 p = slots.clone().acquire_owned() => p.map_err(|_| crate::Error::invalid("concurrency", "semaphore closed"))?,
-                _ = stop.changed(), if delivered.entries.is_empty() => continue,
+                _ = stop.noticed(), if delivered.entries.is_empty() => continue,
             };
             // The first slot freed wakes this loop ahead of the jobs that
             // are about to free theirs (a task woken from its thread runs
@@ -644,7 +631,7 @@ impl<H: Runner> Worker<H> {
                     // which runs while Redis is full.
                     lost_read = !e.is_full();
                     let wait = backoff.failed(queue.name(), &e);
-                    sleep_or_stop(wait, &mut stop).await;
+                    stop.sleep(wait).await;
                     continue;
                 }
                 None => match store.claim(&self.consumer, want, &delivered, &call).await {
@@ -663,7 +650,7 @@ impl<H: Runner> Worker<H> {
                         drop(permits);
                         unanswered = Some(call);
                         let wait = backoff.failed(queue.name(), &e);
-                        sleep_or_stop(wait, &mut stop).await;
+                        stop.sleep(wait).await;
                         continue;
                     }
                 },
@@ -671,10 +658,10 @@ impl<H: Runner> Worker<H> {
             if jobs.is_empty() {
                 drop(permits);
                 if status.paused {
-                    sleep_or_stop(self.config.pause_poll, &mut stop).await;
+                    stop.sleep(self.config.pause_poll).await;
                     continue;
                 }
-                if *stop.borrow() {
+                if stop.is_triggered() {
                     continue;
                 }
                 // A rate-limited queue is polled: a blocking read would take
@@ -682,11 +669,11 @@ impl<H: Runner> Worker<H> {
                 match status.rate {
                     RateState::Unlimited => {}
                     RateState::Open => {
-                        sleep_or_stop(RATE_LIMITED_POLL, &mut stop).await;
+                        stop.sleep(RATE_LIMITED_POLL).await;
                         continue;
                     }
                     RateState::Wait(wait) => {
-                        sleep_or_stop(wait.min(self.config.pause_poll), &mut stop).await;
+                        stop.sleep(wait.min(self.config.pause_poll)).await;
                         continue;
                     }
                 }
@@ -704,7 +691,7 @@ impl<H: Runner> Worker<H> {
                     Ok(d) => delivered = d,
                     Err(e) => {
                         let wait = backoff.failed(queue.name(), &e);
-                        sleep_or_stop(wait, &mut stop).await;
+                        stop.sleep(wait).await;
                     }
                 }
                 continue;
@@ -723,14 +710,14 @@ impl<H: Runner> Worker<H> {
             let mut waiting = std::collections::VecDeque::from(jobs);
             while !waiting.is_empty() {
                 if permits.is_empty() {
-                    let acquired = if *stop.borrow() {
+                    let acquired = if stop.is_triggered() {
                         None
                     } else {
                         tokio::select! {
                             p = slots.clone().acquire_owned() => Some(p.map_err(|_| {
                                 crate::Error::invalid("concurrency", "semaphore closed")
                             })?),
-                            _ = stop.changed() => None,
+                            _ = stop.noticed() => None,
                         }
                     };
                     let Some(first) = acquired else {
@@ -785,18 +772,11 @@ async fn run_all<H: Runner>(
     workers: Vec<Worker<H>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, signal) = shutdown_on(shutdown);
     let mut running = JoinSet::new();
     for worker in workers {
-        let mut stop = stop_rx.clone();
-        running.spawn(worker.run_partition(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
+        running.spawn(worker.run_partition(stop.clone()));
     }
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     let mut total = WorkerReport::default();
     let mut first_error = None;
     while let Some(joined) = running.join_next().await {
@@ -810,17 +790,25 @@ async fn run_all<H: Runner>(
             }
         }
     }
+    signal.abort();
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
     }
 }
 
-async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => {}
-        _ = stop.changed() => {}
-    }
+/// A [`Shutdown`] triggered when `signal` completes, and the task that
+/// waits for it (to abort once the worker is done).
+fn shutdown_on(
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let stop = Shutdown::new();
+    let trigger = stop.clone();
+    let task = tokio::spawn(async move {
+        signal.await;
+        trigger.trigger();
+    });
+    (stop, task)
 }
 
 /// What a job task needs besides its jobs: where outcomes go, how it is

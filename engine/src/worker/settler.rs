@@ -12,7 +12,7 @@ pub(super) async fn settle_loop(
     batch: usize,
     counters: Arc<Counters>,
     in_flight: InFlight,
-    mut hard_stop: watch::Receiver<bool>,
+    mut hard_stop: Shutdown,
     observer: Option<SettleObserver>,
 ) {
     let mut backoff = LoopBackoff::new("settler");
@@ -37,8 +37,8 @@ pub(super) async fn settle_loop(
                         Ok(statuses) => break statuses,
                         Err(e) => {
                             let wait = backoff.failed(queue.name(), &e);
-                            sleep_or_stop(wait, &mut hard_stop).await;
-                            if *hard_stop.borrow() {
+                            hard_stop.sleep(wait).await;
+                            if hard_stop.is_triggered() {
                                 return;
                             }
                         }
