@@ -5,6 +5,9 @@ use super::*;
 /// How soon a keep-alive that failed tries again (at most its interval).
 pub(super) const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(200);
 
+/// How many times per visibility timeout the claims are refreshed.
+pub(super) const REFRESHES_PER_VISIBILITY: u32 = 3;
+
 /// Refresh the claims of running (and not yet settled) jobs, and announce
 /// the worker's visibility timeout (see reclaim.lua).
 pub(super) async fn keep_alive(

@@ -2,11 +2,52 @@
 
 use super::*;
 
+/// The settler's task, and the stop that ends its retries.
+pub(super) struct Settler {
+    task: tokio::task::JoinHandle<()>,
+    hard_stop: Shutdown,
+}
+
+impl Settler {
+    /// Start recording what `rx` brings (see [`settle_loop`]).
+    pub(super) fn spawn(
+        (queue, consumer): (Partition, String),
+        rx: mpsc::UnboundedReceiver<Vec<SettleItem>>,
+        batch: usize,
+        counters: Arc<Counters>,
+        in_flight: InFlight,
+        observer: Option<SettleObserver>,
+    ) -> Self {
+        let hard_stop = Shutdown::new();
+        let task = tokio::spawn(settle_loop(
+            (queue, consumer),
+            rx,
+            batch,
+            counters,
+            in_flight,
+            hard_stop.clone(),
+            observer,
+        ));
+        Self { task, hard_stop }
+    }
+
+    /// Once every sender of outcomes is gone: wait for the settler to
+    /// record what it holds, or stop it when `grace` is over while Redis
+    /// is down.
+    pub(super) async fn finish(self, grace: Duration) {
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            self.hard_stop.trigger();
+            abort.abort();
+        }
+    }
+}
+
 /// Record finished attempts of `consumer` on `queue` in batches (the
 /// outcomes of one handler call always in the same settle call, when they
 /// fit); retry while Redis is down (the jobs stay claimed meanwhile, kept
 /// alive, so nothing is lost or run twice).
-pub(super) async fn settle_loop(
+async fn settle_loop(
     (queue, consumer): (Partition, String),
     mut rx: mpsc::UnboundedReceiver<Vec<SettleItem>>,
     batch: usize,
