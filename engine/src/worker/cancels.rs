@@ -1,6 +1,10 @@
 //! The cancel watcher: tells running jobs an operator cancelled them.
 
-use super::*;
+use std::time::Duration;
+
+use super::held::InFlight;
+use crate::partition::Partition;
+use crate::shutdown::Shutdown;
 
 /// Tell running jobs an operator cancelled (`Partition::cancel`) that they are.
 /// The request stays in Redis until the job's outcome is recorded, and

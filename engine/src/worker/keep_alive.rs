@@ -1,6 +1,10 @@
 //! The keep-alive: refreshes the claims of the attempts a worker holds.
 
-use super::*;
+use std::time::Duration;
+
+use super::held::InFlight;
+use crate::partition::Partition;
+use crate::shutdown::Shutdown;
 
 /// How soon a keep-alive that failed tries again (at most its interval).
 pub(super) const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(200);

@@ -53,7 +53,6 @@ use keep_alive::{REFRESHES_PER_VISIBILITY, keep_alive};
 use pace::Pace;
 use settler::Settler;
 
-use crate::backoff::LoopBackoff;
 use crate::error::Result;
 use crate::handler::{BatchHandler, Batched, Runner};
 use crate::partition::Partition;
