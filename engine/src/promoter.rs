@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::backoff::LoopBackoff;
 use crate::partition::Partition;
+use crate::shutdown::Shutdown;
 
 /// Longest sleep between two promotions: a delayed job becomes ready at most
 /// this late (sooner when the next due time is known).
@@ -33,11 +32,11 @@ impl Default for PromoterConfig {
     }
 }
 
-/// Promote due jobs until `stop` turns true. Sleeps until the next job is due
-/// (at most `interval`, since a sooner job may arrive meanwhile).
-pub(crate) async fn run(queue: Partition, config: PromoterConfig, mut stop: watch::Receiver<bool>) {
+/// Promote due jobs until `stop`. Sleeps until the next job is due (at most
+/// `interval`, since a sooner job may arrive meanwhile).
+pub(crate) async fn run(queue: Partition, config: PromoterConfig, mut stop: Shutdown) {
     let mut backoff = LoopBackoff::new("promoter");
-    while !*stop.borrow() {
+    while !stop.is_triggered() {
         let wait = match queue.promote_due(config.batch).await {
             Ok(p) if p.moved as usize >= config.batch => {
                 backoff.succeeded(queue.name());
@@ -50,9 +49,6 @@ pub(crate) async fn run(queue: Partition, config: PromoterConfig, mut stop: watc
             }
             Err(e) => backoff.failed(queue.name(), &e),
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
-        }
+        stop.sleep(wait).await;
     }
 }

@@ -3,26 +3,55 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::backoff::LoopBackoff;
 use crate::partition::Partition;
+use crate::shutdown::Shutdown;
 
 /// Consumers idle and empty for this long are removed from the group.
 pub const DEFAULT_CONSUMER_MAX_IDLE: Duration = Duration::from_secs(600);
 
-/// Run the reclaim every `interval` until `stop` turns true.
+/// Reclaims per visibility timeout, unless the worker sets its interval.
+const DEFAULT_RECLAIMS_PER_VISIBILITY: u32 = 2;
+
+/// The least time, in visibility timeouts, that a consumer idle and empty
+/// stays in the group (when longer than [`DEFAULT_CONSUMER_MAX_IDLE`]).
+const CONSUMER_MAX_IDLE_VISIBILITIES: u32 = 10;
+
+/// Consumer clean-up is rare work: once in this many reclaims.
+const CLEANUP_EVERY: u64 = 20;
+
+/// Settings of the reclaimer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReclaimerConfig {
+    /// How often jobs of dead workers are looked for.
+    pub interval: Duration,
+    /// Consumers idle and empty for this long are removed from the group.
+    pub consumer_max_idle: Duration,
+}
+
+impl ReclaimerConfig {
+    /// The defaults for a queue whose visibility timeout is `visibility`,
+    /// reclaiming every `interval` when one is set.
+    pub(crate) fn for_visibility(visibility: Duration, interval: Option<Duration>) -> Self {
+        Self {
+            interval: interval.unwrap_or(visibility / DEFAULT_RECLAIMS_PER_VISIBILITY),
+            consumer_max_idle: DEFAULT_CONSUMER_MAX_IDLE
+                .max(visibility * CONSUMER_MAX_IDLE_VISIBILITIES),
+        }
+    }
+}
+
+/// Run the reclaim every `config.interval` until `stop`.
 pub(crate) async fn run(
     queue: Partition,
     consumer: String,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
+    config: ReclaimerConfig,
+    mut stop: Shutdown,
 ) {
     let mut backoff = LoopBackoff::new("reclaimer");
     let mut rounds: u64 = 0;
-    let consumer_max_idle = DEFAULT_CONSUMER_MAX_IDLE.max(queue.config().visibility_timeout * 10);
-    while !*stop.borrow() {
-        let wait = match queue.reclaim_every(&consumer, interval).await {
+    while !stop.is_triggered() {
+        let wait = match queue.reclaim_every(&consumer, config.interval).await {
             Ok(r) => {
                 backoff.succeeded(queue.name());
                 if r.after_outage {
@@ -42,22 +71,18 @@ pub(crate) async fn run(
                     );
                 }
                 rounds += 1;
-                // Consumer clean-up is rare work: every 20th round.
-                if rounds % 20 == 1
+                if rounds % CLEANUP_EVERY == 1
                     && let Err(e) = queue
                         .store()
-                        .remove_idle_consumers(consumer_max_idle, &consumer)
+                        .remove_idle_consumers(config.consumer_max_idle, &consumer)
                         .await
                 {
                     tracing::debug!(queue = queue.name(), error = %e, "could not clean up consumers");
                 }
-                interval
+                config.interval
             }
             Err(e) => backoff.failed(queue.name(), &e),
         };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
-        }
+        stop.sleep(wait).await;
     }
 }

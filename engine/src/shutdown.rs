@@ -1,8 +1,10 @@
 //! One stop signal for a whole process: triggered once (by a signal
 //! handler, or by a part that failed), seen by every part that runs until
-//! the process stops. Clones share the signal.
+//! the process stops. Clones share the signal. A worker also stops its own
+//! loops with one (`worker/mod.rs`), each loop on a clone of its own.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -43,7 +45,10 @@ impl Shutdown {
 
     /// Ask every part to stop. Triggering again changes nothing.
     pub fn trigger(&self) {
-        self.sender.send_replace(true);
+        // Not a new value on a second trigger, so a clone that noticed the
+        // first is not woken again (see `noticed`).
+        self.sender
+            .send_if_modified(|stop| !std::mem::replace(stop, true));
     }
 
     /// Whether a stop was asked for.
@@ -57,6 +62,26 @@ impl Shutdown {
         // The sender lives as long as any clone, so this only ends at a
         // trigger.
         let _ = receiver.wait_for(|stop| *stop).await;
+    }
+
+    /// Completes when this clone notices the stop: at once if it was asked
+    /// for and this clone has not noticed it yet, and never once it has.
+    /// Loops that go on after a stop (the keep-alive while jobs finish, a
+    /// claim of entries already delivered) are woken by it once, not at
+    /// every wait.
+    pub(crate) async fn noticed(&mut self) {
+        // The sender lives as long as any clone, so this only ends at a
+        // trigger.
+        let _ = self.receiver.changed().await;
+    }
+
+    /// Sleep `wait`, cut short when this clone notices the stop (see
+    /// [`noticed`](Self::noticed)).
+    pub(crate) async fn sleep(&mut self, wait: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.noticed() => {}
+        }
     }
 }
 
@@ -82,5 +107,33 @@ mod tests {
         // Already triggered: completes at once, and a second trigger is a no-op.
         shutdown.trigger();
         shutdown.triggered().await;
+    }
+
+    /// The worker's loops rely on this: a loop that goes on after the stop
+    /// (the keep-alive while jobs finish) is woken by it once, then sleeps
+    /// in full again, and a second trigger does not wake it again.
+    #[tokio::test(start_paused = true)]
+    async fn a_clone_notices_the_stop_once() {
+        use std::time::Duration;
+        use tokio::time::Instant;
+
+        let shutdown = Shutdown::new();
+        let mut looping = shutdown.clone();
+        shutdown.trigger();
+        let start = Instant::now();
+        looping.sleep(Duration::from_secs(5)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO, "cut short when noticed");
+        shutdown.trigger();
+        looping.sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(5),
+            "in full once noticed"
+        );
+        assert!(looping.is_triggered());
+        // Another clone notices it for itself.
+        let mut other = shutdown.clone();
+        other.sleep(Duration::from_secs(5)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 }

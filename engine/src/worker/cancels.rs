@@ -1,6 +1,10 @@
 //! The cancel watcher: tells running jobs an operator cancelled them.
 
-use super::*;
+use std::time::Duration;
+
+use super::held::InFlight;
+use crate::partition::Partition;
+use crate::shutdown::Shutdown;
 
 /// Tell running jobs an operator cancelled (`Partition::cancel`) that they are.
 /// The request stays in Redis until the job's outcome is recorded, and
@@ -9,13 +13,13 @@ pub(super) async fn watch_cancels(
     queue: Partition,
     in_flight: InFlight,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     loop {
-        sleep_or_stop(every, &mut stop).await;
+        stop.sleep(every).await;
         let idle = in_flight.is_empty();
         if idle {
-            if *stop.borrow() {
+            if stop.is_triggered() {
                 return;
             }
             continue;

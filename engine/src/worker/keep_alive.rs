@@ -1,9 +1,16 @@
 //! The keep-alive: refreshes the claims of the attempts a worker holds.
 
-use super::*;
+use std::time::Duration;
+
+use super::held::InFlight;
+use crate::partition::Partition;
+use crate::shutdown::Shutdown;
 
 /// How soon a keep-alive that failed tries again (at most its interval).
 pub(super) const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(200);
+
+/// How many times per visibility timeout the claims are refreshed.
+pub(super) const REFRESHES_PER_VISIBILITY: u32 = 3;
 
 /// Refresh the claims of running (and not yet settled) jobs, and announce
 /// the worker's visibility timeout (see reclaim.lua).
@@ -12,14 +19,14 @@ pub(super) async fn keep_alive(
     consumer: String,
     in_flight: InFlight,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) {
     let visibility = queue.config().visibility_timeout;
     // The first pass announces the visibility timeout at once.
     let mut wait = None;
     loop {
         if let Some(wait) = wait {
-            sleep_or_stop(wait, &mut stop).await;
+            stop.sleep(wait).await;
         }
         let Some(entries) = in_flight.entries() else {
             return;
@@ -41,7 +48,7 @@ pub(super) async fn keep_alive(
             }
         }
         // Keep refreshing after a stop: jobs still finish within the grace.
-        if *stop.borrow() && entries.is_empty() {
+        if stop.is_triggered() && entries.is_empty() {
             return;
         }
     }

@@ -1,19 +1,28 @@
 //! `Worker`: runs a handler over one queue with a concurrency limit, batch
 //! claims, blocking waits when idle, batched settles, and graceful shutdown.
 //!
-//! Tasks of one worker:
-//! - the fetch loop (here): claims as many jobs as there are free slots
-//!   and `prefetch` more (by default adapted to how long jobs take against
-//!   a claim's round trip), blocks on the streams when nothing is ready,
-//!   spawns one task per job (or per batch, for a batch handler) run
-//!   through `run.rs`;
-//!   (how much it asks for: `pace.rs`);
+//! Tasks of one worker, on each partition of its queue (here: starting and
+//! stopping them):
+//! - the fetch loop (`fetcher.rs`): claims as many jobs as there are free
+//!   slots and `prefetch` more (by default adapted to how long jobs take
+//!   against a claim's round trip; how much it asks for: `pace.rs`),
+//!   through `claim.lua` or a direct read, blocks on the streams when
+//!   nothing is ready and polls a paused or rate-limited queue;
+//! - the job tasks (`executor.rs`), which the fetch loop starts as slots
+//!   free up: one per job (or per batch, for a batch handler) run through
+//!   `run.rs`, holding a slot per job; at a stop, the jobs not started go
+//!   back in line and running ones get the grace periods;
 //! - the settler (`settler.rs`): records finished attempts in batches;
 //! - the keep-alive (`keep_alive.rs`): refreshes the claims of running jobs
 //!   at a third of the visibility timeout, so long jobs are not reclaimed;
 //! - the cancel watcher (`cancels.rs`): tells running jobs an operator
 //!   cancelled them;
 //! - the promoter (`promoter.rs`) and the reclaimer (`reclaimer.rs`).
+//!
+//! Each loop stops on a clone of its own of the partition's [`Shutdown`],
+//! made from the future given to [`Worker::run`]; the settler, which
+//! records outcomes until the job tasks are done, on one of its own, when
+//! the shutdown grace is over while Redis is down.
 //!
 //! The attempts a worker holds, which the fetch loop adds, the settler
 //! forgets and the keep-alive and the cancel watcher read, are `held.rs`.
@@ -24,36 +33,35 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 mod cancels;
+mod executor;
+mod fetcher;
 mod held;
 mod keep_alive;
 mod pace;
 mod settler;
 
 use cancels::watch_cancels;
+use executor::{Dispatch, Executor};
+use fetcher::Fetcher;
 use held::InFlight;
-use keep_alive::keep_alive;
-use pace::{Pace, adaptive_prefetch, average, payload_average, within_claim_bytes};
-use settler::settle_loop;
+use keep_alive::{REFRESHES_PER_VISIBILITY, keep_alive};
+use pace::Pace;
+use settler::Settler;
 
-use crate::backoff::LoopBackoff;
 use crate::error::Result;
 use crate::handler::{BatchHandler, Batched, Runner};
-use crate::job::{Job, Outcome};
-use crate::partition::{Partition, Ticket};
+use crate::partition::Partition;
 use crate::promoter::{self, PromoterConfig};
 use crate::queue::Queue;
-use crate::reclaimer;
+use crate::reclaimer::{self, ReclaimerConfig};
 use crate::run::Cancellation;
-use crate::store::{CallToken, ClaimStatus, Delivered, RateState, SettleItem, Settled};
-
-/// How often an empty rate-limited queue is polled for new jobs.
-const RATE_LIMITED_POLL: Duration = Duration::from_millis(100);
+use crate::shutdown::Shutdown;
+use crate::store::{SettleItem, Settled};
 
 /// Settings of a worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +181,18 @@ impl Counters {
             Settled::Gone => &self.gone,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self) -> WorkerReport {
+        WorkerReport {
+            completed: self.completed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
+            snoozed: self.snoozed.load(Ordering::Relaxed),
+            fenced: self.fenced.load(Ordering::Relaxed),
+            gone: self.gone.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -338,6 +358,7 @@ impl<H: Runner> Worker<H> {
         if self.queue.partitions().len() > 1 {
             return run_all(self.per_partition(), shutdown).await;
         }
+        let (stop, signal) = shutdown_on(shutdown);
         // A task of its own, so the fetch loop runs on a runtime thread
         // even when `run` is awaited in `block_on` (as in `#[tokio::main]`):
         // a task spawned from a runtime thread starts on that thread, while
@@ -345,33 +366,20 @@ impl<H: Runner> Worker<H> {
         // a parked thread, once per job. In a JoinSet, so a caller that
         // drops this future stops the worker, as before (run_all alike).
         let mut worker = JoinSet::new();
-        worker.spawn(self.run_partition(shutdown));
-        match worker.join_next().await {
+        worker.spawn(self.run_partition(stop));
+        let report = match worker.join_next().await {
             Some(Ok(report)) => report,
             Some(Err(e)) => Err(crate::Error::invalid("worker", e.to_string())),
             None => Err(crate::Error::invalid("worker", "its task was lost")),
-        }
+        };
+        signal.abort();
+        report
     }
 
-    /// [`run`](Self::run) on a queue of one partition.
-    async fn run_partition(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<WorkerReport> {
-        // The sender stays alive until `run` returns: a dropped sender would
-        // make every `changed()` return at once and spin the loops.
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stop_tx = Arc::new(stop_tx);
-        let signal = {
-            let stop_tx = stop_tx.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            })
-        };
-
+    /// [`run`](Self::run) on a queue of one partition, until `stop`. Each
+    /// loop gets a clone of `stop` of its own (see [`Shutdown::noticed`]).
+    async fn run_partition(self, stop: Shutdown) -> Result<WorkerReport> {
         let queue = self.queue.partitions()[0].clone();
-        let visibility = queue.config().visibility_timeout;
         let counters = Arc::new(Counters::default());
         let in_flight = InFlight::default();
         let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Vec<SettleItem>>();
@@ -379,404 +387,92 @@ impl<H: Runner> Worker<H> {
             stop: CancellationToken::new(),
             grace: self.config.cancel_grace,
         };
-
-        let mut background = JoinSet::new();
-        background.spawn(promoter::run(
-            queue.clone(),
-            self.config.promoter,
-            stop_rx.clone(),
-        ));
-        background.spawn(reclaimer::run(
-            queue.clone(),
-            self.consumer.clone(),
-            self.config.reclaim_interval.unwrap_or(visibility / 2),
-            stop_rx.clone(),
-        ));
-        background.spawn(watch_cancels(
-            queue.clone(),
-            in_flight.clone(),
-            self.config.cancel_poll,
-            stop_rx.clone(),
-        ));
-        background.spawn(keep_alive(
-            queue.clone(),
-            self.consumer.clone(),
-            in_flight.clone(),
-            visibility / 3,
-            stop_rx.clone(),
-        ));
-        let (settler_stop_tx, settler_stop_rx) = watch::channel(false);
-        let settler_stop_tx = Arc::new(settler_stop_tx);
-        let settler = tokio::spawn(settle_loop(
+        let mut background = self.spawn_background(&queue, &in_flight, &stop);
+        let settler = Settler::spawn(
             (queue.clone(), self.consumer.clone()),
             settle_rx,
             self.config.settle_batch,
             counters.clone(),
             in_flight.clone(),
-            settler_stop_rx,
             self.observer.clone(),
-        ));
+        );
 
         tracing::info!(queue = queue.name(), consumer = %self.consumer, concurrency = self.config.concurrency, "worker started");
+        let pace = Arc::new(Pace::default());
         let dispatch = Dispatch {
             settle_tx,
-            cancellation: cancellation.clone(),
+            cancellation,
             counters: counters.clone(),
-            pace: Arc::default(),
+            pace: pace.clone(),
         };
-        let mut jobs = self.fetch_loop(stop_rx, dispatch, &in_flight).await?;
-
-        // Shutdown: running jobs get the grace period, then are cancelled
-        // and get the cancel grace; those still running are abandoned.
-        while jobs.try_join_next().is_some() {}
-        let running = jobs.len();
-        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
-            while jobs.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                queue = queue.name(),
-                left = jobs.len(),
-                "shutdown grace over; cancelling running jobs"
-            );
-            cancellation.stop.cancel();
-            // Each job task gives up by itself after the cancel grace; the
-            // margin lets it record that before the rest is aborted.
-            let margin = Duration::from_millis(100);
-            let _ = tokio::time::timeout(self.config.cancel_grace + margin, async {
-                while jobs.join_next().await.is_some() {}
-            })
-            .await;
-            let left = jobs.len() as u64;
-            jobs.abort_all();
-            counters.abandoned.fetch_add(left, Ordering::Relaxed);
-        }
-        drop(jobs);
-        // Every sender is gone now; the settler ends once it has recorded
-        // what it holds, or when the grace is over while Redis is down.
-        let settler_abort = settler.abort_handle();
-        if tokio::time::timeout(self.config.shutdown_grace, settler)
-            .await
-            .is_err()
-        {
-            let _ = settler_stop_tx.send(true);
-            settler_abort.abort();
-        }
-        background.abort_all();
-        signal.abort();
-        drop(stop_tx);
-        if let Err(e) = queue.store().remove_consumer(&self.consumer).await {
-            tracing::debug!(queue = queue.name(), error = %e, "could not remove consumer");
-        }
-        let c = &counters;
-        let report = WorkerReport {
-            completed: c.completed.load(Ordering::Relaxed),
-            retried: c.retried.load(Ordering::Relaxed),
-            dead: c.dead.load(Ordering::Relaxed),
-            snoozed: c.snoozed.load(Ordering::Relaxed),
-            fenced: c.fenced.load(Ordering::Relaxed),
-            gone: c.gone.load(Ordering::Relaxed),
-            abandoned: c.abandoned.load(Ordering::Relaxed),
-        };
-        tracing::info!(queue = queue.name(), consumer = %self.consumer, running_at_stop = running, ?report, "worker stopped");
-        Ok(report)
-    }
-
-    /// Claim and spawn jobs until `stop`; returns the running jobs.
-    async fn fetch_loop(
-        &self,
-        mut stop: watch::Receiver<bool>,
-        dispatch: Dispatch,
-        in_flight: &InFlight,
-    ) -> Result<JoinSet<()>> {
-        let queue = &self.queue.partitions()[0];
-        let store = queue.store();
         let slots = self
             .shared_slots
             .clone()
             .unwrap_or_else(|| Arc::new(Semaphore::new(self.config.concurrency)));
-        let mut running = JoinSet::new();
-        let mut backoff = LoopBackoff::new("claim");
-        // Redis may be down when the worker starts: keep trying until it
-        // answers or the worker is stopped.
-        let mut blocking = loop {
-            match queue
-                .client()
-                .blocking_connection(self.config.block_timeout)
-                .await
-            {
-                Ok(conn) => break conn,
-                Err(e) => {
-                    let wait = backoff.failed(queue.name(), &e);
-                    sleep_or_stop(wait, &mut stop).await;
-                    if *stop.borrow() {
-                        return Ok(running);
-                    }
-                }
-            }
-        };
-        // Entries delivered to us and not yet activated (by a blocking read,
-        // or by a direct read that found them needing claim.lua): claimed
-        // on the next pass.
-        let mut delivered = Delivered::default();
-        // A claim call that failed (perhaps after Redis ran it) is sent again
-        // with its token until it is answered: the answer is then the first
-        // run's jobs, not a second claim. The token of the last answered
-        // call goes with the next one, to free its record.
-        let mut unanswered: Option<CallToken> = None;
-        let mut answered: Option<String> = None;
-        // Direct reads (store/direct.rs): after a claim that came back full
-        // with the queue neither paused nor limited, the next claim reads
-        // levels 0..=this one without claim.lua (the level a claim.lua
-        // call filled up from, or the most urgent level a direct read found
-        // and that alone filled it). A claim that comes back short goes
-        // through claim.lua again, which looks for the next level strictly.
-        let mut direct: Option<u8> = None;
-        // A direct read failed and may have run: the next claim reads this
-        // worker's own pending entries instead, to take those it never saw.
-        let mut lost_read = false;
-        // How long a claim's round trip takes, on average (for the default
-        // prefetch).
-        let mut claim_time: Option<Duration> = None;
-        // The size of the jobs' payloads, on average (for the claims' size).
-        let mut payload_size: Option<usize> = None;
-        loop {
-            if *stop.borrow() && delivered.entries.is_empty() {
-                store.forget_calls(answered.as_slice()).await;
-                return Ok(running);
-            }
-            while running.try_join_next().is_some() {}
-            let first = tokio::select! {
-                p = slots.clone().acquire_owned() => p.map_err(|_| crate::Error::invalid("concurrency", "semaphore closed"))?,
-                _ = stop.changed(), if delivered.entries.is_empty() => continue,
-            };
-            // The first slot freed wakes this loop ahead of the jobs that
-            // are about to free theirs (a task woken from its thread runs
-            // next). One yield lets those finish first, so the claim asks
-            // for every slot free by then instead of one round trip each.
-            tokio::task::yield_now().await;
-            let mut permits = vec![first];
-            while permits.len() < self.config.batch_size {
-                match slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
-            }
-            let prefetch = self.config.prefetch.unwrap_or_else(|| {
-                adaptive_prefetch(
-                    self.config.concurrency,
-                    claim_time,
-                    dispatch.pace.run_time(),
-                )
-            });
-            // `permits` holds at most `batch_size` (taken above).
-            let want = (permits.len() + prefetch).min(self.config.batch_size);
-            let want = within_claim_bytes(want, payload_size);
-            // A claim.lua call still unanswered is sent again first (its
-            // token answers it); a direct read never reuses its token.
-            let replaying_claim = unanswered.is_some();
-            let call = unanswered
-                .take()
-                .unwrap_or_else(|| queue.claim_token(answered.take()));
-            let sent = std::time::Instant::now();
-            let read = if replaying_claim {
-                None
-            } else if lost_read {
-                let known: std::collections::HashSet<(u8, String)> = in_flight
-                    .entries()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                let count = known.len() + 2 * self.config.batch_size + 64;
-                Some(
-                    store
-                        .read_own_pending(&self.consumer, count, &call, |(level, entry)| {
-                            known.contains(&(level, entry.to_owned()))
-                        })
-                        .await,
-                )
-            } else if let (Some(deepest), true) = (direct, delivered.entries.is_empty()) {
-                Some(
-                    store
-                        .read_direct(&self.consumer, want, deepest, &call)
-                        .await,
-                )
-            } else {
-                None
-            };
-            let (status, jobs) = match read {
-                Some(Ok(r)) => {
-                    backoff.succeeded(queue.name());
-                    claim_time = Some(average(claim_time, sent.elapsed()));
-                    answered = Some(call.token);
-                    lost_read = false;
-                    // The next read goes down to the most urgent level this
-                    // one found, and only while that level filled it: a job
-                    // that arrived on a more urgent level narrows the next
-                    // read to it, so less urgent jobs are read beside it
-                    // once at most, and a short level goes back to
-                    // claim.lua's strict search.
-                    direct = (!r.needs_script)
-                        .then(|| full_top_level(&r.jobs, want))
-                        .flatten();
-                    if !r.deferred.is_empty() {
-                        delivered = Delivered {
-                            entries: r.deferred,
-                            by_blocking_read: false,
-                        };
-                    }
-                    if r.jobs.is_empty() {
-                        // Nothing read, or only what claim.lua must
-                        // activate: claim.lua next, which also says
-                        // whether to wait, and how.
-                        drop(permits);
-                        continue;
-                    }
-                    (ClaimStatus::default(), r.jobs)
-                }
-                Some(Err(e)) => {
-                    drop(permits);
-                    direct = None;
-                    // A transaction a full Redis refused ran nothing; any
-                    // other failure may have delivered entries unheard of.
-                    // Either way the next claim goes through claim.lua,
-                    // which runs while Redis is full.
-                    lost_read = !e.is_full();
-                    let wait = backoff.failed(queue.name(), &e);
-                    sleep_or_stop(wait, &mut stop).await;
-                    continue;
-                }
-                None => match store.claim(&self.consumer, want, &delivered, &call).await {
-                    Ok((status, jobs)) => {
-                        backoff.succeeded(queue.name());
-                        claim_time = Some(average(claim_time, sent.elapsed()));
-                        delivered = Delivered::default();
-                        answered = Some(call.token);
-                        let open = !status.paused && status.rate == RateState::Unlimited;
-                        direct = (open && jobs.len() >= want)
-                            .then(|| deepest_level(&jobs))
-                            .flatten();
-                        (status, jobs)
-                    }
-                    Err(e) => {
-                        drop(permits);
-                        unanswered = Some(call);
-                        let wait = backoff.failed(queue.name(), &e);
-                        sleep_or_stop(wait, &mut stop).await;
-                        continue;
-                    }
-                },
-            };
-            if jobs.is_empty() {
-                drop(permits);
-                if status.paused {
-                    sleep_or_stop(self.config.pause_poll, &mut stop).await;
-                    continue;
-                }
-                if *stop.borrow() {
-                    continue;
-                }
-                // A rate-limited queue is polled: a blocking read would take
-                // entries without asking the bucket.
-                match status.rate {
-                    RateState::Unlimited => {}
-                    RateState::Open => {
-                        sleep_or_stop(RATE_LIMITED_POLL, &mut stop).await;
-                        continue;
-                    }
-                    RateState::Wait(wait) => {
-                        sleep_or_stop(wait.min(self.config.pause_poll), &mut stop).await;
-                        continue;
-                    }
-                }
-                // Nothing ready: wait on every level at once. Not cut short by
-                // a stop, so entries delivered meanwhile are still claimed.
-                match store
-                    .wait_for_entries(
-                        &mut blocking,
-                        &self.consumer,
-                        want,
-                        self.config.block_timeout,
-                    )
-                    .await
-                {
-                    Ok(d) => delivered = d,
-                    Err(e) => {
-                        let wait = backoff.failed(queue.name(), &e);
-                        sleep_or_stop(wait, &mut stop).await;
-                    }
-                }
-                continue;
-            }
-            // Every job claimed is kept alive from now on, also those that
-            // wait for a slot (claimed ahead).
-            in_flight.hold(&jobs);
-            payload_size = payload_average(payload_size, &jobs);
-            // Hand jobs out as slots free up: one per call to a handler, up
-            // to `max_batch` per call to a batch handler.
-            let max_batch = self.handler.max_batch();
-            // Most urgent first: a read of several levels, or entries a
-            // blocking read delivered, may mix them.
-            let mut jobs = jobs;
-            jobs.sort_by_key(|job| job.priority);
-            let mut waiting = std::collections::VecDeque::from(jobs);
-            while !waiting.is_empty() {
-                if permits.is_empty() {
-                    let acquired = if *stop.borrow() {
-                        None
-                    } else {
-                        tokio::select! {
-                            p = slots.clone().acquire_owned() => Some(p.map_err(|_| {
-                                crate::Error::invalid("concurrency", "semaphore closed")
-                            })?),
-                            _ = stop.changed() => None,
-                        }
-                    };
-                    let Some(first) = acquired else {
-                        // Stopping: jobs claimed ahead and not started go
-                        // back in line, no attempt spent.
-                        let unstarted = waiting
-                            .drain(..)
-                            .map(|job| Ticket::of(&job).settle(Outcome::Snooze(Duration::ZERO)))
-                            .collect();
-                        let _ = dispatch.settle_tx.send(unstarted);
-                        break;
-                    };
-                    permits.push(first);
-                    while permits.len() < waiting.len().min(max_batch) {
-                        match slots.clone().try_acquire_owned() {
-                            Ok(p) => permits.push(p),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                let take = permits.len().min(waiting.len()).min(max_batch);
-                let batch: Vec<Job> = waiting.drain(..take).collect();
-                let held = permits.split_off(permits.len() - take);
-                running.spawn(run_jobs(
-                    self.handler.clone(),
-                    batch,
-                    held,
-                    dispatch.clone(),
-                    RunningGuard::new(self.running.clone(), take),
-                ));
-            }
+        let mut executor =
+            Executor::new(self.handler.clone(), slots, dispatch, self.running.clone());
+        let fetcher = Fetcher::connect(
+            queue.clone(),
+            self.consumer.clone(),
+            self.config.clone(),
+            in_flight,
+            pace,
+            stop,
+        )
+        .await;
+        if let Some(fetcher) = fetcher {
+            fetcher.run(&mut executor).await?;
         }
+
+        let running = executor
+            .finish(queue.name(), self.config.shutdown_grace)
+            .await;
+        settler.finish(self.config.shutdown_grace).await;
+        background.abort_all();
+        if let Err(e) = queue.store().remove_consumer(&self.consumer).await {
+            tracing::debug!(queue = queue.name(), error = %e, "could not remove consumer");
+        }
+        let report = counters.report();
+        tracing::info!(queue = queue.name(), consumer = %self.consumer, running_at_stop = running, ?report, "worker stopped");
+        Ok(report)
     }
-}
 
-/// The least urgent level among `jobs` (None when there are none).
-fn deepest_level(jobs: &[Job]) -> Option<u8> {
-    jobs.iter().map(|job| job.priority).max()
-}
-
-/// The most urgent level among `jobs` when it alone gave `want` of them
-/// (None otherwise).
-fn full_top_level(jobs: &[Job], want: usize) -> Option<u8> {
-    let top = jobs.iter().map(|job| job.priority).min()?;
-    let at_top = jobs.iter().filter(|job| job.priority == top).count();
-    (at_top >= want).then_some(top)
+    /// The loops that run beside the fetch loop until the worker is done:
+    /// the promoter, the reclaimer, the cancel watcher and the keep-alive.
+    fn spawn_background(
+        &self,
+        queue: &Partition,
+        in_flight: &InFlight,
+        stop: &Shutdown,
+    ) -> JoinSet<()> {
+        let visibility = queue.config().visibility_timeout;
+        let mut background = JoinSet::new();
+        background.spawn(promoter::run(
+            queue.clone(),
+            self.config.promoter,
+            stop.clone(),
+        ));
+        background.spawn(reclaimer::run(
+            queue.clone(),
+            self.consumer.clone(),
+            ReclaimerConfig::for_visibility(visibility, self.config.reclaim_interval),
+            stop.clone(),
+        ));
+        background.spawn(watch_cancels(
+            queue.clone(),
+            in_flight.clone(),
+            self.config.cancel_poll,
+            stop.clone(),
+        ));
+        background.spawn(keep_alive(
+            queue.clone(),
+            self.consumer.clone(),
+            in_flight.clone(),
+            visibility / REFRESHES_PER_VISIBILITY,
+            stop.clone(),
+        ));
+        background
+    }
 }
 
 /// Run `workers` (one per partition, see [`Worker::per_partition`]) until
@@ -785,18 +481,11 @@ async fn run_all<H: Runner>(
     workers: Vec<Worker<H>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<WorkerReport> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, signal) = shutdown_on(shutdown);
     let mut running = JoinSet::new();
     for worker in workers {
-        let mut stop = stop_rx.clone();
-        running.spawn(worker.run_partition(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
+        running.spawn(worker.run_partition(stop.clone()));
     }
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     let mut total = WorkerReport::default();
     let mut first_error = None;
     while let Some(joined) = running.join_next().await {
@@ -810,152 +499,23 @@ async fn run_all<H: Runner>(
             }
         }
     }
+    signal.abort();
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
     }
 }
 
-async fn sleep_or_stop(wait: Duration, stop: &mut watch::Receiver<bool>) {
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => {}
-        _ = stop.changed() => {}
-    }
-}
-
-/// What a job task needs besides its jobs: where outcomes go, how it is
-/// cancelled, and the counters where it counts itself abandoned.
-#[derive(Clone)]
-struct Dispatch {
-    settle_tx: mpsc::UnboundedSender<Vec<SettleItem>>,
-    cancellation: Cancellation,
-    counters: Arc<Counters>,
-    pace: Arc<Pace>,
-}
-
-/// Counts jobs as running for as long as they live (also when aborted).
-struct RunningGuard(Arc<AtomicUsize>, usize);
-
-impl RunningGuard {
-    fn new(count: Arc<AtomicUsize>, jobs: usize) -> Self {
-        count.fetch_add(jobs, Ordering::Relaxed);
-        Self(count, jobs)
-    }
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(self.1, Ordering::Relaxed);
-    }
-}
-
-/// Run one call of the handler on `jobs` and send their outcomes to the
-/// settler together, so a batch is recorded in one settle call.
-async fn run_jobs<R: Runner>(
-    handler: Arc<R>,
-    jobs: Vec<Job>,
-    permits: Vec<OwnedSemaphorePermit>,
-    dispatch: Dispatch,
-    running: RunningGuard,
-) {
-    // The span follows the call's future (not a guard held across awaits,
-    // which would leak the span into other tasks on the same thread).
-    let span = match jobs.as_slice() {
-        [job] => {
-            tracing::debug_span!("job", queue = %job.queue, id = %job.id, attempt = job.attempt)
-        }
-        _ => tracing::debug_span!("batch", jobs = jobs.len()),
-    };
-    let tickets: Vec<Ticket> = jobs.iter().map(Ticket::of).collect();
-    let queue = jobs.first().map(|j| j.queue.clone()).unwrap_or_default();
-    let now = crate::registry::unix_ms();
-    for job in &jobs {
-        let waited_ms = now.saturating_sub(job.created_at_ms);
-        metrics::histogram!("sluice_job_wait_seconds", "queue" => queue.clone())
-            .record(waited_ms as f64 / 1000.0);
-    }
-    let started = std::time::Instant::now();
-    let outcomes = crate::run::run(handler, jobs, &dispatch.cancellation)
-        .instrument(span.clone())
-        .await;
-    let Some(outcomes) = outcomes else {
-        // Stopped, and the handler did not return within the cancel grace:
-        // left to reclaim, as after a crash.
-        dispatch
-            .counters
-            .abandoned
-            .fetch_add(tickets.len() as u64, Ordering::Relaxed);
-        return;
-    };
-    let took = started.elapsed();
-    dispatch.pace.record_run(took);
-    let ran = took.as_secs_f64();
-    let mut items = Vec::with_capacity(tickets.len());
-    for (ticket, outcome) in tickets.into_iter().zip(outcomes) {
-        metrics::histogram!("sluice_job_run_seconds", "queue" => queue.clone()).record(ran);
-        if let Outcome::Retry { reason, .. } | Outcome::Bury(reason) = &outcome {
-            span.in_scope(|| tracing::debug!(%reason, "job failed"));
-        }
-        items.push(ticket.settle(outcome));
-    }
-    // The settler outlives every job task; a send fails only when it was
-    // aborted at a hard stop, and then the jobs are left to reclaim.
-    let _ = dispatch.settle_tx.send(items);
-    drop(running);
-    drop(permits);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn the_default_prefetch_is_the_concurrency_until_both_times_are_known() {
-        assert_eq!(adaptive_prefetch(10, None, None), 10);
-        assert_eq!(adaptive_prefetch(10, Some(MS), None), 10);
-        assert_eq!(adaptive_prefetch(10, None, Some(MS)), 10);
-    }
-
-    #[test]
-    fn the_default_prefetch_grows_with_the_jobs_a_claim_would_wait_for() {
-        // Jobs as long as a claim: one more round of the slots.
-        assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS)), 20);
-        // Jobs ten times as long as a claim: a tenth more.
-        assert_eq!(adaptive_prefetch(10, Some(MS), Some(10 * MS)), 11);
-        // Jobs much longer: the concurrency alone.
-        assert_eq!(adaptive_prefetch(10, Some(MS), Some(1000 * MS)), 10);
-        // Jobs much shorter than a claim: at most three rounds more.
-        assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS / 100)), 40);
-        assert_eq!(adaptive_prefetch(10, Some(MS), Some(Duration::ZERO)), 40);
-    }
-
-    /// Issue 39, defect 10: claims are bounded by bytes as well as jobs.
-    #[test]
-    fn claims_ask_for_fewer_jobs_when_payloads_are_large() {
-        assert_eq!(within_claim_bytes(400, None), 400);
-        assert_eq!(within_claim_bytes(400, Some(100)), 400);
-        assert_eq!(within_claim_bytes(400, Some(1 << 20)), 4);
-        assert_eq!(within_claim_bytes(400, Some(64 << 20)), 1);
-        assert_eq!(within_claim_bytes(400, Some(0)), 400);
-    }
-
-    #[test]
-    fn the_average_follows_recent_samples() {
-        assert_eq!(average(None, MS), MS);
-        let mut avg = Some(100 * MS);
-        for _ in 0..40 {
-            avg = Some(average(avg, MS));
-        }
-        let avg = avg.expect("set");
-        assert!(avg < 2 * MS, "after 40 samples of 1 ms: {avg:?}");
-        let pace = Pace::default();
-        assert_eq!(pace.run_time(), None);
-        pace.record_run(Duration::ZERO);
-        assert!(
-            pace.run_time().is_some(),
-            "a call that took no time is still known"
-        );
-    }
+/// A [`Shutdown`] triggered when `signal` completes, and the task that
+/// waits for it (to abort once the worker is done).
+fn shutdown_on(
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let stop = Shutdown::new();
+    let trigger = stop.clone();
+    let task = tokio::spawn(async move {
+        signal.await;
+        trigger.trigger();
+    });
+    (stop, task)
 }

@@ -1,7 +1,10 @@
 //! How much a worker claims at once: the adaptive prefetch from the
 //! running averages of claim and handler times, and the byte bound.
 
-use super::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::job::Job;
 
 /// How long a handler call takes, on average over the recent ones (for the
 /// default prefetch); written by the job tasks.
@@ -73,4 +76,59 @@ pub(super) fn adaptive_prefetch(
     };
     let turns = (claim.as_secs_f64() / run.as_secs_f64().max(1e-9)).min(3.0);
     concurrency + (concurrency as f64 * turns) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_default_prefetch_is_the_concurrency_until_both_times_are_known() {
+        assert_eq!(adaptive_prefetch(10, None, None), 10);
+        assert_eq!(adaptive_prefetch(10, Some(MS), None), 10);
+        assert_eq!(adaptive_prefetch(10, None, Some(MS)), 10);
+    }
+
+    #[test]
+    fn the_default_prefetch_grows_with_the_jobs_a_claim_would_wait_for() {
+        // Jobs as long as a claim: one more round of the slots.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS)), 20);
+        // Jobs ten times as long as a claim: a tenth more.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(10 * MS)), 11);
+        // Jobs much longer: the concurrency alone.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(1000 * MS)), 10);
+        // Jobs much shorter than a claim: at most three rounds more.
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(MS / 100)), 40);
+        assert_eq!(adaptive_prefetch(10, Some(MS), Some(Duration::ZERO)), 40);
+    }
+
+    /// Issue 39, defect 10: claims are bounded by bytes as well as jobs.
+    #[test]
+    fn claims_ask_for_fewer_jobs_when_payloads_are_large() {
+        assert_eq!(within_claim_bytes(400, None), 400);
+        assert_eq!(within_claim_bytes(400, Some(100)), 400);
+        assert_eq!(within_claim_bytes(400, Some(1 << 20)), 4);
+        assert_eq!(within_claim_bytes(400, Some(64 << 20)), 1);
+        assert_eq!(within_claim_bytes(400, Some(0)), 400);
+    }
+
+    #[test]
+    fn the_average_follows_recent_samples() {
+        assert_eq!(average(None, MS), MS);
+        let mut avg = Some(100 * MS);
+        for _ in 0..40 {
+            avg = Some(average(avg, MS));
+        }
+        let avg = avg.expect("set");
+        assert!(avg < 2 * MS, "after 40 samples of 1 ms: {avg:?}");
+        let pace = Pace::default();
+        assert_eq!(pace.run_time(), None);
+        pace.record_run(Duration::ZERO);
+        assert!(
+            pace.run_time().is_some(),
+            "a call that took no time is still known"
+        );
+    }
 }
