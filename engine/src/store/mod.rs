@@ -26,6 +26,7 @@ use crate::keys::QueueKeys;
 
 pub use calls::RetryPolicy;
 pub(crate) use calls::{CallToken, with_retry};
+pub(crate) use direct::DirectRead;
 pub(crate) use fleet::FleetStore;
 pub use replies::{Cancelled, Promoted, Reclaimed, Settled};
 pub(crate) use replies::{ClaimStatus, RateState};

@@ -22,18 +22,13 @@ use crate::handler::Runner;
 use crate::job::Job;
 use crate::partition::Partition;
 use crate::shutdown::Shutdown;
-use crate::store::{CallToken, ClaimStatus, Delivered, RateState};
+use crate::store::{CallToken, ClaimStatus, Delivered, DirectRead, RateState};
 
 /// How often an empty rate-limited queue is polled for new jobs.
 const RATE_LIMITED_POLL: Duration = Duration::from_millis(100);
 
 /// What a fetch brought: jobs, or why none.
 type Fetched = std::result::Result<Vec<Job>, NoJobs>;
-
-/// What a read without claim.lua answered: whether claims need the script,
-/// the jobs it took, and the entries only claim.lua may activate (the
-/// fields of the store's `DirectRead`, which `store` does not export).
-type ReadAnswer = (bool, Vec<Job>, Vec<(u8, String, String)>);
 
 /// Why a fetch brought no jobs, which says what comes before the next.
 enum NoJobs {
@@ -238,7 +233,6 @@ impl Fetcher {
             .store()
             .read_direct(&self.consumer, want, deepest, &call)
             .await;
-        let read = read.map(|r| (r.needs_script, r.jobs, r.deferred));
         self.after_read(read, want, call, sent)
     }
 
@@ -260,19 +254,22 @@ impl Fetcher {
                 known.contains(&(level, entry.to_owned()))
             })
             .await;
-        let read = read.map(|r| (r.needs_script, r.jobs, r.deferred));
         self.after_read(read, want, call, sent)
     }
 
     /// Keep what a read without claim.lua answered for the next fetch.
     fn after_read(
         &mut self,
-        read: Result<ReadAnswer>,
+        read: Result<DirectRead>,
         want: usize,
         call: CallToken,
         sent: Instant,
     ) -> Fetched {
-        let (needs_script, jobs, deferred) = match read {
+        let DirectRead {
+            needs_script,
+            jobs,
+            deferred,
+        } = match read {
             Ok(read) => read,
             Err(e) => {
                 self.direct = None;
