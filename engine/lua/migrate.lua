@@ -37,7 +37,8 @@
 -- before this version opens the queue: they would go on writing the old
 -- layouts.
 
-fixed_keys('ix')
+-- (cx: light.lua's helpers name it; this script does not use it.)
+fixed_keys('ix', 'cx')
 local base, page, version = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local recorded = redis.call('HGET', KEYS[1], 'sv')
 if recorded == version then return 1 end

@@ -240,7 +240,7 @@ mod tests {
         let settle = source("settle.lua").expect("settle");
         assert_eq!(
             super::declared_fixed_keys(settle),
-            ["stats", "delayed", "dead", "cr", "cx", "ix"]
+            ["stats", "delayed", "dead", "cr", "cx"]
         );
         assert_eq!(
             super::declared_fixed_keys(source("ensure.lua").expect("ensure")),

@@ -1083,23 +1083,29 @@ async fn the_storage_migration_resumes_and_is_safe_to_replay() {
     let script = redis::Script::new(source);
     let step = || {
         let mut inv = script.prepare_invoke();
-        inv.key(format!("{base}meta")).key(format!("{base}ix"));
+        inv.key(format!("{base}meta"))
+            .key(format!("{base}ix"))
+            .key(format!("{base}cx"));
         for level in 0..PRIORITY_LEVELS {
             inv.key(format!("{base}p:{level}"));
         }
         inv.arg(&base).arg(1).arg(3);
         inv
     };
-    let mut conn = redis::Client::open(common::redis_url().as_str())
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .ok();
-    if common::redis_url().starts_with("redis+cluster://") {
-        // One node's script on a cluster: the queue tests run there too,
-        // where the open below does every step itself.
-        conn = None;
-    }
+    // One node's script: on a cluster (the queue tests run there too) the
+    // open below does every step itself.
+    let url = common::redis_url();
+    let mut conn = if url.starts_with("redis+cluster://") {
+        None
+    } else {
+        Some(
+            redis::Client::open(url.as_str())
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect"),
+        )
+    };
     if let Some(conn) = conn.as_mut() {
         // Two pages, each run twice.
         for _ in 0..2 {
