@@ -68,7 +68,9 @@ impl Shutdown {
     /// for and this clone has not noticed it yet, and never once it has.
     /// Loops that go on after a stop (the keep-alive while jobs finish, a
     /// claim of entries already delivered) are woken by it once, not at
-    /// every wait.
+    /// every wait. A clone starts where its original is: one made from a
+    /// clone that noticed the stop already never notices it, so give each
+    /// loop a clone of a handle that has not waited.
     pub(crate) async fn noticed(&mut self) {
         // The sender lives as long as any clone, so this only ends at a
         // trigger.

@@ -556,3 +556,93 @@ async fn a_deep_dead_letter_page_reads_one_page_of_jobs() {
     assert_eq!((got, matched), (want, 300), "the page is the same");
     assert!(read <= 10, "{read} job hashes read for a search page of 10");
 }
+
+/// A worker stopped while Redis does not answer, holding entries a
+/// blocking read delivered whose claim could not be confirmed, stops
+/// instead of retrying that claim until Redis is back; the job goes back
+/// in line with no attempt spent. (It retried for as long as the outage
+/// lasted: the stop waited on Redis.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopping_while_redis_is_away_leaves_delivered_entries_to_go_back() {
+    use sluice_engine::{HandlerError, Job, Worker, WorkerConfig};
+    use sluice_testkit::{Commands, Fault, FaultProxy, Rule};
+    let redis = RedisServer::start(Persistence::None);
+    let link = FaultProxy::start(&redis.url()).await.expect("proxy");
+    let prefix = unique_prefix();
+    let config = sluice_engine::QueueConfig {
+        visibility_timeout: Duration::from_millis(600),
+        max_attempts: 1,
+        ..sluice_engine::QueueConfig::default()
+    };
+    let direct = Client::connect_with(impatient(&redis.url(), &prefix))
+        .await
+        .expect("connect");
+    let q = direct
+        .queue_with("away", config.clone())
+        .await
+        .expect("queue");
+    // Redis knows claim.lua (a first EVALSHA would be answered NOSCRIPT
+    // without running).
+    assert!(q.claim("warm", 1).await.expect("claim").is_empty());
+    let claim_sha = redis::Script::new(sluice_engine::script_source("claim.lua").expect("claim"))
+        .get_hash()
+        .to_owned();
+    let worker_client = Client::connect_with(impatient(&link.url(), &prefix))
+        .await
+        .expect("connect");
+    let wq = worker_client
+        .queue_with("away", config)
+        .await
+        .expect("queue");
+    let worker = spawn(
+        Worker::new(wq, |_job: Job| async {
+            Ok::<_, HandlerError>(Outcome::Done)
+        })
+        .with_config(WorkerConfig {
+            concurrency: 1,
+            block_timeout: Duration::from_secs(5),
+            ..WorkerConfig::default()
+        }),
+    );
+    // The worker waits on its blocking read; the job it delivers is then
+    // claimed by claim.lua, which runs, and its reply and every retry are
+    // lost.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    link.inject(
+        Rule::new(
+            Fault::DropReplyAndPartition(Duration::from_secs(60)),
+            Commands::Script(claim_sha),
+        )
+        .limit(1),
+    );
+    let id = q
+        .enqueue(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue")
+        .id;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !link.fired().is_empty()
+        })
+        .await,
+        "the claim of the delivered entry was not sent"
+    );
+    assert_eq!(q.stats().await.expect("stats").active, 1, "the claim ran");
+    // A hang guard, not a measure: the stop used to wait for the 60 s
+    // outage.
+    let report = tokio::time::timeout(Duration::from_secs(30), worker.stop())
+        .await
+        .expect("the worker stopped while redis was away");
+    assert_eq!(report.completed, 0);
+    link.heal();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let r = q.reclaim_lost("rescuer").await.expect("reclaim");
+    assert_eq!((r.dead, r.retried), (0, 0), "{r:?}");
+    let again = q
+        .claim("rescuer", 1)
+        .await
+        .expect("claim")
+        .pop()
+        .expect("back in line");
+    assert_eq!((again.id.as_str(), again.attempt), (id.as_str(), 1));
+}

@@ -316,7 +316,24 @@ impl Fetcher {
         match no_jobs {
             NoJobs::ClaimNext => {}
             NoJobs::NoneReady(status) => self.wait_for_jobs(status, want).await,
-            NoJobs::Failed(e) => self.back_off(&e).await,
+            NoJobs::Failed(e) => {
+                if self.stop.is_triggered() && !self.delivered.entries.is_empty() {
+                    // Stopping, and Redis does not answer: the entries a
+                    // blocking read delivered are left, not waited on. They
+                    // are pending under the blocking reads' name, so a
+                    // reclaim puts them back in line with no attempt spent;
+                    // a claim that activated them unanswered left its
+                    // record, by which a reclaim gives the attempt back.
+                    tracing::warn!(
+                        entries = self.delivered.entries.len(),
+                        error = %e,
+                        "stopping while redis does not answer; entries delivered to this worker go back in line"
+                    );
+                    self.delivered = Delivered::default();
+                    return;
+                }
+                self.back_off(&e).await
+            }
         }
     }
 
