@@ -42,7 +42,7 @@ impl std::str::FromStr for Served {
             }
             None => (s, None),
         };
-        sluice_engine::keys::validate_name("queue name", queue).map_err(|e| e.to_string())?;
+        sluice_engine::QueueName::new(queue).map_err(|e| e.to_string())?;
         Ok(Self {
             queue: queue.to_owned(),
             concurrency,

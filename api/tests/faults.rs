@@ -777,9 +777,9 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
             ..WorkerConfig::default()
         });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(worker.run(async {
+    let running = tokio::spawn(worker.run(sluice_engine::Shutdown::when(async {
         let _ = stop_rx.await;
-    }));
+    })));
     let settled = eventually(Duration::from_secs(60), || async {
         q.stats()
             .await

@@ -75,9 +75,9 @@ async fn measure(
                 ..WorkerConfig::default()
             });
         let mut stopped = stopped.clone();
-        workers.spawn(worker.run(async move {
+        workers.spawn(worker.run(sluice_engine::Shutdown::when(async move {
             let _ = stopped.wait_for(|s| *s).await;
-        }));
+        })));
     }
 
     let start = Instant::now();

@@ -252,10 +252,12 @@ async fn measure(url: &str, partitions: u16, jobs: u64, concurrency: usize) -> a
     let workers = {
         let pq = pq.clone();
         tokio::spawn(async move {
-            pq.run_workers(handler, worker_config(concurrency), async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
+            sluice_engine::Worker::new(pq, handler)
+                .with_config(worker_config(concurrency))
+                .run(sluice_engine::Shutdown::when(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }))
+                .await
         })
     };
     let mut sent = 0;

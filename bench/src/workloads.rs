@@ -228,9 +228,9 @@ async fn drain<H: sluice_engine::Handler>(
 ) -> anyhow::Result<()> {
     let worker = Worker::new(queue, handler).with_config(worker_config(concurrency));
     worker
-        .run(async move {
+        .run(sluice_engine::Shutdown::when(async move {
             let _ = stopped.wait_for(|s| *s).await;
-        })
+        }))
         .await?;
     Ok(())
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_engine::{
-    Client, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig, handler_fn,
+    Client, HandlerError, Job, JobOptions, NewJob, Outcome, Shutdown, Worker, WorkerConfig,
+    handler_fn,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,9 +60,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut worker_stop = stop_rx.clone();
-    let worker = tokio::spawn(worker.run(async move {
+    let worker = tokio::spawn(worker.run(Shutdown::when(async move {
         let _ = worker_stop.changed().await;
-    }));
+    })));
 
     let before = queue.stats().await?.completed_total;
     let producer = {

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sluice_engine::{
-    Client, ClientConfig, HandlerError, Job, JobOptions, NewJob, Outcome, Worker, WorkerConfig,
+    Client, ClientConfig, HandlerError, Job, JobOptions, NewJob, Outcome, Shutdown, Worker,
+    WorkerConfig,
 };
 
 async fn command_calls(
@@ -84,9 +85,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..WorkerConfig::default()
     });
     let drain_started = Instant::now();
-    let handle = tokio::spawn(worker.run(async move {
+    let handle = tokio::spawn(worker.run(Shutdown::when(async move {
         let _ = rx.await;
-    }));
+    })));
     loop {
         let s = queue.stats().await?;
         if s.completed_total >= jobs {

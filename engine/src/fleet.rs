@@ -129,9 +129,8 @@ impl Fleet {
             concurrency,
         });
         for worker in workers {
-            let run: WorkerRun = Box::new(move |stop: Shutdown| {
-                Box::pin(async move { worker.run(async move { stop.triggered().await }).await })
-            });
+            let run: WorkerRun =
+                Box::new(move |stop: Shutdown| Box::pin(async move { worker.run(stop).await }));
             self.runs.push((name.clone(), run));
         }
         self

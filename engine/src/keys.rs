@@ -18,6 +18,51 @@ pub const GROUP: &str = "workers";
 /// Longest queue name accepted.
 pub const MAX_QUEUE_NAME_LEN: usize = 128;
 
+/// A queue's name, checked once (see [`validate_name`]: ASCII letters,
+/// digits, `.`, `_` and `-`, at most [`MAX_QUEUE_NAME_LEN`] of them, so
+/// it sits inside the queue's hash tag; `#<index>` names a partition).
+///
+/// ```
+/// let name = sluice_engine::QueueName::new("emails").unwrap();
+/// assert_eq!(name.as_str(), "emails");
+/// assert!(sluice_engine::QueueName::new("a:b").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// `name` if it is a valid queue name, else [`Error::InvalidName`].
+    pub fn new(name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        validate_name("queue name", &name)?;
+        Ok(Self(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for QueueName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for QueueName {
+    type Err = Error;
+    fn from_str(name: &str) -> Result<Self, Error> {
+        Self::new(name)
+    }
+}
+
 /// Key names of one queue under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueKeys {

@@ -1,7 +1,7 @@
 //! # sluice-engine: a durable job queue on Redis Streams
 //!
 //! ```no_run
-//! use sluice_engine::{Client, JobOptions, Outcome, Worker, handler_fn};
+//! use sluice_engine::{Client, JobOptions, Outcome, Shutdown, Worker, handler_fn};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::connect("redis://127.0.0.1:6379/").await?;
@@ -12,7 +12,7 @@
 //!     println!("sending to {to}");
 //!     Ok(Outcome::Done)
 //! }));
-//! worker.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! worker.run(Shutdown::when(async { let _ = tokio::signal::ctrl_c().await; })).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -141,6 +141,8 @@
 //!   when their job leaves the stream; dead letters are capped; idempotency
 //!   keys and call records expire.
 
+#![warn(missing_docs)]
+
 pub mod alerting;
 mod backoff;
 mod breaker;
@@ -155,13 +157,13 @@ mod handler;
 mod inspect;
 mod job;
 mod job_fields;
-pub mod keys;
+mod keys;
 mod limits;
 mod options;
 mod partition;
-pub mod promoter;
+mod promoter;
 mod queue;
-pub mod reclaimer;
+mod reclaimer;
 mod redact;
 mod registry;
 mod run;
@@ -190,15 +192,15 @@ pub use job::{
     AttemptError, CancelReason, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount,
     Outcome, Stats,
 };
-pub use keys::{MAX_QUEUE_NAME_LEN, PRIORITY_LEVELS};
+pub use keys::{MAX_QUEUE_NAME_LEN, PRIORITY_LEVELS, QueueName, validate_name};
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
 pub use partition::{
     DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Partition,
 };
+pub use promoter::PromoterConfig;
 pub use queue::{MAX_PARTITIONS, Queue};
 pub use redact::redact_url;
 pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
-#[doc(hidden)]
 pub use schedule::{CronSchedule, LastRun, Scheduler};
 pub use scripts::source as script_source;
 pub use shutdown::Shutdown;

@@ -19,7 +19,6 @@
 //!   [`Client::queue`] reads it, so a handle opened by name alone covers
 //!   every partition.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -30,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
 use crate::partition::{DeadCursor, Enqueued, IdempotencyRecord, NewJob, Partition};
-use crate::worker::{Worker, WorkerConfig, WorkerReport};
+use crate::worker::{Worker, WorkerConfig};
 
 /// Most partitions a queue may have (the index has at most 4 digits).
 pub const MAX_PARTITIONS: u16 = 1024;
@@ -300,21 +299,6 @@ impl Queue {
             q.resume().await?;
         }
         Ok(())
-    }
-
-    /// Run `handler` on every partition until `shutdown` (a
-    /// [`Worker`] with `config`); returns the worker's report, summed over
-    /// the partitions.
-    pub async fn run_workers<H: crate::Runner>(
-        &self,
-        handler: H,
-        config: WorkerConfig,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<WorkerReport> {
-        Worker::new(self.clone(), handler)
-            .with_config(config)
-            .run(shutdown)
-            .await
     }
 }
 

@@ -43,6 +43,18 @@ impl Shutdown {
         }
     }
 
+    /// A signal triggered when `event` completes (a `ctrl_c`, a channel):
+    /// a task waits for it. Must be called inside a Tokio runtime.
+    pub fn when(event: impl Future<Output = ()> + Send + 'static) -> Self {
+        let shutdown = Self::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            event.await;
+            trigger.trigger();
+        });
+        shutdown
+    }
+
     /// Ask every part to stop. Triggering again changes nothing.
     pub fn trigger(&self) {
         // Not a new value on a second trigger, so a clone that noticed the

@@ -195,9 +195,9 @@ fn spawn<H: sluice_engine::Runner>(worker: Worker<H>) -> Running {
     let handle = tokio::spawn(async move {
         let mut rx = rx;
         let _ = worker
-            .run(async move {
+            .run(sluice_engine::Shutdown::when(async move {
                 let _ = rx.wait_for(|s| *s).await;
-            })
+            }))
             .await;
     });
     Running { stop, handle }

@@ -94,18 +94,16 @@ async fn jobs_are_routed_by_key_and_drained_from_every_partition() {
     let workers = {
         let pq = pq.clone();
         tokio::spawn(async move {
-            pq.run_workers(
-                handler,
-                WorkerConfig {
+            sluice_engine::Worker::new(pq, handler)
+                .with_config(WorkerConfig {
                     concurrency: 6,
                     block_timeout: Duration::from_millis(200),
                     ..WorkerConfig::default()
-                },
-                async move {
+                })
+                .run(sluice_engine::Shutdown::when(async move {
                     let _ = stopped.await;
-                },
-            )
-            .await
+                }))
+                .await
         })
     };
     let drained = eventually(Duration::from_secs(30), || async {

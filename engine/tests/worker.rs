@@ -217,7 +217,7 @@ async fn dropping_the_run_future_stops_the_worker() {
     };
     let run = Worker::new(q.clone(), counting(ran.clone()))
         .with_config(quick_worker_config())
-        .run(std::future::pending());
+        .run(sluice_engine::Shutdown::new());
     // The worker starts, then its future is dropped.
     assert!(
         tokio::time::timeout(Duration::from_millis(500), run)

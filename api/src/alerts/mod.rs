@@ -64,7 +64,7 @@ pub fn spawn(
             shutdown_grace: Duration::from_secs(5),
             ..WorkerConfig::default()
         });
-        worker.run(async move { stop.triggered().await }).await?;
+        worker.run(stop).await?;
         Ok(())
     });
     Ok(())

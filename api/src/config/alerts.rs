@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_engine::alerting::AlertTiming;
-use sluice_engine::keys::validate_name;
+use sluice_engine::validate_name;
 
 /// Default evaluation interval.
 pub const DEFAULT_INTERVAL_MS: u64 = 1000;

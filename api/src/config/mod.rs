@@ -18,7 +18,7 @@ pub use sluice_server::settings::{ApiConfig, ApiKeySection, Scope};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_engine::{BreakerConfig, QueueConfig, RateLimit, keys::validate_name};
+use sluice_engine::{BreakerConfig, QueueConfig, RateLimit, validate_name};
 
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";

@@ -27,7 +27,6 @@
 //! The attempts a worker holds, which the fetch loop adds, the settler
 //! forgets and the keep-alive and the cancel watcher read, are `held.rs`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -84,7 +83,7 @@ pub struct WorkerConfig {
     /// a shutdown waits for an idle worker.
     pub block_timeout: Duration,
     /// On shutdown, how long running jobs may take to finish. After it,
-    /// they are cancelled ([`Job::cancelled`]) and get `cancel_grace` more;
+    /// they are cancelled ([`Job::cancelled`](crate::Job::cancelled)) and get `cancel_grace` more;
     /// those still running then are abandoned, to be reclaimed by other
     /// workers.
     pub shutdown_grace: Duration,
@@ -337,14 +336,22 @@ impl<H: Runner> Worker<H> {
         &self.consumer
     }
 
-    /// Run until `shutdown` completes, then stop claiming, let running jobs
-    /// finish within the grace period, record their outcomes and return.
-    /// While Redis is unreachable the worker keeps retrying with backoff and
-    /// resumes by itself.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<WorkerReport> {
+    /// Run until `shutdown` is triggered, then stop claiming, let running
+    /// jobs finish within the grace period, record their outcomes and
+    /// return. While Redis is unreachable the worker keeps retrying with
+    /// backoff and resumes by itself. A queue of several partitions runs a
+    /// worker on each, sharing the concurrency. To run several workers of a
+    /// process, with heartbeats, use [`crate::Fleet`].
+    ///
+    /// ```no_run
+    /// # async fn demo(queue: sluice_engine::Queue) -> sluice_engine::Result<()> {
+    /// use sluice_engine::{Job, Outcome, Shutdown, Worker, handler_fn};
+    /// let shutdown = Shutdown::when(async { tokio::signal::ctrl_c().await.ok(); });
+    /// let handler = handler_fn(|_job: Job| async { Ok(Outcome::Done) });
+    /// let report = Worker::new(queue, handler).run(shutdown).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(self, shutdown: Shutdown) -> Result<WorkerReport> {
         crate::keys::validate_name("consumer name", &self.consumer)?;
         if self.config.concurrency == 0
             || self.config.batch_size == 0
@@ -358,7 +365,7 @@ impl<H: Runner> Worker<H> {
         if self.queue.partitions().len() > 1 {
             return run_all(self.per_partition(), shutdown).await;
         }
-        let (stop, signal) = shutdown_on(shutdown);
+        let (stop, signal) = own_stop(shutdown);
         // A task of its own, so the fetch loop runs on a runtime thread
         // even when `run` is awaited in `block_on` (as in `#[tokio::main]`):
         // a task spawned from a runtime thread starts on that thread, while
@@ -477,11 +484,8 @@ impl<H: Runner> Worker<H> {
 
 /// Run `workers` (one per partition, see [`Worker::per_partition`]) until
 /// `shutdown`; their reports summed, or the first error.
-async fn run_all<H: Runner>(
-    workers: Vec<Worker<H>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<WorkerReport> {
-    let (stop, signal) = shutdown_on(shutdown);
+async fn run_all<H: Runner>(workers: Vec<Worker<H>>, shutdown: Shutdown) -> Result<WorkerReport> {
+    let (stop, signal) = own_stop(shutdown);
     let mut running = JoinSet::new();
     for worker in workers {
         running.spawn(worker.run_partition(stop.clone()));
@@ -506,15 +510,15 @@ async fn run_all<H: Runner>(
     }
 }
 
-/// A [`Shutdown`] triggered when `signal` completes, and the task that
-/// waits for it (to abort once the worker is done).
-fn shutdown_on(
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> (Shutdown, tokio::task::JoinHandle<()>) {
+/// The worker's own [`Shutdown`], triggered when the caller's is, and the
+/// task that waits for it (to abort once the worker is done). Its own, so
+/// every loop's clone is made from a handle that has not waited (see
+/// [`Shutdown::noticed`]), whatever the caller did with its handle.
+fn own_stop(shutdown: Shutdown) -> (Shutdown, tokio::task::JoinHandle<()>) {
     let stop = Shutdown::new();
     let trigger = stop.clone();
     let task = tokio::spawn(async move {
-        signal.await;
+        shutdown.triggered().await;
         trigger.trigger();
     });
     (stop, task)

@@ -146,9 +146,9 @@ pub struct RunningWorker {
 /// Start `worker` in a task.
 pub fn spawn<H: Runner>(worker: Worker<H>) -> RunningWorker {
     let (stop, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(worker.run(async move {
+    let handle = tokio::spawn(worker.run(sluice_engine::Shutdown::when(async move {
         let _ = rx.await;
-    }));
+    })));
     RunningWorker { stop, handle }
 }
 

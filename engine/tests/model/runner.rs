@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use sluice_engine::keys::QueueKeys;
 use sluice_engine::{Enqueued, Job, JobInfo, JobOptions, JobState, NewJob, Outcome, Settled};
 use sluice_testkit::{Commands, Fault, Rule};
 
@@ -178,7 +177,7 @@ pub struct CaseRun<'w> {
     defects: Defects,
     pub model: Model,
     h: Handles,
-    keys: QueueKeys,
+    keys: RawKeys,
     held: Vec<Vec<Claimed>>,
     settled: Vec<Claimed>,
     next_claim: u64,
@@ -189,7 +188,7 @@ pub struct CaseRun<'w> {
 pub async fn run_case(world: &World, case: &Case, defects: Defects) -> Result<Tally, String> {
     let faults_before = world.faults.load(std::sync::atomic::Ordering::Relaxed);
     let (name, h) = world.new_queue(case.keep_completed).await;
-    let keys = QueueKeys::new(&world.prefix, &name).map_err(|e| e.to_string())?;
+    let keys = RawKeys::new(&world.prefix, &name);
     let mut run = CaseRun {
         world,
         defects,
@@ -1108,7 +1107,7 @@ impl CaseRun<'_> {
         for level in 0..10u8 {
             let reply: redis::Value = redis::cmd("XPENDING")
                 .arg(self.keys.stream(level))
-                .arg(sluice_engine::keys::GROUP)
+                .arg(RawKeys::GROUP)
                 .query_async(&mut raw)
                 .await
                 .map_err(|e| format!("XPENDING: {e}"))?;
@@ -1207,6 +1206,38 @@ impl CaseRun<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The queue's keys as docs/design.md lays them out, for the checks that
+/// read Redis directly (the engine keeps its own key builder private).
+struct RawKeys {
+    base: String,
+}
+
+impl RawKeys {
+    const GROUP: &'static str = "workers";
+
+    fn new(prefix: &str, queue: &str) -> Self {
+        Self {
+            base: format!("{prefix}:{{{queue}}}:"),
+        }
+    }
+
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn stream(&self, level: u8) -> String {
+        format!("{}p:{level}", self.base)
+    }
+
+    fn meta(&self) -> String {
+        format!("{}meta", self.base)
+    }
+
+    fn stats(&self) -> String {
+        format!("{}stats", self.base)
     }
 }
 
