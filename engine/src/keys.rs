@@ -234,6 +234,9 @@ pub fn samples_key(prefix: &str, name: &str) -> String {
 /// `:` would blur the key layout, and `#` is kept for queue partitions: a
 /// queue name may end in `#<index>` (1 to 4 digits), the partition's name.
 /// Names of dots only are refused: `..` would read as a step up in a URL.
+/// For queue names, [`QueueName`] checks them; this is for the other names
+/// the config holds (schedules, alert rules, channels, breakers), and says
+/// `what` the name is in its error.
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
     // A partition of a partitioned queue is `<queue>#<index>`.
     let base = match name.split_once('#') {

@@ -78,7 +78,8 @@
 //! - `registry`: the registry of live worker processes and the recorded
 //!   last runs of cron schedules; `limits`: sliding-window request limits
 //!   shared by the fleet (the API's per-key rates).
-//! - `keys`: every Redis key, all of a queue's under its `{queue}` hash tag.
+//! - `keys` (internal): every Redis key, all of a queue's under its
+//!   `{queue}` hash tag; [`QueueName`] and [`validate_name`] check names.
 //! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
 //!   and latency series summed over every process.
 //! - `breaker`: [`Breaker`], circuit breakers whose state the fleet shares

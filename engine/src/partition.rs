@@ -123,6 +123,13 @@ impl Partition {
         &self.store
     }
 
+    /// Whether a call found this partition's Redis Cluster slot migrating
+    /// in the last seconds: jobs without a key go to other partitions
+    /// meanwhile.
+    pub fn slot_moving(&self) -> bool {
+        self.store.slot_moving()
+    }
+
     /// Enqueue one job whose payload is `payload` as MessagePack.
     pub async fn enqueue<T: Serialize + ?Sized>(
         &self,

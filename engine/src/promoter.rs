@@ -14,7 +14,9 @@ pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
 /// Jobs moved per call.
 pub const DEFAULT_PROMOTE_BATCH: usize = 1000;
 
-/// Settings of the promoter.
+/// Settings of the promoter, the loop of each worker that moves delayed
+/// jobs that fell due to their streams. Defaults: every 200 ms at the
+/// longest (sooner when the next due time is known), 1,000 jobs per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PromoterConfig {
     /// Longest sleep between runs.

@@ -153,7 +153,7 @@ impl Queue {
     /// of them when every one was. A job with a key stays with its key.
     fn open_partitions(&self) -> Vec<usize> {
         let open: Vec<usize> = (0..self.partitions.len())
-            .filter(|&i| !self.partitions[i].store().slot_moving())
+            .filter(|&i| !self.partitions[i].slot_moving())
             .collect();
         if open.is_empty() {
             (0..self.partitions.len()).collect()

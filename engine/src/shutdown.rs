@@ -44,7 +44,13 @@ impl Shutdown {
     }
 
     /// A signal triggered when `event` completes (a `ctrl_c`, a channel):
-    /// a task waits for it. Must be called inside a Tokio runtime.
+    /// a task waits for it, and lives until it completes, so make one per
+    /// process and clone it. A signal triggered already stops at once
+    /// whatever it is given to.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
     pub fn when(event: impl Future<Output = ()> + Send + 'static) -> Self {
         let shutdown = Self::new();
         let trigger = shutdown.clone();

@@ -565,8 +565,15 @@ async fn keyless_jobs_go_around_a_partition_whose_slot_is_moving() {
         let q = q.clone();
         tokio::spawn(async move { q.enqueue_keyed(&key, &0u32, JobOptions::new()).await })
     };
-    // The keyed call finds the slot migrating, and waits for it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The keyed call finds the slot migrating (once the cluster client's
+    // own TRYAGAIN retries give up), and waits for it.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            q.partitions()[0].slot_moving()
+        })
+        .await,
+        "no call found the slot moving"
+    );
     let jobs: Vec<NewJob> = (1..=30u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
         .collect();

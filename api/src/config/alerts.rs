@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_engine::alerting::AlertTiming;
-use sluice_engine::validate_name;
+use sluice_engine::{QueueName, validate_name};
 
 /// Default evaluation interval.
 pub const DEFAULT_INTERVAL_MS: u64 = 1000;
@@ -186,7 +186,7 @@ impl AlertRule {
             let Some(q) = &self.queue else {
                 bail!("{}.queue: kind {} needs a queue", at(), self.kind.as_str());
             };
-            validate_name("queue name", q).with_context(|| format!("{}.queue", at()))?;
+            QueueName::new(q.as_str()).with_context(|| format!("{}.queue", at()))?;
         }
         match (self.kind.needs_threshold(), self.threshold) {
             (true, None) => bail!(

@@ -18,7 +18,7 @@ pub use sluice_server::settings::{ApiConfig, ApiKeySection, Scope};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use sluice_engine::{BreakerConfig, QueueConfig, RateLimit, validate_name};
+use sluice_engine::{BreakerConfig, QueueConfig, QueueName, RateLimit, validate_name};
 
 /// Default Redis URL.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -451,7 +451,7 @@ impl FileConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut names = HashSet::new();
         for q in &self.queues {
-            validate_name("queue name", &q.name)?;
+            QueueName::new(q.name.as_str())?;
             if !names.insert(q.name.as_str()) {
                 bail!("queue {} is configured twice", q.name);
             }
@@ -492,7 +492,7 @@ impl FileConfig {
         let mut schedules = HashSet::new();
         for s in &self.all_schedules() {
             validate_name("schedule name", &s.name)?;
-            validate_name("queue name", &s.queue)?;
+            QueueName::new(s.queue.as_str())?;
             if !schedules.insert(s.name.as_str()) {
                 bail!("schedule {} is configured twice", s.name);
             }

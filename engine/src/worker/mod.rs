@@ -20,7 +20,7 @@
 //! - the promoter (`promoter.rs`) and the reclaimer (`reclaimer.rs`).
 //!
 //! Each loop stops on a clone of its own of the partition's [`Shutdown`],
-//! made from the future given to [`Worker::run`]; the settler, which
+//! triggered by the one given to [`Worker::run`]; the settler, which
 //! records outcomes until the job tasks are done, on one of its own, when
 //! the shutdown grace is over while Redis is down.
 //!
@@ -345,9 +345,9 @@ impl<H: Runner> Worker<H> {
     ///
     /// ```no_run
     /// # async fn demo(queue: sluice_engine::Queue) -> sluice_engine::Result<()> {
-    /// use sluice_engine::{Job, Outcome, Shutdown, Worker, handler_fn};
+    /// use sluice_engine::{Outcome, Shutdown, Worker, handler_fn};
     /// let shutdown = Shutdown::when(async { tokio::signal::ctrl_c().await.ok(); });
-    /// let handler = handler_fn(|_job: Job| async { Ok(Outcome::Done) });
+    /// let handler = handler_fn(|_job, _n: u32| async { Ok(Outcome::Done) });
     /// let report = Worker::new(queue, handler).run(shutdown).await?;
     /// # Ok(()) }
     /// ```
@@ -379,7 +379,7 @@ impl<H: Runner> Worker<H> {
             Some(Err(e)) => Err(crate::Error::invalid("worker", e.to_string())),
             None => Err(crate::Error::invalid("worker", "its task was lost")),
         };
-        signal.abort();
+        drop(signal);
         report
     }
 
@@ -503,7 +503,7 @@ async fn run_all<H: Runner>(workers: Vec<Worker<H>>, shutdown: Shutdown) -> Resu
             }
         }
     }
-    signal.abort();
+    drop(signal);
     match first_error {
         Some(e) => Err(e),
         None => Ok(total),
@@ -514,12 +514,23 @@ async fn run_all<H: Runner>(workers: Vec<Worker<H>>, shutdown: Shutdown) -> Resu
 /// task that waits for it (to abort once the worker is done). Its own, so
 /// every loop's clone is made from a handle that has not waited (see
 /// [`Shutdown::noticed`]), whatever the caller did with its handle.
-fn own_stop(shutdown: Shutdown) -> (Shutdown, tokio::task::JoinHandle<()>) {
+fn own_stop(shutdown: Shutdown) -> (Shutdown, AbortOnDrop) {
     let stop = Shutdown::new();
     let trigger = stop.clone();
     let task = tokio::spawn(async move {
         shutdown.triggered().await;
         trigger.trigger();
     });
-    (stop, task)
+    (stop, AbortOnDrop(task))
+}
+
+/// A task aborted when this is dropped: when the worker is done, and when
+/// the caller drops `run`'s future (a timeout, a `select!`), so the task
+/// waiting for the caller's stop does not outlive the worker.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

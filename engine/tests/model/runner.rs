@@ -1104,7 +1104,7 @@ impl CaseRun<'_> {
     async fn check_pending(&mut self) -> Result<(), String> {
         let mut pending: HashMap<String, u64> = HashMap::new();
         let mut raw = self.world.raw.clone();
-        for level in 0..10u8 {
+        for level in 0..sluice_engine::PRIORITY_LEVELS {
             let reply: redis::Value = redis::cmd("XPENDING")
                 .arg(self.keys.stream(level))
                 .arg(RawKeys::GROUP)
@@ -1189,7 +1189,9 @@ impl CaseRun<'_> {
             .query_async(&mut raw)
             .await
             .map_err(|e| format!("KEYS: {e}"))?;
-        let mut fixed: HashSet<String> = (0..10u8).map(|l| self.keys.stream(l)).collect();
+        let mut fixed: HashSet<String> = (0..sluice_engine::PRIORITY_LEVELS)
+            .map(|l| self.keys.stream(l))
+            .collect();
         fixed.insert(self.keys.meta());
         fixed.insert(self.keys.stats());
         for key in keys {
