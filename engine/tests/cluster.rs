@@ -338,15 +338,7 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
     use sluice_engine::{Cancelled, Settled};
     let cluster = TestCluster::start(3, 0);
     let prefix = unique_prefix();
-    let client = Client::connect_with(ClientConfig::new(cluster.url()).prefix(&prefix).retry(
-        RetryPolicy {
-            retries: 12,
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-        },
-    ))
-    .await
-    .expect("connect");
+    let client = patient_client(&cluster, &prefix).await;
     let q = client
         .queue_with("migrating", fast_config())
         .await
@@ -542,15 +534,7 @@ impl SlotMove {
 async fn keyless_jobs_go_around_a_partition_whose_slot_is_moving() {
     let cluster = TestCluster::start(3, 0);
     let prefix = unique_prefix();
-    let client = Client::connect_with(ClientConfig::new(cluster.url()).prefix(&prefix).retry(
-        RetryPolicy {
-            retries: 12,
-            min_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(200),
-        },
-    ))
-    .await
-    .expect("connect");
+    let client = patient_client(&cluster, &prefix).await;
     let q = client
         .partitioned_queue("spread", 3, fast_config())
         .await
@@ -596,4 +580,20 @@ async fn keyless_jobs_go_around_a_partition_whose_slot_is_moving() {
     };
     assert_eq!(waiting(0).await, 1, "only the keyed job");
     assert_eq!(waiting(1).await + waiting(2).await, 30);
+}
+
+/// A client on `cluster` whose calls retry for a few seconds: long enough
+/// to outlast a short slot migration.
+async fn patient_client(cluster: &TestCluster, prefix: &str) -> Client {
+    Client::connect_with(
+        ClientConfig::new(cluster.url())
+            .prefix(prefix)
+            .retry(RetryPolicy {
+                retries: 12,
+                min_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(200),
+            }),
+    )
+    .await
+    .expect("connect")
 }

@@ -443,25 +443,14 @@ async fn an_export_reads_in_pages_and_finds_every_job_once() {
 /// dead letter without a run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_claim_reclaimed_late_gives_its_attempt_back() {
-    use sluice_testkit::{Commands, Fault, FaultProxy, Rule};
-    let redis = RedisServer::start(Persistence::None);
-    let link = FaultProxy::start(&redis.url()).await.expect("proxy");
-    let prefix = unique_prefix();
-    let config = sluice_engine::QueueConfig {
-        visibility_timeout: Duration::from_millis(600),
-        max_attempts: 1,
-        ..sluice_engine::QueueConfig::default()
-    };
-    let direct = Client::connect_with(impatient(&redis.url(), &prefix))
-        .await
-        .expect("connect");
-    let q = direct
-        .queue_with("unanswered", config.clone())
-        .await
-        .expect("queue");
-    // Redis knows claim.lua (a first EVALSHA would be answered NOSCRIPT
-    // without running).
-    assert!(q.claim("warm", 1).await.expect("claim").is_empty());
+    use sluice_testkit::{Commands, Fault, Rule};
+    let LinkedQueue {
+        redis: _redis,
+        link,
+        prefix,
+        config,
+        queue: q,
+    } = LinkedQueue::start("unanswered").await;
     let heavy = q
         .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
         .await
@@ -565,25 +554,14 @@ async fn a_deep_dead_letter_page_reads_one_page_of_jobs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopping_while_redis_is_away_leaves_delivered_entries_to_go_back() {
     use sluice_engine::{HandlerError, Job, Worker, WorkerConfig};
-    use sluice_testkit::{Commands, Fault, FaultProxy, Rule};
-    let redis = RedisServer::start(Persistence::None);
-    let link = FaultProxy::start(&redis.url()).await.expect("proxy");
-    let prefix = unique_prefix();
-    let config = sluice_engine::QueueConfig {
-        visibility_timeout: Duration::from_millis(600),
-        max_attempts: 1,
-        ..sluice_engine::QueueConfig::default()
-    };
-    let direct = Client::connect_with(impatient(&redis.url(), &prefix))
-        .await
-        .expect("connect");
-    let q = direct
-        .queue_with("away", config.clone())
-        .await
-        .expect("queue");
-    // Redis knows claim.lua (a first EVALSHA would be answered NOSCRIPT
-    // without running).
-    assert!(q.claim("warm", 1).await.expect("claim").is_empty());
+    use sluice_testkit::{Commands, Fault, Rule};
+    let LinkedQueue {
+        redis: _redis,
+        link,
+        prefix,
+        config,
+        queue: q,
+    } = LinkedQueue::start("away").await;
     let claim_sha = redis::Script::new(sluice_engine::script_source("claim.lua").expect("claim"))
         .get_hash()
         .to_owned();
@@ -645,4 +623,47 @@ async fn a_worker_stopping_while_redis_is_away_leaves_delivered_entries_to_go_ba
         .pop()
         .expect("back in line");
     assert_eq!((again.id.as_str(), again.attempt), (id.as_str(), 1));
+}
+
+/// A private Redis with a fault proxy in front, and queue `name` opened
+/// directly on it (visibility timeout 600 ms, one attempt), with claim.lua
+/// loaded (a first EVALSHA would be answered NOSCRIPT without running):
+/// for tests where a worker's link to Redis fails while the test's own
+/// does not.
+struct LinkedQueue {
+    redis: RedisServer,
+    link: sluice_testkit::FaultProxy,
+    prefix: String,
+    config: sluice_engine::QueueConfig,
+    queue: sluice_engine::Queue,
+}
+
+impl LinkedQueue {
+    async fn start(name: &str) -> Self {
+        let redis = RedisServer::start(Persistence::None);
+        let link = sluice_testkit::FaultProxy::start(&redis.url())
+            .await
+            .expect("proxy");
+        let prefix = unique_prefix();
+        let config = sluice_engine::QueueConfig {
+            visibility_timeout: Duration::from_millis(600),
+            max_attempts: 1,
+            ..sluice_engine::QueueConfig::default()
+        };
+        let direct = Client::connect_with(impatient(&redis.url(), &prefix))
+            .await
+            .expect("connect");
+        let queue = direct
+            .queue_with(name, config.clone())
+            .await
+            .expect("queue");
+        assert!(queue.claim("warm", 1).await.expect("claim").is_empty());
+        Self {
+            redis,
+            link,
+            prefix,
+            config,
+            queue,
+        }
+    }
 }
