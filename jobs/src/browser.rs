@@ -76,6 +76,13 @@ fn effective_uid(status: &str) -> Option<u32> {
         .and_then(|id| id.parse().ok())
 }
 
+/// Whether a failed launch is Chromium refusing its sandbox (its stderr is
+/// in the error): "No usable sandbox!" where user namespaces are off,
+/// "Running as root without --no-sandbox is not supported" as root.
+fn refuses_sandbox(error: &str) -> bool {
+    error.contains("No usable sandbox") || error.contains("without --no-sandbox")
+}
+
 /// Every variable of this process but [`KEPT_VARIABLES`] (and `LC_*`),
 /// set to the empty string.
 fn blanked_environment() -> Vec<(String, String)> {
@@ -135,6 +142,10 @@ pub struct BrowserPool {
     live: Mutex<Option<Live>>,
     slots: Semaphore,
     generations: AtomicU64,
+    /// Whether Chromium runs sandboxed here: decided by the first launch,
+    /// so a later launch that fails for another reason (a timeout under
+    /// load, a full disk) is an error, never a quiet loss of the sandbox.
+    sandboxed: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for BrowserPool {
@@ -154,6 +165,7 @@ impl BrowserPool {
             live: Mutex::new(None),
             slots: Semaphore::new(tabs),
             generations: AtomicU64::new(0),
+            sandboxed: std::sync::OnceLock::new(),
         })
     }
 
@@ -309,19 +321,33 @@ impl BrowserPool {
 
     /// Launch Chromium, with its sandbox where the platform allows it. A
     /// process running as root cannot have one (Chromium refuses to start
-    /// sandboxed as root), and where user namespaces are off the sandboxed
-    /// launch fails: then it starts without, and the log says so.
+    /// sandboxed as root). Elsewhere the first launch tries the sandbox;
+    /// only when Chromium itself says it has no usable sandbox (user
+    /// namespaces off) does it start without, and the log says so. The
+    /// answer holds for the pool's life.
     async fn launch(&self) -> Result<Live> {
-        if !running_as_root() {
-            match self.launch_with(true).await {
-                Ok(live) => return Ok(live),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "chromium cannot start sandboxed here; starting it without its sandbox"
-                ),
-            }
+        if let Some(&sandboxed) = self.sandboxed.get() {
+            return self.launch_with(sandboxed).await;
         }
-        self.launch_with(false).await
+        if running_as_root() {
+            let _ = self.sandboxed.set(false);
+            return self.launch_with(false).await;
+        }
+        match self.launch_with(true).await {
+            Ok(live) => {
+                let _ = self.sandboxed.set(true);
+                Ok(live)
+            }
+            Err(e) if refuses_sandbox(&e.to_string()) => {
+                tracing::warn!(
+                    error = %e,
+                    "chromium has no usable sandbox here; starting it without its sandbox"
+                );
+                let _ = self.sandboxed.set(false);
+                self.launch_with(false).await
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn launch_with(&self, sandboxed: bool) -> Result<Live> {
@@ -350,12 +376,17 @@ impl BrowserPool {
             .envs(blanked_environment())
             .build()
             .map_err(Error::Browser)?;
-        let (browser, mut handler) = Browser::launch(config).await.map_err(|e| {
-            Error::Browser(format!(
-                "cannot launch {}: {e}",
-                self.settings.executable.display()
-            ))
-        })?;
+        let (browser, mut handler) = match Browser::launch(config).await {
+            Ok(launched) => launched,
+            Err(e) => {
+                // Nothing else will remove it.
+                let _ = std::fs::remove_dir_all(&data_dir);
+                return Err(Error::Browser(format!(
+                    "cannot launch {}: {e}",
+                    self.settings.executable.display()
+                )));
+            }
+        };
         let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
         tracing::info!(executable = %self.settings.executable.display(), sandboxed, "browser launched");
         Ok(Live {
@@ -385,6 +416,19 @@ async fn shut(mut live: Live) {
 #[cfg(test)]
 mod tests {
     use super::effective_uid;
+
+    #[test]
+    fn only_chromiums_own_refusal_of_its_sandbox_starts_it_without() {
+        assert!(super::refuses_sandbox(
+            "cannot launch /usr/bin/chromium: Browser process exited with status ExitStatus(1) before websocket URL could be resolved, stderr: \"[1:1:FATAL:zygote_host_impl_linux.cc(128)] No usable sandbox! ...\""
+        ));
+        assert!(super::refuses_sandbox(
+            "stderr: \"Running as root without --no-sandbox is not supported. See https://crbug.com/638180.\""
+        ));
+        assert!(!super::refuses_sandbox(
+            "cannot launch /usr/bin/chromium: Timeout while resolving websocket URL from browser process, stderr: \"\""
+        ));
+    }
 
     #[test]
     fn the_effective_uid_is_the_second_of_the_uid_line() {
