@@ -371,13 +371,7 @@ impl Queue {
                 .collect::<Vec<_>>(),
             limit,
         );
-        let mut letters = Vec::with_capacity(rows.len());
-        for (_, id, i) in rows {
-            if let Some(job) = self.partitions[i].job(&id).await? {
-                letters.push(job);
-            }
-        }
-        Ok((letters, next))
+        Ok((self.page_jobs(rows).await?, next))
     }
 
     /// Jobs in `state` over every partition, in each state's order (see
@@ -443,13 +437,32 @@ impl Queue {
             matched += n;
         }
         rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
-        let mut letters = Vec::with_capacity(limit);
-        for (_, id, i) in rows.into_iter().skip(offset).take(limit) {
-            if let Some(job) = self.partitions[i].job(&id).await? {
-                letters.push(job);
+        let page = rows.into_iter().skip(offset).take(limit).collect();
+        Ok((self.page_jobs(page).await?, matched))
+    }
+
+    /// The jobs of a page of (time, id, partition) rows, in the page's
+    /// order: one read per partition, not one per job. A job gone since is
+    /// left out.
+    async fn page_jobs(&self, rows: Vec<(u64, String, usize)>) -> Result<Vec<JobInfo>> {
+        let mut by_partition: Vec<Vec<String>> = vec![Vec::new(); self.partitions.len()];
+        for (_, id, i) in &rows {
+            by_partition[*i].push(id.clone());
+        }
+        let mut found: std::collections::HashMap<(usize, String), JobInfo> =
+            std::collections::HashMap::new();
+        for (i, ids) in by_partition.iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            for job in self.partitions[i].store().jobs(ids).await? {
+                found.insert((i, job.id.clone()), job);
             }
         }
-        Ok((letters, matched))
+        Ok(rows
+            .into_iter()
+            .filter_map(|(_, id, i)| found.remove(&(i, id)))
+            .collect())
     }
 
     /// Completed and failed attempts per minute over every partition (see
