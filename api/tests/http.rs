@@ -292,6 +292,14 @@ async fn dead_letters_list_filter_show_retry_delete_purge() {
     assert_eq!(rest.json["dead"].as_array().map(Vec::len), Some(2));
     let odd = send(&app, Method::GET, "/api/queues/d/dead?q=ODD").await;
     assert_eq!(odd.json["matched"], 3);
+    // A search text is bounded, as the dashboard's is.
+    let long = send(
+        &app,
+        Method::GET,
+        &format!("/api/queues/d/dead?q={}", "x".repeat(201)),
+    )
+    .await;
+    assert_error(&long, StatusCode::UNPROCESSABLE_ENTITY, "invalid_query");
     let bad = send(&app, Method::GET, "/api/queues/d/dead?limit=0").await;
     assert_error(&bad, StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit");
     let bad = send(&app, Method::GET, "/api/queues/d/dead?limit=abc").await;

@@ -489,12 +489,16 @@ pub struct Page {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only dead letters whose error contains this text (case-insensitive).
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Start after this cursor (a page's `next_cursor`): as cheap at any
     /// depth as the first page. Empty: from the newest.
     #[param(pattern = r"^([0-9]{1,19}-[^\n\r\u2028\u2029]{1,200})?$")]
     pub cursor: Option<String>,
 }
+
+/// Longest search text (`q`), in characters, as the dashboard's.
+const MAX_SEARCH_CHARS: usize = 200;
 
 /// Most dead letters scanned by a filtered listing or retry.
 const FILTER_SCAN_LIMIT: usize = 100_000;
@@ -538,6 +542,16 @@ pub async fn dead_list(
         return Err(ApiError::invalid(
             "invalid_limit",
             format!("limit must be 1 to {MAX_LIST_LIMIT}"),
+        ));
+    }
+    if page
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(ApiError::invalid(
+            "invalid_query",
+            format!("q must be at most {MAX_SEARCH_CHARS} characters"),
         ));
     }
     // Deep pages would have Redis (and each partition) read everything
