@@ -6,7 +6,7 @@
 //! loop live with the binary (`api/src/alerts`).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,20 +41,60 @@ const SLOT_MS: u64 = 10_000;
 /// How long a latency slot is kept.
 const SLOT_KEEP_MS: u64 = 2 * 3600 * 1000;
 
-/// The samples this process recorded and has not yet added to Redis.
-static LOCAL: LazyLock<Mutex<HashMap<&'static str, [u64; 16]>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The latency series of the API's authenticated requests (the
+/// `api_latency` alert reads it).
+pub const API_LATENCY: &str = "api";
 
-/// Count one sample of `series` (for example "api" or "db") in this
-/// process; [`Client::flush_latency`] adds the counts to Redis.
-pub fn record_latency(series: &'static str, took: Duration) {
-    let ms = took.as_millis() as u64;
-    let bucket = LATENCY_BUCKETS_MS
-        .iter()
-        .position(|b| ms <= *b)
-        .unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
-    if let Ok(mut local) = LOCAL.lock() {
-        local.entry(series).or_insert([0; 16])[bucket] += 1;
+/// The latency series of the application's database writes (the `db_slow`
+/// alert reads it).
+pub const DB_LATENCY: &str = "db";
+
+/// Samples recorded through a client's latency series and not yet added
+/// to Redis: bucket counts by series. Shared by the client's clones.
+pub(crate) type LatencySamples = Arc<Mutex<HashMap<&'static str, [u64; 16]>>>;
+
+/// One latency series of the fleet (for example `api` or `db`): where a
+/// part of the process records how long its calls take, for the alert
+/// rules that read the series' quantiles ([`Client::latency_quantile`]).
+/// Samples are counted in the process and added to Redis by
+/// [`Client::flush_latency`], summed over every process.
+///
+/// ```
+/// # fn demo(client: &sluice_engine::Client) {
+/// let api = client.latency_series(sluice_engine::alerting::API_LATENCY);
+/// api.record(std::time::Duration::from_millis(12));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LatencySeries {
+    name: &'static str,
+    samples: LatencySamples,
+}
+
+impl std::fmt::Debug for LatencySeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencySeries")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl LatencySeries {
+    /// Count one sample.
+    pub fn record(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(LATENCY_BUCKETS_MS.len() - 1);
+        if let Ok(mut samples) = self.samples.lock() {
+            samples.entry(self.name).or_insert([0; 16])[bucket] += 1;
+        }
+    }
+
+    /// The series' name.
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 }
 
@@ -219,10 +259,20 @@ impl Client {
         })
     }
 
-    /// Add the latency samples this process recorded
-    /// ([`record_latency`]) to Redis, where every process's are summed.
+    /// The latency series `name` of this client (and its clones), to
+    /// record samples in.
+    pub fn latency_series(&self, name: &'static str) -> LatencySeries {
+        LatencySeries {
+            name,
+            samples: self.latency_samples().clone(),
+        }
+    }
+
+    /// Add the latency samples recorded through this client's series
+    /// ([`LatencySeries::record`]) to Redis, where every process's are
+    /// summed.
     pub async fn flush_latency(&self) -> Result<()> {
-        let taken: Vec<(&'static str, [u64; 16])> = match LOCAL.lock() {
+        let taken: Vec<(&'static str, [u64; 16])> = match self.latency_samples().lock() {
             Ok(mut local) => local.drain().collect(),
             Err(_) => return Ok(()),
         };
@@ -233,7 +283,7 @@ impl Client {
         let slot = now / SLOT_MS;
         if let Err(e) = self.fleet().add_latency(slot, SLOT_KEEP_MS, &taken).await {
             // Put them back: the next flush tries again.
-            if let Ok(mut local) = LOCAL.lock() {
+            if let Ok(mut local) = self.latency_samples().lock() {
                 for (series, counts) in taken {
                     let mine = local.entry(series).or_insert([0; 16]);
                     for (m, c) in mine.iter_mut().zip(counts) {

@@ -94,6 +94,9 @@ struct Inner {
     target: Target,
     conn: Conn,
     config: ClientConfig,
+    /// Latency samples recorded through this client's series and not yet
+    /// added to Redis (`alerting.rs`).
+    latency: crate::alerting::LatencySamples,
 }
 
 impl std::fmt::Debug for Client {
@@ -133,6 +136,7 @@ impl Client {
                 target,
                 conn,
                 config,
+                latency: Default::default(),
             }),
         };
         client.check_durability().await;
@@ -155,8 +159,14 @@ impl Client {
                 target,
                 conn,
                 config,
+                latency: Default::default(),
             }),
         })
+    }
+
+    /// The samples recorded through this client's latency series.
+    pub(crate) fn latency_samples(&self) -> &crate::alerting::LatencySamples {
+        &self.inner.latency
     }
 
     /// The client's settings.

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestRedis;
-use sluice_engine::alerting::{AlertTiming, NoticeKind, record_latency};
+use sluice_engine::alerting::{AlertTiming, NoticeKind};
 use sluice_engine::{Client, ClientConfig};
 
 fn timing(hold_ms: u64, clear_ms: u64, repeat_ms: Option<u64>) -> AlertTiming {
@@ -155,12 +155,13 @@ async fn latency_percentiles_sum_every_process_samples() {
             .expect("q"),
         None
     );
+    let recorded = r.client.latency_series(series);
     for _ in 0..98 {
-        record_latency(series, Duration::from_millis(3));
+        recorded.record(Duration::from_millis(3));
     }
     r.client.flush_latency().await.expect("flush");
     for _ in 0..2 {
-        record_latency(series, Duration::from_millis(700));
+        recorded.record(Duration::from_millis(700));
     }
     r.client.flush_latency().await.expect("flush");
     let p99 = r

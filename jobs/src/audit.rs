@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sluice_engine::alerting::LatencySeries;
 use sluice_engine::{
     Breaker, Client, HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler,
 };
@@ -258,6 +259,7 @@ async fn open<'a>(client: &Client, queue: &'a mut Option<Queue>) -> Option<&'a Q
 pub struct AuditHandler {
     pool: PgPool,
     breaker: Option<Breaker>,
+    latency: Option<LatencySeries>,
 }
 
 impl AuditHandler {
@@ -266,12 +268,20 @@ impl AuditHandler {
         Self {
             pool,
             breaker: None,
+            latency: None,
         }
     }
 
     /// Put the writes under the PostgreSQL circuit breaker.
     pub fn with_breaker(mut self, breaker: Breaker) -> Self {
         self.breaker = Some(breaker);
+        self
+    }
+
+    /// Record each write's round trip in `series` (the fleet's `db`
+    /// latency, which the db_slow alert reads).
+    pub fn with_latency(mut self, series: LatencySeries) -> Self {
+        self.latency = Some(series);
         self
     }
 }
@@ -305,7 +315,7 @@ impl TypedBatchHandler for AuditHandler {
                 (job, (id, event))
             })
             .unzip();
-        let written = guarded_write(self.breaker.as_ref(), || async {
+        let written = guarded_write(self.breaker.as_ref(), self.latency.as_ref(), || async {
             write_events(&self.pool, &events)
                 .await
                 .map_err(|e| StoreError::from_db("cannot write audit events", &e))

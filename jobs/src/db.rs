@@ -193,9 +193,12 @@ const WRITE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Run a bulk write under the PostgreSQL breaker, when there is one:
 /// `Err(wait)` without writing while it is open. PostgreSQL being
-/// unreachable counts against it; a statement it refused does not.
+/// unreachable counts against it; a statement it refused does not. Each
+/// write's round trip is a sample of `latency` when given (the fleet's
+/// `db` series, which the db_slow alert reads).
 pub async fn guarded_write<T, Fut>(
     breaker: Option<&sluice_engine::Breaker>,
+    latency: Option<&sluice_engine::alerting::LatencySeries>,
     write: impl FnOnce() -> Fut,
 ) -> Result<Result<T, StoreError>, std::time::Duration>
 where
@@ -206,7 +209,9 @@ where
     let timed = || async {
         let started = std::time::Instant::now();
         let result = write().await;
-        sluice_engine::alerting::record_latency("db", started.elapsed());
+        if let Some(series) = latency {
+            series.record(started.elapsed());
+        }
         result
     };
     match breaker {

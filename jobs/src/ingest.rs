@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use sluice_engine::alerting::LatencySeries;
 use sluice_engine::{
     Breaker, HandlerError, Job, JobOptions, NewJob, Outcome, Queue, TypedBatchHandler,
 };
@@ -63,6 +64,7 @@ pub struct IngestHandler {
     audit: Option<AuditSink>,
     options: ParseOptions,
     breaker: Option<Breaker>,
+    latency: Option<LatencySeries>,
 }
 
 impl std::fmt::Debug for Parsed {
@@ -83,12 +85,20 @@ impl IngestHandler {
             audit,
             options: ParseOptions::default(),
             breaker: None,
+            latency: None,
         }
     }
 
     /// Put the writes under the PostgreSQL circuit breaker.
     pub fn with_breaker(mut self, breaker: Breaker) -> Self {
         self.breaker = Some(breaker);
+        self
+    }
+
+    /// Record each write's round trip in `series` (the fleet's `db`
+    /// latency, which the db_slow alert reads).
+    pub fn with_latency(mut self, series: LatencySeries) -> Self {
+        self.latency = Some(series);
         self
     }
 
@@ -178,7 +188,7 @@ impl TypedBatchHandler for IngestHandler {
         let mut parts = Vec::with_capacity(1);
         parts.push(0..parsed.len());
         while let Some(part) = parts.pop() {
-            let written = guarded_write(self.breaker.as_ref(), || {
+            let written = guarded_write(self.breaker.as_ref(), self.latency.as_ref(), || {
                 store(&self.pool, &self.screenshots, &parsed[part.clone()])
             })
             .await;

@@ -240,7 +240,12 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             strict_transport_security,
         ))
-        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state
+                .client
+                .latency_series(sluice_engine::alerting::API_LATENCY),
+            metrics::track,
+        ))
         .layer(axum::middleware::from_fn(metrics::refuse_unknown_methods))
         .layer(axum::middleware::from_fn_with_state(
             std::time::Duration::from_secs(state.api.body_timeout_secs.max(1)),

@@ -132,7 +132,11 @@ pub async fn refuse_unknown_methods(request: Request, next: Next) -> Response {
 }
 
 /// Middleware counting requests by method, route and status, with latency.
-pub async fn track(request: Request, next: Next) -> Response {
+pub async fn track(
+    axum::extract::State(api_latency): axum::extract::State<sluice_engine::alerting::LatencySeries>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
     let route = request
@@ -149,7 +153,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     // authenticated (an API key, a webhook's token; anyone in open mode),
     // so that a stranger's slow requests cannot fire it.
     if response.extensions().get::<crate::Actor>().is_some() {
-        sluice_engine::alerting::record_latency("api", took);
+        api_latency.record(took);
     }
     response
 }

@@ -320,9 +320,9 @@ impl Evaluator {
             }
             AlertKind::ApiLatency | AlertKind::DbSlow => {
                 let series = if rule.kind == AlertKind::ApiLatency {
-                    "api"
+                    sluice_engine::alerting::API_LATENCY
                 } else {
-                    "db"
+                    sluice_engine::alerting::DB_LATENCY
                 };
                 match self
                     .client

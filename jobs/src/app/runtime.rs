@@ -96,7 +96,11 @@ impl Pipeline {
                     self.client.queue(queues::SCREENSHOT).await?,
                     self.audit.clone(),
                 )
-                .with_parse_options(s.parse_options()?);
+                .with_parse_options(s.parse_options()?)
+                .with_latency(
+                    self.client
+                        .latency_series(sluice_engine::alerting::DB_LATENCY),
+                );
                 if let Some(b) = postgres {
                     h = h.with_breaker(b);
                 }
@@ -129,7 +133,10 @@ impl Pipeline {
                 PipelineHandler::Screenshot(Typed(h))
             }
             queues::AUDIT => {
-                let mut h = AuditHandler::new(self.pool.clone());
+                let mut h = AuditHandler::new(self.pool.clone()).with_latency(
+                    self.client
+                        .latency_series(sluice_engine::alerting::DB_LATENCY),
+                );
                 if let Some(b) = postgres {
                     h = h.with_breaker(b);
                 }
