@@ -140,9 +140,16 @@ impl Queue {
     fn route(&self, partition_key: Option<&str>, options: &JobOptions) -> &Partition {
         match partition_key.or(options.idempotency_key.as_deref()) {
             Some(key) => self.partition_for(key),
+            // At random, then on to the next whose slot is not moving: no
+            // list made per job (see `open_partitions`).
             None => {
-                let open = self.open_partitions();
-                &self.partitions[open[rand::random_range(0..open.len())]]
+                let n = self.partitions.len();
+                let start = rand::random_range(0..n);
+                let open = (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|&i| !self.partitions[i].slot_moving())
+                    .unwrap_or(start);
+                &self.partitions[open]
             }
         }
     }

@@ -1107,7 +1107,8 @@ async fn the_storage_migration_resumes_and_is_safe_to_replay() {
         )
     };
     if let Some(conn) = conn.as_mut() {
-        // Two pages, each run twice.
+        // Four pages, as a caller resending each call after a lost reply
+        // would: each continues where the one before stopped.
         for _ in 0..2 {
             let first: i64 = step().invoke_async(conn).await.expect("step");
             let again: i64 = step().invoke_async(conn).await.expect("replay");
