@@ -6,7 +6,9 @@
 -- Conventions shared by all scripts:
 --   KEYS[1]      the queue's meta hash; it routes the call to the queue's
 --                Redis Cluster slot.
---   KEYS[2 ..]   the fixed keys the script declares (fixed_keys below):
+--   KEYS[2]      the slot probe, a key of the queue's slot that never
+--                exists (see fixed_keys below).
+--   KEYS[3 ..]   the fixed keys the script declares (fixed_keys below):
 --                every key a script touches is declared, as Redis Cluster
 --                requires.
 --   then         priority streams (from FIRST_STREAM), most urgent first:
@@ -22,7 +24,7 @@
 
 local GROUP = 'workers'
 
--- The fixed keys a script touches, by name (KEYS[2 ..]), and where its
+-- The fixed keys a script touches, by name (KEYS[3 ..]), and where its
 -- streams begin. A script declares them with its first statement,
 -- `fixed_keys('stats', 'delayed')`, and store/calls.rs reads that line to
 -- pass them in that order (scripts.rs checks that every `KEY.<name>` a
@@ -31,22 +33,22 @@ local GROUP = 'workers'
 -- death), cr and cx (cancels, see below), ix (the light-job index of
 -- storage version 2, read by ensure.lua and migrate.lua only).
 --
--- fixed_keys also refuses to run while the queue's slot is migrating to
--- another Redis Cluster node, before the script has written anything. In
--- a migrating slot, a key the node does not hold may be on the other node,
--- and touching it from a script fails the script where it stands ("non
--- local key"): a job hash made from an id, a call record, an idempotency
--- key. Reading them all before the first write would cost a command per
--- job on the hot path; instead one key that never exists is read first,
--- which fails exactly while the slot migrates. The client retries the
--- call with backoff (a transient error) until the migration is over and
--- the slot answers from its new node.
-local KEY, FIRST_STREAM = {}, 2
+-- No queue script runs while the queue's slot migrates to another Redis
+-- Cluster node. In a migrating slot a key may be on either node, and a
+-- script touching one its node does not hold (a job hash made from an id,
+-- a call record, an idempotency key) would fail, or on the importing node
+-- read nil, where it stands, after it may have written. Reading them all
+-- before the first write would cost a command per job on the hot path;
+-- instead every call declares KEYS[2], a key that never exists: Redis
+-- answers a call whose declared keys are not all on the node TRYAGAIN
+-- (or ASK, then TRYAGAIN on the importing node) before the script starts,
+-- on either node, exactly while the slot migrates. The client retries
+-- that with backoff until the slot answers from its new node.
+local KEY, FIRST_STREAM = {}, 3
 local function fixed_keys(...)
-  redis.call('EXISTS', ARGV[1] .. 'slot-probe')
   local names = { ... }
-  for i = 1, #names do KEY[names[i]] = KEYS[1 + i] end
-  FIRST_STREAM = 2 + #names
+  for i = 1, #names do KEY[names[i]] = KEYS[i + 2] end
+  FIRST_STREAM = 3 + #names
 end
 
 -- Two layouts of a job (docs/design.md, "Storage"):

@@ -163,6 +163,12 @@ impl QueueKeys {
         format!("{}meta", self.base)
     }
 
+    /// A key of the queue's slot that is never written: every queue script
+    /// declares it, so none runs while the slot migrates (`lua/common.lua`).
+    pub fn slot_probe(&self) -> String {
+        format!("{}slot-probe", self.base)
+    }
+
     /// Hash of per-minute completed/failed counts for one hour (hours since
     /// the Unix epoch), written by settle.lua and reclaim.lua.
     pub fn throughput(&self, hour: u64) -> String {

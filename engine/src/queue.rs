@@ -140,16 +140,23 @@ impl Queue {
     fn route(&self, partition_key: Option<&str>, options: &JobOptions) -> &Partition {
         match partition_key.or(options.idempotency_key.as_deref()) {
             Some(key) => self.partition_for(key),
-            // At random, then on to the next whose slot is not moving: no
-            // list made per job (see `open_partitions`).
+            // Evenly among those whose slot is not moving (or among all
+            // when every one is), with no list made per job: the r-th open
+            // one (see `open_partitions`).
             None => {
-                let n = self.partitions.len();
-                let start = rand::random_range(0..n);
-                let open = (0..n)
-                    .map(|k| (start + k) % n)
-                    .find(|&i| !self.partitions[i].slot_moving())
-                    .unwrap_or(start);
-                &self.partitions[open]
+                let open = |p: &&Partition| !p.slot_moving();
+                let count = self.partitions.iter().filter(open).count();
+                match count {
+                    0 => &self.partitions[rand::random_range(0..self.partitions.len())],
+                    _ => {
+                        let r = rand::random_range(0..count);
+                        self.partitions
+                            .iter()
+                            .filter(open)
+                            .nth(r)
+                            .unwrap_or(&self.partitions[0])
+                    }
+                }
             }
         }
     }

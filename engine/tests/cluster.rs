@@ -597,3 +597,72 @@ async fn patient_client(cluster: &TestCluster, prefix: &str) -> Client {
     .await
     .expect("connect")
 }
+
+/// Issue 39, defect 4, on the importing node: once every key a script
+/// declares has moved, but a job hash it reads has not, the script must
+/// not run there (its reads would see nil while the slot migrates). A
+/// promote then removed the due job from the delayed set without moving
+/// it: the job was lost. Every queue script declares a key that never
+/// exists, so Redis answers TRYAGAIN on either node until the move is over.
+#[tokio::test]
+async fn a_script_does_not_run_on_the_importing_node_before_the_slot_has_moved() {
+    let cluster = TestCluster::start(3, 0);
+    let prefix = unique_prefix();
+    let client = patient_client(&cluster, &prefix).await;
+    let q = client
+        .queue_with("half-moved", fast_config())
+        .await
+        .expect("queue");
+    let id = q
+        .enqueue(&7u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .await
+        .expect("enqueue")
+        .id;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let moving = SlotMove::of(&cluster, &format!("{prefix}:{{half-moved}}:meta"));
+    moving.start();
+    // Every key of the slot but the job's hash goes to the target.
+    let (source, target, slot) = (moving.source, moving.target, moving.slot.clone());
+    let keys: Vec<String> = {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{source}/")).expect("url");
+        let mut conn = client.get_connection().expect("connect");
+        redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(&slot)
+            .arg(1000)
+            .query(&mut conn)
+            .expect("keys")
+    };
+    let (hash, others): (Vec<String>, Vec<String>) =
+        keys.into_iter().partition(|k| k.contains(":job:"));
+    assert_eq!(hash.len(), 1, "the delayed job's hash");
+    let mut migrate = vec![
+        "MIGRATE".to_owned(),
+        "127.0.0.1".to_owned(),
+        target.to_string(),
+        String::new(),
+        "0".to_owned(),
+        "5000".to_owned(),
+        "KEYS".to_owned(),
+    ];
+    migrate.extend(others);
+    let migrate: Vec<&str> = migrate.iter().map(String::as_str).collect();
+    node_command(source, &migrate).expect("migrate");
+    let promote = {
+        let q = q.clone();
+        tokio::spawn(async move { q.promote_due(10).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::task::spawn_blocking(move || moving.finish(100, Duration::ZERO))
+        .await
+        .expect("resharding");
+    promote.await.expect("task").expect("promote");
+    let job = q.job(&id).await.expect("lookup").expect("the job is kept");
+    assert_eq!(job.state, JobState::Waiting, "{job:?}");
+    q.promote_due(10).await.expect("promote");
+    let claimed = q.claim("w", 10).await.expect("claim");
+    assert_eq!(
+        claimed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+}

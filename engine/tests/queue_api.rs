@@ -1084,6 +1084,7 @@ async fn the_storage_migration_resumes_and_is_safe_to_replay() {
     let step = || {
         let mut inv = script.prepare_invoke();
         inv.key(format!("{base}meta"))
+            .key(format!("{base}slot-probe"))
             .key(format!("{base}ix"))
             .key(format!("{base}cx"));
         for level in 0..PRIORITY_LEVELS {
@@ -2538,8 +2539,9 @@ async fn a_light_settle_sent_again_after_its_record_expired_answers_its_outcome(
             .split_once('-')
             .expect("level");
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(source).arg(1 + 5 + PRIORITY_LEVELS as usize);
-        cmd.arg(format!("{base}meta"));
+        cmd.arg(source).arg(2 + 5 + PRIORITY_LEVELS as usize);
+        cmd.arg(format!("{base}meta"))
+            .arg(format!("{base}slot-probe"));
         for fixed in ["stats", "delayed", "dead", "cr", "cx"] {
             cmd.arg(format!("{base}{fixed}"));
         }

@@ -191,6 +191,9 @@ impl Store {
     ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
         inv.key(self.keys.meta());
+        // A key that never exists: no script runs while the slot migrates
+        // (`lua/common.lua`, `fixed_keys`).
+        inv.key(self.keys.slot_probe());
         // In the order the script declares them (`lua/common.lua`).
         for name in &script.fixed_keys {
             if let Some(key) = self.keys.fixed(name) {
