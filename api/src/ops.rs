@@ -134,19 +134,18 @@ async fn enqueue(
         idempotency_key: args.idempotency_key,
         ..JobOptionsInput::default()
     })?;
-    let NewJob { payload, options } = NewJob::new(&payload, options)?;
+    let mut job = NewJob::new(&payload, options)?;
+    job.partition_key = args.partition_key;
     let queue = crate::queues::directory(client.clone(), file)
         .for_write(&args.queue)
         .await?;
-    if args.partition_key.is_some() && !queue.is_partitioned() {
+    if job.partition_key.is_some() && !queue.is_partitioned() {
         bail!(
             "queue {} is not partitioned; leave out --partition-key",
             args.queue
         )
     }
-    let e = queue
-        .enqueue_raw_keyed(args.partition_key.as_deref(), payload, options)
-        .await?;
+    let e = queue.enqueue(job).await?;
     let text = if e.duplicate {
         format!(
             "{} (idempotency key matched an existing job; nothing added)",

@@ -126,7 +126,7 @@ async fn dead_letters_list_show_retry_and_purge() {
     .expect("connect");
     let q = client.queue("mail").await.expect("queue");
     for n in 0..3u32 {
-        q.enqueue(&n, sluice_engine::JobOptions::new())
+        q.enqueue_value(&n, sluice_engine::JobOptions::new())
             .await
             .expect("enqueue");
     }
@@ -190,7 +190,7 @@ async fn a_partitioned_queues_dead_letters_are_managed_under_its_name() {
     // A dead letter in every partition, oldest in partition 0.
     let mut buried = Vec::new();
     for q in pq.partitions() {
-        q.enqueue(&1, sluice_engine::JobOptions::new())
+        q.enqueue_value(&1, sluice_engine::JobOptions::new())
             .await
             .expect("enqueue");
         let job = q.claim("w", 1).await.expect("claim").remove(0);

@@ -265,7 +265,7 @@ async fn produce(
         loop {
             let options = JobOptions::new().idempotency_key(format!("job-{n}"));
             match queue
-                .enqueue(&json!({"n": n, "sleep_ms": sleep_ms}), options)
+                .enqueue_value(&json!({"n": n, "sleep_ms": sleep_ms}), options)
                 .await
             {
                 Ok(_) => {
@@ -768,7 +768,7 @@ async fn slow_and_panicking_handlers_are_retried_then_dead_lettered() {
         if kind != "ok" {
             expected_dead += 1;
         }
-        acknowledged.push(q.enqueue(&kind, options()).await.expect("enqueue").id);
+        acknowledged.push(q.enqueue_value(&kind, options()).await.expect("enqueue").id);
     }
     let worker =
         Worker::new(q.clone(), sluice_engine::handler_fn(handler)).with_config(WorkerConfig {

@@ -259,7 +259,7 @@ async fn make_dead_letters(p: &Prefix, queue: &str, n: usize) -> Vec<String> {
     let client = p.client().await;
     let q = client.queue(queue).await.expect("queue");
     for i in 0..n {
-        q.enqueue(&i, sluice_engine::JobOptions::new())
+        q.enqueue_value(&i, sluice_engine::JobOptions::new())
             .await
             .expect("enqueue");
     }
@@ -957,7 +957,7 @@ async fn a_job_is_cancelled_over_http_and_a_finished_one_is_refused() {
     let dead = make_dead_letters(&p, "c", 1).await;
     let q = p.client().await.queue("c").await.expect("queue");
     let waiting = q
-        .enqueue(&1u32, sluice_engine::JobOptions::new())
+        .enqueue_value(&1u32, sluice_engine::JobOptions::new())
         .await
         .expect("enqueue")
         .id;
@@ -1503,7 +1503,7 @@ async fn dead_letters_page_by_cursor_and_bad_cursors_are_refused() {
     let client = p.client().await;
     let q = client.queue("dc").await.expect("queue");
     for n in 0..5 {
-        q.enqueue(&n, sluice_engine::JobOptions::new())
+        q.enqueue_value(&n, sluice_engine::JobOptions::new())
             .await
             .expect("enqueue");
     }

@@ -522,20 +522,20 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
         .collect();
     write_events(&pool, &events).await.expect("audit");
     let q = client.queue("ingest").await.expect("queue");
-    q.enqueue(&"waiting", JobOptions::new().priority(2))
+    q.enqueue_value(&"waiting", JobOptions::new().priority(2))
         .await
         .expect("enqueue");
-    q.enqueue(&"later", JobOptions::new().delay(Duration::from_secs(3600)))
+    q.enqueue_value(&"later", JobOptions::new().delay(Duration::from_secs(3600)))
         .await
         .expect("enqueue");
     let keyed = q
-        .enqueue(
+        .enqueue_value(
             &"keyed",
             JobOptions::new().priority(9).idempotency_key("alert-77"),
         )
         .await
         .expect("enqueue");
-    q.enqueue(&"doomed", JobOptions::new())
+    q.enqueue_value(&"doomed", JobOptions::new())
         .await
         .expect("enqueue");
     let claimed = q.claim("w", 1).await.expect("claim");
@@ -604,7 +604,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     assert_eq!(ids_and_states(&q).await, ids_and_states(&dst_queue).await);
     // An enqueue retried after the restore still meets its first try.
     let retried = dst_queue
-        .enqueue(
+        .enqueue_value(
             &"keyed",
             JobOptions::new().priority(9).idempotency_key("alert-77"),
         )

@@ -180,22 +180,22 @@ async fn http_delivery_honours_statuses_and_signs_requests() {
     let client = p.client().await;
     let q = client.queue("hooks").await.expect("queue");
     let ok = q
-        .enqueue(&json!({"answer": 200}), quick(50))
+        .enqueue_value(&json!({"answer": 200}), quick(50))
         .await
         .expect("enqueue")
         .id;
     let throttled = q
-        .enqueue(&json!({"answer": 429, "first_only": true}), quick(50))
+        .enqueue_value(&json!({"answer": 429, "first_only": true}), quick(50))
         .await
         .expect("enqueue")
         .id;
     let flaky = q
-        .enqueue(&json!({"answer": 500, "first_only": true}), quick(50))
+        .enqueue_value(&json!({"answer": 500, "first_only": true}), quick(50))
         .await
         .expect("enqueue")
         .id;
     let bad = q
-        .enqueue(&json!({"answer": 400}), quick(50))
+        .enqueue_value(&json!({"answer": 400}), quick(50))
         .await
         .expect("enqueue")
         .id;
@@ -293,7 +293,7 @@ async fn two_workers_share_a_queue_without_double_processing() {
         })
         .collect();
     let ids: Vec<String> = q
-        .enqueue_batch(jobs)
+        .enqueue_many(jobs)
         .await
         .expect("enqueue")
         .into_iter()
@@ -332,7 +332,7 @@ async fn a_killed_workers_job_is_finished_by_another() {
     let q = client.queue("k").await.expect("queue");
     let mut a = Process::start(&config, &["work"]);
     let id = q
-        .enqueue(&json!({"sleep_ms": 60000, "first_only": true}), quick(50))
+        .enqueue_value(&json!({"sleep_ms": 60000, "first_only": true}), quick(50))
         .await
         .expect("enqueue")
         .id;
@@ -380,7 +380,7 @@ async fn sigterm_drains_running_jobs_and_a_second_signal_exits_at_once() {
     let q = client.queue("t").await.expect("queue");
 
     let mut w = Process::start(&config, &["work"]);
-    q.enqueue(&json!({"sleep_ms": 1500}), JobOptions::new())
+    q.enqueue_value(&json!({"sleep_ms": 1500}), JobOptions::new())
         .await
         .expect("enqueue");
     assert!(
@@ -402,7 +402,7 @@ async fn sigterm_drains_running_jobs_and_a_second_signal_exits_at_once() {
     );
 
     let mut w = Process::start(&config, &["work"]);
-    q.enqueue(&json!({"sleep_ms": 60000}), JobOptions::new())
+    q.enqueue_value(&json!({"sleep_ms": 60000}), JobOptions::new())
         .await
         .expect("enqueue");
     assert!(
@@ -679,7 +679,7 @@ async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
         let jobs = (0..40)
             .map(|i| sluice_engine::NewJob::new(&json!({ "n": i }), options.clone()).expect("job"))
             .collect();
-        q.enqueue_batch(jobs).await.expect("enqueue");
+        q.enqueue_many(jobs).await.expect("enqueue");
         queues.insert(name, q);
     }
     let _workers: Vec<Process> = (0..3)
@@ -873,7 +873,9 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(texts(&inbox).is_empty(), "{:?}", texts(&inbox));
     for n in 0..10 {
-        q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+        q.enqueue_value(&n, JobOptions::new())
+            .await
+            .expect("enqueue");
     }
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -1082,7 +1084,9 @@ async fn alert_latency_over_100_firings() {
             rand::random::<u64>() % interval.max(1),
         ))
         .await;
-        q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+        q.enqueue_value(&n, JobOptions::new())
+            .await
+            .expect("enqueue");
         let became_true = Instant::now();
         assert!(
             eventually(Duration::from_secs(10), || async {

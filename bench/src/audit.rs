@@ -92,7 +92,7 @@ async fn measure(
                     batch.push(NewJob::new(&event(i), JobOptions::new())?);
                     i += PRODUCERS;
                 }
-                queue.enqueue_batch(batch).await?;
+                queue.enqueue_many(batch).await?;
             }
             anyhow::Ok(())
         });

@@ -265,7 +265,7 @@ async fn measure(url: &str, partitions: u16, jobs: u64, concurrency: usize) -> a
         let batch = (sent..jobs.min(sent + BATCH))
             .map(|n| job(n, JobOptions::new()))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        pq.enqueue_batch(batch).await?;
+        pq.enqueue_many(batch).await?;
         sent += BATCH;
     }
     // Timed to the last completion: an idle worker's stop waits out its

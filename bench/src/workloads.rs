@@ -168,7 +168,7 @@ async fn enqueue_batches(
         let batch = (start..total.min(start + BATCH))
             .map(|n| job(n, options(n)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        queue.enqueue_batch(batch).await?;
+        queue.enqueue_many(batch).await?;
         start += BATCH;
     }
     Ok(())
@@ -299,7 +299,7 @@ async fn measure(
                             return anyhow::Ok(());
                         }
                         queue
-                            .enqueue(&Noop { n, t: 0.0 }, JobOptions::new())
+                            .enqueue_value(&Noop { n, t: 0.0 }, JobOptions::new())
                             .await?;
                     }
                 });
@@ -463,7 +463,9 @@ async fn offer_jobs(
             let answered = answered.clone();
             calls.spawn(async move {
                 let made = now_ms();
-                let r = queue.enqueue(&Noop { n, t: made }, JobOptions::new()).await;
+                let r = queue
+                    .enqueue_value(&Noop { n, t: made }, JobOptions::new())
+                    .await;
                 if let Ok(mut a) = answered.lock()
                     && let Some(at) = a.get_mut(n as usize)
                 {

@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         NewJob::new(&email, JobOptions::new().priority(rand::random::<u8>() % 4))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                queue.enqueue_batch(batch).await?;
+                queue.enqueue_many(batch).await?;
                 sent += n;
                 if jobs_to_run.is_none() {
                     tokio::select! {

@@ -69,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let batch = (0..n)
             .map(|i| NewJob::new(&(sent + i), JobOptions::new()))
             .collect::<Result<Vec<_>, _>>()?;
-        queue.enqueue_batch(batch).await?;
+        queue.enqueue_many(batch).await?;
         sent += n;
     }
     let enqueue_time = started.elapsed();

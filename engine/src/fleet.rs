@@ -34,8 +34,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::{
-    Client, Error, Queue, Result, Runner, ServedQueue, Shutdown, Worker, WorkerConfig, WorkerInfo,
-    WorkerReport, host_name, new_worker_id, unix_ms,
+    Client, Error, Handlers, Queue, Result, Runner, ServedQueue, Shutdown, Worker, WorkerConfig,
+    WorkerInfo, WorkerReport, host_name, new_worker_id, unix_ms,
 };
 
 /// How often a fleet beats by default. The registry entry lives for three
@@ -134,6 +134,24 @@ impl Fleet {
             self.runs.push((name.clone(), run));
         }
         self
+    }
+
+    /// Serve `queue` with the handler `handlers` holds for its name (see
+    /// [`serve`](Self::serve)). Refused when it holds none: a worker with
+    /// nothing to run would only take jobs from the queue.
+    pub fn serve_registered(
+        &mut self,
+        handlers: &Handlers,
+        queue: Queue,
+        config: WorkerConfig,
+    ) -> Result<&mut Self> {
+        let handler = handlers.get(queue.name()).cloned().ok_or_else(|| {
+            Error::invalid(
+                "handler",
+                format!("queue {} has no registered handler", queue.name()),
+            )
+        })?;
+        Ok(self.serve(queue, handler, config))
     }
 
     /// Run every worker until `stop` is triggered and each has finished its

@@ -198,8 +198,9 @@ pub struct Batched<B>(pub B);
 
 /// What the worker runs: a [`Handler`] one job per call, or a
 /// [`BatchHandler`] (as [`Batched`]) many per call. Implemented for both;
-/// implement it for an enum over handlers of both kinds, so one worker
-/// type serves queues of either (the `sluice` binary does this).
+/// a [`BoxedHandler`](crate::BoxedHandler) holds either, so one worker
+/// type serves queues of both kinds (a [`Handlers`](crate::Handlers)
+/// registry holds them by queue name).
 pub trait Runner: Send + Sync + 'static {
     /// Most jobs per call: 1 for a [`Handler`].
     fn max_batch(&self) -> usize;

@@ -10,7 +10,8 @@
 use serde::Serialize;
 
 use crate::partition::DeadCursor;
-use crate::{Client, JobInfo, JobState, MinuteCount, Partition, Queue, QueueConfig, Result, Stats};
+use crate::partition::Partition;
+use crate::{Client, JobInfo, JobState, MinuteCount, Queue, QueueConfig, Result, Stats};
 use crate::{WorkerInfo, unix_ms};
 
 /// Reads for operators' views; made by [`Client::inspector`].
@@ -140,7 +141,7 @@ impl Inspector {
 
     /// The counts of each partition of `queue`, read together.
     pub async fn partitions_of(queue: &Queue) -> Result<Vec<Stats>> {
-        futures::future::try_join_all(queue.partitions().iter().map(|p| p.stats())).await
+        futures::future::try_join_all(queue.partition_handles().iter().map(|p| p.stats())).await
     }
 
     /// Job `id` in whichever queue of the fleet holds it (every queue asked

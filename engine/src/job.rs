@@ -102,7 +102,7 @@ pub enum CancelReason {
     /// failure becomes a snooze of zero: the job goes back in line with no
     /// attempt spent, since it was interrupted, not at fault.
     Shutdown,
-    /// An operator cancelled the job ([`Partition::cancel`](crate::Partition::cancel)).
+    /// An operator cancelled the job ([`Queue::cancel`](crate::Queue::cancel)).
     /// Unless the handler still returns a success, the job goes to the dead
     /// letters ("cancelled by an operator"), whatever attempts are left.
     Operator,
@@ -339,7 +339,7 @@ impl RunFields {
 }
 
 /// A job as Redis stores it: its id and every field of its hash. What a
-/// backup keeps, and what [`Partition::import`](crate::Partition::import) brings back.
+/// backup keeps, and what [`Queue::import`](crate::Queue::import) brings back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
     /// The job's id.

@@ -6,7 +6,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::connect("redis://127.0.0.1:6379/").await?;
 //! let emails = client.queue("emails").await?;
-//! emails.enqueue(&"hello@example.com", JobOptions::new().priority(1)).await?;
+//! emails.enqueue_value(&"hello@example.com", JobOptions::new().priority(1)).await?;
 //!
 //! let worker = Worker::new(emails, handler_fn(|_job, to: String| async move {
 //!     println!("sending to {to}");
@@ -33,7 +33,7 @@
 //!   over every partition.
 //! - `combine`: enqueue calls of one handle that arrive while others are
 //!   on their way go together in the next `enqueue.lua` call.
-//! - `partition`: [`Partition`], one partition (`name#i`, or the whole of a
+//! - `partition`: `Partition` (internal), one partition (`name#i`, or the whole of a
 //!   queue never split), a stream set of its own that Redis Cluster places
 //!   by its hash tag; what [`Queue`] does, for one partition.
 //! - `worker`: [`Worker`], which runs a [`Handler`] on every partition of
@@ -44,6 +44,8 @@
 //! - `handler`: the [`Handler`] and [`BatchHandler`] traits, their typed
 //!   forms ([`TypedHandler`], [`TypedBatchHandler`] through [`Typed`]),
 //!   [`handler_fn`], and [`Runner`], what a worker runs.
+//! - `handlers`: [`Handlers`], each served queue's handler by name, as
+//!   [`BoxedHandler`]s: any kind of handler behind one type.
 //! - `run`: one handler call, under its timeout and cancellable; used by
 //!   the worker and by [`testing`], the handler test harness.
 //! - `testing`: the handler test harness ([`testing::TestWorker`]): a
@@ -126,7 +128,7 @@
 //!   with its error. Dead letters can be listed, inspected, re-driven and
 //!   deleted.
 //! - **Cancellation.** A timeout, a stop past the shutdown grace, or an
-//!   operator's [`Partition::cancel`] reaches the running handler through
+//!   operator's [`Queue::cancel`] reaches the running handler through
 //!   [`Job::cancelled`]; the handler gets the worker's cancel grace to
 //!   return, then it is aborted (see [`CancelReason`] for what is recorded).
 //!   A cancelled waiting or delayed job is a dead letter at once.
@@ -155,6 +157,7 @@ mod directory;
 mod error;
 mod fleet;
 mod handler;
+mod handlers;
 mod inspect;
 mod job;
 mod job_fields;
@@ -188,6 +191,7 @@ pub use handler::{
     BatchHandler, Batched, FnHandler, Handler, HandlerError, Runner, Typed, TypedBatchHandler,
     TypedHandler, handler_fn, run_each,
 };
+pub use handlers::{BoxedHandler, Handlers};
 pub use inspect::{DeadPage, DeadQuery, Inspector, Overview, QueueSummary};
 pub use job::{
     AttemptError, CancelReason, DecodeError, Job, JobInfo, JobRecord, JobState, MinuteCount,
@@ -196,7 +200,7 @@ pub use job::{
 pub use keys::{MAX_QUEUE_NAME_LEN, PRIORITY_LEVELS, QueueName, validate_name};
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
 pub use partition::{
-    DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob, Partition,
+    DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob,
 };
 pub use promoter::PromoterConfig;
 pub use queue::{MAX_PARTITIONS, Queue};

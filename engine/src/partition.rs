@@ -1,4 +1,5 @@
-//! `Partition`: the public handle on one queue, for producers and operators.
+//! `Partition`: one partition of a queue (`name#i`, or the whole of a
+//! queue never split), what [`Queue`](crate::Queue) does for each.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,27 +45,50 @@ pub struct IdempotencyRecord {
     pub ttl_ms: u64,
 }
 
-/// A job to enqueue: its payload and options.
+/// A job to enqueue: its payload, its options, and the partition key
+/// that routes it on a partitioned queue.
+///
+/// ```
+/// use sluice_engine::{JobOptions, NewJob};
+///
+/// # fn demo() -> sluice_engine::Result<()> {
+/// let job = NewJob::new(&"hello@example.com", JobOptions::new().priority(1))?
+///     .partition_key("customer-17");
+/// assert_eq!(job.partition_key.as_deref(), Some("customer-17"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     /// The payload bytes (MessagePack for typed handlers).
     pub payload: Vec<u8>,
     /// Its options.
     pub options: JobOptions,
+    /// On a partitioned queue, the key whose partition takes the job: jobs
+    /// with the same key keep their priority and FIFO order among
+    /// themselves. Without one, the idempotency key routes the job, else
+    /// it goes to any partition. A queue that was never split ignores it.
+    pub partition_key: Option<String>,
 }
 
 impl NewJob {
     /// A job whose payload is `value` encoded as MessagePack.
     pub fn new<T: Serialize + ?Sized>(value: &T, options: JobOptions) -> Result<Self> {
-        Ok(Self {
-            payload: rmp_serde::to_vec_named(value)?,
-            options,
-        })
+        Ok(Self::raw(rmp_serde::to_vec_named(value)?, options))
     }
 
     /// A job with a payload already encoded.
     pub fn raw(payload: Vec<u8>, options: JobOptions) -> Self {
-        Self { payload, options }
+        Self {
+            payload,
+            options,
+            partition_key: None,
+        }
+    }
+
+    /// Route the job by `key` (see [`partition_key`](Self::partition_key)).
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
     }
 }
 
@@ -83,7 +107,7 @@ pub struct Enqueued {
 /// and their enqueue calls combine (`combine.rs`): those that arrive while
 /// others are on their way go to Redis together.
 #[derive(Clone, Debug)]
-pub struct Partition {
+pub(crate) struct Partition {
     client: Client,
     store: Store,
     config: Arc<QueueConfig>,
@@ -128,24 +152,6 @@ impl Partition {
     /// meanwhile.
     pub fn slot_moving(&self) -> bool {
         self.store.slot_moving()
-    }
-
-    /// Enqueue one job whose payload is `payload` as MessagePack.
-    pub async fn enqueue<T: Serialize + ?Sized>(
-        &self,
-        payload: &T,
-        options: JobOptions,
-    ) -> Result<Enqueued> {
-        self.enqueue_raw(rmp_serde::to_vec_named(payload)?, options)
-            .await
-    }
-
-    /// Enqueue one job with an already encoded payload.
-    pub async fn enqueue_raw(&self, payload: Vec<u8>, options: JobOptions) -> Result<Enqueued> {
-        let mut out = self
-            .enqueue_batch(vec![NewJob::raw(payload, options)])
-            .await?;
-        out.pop().ok_or(Error::EmptyBatch)
     }
 
     /// Enqueue a batch in one round trip. Every job is checked first: one
@@ -288,12 +294,6 @@ impl Partition {
         self.store.set_paused(false).await
     }
 
-    /// Dead letters, newest first (`offset` at most [`MAX_LIST_OFFSET`]).
-    pub async fn dead_letters(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
-        check_depth(offset, limit)?;
-        self.dead_page(offset, limit).await
-    }
-
     /// A page of dead letters, newest first, after `cursor` (none: from the
     /// newest) and `offset` more, and the cursor of the next page when this
     /// one is full.
@@ -324,28 +324,15 @@ impl Partition {
         }
     }
 
-    /// [`dead_letters`](Self::dead_letters) without the depth check, for
-    /// the engine's own bounded merges.
+    /// Dead letters, newest first, without the depth check, for the
+    /// engine's own bounded merges.
     pub(crate) async fn dead_page(&self, offset: usize, limit: usize) -> Result<Vec<JobInfo>> {
         let ids = self.store.dead_ids(offset, limit).await?;
         self.store.jobs(&ids).await
     }
 
-    /// Jobs in `state`, `offset` skipped, at most `limit`: waiting and
-    /// active most urgent first (then oldest first), delayed soonest first,
-    /// dead newest first. Completed jobs are only counted, never indexed,
-    /// so listing them returns nothing; look one up by id instead.
-    pub async fn jobs_in_state(
-        &self,
-        state: JobState,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<JobInfo>> {
-        check_depth(offset, limit)?;
-        self.state_page(state, offset, limit).await
-    }
-
-    /// [`jobs_in_state`](Self::jobs_in_state) without the depth check.
+    /// Jobs in `state` (see [`Queue::jobs_in_state`](crate::Queue::jobs_in_state)),
+    /// without the depth check.
     pub(crate) async fn state_page(
         &self,
         state: JobState,
@@ -357,31 +344,8 @@ impl Partition {
     }
 
     /// Dead letters whose error contains `text` (ignoring case), newest
-    /// first, `offset` matches skipped, at most `limit`; and how many match
-    /// in all.
-    pub async fn find_dead(
-        &self,
-        text: &str,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<JobInfo>, u64)> {
-        self.find_dead_after(text, None, offset, limit).await
-    }
-
-    /// [`find_dead`](Self::find_dead) among the dead letters after `cursor`
-    /// (see [`dead_letters_after`](Self::dead_letters_after)).
-    pub async fn find_dead_after(
-        &self,
-        text: &str,
-        cursor: Option<&DeadCursor>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<(Vec<JobInfo>, u64)> {
-        check_depth(offset, limit)?;
-        self.search_dead(text, cursor, offset, limit).await
-    }
-
-    /// [`find_dead_after`](Self::find_dead_after) without the depth check.
+    /// first, after `cursor`, `offset` matches skipped, at most `limit`;
+    /// and how many match in all. No depth check.
     pub(crate) async fn search_dead(
         &self,
         text: &str,
@@ -569,13 +533,6 @@ impl Partition {
     pub(crate) fn claim_token(&self, confirmed: Option<String>) -> CallToken {
         let record_for = (self.config.visibility_timeout * 2).max(CLAIM_RECORD_LIFE);
         CallToken::new(record_for, confirmed)
-    }
-
-    /// Record the outcome of a claimed job. Refused with
-    /// [`Settled::Fenced`] when the job was reclaimed in the meantime.
-    pub async fn settle(&self, job: &Job, outcome: Outcome) -> Result<Settled> {
-        let mut out = self.settle_many(vec![(job, outcome)]).await?;
-        out.pop().ok_or(Error::EmptyBatch)
     }
 
     /// Record several outcomes, in one round trip per consumer that

@@ -29,7 +29,6 @@ use crate::error::{Error, Result};
 use crate::job::{Job, JobInfo, JobRecord, JobState, MinuteCount, Outcome, Stats};
 use crate::options::{JobOptions, QueueConfig, RateLimit};
 use crate::partition::{DeadCursor, Enqueued, IdempotencyRecord, NewJob, Partition};
-use crate::worker::{Worker, WorkerConfig};
 
 /// Most partitions a queue may have (the index has at most 4 digits).
 pub const MAX_PARTITIONS: u16 = 1024;
@@ -114,8 +113,15 @@ impl Queue {
         &self.name
     }
 
-    /// The partitions, each a queue of its own.
-    pub fn partitions(&self) -> &[Partition] {
+    /// The partitions, each as a queue of its own (named `<name>#i`; a
+    /// queue never split is its one partition): for reading or acting on
+    /// one partition, as the API does when a partition is named.
+    pub fn partitions(&self) -> Vec<Queue> {
+        self.partitions.iter().cloned().map(Self::single).collect()
+    }
+
+    /// The partitions themselves, for the engine's own loops.
+    pub(crate) fn partition_handles(&self) -> &[Partition] {
         &self.partitions
     }
 
@@ -125,9 +131,16 @@ impl Queue {
         self.partitions.len() > 1 || self.partitions[0].name() != self.name
     }
 
-    /// The partition a partition key routes to.
-    pub fn partition_for(&self, key: &str) -> &Partition {
-        &self.partitions[self.partition_index(key)]
+    /// The partition a partition key routes to, as a queue of its own.
+    pub fn partition_for(&self, key: &str) -> Queue {
+        Self::single(self.partitions[self.partition_index(key)].clone())
+    }
+
+    /// Whether a call found the Redis Cluster slot of one of the queue's
+    /// partitions migrating in the last seconds: jobs without a key go to
+    /// the other partitions meanwhile, and a keyed job waits for its own.
+    pub fn slot_moving(&self) -> bool {
+        self.partitions.iter().any(Partition::slot_moving)
     }
 
     fn partition_index(&self, key: &str) -> usize {
@@ -139,7 +152,7 @@ impl Queue {
     /// whose slot was lately found migrating (see [`Self::open_partitions`]).
     fn route(&self, partition_key: Option<&str>, options: &JobOptions) -> &Partition {
         match partition_key.or(options.idempotency_key.as_deref()) {
-            Some(key) => self.partition_for(key),
+            Some(key) => &self.partitions[self.partition_index(key)],
             // Evenly among those whose slot is not moving (or among all
             // when every one is), with no list made per job: the r-th open
             // one (see `open_partitions`).
@@ -176,75 +189,54 @@ impl Queue {
         }
     }
 
-    /// Enqueue one job on any partition (or its idempotency key's).
-    pub async fn enqueue<T: Serialize + ?Sized>(
-        &self,
-        payload: &T,
-        options: JobOptions,
-    ) -> Result<Enqueued> {
-        self.route(None, &options).enqueue(payload, options).await
+    /// Enqueue one job: on a partitioned queue, on the partition of its
+    /// [`partition_key`](NewJob::partition_key), else of its idempotency
+    /// key, else on any partition. Returns its id, or the earlier job's
+    /// when its idempotency key matched one (`duplicate: true`).
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self
+            .route(job.partition_key.as_deref(), &job.options)
+            .enqueue_batch(vec![job])
+            .await?;
+        out.pop().ok_or(Error::EmptyBatch)
     }
 
-    /// Enqueue one job on the partition of `partition_key`: jobs with the
-    /// same key keep their priority order and FIFO order among themselves.
-    pub async fn enqueue_keyed<T: Serialize + ?Sized>(
+    /// Enqueue `value`, encoded as MessagePack, with `options`: the typed
+    /// form of [`enqueue`](Self::enqueue), for a job without a partition
+    /// key.
+    pub async fn enqueue_value<T: Serialize + ?Sized>(
         &self,
-        partition_key: &str,
-        payload: &T,
+        value: &T,
         options: JobOptions,
     ) -> Result<Enqueued> {
-        self.route(Some(partition_key), &options)
-            .enqueue(payload, options)
-            .await
-    }
-
-    /// Enqueue one job with an already encoded payload (as
-    /// [`enqueue`](Self::enqueue) routes it).
-    pub async fn enqueue_raw(&self, payload: Vec<u8>, options: JobOptions) -> Result<Enqueued> {
-        self.enqueue_raw_keyed(None, payload, options).await
-    }
-
-    /// Enqueue one job with an already encoded payload, on the partition of
-    /// `partition_key` when given (else as [`enqueue`](Self::enqueue) does).
-    pub async fn enqueue_raw_keyed(
-        &self,
-        partition_key: Option<&str>,
-        payload: Vec<u8>,
-        options: JobOptions,
-    ) -> Result<Enqueued> {
-        self.route(partition_key, &options)
-            .enqueue_raw(payload, options)
-            .await
+        self.enqueue(NewJob::new(value, options)?).await
     }
 
     /// Enqueue a batch: each job goes where [`enqueue`](Self::enqueue) would
     /// send it, one round trip per partition, all partitions at once. The
-    /// answers are in the batch's order. Atomic per partition only: when one
-    /// partition's call fails, others may have taken their jobs (retrying
-    /// with idempotency keys is safe).
-    pub async fn enqueue_batch(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        self.enqueue_batch_keyed(jobs.into_iter().map(|j| (None, j)).collect())
-            .await
-    }
-
-    /// [`enqueue_batch`](Self::enqueue_batch) where a job may carry a
-    /// partition key, which routes it as [`enqueue_keyed`](Self::enqueue_keyed)
-    /// does.
-    pub async fn enqueue_batch_keyed(
-        &self,
-        jobs: Vec<(Option<String>, NewJob)>,
-    ) -> Result<Vec<Enqueued>> {
+    /// answers are in the batch's order. Every job of a partition's share
+    /// is checked first, and one invalid job refuses that share whole.
+    /// Atomic per partition only: when one partition's call fails, others
+    /// may have taken their jobs (retrying with idempotency keys is safe).
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Err(Error::EmptyBatch);
+        }
+        if self.partitions.len() == 1 {
+            return self.partitions[0].enqueue_batch(jobs).await;
         }
         let total = jobs.len();
         let mut groups: Vec<(Vec<usize>, Vec<NewJob>)> =
             vec![(Vec::new(), Vec::new()); self.partitions.len()];
         let open = self.open_partitions();
         let offset = rand::random_range(0..open.len());
-        for (i, (partition_key, job)) in jobs.into_iter().enumerate() {
-            let index = match partition_key.or_else(|| job.options.idempotency_key.clone()) {
-                Some(key) => (stable_hash(&key) % self.partitions.len() as u64) as usize,
+        for (i, job) in jobs.into_iter().enumerate() {
+            let key = job
+                .partition_key
+                .as_deref()
+                .or(job.options.idempotency_key.as_deref());
+            let index = match key {
+                Some(key) => self.partition_index(key),
                 // Keyless jobs are dealt out in turn.
                 None => open[(offset + i) % open.len()],
             };
@@ -288,7 +280,11 @@ impl Queue {
         Ok(Stats::summed(&self.name, parts))
     }
 
-    /// Cancel a job in whichever partition holds it (see [`Partition::cancel`]).
+    /// Cancel a job, in whichever partition holds it. A waiting or delayed
+    /// job becomes a dead letter at once ("cancelled by an operator"); a
+    /// running one is asked to stop (see [`Cancelled::Requested`](crate::Cancelled::Requested));
+    /// a finished one is left alone. Safe to call again: a second call
+    /// answers as the first.
     pub async fn cancel(&self, id: &str) -> Result<crate::Cancelled> {
         for q in self.partitions.iter() {
             match q.cancel(id).await? {
@@ -317,11 +313,10 @@ impl Queue {
 }
 
 /// Operators' reads and actions, correct over every partition. A queue
-/// without partitions is a `Queue` of one ([`single`](Self::single)),
-/// so callers never branch on "partitioned or not".
+/// without partitions is a `Queue` of one partition, so callers never branch on "partitioned or not".
 impl Queue {
     /// A handle on a queue that has no partitions: one partition, itself.
-    pub fn single(queue: Partition) -> Self {
+    pub(crate) fn single(queue: Partition) -> Self {
         Self {
             name: queue.name().to_owned(),
             partitions: Arc::new(vec![queue]),
@@ -388,9 +383,12 @@ impl Queue {
         Ok((self.page_jobs(rows).await?, next))
     }
 
-    /// Jobs in `state` over every partition, in each state's order (see
-    /// [`Partition::jobs_in_state`]); with several partitions, partition by
-    /// partition, except dead letters, which are merged newest first.
+    /// Jobs in `state`, `offset` skipped, at most `limit`: waiting and
+    /// active most urgent first (then oldest first), delayed soonest first,
+    /// dead newest first. With several partitions, partition by partition,
+    /// except dead letters, which are merged newest first. Completed jobs
+    /// are only counted, never indexed, so listing them returns nothing;
+    /// look one up by id instead.
     pub async fn jobs_in_state(
         &self,
         state: JobState,
@@ -479,8 +477,9 @@ impl Queue {
             .collect())
     }
 
-    /// Completed and failed attempts per minute over every partition (see
-    /// [`Partition::throughput`]).
+    /// Completed and failed attempts per minute over every partition, in
+    /// the last `minutes` minutes (at most a day), oldest first, by Redis
+    /// server time.
     pub async fn throughput(&self, minutes: u64) -> Result<Vec<MinuteCount>> {
         let mut sum: Vec<MinuteCount> = Vec::new();
         for q in self.partitions.iter() {
@@ -587,7 +586,9 @@ impl Queue {
     /// Claim up to `count` jobs for `consumer` without blocking, in strict
     /// priority order within each partition, taking from the partitions in
     /// turn from a random one until `count` are taken or all are empty.
-    /// See [`Partition::claim`].
+    /// This is the manual path (for custom workers and tests);
+    /// [`Worker`](crate::Worker) does it for you. Nothing is claimed while the queue is
+    /// paused.
     pub async fn claim(&self, consumer: &str, count: usize) -> Result<Vec<Job>> {
         let n = self.partitions.len();
         let start = if n == 1 { 0 } else { rand::random_range(0..n) };
@@ -696,7 +697,8 @@ impl Queue {
     }
 
     /// Take over jobs whose worker shows no sign of life for the visibility
-    /// timeout, on every partition (see [`Partition::reclaim_lost`]).
+    /// timeout, on every partition, sending each through the failure path.
+    /// Workers run this periodically.
     pub async fn reclaim_lost(&self, consumer: &str) -> Result<crate::Reclaimed> {
         let mut total = crate::Reclaimed::default();
         for p in self.partitions.iter() {
@@ -705,8 +707,9 @@ impl Queue {
         Ok(total)
     }
 
-    /// Every unfinished job of every partition, for backups (see
-    /// [`Partition::export`]).
+    /// Every unfinished job (waiting, active, delayed, dead) of every
+    /// partition with all its stored fields, for backups. Reads the whole
+    /// queue into memory.
     pub async fn export(&self) -> Result<Vec<JobRecord>> {
         let mut out = Vec::new();
         for p in self.partitions.iter() {
@@ -715,8 +718,10 @@ impl Queue {
         Ok(out)
     }
 
-    /// Every idempotency mapping of every partition (see
-    /// [`Partition::export_idempotency`]).
+    /// Every idempotency mapping of every partition (also those of jobs
+    /// that completed), with the time its window has left: what a backup
+    /// keeps so that an enqueue retried after a restore is still a
+    /// duplicate.
     pub async fn export_idempotency(&self) -> Result<Vec<IdempotencyRecord>> {
         let mut out = Vec::new();
         for p in self.partitions.iter() {
@@ -743,8 +748,10 @@ impl Queue {
     /// Bring back jobs from [`export`](Self::export), each to the partition
     /// of its idempotency key, as an enqueue under that key would go, else
     /// to the partition its id hashes to, so that importing twice finds
-    /// the first import's copy (see [`Partition::import`]). Returns how
-    /// many were added.
+    /// the first import's copy. Each comes back in its state (an active
+    /// job comes back waiting and runs again); jobs whose id exists are
+    /// left alone, so importing twice adds nothing. Returns how many were
+    /// added.
     pub async fn import(&self, records: &[JobRecord]) -> Result<u64> {
         let mut groups = vec![Vec::new(); self.partitions.len()];
         for r in records {
@@ -760,16 +767,6 @@ impl Queue {
             }
         }
         Ok(added)
-    }
-
-    /// One worker per partition, all running `handler` and taking job slots
-    /// from one pool of `config.concurrency` (see
-    /// [`Worker::per_partition`]); for callers that run workers themselves,
-    /// to watch each one's in-flight count.
-    pub fn workers<H: crate::Runner>(&self, handler: H, config: WorkerConfig) -> Vec<Worker<H>> {
-        Worker::new(self.clone(), handler)
-            .with_config(config)
-            .per_partition()
     }
 }
 

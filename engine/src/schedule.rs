@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::{Client, Clock, Error, JobOptions, PRIORITY_LEVELS, Result, Shutdown, SystemClock};
+use crate::{
+    Client, Clock, Error, JobOptions, NewJob, PRIORITY_LEVELS, Result, Shutdown, SystemClock,
+};
 
 /// How long the idempotency key of a tick is kept: a day, or two gaps
 /// between ticks for rarer schedules, so a slow process never enqueues a
@@ -144,7 +146,9 @@ impl CronSchedule {
         if let Some(p) = self.priority {
             options = options.priority(p);
         }
-        let e = queue.enqueue_raw(self.payload.clone(), options).await?;
+        let e = queue
+            .enqueue(NewJob::raw(self.payload.clone(), options))
+            .await?;
         let last = LastRun {
             tick_ms: tick.timestamp_millis(),
             job_id: e.id.clone(),

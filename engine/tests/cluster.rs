@@ -40,7 +40,7 @@ async fn queues_on_every_shard_run_end_to_end() {
         let jobs = (0..50u32)
             .map(|i| NewJob::new(&i, JobOptions::new().priority((i % 4) as u8)).expect("job"))
             .collect();
-        q.enqueue_batch(jobs).await.expect("enqueue batch");
+        q.enqueue_many(jobs).await.expect("enqueue batch");
         workers.push(spawn(Worker::new(q.clone(), done).with_config(
             WorkerConfig {
                 concurrency: 10,
@@ -81,7 +81,7 @@ async fn queues_on_every_shard_run_end_to_end() {
     // Retries, dead letters, re-drive, delays and idempotency on one shard.
     let q = &queues[0];
     let flaky = q
-        .enqueue(&"x", JobOptions::new().max_attempts(2))
+        .enqueue_value(&"x", JobOptions::new().max_attempts(2))
         .await
         .expect("enqueue");
     for _ in 0..2 {
@@ -104,18 +104,18 @@ async fn queues_on_every_shard_run_end_to_end() {
     q.settle(&job, Outcome::Done).await.expect("settle");
 
     let first = q
-        .enqueue(&1u32, JobOptions::new().idempotency_key("once"))
+        .enqueue_value(&1u32, JobOptions::new().idempotency_key("once"))
         .await
         .expect("enqueue");
     let second = q
-        .enqueue(&2u32, JobOptions::new().idempotency_key("once"))
+        .enqueue_value(&2u32, JobOptions::new().idempotency_key("once"))
         .await
         .expect("enqueue");
     assert!(second.duplicate);
     assert_eq!(second.id, first.id);
 
     let later = q
-        .enqueue(&3u32, JobOptions::new().delay(Duration::from_millis(300)))
+        .enqueue_value(&3u32, JobOptions::new().delay(Duration::from_millis(300)))
         .await
         .expect("enqueue");
     assert_eq!(
@@ -166,7 +166,7 @@ async fn a_primary_killed_after_wait_acknowledged_loses_no_job() {
     let mut acked = Vec::new();
     for n in 0..200u32 {
         let e = q
-            .enqueue(&n, JobOptions::new().idempotency_key(format!("k{n}")))
+            .enqueue_value(&n, JobOptions::new().idempotency_key(format!("k{n}")))
             .await
             .expect("enqueue");
         acked.push(e.id);
@@ -181,7 +181,7 @@ async fn a_primary_killed_after_wait_acknowledged_loses_no_job() {
         let mut tries = 0;
         loop {
             match q
-                .enqueue(&n, JobOptions::new().idempotency_key(format!("k{n}")))
+                .enqueue_value(&n, JobOptions::new().idempotency_key(format!("k{n}")))
                 .await
             {
                 Ok(e) => {
@@ -267,7 +267,7 @@ async fn a_queue_moved_to_another_shard_mid_flow_loses_no_job() {
                 let mut tries = 0;
                 loop {
                     let options = JobOptions::new().idempotency_key(format!("k{n}"));
-                    match q.enqueue(&n, options).await {
+                    match q.enqueue_value(&n, options).await {
                         Ok(_) => break,
                         Err(e) => {
                             // A migration is transient: retried inside the
@@ -344,17 +344,17 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
         .await
         .expect("queue");
     let delayed = q
-        .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .enqueue_value(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
         .await
         .expect("enqueue")
         .id;
     let running = q
-        .enqueue(&2u32, JobOptions::new())
+        .enqueue_value(&2u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;
     let other = q
-        .enqueue(&3u32, JobOptions::new())
+        .enqueue_value(&3u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;
@@ -363,12 +363,12 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
     let job = claimed.remove(0);
     assert_eq!(job.id, running);
     let waiting = q
-        .enqueue(&4u32, JobOptions::new())
+        .enqueue_value(&4u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;
     let gone = q
-        .enqueue(&5u32, JobOptions::new())
+        .enqueue_value(&5u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;
@@ -398,7 +398,7 @@ async fn calls_during_a_slot_migration_wait_for_it_and_apply_whole() {
             tokio::join!(
                 q.settle(&job, retry),
                 q.promote_due(10),
-                q.enqueue(&6u32, JobOptions::new()),
+                q.enqueue_value(&6u32, JobOptions::new()),
                 q.cancel(&waiting),
             )
         })
@@ -547,7 +547,10 @@ async fn keyless_jobs_go_around_a_partition_whose_slot_is_moving() {
     moving.start();
     let keyed = {
         let q = q.clone();
-        tokio::spawn(async move { q.enqueue_keyed(&key, &0u32, JobOptions::new()).await })
+        tokio::spawn(async move {
+            q.enqueue(common::keyed(&key, &0u32, JobOptions::new()))
+                .await
+        })
     };
     // The keyed call finds the slot migrating (once the cluster client's
     // own TRYAGAIN retries give up), and waits for it.
@@ -562,7 +565,7 @@ async fn keyless_jobs_go_around_a_partition_whose_slot_is_moving() {
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
         .collect();
     let placed = q
-        .enqueue_batch(jobs)
+        .enqueue_many(jobs)
         .await
         .expect("keyless jobs go to partitions whose slot stays");
     assert_eq!(placed.len(), 30);
@@ -614,7 +617,7 @@ async fn a_script_does_not_run_on_the_importing_node_before_the_slot_has_moved()
         .await
         .expect("queue");
     let id = q
-        .enqueue(&7u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .enqueue_value(&7u32, JobOptions::new().delay(Duration::from_millis(1)))
         .await
         .expect("enqueue")
         .id;

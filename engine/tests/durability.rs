@@ -48,7 +48,9 @@ async fn memory_returns_to_its_starting_level_after_100k_jobs() {
     let t = TestRedis::at(&url).await;
     let q = t.queue("memory").await;
     // Warm up once so the streams, group, scripts and counters exist.
-    q.enqueue(&0u32, JobOptions::new()).await.expect("enqueue");
+    q.enqueue_value(&0u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     let warm = q.claim("warm", 1).await.expect("claim").remove(0);
     q.settle(&warm, Outcome::Done).await.expect("settle");
     let keys_before = dbsize(&url).await;
@@ -66,7 +68,7 @@ async fn memory_returns_to_its_starting_level_after_100k_jobs() {
         let batch = (0..1000u32)
             .map(|n| NewJob::new(&(chunk * 1000 + n), JobOptions::new()).expect("enc"))
             .collect();
-        q.enqueue_batch(batch).await.expect("enqueue");
+        q.enqueue_many(batch).await.expect("enqueue");
         if chunk % 10 == 0 {
             peak_keys = peak_keys.max(dbsize(&url).await);
         }
@@ -110,7 +112,9 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
         ..WorkerConfig::default()
     };
     let worker = spawn(Worker::new(q.clone(), handler).with_config(config));
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     assert!(
         eventually(Duration::from_secs(5), || async {
             q.stats().await.expect("s").completed_total == 1
@@ -120,7 +124,7 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
 
     redis.kill();
     let err = q
-        .enqueue(&2u32, JobOptions::new())
+        .enqueue_value(&2u32, JobOptions::new())
         .await
         .expect_err("redis is down");
     assert!(err.is_unavailable(), "{err}");
@@ -136,7 +140,7 @@ async fn calls_fail_clearly_while_redis_is_down_and_workers_resume_when_it_retur
     // consumer group by itself and processes new jobs.
     redis.restart();
     let resumed = eventually(Duration::from_secs(20), || async {
-        if q.enqueue(&3u32, JobOptions::new()).await.is_err() {
+        if q.enqueue_value(&3u32, JobOptions::new()).await.is_err() {
             return false;
         }
         eventually(Duration::from_secs(3), || async {
@@ -194,7 +198,7 @@ async fn a_full_redis_refuses_new_jobs_and_workers_still_drain_it() {
         } else {
             JobOptions::new()
         };
-        match q.enqueue(&payload, options).await {
+        match q.enqueue_value(&payload, options).await {
             Ok(_) => accepted += 1,
             Err(e) => {
                 refusal = Some(e);
@@ -217,7 +221,7 @@ async fn a_full_redis_refuses_new_jobs_and_workers_still_drain_it() {
     let batch: Vec<NewJob> = (0..10)
         .map(|_| NewJob::new(&payload, JobOptions::new()).expect("job"))
         .collect();
-    let err = q.enqueue_batch(batch).await.expect_err("full");
+    let err = q.enqueue_many(batch).await.expect_err("full");
     assert!(err.is_full(), "{err}");
     assert_eq!(q.stats().await.expect("stats").enqueued_total, accepted);
 
@@ -253,7 +257,7 @@ async fn a_full_redis_refuses_new_jobs_and_workers_still_drain_it() {
     assert!(drained, "the worker did not drain a full Redis: {s:?}");
     assert_eq!((s.completed_total, s.dead_total), (accepted, 0), "{s:?}");
     // Room again: new jobs are taken.
-    q.enqueue(&payload, JobOptions::new())
+    q.enqueue_value(&payload, JobOptions::new())
         .await
         .expect("enqueue once drained");
 }
@@ -310,7 +314,9 @@ async fn an_outage_longer_than_the_visibility_timeout_takes_no_running_job() {
         }),
     );
     for n in 0..6u32 {
-        q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+        q.enqueue_value(&n, JobOptions::new())
+            .await
+            .expect("enqueue");
     }
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -403,11 +409,11 @@ async fn an_export_reads_in_pages_and_finds_every_job_once() {
     let ready: Vec<NewJob> = (0..2_500u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
         .collect();
-    q.enqueue_batch(ready).await.expect("enqueue");
+    q.enqueue_many(ready).await.expect("enqueue");
     let later: Vec<NewJob> = (0..1_200u32)
         .map(|n| NewJob::new(&n, JobOptions::new().delay(Duration::from_secs(3600))).expect("job"))
         .collect();
-    q.enqueue_batch(later).await.expect("enqueue");
+    q.enqueue_many(later).await.expect("enqueue");
     let running = q.claim("w", 300).await.expect("claim");
     let buried: Vec<_> = running.iter().take(100).collect();
     q.settle_many(
@@ -452,12 +458,12 @@ async fn an_unanswered_claim_reclaimed_late_gives_its_attempt_back() {
         queue: q,
     } = LinkedQueue::start("unanswered").await;
     let heavy = q
-        .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .enqueue_value(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
         .await
         .expect("enqueue")
         .id;
     let light = q
-        .enqueue(&2u32, JobOptions::new())
+        .enqueue_value(&2u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;
@@ -506,7 +512,7 @@ async fn a_deep_dead_letter_page_reads_one_page_of_jobs() {
     let jobs: Vec<NewJob> = (0..300u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
         .collect();
-    q.enqueue_batch(jobs).await.expect("enqueue");
+    q.enqueue_many(jobs).await.expect("enqueue");
     loop {
         let claimed = q.claim("w", 100).await.expect("claim");
         if claimed.is_empty() {
@@ -594,7 +600,7 @@ async fn a_worker_stopping_while_redis_is_away_leaves_delivered_entries_to_go_ba
         .limit(1),
     );
     let id = q
-        .enqueue(&1u32, JobOptions::new())
+        .enqueue_value(&1u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;

@@ -233,7 +233,7 @@ async fn produce(queue: &Queue, ledger: &Ledger, n: usize, batch: usize, options
                 .expect("encode")
             })
             .collect();
-        match queue.enqueue_batch(jobs).await {
+        match queue.enqueue_many(jobs).await {
             Ok(acked) => {
                 for a in acked {
                     ledger.ack(&a.id);
@@ -488,24 +488,26 @@ async fn partitions_waiting_for_slots_keep_their_jobs() {
             }) as futures_like::BoxFuture
         }
     };
-    let mut running = Vec::new();
-    for worker in pq.workers(handler, worker_config("w", 2, visibility)) {
-        let observed = ledger.clone();
-        running.push(spawn(worker.on_settled(move |s| {
-            observed.settled(
-                &s.job_id,
-                s.attempt,
-                s.fence,
-                &s.consumer,
-                s.status.as_str(),
-            );
-        })));
-    }
+    // One worker: a fetch loop per partition, two job slots shared by all.
+    let observed = ledger.clone();
+    let running = vec![spawn(
+        Worker::new(pq.clone(), handler)
+            .with_config(worker_config("w", 2, visibility))
+            .on_settled(move |s| {
+                observed.settled(
+                    &s.job_id,
+                    s.attempt,
+                    s.fence,
+                    &s.consumer,
+                    s.status.as_str(),
+                );
+            }),
+    )];
     let options = JobOptions::new().max_attempts(1);
     // Two long jobs take both slots...
     for _ in 0..2 {
         let a = pq.partitions()[0]
-            .enqueue(&0, options.clone())
+            .enqueue_value(&0, options.clone())
             .await
             .expect("enqueue");
         ledger.ack(&a.id);
@@ -514,7 +516,10 @@ async fn partitions_waiting_for_slots_keep_their_jobs() {
     // ... while the other partitions keep receiving jobs.
     for round in 0..20 {
         for p in &pq.partitions()[1..] {
-            let a = p.enqueue(&round, options.clone()).await.expect("enqueue");
+            let a = p
+                .enqueue_value(&round, options.clone())
+                .await
+                .expect("enqueue");
             ledger.ack(&a.id);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -982,7 +987,7 @@ async fn invalid_job_in_a_batch_commits_nothing() {
             NewJob::new(&3, bad.idempotency_key(format!("bad{i}"))).expect("job"),
             NewJob::new(&4, JobOptions::new()).expect("job"),
         ];
-        let result = q.enqueue_batch(batch).await;
+        let result = q.enqueue_many(batch).await;
         outcomes.insert(i, format!("{result:?}"));
         assert!(
             matches!(result, Err(sluice_engine::Error::InvalidOption { .. })),
@@ -1403,10 +1408,10 @@ async fn a_replayed_cancel_answers_and_counts_once() {
     for n in 0..10u32 {
         let delay = if n % 2 == 0 { 0 } else { 60_000 };
         let options = JobOptions::new().delay(Duration::from_millis(delay));
-        ids.push(direct.enqueue(&n, options).await.expect("enqueue").id);
+        ids.push(direct.enqueue_value(&n, options).await.expect("enqueue").id);
     }
     let kept = direct
-        .enqueue(&99u32, JobOptions::new())
+        .enqueue_value(&99u32, JobOptions::new())
         .await
         .expect("enqueue")
         .id;

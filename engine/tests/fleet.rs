@@ -22,7 +22,7 @@ fn jobs(n: u32) -> Vec<NewJob> {
 async fn a_rate_limit_caps_claims_across_consumers_until_lifted() {
     let t = TestRedis::new().await;
     let q = t.queue("limited").await;
-    q.enqueue_batch(jobs(10)).await.expect("enqueue");
+    q.enqueue_many(jobs(10)).await.expect("enqueue");
     // One token every 2 s, bursts of 3: the bucket starts full.
     let limit = RateLimit::new(0.5, 3).expect("limit");
     q.set_rate_limit(Some(limit)).await.expect("set limit");
@@ -61,7 +61,7 @@ async fn a_worker_on_a_rate_limited_queue_still_drains_it() {
         block_timeout: Duration::from_millis(300),
         ..WorkerConfig::default()
     }));
-    q.enqueue_batch(jobs(40)).await.expect("enqueue");
+    q.enqueue_many(jobs(40)).await.expect("enqueue");
     let drained = eventually(Duration::from_secs(10), || async {
         q.stats().await.expect("stats").completed_total == 40
     })
@@ -135,7 +135,7 @@ async fn workers_register_beat_expire_and_deregister() {
 async fn throughput_counts_completed_and_failed_attempts_per_minute() {
     let t = TestRedis::new().await;
     let q = t.queue("counted").await;
-    q.enqueue_batch(jobs(3)).await.expect("enqueue");
+    q.enqueue_many(jobs(3)).await.expect("enqueue");
     let claimed = q.claim("w", 3).await.expect("claim");
     let outcomes = vec![
         (&claimed[0], Outcome::Done),
@@ -185,10 +185,10 @@ async fn a_fleet_serves_many_queues_under_one_id_and_leaves_the_registry() {
         .partitioned_queue("orders", 2, common::fast_config())
         .await
         .expect("open");
-    mails.enqueue_batch(jobs(5)).await.expect("enqueue");
+    mails.enqueue_many(jobs(5)).await.expect("enqueue");
     for n in 0..6u32 {
         orders
-            .enqueue_keyed(&format!("k{n}"), &n, JobOptions::new())
+            .enqueue(common::keyed(&format!("k{n}"), &n, JobOptions::new()))
             .await
             .expect("enqueue");
     }

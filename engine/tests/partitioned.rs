@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestRedis, eventually, fast_config};
+use common::{TestRedis, eventually, fast_config, keyed};
 use sluice_engine::{HandlerError, Job, JobOptions, NewJob, Outcome, WorkerConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,12 +20,16 @@ async fn jobs_are_routed_by_key_and_drained_from_every_partition() {
         .partitioned_queue("orders", 3, fast_config())
         .await
         .expect("open");
-    let names: Vec<&str> = pq.partitions().iter().map(|q| q.name()).collect();
+    let names: Vec<String> = pq
+        .partitions()
+        .iter()
+        .map(|q| q.name().to_owned())
+        .collect();
     assert_eq!(names, ["orders#0", "orders#1", "orders#2"]);
 
     // One partition key: one partition, in FIFO order.
     for n in 0..20u32 {
-        pq.enqueue_keyed("customer-17", &n, JobOptions::new())
+        pq.enqueue(keyed("customer-17", &n, JobOptions::new()))
             .await
             .expect("enqueue");
     }
@@ -44,11 +48,11 @@ async fn jobs_are_routed_by_key_and_drained_from_every_partition() {
     // An idempotency key routes to one partition, so a retry meets the
     // first try wherever it comes from.
     let first = pq
-        .enqueue(&1u32, JobOptions::new().idempotency_key("pay-1"))
+        .enqueue_value(&1u32, JobOptions::new().idempotency_key("pay-1"))
         .await
         .expect("enqueue");
     let again = pq
-        .enqueue(&1u32, JobOptions::new().idempotency_key("pay-1"))
+        .enqueue_value(&1u32, JobOptions::new().idempotency_key("pay-1"))
         .await
         .expect("enqueue");
     assert!(again.duplicate);
@@ -59,7 +63,7 @@ async fn jobs_are_routed_by_key_and_drained_from_every_partition() {
     let batch: Vec<NewJob> = (0..300u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
         .collect();
-    let answers = pq.enqueue_batch(batch).await.expect("batch");
+    let answers = pq.enqueue_many(batch).await.expect("batch");
     assert_eq!(answers.len(), 300);
     for q in pq.partitions() {
         let waiting = q.stats().await.expect("stats").waiting;
@@ -154,8 +158,10 @@ async fn operators_see_and_act_on_every_partition_through_one_handle() {
     for (p, q) in pq.partitions().iter().enumerate() {
         for k in 0..2u32 {
             let n = p as u32 * 2 + k;
-            q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
-            let job = common::claim_when_ready(&sluice_engine::Queue::single(q.clone()), "w").await;
+            q.enqueue_value(&n, JobOptions::new())
+                .await
+                .expect("enqueue");
+            let job = common::claim_when_ready(q, "w").await;
             let parity = if n.is_multiple_of(2) { "even" } else { "odd" };
             q.settle(&job, Outcome::Bury(format!("{parity} {n}")))
                 .await
@@ -267,7 +273,7 @@ async fn dead_letters_page_by_cursor_over_partitions_at_any_depth() {
         let jobs = (0..n)
             .map(|i| NewJob::new(&(made + i), sluice_engine::JobOptions::new()).expect("job"))
             .collect();
-        pq.enqueue_batch(jobs).await.expect("enqueue");
+        pq.enqueue_many(jobs).await.expect("enqueue");
         made += n;
     }
     for q in pq.partitions() {
@@ -335,7 +341,7 @@ async fn a_queue_opened_by_name_knows_its_partitions() {
         .expect("found");
     for q in [&by_name, &existing] {
         assert_eq!(q.name(), "known");
-        let names: Vec<&str> = q.partitions().iter().map(|p| p.name()).collect();
+        let names: Vec<String> = q.partitions().iter().map(|p| p.name().to_owned()).collect();
         assert_eq!(names, ["known#0", "known#1", "known#2"]);
         assert!(q.is_partitioned());
     }
@@ -347,7 +353,7 @@ async fn a_queue_opened_by_name_knows_its_partitions() {
     // Keyed jobs from the handle by name land where the first handle
     // routes them; keyless ones are dealt over every partition.
     let keyed = by_name
-        .enqueue_keyed("acct-9", &0u32, JobOptions::new())
+        .enqueue(keyed("acct-9", &0u32, JobOptions::new()))
         .await
         .expect("enqueue");
     assert_eq!(
@@ -362,7 +368,7 @@ async fn a_queue_opened_by_name_knows_its_partitions() {
     let batch: Vec<NewJob> = (1..=90u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("job"))
         .collect();
-    let answers = existing.enqueue_batch(batch).await.expect("batch");
+    let answers = existing.enqueue_many(batch).await.expect("batch");
     for q in split.partitions() {
         assert!(
             q.stats().await.expect("stats").waiting >= 30,
@@ -447,11 +453,18 @@ async fn plain_and_split(
         .await
         .expect("open");
     for n in 0..in_plain {
-        plain.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+        plain
+            .enqueue_value(&n, JobOptions::new())
+            .await
+            .expect("enqueue");
     }
     for n in 0..in_split {
         split
-            .enqueue_keyed(&format!("k{n}"), &n, JobOptions::new().priority(priority))
+            .enqueue(keyed(
+                &format!("k{n}"),
+                &n,
+                JobOptions::new().priority(priority),
+            ))
             .await
             .expect("enqueue");
     }
@@ -479,7 +492,7 @@ async fn all_stats_give_each_queues_own_counts() {
     let (plain, split) = plain_and_split(&t, 7, 11, 2).await;
     plain.pause().await.expect("pause");
     plain
-        .enqueue(&99u32, JobOptions::new().delay(Duration::from_secs(60)))
+        .enqueue_value(&99u32, JobOptions::new().delay(Duration::from_secs(60)))
         .await
         .expect("delayed");
     let claimed = split.claim("inspector", 2).await.expect("claim");
@@ -661,7 +674,9 @@ async fn the_inspector_summarizes_every_queue_and_pages_dead_letters() {
 async fn the_inspector_lists_a_queue_whose_stream_was_deleted_by_hand() {
     let t = TestRedis::new().await;
     let q = t.queue("broken").await;
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     let _: () = t
         .query(redis::cmd("DEL").arg(format!("{}:{{broken}}:p:0", t.prefix)))
         .await;

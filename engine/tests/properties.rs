@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::TestRedis;
 use proptest::prelude::*;
 use serde::Deserialize;
-use sluice_engine::{JobOptions, JobOptionsInput};
+use sluice_engine::{JobOptions, JobOptionsInput, NewJob};
 
 fn json_number() -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![
@@ -84,7 +84,7 @@ proptest! {
         rt.block_on(async {
             let t = TestRedis::new().await;
             let q = t.queue("poison").await;
-            q.enqueue_raw(payload.clone(), JobOptions::new()).await.expect("enqueue");
+            q.enqueue(NewJob::raw(payload.clone(), JobOptions::new())).await.expect("enqueue");
             let job = common::claim_when_ready(&q, "fuzz").await;
             assert_eq!(job.payload, payload);
             match job.decode::<Order>() {

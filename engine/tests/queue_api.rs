@@ -23,7 +23,7 @@ async fn enqueue_then_claim_and_complete() {
     let t = TestRedis::new().await;
     let q = t.queue("emails").await;
     let e = q
-        .enqueue(
+        .enqueue_value(
             &Email {
                 to: "a@b.c".into(),
                 n: 1,
@@ -78,7 +78,10 @@ async fn completed_jobs_are_kept_for_the_keep_window_then_expire() {
         ..fast_config()
     };
     let q = t.queue_with("kept", cfg).await;
-    let e = q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let e = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     let job = q.claim("w", 1).await.expect("claim").remove(0);
     q.settle(&job, Outcome::DoneWith("42".into()))
         .await
@@ -101,7 +104,7 @@ async fn batch_enqueue_returns_ids_in_order() {
     let jobs: Vec<NewJob> = (0..250)
         .map(|n| NewJob::new(&Email { to: "x".into(), n }, JobOptions::new()).expect("encode"))
         .collect();
-    let out = q.enqueue_batch(jobs).await.expect("batch");
+    let out = q.enqueue_many(jobs).await.expect("batch");
     assert_eq!(out.len(), 250);
     let mut ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
     ids.dedup();
@@ -120,8 +123,8 @@ async fn duplicate_idempotency_key_returns_first_id_and_adds_nothing() {
     let t = TestRedis::new().await;
     let q = t.queue("idem").await;
     let opts = JobOptions::new().idempotency_key("order-17");
-    let first = q.enqueue(&1u32, opts.clone()).await.expect("first");
-    let second = q.enqueue(&2u32, opts.clone()).await.expect("second");
+    let first = q.enqueue_value(&1u32, opts.clone()).await.expect("first");
+    let second = q.enqueue_value(&2u32, opts.clone()).await.expect("second");
     assert!(!first.duplicate);
     assert!(second.duplicate);
     assert_eq!(first.id, second.id);
@@ -130,7 +133,7 @@ async fn duplicate_idempotency_key_returns_first_id_and_adds_nothing() {
         NewJob::new(&3u32, JobOptions::new().idempotency_key("order-18")).expect("enc"),
         NewJob::new(&4u32, JobOptions::new().idempotency_key("order-18")).expect("enc"),
     ];
-    let out = q.enqueue_batch(batch).await.expect("batch");
+    let out = q.enqueue_many(batch).await.expect("batch");
     assert_eq!(out[0].id, out[1].id);
     assert!(!out[0].duplicate && out[1].duplicate);
     let s = q.stats().await.expect("stats");
@@ -138,7 +141,10 @@ async fn duplicate_idempotency_key_returns_first_id_and_adds_nothing() {
     for job in q.claim("w", 10).await.expect("claim") {
         q.settle(&job, Outcome::Done).await.expect("settle");
     }
-    let again = q.enqueue(&5u32, opts).await.expect("after completion");
+    let again = q
+        .enqueue_value(&5u32, opts)
+        .await
+        .expect("after completion");
     assert!(again.duplicate);
     assert_eq!(again.id, first.id);
     assert_eq!(q.stats().await.expect("stats").waiting, 0);
@@ -151,9 +157,9 @@ async fn idempotency_key_expires_after_its_window() {
     let opts = JobOptions::new()
         .idempotency_key("k")
         .idempotency_window(Duration::from_millis(100));
-    let first = q.enqueue(&1u32, opts.clone()).await.expect("first");
+    let first = q.enqueue_value(&1u32, opts.clone()).await.expect("first");
     tokio::time::sleep(Duration::from_millis(250)).await;
-    let second = q.enqueue(&1u32, opts).await.expect("second");
+    let second = q.enqueue_value(&1u32, opts).await.expect("second");
     assert!(!second.duplicate);
     assert_ne!(first.id, second.id);
 }
@@ -171,36 +177,36 @@ async fn invalid_input_is_refused_before_touching_redis() {
 
     let cases: Vec<(Error, &str)> = vec![
         (
-            q.enqueue(&1u32, JobOptions::new().priority(PRIORITY_LEVELS))
+            q.enqueue_value(&1u32, JobOptions::new().priority(PRIORITY_LEVELS))
                 .await
                 .expect_err("priority"),
             "priority",
         ),
         (
-            q.enqueue(&1u32, JobOptions::new().max_attempts(0))
+            q.enqueue_value(&1u32, JobOptions::new().max_attempts(0))
                 .await
                 .expect_err("attempts"),
             "max_attempts",
         ),
         (
-            q.enqueue(&"x".repeat(100), JobOptions::new())
+            q.enqueue_value(&"x".repeat(100), JobOptions::new())
                 .await
                 .expect_err("size"),
             "over the maximum",
         ),
         (
-            q.enqueue_batch(vec![]).await.expect_err("empty"),
+            q.enqueue_many(vec![]).await.expect_err("empty"),
             "empty batch",
         ),
         (
-            q.enqueue_batch(vec![NewJob::raw(vec![1], JobOptions::new()); 4])
+            q.enqueue_many(vec![NewJob::raw(vec![1], JobOptions::new()); 4])
                 .await
                 .expect_err("big batch"),
             "over the maximum",
         ),
         (
             // One bad job refuses the whole batch.
-            q.enqueue_batch(vec![
+            q.enqueue_many(vec![
                 NewJob::raw(vec![1], JobOptions::new()),
                 NewJob::raw(vec![1], JobOptions::new().priority(200)),
             ])
@@ -230,7 +236,7 @@ async fn claims_follow_strict_priority() {
     for level in [3u8, 2, 1, 0, 3, 0] {
         batch.push(NewJob::new(&level, JobOptions::new().priority(level)).expect("enc"));
     }
-    q.enqueue_batch(batch).await.expect("enqueue");
+    q.enqueue_many(batch).await.expect("enqueue");
     let s = q.stats().await.expect("stats");
     assert_eq!(&s.waiting_by_priority[..4], &[2, 1, 1, 2]);
 
@@ -250,10 +256,10 @@ async fn claims_follow_strict_priority() {
     );
     assert_eq!(order, [0, 0, 1, 2, 3, 3]);
     // A more urgent job enqueued later overtakes what is still waiting.
-    q.enqueue(&9u8, JobOptions::new().priority(5))
+    q.enqueue_value(&9u8, JobOptions::new().priority(5))
         .await
         .expect("enq");
-    q.enqueue(&9u8, JobOptions::new().priority(4))
+    q.enqueue_value(&9u8, JobOptions::new().priority(4))
         .await
         .expect("enq");
     assert_eq!(q.claim("w", 1).await.expect("claim")[0].priority, 4);
@@ -264,7 +270,7 @@ async fn delayed_jobs_become_ready_at_their_time() {
     let t = TestRedis::new().await;
     let q = t.queue("delayed").await;
     let e = q
-        .enqueue(
+        .enqueue_value(
             &1u32,
             JobOptions::new()
                 .delay(Duration::from_millis(400))
@@ -294,7 +300,9 @@ async fn delayed_jobs_become_ready_at_their_time() {
 async fn paused_queue_is_not_claimed_until_resumed() {
     let t = TestRedis::new().await;
     let q = t.queue("pause").await;
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     q.pause().await.expect("pause");
     assert!(q.stats().await.expect("stats").paused);
     assert!(q.claim("w", 10).await.expect("claim").is_empty());
@@ -308,7 +316,7 @@ async fn failures_retry_with_backoff_then_dead_letter() {
     let t = TestRedis::new().await;
     let q = t.queue("retry").await;
     let e = q
-        .enqueue(&1u32, JobOptions::new().max_attempts(3))
+        .enqueue_value(&1u32, JobOptions::new().max_attempts(3))
         .await
         .expect("enqueue");
     for attempt in 1..=3u32 {
@@ -369,8 +377,8 @@ async fn failures_retry_with_backoff_then_dead_letter() {
 async fn retry_after_bury_and_snooze_outcomes() {
     let t = TestRedis::new().await;
     let q = t.queue("outcomes").await;
-    let a = q.enqueue(&1u32, JobOptions::new()).await.expect("a");
-    let b = q.enqueue(&2u32, JobOptions::new()).await.expect("b");
+    let a = q.enqueue_value(&1u32, JobOptions::new()).await.expect("a");
+    let b = q.enqueue_value(&2u32, JobOptions::new()).await.expect("b");
     let jobs = q.claim("w", 2).await.expect("claim");
     let (ja, jb) = (&jobs[0], &jobs[1]);
     let out = q
@@ -425,7 +433,7 @@ async fn dead_letters_list_delete_and_purge() {
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
         .collect();
     let ids: Vec<String> = q
-        .enqueue_batch(batch)
+        .enqueue_many(batch)
         .await
         .expect("enq")
         .into_iter()
@@ -465,7 +473,7 @@ async fn dead_letters_list_delete_and_purge() {
     let more = (0..3u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
         .collect();
-    q.enqueue_batch(more).await.expect("enq");
+    q.enqueue_many(more).await.expect("enq");
     for job in q.claim("w", 3).await.expect("claim") {
         q.settle(&job, Outcome::Bury("x".into()))
             .await
@@ -479,7 +487,10 @@ async fn dead_letters_list_delete_and_purge() {
 async fn reclaimed_job_fences_out_its_old_worker() {
     let t = TestRedis::new().await;
     let q = t.queue("fence").await; // visibility timeout 600 ms
-    let e = q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let e = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     let old = q.claim("worker-a", 1).await.expect("claim").remove(0);
 
     // Not idle long enough yet: nothing to reclaim.
@@ -530,7 +541,7 @@ async fn reclaimed_job_fences_out_its_old_worker() {
 async fn reclaim_after_last_attempt_dead_letters() {
     let t = TestRedis::new().await;
     let q = t.queue("reclaim-dead").await;
-    q.enqueue(&1u32, JobOptions::new().max_attempts(1))
+    q.enqueue_value(&1u32, JobOptions::new().max_attempts(1))
         .await
         .expect("enqueue");
     q.claim("crashed", 1).await.expect("claim");
@@ -553,7 +564,7 @@ async fn queues_are_registered_and_share_one_hash_tag() {
     let q = t.queue("alpha").await;
     t.queue("beta").await;
     assert_eq!(t.client.queues().await.expect("queues"), ["alpha", "beta"]);
-    q.enqueue(&1u32, JobOptions::new().delay(Duration::from_secs(60)))
+    q.enqueue_value(&1u32, JobOptions::new().delay(Duration::from_secs(60)))
         .await
         .expect("enq");
     for key in t.keys().await {
@@ -571,16 +582,25 @@ async fn export_then_import_brings_every_unfinished_job_back_in_its_state() {
     let t = TestRedis::new().await;
     let q = t.queue("backup-src").await;
     let waiting = q
-        .enqueue(&1u32, JobOptions::new().priority(3))
+        .enqueue_value(&1u32, JobOptions::new().priority(3))
         .await
         .expect("enqueue");
     let delayed = q
-        .enqueue(&2u32, JobOptions::new().delay(Duration::from_secs(3600)))
+        .enqueue_value(&2u32, JobOptions::new().delay(Duration::from_secs(3600)))
         .await
         .expect("enqueue");
-    let dying = q.enqueue(&3u32, JobOptions::new()).await.expect("enqueue");
-    let active = q.enqueue(&4u32, JobOptions::new()).await.expect("enqueue");
-    let done = q.enqueue(&5u32, JobOptions::new()).await.expect("enqueue");
+    let dying = q
+        .enqueue_value(&3u32, JobOptions::new())
+        .await
+        .expect("enqueue");
+    let active = q
+        .enqueue_value(&4u32, JobOptions::new())
+        .await
+        .expect("enqueue");
+    let done = q
+        .enqueue_value(&5u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     // Claim dying, active and done (waiting is at a lower priority level).
     let claimed = q.claim("w1", 3).await.expect("claim");
     assert_eq!(claimed.len(), 3);
@@ -637,13 +657,13 @@ async fn jobs_are_listed_by_state_in_serving_order_and_paged() {
     let mut ids = Vec::new();
     for priority in [5u8, 1, 5, 0] {
         let e = q
-            .enqueue(&priority, JobOptions::new().priority(priority))
+            .enqueue_value(&priority, JobOptions::new().priority(priority))
             .await
             .expect("enqueue");
         ids.push(e.id);
     }
     let later = q
-        .enqueue(&"later", JobOptions::new().delay(Duration::from_secs(60)))
+        .enqueue_value(&"later", JobOptions::new().delay(Duration::from_secs(60)))
         .await
         .expect("enqueue delayed")
         .id;
@@ -704,7 +724,9 @@ async fn dead_letters_are_found_by_text_in_their_error() {
     let t = TestRedis::new().await;
     let q = t.queue("finddead").await;
     for i in 0..5u32 {
-        q.enqueue(&i, JobOptions::new()).await.expect("enqueue");
+        q.enqueue_value(&i, JobOptions::new())
+            .await
+            .expect("enqueue");
     }
     let jobs = q.claim("c1", 5).await.expect("claim");
     let outcomes = jobs
@@ -748,7 +770,7 @@ async fn finished_entries_are_trimmed_and_counts_stay_exact() {
             .map(|n| NewJob::new(&Email { to: "t".into(), n }, JobOptions::new()).expect("job"))
             .collect()
     };
-    q.enqueue_batch(batch(1000)).await.expect("enqueue");
+    q.enqueue_many(batch(1000)).await.expect("enqueue");
     // Settle 990 in batches, leaving 10 waiting: finished entries leave the
     // stream, up to a node's worth (100) that waits for its trim.
     for _ in 0..99 {
@@ -784,7 +806,7 @@ async fn a_long_running_job_does_not_keep_finished_entries_in_redis() {
     let t = TestRedis::new().await;
     let q = t.queue("long").await;
     let job = |n: u32| NewJob::new(&Email { to: "l".into(), n }, JobOptions::new()).expect("job");
-    let long = q.enqueue_batch(vec![job(0)]).await.expect("enqueue")[0]
+    let long = q.enqueue_many(vec![job(0)]).await.expect("enqueue")[0]
         .id
         .clone();
     let held = q.claim("slow", 1).await.expect("claim");
@@ -792,7 +814,7 @@ async fn a_long_running_job_does_not_keep_finished_entries_in_redis() {
     // Entries added more than the linger time (2 s) after the held one:
     // they are deleted as they finish, since the held entry stops the trim.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    q.enqueue_batch((1..=500).map(job).collect())
+    q.enqueue_many((1..=500).map(job).collect())
         .await
         .expect("enqueue");
     loop {
@@ -805,7 +827,7 @@ async fn a_long_running_job_does_not_keep_finished_entries_in_redis() {
     }
     // The held entry and the group's last-delivered entry remain.
     assert!(stream_len(&t, "long", 0).await <= 2);
-    q.enqueue_batch((501..=507).map(job).collect())
+    q.enqueue_many((501..=507).map(job).collect())
         .await
         .expect("enqueue");
     let s = q.stats().await.expect("stats");
@@ -1156,7 +1178,7 @@ async fn counts_listings_and_exports_recreate_streams_redis_lost() {
         JobOptions::new(),
     )
     .expect("job");
-    q.enqueue_batch(vec![job]).await.expect("enqueue");
+    q.enqueue_many(vec![job]).await.expect("enqueue");
     // Redis loses the streams (a flush, a failover to a stale replica).
     for level in 0..PRIORITY_LEVELS {
         let _: i64 = t
@@ -1187,7 +1209,7 @@ async fn counts_listings_and_exports_recreate_streams_redis_lost() {
         JobOptions::new(),
     )
     .expect("job");
-    q.enqueue_batch(vec![again]).await.expect("enqueue");
+    q.enqueue_many(vec![again]).await.expect("enqueue");
     assert_eq!(q.stats().await.expect("stats").waiting, 1);
     assert_eq!(
         claim_when_ready(&q, "w")
@@ -1223,7 +1245,7 @@ async fn jobs_in_the_previous_layout_run_beside_light_ones() {
     )
     .await;
     let light = q
-        .enqueue(
+        .enqueue_value(
             &Email {
                 to: "new@b.c".into(),
                 n: 2,
@@ -1266,7 +1288,7 @@ async fn light_ids_name_their_entry_and_are_unique_across_queues() {
             .map(|n| NewJob::new(&n, JobOptions::new().priority((n % 3) as u8)).expect("job"))
             .collect()
     };
-    let (ea, eb) = tokio::join!(a.enqueue_batch(batch()), b.enqueue_batch(batch()));
+    let (ea, eb) = tokio::join!(a.enqueue_many(batch()), b.enqueue_many(batch()));
     let (ea, eb) = (ea.expect("enqueue a"), eb.expect("enqueue b"));
     let mut all: std::collections::HashSet<String> = ea.iter().map(|e| e.id.clone()).collect();
     all.extend(eb.iter().map(|e| e.id.clone()));
@@ -1300,7 +1322,7 @@ async fn a_light_job_is_looked_up_exported_and_failed_like_any() {
         .priority(2)
         .max_attempts(3)
         .idempotency_key("light-1");
-    let e = q.enqueue(&7u32, options).await.expect("enqueue");
+    let e = q.enqueue_value(&7u32, options).await.expect("enqueue");
     let info = q.job(&e.id).await.expect("lookup").expect("exists");
     assert_eq!(
         (info.state, info.priority, info.attempt, info.max_attempts),
@@ -1352,13 +1374,21 @@ async fn cancelled_waiting_and_delayed_jobs_become_dead_letters_at_once() {
     use sluice_engine::Cancelled;
     let t = TestRedis::new().await;
     let q = t.queue("cancel-waiting").await;
-    let light = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
-    let later = q
-        .enqueue(&2u32, JobOptions::new().delay(Duration::from_secs(60)))
+    let light = q
+        .enqueue_value(&1u32, JobOptions::new())
         .await
         .expect("enq")
         .id;
-    let kept = q.enqueue(&3u32, JobOptions::new()).await.expect("enq").id;
+    let later = q
+        .enqueue_value(&2u32, JobOptions::new().delay(Duration::from_secs(60)))
+        .await
+        .expect("enq")
+        .id;
+    let kept = q
+        .enqueue_value(&3u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     assert_eq!(
         q.cancel(&light).await.expect("cancel"),
         Cancelled::Cancelled
@@ -1419,7 +1449,7 @@ async fn a_running_jobs_cancel_buries_it_at_its_outcome_or_its_reclaim() {
     let t = TestRedis::new().await;
     let q = t.queue("cancel-running").await; // visibility timeout 600 ms
     for n in 0..3u32 {
-        q.enqueue(&n, JobOptions::new()).await.expect("enq");
+        q.enqueue_value(&n, JobOptions::new()).await.expect("enq");
     }
     let failing = claim_when_ready(&q, "w").await;
     let finishing = claim_when_ready(&q, "w").await;
@@ -1477,7 +1507,7 @@ async fn an_export_during_promotions_holds_every_job_once() {
         })
         .collect();
     let ids: std::collections::HashSet<String> = q
-        .enqueue_batch(batch)
+        .enqueue_many(batch)
         .await
         .expect("enqueue")
         .into_iter()
@@ -1529,11 +1559,11 @@ async fn idempotency_keys_are_exported_and_imported_with_their_windows() {
     let q = t.queue("idem-backup").await;
     let window = JobOptions::new().idempotency_window(Duration::from_secs(60));
     let first = q
-        .enqueue(&1u32, window.clone().idempotency_key("pay-1"))
+        .enqueue_value(&1u32, window.clone().idempotency_key("pay-1"))
         .await
         .expect("enqueue");
     let done = q
-        .enqueue(&2u32, window.clone().idempotency_key("pay-2"))
+        .enqueue_value(&2u32, window.clone().idempotency_key("pay-2"))
         .await
         .expect("enqueue");
     for _ in 0..2 {
@@ -1567,7 +1597,7 @@ async fn idempotency_keys_are_exported_and_imported_with_their_windows() {
         .expect("import keys");
     for (key, id) in [("pay-1", &first.id), ("pay-2", &done.id)] {
         let again = restored
-            .enqueue(&9u32, window.clone().idempotency_key(key))
+            .enqueue_value(&9u32, window.clone().idempotency_key(key))
             .await
             .expect("enqueue");
         assert!(again.duplicate, "{key}");
@@ -1598,7 +1628,7 @@ async fn reads_of_a_large_dead_letter_set_fetch_only_what_they_answer() {
     let jobs = (0..LETTERS)
         .map(|_| NewJob::new(&payload, sluice_engine::JobOptions::new()).expect("job"))
         .collect();
-    q.enqueue_batch(jobs).await.expect("enqueue");
+    q.enqueue_many(jobs).await.expect("enqueue");
     let claimed = q.claim("burier", LETTERS).await.expect("claim");
     assert_eq!(claimed.len(), LETTERS);
     let outcomes = claimed
@@ -1676,7 +1706,12 @@ async fn concurrent_single_enqueues_share_script_calls_and_each_gets_its_own_ans
             if n == 7 {
                 options = options.delay(Duration::from_secs(60));
             }
-            (n, q.enqueue(&(n as u64), options).await.expect("enqueue"))
+            (
+                n,
+                q.enqueue_value(&(n as u64), options)
+                    .await
+                    .expect("enqueue"),
+            )
         });
     }
     let answers = producers.join_all().await;
@@ -1742,14 +1777,17 @@ async fn dropped_lone_enqueue_calls_leave_the_handle_working() {
         let payloads: Vec<u64> = (0..6).map(|n| round * 100 + n).collect();
         let mut started: Vec<_> = payloads
             .iter()
-            .map(|n| Box::pin(q.enqueue(n, JobOptions::new())))
+            .map(|n| Box::pin(q.enqueue_value(n, JobOptions::new())))
             .collect();
         for call in &mut started {
             assert!(call.as_mut().now_or_never().is_none(), "answered at once");
         }
         let behind = {
             let q = q.clone();
-            tokio::spawn(async move { q.enqueue(&(round * 100 + 99), JobOptions::new()).await })
+            tokio::spawn(async move {
+                q.enqueue_value(&(round * 100 + 99), JobOptions::new())
+                    .await
+            })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(started);
@@ -1763,10 +1801,13 @@ async fn dropped_lone_enqueue_calls_leave_the_handle_working() {
     proxy.clear();
     // Every dropped call gave its room back: calls still go.
     for n in 0..10u64 {
-        tokio::time::timeout(Duration::from_secs(5), q.enqueue(&n, JobOptions::new()))
-            .await
-            .expect("an enqueue call hung after dropped ones")
-            .expect("enqueue");
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            q.enqueue_value(&n, JobOptions::new()),
+        )
+        .await
+        .expect("an enqueue call hung after dropped ones")
+        .expect("enqueue");
     }
 }
 
@@ -1785,7 +1826,7 @@ async fn combined_enqueue_calls_whose_replies_are_lost_add_each_job_once() {
     let (proxy, q) = queue_behind_a_proxy(&r, "combined-lost").await;
     // One job first, so that the lost replies are of calls that ran (not
     // of a first call that Redis refused for want of the script).
-    q.enqueue(&PRODUCERS, JobOptions::new())
+    q.enqueue_value(&PRODUCERS, JobOptions::new())
         .await
         .expect("enqueue");
     proxy.inject(Rule::new(Fault::DropReply, Commands::Scripts).limit(3));
@@ -1793,7 +1834,10 @@ async fn combined_enqueue_calls_whose_replies_are_lost_add_each_job_once() {
     for n in 0..PRODUCERS {
         let q = q.clone();
         producers.spawn(async move {
-            let e = q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+            let e = q
+                .enqueue_value(&n, JobOptions::new())
+                .await
+                .expect("enqueue");
             (n, e.id)
         });
     }
@@ -1845,8 +1889,16 @@ async fn a_cancel_after_the_job_finished_changes_nothing() {
     use sluice_engine::Cancelled;
     let t = TestRedis::new().await;
     let q = t.queue("cancel-late").await;
-    let first = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
-    let second = q.enqueue(&2u32, JobOptions::new()).await.expect("enq").id;
+    let first = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
+    let second = q
+        .enqueue_value(&2u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     let job = claim_when_ready(&q, "w").await;
     assert_eq!(job.id, first);
     // Cancelled while it ran, as a cancel whose reply was lost would be.
@@ -1895,7 +1947,11 @@ async fn a_cancel_after_the_job_finished_changes_nothing() {
         "the cancelled-entry list holds nothing: {cx_keys:?}"
     );
     // Jobs enqueued after run, and count as waiting meanwhile.
-    let third = q.enqueue(&3u32, JobOptions::new()).await.expect("enq").id;
+    let third = q
+        .enqueue_value(&3u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     assert_eq!(q.stats().await.expect("stats").waiting, 1);
     let job = claim_when_ready(&q, "w").await;
     assert_eq!(job.id, third);
@@ -1909,7 +1965,10 @@ async fn a_stale_outcome_keeps_the_cancel_request() {
     use sluice_engine::Cancelled;
     let t = TestRedis::new().await;
     let q = t.queue("cancel-stale").await; // visibility timeout 600 ms
-    let e = q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    let e = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     let old = q.claim("worker-a", 1).await.expect("claim").remove(0);
     tokio::time::sleep(Duration::from_millis(700)).await;
     let r = q.reclaim_lost("worker-b").await.expect("reclaim");
@@ -1944,7 +2003,11 @@ async fn a_stale_outcome_keeps_the_cancel_request() {
 async fn a_snooze_of_duration_max_waits() {
     let t = TestRedis::new().await;
     let q = t.queue("snooze-max").await;
-    let snoozed = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let snoozed = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     let job = claim_when_ready(&q, "w").await;
     assert_eq!(
         q.settle(&job, Outcome::Snooze(Duration::MAX))
@@ -1952,7 +2015,11 @@ async fn a_snooze_of_duration_max_waits() {
             .expect("settle"),
         Settled::Snoozed
     );
-    let retried = q.enqueue(&2u32, JobOptions::new()).await.expect("enq").id;
+    let retried = q
+        .enqueue_value(&2u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     let job = claim_when_ready(&q, "w").await;
     let retry = Outcome::Retry {
         reason: "later".into(),
@@ -1979,15 +2046,15 @@ async fn sub_millisecond_windows_and_timeouts_are_refused() {
     let window = JobOptions::new()
         .idempotency_key("k")
         .idempotency_window(Duration::from_micros(500));
-    let err = q.enqueue(&1u32, window).await.expect_err("refused");
+    let err = q.enqueue_value(&1u32, window).await.expect_err("refused");
     assert!(err.to_string().contains("idempotency_window"), "{err}");
     let timeout = JobOptions::new().timeout(Duration::from_micros(999));
-    let err = q.enqueue(&1u32, timeout).await.expect_err("refused");
+    let err = q.enqueue_value(&1u32, timeout).await.expect_err("refused");
     assert!(err.to_string().contains("timeout"), "{err}");
     // Calls combined with a refused one commit and answer as usual.
     let (a, b) = tokio::join!(
-        q.enqueue(&2u32, JobOptions::new()),
-        q.enqueue(
+        q.enqueue_value(&2u32, JobOptions::new()),
+        q.enqueue_value(
             &3u32,
             JobOptions::new()
                 .idempotency_key("k2")
@@ -2009,7 +2076,7 @@ async fn a_late_success_nobody_overtook_is_recorded_completed() {
     let t = TestRedis::new().await;
     let q = t.queue("late-success").await; // visibility timeout 600 ms
     let last = q
-        .enqueue(&1u32, JobOptions::new().max_attempts(1))
+        .enqueue_value(&1u32, JobOptions::new().max_attempts(1))
         .await
         .expect("enq")
         .id;
@@ -2021,12 +2088,12 @@ async fn a_late_success_nobody_overtook_is_recorded_completed() {
         jitter: 0.0,
     };
     let retried = q
-        .enqueue(&2u32, JobOptions::new().max_attempts(3).backoff(slow))
+        .enqueue_value(&2u32, JobOptions::new().max_attempts(3).backoff(slow))
         .await
         .expect("enq")
         .id;
     let overtaken = q
-        .enqueue(&3u32, JobOptions::new().max_attempts(3))
+        .enqueue_value(&3u32, JobOptions::new().max_attempts(3))
         .await
         .expect("enq")
         .id;
@@ -2091,7 +2158,7 @@ async fn nine_thousand_jobs_in_one_call_each() {
     let jobs: Vec<NewJob> = (0..N)
         .map(|n| NewJob::new(&n, JobOptions::new().delay(Duration::from_millis(1))).expect("job"))
         .collect();
-    q.enqueue_batch(jobs).await.expect("enqueue");
+    q.enqueue_many(jobs).await.expect("enqueue");
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(q.promote_due(N).await.expect("promote").moved, N as u64);
     let claimed = q.claim("w", N).await.expect("claim");
@@ -2116,7 +2183,7 @@ async fn a_promote_leaves_a_running_job_found_in_the_delayed_set() {
     let t = TestRedis::new().await;
     let q = t.queue("promote-stale").await;
     let id = q
-        .enqueue(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .enqueue_value(&1u32, JobOptions::new().delay(Duration::from_millis(1)))
         .await
         .expect("enq")
         .id;
@@ -2153,9 +2220,11 @@ async fn an_import_into_the_queue_that_holds_the_jobs_adds_nothing() {
     let t = TestRedis::new().await;
     let q = t.queue("backup-same").await;
     for n in 0..4u32 {
-        q.enqueue(&n, JobOptions::new()).await.expect("enqueue");
+        q.enqueue_value(&n, JobOptions::new())
+            .await
+            .expect("enqueue");
     }
-    q.enqueue(&9u32, JobOptions::new().delay(Duration::from_secs(3600)))
+    q.enqueue_value(&9u32, JobOptions::new().delay(Duration::from_secs(3600)))
         .await
         .expect("enqueue");
     let running = q.claim("w", 2).await.expect("claim");
@@ -2187,7 +2256,7 @@ async fn a_cancel_between_a_reclaim_and_a_late_success_stands() {
         jitter: 0.0,
     };
     let id = q
-        .enqueue(&1u32, JobOptions::new().max_attempts(3).backoff(slow))
+        .enqueue_value(&1u32, JobOptions::new().max_attempts(3).backoff(slow))
         .await
         .expect("enq")
         .id;
@@ -2218,9 +2287,13 @@ async fn a_claim_lost_in_a_failover_leaves_the_first_worker_fenced() {
     let q = t.queue("failover-fence").await;
     let base = format!("{}:{{failover-fence}}:", t.prefix);
     let stream = format!("{base}p:0");
-    let light = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let light = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     let heavy = q
-        .enqueue(&2u32, JobOptions::new().delay(Duration::from_millis(1)))
+        .enqueue_value(&2u32, JobOptions::new().delay(Duration::from_millis(1)))
         .await
         .expect("enq")
         .id;
@@ -2291,7 +2364,11 @@ async fn a_deleted_letter_cancelled_while_it_waited_stays_gone() {
     use sluice_engine::Cancelled;
     let t = TestRedis::new().await;
     let q = t.queue("cancel-delete").await;
-    let id = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let id = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
     assert!(q.delete_dead(&id).await.expect("delete"));
     assert!(q.job(&id).await.expect("lookup").is_none(), "found again");
@@ -2311,7 +2388,11 @@ async fn a_job_cancelled_twice_before_a_claim_is_not_waiting() {
     use sluice_engine::Cancelled;
     let t = TestRedis::new().await;
     let q = t.queue("cancel-twice").await;
-    let id = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let id = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
     assert!(q.redrive(&id).await.expect("redrive"));
     assert_eq!(q.cancel(&id).await.expect("cancel"), Cancelled::Cancelled);
@@ -2344,7 +2425,7 @@ async fn an_export_leaves_out_a_job_its_late_owner_completed() {
         )
         .await;
     let id = q
-        .enqueue(&1u32, JobOptions::new().max_attempts(3))
+        .enqueue_value(&1u32, JobOptions::new().max_attempts(3))
         .await
         .expect("enq")
         .id;
@@ -2374,7 +2455,7 @@ async fn a_deleted_letters_idempotency_key_makes_a_new_job() {
     let t = TestRedis::new().await;
     let q = t.queue("idem-deleted").await;
     let first = q
-        .enqueue(&1u32, JobOptions::new().idempotency_key("k"))
+        .enqueue_value(&1u32, JobOptions::new().idempotency_key("k"))
         .await
         .expect("enq");
     assert_eq!(
@@ -2383,7 +2464,7 @@ async fn a_deleted_letters_idempotency_key_makes_a_new_job() {
     );
     assert!(q.delete_dead(&first.id).await.expect("delete"));
     let second = q
-        .enqueue(&2u32, JobOptions::new().idempotency_key("k"))
+        .enqueue_value(&2u32, JobOptions::new().idempotency_key("k"))
         .await
         .expect("enq");
     assert_ne!(second.id, first.id, "the key named a deleted job");
@@ -2400,7 +2481,9 @@ async fn a_keep_alive_takes_no_entry_from_another_worker() {
     let q = t.queue("keep-alive-steal").await;
     let base = format!("{}:{{keep-alive-steal}}:", t.prefix);
     let stream = format!("{base}p:0");
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq");
     let first = q.claim("w1", 1).await.expect("claim").remove(0);
     // The promoted replica never saw worker 1's claim.
     assert_eq!(unread_again(&t, &stream).await, 1);
@@ -2463,7 +2546,9 @@ async fn a_keep_alive_takes_back_its_blocking_reads_entry() {
     let t = TestRedis::new().await;
     let q = t.queue("keep-alive-delivered").await;
     let stream = format!("{}:{{keep-alive-delivered}}:p:0", t.prefix);
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq");
     let job = q.claim("w1", 1).await.expect("claim").remove(0);
     let pending: Vec<(String, String, u64, u64)> = t
         .query(
@@ -2520,7 +2605,7 @@ async fn a_light_settle_sent_again_after_its_record_expired_answers_its_outcome(
         )
         .await;
     for n in 0..2 {
-        q.enqueue(&Email { to: "a".into(), n }, JobOptions::new())
+        q.enqueue_value(&Email { to: "a".into(), n }, JobOptions::new())
             .await
             .expect("enqueue");
     }

@@ -50,7 +50,9 @@ fn recording_order(order: Arc<std::sync::Mutex<Vec<(u8, u32)>>>) -> impl sluice_
 /// On a paused queue served by a running worker: a job enqueued now stays
 /// waiting; after a resume it completes.
 async fn enqueue_while_paused_then_resume(q: &Queue) {
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enq");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let s = q.stats().await.expect("stats");
     assert_eq!(
@@ -92,7 +94,7 @@ async fn processes_every_job_once_with_bounded_concurrency() {
     let batch = (0..500u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
         .collect();
-    q.enqueue_batch(batch).await.expect("enqueue");
+    q.enqueue_many(batch).await.expect("enqueue");
     let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
     assert!(settled(&q, 500, 0).await, "jobs not all completed");
     let report = running.stop().await;
@@ -143,12 +145,14 @@ async fn workers_with_few_slots_and_little_prefetch_run_every_job() {
         let running = spawn(Worker::new(q.clone(), handler).with_config(config));
         // Some jobs arrive while the worker waits, more in a backlog.
         for i in 0..20u32 {
-            q.enqueue(&i, JobOptions::new()).await.expect("enqueue");
+            q.enqueue_value(&i, JobOptions::new())
+                .await
+                .expect("enqueue");
         }
         let batch = (20..200u32)
             .map(|i| NewJob::new(&i, JobOptions::new()).expect("enc"))
             .collect();
-        q.enqueue_batch(batch).await.expect("enqueue");
+        q.enqueue_many(batch).await.expect("enqueue");
         assert!(
             settled(&q, 200, 0).await,
             "concurrency {concurrency}, prefetch {prefetch:?}: {} of 200 jobs ran",
@@ -180,7 +184,7 @@ async fn an_idle_worker_wakes_when_a_job_arrives() {
     // Let the worker find the queue empty and block.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
-    q.enqueue(&1u32, JobOptions::new().priority(7))
+    q.enqueue_value(&1u32, JobOptions::new().priority(7))
         .await
         .expect("enqueue");
     // It must run long before the 20 s block would have timed out.
@@ -224,7 +228,9 @@ async fn dropping_the_run_future_stops_the_worker() {
             .await
             .is_err()
     );
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(ran.load(Ordering::SeqCst), 0, "a dropped worker ran a job");
     let stats = q.stats().await.expect("stats");
@@ -268,7 +274,12 @@ async fn errors_timeouts_and_panics_are_retried_then_dead_lettered() {
         .timeout(Duration::from_millis(100));
     let mut ids = Vec::new();
     for kind in ["error", "slow", "panic", "flaky"] {
-        ids.push(q.enqueue(&kind, opts.clone()).await.expect("enqueue").id);
+        ids.push(
+            q.enqueue_value(&kind, opts.clone())
+                .await
+                .expect("enqueue")
+                .id,
+        );
     }
     let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
     assert!(settled(&q, 1, 3).await, "{:?}", q.stats().await);
@@ -309,12 +320,12 @@ async fn poison_messages_are_dead_lettered_without_stopping_the_worker() {
         handler_fn(|_job: Job, _order: Order| async move { Ok::<_, HandlerError>(Outcome::Done) });
     // Not MessagePack at all, and MessagePack of the wrong shape.
     let bad1 = q
-        .enqueue_raw(vec![0xc1, 0xff, 0x00], JobOptions::new())
+        .enqueue(NewJob::raw(vec![0xc1, 0xff, 0x00], JobOptions::new()))
         .await
         .expect("enq")
         .id;
     let bad2 = q
-        .enqueue(&"just a string", JobOptions::new())
+        .enqueue_value(&"just a string", JobOptions::new())
         .await
         .expect("enq")
         .id;
@@ -322,7 +333,7 @@ async fn poison_messages_are_dead_lettered_without_stopping_the_worker() {
     struct GoodOrder {
         id: u64,
     }
-    q.enqueue(&GoodOrder { id: 7 }, JobOptions::new())
+    q.enqueue_value(&GoodOrder { id: 7 }, JobOptions::new())
         .await
         .expect("enq");
     let running = spawn(Worker::new(q.clone(), handler).with_config(quick_worker_config()));
@@ -354,10 +365,18 @@ async fn a_dead_workers_job_is_taken_over_and_long_jobs_keep_their_claim() {
         )
         .await;
     // A worker claims a job and dies without a word.
-    let lost = q.enqueue(&"lost", JobOptions::new()).await.expect("enq").id;
+    let lost = q
+        .enqueue_value(&"lost", JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     q.claim("crashed-worker", 1).await.expect("claim");
     // A long job (3 visibility timeouts) on a live worker is not reclaimed.
-    let long = q.enqueue(&"long", JobOptions::new()).await.expect("enq").id;
+    let long = q
+        .enqueue_value(&"long", JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let handler = move |job: Job| {
@@ -423,7 +442,7 @@ async fn shutdown_finishes_running_jobs_within_the_grace_period() {
     let batch = (0..20u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
         .collect();
-    q.enqueue_batch(batch).await.expect("enqueue");
+    q.enqueue_many(batch).await.expect("enqueue");
     let config = WorkerConfig {
         concurrency: 4,
         ..quick_worker_config()
@@ -451,7 +470,9 @@ async fn jobs_past_the_grace_period_are_abandoned_to_reclaim() {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Ok::<_, HandlerError>(Outcome::Done)
     };
-    q.enqueue(&1u32, JobOptions::new()).await.expect("enqueue");
+    q.enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enqueue");
     let config = WorkerConfig {
         shutdown_grace: Duration::from_millis(200),
         ..quick_worker_config()
@@ -500,7 +521,7 @@ async fn jobs_claimed_ahead_go_back_unspent_at_a_stop() {
         .map(|n| NewJob::new(&n, JobOptions::new().max_attempts(1)).expect("enc"))
         .collect();
     let ids: Vec<String> = q
-        .enqueue_batch(batch)
+        .enqueue_many(batch)
         .await
         .expect("enqueue")
         .into_iter()
@@ -601,7 +622,7 @@ async fn a_batch_handler_gets_jobs_together_and_a_failed_batch_is_retried() {
             NewJob::new(&n, JobOptions::new().backoff(quick_retry)).expect("enc")
         })
         .collect();
-    q.enqueue_batch(batch).await.expect("enqueue");
+    q.enqueue_many(batch).await.expect("enqueue");
     let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
     let handler = sluice_engine::Typed(Recording {
@@ -641,7 +662,7 @@ async fn a_stop_cancels_running_jobs_which_go_back_unspent() {
     let t = TestRedis::new().await;
     let q = t.queue("cancel-stop").await;
     let id = q
-        .enqueue(&1u32, JobOptions::new().max_attempts(1))
+        .enqueue_value(&1u32, JobOptions::new().max_attempts(1))
         .await
         .expect("enqueue")
         .id;
@@ -690,7 +711,7 @@ async fn a_timed_out_handler_is_told_and_the_attempt_fails() {
     let t = TestRedis::new().await;
     let q = t.queue("cancel-timeout").await;
     let id = q
-        .enqueue(
+        .enqueue_value(
             &1u32,
             JobOptions::new()
                 .max_attempts(1)
@@ -726,7 +747,11 @@ async fn a_timed_out_handler_is_told_and_the_attempt_fails() {
 async fn an_operators_cancel_reaches_the_running_handler() {
     let t = TestRedis::new().await;
     let q = t.queue("cancel-operator").await;
-    let id = q.enqueue(&1u32, JobOptions::new()).await.expect("enq").id;
+    let id = q
+        .enqueue_value(&1u32, JobOptions::new())
+        .await
+        .expect("enq")
+        .id;
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
     let stoppable = move |job: Job| {
@@ -782,7 +807,7 @@ async fn a_worker_drains_a_backlog_in_strict_priority_order() {
             NewJob::new(&n, JobOptions::new().priority(level)).expect("enc")
         })
         .collect();
-    q.enqueue_batch(batch).await.expect("enqueue");
+    q.enqueue_many(batch).await.expect("enqueue");
     let running = spawn(Worker::new(q.clone(), handler).with_config(one_at_a_time_reading_ahead()));
     assert!(settled(&q, 300, 0).await, "jobs not all completed");
     running.stop().await;
@@ -822,7 +847,7 @@ async fn a_pause_stops_a_worker_in_the_middle_of_a_backlog() {
     let batch = (0..400u32)
         .map(|n| NewJob::new(&n, JobOptions::new()).expect("enc"))
         .collect();
-    q.enqueue_batch(batch).await.expect("enqueue");
+    q.enqueue_many(batch).await.expect("enqueue");
     let config = WorkerConfig {
         concurrency: 2,
         batch_size: 10,
@@ -867,7 +892,7 @@ async fn urgent_jobs_arriving_mid_drain_are_not_interleaved_with_the_drained_lev
     let less_urgent = (0..400u32)
         .map(|n| NewJob::new(&n, JobOptions::new().priority(3)).expect("enc"))
         .collect();
-    q.enqueue_batch(less_urgent).await.expect("enqueue");
+    q.enqueue_many(less_urgent).await.expect("enqueue");
     let running = spawn(Worker::new(q.clone(), handler).with_config(one_at_a_time_reading_ahead()));
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -878,7 +903,7 @@ async fn urgent_jobs_arriving_mid_drain_are_not_interleaved_with_the_drained_lev
     let urgent = (0..150u32)
         .map(|n| NewJob::new(&n, JobOptions::new().priority(0)).expect("enc"))
         .collect();
-    q.enqueue_batch(urgent).await.expect("enqueue");
+    q.enqueue_many(urgent).await.expect("enqueue");
     assert!(settled(&q, 550, 0).await, "jobs not all completed");
     running.stop().await;
     let order: Vec<u8> = order

@@ -230,7 +230,7 @@ async fn forward(
             .filter_map(|e| NewJob::new(e, JobOptions::new()).ok())
             .collect();
         let sent = match open(&client, &mut queue).await {
-            Some(q) => q.enqueue_batch(jobs).await.map_err(|e| e.to_string()),
+            Some(q) => q.enqueue_many(jobs).await.map_err(|e| e.to_string()),
             None => Err("the audit queue cannot be opened".to_owned()),
         };
         if let Err(e) = sent {

@@ -337,7 +337,7 @@ async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(
     }
     if !jobs.is_empty() {
         screenshots
-            .enqueue_batch(jobs)
+            .enqueue_many(jobs)
             .await
             .map_err(|e| StoreError::Failed(format!("cannot enqueue screenshots: {e}")))?;
     }

@@ -156,12 +156,12 @@ impl Spill {
             }
             if batch.len() == REPLAY_BATCH {
                 replayed += batch.len() as u64;
-                queue.enqueue_batch(std::mem::take(&mut batch)).await?;
+                queue.enqueue_many(std::mem::take(&mut batch)).await?;
             }
         }
         if !batch.is_empty() {
             replayed += batch.len() as u64;
-            queue.enqueue_batch(batch).await?;
+            queue.enqueue_many(batch).await?;
         }
         if let Err(e) = std::fs::remove_file(&self.config.path) {
             tracing::error!(path = %self.config.path.display(), error = %e, "cannot remove the replayed audit spill file");

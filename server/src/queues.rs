@@ -91,7 +91,7 @@ pub struct EnqueueRequest {
 
 impl EnqueueRequest {
     /// The job, and its partition key.
-    fn into_keyed_job(mut self) -> Result<(Option<String>, NewJob), ApiError> {
+    fn into_keyed_job(mut self) -> Result<NewJob, ApiError> {
         let key = self.partition_key.take();
         if key.as_deref().is_some_and(str::is_empty) {
             return Err(ApiError::new(
@@ -100,7 +100,9 @@ impl EnqueueRequest {
                 "partition_key must not be empty",
             ));
         }
-        Ok((key, self.into_job()?))
+        let mut job = self.into_job()?;
+        job.partition_key = key;
+        Ok(job)
     }
 
     fn into_job(self) -> Result<NewJob, ApiError> {
@@ -165,13 +167,11 @@ pub async fn enqueue(
     ApiJson(body): ApiJson<EnqueueRequest>,
 ) -> ApiResult<(StatusCode, Json<Enqueued>)> {
     refuse_reserved(&state, &queue)?;
-    let (partition_key, job) = body.into_keyed_job()?;
+    let job = body.into_keyed_job()?;
     room_for(&state, &queue).await?;
     let q = state.queue_for_write(&queue).await?;
-    refuse_partition_key(&q, partition_key.is_some())?;
-    let e = q
-        .enqueue_raw_keyed(partition_key.as_deref(), job.payload, job.options)
-        .await?;
+    refuse_partition_key(&q, job.partition_key.is_some())?;
+    let e = q.enqueue(job).await?;
     let status = if e.duplicate {
         StatusCode::OK
     } else {
@@ -215,8 +215,8 @@ pub async fn enqueue_batch(
         .collect::<Result<Vec<_>, _>>()?;
     room_for(&state, &queue).await?;
     let q = state.queue_for_write(&queue).await?;
-    refuse_partition_key(&q, jobs.iter().any(|(key, _)| key.is_some()))?;
-    let done = q.enqueue_batch_keyed(jobs).await?;
+    refuse_partition_key(&q, jobs.iter().any(|job| job.partition_key.is_some()))?;
+    let done = q.enqueue_many(jobs).await?;
     Ok((StatusCode::CREATED, Json(BatchResponse { jobs: done })))
 }
 

@@ -87,7 +87,10 @@ async fn the_checker_reports_lost_unexpected_and_stuck_jobs() {
         .queue_with("q", QueueConfig::default())
         .await
         .expect("queue");
-    let waiting = queue.enqueue(&1, JobOptions::new()).await.expect("enqueue");
+    let waiting = queue
+        .enqueue_value(&1, JobOptions::new())
+        .await
+        .expect("enqueue");
     let ledger = Ledger::temp().expect("ledger");
     ledger.ack(&waiting.id);
     ledger.settled("never-acked", 1, 1, "w", "done");

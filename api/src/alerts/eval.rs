@@ -165,7 +165,7 @@ impl Evaluator {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let queue = self.client.queue(notify::QUEUE).await?;
-        queue.enqueue_batch(jobs).await?;
+        queue.enqueue_many(jobs).await?;
         Ok(())
     }
 

@@ -30,7 +30,7 @@ pub(crate) enum RateState {
     Wait(Duration),
 }
 
-/// What an operator's cancel did ([`Partition::cancel`](crate::Partition::cancel)).
+/// What an operator's cancel did ([`Queue::cancel`](crate::Queue::cancel)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
 pub enum Cancelled {

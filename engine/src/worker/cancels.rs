@@ -6,7 +6,7 @@ use super::held::InFlight;
 use crate::partition::Partition;
 use crate::shutdown::Shutdown;
 
-/// Tell running jobs an operator cancelled (`Partition::cancel`) that they are.
+/// Tell running jobs an operator cancelled (`Queue::cancel`) that they are.
 /// The request stays in Redis until the job's outcome is recorded, and
 /// settle.lua buries the job then, so a missed look only delays the signal.
 pub(super) async fn watch_cancels(

@@ -247,8 +247,8 @@ impl<B: BatchHandler> Worker<Batched<B>> {
 impl<H: Runner> Worker<H> {
     /// A worker for `queue` running `handler`, with default settings. On a
     /// queue of several partitions it runs one fetch loop per partition,
-    /// all taking job slots from one pool of `concurrency` (see
-    /// [`per_partition`](Self::per_partition)).
+    /// all taking job slots from one pool of `concurrency`, first come
+    /// first served, so a busy partition uses what an idle one leaves.
     pub fn new(queue: Queue, handler: H) -> Self {
         Self::with_shared_handler(queue, Arc::new(handler))
     }
@@ -272,8 +272,8 @@ impl<H: Runner> Worker<H> {
     /// served, so a busy partition uses what an idle one leaves and none
     /// starves another. Each partition's consumer name is this worker's
     /// with the partition's index appended (`<consumer>-<name>-<i>`).
-    pub fn per_partition(self) -> Vec<Self> {
-        if self.queue.partitions().len() == 1 {
+    pub(crate) fn per_partition(self) -> Vec<Self> {
+        if self.queue.partition_handles().len() == 1 {
             return vec![self];
         }
         let slots = self
@@ -282,13 +282,13 @@ impl<H: Runner> Worker<H> {
             .unwrap_or_else(|| Arc::new(Semaphore::new(self.config.concurrency)));
         self.queue
             .partitions()
-            .iter()
+            .into_iter()
             .map(|p| {
                 let consumer = format!("{}-{}", self.consumer, p.name().replace('#', "-"));
                 let mut config = self.config.clone();
                 config.consumer = Some(consumer.clone());
                 Self {
-                    queue: Queue::single(p.clone()),
+                    queue: p,
                     handler: self.handler.clone(),
                     config,
                     consumer,
@@ -362,7 +362,7 @@ impl<H: Runner> Worker<H> {
                 "must be above zero",
             ));
         }
-        if self.queue.partitions().len() > 1 {
+        if self.queue.partition_handles().len() > 1 {
             return run_all(self.per_partition(), shutdown).await;
         }
         let (stop, signal) = own_stop(shutdown);
@@ -386,7 +386,7 @@ impl<H: Runner> Worker<H> {
     /// [`run`](Self::run) on a queue of one partition, until `stop`. Each
     /// loop gets a clone of `stop` of its own (see [`Shutdown::noticed`]).
     async fn run_partition(self, stop: Shutdown) -> Result<WorkerReport> {
-        let queue = self.queue.partitions()[0].clone();
+        let queue = self.queue.partition_handles()[0].clone();
         let counters = Arc::new(Counters::default());
         let in_flight = InFlight::default();
         let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Vec<SettleItem>>();

@@ -13,6 +13,17 @@ pub use sluice_testkit::{KeyPrefix, eventually, node_urls};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A job of `value` routed by the partition key `key`.
+pub fn keyed<T: serde::Serialize + ?Sized>(
+    key: &str,
+    value: &T,
+    options: sluice_engine::JobOptions,
+) -> sluice_engine::NewJob {
+    sluice_engine::NewJob::new(value, options)
+        .expect("encode")
+        .partition_key(key)
+}
+
 /// The shared Redis the suite runs against: `SLUICE_TEST_REDIS_URL`, or with
 /// `SLUICE_TEST_CLUSTER=1` a 3-primary cluster this test binary starts.
 pub fn redis_url() -> String {

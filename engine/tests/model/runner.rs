@@ -353,12 +353,10 @@ impl CaseRun<'_> {
             .collect();
         let call = async {
             if batch {
-                q.enqueue_batch(jobs).await
+                q.enqueue_many(jobs).await
             } else {
                 let job = jobs.into_iter().next().expect("one job");
-                q.enqueue_raw(job.payload, job.options)
-                    .await
-                    .map(|e| vec![e])
+                q.enqueue(job).await.map(|e| vec![e])
             }
         };
         let (reply, at, fired) = faulted(self.world, fault, call).await;
@@ -401,7 +399,7 @@ impl CaseRun<'_> {
         let calls = specs.iter().map(|s| {
             let (q, options) = (q.clone(), Self::options(s));
             let payload = vec![s.priority];
-            async move { q.enqueue_raw(payload, options).await }
+            async move { q.enqueue(NewJob::raw(payload, options)).await }
         });
         let (replies, at, fired) =
             faulted(self.world, fault, futures::future::join_all(calls)).await;

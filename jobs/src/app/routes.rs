@@ -206,7 +206,7 @@ pub async fn webhook(
     let id = state
         .queue_for_write(crate::queues::INGEST)
         .await?
-        .enqueue(&job, JobOptions::new())
+        .enqueue_value(&job, JobOptions::new())
         .await?
         .id;
     let accepted = Accepted {
