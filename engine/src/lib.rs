@@ -146,6 +146,12 @@
 
 #![warn(missing_docs)]
 
+/// The examples of `docs/architecture.md` ("The engine's doors"), compiled
+/// as doc tests so the document stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/architecture.md")]
+struct ArchitectureExamples;
+
 pub mod alerting;
 mod backoff;
 mod breaker;
