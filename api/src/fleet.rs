@@ -174,7 +174,7 @@ async fn handler(
                 let name = sluice_engine::target_breaker_name(url).with_context(|| {
                     format!("queue {}: no breaker name for {url}", section.name)
                 })?;
-                delivery = delivery.with_breaker(client.breaker(&name, config).await?);
+                delivery = delivery.with_breaker(client.breakers().get(&name, config).await?);
             }
             QueueHandler::Http(Box::new(Typed(delivery)))
         }

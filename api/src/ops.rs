@@ -323,7 +323,7 @@ async fn dead(
 }
 
 async fn workers(client: &Client, out: Output) -> anyhow::Result<()> {
-    let all = client.workers().await?;
+    let all = client.registry().workers().await?;
     if out.json {
         return out.done("", &all);
     }

@@ -560,6 +560,7 @@ async fn metrics_report_counters_depths_workers_and_http() {
     .await
     .expect("settle");
     client
+        .registry()
         .heartbeat(
             &WorkerInfo {
                 id: "w-1".into(),
@@ -626,7 +627,11 @@ async fn metrics_report_counters_depths_workers_and_http() {
     assert_eq!(health.json["status"], "ok");
     assert_eq!(health.json["active_workers"], 1);
     assert_eq!(health.json["queues"]["m"]["waiting"], 1);
-    client.deregister("w-1").await.expect("deregister");
+    client
+        .registry()
+        .deregister("w-1")
+        .await
+        .expect("deregister");
 }
 
 #[tokio::test]
@@ -1344,7 +1349,8 @@ async fn breakers_are_listed_shown_forced_by_admins_and_exported_as_metrics() {
     let p = Prefix::new("breakers");
     let client = p.client().await;
     let b = client
-        .breaker(
+        .breakers()
+        .get(
             "http:down.example:80",
             BreakerConfig {
                 min_calls: 10,
@@ -1361,7 +1367,8 @@ async fn breakers_are_listed_shown_forced_by_admins_and_exported_as_metrics() {
         b.record(permit, false).await.expect("record");
     }
     client
-        .breaker("postgres", BreakerConfig::default())
+        .breakers()
+        .get("postgres", BreakerConfig::default())
         .await
         .expect("breaker");
     let app = api(&p, keyed_config(None)).await;

@@ -658,7 +658,7 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     let client = prefix.client().await;
     let ready = eventually("the workers registered", Duration::from_secs(30), || {
         let client = client.clone();
-        async move { (!client.workers().await.ok()?.is_empty()).then_some(()) }
+        async move { (!client.registry().workers().await.ok()?.is_empty()).then_some(()) }
     })
     .await;
     let () = ready;

@@ -125,7 +125,8 @@ async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
     .await
     .expect("signals");
     let breaker = client
-        .breaker(
+        .breakers()
+        .get(
             "browser:test-host",
             BreakerConfig {
                 failure_rate: 50.0,
@@ -167,7 +168,8 @@ async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
         }
     }
     let status = client
-        .breaker_status("browser:test-host")
+        .breakers()
+        .status("browser:test-host")
         .await
         .expect("status")
         .expect("known");

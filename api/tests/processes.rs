@@ -251,7 +251,12 @@ async fn http_delivery_honours_statuses_and_signs_requests() {
     worker.signal("TERM");
     assert_eq!(worker.wait(Duration::from_secs(20)).await, Some(0));
     assert!(
-        client.workers().await.expect("workers").is_empty(),
+        client
+            .registry()
+            .workers()
+            .await
+            .expect("workers")
+            .is_empty(),
         "left the registry"
     );
 }
@@ -266,11 +271,11 @@ async fn two_workers_share_a_queue_without_double_processing() {
     let a = Process::start(&config, &["work"]);
     let b = Process::start(&config, &["work", "--queue", "shared:4"]);
     let both = eventually(Duration::from_secs(20), || async {
-        client.workers().await.expect("workers").len() == 2
+        client.registry().workers().await.expect("workers").len() == 2
     })
     .await;
     assert!(both, "both workers registered");
-    let listed = client.workers().await.expect("workers");
+    let listed = client.registry().workers().await.expect("workers");
     let pids: Vec<u32> = listed.iter().map(|w| w.pid).collect();
     assert!(pids.contains(&a.0.id()) && pids.contains(&b.0.id()));
     let conc: Vec<usize> = listed.iter().map(|w| w.queues[0].concurrency).collect();
@@ -364,11 +369,11 @@ async fn a_killed_workers_job_is_finished_by_another() {
     assert_eq!(attempts, vec![1, 2]);
     // The killed worker stops beating and leaves the registry.
     let alone = eventually(Duration::from_secs(10), || async {
-        let w = client.workers().await.expect("workers");
+        let w = client.registry().workers().await.expect("workers");
         w.len() == 1 && w[0].pid == b.0.id()
     })
     .await;
-    assert!(alone, "{:?}", client.workers().await);
+    assert!(alone, "{:?}", client.registry().workers().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +479,8 @@ async fn a_cron_schedule_fires_once_per_tick_with_three_processes() {
     );
     assert!(ticks.iter().all(|t| t.starts_with("cron:every-second:")));
     let last: serde_json::Value =
-        serde_json::from_str(&client.schedule_states().await.expect("states")[0].1).expect("json");
+        serde_json::from_str(&client.registry().schedule_states().await.expect("states")[0].1)
+            .expect("json");
     assert!(last["job_id"].is_string());
 }
 
@@ -700,7 +706,8 @@ async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
         "the healthy queue was held up"
     );
     let status = client
-        .breaker_status(&sluice_engine::target_breaker_name(&down_url).expect("name"))
+        .breakers()
+        .status(&sluice_engine::target_breaker_name(&down_url).expect("name"))
         .await
         .expect("status")
         .expect("registered");
@@ -763,7 +770,8 @@ async fn a_breaker_holds_jobs_for_a_dead_target_without_spending_attempts() {
             .collect::<Vec<_>>())
     );
     let some_status = client
-        .breaker_status(&sluice_engine::target_breaker_name(&some_url).expect("name"))
+        .breakers()
+        .status(&sluice_engine::target_breaker_name(&some_url).expect("name"))
         .await
         .expect("status")
         .expect("registered");
@@ -983,9 +991,10 @@ async fn a_silenced_rule_stays_quiet_and_a_channel_down_for_10s_gets_its_message
         ),
     );
     let client = p.client().await;
-    let now = client.server_time_ms().await.expect("time");
+    let now = client.alerts().server_time_ms().await.expect("time");
     client
-        .silence_alert("hushed", Some(now + 60_000))
+        .alerts()
+        .silence("hushed", Some(now + 60_000))
         .await
         .expect("silence");
     let addr = format!("127.0.0.1:{}", free_port());
@@ -994,7 +1003,7 @@ async fn a_silenced_rule_stays_quiet_and_a_channel_down_for_10s_gets_its_message
     // Both rules fire at once (no worker serves payments); Slack is down.
     assert!(
         eventually(Duration::from_secs(10), || async {
-            client.alert_record("late").await.expect("r").state == "firing"
+            client.alerts().record_of("late").await.expect("r").state == "firing"
         })
         .await
     );
@@ -1002,7 +1011,7 @@ async fn a_silenced_rule_stays_quiet_and_a_channel_down_for_10s_gets_its_message
     // firing a moment after `late`.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            client.alert_record("hushed").await.expect("r").state == "firing"
+            client.alerts().record_of("hushed").await.expect("r").state == "firing"
         })
         .await
     );

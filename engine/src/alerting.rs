@@ -1,9 +1,11 @@
-//! What fleet-wide alerting needs from Redis: each alert rule's state
-//! machine (`lua/alert.lua`), so that every process may evaluate every rule
-//! and each transition is still announced once; and latency series that
-//! every process adds its samples to, so a percentile over the window is
-//! the fleet's, not one process's. The rules, channels and evaluation
-//! loop live with the binary (`api/src/alerts`).
+//! What alerting over every process needs from Redis, through
+//! [`Alerts`] (from [`Client::alerts`](crate::Client::alerts)): each alert
+//! rule's state machine (`lua/alert.lua`), so that every process may
+//! evaluate every rule and each transition is still announced once; latency
+//! series that every process adds its samples to, so a percentile over the
+//! window is every process's, not one's; and samples of counters, so every
+//! process looks back over the same history. The rules, channels and
+//! evaluation loop live with the binary (`api/src/alerts`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +14,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::store::AlertStore;
 
 /// Upper bounds of the latency buckets, ms; the last bucket is unbounded.
 pub const LATENCY_BUCKETS_MS: [u64; 16] = [
@@ -50,18 +52,19 @@ pub const API_LATENCY: &str = "api";
 pub const DB_LATENCY: &str = "db";
 
 /// Samples recorded through a client's latency series and not yet added
-/// to Redis: bucket counts by series. Shared by the client's clones.
+/// to Redis: bucket counts by series. Shared by the client's clones and
+/// their [`Alerts`].
 pub(crate) type LatencySamples = Arc<Mutex<HashMap<&'static str, [u64; 16]>>>;
 
-/// One latency series of the fleet (for example `api` or `db`): where a
-/// part of the process records how long its calls take, for the alert
-/// rules that read the series' quantiles ([`Client::latency_quantile`]).
-/// Samples are counted in the process and added to Redis by
-/// [`Client::flush_latency`], summed over every process.
+/// One latency series (for example `api` or `db`), summed over every
+/// process: where a part of the process records how long its calls take,
+/// for the alert rules that read the series' quantiles
+/// ([`Alerts::latency_quantile`]). Samples are counted in the process and
+/// added to Redis by [`Alerts::flush_latency`].
 ///
 /// ```
 /// # fn demo(client: &sluice_engine::Client) {
-/// let api = client.latency_series(sluice_engine::alerting::API_LATENCY);
+/// let api = client.alerts().latency_series(sluice_engine::alerting::API_LATENCY);
 /// api.record(std::time::Duration::from_millis(12));
 /// # }
 /// ```
@@ -182,10 +185,23 @@ pub struct AlertRecord {
     pub fired_total: u64,
 }
 
-impl Client {
+/// The alert rules' state, latency series and counter samples under a
+/// client's prefix, shared by every process that uses it. Made by
+/// [`Client::alerts`](crate::Client::alerts); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    store: AlertStore,
+    samples: LatencySamples,
+}
+
+impl Alerts {
+    pub(crate) fn new(store: AlertStore, samples: LatencySamples) -> Self {
+        Self { store, samples }
+    }
+
     /// Record an observation of rule `name`'s condition (`holds`, with the
     /// value seen) and move its state; see `lua/alert.lua`.
-    pub async fn observe_alert(
+    pub async fn observe(
         &self,
         name: &str,
         holds: bool,
@@ -193,7 +209,7 @@ impl Client {
         timing: AlertTiming,
     ) -> Result<AlertReply> {
         let ms = |d: Duration| d.as_millis().to_string();
-        self.alert_call(
+        self.call(
             name,
             [
                 if holds { "1" } else { "0" }.to_owned(),
@@ -209,21 +225,21 @@ impl Client {
     }
 
     /// Note that notice `seq` of rule `name` was handed to its channels.
-    pub async fn alert_enqueued(&self, name: &str, seq: u64) -> Result<AlertReply> {
-        self.alert_call(name, alert_args("enqueued", seq)).await
+    pub async fn notice_enqueued(&self, name: &str, seq: u64) -> Result<AlertReply> {
+        self.call(name, alert_args("enqueued", seq)).await
     }
 
     /// Silence rule `name` until `until_ms` (Redis time), or lift its
     /// silence with `None`. A silenced rule keeps its state but sends
     /// nothing; a firing it kept quiet is announced when the silence ends.
-    pub async fn silence_alert(&self, name: &str, until_ms: Option<u64>) -> Result<AlertReply> {
-        self.alert_call(name, alert_args("silence", until_ms.unwrap_or(0)))
+    pub async fn silence(&self, name: &str, until_ms: Option<u64>) -> Result<AlertReply> {
+        self.call(name, alert_args("silence", until_ms.unwrap_or(0)))
             .await
     }
 
     /// Rule `name`'s record (a default one before any observation).
-    pub async fn alert_record(&self, name: &str) -> Result<AlertRecord> {
-        let fields = self.fleet().alert_fields(name).await?;
+    pub async fn record_of(&self, name: &str) -> Result<AlertRecord> {
+        let fields = self.store.fields(name).await?;
         let number = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
         Ok(AlertRecord {
             state: fields.get("state").cloned().unwrap_or_else(|| "ok".into()),
@@ -236,7 +252,7 @@ impl Client {
         })
     }
 
-    async fn alert_call(&self, name: &str, args: [String; 7]) -> Result<AlertReply> {
+    async fn call(&self, name: &str, args: [String; 7]) -> Result<AlertReply> {
         let (notice, seq, state, firing_since, silenced, enqueued, last_kind, last_at): (
             String,
             u64,
@@ -246,7 +262,7 @@ impl Client {
             u64,
             String,
             u64,
-        ) = self.fleet().alert_call(name, &args).await?;
+        ) = self.store.call(name, &args).await?;
         Ok(AlertReply {
             notice: NoticeKind::parse(&notice),
             seq,
@@ -259,20 +275,21 @@ impl Client {
         })
     }
 
-    /// The latency series `name` of this client (and its clones), to
-    /// record samples in.
+    /// The latency series `name`, to record samples in; they wait in the
+    /// client (shared by its clones and their `alerts()`) until
+    /// [`flush_latency`](Self::flush_latency).
     pub fn latency_series(&self, name: &'static str) -> LatencySeries {
         LatencySeries {
             name,
-            samples: self.latency_samples().clone(),
+            samples: self.samples.clone(),
         }
     }
 
-    /// Add the latency samples recorded through this client's series
+    /// Add the latency samples recorded through the client's series
     /// ([`LatencySeries::record`]) to Redis, where every process's are
     /// summed.
     pub async fn flush_latency(&self) -> Result<()> {
-        let taken: Vec<(&'static str, [u64; 16])> = match self.latency_samples().lock() {
+        let taken: Vec<(&'static str, [u64; 16])> = match self.samples.lock() {
             Ok(mut local) => local.drain().collect(),
             Err(_) => return Ok(()),
         };
@@ -281,9 +298,9 @@ impl Client {
         }
         let now = self.server_time_ms().await?;
         let slot = now / SLOT_MS;
-        if let Err(e) = self.fleet().add_latency(slot, SLOT_KEEP_MS, &taken).await {
+        if let Err(e) = self.store.add_latency(slot, SLOT_KEEP_MS, &taken).await {
             // Put them back: the next flush tries again.
-            if let Ok(mut local) = self.latency_samples().lock() {
+            if let Ok(mut local) = self.samples.lock() {
                 for (series, counts) in taken {
                     let mine = local.entry(series).or_insert([0; 16]);
                     for (m, c) in mine.iter_mut().zip(counts) {
@@ -311,7 +328,7 @@ impl Client {
         let now = self.server_time_ms().await?;
         let last = now / SLOT_MS;
         let first = now.saturating_sub(window.as_millis() as u64) / SLOT_MS;
-        let counts = self.fleet().latency_counts(series, first, last).await?;
+        let counts = self.store.latency_counts(series, first, last).await?;
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return Ok(None);
@@ -337,7 +354,7 @@ impl Client {
         keep: Duration,
     ) -> Result<()> {
         let now = self.server_time_ms().await?;
-        self.fleet()
+        self.store
             .add_counter_sample(name, now, values, keep.as_millis() as u64)
             .await
     }
@@ -352,12 +369,13 @@ impl Client {
     ) -> Result<Option<Vec<u64>>> {
         let now = self.server_time_ms().await?;
         let at = now.saturating_sub(window.as_millis() as u64);
-        self.fleet().counter_sample_before(name, at).await
+        self.store.counter_sample_before(name, at).await
     }
 
-    /// Redis server time, ms.
+    /// Redis server time, ms: the clock every time of the alerts is on
+    /// (a silence's end, a notice's time), whichever process reads it.
     pub async fn server_time_ms(&self) -> Result<u64> {
-        self.fleet().server_time_ms().await
+        self.store.server_time_ms().await
     }
 }
 

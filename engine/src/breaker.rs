@@ -1,7 +1,10 @@
-//! Circuit breakers shared by a whole fleet: one per downstream target
-//! (an HTTP host, a database), its state in Redis, each transition one
-//! Lua script (`lua/breaker.lua`), so every worker of every machine sees
-//! the same state and no leader is needed. See `docs/breakers.md`.
+//! Circuit breakers shared by every process under a prefix: one per
+//! downstream target (an HTTP host, a database), its state in Redis, each
+//! transition one Lua script (`lua/breaker.lua`), so every worker of every
+//! machine sees the same state and no leader is needed. See
+//! `docs/breakers.md`. [`Breakers`] (from
+//! [`Client::breakers`](crate::Client::breakers)) makes a [`Breaker`] by
+//! name, lists their statuses and lets an operator force one.
 //!
 //! A handler asks [`Breaker::acquire`] before it calls the target:
 //! - **closed**: the call goes ahead; its result is recorded with
@@ -14,8 +17,8 @@
 //! - **open**: the call is refused with the time left of the cool-down;
 //!   the handler snoozes its job that long ([`Admission::outcome`]), which
 //!   spends no attempt;
-//! - **half-open** (after the cool-down): `probes` calls at once, fleet
-//!   wide, go through. A probe's success closes the breaker; its failure
+//! - **half-open** (after the cool-down): `probes` calls at once, over
+//!   every process, go through. A probe's success closes the breaker; its failure
 //!   re-opens it with twice the cool-down, up to `max_cool_down`.
 
 use std::collections::HashMap;
@@ -23,17 +26,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::client::Client;
+use crate::client::ClientConfig;
 use crate::error::{Error, Result};
 use crate::job::Outcome;
 use crate::options::bounded;
-use crate::store::FleetStore;
+use crate::store::BreakerStore;
 
 /// Longest breaker name.
 pub const MAX_BREAKER_NAME_LEN: usize = 200;
 
-/// A breaker's settings. They travel with every call, so the processes of
-/// a fleet should share them; the state itself is shared in Redis.
+/// A breaker's settings. They travel with every call, so the processes
+/// sharing a breaker should share them; the state itself is shared in
+/// Redis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerConfig {
     /// Failure percentage (0 to 100) over the window that opens it, once
@@ -47,7 +51,7 @@ pub struct BreakerConfig {
     pub cool_down: Duration,
     /// Longest cool-down, after failed probes doubled it.
     pub max_cool_down: Duration,
-    /// Calls let through at once, fleet-wide, while half-open.
+    /// Calls let through at once, over every process, while half-open.
     pub probes: u32,
     /// A probe not answered in this long frees its slot (its worker died).
     pub probe_lease: Duration,
@@ -256,12 +260,12 @@ pub struct BreakerStatus {
 }
 
 /// One breaker, named after its target. Cheap to clone. Made by
-/// [`Client::breaker`](crate::Client::breaker).
+/// [`Breakers::get`].
 #[derive(Debug, Clone)]
 pub struct Breaker {
     name: String,
     config: BreakerConfig,
-    store: FleetStore,
+    store: BreakerStore,
     /// How long Redis keeps a recorded call's token: longer than any retry
     /// of the record can come.
     keep: Duration,
@@ -271,12 +275,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub(crate) fn new(
-        name: String,
-        config: BreakerConfig,
-        store: FleetStore,
-        keep: Duration,
-    ) -> Self {
+    fn new(name: String, config: BreakerConfig, store: BreakerStore, keep: Duration) -> Self {
         Self {
             name,
             config,
@@ -305,7 +304,7 @@ impl Breaker {
         config.probe_lease = config.probe_lease.max(lease);
         let reply = self
             .store
-            .breaker_call(&self.name, "acquire", &token, "0", "0", &config.args(), 0)
+            .call(&self.name, "acquire", &token, "0", "0", &config.args(), 0)
             .await?;
         self.observe(&reply);
         match reply.verdict.as_str() {
@@ -337,7 +336,7 @@ impl Breaker {
     async fn record_reply(&self, permit: Permit, success: bool) -> Result<BreakerReply> {
         let reply = self
             .store
-            .breaker_call(
+            .call(
                 &self.name,
                 "record",
                 &permit.token,
@@ -400,7 +399,7 @@ impl Breaker {
         if self.registered.load(Ordering::Relaxed) {
             return;
         }
-        match self.store.register_breaker(&self.name).await {
+        match self.store.register(&self.name).await {
             Ok(()) => self.registered.store(true, Ordering::Relaxed),
             Err(e) => {
                 tracing::debug!(breaker = %self.name, error = %e, "cannot register the breaker yet")
@@ -409,7 +408,7 @@ impl Breaker {
     }
 
     /// Log a transition this process made (the counters are in Redis,
-    /// for metrics fleet-wide).
+    /// for metrics over every process).
     fn observe(&self, reply: &BreakerReply) {
         if reply.transition.is_empty() {
             return;
@@ -427,20 +426,33 @@ impl Breaker {
     }
 }
 
-impl Client {
+/// The circuit breakers under a client's prefix: [`Breaker`]s by name,
+/// their statuses, and an operator's force. Made by
+/// [`Client::breakers`](crate::Client::breakers); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Breakers {
+    store: BreakerStore,
+    /// How long Redis keeps a recorded call's token (see [`Breaker`]).
+    keep: Duration,
+}
+
+impl Breakers {
+    pub(crate) fn new(store: BreakerStore, client: &ClientConfig) -> Self {
+        // A record's token must outlive every retry of that record.
+        let keep = ((client.retry.max_delay + client.response_timeout)
+            * (client.retry.retries as u32 + 1))
+            .max(Duration::from_secs(10));
+        Self { store, keep }
+    }
+
     /// Breaker `name` with `config`, registered so that listings and
     /// metrics show it (at its first call that reaches Redis when Redis is
-    /// down now). Its state is shared with every process that opens a
+    /// down now). Its state is shared with every process that gets a
     /// breaker of the same name under the same prefix.
-    pub async fn breaker(&self, name: &str, config: BreakerConfig) -> Result<Breaker> {
+    pub async fn get(&self, name: &str, config: BreakerConfig) -> Result<Breaker> {
         validate_breaker_name(name)?;
         config.validate()?;
-        let store = self.fleet();
-        // A record's token must outlive every retry of that record.
-        let c = self.config();
-        let keep = ((c.retry.max_delay + c.response_timeout) * (c.retry.retries as u32 + 1))
-            .max(Duration::from_secs(10));
-        let breaker = Breaker::new(name.to_owned(), config, store, keep);
+        let breaker = Breaker::new(name.to_owned(), config, self.store.clone(), self.keep);
         // Registered now if Redis answers, else at its first call: a worker
         // starting while Redis is down must not fail for it.
         breaker.register().await;
@@ -448,12 +460,12 @@ impl Client {
     }
 
     /// Every registered breaker's status, sorted by name.
-    pub async fn breakers(&self) -> Result<Vec<BreakerStatus>> {
-        let mut names = self.fleet().breaker_names().await?;
+    pub async fn list(&self) -> Result<Vec<BreakerStatus>> {
+        let mut names = self.store.names().await?;
         names.sort();
         let mut out = Vec::with_capacity(names.len());
         for name in names {
-            if let Some(s) = self.breaker_status(&name).await? {
+            if let Some(s) = self.status(&name).await? {
                 out.push(s);
             }
         }
@@ -461,23 +473,21 @@ impl Client {
     }
 
     /// Breaker `name`'s status; `None` when no process registered it.
-    pub async fn breaker_status(&self, name: &str) -> Result<Option<BreakerStatus>> {
+    pub async fn status(&self, name: &str) -> Result<Option<BreakerStatus>> {
         validate_breaker_name(name)?;
-        let store = self.fleet();
-        if !store.is_breaker_registered(name).await? {
+        if !self.store.is_registered(name).await? {
             return Ok(None);
         }
-        let (fields, probes) = store.breaker_fields(name, now_ms()).await?;
+        let (fields, probes) = self.store.fields(name, now_ms()).await?;
         Ok(Some(BreakerStatus::from_fields(name, &fields, probes)?))
     }
 
     /// Hold breaker `name` open or closed (`None`: let the calls decide
     /// again; a breaker released from open probes at the next call).
     /// Returns false when no process registered it.
-    pub async fn force_breaker(&self, name: &str, forced: Option<Forced>) -> Result<bool> {
+    pub async fn force(&self, name: &str, forced: Option<Forced>) -> Result<bool> {
         validate_breaker_name(name)?;
-        let store = self.fleet();
-        if !store.is_breaker_registered(name).await? {
+        if !self.store.is_registered(name).await? {
             return Ok(false);
         }
         let what = match forced {
@@ -485,8 +495,9 @@ impl Client {
             Some(Forced::Closed) => "closed",
             None => "none",
         };
-        let reply = store
-            .breaker_call(
+        let reply = self
+            .store
+            .call(
                 name,
                 "force",
                 what,

@@ -1,15 +1,24 @@
-//! The connection to Redis, shared by every queue handle of a process.
+//! The connection to Redis, shared by every queue handle of a process, and
+//! the maker of the handles on what the client-wide keys hold: breakers,
+//! alerts, limits and the worker registry.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::alerting::{Alerts, LatencySamples};
+use crate::breaker::Breakers;
 use crate::conn::{Conn, Target};
 use crate::error::{Error, Result};
 use crate::keys::{QueueKeys, validate_name};
+use crate::limits::Limits;
 use crate::options::QueueConfig;
 use crate::partition::Partition;
 use crate::queue::Queue;
-use crate::store::{FleetStore, RetryPolicy, Store, with_retry};
+use crate::registry::Registry;
+use crate::store::{
+    AlertStore, BreakerStore, ClientStore, LimitStore, PrefixConn, RegistryStore, RetryPolicy,
+    Store, with_retry,
+};
 
 /// When an enqueue counts as acknowledged. See the crate docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,7 +93,10 @@ impl ClientConfig {
 }
 
 /// A connection to Redis (reconnecting by itself), from which queue handles
-/// are made. Cheap to clone.
+/// are made, and the handles on what is shared under its prefix outside any
+/// queue: [`breakers`](Self::breakers), [`alerts`](Self::alerts),
+/// [`limits`](Self::limits) and the worker [`registry`](Self::registry).
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -94,9 +106,25 @@ struct Inner {
     target: Target,
     conn: Conn,
     config: ClientConfig,
-    /// Latency samples recorded through this client's series and not yet
-    /// added to Redis (`alerting.rs`).
-    latency: crate::alerting::LatencySamples,
+    /// The connection and prefix the client-wide stores work with.
+    prefixed: PrefixConn,
+    /// Latency samples recorded through the series of this client's
+    /// [`Alerts`] and not yet added to Redis: held here so that every
+    /// `alerts()` handle of the client and its clones shares them.
+    latency: LatencySamples,
+}
+
+impl Inner {
+    fn new(target: Target, conn: Conn, config: ClientConfig) -> Self {
+        let prefixed = PrefixConn::new(conn.clone(), &config.prefix, config.retry);
+        Self {
+            target,
+            conn,
+            config,
+            prefixed,
+            latency: Default::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -132,12 +160,7 @@ impl Client {
         })
         .await?;
         let client = Client {
-            inner: Arc::new(Inner {
-                target,
-                conn,
-                config,
-                latency: Default::default(),
-            }),
+            inner: Arc::new(Inner::new(target, conn, config)),
         };
         client.check_durability().await;
         Ok(client)
@@ -155,18 +178,8 @@ impl Client {
                 source,
             })?;
         Ok(Client {
-            inner: Arc::new(Inner {
-                target,
-                conn,
-                config,
-                latency: Default::default(),
-            }),
+            inner: Arc::new(Inner::new(target, conn, config)),
         })
-    }
-
-    /// The samples recorded through this client's latency series.
-    pub(crate) fn latency_samples(&self) -> &crate::alerting::LatencySamples {
-        &self.inner.latency
     }
 
     /// The client's settings.
@@ -252,18 +265,45 @@ impl Client {
         ))
     }
 
-    /// Redis access for client-wide keys (registries, schedules, limits).
-    pub(crate) fn fleet(&self) -> FleetStore {
-        FleetStore::new(
-            self.inner.conn.clone(),
-            &self.inner.config.prefix,
-            self.inner.config.retry,
+    /// Redis access for what the client itself reads.
+    fn client_store(&self) -> ClientStore {
+        ClientStore::new(self.inner.prefixed.clone())
+    }
+
+    /// The circuit breakers under this client's prefix, shared with every
+    /// process that uses the same prefix.
+    pub fn breakers(&self) -> Breakers {
+        Breakers::new(
+            BreakerStore::new(self.inner.prefixed.clone()),
+            &self.inner.config,
         )
+    }
+
+    /// The alert rules' state, latency series and counter samples under
+    /// this client's prefix. The latency samples recorded through any of
+    /// its handles (and its clones') wait in this client until one of them
+    /// flushes them.
+    pub fn alerts(&self) -> Alerts {
+        Alerts::new(
+            AlertStore::new(self.inner.prefixed.clone()),
+            self.inner.latency.clone(),
+        )
+    }
+
+    /// Revoked tokens and request windows under this client's prefix.
+    pub fn limits(&self) -> Limits {
+        Limits::new(LimitStore::new(self.inner.prefixed.clone()))
+    }
+
+    /// The registry of live worker processes and the recorded states of
+    /// cron schedules under this client's prefix.
+    pub fn registry(&self) -> Registry {
+        Registry::new(RegistryStore::new(self.inner.prefixed.clone()))
     }
 
     /// Names of every queue opened under this prefix, sorted.
     pub async fn queues(&self) -> Result<Vec<String>> {
-        let mut names = self.fleet().queue_names().await?;
+        let mut names = self.client_store().queue_names().await?;
         names.sort();
         Ok(names)
     }
@@ -271,7 +311,7 @@ impl Client {
     /// True when Redis answers PING now (one try, no retries): for
     /// readiness probes.
     pub async fn ping(&self) -> bool {
-        self.fleet().ping().await
+        self.client_store().ping().await
     }
 
     /// What the server says of itself, for `sluice doctor`.
@@ -283,7 +323,7 @@ impl Client {
             "appendfsync",
             "save",
         ];
-        let (info, pairs) = self.fleet().server_facts(&names).await?;
+        let (info, pairs) = self.client_store().server_facts(&names).await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name}:")))
@@ -325,7 +365,7 @@ impl Client {
         match self.inner.config.durability {
             Durability::Memory => {}
             Durability::Fsync => {
-                let cfg = self.fleet().append_settings().await;
+                let cfg = self.client_store().append_settings().await;
                 let get = |k: &str| {
                     cfg.chunks(2)
                         .find(|c| c[0] == k)
@@ -341,7 +381,7 @@ impl Client {
                 }
             }
             Durability::Replicated { replicas, .. } => {
-                let connected = self.fleet().connected_replicas().await;
+                let connected = self.client_store().connected_replicas().await;
                 if connected < replicas {
                     tracing::warn!(
                         connected,

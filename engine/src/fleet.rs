@@ -1,5 +1,5 @@
 //! [`Fleet`]: what a worker process runs. Workers for any number of queues
-//! under one worker id, a heartbeat in the fleet registry while they run
+//! under one worker id, a heartbeat in the worker registry while they run
 //! (operators see the process, its queues and its jobs in flight), a
 //! graceful stop on one [`Shutdown`], and leaving the registry at the end.
 //!
@@ -34,8 +34,8 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::{
-    Client, Error, Handlers, Queue, Result, Runner, ServedQueue, Shutdown, Worker, WorkerConfig,
-    WorkerInfo, WorkerReport, host_name, new_worker_id, unix_ms,
+    Client, Error, Handlers, Queue, Registry, Result, Runner, ServedQueue, Shutdown, Worker,
+    WorkerConfig, WorkerInfo, WorkerReport, host_name, new_worker_id, unix_ms,
 };
 
 /// How often a fleet beats by default. The registry entry lives for three
@@ -179,7 +179,7 @@ impl Fleet {
             workers.spawn(async move { (name, future.await) });
         }
         let heart = tokio::spawn(beat(
-            self.client.clone(),
+            self.client.registry(),
             info,
             self.gauges,
             self.heartbeat,
@@ -206,7 +206,7 @@ impl Fleet {
             }
         }
         heart.abort();
-        if let Err(e) = self.client.deregister(&self.id).await {
+        if let Err(e) = self.client.registry().deregister(&self.id).await {
             tracing::warn!(error = %e, "could not leave the worker registry; the entry expires by itself");
         }
         failed.map_or(Ok(report), Err)
@@ -216,7 +216,7 @@ impl Fleet {
 /// Beat every `every` until aborted: the registry entry with the in-flight
 /// count, living three beats.
 async fn beat(
-    client: Client,
+    registry: Registry,
     mut info: WorkerInfo,
     gauges: Vec<Arc<AtomicUsize>>,
     every: Duration,
@@ -225,7 +225,7 @@ async fn beat(
     loop {
         info.in_flight = gauges.iter().map(|g| g.load(Ordering::Relaxed)).sum();
         info.last_beat_ms = unix_ms();
-        if let Err(e) = client.heartbeat(&info, every * 3).await {
+        if let Err(e) = registry.heartbeat(&info, every * 3).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
         // Keep beating while the workers drain (`run` aborts this task);

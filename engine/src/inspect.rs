@@ -94,7 +94,8 @@ impl Inspector {
     /// Every queue's summary over the last `minutes` full minutes, and the
     /// live workers, read together.
     pub async fn overview(&self, minutes: u64) -> Result<Overview> {
-        let (queues, workers) = futures::try_join!(self.queues(minutes), self.client.workers())?;
+        let registry = self.client.registry();
+        let (queues, workers) = futures::try_join!(self.queues(minutes), registry.workers())?;
         Ok(Overview { queues, workers })
     }
 

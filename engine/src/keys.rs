@@ -235,6 +235,19 @@ pub fn samples_key(prefix: &str, name: &str) -> String {
     format!("{prefix}:samples:{name}")
 }
 
+/// Marks `token` (a session's id, say) revoked until the key expires (see
+/// `limits.rs`).
+pub fn revoked_key(prefix: &str, token: &str) -> String {
+    format!("{prefix}:revoked:{token}")
+}
+
+/// Request window `name`'s counter for the window that starts at `start`
+/// ms; a window and the one before it share the hash tag, so
+/// `lua/rate_window.lua` reads both in one call.
+pub fn rate_window_key(prefix: &str, name: &str, start: u64) -> String {
+    format!("{prefix}:{{rl:{name}}}:{start}")
+}
+
 /// Check that `name` is usable inside the key layout: 1 to 128 characters of
 /// ASCII letters, digits, `.`, `_` and `-`. Braces would break the hash tag,
 /// `:` would blur the key layout, and `#` is kept for queue partitions: a

@@ -20,7 +20,10 @@
 //!
 //! - `client`: [`Client`], the reconnecting Redis connection and the
 //!   durability setting; makes [`Queue`] handles, finding a queue's
-//!   partitions by the count its first partition records.
+//!   partitions by the count its first partition records, and the handles
+//!   on what is shared under its prefix outside any queue:
+//!   [`Client::breakers`], [`Client::alerts`], [`Client::limits`],
+//!   [`Client::registry`].
 //! - `clock`: [`Clock`], where the scheduler reads the time; a
 //!   [`ManualClock`] holds it still for tests.
 //! - `conn`: one connection type over a single Redis and Redis Cluster
@@ -59,13 +62,14 @@
 //! - `job_fields`: the names of a job's hash and stream entry fields on
 //!   the Rust side (the scripts write the same).
 //! - `options`: [`JobOptions`], [`QueueConfig`], [`Backoff`] and validation.
-//! - `store`: every call a queue makes to Redis, split by role: `calls`
+//! - `store`: every call to Redis. A queue's, split by role: `calls`
 //!   (retries, call tokens), `replies` (typed replies), `transitions` (one
 //!   script each), `direct` (claims of light jobs by a plain `XREADGROUP`
 //!   in a `MULTI`), `group` (the consumer group), `inspect` (reads), `meta`
-//!   (settings), `fleet` (client-wide keys: the queue and worker
-//!   registries, cron schedules, request windows, revocations). No other module sends
-//!   a command; `client`, `registry` and `limits` call `fleet`.
+//!   (settings). The client-wide keys, one store per concern, each called
+//!   by one module: `client` (the queue registry, ping, server facts; by
+//!   `client`), `registry`, `limits`, `breakers` (by `breaker`) and
+//!   `alerts` (by `alerting`). No other module sends a command.
 //! - `scripts` and `lua/`: one Lua script per state transition, with the
 //!   helpers it uses (`common.lua`, `light.lua`, `outcomes.lua`); each
 //!   declares the fixed keys it touches, which it gets as `KEYS`.
@@ -73,19 +77,21 @@
 //!   queues under one worker id, the registry heartbeat, one graceful stop
 //!   and leaving the registry.
 //! - `schedule`: cron, [`CronSchedule`] and [`Scheduler`]: a job per tick,
-//!   once across the fleet, by idempotent enqueue.
+//!   once across every process, by idempotent enqueue.
 //! - `shutdown`: [`Shutdown`], one stop signal for every part of a process.
 //! - `directory`: [`QueueDirectory`], the queues a process knows by name,
 //!   opened with their configured settings and partitions, and kept.
-//! - `registry`: the registry of live worker processes and the recorded
-//!   last runs of cron schedules; `limits`: sliding-window request limits
-//!   shared by the fleet (the API's per-key rates).
+//! - `registry`: [`Registry`], the registry of live worker processes and
+//!   the recorded last runs of cron schedules; `limits`: [`Limits`],
+//!   revoked tokens and sliding-window request limits shared by every
+//!   process (the API's per-key rates).
 //! - `keys` (internal): every Redis key, all of a queue's under its
 //!   `{queue}` hash tag; [`QueueName`] and [`validate_name`] check names.
-//! - `alerting`: the fleet-wide state of alert rules (`lua/alert.lua`)
-//!   and latency series summed over every process.
-//! - `breaker`: [`Breaker`], circuit breakers whose state the fleet shares
-//!   in Redis (`lua/breaker.lua`).
+//! - `alerting`: [`Alerts`], the state of alert rules shared by every
+//!   process (`lua/alert.lua`), latency series summed over every process,
+//!   and counter samples.
+//! - `breaker`: [`Breakers`] and [`Breaker`], circuit breakers whose state
+//!   every process shares in Redis (`lua/breaker.lua`).
 //! - `redact`: [`redact_url`], secrets out of messages.
 //! - `error`: [`Error`].
 //!
@@ -184,9 +190,10 @@ mod store;
 pub mod testing;
 mod worker;
 
+pub use alerting::Alerts;
 pub use breaker::{
-    Admission, Breaker, BreakerConfig, BreakerState, BreakerStatus, Forced, MAX_BREAKER_NAME_LEN,
-    Permit, target_breaker_name, validate_breaker_name,
+    Admission, Breaker, BreakerConfig, BreakerState, BreakerStatus, Breakers, Forced,
+    MAX_BREAKER_NAME_LEN, Permit, target_breaker_name, validate_breaker_name,
 };
 pub use client::{Client, ClientConfig, Durability, ServerReport};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -204,6 +211,7 @@ pub use job::{
     Outcome, Stats,
 };
 pub use keys::{MAX_QUEUE_NAME_LEN, PRIORITY_LEVELS, QueueName, validate_name};
+pub use limits::Limits;
 pub use options::{Backoff, JobOptions, JobOptionsInput, MAX_DURATION, QueueConfig, RateLimit};
 pub use partition::{
     DeadCursor, Enqueued, IdempotencyRecord, MAX_LIST_LIMIT, MAX_LIST_OFFSET, NewJob,
@@ -211,7 +219,7 @@ pub use partition::{
 pub use promoter::PromoterConfig;
 pub use queue::{MAX_PARTITIONS, Queue};
 pub use redact::redact_url;
-pub use registry::{ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
+pub use registry::{Registry, ServedQueue, WorkerInfo, host_name, new_worker_id, unix_ms};
 pub use schedule::{CronSchedule, LastRun, Scheduler};
 pub use scripts::source as script_source;
 pub use shutdown::Shutdown;

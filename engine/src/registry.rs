@@ -1,5 +1,6 @@
-//! The registry of live worker processes, shared by the fleet, and the
-//! recorded state of cron schedules.
+//! [`Registry`] (from [`Client::registry`](crate::Client::registry)): the
+//! registry of live worker processes under a prefix, and the recorded state
+//! of cron schedules, both read by every process.
 //!
 //! Each worker process writes its registration (host, pid, queues,
 //! concurrency, jobs in flight, version, start time) to
@@ -10,13 +11,15 @@
 //! claimed jobs are reclaimed by the queues' reclaimers once their
 //! visibility timeout passes, not by the registry.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::validate_name;
+use crate::schedule::LastRun;
+use crate::store::RegistryStore;
 
 /// One queue served by a worker process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +89,19 @@ pub fn new_worker_id() -> String {
     )
 }
 
-impl Client {
+/// The worker registry and the cron schedule states under a client's
+/// prefix. Made by [`Client::registry`](crate::Client::registry); cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    store: RegistryStore,
+}
+
+impl Registry {
+    pub(crate) fn new(store: RegistryStore) -> Self {
+        Self { store }
+    }
+
     /// Write (or refresh) `info` in the registry; it expires after `ttl`
     /// unless written again.
     pub async fn heartbeat(&self, info: &WorkerInfo, ttl: Duration) -> Result<()> {
@@ -94,30 +109,29 @@ impl Client {
         let json = serde_json::to_string(info)
             .map_err(|e| Error::invalid("worker info", e.to_string()))?;
         let ttl_ms = ttl.as_millis().max(1) as u64;
-        self.fleet()
+        self.store
             .heartbeat(&info.id, json, ttl_ms, info.last_beat_ms)
             .await
     }
 
     /// Remove worker `id` from the registry (at a clean stop).
     pub async fn deregister(&self, id: &str) -> Result<()> {
-        self.fleet().deregister(id).await
+        self.store.deregister(id).await
     }
 
     /// Live worker processes, most recently started first. Expired ones are
     /// dropped from the index on the way.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        let fleet = self.fleet();
         let mut live = Vec::new();
         let mut expired = Vec::new();
-        for (id, value) in fleet.registrations().await? {
+        for (id, value) in self.store.registrations().await? {
             match value.and_then(|v| serde_json::from_str::<WorkerInfo>(&v).ok()) {
                 Some(info) => live.push(info),
                 None => expired.push(id),
             }
         }
         if !expired.is_empty() {
-            fleet.drop_expired(&expired).await;
+            self.store.drop_expired(&expired).await;
         }
         live.sort_by(|a, b| b.started_at_ms.cmp(&a.started_at_ms).then(a.id.cmp(&b.id)));
         Ok(live)
@@ -126,14 +140,27 @@ impl Client {
     /// Record the state of cron schedule `name` (opaque text, JSON by
     /// convention) for every process to read.
     pub async fn set_schedule_state(&self, name: &str, state: &str) -> Result<()> {
-        self.fleet().set_schedule_state(name, state).await
+        self.store.set_schedule_state(name, state).await
     }
 
-    /// The recorded state of every cron schedule, by name.
+    /// The recorded state of every cron schedule, sorted by name.
     pub async fn schedule_states(&self) -> Result<Vec<(String, String)>> {
         let mut all: Vec<(String, String)> =
-            self.fleet().schedule_states().await?.into_iter().collect();
+            self.store.schedule_states().await?.into_iter().collect();
         all.sort();
         Ok(all)
+    }
+
+    /// The last run recorded of every schedule (by
+    /// [`CronSchedule::fire`](crate::CronSchedule::fire)), by schedule
+    /// name; states that are not a [`LastRun`] are left out.
+    pub async fn schedule_last_runs(&self) -> Result<HashMap<String, LastRun>> {
+        Ok(self
+            .store
+            .schedule_states()
+            .await?
+            .into_iter()
+            .filter_map(|(name, json)| serde_json::from_str(&json).ok().map(|r| (name, r)))
+            .collect())
     }
 }

@@ -6,9 +6,9 @@
 //! next tick and enqueues with the idempotency key `cron:<name>:<tick ms>`;
 //! idempotent enqueue lets the first one in and hands the others the same
 //! job id. A tick missed while no process ran is not made up. The last tick
-//! and its job are recorded for operators ([`Client::schedule_last_runs`]).
+//! and its job are recorded for operators
+//! ([`Registry::schedule_last_runs`](crate::Registry::schedule_last_runs)).
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,7 +154,10 @@ impl CronSchedule {
             job_id: e.id.clone(),
         };
         let state = serde_json::to_string(&last).expect("a LastRun is always JSON");
-        client.set_schedule_state(&self.name, &state).await?;
+        client
+            .registry()
+            .set_schedule_state(&self.name, &state)
+            .await?;
         Ok((e.id, e.duplicate))
     }
 
@@ -166,18 +169,6 @@ impl CronSchedule {
             .map(|next| (next - *tick).to_std().unwrap_or_default())
             .unwrap_or_default();
         (gap * 2).max(MIN_KEY_WINDOW)
-    }
-}
-
-impl Client {
-    /// The last run recorded of every schedule, by schedule name.
-    pub async fn schedule_last_runs(&self) -> Result<HashMap<String, LastRun>> {
-        Ok(self
-            .schedule_states()
-            .await?
-            .into_iter()
-            .filter_map(|(name, json)| serde_json::from_str(&json).ok().map(|r| (name, r)))
-            .collect())
     }
 }
 

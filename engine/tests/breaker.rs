@@ -55,7 +55,8 @@ async fn it_opens_at_the_rate_once_enough_calls_were_seen_and_refuses_while_open
     let r = TestRedis::new().await;
     let b = r
         .client
-        .breaker("http:a:80", config())
+        .breakers()
+        .get("http:a:80", config())
         .await
         .expect("breaker");
     // Six failures are under min_calls: still closed.
@@ -75,7 +76,8 @@ async fn it_opens_at_the_rate_once_enough_calls_were_seen_and_refuses_while_open
     );
     let status = r
         .client
-        .breaker_status("http:a:80")
+        .breakers()
+        .status("http:a:80")
         .await
         .expect("status")
         .expect("registered");
@@ -92,7 +94,7 @@ async fn half_open_lets_k_probes_through_fleet_wide_and_a_success_closes_it() {
         let c = Client::connect_with(ClientConfig::new(common::redis_url()).prefix(&r.prefix))
             .await
             .expect("connect");
-        fleet.push(c.breaker("db", config()).await.expect("breaker"));
+        fleet.push(c.breakers().get("db", config()).await.expect("breaker"));
     }
     assert_eq!(calls(&fleet[0], 7, false).await, BreakerState::Open);
     for b in &fleet {
@@ -134,7 +136,13 @@ async fn half_open_lets_k_probes_through_fleet_wide_and_a_success_closes_it() {
         let p = allowed(b).await;
         assert!(!p.is_probe());
     }
-    let status = r.client.breaker_status("db").await.expect("s").expect("r");
+    let status = r
+        .client
+        .breakers()
+        .status("db")
+        .await
+        .expect("s")
+        .expect("r");
     assert_eq!(
         (
             status.opened_total,
@@ -148,7 +156,12 @@ async fn half_open_lets_k_probes_through_fleet_wide_and_a_success_closes_it() {
 #[tokio::test]
 async fn a_failed_probe_reopens_with_a_doubled_cool_down_up_to_the_cap() {
     let r = TestRedis::new().await;
-    let b = r.client.breaker("flaky", config()).await.expect("breaker");
+    let b = r
+        .client
+        .breakers()
+        .get("flaky", config())
+        .await
+        .expect("breaker");
     calls(&b, 7, false).await;
     let mut expected = [600u64, 1000, 1000].into_iter();
     let mut cool = Duration::from_millis(300);
@@ -162,7 +175,8 @@ async fn a_failed_probe_reopens_with_a_doubled_cool_down_up_to_the_cap() {
         );
         let status = r
             .client
-            .breaker_status("flaky")
+            .breakers()
+            .status("flaky")
             .await
             .expect("s")
             .expect("r");
@@ -184,7 +198,8 @@ async fn a_failed_probe_reopens_with_a_doubled_cool_down_up_to_the_cap() {
     calls(&b, 7, false).await;
     let status = r
         .client
-        .breaker_status("flaky")
+        .breakers()
+        .status("flaky")
         .await
         .expect("s")
         .expect("r");
@@ -196,7 +211,8 @@ async fn a_failure_rate_under_the_threshold_keeps_it_closed() {
     let r = TestRedis::new().await;
     let b = r
         .client
-        .breaker(
+        .breakers()
+        .get(
             "http:thirty:80",
             BreakerConfig {
                 min_calls: 10,
@@ -218,7 +234,8 @@ async fn failures_at_random_under_the_threshold_do_not_open_it_with_the_defaults
     let r = TestRedis::new().await;
     let b = r
         .client
-        .breaker("http:random:80", BreakerConfig::default())
+        .breakers()
+        .get("http:random:80", BreakerConfig::default())
         .await
         .expect("breaker");
     // 30 % at random against the default 50 %: a plain ratio over the
@@ -236,8 +253,18 @@ async fn failures_at_random_under_the_threshold_do_not_open_it_with_the_defaults
 #[tokio::test]
 async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     let r = TestRedis::new().await;
-    let down = r.client.breaker("http:down:80", config()).await.expect("b");
-    let up = r.client.breaker("http:up:80", config()).await.expect("b");
+    let down = r
+        .client
+        .breakers()
+        .get("http:down:80", config())
+        .await
+        .expect("b");
+    let up = r
+        .client
+        .breakers()
+        .get("http:up:80", config())
+        .await
+        .expect("b");
     calls(&down, 7, false).await;
     assert_eq!(refused(&down).await.0, BreakerState::Open);
     assert_eq!(calls(&up, 10, true).await, BreakerState::Closed);
@@ -245,7 +272,8 @@ async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     // Forced closed: every call goes through, failures do not open it.
     assert!(
         r.client
-            .force_breaker("http:down:80", Some(Forced::Closed))
+            .breakers()
+            .force("http:down:80", Some(Forced::Closed))
             .await
             .expect("force")
     );
@@ -253,14 +281,16 @@ async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     // Forced open: refused however healthy.
     assert!(
         r.client
-            .force_breaker("http:up:80", Some(Forced::Open))
+            .breakers()
+            .force("http:up:80", Some(Forced::Open))
             .await
             .expect("force")
     );
     assert_eq!(refused(&up).await.0, BreakerState::Open);
     let status = r
         .client
-        .breaker_status("http:up:80")
+        .breakers()
+        .status("http:up:80")
         .await
         .expect("s")
         .expect("r");
@@ -268,7 +298,8 @@ async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     // Released: the next call is a probe.
     assert!(
         r.client
-            .force_breaker("http:up:80", None)
+            .breakers()
+            .force("http:up:80", None)
             .await
             .expect("force")
     );
@@ -282,6 +313,7 @@ async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     let names: Vec<String> = r
         .client
         .breakers()
+        .list()
         .await
         .expect("list")
         .into_iter()
@@ -290,7 +322,8 @@ async fn two_targets_are_independent_and_an_operator_can_force_either_way() {
     assert_eq!(names, ["http:down:80", "http:up:80"]);
     assert!(
         !r.client
-            .force_breaker("http:unknown:80", Some(Forced::Open))
+            .breakers()
+            .force("http:unknown:80", Some(Forced::Open))
             .await
             .expect("force"),
         "an unknown breaker is not created by forcing it"
@@ -302,7 +335,8 @@ async fn a_probe_whose_worker_died_frees_its_slot_after_its_lease() {
     let r = TestRedis::new().await;
     let b = r
         .client
-        .breaker(
+        .breakers()
+        .get(
             "lease",
             BreakerConfig {
                 probes: 1,

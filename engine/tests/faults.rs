@@ -1489,7 +1489,7 @@ async fn replayed_breaker_calls_count_once() {
         probes: 1,
         ..BreakerConfig::default()
     };
-    let b = c.breaker("replayed", config).await.expect("breaker");
+    let b = c.breakers().get("replayed", config).await.expect("breaker");
     // 10 successes then failures: at 99 % confidence, the breaker opens at
     // the 26th failure (call 36), not before; a replay counted twice would
     // open it early.
@@ -1508,7 +1508,8 @@ async fn replayed_breaker_calls_count_once() {
     );
     assert_eq!(states[35], BreakerState::Open);
     let status = direct
-        .breaker_status("replayed")
+        .breakers()
+        .status("replayed")
         .await
         .expect("status")
         .expect("registered");
@@ -1530,7 +1531,8 @@ async fn replayed_breaker_calls_count_once() {
     assert!(probe.is_probe());
     assert_eq!(
         direct
-            .breaker_status("replayed")
+            .breakers()
+            .status("replayed")
             .await
             .expect("s")
             .expect("r")
@@ -1549,7 +1551,8 @@ async fn replayed_breaker_calls_count_once() {
         BreakerState::Closed
     );
     let status = direct
-        .breaker_status("replayed")
+        .breakers()
+        .status("replayed")
         .await
         .expect("s")
         .expect("r");

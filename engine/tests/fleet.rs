@@ -91,15 +91,17 @@ fn info(id: &str) -> WorkerInfo {
 async fn workers_register_beat_expire_and_deregister() {
     let t = TestRedis::new().await;
     let c = &t.client;
-    assert!(c.workers().await.expect("list").is_empty());
+    assert!(c.registry().workers().await.expect("list").is_empty());
 
-    c.heartbeat(&info("steady"), Duration::from_secs(30))
+    c.registry()
+        .heartbeat(&info("steady"), Duration::from_secs(30))
         .await
         .expect("beat");
-    c.heartbeat(&info("fading"), Duration::from_millis(200))
+    c.registry()
+        .heartbeat(&info("fading"), Duration::from_millis(200))
         .await
         .expect("beat");
-    let listed = c.workers().await.expect("list");
+    let listed = c.registry().workers().await.expect("list");
     assert_eq!(listed.len(), 2);
     let steady = listed.iter().find(|w| w.id == "steady").expect("listed");
     let expected = WorkerInfo {
@@ -111,7 +113,7 @@ async fn workers_register_beat_expire_and_deregister() {
 
     // A worker that stops beating disappears, and is dropped from the index.
     let gone = eventually(Duration::from_secs(5), || async {
-        c.workers().await.expect("list").len() == 1
+        c.registry().workers().await.expect("list").len() == 1
     })
     .await;
     assert!(gone, "expired worker still listed");
@@ -126,8 +128,8 @@ async fn workers_register_beat_expire_and_deregister() {
         .await;
     assert_eq!(index, vec!["steady".to_owned()]);
 
-    c.deregister("steady").await.expect("deregister");
-    assert!(c.workers().await.expect("list").is_empty());
+    c.registry().deregister("steady").await.expect("deregister");
+    assert!(c.registry().workers().await.expect("list").is_empty());
     assert!(t.keys().await.is_empty());
 }
 
@@ -227,6 +229,7 @@ async fn a_fleet_serves_many_queues_under_one_id_and_leaves_the_registry() {
     assert!(
         eventually(Duration::from_secs(10), || async {
             t.client
+                .registry()
                 .workers()
                 .await
                 .is_ok_and(|all| all.iter().any(|w| w.id == id))
@@ -234,7 +237,7 @@ async fn a_fleet_serves_many_queues_under_one_id_and_leaves_the_registry() {
         .await,
         "the fleet beats"
     );
-    let listed: Vec<WorkerInfo> = t.client.workers().await.expect("workers");
+    let listed: Vec<WorkerInfo> = t.client.registry().workers().await.expect("workers");
     let me: Vec<&WorkerInfo> = listed.iter().filter(|w| w.id == id).collect();
     assert_eq!(me.len(), 1, "one registry entry for the process");
     assert_eq!(me[0].concurrency, 7);
@@ -260,7 +263,7 @@ async fn a_fleet_serves_many_queues_under_one_id_and_leaves_the_registry() {
         .expect("run");
     // One worker for the queue of one partition, one per partition of the other.
     assert_eq!(report.stopped.len(), 3);
-    let listed = t.client.workers().await.expect("workers");
+    let listed = t.client.registry().workers().await.expect("workers");
     assert!(listed.iter().all(|w| w.id != id), "left the registry");
 }
 
@@ -329,7 +332,12 @@ async fn schedulers_on_a_held_clock_fire_each_tick_once_and_skip_what_they_misse
         s.await.expect("scheduler");
     }
     // The last run is recorded, and its job carries the payload.
-    let last = t.client.schedule_last_runs().await.expect("last runs");
+    let last = t
+        .client
+        .registry()
+        .schedule_last_runs()
+        .await
+        .expect("last runs");
     let run = last.get("held").expect("a last run recorded");
     let tick_4 = start + chrono::Duration::milliseconds(3_500);
     assert_eq!(run.tick_ms, tick_4.timestamp_millis());

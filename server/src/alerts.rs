@@ -53,7 +53,7 @@ pub async fn views(
     for rule in rules {
         out.push(AlertView {
             rule: rule.clone(),
-            record: client.alert_record(&rule.name).await?,
+            record: client.alerts().record_of(&rule.name).await?,
         });
     }
     Ok(out)
@@ -124,9 +124,9 @@ pub async fn silence(
     }
     let until = match body.for_secs {
         0 => None,
-        secs => Some(state.client.server_time_ms().await? + secs * 1000),
+        secs => Some(state.client.alerts().server_time_ms().await? + secs * 1000),
     };
-    state.client.silence_alert(&name, until).await?;
+    state.client.alerts().silence(&name, until).await?;
     let view = views(&state.client, &state.alert_rules)
         .await?
         .into_iter()

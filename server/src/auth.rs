@@ -114,7 +114,8 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
         let name = format!("key-{}", &hash[..16]);
         match state
             .client
-            .rate_window(&name, limit, Duration::from_secs(1))
+            .limits()
+            .count_request(&name, limit, Duration::from_secs(1))
             .await
         {
             Ok(None) => {}

@@ -21,7 +21,7 @@ pub struct BreakerList {
     responses((status = 200, description = "Every breaker", body = BreakerList)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<BreakerList>> {
     Ok(Json(BreakerList {
-        breakers: state.client.breakers().await?,
+        breakers: state.client.breakers().list().await?,
     }))
 }
 
@@ -85,7 +85,7 @@ pub async fn force(
         ForceState::Closed => Some(Forced::Closed),
         ForceState::None => None,
     };
-    if !state.client.force_breaker(&name, forced).await? {
+    if !state.client.breakers().force(&name, forced).await? {
         return Err(unknown(&name));
     }
     Ok(Json(status(&state, &name).await?))
@@ -94,7 +94,8 @@ pub async fn force(
 async fn status(state: &AppState, name: &str) -> ApiResult<BreakerStatus> {
     state
         .client
-        .breaker_status(name)
+        .breakers()
+        .status(name)
         .await?
         .ok_or_else(|| unknown(name))
 }

@@ -243,6 +243,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state
                 .client
+                .alerts()
                 .latency_series(sluice_engine::alerting::API_LATENCY),
             metrics::track,
         ))

@@ -147,7 +147,7 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
             }),
         );
     }
-    let workers = state.client.workers().await?.len();
+    let workers = state.client.registry().workers().await?.len();
     Ok((serde_json::Value::Object(queues), workers))
 }
 
@@ -156,9 +156,9 @@ async fn health_details(state: &AppState) -> ApiResult<(serde_json::Value, usize
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8")))]
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let stats = state.client.inspector().all_stats().await?;
-    let workers = state.client.workers().await?;
+    let workers = state.client.registry().workers().await?;
     let in_flight = workers.iter().map(|w| w.in_flight).sum();
-    let breakers = state.client.breakers().await?;
+    let breakers = state.client.breakers().list().await?;
     let mut body = metrics::render_fleet(&stats, &breakers, workers.len(), in_flight);
     body.push_str(&metrics::render_local());
     Ok((
@@ -182,7 +182,7 @@ pub struct WorkerList {
 #[utoipa::path(get, path = "/api/workers", tag = "fleet",
     responses((status = 200, description = "Live worker processes", body = WorkerList)))]
 pub async fn workers(State(state): State<AppState>) -> ApiResult<Json<WorkerList>> {
-    let workers = state.client.workers().await?;
+    let workers = state.client.registry().workers().await?;
     Ok(Json(WorkerList { workers }))
 }
 
@@ -243,7 +243,7 @@ pub async fn schedules(State(state): State<AppState>) -> ApiResult<Json<Schedule
 
 /// Every configured schedule with its next runs and last run.
 pub(crate) async fn schedule_views(state: &AppState) -> ApiResult<Vec<ScheduleView>> {
-    let mut last = state.client.schedule_last_runs().await?;
+    let mut last = state.client.registry().schedule_last_runs().await?;
     let now = Utc::now();
     Ok(state
         .shared

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_engine::alerting::{AlertReply, NoticeKind};
-use sluice_engine::{Client, Queue, Shutdown};
+use sluice_engine::{Alerts, Client, Queue, Shutdown};
 use sqlx::PgPool;
 
 use super::notify::{self, Notification, Notifier};
@@ -44,6 +44,8 @@ struct LocalOutage {
 #[derive(Debug)]
 pub struct Evaluator {
     client: Client,
+    /// Where the rules' state, latency series and counter samples are.
+    alerts: Alerts,
     file: Arc<FileConfig>,
     pool: Option<PgPool>,
     notifier: Notifier,
@@ -61,6 +63,7 @@ impl Evaluator {
     ) -> anyhow::Result<Self> {
         let notifier = Notifier::new(&file.alert_channels)?;
         Ok(Self {
+            alerts: client.alerts(),
             client,
             file,
             pool,
@@ -85,7 +88,7 @@ impl Evaluator {
     /// One evaluation of every rule.
     pub async fn round(&mut self) {
         let redis_up = self.client.ping().await;
-        if redis_up && let Err(e) = self.client.flush_latency().await {
+        if redis_up && let Err(e) = self.alerts.flush_latency().await {
             tracing::debug!(error = %e, "cannot add latency samples");
         }
         let rules = self.file.alerts.clone();
@@ -114,8 +117,8 @@ impl Evaluator {
     /// Record `observed` and send what it made, or an orphaned notice.
     async fn record(&mut self, rule: &AlertRule, observed: &Observation) -> anyhow::Result<()> {
         let reply = self
-            .client
-            .observe_alert(&rule.name, observed.holds, &observed.value, rule.timing())
+            .alerts
+            .observe(&rule.name, observed.holds, &observed.value, rule.timing())
             .await?;
         let kind = match &reply.notice {
             Some(k) => Some(k.clone()),
@@ -123,7 +126,7 @@ impl Evaluator {
             // whose observation's reply was lost): sent by whoever sees it
             // unsent for long enough. The clock is read only then.
             None if reply.seq > reply.enqueued => {
-                let now = self.client.server_time_ms().await?;
+                let now = self.alerts.server_time_ms().await?;
                 (now.saturating_sub(reply.last_at_ms) > ORPHAN_AFTER_MS)
                     .then(|| reply.last_kind.clone())
                     .flatten()
@@ -137,7 +140,7 @@ impl Evaluator {
             tracing::info!(rule = %rule.name, notice = kind.as_str(), value = %observed.value, "alert");
         }
         self.enqueue(rule, &kind, &reply, &observed.value).await?;
-        self.client.alert_enqueued(&rule.name, reply.seq).await?;
+        self.alerts.notice_enqueued(&rule.name, reply.seq).await?;
         Ok(())
     }
 
@@ -282,11 +285,11 @@ impl Evaluator {
                 let now = [stats.failed_total, stats.completed_total, stats.dead_total];
                 let series = format!("queue:{queue_name}");
                 let before = self
-                    .client
+                    .alerts
                     .counter_sample_before(&series, rule.window())
                     .await?
                     .unwrap_or_else(|| now.to_vec());
-                self.client
+                self.alerts
                     .add_counter_sample(&series, &now, SAMPLES_KEEP)
                     .await?;
                 let delta =
@@ -311,6 +314,7 @@ impl Evaluator {
             AlertKind::NoWorkers => {
                 let serving = self
                     .client
+                    .registry()
                     .workers()
                     .await?
                     .iter()
@@ -325,7 +329,7 @@ impl Evaluator {
                     sluice_engine::alerting::DB_LATENCY
                 };
                 match self
-                    .client
+                    .alerts
                     .latency_quantile(series, rule.window(), 0.99)
                     .await?
                 {
@@ -357,6 +361,7 @@ impl Evaluator {
                 let open: Vec<String> = self
                     .client
                     .breakers()
+                    .list()
                     .await?
                     .into_iter()
                     .filter(|b| rule.breaker.as_ref().is_none_or(|n| *n == b.name))

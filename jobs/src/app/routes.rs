@@ -156,7 +156,8 @@ pub async fn webhook(
     let per_minute = who.plan.requests_per_minute();
     if let Some(wait) = state
         .client
-        .rate_window(
+        .limits()
+        .count_request(
             &format!("webhook-user-{}", who.user_id),
             per_minute,
             Duration::from_secs(60),
@@ -248,7 +249,8 @@ async fn identify(
     }
     let wait = state
         .client
-        .rate_window(
+        .limits()
+        .count_request(
             &format!("webhook-unknown-{caller}"),
             UNKNOWN_TOKENS_PER_MINUTE,
             Duration::from_secs(60),

@@ -84,7 +84,8 @@ impl Pipeline {
         let postgres = match breaker {
             Some(config) if matches!(queue, queues::INGEST | queues::AUDIT) => Some(
                 self.client
-                    .breaker(crate::db::POSTGRES_BREAKER, config)
+                    .breakers()
+                    .get(crate::db::POSTGRES_BREAKER, config)
                     .await?,
             ),
             _ => None,
@@ -99,6 +100,7 @@ impl Pipeline {
                 .with_parse_options(s.parse_options()?)
                 .with_latency(
                     self.client
+                        .alerts()
                         .latency_series(sluice_engine::alerting::DB_LATENCY),
                 );
                 if let Some(b) = postgres {
@@ -128,13 +130,14 @@ impl Pipeline {
                         ScreenshotHandler::breaker_name(&s.chart_url).with_context(|| {
                             format!("pipeline.chart_url {:?} has no host", s.chart_url)
                         })?;
-                    h = h.with_breaker(self.client.breaker(&name, config).await?);
+                    h = h.with_breaker(self.client.breakers().get(&name, config).await?);
                 }
                 PipelineHandler::Screenshot(Typed(h))
             }
             queues::AUDIT => {
                 let mut h = AuditHandler::new(self.pool.clone()).with_latency(
                     self.client
+                        .alerts()
                         .latency_series(sluice_engine::alerting::DB_LATENCY),
                 );
                 if let Some(b) = postgres {

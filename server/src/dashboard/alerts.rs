@@ -72,8 +72,8 @@ pub(super) async fn silence(
     }
     let until = match form.for_secs.min(30 * 24 * 3600) {
         0 => None,
-        secs => Some(state.client.server_time_ms().await? + secs * 1000),
+        secs => Some(state.client.alerts().server_time_ms().await? + secs * 1000),
     };
-    state.client.silence_alert(&name, until).await?;
+    state.client.alerts().silence(&name, until).await?;
     Ok(op.acted("/dashboard/alerts"))
 }

@@ -52,6 +52,7 @@ pub(super) async fn page(
     let breakers = state
         .client
         .breakers()
+        .list()
         .await?
         .into_iter()
         .map(|b| row(b, now))
@@ -89,7 +90,7 @@ pub(super) async fn force(
             ));
         }
     };
-    if !state.client.force_breaker(&name, forced).await? {
+    if !state.client.breakers().force(&name, forced).await? {
         return Err(DashError::status(
             axum::http::StatusCode::NOT_FOUND,
             format!("no breaker named {name:?}"),

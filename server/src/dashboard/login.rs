@@ -68,7 +68,8 @@ pub(super) async fn login(
     };
     match state
         .client
-        .rate_window(&window, LOGIN_ATTEMPTS_PER_MINUTE, Duration::from_secs(60))
+        .limits()
+        .count_request(&window, LOGIN_ATTEMPTS_PER_MINUTE, Duration::from_secs(60))
         .await
     {
         Ok(None) => {}
@@ -129,6 +130,7 @@ pub(super) async fn logout(
         let left = (op.session.expires - now_secs()).max(1) as u64;
         state
             .client
+            .limits()
             .revoke(&session_token(&op.session), Duration::from_secs(left))
             .await?;
     }

@@ -285,7 +285,12 @@ pub async fn operator(state: &AppState, headers: &HeaderMap) -> DashResult<Opera
             return Err(DashError::LogIn);
         }
         // Logged out (anywhere in the fleet): the cookie is dead.
-        if state.client.is_revoked(&session_token(&session)).await? {
+        if state
+            .client
+            .limits()
+            .is_revoked(&session_token(&session))
+            .await?
+        {
             return Err(DashError::LogIn);
         }
         session

@@ -14,6 +14,7 @@ async fn workers_data(state: &AppState) -> DashResult<WorkersLive> {
     let now_ms = unix_ms();
     let workers = state
         .client
+        .registry()
         .workers()
         .await?
         .into_iter()
