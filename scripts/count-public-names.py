@@ -15,6 +15,8 @@ for m in re.finditer(r'pub use ([^;]+);',src,re.S):
 for mod in re.findall(r'^pub mod (\w+);',src,re.M):
     msrc=open(f'engine/src/{mod}.rs').read()
     for it in re.findall(r'^pub (?:async )?(?:fn|struct|enum|trait|const|type|static) (\w+)',msrc,re.M):
-        names.append(f'{mod}::{it}')
+        # An item also re-exported at the root is one name, not two.
+        if it not in names:
+            names.append(f'{mod}::{it}')
 print(len(names)); 
 if len(sys.argv)>1: print('\n'.join(names))
