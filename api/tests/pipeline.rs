@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use common::chart::{ChartServer, png_facts};
 use common::pg::TestSchema;
-use common::{Prefix, api, assert_error, call};
+use common::{Prefix, assert_error, call};
 use sluice::config::FileConfig;
-use sluice::pipeline::{Pipeline, PipelineSection};
+use sluice::plugins::Enabled;
 use sluice_engine::Shutdown;
+use sluice_jobs::app::{PipelineSection, TradingPlugin};
 use sluice_jobs::plan::Plan;
 use sluice_jobs::secrets::CookieCipher;
 use sluice_jobs::storage::LocalStore;
@@ -65,18 +66,41 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// A config with the trading application turned on by `section`, as the
+/// binary's config file would turn it on.
+#[derive(Clone)]
+struct TradingConfig {
+    file: FileConfig,
+    plugins: Enabled,
+}
+
+fn trading(section: PipelineSection) -> TradingConfig {
+    let configured = TradingPlugin::configured(section).expect("a valid section");
+    TradingConfig {
+        file: FileConfig::default(),
+        plugins: Enabled::new(vec![configured]).expect("plug-ins"),
+    }
+}
+
+/// The API's router on `prefix` with `config`'s file and plug-ins.
+async fn api(prefix: &Prefix, config: TradingConfig) -> axum::Router {
+    let client = prefix.client().await;
+    let plugins = config.plugins.open(&client).expect("open");
+    let state = sluice::server::state(client, &config.file, &plugins).expect("state");
+    sluice::server::router(state)
+}
+
 /// Workers for every pipeline queue, in this process, until the guard is
 /// dropped.
-async fn start_workers(prefix: &Prefix, file: &FileConfig) -> StopOnDrop {
+async fn start_workers(prefix: &Prefix, config: &TradingConfig) -> StopOnDrop {
     let client = prefix.client().await;
     let shutdown = Shutdown::new();
     let rx = shutdown.clone();
-    let pipeline =
-        Pipeline::open(file.pipeline.as_ref().expect("pipeline"), &client).expect("open");
-    let queues = sluice::fleet::select(file, &[]).expect("select");
-    let file = file.clone();
+    let plugins = config.plugins.open(&client).expect("open");
+    let queues = sluice::fleet::select(&config.file, &config.plugins, &[]).expect("select");
+    let file = config.file.clone();
     tokio::spawn(async move {
-        sluice::fleet::run(client, &file, Some(&pipeline), queues, rx)
+        sluice::fleet::run(client, &file, &plugins, queues, rx)
             .await
             .expect("fleet");
     });
@@ -90,10 +114,7 @@ async fn a_webhook_post_becomes_a_signal_with_a_screenshot() {
     let charts = ChartServer::start().await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, charts.chart_url(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section.clone()),
-        ..FileConfig::default()
-    };
+    let file = trading(section.clone());
     let pool = schema.pool();
     let (user, token) = users::add(&pool, Plan::Pro, None).await.expect("add user");
     let cipher = section.cipher().expect("key").expect("cipher");
@@ -285,10 +306,7 @@ async fn webhook_refusals_and_unparseable_alerts() {
     let schema = TestSchema::new("bad").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     let (user, token) = users::add(&pool, Plan::Free, Some(2)).await.expect("add");
     let app = api(&prefix, file.clone()).await;
@@ -458,10 +476,7 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
         audit_concurrency: 20,
         ..PipelineSection::default()
     };
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = db.pool().expect("pool");
     let (user, token) = users::add(&pool, Plan::Basic, None).await.expect("user");
     let app = api(&prefix, file.clone()).await;
@@ -548,10 +563,7 @@ async fn a_users_decimal_comma_is_read_for_that_user_only() {
     let schema = TestSchema::new("comma").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     let (comma, comma_token) = users::add(&pool, Plan::Basic, None).await.expect("add");
     let (point, point_token) = users::add(&pool, Plan::Basic, None).await.expect("add");
@@ -645,10 +657,7 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
     section.audit = true;
     section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
-    let file = FileConfig {
-        pipeline: Some(section.clone()),
-        ..FileConfig::default()
-    };
+    let file = trading(section.clone());
     let pool = schema.pool();
     let (_, token) = users::add(&pool, Plan::Premium, Some(1_000_000))
         .await
@@ -734,10 +743,7 @@ async fn an_unmigrated_database_is_not_ready() {
         retention_cron: String::new(),
         ..PipelineSection::default()
     };
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let app = api(&prefix, file).await;
     let ready = call(&app, Method::GET, "/health/ready", None, None).await;
     assert_eq!(
@@ -767,10 +773,7 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     let schema = TestSchema::new("poison").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     // A data error the parser cannot know about: this table refuses one
     // symbol (SQLSTATE 23514, class 23).
@@ -886,10 +889,7 @@ async fn the_pipelines_queues_take_no_job_from_the_api() {
     let schema = TestSchema::new("reserved").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let app = api(&prefix, file).await;
     let forged = r#"{"payload": {"user_id": 1, "chart_id": "x", "body": "Ticker: A\nSignal: b\nPrice: 1", "received_at_ms": 0, "signal_id": 1, "actor": "admin", "action": "x", "outcome": "ok"}}"#;
     for queue in ["ingest", "audit", "screenshot", "retention", "backup"] {
@@ -961,10 +961,7 @@ async fn unknown_webhook_tokens_are_refused_before_the_body_and_limited_per_addr
     let schema = TestSchema::new("tokens").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     let (_, token) = users::add(&pool, Plan::Premium, None).await.expect("add");
     let app = api(&prefix, file).await;
@@ -1023,11 +1020,8 @@ async fn anonymous_refusals_cannot_crowd_the_audit_log() {
     let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
     section.audit = true;
     section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
-    let mut file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
-    file.api.keys = vec![ApiKeySection {
+    let mut file = trading(section);
+    file.file.api.keys = vec![ApiKeySection {
         name: "ops".into(),
         sha256: sluice::server::key_hash("admin-secret"),
         scope: Scope::Admin,

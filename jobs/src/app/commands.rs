@@ -1,6 +1,7 @@
-//! The pipeline's operator commands: `migrate`, `users ...`, `backup` and
-//! `restore`. They use `[pipeline]` from the config (or its defaults and
-//! `SLUICE_DATABASE_URL`), so they work without a config file too.
+//! The application's operator commands, `sluice trading migrate`,
+//! `users ...`, `backup` and `restore`. They use its section of the config
+//! (or its defaults) with the environment's overrides
+//! (`SLUICE_DATABASE_URL`), so they work without a config file too.
 
 use std::io::Read;
 
@@ -16,8 +17,8 @@ use clap::Subcommand;
 
 use super::config::PipelineSection;
 
-/// The trading-alert pipeline's commands, which the `sluice` binary mounts
-/// among its own.
+/// The trading-alert application's commands, which the `sluice` binary
+/// mounts as `sluice trading <command>`.
 #[derive(Debug, Subcommand)]
 pub enum PipelineCommand {
     /// Apply the pipeline's database migrations not yet applied.
@@ -38,7 +39,7 @@ pub enum PipelineCommand {
     },
 }
 
-/// `sluice users ...`.
+/// `sluice trading users ...`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
     /// Add a user; prints their webhook URL with a fresh token, once.
@@ -182,7 +183,7 @@ async fn users_command(
             print(
                 json_output,
                 &format!(
-                    "user {} ({}, {} signals a month)\nwebhook URL (shown once; `sluice users rotate-token {}` makes a new one):\n{url}",
+                    "user {} ({}, {} signals a month)\nwebhook URL (shown once; `sluice trading users rotate-token {}` makes a new one):\n{url}",
                     user.id, user.plan, user.signal_quota, user.id
                 ),
                 json!({ "user": user, "token": token, "webhook_url": url }),

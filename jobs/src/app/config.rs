@@ -1,13 +1,15 @@
 //! `[pipeline]`: the trading-alert application's section of the config
-//! file (the `sluice` binary's schema holds it as it is), its defaults and
-//! its checks, and the typed settings of this crate it converts to (the
-//! runtime that uses them is `runtime`).
+//! file (the `sluice` binary hands it over as it is), the environment
+//! variables that win over it, its defaults and its checks, and the typed
+//! settings of this crate it converts to (the runtime that uses them is
+//! `runtime`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_engine::CronSchedule;
+use sluice_plugin::Section;
 
 use crate::alert::{AlertField, ParseOptions};
 use crate::db::DbConfig;
@@ -33,7 +35,7 @@ pub struct PipelineSection {
     /// (`SLUICE_COOKIE_KEY` wins). Without it cookies cannot be stored and
     /// charts are opened without them.
     pub cookie_key: Option<String>,
-    /// How webhook URLs printed by `sluice users` start.
+    /// How webhook URLs printed by `sluice trading users` start.
     pub public_url: String,
     /// Chart page, `{chart}` replaced by the chart id.
     pub chart_url: String,
@@ -227,8 +229,35 @@ impl Default for PipelineSection {
 }
 
 impl PipelineSection {
+    /// The section of the config file (its defaults when the file has
+    /// none), with the environment's overrides applied: a non-empty
+    /// `SLUICE_DATABASE_URL`, `SLUICE_COOKIE_KEY`, `SLUICE_BACKUP_KEY`,
+    /// `SLUICE_S3_ACCESS_KEY` and `SLUICE_S3_SECRET_KEY` win over the file.
+    /// Not checked: see [`validate`](Self::validate).
+    pub fn from_section(section: &Section) -> anyhow::Result<Self> {
+        let mut parsed: Self = section.parse().context("[pipeline]")?;
+        if let Some(url) = section.var("SLUICE_DATABASE_URL") {
+            parsed.database_url = Some(url);
+        }
+        if let Some(key) = section.var("SLUICE_COOKIE_KEY") {
+            parsed.cookie_key = Some(key);
+        }
+        if let Some(key) = section.var("SLUICE_BACKUP_KEY") {
+            parsed.backup_key = Some(key);
+        }
+        if let Some(s3) = &mut parsed.s3 {
+            if let Some(key) = section.var("SLUICE_S3_ACCESS_KEY") {
+                s3.access_key = key;
+            }
+            if let Some(key) = section.var("SLUICE_S3_SECRET_KEY") {
+                s3.secret_key = key;
+            }
+        }
+        Ok(parsed)
+    }
+
     /// The database settings (`SLUICE_DATABASE_URL` was applied by
-    /// `FileConfig::apply_environment`).
+    /// [`from_section`](Self::from_section)).
     pub fn db(&self) -> DbConfig {
         let url = self
             .database_url
@@ -364,5 +393,65 @@ impl AppSchedule {
             &serde_json::Value::Null,
             None,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_environment_wins_over_the_section() {
+        let table: toml::Value = toml::from_str(
+            "database_url = \"postgres://file/db\"\ncookie_key = \"file-key\"\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key = \"file-access\"\nsecret_key = \"file-secret\"\n",
+        )
+        .expect("toml");
+        let env = |name: &str| match name {
+            "SLUICE_DATABASE_URL" => Some("postgres://env/db".to_owned()),
+            // Empty means unset: the file's value stays.
+            "SLUICE_COOKIE_KEY" => Some(String::new()),
+            "SLUICE_S3_SECRET_KEY" => Some("env-secret".to_owned()),
+            _ => None,
+        };
+        let p = PipelineSection::from_section(&Section::new(Some(table), Arc::new(env)))
+            .expect("section");
+        assert_eq!(p.db().url, "postgres://env/db");
+        assert_eq!(p.cookie_key.as_deref(), Some("file-key"));
+        let s3 = p.s3.as_ref().expect("s3");
+        assert_eq!(
+            (s3.access_key.as_str(), s3.secret_key.as_str()),
+            ("file-access", "env-secret")
+        );
+        // Without a section: the defaults, and still the environment.
+        let p =
+            PipelineSection::from_section(&Section::new(None, Arc::new(env))).expect("defaults");
+        assert_eq!(p.db().url, "postgres://env/db");
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let table: toml::Value = toml::from_str(
+            "database_url = \"postgres://sluice:pg-pass-3@db/sluice\"\ncookie_key = \"cookie-key-4\"\n\
+             backup_key = \"backup-key-9\"\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key = \"access-key-5\"\nsecret_key = \"s3-secret-6\"\n",
+        )
+        .expect("toml");
+        let p = PipelineSection::from_section(&Section::new(Some(table), Arc::new(|_: &str| None)))
+            .expect("section");
+        let shown = format!("{p:?}");
+        for secret in [
+            "pg-pass-3",
+            "cookie-key-4",
+            "access-key-5",
+            "s3-secret-6",
+            "backup-key-9",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 }

@@ -1,30 +1,36 @@
 //! The trading-alert application as a plug-in of Sluice: the worked
 //! example of building on the engine and the server.
 //!
-//! - `config`: its `[pipeline]` section, which the `sluice` binary's config
-//!   schema holds as it is;
-//! - `runtime`: what the API and the workers of a process share, and the
-//!   handlers of its queues, which the binary's workers run;
+//! - `plugin`: [`TradingPlugin`], what the `sluice` binary links (a
+//!   [`sluice_plugin::Plugin`]): its name, its section, its commands, and
+//!   the configured plug-in (its queues, schedules and start-up work);
+//! - `config`: its section (`[trading]`, formerly `[pipeline]`) and the
+//!   environment variables that win over it;
+//! - `runtime`: what the API, the workers and the alert rules of a process
+//!   share, the handlers of its queues and PostgreSQL's health check;
 //! - [`TradingApp`], a [`sluice_server::App`]: its routes (`routes`), its
-//!   dashboard page (`signals`), PostgreSQL's readiness, and the audit log
-//!   of every request;
-//! - `commands`: its subcommands (`migrate`, `users`, `backup`,
-//!   `restore`), which the binary mounts among its own.
+//!   dashboard page (`signals`) and the audit log of every request;
+//! - `commands`: its subcommands (`sluice trading migrate`, `users`,
+//!   `backup`, `restore`);
+//! - `local`: the start-up work of `sluice up` (the machine's PostgreSQL,
+//!   the migrations).
 
 pub mod commands;
 pub mod config;
+mod local;
+mod plugin;
 mod routes;
 pub mod runtime;
 mod signals;
 
 pub use commands::{PipelineCommand, UsersCommand};
 pub use config::{AppSchedule, DEFAULT_DATABASE_URL, PipelineSection, S3Section};
-pub use runtime::{Pipeline, PipelineHandler};
+pub use plugin::TradingPlugin;
+pub use runtime::Pipeline;
 
 use crate::audit::AuditEvent;
 use axum::http::StatusCode;
-use futures::future::BoxFuture;
-use sluice_server::{ApiError, App, AppState, Check, MenuEntry, RequestRecord};
+use sluice_server::{ApiError, App, AppState, MenuEntry, RequestRecord};
 use utoipa_axum::router::OpenApiRouter;
 
 /// The trading-alert application on its open [`Pipeline`].
@@ -109,22 +115,6 @@ impl App for TradingApp {
 
     fn is_public_path(&self, path: &str) -> bool {
         path.starts_with("/webhook/") || path.starts_with("/screenshots/")
-    }
-
-    /// Up means migrated too: an unmigrated database would answer every
-    /// pipeline route with a 500.
-    fn readiness(&self) -> BoxFuture<'_, Vec<Check>> {
-        Box::pin(async {
-            let state = match crate::db::pending_migrations(&self.pipeline.pool).await {
-                Ok(0) => "up",
-                Ok(_) => "not_migrated",
-                Err(_) => "down",
-            };
-            vec![Check {
-                name: "postgres".into(),
-                state: state.into(),
-            }]
-        })
     }
 
     fn records_requests(&self) -> bool {
