@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The plug-ins this binary links.
 fn linked_plugins() -> Vec<Box<dyn sluice_plugin::Plugin>> {
-    vec![Box::new(sluice_jobs::app::TradingPlugin)]
+    vec![Box::new(sluice_trading::plugin::TradingPlugin)]
 }
 
 #[tokio::main]

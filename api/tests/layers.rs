@@ -54,14 +54,14 @@ fn each_crate_depends_only_on_the_layers_below_it() {
         // The server knows no application: one plugs in as a `sluice_server::App`.
         ("server", &["sluice-engine", "sluice-dashboard"]),
         ("testkit", &["sluice-engine"]),
-        ("bench", &["sluice-engine", "sluice-jobs"]),
+        ("bench", &["sluice-engine", "sluice-trading"]),
         // The binary links the application (`main.rs` lists it) but names
         // it nowhere else (`the_binary_names_no_application`).
         (
             "api",
             &[
                 "sluice-engine",
-                "sluice-jobs",
+                "sluice-trading",
                 "sluice-dashboard",
                 "sluice-server",
                 "sluice-plugin",
@@ -190,13 +190,13 @@ fn only_the_engines_store_sends_redis_commands() {
     }
 }
 
-/// In the application, only its plug-in (`jobs/src/app/`) meets the server,
+/// In the application, only its plug-in (`jobs/src/plugin/`) meets the server,
 /// HTTP and the binary's plug-in traits: the handlers and the domain below
 /// them know none of them.
 #[test]
 fn only_the_applications_plug_in_knows_the_server() {
     for (file, code) in sources("jobs/src") {
-        if file.contains("jobs/src/app/") {
+        if file.contains("jobs/src/plugin/") {
             continue;
         }
         for needle in [
@@ -212,23 +212,23 @@ fn only_the_applications_plug_in_knows_the_server() {
 }
 
 /// The binary names no application: an application plugs in through the
-/// plug-in trait, and only `api/src/main.rs`'s list of linked plug-ins
+/// plug-in traits, and only `api/src/main.rs`'s list of linked plug-ins
 /// (`fn linked_plugins`) names one. Checked for the application this
-/// workspace links: its crate, its names and its queues (as literals).
+/// workspace links: its crate, its name and former names (as its plug-in
+/// gives them) and its queues (as literals).
 #[test]
 fn the_binary_names_no_application() {
+    use sluice_plugin::Plugin;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest: toml::Table =
         toml::from_str(&std::fs::read_to_string(root.join("jobs/Cargo.toml")).expect("manifest"))
             .expect("toml");
     let package = manifest["package"]["name"].as_str().expect("package name");
-    let mut needles = vec![
-        package.to_owned(),
-        package.replace('-', "_"),
-        "trading".to_owned(),
-        "pipeline".to_owned(),
-    ];
-    needles.extend(sluice_jobs::queues::ALL.iter().map(|q| format!("{q:?}")));
+    let plugin = sluice_trading::plugin::TradingPlugin;
+    let mut needles = vec![package.to_owned(), package.replace('-', "_")];
+    needles.push(plugin.name().to_owned());
+    needles.extend(plugin.former_names().iter().map(|n| n.to_string()));
+    needles.extend(sluice_trading::queues::ALL.iter().map(|q| format!("{q:?}")));
     for (file, code) in sources("api/src") {
         let code = if file.ends_with("api/src/main.rs") {
             // The composition root's one list, up to its closing brace.

@@ -1,4 +1,4 @@
-//! The trading-alert pipeline end to end, against the real Redis,
+//! The trading application end to end, against the real Redis,
 //! PostgreSQL and Chromium: a webhook POST becomes a signal row with a
 //! screenshot file; bad input gets the right answers and loses nothing.
 
@@ -13,18 +13,18 @@ use common::{Prefix, assert_error, call};
 use sluice::config::FileConfig;
 use sluice::plugins::Enabled;
 use sluice_engine::Shutdown;
-use sluice_jobs::app::{PipelineSection, TradingPlugin};
-use sluice_jobs::plan::Plan;
-use sluice_jobs::secrets::CookieCipher;
-use sluice_jobs::storage::LocalStore;
-use sluice_jobs::users;
 use sluice_testkit::{Persistence, RedisServer};
+use sluice_trading::plan::Plan;
+use sluice_trading::plugin::{TradingPlugin, TradingSection};
+use sluice_trading::secrets::CookieCipher;
+use sluice_trading::storage::LocalStore;
+use sluice_trading::users;
 
 /// Screenshot status, URL, price, exchange, symbol of a signal.
 type SignalRow = (String, Option<String>, String, Option<String>, String);
 
-fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> PipelineSection {
-    PipelineSection {
+fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> TradingSection {
+    TradingSection {
         database_url: Some(schema.db.url.clone()),
         database_schema: schema.db.schema.clone(),
         cookie_key: Some(CookieCipher::generate_key()),
@@ -35,7 +35,7 @@ fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> P
         retention_cron: String::new(),
         ingest_concurrency: 50,
         audit_concurrency: 50,
-        ..PipelineSection::default()
+        ..TradingSection::default()
     }
 }
 
@@ -74,7 +74,7 @@ struct TradingConfig {
     plugins: Enabled,
 }
 
-fn trading(section: PipelineSection) -> TradingConfig {
+fn trading(section: TradingSection) -> TradingConfig {
     let configured = TradingPlugin::configured(section).expect("a valid section");
     TradingConfig {
         file: FileConfig::default(),
@@ -90,7 +90,7 @@ async fn api(prefix: &Prefix, config: TradingConfig) -> axum::Router {
     sluice::server::router(state)
 }
 
-/// Workers for every pipeline queue, in this process, until the guard is
+/// Workers for every trading queue, in this process, until the guard is
 /// dropped.
 async fn start_workers(prefix: &Prefix, config: &TradingConfig) -> StopOnDrop {
     let client = prefix.client().await;
@@ -342,7 +342,7 @@ async fn webhook_refusals_and_unparseable_alerts() {
     let large = call(&app, Method::POST, &hook(""), None, Some(&big)).await;
     assert_error(&large, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
 
-    // An unparseable alert is still accepted (the sender cannot fix it).
+    // An unparseable message is still accepted (the sender cannot fix it).
     let junk = call(
         &app,
         Method::POST,
@@ -461,11 +461,11 @@ async fn webhook_refusals_and_unparseable_alerts() {
 async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
     let prefix = Prefix::new("pipe-pgdown");
     let pg = common::pg::PrivatePostgres::start();
-    let mut db = sluice_jobs::db::DbConfig::new(pg.url());
+    let mut db = sluice_trading::db::DbConfig::new(pg.url());
     db.max_connections = 4;
-    sluice_jobs::db::migrate(&db).await.expect("migrate");
+    sluice_trading::db::migrate(&db).await.expect("migrate");
     let shots = std::env::temp_dir().join(format!("sluice-shots-pgdown-{}", pg.port));
-    let section = PipelineSection {
+    let section = TradingSection {
         database_url: Some(pg.url()),
         database_schema: None,
         chart_url: "http://127.0.0.1:9/chart/{chart}".into(),
@@ -474,7 +474,7 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
         retention_cron: String::new(),
         ingest_concurrency: 20,
         audit_concurrency: 20,
-        ..PipelineSection::default()
+        ..TradingSection::default()
     };
     let file = trading(section);
     let pool = db.pool().expect("pool");
@@ -554,7 +554,7 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
     assert_eq!(ingest.stats().await.expect("stats").dead, 0);
 }
 
-/// A user whose alerts write a decimal comma has `1.234.567,89` read as
+/// A user whose messages write a decimal comma has `1.234.567,89` read as
 /// 1234567.89; for every other user that price is ambiguous and refused
 /// with the reason, never guessed.
 #[tokio::test]
@@ -729,19 +729,20 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
 
 /// A database the migrations have not reached is not ready: the probe
 /// says so (503, `not_migrated`) instead of answering 200 while every
-/// pipeline route fails with a 500; after `sluice migrate` it is ready.
+/// trading route fails with a 500; after `sluice trading migrate` it is
+/// ready.
 #[tokio::test]
 async fn an_unmigrated_database_is_not_ready() {
     let prefix = Prefix::new("pipe-unmigrated");
     let schema = sluice_testkit::PgSchema::new("unmigrated");
-    let mut db = sluice_jobs::db::DbConfig::new(common::pg::database_url());
+    let mut db = sluice_trading::db::DbConfig::new(common::pg::database_url());
     db.schema = Some(schema.name.clone());
-    let section = PipelineSection {
+    let section = TradingSection {
         database_url: Some(db.url.clone()),
         database_schema: db.schema.clone(),
         backup_cron: String::new(),
         retention_cron: String::new(),
-        ..PipelineSection::default()
+        ..TradingSection::default()
     };
     let file = trading(section);
     let app = api(&prefix, file).await;
@@ -755,7 +756,7 @@ async fn an_unmigrated_database_is_not_ready() {
     assert_eq!(ready.json["checks"]["postgres"], "not_migrated");
     assert_eq!(ready.json["checks"]["redis"], "up");
 
-    sluice_jobs::db::migrate(&db).await.expect("migrate");
+    sluice_trading::db::migrate(&db).await.expect("migrate");
     let ready = call(&app, Method::GET, "/health/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ready.json["checks"]["postgres"], "up");
@@ -763,9 +764,9 @@ async fn an_unmigrated_database_is_not_ready() {
 
 /// Values PostgreSQL refuses never reach the batch insert, and a batch that
 /// still fails on a data error is split so that only its offending job is
-/// buried: one poison alert of each kind (a NUL byte in a text field, a
+/// buried: one poison message of each kind (a NUL byte in a text field, a
 /// price of 10^20, a time before 4713 BC, and one that passes the parser
-/// but breaks a constraint of the table) among 50 good alerts of other
+/// but breaks a constraint of the table) among 50 good messages of other
 /// users. The 50 are stored on the first try; only the poison is buried.
 #[tokio::test]
 async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
@@ -828,7 +829,7 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     let _stop = start_workers(&prefix, &file).await;
     let client = prefix.client().await;
     let ingest = client.queue("ingest").await.expect("queue");
-    let stats = eventually("every alert settled", Duration::from_secs(30), || {
+    let stats = eventually("every message settled", Duration::from_secs(30), || {
         let ingest = ingest.clone();
         async move {
             let s = ingest.stats().await.expect("stats");
@@ -836,7 +837,7 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
         }
     })
     .await;
-    // Nothing was tried twice: the good alerts were stored on the first try.
+    // Nothing was tried twice: the good messages were stored on the first try.
     assert_eq!(stats.retried_total, 0, "{stats:?}");
     let count = |user: Option<i64>| {
         let pool = pool.clone();
@@ -874,17 +875,17 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     reasons.sort();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
-        reasons[0].contains("cannot store this alert") && reasons[0].contains("no_poison"),
+        reasons[0].contains("cannot store this message") && reasons[0].contains("no_poison"),
         "{reasons:?}"
     );
     assert!(reasons[1].contains("too large"), "{reasons:?}");
 }
 
-/// The pipeline's own queues take no job from the API: a producer key
+/// The trading application's own queues take no job from the API: a producer key
 /// could otherwise forge signals (`ingest`), audit rows (`audit`), or
 /// captures with other users' TradingView sessions (`screenshot`).
 #[tokio::test]
-async fn the_pipelines_queues_take_no_job_from_the_api() {
+async fn the_trading_queues_take_no_job_from_the_api() {
     let prefix = Prefix::new("pipe-reserved");
     let schema = TestSchema::new("reserved").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));

@@ -178,6 +178,11 @@ impl Section {
         }
     }
 
+    /// Whether the section sets `key` (to warn of a renamed key).
+    pub fn has_key(&self, key: &str) -> bool {
+        self.table.as_ref().and_then(|t| t.get(key)).is_some()
+    }
+
     /// The environment variable `name`, when set and not empty (empty
     /// means unset, as everywhere in Sluice).
     pub fn var(&self, name: &str) -> Option<String> {
@@ -240,6 +245,7 @@ mod tests {
             .parse::<Settings>()
             .expect_err("unknown key");
         assert!(err.to_string().contains("ulr"), "{err}");
+        assert!(present.has_key("url") && !present.has_key("ulr"));
         assert_eq!(present.var("SET").as_deref(), Some("v"));
         assert_eq!(present.var("EMPTY"), None);
         assert_eq!(present.var("UNSET"), None);

@@ -1,6 +1,6 @@
 //! [`App`]: an application plugged into the server. The server serves
-//! queues; an application built on them (the trading-alert pipeline is the
-//! worked example, in `sluice-jobs`) adds its own JSON routes, dashboard
+//! queues; an application built on them (the trading application is the
+//! worked example, in `sluice-trading`) adds its own JSON routes, dashboard
 //! pages and a look at every request, without the server knowing what it
 //! is. Its dependencies' health reaches the server as [`HealthCheck`]s
 //! (in [`ServerSettings`](crate::ServerSettings)), which the binary's alert

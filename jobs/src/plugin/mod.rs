@@ -1,4 +1,4 @@
-//! The trading-alert application as a plug-in of Sluice: the worked
+//! The trading application as a plug-in of Sluice: the worked
 //! example of building on the engine and the server.
 //!
 //! - `plugin`: [`TradingPlugin`], what the `sluice` binary links (a
@@ -17,34 +17,34 @@
 
 pub mod commands;
 pub mod config;
+mod linked;
 mod local;
-mod plugin;
 mod routes;
 pub mod runtime;
 mod signals;
 
-pub use commands::{PipelineCommand, UsersCommand};
-pub use config::{AppSchedule, DEFAULT_DATABASE_URL, PipelineSection, S3Section};
-pub use plugin::TradingPlugin;
-pub use runtime::Pipeline;
+pub use commands::{TradingCommand, UsersCommand};
+pub use config::{DEFAULT_DATABASE_URL, S3Section, TradingSchedule, TradingSection};
+pub use linked::TradingPlugin;
+pub use runtime::TradingRuntime;
 
 use crate::audit::AuditEvent;
 use axum::http::StatusCode;
 use sluice_server::{ApiError, App, AppState, MenuEntry, RequestRecord};
 use utoipa_axum::router::OpenApiRouter;
 
-/// The trading-alert application on its open [`Pipeline`].
+/// The trading application on its open [`TradingRuntime`].
 #[derive(Debug, Clone)]
 pub struct TradingApp {
-    pipeline: Pipeline,
+    runtime: TradingRuntime,
     anonymous: std::sync::Arc<AnonymousRefusals>,
 }
 
 impl TradingApp {
-    /// The application of `pipeline`.
-    pub fn new(pipeline: Pipeline) -> Self {
+    /// The application on `runtime`.
+    pub fn new(runtime: TradingRuntime) -> Self {
         Self {
-            pipeline,
+            runtime,
             anonymous: std::sync::Arc::new(AnonymousRefusals::default()),
         }
     }
@@ -84,7 +84,7 @@ impl AnonymousRefusals {
 
 impl App for TradingApp {
     fn routes(&self) -> OpenApiRouter<AppState> {
-        routes::routes(self.pipeline.clone())
+        routes::routes(self.runtime.clone())
     }
 
     fn pages(&self) -> axum::Router<AppState> {
@@ -92,7 +92,7 @@ impl App for TradingApp {
         axum::Router::new()
             .route("/dashboard/signals", get(signals::signals))
             .route("/dashboard/live/signals", get(signals::signals_live))
-            .layer(axum::Extension(self.pipeline.clone()))
+            .layer(axum::Extension(self.runtime.clone()))
     }
 
     fn menu(&self) -> Vec<MenuEntry> {
@@ -105,7 +105,7 @@ impl App for TradingApp {
 
     /// Webhooks carry their token in the path; screenshots are named by an
     /// unguessable content hash.
-    /// The pipeline's queues: an ingest job names its user, a screenshot
+    /// The application's queues: an ingest job names its user, a screenshot
     /// job opens a user's TradingView session, an audit job is a row of
     /// the audit log. Only the webhook, the schedules and the workers
     /// enqueue there.
@@ -118,14 +118,14 @@ impl App for TradingApp {
     }
 
     fn records_requests(&self) -> bool {
-        self.pipeline.audit.is_some()
+        self.runtime.audit.is_some()
     }
 
     /// Every request becomes an audit event (who, what, when, outcome,
     /// source address, latency) on the `audit` queue. Screenshot downloads
     /// are not audited: they are noise, not actions.
     fn record(&self, request: RequestRecord) {
-        let Some(sink) = &self.pipeline.audit else {
+        let Some(sink) = &self.runtime.audit else {
             return;
         };
         if request.path.starts_with("/screenshots/") {

@@ -1,4 +1,4 @@
-//! [`TradingPlugin`]: the trading-alert application as the `sluice` binary
+//! [`TradingPlugin`]: the trading application as the `sluice` binary
 //! links it. Its one name, `trading`, is its config section (`[trading]`)
 //! and its command (`sluice trading ...`); the names it had before
 //! (`[pipeline]`, and its commands at the top level, `sluice migrate` and
@@ -14,9 +14,9 @@ use sluice_plugin::{
     CommandContext, ConfiguredPlugin, Plugin, PluginQueue, PluginRuntime, Section,
 };
 
-use super::commands::{self, PipelineCommand};
-use super::config::PipelineSection;
-use super::runtime::Pipeline;
+use super::commands::{self, TradingCommand};
+use super::config::TradingSection;
+use super::runtime::TradingRuntime;
 use crate::queues;
 
 /// The application's one name.
@@ -25,14 +25,14 @@ pub const NAME: &str = "trading";
 /// What its section was called before.
 const FORMER_NAMES: &[&str] = &["pipeline"];
 
-/// The trading-alert application, as the `sluice` binary links it.
+/// The trading application, as the `sluice` binary links it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TradingPlugin;
 
 impl TradingPlugin {
     /// The plug-in turned on with `settings` (checked here), as
     /// [`Plugin::configure`] turns it on from the config file.
-    pub fn configured(settings: PipelineSection) -> anyhow::Result<Arc<dyn ConfiguredPlugin>> {
+    pub fn configured(settings: TradingSection) -> anyhow::Result<Arc<dyn ConfiguredPlugin>> {
         settings.validate()?;
         let schedules = settings
             .schedules()
@@ -58,9 +58,9 @@ impl Plugin for TradingPlugin {
     /// `sluice trading <command>`, and each command at the top level as it
     /// was before (hidden from `--help`).
     fn commands(&self) -> Vec<clap::Command> {
-        let trading = PipelineCommand::augment_subcommands(
+        let trading = TradingCommand::augment_subcommands(
             clap::Command::new(NAME)
-                .about("The trading-alert application: its database, users and backups")
+                .about("The trading application: its database, users and backups")
                 .subcommand_required(true)
                 .arg_required_else_help(true),
         );
@@ -79,14 +79,14 @@ impl Plugin for TradingPlugin {
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let command = match matches.subcommand() {
-                Some((NAME, own)) => PipelineCommand::from_arg_matches(own)?,
+                Some((NAME, own)) => TradingCommand::from_arg_matches(own)?,
                 Some((former, _)) => {
                     tracing::warn!("`sluice {former}` is deprecated: use `sluice {NAME} {former}`");
-                    PipelineCommand::from_arg_matches(matches)?
+                    TradingCommand::from_arg_matches(matches)?
                 }
                 None => bail!("no {NAME} command given"),
             };
-            let settings = PipelineSection::from_section(section)?;
+            let settings = TradingSection::from_section(section)?;
             commands::run(command, context.json, &settings, context.redis).await
         })
     }
@@ -95,7 +95,7 @@ impl Plugin for TradingPlugin {
         if !section.is_present() {
             return Ok(None);
         }
-        let settings = PipelineSection::from_section(section)?;
+        let settings = TradingSection::from_section(section)?;
         Self::configured(settings).map(Some)
     }
 }
@@ -103,7 +103,7 @@ impl Plugin for TradingPlugin {
 /// The application turned on by its section.
 #[derive(Debug)]
 struct ConfiguredTrading {
-    settings: PipelineSection,
+    settings: TradingSection,
     schedules: Vec<CronSchedule>,
 }
 
@@ -133,7 +133,8 @@ impl ConfiguredPlugin for ConfiguredTrading {
     }
 
     fn open(&self, client: &Client) -> anyhow::Result<Arc<dyn PluginRuntime>> {
-        let pipeline = Pipeline::open(&self.settings, client).context("cannot open trading")?;
-        Ok(Arc::new(pipeline))
+        let runtime =
+            TradingRuntime::open(&self.settings, client).context("cannot open trading")?;
+        Ok(Arc::new(runtime))
     }
 }

@@ -1,10 +1,10 @@
-//! The trading-alert pipeline's runtime, shared by the API, the workers and
+//! The trading application's runtime, shared by the API, the workers and
 //! the alert rules of a process (database pools, webhook gate, audit sink,
 //! screenshot store): the plug-in's [`PluginRuntime`], which adds the
 //! handlers of its queues to the process's registry, gives the server its
 //! [`TradingApp`](super::TradingApp) and PostgreSQL's health check.
 //!
-//! Without a `[pipeline]` section none of it runs: no webhook route, no
+//! Without a `[trading]` section none of it runs: no webhook route, no
 //! audit events, no PostgreSQL.
 
 use std::sync::Arc;
@@ -27,13 +27,13 @@ use sluice_engine::{Batched, BoxedHandler, BreakerConfig, Client, Handlers, Type
 use sluice_plugin::{App, HandledQueue, HealthCheck, HealthState, PluginRuntime};
 use sqlx::PgPool;
 
-use super::config::PipelineSection;
+use super::config::TradingSection;
 
 /// What the API and the workers of one process share.
 #[derive(Debug, Clone)]
-pub struct Pipeline {
+pub struct TradingRuntime {
     /// The settings.
-    pub section: Arc<PipelineSection>,
+    pub section: Arc<TradingSection>,
     /// Rows that jobs settle (full durability).
     pub pool: PgPool,
     /// The webhook's token checks and quota counts.
@@ -46,10 +46,10 @@ pub struct Pipeline {
     pub client: Client,
 }
 
-impl Pipeline {
+impl TradingRuntime {
     /// Open the pools (lazily: PostgreSQL may be down) and start the audit
     /// sink.
-    pub fn open(section: &PipelineSection, client: &Client) -> anyhow::Result<Self> {
+    pub fn open(section: &TradingSection, client: &Client) -> anyhow::Result<Self> {
         let db = section.db();
         let pool = db.pool()?;
         let fast = DbConfig {
@@ -74,7 +74,7 @@ impl Pipeline {
         })
     }
 
-    /// The built-in handler of a pipeline queue, its dependency (PostgreSQL
+    /// The built-in handler of a trading queue, its dependency (PostgreSQL
     /// for ingest and audit, the chart host for screenshots) under a
     /// circuit breaker with `breaker` settings, when given. `ingest` and
     /// `audit` take batches.
@@ -129,7 +129,7 @@ impl Pipeline {
                 if let Some(config) = breaker {
                     let name =
                         ScreenshotHandler::breaker_name(&s.chart_url).with_context(|| {
-                            format!("pipeline.chart_url {:?} has no host", s.chart_url)
+                            format!("trading.chart_url {:?} has no host", s.chart_url)
                         })?;
                     h = h.with_breaker(self.client.breaker(&name, config).await?);
                 }
@@ -168,7 +168,7 @@ impl Pipeline {
     }
 }
 
-impl PluginRuntime for Pipeline {
+impl PluginRuntime for TradingRuntime {
     fn add_handlers<'a>(
         &'a self,
         handlers: &'a mut Handlers,
@@ -179,7 +179,7 @@ impl PluginRuntime for Pipeline {
                 let handler = self
                     .handler(&queue.name, queue.breaker)
                     .await?
-                    .with_context(|| format!("{} is not a queue of the pipeline", queue.name))?;
+                    .with_context(|| format!("{} is not a queue of trading", queue.name))?;
                 handlers.add(&queue.name, handler)?;
             }
             Ok(())
@@ -198,7 +198,7 @@ impl PluginRuntime for Pipeline {
 }
 
 /// PostgreSQL's health: up means migrated too, since an unmigrated
-/// database would answer every pipeline route with a 500. Its round trips
+/// database would answer every trading route with a 500. Its round trips
 /// are the handlers' writes, recorded in the engine's `db` series.
 #[derive(Debug)]
 struct PostgresCheck {
