@@ -162,7 +162,8 @@ pub struct ParseOptions {
     /// (`1.234.567,89`). Off (the default): a decimal point and commas
     /// between thousands (`1,234,567.89`).
     pub decimal_comma: bool,
-    /// Labels besides [`LABELS`], folded, each naming a field.
+    /// Labels besides the built-in ones (`LABELS`), folded, each naming a
+    /// field.
     pub aliases: Vec<(String, MessageField)>,
 }
 
