@@ -170,7 +170,8 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct WorkArgs {
     /// A queue to serve, as NAME or NAME:CONCURRENCY; repeat for more
-    /// [default: every configured queue with a url].
+    /// [default: every configured queue with a url, and the plug-ins'
+    /// queues].
     #[arg(
         long = "queue",
         value_name = "NAME[:CONCURRENCY]",
