@@ -10,7 +10,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
 COPY deploy/sluice/sluice.toml /etc/sluice/sluice.toml
-# The screenshots and backups (pipeline.screenshots_dir, backups_dir), owned
+# The screenshots and backups (trading.screenshots_dir, backups_dir), owned
 # by the user the process runs as, readable by no one else.
 RUN mkdir -p /var/lib/sluice/screenshots /var/lib/sluice/backups \
  && chown -R nobody:nogroup /var/lib/sluice \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # API conformance: schemathesis (every check, every phase) against a live
-# `sluice serve` with the pipeline, driven by the OpenAPI document that
+# `sluice serve` with the trading application, driven by the OpenAPI document that
 # server serves: once with an admin API key, once open (no keys, where the
 # origin guard decides). Any finding fails. Usage:
 #   scripts/check-openapi.sh path/to/sluice [redis-url] [max-examples]
@@ -40,7 +40,7 @@ kind = "queue_depth"
 queue = "plain"
 threshold = 1000.0
 
-[pipeline]
+[trading]
 database_url = "postgres://postgres@127.0.0.1:5432/postgres"
 database_schema = "$tag"
 public_url = "http://127.0.0.1:$port"

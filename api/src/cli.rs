@@ -1,18 +1,40 @@
 //! The command line. Every global flag can also come from an environment
-//! variable or the config file.
+//! variable or the config file. The linked plug-ins add their commands
+//! ([`command`]).
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-pub use sluice_jobs::app::{PipelineCommand, UsersCommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::plugins::Linked;
 
 /// Sluice: a durable job queue on Redis Streams. `sluice up` runs the
 /// HTTP API, the dashboard and workers on one machine; the other commands
 /// enqueue jobs and operate queues, dead letters and schedules.
-// `Debug` by hand: the Redis URL may hold a password.
-#[derive(Parser)]
+#[derive(Debug, Parser)]
 #[command(name = "sluice", version)]
 pub struct Cli {
+    /// The flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command line's grammar: the binary's commands and the linked
+/// plug-ins'.
+pub fn command(plugins: &Linked) -> clap::Command {
+    plugins
+        .commands()
+        .into_iter()
+        .fold(Cli::command(), clap::Command::subcommand)
+}
+
+/// The flags every command takes, a plug-in's too.
+// `Debug` by hand: the Redis URL may hold a password.
+#[derive(Args)]
+pub struct GlobalArgs {
     /// TOML config file.
     #[arg(long, global = true, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -29,14 +51,11 @@ pub struct Cli {
     /// Log format [default: human].
     #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum)]
     pub log_format: Option<crate::config::LogFormat>,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
 }
 
-impl std::fmt::Debug for Cli {
+impl std::fmt::Debug for GlobalArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cli")
+        f.debug_struct("GlobalArgs")
             .field("config", &self.config)
             .field(
                 "redis_url",
@@ -45,15 +64,15 @@ impl std::fmt::Debug for Cli {
             .field("prefix", &self.prefix)
             .field("json", &self.json)
             .field("log_format", &self.log_format)
-            .field("command", &self.command)
             .finish()
     }
 }
 
-/// The subcommands, in groups that each have one runner: the command line
-/// shows them as one flat list, and `main` dispatches over the groups with
-/// one exhaustive match (a command added to a group its runner does not
-/// handle fails to compile, not at run time).
+/// The binary's subcommands, in groups that each have one runner: the
+/// command line shows them as one flat list, and `entry` dispatches over
+/// the groups with one exhaustive match (a command added to a group its
+/// runner does not handle fails to compile, not at run time). A plug-in's
+/// commands are its own (`plugins`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     #[command(flatten)]
@@ -63,8 +82,6 @@ pub enum Command {
     /// API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-    #[command(flatten)]
-    Pipeline(PipelineCommand),
 }
 
 impl Command {
@@ -153,7 +170,8 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct WorkArgs {
     /// A queue to serve, as NAME or NAME:CONCURRENCY; repeat for more
-    /// [default: every configured queue with a url].
+    /// [default: every configured queue with a url, and the plug-ins'
+    /// queues].
     #[arg(
         long = "queue",
         value_name = "NAME[:CONCURRENCY]",

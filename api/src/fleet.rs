@@ -1,19 +1,18 @@
 //! A worker process: which queues it serves and what runs their jobs (HTTP
-//! delivery for queues with a `url`, the pipeline's handlers), handed to
-//! the engine's `Fleet`, which runs them under one worker id with a
-//! heartbeat and a graceful stop.
+//! delivery for queues with a `url`, a plug-in's handlers for its queues),
+//! registered by queue name in the engine's `Handlers` and handed to the
+//! engine's `Fleet`, which runs them under one worker id with a heartbeat
+//! and a graceful stop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sluice_engine::{
-    Client, Fleet, HandlerError, Job, Outcome, Runner, Shutdown, Typed, WorkerConfig, run_each,
-};
+use sluice_engine::{Client, Fleet, Handlers, Shutdown, Typed, WorkerConfig};
+use sluice_plugin::HandledQueue;
 
 use crate::config::{FileConfig, QueueSection, RateLimitSetting};
 use crate::delivery::HttpDelivery;
-use crate::pipeline::{Pipeline, PipelineHandler};
+use crate::plugins::{Enabled, Opened};
 
 /// Default HTTP delivery timeout.
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,19 +50,19 @@ impl std::str::FromStr for Served {
 }
 
 /// Which queues a process serves: those named, or every configured queue
-/// that has a handler (a `url`, or a pipeline queue when `[pipeline]` is
-/// configured).
-pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueSection, usize)>> {
-    let pipeline = file.pipeline.as_ref();
-    let is_pipeline_queue =
-        |name: &str| pipeline.is_some() && sluice_jobs::queues::ALL.contains(&name);
+/// that has a handler (a `url`) and every plug-in's queue.
+pub fn select(
+    file: &FileConfig,
+    plugins: &Enabled,
+    named: &[Served],
+) -> anyhow::Result<Vec<(QueueSection, usize)>> {
+    let plugin_queues = plugins.queues();
+    let plugin_queue = |name: &str| plugin_queues.iter().find(|q| q.name == name);
     let section_of = |name: &str| -> Option<QueueSection> {
-        match (file.queue(name), pipeline) {
+        match (file.queue(name), plugin_queue(name)) {
             (Some(s), _) => Some(s.clone()),
-            (None, Some(p)) if is_pipeline_queue(name) => {
-                Some(QueueSection::named(name, p.concurrency(name)))
-            }
-            _ => None,
+            (None, Some(q)) => Some(QueueSection::named(name, q.concurrency)),
+            (None, None) => None,
         }
     };
     let mut out = Vec::new();
@@ -71,12 +70,10 @@ pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueS
         for q in file.queues.iter().filter(|q| q.url.is_some()) {
             out.push((q.clone(), q.concurrency));
         }
-        if pipeline.is_some() {
-            for name in sluice_jobs::queues::ALL {
-                if let Some(section) = section_of(name).filter(|s| s.url.is_none()) {
-                    let n = section.concurrency;
-                    out.push((section, n));
-                }
+        for q in &plugin_queues {
+            if let Some(section) = section_of(&q.name).filter(|s| s.url.is_none()) {
+                let n = section.concurrency;
+                out.push((section, n));
             }
         }
         return Ok(out);
@@ -88,7 +85,7 @@ pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueS
                 s.queue
             );
         };
-        if section.url.is_none() && !is_pipeline_queue(&s.queue) {
+        if section.url.is_none() && plugin_queue(&s.queue).is_none() {
             bail!(
                 "queue {} has no handler: set its `url` in the config",
                 s.queue
@@ -101,30 +98,32 @@ pub fn select(file: &FileConfig, named: &[Served]) -> anyhow::Result<Vec<(QueueS
 }
 
 /// Run workers for `queues` until `stop`, under one worker id with a
-/// heartbeat (the engine's [`Fleet`]). Returns when every worker has
-/// stopped.
+/// heartbeat (the engine's [`Fleet`]): HTTP delivery for a queue with a
+/// `url`, its plug-in's handler for any other. Returns when every worker
+/// has stopped.
 pub async fn run(
     client: Client,
     file: &FileConfig,
-    pipeline: Option<&Pipeline>,
+    plugins: &Opened,
     queues: Vec<(QueueSection, usize)>,
     stop: Shutdown,
 ) -> anyhow::Result<()> {
     if queues.is_empty() {
         bail!("no queue to work on: name one with --queue, or configure [[queues]] with a url");
     }
+    let handlers = handlers(&client, plugins, &queues).await?;
     let grace = Duration::from_secs(file.worker.shutdown_grace_secs);
     let mut fleet =
         Fleet::new(client.clone()).heartbeat_every(Duration::from_secs(file.worker.heartbeat_secs));
     for (section, concurrency) in queues {
         let config = WorkerConfig {
             concurrency,
-            // Batch writers (ingest, audit) want whole batches per claim.
+            // Batch writers (a plug-in's bulk inserts) want whole batches
+            // per claim.
             batch_size: concurrency.clamp(1, 500),
             shutdown_grace: grace,
             ..WorkerConfig::default()
         };
-        let handler = handler(&client, pipeline, &section, concurrency).await?;
         let handle = match section.partitions {
             Some(n) => {
                 client
@@ -144,7 +143,7 @@ pub async fn run(
             RateLimitSetting::Remove => handle.set_rate_limit(None).await?,
             RateLimitSetting::Keep => {}
         }
-        fleet.serve(handle, handler, config);
+        fleet.serve_registered(&handlers, handle, config)?;
     }
     let id = fleet.id().to_owned();
     fleet
@@ -154,62 +153,53 @@ pub async fn run(
     Ok(())
 }
 
-/// What runs `section`'s jobs: HTTP delivery to its `url`, or the
-/// pipeline's handler for a pipeline queue.
-async fn handler(
+/// The handler of each of `queues`: HTTP delivery to its `url`, or what
+/// its plug-in adds.
+async fn handlers(
     client: &Client,
-    pipeline: Option<&Pipeline>,
+    plugins: &Opened,
+    queues: &[(QueueSection, usize)],
+) -> anyhow::Result<Handlers> {
+    let mut handlers = Handlers::new();
+    let mut handled = Vec::new();
+    for (section, concurrency) in queues {
+        match &section.url {
+            Some(url) => {
+                tracing::info!(queue = %section.name, concurrency, target = %sluice_engine::redact_url(url), "serving queue");
+                let delivery = delivery(client, section, url).await?;
+                handlers.add(&section.name, Typed(delivery))?;
+            }
+            None => {
+                tracing::info!(queue = %section.name, concurrency, "serving a plug-in's queue");
+                handled.push(HandledQueue {
+                    name: section.name.clone(),
+                    breaker: section.breaker.config(),
+                });
+            }
+        }
+    }
+    plugins.add_handlers(&mut handlers, &handled).await?;
+    Ok(handlers)
+}
+
+/// HTTP delivery of `section`'s jobs to `url`, behind the breaker of its
+/// host unless turned off.
+async fn delivery(
+    client: &Client,
     section: &QueueSection,
-    concurrency: usize,
-) -> anyhow::Result<QueueHandler> {
-    Ok(match (&section.url, pipeline) {
-        (Some(url), _) => {
-            let timeout = section
-                .timeout_ms
-                .map(Duration::from_millis)
-                .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
-            tracing::info!(queue = %section.name, concurrency, target = %sluice_engine::redact_url(url), "serving queue");
-            let mut delivery = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
-            if let Some(config) = section.breaker.config() {
-                let name = sluice_engine::target_breaker_name(url).with_context(|| {
-                    format!("queue {}: no breaker name for {url}", section.name)
-                })?;
-                delivery = delivery.with_breaker(client.breakers().get(&name, config).await?);
-            }
-            QueueHandler::Http(Box::new(Typed(delivery)))
-        }
-        (None, Some(p)) => match p.handler(&section.name, section.breaker.config()).await? {
-            Some(h) => {
-                tracing::info!(queue = %section.name, concurrency, "serving pipeline queue");
-                QueueHandler::Pipeline(Arc::new(h))
-            }
-            None => bail!("queue {} has no handler", section.name),
-        },
-        (None, None) => bail!("queue {} has no handler", section.name),
-    })
-}
-
-/// What runs a queue's jobs: HTTP delivery or a pipeline handler.
-#[derive(Debug)]
-enum QueueHandler {
-    Http(Box<Typed<HttpDelivery>>),
-    Pipeline(Arc<PipelineHandler>),
-}
-
-impl Runner for QueueHandler {
-    fn max_batch(&self) -> usize {
-        match self {
-            QueueHandler::Http(_) => 1,
-            QueueHandler::Pipeline(h) => h.max_batch(),
-        }
+    url: &str,
+) -> anyhow::Result<HttpDelivery> {
+    let timeout = section
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_DELIVERY_TIMEOUT);
+    let mut delivery = HttpDelivery::new(url, section.secret.as_deref(), timeout)?;
+    if let Some(config) = section.breaker.config() {
+        let name = sluice_engine::target_breaker_name(url)
+            .with_context(|| format!("queue {}: no breaker name for {url}", section.name))?;
+        delivery = delivery.with_breaker(client.breakers().get(&name, config).await?);
     }
-
-    async fn run(self: Arc<Self>, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
-        match &*self {
-            QueueHandler::Http(h) => run_each(h.as_ref(), jobs).await,
-            QueueHandler::Pipeline(h) => h.clone().run(jobs).await,
-        }
-    }
+    Ok(delivery)
 }
 
 #[cfg(test)]

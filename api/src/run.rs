@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::{ServeArgs, UpArgs, WorkArgs};
 use crate::config::{DEFAULT_LISTEN, FileConfig, Settings};
-use crate::pipeline::Pipeline;
+use crate::plugins::{Enabled, Opened};
 use crate::server::install_recorder;
 
 /// Where `sluice up` keeps data by default.
@@ -43,9 +43,10 @@ fn spawn_schedules(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     client: &Client,
     file: &FileConfig,
+    plugins: &Enabled,
     stop: &Shutdown,
 ) -> anyhow::Result<()> {
-    let schedules = crate::schedules::load(&file.all_schedules())?;
+    let schedules = crate::schedules::all(file, plugins)?;
     if schedules.is_empty() {
         return Ok(());
     }
@@ -77,18 +78,11 @@ async fn join_all(
     first_error.map_or(Ok(()), Err)
 }
 
-/// The pipeline's runtime when `[pipeline]` is configured.
-fn pipeline(client: &Client, file: &FileConfig) -> anyhow::Result<Option<Pipeline>> {
-    file.pipeline
-        .as_ref()
-        .map(|p| Pipeline::open(p, client))
-        .transpose()
-}
-
 /// `sluice serve`.
 pub async fn serve(
     settings: Settings,
     mut file: FileConfig,
+    plugins: Enabled,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
     file.api.insecure_open |= args.insecure_open;
@@ -97,28 +91,32 @@ pub async fn serve(
     file.api.check_safe(addr)?;
     install_recorder();
     let client = client(&settings)?;
-    let stop = crate::signals::stop_on_signals()?;
+    let stop = crate::termination::stop_on_sigterm()?;
     let mut tasks = JoinSet::new();
     if !args.no_schedules {
-        spawn_schedules(&mut tasks, &client, &file, &stop)?;
+        spawn_schedules(&mut tasks, &client, &file, &plugins, &stop)?;
     }
-    let pipeline = pipeline(&client, &file)?;
-    let pool = pipeline.as_ref().map(|p| p.pool.clone());
-    crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
-    let state = crate::server::state_with_pipeline(client, &file, pipeline)?;
+    let plugins = plugins.open(&client)?;
+    crate::alerts::spawn(&mut tasks, &client, &file, plugins.health_checks(), &stop)?;
+    let state = crate::server::state(client, &file, &plugins)?;
     tasks.spawn(crate::server::serve(state, addr, stop.clone()));
     join_all(tasks, Some(&stop)).await
 }
 
 /// `sluice work`.
-pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyhow::Result<()> {
+pub async fn work(
+    settings: Settings,
+    file: FileConfig,
+    plugins: Enabled,
+    args: WorkArgs,
+) -> anyhow::Result<()> {
     install_recorder();
-    let queues = crate::fleet::select(&file, &args.queues)?;
+    let queues = crate::fleet::select(&file, &plugins, &args.queues)?;
     let client = client(&settings)?;
-    let stop = crate::signals::stop_on_signals()?;
+    let stop = crate::termination::stop_on_sigterm()?;
     let mut tasks = JoinSet::new();
     if !args.no_schedules {
-        spawn_schedules(&mut tasks, &client, &file, &stop)?;
+        spawn_schedules(&mut tasks, &client, &file, &plugins, &stop)?;
     }
     if let Some(addr) = args.metrics_listen {
         tasks.spawn(crate::server::serve_local_metrics(
@@ -127,17 +125,22 @@ pub async fn work(settings: Settings, file: FileConfig, args: WorkArgs) -> anyho
             stop.clone(),
         ));
     }
-    let pipeline = pipeline(&client, &file)?;
-    let pool = pipeline.as_ref().map(|p| p.pool.clone());
-    crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
+    let plugins = plugins.open(&client)?;
+    crate::alerts::spawn(&mut tasks, &client, &file, plugins.health_checks(), &stop)?;
     let file = std::sync::Arc::new(file);
     let (c, f, s) = (client.clone(), file.clone(), stop.clone());
-    tasks.spawn(async move { crate::fleet::run(c, &f, pipeline.as_ref(), queues, s).await });
+    tasks.spawn(async move { crate::fleet::run(c, &f, &plugins, queues, s).await });
     join_all(tasks, Some(&stop)).await
 }
 
-/// `sluice up`.
-pub async fn up(settings: Settings, mut file: FileConfig, args: UpArgs) -> anyhow::Result<()> {
+/// `sluice up`: before anything starts, a private Redis when none answers
+/// and the plug-ins' start-up work (their databases, migrations).
+pub async fn up(
+    settings: Settings,
+    mut file: FileConfig,
+    plugins: Enabled,
+    args: UpArgs,
+) -> anyhow::Result<()> {
     file.api.insecure_open |= args.insecure_open;
     file.api.check_safe(listen_addr(args.listen, &file)?)?;
     install_recorder();
@@ -146,15 +149,10 @@ pub async fn up(settings: Settings, mut file: FileConfig, args: UpArgs) -> anyho
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let local = crate::local::ensure_redis(&settings.redis_url, &data_dir).await?;
-    if let Some(p) = &file.pipeline {
-        let db = p.db();
-        crate::local::ensure_postgres(&db.url).await?;
-        sluice_jobs::db::migrate(&db)
-            .await
-            .context("cannot apply the database migrations")?;
-        eprintln!("sluice: database migrations applied");
-    }
-    let result = up_with_redis(settings, file, args.listen).await;
+    let result = match plugins.start_up().await {
+        Ok(()) => up_with_redis(settings, file, plugins, args.listen).await,
+        Err(e) => Err(e),
+    };
     if let Some(redis) = local {
         redis.stop().await;
     }
@@ -164,25 +162,25 @@ pub async fn up(settings: Settings, mut file: FileConfig, args: UpArgs) -> anyho
 async fn up_with_redis(
     settings: Settings,
     file: FileConfig,
+    plugins: Enabled,
     listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<()> {
     let client = client(&settings)?;
     let addr = listen_addr(listen, &file)?;
-    let queues = crate::fleet::select(&file, &[])?;
-    let stop = crate::signals::stop_on_signals()?;
+    let queues = crate::fleet::select(&file, &plugins, &[])?;
+    let stop = crate::termination::stop_on_sigterm()?;
     let mut tasks = JoinSet::new();
-    spawn_schedules(&mut tasks, &client, &file, &stop)?;
-    let pipeline = pipeline(&client, &file)?;
-    let pool = pipeline.as_ref().map(|p| p.pool.clone());
-    crate::alerts::spawn(&mut tasks, &client, &file, pool, &stop)?;
+    spawn_schedules(&mut tasks, &client, &file, &plugins, &stop)?;
+    let plugins: Opened = plugins.open(&client)?;
+    crate::alerts::spawn(&mut tasks, &client, &file, plugins.health_checks(), &stop)?;
     if queues.is_empty() {
         tracing::warn!("no [[queues]] with a url configured: running the API without workers");
     } else {
         let file = std::sync::Arc::new(file.clone());
-        let (c, s, p) = (client.clone(), stop.clone(), pipeline.clone());
-        tasks.spawn(async move { crate::fleet::run(c, &file, p.as_ref(), queues, s).await });
+        let (c, s, p) = (client.clone(), stop.clone(), plugins.clone());
+        tasks.spawn(async move { crate::fleet::run(c, &file, &p, queues, s).await });
     }
-    let state = crate::server::state_with_pipeline(client, &file, pipeline)?;
+    let state = crate::server::state(client, &file, &plugins)?;
     eprintln!(
         "sluice: API on http://{addr}/ (health: /health, metrics: /metrics, OpenAPI: /api/openapi.json)"
     );

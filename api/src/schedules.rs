@@ -1,14 +1,22 @@
 //! Cron schedules from the config: each `[[schedules]]` entry becomes the
-//! engine's [`CronSchedule`] (one job per tick, once across the fleet). The
-//! server shows them as they are.
+//! engine's [`CronSchedule`] (one job per tick, once across the fleet), and
+//! the plug-ins add theirs. The server shows them as they are.
 
 use sluice_engine::{Client, CronSchedule, Scheduler, Shutdown};
 
-use crate::config::ScheduleSection;
+use crate::config::{FileConfig, ScheduleSection};
+use crate::plugins::Enabled;
 
 /// Every configured schedule, checked.
 pub fn load(sections: &[ScheduleSection]) -> anyhow::Result<Vec<CronSchedule>> {
     sections.iter().map(ScheduleSection::cron).collect()
+}
+
+/// The file's schedules and the plug-ins'.
+pub fn all(file: &FileConfig, plugins: &Enabled) -> anyhow::Result<Vec<CronSchedule>> {
+    let mut all = load(&file.schedules)?;
+    all.extend(plugins.schedules());
+    Ok(all)
 }
 
 /// Fire every schedule at its ticks until `stop` is triggered (the

@@ -1,45 +1,26 @@
 //! The server of the config file: the `[api]` settings, the alert rules and
-//! the schedules it shows, the queue directory, and the trading-alert
-//! application when `[pipeline]` is configured, handed to `sluice-server`.
-
-use std::sync::Arc;
+//! the schedules it shows, the queue directory, and the plug-ins' parts
+//! (routes, pages, health checks), handed to `sluice-server`.
 
 use sluice_engine::Client;
-use sluice_server::{AlertRuleInfo, App, ServerSettings};
+use sluice_server::{AlertRuleInfo, ServerSettings};
 pub use sluice_server::{
     AppState, install_recorder, key_hash, listen, router, serve, serve_local_metrics,
 };
 
 use crate::config::FileConfig;
 use crate::config::alerts::AlertRule;
-use crate::pipeline::{Pipeline, TradingApp};
+use crate::plugins::Opened;
 
-/// The server's state for `file` on `client`, opening the pipeline when
-/// the file configures one.
-pub fn state(client: Client, file: &FileConfig) -> anyhow::Result<AppState> {
-    let pipeline = file
-        .pipeline
-        .as_ref()
-        .map(|p| Pipeline::open(p, &client))
-        .transpose()?;
-    state_with_pipeline(client, file, pipeline)
-}
-
-/// The server's state for `file` on `client` with its pipeline already open.
-pub fn state_with_pipeline(
-    client: Client,
-    file: &FileConfig,
-    pipeline: Option<Pipeline>,
-) -> anyhow::Result<AppState> {
-    let apps: Vec<Arc<dyn App>> = pipeline
-        .map(|p| Arc::new(TradingApp::new(p)) as Arc<dyn App>)
-        .into_iter()
-        .collect();
+/// The server's state for `file` on `client`, with the opened `plugins`'
+/// routes, pages, health checks and schedules.
+pub fn state(client: Client, file: &FileConfig, plugins: &Opened) -> anyhow::Result<AppState> {
     let settings = ServerSettings {
         api: file.api.clone(),
         alert_rules: alert_rules(file),
-        schedules: crate::schedules::load(&file.all_schedules())?,
-        apps,
+        schedules: crate::schedules::all(file, plugins.enabled())?,
+        apps: plugins.apps(),
+        health_checks: plugins.health_checks(),
     };
     Ok(AppState::new(
         crate::queues::directory(client, file),

@@ -509,3 +509,62 @@ fn help_and_usage_errors_speak_to_a_new_user() {
     );
     assert!(err.contains("'--json'"), "{err}");
 }
+
+/// The linked plug-in's commands are listed under its name, and what its
+/// users typed before (`sluice migrate`, a `[pipeline]` section) still
+/// works, with a deprecation warning (issue 38, §3).
+#[test]
+fn a_plug_ins_commands_are_listed_under_its_name_and_its_former_names_still_work() {
+    let env = Env::new();
+    let listed = |help: &str, command: &str| {
+        help.lines()
+            .any(|l| l.split_whitespace().next() == Some(command))
+    };
+    let help = env.ok(&["--help"]);
+    assert!(listed(&help, "trading"), "{help}");
+    assert!(!listed(&help, "migrate"), "a former name is hidden: {help}");
+    let trading = env.ok(&["trading", "--help"]);
+    for command in ["migrate", "users", "backup", "restore"] {
+        assert!(listed(&trading, command), "{command}: {trading}");
+    }
+    let schema = sluice_testkit::PgSchema::new("cli_plugin");
+    let dir = std::env::temp_dir().join(format!("sluice-cli-{}", schema.name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = |section: &str| {
+        let path = dir.join(format!("{section}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[{section}]\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
+                sluice_testkit::database_url(),
+                schema.name
+            ),
+        )
+        .expect("config");
+        path.display().to_string()
+    };
+    let (current, former) = (config("trading"), config("pipeline"));
+    let out = env.sluice(&["--config", &current, "trading", "migrate", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("deprecated"), "{stderr}");
+    let migrated: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(migrated["migrations"].as_u64() > Some(0), "{migrated}");
+    let out = env.sluice(&["--config", &former, "migrate"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config section [pipeline] is deprecated: call it [trading]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`sluice migrate` is deprecated: use `sluice trading migrate`"),
+        "{stderr}"
+    );
+    // The section under both names is refused, whatever the command.
+    let both = dir.join("both.toml");
+    std::fs::write(&both, "[trading]\n[pipeline]\n").expect("config");
+    let err = env.fails(&["--config", both.to_str().expect("path"), "stats"]);
+    assert!(err.contains("both [trading] and [pipeline]"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -254,7 +254,7 @@ name = "nightly-report"
 cron = "0 0 3 * * *"
 queue = "reports"
 
-[pipeline]
+[trading]
 database_url = {db:?}
 database_schema = {schema:?}
 backup_cron = ""
@@ -304,7 +304,7 @@ audit = false
     }
     // One stored signal for the signals page.
     let pool = schema.pool();
-    let (user, _) = sluice_jobs::users::add(&pool, sluice_jobs::plan::Plan::Pro, None)
+    let (user, _) = sluice_trading::users::add(&pool, sluice_trading::plan::Plan::Pro, None)
         .await
         .expect("user");
     sqlx::query(
@@ -323,7 +323,7 @@ audit = false
             .no_sandbox()
             .user_data_dir(&data_dir)
             .window_size(1280, 900)
-            .args(sluice_jobs::browser::FLAGS)
+            .args(sluice_trading::browser::FLAGS)
             .build()
             .expect("browser config"),
     )

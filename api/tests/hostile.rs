@@ -215,7 +215,7 @@ async fn hostile_requests_get_the_right_4xx_and_enqueue_nothing() {
         cases.push((
             format!("webhook token {injection:?}"),
             post(format!("/webhook/u/{encoded}"), "text/plain", b"Ticker: X"),
-            // No pipeline configured: the route answers 404 either way.
+            // No trading application configured: the route answers 404 either way.
             vec![400, 404, 503],
         ));
     }

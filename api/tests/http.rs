@@ -744,7 +744,7 @@ async fn the_api_does_not_enqueue_into_sluices_own_queues() {
 }
 
 /// The served document describes the serving process: security and 401s
-/// only with keys, the pipeline's routes only with a pipeline, the batch
+/// only with keys, the trading routes only with the trading application, the batch
 /// limit as configured, and every error answer in the one error shape.
 #[tokio::test]
 async fn the_openapi_document_describes_this_server() {
@@ -1627,7 +1627,7 @@ async fn login_throttling_is_per_client_behind_trusted_proxies_and_per_key() {
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
 
-/// Without a `[pipeline]` section the trading-alert routes are not there
+/// Without a `[trading]` section the trading routes are not there
 /// at all: every method on them is an unknown path (404), never a known
 /// path with the wrong method (405), and a POST never reaches a handler.
 /// A key of any name can log in (the throttle's window was named after
@@ -1723,8 +1723,8 @@ async fn queues_and_idempotency_windows_are_bounded() {
 }
 
 #[tokio::test]
-async fn pipeline_routes_are_mounted_only_with_a_pipeline() {
-    let p = Prefix::new("nopipeline");
+async fn trading_routes_are_mounted_only_with_the_trading_application() {
+    let p = Prefix::new("notrading");
     let app = api(&p, FileConfig::default()).await;
     for (method, path) in [
         (Method::GET, "/webhook/u/sometoken"),

@@ -34,25 +34,37 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 
 #[test]
 fn each_crate_depends_only_on_the_layers_below_it() {
-    let rules: [(&str, &[&str]); 7] = [
+    let rules: [(&str, &[&str]); 8] = [
         ("engine", &[]),
-        // The application builds on the engine and plugs into the server.
+        // The application builds on the engine and plugs into the server
+        // and, through the plug-in traits, into the binary.
         (
             "jobs",
-            &["sluice-engine", "sluice-server", "sluice-dashboard"],
+            &[
+                "sluice-engine",
+                "sluice-server",
+                "sluice-dashboard",
+                "sluice-plugin",
+            ],
         ),
+        // The plug-in traits: what an application hands the binary,
+        // including its `sluice_server::App`.
+        ("plugin", &["sluice-engine", "sluice-server"]),
         ("dashboard", &[]),
         // The server knows no application: one plugs in as a `sluice_server::App`.
         ("server", &["sluice-engine", "sluice-dashboard"]),
         ("testkit", &["sluice-engine"]),
-        ("bench", &["sluice-engine", "sluice-jobs"]),
+        ("bench", &["sluice-engine", "sluice-trading"]),
+        // The binary links the application (`main.rs` lists it) but names
+        // it nowhere else (`the_binary_names_no_application`).
         (
             "api",
             &[
                 "sluice-engine",
-                "sluice-jobs",
+                "sluice-trading",
                 "sluice-dashboard",
                 "sluice-server",
+                "sluice-plugin",
             ],
         ),
     ];
@@ -75,6 +87,7 @@ fn only_the_crates_that_serve_routes_turn_on_the_openapi_schemas() {
         "jobs",
         "dashboard",
         "server",
+        "plugin",
         "testkit",
         "bench",
         "api",
@@ -177,16 +190,60 @@ fn only_the_engines_store_sends_redis_commands() {
     }
 }
 
-/// In the application, only its plug-in (`jobs/src/app/`) meets the server
-/// and HTTP: the handlers and the domain below them know neither.
+/// In the application, only its plug-in (`jobs/src/plugin/`) meets the server,
+/// HTTP and the binary's plug-in traits: the handlers and the domain below
+/// them know none of them.
 #[test]
 fn only_the_applications_plug_in_knows_the_server() {
     for (file, code) in sources("jobs/src") {
-        if file.contains("jobs/src/app/") {
+        if file.contains("jobs/src/plugin/") {
             continue;
         }
-        for needle in ["sluice_server", "sluice_dashboard", "axum::", "utoipa_axum"] {
+        for needle in [
+            "sluice_server",
+            "sluice_dashboard",
+            "sluice_plugin",
+            "axum::",
+            "utoipa_axum",
+        ] {
             assert!(!code.contains(needle), "{file} names {needle}");
+        }
+    }
+}
+
+/// The binary names no application: an application plugs in through the
+/// plug-in traits, and only `api/src/main.rs`'s list of linked plug-ins
+/// (`fn linked_plugins`) names one. Checked for the application this
+/// workspace links: its crate, its name and former names (as its plug-in
+/// gives them) and its queues (as literals).
+#[test]
+fn the_binary_names_no_application() {
+    use sluice_plugin::Plugin;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("jobs/Cargo.toml")).expect("manifest"))
+            .expect("toml");
+    let package = manifest["package"]["name"].as_str().expect("package name");
+    let plugin = sluice_trading::plugin::TradingPlugin;
+    let mut needles = vec![package.to_owned(), package.replace('-', "_")];
+    needles.push(plugin.name().to_owned());
+    needles.extend(plugin.former_names().iter().map(|n| n.to_string()));
+    needles.extend(sluice_trading::queues::ALL.iter().map(|q| format!("{q:?}")));
+    for (file, code) in sources("api/src") {
+        let code = if file.ends_with("api/src/main.rs") {
+            // The composition root's one list, up to its closing brace.
+            let start = code.find("fn linked_plugins").unwrap_or(code.len());
+            let end = code[start..].find("\n}").map_or(code.len(), |e| start + e);
+            format!("{}{}", &code[..start], &code[end..])
+        } else {
+            code
+        };
+        let lower = code.to_lowercase();
+        for needle in &needles {
+            assert!(
+                !lower.contains(&needle.to_lowercase()),
+                "{file} names the application: {needle}"
+            );
         }
     }
 }

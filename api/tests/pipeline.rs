@@ -1,4 +1,4 @@
-//! The trading-alert pipeline end to end, against the real Redis,
+//! The trading application end to end, against the real Redis,
 //! PostgreSQL and Chromium: a webhook POST becomes a signal row with a
 //! screenshot file; bad input gets the right answers and loses nothing.
 
@@ -9,21 +9,22 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use common::chart::{ChartServer, png_facts};
 use common::pg::TestSchema;
-use common::{Prefix, api, assert_error, call};
+use common::{Prefix, assert_error, call};
 use sluice::config::FileConfig;
-use sluice::pipeline::{Pipeline, PipelineSection};
+use sluice::plugins::Enabled;
 use sluice_engine::Shutdown;
-use sluice_jobs::plan::Plan;
-use sluice_jobs::secrets::CookieCipher;
-use sluice_jobs::storage::LocalStore;
-use sluice_jobs::users;
 use sluice_testkit::{Persistence, RedisServer};
+use sluice_trading::plan::Plan;
+use sluice_trading::plugin::{TradingPlugin, TradingSection};
+use sluice_trading::secrets::CookieCipher;
+use sluice_trading::storage::LocalStore;
+use sluice_trading::users;
 
 /// Screenshot status, URL, price, exchange, symbol of a signal.
 type SignalRow = (String, Option<String>, String, Option<String>, String);
 
-fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> PipelineSection {
-    PipelineSection {
+fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> TradingSection {
+    TradingSection {
         database_url: Some(schema.db.url.clone()),
         database_schema: schema.db.schema.clone(),
         cookie_key: Some(CookieCipher::generate_key()),
@@ -34,7 +35,7 @@ fn section(schema: &TestSchema, chart_url: String, shots: &std::path::Path) -> P
         retention_cron: String::new(),
         ingest_concurrency: 50,
         audit_concurrency: 50,
-        ..PipelineSection::default()
+        ..TradingSection::default()
     }
 }
 
@@ -65,18 +66,41 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Workers for every pipeline queue, in this process, until the guard is
+/// A config with the trading application turned on by `section`, as the
+/// binary's config file would turn it on.
+#[derive(Clone)]
+struct TradingConfig {
+    file: FileConfig,
+    plugins: Enabled,
+}
+
+fn trading(section: TradingSection) -> TradingConfig {
+    let configured = TradingPlugin::configured(section).expect("a valid section");
+    TradingConfig {
+        file: FileConfig::default(),
+        plugins: Enabled::new(vec![configured]).expect("plug-ins"),
+    }
+}
+
+/// The API's router on `prefix` with `config`'s file and plug-ins.
+async fn api(prefix: &Prefix, config: TradingConfig) -> axum::Router {
+    let client = prefix.client().await;
+    let plugins = config.plugins.open(&client).expect("open");
+    let state = sluice::server::state(client, &config.file, &plugins).expect("state");
+    sluice::server::router(state)
+}
+
+/// Workers for every trading queue, in this process, until the guard is
 /// dropped.
-async fn start_workers(prefix: &Prefix, file: &FileConfig) -> StopOnDrop {
+async fn start_workers(prefix: &Prefix, config: &TradingConfig) -> StopOnDrop {
     let client = prefix.client().await;
     let shutdown = Shutdown::new();
     let rx = shutdown.clone();
-    let pipeline =
-        Pipeline::open(file.pipeline.as_ref().expect("pipeline"), &client).expect("open");
-    let queues = sluice::fleet::select(file, &[]).expect("select");
-    let file = file.clone();
+    let plugins = config.plugins.open(&client).expect("open");
+    let queues = sluice::fleet::select(&config.file, &config.plugins, &[]).expect("select");
+    let file = config.file.clone();
     tokio::spawn(async move {
-        sluice::fleet::run(client, &file, Some(&pipeline), queues, rx)
+        sluice::fleet::run(client, &file, &plugins, queues, rx)
             .await
             .expect("fleet");
     });
@@ -90,10 +114,7 @@ async fn a_webhook_post_becomes_a_signal_with_a_screenshot() {
     let charts = ChartServer::start().await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, charts.chart_url(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section.clone()),
-        ..FileConfig::default()
-    };
+    let file = trading(section.clone());
     let pool = schema.pool();
     let (user, token) = users::add(&pool, Plan::Pro, None).await.expect("add user");
     let cipher = section.cipher().expect("key").expect("cipher");
@@ -285,10 +306,7 @@ async fn webhook_refusals_and_unparseable_alerts() {
     let schema = TestSchema::new("bad").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     let (user, token) = users::add(&pool, Plan::Free, Some(2)).await.expect("add");
     let app = api(&prefix, file.clone()).await;
@@ -324,7 +342,7 @@ async fn webhook_refusals_and_unparseable_alerts() {
     let large = call(&app, Method::POST, &hook(""), None, Some(&big)).await;
     assert_error(&large, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
 
-    // An unparseable alert is still accepted (the sender cannot fix it).
+    // An unparseable message is still accepted (the sender cannot fix it).
     let junk = call(
         &app,
         Method::POST,
@@ -443,11 +461,11 @@ async fn webhook_refusals_and_unparseable_alerts() {
 async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
     let prefix = Prefix::new("pipe-pgdown");
     let pg = common::pg::PrivatePostgres::start();
-    let mut db = sluice_jobs::db::DbConfig::new(pg.url());
+    let mut db = sluice_trading::db::DbConfig::new(pg.url());
     db.max_connections = 4;
-    sluice_jobs::db::migrate(&db).await.expect("migrate");
+    sluice_trading::db::migrate(&db).await.expect("migrate");
     let shots = std::env::temp_dir().join(format!("sluice-shots-pgdown-{}", pg.port));
-    let section = PipelineSection {
+    let section = TradingSection {
         database_url: Some(pg.url()),
         database_schema: None,
         chart_url: "http://127.0.0.1:9/chart/{chart}".into(),
@@ -456,12 +474,9 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
         retention_cron: String::new(),
         ingest_concurrency: 20,
         audit_concurrency: 20,
-        ..PipelineSection::default()
+        ..TradingSection::default()
     };
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = db.pool().expect("pool");
     let (user, token) = users::add(&pool, Plan::Basic, None).await.expect("user");
     let app = api(&prefix, file.clone()).await;
@@ -539,7 +554,7 @@ async fn jobs_wait_out_a_postgres_outage_and_nothing_is_lost() {
     assert_eq!(ingest.stats().await.expect("stats").dead, 0);
 }
 
-/// A user whose alerts write a decimal comma has `1.234.567,89` read as
+/// A user whose messages write a decimal comma has `1.234.567,89` read as
 /// 1234567.89; for every other user that price is ambiguous and refused
 /// with the reason, never guessed.
 #[tokio::test]
@@ -548,10 +563,7 @@ async fn a_users_decimal_comma_is_read_for_that_user_only() {
     let schema = TestSchema::new("comma").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     let (comma, comma_token) = users::add(&pool, Plan::Basic, None).await.expect("add");
     let (point, point_token) = users::add(&pool, Plan::Basic, None).await.expect("add");
@@ -645,10 +657,7 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
     let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
     section.audit = true;
     section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
-    let file = FileConfig {
-        pipeline: Some(section.clone()),
-        ..FileConfig::default()
-    };
+    let file = trading(section.clone());
     let pool = schema.pool();
     let (_, token) = users::add(&pool, Plan::Premium, Some(1_000_000))
         .await
@@ -720,24 +729,22 @@ async fn every_webhook_call_is_audited_through_a_10s_redis_outage() {
 
 /// A database the migrations have not reached is not ready: the probe
 /// says so (503, `not_migrated`) instead of answering 200 while every
-/// pipeline route fails with a 500; after `sluice migrate` it is ready.
+/// trading route fails with a 500; after `sluice trading migrate` it is
+/// ready.
 #[tokio::test]
 async fn an_unmigrated_database_is_not_ready() {
     let prefix = Prefix::new("pipe-unmigrated");
     let schema = sluice_testkit::PgSchema::new("unmigrated");
-    let mut db = sluice_jobs::db::DbConfig::new(common::pg::database_url());
+    let mut db = sluice_trading::db::DbConfig::new(common::pg::database_url());
     db.schema = Some(schema.name.clone());
-    let section = PipelineSection {
+    let section = TradingSection {
         database_url: Some(db.url.clone()),
         database_schema: db.schema.clone(),
         backup_cron: String::new(),
         retention_cron: String::new(),
-        ..PipelineSection::default()
+        ..TradingSection::default()
     };
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let app = api(&prefix, file).await;
     let ready = call(&app, Method::GET, "/health/ready", None, None).await;
     assert_eq!(
@@ -749,7 +756,7 @@ async fn an_unmigrated_database_is_not_ready() {
     assert_eq!(ready.json["checks"]["postgres"], "not_migrated");
     assert_eq!(ready.json["checks"]["redis"], "up");
 
-    sluice_jobs::db::migrate(&db).await.expect("migrate");
+    sluice_trading::db::migrate(&db).await.expect("migrate");
     let ready = call(&app, Method::GET, "/health/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     assert_eq!(ready.json["checks"]["postgres"], "up");
@@ -757,9 +764,9 @@ async fn an_unmigrated_database_is_not_ready() {
 
 /// Values PostgreSQL refuses never reach the batch insert, and a batch that
 /// still fails on a data error is split so that only its offending job is
-/// buried: one poison alert of each kind (a NUL byte in a text field, a
+/// buried: one poison message of each kind (a NUL byte in a text field, a
 /// price of 10^20, a time before 4713 BC, and one that passes the parser
-/// but breaks a constraint of the table) among 50 good alerts of other
+/// but breaks a constraint of the table) among 50 good messages of other
 /// users. The 50 are stored on the first try; only the poison is buried.
 #[tokio::test]
 async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
@@ -767,10 +774,7 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     let schema = TestSchema::new("poison").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     // A data error the parser cannot know about: this table refuses one
     // symbol (SQLSTATE 23514, class 23).
@@ -825,7 +829,7 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     let _stop = start_workers(&prefix, &file).await;
     let client = prefix.client().await;
     let ingest = client.queue("ingest").await.expect("queue");
-    let stats = eventually("every alert settled", Duration::from_secs(30), || {
+    let stats = eventually("every message settled", Duration::from_secs(30), || {
         let ingest = ingest.clone();
         async move {
             let s = ingest.stats().await.expect("stats");
@@ -833,7 +837,7 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
         }
     })
     .await;
-    // Nothing was tried twice: the good alerts were stored on the first try.
+    // Nothing was tried twice: the good messages were stored on the first try.
     assert_eq!(stats.retried_total, 0, "{stats:?}");
     let count = |user: Option<i64>| {
         let pool = pool.clone();
@@ -871,25 +875,22 @@ async fn poison_alerts_are_buried_alone_and_their_batch_is_stored_first_time() {
     reasons.sort();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
-        reasons[0].contains("cannot store this alert") && reasons[0].contains("no_poison"),
+        reasons[0].contains("cannot store this message") && reasons[0].contains("no_poison"),
         "{reasons:?}"
     );
     assert!(reasons[1].contains("too large"), "{reasons:?}");
 }
 
-/// The pipeline's own queues take no job from the API: a producer key
+/// The trading application's own queues take no job from the API: a producer key
 /// could otherwise forge signals (`ingest`), audit rows (`audit`), or
 /// captures with other users' TradingView sessions (`screenshot`).
 #[tokio::test]
-async fn the_pipelines_queues_take_no_job_from_the_api() {
+async fn the_trading_queues_take_no_job_from_the_api() {
     let prefix = Prefix::new("pipe-reserved");
     let schema = TestSchema::new("reserved").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let app = api(&prefix, file).await;
     let forged = r#"{"payload": {"user_id": 1, "chart_id": "x", "body": "Ticker: A\nSignal: b\nPrice: 1", "received_at_ms": 0, "signal_id": 1, "actor": "admin", "action": "x", "outcome": "ok"}}"#;
     for queue in ["ingest", "audit", "screenshot", "retention", "backup"] {
@@ -961,10 +962,7 @@ async fn unknown_webhook_tokens_are_refused_before_the_body_and_limited_per_addr
     let schema = TestSchema::new("tokens").await;
     let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
     let section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
-    let file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
+    let file = trading(section);
     let pool = schema.pool();
     let (_, token) = users::add(&pool, Plan::Premium, None).await.expect("add");
     let app = api(&prefix, file).await;
@@ -1023,11 +1021,8 @@ async fn anonymous_refusals_cannot_crowd_the_audit_log() {
     let mut section = section(&schema, "http://127.0.0.1:9/chart/{chart}".into(), &shots);
     section.audit = true;
     section.audit_spill_file = std::env::temp_dir().join(format!("{}-spill.jsonl", schema.name()));
-    let mut file = FileConfig {
-        pipeline: Some(section),
-        ..FileConfig::default()
-    };
-    file.api.keys = vec![ApiKeySection {
+    let mut file = trading(section);
+    file.file.api.keys = vec![ApiKeySection {
         name: "ops".into(),
         sha256: sluice::server::key_hash("admin-secret"),
         scope: Scope::Admin,

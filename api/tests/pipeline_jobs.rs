@@ -1,4 +1,4 @@
-//! The pipeline's handlers one by one: screenshots in headless Chromium
+//! The trading application's handlers one by one: screenshots in headless Chromium
 //! (timeout, crashed browser, missing browser), retention, and backups
 //! with a full restore round trip.
 
@@ -10,12 +10,12 @@ use common::Prefix;
 use common::chart::{ChartServer, png_facts};
 use common::pg::TestSchema;
 use sluice_engine::{JobOptions, Outcome};
-use sluice_jobs::audit::{AuditEvent, write_events};
-use sluice_jobs::browser::{BrowserPool, BrowserSettings};
-use sluice_jobs::plan::Plan;
-use sluice_jobs::retention::{self, RetentionPolicy};
-use sluice_jobs::storage::{LocalStore, ScreenshotStore};
-use sluice_jobs::users::{self, SessionCookie};
+use sluice_trading::audit::{AuditEvent, write_events};
+use sluice_trading::browser::{BrowserPool, BrowserSettings};
+use sluice_trading::plan::Plan;
+use sluice_trading::retention::{self, RetentionPolicy};
+use sluice_trading::storage::{LocalStore, ScreenshotStore};
+use sluice_trading::users::{self, SessionCookie};
 
 fn browser(tabs: usize) -> std::sync::Arc<BrowserPool> {
     BrowserPool::new(BrowserSettings {
@@ -106,7 +106,7 @@ async fn each_capture_starts_from_a_fresh_browser_context() {
 async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
     use sluice_engine::testing::{TestJob, TestWorker};
     use sluice_engine::{BreakerConfig, BreakerState, Typed};
-    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    use sluice_trading::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
     let charts = ChartServer::start().await;
     let schema = TestSchema::new("shot_breaker").await;
     let prefix = Prefix::new("shot-breaker");
@@ -205,14 +205,14 @@ async fn one_users_bad_charts_neither_open_the_breaker_nor_get_retried() {
 async fn a_capture_uses_its_signals_user_and_chart_not_the_jobs() {
     use sluice_engine::Typed;
     use sluice_engine::testing::{TestJob, TestWorker};
-    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    use sluice_trading::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
     let charts = ChartServer::start().await;
     let schema = TestSchema::new("shot_owner").await;
     let pool = schema.pool();
     let (victim, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
     let (owner, _) = users::add(&pool, Plan::Pro, None).await.expect("user");
-    let key = sluice_jobs::secrets::CookieCipher::generate_key();
-    let cipher = sluice_jobs::secrets::CookieCipher::from_base64(&key).expect("key");
+    let key = sluice_trading::secrets::CookieCipher::generate_key();
+    let cipher = sluice_trading::secrets::CookieCipher::from_base64(&key).expect("key");
     users::set_cookies(
         &pool,
         &cipher,
@@ -264,7 +264,7 @@ async fn a_capture_uses_its_signals_user_and_chart_not_the_jobs() {
 async fn the_audit_writer_stamps_its_own_time_and_a_bad_event_fails_no_batch() {
     use sluice_engine::testing::{TestJob, TestWorker};
     use sluice_engine::{Outcome, Typed};
-    use sluice_jobs::audit::AuditHandler;
+    use sluice_trading::audit::AuditHandler;
     let schema = TestSchema::new("audit_stamp").await;
     let pool = schema.pool();
     let worker = TestWorker::batched(Typed(AuditHandler::new(pool.clone())));
@@ -315,7 +315,7 @@ async fn the_audit_writer_stamps_its_own_time_and_a_bad_event_fails_no_batch() {
 async fn one_user_cannot_take_every_tab() {
     use sluice_engine::Typed;
     use sluice_engine::testing::{TestJob, TestWorker};
-    use sluice_jobs::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
+    use sluice_trading::screenshot::{ScreenshotHandler, ScreenshotJob, ScreenshotSettings};
     let charts = ChartServer::start().await;
     let schema = TestSchema::new("shot_budget").await;
     let pool = schema.pool();
@@ -487,8 +487,8 @@ async fn ids_and_states(queue: &sluice_engine::Queue) -> Vec<(String, &'static s
 
 #[tokio::test]
 async fn a_backup_restores_into_an_empty_database_and_redis() {
-    let backup_key = sluice_jobs::backup::BackupKey::from_base64(
-        &sluice_jobs::secrets::CookieCipher::generate_key(),
+    let backup_key = sluice_trading::backup::BackupKey::from_base64(
+        &sluice_trading::secrets::CookieCipher::generate_key(),
     )
     .expect("key");
     let source = TestSchema::new("backup_src").await;
@@ -497,8 +497,8 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let client = src_prefix.client().await;
     let (user, _) = users::add(&pool, Plan::Premium, None).await.expect("user");
     users::add(&pool, Plan::Free, None).await.expect("user");
-    let cipher = sluice_jobs::secrets::CookieCipher::from_base64(
-        &sluice_jobs::secrets::CookieCipher::generate_key(),
+    let cipher = sluice_trading::secrets::CookieCipher::from_base64(
+        &sluice_trading::secrets::CookieCipher::generate_key(),
     )
     .expect("key");
     users::set_cookies(
@@ -549,7 +549,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let mut last = None;
     for _ in 0..3 {
         last = Some(
-            sluice_jobs::backup::backup(&pool, &client, &dir, 2, Some(&backup_key))
+            sluice_trading::backup::backup(&pool, &client, &dir, 2, Some(&backup_key))
                 .await
                 .expect("backup"),
         );
@@ -557,7 +557,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     }
     let written = last.expect("a backup");
     assert_eq!(
-        sluice_jobs::backup::list(&dir).expect("list").len(),
+        sluice_trading::backup::list(&dir).expect("list").len(),
         2,
         "only the newest 2 are kept"
     );
@@ -569,11 +569,11 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
     let dst_pool = target.pool();
     let dst_client = dst_prefix.client().await;
     let restored =
-        sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
+        sluice_trading::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
             .await
             .expect("restore");
     assert_eq!(restored.rows, written.rows);
-    for table in sluice_jobs::backup::TABLES {
+    for table in sluice_trading::backup::TABLES {
         let count = |p: sqlx::PgPool| async move {
             let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}"))
                 .fetch_one(&p)
@@ -620,7 +620,7 @@ async fn a_backup_restores_into_an_empty_database_and_redis() {
         .expect("a new user");
     // A second restore is refused: the database is no longer empty.
     let again =
-        sluice_jobs::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
+        sluice_trading::backup::restore(&dst_pool, &dst_client, &written.file, Some(&backup_key))
             .await;
     assert!(again.is_err_and(|e| e.to_string().contains("not empty")));
     let _ = std::fs::remove_dir_all(&dir);
@@ -673,7 +673,7 @@ async fn aggregates_count_signals_once_and_outlive_retention() {
         .await
         .expect("results");
 
-    let all = sluice_jobs::reads::stats(&pool, user.id, None, None)
+    let all = sluice_trading::reads::stats(&pool, user.id, None, None)
         .await
         .expect("stats");
     assert_eq!(
@@ -703,13 +703,13 @@ async fn aggregates_count_signals_once_and_outlive_retention() {
         .await
         .expect("count");
     assert_eq!(left, 1, "only the recent signal is kept raw");
-    let after = sluice_jobs::reads::stats(&pool, user.id, None, None)
+    let after = sluice_trading::reads::stats(&pool, user.id, None, None)
         .await
         .expect("stats");
     assert_eq!((after.total_signals, after.wins, after.losses), (3, 1, 2));
     // Any range of days.
     let today = chrono::Utc::now().date_naive();
-    let last_week = sluice_jobs::reads::stats(
+    let last_week = sluice_trading::reads::stats(
         &pool,
         user.id,
         Some(today - chrono::Days::new(7)),
@@ -739,10 +739,10 @@ async fn aggregates_count_signals_once_and_outlive_retention() {
 /// another key or none, before it changes anything.
 #[tokio::test]
 async fn a_backup_with_a_key_is_sealed_and_a_restore_refuses_any_other() {
-    use sluice_jobs::backup::{BackupKey, backup, restore};
+    use sluice_trading::backup::{BackupKey, backup, restore};
     let key = |k: &str| BackupKey::from_base64(k).expect("key");
-    let ours = key(&sluice_jobs::secrets::CookieCipher::generate_key());
-    let theirs = key(&sluice_jobs::secrets::CookieCipher::generate_key());
+    let ours = key(&sluice_trading::secrets::CookieCipher::generate_key());
+    let theirs = key(&sluice_trading::secrets::CookieCipher::generate_key());
     let schema = TestSchema::new("backup_mac").await;
     let prefix = Prefix::new("backup-mac");
     let pool = schema.pool();
@@ -801,7 +801,7 @@ async fn backups_are_private_and_restore_bounds_each_line() {
     let client = prefix.client().await;
     users::add(&pool, Plan::Free, None).await.expect("user");
     let dir = std::env::temp_dir().join(format!("sluice-backups-{}", schema.name()));
-    let made = sluice_jobs::backup::backup(&pool, &client, &dir, 3, None)
+    let made = sluice_trading::backup::backup(&pool, &client, &dir, 3, None)
         .await
         .expect("backup");
     let mode = std::fs::metadata(&made.file)
@@ -835,7 +835,7 @@ async fn backups_are_private_and_restore_bounds_each_line() {
     gz.write_all(b"\"}\n").expect("write");
     gz.finish().expect("finish");
     let empty = TestSchema::new("backup_private_dst").await;
-    let err = sluice_jobs::backup::restore(&empty.pool(), &client, &hostile, None)
+    let err = sluice_trading::backup::restore(&empty.pool(), &client, &hostile, None)
         .await
         .expect_err("restored a hostile file");
     assert!(err.to_string().contains("longer than"), "{err}");

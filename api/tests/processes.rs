@@ -2,7 +2,8 @@
 //! Redis and a local HTTP target: the HTTP delivery handler's statuses,
 //! headers and signature; two workers sharing a queue; a SIGKILLed worker's
 //! job finished by another; SIGTERM draining; a second signal; cron ticks
-//! fired once with three processes; the worker registry.
+//! fired once with three processes; the worker registry; alert rules on a
+//! plug-in's dependencies, which read its health checks.
 
 mod common;
 
@@ -495,7 +496,7 @@ async fn a_partitioned_queue_is_enqueued_through_the_api_and_served_over_every_p
             "[worker]\nheartbeat_secs = 1\n[[queues]]\nname = \"parts\"\nurl = {url:?}\npartitions = 3\nconcurrency = 6\n[[queues]]\nname = \"plain\"\nurl = {url:?}\n"
         ),
     );
-    let file = sluice::config::FileConfig::load(&config.0).expect("config");
+    let file = sluice::config::FileConfig::load(&config.0, &[]).expect("config");
     let app = common::api(&p, file).await;
     // 30 jobs without a key, then 10 under one partition key.
     for n in 0..40 {
@@ -965,7 +966,9 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     // The API shows the rule's state.
     let views = sluice_server::alerts::views(
         &client,
-        &sluice::server::alert_rules(&sluice::config::FileConfig::load(&config.0).expect("config")),
+        &sluice::server::alert_rules(
+            &sluice::config::FileConfig::load(&config.0, &[]).expect("config"),
+        ),
     )
     .await
     .expect("views");
@@ -1177,4 +1180,109 @@ async fn delivery_errors_keep_target_secrets_out_and_bodies_short() {
         "{reason}"
     );
     assert!(reason.contains("connection failed"), "{reason}");
+}
+
+/// A health check whose answer the test sets.
+#[derive(Debug)]
+struct SetHealth {
+    name: &'static str,
+    state: Mutex<sluice_server::HealthState>,
+    series: Option<&'static str>,
+}
+
+impl sluice_server::HealthCheck for SetHealth {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn probe(&self) -> futures::future::BoxFuture<'_, sluice_server::HealthState> {
+        let state = self.state.lock().expect("state").clone();
+        Box::pin(async move { state })
+    }
+
+    fn latency_series(&self) -> Option<&str> {
+        self.series
+    }
+}
+
+/// The rules on a dependency read the plug-ins' health checks, not a pool
+/// of their own: `postgres_down` is the check named `postgres` being down
+/// (not merely unready), `dependency_down` names any check, and
+/// `dependency_slow` reads the series its check names. A rule on a
+/// dependency this process has no check for is not evaluated here.
+#[tokio::test]
+async fn rules_on_dependencies_read_the_plug_ins_health_checks() {
+    use sluice::alerts::eval::Evaluator;
+    use sluice_server::HealthState;
+    let p = Prefix::new("deprules");
+    let file: sluice::config::FileConfig = toml::from_str(
+        "[[alerts]]\nname = \"pg\"\nkind = \"postgres_down\"\n\
+         [[alerts]]\nname = \"cache\"\nkind = \"dependency_down\"\ndependency = \"cache\"\n\
+         [[alerts]]\nname = \"slow\"\nkind = \"dependency_slow\"\ndependency = \"cache\"\nthreshold = 50\n\
+         [[alerts]]\nname = \"db\"\nkind = \"db_slow\"\nthreshold = 50\n\
+         [[alerts]]\nname = \"gone\"\nkind = \"dependency_down\"\ndependency = \"elsewhere\"\n",
+    )
+    .expect("rules");
+    file.validate().expect("valid");
+    let postgres = Arc::new(SetHealth {
+        name: "postgres",
+        state: Mutex::new(HealthState::Unready("not_migrated")),
+        series: None,
+    });
+    let cache = Arc::new(SetHealth {
+        name: "cache",
+        state: Mutex::new(HealthState::Up),
+        series: Some("test-cache"),
+    });
+    let client = p.client().await;
+    let checks: Vec<Arc<dyn sluice_server::HealthCheck>> = vec![postgres.clone(), cache.clone()];
+    let mut evaluator =
+        Evaluator::new(client.clone(), Arc::new(file.clone()), checks).expect("evaluator");
+    let rules = file.alerts.clone();
+    async fn observe(
+        e: &mut Evaluator,
+        rules: &[sluice::config::alerts::AlertRule],
+        name: &str,
+    ) -> Option<(bool, String)> {
+        let rule = rules.iter().find(|r| r.name == name).expect("rule");
+        e.observe(rule)
+            .await
+            .expect("observed")
+            .map(|o| (o.holds, o.value))
+    }
+    // Unready is readiness's concern: the database answers.
+    assert_eq!(
+        observe(&mut evaluator, &rules, "pg").await,
+        Some((false, "reachable".into()))
+    );
+    *postgres.state.lock().expect("state") = HealthState::Down;
+    assert_eq!(
+        observe(&mut evaluator, &rules, "pg").await,
+        Some((true, "unreachable".into()))
+    );
+    assert_eq!(
+        observe(&mut evaluator, &rules, "cache").await,
+        Some((false, "reachable".into()))
+    );
+    *cache.state.lock().expect("state") = HealthState::Down;
+    assert_eq!(
+        observe(&mut evaluator, &rules, "cache").await,
+        Some((true, "unreachable".into()))
+    );
+    assert_eq!(observe(&mut evaluator, &rules, "gone").await, None);
+    // The postgres check names no series: db_slow cannot be read here.
+    assert_eq!(observe(&mut evaluator, &rules, "db").await, None);
+    assert_eq!(
+        observe(&mut evaluator, &rules, "slow").await,
+        Some((false, "no samples".into()))
+    );
+    let series = client.alerts().latency_series("test-cache");
+    for _ in 0..20 {
+        series.record(Duration::from_millis(200));
+    }
+    client.alerts().flush_latency().await.expect("flush");
+    let (holds, value) = observe(&mut evaluator, &rules, "slow")
+        .await
+        .expect("observed");
+    assert!(holds, "p99 {value} ms");
 }

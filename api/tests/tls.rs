@@ -184,14 +184,19 @@ fn postgresql_over_tls_with_verify_full() {
     std::fs::write(
         &config,
         format!(
-            "[pipeline]\ndatabase_url = {url:?}\nscreenshots_dir = {:?}\nbackups_dir = {:?}\n",
+            "[trading]\ndatabase_url = {url:?}\nscreenshots_dir = {:?}\nbackups_dir = {:?}\n",
             dir.join("shots"),
             dir.join("backups")
         ),
     )
     .expect("config");
     let out = sluice(
-        &["--config", config.to_str().expect("path"), "migrate"],
+        &[
+            "--config",
+            config.to_str().expect("path"),
+            "trading",
+            "migrate",
+        ],
         &[],
     );
     assert!(

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_engine::{Client, ClientConfig, JobOptions, NewJob, Typed, Worker, WorkerConfig};
-use sluice_jobs::audit::{AUDIT_BATCH, AuditEvent, AuditHandler, write_event, write_events};
-use sluice_jobs::db::{DbConfig, migrate};
+use sluice_trading::audit::{AUDIT_BATCH, AuditEvent, AuditHandler, write_event, write_events};
+use sluice_trading::db::{DbConfig, migrate};
 use sqlx::PgPool;
 
 const PRODUCERS: u64 = 4;
@@ -63,7 +63,7 @@ async fn measure(
     single_rows: u64,
 ) -> anyhow::Result<()> {
     let client = Client::connect_with(ClientConfig::new(redis_url).prefix("bench")).await?;
-    let queue = client.queue(sluice_jobs::queues::AUDIT).await?;
+    let queue = client.queue(sluice_trading::queues::AUDIT).await?;
     let handler = AuditHandler::new(pool.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = tokio::task::JoinSet::new();

@@ -455,7 +455,7 @@ async fn webhook(rate: u64, seconds: u64, database_url: &str) -> anyhow::Result<
     let config = write_config(
         &url,
         &format!(
-            "[pipeline]\ndatabase_url = {database_url:?}\ndatabase_schema = {schema:?}\nbackup_cron = \"\"\nretention_cron = \"\"\n"
+            "[trading]\ndatabase_url = {database_url:?}\ndatabase_schema = {schema:?}\nbackup_cron = \"\"\nretention_cron = \"\"\n"
         ),
     )?;
     let run = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
@@ -470,10 +470,18 @@ async fn webhook(rate: u64, seconds: u64, database_url: &str) -> anyhow::Result<
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     };
-    run(&["migrate"])?;
+    run(&["trading", "migrate"])?;
     let mut tokens = Vec::new();
     for _ in 0..100 {
-        let user = run(&["users", "add", "--plan", "premium", "--quota", "100000000"])?;
+        let user = run(&[
+            "trading",
+            "users",
+            "add",
+            "--plan",
+            "premium",
+            "--quota",
+            "100000000",
+        ])?;
         tokens.push(user["token"].as_str().unwrap_or_default().to_owned());
     }
     let (api, base) = start_api(&bin, &config).await?;

@@ -1,4 +1,4 @@
-//! Backups: the pipeline's tables and the queue state (waiting, active,
+//! Backups: the application's tables and the queue state (waiting, active,
 //! delayed and dead jobs with their payloads) in one gzip'd JSON-lines file,
 //! and the restore that brings them back into an empty database and Redis.
 //!
@@ -8,7 +8,7 @@
 //!   PostgreSQL's COPY text format (a table takes as many lines as chunks);
 //! - `{"kind":"job","queue":"ingest","id":"...","fields":{"payload":"<base64>",...}}`.
 //!
-//! With a backup key (`pipeline.backup_key`), the file is encrypted
+//! With a backup key (`trading.backup_key`), the file is encrypted
 //! (`backup_seal`: XChaCha20-Poly1305 in the STREAM construction over the
 //! gzip'd bytes) and its last line is `{"kind":"mac","hmac":"<hex>"}`, an
 //! HMAC-SHA256 of every line before it; restore checks both, before it
@@ -222,7 +222,7 @@ fn open_lines(file: &Path, key: Option<&BackupKey>) -> Result<BoundedLines<impl 
         ),
         (true, None) => {
             return Err(bad(
-                "it is encrypted: restore it with its backup key (pipeline.backup_key)",
+                "it is encrypted: restore it with its backup key (trading.backup_key)",
             ));
         }
         (false, Some(_)) => return Err(bad("not written with a backup key")),

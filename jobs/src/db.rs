@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// The migrations, embedded at build time (no database needed to build).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Where the pipeline's tables live.
+/// Where the application's tables live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbConfig {
     /// `postgres://` URL.

@@ -1,6 +1,6 @@
-//! The pipeline's error type.
+//! The application's error type.
 
-/// What can go wrong in the pipeline's handlers and operator commands.
+/// What can go wrong in the application's handlers and operator commands.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// PostgreSQL refused or could not be reached.
@@ -52,5 +52,5 @@ impl Error {
     }
 }
 
-/// The pipeline's result type.
+/// The application's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -19,9 +19,9 @@ use sluice_engine::{
 };
 use sqlx::PgPool;
 
-use crate::alert::{self, Alert, ParseOptions};
 use crate::audit::{AuditEvent, AuditSink};
 use crate::db::{StoreError, guarded_write};
+use crate::message::{self, Message, ParseOptions};
 use crate::plan::Plan;
 use crate::screenshot::{ScreenshotJob, valid_chart_id};
 
@@ -41,7 +41,7 @@ pub struct IngestJob {
     pub received_at_ms: i64,
     /// The caller's address.
     pub source_ip: Option<String>,
-    /// The user's alerts write numbers with a decimal comma (absent in
+    /// The user's messages write numbers with a decimal comma (absent in
     /// jobs enqueued before the setting existed).
     #[serde(default)]
     pub decimal_comma: bool,
@@ -51,11 +51,11 @@ struct Parsed {
     job_id: String,
     user_id: i64,
     chart_id: Option<String>,
-    alert: Alert,
+    message: Message,
     received_at: DateTime<Utc>,
 }
 
-/// Parses alerts and stores signals, a batch at a time. Run it with
+/// Parses messages and stores signals, a batch at a time. Run it with
 /// `Worker::batched(queue, Typed(handler))`.
 #[derive(Debug, Clone)]
 pub struct IngestHandler {
@@ -102,13 +102,13 @@ impl IngestHandler {
         self
     }
 
-    /// Read alerts with these options instead of the defaults.
+    /// Read messages with these options instead of the defaults.
     pub fn with_parse_options(mut self, options: ParseOptions) -> Self {
         self.options = options;
         self
     }
 
-    /// An audit event about `job`'s alert, when auditing.
+    /// An audit event about `job`'s message, when auditing.
     fn audit(&self, job: &Job, input: &IngestJob, action: &str, outcome: &str, detail: String) {
         if let Some(audit) = &self.audit {
             let mut ev = AuditEvent::now(format!("user:{}", input.user_id), action, outcome);
@@ -119,9 +119,9 @@ impl IngestHandler {
         }
     }
 
-    /// The alert of one job, or why it is buried.
+    /// The message of one job, or why it is buried.
     fn parse(&self, job: &Job, input: IngestJob) -> Result<Parsed, Outcome> {
-        // A user's own number format, over the pipeline-wide one.
+        // A user's own number format, over the application-wide one.
         let user_options;
         let options = if input.decimal_comma && !self.options.decimal_comma {
             user_options = ParseOptions {
@@ -132,16 +132,16 @@ impl IngestHandler {
         } else {
             &self.options
         };
-        let alert = match alert::parse_with(&input.body, options) {
+        let message = match message::parse_with(&input.body, options) {
             Ok(a) => a,
             Err(e) => {
-                let reason = format!("unparseable alert: {e}");
+                let reason = format!("unparseable message: {e}");
                 self.audit(job, &input, "ingest.parse_failed", "error", reason.clone());
                 return Err(Outcome::Bury(reason));
             }
         };
-        if !alert.ignored.is_empty() {
-            let detail = alert.ignored.join("; ");
+        if !message.ignored.is_empty() {
+            let detail = message.ignored.join("; ");
             self.audit(job, &input, "ingest.fields_ignored", "ok", detail);
         }
         Ok(Parsed {
@@ -149,9 +149,9 @@ impl IngestHandler {
             user_id: input.user_id,
             // The webhook checked it; a job from elsewhere is checked too.
             chart_id: input.chart_id.filter(|c| valid_chart_id(c)),
-            alert,
+            message,
             received_at: DateTime::from_timestamp_millis(input.received_at_ms)
-                .filter(|t| alert::storable_time(*t))
+                .filter(|t| message::storable_time(*t))
                 .unwrap_or_else(Utc::now),
         })
     }
@@ -168,7 +168,7 @@ impl TypedBatchHandler for IngestHandler {
         &self,
         jobs: Vec<(Job, IngestJob)>,
     ) -> Result<Vec<Outcome>, HandlerError> {
-        // Every position is set: buried alerts now, the rest after the write.
+        // Every position is set: buried messages now, the rest after the write.
         let mut outcomes = vec![Outcome::Done; jobs.len()];
         let mut parsed = Vec::with_capacity(jobs.len());
         let mut written_jobs = Vec::with_capacity(jobs.len());
@@ -200,9 +200,9 @@ impl TypedBatchHandler for IngestHandler {
             match &written {
                 Ok(Err(StoreError::Refused(reason))) if part.len() == 1 => {
                     let (position, job) = &written_jobs[part.start];
-                    tracing::warn!(job = %job.id, %reason, "PostgreSQL refused an alert; buried");
+                    tracing::warn!(job = %job.id, %reason, "PostgreSQL refused a message; buried");
                     outcomes[*position] =
-                        Outcome::Bury(format!("cannot store this alert: {reason}"));
+                        Outcome::Bury(format!("cannot store this message: {reason}"));
                 }
                 Ok(Err(StoreError::Refused(_))) => {
                     let middle = part.start + part.len() / 2;
@@ -253,15 +253,15 @@ async fn store(pool: &PgPool, screenshots: &Queue, items: &[Parsed]) -> Result<(
     for p in &items {
         job_id.push(p.job_id.as_str());
         user_id.push(p.user_id);
-        indicator.push(p.alert.indicator.as_deref());
-        ticker.push(p.alert.ticker.as_str());
-        exchange.push(p.alert.exchange.as_deref());
-        symbol.push(p.alert.symbol.as_str());
-        price.push(p.alert.price);
-        signal_type.push(p.alert.signal_type.as_str());
+        indicator.push(p.message.indicator.as_deref());
+        ticker.push(p.message.ticker.as_str());
+        exchange.push(p.message.exchange.as_deref());
+        symbol.push(p.message.symbol.as_str());
+        price.push(p.message.price);
+        signal_type.push(p.message.signal_type.as_str());
         chart_id.push(p.chart_id.as_deref());
-        alert_time.push(p.alert.alert_time.unwrap_or(p.received_at));
-        notes.push(p.alert.notes.as_deref());
+        alert_time.push(p.message.alert_time.unwrap_or(p.received_at));
+        notes.push(p.message.notes.as_deref());
     }
     // The no-op update on conflict makes RETURNING include rows a failed
     // earlier try already wrote, so their screenshots are still enqueued.

@@ -1,4 +1,4 @@
-//! The pipeline's queue names.
+//! The application's queue names.
 
 /// Raw webhook bodies waiting to be parsed and stored.
 pub const INGEST: &str = "ingest";
@@ -11,5 +11,5 @@ pub const RETENTION: &str = "retention";
 /// Backup runs (from the cron schedule).
 pub const BACKUP: &str = "backup";
 
-/// Every pipeline queue.
+/// Every trading queue.
 pub const ALL: [&str; 5] = [INGEST, SCREENSHOT, AUDIT, RETENTION, BACKUP];

@@ -25,7 +25,7 @@ pub struct Signal {
     pub symbol: String,
     /// Price.
     pub price: Option<Decimal>,
-    /// What the alert said.
+    /// What the message said.
     pub signal_type: String,
     /// The chart.
     pub chart_id: Option<String>,
@@ -35,7 +35,7 @@ pub struct Signal {
     pub screenshot_url: Option<String>,
     /// Why the last capture failed.
     pub screenshot_error: Option<String>,
-    /// When the alert fired.
+    /// When the message fired.
     pub alert_time: DateTime<Utc>,
     /// pending, win, loss or skip.
     pub result: String,
@@ -62,9 +62,9 @@ pub struct SignalFilter {
         pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Ww][Ii][Nn]|[Ll][Oo][Ss][Ss]|[Ss][Kk][Ii][Pp])$"
     )]
     pub result: Option<String>,
-    /// Alerts at or after.
+    /// Messages at or after.
     pub from: Option<DateTime<Utc>>,
-    /// Alerts before.
+    /// Messages before.
     pub to: Option<DateTime<Utc>>,
     /// Signals per page (1 to 500, default 50).
     #[param(minimum = 1, maximum = 500)]

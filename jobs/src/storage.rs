@@ -27,7 +27,7 @@ fn is_file_name(name: &str) -> bool {
         .is_some_and(|hash| hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// The screenshot store the pipeline was configured with.
+/// The screenshot store the application was configured with.
 #[derive(Debug, Clone)]
 pub enum ScreenshotStore {
     /// Files in a local directory, served by the API.

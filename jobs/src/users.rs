@@ -26,13 +26,13 @@ pub struct User {
     pub signals_used: i32,
     /// When the period ends and the count starts over.
     pub quota_resets_at: DateTime<Utc>,
-    /// Whether the webhook accepts alerts.
+    /// Whether the webhook accepts messages.
     pub webhook_enabled: bool,
-    /// When the webhook last accepted an alert.
+    /// When the webhook last accepted a message.
     pub last_used_at: Option<DateTime<Utc>>,
     /// When the user was added.
     pub created_at: DateTime<Utc>,
-    /// Their alerts write numbers with a decimal comma (`1.234,5`).
+    /// Their messages write numbers with a decimal comma (`1.234,5`).
     pub decimal_comma: bool,
 }
 
@@ -96,7 +96,7 @@ pub async fn rotate_token(pool: &PgPool, id: i64) -> Result<Option<String>> {
     Ok((done.rows_affected() == 1).then_some(token))
 }
 
-/// Read the user's alerts with a decimal comma (`1.234,5`) or a decimal
+/// Read the user's messages with a decimal comma (`1.234,5`) or a decimal
 /// point. False when there is no such user.
 pub async fn set_decimal_comma(pool: &PgPool, id: i64, decimal_comma: bool) -> Result<bool> {
     let done = sqlx::query("UPDATE users SET decimal_comma = $1 WHERE id = $2")

@@ -41,7 +41,7 @@ pub enum Admission {
         user_id: i64,
         /// Their plan.
         plan: Plan,
-        /// Their alerts write numbers with a decimal comma.
+        /// Their messages write numbers with a decimal comma.
         decimal_comma: bool,
     },
     /// No user has this token (or it was rotated).

@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use sluice_jobs::browser::{BrowserPool, BrowserSettings};
+use sluice_trading::browser::{BrowserPool, BrowserSettings};
 
 #[tokio::test]
 async fn chromium_is_launched_with_a_minimal_environment() {

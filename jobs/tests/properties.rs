@@ -1,11 +1,11 @@
-//! Property tests of the alert parser: no input makes it panic, every
+//! Property tests of the message parser: no input makes it panic, every
 //! rejection says why, and what it accepts is consistent. Random inputs of
 //! three shapes: any text, `Label: value` lines built from the labels and
-//! value shapes alerts use, and JSON objects. `PROPTEST_CASES` sets how many
+//! value shapes messages use, and JSON objects. `PROPTEST_CASES` sets how many
 //! of each (256 by default; the closing note of issue 7 gives a long run).
 
 use proptest::prelude::*;
-use sluice_jobs::alert::{parse, parse_price, parse_price_in};
+use sluice_trading::message::{parse, parse_price, parse_price_in};
 
 fn label() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -76,10 +76,10 @@ fn json_alert() -> impl Strategy<Value = String> {
 
 fn check(body: &str) {
     match parse(body) {
-        Ok(alert) => {
-            // An accepted alert names a ticker and the input was not blank.
+        Ok(message) => {
+            // An accepted message names a ticker and the input was not blank.
             assert!(!body.trim().is_empty());
-            assert!(!format!("{alert:?}").is_empty());
+            assert!(!format!("{message:?}").is_empty());
         }
         Err(e) => assert!(
             !e.to_string().trim().is_empty(),

@@ -9,7 +9,7 @@ use hyper_util::server::conn::auto::Builder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use s3s_fs::FileSystem;
-use sluice_jobs::storage::{S3Settings, S3Store, ScreenshotStore};
+use sluice_trading::storage::{S3Settings, S3Store, ScreenshotStore};
 
 const ACCESS_KEY: &str = "sluice-test-access";
 const SECRET_KEY: &str = "sluice-test-secret-key";

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use sluice_engine::{Client, ClientConfig, RetryPolicy};
-use sluice_jobs::audit::{AuditEvent, AuditSink};
-use sluice_jobs::spill::SpillConfig;
 use sluice_testkit::{Persistence, RedisServer};
+use sluice_trading::audit::{AuditEvent, AuditSink};
+use sluice_trading::spill::SpillConfig;
 
 fn event(n: usize) -> AuditEvent {
     let mut e = AuditEvent::now("tester", "webhook", "ok");
@@ -18,7 +18,7 @@ fn event(n: usize) -> AuditEvent {
 
 async fn targets(client: &Client) -> Vec<String> {
     let q = client
-        .queue(sluice_jobs::queues::AUDIT)
+        .queue(sluice_trading::queues::AUDIT)
         .await
         .expect("queue");
     q.export()

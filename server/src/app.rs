@@ -1,8 +1,10 @@
 //! [`App`]: an application plugged into the server. The server serves
-//! queues; an application built on them (the trading-alert pipeline is the
-//! worked example, in `sluice-jobs`) adds its own JSON routes, dashboard
-//! pages, readiness checks and a look at every request, without the server
-//! knowing what it is.
+//! queues; an application built on them (the trading application is the
+//! worked example, in `sluice-trading`) adds its own JSON routes, dashboard
+//! pages and a look at every request, without the server knowing what it
+//! is. Its dependencies' health reaches the server as [`HealthCheck`]s
+//! (in [`ServerSettings`](crate::ServerSettings)), which the binary's alert
+//! rules read too.
 //!
 //! An application's handlers take the server's [`AppState`] and reach their
 //! own state through an `axum::Extension` layered on their routes.
@@ -15,14 +17,45 @@ use crate::AppState;
 /// A dashboard menu entry of an application's page.
 pub use sluice_dashboard::pages::MenuEntry;
 
-/// A dependency's state in `GET /health/ready`.
+/// What a [`HealthCheck`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    /// The dependency (`postgres`).
-    pub name: String,
-    /// `up` when it answers; any other word says why it does not
-    /// (`down`, `not_migrated`) and makes the process unready.
-    pub state: String,
+pub enum HealthState {
+    /// It answers and can serve.
+    Up,
+    /// It does not answer.
+    Down,
+    /// It answers but cannot serve yet; the word says why
+    /// (`not_migrated`).
+    Unready(&'static str),
+}
+
+impl HealthState {
+    /// As `GET /health/ready` shows it: `up`, `down`, or the reason.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HealthState::Up => "up",
+            HealthState::Down => "down",
+            HealthState::Unready(why) => why,
+        }
+    }
+}
+
+/// One dependency of an application (its database), probed on demand:
+/// `GET /health/ready` asks every check, and the binary's alert rules
+/// (`dependency_down`, `dependency_slow`) read the same checks, so the two
+/// never disagree on what a dependency is or how it is reached.
+pub trait HealthCheck: Send + Sync + std::fmt::Debug + 'static {
+    /// The dependency's name (`postgres`), as readiness and rules name it.
+    fn name(&self) -> &str;
+
+    /// Probe it now. The caller bounds how long it may take.
+    fn probe(&self) -> BoxFuture<'_, HealthState>;
+
+    /// The engine's latency series (`sluice_engine::alerting`) where the
+    /// round trips to it are recorded fleet-wide, if they are.
+    fn latency_series(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// One answered request, as an application's request log sees it.
@@ -75,11 +108,6 @@ pub trait App: Send + Sync + 'static {
     /// time), so only it enqueues there, never the API.
     fn reserved_queues(&self) -> &'static [&'static str] {
         &[]
-    }
-
-    /// Its dependencies' readiness, asked at every `GET /health/ready`.
-    fn readiness(&self) -> BoxFuture<'_, Vec<Check>> {
-        Box::pin(async { Vec::new() })
     }
 
     /// Whether it wants [`App::record`] calls (building a record costs a

@@ -4,7 +4,7 @@
 //! document, over any queues. It takes typed settings
 //! ([`ServerSettings`]) and a [`QueueDirectory`], never a config file, and
 //! knows no application: one plugs in as an [`App`] (its routes, pages,
-//! readiness checks, request log).
+//! request log) and its [`HealthCheck`]s (readiness).
 //!
 //! # Layout
 //!
@@ -52,7 +52,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use alerts::AlertRuleInfo;
-pub use app::{App, Check, MenuEntry, RequestRecord};
+pub use app::{App, HealthCheck, HealthState, MenuEntry, RequestRecord};
 pub use auth::key_hash;
 pub use error::{ApiError, ApiResult};
 pub use metrics::install_recorder;
@@ -70,6 +70,8 @@ pub struct ServerSettings {
     pub schedules: Vec<CronSchedule>,
     /// The applications plugged in.
     pub apps: Vec<Arc<dyn App>>,
+    /// The applications' dependencies, asked by `GET /health/ready`.
+    pub health_checks: Vec<Arc<dyn HealthCheck>>,
 }
 
 impl std::fmt::Debug for ServerSettings {
@@ -79,6 +81,7 @@ impl std::fmt::Debug for ServerSettings {
             .field("alert_rules", &self.alert_rules)
             .field("schedules", &self.schedules.len())
             .field("apps", &self.apps.len())
+            .field("health_checks", &self.health_checks)
             .finish()
     }
 }
@@ -98,6 +101,8 @@ pub struct AppState {
     pub queues: QueueDirectory,
     /// The applications plugged in.
     pub apps: Arc<Vec<Arc<dyn App>>>,
+    /// The applications' dependencies, asked by `GET /health/ready`.
+    pub health_checks: Arc<Vec<Arc<dyn HealthCheck>>>,
     shared: Arc<Shared>,
 }
 
@@ -131,6 +136,7 @@ impl AppState {
             alert_rules,
             schedules,
             apps,
+            health_checks,
         } = settings;
         let keys = api
             .keys
@@ -145,6 +151,7 @@ impl AppState {
             api: Arc::new(api),
             queues,
             apps: Arc::new(apps),
+            health_checks: Arc::new(health_checks),
             shared: Arc::new(Shared {
                 keys,
                 schedules,

@@ -1,7 +1,7 @@
 //! The request log: after every answered request but the server's own
 //! noise, each plugged-in [`App`](crate::App) that asks is handed a
 //! [`RequestRecord`] (who, what, outcome, source address, latency). The
-//! trading-alert application writes them to its audit log.
+//! trading application writes them to its audit log.
 
 use std::time::Instant;
 

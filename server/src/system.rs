@@ -11,9 +11,9 @@ use serde_json::json;
 use sluice_engine::{CronSchedule, LastRun};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::metrics;
+use crate::{AppState, HealthState};
 
 /// `{"status": "ok"}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,9 +37,8 @@ pub struct Readiness {
     /// `ready` or `unavailable`.
     pub status: String,
     /// `up` or `down` per dependency: `redis`, and each plugged-in
-    /// application's (the trading-alert pipeline's `postgres` is
-    /// `not_migrated` when it answers but lacks migrations: run
-    /// `sluice migrate`).
+    /// application's health check (one that answers but cannot serve yet
+    /// says why, e.g. `not_migrated`).
     pub checks: std::collections::BTreeMap<String, String>,
 }
 
@@ -56,11 +55,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
     checks.insert("redis".to_owned(), up(redis));
     let mut ok = redis;
-    for app in state.apps.iter() {
-        for check in app.readiness().await {
-            ok &= check.state == "up";
-            checks.insert(check.name, check.state);
-        }
+    for check in state.health_checks.iter() {
+        let health = check.probe().await;
+        ok &= health == HealthState::Up;
+        checks.insert(check.name().to_owned(), health.as_str().to_owned());
     }
     let (status, word) = if ok {
         (StatusCode::OK, "ready")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::alerting::{AlertReply, NoticeKind};
 use sluice_engine::{Alerts, Client, Queue, Shutdown};
-use sqlx::PgPool;
+use sluice_server::{HealthCheck, HealthState};
 
 use super::notify::{self, Notification, Notifier};
 use super::rules::{AlertKind, AlertRule};
@@ -21,6 +21,9 @@ const ORPHAN_AFTER_MS: u64 = 5_000;
 
 /// How long counter samples are kept: the longest window and some.
 const SAMPLES_KEEP: Duration = Duration::from_secs(2 * 3600);
+
+/// A dependency whose health check has not answered in this long is down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One observation of a rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,26 +50,26 @@ pub struct Evaluator {
     /// Where the rules' state, latency series and counter samples are.
     alerts: Alerts,
     file: Arc<FileConfig>,
-    pool: Option<PgPool>,
+    health_checks: Vec<Arc<dyn HealthCheck>>,
     notifier: Notifier,
     queues: HashMap<String, Queue>,
     outages: HashMap<String, LocalOutage>,
 }
 
 impl Evaluator {
-    /// An evaluator of `file`'s rules; `pool` is PostgreSQL, when the
-    /// process has the pipeline.
+    /// An evaluator of `file`'s rules; `health_checks` are the plug-ins'
+    /// dependencies in this process, which the rules on dependencies read.
     pub fn new(
         client: Client,
         file: Arc<FileConfig>,
-        pool: Option<PgPool>,
+        health_checks: Vec<Arc<dyn HealthCheck>>,
     ) -> anyhow::Result<Self> {
         let notifier = Notifier::new(&file.alert_channels)?;
         Ok(Self {
             alerts: client.alerts(),
             client,
             file,
-            pool,
+            health_checks,
             notifier,
             queues: HashMap::new(),
             outages: HashMap::new(),
@@ -252,8 +255,8 @@ impl Evaluator {
         }
     }
 
-    /// Observe `rule` now; `None` when this process cannot (PostgreSQL
-    /// without the pipeline).
+    /// Observe `rule` now; `None` when this process cannot (a dependency
+    /// no plug-in of this process has a health check for).
     pub async fn observe(&mut self, rule: &AlertRule) -> anyhow::Result<Option<Observation>> {
         let threshold = rule.threshold.unwrap_or(0.0);
         let queue_name = rule.queue.clone().unwrap_or_default();
@@ -322,11 +325,14 @@ impl Evaluator {
                     .count();
                 observation(serving == 0, serving.to_string())
             }
-            AlertKind::ApiLatency | AlertKind::DbSlow => {
+            AlertKind::ApiLatency | AlertKind::DbSlow | AlertKind::DependencySlow => {
                 let series = if rule.kind == AlertKind::ApiLatency {
                     sluice_engine::alerting::API_LATENCY
                 } else {
-                    sluice_engine::alerting::DB_LATENCY
+                    match self.health_check(rule).and_then(|c| c.latency_series()) {
+                        Some(series) => series,
+                        None => return Ok(None),
+                    }
                 };
                 match self
                     .alerts
@@ -345,17 +351,15 @@ impl Evaluator {
                     None => observation(false, "no samples".into()),
                 }
             }
-            AlertKind::PostgresDown => {
-                let Some(pool) = &self.pool else {
+            AlertKind::PostgresDown | AlertKind::DependencyDown => {
+                let Some(check) = self.health_check(rule) else {
                     return Ok(None);
                 };
-                let up = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    sqlx::query("SELECT 1").execute(pool),
-                )
-                .await
-                .is_ok_and(|r| r.is_ok());
-                observation(!up, if up { "reachable" } else { "unreachable" }.into())
+                // Down means it does not answer; one that answers but
+                // cannot serve yet (`not_migrated`) is readiness's concern.
+                let health = tokio::time::timeout(PROBE_TIMEOUT, check.probe()).await;
+                let down = !matches!(health, Ok(h) if h != HealthState::Down);
+                observation(down, if down { "unreachable" } else { "reachable" }.into())
             }
             AlertKind::BreakerOpen => {
                 let open: Vec<String> = self
@@ -377,6 +381,16 @@ impl Evaluator {
             }
             AlertKind::RedisDown => return Ok(None),
         }))
+    }
+
+    /// The health check of the dependency `rule` watches, when a plug-in
+    /// of this process has one.
+    fn health_check(&self, rule: &AlertRule) -> Option<&dyn HealthCheck> {
+        let name = rule.dependency()?;
+        self.health_checks
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.as_ref())
     }
 
     /// Queue `name`'s handle (all its partitions), opened once.

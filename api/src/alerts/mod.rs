@@ -17,25 +17,27 @@ use std::time::Duration;
 
 use sluice_engine::alerting::NoticeKind;
 use sluice_engine::{Client, Shutdown, Typed, Worker, WorkerConfig};
-use sqlx::PgPool;
+use sluice_server::HealthCheck;
 use tokio::task::JoinSet;
 
 use crate::config::FileConfig;
 use rules::AlertRule;
 
-/// Start the evaluation loop and the notifier when `file` has rules.
+/// Start the evaluation loop and the notifier when `file` has rules;
+/// `health_checks` are the plug-ins' dependencies, which the rules on
+/// dependencies read.
 pub fn spawn(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     client: &Client,
     file: &FileConfig,
-    pool: Option<PgPool>,
+    health_checks: Vec<Arc<dyn HealthCheck>>,
     stop: &Shutdown,
 ) -> anyhow::Result<()> {
     if file.alerts.is_empty() {
         return Ok(());
     }
     let file = Arc::new(file.clone());
-    let evaluator = eval::Evaluator::new(client.clone(), file.clone(), pool)?;
+    let evaluator = eval::Evaluator::new(client.clone(), file.clone(), health_checks)?;
     tasks.spawn({
         let stop = stop.clone();
         async move {

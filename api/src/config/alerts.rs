@@ -9,6 +9,10 @@ use serde::Deserialize;
 use sluice_engine::alerting::AlertTiming;
 use sluice_engine::{QueueName, validate_name};
 
+/// The dependency `postgres_down` and `db_slow` watch: the health check of
+/// that name.
+pub const POSTGRES: &str = "postgres";
+
 /// Default evaluation interval.
 pub const DEFAULT_INTERVAL_MS: u64 = 1000;
 
@@ -56,15 +60,23 @@ pub enum AlertKind {
     NoWorkers,
     /// The API's p99 latency over the window above `threshold` ms.
     ApiLatency,
-    /// The p99 of the handlers' database round trips over the window
-    /// above `threshold` ms.
+    /// `dependency_slow` of the dependency `postgres` (the name it had
+    /// first, kept).
     DbSlow,
     /// Redis does not answer.
     RedisDown,
-    /// PostgreSQL does not answer.
+    /// `dependency_down` of the dependency `postgres` (the name it had
+    /// first, kept).
     PostgresDown,
     /// A circuit breaker (`breaker`, or any) is not closed.
     BreakerOpen,
+    /// A plug-in's dependency (`dependency`, the name of its health check)
+    /// does not answer. Evaluated by the processes that have the plug-in.
+    DependencyDown,
+    /// The p99 of the round trips to a plug-in's dependency (`dependency`)
+    /// over the window above `threshold` ms, as its handlers recorded them
+    /// fleet-wide.
+    DependencySlow,
 }
 
 impl AlertKind {
@@ -81,7 +93,18 @@ impl AlertKind {
             Self::RedisDown => "redis_down",
             Self::PostgresDown => "postgres_down",
             Self::BreakerOpen => "breaker_open",
+            Self::DependencyDown => "dependency_down",
+            Self::DependencySlow => "dependency_slow",
         }
+    }
+
+    /// Whether it watches a plug-in's dependency (named by `dependency`,
+    /// or by its kind).
+    fn watches_a_dependency(self) -> bool {
+        matches!(
+            self,
+            Self::DependencyDown | Self::DependencySlow | Self::PostgresDown | Self::DbSlow
+        )
     }
 
     fn needs_queue(self) -> bool {
@@ -104,6 +127,7 @@ impl AlertKind {
                 | Self::DeadLetters
                 | Self::ApiLatency
                 | Self::DbSlow
+                | Self::DependencySlow
         )
     }
 
@@ -114,8 +138,12 @@ impl AlertKind {
             Self::OldestWaiting => "s",
             Self::FailureRate => "%",
             Self::DeadLetters => "dead letters",
-            Self::ApiLatency | Self::DbSlow => "ms",
-            Self::NoWorkers | Self::RedisDown | Self::PostgresDown | Self::BreakerOpen => "",
+            Self::ApiLatency | Self::DbSlow | Self::DependencySlow => "ms",
+            Self::NoWorkers
+            | Self::RedisDown
+            | Self::PostgresDown
+            | Self::BreakerOpen
+            | Self::DependencyDown => "",
         }
     }
 }
@@ -134,14 +162,17 @@ pub struct AlertRule {
     pub priority: Option<u8>,
     /// The limit; its unit depends on the kind (see [`AlertKind::unit`]).
     pub threshold: Option<f64>,
-    /// The window of `failure_rate`, `dead_letters`, `api_latency` and
-    /// `db_slow`, seconds.
+    /// The window of `failure_rate`, `dead_letters`, `api_latency`,
+    /// `dependency_slow` and `db_slow`, seconds.
     pub window_secs: Option<f64>,
     /// `failure_rate`: least attempts in the window before it counts.
     #[serde(default)]
     pub min_attempts: u64,
     /// `breaker_open`: this breaker only.
     pub breaker: Option<String>,
+    /// `dependency_down`, `dependency_slow`: the dependency, by the name
+    /// of the health check a plug-in gives it (`postgres`).
+    pub dependency: Option<String>,
     /// How long the condition must hold before the rule fires, seconds.
     #[serde(default, rename = "for_secs")]
     pub hold_secs: f64,
@@ -163,6 +194,16 @@ impl AlertRule {
     /// The window of the kinds that look back.
     pub fn window(&self) -> Duration {
         Duration::from_secs_f64(self.window_secs.unwrap_or(DEFAULT_WINDOW_SECS))
+    }
+
+    /// The dependency it watches, by its health check's name:
+    /// `dependency`, or `postgres` for the kinds named after it.
+    pub fn dependency(&self) -> Option<&str> {
+        match self.kind {
+            AlertKind::PostgresDown | AlertKind::DbSlow => Some(POSTGRES),
+            AlertKind::DependencyDown | AlertKind::DependencySlow => self.dependency.as_deref(),
+            _ => None,
+        }
     }
 
     /// Its timing, for the fleet-wide state.
@@ -227,6 +268,31 @@ impl AlertRule {
                 bail!("{}.breaker: only breaker_open takes a breaker", at());
             }
             sluice_engine::validate_breaker_name(b).with_context(|| format!("{}.breaker", at()))?;
+        }
+        match (&self.dependency, self.kind) {
+            (None, AlertKind::DependencyDown | AlertKind::DependencySlow) => bail!(
+                "{}.dependency: kind {} needs a dependency (a health check's name)",
+                at(),
+                self.kind.as_str()
+            ),
+            (Some(_), AlertKind::PostgresDown | AlertKind::DbSlow) => bail!(
+                "{}.dependency: kind {} watches postgres; use dependency_{} for another",
+                at(),
+                self.kind.as_str(),
+                if self.kind == AlertKind::DbSlow {
+                    "slow"
+                } else {
+                    "down"
+                }
+            ),
+            (Some(_), kind) if !kind.watches_a_dependency() => bail!(
+                "{}.dependency: only dependency_down and dependency_slow take a dependency",
+                at()
+            ),
+            (Some(d), _) => {
+                validate_name("dependency", d).with_context(|| format!("{}.dependency", at()))?
+            }
+            (None, _) => {}
         }
         for (key, secs) in [
             ("for_secs", Some(self.hold_secs)),

@@ -3,16 +3,15 @@
 //! Flags and environment variables (clap reads both) win over the file,
 //! which wins over defaults. The file alone describes what has no flag:
 //! queues with their delivery targets and limits, cron schedules and API
-//! keys. Unknown keys are refused, so a typo never silently falls back to a
+//! keys. A plug-in's section is kept as it is (raw TOML) for the plug-in to
+//! read. Unknown keys are refused, so a typo never silently falls back to a
 //! default. See `docs/configuration.md` for an annotated example.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod alerts;
-/// `[pipeline]`: the trading-alert application's own section.
-pub use sluice_jobs::app::config as pipeline;
 
 pub use sluice_server::settings::{ApiConfig, ApiKeySection, Scope};
 
@@ -30,9 +29,11 @@ pub const DEFAULT_PREFIX: &str = "sluice";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// What a config file may hold. Its `Debug` shows the Redis URL without
-/// its password (and each section hides its own secrets).
+/// its password, and of the plug-ins' sections only their names (each
+/// section hides its own secrets).
+// Not `deny_unknown_fields` (serde cannot have it with `flatten`): `load`
+// refuses a top-level key that no linked plug-in claims.
 #[derive(Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Redis URL.
     pub redis_url: Option<String>,
@@ -54,9 +55,6 @@ pub struct FileConfig {
     /// Cron schedules.
     #[serde(default)]
     pub schedules: Vec<ScheduleSection>,
-    /// The trading-alert pipeline (webhooks, signals, screenshots, audit
-    /// log, retention, backups); off without this section.
-    pub pipeline: Option<pipeline::PipelineSection>,
     /// How alert rules are evaluated.
     #[serde(default)]
     pub alerting: alerts::AlertingSection,
@@ -66,6 +64,10 @@ pub struct FileConfig {
     /// Where alerts are sent.
     #[serde(default)]
     pub alert_channels: Vec<alerts::ChannelSection>,
+    /// The plug-ins' sections, by name, as the file has them: each plug-in
+    /// reads its own.
+    #[serde(flatten)]
+    pub plugin_sections: BTreeMap<String, toml::Value>,
 }
 
 impl std::fmt::Debug for FileConfig {
@@ -82,10 +84,13 @@ impl std::fmt::Debug for FileConfig {
             .field("worker", &self.worker)
             .field("queues", &self.queues)
             .field("schedules", &self.schedules)
-            .field("pipeline", &self.pipeline)
             .field("alerting", &self.alerting)
             .field("alerts", &self.alerts)
             .field("alert_channels", &self.alert_channels)
+            .field(
+                "plugin_sections",
+                &self.plugin_sections.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -154,8 +159,8 @@ pub struct QueueSection {
 }
 
 /// `[queues.breaker]`: the circuit breaker in front of the queue's target
-/// (its `url`'s host, or the pipeline handler's dependency). Absent keys
-/// take the engine's defaults.
+/// (its `url`'s host, or what a plug-in's handler calls). Absent keys take
+/// the engine's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerSection {
@@ -225,8 +230,8 @@ fn default_concurrency() -> usize {
 }
 
 impl QueueSection {
-    /// A queue served with `concurrency` and nothing else configured (an
-    /// application's queue not named in `[[queues]]`).
+    /// A queue served with `concurrency` and nothing else configured (a
+    /// plug-in's queue not named in `[[queues]]`).
     pub fn named(name: &str, concurrency: usize) -> Self {
         Self {
             name: name.to_owned(),
@@ -354,18 +359,22 @@ pub fn check_target(url: &str) -> anyhow::Result<reqwest::Url> {
 }
 
 impl FileConfig {
-    /// Read, parse and check `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Read, parse and check `path`. A top-level key is either the
+    /// binary's or one of `plugin_sections` (the linked plug-ins' sections,
+    /// whose checks are their own); any other is refused.
+    pub fn load(path: &Path, plugin_sections: &[&str]) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Self = toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid config file {}: {}",
-                path.display(),
-                one_line(&text, &e)
-            )
-        })?;
-        let mut config = config;
+        let invalid =
+            |why: String| anyhow::anyhow!("invalid config file {}: {why}", path.display());
+        let mut config: Self = toml::from_str(&text).map_err(|e| invalid(one_line(&text, &e)))?;
+        if let Some(key) = config
+            .plugin_sections
+            .keys()
+            .find(|k| !plugin_sections.contains(&k.as_str()))
+        {
+            return Err(invalid(unknown_key(&text, key)));
+        }
         config.apply_environment(&process_env)?;
         config
             .validate()
@@ -383,10 +392,9 @@ impl FileConfig {
 
     /// The environment's overrides of the file, applied once, here, so
     /// that the rest of the program reads only the settings: a non-empty
-    /// `SLUICE_SESSION_SECRET`, `SLUICE_DATABASE_URL`, `SLUICE_COOKIE_KEY`,
-    /// `SLUICE_S3_ACCESS_KEY` and `SLUICE_S3_SECRET_KEY` win over the file,
-    /// and a Telegram channel without a `token` takes the variable its
-    /// `token_env` names. `SLUICE_API_KEYS` adds API keys to the file's:
+    /// `SLUICE_SESSION_SECRET` wins over the file, and a Telegram channel
+    /// without a `token` takes the variable its `token_env` names (a
+    /// plug-in applies the overrides of its own section). `SLUICE_API_KEYS` adds API keys to the file's:
     /// `NAME:SCOPE:SHA256` entries separated by commas (what a container's
     /// secret can hold). `env` answers a variable's value.
     pub fn apply_environment(
@@ -404,47 +412,12 @@ impl FileConfig {
                 })?);
             }
         }
-        if let Some(p) = &mut self.pipeline {
-            if let Some(url) = set("SLUICE_DATABASE_URL") {
-                p.database_url = Some(url);
-            }
-            if let Some(key) = set("SLUICE_COOKIE_KEY") {
-                p.cookie_key = Some(key);
-            }
-            if let Some(key) = set("SLUICE_BACKUP_KEY") {
-                p.backup_key = Some(key);
-            }
-            if let Some(s3) = &mut p.s3 {
-                if let Some(key) = set("SLUICE_S3_ACCESS_KEY") {
-                    s3.access_key = key;
-                }
-                if let Some(key) = set("SLUICE_S3_SECRET_KEY") {
-                    s3.secret_key = key;
-                }
-            }
-        }
         for channel in &mut self.alert_channels {
             if channel.token.is_none() {
                 channel.token = channel.token_env.as_deref().and_then(set);
             }
         }
         Ok(())
-    }
-
-    /// The configured schedules and the pipeline's (retention, backups).
-    pub fn all_schedules(&self) -> Vec<ScheduleSection> {
-        let mut all = self.schedules.clone();
-        if let Some(p) = &self.pipeline {
-            all.extend(p.schedules().into_iter().map(|s| ScheduleSection {
-                name: s.name.into(),
-                cron: s.cron,
-                timezone: None,
-                queue: s.queue.into(),
-                payload: None,
-                priority: None,
-            }));
-        }
-        all
     }
 
     /// Check what the types cannot: names, uniqueness, ranges, cron syntax.
@@ -485,12 +458,9 @@ impl FileConfig {
                 .validate()
                 .with_context(|| format!("queue {}", q.name))?;
         }
-        if let Some(p) = &self.pipeline {
-            p.validate()?;
-        }
         alerts::validate(&self.alerting, &self.alerts, &self.alert_channels)?;
         let mut schedules = HashSet::new();
-        for s in &self.all_schedules() {
+        for s in &self.schedules {
             validate_name("schedule name", &s.name)?;
             QueueName::new(s.queue.as_str())?;
             if !schedules.insert(s.name.as_str()) {
@@ -555,8 +525,21 @@ fn api_key_of(entry: &str) -> anyhow::Result<ApiKeySection> {
 }
 
 /// A variable of this process's environment.
-fn process_env(name: &str) -> Option<String> {
+pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// A top-level key no one reads, on one line: where, as a TOML error.
+fn unknown_key(text: &str, key: &str) -> String {
+    let line = text.lines().enumerate().find(|(_, line)| {
+        let line = line.trim_start().trim_start_matches('[').trim_start();
+        line.strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with([' ', '=', ']', '.', '\t']))
+    });
+    match line {
+        Some((n, line)) => format!("line {} ({}): unknown key `{key}`", n + 1, line.trim()),
+        None => format!("unknown key `{key}`"),
+    }
 }
 
 /// A TOML error on one line: where, the line itself (which names the
@@ -620,9 +603,29 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
-        assert!(toml::from_str::<FileConfig>("redis_ulr = \"x\"").is_err());
+    fn unknown_keys_are_refused_and_plugin_sections_kept_as_they_are() {
         assert!(toml::from_str::<FileConfig>("[[queues]]\nname = \"a\"\nconcurency = 3").is_err());
+        let dir = std::env::temp_dir().join(format!("sluice-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "prefix = \"p\"\nredis_ulr = \"x\"\n").expect("write");
+        let err = format!("{:#}", FileConfig::load(&path, &[]).expect_err("typo"));
+        assert!(
+            err.ends_with("line 2 (redis_ulr = \"x\"): unknown key `redis_ulr`"),
+            "{err}"
+        );
+        std::fs::write(&path, "[plug]\nanything = 1\n[plug.inner]\nx = \"y\"\n").expect("write");
+        let err = format!(
+            "{:#}",
+            FileConfig::load(&path, &[]).expect_err("no plug-in")
+        );
+        assert!(
+            err.ends_with("line 1 ([plug]): unknown key `plug`"),
+            "{err}"
+        );
+        let c = FileConfig::load(&path, &["plug"]).expect("a plug-in's section");
+        assert_eq!(c.plugin_sections["plug"]["inner"]["x"].as_str(), Some("y"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -696,31 +699,16 @@ mod tests {
     #[test]
     fn the_environment_wins_over_the_file_once_applied() {
         let text = "[api]\nsession_secret = \"from-file\"\n\
-            [pipeline]\ndatabase_url = \"postgres://file/db\"\ncookie_key = \"file-key\"\n\
-            [pipeline.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
-            access_key = \"file-access\"\nsecret_key = \"file-secret\"\n\
             [[alert_channels]]\nname = \"tg\"\nkind = \"telegram\"\nchat_id = \"1\"\ntoken_env = \"TG_TOKEN\"\n\
             [[alert_channels]]\nname = \"tg2\"\nkind = \"telegram\"\nchat_id = \"1\"\ntoken = \"own\"\ntoken_env = \"TG_TOKEN\"\n";
         let mut c: FileConfig = toml::from_str(text).expect("toml");
         let env = |name: &str| match name {
             "SLUICE_SESSION_SECRET" => Some("from-env".to_owned()),
-            "SLUICE_DATABASE_URL" => Some("postgres://env/db".to_owned()),
-            // Empty means unset: the file's value stays.
-            "SLUICE_COOKIE_KEY" => Some(String::new()),
-            "SLUICE_S3_SECRET_KEY" => Some("env-secret".to_owned()),
             "TG_TOKEN" => Some("bot-token".to_owned()),
             _ => None,
         };
         c.apply_environment(&env).expect("environment");
         assert_eq!(c.api.session_secret.as_deref(), Some("from-env"));
-        let p = c.pipeline.as_ref().expect("pipeline");
-        assert_eq!(p.db().url, "postgres://env/db");
-        assert_eq!(p.cookie_key.as_deref(), Some("file-key"));
-        let s3 = p.s3.as_ref().expect("s3");
-        assert_eq!(
-            (s3.access_key.as_str(), s3.secret_key.as_str()),
-            ("file-access", "env-secret")
-        );
         assert_eq!(
             c.alert_channels[0].telegram_token().as_deref(),
             Some("bot-token")
@@ -735,10 +723,10 @@ mod tests {
 redis_url = "redis://:redis-pass-1@127.0.0.1:6379/"
 [api]
 session_secret = "session-secret-2-abcdefghijklmnopqrstuvwxyz"
-[pipeline]
+[plug]
 database_url = "postgres://sluice:pg-pass-3@db/sluice"
 cookie_key = "cookie-key-4"
-[pipeline.s3]
+[plug.s3]
 endpoint = "http://127.0.0.1:9000"
 bucket = "b"
 access_key = "access-key-5"
@@ -755,7 +743,9 @@ chat_id = "1"
 token = "bot-token-8"
 "#;
         let c: FileConfig = toml::from_str(text).expect("parses");
-        let shown = format!("{c:?} {:?} {:?}", c.api, c.pipeline);
+        // A plug-in's section is shown by name only: it hides its own
+        // secrets once the plug-in has read it.
+        let shown = format!("{c:?} {:?}", c.api);
         for secret in [
             "redis-pass-1",
             "session-secret-2",
@@ -851,7 +841,7 @@ token = "bot-token-8"
         {
             let path = dir.join(format!("{n}.toml"));
             std::fs::write(&path, &text).expect("write");
-            let err = format!("{:#}", FileConfig::load(&path).expect_err(&text));
+            let err = format!("{:#}", FileConfig::load(&path, &[]).expect_err(&text));
             assert!(err.contains(key), "{text}: {err}");
             assert!(!err.contains('\n'), "not one line: {err}");
         }

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use sluice::config::FileConfig;
+use sluice::plugins::Opened;
 use sluice::server::router;
 use sluice_engine::{Client, ClientConfig, RetryPolicy};
 pub use sluice_testkit::{KeyPrefix, eventually, free_port};
@@ -48,9 +49,10 @@ impl std::ops::DerefMut for Prefix {
     }
 }
 
-/// The API's router on `prefix` with `file`.
+/// The API's router on `prefix` with `file` (and no plug-in).
 pub async fn api(prefix: &Prefix, file: FileConfig) -> Router {
-    let state = sluice::server::state(prefix.client().await, &file).expect("state");
+    let state =
+        sluice::server::state(prefix.client().await, &file, &Opened::default()).expect("state");
     router(state)
 }
 
@@ -65,7 +67,9 @@ pub fn api_without_redis() -> Router {
             max_delay: Duration::from_millis(20),
         });
     let client = Client::connect_lazy(config).expect("lazy client");
-    router(sluice::server::state(client, &FileConfig::default()).expect("state"))
+    router(
+        sluice::server::state(client, &FileConfig::default(), &Opened::default()).expect("state"),
+    )
 }
 
 /// An answer: status, JSON body (Null when not JSON), headers.

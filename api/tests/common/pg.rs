@@ -2,9 +2,9 @@
 //! the test kit's [`PgSchema`]).
 #![allow(unused_imports)]
 
-use sluice_jobs::db::DbConfig;
 use sluice_testkit::PgSchema;
 pub use sluice_testkit::{PrivatePostgres, database_url};
+use sluice_trading::db::DbConfig;
 
 pub struct TestSchema {
     pub db: DbConfig,
@@ -16,7 +16,7 @@ impl TestSchema {
         let schema = PgSchema::new(tag);
         let mut db = DbConfig::new(database_url());
         db.schema = Some(schema.name.clone());
-        sluice_jobs::db::migrate(&db).await.expect("migrate");
+        sluice_trading::db::migrate(&db).await.expect("migrate");
         Self {
             db,
             _schema: schema,

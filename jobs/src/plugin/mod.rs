@@ -1,44 +1,50 @@
-//! The trading-alert application as a plug-in of Sluice: the worked
+//! The trading application as a plug-in of Sluice: the worked
 //! example of building on the engine and the server.
 //!
-//! - `config`: its `[pipeline]` section, which the `sluice` binary's config
-//!   schema holds as it is;
-//! - `runtime`: what the API and the workers of a process share, and the
-//!   handlers of its queues, which the binary's workers run;
+//! - `plugin`: [`TradingPlugin`], what the `sluice` binary links (a
+//!   [`sluice_plugin::Plugin`]): its name, its section, its commands, and
+//!   the configured plug-in (its queues, schedules and start-up work);
+//! - `config`: its section (`[trading]`, formerly `[pipeline]`) and the
+//!   environment variables that win over it;
+//! - `runtime`: what the API, the workers and the alert rules of a process
+//!   share, the handlers of its queues and PostgreSQL's health check;
 //! - [`TradingApp`], a [`sluice_server::App`]: its routes (`routes`), its
-//!   dashboard page (`signals`), PostgreSQL's readiness, and the audit log
-//!   of every request;
-//! - `commands`: its subcommands (`migrate`, `users`, `backup`,
-//!   `restore`), which the binary mounts among its own.
+//!   dashboard page (`signals`) and the audit log of every request;
+//! - `commands`: its subcommands (`sluice trading migrate`, `users`,
+//!   `backup`, `restore`);
+//! - `local`: the start-up work of `sluice up` (the machine's PostgreSQL,
+//!   the migrations).
 
 pub mod commands;
 pub mod config;
+mod linked;
+mod local;
 mod routes;
 pub mod runtime;
 mod signals;
 
-pub use commands::{PipelineCommand, UsersCommand};
-pub use config::{AppSchedule, DEFAULT_DATABASE_URL, PipelineSection, S3Section};
-pub use runtime::{Pipeline, PipelineHandler};
+pub use commands::{TradingCommand, UsersCommand};
+pub use config::{DEFAULT_DATABASE_URL, S3Section, TradingSchedule, TradingSection};
+pub use linked::TradingPlugin;
+pub use runtime::TradingRuntime;
 
 use crate::audit::AuditEvent;
 use axum::http::StatusCode;
-use futures::future::BoxFuture;
-use sluice_server::{ApiError, App, AppState, Check, MenuEntry, RequestRecord};
+use sluice_server::{ApiError, App, AppState, MenuEntry, RequestRecord};
 use utoipa_axum::router::OpenApiRouter;
 
-/// The trading-alert application on its open [`Pipeline`].
+/// The trading application on its open [`TradingRuntime`].
 #[derive(Debug, Clone)]
 pub struct TradingApp {
-    pipeline: Pipeline,
+    runtime: TradingRuntime,
     anonymous: std::sync::Arc<AnonymousRefusals>,
 }
 
 impl TradingApp {
-    /// The application of `pipeline`.
-    pub fn new(pipeline: Pipeline) -> Self {
+    /// The application on `runtime`.
+    pub fn new(runtime: TradingRuntime) -> Self {
         Self {
-            pipeline,
+            runtime,
             anonymous: std::sync::Arc::new(AnonymousRefusals::default()),
         }
     }
@@ -78,7 +84,7 @@ impl AnonymousRefusals {
 
 impl App for TradingApp {
     fn routes(&self) -> OpenApiRouter<AppState> {
-        routes::routes(self.pipeline.clone())
+        routes::routes(self.runtime.clone())
     }
 
     fn pages(&self) -> axum::Router<AppState> {
@@ -86,7 +92,7 @@ impl App for TradingApp {
         axum::Router::new()
             .route("/dashboard/signals", get(signals::signals))
             .route("/dashboard/live/signals", get(signals::signals_live))
-            .layer(axum::Extension(self.pipeline.clone()))
+            .layer(axum::Extension(self.runtime.clone()))
     }
 
     fn menu(&self) -> Vec<MenuEntry> {
@@ -99,7 +105,7 @@ impl App for TradingApp {
 
     /// Webhooks carry their token in the path; screenshots are named by an
     /// unguessable content hash.
-    /// The pipeline's queues: an ingest job names its user, a screenshot
+    /// The application's queues: an ingest job names its user, a screenshot
     /// job opens a user's TradingView session, an audit job is a row of
     /// the audit log. Only the webhook, the schedules and the workers
     /// enqueue there.
@@ -111,31 +117,15 @@ impl App for TradingApp {
         path.starts_with("/webhook/") || path.starts_with("/screenshots/")
     }
 
-    /// Up means migrated too: an unmigrated database would answer every
-    /// pipeline route with a 500.
-    fn readiness(&self) -> BoxFuture<'_, Vec<Check>> {
-        Box::pin(async {
-            let state = match crate::db::pending_migrations(&self.pipeline.pool).await {
-                Ok(0) => "up",
-                Ok(_) => "not_migrated",
-                Err(_) => "down",
-            };
-            vec![Check {
-                name: "postgres".into(),
-                state: state.into(),
-            }]
-        })
-    }
-
     fn records_requests(&self) -> bool {
-        self.pipeline.audit.is_some()
+        self.runtime.audit.is_some()
     }
 
     /// Every request becomes an audit event (who, what, when, outcome,
     /// source address, latency) on the `audit` queue. Screenshot downloads
     /// are not audited: they are noise, not actions.
     fn record(&self, request: RequestRecord) {
-        let Some(sink) = &self.pipeline.audit else {
+        let Some(sink) = &self.runtime.audit else {
             return;
         };
         if request.path.starts_with("/screenshots/") {

@@ -1,8 +1,10 @@
-//! The trading-alert pipeline's runtime, shared by the API and the workers
-//! of a process (database pools, webhook gate, audit sink, screenshot
-//! store), and the built-in handlers of its queues.
+//! The trading application's runtime, shared by the API, the workers and
+//! the alert rules of a process (database pools, webhook gate, audit sink,
+//! screenshot store): the plug-in's [`PluginRuntime`], which adds the
+//! handlers of its queues to the process's registry, gives the server its
+//! [`TradingApp`](super::TradingApp) and PostgreSQL's health check.
 //!
-//! Without a `[pipeline]` section none of it runs: no webhook route, no
+//! Without a `[trading]` section none of it runs: no webhook route, no
 //! audit events, no PostgreSQL.
 
 use std::sync::Arc;
@@ -20,18 +22,18 @@ use crate::spill::SpillConfig;
 use crate::storage::ScreenshotStore;
 use crate::webhook::WebhookGate;
 use anyhow::Context;
-use sluice_engine::{
-    BatchHandler, BreakerConfig, Client, HandlerError, Job, Outcome, Runner, Typed, run_each,
-};
+use futures::future::BoxFuture;
+use sluice_engine::{Batched, BoxedHandler, BreakerConfig, Client, Handlers, Typed};
+use sluice_plugin::{App, HandledQueue, HealthCheck, HealthState, PluginRuntime};
 use sqlx::PgPool;
 
-use super::config::PipelineSection;
+use super::config::TradingSection;
 
 /// What the API and the workers of one process share.
 #[derive(Debug, Clone)]
-pub struct Pipeline {
+pub struct TradingRuntime {
     /// The settings.
-    pub section: Arc<PipelineSection>,
+    pub section: Arc<TradingSection>,
     /// Rows that jobs settle (full durability).
     pub pool: PgPool,
     /// The webhook's token checks and quota counts.
@@ -44,10 +46,10 @@ pub struct Pipeline {
     pub client: Client,
 }
 
-impl Pipeline {
+impl TradingRuntime {
     /// Open the pools (lazily: PostgreSQL may be down) and start the audit
     /// sink.
-    pub fn open(section: &PipelineSection, client: &Client) -> anyhow::Result<Self> {
+    pub fn open(section: &TradingSection, client: &Client) -> anyhow::Result<Self> {
         let db = section.db();
         let pool = db.pool()?;
         let fast = DbConfig {
@@ -72,14 +74,15 @@ impl Pipeline {
         })
     }
 
-    /// The built-in handler of a pipeline queue, its dependency (PostgreSQL
+    /// The built-in handler of a trading queue, its dependency (PostgreSQL
     /// for ingest and audit, the chart host for screenshots) under a
-    /// circuit breaker with `breaker` settings, when given.
+    /// circuit breaker with `breaker` settings, when given. `ingest` and
+    /// `audit` take batches.
     pub async fn handler(
         &self,
         queue: &str,
         breaker: Option<BreakerConfig>,
-    ) -> anyhow::Result<Option<PipelineHandler>> {
+    ) -> anyhow::Result<Option<BoxedHandler>> {
         let s = &self.section;
         let postgres = match breaker {
             Some(config) if matches!(queue, queues::INGEST | queues::AUDIT) => Some(
@@ -106,7 +109,7 @@ impl Pipeline {
                 if let Some(b) = postgres {
                     h = h.with_breaker(b);
                 }
-                PipelineHandler::Ingest(Typed(h))
+                BoxedHandler::new(Batched(Typed(h)))
             }
             queues::SCREENSHOT => {
                 let browsers = BrowserPool::new(BrowserSettings {
@@ -128,11 +131,11 @@ impl Pipeline {
                 if let Some(config) = breaker {
                     let name =
                         ScreenshotHandler::breaker_name(&s.chart_url).with_context(|| {
-                            format!("pipeline.chart_url {:?} has no host", s.chart_url)
+                            format!("trading.chart_url {:?} has no host", s.chart_url)
                         })?;
                     h = h.with_breaker(self.client.breakers().get(&name, config).await?);
                 }
-                PipelineHandler::Screenshot(Typed(h))
+                BoxedHandler::new(Typed(h))
             }
             queues::AUDIT => {
                 let mut h = AuditHandler::new(self.pool.clone()).with_latency(
@@ -143,9 +146,9 @@ impl Pipeline {
                 if let Some(b) = postgres {
                     h = h.with_breaker(b);
                 }
-                PipelineHandler::Audit(Typed(h))
+                BoxedHandler::new(Batched(Typed(h)))
             }
-            queues::RETENTION => PipelineHandler::Retention(RetentionHandler::new(
+            queues::RETENTION => BoxedHandler::new(RetentionHandler::new(
                 self.pool.clone(),
                 self.store.clone(),
                 RetentionPolicy {
@@ -154,7 +157,7 @@ impl Pipeline {
                     aggregates: Duration::from_secs(s.aggregates_retention_days * 86_400),
                 },
             )),
-            queues::BACKUP => PipelineHandler::Backup(BackupHandler::new(
+            queues::BACKUP => BoxedHandler::new(BackupHandler::new(
                 self.pool.clone(),
                 self.client.clone(),
                 BackupSettings {
@@ -168,37 +171,61 @@ impl Pipeline {
     }
 }
 
-/// One of the pipeline's handlers. `ingest` and `audit` take batches.
-#[derive(Debug)]
-pub enum PipelineHandler {
-    /// `ingest`.
-    Ingest(Typed<IngestHandler>),
-    /// `screenshot`.
-    Screenshot(Typed<ScreenshotHandler>),
-    /// `audit`.
-    Audit(Typed<AuditHandler>),
-    /// `retention`.
-    Retention(RetentionHandler),
-    /// `backup`.
-    Backup(BackupHandler),
-}
-
-impl Runner for PipelineHandler {
-    fn max_batch(&self) -> usize {
-        match self {
-            PipelineHandler::Ingest(h) => h.max_batch(),
-            PipelineHandler::Audit(h) => h.max_batch(),
-            _ => 1,
-        }
+impl PluginRuntime for TradingRuntime {
+    fn add_handlers<'a>(
+        &'a self,
+        handlers: &'a mut Handlers,
+        queues: &'a [HandledQueue],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            for queue in queues {
+                let handler = self
+                    .handler(&queue.name, queue.breaker)
+                    .await?
+                    .with_context(|| format!("{} is not a queue of trading", queue.name))?;
+                handlers.add(&queue.name, handler)?;
+            }
+            Ok(())
+        })
     }
 
-    async fn run(self: Arc<Self>, jobs: Vec<Job>) -> Result<Vec<Outcome>, HandlerError> {
-        match &*self {
-            PipelineHandler::Ingest(h) => h.handle_batch(jobs).await,
-            PipelineHandler::Audit(h) => h.handle_batch(jobs).await,
-            PipelineHandler::Screenshot(h) => run_each(h, jobs).await,
-            PipelineHandler::Retention(h) => run_each(h, jobs).await,
-            PipelineHandler::Backup(h) => run_each(h, jobs).await,
-        }
+    fn app(&self) -> Option<Arc<dyn App>> {
+        Some(Arc::new(super::TradingApp::new(self.clone())))
+    }
+
+    fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        vec![Arc::new(PostgresCheck {
+            pool: self.pool.clone(),
+        })]
+    }
+}
+
+/// PostgreSQL's health: up means migrated too, since an unmigrated
+/// database would answer every trading route with a 500. Its round trips
+/// are the handlers' writes, recorded in the engine's `db` series.
+#[derive(Debug)]
+struct PostgresCheck {
+    pool: PgPool,
+}
+
+impl HealthCheck for PostgresCheck {
+    /// As `GET /health/ready` has always named it, and the
+    /// `postgres_down` and `db_slow` rules look it up.
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn probe(&self) -> BoxFuture<'_, HealthState> {
+        Box::pin(async {
+            match crate::db::pending_migrations(&self.pool).await {
+                Ok(0) => HealthState::Up,
+                Ok(_) => HealthState::Unready("not_migrated"),
+                Err(_) => HealthState::Down,
+            }
+        })
+    }
+
+    fn latency_series(&self) -> Option<&str> {
+        Some(sluice_engine::alerting::DB_LATENCY)
     }
 }

@@ -13,7 +13,7 @@ use axum::Extension;
 use sluice_server::AppState;
 use sluice_server::dashboard::{DashError, DashResult, fragment_operator, operator, render};
 
-use super::runtime::Pipeline;
+use super::runtime::TradingRuntime;
 
 /// One trading signal.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct SignalRow {
     pub signal_type: String,
     /// Price.
     pub price: String,
-    /// Alert time.
+    /// Message time.
     pub alert_time: String,
     /// Screenshot status.
     pub screenshot_status: String,
@@ -70,7 +70,7 @@ pub struct SignalsQuery {
     ticker: Option<String>,
 }
 
-async fn signals_data(p: &Pipeline, q: &SignalsQuery) -> DashResult<SignalsLive> {
+async fn signals_data(p: &TradingRuntime, q: &SignalsQuery) -> DashResult<SignalsLive> {
     let user = match q.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         None => None,
         Some(u) => Some(u.parse::<i64>().map_err(|_| {
@@ -127,12 +127,12 @@ async fn signals_data(p: &Pipeline, q: &SignalsQuery) -> DashResult<SignalsLive>
 /// `GET /dashboard/signals`.
 pub async fn signals(
     State(state): State<AppState>,
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     headers: HeaderMap,
     Query(q): Query<SignalsQuery>,
 ) -> DashResult<Response> {
     let op = operator(&state, &headers).await?;
-    let live = signals_data(&pipeline, &q).await?;
+    let live = signals_data(&trading, &q).await?;
     Ok(render(&SignalsPage {
         chrome: op.chrome(&state, "Signals", "signals"),
         user: q.user.unwrap_or_default(),
@@ -145,10 +145,10 @@ pub async fn signals(
 /// `GET /dashboard/live/signals`: the page's live part.
 pub async fn signals_live(
     State(state): State<AppState>,
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     headers: HeaderMap,
     Query(q): Query<SignalsQuery>,
 ) -> DashResult<Response> {
     fragment_operator(&state, &headers).await?;
-    Ok(render(&signals_data(&pipeline, &q).await?).into_response())
+    Ok(render(&signals_data(&trading, &q).await?).into_response())
 }

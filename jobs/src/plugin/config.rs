@@ -1,28 +1,39 @@
-//! `[pipeline]`: the trading-alert application's section of the config
-//! file (the `sluice` binary's schema holds it as it is), its defaults and
-//! its checks, and the typed settings of this crate it converts to (the
-//! runtime that uses them is `runtime`).
+//! `[trading]` (formerly `[pipeline]`): the trading application's section of the config
+//! file (the `sluice` binary hands it over as it is), the environment
+//! variables that win over it, its defaults and its checks, and the typed
+//! settings of this crate it converts to (the runtime that uses them is
+//! `runtime`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_engine::CronSchedule;
+use sluice_plugin::Section;
 
-use crate::alert::{AlertField, ParseOptions};
 use crate::db::DbConfig;
+use crate::message::{MessageField, ParseOptions};
 use crate::queues;
 use crate::secrets::CookieCipher;
 use crate::storage::{LocalStore, S3Settings, S3Store, ScreenshotStore};
 
+/// Keys renamed when a TradingView message stopped being called an alert
+/// (an alert is the operations' rule): the former names are still read
+/// (serde aliases), with a deprecation warning.
+const FORMER_KEYS: [(&str, &str); 3] = [
+    ("alert_price_required", "message_price_required"),
+    ("alert_decimal_comma", "message_decimal_comma"),
+    ("alert_aliases", "message_aliases"),
+];
+
 /// Default PostgreSQL URL.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
 
-/// `[pipeline]`. Its `Debug` shows the database URL without its password
+/// `[trading]`. Its `Debug` shows the database URL without its password
 /// and no cookie key.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PipelineSection {
+pub struct TradingSection {
     /// PostgreSQL URL (`SLUICE_DATABASE_URL` wins).
     pub database_url: Option<String>,
     /// Schema for the tables (default: the URL's search path, `public`).
@@ -33,7 +44,7 @@ pub struct PipelineSection {
     /// (`SLUICE_COOKIE_KEY` wins). Without it cookies cannot be stored and
     /// charts are opened without them.
     pub cookie_key: Option<String>,
-    /// How webhook URLs printed by `sluice users` start.
+    /// How webhook URLs printed by `sluice trading users` start.
     pub public_url: String,
     /// Chart page, `{chart}` replaced by the chart id.
     pub chart_url: String,
@@ -49,7 +60,7 @@ pub struct PipelineSection {
     pub viewport_width: u32,
     /// Viewport height, CSS pixels.
     pub viewport_height: u32,
-    /// Where screenshots are stored (unless `[pipeline.s3]` is set).
+    /// Where screenshots are stored (unless `[trading.s3]` is set).
     pub screenshots_dir: PathBuf,
     /// Store screenshots in an S3-compatible bucket instead.
     pub s3: Option<S3Section>,
@@ -86,17 +97,20 @@ pub struct PipelineSection {
     pub audit_spill_max_mib: u64,
     /// Refuse a signal without a usable price (the default); off, it is
     /// stored without one.
-    pub alert_price_required: bool,
-    /// Alerts write numbers with a decimal comma (`1.234,56`) instead of a
+    #[serde(alias = "alert_price_required")]
+    pub message_price_required: bool,
+    /// Messages write numbers with a decimal comma (`1.234,56`) instead of a
     /// decimal point (`1,234.56`).
-    pub alert_decimal_comma: bool,
-    /// Extra alert labels, each naming a field (`strategy = "indicator"`);
+    #[serde(alias = "alert_decimal_comma")]
+    pub message_decimal_comma: bool,
+    /// Extra message labels, each naming a field (`strategy = "indicator"`);
     /// when set, they replace the default aliases (`close`, `timenow`,
-    /// `action`). See docs/pipeline.md.
-    pub alert_aliases: Option<std::collections::BTreeMap<String, String>>,
+    /// `action`). See docs/trading.md.
+    #[serde(alias = "alert_aliases")]
+    pub message_aliases: Option<std::collections::BTreeMap<String, String>>,
 }
 
-/// `[pipeline.s3]`: an S3-compatible bucket for screenshots.
+/// `[trading.s3]`: an S3-compatible bucket for screenshots.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Section {
@@ -126,9 +140,9 @@ pub struct S3Section {
     pub public_url: Option<String>,
 }
 
-impl std::fmt::Debug for PipelineSection {
+impl std::fmt::Debug for TradingSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PipelineSection")
+        f.debug_struct("TradingSection")
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(sluice_engine::redact_url),
@@ -189,7 +203,7 @@ impl S3Section {
     }
 }
 
-impl Default for PipelineSection {
+impl Default for TradingSection {
     fn default() -> Self {
         Self {
             database_url: None,
@@ -219,16 +233,48 @@ impl Default for PipelineSection {
             audit: true,
             audit_spill_file: PathBuf::from(".sluice/audit-spill.jsonl"),
             audit_spill_max_mib: 256,
-            alert_price_required: true,
-            alert_decimal_comma: false,
-            alert_aliases: None,
+            message_price_required: true,
+            message_decimal_comma: false,
+            message_aliases: None,
         }
     }
 }
 
-impl PipelineSection {
+impl TradingSection {
+    /// The section of the config file (its defaults when the file has
+    /// none), with the environment's overrides applied: a non-empty
+    /// `SLUICE_DATABASE_URL`, `SLUICE_COOKIE_KEY`, `SLUICE_BACKUP_KEY`,
+    /// `SLUICE_S3_ACCESS_KEY` and `SLUICE_S3_SECRET_KEY` win over the file.
+    /// Not checked: see [`validate`](Self::validate).
+    pub fn from_section(section: &Section) -> anyhow::Result<Self> {
+        let mut parsed: Self = section.parse().context("[trading]")?;
+        for (former, key) in FORMER_KEYS {
+            if section.has_key(former) {
+                tracing::warn!("trading.{former} is deprecated: call it {key}");
+            }
+        }
+        if let Some(url) = section.var("SLUICE_DATABASE_URL") {
+            parsed.database_url = Some(url);
+        }
+        if let Some(key) = section.var("SLUICE_COOKIE_KEY") {
+            parsed.cookie_key = Some(key);
+        }
+        if let Some(key) = section.var("SLUICE_BACKUP_KEY") {
+            parsed.backup_key = Some(key);
+        }
+        if let Some(s3) = &mut parsed.s3 {
+            if let Some(key) = section.var("SLUICE_S3_ACCESS_KEY") {
+                s3.access_key = key;
+            }
+            if let Some(key) = section.var("SLUICE_S3_SECRET_KEY") {
+                s3.secret_key = key;
+            }
+        }
+        Ok(parsed)
+    }
+
     /// The database settings (`SLUICE_DATABASE_URL` was applied by
-    /// `FileConfig::apply_environment`).
+    /// [`from_section`](Self::from_section)).
     pub fn db(&self) -> DbConfig {
         let url = self
             .database_url
@@ -245,7 +291,7 @@ impl PipelineSection {
     pub fn cipher(&self) -> anyhow::Result<Option<CookieCipher>> {
         self.cookie_key
             .clone()
-            .map(|k| CookieCipher::from_base64(&k).context("pipeline.cookie_key"))
+            .map(|k| CookieCipher::from_base64(&k).context("trading.cookie_key"))
             .transpose()
     }
 
@@ -253,55 +299,55 @@ impl PipelineSection {
     pub fn backup_key(&self) -> anyhow::Result<Option<crate::backup::BackupKey>> {
         self.backup_key
             .as_deref()
-            .map(|k| crate::backup::BackupKey::from_base64(k).context("pipeline.backup_key"))
+            .map(|k| crate::backup::BackupKey::from_base64(k).context("trading.backup_key"))
             .transpose()
     }
 
     /// Where screenshots are stored and how they are linked.
     pub fn store(&self) -> anyhow::Result<ScreenshotStore> {
         Ok(match &self.s3 {
-            Some(s3) => S3Store::new(&s3.settings()).context("pipeline.s3")?.into(),
+            Some(s3) => S3Store::new(&s3.settings()).context("trading.s3")?.into(),
             None => LocalStore::new(&self.screenshots_dir, "/screenshots").into(),
         })
     }
 
     /// Checked at start with the rest of the config.
     pub fn validate(&self) -> anyhow::Result<()> {
-        self.db().pool().context("pipeline database")?;
+        self.db().pool().context("trading database")?;
         self.cipher()?;
         self.backup_key()?;
         self.store()?;
         if !self.chart_url.contains("{chart}") {
-            bail!("pipeline.chart_url must contain {{chart}}");
+            bail!("trading.chart_url must contain {{chart}}");
         }
         if self.screenshot_concurrency == 0
             || self.ingest_concurrency == 0
             || self.audit_concurrency == 0
         {
-            bail!("pipeline: concurrencies must be at least 1");
+            bail!("trading: concurrencies must be at least 1");
         }
         for s in self.schedules() {
             s.cron()
-                .with_context(|| format!("pipeline schedule {}", s.name))?;
+                .with_context(|| format!("trading schedule {}", s.name))?;
         }
         self.parse_options()?;
         Ok(())
     }
 
-    /// How the ingest handler reads alerts.
+    /// How the ingest handler reads messages.
     pub fn parse_options(&self) -> anyhow::Result<ParseOptions> {
         let mut options = ParseOptions {
-            price_required: self.alert_price_required,
-            decimal_comma: self.alert_decimal_comma,
+            price_required: self.message_price_required,
+            decimal_comma: self.message_decimal_comma,
             ..ParseOptions::default()
         };
-        if let Some(aliases) = &self.alert_aliases {
+        if let Some(aliases) = &self.message_aliases {
             options.aliases = aliases
                 .iter()
-                .map(|(label, field)| match AlertField::parse(field) {
+                .map(|(label, field)| match MessageField::parse(field) {
                     Some(f) => Ok((label.clone(), f)),
                     None => bail!(
-                        "pipeline.alert_aliases: {label:?} names {field:?}, not one of ticker, exchange, price, signal, indicator, time, notes"
+                        "trading.message_aliases: {label:?} names {field:?}, not one of ticker, exchange, price, signal, indicator, time, notes"
                     ),
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -309,8 +355,12 @@ impl PipelineSection {
         Ok(options)
     }
 
-    /// The cron schedules of retention and backups.
-    pub fn schedules(&self) -> Vec<AppSchedule> {
+    /// The cron schedules of retention and backups. Their names stay what
+    /// they were when the application was called the pipeline: a
+    /// schedule's name is part of each tick's idempotency key and of its
+    /// last run's record, and a new name would fire a tick twice while a
+    /// fleet is upgraded.
+    pub fn schedules(&self) -> Vec<TradingSchedule> {
         [
             (
                 "pipeline-retention",
@@ -321,7 +371,7 @@ impl PipelineSection {
         ]
         .into_iter()
         .filter(|(_, cron, _)| !cron.trim().is_empty())
-        .map(|(name, cron, queue)| AppSchedule {
+        .map(|(name, cron, queue)| TradingSchedule {
             name,
             cron: cron.clone(),
             queue,
@@ -329,7 +379,7 @@ impl PipelineSection {
         .collect()
     }
 
-    /// How many jobs of a pipeline queue run at once per worker process,
+    /// How many jobs of a trading queue run at once per worker process,
     /// when `[[queues]]` does not say.
     pub fn concurrency(&self, queue: &str) -> usize {
         match queue {
@@ -341,10 +391,10 @@ impl PipelineSection {
     }
 }
 
-/// A cron schedule of the pipeline: a job with no payload on `queue` at
+/// A cron schedule of the application: a job with no payload on `queue` at
 /// every tick of `cron` (UTC).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSchedule {
+pub struct TradingSchedule {
     /// Its name.
     pub name: &'static str,
     /// Its cron expression (with seconds).
@@ -353,7 +403,7 @@ pub struct AppSchedule {
     pub queue: &'static str,
 }
 
-impl AppSchedule {
+impl TradingSchedule {
     /// The engine's schedule.
     pub fn cron(&self) -> sluice_engine::Result<CronSchedule> {
         CronSchedule::new(
@@ -364,5 +414,75 @@ impl AppSchedule {
             &serde_json::Value::Null,
             None,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_environment_wins_over_the_section() {
+        let table: toml::Value = toml::from_str(
+            "database_url = \"postgres://file/db\"\ncookie_key = \"file-key\"\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key = \"file-access\"\nsecret_key = \"file-secret\"\n",
+        )
+        .expect("toml");
+        let env = |name: &str| match name {
+            "SLUICE_DATABASE_URL" => Some("postgres://env/db".to_owned()),
+            // Empty means unset: the file's value stays.
+            "SLUICE_COOKIE_KEY" => Some(String::new()),
+            "SLUICE_S3_SECRET_KEY" => Some("env-secret".to_owned()),
+            _ => None,
+        };
+        let p = TradingSection::from_section(&Section::new(Some(table), Arc::new(env)))
+            .expect("section");
+        assert_eq!(p.db().url, "postgres://env/db");
+        assert_eq!(p.cookie_key.as_deref(), Some("file-key"));
+        let s3 = p.s3.as_ref().expect("s3");
+        assert_eq!(
+            (s3.access_key.as_str(), s3.secret_key.as_str()),
+            ("file-access", "env-secret")
+        );
+        // Without a section: the defaults, and still the environment.
+        let p = TradingSection::from_section(&Section::new(None, Arc::new(env))).expect("defaults");
+        assert_eq!(p.db().url, "postgres://env/db");
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let table: toml::Value = toml::from_str(
+            "database_url = \"postgres://sluice:pg-pass-3@db/sluice\"\ncookie_key = \"cookie-key-4\"\n\
+             backup_key = \"backup-key-9\"\n\
+             [s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n\
+             access_key = \"access-key-5\"\nsecret_key = \"s3-secret-6\"\n",
+        )
+        .expect("toml");
+        let p = TradingSection::from_section(&Section::new(Some(table), Arc::new(|_: &str| None)))
+            .expect("section");
+        let shown = format!("{p:?}");
+        for secret in [
+            "pg-pass-3",
+            "cookie-key-4",
+            "access-key-5",
+            "s3-secret-6",
+            "backup-key-9",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn keys_named_for_alerts_are_still_read() {
+        let table: toml::Value =
+            toml::from_str("alert_price_required = false\nalert_decimal_comma = true\n")
+                .expect("toml");
+        let p = TradingSection::from_section(&Section::new(Some(table), Arc::new(|_: &str| None)))
+            .expect("section");
+        assert!(!p.message_price_required);
+        assert!(p.message_decimal_comma);
     }
 }

@@ -1,11 +1,11 @@
-//! The pipeline's routes: the TradingView webhook, the platform's read API
+//! The application's routes: the TradingView webhook, the platform's read API
 //! (a user's signals and stats) and the stored screenshots.
 
 use crate::storage::ScreenshotStore;
 use std::time::Duration;
 
-use crate::alert::MAX_ALERT_BYTES;
 use crate::ingest::IngestJob;
+use crate::message::MAX_MESSAGE_BYTES;
 use crate::reads::{self, SignalFilter};
 use crate::screenshot::valid_chart_id;
 use crate::webhook::Admission;
@@ -23,19 +23,19 @@ use utoipa_axum::routes;
 use sluice_server::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use sluice_server::{Actor, AppState};
 
-use super::runtime::Pipeline;
+use super::runtime::TradingRuntime;
 
-/// The trading-alert application's routes, with their OpenAPI operations,
-/// on `pipeline`; the server merges them only when `[pipeline]` is
+/// The trading application's routes, with their OpenAPI operations,
+/// on `trading`; the server merges them only when `[trading]` is
 /// configured.
-pub fn routes(pipeline: Pipeline) -> OpenApiRouter<AppState> {
+pub fn routes(trading: TradingRuntime) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(webhook))
         .routes(routes!(user_signals))
         .routes(routes!(user_stats))
         .routes(routes!(signal_result))
         .routes(routes!(screenshot))
-        .layer(Extension(pipeline))
+        .layer(Extension(trading))
 }
 
 /// `{token}` of a webhook.
@@ -94,25 +94,25 @@ pub struct Accepted {
 
 /// `POST /webhook/u/{token}?chart=ID`: check the token, the per-user rate
 /// limit and the quota, queue the raw body for ingestion, answer 202.
-#[utoipa::path(post, path = "/webhook/u/{token}", tag = "pipeline", params(TokenPath, WebhookQuery),
-    request_body(content = String, description = "The alert as TradingView sends it: JSON or text", content_type = "text/plain"),
+#[utoipa::path(post, path = "/webhook/u/{token}", tag = "trading", params(TokenPath, WebhookQuery),
+    request_body(content = String, description = "The message as TradingView sends it: JSON or text", content_type = "text/plain"),
     security(()),
     responses(
         (status = 202, description = "Queued for ingestion", body = Accepted),
         (status = 400, description = "A bad query", body = ErrorBody),
         (status = 403, description = "The webhook is turned off", body = ErrorBody),
         (status = 404, description = "No webhook at this address", body = ErrorBody),
-        (status = 413, description = "The alert is too large", body = ErrorBody),
+        (status = 413, description = "The message is too large", body = ErrorBody),
         (status = 429, description = "Over the plan's rate or quota", body = ErrorBody),
     ))]
 pub async fn webhook(
     State(state): State<AppState>,
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     ApiPath(TokenPath { token }): ApiPath<TokenPath>,
     query: Result<Query<WebhookQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> ApiResult<Response> {
-    let p = &pipeline;
+    let p = &trading;
     if token.len() > 128
         || !token
             .bytes()
@@ -141,10 +141,10 @@ pub async fn webhook(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_ALERT_BYTES) {
+    if declared.is_some_and(|n| n > MAX_MESSAGE_BYTES) {
         return Err(too_large());
     }
-    let body: Bytes = axum::body::to_bytes(request.into_body(), MAX_ALERT_BYTES)
+    let body: Bytes = axum::body::to_bytes(request.into_body(), MAX_MESSAGE_BYTES)
         .await
         .map_err(|_| too_large())?;
     let actor = Actor(format!("user:{}", who.user_id));
@@ -165,7 +165,7 @@ pub async fn webhook(
         .await?
     {
         return refuse(ApiError::too_many(
-            format!("this webhook is over its {per_minute} alerts per minute"),
+            format!("this webhook is over its {per_minute} messages per minute"),
             wait,
         ));
     }
@@ -230,7 +230,7 @@ pub const UNKNOWN_TOKENS_PER_MINUTE: u32 = 60;
 /// `caller` has sent too many unknown tokens lately.
 async fn identify(
     state: &AppState,
-    p: &Pipeline,
+    p: &TradingRuntime,
     token: &str,
     caller: Option<&str>,
 ) -> ApiResult<crate::webhook::Identity> {
@@ -276,7 +276,7 @@ fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",
-        format!("an alert may be at most {MAX_ALERT_BYTES} bytes"),
+        format!("a message may be at most {MAX_MESSAGE_BYTES} bytes"),
     )
 }
 
@@ -288,18 +288,18 @@ fn user_id(raw: &str) -> ApiResult<i64> {
 }
 
 /// `GET /api/users/{id}/signals?ticker=&signal_type=&result=&from=&to=&limit=&before_id=`.
-#[utoipa::path(get, path = "/api/users/{id}/signals", tag = "pipeline", params(IdPath, SignalFilter),
+#[utoipa::path(get, path = "/api/users/{id}/signals", tag = "trading", params(IdPath, SignalFilter),
     responses(
         (status = 200, description = "A page of the user's signals, newest first", body = reads::SignalPage),
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 pub async fn user_signals(
     State(_state): State<AppState>,
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
     ApiQuery(filter): ApiQuery<SignalFilter>,
 ) -> ApiResult<Json<reads::SignalPage>> {
-    let p = &pipeline;
+    let p = &trading;
     let id = user_id(&id)?;
     if let Some(l) = filter.limit
         && !(1..=500).contains(&l)
@@ -333,7 +333,7 @@ pub struct ResultRequest {
 
 /// `POST /api/signals/{id}/result` (admin): record a signal's outcome; the
 /// user's aggregates follow, counting it once however often it is sent.
-#[utoipa::path(post, path = "/api/signals/{id}/result", tag = "pipeline", params(IdPath),
+#[utoipa::path(post, path = "/api/signals/{id}/result", tag = "trading", params(IdPath),
     request_body = ResultRequest,
     responses(
         (status = 200, description = "What changed", body = crate::results::ResultSet),
@@ -341,11 +341,11 @@ pub struct ResultRequest {
     ))]
 pub async fn signal_result(
     State(_state): State<AppState>,
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
     sluice_server::error::ApiJson(body): sluice_server::error::ApiJson<ResultRequest>,
 ) -> ApiResult<Json<crate::results::ResultSet>> {
-    let p = &pipeline;
+    let p = &trading;
     let id: i64 =
         id.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             ApiError::bad_request("invalid_id", "a signal id is a positive integer")
@@ -381,14 +381,14 @@ pub struct Quota {
 }
 
 /// `GET /api/users/{id}/stats`.
-#[utoipa::path(get, path = "/api/users/{id}/stats", tag = "pipeline", params(IdPath, StatsRange),
+#[utoipa::path(get, path = "/api/users/{id}/stats", tag = "trading", params(IdPath, StatsRange),
     responses(
         (status = 200, description = "The user's figures", body = UserStatsAnswer),
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 pub async fn user_stats(
     State(_state): State<AppState>,
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     ApiPath(IdPath { id }): ApiPath<IdPath>,
     ApiQuery(range): ApiQuery<StatsRange>,
 ) -> ApiResult<Json<UserStatsAnswer>> {
@@ -411,7 +411,7 @@ pub async fn user_stats(
     };
     let (from, to) = (day("from", &range.from)?, day("to", &range.to)?);
     // A range whose from is after its to is empty: it counts nothing.
-    let p = &pipeline;
+    let p = &trading;
     let id = user_id(&id)?;
     let Some(user) = crate::users::get(&p.pool, id).await? else {
         return Err(ApiError::not_found(
@@ -466,17 +466,17 @@ fn day_or_empty() -> utoipa::openapi::Schema {
 
 /// `GET /screenshots/{file}`: a stored screenshot. Names are content
 /// hashes, so a file never changes and cannot be guessed.
-#[utoipa::path(get, path = "/screenshots/{file}", tag = "pipeline", params(FilePath),
+#[utoipa::path(get, path = "/screenshots/{file}", tag = "trading", params(FilePath),
     security(()),
     responses(
         (status = 200, description = "The PNG", content_type = "image/png", body = Vec<u8>),
         (status = 404, description = "No such screenshot", body = ErrorBody),
     ))]
 pub async fn screenshot(
-    Extension(pipeline): Extension<Pipeline>,
+    Extension(trading): Extension<TradingRuntime>,
     ApiPath(FilePath { file }): ApiPath<FilePath>,
 ) -> ApiResult<Response> {
-    let p = &pipeline;
+    let p = &trading;
     // With an S3 store, screenshots are linked at the bucket, not here.
     let ScreenshotStore::Local(store) = &p.store else {
         return Err(ApiError::not_found("not_found", "no such screenshot"));

@@ -6,25 +6,27 @@
 use sluice_engine::Shutdown;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The process's stop signal, triggered by the first signal (or by the
-/// process itself, when a part fails). Installs the handlers.
-pub fn stop_on_signals() -> anyhow::Result<Shutdown> {
+/// The process's [`Shutdown`], triggered by the first SIGTERM or SIGINT
+/// (or by the process itself, when a part fails). Installs the handlers.
+pub fn stop_on_sigterm() -> anyhow::Result<Shutdown> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = Shutdown::new();
-    let on_signal = shutdown.clone();
+    let on_sigterm = shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        tracing::warn!("stop requested: finishing running jobs (a second signal exits at once)");
-        on_signal.trigger();
+        tracing::warn!(
+            "stop requested: finishing running jobs (a second SIGTERM or SIGINT exits at once)"
+        );
+        on_sigterm.trigger();
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        tracing::warn!("second signal: exiting now; running jobs will be reclaimed");
+        tracing::warn!("second SIGTERM or SIGINT: exiting now; running jobs will be reclaimed");
         std::process::exit(130);
     });
     Ok(shutdown)

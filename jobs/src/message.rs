@@ -1,4 +1,4 @@
-//! The alert parser: what TradingView sends to a webhook, as a structured
+//! The message parser: what TradingView sends to a webhook, as a structured
 //! signal.
 //!
 //! Two shapes are accepted:
@@ -8,23 +8,23 @@
 //!   or other decoration (`🪙 Ticker: BINANCE:BTCUSDT`, `💰 Precio: $67,890.50`).
 //!
 //! A ticker `EXCHANGE:SYMBOL` is split in two. A price is one unambiguous
-//! number in the pipeline's convention (a decimal point by default). Labels
+//! number in the application's convention (a decimal point by default). Labels
 //! match a fixed list (English and Spanish) or configured aliases exactly;
 //! a line with any other label is ignored whole. A body without a ticker,
 //! a signal or (by default) a usable price is refused with the reason; an
 //! optional field that cannot be used is left out and named in
-//! `Alert::ignored`. The grammar is written down in `docs/pipeline.md`.
+//! `Message::ignored`. The grammar is written down in `docs/trading.md`.
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// The largest alert body accepted, bytes.
-pub const MAX_ALERT_BYTES: usize = 64 * 1024;
+/// The largest message body accepted, bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// A parsed alert.
+/// A parsed message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Alert {
+pub struct Message {
     /// The ticker as sent, upper-cased (`BINANCE:BTCUSDT`).
     pub ticker: String,
     /// The exchange, from the ticker prefix or its own field.
@@ -33,37 +33,37 @@ pub struct Alert {
     pub symbol: String,
     /// The price, when given.
     pub price: Option<Decimal>,
-    /// What the alert says happened (`Bullish divergence`, `buy`).
+    /// What the message says happened (`Bullish divergence`, `buy`).
     pub signal_type: String,
     /// The indicator or strategy that fired.
     pub indicator: Option<String>,
-    /// When the alert fired, when given.
+    /// When the message fired, when given.
     pub alert_time: Option<DateTime<Utc>>,
     /// Free text (`notes`).
     pub notes: Option<String>,
     /// Optional fields that were given but could not be used, each with
-    /// the reason (the alert was stored without them).
+    /// the reason (the message was stored without them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
 }
 
-/// Why a body is not an alert.
+/// Why a body is not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Nothing but whitespace.
-    #[error("the alert is empty")]
+    #[error("the message is empty")]
     Empty,
-    /// Longer than [`MAX_ALERT_BYTES`].
-    #[error("the alert is {0} bytes; at most {MAX_ALERT_BYTES} are accepted")]
+    /// Longer than [`MAX_MESSAGE_BYTES`].
+    #[error("the message is {0} bytes; at most {MAX_MESSAGE_BYTES} are accepted")]
     TooLarge(usize),
     /// Starts like JSON but is not a JSON object.
-    #[error("the alert looks like JSON but is not a JSON object: {0}")]
+    #[error("the message looks like JSON but is not a JSON object: {0}")]
     Json(String),
     /// A required field is missing.
-    #[error("the alert has no {0} (expected a `{1}` field or line)")]
+    #[error("the message has no {0} (expected a `{1}` field or line)")]
     Missing(&'static str, &'static str),
     /// A field has a value that cannot be used.
-    #[error("the alert's {field} {value:?} {problem}")]
+    #[error("the message's {field} {value:?} {problem}")]
     BadValue {
         /// Which field.
         field: &'static str,
@@ -74,10 +74,10 @@ pub enum ParseError {
     },
 }
 
-/// The fields an alert can carry; what a label names.
+/// The fields a message can carry; what a label names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum AlertField {
+pub enum MessageField {
     /// `EXCHANGE:SYMBOL` or `SYMBOL` (required).
     Ticker,
     /// The exchange, when the ticker has no prefix (optional).
@@ -94,65 +94,65 @@ pub enum AlertField {
     Notes,
 }
 
-impl AlertField {
+impl MessageField {
     /// Its name in messages and in the config's alias list.
     pub fn as_str(self) -> &'static str {
         match self {
-            AlertField::Ticker => "ticker",
-            AlertField::Exchange => "exchange",
-            AlertField::Price => "price",
-            AlertField::Signal => "signal",
-            AlertField::Indicator => "indicator",
-            AlertField::Time => "time",
-            AlertField::Notes => "notes",
+            MessageField::Ticker => "ticker",
+            MessageField::Exchange => "exchange",
+            MessageField::Price => "price",
+            MessageField::Signal => "signal",
+            MessageField::Indicator => "indicator",
+            MessageField::Time => "time",
+            MessageField::Notes => "notes",
         }
     }
 
     /// The field a name (as [`as_str`](Self::as_str) gives it) stands for.
     pub fn parse(name: &str) -> Option<Self> {
         Some(match fold(name).as_str() {
-            "ticker" => AlertField::Ticker,
-            "exchange" => AlertField::Exchange,
-            "price" => AlertField::Price,
-            "signal" => AlertField::Signal,
-            "indicator" => AlertField::Indicator,
-            "time" => AlertField::Time,
-            "notes" => AlertField::Notes,
+            "ticker" => MessageField::Ticker,
+            "exchange" => MessageField::Exchange,
+            "price" => MessageField::Price,
+            "signal" => MessageField::Signal,
+            "indicator" => MessageField::Indicator,
+            "time" => MessageField::Time,
+            "notes" => MessageField::Notes,
             _ => return None,
         })
     }
 }
 
-/// The labels every alert may use, folded (see [`fold`]): one English and
+/// The labels every message may use, folded (see [`fold`]): one English and
 /// one Spanish name per field, and `symbol`/`símbolo` for the ticker.
 /// Anything else is unknown unless the options list it as an alias.
-const LABELS: &[(&str, AlertField)] = &[
-    ("ticker", AlertField::Ticker),
-    ("symbol", AlertField::Ticker),
-    ("simbolo", AlertField::Ticker),
-    ("exchange", AlertField::Exchange),
-    ("bolsa", AlertField::Exchange),
-    ("price", AlertField::Price),
-    ("precio", AlertField::Price),
-    ("signal", AlertField::Signal),
-    ("senal", AlertField::Signal),
-    ("indicator", AlertField::Indicator),
-    ("indicador", AlertField::Indicator),
-    ("time", AlertField::Time),
-    ("hora", AlertField::Time),
-    ("notes", AlertField::Notes),
-    ("notas", AlertField::Notes),
+const LABELS: &[(&str, MessageField)] = &[
+    ("ticker", MessageField::Ticker),
+    ("symbol", MessageField::Ticker),
+    ("simbolo", MessageField::Ticker),
+    ("exchange", MessageField::Exchange),
+    ("bolsa", MessageField::Exchange),
+    ("price", MessageField::Price),
+    ("precio", MessageField::Price),
+    ("signal", MessageField::Signal),
+    ("senal", MessageField::Signal),
+    ("indicator", MessageField::Indicator),
+    ("indicador", MessageField::Indicator),
+    ("time", MessageField::Time),
+    ("hora", MessageField::Time),
+    ("notes", MessageField::Notes),
+    ("notas", MessageField::Notes),
 ];
 
 /// The aliases used when the config gives none: the names TradingView's
-/// own placeholders and strategy alerts put in JSON bodies.
-pub const DEFAULT_ALIASES: &[(&str, AlertField)] = &[
-    ("close", AlertField::Price),
-    ("timenow", AlertField::Time),
-    ("action", AlertField::Signal),
+/// own placeholders and strategy messages put in JSON bodies.
+pub const DEFAULT_ALIASES: &[(&str, MessageField)] = &[
+    ("close", MessageField::Price),
+    ("timenow", MessageField::Time),
+    ("action", MessageField::Signal),
 ];
 
-/// How alerts are read (per pipeline; see `docs/pipeline.md`).
+/// How messages are read (per application; see `docs/trading.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseOptions {
     /// A signal without a usable price is refused (the default: win rates
@@ -162,9 +162,9 @@ pub struct ParseOptions {
     /// (`1.234.567,89`). Off (the default): a decimal point and commas
     /// between thousands (`1,234,567.89`).
     pub decimal_comma: bool,
-    /// Labels besides the fixed English and Spanish ones, folded, each
-    /// naming a field.
-    pub aliases: Vec<(String, AlertField)>,
+    /// Labels besides the fixed English and Spanish ones, folded, each naming a
+    /// field.
+    pub aliases: Vec<(String, MessageField)>,
 }
 
 impl Default for ParseOptions {
@@ -183,7 +183,7 @@ impl Default for ParseOptions {
 impl ParseOptions {
     /// The field `label` names: one of [`LABELS`] or an alias, matched
     /// exactly after folding (case, accents, decoration around it).
-    fn field_of(&self, label: &str) -> Option<AlertField> {
+    fn field_of(&self, label: &str) -> Option<MessageField> {
         let l = fold(label);
         LABELS
             .iter()
@@ -246,20 +246,20 @@ struct Fields {
 }
 
 impl Fields {
-    fn set(&mut self, field: AlertField, value: Raw) {
+    fn set(&mut self, field: MessageField, value: Raw) {
         if let Raw::Text(t) = &value
             && t.trim().is_empty()
         {
             return;
         }
         let slot = match field {
-            AlertField::Ticker => &mut self.ticker,
-            AlertField::Exchange => &mut self.exchange,
-            AlertField::Price => &mut self.price,
-            AlertField::Signal => &mut self.signal,
-            AlertField::Indicator => &mut self.indicator,
-            AlertField::Time => &mut self.time,
-            AlertField::Notes => &mut self.notes,
+            MessageField::Ticker => &mut self.ticker,
+            MessageField::Exchange => &mut self.exchange,
+            MessageField::Price => &mut self.price,
+            MessageField::Signal => &mut self.signal,
+            MessageField::Indicator => &mut self.indicator,
+            MessageField::Time => &mut self.time,
+            MessageField::Notes => &mut self.notes,
         };
         // The first occurrence of a field wins.
         if slot.is_none() {
@@ -268,14 +268,14 @@ impl Fields {
     }
 }
 
-/// Parse an alert body with the default options.
-pub fn parse(body: &str) -> Result<Alert, ParseError> {
+/// Parse a message body with the default options.
+pub fn parse(body: &str) -> Result<Message, ParseError> {
     parse_with(body, &ParseOptions::default())
 }
 
-/// Parse an alert body.
-pub fn parse_with(body: &str, options: &ParseOptions) -> Result<Alert, ParseError> {
-    if body.len() > MAX_ALERT_BYTES {
+/// Parse a message body.
+pub fn parse_with(body: &str, options: &ParseOptions) -> Result<Message, ParseError> {
+    if body.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLarge(body.len()));
     }
     let body = body.trim_start_matches('\u{feff}').trim();
@@ -339,7 +339,7 @@ fn from_lines(body: &str, options: &ParseOptions) -> Fields {
     fields
 }
 
-fn build(f: Fields, options: &ParseOptions) -> Result<Alert, ParseError> {
+fn build(f: Fields, options: &ParseOptions) -> Result<Message, ParseError> {
     let mut ignored = Vec::new();
     let required = |raw: Option<Raw>, field: &'static str, label: &'static str| match raw {
         None => Err(ParseError::Missing(field, label)),
@@ -436,7 +436,7 @@ fn build(f: Fields, options: &ParseOptions) -> Result<Alert, ParseError> {
         };
     let indicator = text(f.indicator, "indicator", 200, &mut ignored);
     let notes = text(f.notes, "notes", 2000, &mut ignored);
-    Ok(Alert {
+    Ok(Message {
         ticker,
         exchange,
         symbol,
@@ -483,7 +483,7 @@ fn bad(field: &'static str, value: &str, problem: &'static str) -> ParseError {
 }
 
 /// `s` trimmed to `max_chars`, without NUL characters: PostgreSQL's
-/// text cannot hold them, and every text an alert stores or a message shows
+/// text cannot hold them, and every text a message stores or a message shows
 /// goes through here.
 fn cut(s: &str, max_chars: usize) -> String {
     s.trim()
@@ -630,7 +630,7 @@ mod tests {
     #[test]
     fn english_text_with_emoji_labels() {
         let a = parse(
-            "🚨 New alert\n🪙 Ticker: BINANCE:BTCUSDT\n💰 Price: $67,890.50\n📊 Signal: Bullish divergence\n📈 Indicator: RSI Pro\n",
+            "🚨 New message\n🪙 Ticker: BINANCE:BTCUSDT\n💰 Price: $67,890.50\n📊 Signal: Bullish divergence\n📈 Indicator: RSI Pro\n",
         )
         .expect("parses");
         assert_eq!(a.ticker, "BINANCE:BTCUSDT");
@@ -764,7 +764,7 @@ mod tests {
         let a = parse(
             "🪙 Ticker: BTCUSDT\n💰 Price: 5\n📊 Signal: buy\n🕒 Hora: 14:05 UTC\nExchange: <b>",
         )
-        .expect("the alert is kept");
+        .expect("the message is kept");
         assert_eq!(a.alert_time, None);
         assert_eq!(a.exchange, None);
         assert_eq!(a.ignored.len(), 2, "{:?}", a.ignored);
@@ -782,10 +782,10 @@ mod tests {
 
     #[test]
     fn a_label_is_the_text_before_the_first_colon_and_must_be_known() {
-        // `Alert` is not a label: the line is ignored whole, not read as a
+        // `Message` is not a label: the line is ignored whole, not read as a
         // ticker inside a value.
         assert_eq!(
-            parse("Alert: Ticker: FAKE:XYZ\nSignal: buy\nPrice: 1"),
+            parse("Message: Ticker: FAKE:XYZ\nSignal: buy\nPrice: 1"),
             Err(ParseError::Missing("ticker", "Ticker"))
         );
         let a = parse("Ticker: BINANCE:BTCUSDT\nAlert: Ticker: FAKE:XYZ\nSignal: buy\nPrice: 1")
@@ -804,7 +804,7 @@ mod tests {
     #[test]
     fn configured_aliases_name_fields() {
         let options = ParseOptions {
-            aliases: vec![("Strategy".to_owned(), AlertField::Indicator)],
+            aliases: vec![("Strategy".to_owned(), MessageField::Indicator)],
             ..ParseOptions::default()
         };
         let a = parse_with(
@@ -843,7 +843,7 @@ mod tests {
         assert!(matches!(parse("{\"ticker\": "), Err(ParseError::Json(_))));
         assert!(matches!(parse("[1,2]"), Err(ParseError::Json(_))));
         assert!(matches!(
-            parse(&"x".repeat(MAX_ALERT_BYTES + 1)),
+            parse(&"x".repeat(MAX_MESSAGE_BYTES + 1)),
             Err(ParseError::TooLarge(_))
         ));
     }

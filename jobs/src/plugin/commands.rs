@@ -1,6 +1,7 @@
-//! The pipeline's operator commands: `migrate`, `users ...`, `backup` and
-//! `restore`. They use `[pipeline]` from the config (or its defaults and
-//! `SLUICE_DATABASE_URL`), so they work without a config file too.
+//! The application's operator commands, `sluice trading migrate`,
+//! `users ...`, `backup` and `restore`. They use its section of the config
+//! (or its defaults) with the environment's overrides
+//! (`SLUICE_DATABASE_URL`), so they work without a config file too.
 
 use std::io::Read;
 
@@ -14,20 +15,20 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::config::PipelineSection;
+use super::config::TradingSection;
 
-/// The trading-alert pipeline's commands, which the `sluice` binary mounts
-/// among its own.
+/// The trading application's commands, which the `sluice` binary
+/// mounts as `sluice trading <command>`.
 #[derive(Debug, Subcommand)]
-pub enum PipelineCommand {
-    /// Apply the pipeline's database migrations not yet applied.
+pub enum TradingCommand {
+    /// Apply the application's database migrations not yet applied.
     Migrate,
-    /// Users of the trading-alert pipeline.
+    /// Users of the trading application.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Write a backup of the pipeline's tables and the queue state now.
+    /// Write a backup of the application's tables and the queue state now.
     Backup {
-        /// Directory [default: pipeline.backups_dir].
+        /// Directory [default: trading.backups_dir].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -38,7 +39,7 @@ pub enum PipelineCommand {
     },
 }
 
-/// `sluice users ...`.
+/// `sluice trading users ...`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
     /// Add a user; prints their webhook URL with a fresh token, once.
@@ -73,7 +74,7 @@ pub enum UsersCommand {
         #[arg(long)]
         chart: Option<String>,
     },
-    /// How a user's alerts write numbers: `comma` reads `1.234.567,89`
+    /// How a user's messages write numbers: `comma` reads `1.234.567,89`
     /// for this user, `point` (the default) reads `1,234,567.89`.
     NumberFormat {
         /// The user's id.
@@ -103,13 +104,13 @@ fn print(json_output: bool, text: &str, value: serde_json::Value) -> anyhow::Res
     Ok(())
 }
 
-/// Run one of the pipeline's operator commands with `section` (the
-/// config's `[pipeline]`, or its defaults). `redis` connects to Redis; only
+/// Run one of the application's operator commands with `section` (the
+/// config's `[trading]`, or its defaults). `redis` connects to Redis; only
 /// `backup` and `restore` await it.
 pub async fn run(
-    command: PipelineCommand,
+    command: TradingCommand,
     json_output: bool,
-    section: &PipelineSection,
+    section: &TradingSection,
     redis: impl Future<Output = anyhow::Result<Client>>,
 ) -> anyhow::Result<()> {
     let db = section.db();
@@ -117,7 +118,7 @@ pub async fn run(
     let pool = db.pool()?;
     let reach = |e: crate::Error| anyhow!(e).context(format!("database at {where_}"));
     match command {
-        PipelineCommand::Migrate => {
+        TradingCommand::Migrate => {
             crate::db::migrate(&db).await.map_err(reach)?;
             let n = crate::db::MIGRATOR.iter().count();
             print(
@@ -126,8 +127,8 @@ pub async fn run(
                 json!({ "migrations": n, "database": where_ }),
             )
         }
-        PipelineCommand::Users(cmd) => users_command(cmd, json_output, section, &pool).await,
-        PipelineCommand::Backup { dir } => {
+        TradingCommand::Users(cmd) => users_command(cmd, json_output, section, &pool).await,
+        TradingCommand::Backup { dir } => {
             let client = redis.await?;
             let dir = dir.unwrap_or_else(|| section.backups_dir.clone());
             let key = section.backup_key()?;
@@ -145,7 +146,7 @@ pub async fn run(
                 serde_json::to_value(&c)?,
             )
         }
-        PipelineCommand::Restore { file: backup } => {
+        TradingCommand::Restore { file: backup } => {
             let client = redis.await?;
             crate::db::migrate(&db).await.map_err(reach)?;
             let key = section.backup_key()?;
@@ -169,7 +170,7 @@ pub async fn run(
 async fn users_command(
     cmd: UsersCommand,
     json_output: bool,
-    section: &PipelineSection,
+    section: &TradingSection,
     pool: &sqlx::PgPool,
 ) -> anyhow::Result<()> {
     let base = section.public_url.trim_end_matches('/');
@@ -182,7 +183,7 @@ async fn users_command(
             print(
                 json_output,
                 &format!(
-                    "user {} ({}, {} signals a month)\nwebhook URL (shown once; `sluice users rotate-token {}` makes a new one):\n{url}",
+                    "user {} ({}, {} signals a month)\nwebhook URL (shown once; `sluice trading users rotate-token {}` makes a new one):\n{url}",
                     user.id, user.plan, user.signal_quota, user.id
                 ),
                 json!({ "user": user, "token": token, "webhook_url": url }),
@@ -217,7 +218,7 @@ async fn users_command(
         }
         UsersCommand::SetCookies { id, file, chart } => {
             let cipher = section.cipher()?.ok_or_else(|| {
-                anyhow!("no cookie key: set pipeline.cookie_key or SLUICE_COOKIE_KEY (32 random bytes, base64)")
+                anyhow!("no cookie key: set trading.cookie_key or SLUICE_COOKIE_KEY (32 random bytes, base64)")
             })?;
             let text = match file.as_deref() {
                 Some(p) if p.as_os_str() != "-" => std::fs::read_to_string(p)
@@ -253,7 +254,7 @@ async fn users_command(
             print(
                 json_output,
                 &format!(
-                    "user {id}'s alerts are read with a decimal {}",
+                    "user {id}'s messages are read with a decimal {}",
                     if comma { "comma" } else { "point" }
                 ),
                 json!({ "id": id, "decimal_comma": comma }),
