@@ -163,6 +163,15 @@ async fn handlers(
     let mut handlers = Handlers::new();
     let mut handled = Vec::new();
     for (section, concurrency) in queues {
+        // A queue named twice (`--queue a --queue a:4`) is served twice,
+        // by one handler.
+        if handlers.get(&section.name).is_some()
+            || handled
+                .iter()
+                .any(|h: &HandledQueue| h.name == section.name)
+        {
+            continue;
+        }
         match &section.url {
             Some(url) => {
                 tracing::info!(queue = %section.name, concurrency, target = %sluice_engine::redact_url(url), "serving queue");
@@ -219,5 +228,28 @@ mod tests {
         assert!("emails:0".parse::<Served>().is_err());
         assert!("emails:x".parse::<Served>().is_err());
         assert!("a{b}".parse::<Served>().is_err());
+    }
+
+    /// `sluice work --queue hooks --queue hooks:4` served the queue twice
+    /// before the handlers went through the registry; it must not refuse.
+    #[tokio::test]
+    async fn a_queue_named_twice_gets_its_handler_once() {
+        let prefix = sluice_testkit::KeyPrefix::new("redis://127.0.0.1:6379/", "fleet-twice");
+        let client = Client::connect_with(
+            sluice_engine::ClientConfig::new("redis://127.0.0.1:6379/").prefix(&prefix.name),
+        )
+        .await
+        .expect("connect");
+        let plugins = crate::plugins::Enabled::new(Vec::new())
+            .expect("no plug-in")
+            .open(&client)
+            .expect("open");
+        let mut hooks = QueueSection::named("hooks", 2);
+        hooks.url = Some("http://127.0.0.1:9/hook".into());
+        let queues = vec![(hooks.clone(), 2), (hooks, 4)];
+        let handlers = handlers(&client, &plugins, &queues)
+            .await
+            .expect("a queue named twice is served, not refused");
+        assert_eq!(handlers.queues().collect::<Vec<_>>(), ["hooks"]);
     }
 }
