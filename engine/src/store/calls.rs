@@ -173,6 +173,20 @@ pub(crate) async fn query<T: FromRedisValue>(
     .await
 }
 
+/// One pipeline (one round trip) on `conn`, retried with [`with_retry`].
+pub(crate) async fn query_pipeline<T: FromRedisValue>(
+    conn: &Conn,
+    retry: RetryPolicy,
+    operation: &'static str,
+    pipe: &redis::Pipeline,
+) -> Result<T> {
+    with_retry(retry, operation, || {
+        let mut conn = conn.clone();
+        async move { pipe.query_async(&mut conn).await }
+    })
+    .await
+}
+
 impl Store {
     /// A script call with the queue's standard keys (meta, its fixed keys,
     /// then the streams; see `lua/common.lua`) and its key base as the first
@@ -305,11 +319,7 @@ impl Store {
         operation: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
-        with_retry(self.retry, operation, || {
-            let mut conn = self.conn.clone();
-            async move { pipe.query_async(&mut conn).await }
-        })
-        .await
+        query_pipeline(&self.conn, self.retry, operation, pipe).await
     }
 
     /// One pipeline, tried once: for a call that must not be sent again

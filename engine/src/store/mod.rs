@@ -158,10 +158,6 @@ impl PrefixConn {
         operation: &'static str,
         pipe: &redis::Pipeline,
     ) -> Result<T> {
-        with_retry(self.retry, operation, || {
-            let mut conn = self.conn.clone();
-            async move { pipe.query_async(&mut conn).await }
-        })
-        .await
+        calls::query_pipeline(&self.conn, self.retry, operation, pipe).await
     }
 }
