@@ -49,8 +49,10 @@ async fn run(linked: &Linked, matches: &clap::ArgMatches) -> anyhow::Result<()> 
         .subcommand_name()
         .and_then(|name| linked.command_owner(name));
     if let Some(plugin) = plugin {
-        // A plug-in's command is the plug-in's to parse and run.
+        // A plug-in's command is the plug-in's to parse and run, on a
+        // config checked as every other command checks it.
         init_logging(log_format, false);
+        linked.configure(&file)?;
         let section = Linked::section(plugin, &file)?;
         let context = CommandContext {
             json: global.json,

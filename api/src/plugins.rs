@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::bail;
 use sluice_engine::{Client, CronSchedule, Handlers};
 use sluice_plugin::{
-    ConfiguredPlugin, HandledQueue, HealthCheck, Plugin, PluginQueue, PluginRuntime, Section,
+    ConfiguredPlugin, Dependency, HandledQueue, HealthCheck, Plugin, PluginQueue, PluginRuntime,
+    Section,
 };
 use sluice_server::App;
 
@@ -79,17 +80,22 @@ impl Linked {
     }
 
     /// The plug-ins `file` turns on, each with its section checked. A
-    /// queue belongs to one plug-in, and a schedule's name is used once
-    /// across the file and the plug-ins.
+    /// queue belongs to one plug-in, a schedule's name is used once across
+    /// the file and the plug-ins, and an alert rule on a dependency names
+    /// one that a plug-in turned on checks.
     pub fn configure(&self, file: &FileConfig) -> anyhow::Result<Enabled> {
         let mut enabled = Vec::new();
+        let mut dependencies = Vec::new();
         for plugin in &self.plugins {
             let section = Self::section(plugin.as_ref(), file)?;
             if let Some(configured) = plugin.configure(&section)? {
                 enabled.push(configured);
+                dependencies.extend(plugin.dependencies());
             }
         }
-        let enabled = Enabled::new(enabled)?;
+        self.check_rules(file, &dependencies)?;
+        let mut enabled = Enabled::new(enabled)?;
+        enabled.dependencies = dependencies;
         let mut schedules: HashSet<String> =
             file.schedules.iter().map(|s| s.name.clone()).collect();
         for plugin in &enabled.plugins {
@@ -105,12 +111,54 @@ impl Linked {
         }
         Ok(enabled)
     }
+
+    /// Refuse a rule on a dependency that none of `checked` (the turned-on
+    /// plug-ins' dependencies) is: it could never fire, and an operator
+    /// would trust its silence. The message names the plug-in to turn on
+    /// when a linked one checks it, else what can be named.
+    fn check_rules(&self, file: &FileConfig, checked: &[Dependency]) -> anyhow::Result<()> {
+        for rule in &file.alerts {
+            let Some(name) = rule.dependency() else {
+                continue;
+            };
+            if checked.iter().any(|d| d.name == name) {
+                continue;
+            }
+            let kind = rule.kind.as_str();
+            if let Some(plugin) = self
+                .plugins
+                .iter()
+                .find(|p| p.dependencies().iter().any(|d| d.name == name))
+            {
+                bail!(
+                    "alert {} ({kind}) watches {name}, which only the {} plug-in checks, and the config does not turn it on: add a [{}] section or remove the rule",
+                    rule.name,
+                    plugin.name(),
+                    plugin.name()
+                );
+            }
+            let mut known: Vec<&str> = checked.iter().map(|d| d.name).collect();
+            known.sort_unstable();
+            bail!(
+                "alert {} ({kind}) watches {name}, which no plug-in checks (checked: {})",
+                rule.name,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The plug-ins a config file turns on.
 #[derive(Debug, Clone, Default)]
 pub struct Enabled {
     plugins: Vec<Arc<dyn ConfiguredPlugin>>,
+    /// The dependencies they check, as their linked plug-ins declare them.
+    dependencies: Vec<Dependency>,
 }
 
 impl Enabled {
@@ -128,7 +176,15 @@ impl Enabled {
                 }
             }
         }
-        Ok(Self { plugins })
+        Ok(Self {
+            plugins,
+            dependencies: Vec::new(),
+        })
+    }
+
+    /// The dependencies they check.
+    pub fn dependencies(&self) -> &[Dependency] {
+        &self.dependencies
     }
 
     /// Every plug-in's queues.

@@ -97,7 +97,7 @@ pub async fn serve(
         spawn_schedules(&mut tasks, &client, &file, &plugins, &stop)?;
     }
     let plugins = plugins.open(&client)?;
-    crate::alerts::spawn(&mut tasks, &client, &file, plugins.health_checks(), &stop)?;
+    crate::alerts::spawn(&mut tasks, &client, &file, &plugins, &stop)?;
     let state = crate::server::state(client, &file, &plugins)?;
     tasks.spawn(crate::server::serve(state, addr, stop.clone()));
     join_all(tasks, Some(&stop)).await
@@ -126,7 +126,7 @@ pub async fn work(
         ));
     }
     let plugins = plugins.open(&client)?;
-    crate::alerts::spawn(&mut tasks, &client, &file, plugins.health_checks(), &stop)?;
+    crate::alerts::spawn(&mut tasks, &client, &file, &plugins, &stop)?;
     let file = std::sync::Arc::new(file);
     let (c, f, s) = (client.clone(), file.clone(), stop.clone());
     tasks.spawn(async move { crate::fleet::run(c, &f, &plugins, queues, s).await });
@@ -172,7 +172,7 @@ async fn up_with_redis(
     let mut tasks = JoinSet::new();
     spawn_schedules(&mut tasks, &client, &file, &plugins, &stop)?;
     let plugins: Opened = plugins.open(&client)?;
-    crate::alerts::spawn(&mut tasks, &client, &file, plugins.health_checks(), &stop)?;
+    crate::alerts::spawn(&mut tasks, &client, &file, &plugins, &stop)?;
     if queues.is_empty() {
         tracing::warn!("no [[queues]] with a url configured: running the API without workers");
     } else {

@@ -568,3 +568,85 @@ fn a_plug_ins_commands_are_listed_under_its_name_and_its_former_names_still_work
     assert!(err.contains("both [trading] and [pipeline]"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A rule on a dependency that no linked plug-in checks (a typo), or that
+/// only a plug-in the config leaves off checks, could never fire: it is
+/// refused when the config is read, whatever the command, with the rule
+/// and the dependencies there are named (issue 38's review, item 1).
+#[test]
+fn a_rule_on_a_dependency_nothing_checks_is_refused() {
+    let env = Env::new();
+    let dir = std::env::temp_dir().join(format!("sluice-cli-rules-{}", env.p.name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let write = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).expect("config");
+        path.display().to_string()
+    };
+    let trading = format!(
+        "[trading]\ndatabase_url = {:?}\n",
+        sluice_testkit::database_url()
+    );
+    let typo = write(
+        "typo.toml",
+        &format!(
+            "{trading}[[alerts]]\nname = \"db\"\nkind = \"dependency_down\"\ndependency = \"postgress\"\n"
+        ),
+    );
+    let err = env.fails(&["--config", &typo, "keys", "new", "--name", "ops"]);
+    assert!(
+        err.contains("alert db") && err.contains("postgress") && err.contains("postgres"),
+        "{err}"
+    );
+    for (kind, threshold) in [("postgres_down", ""), ("db_slow", "threshold = 100\n")] {
+        let rule = format!("[[alerts]]\nname = \"db\"\nkind = \"{kind}\"\n{threshold}");
+        let off = write(&format!("{kind}.toml"), &rule);
+        let err = env.fails(&["--config", &off, "keys", "new", "--name", "ops"]);
+        assert!(
+            err.contains("alert db") && err.contains("[trading]"),
+            "{err}"
+        );
+        // With the plug-in on, the same rule is accepted.
+        let on = write(&format!("{kind}-on.toml"), &format!("{trading}{rule}"));
+        env.ok(&["--config", &on, "keys", "new", "--name", "ops"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plug-in's own commands read a config checked as every other command
+/// reads it: the plug-in's section is validated, and a schedule name is
+/// used once across the file and the plug-ins (issue 38's review, item 4).
+#[test]
+fn a_plug_ins_commands_check_the_config_as_the_others_do() {
+    let env = Env::new();
+    let dir = std::env::temp_dir().join(format!("sluice-cli-checked-{}", env.p.name));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let database = format!("database_url = {:?}\n", sluice_testkit::database_url());
+    let cases = [
+        (
+            format!("[trading]\n{database}chart_url = \"https://example.com/chart\"\n"),
+            "chart_url must contain {chart}",
+        ),
+        (
+            format!(
+                "[[schedules]]\nname = \"pipeline-retention\"\ncron = \"0 * * * * *\"\nqueue = \"q\"\n\n[trading]\n{database}"
+            ),
+            "schedule pipeline-retention is configured twice",
+        ),
+    ];
+    for (i, (body, needle)) in cases.iter().enumerate() {
+        let path = dir.join(format!("{i}.toml"));
+        std::fs::write(&path, body).expect("config");
+        let path = path.display().to_string();
+        for command in [
+            &["trading", "users", "show", "1"][..],
+            &["users", "show", "1"][..],
+        ] {
+            let mut args = vec!["--config", path.as_str()];
+            args.extend_from_slice(command);
+            let err = env.fails(&args);
+            assert!(err.contains(needle), "{command:?}: {err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1073,3 +1073,38 @@ async fn anonymous_refusals_cannot_crowd_the_audit_log() {
     );
     assert!(longest.is_some_and(|l| l <= 300), "{longest:?}");
 }
+
+/// With the trading application on, the served OpenAPI document lists its
+/// routes under the tag `trading`, its one name (it was `pipeline`), and
+/// no operation of the document carries the former name.
+#[tokio::test]
+async fn the_openapi_document_tags_the_applications_routes_trading() {
+    let prefix = Prefix::new("pipe-openapi");
+    let schema = TestSchema::new("openapi").await;
+    let shots = std::env::temp_dir().join(format!("sluice-shots-{}", schema.name()));
+    let config = trading(section(
+        &schema,
+        "http://127.0.0.1:1/{chart}".into(),
+        &shots,
+    ));
+    let app = api(&prefix, config).await;
+    let doc = call(&app, Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK, "{}", doc.text);
+    let paths = doc.json["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/webhook/u/{token}", "post"),
+        ("/api/users/{id}/signals", "get"),
+        ("/api/signals/{id}/result", "post"),
+        ("/api/users/{id}/stats", "get"),
+        ("/screenshots/{file}", "get"),
+    ] {
+        let tags = &paths[path][method]["tags"];
+        assert_eq!(tags, &serde_json::json!(["trading"]), "{path}: {tags}");
+    }
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let tags = operation["tags"].to_string();
+            assert!(!tags.contains("pipeline"), "{method} {path}: {tags}");
+        }
+    }
+}

@@ -1187,7 +1187,6 @@ async fn delivery_errors_keep_target_secrets_out_and_bodies_short() {
 struct SetHealth {
     name: &'static str,
     state: Mutex<sluice_server::HealthState>,
-    series: Option<&'static str>,
 }
 
 impl sluice_server::HealthCheck for SetHealth {
@@ -1199,17 +1198,16 @@ impl sluice_server::HealthCheck for SetHealth {
         let state = self.state.lock().expect("state").clone();
         Box::pin(async move { state })
     }
-
-    fn latency_series(&self) -> Option<&str> {
-        self.series
-    }
 }
 
 /// The rules on a dependency read the plug-ins' health checks, not a pool
 /// of their own: `postgres_down` is the check named `postgres` being down
 /// (not merely unready), `dependency_down` names any check, and
-/// `dependency_slow` reads the series its check names. A rule on a
-/// dependency this process has no check for is not evaluated here.
+/// `dependency_slow` (and `db_slow`) reads the series the plug-ins declare
+/// for it, fleet-wide, in any process (issue 38's review, item 2: it read
+/// the local check's series, so a process without the check never fired).
+/// A down rule on a dependency this process has no check for is not
+/// evaluated here.
 #[tokio::test]
 async fn rules_on_dependencies_read_the_plug_ins_health_checks() {
     use sluice::alerts::eval::Evaluator;
@@ -1227,17 +1225,36 @@ async fn rules_on_dependencies_read_the_plug_ins_health_checks() {
     let postgres = Arc::new(SetHealth {
         name: "postgres",
         state: Mutex::new(HealthState::Unready("not_migrated")),
-        series: None,
     });
     let cache = Arc::new(SetHealth {
         name: "cache",
         state: Mutex::new(HealthState::Up),
-        series: Some("test-cache"),
     });
     let client = p.client().await;
     let checks: Vec<Arc<dyn sluice_server::HealthCheck>> = vec![postgres.clone(), cache.clone()];
-    let mut evaluator =
-        Evaluator::new(client.clone(), Arc::new(file.clone()), checks).expect("evaluator");
+    let declared = vec![
+        sluice_plugin::Dependency {
+            name: "postgres",
+            latency_series: Some("test-db"),
+        },
+        sluice_plugin::Dependency {
+            name: "cache",
+            latency_series: Some("test-cache"),
+        },
+    ];
+    let mut evaluator = Evaluator::new(
+        client.clone(),
+        Arc::new(file.clone()),
+        checks,
+        declared.clone(),
+    )
+    .expect("evaluator");
+    // A process without the checks (an API-only one) still reads the
+    // slow rules' series fleet-wide, as `db_slow` always did; the down
+    // rules need the check itself.
+    let mut elsewhere =
+        Evaluator::new(client.clone(), Arc::new(file.clone()), Vec::new(), declared)
+            .expect("evaluator");
     let rules = file.alerts.clone();
     async fn observe(
         e: &mut Evaluator,
@@ -1270,19 +1287,22 @@ async fn rules_on_dependencies_read_the_plug_ins_health_checks() {
         Some((true, "unreachable".into()))
     );
     assert_eq!(observe(&mut evaluator, &rules, "gone").await, None);
-    // The postgres check names no series: db_slow cannot be read here.
-    assert_eq!(observe(&mut evaluator, &rules, "db").await, None);
-    assert_eq!(
-        observe(&mut evaluator, &rules, "slow").await,
-        Some((false, "no samples".into()))
-    );
+    assert_eq!(observe(&mut elsewhere, &rules, "pg").await, None);
+    for e in [&mut evaluator, &mut elsewhere] {
+        for rule in ["db", "slow"] {
+            assert_eq!(
+                observe(e, &rules, rule).await,
+                Some((false, "no samples".into()))
+            );
+        }
+    }
     let series = client.alerts().latency_series("test-cache");
     for _ in 0..20 {
         series.record(Duration::from_millis(200));
     }
     client.alerts().flush_latency().await.expect("flush");
-    let (holds, value) = observe(&mut evaluator, &rules, "slow")
-        .await
-        .expect("observed");
-    assert!(holds, "p99 {value} ms");
+    for e in [&mut evaluator, &mut elsewhere] {
+        let (holds, value) = observe(e, &rules, "slow").await.expect("observed");
+        assert!(holds, "p99 {value} ms");
+    }
 }

@@ -22,7 +22,8 @@
 //! # Layout
 //!
 //! - this file: the three traits and what they exchange ([`Section`],
-//!   [`CommandContext`], [`PluginQueue`], [`HandledQueue`]).
+//!   [`CommandContext`], [`PluginQueue`], [`HandledQueue`],
+//!   [`Dependency`]).
 //!
 //! A plug-in's methods answer `anyhow` errors: the binary reports them to
 //! the operator as they are and never matches on them.
@@ -68,6 +69,27 @@ pub trait Plugin: Send + Sync + 'static {
     /// applied, checked. `None` when the config has no section for it:
     /// then it stays off, and no process serves its queues or routes.
     fn configure(&self, section: &Section) -> anyhow::Result<Option<Arc<dyn ConfiguredPlugin>>>;
+
+    /// The dependencies it checks when turned on, declared before the
+    /// config is read: the binary refuses an alert rule on a dependency
+    /// that no plug-in turned on checks (it could never fire), and every
+    /// process reads a dependency's latency series fleet-wide, whether or
+    /// not it holds the health check itself.
+    fn dependencies(&self) -> Vec<Dependency> {
+        Vec::new()
+    }
+}
+
+/// A dependency a plug-in checks: its name, as its [`HealthCheck`],
+/// `GET /health/ready` and the alert rules name it, and the engine's
+/// latency series (`sluice_engine::alerting`) where its handlers record
+/// their round trips to it, if they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dependency {
+    /// Its name (`postgres`).
+    pub name: &'static str,
+    /// The latency series its round trips are recorded in (`db`), if any.
+    pub latency_series: Option<&'static str>,
 }
 
 /// A plug-in turned on by its section: what it adds to a process before

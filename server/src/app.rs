@@ -50,12 +50,6 @@ pub trait HealthCheck: Send + Sync + std::fmt::Debug + 'static {
 
     /// Probe it now. The caller bounds how long it may take.
     fn probe(&self) -> BoxFuture<'_, HealthState>;
-
-    /// The engine's latency series (`sluice_engine::alerting`) where the
-    /// round trips to it are recorded fleet-wide, if they are.
-    fn latency_series(&self) -> Option<&str> {
-        None
-    }
 }
 
 /// One answered request, as an application's request log sees it.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use sluice_engine::alerting::{AlertReply, NoticeKind};
 use sluice_engine::{Alerts, Client, Queue, Shutdown};
+use sluice_plugin::Dependency;
 use sluice_server::{HealthCheck, HealthState};
 
 use super::notify::{self, Notification, Notifier};
@@ -51,18 +52,22 @@ pub struct Evaluator {
     alerts: Alerts,
     file: Arc<FileConfig>,
     health_checks: Vec<Arc<dyn HealthCheck>>,
+    dependencies: Vec<Dependency>,
     notifier: Notifier,
     queues: HashMap<String, Queue>,
     outages: HashMap<String, LocalOutage>,
 }
 
 impl Evaluator {
-    /// An evaluator of `file`'s rules; `health_checks` are the plug-ins'
-    /// dependencies in this process, which the rules on dependencies read.
+    /// An evaluator of `file`'s rules. `health_checks` are the plug-ins'
+    /// checks in this process, which `dependency_down` probes;
+    /// `dependencies` are what the plug-ins turned on declare, whose
+    /// latency series `dependency_slow` reads fleet-wide, in any process.
     pub fn new(
         client: Client,
         file: Arc<FileConfig>,
         health_checks: Vec<Arc<dyn HealthCheck>>,
+        dependencies: Vec<Dependency>,
     ) -> anyhow::Result<Self> {
         let notifier = Notifier::new(&file.alert_channels)?;
         Ok(Self {
@@ -70,6 +75,7 @@ impl Evaluator {
             client,
             file,
             health_checks,
+            dependencies,
             notifier,
             queues: HashMap::new(),
             outages: HashMap::new(),
@@ -329,7 +335,10 @@ impl Evaluator {
                 let series = if rule.kind == AlertKind::ApiLatency {
                     sluice_engine::alerting::API_LATENCY
                 } else {
-                    match self.health_check(rule).and_then(|c| c.latency_series()) {
+                    let declared = rule
+                        .dependency()
+                        .and_then(|name| self.dependencies.iter().find(|d| d.name == name));
+                    match declared.and_then(|d| d.latency_series) {
                         Some(series) => series,
                         None => return Ok(None),
                     }

@@ -15,29 +15,33 @@ pub use crate::config::alerts as rules;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::plugins::Opened;
 use sluice_engine::alerting::NoticeKind;
 use sluice_engine::{Client, Shutdown, Typed, Worker, WorkerConfig};
-use sluice_server::HealthCheck;
 use tokio::task::JoinSet;
 
 use crate::config::FileConfig;
 use rules::AlertRule;
 
 /// Start the evaluation loop and the notifier when `file` has rules;
-/// `health_checks` are the plug-ins' dependencies, which the rules on
-/// dependencies read.
+/// `plugins`' dependencies are what the rules on dependencies read.
 pub fn spawn(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     client: &Client,
     file: &FileConfig,
-    health_checks: Vec<Arc<dyn HealthCheck>>,
+    plugins: &Opened,
     stop: &Shutdown,
 ) -> anyhow::Result<()> {
     if file.alerts.is_empty() {
         return Ok(());
     }
     let file = Arc::new(file.clone());
-    let evaluator = eval::Evaluator::new(client.clone(), file.clone(), health_checks)?;
+    let evaluator = eval::Evaluator::new(
+        client.clone(),
+        file.clone(),
+        plugins.health_checks(),
+        plugins.enabled().dependencies().to_vec(),
+    )?;
     tasks.spawn({
         let stop = stop.clone();
         async move {

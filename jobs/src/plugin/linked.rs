@@ -11,7 +11,7 @@ use clap::{FromArgMatches, Subcommand};
 use futures::future::BoxFuture;
 use sluice_engine::{Client, CronSchedule};
 use sluice_plugin::{
-    CommandContext, ConfiguredPlugin, Plugin, PluginQueue, PluginRuntime, Section,
+    CommandContext, ConfiguredPlugin, Dependency, Plugin, PluginQueue, PluginRuntime, Section,
 };
 
 use super::commands::{self, TradingCommand};
@@ -24,6 +24,14 @@ pub const NAME: &str = "trading";
 
 /// What its section was called before.
 const FORMER_NAMES: &[&str] = &["pipeline"];
+
+/// Its database: the health check `GET /health/ready` and the
+/// `postgres_down` rule read, and the series its handlers' writes are
+/// recorded in, which `db_slow` reads.
+pub(super) const POSTGRES: Dependency = Dependency {
+    name: "postgres",
+    latency_series: Some(sluice_engine::alerting::DB_LATENCY),
+};
 
 /// The trading application, as the `sluice` binary links it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,6 +105,10 @@ impl Plugin for TradingPlugin {
         }
         let settings = TradingSection::from_section(section)?;
         Self::configured(settings).map(Some)
+    }
+
+    fn dependencies(&self) -> Vec<Dependency> {
+        vec![POSTGRES]
     }
 }
 

@@ -194,6 +194,7 @@ impl PluginRuntime for TradingRuntime {
     }
 
     fn health_checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        // The one the plug-in declares (`TradingPlugin::dependencies`).
         vec![Arc::new(PostgresCheck {
             pool: self.pool.clone(),
         })]
@@ -201,8 +202,7 @@ impl PluginRuntime for TradingRuntime {
 }
 
 /// PostgreSQL's health: up means migrated too, since an unmigrated
-/// database would answer every trading route with a 500. Its round trips
-/// are the handlers' writes, recorded in the engine's `db` series.
+/// database would answer every trading route with a 500.
 #[derive(Debug)]
 struct PostgresCheck {
     pool: PgPool,
@@ -212,7 +212,7 @@ impl HealthCheck for PostgresCheck {
     /// As `GET /health/ready` has always named it, and the
     /// `postgres_down` and `db_slow` rules look it up.
     fn name(&self) -> &str {
-        "postgres"
+        super::linked::POSTGRES.name
     }
 
     fn probe(&self) -> BoxFuture<'_, HealthState> {
@@ -223,9 +223,5 @@ impl HealthCheck for PostgresCheck {
                 Err(_) => HealthState::Down,
             }
         })
-    }
-
-    fn latency_series(&self) -> Option<&str> {
-        Some(sluice_engine::alerting::DB_LATENCY)
     }
 }
