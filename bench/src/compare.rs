@@ -216,7 +216,10 @@ async fn flush(redis_url: &str) -> anyhow::Result<()> {
 /// One round: every workload on every system against one Redis setting.
 struct Round {
     label: &'static str,
+    /// XADD + XREADGROUP/XACK: e2e's limit.
     physical: f64,
+    /// XREADGROUP/XACK over a filled stream: drain's limit.
+    consume_only: f64,
     results: Vec<Measured>,
 }
 
@@ -264,6 +267,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let (redis, url) = crate::start_redis_with(&redis_args, &dir)?;
         bar.set_message(format!("{label}: physical limit"));
         let physical = crate::physical::measure(&url, settings.jobs * 5).await?;
+        let consume_only = crate::physical::measure_consume(&url, settings.jobs * 5).await?;
         let mut results = Vec::new();
         for (workload, jobs) in &work {
             for system in systems.iter().filter(|s| supports(s, *workload)) {
@@ -289,11 +293,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             "{}",
             serde_json::json!({"system": "physical limit", "redis": label, "workload": "XADD + XREADGROUP/XACK pipelined", "jobs_per_s": physical})
         )?;
+        writeln!(
+            jsonl,
+            "{}",
+            serde_json::json!({"system": "physical limit", "redis": label, "workload": "XREADGROUP/XACK pipelined over a filled stream", "jobs_per_s": consume_only})
+        )?;
         drop(redis);
         let _ = std::fs::remove_dir_all(&dir);
         rounds.push(Round {
             label,
             physical,
+            consume_only,
             results,
         });
     }
@@ -324,10 +334,11 @@ fn find<'a>(results: &'a [Measured], system: &str, workload: Workload) -> Option
 fn print_table(round: &Round, names: &[&str], work: &[(Workload, u64)]) {
     println!();
     println!(
-        "Redis {} (private redis-server, {}): physical limit {:.0} jobs/s",
+        "Redis {} (private redis-server, {}): physical limit {:.0} jobs/s, consume-only {:.0} jobs/s",
         round.label,
         crate::redis_version(),
-        round.physical
+        round.physical,
+        round.consume_only
     );
     let mut header = format!("{:<20}", "workload");
     for n in names {
@@ -376,6 +387,18 @@ fn print_table(round: &Round, names: &[&str], work: &[(Workload, u64)]) {
         println!(
             "sluice e2e c50 = {:.0}% of the physical limit",
             100.0 * e2e / round.physical
+        );
+    }
+    if let Some(drain) = find(
+        &round.results,
+        "sluice",
+        Workload::Drain { concurrency: 50 },
+    )
+    .and_then(Measured::per_second)
+    {
+        println!(
+            "sluice drain c50 = {:.0}% of the consume-only limit",
+            100.0 * drain / round.consume_only
         );
     }
     if let Some(lat) = find(

@@ -1,74 +1,111 @@
-//! The physical limit of a Redis Streams job queue on this Redis: the
-//! least command mix a job needs (XADD; then XREADGROUP and XACK), fully
-//! pipelined through one connection, with no job hash, no fencing, no
-//! retries and no handler. No real queue can beat it; Sluice's `e2e` is
-//! reported as a share of it.
+//! The physical limits of a Redis Streams job queue on this Redis: the
+//! least command mix a job needs, fully pipelined through one connection,
+//! with no job hash, no fencing, no retries and no handler. No real queue
+//! can beat them.
+//!
+//! - [`measure`]: XADD, then XREADGROUP and XACK, all timed. Sluice's
+//!   `e2e`, which both enqueues and consumes, is reported as a share of it.
+//! - [`measure_consume`]: XREADGROUP and XACK over a stream filled first
+//!   (not timed). Sluice's `drain`, which only consumes what was enqueued
+//!   before it started, is reported as a share of it.
 
 use std::time::Instant;
 
 use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
 
 /// Commands per pipeline (XADDs) and entries per XREADGROUP.
 const CHUNK: u64 = 1000;
 
+const STREAM: &str = "physical:stream";
+const GROUP: &str = "physical";
+
 /// Jobs per second through XADD, then XREADGROUP + XACK, for `jobs` jobs.
-/// XADDs go `CHUNK` per pipeline; each later round trip carries the XACK of
-/// the previous read and the next XREADGROUP of `CHUNK` entries.
 pub async fn measure(redis_url: &str, jobs: u64) -> anyhow::Result<f64> {
+    let mut conn = empty_stream(redis_url).await?;
+    let start = Instant::now();
+    fill(&mut conn, jobs).await?;
+    consume(&mut conn, jobs).await?;
+    let rate = jobs as f64 / start.elapsed().as_secs_f64();
+    let _: () = conn.del(STREAM).await?;
+    Ok(rate)
+}
+
+/// Jobs per second through XREADGROUP + XACK alone, over `jobs` entries
+/// added before the clock starts.
+pub async fn measure_consume(redis_url: &str, jobs: u64) -> anyhow::Result<f64> {
+    let mut conn = empty_stream(redis_url).await?;
+    fill(&mut conn, jobs).await?;
+    let start = Instant::now();
+    consume(&mut conn, jobs).await?;
+    let rate = jobs as f64 / start.elapsed().as_secs_f64();
+    let _: () = conn.del(STREAM).await?;
+    Ok(rate)
+}
+
+/// A connection, with the stream emptied and its group created.
+async fn empty_stream(redis_url: &str) -> anyhow::Result<MultiplexedConnection> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let stream = "physical:stream";
-    let group = "physical";
-    let _: () = conn.del(stream).await?;
+    let _: () = conn.del(STREAM).await?;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(stream)
-        .arg(group)
+        .arg(STREAM)
+        .arg(GROUP)
         .arg("$")
         .arg("MKSTREAM")
         .query_async(&mut conn)
         .await?;
-    let start = Instant::now();
+    Ok(conn)
+}
+
+/// XADD `jobs` entries, `CHUNK` per pipeline.
+async fn fill(conn: &mut MultiplexedConnection, jobs: u64) -> anyhow::Result<()> {
     let mut added = 0;
     while added < jobs {
         let mut pipe = redis::pipe();
         for n in added..jobs.min(added + CHUNK) {
             pipe.cmd("XADD")
-                .arg(stream)
+                .arg(STREAM)
                 .arg("*")
                 .arg("i")
                 .arg(n)
                 .ignore();
         }
-        let _: () = pipe.query_async(&mut conn).await?;
+        let _: () = pipe.query_async(conn).await?;
         added += CHUNK;
     }
-    // Each round trip acknowledges the previous read and reads the next.
+    Ok(())
+}
+
+/// Read and acknowledge `jobs` entries: each round trip carries the XACK
+/// of the previous read and the next XREADGROUP of `CHUNK` entries.
+async fn consume(conn: &mut MultiplexedConnection, jobs: u64) -> anyhow::Result<()> {
     let mut read_total = 0u64;
     let mut unacked: Vec<String> = Vec::new();
     loop {
         let mut pipe = redis::pipe();
         if !unacked.is_empty() {
             pipe.cmd("XACK")
-                .arg(stream)
-                .arg(group)
+                .arg(STREAM)
+                .arg(GROUP)
                 .arg(&unacked)
                 .ignore();
         }
         if read_total >= jobs {
-            let _: () = pipe.query_async(&mut conn).await?;
-            break;
+            let _: () = pipe.query_async(conn).await?;
+            return Ok(());
         }
         pipe.cmd("XREADGROUP")
             .arg("GROUP")
-            .arg(group)
+            .arg(GROUP)
             .arg("c")
             .arg("COUNT")
             .arg(CHUNK)
             .arg("STREAMS")
-            .arg(stream)
+            .arg(STREAM)
             .arg(">");
-        let (read,): (redis::streams::StreamReadReply,) = pipe.query_async(&mut conn).await?;
+        let (read,): (redis::streams::StreamReadReply,) = pipe.query_async(conn).await?;
         unacked = read
             .keys
             .into_iter()
@@ -80,7 +117,4 @@ pub async fn measure(redis_url: &str, jobs: u64) -> anyhow::Result<f64> {
         );
         read_total += unacked.len() as u64;
     }
-    let rate = jobs as f64 / start.elapsed().as_secs_f64();
-    let _: () = conn.del(stream).await?;
-    Ok(rate)
 }
