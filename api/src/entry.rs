@@ -52,8 +52,11 @@ async fn run(linked: &Linked, matches: &clap::ArgMatches) -> anyhow::Result<()> 
         // A plug-in's command is the plug-in's to parse and run, on a
         // config checked as every other command checks it.
         init_logging(log_format, false);
-        linked.configure(&file)?;
-        let section = Linked::section(plugin, &file)?;
+        let checked = linked.configure(&file)?;
+        let section = checked
+            .section(plugin.name())
+            .cloned()
+            .expect("every linked plug-in's section is read");
         let context = CommandContext {
             json: global.json,
             redis: Box::pin(async move { crate::ops::connect(&settings).await }),

@@ -60,7 +60,7 @@ impl Linked {
     /// `plugin`'s section of `file`, under its name or one it had before
     /// (which is deprecated: a warning says so), with this process's
     /// environment.
-    pub fn section(plugin: &dyn Plugin, file: &FileConfig) -> anyhow::Result<Section> {
+    fn section(plugin: &dyn Plugin, file: &FileConfig) -> anyhow::Result<Section> {
         let name = plugin.name();
         let mut found = file.plugin_sections.get(name).map(|t| (name, t));
         for former in plugin.former_names() {
@@ -82,20 +82,23 @@ impl Linked {
     /// The plug-ins `file` turns on, each with its section checked. A
     /// queue belongs to one plug-in, a schedule's name is used once across
     /// the file and the plug-ins, and an alert rule on a dependency names
-    /// one that a plug-in turned on checks.
+    /// one that a linked plug-in declares.
     pub fn configure(&self, file: &FileConfig) -> anyhow::Result<Enabled> {
         let mut enabled = Vec::new();
-        let mut dependencies = Vec::new();
+        let mut sections = Vec::new();
         for plugin in &self.plugins {
             let section = Self::section(plugin.as_ref(), file)?;
             if let Some(configured) = plugin.configure(&section)? {
                 enabled.push(configured);
-                dependencies.extend(plugin.dependencies());
             }
+            sections.push((plugin.name(), section));
         }
-        self.check_rules(file, &dependencies)?;
+        let declared: Vec<Dependency> =
+            self.plugins.iter().flat_map(|p| p.dependencies()).collect();
+        check_rules(file, &declared)?;
         let mut enabled = Enabled::new(enabled)?;
-        enabled.dependencies = dependencies;
+        enabled.declared = declared;
+        enabled.sections = sections;
         let mut schedules: HashSet<String> =
             file.schedules.iter().map(|s| s.name.clone()).collect();
         for plugin in &enabled.plugins {
@@ -111,54 +114,53 @@ impl Linked {
         }
         Ok(enabled)
     }
+}
 
-    /// Refuse a rule on a dependency that none of `checked` (the turned-on
-    /// plug-ins' dependencies) is: it could never fire, and an operator
-    /// would trust its silence. The message names the plug-in to turn on
-    /// when a linked one checks it, else what can be named.
-    fn check_rules(&self, file: &FileConfig, checked: &[Dependency]) -> anyhow::Result<()> {
-        for rule in &file.alerts {
-            let Some(name) = rule.dependency() else {
-                continue;
-            };
-            if checked.iter().any(|d| d.name == name) {
-                continue;
-            }
-            let kind = rule.kind.as_str();
-            if let Some(plugin) = self
-                .plugins
-                .iter()
-                .find(|p| p.dependencies().iter().any(|d| d.name == name))
-            {
+/// Refuse a rule on a dependency that no linked plug-in declares (a typo:
+/// it could never fire, and an operator would trust its silence), and a
+/// slow rule on one whose round trips nobody records. A rule on a
+/// dependency whose plug-in this config leaves off is kept: rules are
+/// fleet-wide, and the processes that turn the plug-in on evaluate it.
+fn check_rules(file: &FileConfig, declared: &[Dependency]) -> anyhow::Result<()> {
+    for rule in &file.alerts {
+        let Some(name) = rule.dependency() else {
+            continue;
+        };
+        let kind = rule.kind.as_str();
+        match declared.iter().find(|d| d.name == name) {
+            None => {
+                let mut known: Vec<&str> = declared.iter().map(|d| d.name).collect();
+                known.sort_unstable();
+                known.dedup();
                 bail!(
-                    "alert {} ({kind}) watches {name}, which only the {} plug-in checks, and the config does not turn it on: add a [{}] section or remove the rule",
+                    "alert {} ({kind}) watches {name}, which no plug-in checks (known: {})",
                     rule.name,
-                    plugin.name(),
-                    plugin.name()
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 );
             }
-            let mut known: Vec<&str> = checked.iter().map(|d| d.name).collect();
-            known.sort_unstable();
-            bail!(
-                "alert {} ({kind}) watches {name}, which no plug-in checks (checked: {})",
-                rule.name,
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            );
+            Some(d) if d.latency_series.is_none() && rule.kind.reads_latency() => bail!(
+                "alert {} ({kind}): the round trips to {name} are not recorded, so only dependency_down can watch it",
+                rule.name
+            ),
+            Some(_) => {}
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The plug-ins a config file turns on.
 #[derive(Debug, Clone, Default)]
 pub struct Enabled {
     plugins: Vec<Arc<dyn ConfiguredPlugin>>,
-    /// The dependencies they check, as their linked plug-ins declare them.
-    dependencies: Vec<Dependency>,
+    /// The dependencies every linked plug-in declares, on or off.
+    declared: Vec<Dependency>,
+    /// Every linked plug-in's section, by the plug-in's name, as read once
+    /// (with its deprecation warnings).
+    sections: Vec<(&'static str, Section)>,
 }
 
 impl Enabled {
@@ -178,13 +180,23 @@ impl Enabled {
         }
         Ok(Self {
             plugins,
-            dependencies: Vec::new(),
+            declared: Vec::new(),
+            sections: Vec::new(),
         })
     }
 
-    /// The dependencies they check.
-    pub fn dependencies(&self) -> &[Dependency] {
-        &self.dependencies
+    /// The dependencies the linked plug-ins declare, whether or not this
+    /// config turns them on: the slow rules read their series fleet-wide.
+    pub fn declared_dependencies(&self) -> &[Dependency] {
+        &self.declared
+    }
+
+    /// Linked plug-in `name`'s section of the config, as read.
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections
+            .iter()
+            .find(|(plugin, _)| *plugin == name)
+            .map(|(_, section)| section)
     }
 
     /// Every plug-in's queues.
@@ -269,5 +281,46 @@ impl Opened {
             bail!("queue {} has no handler", q.name);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(toml: &str) -> FileConfig {
+        toml::from_str(toml).expect("config")
+    }
+
+    const CACHE: Dependency = Dependency {
+        name: "cache",
+        latency_series: None,
+    };
+    const DB: Dependency = Dependency {
+        name: "db",
+        latency_series: Some("db"),
+    };
+
+    #[test]
+    fn a_rule_names_a_declared_dependency_and_a_slow_rule_one_whose_round_trips_are_recorded() {
+        let declared = [CACHE, DB];
+        let down = "[[alerts]]\nname = \"r\"\nkind = \"dependency_down\"\ndependency = ";
+        let slow =
+            "[[alerts]]\nname = \"r\"\nkind = \"dependency_slow\"\nthreshold = 5\ndependency = ";
+        for ok in [format!("{down}\"cache\""), format!("{slow}\"db\"")] {
+            check_rules(&rules(&ok), &declared).expect(&ok);
+        }
+        let typo = check_rules(&rules(&format!("{down}\"cahce\"")), &declared)
+            .expect_err("a typo")
+            .to_string();
+        assert!(typo.contains("known: cache, db"), "{typo}");
+        let unrecorded = check_rules(&rules(&format!("{slow}\"cache\"")), &declared)
+            .expect_err("no series")
+            .to_string();
+        assert!(unrecorded.contains("only dependency_down"), "{unrecorded}");
+        let none = check_rules(&rules(&format!("{down}\"db\"")), &[])
+            .expect_err("nothing linked")
+            .to_string();
+        assert!(none.contains("known: none"), "{none}");
     }
 }

@@ -41,9 +41,9 @@ impl HealthState {
 }
 
 /// One dependency of an application (its database), probed on demand:
-/// `GET /health/ready` asks every check, and the binary's alert rules
-/// (`dependency_down`, `dependency_slow`) read the same checks, so the two
-/// never disagree on what a dependency is or how it is reached.
+/// `GET /health/ready` asks every check, and the binary's
+/// `dependency_down` alert rule probes the same checks, so the two never
+/// disagree on what a dependency is or how it is reached.
 pub trait HealthCheck: Send + Sync + std::fmt::Debug + 'static {
     /// The dependency's name (`postgres`), as readiness and rules name it.
     fn name(&self) -> &str;

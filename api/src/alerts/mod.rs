@@ -35,12 +35,28 @@ pub fn spawn(
     if file.alerts.is_empty() {
         return Ok(());
     }
+    let checks = plugins.health_checks();
+    for rule in &file.alerts {
+        // A down rule probes the dependency from here; a process whose
+        // config leaves the plug-in off leaves it to those that have it.
+        if let Some(name) = rule.dependency()
+            && !rule.kind.reads_latency()
+            && !checks.iter().any(|c| c.name() == name)
+        {
+            tracing::warn!(
+                alert = %rule.name,
+                dependency = name,
+                "this process does not check the dependency (its plug-in is off here): \
+                 the rule is evaluated by the processes that turn the plug-in on"
+            );
+        }
+    }
     let file = Arc::new(file.clone());
     let evaluator = eval::Evaluator::new(
         client.clone(),
         file.clone(),
-        plugins.health_checks(),
-        plugins.enabled().dependencies().to_vec(),
+        checks,
+        plugins.enabled().declared_dependencies().to_vec(),
     )?;
     tasks.spawn({
         let stop = stop.clone();

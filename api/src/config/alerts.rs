@@ -107,6 +107,11 @@ impl AlertKind {
         )
     }
 
+    /// Whether it reads a latency series (`*_slow`, `api_latency`).
+    pub fn reads_latency(self) -> bool {
+        matches!(self, Self::ApiLatency | Self::DbSlow | Self::DependencySlow)
+    }
+
     fn needs_queue(self) -> bool {
         matches!(
             self,

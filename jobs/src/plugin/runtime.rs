@@ -210,7 +210,7 @@ struct PostgresCheck {
 
 impl HealthCheck for PostgresCheck {
     /// As `GET /health/ready` has always named it, and the
-    /// `postgres_down` and `db_slow` rules look it up.
+    /// `postgres_down` rule looks it up.
     fn name(&self) -> &str {
         super::linked::POSTGRES.name
     }
