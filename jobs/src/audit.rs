@@ -361,8 +361,9 @@ impl BulkWrite {
 }
 
 /// The handler's bulk write: the faster of the two in `sluice-bench audit`
-/// (bench/README.md).
-pub const BULK_WRITE: BulkWrite = BulkWrite::Unnest;
+/// (bench/README.md, 2026-12-07: binary COPY wrote 300,000 rows straight
+/// to PostgreSQL at 205,000 rows/s against 125,000 for the INSERT).
+pub const BULK_WRITE: BulkWrite = BulkWrite::Copy;
 
 /// The UTC days of `events`, each once.
 fn days_of(events: &[(String, AuditEvent)]) -> Vec<chrono::NaiveDate> {
