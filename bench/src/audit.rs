@@ -1,7 +1,9 @@
 //! `audit`: how many audit events per second go from enqueue to rows in
-//! PostgreSQL through the audit queue and its handler (one `INSERT ...
-//! SELECT FROM UNNEST` per batch of up to 500), against the same rows
-//! written one `INSERT` per row.
+//! PostgreSQL through the audit queue and its handler (one bulk write per
+//! batch of up to 500), against the same batches written straight to
+//! PostgreSQL by both candidates for the bulk write (`INSERT ... SELECT
+//! FROM UNNEST` and binary COPY), and the same rows written one `INSERT`
+//! per row.
 //!
 //! Runs in-process on the engine and jobs crates: a private Redis, a schema
 //! of its own on the given PostgreSQL (dropped afterwards), producers that
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sluice_engine::{Client, ClientConfig, JobOptions, NewJob, Typed, Worker, WorkerConfig};
-use sluice_trading::audit::{AUDIT_BATCH, AuditEvent, AuditHandler, write_event, write_events};
+use sluice_trading::audit::{
+    AUDIT_BATCH, AuditEvent, AuditHandler, BULK_WRITE, BulkWrite, write_event,
+};
 use sluice_trading::db::{DbConfig, migrate};
 use sqlx::PgPool;
 
@@ -128,32 +132,17 @@ async fn measure(
     let bulk_rate = events as f64 / written.as_secs_f64();
 
     // The ceiling: the same bulk statement, the same batches, from as many
-    // connections as there are workers, with no queue in between.
-    sqlx::query("TRUNCATE audit_logs").execute(pool).await?;
-    let start = Instant::now();
-    let mut writers = tokio::task::JoinSet::new();
-    for w in 0..WORKERS as u64 {
-        let pool = pool.clone();
-        writers.spawn(async move {
-            let mut first = w * AUDIT_BATCH as u64;
-            while first < events {
-                let batch: Vec<(String, AuditEvent)> = (first
-                    ..(first + AUDIT_BATCH as u64).min(events))
-                    .map(|i| (format!("direct-{i}"), event(i)))
-                    .collect();
-                write_events(&pool, &batch).await?;
-                first += WORKERS as u64 * AUDIT_BATCH as u64;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = writers.join_next().await {
-        r??;
-    }
-    let direct = start.elapsed();
+    // connections as there are workers, with no queue in between; then the
+    // other candidate for the bulk write, the same way.
+    let other = match BULK_WRITE {
+        BulkWrite::Unnest => BulkWrite::Copy,
+        BulkWrite::Copy => BulkWrite::Unnest,
+    };
+    let direct = straight(pool, events, BULK_WRITE).await?;
     eprintln!("phase straight-to-postgres done");
-    anyhow::ensure!(count(pool).await? as u64 == events, "rows missing");
     let direct_rate = events as f64 / direct.as_secs_f64();
+    let other_time = straight(pool, events, other).await?;
+    let other_rate = events as f64 / other_time.as_secs_f64();
 
     // The comparison: one INSERT per row, several connections at once.
     sqlx::query("TRUNCATE audit_logs").execute(pool).await?;
@@ -191,6 +180,10 @@ async fn measure(
         100.0 * bulk_rate / direct_rate
     );
     println!(
+        "  the other bulk write, {other:?}, straight to PostgreSQL: {events} rows in {:.2} s: {other_rate:.0} rows/s (the handler writes with {BULK_WRITE:?})",
+        other_time.as_secs_f64()
+    );
+    println!(
         "  one INSERT per row ({SINGLE_WRITERS} connections): {single_rows} rows in {:.2} s: {single_rate:.0} rows/s",
         single.as_secs_f64()
     );
@@ -199,4 +192,33 @@ async fn measure(
         bulk_rate / single_rate
     );
     Ok(())
+}
+
+/// Write `events` rows into an emptied table in batches of [`AUDIT_BATCH`]
+/// by `how`, from [`WORKERS`] connections, and how long it took.
+async fn straight(pool: &PgPool, events: u64, how: BulkWrite) -> anyhow::Result<Duration> {
+    sqlx::query("TRUNCATE audit_logs").execute(pool).await?;
+    let start = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..WORKERS as u64 {
+        let pool = pool.clone();
+        writers.spawn(async move {
+            let mut first = w * AUDIT_BATCH as u64;
+            while first < events {
+                let batch: Vec<(String, AuditEvent)> = (first
+                    ..(first + AUDIT_BATCH as u64).min(events))
+                    .map(|i| (format!("direct-{i:012}"), event(i)))
+                    .collect();
+                how.write(&pool, &batch).await?;
+                first += WORKERS as u64 * AUDIT_BATCH as u64;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r??;
+    }
+    let took = start.elapsed();
+    anyhow::ensure!(count(pool).await? as u64 == events, "rows missing");
+    Ok(took)
 }

@@ -3,7 +3,7 @@
 //! and the restore that brings them back into an empty database and Redis.
 //!
 //! File layout, one JSON object per line:
-//! - `{"kind":"header","format":"sluice-backup","version":1,...}`
+//! - `{"kind":"header","format":"sluice-backup","version":2,...}`
 //! - `{"kind":"table","name":"users","data":"..."}`: a chunk of the table in
 //!   PostgreSQL's COPY text format (a table takes as many lines as chunks);
 //! - `{"kind":"job","queue":"ingest","id":"...","fields":{"payload":"<base64>",...}}`.
@@ -13,6 +13,10 @@
 //! gzip'd bytes) and its last line is `{"kind":"mac","hmac":"<hex>"}`, an
 //! HMAC-SHA256 of every line before it; restore checks both, before it
 //! changes anything, and refuses a file not written with its key.
+//!
+//! Versions: 2 writes `audit_logs` without the `id` column it lost when it
+//! became partitioned by day (migration 0004), in the columns of
+//! [`AUDIT_COLUMNS`]; 1 wrote it with `id` first. Restore reads both.
 //!
 //! The tables are read in one repeatable-read transaction, so they agree
 //! with each other. The queue state is read queue by queue right after; a
@@ -49,7 +53,15 @@ pub const TABLES: [&str; 5] = [
 ];
 
 /// The tables whose `id` comes from a sequence.
-const SERIAL_TABLES: [&str; 3] = ["users", "signals", "audit_logs"];
+const SERIAL_TABLES: [&str; 2] = ["users", "signals"];
+
+/// The columns of `audit_logs` a backup holds (format 2), in order.
+pub const AUDIT_COLUMNS: &str =
+    "event_id, at, actor, action, target, outcome, status, source_ip, latency_ms, detail";
+
+/// Where a restore stages `audit_logs` before moving it into its days: a
+/// partitioned table takes no COPY into days it has no partition for.
+const AUDIT_STAGE: &str = "audit_logs_restore";
 
 /// The longest line a restore reads, bytes: far more than a backup writes
 /// (a table row, or a job with its payload), so that a hostile file cannot
@@ -89,7 +101,10 @@ impl<R: BufRead> Iterator for BoundedLines<R> {
 }
 
 const FORMAT: &str = "sluice-backup";
-const VERSION: u32 = 1;
+/// The format written.
+pub const VERSION: u32 = 2;
+/// The formats restore reads.
+const READS: [u32; 2] = [1, 2];
 const FILE_PREFIX: &str = "sluice-backup-";
 const FILE_SUFFIX: &str = ".jsonl.gz";
 
@@ -340,7 +355,14 @@ pub async fn backup(
         .await?;
     for table in TABLES {
         let mut rows = 0u64;
-        let mut stream = tx.copy_out_raw(&format!("COPY {table} TO STDOUT")).await?;
+        // A partitioned table is read through a query (COPY of one is
+        // refused), in the columns format 2 names.
+        let source = if table == "audit_logs" {
+            format!("(SELECT {AUDIT_COLUMNS} FROM audit_logs)")
+        } else {
+            table.to_owned()
+        };
+        let mut stream = tx.copy_out_raw(&format!("COPY {source} TO STDOUT")).await?;
         while let Some(chunk) = stream.try_next().await? {
             rows += chunk.iter().filter(|b| **b == b'\n').count() as u64;
             let data = String::from_utf8(chunk.to_vec())
@@ -475,17 +497,18 @@ pub async fn restore(
         .transpose()
         .map_err(|e| bad(format!("not a gzip'd backup ({e})")))?
         .ok_or_else(|| bad("empty file".into()))?;
-    match serde_json::from_str::<Line>(&first) {
+    let version = match serde_json::from_str::<Line>(&first) {
         Ok(Line::Header {
             format, version, ..
-        }) if format == FORMAT && version == VERSION => {}
-        _ => return Err(bad("not a Sluice backup (version 1)".into())),
-    }
+        }) if format == FORMAT && READS.contains(&version) => version,
+        _ => return Err(bad("not a Sluice backup (version 1 or 2)".into())),
+    };
     let mut contents = Contents {
         file: file.to_owned(),
         ..Contents::default()
     };
     let mut tx = pool.begin().await?;
+    stage_audit_logs(&mut tx, version).await?;
     // COPY data is sent in pieces of at most this many bytes; several COPY
     // statements into one table add up.
     const PIECE: usize = 8 << 20;
@@ -561,6 +584,7 @@ pub async fn restore(
     if let Some((table, buf)) = pending.take() {
         copy_in(&mut tx, &table, &buf).await?;
     }
+    unstage_audit_logs(&mut tx).await?;
     for table in SERIAL_TABLES {
         // New rows continue after the restored ids.
         sqlx::query(&format!(
@@ -586,7 +610,46 @@ pub async fn restore(
     Ok(contents)
 }
 
+/// A temporary table for the `audit_logs` rows of a backup in `version`'s
+/// layout (1: with the `id` it had then), gone at commit.
+async fn stage_audit_logs(conn: &mut sqlx::PgConnection, version: u32) -> Result<()> {
+    let id = if version == 1 { "id bigint, " } else { "" };
+    sqlx::query(&format!(
+        "CREATE TEMPORARY TABLE {AUDIT_STAGE} (
+             {id}event_id text, at timestamptz, actor text, action text, target text,
+             outcome text, status integer, source_ip text, latency_ms real, detail text
+         ) ON COMMIT DROP"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Move the staged `audit_logs` rows into their days, making the days'
+/// partitions first.
+async fn unstage_audit_logs(conn: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::query(&format!(
+        "SELECT audit_logs_add_days(ARRAY(
+             SELECT DISTINCT (at AT TIME ZONE 'UTC')::date FROM {AUDIT_STAGE}))"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO audit_logs ({AUDIT_COLUMNS})
+         SELECT {AUDIT_COLUMNS} FROM {AUDIT_STAGE} ORDER BY at"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn copy_in(conn: &mut sqlx::PgConnection, table: &str, data: &[u8]) -> Result<()> {
+    // The audit log goes through its stage (see `stage_audit_logs`).
+    let table = if table == "audit_logs" {
+        AUDIT_STAGE
+    } else {
+        table
+    };
     let mut copy = conn
         .copy_in_raw(&format!("COPY {table} FROM STDIN"))
         .await?;

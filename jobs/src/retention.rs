@@ -1,6 +1,8 @@
 //! Retention: delete signals (and the screenshot files no remaining signal
-//! shows) and audit logs older than their configured age, in bounded
-//! batches so no statement holds locks for long.
+//! shows) older than their configured age, in bounded batches so no
+//! statement holds locks for long; and drop the audit log's days (its
+//! partitions) that ended before its age, whole: no row is deleted one by
+//! one, so nothing is left for vacuum.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -44,8 +46,12 @@ pub struct Removed {
     pub signals: u64,
     /// Screenshot files deleted.
     pub screenshots: u64,
-    /// Audit log rows deleted.
+    /// Audit log rows dropped with their days: exact for a day PostgreSQL
+    /// never analyzed, its estimate (`reltuples`) otherwise, since counting
+    /// a day of rows would cost more than dropping it.
     pub audit_logs: u64,
+    /// Days of audit log dropped (whole partitions).
+    pub audit_days: u64,
     /// Per-day aggregate rows deleted.
     pub aggregates: u64,
 }
@@ -90,22 +96,9 @@ pub async fn run(
             break;
         }
     }
-    let before = cutoff(policy.audit_logs);
-    loop {
-        let done = sqlx::query(
-            "DELETE FROM audit_logs WHERE id IN (
-                 SELECT id FROM audit_logs WHERE at < $1 ORDER BY at LIMIT $2
-             )",
-        )
-        .bind(before)
-        .bind(BATCH * 5)
-        .execute(pool)
-        .await?;
-        removed.audit_logs += done.rows_affected();
-        if done.rows_affected() < (BATCH * 5) as u64 {
-            break;
-        }
-    }
+    let (rows, days) = drop_audit_days(pool, cutoff(policy.audit_logs)).await?;
+    removed.audit_logs = rows;
+    removed.audit_days = days;
     let before = cutoff(policy.aggregates).date_naive();
     let done = sqlx::query("DELETE FROM signal_daily WHERE day < $1")
         .bind(before)
@@ -113,6 +106,45 @@ pub async fn run(
         .await?;
     removed.aggregates = done.rows_affected();
     Ok(removed)
+}
+
+/// Drop the audit log's day partitions that ended at or before `before`'s
+/// day (the day holding `before` is kept whole: rows live up to a day
+/// longer than their age), and make today's and tomorrow's so the writers
+/// do not meet midnight without one. Returns the rows (see
+/// [`Removed::audit_logs`]) and the days dropped.
+pub async fn drop_audit_days(pool: &PgPool, before: DateTime<Utc>) -> Result<(u64, u64)> {
+    let today = Utc::now().date_naive();
+    crate::audit::add_days(pool, &[today, today + chrono::Days::new(1)]).await?;
+    let old: Vec<(String, f32)> = sqlx::query_as(
+        "SELECT c.relname::text, c.reltuples
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'audit_logs'::regclass
+           AND c.relname ~ '^audit_logs_[0-9]{8}$'
+           AND to_date(right(c.relname, 8), 'YYYYMMDD') < $1
+         ORDER BY c.relname",
+    )
+    .bind(before.date_naive())
+    .fetch_all(pool)
+    .await?;
+    let (mut rows, mut days) = (0u64, 0u64);
+    for (name, estimate) in old {
+        // The name matched ^audit_logs_[0-9]{8}$: no quoting needed.
+        let counted = if estimate < 0.0 {
+            let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {name}"))
+                .fetch_one(pool)
+                .await?;
+            n.max(0) as u64
+        } else {
+            estimate as u64
+        };
+        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+            .execute(pool)
+            .await?;
+        rows += counted;
+        days += 1;
+    }
+    Ok((rows, days))
 }
 
 /// Runs retention when its cron schedule enqueues a job.
@@ -141,6 +173,7 @@ impl Handler for RetentionHandler {
             signals = removed.signals,
             screenshots = removed.screenshots,
             audit_logs = removed.audit_logs,
+            audit_days = removed.audit_days,
             aggregates = removed.aggregates,
             "retention removed old rows"
         );

@@ -29,6 +29,10 @@ const FORMER_KEYS: [(&str, &str); 3] = [
 /// Default PostgreSQL URL.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
 
+/// The longest `audit_retention_days`: the audit log keeps a partition per
+/// day, and PostgreSQL plans slow down past a few thousand of them.
+pub const MAX_AUDIT_DAYS: u64 = 3_650;
+
 /// `[trading]`. Its `Debug` shows the database URL without its password
 /// and no cookie key.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -78,7 +82,9 @@ pub struct TradingSection {
     pub retention_cron: String,
     /// Signals (and screenshots) older than this are deleted, days.
     pub signals_retention_days: u64,
-    /// Audit logs older than this are deleted, days.
+    /// Audit logs older than this are dropped, days: whole days (the
+    /// table's partitions), so a row lives up to a day longer. 1 to
+    /// [`MAX_AUDIT_DAYS`].
     pub audit_retention_days: u64,
     /// Per-user, per-day signal aggregates older than this are deleted,
     /// days (they outlive the raw signals).
@@ -330,6 +336,12 @@ impl TradingSection {
             s.cron()
                 .with_context(|| format!("trading schedule {}", s.name))?;
         }
+        if !(1..=MAX_AUDIT_DAYS).contains(&self.audit_retention_days) {
+            bail!(
+                "trading.audit_retention_days must be 1 to {MAX_AUDIT_DAYS} (the audit log keeps a table per day), not {}",
+                self.audit_retention_days
+            );
+        }
         self.parse_options()?;
         Ok(())
     }
@@ -472,6 +484,28 @@ mod tests {
             "backup-key-9",
         ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn audit_retention_days_is_checked() {
+        for (days, ok) in [
+            (0, false),
+            (1, true),
+            (90, true),
+            (3_650, true),
+            (3_651, false),
+        ] {
+            let table: toml::Value =
+                toml::from_str(&format!("audit_retention_days = {days}")).expect("toml");
+            let p =
+                TradingSection::from_section(&Section::new(Some(table), Arc::new(|_: &str| None)))
+                    .expect("section");
+            let checked = p.validate();
+            assert_eq!(checked.is_ok(), ok, "{days}: {checked:?}");
+            if let Err(e) = checked {
+                assert!(e.to_string().contains("audit_retention_days"), "{e}");
+            }
         }
     }
 
