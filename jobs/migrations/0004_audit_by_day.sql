@@ -6,8 +6,8 @@
 --   partition key, and an event's `at` never changes between tries (the
 --   writer stamps it from the event and its job, both fixed), so a retried
 --   batch still meets its rows and adds nothing twice. Event ids are the
---   audit jobs' ids, UUIDv7 (time-ordered): each day's key only grows at
---   its right edge.
+--   audit jobs' ids (`<enqueue ms>-<level>-<entry>`, the milliseconds of
+--   fixed width), so each day's key grows mostly at its right edge.
 -- - `at` is served by partition pruning (whole days) and a BRIN index
 --   within a day (rows arrive in time order, so block ranges stay narrow).
 -- - The btree on (actor, at DESC) is gone: nothing in the application reads
@@ -20,6 +20,10 @@
 -- Partitions are made on demand: the writer inserts, and when PostgreSQL
 -- finds no partition for a row it calls audit_logs_add_days with the days
 -- of its batch and tries again. Retention also adds today and tomorrow.
+-- Making or dropping a partition locks the whole table (ACCESS EXCLUSIVE),
+-- and waiting for that lock (behind a backup's long read, say) would queue
+-- every writer behind it: both give up after 2 s (lock_timeout) and their
+-- job is tried again later.
 
 ALTER TABLE audit_logs RENAME TO audit_logs_v1;
 ALTER INDEX audit_logs_pkey RENAME TO audit_logs_v1_pkey;
@@ -54,10 +58,12 @@ DECLARE
     d    date;
     name text;
     made integer := 0;
+    waited text := current_setting('lock_timeout');
 BEGIN
     SELECT n.nspname INTO nsp
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = 'audit_logs'::regclass;
+    PERFORM set_config('lock_timeout', '2s', true);
     PERFORM pg_advisory_xact_lock(hashtext(nsp || '.audit_logs partitions'));
     FOREACH d IN ARRAY days LOOP
         CONTINUE WHEN d IS NULL;
@@ -70,6 +76,7 @@ BEGIN
             made := made + 1;
         END IF;
     END LOOP;
+    PERFORM set_config('lock_timeout', waited, true);
     RETURN made;
 END
 $$ LANGUAGE plpgsql;

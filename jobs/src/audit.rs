@@ -318,6 +318,15 @@ impl TypedBatchHandler for AuditHandler {
                 let storable = DateTime::<Utc>::from_timestamp_millis(event.at_ms)
                     .is_some_and(crate::alert::storable_time);
                 let oldest = made.saturating_sub(OLDEST_EVENT.as_millis() as i64);
+                if storable && event.at_ms < oldest {
+                    // Kept in the row, not lost: a spill replayed after a
+                    // long outage carries its own time here.
+                    let own = DateTime::<Utc>::from_timestamp_millis(event.at_ms)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default();
+                    let said = event.detail.take().unwrap_or_default();
+                    event.detail = Some(format!("{said} [dated {own}]").trim_start().to_owned());
+                }
                 if event.at_ms > made || event.at_ms < oldest || !storable {
                     event.at_ms = made;
                 }

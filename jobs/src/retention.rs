@@ -138,9 +138,17 @@ pub async fn drop_audit_days(pool: &PgPool, before: DateTime<Utc>) -> Result<(u6
         } else {
             estimate as u64
         };
-        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
-            .execute(pool)
+        // Dropping a partition locks the whole table: rather than queue
+        // every writer behind a wait for that lock (a backup's long read
+        // holds it off), give up after 2 s; the job is tried again later.
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL lock_timeout = '2s'")
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         rows += counted;
         days += 1;
     }

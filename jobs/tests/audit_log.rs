@@ -164,6 +164,55 @@ async fn the_handler_adds_a_retried_batch_once_and_makes_no_day_for_a_forged_dat
         .await,
         1
     );
+    // Its own time is not lost: the row keeps it in `detail`.
+    let (detail,): (Option<String>,) =
+        sqlx::query_as("SELECT detail FROM audit_logs WHERE action = 'POST /old'")
+            .fetch_one(&pool)
+            .await
+            .expect("row");
+    let detail = detail.unwrap_or_default();
+    assert!(detail.starts_with("[dated "), "{detail}");
+}
+
+/// Dropping or making a day locks the whole table. While a long reader (a
+/// backup's transaction) holds a day, retention gives up on that lock
+/// instead of waiting behind it with every writer queued behind retention:
+/// it fails (its job is tried again later), and a write into today still
+/// goes through afterwards.
+#[tokio::test]
+async fn retention_does_not_wait_behind_a_long_reader() {
+    let schema = Schema::migrated("audit_lock").await;
+    let pool = schema.pool();
+    write_events(&pool, &[("old".into(), event_days_ago(100, "GET /old"))])
+        .await
+        .expect("write");
+    let mut reader = pool.begin().await.expect("begin");
+    sqlx::query("SELECT count(*) FROM audit_logs")
+        .execute(&mut *reader)
+        .await
+        .expect("read");
+    let dir = std::env::temp_dir().join(format!("sluice-audit-lock-{}", std::process::id()));
+    let store = ScreenshotStore::Local(LocalStore::new(&dir, "/s"));
+    // A guard against a hang only: without a lock timeout this would wait
+    // as long as the reader's transaction lasts, which is for ever here.
+    let tried = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        retention::run(&pool, &store, RetentionPolicy::default()),
+    )
+    .await
+    .expect("retention waited behind the reader");
+    let err = tried.expect_err("the day is held by the reader");
+    assert!(format!("{err:#}").contains("lock"), "{err:#}");
+    reader.rollback().await.expect("rollback");
+    let removed = retention::run(&pool, &store, RetentionPolicy::default())
+        .await
+        .expect("retention once the reader is gone");
+    assert_eq!(removed.audit_days, 1);
+    write_events(&pool, &[("new".into(), event_days_ago(0, "GET /new"))])
+        .await
+        .expect("write");
+    assert_eq!(count(&pool, "").await, 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Rows written before migration 0004 are in their days after it, with

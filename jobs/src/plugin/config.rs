@@ -30,8 +30,12 @@ const FORMER_KEYS: [(&str, &str); 3] = [
 pub const DEFAULT_DATABASE_URL: &str = "postgres://127.0.0.1:5432/postgres";
 
 /// The longest `audit_retention_days`: the audit log keeps a partition per
-/// day, and PostgreSQL plans slow down past a few thousand of them.
-pub const MAX_AUDIT_DAYS: u64 = 3_650;
+/// day, and a backup (one transaction over every partition), a restore and
+/// a migration each take a few locks per partition from PostgreSQL's shared
+/// lock table, which `max_locks_per_transaction` (64 by default) sizes:
+/// about 1,700 days failed with "out of shared memory" there. Past a year,
+/// raise it (docs/trading.md).
+pub const MAX_AUDIT_DAYS: u64 = 1_000;
 
 /// `[trading]`. Its `Debug` shows the database URL without its password
 /// and no cookie key.
@@ -493,8 +497,8 @@ mod tests {
             (0, false),
             (1, true),
             (90, true),
-            (3_650, true),
-            (3_651, false),
+            (1_000, true),
+            (1_001, false),
         ] {
             let table: toml::Value =
                 toml::from_str(&format!("audit_retention_days = {days}")).expect("toml");
