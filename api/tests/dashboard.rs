@@ -100,13 +100,25 @@ async fn goto(page: &Page, url: &str) {
     wait_until(page, "document.readyState === 'complete'").await;
 }
 
+/// Click the element `selector` finds. The dashboard refreshes parts of
+/// the page by itself, so the element found may be replaced before the
+/// click lands ("Node is detached from document"): then it is found again.
 async fn click(page: &Page, selector: &str) {
-    page.find_element(selector)
-        .await
-        .unwrap_or_else(|e| panic!("no {selector}: {e}"))
-        .click()
-        .await
-        .expect("click");
+    let mut tries = 0;
+    loop {
+        let element = page
+            .find_element(selector)
+            .await
+            .unwrap_or_else(|e| panic!("no {selector}: {e}"));
+        match element.click().await {
+            Ok(_) => return,
+            Err(e) if tries < 20 && e.to_string().contains("detached") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("click {selector}: {e}"),
+        }
+    }
 }
 
 fn shots_dir() -> PathBuf {

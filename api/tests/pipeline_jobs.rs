@@ -349,7 +349,9 @@ async fn one_user_cannot_take_every_tab() {
         ScreenshotStore::Local(LocalStore::new(&dir, "/screenshots")),
         ScreenshotSettings {
             chart_url: format!("http://127.0.0.1:{}/c/{{chart}}", charts.port),
-            timeout: Duration::from_secs(5),
+            // Long enough for a capture on a loaded machine; the greedy
+            // user's pages never draw, so their captures take all of it.
+            timeout: Duration::from_secs(15),
         },
     );
     let worker = TestWorker::new(Typed(handler));
