@@ -483,10 +483,10 @@ async fn insert_events(pool: &PgPool, events: &[(String, AuditEvent)]) -> sqlx::
 /// is written again by [`write_events`], which skips them; so it too adds
 /// nothing twice. Returns the rows added.
 pub async fn copy_events(pool: &PgPool, events: &[(String, AuditEvent)]) -> sqlx::Result<u64> {
-    let data = copy_data(events);
+    let data = Arc::new(copy_data(events));
     let mut tried_days = false;
     loop {
-        match copy_once(pool, &data).await {
+        match copy_once(pool, data.clone()).await {
             Err(e) if is_missing_day(&e) && !tried_days => {
                 add_days(pool, &days_of(events)).await?;
                 tried_days = true;
@@ -497,19 +497,30 @@ pub async fn copy_events(pool: &PgPool, events: &[(String, AuditEvent)]) -> sqlx
     }
 }
 
-async fn copy_once(pool: &PgPool, data: &[u8]) -> sqlx::Result<u64> {
+/// One COPY, run to its end in a task of its own even when the caller is
+/// dropped (a job's timeout, a worker's stop). A COPY abandoned half way
+/// would leave its pooled connection in the middle of the protocol, its
+/// transaction open and the table's locks held until that connection is
+/// next used: retention's DDL, and anything else that locks the table,
+/// would wait behind it.
+async fn copy_once(pool: &PgPool, data: Arc<Vec<u8>>) -> sqlx::Result<u64> {
     use sqlx::postgres::PgPoolCopyExt;
-    let mut copy = pool
-        .copy_in_raw(
-            "COPY audit_logs (event_id, at, actor, action, target, outcome, status, source_ip,
-                              latency_ms, detail) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    if let Err(e) = copy.send(data).await {
-        let _ = copy.abort("the data could not be sent").await;
-        return Err(e);
-    }
-    copy.finish().await
+    let pool = pool.clone();
+    let copy = tokio::spawn(async move {
+        let mut copy = pool
+            .copy_in_raw(
+                "COPY audit_logs (event_id, at, actor, action, target, outcome, status, source_ip,
+                                  latency_ms, detail) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        if let Err(e) = copy.send(data.as_slice()).await {
+            let _ = copy.abort("the data could not be sent").await;
+            return Err(e);
+        }
+        copy.finish().await
+    });
+    copy.await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(format!("the COPY task: {e}"))))?
 }
 
 /// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.

@@ -141,14 +141,14 @@ pub async fn drop_audit_days(pool: &PgPool, before: DateTime<Utc>) -> Result<(u6
         // Dropping a partition locks the whole table: rather than queue
         // every writer behind a wait for that lock (a backup's long read
         // holds it off), give up after 2 s; the job is tried again later.
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET LOCAL lock_timeout = '2s'")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        // One statement, so no transaction is left open on the connection
+        // if this job is dropped half way.
+        sqlx::query(&format!(
+            "DO $$ BEGIN PERFORM set_config('lock_timeout', '2s', true); \
+             DROP TABLE IF EXISTS {name}; END $$"
+        ))
+        .execute(pool)
+        .await?;
         rows += counted;
         days += 1;
     }

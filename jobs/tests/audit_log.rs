@@ -429,3 +429,40 @@ fn rand_tag() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0)
 }
+
+/// A COPY whose caller is dropped half way (a job's timeout, a worker's
+/// stop) must not leave its connection in the middle of the protocol,
+/// with its transaction open and the table's locks held until that
+/// connection is next used: retention's DDL, and dropping the schema,
+/// would wait behind it. After each abandoned write here, the whole table
+/// can be locked at once.
+#[tokio::test]
+async fn an_abandoned_copy_holds_no_lock() {
+    let schema = Schema::migrated("audit_abandon").await;
+    let pool = schema.pool();
+    let batch: Vec<(String, AuditEvent)> = (0..20_000)
+        .map(|i| (format!("a{i:06}"), event_days_ago(0, "GET /a")))
+        .collect();
+    copy_events(&pool, &batch[..1]).await.expect("today's day");
+    for step in 0..40u64 {
+        let rows: Vec<(String, AuditEvent)> = batch
+            .iter()
+            .map(|(id, e)| (format!("{id}-{step}"), e.clone()))
+            .collect();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(50 * step * step),
+            copy_events(&pool, &rows),
+        )
+        .await;
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("SET LOCAL lock_timeout = '10s'")
+            .execute(&mut *tx)
+            .await
+            .expect("timeout");
+        sqlx::query("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("step {step}: a lock is held: {e}"));
+        tx.rollback().await.expect("rollback");
+    }
+}
