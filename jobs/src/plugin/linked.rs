@@ -25,12 +25,15 @@ pub const NAME: &str = "trading";
 /// What its section was called before.
 const FORMER_NAMES: &[&str] = &["pipeline"];
 
+/// The series the handlers' database writes are recorded in, which
+/// `db_slow` reads.
+pub(super) const DB_SERIES: &str = sluice_engine::alerting::DB_LATENCY;
+
 /// Its database: the health check `GET /health/ready` and the
-/// `postgres_down` rule read, and the series its handlers' writes are
-/// recorded in, which `db_slow` reads.
+/// `postgres_down` rule read, and [`DB_SERIES`].
 pub(super) const POSTGRES: Dependency = Dependency {
     name: "postgres",
-    latency_series: Some(sluice_engine::alerting::DB_LATENCY),
+    latency_series: Some(DB_SERIES),
 };
 
 /// The trading application, as the `sluice` binary links it.

@@ -47,6 +47,14 @@ pub struct TradingRuntime {
 }
 
 impl TradingRuntime {
+    /// Where the handlers' database round trips are recorded: the series
+    /// the plug-in declares for `postgres`, which `db_slow` reads.
+    fn db_latency(&self) -> sluice_engine::alerting::LatencySeries {
+        self.client
+            .alerts()
+            .latency_series(super::linked::DB_SERIES)
+    }
+
     /// Open the pools (lazily: PostgreSQL may be down) and start the audit
     /// sink.
     pub fn open(section: &TradingSection, client: &Client) -> anyhow::Result<Self> {
@@ -101,11 +109,7 @@ impl TradingRuntime {
                     self.audit.clone(),
                 )
                 .with_parse_options(s.parse_options()?)
-                .with_latency(
-                    self.client
-                        .alerts()
-                        .latency_series(sluice_engine::alerting::DB_LATENCY),
-                );
+                .with_latency(self.db_latency());
                 if let Some(b) = postgres {
                     h = h.with_breaker(b);
                 }
@@ -138,11 +142,7 @@ impl TradingRuntime {
                 BoxedHandler::new(Typed(h))
             }
             queues::AUDIT => {
-                let mut h = AuditHandler::new(self.pool.clone()).with_latency(
-                    self.client
-                        .alerts()
-                        .latency_series(sluice_engine::alerting::DB_LATENCY),
-                );
+                let mut h = AuditHandler::new(self.pool.clone()).with_latency(self.db_latency());
                 if let Some(b) = postgres {
                     h = h.with_breaker(b);
                 }
