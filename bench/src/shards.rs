@@ -66,6 +66,43 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Forget every node's command counts (`INFO commandstats`).
+    fn reset_command_stats(&self) -> anyhow::Result<()> {
+        for &port in &self.ports {
+            cli(port, &["CONFIG", "RESETSTAT"])?;
+        }
+        Ok(())
+    }
+
+    /// Calls of each command on each node since the reset: for every
+    /// command, its calls per node, in node order.
+    fn command_calls(&self) -> anyhow::Result<Vec<(String, Vec<u64>)>> {
+        let mut by_command: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+        for (i, &port) in self.ports.iter().enumerate() {
+            let text = cli(port, &["INFO", "commandstats"])?;
+            for line in text.lines() {
+                // cmdstat_evalsha:calls=12,usec=...
+                let Some((name, fields)) = line
+                    .strip_prefix("cmdstat_")
+                    .and_then(|l| l.split_once(':'))
+                else {
+                    continue;
+                };
+                let calls = fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix("calls="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                by_command
+                    .entry(name.to_owned())
+                    .or_insert_with(|| vec![0; self.ports.len()])[i] = calls;
+            }
+        }
+        Ok(by_command.into_iter().collect())
+    }
+}
+
 fn callgrind_control(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("callgrind_control")
         .args(args)
@@ -305,7 +342,17 @@ pub async fn run(
         if cluster.callgrind {
             cluster.zero_counters()?;
         }
+        cluster.reset_command_stats()?;
         let rate = measure(&url, partitions, jobs, concurrency).await?;
+        // Where the work went: each command's calls per 1,000 jobs, on each
+        // node (commands scripts run count too, beside the script's own).
+        for (command, calls) in cluster.command_calls()? {
+            let per_thousand: Vec<String> = calls
+                .iter()
+                .map(|c| format!("{:.1}", *c as f64 * 1000.0 / jobs as f64))
+                .collect();
+            println!("    {command}: {} per 1,000 jobs", per_thousand.join(" / "));
+        }
         if cluster.callgrind {
             let totals = cluster.instructions()?;
             let sum: u64 = totals.iter().sum();
