@@ -32,25 +32,29 @@ fi
 # (and counted) when all three are done.
 
 # The engine's integration tests once more, on a 3-primary Redis Cluster
-# that each test binary starts for itself (testkit/src/cluster.rs), the
-# four binaries at once. The binaries the step above built are run as they
-# are, from the engine's directory as cargo would. Asking cargo for them
-# (`cargo test --workspace --test queue_api ...`) resolves features for
-# those targets alone: syn without `fold` and `visit`, which only other
-# members' proc-macros ask for, so every dependency from proc-macro2 up was
-# built a second time.
+# that each test process starts for itself (testkit/src/cluster.rs): the
+# engine's one integration-test binary, built by the step above, run four
+# times at once, each time for one of the four modules that run on a
+# cluster (a filter that starts with `<module>::`). It runs as it is, from
+# the engine's directory as cargo would. Asking cargo to run it (`cargo
+# test -p sluice-engine --test integration`) resolves features for that
+# target alone: syn without `fold` and `visit`, which only other members'
+# proc-macros ask for, so every dependency from proc-macro2 up was built a
+# second time.
 cluster_step() {
   echo "--- the engine's integration tests on Redis Cluster"
-  local bins failed=0 n=0 pids=()
-  bins=$(cargo test --workspace --no-run --message-format=json 2>/dev/null |
-    python3 scripts/test-binaries.py sluice-engine queue_api worker fleet partitioned) || failed=1
-  if [ "$(printf '%s\n' "$bins" | grep -c .)" -ne 4 ]; then
-    echo "test result: FAILED. 0 passed; 1 failed (cluster test binaries not found: $bins)"
+  local bin failed=0 n=0 pids=() modules=(queue_api worker fleet partitioned)
+  bin=$(cargo test --workspace --no-run --message-format=json 2>/dev/null |
+    python3 scripts/test-binaries.py sluice-engine integration) || failed=1
+  if [ -z "$bin" ] || [ ! -x "$bin" ]; then
+    echo "test result: FAILED. 0 passed; 1 failed (the engine's test binary was not found: $bin)"
     return 1
   fi
-  for bin in $bins; do
+  for module in "${modules[@]}"; do
     n=$((n + 1))
-    (cd engine && SLUICE_TEST_CLUSTER=1 "$bin") > "$steps/cluster-$n" 2>&1 &
+    # Only the tests of `module`: libtest's filter matches anywhere in a
+    # name, and `--skip` leaves out names that hold `module::` deeper down.
+    (cd engine && SLUICE_TEST_CLUSTER=1 "$bin" "$module::" --skip "::$module::") > "$steps/cluster-$n" 2>&1 &
     pids+=("$!")
   done
   n=0

@@ -3,7 +3,7 @@
 //! API key; weak or placeholder session secrets; the Redis password in
 //! `--help`.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! and read-only refusals. Screenshots of each page are saved under
 //! `target/dashboard-screenshots/` (out of git) for people to look at.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -102,17 +102,23 @@ async fn goto(page: &Page, url: &str) {
 
 /// Click the element `selector` finds. The dashboard refreshes parts of
 /// the page by itself, so the element found may be replaced before the
-/// click lands ("Node is detached from document"): then it is found again.
+/// click lands ("Node is detached from document"), or between the query
+/// and the look-up of the node it found ("Could not find node with given
+/// id"): then it is found again.
 async fn click(page: &Page, selector: &str) {
+    let replaced = |e: &dyn std::fmt::Display| {
+        let e = e.to_string();
+        e.contains("detached") || e.contains("Could not find node")
+    };
     let mut tries = 0;
     loop {
-        let element = page
-            .find_element(selector)
-            .await
-            .unwrap_or_else(|e| panic!("no {selector}: {e}"));
-        match element.click().await {
-            Ok(_) => return,
-            Err(e) if tries < 20 && e.to_string().contains("detached") => {
+        let clicked = match page.find_element(selector).await {
+            Ok(element) => element.click().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if tries < 20 && replaced(&e) => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -15,7 +15,7 @@
 //! `cargo run -p sluice-bench --release -- soak` runs the same scenarios for
 //! longer.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;

@@ -8,7 +8,7 @@
 //! Property tests of the same endpoints with random bodies and names are in
 //! `api/tests/properties.rs`.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! happy path and error statuses, auth and scopes, per-key rate limits,
 //! metrics parsed back, and 503 while Redis is down.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! PostgreSQL and Chromium: a webhook POST becomes a signal row with a
 //! screenshot file; bad input gets the right answers and loses nothing.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! (timeout, crashed browser, missing browser), retention, and backups
 //! with a full restore round trip.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! fired once with three processes; the worker registry; alert rules on a
 //! plug-in's dependencies, which read its health checks.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -1064,7 +1064,7 @@ async fn a_silenced_rule_stays_quiet_and_a_channel_down_for_10s_gets_its_message
 /// arriving, with `for` = 0, over 100 firings (`SLUICE_ALERT_INTERVAL_MS`,
 /// default 1000, is the evaluation interval). Prints p50 and p99.
 ///
-/// `cargo test --workspace --test processes alert_latency -- --ignored --nocapture`
+/// `cargo test -p sluice --test integration processes::alert_latency -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a measurement, run by hand"]
 async fn alert_latency_over_100_firings() {

@@ -4,7 +4,7 @@
 //! accepted or refused with a message, never a panic. `PROPTEST_CASES`
 //! sets the number of cases (256 by default).
 
-mod common;
+use crate::common;
 
 use axum::http::Method;
 use common::{Prefix, call};

@@ -3,7 +3,7 @@
 //! that speak TLS with a certificate of a test authority, trusted through
 //! `SSL_CERT_FILE` (Redis) and `sslrootcert` (PostgreSQL).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

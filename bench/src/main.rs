@@ -696,8 +696,8 @@ fn soak(seconds: u64, minutes: Option<u64>, jobs: u64) -> anyhow::Result<()> {
             ("sluice", "SLUICE_FAULT_SECONDS", seconds),
         ] {
             let output = Command::new("cargo")
-                .args(["test", "-q", "-p", package, "--test", "faults", "--"])
-                .args(["--nocapture", "--test-threads", "1"])
+                .args(["test", "-q", "-p", package, "--test", "integration", "--"])
+                .args(["faults::", "--nocapture", "--test-threads", "1"])
                 .env(env, value.to_string())
                 .current_dir(workspace_root())
                 .stderr(Stdio::inherit())

@@ -3,7 +3,7 @@
 //! whatever the number of processes observing, `for`, repeat and resolve
 //! timing, damping, silences; and latency series summed over processes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

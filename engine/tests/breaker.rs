@@ -4,7 +4,7 @@
 //! independence of two targets, and a breaker that stays closed under a
 //! failure rate below its threshold.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

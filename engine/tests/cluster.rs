@@ -2,7 +2,7 @@
 //! processes started here. (The rest of the engine's integration tests run
 //! on a cluster too with `SLUICE_TEST_CLUSTER=1`; `scripts/test.sh` does.)
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

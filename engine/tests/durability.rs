@@ -2,7 +2,7 @@
 //! that memory figures and restarts do not disturb (or get disturbed by)
 //! other tests.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

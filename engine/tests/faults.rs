@@ -22,7 +22,7 @@ use sluice_testkit::{
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-mod common;
+use crate::common;
 
 /// How many jobs a scenario enqueues (scaled by `SLUICE_FAULT_JOBS`).
 fn jobs(default: usize) -> usize {

@@ -2,7 +2,7 @@
 //! (shared token bucket, enforced at claim time), the worker registry and
 //! the per-minute throughput counts.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -21,16 +21,14 @@ use std::time::Instant;
 
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
-mod model {
-    pub mod ops;
-    pub mod reference;
-    pub mod regressions;
-    pub mod runner;
-    pub mod world;
-}
+pub mod ops;
+pub mod reference;
+pub mod regressions;
+pub mod runner;
+pub mod world;
 
-use model::runner::{Defects, Tally, run_case};
-use model::world::World;
+use self::runner::{Defects, Tally, run_case};
+use self::world::World;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -62,7 +60,7 @@ fn the_engine_agrees_with_the_model() {
     let mut runner = TestRunner::new_with_rng(config, rng);
     let total = std::sync::Mutex::new(Tally::default());
     let started = Instant::now();
-    let result = runner.run(&model::ops::case(max_steps), |case| {
+    let result = runner.run(&ops::case(max_steps), |case| {
         let tally = runtime
             .block_on(run_case(&world, &case, defects))
             .map_err(TestCaseError::fail)?;

@@ -3,7 +3,7 @@
 //! every partition; a mismatched partition count refused. Runs on the
 //! shared Redis, and on a cluster with `SLUICE_TEST_CLUSTER=1`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

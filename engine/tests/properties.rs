@@ -3,7 +3,7 @@
 //! bytes of any kind enqueue, claim and decode (or fail to decode) without
 //! a panic. `PROPTEST_CASES` sets the number of cases.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! validation, strict priority, delays, pause, lookup, retries, dead letters,
 //! reclaim and fencing. Uses the manual claim/settle path for determinism.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

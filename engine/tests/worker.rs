@@ -2,7 +2,7 @@
 //! timeouts, panics, poison messages, reclaim of a dead worker's jobs,
 //! pause, graceful shutdown.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
