@@ -62,6 +62,12 @@ cluster_step() {
     n=$((n + 1))
     wait "$pid" || failed=1
     cat "$steps/cluster-$n"
+    # A filter that matches nothing (a module renamed) would pass with 0
+    # tests run: that fails the step.
+    if ! grep -Eq '^running [1-9][0-9]* tests?$' "$steps/cluster-$n"; then
+      echo "test result: FAILED. 0 passed; 1 failed (no test of ${modules[$((n - 1))]}:: ran on the cluster)"
+      failed=1
+    fi
   done
   return "$failed"
 }

@@ -292,7 +292,7 @@ impl Drop for TestCluster {
     }
 }
 
-/// One 3-primary cluster for the whole test binary, started at first use.
+/// One 3-primary cluster for the whole test process, started at first use.
 /// Its nodes die with the test process (see the module docs).
 pub fn shared() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();

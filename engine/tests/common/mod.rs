@@ -25,7 +25,7 @@ pub fn keyed<T: serde::Serialize + ?Sized>(
 }
 
 /// The shared Redis the suite runs against: `SLUICE_TEST_REDIS_URL`, or with
-/// `SLUICE_TEST_CLUSTER=1` a 3-primary cluster this test binary starts.
+/// `SLUICE_TEST_CLUSTER=1` a 3-primary cluster this test process starts.
 pub fn redis_url() -> String {
     if std::env::var("SLUICE_TEST_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0") {
         return cluster::shared().url();
