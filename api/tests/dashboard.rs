@@ -56,10 +56,22 @@ async fn delivery_target(failing: Arc<AtomicBool>) -> String {
     format!("http://{addr}/hook")
 }
 
+/// Evaluate `js` in the page. While the page navigates (a form post, a
+/// redirect), Chromium answers "Cannot find context with specified id": the
+/// expression did not run, so it is sent again once the new page has a
+/// context (at most 20 tries).
 async fn eval(page: &Page, js: &str) -> Value {
-    try_eval(page, js)
-        .await
-        .unwrap_or_else(|e| panic!("evaluate {js}: {e}"))
+    let mut tries = 0;
+    loop {
+        match try_eval(page, js).await {
+            Ok(value) => return value,
+            Err(e) if tries < 20 && e.contains("Cannot find context") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("evaluate {js}: {e}"),
+        }
+    }
 }
 
 async fn try_eval(page: &Page, js: &str) -> Result<Value, String> {

@@ -881,11 +881,12 @@ async fn an_alert_fires_repeats_and_resolves_once_fleet_wide_on_telegram() {
     // Let the processes see the quiet queue first.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(texts(&inbox).is_empty(), "{:?}", texts(&inbox));
-    for n in 0..10 {
-        q.enqueue_value(&n, JobOptions::new())
-            .await
-            .expect("enqueue");
-    }
+    // In one call: enqueued one at a time on a loaded machine, an
+    // evaluation between two of them saw 7 jobs and fired with "Now 7".
+    let jobs = (0..10)
+        .map(|n| sluice_engine::NewJob::new(&n, JobOptions::new()).expect("job"))
+        .collect();
+    q.enqueue_many(jobs).await.expect("enqueue");
     assert!(
         eventually(Duration::from_secs(10), || async {
             texts(&inbox)
