@@ -32,13 +32,40 @@ impl PgSchema {
 }
 
 impl Drop for PgSchema {
+    /// Drops the schema. The drop blocks its thread, which in a
+    /// `#[tokio::test]` is the runtime's only one: a task of the test still
+    /// holding a lock in the schema (an audit COPY under way when the test
+    /// ended) can then never finish, and a plain DROP waited for it for
+    /// ever. So the DROP waits for locks 5 s at most; then the sessions
+    /// that hold locks in the schema, the test's own leftovers, are ended
+    /// and the DROP runs again.
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .arg(database_url())
-            .arg("-qc")
-            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-            .output();
+        let drop_schema = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        let dropped = psql(&["SET lock_timeout = '5s'", &drop_schema]);
+        if !dropped {
+            let holders = format!(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = '{}' AND l.pid <> pg_backend_pid()",
+                self.name
+            );
+            psql(&[&holders]);
+            psql(&["SET lock_timeout = '5s'", &drop_schema]);
+        }
     }
+}
+
+/// Run `commands` in one `psql` session on [`database_url`], stopping at
+/// the first error; whether all of them succeeded.
+fn psql(commands: &[&str]) -> bool {
+    let mut psql = std::process::Command::new("psql");
+    psql.arg(database_url())
+        .args(["-q", "-v", "ON_ERROR_STOP=1"]);
+    for command in commands {
+        psql.arg("-c").arg(command);
+    }
+    psql.output().is_ok_and(|o| o.status.success())
 }
 
 /// A PostgreSQL server of the test's own on a free loopback port, run as

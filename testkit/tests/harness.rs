@@ -108,3 +108,76 @@ async fn the_checker_reports_lost_unexpected_and_stuck_jobs() {
     );
     assert!(!summary.failures(0).is_empty());
 }
+
+/// A session of the test's own that still holds a lock in the schema when
+/// the test ends (in a `#[tokio::test]`, a task the blocking drop keeps
+/// from running) must not keep the schema's drop waiting for ever: the
+/// drop ends that session and the schema is gone.
+#[test]
+fn a_schema_is_dropped_even_while_a_session_of_the_test_holds_a_lock_in_it() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let schema = sluice_testkit::PgSchema::new("harness");
+    let name = schema.name.clone();
+    let url = sluice_testkit::database_url();
+    let run = |sql: &str| {
+        let out = Command::new("psql")
+            .arg(&url)
+            .args(["-Atqc", sql])
+            .output()
+            .expect("psql");
+        assert!(out.status.success(), "{sql}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    run(&format!(
+        "CREATE SCHEMA \"{name}\"; CREATE TABLE \"{name}\".t (n int)"
+    ));
+    // Idle in a transaction that holds the table's lock, as a COPY the
+    // test's runtime no longer drives does.
+    let mut holder = Command::new("psql")
+        .arg(&url)
+        .arg("-q")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql");
+    let mut input = holder.stdin.take().expect("stdin");
+    writeln!(
+        input,
+        "BEGIN; LOCK TABLE \"{name}\".t IN ACCESS SHARE MODE;"
+    )
+    .expect("write");
+    input.flush().expect("flush");
+    let held = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        run(&format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{name}' AND l.granted"
+        )) != "0"
+    });
+    assert!(held, "the lock was never taken");
+
+    // The drop, on a thread of its own so that a drop that waits for ever
+    // fails the test instead of hanging it.
+    let (done, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(schema);
+        let _ = done.send(());
+    });
+    let finished = dropped.recv_timeout(Duration::from_secs(120)).is_ok();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    drop(input);
+    assert!(
+        finished,
+        "the schema's drop still waits for the lock after 120 s"
+    );
+    assert_eq!(
+        run(&format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{name}'"
+        )),
+        "0",
+        "the schema is still there"
+    );
+}
