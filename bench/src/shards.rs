@@ -64,9 +64,7 @@ impl Cluster {
         }
         Ok(totals)
     }
-}
 
-impl Cluster {
     /// Forget every node's command counts (`INFO commandstats`).
     fn reset_command_stats(&self) -> anyhow::Result<()> {
         for &port in &self.ports {
